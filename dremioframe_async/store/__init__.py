@@ -1,0 +1,34 @@
+"""Run history: every run, task instance and attempt, read back as frozen views.
+
+``open_store(url)`` picks the implementation: :class:`MemoryStore`,
+:class:`SQLiteStore` (the embedded default) or :class:`PostgresStore`. A store
+is passed to ``pipeline.run(store=...)``, which feeds it the run's events in
+batches; ``pipeline.run(resume=run_id, store=...)`` re-runs only what did not
+succeed (tasks whose results could not be stored as JSON run again).
+"""
+
+from __future__ import annotations
+
+from ._errors import RunNotFound, StoreError, StoreSchemaError, StoreURLError
+from ._memory import MemoryStore
+from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
+from ._postgres import PostgresStore
+from ._sqlite import SQLiteStore
+from ._url import default_store_url, open_store
+
+__all__ = [
+    "AttemptInfo",
+    "MemoryStore",
+    "PostgresStore",
+    "RunInfo",
+    "RunNotFound",
+    "RunStatus",
+    "RunStore",
+    "SQLiteStore",
+    "StoreError",
+    "StoreSchemaError",
+    "StoreURLError",
+    "TaskInfo",
+    "default_store_url",
+    "open_store",
+]

@@ -1,0 +1,109 @@
+"""An in-process store: history lives as long as the object (tests, notebooks, demos)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import anyio.lowlevel
+
+from ..orchestration._events import Event
+from ..orchestration._recorder import PriorRun
+from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._errors import RunNotFound
+from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge
+from ._model import RunInfo, TaskInfo
+from ._owner import current_owner
+from ._views import run_info, task_info
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """A :class:`RunStore` kept in memory, with the same storage rules as the others.
+
+    Results are JSON-encoded exactly as the database stores do, so a pipeline
+    resumes the same way whichever store it uses. Every run it holds was made by
+    this process, so none is ever found interrupted.
+    """
+
+    def __init__(self, *, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> None:
+        self._max_result_bytes = max_result_bytes
+        self._runs: dict[str, RunRow] = {}
+        self._tasks: dict[str, dict[str, TaskRow]] = {}
+        self._attempts: dict[tuple[str, str], dict[int, AttemptRow]] = {}
+
+    async def record(self, events: Sequence[Event]) -> None:
+        """Fold ``events`` into the history."""
+        fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
+        for run_id, run in fold.runs.items():
+            self._runs[run_id] = merge(self._runs.get(run_id), run)
+        for (run_id, key), task in fold.tasks.items():
+            tasks = self._tasks.setdefault(run_id, {})
+            tasks[key] = merge(tasks.get(key), task)
+        for (run_id, key, number), attempt in fold.attempts.items():
+            attempts = self._attempts.setdefault((run_id, key), {})
+            attempts[number] = merge(attempts.get(number), attempt)
+        await anyio.lowlevel.checkpoint()
+
+    def _run_row(self, run_id: str) -> RunRow:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunNotFound(run_id) from None
+
+    def _info(self, row: RunRow) -> RunInfo:
+        tasks = self._tasks.get(row.run_id, {}).values()
+        return run_info(row, Counter(t.state or "PENDING" for t in tasks))
+
+    async def load_prior_run(self, run_id: str) -> PriorRun:
+        """Return ``run_id``'s stored successful results for resuming.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        await anyio.lowlevel.checkpoint()
+        run = self._run_row(run_id)
+        tasks = self._tasks.get(run_id, {}).values()
+        results = {
+            t.key: decode_json(t.result) for t in tasks if t.state == "SUCCESS" and t.result_stored
+        }
+        return PriorRun(run_id, run.pipeline or "", decode_json(run.params, {}), results)
+
+    async def list_runs(
+        self, *, pipeline: str | None = None, limit: int | None = 20
+    ) -> Sequence[RunInfo]:
+        """Return recorded runs, newest first, optionally of one pipeline only."""
+        await anyio.lowlevel.checkpoint()
+        rows = [r for r in self._runs.values() if pipeline is None or r.pipeline == pipeline]
+        rows.sort(key=lambda r: r.started or 0.0, reverse=True)
+        return [self._info(r) for r in rows[:limit]]
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """Return one run.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        await anyio.lowlevel.checkpoint()
+        return self._info(self._run_row(run_id))
+
+    async def get_tasks(self, run_id: str) -> Sequence[TaskInfo]:
+        """Return a run's task instances with their attempts, in first-seen order.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        await anyio.lowlevel.checkpoint()
+        self._run_row(run_id)
+        return [
+            task_info(t, self._attempts.get((run_id, t.key), {}).values())
+            for t in self._tasks.get(run_id, {}).values()
+        ]
+
+    async def aclose(self) -> None:
+        """Nothing to release; kept for the protocol."""
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,113 @@
+"""Frozen read views of recorded runs, and the :class:`RunStore` protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from ..orchestration._recorder import RunRecorder
+from ..orchestration._states import TaskState
+
+__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "TaskInfo"]
+
+
+class RunStatus(StrEnum):
+    """How a recorded run stands. ``INTERRUPTED``: its process died before it finished."""
+
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptInfo:
+    """One attempt of one task instance. ``state`` is RUNNING until the attempt ends."""
+
+    number: int
+    state: TaskState
+    started: float | None
+    finished: float | None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    retry_delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """One task instance of a recorded run.
+
+    ``result`` is the stored result when ``result_stored``; otherwise
+    ``result_type`` names the result's type and ``result_note`` says why it was
+    not stored (such tasks run again on resume).
+    """
+
+    run_id: str
+    key: str
+    state: TaskState
+    started: float | None
+    finished: float | None
+    attempts: tuple[AttemptInfo, ...] = ()
+    reason: str = ""
+    upstream: tuple[str, ...] = ()
+    result: Any = None
+    result_stored: bool = False
+    result_type: str | None = None
+    result_note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One recorded run. ``counts`` maps task state to the number of tasks in it."""
+
+    run_id: str
+    pipeline: str
+    status: RunStatus
+    started: float
+    finished: float | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    resumed_from: str | None = None
+    owner: str = ""
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or ``None`` while the run has no end."""
+        return None if self.finished is None else self.finished - self.started
+
+
+@runtime_checkable
+class RunStore(RunRecorder, Protocol):
+    """A run recorder whose history can be listed and read back.
+
+    Every store marks runs whose owning process died as ``INTERRUPTED`` when it
+    is opened and whenever runs are listed or read (see ``_owner`` for the rule).
+    """
+
+    async def list_runs(
+        self, *, pipeline: str | None = None, limit: int | None = 20
+    ) -> Sequence[RunInfo]:
+        """Return recorded runs, newest first."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """Return one run.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        ...
+
+    async def get_tasks(self, run_id: str) -> Sequence[TaskInfo]:
+        """Return a run's task instances with their attempts, in first-seen order.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the store can be reopened by using it again."""
+        ...

@@ -1,0 +1,94 @@
+"""SQL shared by the SQLite and PostgreSQL stores: one logical schema, generated upserts.
+
+``{p}`` in a statement is the table prefix (``""`` for SQLite, ``"schema".``
+for PostgreSQL); ``{real}``, ``{bool}`` and ``{int}`` are the column types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Literal
+
+from ._fold import AttemptRow, RunRow, TaskRow
+
+__all__ = ["MIGRATIONS", "Dialect", "columns", "upsert"]
+
+Dialect = Literal["sqlite", "postgres"]
+
+_TYPES = {
+    "sqlite": {"real": "REAL", "bool": "INTEGER", "int": "INTEGER"},
+    "postgres": {"real": "DOUBLE PRECISION", "bool": "BOOLEAN", "int": "BIGINT"},
+}
+
+# Version N is reached by running MIGRATIONS[N - 1]; never edit a released entry, append one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE {p}runs (
+            run_id TEXT PRIMARY KEY, pipeline TEXT, status TEXT, started {real},
+            finished {real}, params TEXT, resumed_from TEXT, owner TEXT, owner_key {int})""",
+        """CREATE TABLE {p}tasks (
+            {seq}run_id TEXT NOT NULL, key TEXT NOT NULL, state TEXT,
+            attempts {int}, started {real}, finished {real}, reason TEXT, upstream TEXT,
+            result TEXT, result_stored {bool}, result_type TEXT, result_note TEXT,
+            PRIMARY KEY (run_id, key))""",
+        """CREATE TABLE {p}attempts (
+            run_id TEXT NOT NULL, key TEXT NOT NULL, number {int} NOT NULL, state TEXT,
+            started {real}, finished {real}, error_type TEXT, error_message TEXT,
+            error_traceback TEXT, retry_delay {real}, PRIMARY KEY (run_id, key, number))""",
+    ),
+    (
+        "CREATE INDEX {ip}runs_by_pipeline ON {p}runs (pipeline, started)",
+        "CREATE INDEX {ip}runs_by_status ON {p}runs (status)",
+    ),
+)
+
+
+def migration(version: int, dialect: Dialect, prefix: str) -> tuple[str, ...]:
+    """The statements that bring a database from ``version - 1`` to ``version``."""
+    # Task order is insertion order: SQLite has rowid for it, PostgreSQL gets a serial column.
+    seq = "" if dialect == "sqlite" else "seq BIGSERIAL, "
+    # PostgreSQL puts an index in its table's schema by itself; the name takes no prefix.
+    index_prefix = prefix if dialect == "sqlite" else ""
+    return tuple(
+        sql.format(p=prefix, ip=index_prefix, seq=seq, **_TYPES[dialect])
+        for sql in MIGRATIONS[version - 1]
+    )
+
+
+def columns(cls: type[RunRow | TaskRow | AttemptRow]) -> list[str]:
+    """Column names of a row type, in field order."""
+    return [f.name for f in fields(cls)]
+
+
+_KEYS = {RunRow: ("run_id",), TaskRow: ("run_id", "key"), AttemptRow: ("run_id", "key", "number")}
+_TABLES = {RunRow: "runs", TaskRow: "tasks", AttemptRow: "attempts"}
+
+
+def _merge_expr(column: str, dialect: Dialect) -> str:
+    # Mirrors _fold.merge: None keeps the stored value, started keeps the first, attempts the max.
+    if column == "started":
+        return "COALESCE(t.started, excluded.started)"
+    if column == "attempts":
+        greatest = "max" if dialect == "sqlite" else "GREATEST"
+        return f"COALESCE({greatest}(t.attempts, excluded.attempts), excluded.attempts, t.attempts)"
+    return f"COALESCE(excluded.{column}, t.{column})"
+
+
+def upsert(cls: type[RunRow | TaskRow | AttemptRow], dialect: Dialect, prefix: str) -> str:
+    """An ``INSERT ... ON CONFLICT DO UPDATE`` applying one patch row of ``cls``."""
+    cols = columns(cls)
+    keys = _KEYS[cls]
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in cols)
+    else:
+        marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    updates = ", ".join(f"{c} = {_merge_expr(c, dialect)}" for c in cols if c not in keys)
+    return (
+        f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+def select(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
+    """``SELECT <columns> FROM <table>`` for a row type (append the WHERE clause)."""
+    return f"SELECT {', '.join(columns(cls))} FROM {prefix}{_TABLES[cls]}"

@@ -1,0 +1,240 @@
+"""The embedded default store: stdlib sqlite3, driven from a worker thread.
+
+Every database call runs in one worker thread at a time (a ``CapacityLimiter``
+of 1), never on the event loop. The file uses WAL mode, so readers in other
+processes never block the writer, and ``busy_timeout`` makes two processes that
+write one file wait for each other instead of failing. One engine batch is one
+``BEGIN IMMEDIATE`` transaction: once ``record()`` returns, its events survive
+a crash of the process (``synchronous=NORMAL``; pass ``synchronous="FULL"`` to
+survive power loss as well).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ..orchestration._events import Event
+from ..orchestration._recorder import PriorRun
+from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._errors import RunNotFound, StoreSchemaError
+from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple
+from ._model import RunInfo, TaskInfo
+from ._owner import current_owner, is_dead
+from ._sql import MIGRATIONS, migration, select, upsert
+from ._views import run_info, task_info
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+SCHEMA_VERSION = len(MIGRATIONS)
+_UPSERTS = {cls: upsert(cls, "sqlite", "") for cls in (RunRow, TaskRow, AttemptRow)}
+
+
+class SQLiteStore:
+    """A :class:`RunStore` in one SQLite file, safe to share between processes on one host.
+
+    The connection opens on first use (or ``async with``); opening migrates the
+    schema and marks runs whose owner process died as ``INTERRUPTED``.
+
+    :raises StoreSchemaError: on first use, when the file has a newer schema.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    ) -> None:
+        self.path = str(path)
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
+        self._max_result_bytes = max_result_bytes
+        self._conn: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self._in_thread, fn, args, limiter=self._limiter)
+
+    def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._conn if self._conn is not None else self._connect()
+        return fn(conn, *args)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # The limiter serialises all use, so any worker thread may use the connection.
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            _migrate(conn)
+            _sweep(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    async def record(self, events: Sequence[Event]) -> None:
+        """Write one batch of events in one transaction."""
+        await self._call(self._write, list(events))
+
+    def _write(self, conn: sqlite3.Connection, events: list[Event]) -> None:
+        fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
+        with _transaction(conn):
+            for cls, rows in fold.tables():
+                if rows:
+                    conn.executemany(_UPSERTS[cls], [as_tuple(r) for r in rows])
+
+    async def load_prior_run(self, run_id: str) -> PriorRun:
+        """Return ``run_id``'s stored successful results for resuming.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        return await self._call(_load_prior, run_id)
+
+    async def list_runs(
+        self, *, pipeline: str | None = None, limit: int | None = 20
+    ) -> Sequence[RunInfo]:
+        """Return recorded runs, newest first, optionally of one pipeline only."""
+        return await self._call(_list_runs, pipeline, limit)
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """Return one run.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        return await self._call(_get_run, run_id)
+
+    async def get_tasks(self, run_id: str) -> Sequence[TaskInfo]:
+        """Return a run's task instances with their attempts, in first-seen order.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        return await self._call(_get_tasks, run_id)
+
+    async def aclose(self) -> None:
+        """Close the connection; using the store again reopens it."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            limiter = self._limiter or anyio.CapacityLimiter(1)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(conn.close, limiter=limiter)
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self._call(lambda conn: None)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error.
+
+    IMMEDIATE takes the write lock up front, so a second writer waits for
+    ``busy_timeout`` instead of failing on a read-to-write upgrade.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreSchemaError(version, SCHEMA_VERSION)
+    if version == SCHEMA_VERSION:
+        return
+    with _transaction(conn):
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in migration(step, "sqlite", ""):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _sweep(conn: sqlite3.Connection) -> None:
+    """Mark RUNNING runs whose owner process is dead as INTERRUPTED."""
+    rows = conn.execute("SELECT run_id, owner FROM runs WHERE status = 'RUNNING'").fetchall()
+    dead = [run_id for run_id, owner in rows if is_dead(owner or "")]
+    if not dead:
+        return
+    with _transaction(conn):
+        conn.executemany(
+            """UPDATE runs SET status = 'INTERRUPTED', finished = COALESCE(
+                   (SELECT max(max(COALESCE(finished, 0), COALESCE(started, 0)))
+                    FROM tasks WHERE tasks.run_id = runs.run_id), started)
+               WHERE run_id = ? AND status = 'RUNNING'""",
+            [(run_id,) for run_id in dead],
+        )
+
+
+def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
+    row = conn.execute(select(RunRow, "") + " WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise RunNotFound(run_id)
+    return RunRow(*row)
+
+
+def _counts(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
+    sql = "SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state"
+    return dict(conn.execute(sql, (run_id,)).fetchall())
+
+
+def _load_prior(conn: sqlite3.Connection, run_id: str) -> PriorRun:
+    run = _run_row(conn, run_id)
+    rows = conn.execute(
+        "SELECT key, result FROM tasks WHERE run_id = ? AND state = 'SUCCESS' AND result_stored",
+        (run_id,),
+    ).fetchall()
+    results = {key: decode_json(text) for key, text in rows}
+    return PriorRun(run_id, run.pipeline or "", decode_json(run.params, {}), results)
+
+
+def _list_runs(conn: sqlite3.Connection, pipeline: str | None, limit: int | None) -> list[RunInfo]:
+    _sweep(conn)
+    sql = select(RunRow, "") + (" WHERE pipeline = ?" if pipeline is not None else "")
+    sql += " ORDER BY started DESC LIMIT ?"
+    params = (*(() if pipeline is None else (pipeline,)), -1 if limit is None else limit)
+    runs = [RunRow(*row) for row in conn.execute(sql, params).fetchall()]
+    return [run_info(run, _counts(conn, run.run_id)) for run in runs]
+
+
+def _get_run(conn: sqlite3.Connection, run_id: str) -> RunInfo:
+    _sweep(conn)
+    return run_info(_run_row(conn, run_id), _counts(conn, run_id))
+
+
+def _get_tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskInfo]:
+    _run_row(conn, run_id)
+    attempts: dict[str, list[AttemptRow]] = {}
+    for row in conn.execute(select(AttemptRow, "") + " WHERE run_id = ?", (run_id,)):
+        attempt = AttemptRow(*row)
+        attempts.setdefault(attempt.key, []).append(attempt)
+    sql = select(TaskRow, "") + " WHERE run_id = ? ORDER BY rowid"
+    tasks = (TaskRow(*row) for row in conn.execute(sql, (run_id,)))
+    return [task_info(task, attempts.get(task.key, ())) for task in tasks]

@@ -1,0 +1,59 @@
+"""Turn stored rows into the frozen views the CLI and users read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ..orchestration._states import TaskState
+from ._codec import decode_json
+from ._fold import AttemptRow, RunRow, TaskRow
+from ._model import AttemptInfo, RunInfo, RunStatus, TaskInfo
+
+__all__ = ["run_info", "task_info"]
+
+
+def run_info(row: RunRow, counts: Mapping[str, int]) -> RunInfo:
+    """Build a :class:`RunInfo` from a stored run row and its task-state counts."""
+    return RunInfo(
+        run_id=row.run_id,
+        pipeline=row.pipeline or "",
+        status=RunStatus(row.status or RunStatus.RUNNING),
+        started=row.started or 0.0,
+        finished=row.finished,
+        params=decode_json(row.params, {}),
+        resumed_from=row.resumed_from,
+        owner=row.owner or "",
+        counts=dict(counts),
+    )
+
+
+def _attempt_info(row: AttemptRow) -> AttemptInfo:
+    return AttemptInfo(
+        number=row.number,
+        state=TaskState(row.state or TaskState.RUNNING),
+        started=row.started,
+        finished=row.finished,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        error_traceback=row.error_traceback,
+        retry_delay=row.retry_delay,
+    )
+
+
+def task_info(row: TaskRow, attempts: Iterable[AttemptRow]) -> TaskInfo:
+    """Build a :class:`TaskInfo` from a stored task row and its attempt rows."""
+    stored = bool(row.result_stored)
+    return TaskInfo(
+        run_id=row.run_id,
+        key=row.key,
+        state=TaskState(row.state or TaskState.PENDING),
+        started=row.started,
+        finished=row.finished,
+        attempts=tuple(_attempt_info(a) for a in sorted(attempts, key=lambda a: a.number)),
+        reason=row.reason or "",
+        upstream=tuple(decode_json(row.upstream, [])),
+        result=decode_json(row.result) if stored else None,
+        result_stored=stored,
+        result_type=row.result_type,
+        result_note=row.result_note or "",
+    )

@@ -1,0 +1,152 @@
+"""The store suite, run against memory, SQLite and PostgreSQL with hand-built event streams."""
+
+from __future__ import annotations
+
+import _store_fixtures
+import pytest
+from _store_fixtures import StoreFactory
+
+from dremioframe_async.orchestration._events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskRetrying,
+    TaskStateChanged,
+)
+from dremioframe_async.orchestration._states import TaskState
+from dremioframe_async.store import RunNotFound, RunStatus, RunStore
+
+# The backend-parametrized fixtures (memory, sqlite, postgres).
+store_factory = _store_fixtures.store_factory
+store = _store_fixtures.store
+T0 = 1_700_000_000.0
+
+
+def _boom() -> ValueError:
+    try:
+        raise ValueError("bad row 7")
+    except ValueError as exc:
+        return exc
+
+
+def state(run_id: str, key: str, st: TaskState, t: float, attempt: int = 0, **kw) -> Event:
+    return TaskStateChanged(run_id, "etl", key, st, T0 + t, attempt, upstream=("a",), **kw)
+
+
+def sample_run(run_id: str = "r1", pipeline: str = "etl", start: float = 0.0) -> list[Event]:
+    """a succeeds; b fails once then succeeds with a tuple (not storable); c fails; d skipped."""
+    error = _boom()
+    return [
+        RunStarted(run_id, pipeline, T0 + start, {"day": "2024-01-01"}, ("a", "b", "c", "d")),
+        state(run_id, "a", TaskState.RUNNING, start + 1, 1),
+        state(run_id, "a", TaskState.SUCCESS, start + 2, 1, result={"rows": [1, 2]}),
+        state(run_id, "b", TaskState.RUNNING, start + 3, 1),
+        TaskRetrying(run_id, "etl", "b", 1, error, 0.5, T0 + start + 4),
+        state(run_id, "b", TaskState.RUNNING, start + 5, 2),
+        state(run_id, "b", TaskState.SUCCESS, start + 6, 2, result=(1, 2)),
+        state(run_id, "c", TaskState.RUNNING, start + 7, 1),
+        state(run_id, "c", TaskState.FAILED, start + 8, 1, error=error),
+        state(run_id, "d", TaskState.UPSTREAM_FAILED, start + 9, reason="upstream c failed"),
+        RunFinished(run_id, pipeline, "FAILED", T0 + start + 10, T0 + start),
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("batch", [1, 3, 100], ids=["one-by-one", "batches-of-3", "one-batch"])
+async def test_run_round_trip(store: RunStore, batch: int) -> None:
+    events = sample_run()
+    for i in range(0, len(events), batch):
+        await store.record(events[i : i + batch])
+    run = await store.get_run("r1")
+    assert (run.pipeline, run.status, run.params) == (
+        "etl",
+        RunStatus.FAILED,
+        {"day": "2024-01-01"},
+    )
+    assert (run.started, run.finished, run.duration) == (T0, T0 + 10, 10)
+    assert run.counts == {"SUCCESS": 2, "FAILED": 1, "UPSTREAM_FAILED": 1}
+    tasks = {t.key: t for t in await store.get_tasks("r1")}
+    assert list(tasks) == ["a", "b", "c", "d"]
+    assert (tasks["a"].result, tasks["a"].result_stored) == ({"rows": [1, 2]}, True)
+    assert (tasks["a"].started, tasks["a"].finished) == (T0 + 1, T0 + 2)
+    assert (tasks["b"].result_stored, tasks["b"].result_type) == (False, "tuple")
+    assert "runs again on resume" in tasks["b"].result_note
+    assert tasks["d"].reason == "upstream c failed"
+    assert tasks["d"].attempts == ()
+    assert tasks["a"].upstream == ("a",)
+
+
+@pytest.mark.asyncio
+async def test_attempts_keep_errors_and_retry_delays(store: RunStore) -> None:
+    await store.record(sample_run())
+    tasks = {t.key: t for t in await store.get_tasks("r1")}
+    first, second = tasks["b"].attempts
+    assert (first.number, first.state, first.retry_delay) == (1, TaskState.FAILED, 0.5)
+    assert (first.error_type, first.error_message) == ("ValueError", "bad row 7")
+    assert "raise ValueError" in (first.error_traceback or "")
+    assert (second.state, second.started, second.finished) == (TaskState.SUCCESS, T0 + 5, T0 + 6)
+    assert second.error_type is None
+    (only,) = tasks["c"].attempts
+    assert (only.state, only.error_type) == (TaskState.FAILED, "ValueError")
+    assert tasks["c"].state is TaskState.FAILED
+
+
+@pytest.mark.asyncio
+async def test_list_runs_newest_first_filtered_and_limited(store: RunStore) -> None:
+    await store.record(sample_run("old", start=0))
+    await store.record(sample_run("new", start=100))
+    await store.record(sample_run("other", pipeline="other", start=50))
+    assert [r.run_id for r in await store.list_runs()] == ["new", "other", "old"]
+    assert [r.run_id for r in await store.list_runs(pipeline="etl")] == ["new", "old"]
+    assert [r.run_id for r in await store.list_runs(limit=1)] == ["new"]
+    assert len(await store.list_runs(limit=None)) == 3
+
+
+@pytest.mark.asyncio
+async def test_prior_run_holds_only_stored_successes(store: RunStore) -> None:
+    await store.record(sample_run())
+    prior = await store.load_prior_run("r1")
+    assert (prior.run_id, prior.pipeline) == ("r1", "etl")
+    assert prior.params == {"day": "2024-01-01"}
+    assert prior.results == {"a": {"rows": [1, 2]}}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("method", ["load_prior_run", "get_run", "get_tasks"])
+async def test_unknown_run_is_a_lookup_error(store: RunStore, method: str) -> None:
+    with pytest.raises(LookupError, match="nope") as info:
+        await getattr(store, method)("nope")
+    assert isinstance(info.value, RunNotFound)
+
+
+@pytest.mark.asyncio
+async def test_running_run_and_dynamic_task_keys(store: RunStore) -> None:
+    await store.record(
+        [RunStarted("r2", "etl", T0, {}, ("a",)), state("r2", "a", TaskState.RUNNING, 1, 1)]
+    )
+    await store.record([state("r2", "a[0]", TaskState.SUCCESS, 2, 1, result=None)])
+    run = await store.get_run("r2")
+    assert (run.status, run.finished, run.duration) == (RunStatus.RUNNING, None, None)
+    tasks = await store.get_tasks("r2")
+    assert [(t.key, t.state) for t in tasks] == [
+        ("a", TaskState.RUNNING),
+        ("a[0]", TaskState.SUCCESS),
+    ]
+    assert tasks[0].attempts[0].state is TaskState.RUNNING
+    assert (await store.load_prior_run("r2")).results == {"a[0]": None}
+
+
+@pytest.mark.asyncio
+async def test_a_reopened_store_sees_everything(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    await first.record(sample_run())
+    await first.aclose()
+    second = store_factory()
+    assert [t.key for t in await second.get_tasks("r1")] == ["a", "b", "c", "d"]
+    assert (await second.get_run("r1")).status is RunStatus.FAILED
+
+
+@pytest.mark.asyncio
+async def test_resumed_run_records_its_origin(store: RunStore) -> None:
+    await store.record([RunStarted("r3", "etl", T0, {"n": 1}, ("a",), resumed_from="r1")])
+    assert (await store.get_run("r3")).resumed_from == "r1"
