@@ -1,0 +1,53 @@
+"""The engine: tasks, pipelines, trigger rules, retries, limits and run events.
+
+This package imports nothing from the rest of dremioframe_async (but the
+exception root), so it can be used without the Dremio client.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    CycleError,
+    ExpandError,
+    PipelineDefinitionError,
+    PipelineFailed,
+    TaskDefinitionError,
+)
+from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._pipeline import Pipeline
+from ._recorder import PriorRun, RunRecorder
+from ._result import RunContext, RunResult, TaskRun
+from ._rules import Decision, UpstreamCounts, Verdict, decide
+from ._states import FINAL_STATES, TaskState, TriggerRule
+from ._task import MappedTask, Task, TaskFunction, TaskOptions, task
+
+__all__ = [
+    "FINAL_STATES",
+    "CycleError",
+    "Decision",
+    "Event",
+    "ExpandError",
+    "MappedTask",
+    "Pipeline",
+    "PipelineDefinitionError",
+    "PipelineFailed",
+    "PriorRun",
+    "RunContext",
+    "RunFinished",
+    "RunRecorder",
+    "RunResult",
+    "RunStarted",
+    "Task",
+    "TaskDefinitionError",
+    "TaskFunction",
+    "TaskOptions",
+    "TaskRetrying",
+    "TaskRun",
+    "TaskState",
+    "TaskStateChanged",
+    "TriggerRule",
+    "UpstreamCounts",
+    "Verdict",
+    "decide",
+    "task",
+]

@@ -1,0 +1,83 @@
+"""Errors raised by the engine; the tree is drawn in ``dremioframe_async.errors``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from ..errors import DremioFrameError
+from ._states import TaskState
+
+__all__ = [
+    "CycleError",
+    "ExpandError",
+    "PipelineDefinitionError",
+    "PipelineFailed",
+    "TaskDefinitionError",
+]
+
+
+class TaskDefinitionError(DremioFrameError, TypeError):
+    """A task was declared with an argument it cannot work with."""
+
+    def __init__(self, task_name: str, problem: str) -> None:
+        self.task_name = task_name
+        self.problem = problem
+        super().__init__(f"task {task_name!r}: {problem}")
+
+
+class PipelineDefinitionError(DremioFrameError, ValueError):
+    """The pipeline's graph cannot run; ``problems`` lists every problem found."""
+
+    def __init__(self, pipeline: str, problems: Sequence[str]) -> None:
+        self.pipeline = pipeline
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(
+            f"pipeline {pipeline!r} cannot run ({len(self.problems)} {noun}):\n{lines}"
+        )
+
+
+class CycleError(PipelineDefinitionError):
+    """The graph has a cycle; ``cycles`` holds each as a list of task keys."""
+
+    def __init__(
+        self, pipeline: str, cycles: Sequence[Sequence[str]], other: Iterable[str] = ()
+    ) -> None:
+        self.cycles = tuple(tuple(c) for c in cycles)
+        problems = [f"cycle: {' -> '.join(c)}" for c in self.cycles]
+        super().__init__(pipeline, [*problems, *other])
+
+
+class ExpandError(DremioFrameError, TypeError):
+    """``expand`` was given a value it cannot fan out over."""
+
+    def __init__(self, task_key: str, parameter: str, value: object) -> None:
+        self.task_key = task_key
+        self.parameter = parameter
+        super().__init__(
+            f"task {task_key!r}: expand({parameter}=...) needs a list or other iterable "
+            f"(not str/bytes), got {type(value).__name__}"
+        )
+
+
+class PipelineFailed(DremioFrameError):
+    """A run ended FAILED; ``errors`` maps each failed task key to its exception."""
+
+    def __init__(
+        self,
+        pipeline: str,
+        run_id: str,
+        errors: Mapping[str, BaseException],
+        states: Mapping[str, TaskState],
+    ) -> None:
+        self.pipeline = pipeline
+        self.run_id = run_id
+        self.errors = dict(errors)
+        self.states = dict(states)
+        details = "; ".join(f"{k}: {type(e).__name__}: {e}" for k, e in self.errors.items())
+        blocked = sum(1 for s in self.states.values() if s is TaskState.UPSTREAM_FAILED)
+        super().__init__(
+            f"pipeline {pipeline!r} run {run_id} failed: {len(self.errors)} task(s) failed"
+            f" ({details}), {blocked} not run because of them"
+        )

@@ -1,0 +1,128 @@
+"""Building and validating a pipeline's graph, apart from running it.
+
+A :class:`Plan` is the immutable, validated form of the graph that runs use:
+tasks in a deterministic order with unique keys, and edges as index tuples.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ._errors import CycleError, PipelineDefinitionError
+from ._task import Task
+
+__all__ = ["Plan", "build_plan", "collect_tasks", "mermaid"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    pipeline: str
+    tasks: tuple[Task, ...]
+    keys: tuple[str, ...]
+    index: Mapping[Task, int]
+    upstream: tuple[tuple[int, ...], ...]
+    downstream: tuple[tuple[int, ...], ...]
+
+    def key_of(self, task: Task) -> str | None:
+        i = self.index.get(task)
+        return None if i is None else self.keys[i]
+
+
+def collect_tasks(added: Iterable[Task]) -> list[Task]:
+    """Every task connected to an added one, upstream or downstream, in creation order."""
+    seen: dict[Task, None] = {}
+    stack = list(added)
+    while stack:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen[t] = None
+        stack.extend(t.upstream)
+        stack.extend(t.downstream)
+    return sorted(seen, key=lambda t: t.order)
+
+
+def assign_keys(tasks: list[Task]) -> list[str]:
+    """Unique keys: a task's name, or ``name_2``, ``name_3``... for later namesakes.
+
+    A suffixed key never takes a name that another task in the graph carries.
+    """
+    names = {t.name for t in tasks}
+    used: set[str] = set()
+    next_suffix: dict[str, int] = {}
+    keys = []
+    for t in tasks:
+        key = t.name
+        if key in used:
+            n = next_suffix.get(t.name, 2)
+            while (key := f"{t.name}_{n}") in used or key in names:
+                n += 1
+            next_suffix[t.name] = n + 1
+        used.add(key)
+        keys.append(key)
+    return keys
+
+
+def _find_cycles(deps: dict[int, set[int]], keys: list[str]) -> list[list[str]]:
+    cycles = []
+    graph = {n: set(d) for n, d in deps.items()}
+    while True:
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+        except graphlib.CycleError as exc:
+            cycle: list[int] = exc.args[1]
+            cycles.append([keys[i] for i in cycle])
+            for n in set(cycle):  # report disjoint cycles too, once each
+                graph.pop(n, None)
+            for d in graph.values():
+                d.difference_update(cycle)
+            continue
+        return cycles
+
+
+def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) -> Plan:
+    """Collect, key and validate the graph.
+
+    :raises CycleError: when the graph has cycles (all of them are named, with
+        any other problem found).
+    :raises PipelineDefinitionError: for every other problem, all at once.
+    """
+    tasks = collect_tasks(added)
+    keys = assign_keys(tasks)
+    index = {t: i for i, t in enumerate(tasks)}
+    upstream = tuple(tuple(index[u] for u in t.upstream) for t in tasks)
+    downstream = tuple(tuple(index[d] for d in t.downstream) for t in tasks)
+    problems = [
+        f"task {keys[i]!r} uses pool {t.options.pool!r}, which the pipeline does not define "
+        f"(add it: Pipeline(..., pools={{{t.options.pool!r}: N}}))"
+        for i, t in enumerate(tasks)
+        if t.options.pool is not None and t.options.pool not in pools
+    ]
+    cycles = _find_cycles({i: set(up) for i, up in enumerate(upstream)}, keys)
+    if cycles:
+        raise CycleError(name, cycles, problems)
+    if problems:
+        raise PipelineDefinitionError(name, problems)
+    return Plan(name, tuple(tasks), tuple(keys), index, upstream, downstream)
+
+
+_PLAIN_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _node_id(key: str, i: int) -> str:
+    return key if _PLAIN_ID.match(key) and key not in {"end", "graph", "subgraph"} else f"n{i}"
+
+
+def mermaid(plan: Plan) -> str:
+    """The graph as Mermaid text (``graph TD``), one line per node and edge."""
+    ids = [_node_id(k, i) for i, k in enumerate(plan.keys)]
+    lines = ["graph TD"]
+    for i, key in enumerate(plan.keys):
+        label = key.replace('"', "#quot;")
+        lines.append(f"    {ids[i]}" if ids[i] == key else f'    {ids[i]}["{label}"]')
+    for i, downs in enumerate(plan.downstream):
+        lines.extend(f"    {ids[i]} --> {ids[d]}" for d in downs)
+    return "\n".join(lines) + "\n"

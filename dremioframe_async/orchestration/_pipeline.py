@@ -1,0 +1,168 @@
+"""Pipeline: the set of tasks to run, its limits, and the entry point ``run()``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._dispatch import Listener, dispatching, normalize_listeners
+from ._graph import Plan, build_plan, mermaid
+from ._recorder import PriorRun, RunRecorder
+from ._result import RunResult
+from ._runner import Run
+from ._task import Task, graph_version
+
+__all__ = ["Pipeline"]
+
+
+def _check_limit(pipeline: str, what: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"pipeline {pipeline!r}: {what} must be a whole number >= 1, got {value!r}"
+        )
+    return value
+
+
+class Pipeline:
+    """A named set of connected tasks and the limits they run under.
+
+    :param name: the pipeline's name (events and the store use it).
+    :param max_concurrency: at most this many task attempts run at once in one
+        run (``max_workers`` is accepted as an alias); None for no limit.
+    :param pools: named limits, ``{"dremio": 8}``; a task joins one with
+        ``@task(pool="dremio")``. A value may also be an ``anyio.CapacityLimiter``
+        to share one limit across pipelines and runs.
+    :raises ValueError: for a limit that is not a whole number >= 1.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        max_concurrency: int | None = None,
+        pools: Mapping[str, int | anyio.CapacityLimiter] | None = None,
+        *,
+        max_workers: int | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a pipeline needs a non-empty name, got {name!r}")
+        if max_concurrency is not None and max_workers is not None:
+            raise ValueError("give max_concurrency or its alias max_workers, not both")
+        self.name = name
+        limit = max_concurrency if max_concurrency is not None else max_workers
+        self.max_concurrency = _check_limit(name, "max_concurrency", limit)
+        self.pools: dict[str, int | anyio.CapacityLimiter] = {}
+        for pool, size in (pools or {}).items():
+            if not isinstance(size, anyio.CapacityLimiter):
+                _check_limit(name, f"pool {pool!r}", size)
+            self.pools[pool] = size
+        self._added: dict[Task, None] = {}
+        self._plan: tuple[int, Plan] | None = None
+
+    def add_task(self, task: Task) -> Pipeline:
+        """Add ``task`` (and so every task connected to it); returns self to chain.
+
+        :raises TypeError: if ``task`` is not a Task.
+        """
+        if not isinstance(task, Task):
+            raise TypeError(f"add_task needs a Task, got {type(task).__name__}")
+        self._added[task] = None
+        self._plan = None
+        return self
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """Every task a run would include, in creation order (validated)."""
+        return self.plan().tasks
+
+    def plan(self) -> Plan:
+        """The validated graph; rebuilt only when some edge or task changed.
+
+        :raises CycleError: when the graph has a cycle.
+        :raises PipelineDefinitionError: for every other problem, all at once.
+        """
+        version = graph_version()
+        if self._plan is None or self._plan[0] != version:
+            self._plan = (version, build_plan(self.name, self._added, self.pools))
+        return self._plan[1]
+
+    def visualize(self, path: str | Path | None = None) -> str:
+        """Return the graph as Mermaid text; also write it to ``path`` if given."""
+        text = mermaid(self.plan())
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def _limiters(self) -> tuple[anyio.CapacityLimiter | None, dict[str, anyio.CapacityLimiter]]:
+        run_limiter = anyio.CapacityLimiter(self.max_concurrency) if self.max_concurrency else None
+        pools = {
+            name: size if isinstance(size, anyio.CapacityLimiter) else anyio.CapacityLimiter(size)
+            for name, size in self.pools.items()
+        }
+        return run_limiter, pools
+
+    async def run(
+        self,
+        context: Mapping[str, Any] | None = None,
+        *,
+        on_event: Listener | Sequence[Listener] | None = None,
+        store: RunRecorder | None = None,
+        resume: str | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Run every task once, within the caller's event loop.
+
+        Task failures do not raise: they are in the result (see
+        :meth:`RunResult.raise_for_status`).
+
+        :param context: parameters every task's context can read.
+        :param on_event: a callable (sync or async), or several, receiving each
+            lifecycle event in order; one that raises is logged and ignored.
+        :param store: a run recorder (see ``dremioframe_async.store``) that gets
+            every event, batched, before ``run()`` returns.
+        :param resume: with ``store``, the id of an earlier run of this pipeline
+            whose successful, stored results are reused instead of re-running
+            those tasks; its parameters are reused unless ``context`` is given.
+        :raises CycleError: for a cycle, before any task starts.
+        :raises PipelineDefinitionError: for other graph problems, before any task starts.
+        :raises LookupError: when ``resume`` names a run the store does not know.
+        :raises ValueError: for ``resume`` without ``store`` or a run of another pipeline.
+        :raises TypeError: for an ``on_event`` that is not callable.
+        """
+        plan = self.plan()
+        listeners = normalize_listeners(on_event)
+        prior = await self._prior_run(store, resume)
+        if context is None:
+            context = prior.params if prior is not None else {}
+        run_limiter, pools = self._limiters()
+        async with dispatching(listeners, store) as emit:
+            run = Run(
+                plan,
+                run_id=run_id or uuid.uuid4().hex,
+                params=context,
+                run_limiter=run_limiter,
+                pools=pools,
+                emit=emit,
+                prior=prior,
+            )
+            return await run.execute()
+
+    async def _prior_run(self, store: RunRecorder | None, resume: str | None) -> PriorRun | None:
+        if resume is None:
+            return None
+        if store is None:
+            raise ValueError("run(resume=...) needs the store that recorded that run: store=...")
+        prior = await store.load_prior_run(resume)
+        if prior.pipeline != self.name:
+            raise ValueError(
+                f"run {resume} belongs to pipeline {prior.pipeline!r}, not {self.name!r}"
+            )
+        return prior
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name!r}>"

@@ -1,0 +1,541 @@
+"""Running one plan once.
+
+Readiness is bookkeeping, not waiting: each task instance keeps counts of how
+its upstream tasks ended, and when an upstream task finishes the runner
+updates its downstream tasks' counts and evaluates their trigger rules right
+there. A task whose rule is met goes on a ready queue; a rule that can no
+longer be met settles the task (and, in turn, its downstream tasks) at once.
+
+A small, self-sizing pool of runner coroutines takes tasks off the ready queue
+and runs them. A runner that takes a task when no other runner is free starts
+more (up to the concurrency limit), so tasks that wait on I/O overlap, while
+tasks that finish without waiting run back to back on the runners already
+there, without one anyio task each. Runners leave when the queue is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import tenacity
+from anyio.abc import TaskGroup
+
+from ._dispatch import Emit
+from ._errors import ExpandError
+from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._graph import Plan
+from ._recorder import PriorRun
+from ._result import RunContext, RunResult, TaskRun
+from ._retry import make_retrying
+from ._rules import UpstreamCounts, Verdict, decide
+from ._states import FINAL_STATES, TaskState, TriggerRule
+from ._task import MappedTask, Task
+
+__all__ = ["Run"]
+
+_S = TaskState
+_NOT_STARTED = -1
+
+
+def _checkpoint_function() -> Callable[[], Awaitable[None]]:
+    """The current backend's plain yield, looked up once per run rather than per task."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # not on asyncio (trio): anyio's portable checkpoint
+        return anyio.lowlevel.checkpoint
+    # What anyio's asyncio backend does for a checkpoint, minus its per-call lookup.
+    return functools.partial(asyncio.sleep, 0)
+
+
+class _Node:
+    """Per-run state of one task instance (a plan task or one element of a fan-out)."""
+
+    __slots__ = (
+        "attempts",
+        "children",
+        "downstream",
+        "error",
+        "finished",
+        "i",
+        "key",
+        "left",
+        "limiters",
+        "n_failed",
+        "n_skipped",
+        "n_success",
+        "n_upfailed",
+        "parent",
+        "queued",
+        "reason",
+        "result",
+        "started",
+        "state",
+        "task",
+        "upstream",
+        "value",
+    )
+
+    def __init__(self, i: int, key: str, task: Task, upstream: tuple[int, ...]) -> None:
+        self.i = i
+        self.key = key
+        self.task = task
+        self.upstream = upstream
+        self.downstream: tuple[_Node, ...] = ()
+        self.state = _S.PENDING
+        self.queued = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.reason = ""
+        self.attempts = 0
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.n_success = self.n_failed = self.n_upfailed = self.n_skipped = 0
+        self.parent: _Node | None = None
+        self.children: list[_Node] = []
+        self.left = 0
+        self.value: Any = None
+        self.limiters: tuple[anyio.CapacityLimiter, ...] = ()
+
+    def counts(self) -> UpstreamCounts:
+        return UpstreamCounts(
+            len(self.upstream), self.n_success, self.n_failed, self.n_upfailed, self.n_skipped
+        )
+
+    def count(self, state: TaskState) -> None:
+        if state is _S.SUCCESS:
+            self.n_success += 1
+        elif state is _S.SKIPPED:
+            self.n_skipped += 1
+        elif state is _S.UPSTREAM_FAILED:
+            self.n_upfailed += 1
+        else:
+            self.n_failed += 1
+
+
+class Run:
+    """The state and runners of one execution of a :class:`Plan`."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        run_id: str,
+        params: Mapping[str, Any],
+        run_limiter: anyio.CapacityLimiter | None,
+        pools: Mapping[str, anyio.CapacityLimiter],
+        emit: Emit | None,
+        prior: PriorRun | None,
+    ) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.params = MappingProxyType(dict(params))
+        self.emit = emit
+        self.prior = prior
+        self.results: dict[str, Any] = {}
+        self.ready: deque[_Node] = deque()
+        self.run_limiter = run_limiter
+        self.nodes = self._make_nodes(plan, run_limiter, pools)
+        self.remaining = len(self.nodes)
+        self.workers = 0
+        self.busy = 0
+        self.cancelling = False
+        self._tg: TaskGroup | None = None
+        self._ancestors: dict[int, frozenset[str]] = {}
+        self.started = time.time()
+        self.finished = self.started
+        self._checkpoint = _checkpoint_function()
+
+    @staticmethod
+    def _make_nodes(
+        plan: Plan,
+        run_limiter: anyio.CapacityLimiter | None,
+        pools: Mapping[str, anyio.CapacityLimiter],
+    ) -> list[_Node]:
+        nodes = [_Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
+        for node, downs in zip(nodes, plan.downstream, strict=True):
+            node.downstream = tuple(nodes[d] for d in downs)
+            pool = node.task.options.pool
+            lims = (pools[pool],) if pool is not None else ()
+            node.limiters = (*lims, run_limiter) if run_limiter is not None else lims
+        return nodes
+
+    # -- events --------------------------------------------------------------------
+
+    def _state_event(self, node: _Node) -> None:
+        assert self.emit is not None
+        self.emit(
+            TaskStateChanged(
+                self.run_id,
+                self.plan.pipeline,
+                node.key,
+                node.state,
+                time.time(),
+                node.attempts,
+                node.error,
+                node.result if node.state is _S.SUCCESS else None,
+                node.reason,
+                tuple(self.plan.keys[u] for u in node.upstream),
+            )
+        )
+
+    def _before_sleep(self, node: _Node) -> Callable[[tenacity.RetryCallState], None]:
+        def hook(state: tenacity.RetryCallState) -> None:
+            if self.emit is None or state.outcome is None or state.next_action is None:
+                return
+            error = state.outcome.exception()
+            assert error is not None
+            self.emit(
+                TaskRetrying(
+                    self.run_id,
+                    self.plan.pipeline,
+                    node.key,
+                    state.attempt_number,
+                    error,
+                    state.next_action.sleep,
+                    time.time(),
+                )
+            )
+
+        return hook
+
+    # -- settling tasks and propagating --------------------------------------------
+
+    def _settle(
+        self,
+        node: _Node,
+        state: TaskState,
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+        reason: str = "",
+    ) -> None:
+        """Give ``node`` its final state and let everything downstream react."""
+        self._drain([(node, state, result, error, reason)])
+
+    def _drain(self, work: list[Any]) -> None:
+        # A work list rather than recursion: long chains settle without deep stacks.
+        while work:
+            n, st, res, err, why = work.pop()
+            n.state, n.error, n.reason, n.finished = st, err, why, time.time()
+            if st is _S.SUCCESS:
+                n.result = res
+                self.results[n.key] = res
+            self.remaining -= 1
+            if self.emit is not None:
+                self._state_event(n)
+            if self.cancelling:
+                continue
+            if n.parent is not None:
+                self._child_done(n.parent, work)
+            for d in n.downstream:
+                self._upstream_done(d, st, work)
+
+    def _upstream_done(self, d: _Node, state: TaskState, work: list[Any]) -> None:
+        d.count(state)
+        if d.queued or d.state in FINAL_STATES:
+            return
+        rule = d.task.options.trigger_rule
+        if (
+            rule is TriggerRule.ALL_SUCCESS
+            and state is _S.SUCCESS
+            and d.n_success < len(d.upstream)
+        ):
+            return  # the common case, decided without building a snapshot
+        decision = decide(rule, d.counts())
+        if decision.verdict is Verdict.RUN:
+            self._enqueue(d, work)
+        elif decision.verdict is not Verdict.WAIT:
+            work.append((d, decision.verdict.state(), None, None, decision.reason))
+
+    def _child_done(self, parent: _Node, work: list[Any]) -> None:
+        parent.left -= 1
+        if parent.left:
+            return
+        failed = [c for c in parent.children if c.state is not _S.SUCCESS]
+        if failed:
+            first = failed[0]
+            why = f"{len(failed)} of {len(parent.children)} instances did not succeed"
+            work.append((parent, _S.FAILED, None, first.error, why))
+        else:
+            work.append((parent, _S.SUCCESS, [c.result for c in parent.children], None, ""))
+
+    def _enqueue(self, node: _Node, work: list[Any]) -> None:
+        node.queued = True
+        if self.prior is not None and node.parent is None and node.key in self.prior.results:
+            why = f"resumed from run {self.prior.run_id}"
+            work.append((node, _S.SUCCESS, self.prior.results[node.key], None, why))
+        else:
+            self.ready.append(node)
+
+    # -- runners -------------------------------------------------------------------
+
+    def _maybe_spawn(self) -> None:
+        """Start runners when ready tasks wait and every runner is busy."""
+        if not self.ready or self.workers > self.busy or self._tg is None:
+            return
+        want = min(len(self.ready), max(1, self.busy))
+        if self.run_limiter is not None:
+            want = min(want, int(self.run_limiter.available_tokens))
+        for _ in range(want):
+            self.workers += 1
+            self._tg.start_soon(self._runner)
+
+    async def _runner(self) -> None:
+        try:
+            while self.ready:
+                node = self.ready.popleft()
+                self.busy += 1
+                self._maybe_spawn()
+                try:
+                    await self._run_node(node)
+                finally:
+                    self.busy -= 1
+                # Yield between tasks, while not busy: tasks that never wait must
+                # not starve the loop, and this runner must not look occupied.
+                await self._checkpoint()
+        finally:
+            self.workers -= 1
+
+    async def _run_node(self, node: _Node) -> None:
+        try:
+            if isinstance(node.task, MappedTask) and node.parent is None:
+                self._expand(node)
+                return
+            call = self._prepare_call(node)
+            if call is None:
+                return
+            result: Any
+            if node.task.options.retries:
+                result = await make_retrying(
+                    node.task.options, self._retry_sleep, self._before_sleep(node)
+                )(self._attempt, node, call)
+            else:
+                result = await self._attempt(node, call)
+        except anyio.get_cancelled_exc_class():
+            self._settle(node, _S.CANCELLED, reason="run cancelled")
+            raise
+        except Exception as exc:
+            self._settle(node, _S.FAILED, error=exc)
+        else:
+            self._settle(node, _S.SUCCESS, result=result)
+
+    async def _retry_sleep(self, seconds: float) -> None:
+        # Between attempts the task holds no concurrency or pool slot: let
+        # another runner use them meanwhile.
+        self._maybe_spawn()
+        await anyio.sleep(seconds)
+
+    async def _attempt(self, node: _Node, call: Callable[[], Any]) -> Any:
+        node.attempts += 1
+        if node.started is None:
+            node.started = time.time()
+        node.state = _S.RUNNING
+        if self.emit is not None:
+            self._state_event(node)
+        acquired = 0
+        try:
+            for limiter in node.limiters:
+                try:
+                    limiter.acquire_nowait()  # no yield when a slot is free
+                except anyio.WouldBlock:
+                    await limiter.acquire()
+                acquired += 1
+            timeout = node.task.options.timeout
+            if timeout is None:
+                return await self._invoke(node, call)
+            with anyio.fail_after(timeout):
+                return await self._invoke(node, call)
+        finally:
+            for limiter in node.limiters[:acquired]:
+                limiter.release()
+
+    async def _invoke(self, node: _Node, call: Callable[[], Any]) -> Any:
+        if node.task.is_async:
+            return await call()
+        abandon = node.task.options.timeout is not None
+        outcome = await anyio.to_thread.run_sync(call, abandon_on_cancel=abandon)
+        return await outcome if inspect.isawaitable(outcome) else outcome
+
+    # -- arguments -----------------------------------------------------------------
+
+    def _prepare_call(self, node: _Node) -> Callable[[], Any] | None:
+        """Bind the task's arguments for this run; None if an input is missing."""
+        task = node.task
+        args: Iterable[Any] = task.args
+        kwargs: dict[str, Any] = task.kwargs
+        if task.has_task_args:
+            missing = self._missing_inputs(node)
+            if missing is not None:
+                state, why = missing
+                self._settle(node, state, reason=why)
+                return None
+            args = [self._resolve(a) for a in task.args]
+            kwargs = {k: self._resolve(v) for k, v in task.kwargs.items()}
+        if node.parent is not None:
+            assert isinstance(task, MappedTask)
+            kwargs = {**kwargs, task.parameter: node.value}
+        if task.wants_context:
+            kwargs = {**kwargs, "context": self._context(node)}
+        return functools.partial(task.action, *args, **kwargs)
+
+    def _missing_inputs(self, node: _Node) -> tuple[TaskState, str] | None:
+        for up in node.task.data_dependencies():
+            key = self.plan.keys[self.plan.index[up]]
+            if key not in self.results:
+                state = self.nodes[self.plan.index[up]].state
+                verdict = _S.SKIPPED if state is _S.SKIPPED else _S.UPSTREAM_FAILED
+                return verdict, f"input {key!r} has no result: it ended {state.value}"
+        return None
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, Task):
+            return self.results[self.plan.keys[self.plan.index[value]]]
+        if isinstance(value, list | tuple | set | frozenset):
+            return type(value)(self._resolve(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._resolve(v) for k, v in value.items()}
+        return value
+
+    def _context(self, node: _Node) -> RunContext:
+        i = node.i
+        return RunContext(
+            self.run_id,
+            self.params,
+            self.results,
+            lambda: self._visible(i),
+            self.plan.key_of,
+        )
+
+    def _visible(self, i: int) -> frozenset[str]:
+        found = self._ancestors.get(i)
+        if found is None:
+            seen: set[int] = set()
+            stack = list(self.plan.upstream[i])
+            while stack:
+                u = stack.pop()
+                if u not in seen:
+                    seen.add(u)
+                    stack.extend(self.plan.upstream[u])
+            found = self._ancestors[i] = frozenset(self.plan.keys[u] for u in seen)
+        return found
+
+    # -- dynamic fan-out -----------------------------------------------------------
+
+    def _expand(self, node: _Node) -> None:
+        task = node.task
+        assert isinstance(task, MappedTask)
+        missing = self._missing_inputs(node)
+        if missing is not None:
+            self._settle(node, missing[0], reason=missing[1])
+            return
+        source = self._resolve(task.kwargs[task.parameter])
+        if isinstance(source, str | bytes) or not isinstance(source, Iterable):
+            self._settle(node, _S.FAILED, error=ExpandError(node.key, task.parameter, source))
+            return
+        values = list(source)
+        node.state, node.started = _S.RUNNING, time.time()
+        if self.emit is not None:
+            self._state_event(node)
+        if not values:
+            self._settle(node, _S.SUCCESS, result=[])
+            return
+        node.left = len(values)
+        for j, value in enumerate(values):
+            child = _Node(node.i, f"{node.key}[{j}]", task, ())
+            child.parent, child.value, child.limiters = node, value, node.limiters
+            child.queued = True
+            node.children.append(child)
+            self.ready.append(child)
+        self.nodes.extend(node.children)
+        self.remaining += len(values)
+        self._maybe_spawn()
+
+    # -- the run -------------------------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        """Run every task; return the result, or re-raise the caller's cancellation."""
+        if self.emit is not None:
+            params = dict(self.params)
+            resumed = self.prior.run_id if self.prior is not None else None
+            self.emit(
+                RunStarted(
+                    self.run_id, self.plan.pipeline, self.started, params, self.plan.keys, resumed
+                )
+            )
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._start_roots()
+                self._maybe_spawn()
+        except BaseException:
+            self._cancel_rest()
+            raise
+        finally:
+            self._tg = None
+            self._finish()
+        if self.remaining:  # pragma: no cover - would be an engine bug
+            raise RuntimeError(f"run {self.run_id} ended with {self.remaining} unsettled tasks")
+        return self.result()
+
+    def _start_roots(self) -> None:
+        work: list[Any] = []
+        for node in list(self.nodes):
+            if (
+                node.state is _S.PENDING
+                and not node.queued
+                and (not node.upstream or node.task.options.trigger_rule is TriggerRule.ALWAYS)
+            ):
+                self._enqueue(node, work)
+                self._drain(work)
+
+    def _cancel_rest(self) -> None:
+        self.cancelling = True
+        for node in self.nodes:
+            if node.state not in FINAL_STATES:
+                self._settle(node, _S.CANCELLED, reason="run cancelled")
+
+    def status(self) -> str:
+        if self.cancelling:
+            return "CANCELLED"
+        bad = (_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED)
+        return "FAILED" if any(n.state in bad for n in self.nodes) else "SUCCESS"
+
+    def _finish(self) -> None:
+        self.finished = time.time()
+        for node in self.nodes[: len(self.plan.tasks)]:
+            node.task.status, node.task.result = node.state, node.result
+        if self.emit is not None:
+            self.emit(
+                RunFinished(
+                    self.run_id, self.plan.pipeline, self.status(), self.finished, self.started
+                )
+            )
+
+    def result(self) -> RunResult:
+        tasks = {
+            n.key: TaskRun(
+                n.key, n.task.name, n.state, n.attempts, n.started, n.finished, n.error, n.reason
+            )
+            for n in self.nodes
+        }
+        keys_by_task = {t: self.plan.keys[i] for i, t in enumerate(self.plan.tasks)}
+        return RunResult(
+            self.plan.pipeline,
+            self.run_id,
+            self.status(),
+            tasks,
+            self.results,
+            keys_by_task,
+            self.started,
+            self.finished,
+        )

@@ -1,0 +1,46 @@
+"""Task states and trigger rules: the vocabulary every other module speaks."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["FINAL_STATES", "TaskState", "TriggerRule"]
+
+
+class TaskState(StrEnum):
+    """Where one task instance stands within one run."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_STATES = frozenset(
+    {
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.UPSTREAM_FAILED,
+        TaskState.SKIPPED,
+        TaskState.CANCELLED,
+    }
+)
+
+
+class TriggerRule(StrEnum):
+    """When a task runs, given how its upstream tasks ended (Airflow's set)."""
+
+    ALL_SUCCESS = "all_success"
+    ALL_FAILED = "all_failed"
+    ALL_DONE = "all_done"
+    ALL_SKIPPED = "all_skipped"
+    ONE_SUCCESS = "one_success"
+    ONE_FAILED = "one_failed"
+    ONE_DONE = "one_done"
+    NONE_FAILED = "none_failed"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    NONE_SKIPPED = "none_skipped"
+    ALWAYS = "always"
