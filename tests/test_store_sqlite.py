@@ -1,0 +1,154 @@
+"""SQLite specifics: WAL, schema versions and migrations, dead owners, two writer processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from test_store import T0, sample_run
+
+from dremioframe_async.orchestration._events import RunStarted
+from dremioframe_async.store import RunStatus, SQLiteStore, StoreSchemaError
+from dremioframe_async.store._sql import MIGRATIONS, migration
+from dremioframe_async.store._sqlite import SCHEMA_VERSION
+
+
+def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+async def test_new_file_is_wal_and_at_the_latest_version(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "runs.sqlite"
+    async with SQLiteStore(path) as store:
+        await store.record(sample_run())
+    assert _query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert SCHEMA_VERSION == len(MIGRATIONS) >= 2
+
+
+@pytest.mark.asyncio
+async def test_a_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    for statement in migration(1, "sqlite", ""):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO runs (run_id, pipeline, status, started) VALUES ('x', 'p', 'SUCCESS', 1)"
+    )
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as store:
+        assert [r.run_id for r in await store.list_runs()] == ["x"]
+    indexes = _query(
+        path, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_by%'"
+    )
+    assert sorted(indexes) == [("runs_by_pipeline",), ("runs_by_status",)]
+    assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+@pytest.mark.asyncio
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    store = SQLiteStore(path)
+    with pytest.raises(StoreSchemaError, match="upgrade dremioframe_async"):
+        await store.list_runs()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("owner", "status"),
+    [
+        ("{host}:999999999:x", RunStatus.INTERRUPTED),  # no such pid
+        ("{host}:{pid}:not-my-start", RunStatus.INTERRUPTED),  # pid recycled
+        ("some-other-host:1:x", RunStatus.RUNNING),  # cannot tell: left alone
+        ("{me}", RunStatus.RUNNING),  # this very process
+    ],
+    ids=["dead-pid", "recycled-pid", "other-host", "this-process"],
+)
+async def test_running_runs_of_dead_owners_are_interrupted(
+    tmp_path: Path, owner: str, status: RunStatus
+) -> None:
+    import os
+    import socket
+
+    from dremioframe_async.store._owner import current_owner
+
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path) as store:
+        await store.record(sample_run()[:3])  # started, a ran; never finished
+    owner = owner.format(host=socket.gethostname(), pid=os.getpid(), me=current_owner())
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET owner = ?", (owner,))
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as store:
+        run = await store.get_run("r1")
+    assert run.status is status
+    if status is RunStatus.INTERRUPTED:
+        assert run.finished == T0 + 2  # the last thing the dead run recorded
+
+
+_WRITER = """
+import anyio, sys
+from dremioframe_async.orchestration._events import RunStarted, RunFinished
+from dremioframe_async.store import SQLiteStore
+async def main():
+    async with SQLiteStore(sys.argv[1], busy_timeout=30) as store:
+        for i in range(40):
+            rid = f"{sys.argv[2]}-{i}"
+            keys = tuple(f"t{k}" for k in range(50))
+            await store.record([RunStarted(rid, "p", float(i), {}, keys)])
+            await store.record([RunFinished(rid, "p", "SUCCESS", float(i) + 1, float(i))])
+anyio.run(main)
+"""
+
+
+@pytest.mark.asyncio
+async def test_two_processes_write_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    async with SQLiteStore(path):
+        pass  # create the schema once so both writers start on an existing file
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), name], stderr=subprocess.PIPE)
+        for name in ("left", "right")
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=50)
+        assert proc.returncode == 0, err.decode()
+    async with SQLiteStore(path) as store:
+        runs = await store.list_runs(limit=None)
+    assert len(runs) == 80
+    assert {r.status for r in runs} == {RunStatus.SUCCESS}
+    assert {sum(r.counts.values()) for r in runs} == {50}
+
+
+@pytest.mark.asyncio
+async def test_sqlite_never_runs_on_the_event_loop_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    real_connect = sqlite3.connect
+
+    def spy(*args: object, **kwargs: object) -> sqlite3.Connection:
+        seen.append(threading.get_ident())
+        return real_connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", spy)
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        await store.record([RunStarted("r", "p", T0, {}, ())])
+    assert seen
+    assert loop_thread not in seen

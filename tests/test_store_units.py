@@ -1,0 +1,130 @@
+"""Store building blocks: result/error encoding, owners, URLs, the public names."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import dremioframe_async.store as store_pkg
+from dremioframe_async.store import (
+    MemoryStore,
+    PostgresStore,
+    RunStore,
+    SQLiteStore,
+    StoreURLError,
+    default_store_url,
+    open_store,
+)
+from dremioframe_async.store._codec import encode_error, encode_result
+from dremioframe_async.store._owner import current_owner, is_dead
+
+
+class Custom:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "type_name"),
+    [
+        (None, True, None),
+        ({"a": [1, 2.5, "x", None, True]}, True, "dict"),
+        ("text", True, "str"),
+        ((1, 2), False, "tuple"),
+        ({1: "int key"}, False, "dict"),
+        (math.nan, False, "float"),
+        (Custom(), False, "test_store_units.Custom"),
+        ("x" * 2000, False, "str"),
+    ],
+    ids=["none", "json", "str", "tuple", "int-keys", "nan", "object", "too-big"],
+)
+def test_encode_result(value: object, stored: bool, type_name: str | None) -> None:
+    encoded = encode_result(value, max_bytes=1000)
+    assert (encoded.stored, encoded.type) == (stored, type_name)
+    assert (encoded.json is not None) == stored
+    assert bool(encoded.note) != stored
+
+
+def test_encode_error_keeps_the_chain() -> None:
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise RuntimeError("outer") from inner
+    except RuntimeError as exc:
+        encoded = encode_error(exc)
+    assert (encoded.type, encoded.message) == ("RuntimeError", "outer")
+    assert "KeyError: 'inner'" in encoded.traceback
+    assert "direct cause" in encoded.traceback
+
+
+def test_this_process_is_alive_and_garbage_is_not_declared_dead() -> None:
+    assert not is_dead(current_owner())
+    assert not is_dead("not an owner")
+    assert current_owner().count(":") >= 2
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("memory://", MemoryStore),
+        ("sqlite:///tmp/x/runs.sqlite", SQLiteStore),
+        ("runs.sqlite", SQLiteStore),
+        ("postgresql://u@h:5432/db?schema=s1", PostgresStore),
+        ("postgres://u@h/db", PostgresStore),
+    ],
+    ids=["memory", "sqlite", "path", "postgresql", "postgres"],
+)
+def test_open_store(url: str, kind: type) -> None:
+    store = open_store(url)
+    assert isinstance(store, kind)
+    assert isinstance(store, RunStore)
+
+
+def test_open_store_details() -> None:
+    sqlite = open_store("sqlite:///tmp/x/runs.sqlite")
+    assert isinstance(sqlite, SQLiteStore)
+    assert sqlite.path == "/tmp/x/runs.sqlite"
+    pg = open_store("postgresql://u@h:5432/db?schema=s1&sslmode=disable")
+    assert isinstance(pg, PostgresStore)
+    assert (pg.schema, pg.dsn) == ("s1", "postgresql://u@h:5432/db?sslmode=disable")
+    assert "u@h" not in repr(pg)
+
+
+@pytest.mark.parametrize("url", ["", "mysql://x/y", "sqlite://"], ids=["empty", "mysql", "no-path"])
+def test_open_store_rejects(url: str) -> None:
+    with pytest.raises(StoreURLError, match="cannot open a run store"):
+        open_store(url)
+
+
+def test_postgres_schema_must_be_an_identifier() -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        PostgresStore("postgresql://x/y", schema='a"; drop')
+
+
+def test_default_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DREMIOFRAME_ASYNC_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_store_url() == f"sqlite:///{tmp_path}/dremioframe_async/runs.sqlite"
+    monkeypatch.setenv("DREMIOFRAME_ASYNC_STORE", "memory://")
+    assert default_store_url() == "memory://"
+
+
+def test_public_names() -> None:
+    assert sorted(store_pkg.__all__) == [
+        "AttemptInfo",
+        "MemoryStore",
+        "PostgresStore",
+        "RunInfo",
+        "RunNotFound",
+        "RunStatus",
+        "RunStore",
+        "SQLiteStore",
+        "StoreError",
+        "StoreSchemaError",
+        "StoreURLError",
+        "TaskInfo",
+        "default_store_url",
+        "open_store",
+    ]
