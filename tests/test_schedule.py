@@ -1,0 +1,234 @@
+"""schedule_pipeline on a virtual clock: cron and interval fires, overlap policies, catch-up."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from dremioframe_async import Pipeline, task
+from dremioframe_async.orchestration import RunFinished
+from dremioframe_async.schedule import _fire_times, schedule_pipeline
+from dremioframe_async.store import MemoryStore
+
+START = datetime(2024, 1, 1, 10, 2).astimezone().timestamp()
+
+
+class FakeClock:
+    """Virtual time: sleeping jumps straight to the deadline (plus ``overshoot``)."""
+
+    def __init__(self, t: float, overshoot: float = 0.0) -> None:
+        self.t, self.overshoot = t, overshoot
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep_until(self, deadline: float) -> None:
+        self.t = max(self.t, deadline + self.overshoot)
+        await anyio.lowlevel.checkpoint()
+
+
+class Probe:
+    """A one-task pipeline noting each run's slot, its concurrency, and an optional gate."""
+
+    def __init__(self, gated: bool = False) -> None:
+        self.slots: list[float] = []
+        self.active = self.peak = 0
+        self.gate = anyio.Event()
+        if not gated:
+            self.gate.set()
+
+        @task(name="job")
+        async def job(context: Any) -> None:
+            self.slots.append(context.params["slot"])
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            await self.gate.wait()
+            self.active -= 1
+
+        self.pipeline = Pipeline("scheduled").add_task(job())
+
+    @staticmethod
+    def context(when: datetime) -> dict[str, float]:
+        return {"slot": when.timestamp()}
+
+
+async def until(predicate: Any) -> None:
+    with anyio.fail_after(10):
+        while not predicate():
+            await anyio.lowlevel.checkpoint()
+
+
+def test_cron_fire_times() -> None:
+    fires = _fire_times(None, "*/5 * * * *", START)
+    assert [next(fires) - START for _ in range(3)] == [180, 480, 780]
+
+
+@pytest.mark.asyncio
+async def test_cron_runs_at_its_fire_times() -> None:
+    probe = Probe()
+    clock = FakeClock(START)
+    count = await schedule_pipeline(
+        probe.pipeline,
+        cron="*/5 * * * *",
+        overlap="queue",  # virtual time outruns the runs: skip would drop fires
+        context=probe.context,
+        max_runs=3,
+        clock=clock,
+    )
+    assert count == 3
+    assert [s - START for s in probe.slots] == [180, 480, 780]  # 10:05, 10:10, 10:15
+
+
+@pytest.mark.asyncio
+async def test_interval_on_the_real_clock_records_each_run() -> None:
+    probe, store = Probe(), MemoryStore()
+    finished: list[str] = []
+    count = await schedule_pipeline(
+        probe.pipeline,
+        interval=0.01,
+        store=store,
+        context=probe.context,
+        max_runs=3,
+        on_event=lambda e: finished.append(e.status) if isinstance(e, RunFinished) else None,
+    )
+    runs = await store.list_runs(pipeline="scheduled")
+    assert count == len(runs) == 3
+    assert {r.status for r in runs} == {"SUCCESS"}
+    assert finished == ["SUCCESS"] * 3
+    assert probe.slots == sorted(probe.slots)
+
+
+@pytest.mark.asyncio
+async def test_skip_drops_fires_during_a_run() -> None:
+    probe, clock = Probe(gated=True), FakeClock(START)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: schedule_pipeline(
+                probe.pipeline, interval=10, context=probe.context, max_runs=2, clock=clock
+            )
+        )
+        await until(lambda: clock.t >= START + 50)
+        probe.gate.set()
+    assert probe.peak == 1
+    assert probe.slots[0] == START + 10
+    assert probe.slots[1] > START + 50  # every fire in between was skipped
+
+
+@pytest.mark.asyncio
+async def test_queue_runs_every_fire_one_at_a_time() -> None:
+    probe, clock = Probe(gated=True), FakeClock(START)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: schedule_pipeline(
+                probe.pipeline,
+                interval=10,
+                overlap="queue",
+                context=probe.context,
+                max_runs=3,
+                clock=clock,
+            )
+        )
+        await until(lambda: clock.t >= START + 30 and probe.active == 1)
+        probe.gate.set()
+    assert probe.peak == 1
+    assert [s - START for s in probe.slots] == [10, 20, 30]
+
+
+@pytest.mark.asyncio
+async def test_allow_overlaps_runs() -> None:
+    probe, clock = Probe(gated=True), FakeClock(START)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: schedule_pipeline(
+                probe.pipeline,
+                interval=10,
+                overlap="allow",
+                context=probe.context,
+                max_runs=3,
+                clock=clock,
+            )
+        )
+        await until(lambda: probe.active == 3)
+        probe.gate.set()
+    assert probe.peak == 3
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("catch_up", "expected"), [(False, [30]), (True, [10, 20, 30])], ids=["latest-only", "catch-up"]
+)
+async def test_missed_fires_after_waking_late(catch_up: bool, expected: list[int]) -> None:
+    probe = Probe()
+    clock = FakeClock(START, overshoot=25)  # the first wake-up comes at +35
+    await schedule_pipeline(
+        probe.pipeline,
+        interval=10,
+        overlap="queue",
+        catch_up=catch_up,
+        context=probe.context,
+        max_runs=len(expected),
+        clock=clock,
+    )
+    assert [s - START for s in probe.slots] == expected
+
+
+@pytest.mark.asyncio
+async def test_catch_up_counts_from_the_latest_recorded_run() -> None:
+    probe, store = Probe(), MemoryStore()
+    first = await probe.pipeline.run({"slot": 0.0}, store=store)
+    clock = FakeClock(first.started + 35)
+    await schedule_pipeline(
+        probe.pipeline,
+        interval=10,
+        overlap="queue",
+        catch_up=True,
+        store=store,
+        context=probe.context,
+        max_runs=3,
+        clock=clock,
+    )
+    assert [round(s - first.started) for s in probe.slots[1:]] == [10, 20, 30]
+    assert len(await store.list_runs()) == 4
+
+
+@pytest.mark.asyncio
+async def test_cancelling_stops_the_schedule() -> None:
+    probe = Probe()
+    with anyio.CancelScope() as scope:
+        await schedule_pipeline(
+            probe.pipeline,
+            interval=0.01,
+            context=probe.context,
+            on_event=lambda e: scope.cancel() if isinstance(e, RunFinished) else None,
+        )
+    assert scope.cancelled_caught
+    assert len(probe.slots) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one"),
+        ({"interval": 1, "cron": "* * * * *"}, "exactly one"),
+        ({"interval": 0}, "positive"),
+        ({"interval": 1, "overlap": "sometimes"}, "overlap"),
+        ({"interval": 1, "max_runs": 0}, "max_runs"),
+        ({"cron": "not a cron"}, "invalid cron"),
+    ],
+    ids=["none", "both", "zero-interval", "bad-overlap", "zero-runs", "bad-cron"],
+)
+async def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await schedule_pipeline(Probe().pipeline, **kwargs)
+
+
+def test_real_clock_is_wall_time() -> None:
+    from dremioframe_async.schedule import SystemClock
+
+    assert abs(SystemClock().now() - time.time()) < 60
