@@ -1,0 +1,53 @@
+"""Async Dremio REST client (aiohttp) returning pyarrow tables.
+
+``DremioClient`` is the entry point; errors derive from ``DremioError``.
+"""
+
+from __future__ import annotations
+
+from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, split_path
+from ._config import Secret
+from ._errors import (
+    DremioAPIError,
+    DremioAuthError,
+    DremioBackendError,
+    DremioBadRequest,
+    DremioConfigError,
+    DremioConnectionError,
+    DremioError,
+    DremioJobCancelled,
+    DremioJobError,
+    DremioJobFailed,
+    DremioJobTimeout,
+    DremioNotFound,
+    DremioRateLimited,
+    DremioServerError,
+)
+from ._transport import RetryPolicy
+from ._types import arrow_schema, arrow_type
+
+__all__ = [
+    "FINAL_JOB_STATES",
+    "PAGE_SIZE",
+    "DremioAPIError",
+    "DremioAuthError",
+    "DremioBackendError",
+    "DremioBadRequest",
+    "DremioClient",
+    "DremioConfigError",
+    "DremioConnectionError",
+    "DremioError",
+    "DremioJobCancelled",
+    "DremioJobError",
+    "DremioJobFailed",
+    "DremioJobTimeout",
+    "DremioNotFound",
+    "DremioRateLimited",
+    "DremioServerError",
+    "Job",
+    "RetryPolicy",
+    "Secret",
+    "arrow_schema",
+    "arrow_type",
+    "split_path",
+]

@@ -1,0 +1,252 @@
+"""HTTP for the Dremio client: one aiohttp session, auth, retries, error mapping.
+
+This is the only module that touches aiohttp. Every aiohttp failure is turned
+into a :mod:`._errors` type here, with ``raise ... from exc``; log lines carry the
+method, path and status, never a header or a body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import anyio
+import sniffio
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
+
+from ._config import DremioConfig, Secret
+from ._errors import (
+    DremioAPIError,
+    DremioAuthError,
+    DremioBackendError,
+    DremioBadRequest,
+    DremioConnectionError,
+    DremioError,
+    DremioNotFound,
+    DremioRateLimited,
+    DremioServerError,
+)
+
+__all__ = ["RetryPolicy", "Transport", "is_transient", "retry_wait"]
+
+logger = logging.getLogger("dremioframe_async.dremio")
+
+Loads = Callable[[str], Any]
+_TRANSIENT_STATUSES = frozenset({502, 503, 504})
+_ERRORS_BY_STATUS: dict[int, type[DremioAPIError]] = {
+    400: DremioBadRequest,
+    401: DremioAuthError,
+    403: DremioAuthError,
+    404: DremioNotFound,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """The budget for transient faults: ``attempts`` in all, within ``max_time`` seconds.
+
+    Waits grow from ``backoff`` (doubling, capped at ``max_backoff``); a 429's
+    Retry-After is honoured up to ``max_backoff``.
+    """
+
+    attempts: int = 5
+    max_time: float = 60.0
+    backoff: float = 0.1
+    max_backoff: float = 10.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed request is worth repeating (network, 429, 502/503/504)."""
+    if isinstance(exc, DremioConnectionError | DremioRateLimited):
+        return True
+    return isinstance(exc, DremioServerError) and exc.status in _TRANSIENT_STATUSES
+
+
+def retry_wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    """A tenacity wait: Retry-After when Dremio gave one, else capped exponential backoff."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, DremioRateLimited) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), policy.max_backoff)
+        return float(min(policy.backoff * 2 ** (state.attempt_number - 1), policy.max_backoff))
+
+    return wait
+
+
+def _api_error(
+    method: str, path: str, status: int, body: Any, headers: Mapping[str, str]
+) -> DremioAPIError:
+    body = body if isinstance(body, dict) else {}
+    message = str(body.get("errorMessage") or "")
+    more = str(body.get("moreInfo") or "")
+    if status == 429:
+        return DremioRateLimited(
+            method, path, status, message, more, retry_after=_retry_after(headers)
+        )
+    cls = _ERRORS_BY_STATUS.get(status, DremioServerError if status >= 500 else DremioAPIError)
+    return cls(method, path, status, message, more)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:  # an HTTP-date: not worth parsing, fall back to backoff
+        return None
+
+
+class Transport:
+    """One pooled aiohttp session to one Dremio, with its credentials and retry policy."""
+
+    def __init__(
+        self,
+        config: DremioConfig,
+        *,
+        retry: RetryPolicy,
+        max_connections: int = 64,
+        request_timeout: float = 300.0,
+    ) -> None:
+        self.config = config
+        self.retry = retry
+        self._max_connections = max_connections
+        self._request_timeout = request_timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._bearer: Secret | None = config.token
+        self._login_generation = 0
+        self._login_lock: anyio.Lock | None = None
+
+    async def open(self) -> None:
+        """Create the session (inside the running loop) and log in if needed.
+
+        :raises DremioBackendError: not running on asyncio.
+        :raises DremioAuthError: the username/password was refused.
+        """
+        library = sniffio.current_async_library()
+        if library != "asyncio":
+            raise DremioBackendError(library)
+        connector = aiohttp.TCPConnector(limit=self._max_connections)
+        timeout = aiohttp.ClientTimeout(total=self._request_timeout)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        self._login_lock = anyio.Lock()
+        if self.config.auth == "password":
+            await self._login(self._login_generation)
+
+    async def close(self) -> None:
+        """Close the session; safe to call twice."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        loads: Loads = json.loads,
+        retry: bool = True,
+    ) -> Any:
+        """Send one API request below the REST prefix; retry transient faults within budget.
+
+        :raises DremioError: a typed error for the final failure.
+        """
+        if not retry:
+            return await self._authed(method, path, body, params, loads)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.max_time),
+            wait=retry_wait(self.retry),
+            retry=_retry_if_transient,
+            sleep=anyio.sleep,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        return await retrying(self._authed, method, path, body, params, loads)
+
+    async def _authed(
+        self, method: str, path: str, body: Any, params: Mapping[str, str] | None, loads: Loads
+    ) -> Any:
+        generation = self._login_generation
+        try:
+            return await self._send(method, self.config.api + path, body, params, loads)
+        except DremioAuthError as exc:
+            if exc.status != 401 or self.config.auth != "password":
+                raise
+        # The login token expired (or the server restarted): log in again, once.
+        await self._login(generation)
+        return await self._send(method, self.config.api + path, body, params, loads)
+
+    async def _login(self, generation: int) -> None:
+        assert self._login_lock is not None
+        async with self._login_lock:
+            if generation != self._login_generation:
+                return  # another request logged in again meanwhile
+            assert self.config.password is not None
+            body = {"userName": self.config.username, "password": self.config.password.value}
+            reply = await self._send("POST", "/apiv2/login", body, None, json.loads, auth=False)
+            self._bearer = Secret(str(reply["token"]))
+            self._login_generation += 1
+            logger.debug("logged in to Dremio as %s", self.config.username)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        params: Mapping[str, str] | None,
+        loads: Loads,
+        *,
+        auth: bool = True,
+    ) -> Any:
+        if self._session is None:
+            raise DremioError("the Dremio client is not open: use `async with DremioClient(...)`")
+        headers = {"Authorization": f"Bearer {self._bearer.value}"} if auth and self._bearer else {}
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                method, self.config.root + path, json=body, params=params, headers=headers
+            ) as resp:
+                text = await resp.text()
+                status, resp_headers = resp.status, resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.debug("%s %s failed: %s", method, path, type(exc).__name__)
+            raise DremioConnectionError(method, path, _describe(exc)) from exc
+        logger.debug(
+            "%s %s -> %d (%.1f ms)", method, path, status, (time.perf_counter() - started) * 1e3
+        )
+        if status >= 400:
+            raise _api_error(method, path, status, _json_or_none(text), resp_headers)
+        return loads(text) if text else None
+
+
+def _retry_if_transient(state: RetryCallState) -> bool:
+    return (
+        state.outcome is not None
+        and state.outcome.failed
+        and is_transient(state.outcome.exception() or Exception())
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    logger.info("retrying after attempt %d (%s) in %.2f s", state.attempt_number, exc, delay)
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    # aiohttp's messages name the host and the OS error, never request headers.
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

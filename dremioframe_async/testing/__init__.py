@@ -1,0 +1,14 @@
+"""Test support: :class:`FakeDremio`, a real HTTP server speaking Dremio's REST API.
+
+Its pytest plugin (``dremioframe_async.testing.pytest_plugin``, registered
+through the ``pytest11`` entry point) provides the ``fake_dremio`` and
+``dremio_client`` fixtures. DuckDB is needed: ``pip install 'dremioframe_async[testing]'``.
+"""
+
+from __future__ import annotations
+
+from ._model import CannedResponse, RecordedRequest
+from ._samples import sample_table
+from ._server import FakeDremio
+
+__all__ = ["CannedResponse", "FakeDremio", "RecordedRequest", "sample_table"]

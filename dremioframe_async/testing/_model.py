@@ -1,0 +1,124 @@
+"""FakeDremio's value objects and mutable job/fault records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+__all__ = ["CannedResponse", "FakeJob", "Fault", "RecordedRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request FakeDremio received. ``body`` is the parsed JSON; passwords read ``***``.
+
+    Headers are not recorded, so no token can leak through a recording.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    body: Any
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CannedResponse:
+    """What a matching SQL statement returns: a table, or a FAILED job with ``error``."""
+
+    sql: str
+    match: Literal["exact", "substring"] = "exact"
+    table: pa.Table | None = None
+    error: str | None = None
+    latency: float | None = None
+
+    def matches(self, sql: str) -> bool:
+        """Exact match ignores surrounding whitespace; substring match ignores case."""
+        if self.match == "exact":
+            return sql.strip() == self.sql.strip()
+        return self.sql.lower() in sql.lower()
+
+
+@dataclass(slots=True)
+class Fault:
+    """Answer the next ``remaining`` matching requests with ``status`` (or drop the connection)."""
+
+    remaining: int
+    status: int
+    path: str | None = None
+    method: str | None = None
+    retry_after: float | None = None
+    disconnect: bool = False
+    message: str = "injected fault"
+
+    def take(self, method: str, path: str) -> bool:
+        """Whether this fault applies to the request; counts it down if so."""
+        if self.remaining <= 0 or (self.method and self.method != method):
+            return False
+        if self.path and self.path not in path:
+            return False
+        self.remaining -= 1
+        return True
+
+
+def _iso(epoch: float) -> str:
+    stamp = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+@dataclass(slots=True)
+class FakeJob:
+    """A submitted job. ``state`` advances with time; the SQL runs once ``latency`` has passed."""
+
+    id: str
+    sql: str
+    context: tuple[str, ...]
+    latency: float
+    submitted: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+    state: str = "NOT_SUBMITTED"
+    error: str = ""
+    cancellation_reason: str = ""
+    ended_at: float | None = None
+    result: pa.Table | None = None
+    ready: pa.Table | None = None
+    schema: list[dict[str, Any]] = field(default_factory=list)
+    nested: bool = False
+
+    @property
+    def due(self) -> bool:
+        """Whether the job's latency has passed, so it may run."""
+        return time.monotonic() - self.submitted >= self.latency
+
+    def progress(self) -> None:
+        """Advance NOT_SUBMITTED -> STARTING -> RUNNING as time passes (not past RUNNING)."""
+        if self.state in ("COMPLETED", "FAILED", "CANCELED"):
+            return
+        elapsed = time.monotonic() - self.submitted
+        self.state = "STARTING" if elapsed < self.latency / 3 else "RUNNING"
+
+    def finish(self, state: str, *, error: str = "", reason: str = "") -> None:
+        """Enter a final state."""
+        self.state, self.error, self.cancellation_reason = state, error, reason
+        self.ended_at = time.time()
+
+    def status_json(self) -> dict[str, Any]:
+        """The body of ``GET /job/{id}``."""
+        rows = self.ready.num_rows if self.ready is not None and self.state == "COMPLETED" else 0
+        body: dict[str, Any] = {
+            "jobState": self.state,
+            "rowCount": rows,
+            "errorMessage": self.error,
+            "startedAt": _iso(self.started_at),
+            "queryType": "REST",
+            "queueName": "SMALL",
+            "cancellationReason": self.cancellation_reason,
+        }
+        if self.ended_at is not None:
+            body["endedAt"] = _iso(self.ended_at)
+        return body

@@ -1,0 +1,377 @@
+"""FakeDremio: a real HTTP server on loopback speaking Dremio's REST API.
+
+It serves ``/apiv2/login`` and the resource paths below both ``/api/v3``
+(Software) and ``/v0/projects/{project_id}`` (Cloud), runs SQL for real through
+DuckDB on registered Arrow tables (off the event loop), and can inject faults
+and latency. Jobs advance lazily: a job's SQL runs when it is first looked at
+after its latency has passed, so the server owns no background tasks and can
+be started and stopped from any task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import anyio
+import pyarrow as pa
+from aiohttp import web
+
+from ._catalog import CatalogView
+from ._json import dremio_schema, json_ready, page_json
+from ._model import CannedResponse, FakeJob, Fault, RecordedRequest
+from ._sql import SqlEngine
+
+__all__ = ["FakeDremio"]
+
+logger = logging.getLogger("dremioframe_async.testing")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_MAX_LIMIT = 500
+
+
+def _error(status: int, message: str, more_info: str = "", **headers: str) -> web.Response:
+    body = {"errorMessage": message, "moreInfo": more_info or message}
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+class FakeDremio:
+    """A Dremio stand-in for tests and demos, over real HTTP on 127.0.0.1.
+
+    ``url`` is set once started; ``token`` is a personal access token it accepts;
+    ``username``/``password`` are what its ``/apiv2/login`` accepts;
+    ``project_id`` is the Dremio Cloud project it serves. ``job_latency`` is how
+    long each job stays STARTING/RUNNING; ``request_latency`` delays every
+    response, as a network would.
+    """
+
+    def __init__(
+        self,
+        job_latency: float = 0.0,
+        *,
+        request_latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        username: str = "dremio",
+        password: str | None = None,
+        project_id: str = "fake-project",
+        engine_connections: int = 4,
+    ) -> None:
+        self.job_latency = job_latency
+        self.request_latency = request_latency
+        self.host, self.port = host, port
+        self.token = secrets.token_urlsafe(24)
+        self.username = username
+        self.password = password or secrets.token_urlsafe(12)
+        self.project_id = project_id
+        self.requests: list[RecordedRequest] = []
+        self.jobs: dict[str, FakeJob] = {}
+        self._engine = SqlEngine(engine_connections)
+        self._catalog = CatalogView(self._engine)
+        self._sessions: set[str] = set()
+        self._issued: list[str] = []
+        self._canned: list[CannedResponse] = []
+        self._faults: list[Fault] = []
+        self._runner: web.AppRunner | None = None
+        self._job_locks: dict[str, anyio.Lock] = {}
+
+    def __repr__(self) -> str:
+        state = self.url if self._runner else "not started"
+        return f"FakeDremio({state}, jobs={len(self.jobs)}, tables={len(self._engine.paths)})"
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, e.g. ``http://127.0.0.1:53211``."""
+        return f"http://{self.host}:{self.port}"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the port and start serving."""
+        app = web.Application(middlewares=[self._middleware])
+        self._routes(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(runner, sock).start()
+        self._runner = runner
+
+    async def close(self) -> None:
+        """Stop serving and release the SQL engine (shielded: always completes)."""
+        runner, self._runner = self._runner, None
+        with anyio.CancelScope(shield=True):
+            if runner is not None:
+                await runner.cleanup()
+            await anyio.to_thread.run_sync(self._engine.close)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def add_table(self, path: str, table: pa.Table) -> None:
+        """Serve ``table`` at the dotted Dremio ``path`` (``"space.folder.sales"``)."""
+        self._engine.add_table(path, table)
+
+    @property
+    def tables(self) -> list[str]:
+        """The registered table paths, dotted."""
+        return [".".join(parts) for parts in self._engine.paths]
+
+    def add_response(
+        self,
+        sql: str,
+        *,
+        table: pa.Table | None = None,
+        error: str | None = None,
+        match: Literal["exact", "substring"] = "exact",
+        latency: float | None = None,
+    ) -> None:
+        """Answer SQL matching ``sql`` with ``table`` (or a FAILED job with ``error``)."""
+        self._canned.insert(0, CannedResponse(sql, match, table, error, latency))
+
+    def fail_jobs(self, sql_substring: str, error: str = "injected job failure") -> None:
+        """Jobs whose SQL contains ``sql_substring`` end FAILED with ``error``."""
+        self.add_response(sql_substring, error=error, match="substring")
+
+    def slow_jobs(self, sql_substring: str, latency: float) -> None:
+        """Jobs whose SQL contains ``sql_substring`` stay RUNNING for ``latency`` seconds."""
+        self._canned.insert(0, _SlowJobs(sql_substring, "substring", latency=latency))
+
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 503,
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        message: str = "injected fault",
+    ) -> None:
+        """Answer the next ``count`` requests (matching ``path``/``method``) with ``status``."""
+        self._faults.append(Fault(count, status, path, method, message=message))
+
+    def rate_limit_next(
+        self, count: int = 1, retry_after: float = 0.05, *, path: str | None = None
+    ) -> None:
+        """Answer the next ``count`` requests with 429 and ``Retry-After: retry_after``."""
+        fault = Fault(count, 429, path, retry_after=retry_after, message="Too many requests")
+        self._faults.append(fault)
+
+    def disconnect_next(self, count: int = 1, *, path: str | None = None) -> None:
+        """Drop the connection, without an answer, for the next ``count`` requests."""
+        self._faults.append(Fault(count, 0, path, disconnect=True))
+
+    def expire_sessions(self) -> None:
+        """Forget every login token, so the next request with one gets 401."""
+        self._sessions.clear()
+
+    @property
+    def issued_tokens(self) -> tuple[str, ...]:
+        """Every token ``/apiv2/login`` has handed out (for leak checks in tests)."""
+        return tuple(self._issued)
+
+    def requests_to(self, path_substring: str, method: str | None = None) -> list[RecordedRequest]:
+        """The recorded requests whose path contains ``path_substring``."""
+        return [
+            r
+            for r in self.requests
+            if path_substring in r.path and (method is None or r.method == method)
+        ]
+
+    @property
+    def cancelled_jobs(self) -> list[str]:
+        """Ids of the jobs a cancel request was received for."""
+        return [r.path.split("/")[-2] for r in self.requests_to("/cancel", "POST")]
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/apiv2/login", self._login)
+        for prefix in ("/api/v3", "/v0/projects/{project}"):
+            app.router.add_post(prefix + "/sql", self._submit)
+            app.router.add_get(prefix + "/job/{job}", self._job_status)
+            app.router.add_get(prefix + "/job/{job}/results", self._results)
+            app.router.add_post(prefix + "/job/{job}/cancel", self._cancel)
+            app.router.add_get(prefix + "/catalog", self._catalog_root)
+            app.router.add_get(prefix + "/catalog/by-path/{tail:.*}", self._catalog_by_path)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await self._body(request)
+        if self.request_latency:
+            await anyio.sleep(self.request_latency)
+        response = self._fault(request) or self._auth_failure(request)
+        if response is None:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = _error(exc.status, exc.reason)
+        record = RecordedRequest(
+            request.method, request.path, dict(request.query), body, response.status
+        )
+        self.requests.append(record)
+        logger.debug("%s %s -> %d", request.method, request.path, response.status)
+        return response
+
+    async def _body(self, request: web.Request) -> Any:
+        if not request.can_read_body:
+            return None
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return None
+        if isinstance(body, dict) and "password" in body:
+            body = {**body, "password": "***"}
+        return body
+
+    def _fault(self, request: web.Request) -> web.StreamResponse | None:
+        for fault in self._faults:
+            if fault.take(request.method, request.path):
+                if fault.disconnect:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return web.Response(status=499)  # never reaches the client
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = f"{fault.retry_after:g}"
+                return _error(fault.status, fault.message, **headers)
+        return None
+
+    def _auth_failure(self, request: web.Request) -> web.Response | None:
+        if request.path == "/apiv2/login":
+            return None
+        project = request.match_info.get("project")
+        if project is not None and project != self.project_id:
+            return _error(404, f"Project {project} not found")
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").removeprefix("_dremio")
+        if token and (token == self.token or token in self._sessions):
+            return None
+        return _error(401, "Unauthorized", "A valid token is required")
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("userName") != self.username or body.get("password") != self.password:
+            return _error(401, "Invalid username or password")
+        token = secrets.token_urlsafe(24)
+        self._sessions.add(token)
+        self._issued.append(token)
+        return web.json_response({"token": token, "userName": self.username, "expires": 0})
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        sql = body.get("sql") if isinstance(body, dict) else None
+        if not isinstance(sql, str) or not sql.strip():
+            return _error(400, 'Missing or empty "sql"')
+        canned = next((c for c in self._canned if c.matches(sql)), None)
+        latency = canned.latency if canned and canned.latency is not None else self.job_latency
+        job = FakeJob(str(uuid.uuid4()), sql, tuple(body.get("context") or ()), latency)
+        self.jobs[job.id] = job
+        return web.json_response({"id": job.id})
+
+    def _job_of(self, request: web.Request) -> FakeJob:
+        job = self.jobs.get(request.match_info["job"])
+        if job is None:
+            raise web.HTTPNotFound(reason=f"Job {request.match_info['job']} not found")
+        return job
+
+    async def _job_status(self, request: web.Request) -> web.Response:
+        job = self._job_of(request)
+        await self._advance(job)
+        return web.json_response(job.status_json())
+
+    async def _results(self, request: web.Request) -> web.StreamResponse:
+        job = self._job_of(request)
+        try:
+            offset = int(request.query.get("offset", "0"))
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return _error(400, "offset and limit must be integers")
+        if limit > _MAX_LIMIT or limit < 0 or offset < 0:
+            return _error(400, f"Invalid limit {limit}: the maximum is {_MAX_LIMIT}")
+        await self._advance(job)
+        if job.state != "COMPLETED" or job.ready is None:
+            return _error(400, f"Job {job.id} is {job.state}: results are not available")
+        text = page_json(job.ready, job.schema, offset, limit, job.nested)
+        return web.Response(text=text, content_type="application/json")
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        job = self._job_of(request)
+        if job.state in ("COMPLETED", "FAILED", "CANCELED"):
+            return _error(400, f"Job {job.id} has already ended ({job.state})")
+        job.finish("CANCELED", reason="Query cancelled by user")
+        return web.Response(status=204)
+
+    async def _catalog_root(self, request: web.Request) -> web.Response:
+        return web.json_response({"data": self._catalog.root()})
+
+    async def _catalog_by_path(self, request: web.Request) -> web.Response:
+        raw = request.rel_url.raw_path.split("/catalog/by-path/", 1)[1]
+        entity = self._catalog.by_path(raw)
+        if entity is None:
+            return _error(404, f"Could not find entity with path [{raw}]")
+        return web.json_response(entity)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def _advance(self, job: FakeJob) -> None:
+        job.progress()
+        if job.state in ("COMPLETED", "FAILED", "CANCELED") or not job.due:
+            return
+        lock = self._job_locks.setdefault(job.id, anyio.Lock())
+        async with lock:  # concurrent polls of one job run its SQL once
+            if job.state not in ("COMPLETED", "FAILED", "CANCELED"):
+                await self._run(job)
+
+    async def _run(self, job: FakeJob) -> None:
+        canned = next(
+            (c for c in self._canned if c.matches(job.sql) and not isinstance(c, _SlowJobs)), None
+        )
+        if canned is not None and canned.error is not None:
+            job.finish("FAILED", error=canned.error)
+            return
+        try:
+            if canned is not None and canned.table is not None:
+                table = canned.table
+            else:
+                table = await anyio.to_thread.run_sync(self._engine.execute, job.sql)
+            ready = await anyio.to_thread.run_sync(json_ready, table)
+        except Exception as exc:  # the SQL failed: Dremio reports that as a FAILED job
+            job.finish("FAILED", error=_first_line(str(exc)))
+            return
+        if job.state == "CANCELED":  # cancelled while the SQL ran
+            return
+        job.result, job.ready, job.schema = table, ready, dremio_schema(table.schema)
+        job.nested = any(_nested(f.type) for f in table.schema)
+        job.finish("COMPLETED")
+
+
+class _SlowJobs(CannedResponse):
+    """A latency override only: the SQL still runs normally."""
+
+
+def _nested(t: pa.DataType) -> bool:
+    return bool(pa.types.is_nested(t))
+
+
+def _first_line(text: str) -> str:
+    lines: Sequence[str] = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else text

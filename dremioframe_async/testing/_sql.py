@@ -1,0 +1,135 @@
+"""FakeDremio's SQL engine: DuckDB over registered Arrow tables, addressed by Dremio paths.
+
+Dremio names a table by a dotted path of any depth (``space.folder.sales``,
+``"my space"."sales 2024"``); DuckDB does not. Each registered table gets a flat
+internal name, and the SQL is rewritten so that every spelling of a registered
+path (bare or double-quoted parts, any case for bare parts) refers to it.
+Queries run in worker threads on a small pool of DuckDB connections; a
+connection registers the tables it has not seen yet before running a query.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+__all__ = ["SqlEngine", "path_parts"]
+
+
+def path_parts(path: str) -> tuple[str, ...]:
+    """Split ``a."b.c".d`` into its parts (doubled quotes inside quotes are one quote)."""
+    from ..dremio import split_path
+
+    return tuple(split_path(path))
+
+
+def _part_pattern(part: str) -> str:
+    quoted = '"' + re.escape(part.replace('"', '""')) + '"'
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", part):
+        return f"(?:{quoted}|(?i:{re.escape(part)})(?![A-Za-z0-9_$]))"
+    return quoted
+
+
+def _path_regex(parts: tuple[str, ...]) -> re.Pattern[str]:
+    body = r"\s*\.\s*".join(_part_pattern(p) for p in parts)
+    # Not preceded by an identifier character, a dot or a quote: "x.sales" must not match "sales".
+    return re.compile(rf'(?<![A-Za-z0-9_$."]){body}(?!\s*\.\s*[A-Za-z_"])')
+
+
+@dataclass(slots=True)
+class _Connection:
+    con: duckdb.DuckDBPyConnection
+    registered: set[str] = field(default_factory=set)
+
+
+class SqlEngine:
+    """Registered tables plus a pool of DuckDB connections; ``execute`` is thread-safe."""
+
+    def __init__(self, connections: int = 4) -> None:
+        self._tables: dict[str, pa.Table] = {}
+        self._paths: list[tuple[tuple[str, ...], str, re.Pattern[str]]] = []
+        self._lock = threading.Lock()
+        self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        self._capacity = threading.Semaphore(connections)
+        self._all: list[_Connection] = []
+
+    @property
+    def paths(self) -> list[tuple[str, ...]]:
+        """The registered table paths, in registration order."""
+        with self._lock:
+            return [parts for parts, _, _ in self._paths]
+
+    def table(self, parts: tuple[str, ...]) -> pa.Table | None:
+        """The table registered at ``parts`` (case-insensitive), if any."""
+        wanted = tuple(p.lower() for p in parts)
+        with self._lock:
+            for registered, name, _ in self._paths:
+                if tuple(p.lower() for p in registered) == wanted:
+                    return self._tables[name]
+        return None
+
+    def add_table(self, path: str, table: pa.Table) -> None:
+        """Register (or replace) ``table`` under the dotted Dremio ``path``."""
+        parts = path_parts(path)
+        with self._lock:
+            for i, (registered, name, regex) in enumerate(self._paths):
+                if registered == parts:
+                    self._tables[name + "_v"] = table  # new internal name: connections re-register
+                    del self._tables[name]
+                    self._paths[i] = (parts, name + "_v", regex)
+                    return
+            name = f"__fake_dremio_{len(self._paths)}"
+            self._tables[name] = table
+            self._paths.append((parts, name, _path_regex(parts)))
+            # Longest paths first, so "a.b.c" is rewritten before its prefix "a.b".
+            self._paths.sort(key=lambda entry: -len(entry[0]))
+
+    def rewrite(self, sql: str) -> tuple[str, list[str]]:
+        """Replace registered paths in ``sql`` by internal names; return the names used."""
+        used: list[str] = []
+        with self._lock:
+            for _, name, regex in self._paths:
+                sql, count = regex.subn(name, sql)
+                if count:
+                    used.append(name)
+        return sql, used
+
+    def execute(self, sql: str) -> pa.Table:
+        """Run ``sql`` (blocking: call from a worker thread).
+
+        :raises duckdb.Error: the SQL failed.
+        """
+        rewritten, used = self.rewrite(sql)
+        conn = self._acquire()
+        try:
+            for name in used:
+                if name not in conn.registered:
+                    conn.con.register(name, self._tables[name])
+                    conn.registered.add(name)
+            relation = conn.con.sql(rewritten)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
+        finally:
+            self._idle.put(conn)
+            self._capacity.release()
+
+    def _acquire(self) -> _Connection:
+        self._capacity.acquire()
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            conn = _Connection(duckdb.connect())
+            with self._lock:
+                self._all.append(conn)
+            return conn
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.con.close()
