@@ -322,6 +322,9 @@ class Run:
             else:
                 result = await self._attempt(node, call)
         except anyio.get_cancelled_exc_class():
+            # Only the run's own cancellation reaches here (a task's inner scopes
+            # catch theirs; timeouts arrive as TimeoutError): stop propagating.
+            self.cancelling = True
             self._settle(node, _S.CANCELLED, reason="run cancelled")
             raise
         except Exception as exc:
@@ -364,7 +367,12 @@ class Run:
             return await call()
         abandon = node.task.options.timeout is not None
         outcome = await anyio.to_thread.run_sync(call, abandon_on_cancel=abandon)
-        return await outcome if inspect.isawaitable(outcome) else outcome
+        if inspect.iscoroutine(outcome):
+            outcome.close()  # never awaited: close it rather than leak a warning
+            raise TypeError(
+                f"task {node.key!r}: a plain function returned a coroutine; declare it async def"
+            )
+        return outcome
 
     # -- arguments -----------------------------------------------------------------
 

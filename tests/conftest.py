@@ -1,0 +1,15 @@
+"""Shared test configuration.
+
+Engine tests are marked ``pytest.mark.anyio`` and run once per backend through
+the ``anyio_backend`` fixture below (asyncio and trio). Tests of the Dremio
+layer, which is asyncio-only, use pytest-asyncio.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(params=[pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

@@ -1,0 +1,61 @@
+"""The public surface is pinned: names may be added on purpose, never lost by accident."""
+
+from __future__ import annotations
+
+import dremioframe_async
+import dremioframe_async.orchestration as orchestration
+from dremioframe_async import DremioFrameError
+
+
+def test_top_level_all_is_pinned() -> None:
+    assert sorted(dremioframe_async.__all__) == sorted(
+        [
+            "CycleError",
+            "DremioFrameError",
+            "Event",
+            "Pipeline",
+            "PipelineDefinitionError",
+            "PipelineFailed",
+            "RunContext",
+            "RunFinished",
+            "RunResult",
+            "RunStarted",
+            "Task",
+            "TaskDefinitionError",
+            "TaskRetrying",
+            "TaskState",
+            "TaskStateChanged",
+            "TriggerRule",
+            "task",
+        ]
+    )
+    for name in dremioframe_async.__all__:
+        assert getattr(dremioframe_async, name) is not None
+
+
+def test_seed_compatible_path_gives_the_same_objects() -> None:
+    for name in ("task", "Task", "Pipeline", "TaskState", "TriggerRule", "RunResult"):
+        assert getattr(orchestration, name) is getattr(dremioframe_async, name)
+
+
+def test_every_engine_error_derives_from_the_root() -> None:
+    errors = [
+        orchestration.CycleError,
+        orchestration.PipelineDefinitionError,
+        orchestration.PipelineFailed,
+        orchestration.TaskDefinitionError,
+        orchestration.ExpandError,
+    ]
+    for err in errors:
+        assert issubclass(err, DremioFrameError)
+    assert issubclass(orchestration.CycleError, ValueError)
+
+
+def test_events_are_frozen() -> None:
+    import dataclasses
+
+    import pytest
+
+    event = orchestration.RunFinished("r", "p", "SUCCESS", 1.0, 0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.status = "FAILED"  # type: ignore[misc]

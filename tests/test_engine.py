@@ -1,0 +1,778 @@
+"""Running pipelines: ordering, overlap, limits, retries, timeouts, cancellation.
+
+Every test here runs on asyncio and on trio (see ``anyio_backend`` in conftest).
+Ordering is established with events and ``wait_all_tasks_blocked``, not sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+
+from dremioframe_async import (
+    Pipeline,
+    PipelineFailed,
+    RunFinished,
+    RunStarted,
+    Task,
+    TaskRetrying,
+    TaskState,
+    TaskStateChanged,
+    task,
+)
+from dremioframe_async.orchestration import ExpandError
+
+pytestmark = pytest.mark.anyio
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@task
+async def value(x: Any) -> Any:
+    return x
+
+
+@task
+async def fail() -> None:
+    raise Boom("boom")
+
+
+async def test_seed_style_chain_and_context() -> None:
+    seen: dict[str, Any] = {}
+
+    @task(name="extract")
+    async def extract() -> str:
+        return "s3://bucket/raw.parquet"
+
+    @task(name="transform")
+    def transform(context=None) -> str:
+        seen["path"] = context.get("extract")
+        seen["param"] = context["day"]
+        seen["run_id"] = context.run_id
+        return "done"
+
+    e, t = extract(), transform()
+    e.set_downstream(t)
+    result = await Pipeline("etl").add_task(e).run(context={"day": "2026-11-27"})
+    assert result.status == "SUCCESS"
+    assert result["transform"] == "done"
+    assert seen == {
+        "path": "s3://bucket/raw.parquet",
+        "param": "2026-11-27",
+        "run_id": result.run_id,
+    }
+    assert e.status is TaskState.SUCCESS  # mirrors the latest run
+    assert e.result == "s3://bucket/raw.parquet"
+
+
+async def test_data_edges_pass_results() -> None:
+    @task
+    async def extract(table: str) -> list[str]:
+        return [table, table]
+
+    @task
+    async def transform(rows: list[str]) -> int:
+        return len(rows)
+
+    @task
+    async def load(n: int, extra: dict[str, Any]) -> str:
+        return f"{n}:{extra['rows']}"
+
+    rows = extract("users")
+    out = load(transform(rows), extra={"rows": rows})
+    result = await Pipeline("p").add_task(out).run()
+    assert result["load"] == "2:['users', 'users']"
+    assert result[out] == result["load"]
+
+
+async def test_same_named_tasks_get_unique_keys_and_context_by_task() -> None:
+    @task(name="extract")
+    async def extract(table: str) -> str:
+        return table
+
+    got: list[str] = []
+
+    @task
+    async def combine(context=None) -> None:
+        got.extend([context[users], context[orders]])
+
+    users, orders, c = extract("users"), extract("orders"), combine()
+    users >> c
+    orders >> c
+    result = await Pipeline("p").add_task(c).run()
+    assert (result["extract"], result["extract_2"]) == ("users", "orders")
+    assert got == ["users", "orders"]
+    assert result.key_of(orders) == "extract_2"
+
+
+async def test_context_sees_transitive_upstream_only() -> None:
+    seen: dict[str, Any] = {}
+
+    @task
+    async def check(context=None) -> None:
+        seen["keys"] = sorted(context)
+        seen["has_sibling"] = "sibling" in context
+
+    a, b = value("a"), value("b")
+    a.name = "grand"  # names may be set before a run, like the seed's attributes
+    b.name = "parent"
+    sibling = Task("sibling", lambda: 1)
+    c = check()
+    a >> b >> c
+    sibling.set_upstream(a)
+    await Pipeline("p").add_task(c).run()
+    assert seen == {"keys": ["grand", "parent"], "has_sibling": False}
+
+
+async def test_fan_out_tasks_really_overlap() -> None:
+    n = 50
+    arrived = 0
+    all_here = anyio.Event()
+
+    @task
+    async def meet(i: int) -> int:
+        nonlocal arrived
+        arrived += 1
+        if arrived == n:
+            all_here.set()
+        await all_here.wait()  # deadlocks unless all n run at once
+        return i
+
+    root, sink = value(0), value(1)
+    for i in range(n):
+        root >> meet(i) >> sink
+    with anyio.fail_after(10):
+        result = await Pipeline("p").add_task(root).run()
+    assert result.status == "SUCCESS"
+    assert arrived == n
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7])
+async def test_max_concurrency_holds_exactly(limit: int) -> None:
+    running = peak = 0
+    gate = anyio.Event()
+
+    @task
+    async def work(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+        return i
+
+    tasks = [work(i) for i in range(20)]
+    p = Pipeline("p", max_concurrency=limit)
+    for t in tasks:
+        p.add_task(t)
+    outcome: dict[str, Any] = {}
+
+    async def run() -> None:
+        outcome["r"] = await p.run()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await wait_all_tasks_blocked()
+        assert running == limit
+        gate.set()
+    assert peak == limit
+    assert outcome["r"].status == "SUCCESS"
+
+
+async def test_pool_bound_holds_exactly_alongside_other_tasks() -> None:
+    in_pool = pool_peak = 0
+    others_done = 0
+    gate = anyio.Event()
+
+    @task(pool="dremio")
+    async def query(i: int) -> int:
+        nonlocal in_pool, pool_peak
+        in_pool += 1
+        pool_peak = max(pool_peak, in_pool)
+        await gate.wait()
+        in_pool -= 1
+        return i
+
+    @task
+    async def other(i: int) -> int:
+        nonlocal others_done
+        others_done += 1
+        return i
+
+    p = Pipeline("p", max_concurrency=10, pools={"dremio": 2})
+    for i in range(8):
+        p.add_task(query(i))
+    for i in range(5):
+        p.add_task(other(i))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(p.run)
+        await wait_all_tasks_blocked()
+        assert in_pool == 2
+        assert others_done == 5  # tasks outside the pool were not held up by it
+        gate.set()
+    assert pool_peak == 2
+
+
+async def test_shared_pool_limiter_across_pipelines() -> None:
+    shared = anyio.CapacityLimiter(1)
+    inside = peak = 0
+    gate = anyio.Event()
+
+    @task(pool="db")
+    async def q() -> None:
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        await gate.wait()
+        inside -= 1
+
+    p1 = Pipeline("a", pools={"db": shared}).add_task(q())
+    p2 = Pipeline("b", pools={"db": shared}).add_task(q())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(p1.run)
+        tg.start_soon(p2.run)
+        await wait_all_tasks_blocked()
+        assert inside == 1
+        gate.set()
+    assert peak == 1
+
+
+async def test_retries_count_attempts_and_back_off() -> None:
+    calls = 0
+
+    @task(retries=3, retry_delay=0.001, retry_backoff=2.0)
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 4:
+            raise ConnectionError(f"attempt {calls}")
+        return "ok"
+
+    events: list[Any] = []
+    result = await Pipeline("p").add_task(flaky()).run(on_event=events.append)
+    assert result["flaky"] == "ok"
+    assert result.tasks["flaky"].attempts == 4
+    retrying = [e for e in events if isinstance(e, TaskRetrying)]
+    assert [e.attempt for e in retrying] == [1, 2, 3]
+    assert [e.delay for e in retrying] == pytest.approx([0.001, 0.002, 0.004])
+    assert [str(e.error) for e in retrying] == ["attempt 1", "attempt 2", "attempt 3"]
+    running = [
+        e.attempt
+        for e in events
+        if isinstance(e, TaskStateChanged) and e.state is TaskState.RUNNING
+    ]
+    assert running == [1, 2, 3, 4]
+
+
+async def test_retry_delay_capped_and_jittered() -> None:
+    @task(
+        retries=4, retry_delay=0.001, retry_backoff=10.0, max_retry_delay=0.02, retry_jitter=0.003
+    )
+    async def always() -> None:
+        raise ConnectionError("down")
+
+    events: list[Any] = []
+    result = await Pipeline("p").add_task(always()).run(on_event=events.append)
+    delays = [e.delay for e in events if isinstance(e, TaskRetrying)]
+    bases = [0.001, 0.01, 0.02, 0.02]
+    assert len(delays) == 4
+    for d, base in zip(delays, bases, strict=True):
+        assert base <= d <= base + 0.003
+    assert result.states["always"] is TaskState.FAILED
+    assert result.tasks["always"].attempts == 5
+
+
+async def test_retries_exhausted_fail_with_last_error() -> None:
+    @task(retries=1)
+    async def down() -> None:
+        raise ConnectionError("still down")
+
+    result = await Pipeline("p").add_task(down()).run()
+    assert result.status == "FAILED"
+    assert isinstance(result.errors["down"], ConnectionError)
+    assert result.tasks["down"].attempts == 2
+
+
+@pytest.mark.parametrize("wants_context", [True, False], ids=["context", "no-context"])
+async def test_type_error_in_body_is_not_retried_or_rerun(wants_context: bool) -> None:
+    calls = 0
+
+    async def body(context=None) -> None:
+        nonlocal calls
+        calls += 1
+        raise TypeError("bug in the task")
+
+    async def plain() -> None:
+        await body()
+
+    t = Task("t", body if wants_context else plain, retries=3)
+    result = await Pipeline("p").add_task(t).run()
+    assert calls == 1
+    assert isinstance(result.errors["t"], TypeError)
+    assert result.tasks["t"].attempts == 1
+
+
+async def test_retry_on_overrides_the_default() -> None:
+    calls = 0
+
+    @task(retries=2, retry_on=TypeError)
+    async def typed() -> None:
+        nonlocal calls
+        calls += 1
+        raise TypeError("again")
+
+    @task(retries=2, retry_on=(KeyError,))
+    async def other() -> None:
+        raise ConnectionError("not retried")
+
+    result = await Pipeline("p").add_task(typed()).add_task(other()).run()
+    assert calls == 3
+    assert result.tasks["other"].attempts == 1
+
+
+async def test_waiting_between_attempts_frees_the_concurrency_slot() -> None:
+    order: list[str] = []
+    b_ran = anyio.Event()
+
+    @task(retries=1, retry_delay=0.2)
+    async def a() -> None:
+        order.append(f"a{len([o for o in order if o.startswith('a')]) + 1}")
+        if not b_ran.is_set():
+            raise ConnectionError("b has not run yet")
+
+    @task
+    async def b() -> None:
+        order.append("b")
+        b_ran.set()
+
+    result = await Pipeline("p", max_concurrency=1).add_task(a()).add_task(b()).run()
+    assert order == ["a1", "b", "a2"]
+    assert result.status == "SUCCESS"
+
+
+async def test_waiting_between_attempts_frees_the_pool_slot() -> None:
+    b_ran = anyio.Event()
+
+    @task(retries=1, retry_delay=0.2, pool="one")
+    async def a() -> None:
+        if not b_ran.is_set():
+            raise ConnectionError("b has not run yet")
+
+    @task(pool="one")
+    async def b() -> None:
+        b_ran.set()
+
+    result = await Pipeline("p", pools={"one": 1}).add_task(a()).add_task(b()).run()
+    assert result.status == "SUCCESS"
+    assert result.tasks["a"].attempts == 2
+
+
+async def test_timeout_fails_the_attempt_and_is_retried() -> None:
+    never = anyio.Event()
+    calls = 0
+
+    @task(timeout=0.05, retries=1)
+    async def stuck() -> None:
+        nonlocal calls
+        calls += 1
+        await never.wait()
+
+    result = await Pipeline("p").add_task(stuck()).run()
+    assert calls == 2
+    assert isinstance(result.errors["stuck"], TimeoutError)
+    assert result.states["stuck"] is TaskState.FAILED
+
+
+async def test_cancelling_the_caller_cancels_tasks_runs_cleanup_and_propagates() -> None:
+    started = {"slow1": anyio.Event(), "slow2": anyio.Event()}
+    cleaned: list[str] = []
+    events: list[Any] = []
+    returned: list[Any] = []
+
+    def make(name: str) -> Task:
+        async def body() -> None:
+            started[name].set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cleaned.append(name)
+
+        return Task(name, body)
+
+    s1, s2, after = make("slow1"), make("slow2"), value("never")
+    s1 >> after
+    p = Pipeline("p").add_task(s1).add_task(s2)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                returned.append(await p.run(on_event=events.append))
+
+            tg.start_soon(run)
+            for ev in started.values():
+                await ev.wait()
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert returned == []  # run() re-raised the cancellation: no result
+    assert sorted(cleaned) == ["slow1", "slow2"]
+    finals = {
+        e.key: e.state
+        for e in events
+        if isinstance(e, TaskStateChanged) and e.state is not TaskState.RUNNING
+    }
+    assert finals == {
+        "slow1": TaskState.CANCELLED,
+        "slow2": TaskState.CANCELLED,
+        "value": TaskState.CANCELLED,
+    }
+    assert isinstance(events[-1], RunFinished)
+    assert events[-1].status == "CANCELLED"
+
+
+async def test_same_pipeline_runs_twice_concurrently_with_independent_results() -> None:
+    both = anyio.Event()
+    arrived = 0
+
+    @task
+    async def echo(context=None) -> str:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            both.set()
+        await both.wait()  # both runs are inside the same task at once
+        return str(context["who"])
+
+    @task
+    async def shout(x: str) -> str:
+        return x.upper()
+
+    p = Pipeline("p").add_task(shout(echo()))
+    results: dict[str, Any] = {}
+
+    async def go(who: str) -> None:
+        results[who] = await p.run(context={"who": who})
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(go, "a")
+            tg.start_soon(go, "b")
+    assert results["a"]["shout"] == "A"
+    assert results["b"]["shout"] == "B"
+    assert results["a"].run_id != results["b"].run_id
+
+
+async def test_sync_task_runs_in_a_thread_and_does_not_stall_others() -> None:
+    released = threading.Event()
+    loop_thread = threading.get_ident()
+
+    @task
+    def blocking() -> int:
+        assert threading.get_ident() != loop_thread
+        if not released.wait(timeout=10):  # only an async task can set it
+            raise AssertionError("the event loop was blocked")
+        return 1
+
+    @task
+    async def releaser() -> int:
+        await checkpoint()
+        released.set()
+        return 2
+
+    result = await Pipeline("p").add_task(blocking()).add_task(releaser()).run()
+    assert result.status == "SUCCESS"
+
+
+async def test_expand_fans_out_at_run_time() -> None:
+    @task
+    async def list_tables(n: int) -> list[str]:
+        return [f"t{i}" for i in range(n)]
+
+    @task
+    async def extract(table: str) -> str:
+        return table.upper()
+
+    @task
+    async def total(paths: list[str]) -> str:
+        return ",".join(paths)
+
+    mapped = extract.expand(table=list_tables(4))
+    result = await Pipeline("p").add_task(total(mapped)).run()
+    assert result["extract"] == ["T0", "T1", "T2", "T3"]
+    assert result["total"] == "T0,T1,T2,T3"
+    assert [result.states[f"extract[{i}]"] for i in range(4)] == [TaskState.SUCCESS] * 4
+
+
+async def test_expand_instances_overlap_respect_limits_and_retry() -> None:
+    attempts: dict[int, int] = {}
+    running = peak = 0
+
+    @task(retries=1, pool="x")
+    async def work(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await checkpoint()
+        running -= 1
+        attempts[i] = attempts.get(i, 0) + 1
+        if i == 2 and attempts[i] == 1:
+            raise ConnectionError("flaky")
+        return i * 10
+
+    result = await Pipeline("p", pools={"x": 2}).add_task(work.expand(i=range(5))).run()
+    assert result["work"] == [0, 10, 20, 30, 40]
+    assert result.tasks["work[2]"].attempts == 2
+    assert peak == 2
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [pytest.param([], [], id="empty"), pytest.param([7], [7], id="one")],
+)
+async def test_expand_edge_sizes(items: list[int], expected: list[int]) -> None:
+    result = await Pipeline("p").add_task(value.expand(x=value(items))).run()
+    assert result["value_2"] == expected
+
+
+async def test_expand_over_non_iterable_fails_naming_the_task() -> None:
+    @task
+    async def items() -> int:
+        return 5
+
+    @task
+    async def each(x: int) -> int:
+        return x
+
+    after = value(0)
+    m = each.expand(x=items())
+    m >> after
+    result = await Pipeline("p").add_task(m).run()
+    err = result.errors["each"]
+    assert isinstance(err, ExpandError)
+    assert "'each'" in str(err)
+    assert "int" in str(err)
+    assert result.states["value"] is TaskState.UPSTREAM_FAILED
+
+
+async def test_expand_with_a_failed_instance_fails_the_whole() -> None:
+    @task
+    async def each(x: int) -> int:
+        if x == 1:
+            raise Boom("one")
+        return x
+
+    result = await Pipeline("p").add_task(each.expand(x=[0, 1, 2])).run()
+    assert result.states["each"] is TaskState.FAILED
+    assert isinstance(result.errors["each"], Boom)
+    assert result.states["each[0]"] is TaskState.SUCCESS
+    assert result.states["each[1]"] is TaskState.FAILED
+
+
+async def test_failure_propagates_as_upstream_failed_and_rules_react() -> None:
+    slow_gate = anyio.Event()
+    alert_ran_while_slow_waited: list[bool] = []
+
+    @task
+    async def slow() -> str:
+        await slow_gate.wait()
+        return "slow"
+
+    @task(trigger_rule="one_failed")
+    async def alert() -> str:
+        alert_ran_while_slow_waited.append(not slow_gate.is_set())
+        slow_gate.set()  # the slow branch only finishes because the alert fired early
+        return "paged"
+
+    @task(trigger_rule="all_done")
+    async def cleanup() -> str:
+        return "cleaned"
+
+    @task(trigger_rule="none_failed")
+    async def report() -> str:
+        return "never"
+
+    f, s = fail(), slow()
+    child, grandchild = value("c"), value("g")
+    f >> child >> grandchild
+    a, c, r = alert(), cleanup(), report()
+    for up in (f, s):
+        up >> a
+        up >> c
+    s >> r
+    child >> r
+    with anyio.fail_after(10):
+        result = await Pipeline("p").add_task(f).run()
+    assert alert_ran_while_slow_waited == [True]
+    assert result.states == {
+        "fail": TaskState.FAILED,
+        "slow": TaskState.SUCCESS,
+        "value": TaskState.UPSTREAM_FAILED,
+        "value_2": TaskState.UPSTREAM_FAILED,
+        "alert": TaskState.SUCCESS,
+        "cleanup": TaskState.SUCCESS,
+        "report": TaskState.UPSTREAM_FAILED,
+    }
+    assert result.status == "FAILED"  # even though the alert ran
+    assert "trigger rule all_success" in result.tasks["value"].reason
+    with pytest.raises(PipelineFailed) as info:
+        result.raise_for_status()
+    assert list(info.value.errors) == ["fail"]
+    assert isinstance(info.value.errors["fail"], Boom)
+    with pytest.raises(KeyError, match="UPSTREAM_FAILED"):
+        result["value"]
+
+
+async def test_skips_are_not_failures() -> None:
+    @task(trigger_rule="one_failed")
+    async def on_failure() -> None: ...
+
+    ok, alert, after = value(1), on_failure(), value(2)
+    ok >> alert >> after
+    result = await Pipeline("p").add_task(ok).run()
+    assert result.states["on_failure"] is TaskState.SKIPPED
+    assert result.states["value_2"] is TaskState.SKIPPED
+    assert result.status == "SUCCESS"
+    assert result.raise_for_status() is result
+
+
+async def test_always_does_not_wait_for_upstream() -> None:
+    gate = anyio.Event()
+
+    @task(trigger_rule="always")
+    async def early() -> str:
+        gate.set()
+        return "early"
+
+    @task
+    async def blocked() -> str:
+        await gate.wait()
+        return "late"
+
+    b = blocked()
+    b >> early()
+    with anyio.fail_after(10):
+        result = await Pipeline("p").add_task(b).run()
+    assert result["early"] == "early"
+
+
+async def test_missing_data_input_marks_task_not_run() -> None:
+    @task(trigger_rule="all_done")
+    async def use(x: int) -> int:
+        return x
+
+    result = await Pipeline("p").add_task(use(fail())).run()
+    assert result.states["use"] is TaskState.UPSTREAM_FAILED
+    assert "input 'fail' has no result" in result.tasks["use"].reason
+
+
+async def test_cycle_raised_before_any_task_runs() -> None:
+    ran: list[str] = []
+
+    @task
+    async def root() -> None:
+        ran.append("root")
+
+    a, b, r = value(1), value(2), root()
+    r >> a >> b >> a
+    with pytest.raises(ValueError, match="cycle: value -> value_2 -> value"):
+        await Pipeline("p").add_task(r).run()
+    assert ran == []
+
+
+async def test_events_in_order_and_listeners_sync_or_async() -> None:
+    sync_seen: list[Any] = []
+    async_seen: list[Any] = []
+
+    async def async_listener(event: Any) -> None:
+        await checkpoint()
+        async_seen.append(event)
+
+    a = value(1)
+    a >> fail()
+    result = (
+        await Pipeline("p")
+        .add_task(a)
+        .run(context={"k": 1}, on_event=[sync_seen.append, async_listener])
+    )
+    assert sync_seen == async_seen
+    assert isinstance(sync_seen[0], RunStarted)
+    assert sync_seen[0].params == {"k": 1}
+    assert sync_seen[0].task_keys == ("value", "fail")
+    states = [(e.key, e.state) for e in sync_seen if isinstance(e, TaskStateChanged)]
+    assert states == [
+        ("value", TaskState.RUNNING),
+        ("value", TaskState.SUCCESS),
+        ("fail", TaskState.RUNNING),
+        ("fail", TaskState.FAILED),
+    ]
+    failed = sync_seen[-2]
+    assert isinstance(failed.error, Boom)
+    assert failed.upstream == ("value",)
+    assert sync_seen[1].result is None and sync_seen[2].result == 1
+    assert isinstance(sync_seen[-1], RunFinished)
+    assert sync_seen[-1].status == result.status == "FAILED"
+    assert all(e.run_id == result.run_id for e in sync_seen)
+
+
+async def test_a_listener_that_raises_does_not_break_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    seen: list[Any] = []
+    with caplog.at_level(logging.ERROR, logger="dremioframe_async.orchestration"):
+        result = await Pipeline("p").add_task(value(1)).run(on_event=[broken, seen.append])
+    assert result.status == "SUCCESS"
+    assert len(seen) == 4
+    assert "listener bug" in caplog.text
+
+
+async def test_bad_on_event_rejected_before_running() -> None:
+    with pytest.raises(TypeError, match="on_event needs callables"):
+        await Pipeline("p").add_task(value(1)).run(on_event=[42])  # type: ignore[list-item]
+
+
+async def test_resume_requires_a_store() -> None:
+    with pytest.raises(ValueError, match="needs the store"):
+        await Pipeline("p").add_task(value(1)).run(resume="abc")
+
+
+async def test_plain_function_returning_a_coroutine_is_a_clear_error() -> None:
+    async def inner() -> int:
+        return 5
+
+    result = await Pipeline("p").add_task(Task("t", lambda: inner())).run()
+    assert isinstance(result.errors["t"], TypeError)
+
+
+async def test_long_chain_runs_in_order() -> None:
+    order: list[int] = []
+
+    @task
+    async def link(i: int) -> int:
+        order.append(i)
+        return i
+
+    first = prev = link(0)
+    for i in range(1, 1500):
+        prev = prev.set_downstream(link(i))
+    result = await Pipeline("p").add_task(first).run()
+    assert order == list(range(1500))
+    assert result.status == "SUCCESS"
+
+
+async def test_long_chain_of_failures_settles_without_recursion() -> None:
+    first = fail()
+    prev = first
+    for _ in range(3000):
+        prev = prev.set_downstream(value(0))
+    result = await Pipeline("p").add_task(first).run()
+    assert sum(s is TaskState.UPSTREAM_FAILED for s in result.states.values()) == 3000

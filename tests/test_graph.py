@@ -1,0 +1,133 @@
+"""Building the graph: inclusion, keys, validation and Mermaid output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dremioframe_async import CycleError, Pipeline, PipelineDefinitionError, task
+
+
+@task
+async def step(n: int) -> int:
+    return n
+
+
+def test_pipeline_includes_everything_connected() -> None:
+    a, b, c, d = step(1), step(2), step(3), step(4)
+    a >> b >> c
+    d >> c
+    p = Pipeline("p").add_task(b)
+    assert set(p.tasks) == {a, b, c, d}
+
+
+def test_keys_are_unique_deterministic_and_avoid_real_names() -> None:
+    a, b, c = step(1), step(2), step(3)
+
+    @task(name="step_2")
+    async def other() -> None: ...
+
+    o = other()
+    a >> b >> c >> o
+    keys = Pipeline("p").add_task(a).plan().keys
+    assert keys == ("step", "step_3", "step_4", "step_2")
+    assert keys == Pipeline("p").add_task(o).plan().keys
+
+
+def test_add_task_chains_and_rejects_non_tasks() -> None:
+    p = Pipeline("p")
+    assert p.add_task(step(1)) is p
+    with pytest.raises(TypeError, match="add_task needs a Task"):
+        p.add_task("x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        pytest.param({"max_concurrency": 0}, "max_concurrency must be", id="zero"),
+        pytest.param({"max_workers": -2}, "max_concurrency must be", id="alias"),
+        pytest.param({"pools": {"p": 0}}, "pool 'p' must be", id="pool"),
+        pytest.param({"max_concurrency": 2, "max_workers": 2}, "not both", id="both"),
+    ],
+)
+def test_bad_limits(kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        Pipeline("p", **kwargs)  # type: ignore[arg-type]
+
+
+def test_max_workers_alias() -> None:
+    assert Pipeline("p", max_workers=4).max_concurrency == 4
+
+
+def test_cycle_named_and_all_problems_reported_at_once() -> None:
+    @task(pool="dremio")
+    async def a() -> None: ...
+
+    @task
+    async def b() -> None: ...
+
+    @task
+    async def c() -> None: ...
+
+    @task
+    async def d() -> None: ...
+
+    ta, tb, tc, td = a(), b(), c(), d()
+    ta >> tb >> ta
+    tc >> td >> tc
+    p = Pipeline("cyclic").add_task(ta).add_task(tc)
+    with pytest.raises(CycleError) as info:
+        p.plan()
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert isinstance(err, PipelineDefinitionError)
+    cycles = {" -> ".join(c) for c in err.cycles}
+    assert cycles in (
+        {"a -> b -> a", "c -> d -> c"},
+        {"b -> a -> b", "d -> c -> d"},
+        {"a -> b -> a", "d -> c -> d"},
+        {"b -> a -> b", "c -> d -> c"},
+    )
+    assert "pool 'dremio'" in str(err)
+    assert len(err.problems) == 3
+
+
+def test_unknown_pool_is_a_definition_error() -> None:
+    @task(pool="nowhere")
+    async def a() -> None: ...
+
+    with pytest.raises(PipelineDefinitionError, match="pools=") as info:
+        Pipeline("p").add_task(a()).plan()
+    assert not isinstance(info.value, CycleError)
+
+
+def test_visualize_mermaid(tmp_path: Path) -> None:
+    @task
+    async def extract() -> None: ...
+
+    @task
+    async def transform() -> None: ...
+
+    @task(name="load data")
+    async def load() -> None: ...
+
+    e, t, lo = extract(), transform(), load()
+    e >> t >> lo
+    p = Pipeline("etl").add_task(e)
+    text = p.visualize()
+    lines = text.splitlines()
+    assert lines[0] == "graph TD"
+    assert "    extract --> transform" in lines
+    assert '    n2["load data"]' in lines
+    assert "    transform --> n2" in lines
+    out = tmp_path / "g.mmd"
+    assert p.visualize(out) == out.read_text()
+
+
+def test_plan_is_rebuilt_after_edges_change() -> None:
+    a, b = step(1), step(2)
+    p = Pipeline("p").add_task(a)
+    assert p.tasks == (a,)
+    a >> b
+    assert p.tasks == (a, b)
