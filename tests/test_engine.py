@@ -715,7 +715,8 @@ async def test_events_in_order_and_listeners_sync_or_async() -> None:
     failed = sync_seen[-2]
     assert isinstance(failed.error, Boom)
     assert failed.upstream == ("value",)
-    assert sync_seen[1].result is None and sync_seen[2].result == 1
+    assert sync_seen[1].result is None
+    assert sync_seen[2].result == 1
     assert isinstance(sync_seen[-1], RunFinished)
     assert sync_seen[-1].status == result.status == "FAILED"
     assert all(e.run_id == result.run_id for e in sync_seen)
