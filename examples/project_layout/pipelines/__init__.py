@@ -1,0 +1,1 @@
+"""Pipelines: each module builds one Pipeline from tasks in ../tasks."""

@@ -1,0 +1,1 @@
+"""Reusable tasks: one module per system they talk to."""

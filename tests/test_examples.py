@@ -1,0 +1,36 @@
+"""Every example runs as documented and prints what it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXAMPLES = [
+    ("examples/01_decorator.py", "sum: 6"),
+    ("examples/02_chain.py", "loaded 3 rows"),
+    ("examples/03_fan_out_fan_in.py", "per table: [8, 8, 10, 11]"),
+    ("examples/04_retries.py", "payload after 3 attempts"),
+    ("examples/05_alert_and_cleanup.py", "run status: FAILED"),
+    ("examples/06_reference_passing.py", "has 2 rows"),
+    ("examples/main_pipeline.py", "SUCCESS: 24 tables, 192000 rows, 5 retries"),
+    ("-m examples.project_layout", "validated rows: 2300"),
+]
+
+
+@pytest.mark.parametrize(("target", "expected"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_example_runs(target: str, expected: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, *target.split()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stdout
