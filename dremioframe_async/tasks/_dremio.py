@@ -1,0 +1,204 @@
+"""Tasks that run SQL on Dremio: queries (to Arrow or Parquet) and Iceberg/reflection upkeep.
+
+A task holds either an open :class:`DremioClient` (shared, so many tasks reuse
+one connection pool) or nothing, in which case each attempt opens a client from
+the ``DREMIO_*`` environment. Job cancellation on timeout or cancellation is the
+client's: ``wait()`` sends the cancel request (shielded, bounded) before the
+cancellation reaches the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..dremio import DremioClient
+from ..orchestration import Task
+from ._sql import (
+    expire_snapshots_sql,
+    optimize_sql,
+    refresh_reflections_sql,
+    remove_orphan_files_sql,
+    rollback_sql,
+)
+
+__all__ = [
+    "DremioQueryTask",
+    "DremioSqlTask",
+    "ExpireSnapshotsTask",
+    "OptimizeTask",
+    "RefreshReflectionTask",
+    "RemoveOrphanFilesTask",
+    "RollbackTableTask",
+    "VacuumTask",
+]
+
+ClientSource = DremioClient | Callable[[], DremioClient] | None
+
+
+@asynccontextmanager
+async def client_scope(source: ClientSource) -> AsyncIterator[DremioClient]:
+    """Use the given open client, or open (and close) one made by ``source`` or from env."""
+    if isinstance(source, DremioClient):
+        yield source
+        return
+    async with source() if source is not None else DremioClient() as client:
+        yield client
+
+
+class DremioQueryTask(Task):
+    """Run one SQL query; return a ``pyarrow.Table``, or the path of a Parquet file.
+
+    With ``output_path`` the result is streamed page by page into that file and
+    the task returns the path as a string. ``query_timeout`` bounds the Dremio
+    job (it is cancelled on expiry); the engine's ``timeout=`` bounds the whole
+    attempt, and cancels the job too. Other keyword options are the Task's.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sql: str,
+        *,
+        client: ClientSource = None,
+        output_path: str | os.PathLike[str] | None = None,
+        sql_context: Sequence[str] | None = None,
+        query_timeout: float | None = None,
+        **options: Any,
+    ) -> None:
+        self.sql = sql
+        self.client = client
+        self.output_path = None if output_path is None else Path(output_path)
+        self.sql_context = list(sql_context) if sql_context else None
+        self.query_timeout = query_timeout
+        super().__init__(name, self._execute, **options)
+
+    async def _execute(self) -> pa.Table | str:
+        async with client_scope(self.client) as client:
+            job_id = await client.submit(self.sql, self.sql_context)
+            await client.wait(job_id, timeout=self.query_timeout)
+            if self.output_path is None:
+                return await client.fetch_arrow(job_id)
+            await client.to_parquet(job_id, self.output_path)
+            return str(self.output_path)
+
+
+class DremioSqlTask(Task):
+    """Run a statement and return its (small) result as a list of row dicts."""
+
+    def __init__(self, name: str, sql: str, *, client: ClientSource = None, **options: Any) -> None:
+        self.sql = sql
+        self.client = client
+        super().__init__(name, self._execute, **options)
+
+    async def _execute(self) -> list[dict[str, Any]]:
+        async with client_scope(self.client) as client:
+            table = await client.query(self.sql)
+            rows: list[dict[str, Any]] = table.to_pylist()
+            return rows
+
+
+class RefreshReflectionTask(DremioSqlTask):
+    """``ALTER DATASET <dataset> REFRESH REFLECTIONS``."""
+
+    def __init__(
+        self,
+        name: str,
+        dataset: str | Sequence[str],
+        *,
+        client: ClientSource = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, refresh_reflections_sql(dataset), client=client, **options)
+
+
+class OptimizeTask(DremioSqlTask):
+    """``OPTIMIZE TABLE`` an Iceberg table (bin-pack data files, optionally manifests).
+
+    :raises ValueError: an unknown option (at construction).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        table: str | Sequence[str],
+        *,
+        client: ClientSource = None,
+        rewrite_data: bool = True,
+        rewrite_manifests: bool = False,
+        file_options: Mapping[str, int] | None = None,
+        for_partitions: str | None = None,
+        **options: Any,
+    ) -> None:
+        sql = optimize_sql(
+            table,
+            rewrite_data=rewrite_data,
+            options=file_options,
+            for_partitions=for_partitions,
+            rewrite_manifests=rewrite_manifests,
+        )
+        super().__init__(name, sql, client=client, **options)
+
+
+class ExpireSnapshotsTask(DremioSqlTask):
+    """``VACUUM TABLE <table> EXPIRE SNAPSHOTS [older_than = ...] [retain_last = ...]``."""
+
+    def __init__(
+        self,
+        name: str,
+        table: str | Sequence[str],
+        *,
+        client: ClientSource = None,
+        older_than: str | dt.datetime | None = None,
+        retain_last: int | None = None,
+        **options: Any,
+    ) -> None:
+        sql = expire_snapshots_sql(table, older_than=older_than, retain_last=retain_last)
+        super().__init__(name, sql, client=client, **options)
+
+
+VacuumTask = ExpireSnapshotsTask
+"""``VACUUM TABLE ... EXPIRE SNAPSHOTS``, under the name of its SQL verb."""
+
+
+class RemoveOrphanFilesTask(DremioSqlTask):
+    """``VACUUM TABLE <table> REMOVE ORPHAN FILES [older_than = ...] [location = ...]``."""
+
+    def __init__(
+        self,
+        name: str,
+        table: str | Sequence[str],
+        *,
+        client: ClientSource = None,
+        older_than: str | dt.datetime | None = None,
+        location: str | None = None,
+        **options: Any,
+    ) -> None:
+        sql = remove_orphan_files_sql(table, older_than=older_than, location=location)
+        super().__init__(name, sql, client=client, **options)
+
+
+class RollbackTableTask(DremioSqlTask):
+    """``ROLLBACK TABLE <table> TO SNAPSHOT '<id>'`` or ``TO TIMESTAMP '<ts>'``.
+
+    :raises ValueError: not exactly one of ``snapshot_id`` and ``timestamp``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        table: str | Sequence[str],
+        *,
+        client: ClientSource = None,
+        snapshot_id: str | int | None = None,
+        timestamp: str | dt.datetime | None = None,
+        **options: Any,
+    ) -> None:
+        sql = rollback_sql(table, snapshot_id=snapshot_id, timestamp=timestamp)
+        super().__init__(name, sql, client=client, **options)
