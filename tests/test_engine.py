@@ -777,3 +777,18 @@ async def test_long_chain_of_failures_settles_without_recursion() -> None:
         prev = prev.set_downstream(value(0))
     result = await Pipeline("p").add_task(first).run()
     assert sum(s is TaskState.UPSTREAM_FAILED for s in result.states.values()) == 3000
+
+
+async def test_base_exception_in_a_task_surfaces_as_itself() -> None:
+    class Stop(BaseException):
+        pass
+
+    @task
+    async def halt() -> None:
+        raise Stop("halt")
+
+    events: list[Any] = []
+    with pytest.raises(Stop, match="halt"):
+        await Pipeline("p").add_task(halt()).add_task(value(1)).run(on_event=events.append)
+    assert isinstance(events[-1], RunFinished)
+    assert events[-1].status == "CANCELLED"

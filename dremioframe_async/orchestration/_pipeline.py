@@ -29,6 +29,13 @@ def _check_limit(pipeline: str, what: str, value: object) -> int | None:
     return value
 
 
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class Pipeline:
     """A named set of connected tasks and the limits they run under.
 
@@ -140,17 +147,22 @@ class Pipeline:
         if context is None:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
-        async with dispatching(listeners, store) as emit:
-            run = Run(
-                plan,
-                run_id=run_id or uuid.uuid4().hex,
-                params=context,
-                run_limiter=run_limiter,
-                pools=pools,
-                emit=emit,
-                prior=prior,
-            )
-            return await run.execute()
+        try:
+            async with dispatching(listeners, store) as emit:
+                run = Run(
+                    plan,
+                    run_id=run_id or uuid.uuid4().hex,
+                    params=context,
+                    run_limiter=run_limiter,
+                    pools=pools,
+                    emit=emit,
+                    prior=prior,
+                )
+                return await run.execute()
+        except BaseExceptionGroup as group:
+            # Task errors are in the result; what escapes (a KeyboardInterrupt in a
+            # task, say) surfaces as itself, not wrapped by the run's task groups.
+            raise _sole_exception(group) from None
 
     async def _prior_run(self, store: RunRecorder | None, resume: str | None) -> PriorRun | None:
         if resume is None:
