@@ -80,7 +80,15 @@ async def test_run_round_trip(store: RunStore, batch: int) -> None:
 async def test_attempts_keep_errors_and_retry_delays(store: RunStore) -> None:
     await store.record(sample_run())
     tasks = {t.key: t for t in await store.get_tasks("r1")}
+    (only_a,) = tasks["a"].attempts  # rebuilt from the task row: a clean first attempt
+    assert (only_a.number, only_a.state, only_a.started, only_a.finished) == (
+        1,
+        TaskState.SUCCESS,
+        T0 + 1,
+        T0 + 2,
+    )
     first, second = tasks["b"].attempts
+    assert (first.started, first.finished) == (T0 + 3, T0 + 4)
     assert (first.number, first.state, first.retry_delay) == (1, TaskState.FAILED, 0.5)
     assert (first.error_type, first.error_message) == ("ValueError", "bad row 7")
     assert "raise ValueError" in (first.error_traceback or "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from ..orchestration._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
@@ -70,24 +71,33 @@ _FIRST_WINS = frozenset({"started"})
 _MAX_WINS = frozenset({"attempts"})
 
 
+_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (RunRow, TaskRow, AttemptRow)}
+
+
+@lru_cache(maxsize=1024)
+def _upstream_json(upstream: tuple[str, ...]) -> str:
+    # Fan-outs repeat the same upstream tuple thousands of times: encode it once.
+    return json.dumps(list(upstream))
+
+
 def merge(old: R | None, new: R) -> R:
     """Apply patch ``new`` over stored row ``old`` (memory store; SQL upserts mirror it)."""
     if old is None:
         return new
-    for f in fields(new):
-        value = getattr(new, f.name)
-        current = getattr(old, f.name)
-        if value is None or (f.name in _FIRST_WINS and current is not None):
+    for name in _NAMES[type(new)]:
+        value = getattr(new, name)
+        current = getattr(old, name)
+        if value is None or (name in _FIRST_WINS and current is not None):
             continue
-        if f.name in _MAX_WINS and current is not None:
+        if name in _MAX_WINS and current is not None:
             value = max(value, current)
-        setattr(old, f.name, value)
+        setattr(old, name, value)
     return old
 
 
 def as_tuple(row: Row) -> tuple[Any, ...]:
     """The row's values in column order (the order of the dataclass fields)."""
-    return tuple(getattr(row, f.name) for f in fields(row))
+    return tuple(getattr(row, name) for name in _NAMES[type(row)])
 
 
 class Fold:
@@ -161,20 +171,24 @@ class Fold:
         task = self._task(event.run_id, event.key)
         task.state = event.state.value
         if task.upstream is None and event.upstream:
-            task.upstream = json.dumps(list(event.upstream))
+            task.upstream = _upstream_json(event.upstream)
         if event.attempt:
             task.attempts = max(task.attempts or 0, event.attempt)
+        # A first attempt that ends without an error gets no attempt row: the task
+        # row holds its start, end and state (the views rebuild it). That halves
+        # the writes of a typical run; later and failed attempts are written.
         if event.state is TaskState.RUNNING:
             task.started = task.started or event.time
-            attempt = self._attempt(event.run_id, event.key, event.attempt)
-            attempt.state, attempt.started = TaskState.RUNNING.value, event.time
+            if event.attempt > 1:
+                attempt = self._attempt(event.run_id, event.key, event.attempt)
+                attempt.state, attempt.started = TaskState.RUNNING.value, event.time
             return
         if event.state is TaskState.PENDING:
             return
         task.finished, task.reason = event.time, event.reason
         if event.state is TaskState.SUCCESS:
             self._result(task, event.result)
-        if event.attempt:
+        if event.attempt > 1 or (event.attempt and event.error is not None):
             self._end_attempt(event, event.state.value)
 
     def _end_attempt(self, event: TaskStateChanged | TaskRetrying, state: str) -> None:

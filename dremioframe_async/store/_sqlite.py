@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -81,7 +82,7 @@ class SQLiteStore:
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn, self._busy_timeout)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             _migrate(conn)
             _sweep(conn)
@@ -160,6 +161,24 @@ class _transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL, waiting out another connection that is switching the same new file.
+
+    SQLite reports "database is locked" for a journal-mode change at once,
+    without its busy handler, so wait here (this runs in the worker thread).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

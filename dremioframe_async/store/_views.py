@@ -40,16 +40,32 @@ def _attempt_info(row: AttemptRow) -> AttemptInfo:
     )
 
 
+def _with_first_attempt(row: TaskRow, attempts: Iterable[AttemptRow]) -> list[AttemptRow]:
+    """Rebuild the first attempt, which is not written when it ended without an error."""
+    by_number = {a.number: a for a in attempts}
+    first = by_number.get(1)
+    if first is None and row.attempts:
+        final = row.attempts == 1
+        state = row.state if final else TaskState.FAILED.value
+        finished = row.finished if final else None
+        first = AttemptRow(row.run_id, row.key, 1, state, row.started, finished)
+    if first is not None:
+        first.started = first.started or row.started
+        by_number[1] = first
+    return [by_number[n] for n in sorted(by_number)]
+
+
 def task_info(row: TaskRow, attempts: Iterable[AttemptRow]) -> TaskInfo:
     """Build a :class:`TaskInfo` from a stored task row and its attempt rows."""
     stored = bool(row.result_stored)
+    attempts = _with_first_attempt(row, attempts)
     return TaskInfo(
         run_id=row.run_id,
         key=row.key,
         state=TaskState(row.state or TaskState.PENDING),
         started=row.started,
         finished=row.finished,
-        attempts=tuple(_attempt_info(a) for a in sorted(attempts, key=lambda a: a.number)),
+        attempts=tuple(_attempt_info(a) for a in attempts),
         reason=row.reason or "",
         upstream=tuple(decode_json(row.upstream, [])),
         result=decode_json(row.result) if stored else None,

@@ -1,0 +1,128 @@
+"""What recording a run costs: a 10,000-task fan-out with no store, memory, SQLite, PostgreSQL.
+
+root -> 10,000 no-op async tasks -> sink, run several times per store in one
+process; prints the median wall time of ``pipeline.run`` and its ratio to the
+no-store median measured in the same run. Target: SQLiteStore within 1.2x.
+
+    python benchmarks/store_overhead.py [--tasks 10000] [--repeat 5]
+
+PostgreSQL: ``DREMIOFRAME_ASYNC_BENCH_PG`` (default
+``postgresql://postgres@127.0.0.1:5432/test``); the row is skipped with a
+message when nothing answers there. A scratch schema is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+
+from dremioframe_async import Pipeline, task
+from dremioframe_async.store import MemoryStore, PostgresStore, RunStore, SQLiteStore
+
+PG_URL = os.environ.get("DREMIOFRAME_ASYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def fan_out(width: int) -> Pipeline:
+    @task(name="root")
+    async def root() -> int:
+        return 0
+
+    @task(name="leaf")
+    async def leaf() -> None:
+        return None
+
+    @task(name="sink")
+    async def sink() -> str:
+        return "done"
+
+    top, bottom = root(), sink()
+    for _ in range(width):
+        node = leaf()
+        top >> node
+        node >> bottom
+    return Pipeline("fan_out", max_concurrency=width + 2).add_task(top)
+
+
+async def measure(pipeline: Pipeline, store: RunStore | None, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = await pipeline.run(store=store)
+        times.append(time.perf_counter() - start)
+        assert result.status == "SUCCESS", result.status
+    return statistics.median(times)
+
+
+async def pg_store() -> tuple[PostgresStore | None, str]:
+    schema = f"dfa_bench_{secrets.token_hex(4)}"
+    store = PostgresStore(PG_URL, schema=schema)
+    try:
+        with anyio.fail_after(5):
+            await store.list_runs(limit=1)
+    except Exception as exc:
+        return None, f"skipped: PostgreSQL not reachable at {PG_URL} ({type(exc).__name__})"
+    return store, schema
+
+
+async def drop(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def main(width: int, repeat: int) -> None:
+    pipeline = fan_out(width)
+    await pipeline.run()  # warm up (imports, graph planning caches)
+    rows: list[tuple[str, float | None, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: list[tuple[str, Callable[[], RunStore | None]]] = [
+            ("no store", lambda: None),
+            ("MemoryStore", MemoryStore),
+            ("SQLiteStore", lambda: SQLiteStore(Path(tmp) / "bench.sqlite")),
+        ]
+        for name, make in stores:
+            store = make()
+            rows.append((name, await measure(pipeline, store, repeat), ""))
+            if store is not None:
+                await store.aclose()
+        pg, schema_or_reason = await pg_store()
+        if pg is None:
+            rows.append(("PostgresStore", None, schema_or_reason))
+        else:
+            try:
+                rows.append(("PostgresStore", await measure(pipeline, pg, repeat), ""))
+            finally:
+                await pg.aclose()
+                await drop(schema_or_reason)
+    report(rows, width, repeat)
+
+
+def report(rows: list[tuple[str, float | None, str]], width: int, repeat: int) -> None:
+    base = rows[0][1] or 1.0
+    print(f"{width}-task fan-out, median of {repeat} runs each")
+    print(f"{'store':<14} {'median s':>9} {'ratio':>7}")
+    for name, seconds, note in rows:
+        if seconds is None:
+            print(f"{name:<14} {note}")
+        else:
+            print(f"{name:<14} {seconds:>9.3f} {seconds / base:>6.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    anyio.run(main, args.tasks, args.repeat)
