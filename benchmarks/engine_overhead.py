@@ -1,0 +1,487 @@
+"""Engine overhead: a Pipeline run against the raw anyio floor and asyncio.gather.
+
+Three DAG shapes, each run by three implementations in this one process:
+
+- ``fan-out``: a root, N no-op coroutine tasks, a sink (root -> each -> sink);
+- ``chain``: N no-op tasks, each waiting for the one before;
+- ``sleep``: a root, N tasks that each ``await anyio.sleep(0.02)``, a sink; the
+  engine runs it with ``max_concurrency=N`` (a limit that never binds but is paid).
+
+Implementations:
+
+- ``engine``: ``await pipeline.run()``. Pipeline and tasks are built once,
+  outside the timed region, and reused, as an application would; the first
+  run (which also validates the graph) is reported on its own row.
+- ``raw-anyio``: the floor. One task group, one ``anyio.Event`` per task, every
+  task a coroutine spawned up front that awaits its upstream Events, runs the
+  body, then sets its own Event. No engine.
+- ``gather``: bare asyncio under ``asyncio.run``. Fan-out and sleep:
+  ``await root(); await asyncio.gather(*middle); await sink()``. Chain: N
+  coroutines gathered together, each awaiting the ``asyncio.Event`` of the one
+  before, running the body and setting its own Event.
+
+Every figure is the median of ``--reps`` repetitions timed with
+``time.perf_counter`` inside an already running event loop (loop start-up is
+not counted); ``gc.collect()`` runs before each repetition and the collector
+stays enabled while timing. The engine and the floor also run on trio.
+
+``--memory N`` runs an N-task fan-out through a Pipeline and prints its
+memory (this script does so in a fresh child process, so ``ru_maxrss`` deltas
+start from a clean high-water mark). ``--profile SHAPE`` prints a cProfile (or
+pyinstrument) breakdown of engine runs.
+
+Run: ``.venv/bin/python benchmarks/engine_overhead.py [--quick] [--reps N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import anyio
+
+from dremioframe_async.orchestration import Pipeline, RunResult, Task
+
+SLEEP = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    fanout: int
+    chain: int
+    sleepers: int
+    big_fanout: int
+    reps: int
+
+
+DEFAULT = Sizes(fanout=10_000, chain=1_000, sleepers=1_000, big_fanout=100_000, reps=5)
+QUICK = Sizes(fanout=1_000, chain=200, sleepers=200, big_fanout=10_000, reps=3)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    name: str
+    n: int
+
+    @property
+    def tasks(self) -> int:
+        """Task count including root and sink (the chain has neither)."""
+        return self.n if self.name == "chain" else self.n + 2
+
+    @property
+    def floor_s(self) -> float:
+        """Time the shape needs even with zero overhead (the one sleep on its path)."""
+        return SLEEP if self.name == "sleep" else 0.0
+
+
+@dataclass(slots=True)
+class Row:
+    shape: Shape
+    impl: str
+    backend: str
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+# -- task bodies ---------------------------------------------------------------
+
+
+async def noop() -> None:
+    return None
+
+
+async def nap(seconds: float) -> None:
+    await anyio.sleep(seconds)
+
+
+def _body(shape: Shape) -> tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]:
+    return (nap, (SLEEP,)) if shape.name == "sleep" else (noop, ())
+
+
+# -- (1) the engine --------------------------------------------------------------
+
+
+def build_pipeline(shape: Shape) -> Pipeline:
+    """The shape as a Pipeline of plain Tasks (built the way a user would)."""
+    action, args = _body(shape)
+    if shape.name == "chain":
+        chain = [Task(f"t{i}", noop) for i in range(shape.n)]
+        for a, b in pairwise(chain):
+            a >> b
+        head = chain[0]
+    else:
+        head, sink = Task("root", noop), Task("sink", noop)
+        for i in range(shape.n):
+            mid = Task(f"t{i}", action, args=args)
+            head >> mid
+            mid >> sink
+    limit = shape.n if shape.name == "sleep" else None
+    return Pipeline(shape.name, max_concurrency=limit).add_task(head)
+
+
+async def _timed_run(pipeline: Pipeline) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    result = await pipeline.run()
+    elapsed = time.perf_counter() - start
+    _check(result)
+    return elapsed
+
+
+def _check(result: RunResult) -> None:
+    if result.status != "SUCCESS":
+        raise SystemExit(f"benchmark run of {result.pipeline!r} ended {result.status}")
+
+
+async def engine_rows(shape: Shape, reps: int, backend: str) -> list[Row]:
+    """First run (validates the graph) on one row, the median of reused runs on another."""
+    pipeline = build_pipeline(shape)
+    first = Row(shape, "engine 1st run", backend, [await _timed_run(pipeline)])
+    reused = Row(shape, "engine", backend)
+    for _ in range(reps):
+        reused.times.append(await _timed_run(pipeline))
+    return [reused, first]
+
+
+def validation_ms(shape: Shape) -> float:
+    """What ``Pipeline.plan()`` (collect, key, cycle check) costs on its own."""
+    head = build_pipeline(shape).plan().tasks[0]
+    fresh = Pipeline(shape.name).add_task(head)
+    start = time.perf_counter()
+    fresh.plan()
+    return (time.perf_counter() - start) * 1e3
+
+
+# -- (2) the raw anyio floor ---------------------------------------------------------
+
+
+async def _node(
+    ups: Sequence[anyio.Event],
+    action: Callable[..., Awaitable[None]],
+    args: tuple[Any, ...],
+    done: anyio.Event,
+) -> None:
+    for event in ups:
+        await event.wait()
+    await action(*args)
+    done.set()
+
+
+async def raw_anyio_once(shape: Shape) -> None:
+    """The shape as one task group of coroutines linked by anyio Events."""
+    action, args = _body(shape)
+    async with anyio.create_task_group() as tg:
+        if shape.name == "chain":
+            prev: Sequence[anyio.Event] = ()
+            for _ in range(shape.n):
+                done = anyio.Event()
+                tg.start_soon(_node, prev, noop, (), done)
+                prev = (done,)
+            return
+        root = anyio.Event()
+        tg.start_soon(_node, (), noop, (), root)
+        mids = [anyio.Event() for _ in range(shape.n)]
+        for done in mids:
+            tg.start_soon(_node, (root,), action, args, done)
+        tg.start_soon(_node, mids, noop, (), anyio.Event())
+
+
+# -- (3) bare asyncio.gather ---------------------------------------------------------
+
+
+async def _chained(
+    prev: asyncio.Event | None, done: asyncio.Event, action: Callable[[], Awaitable[None]]
+) -> None:
+    if prev is not None:
+        await prev.wait()
+    await action()
+    done.set()
+
+
+async def gather_once(shape: Shape) -> None:
+    """The shape with nothing but asyncio.gather (and asyncio.Events for the chain)."""
+    if shape.name == "chain":
+        events = [asyncio.Event() for _ in range(shape.n)]
+        prevs = [None, *events[:-1]]
+        await asyncio.gather(*(_chained(p, d, noop) for p, d in zip(prevs, events, strict=True)))
+        return
+    action, args = _body(shape)
+    await noop()
+    await asyncio.gather(*(action(*args) for _ in range(shape.n)))
+    await noop()
+
+
+async def repeat(
+    shape: Shape, impl: str, backend: str, once: Callable[[Shape], Awaitable[None]], reps: int
+) -> Row:
+    """One warm-up, then ``reps`` timed repetitions of ``once(shape)``."""
+    await once(shape)
+    row = Row(shape, impl, backend)
+    for _ in range(reps):
+        gc.collect()
+        start = time.perf_counter()
+        await once(shape)
+        row.times.append(time.perf_counter() - start)
+    return row
+
+
+# -- running everything ----------------------------------------------------------
+
+
+def shapes(sizes: Sizes) -> list[Shape]:
+    return [
+        Shape("fan-out", sizes.fanout),
+        Shape("chain", sizes.chain),
+        Shape("sleep", sizes.sleepers),
+    ]
+
+
+async def _anyio_rows(shape_list: list[Shape], reps: int, backend: str) -> list[Row]:
+    rows: list[Row] = []
+    for shape in shape_list:
+        rows += await engine_rows(shape, reps, backend)
+        rows.append(await repeat(shape, "raw-anyio", backend, raw_anyio_once, reps))
+    return rows
+
+
+async def _gather_rows(shape_list: list[Shape], reps: int) -> list[Row]:
+    return [await repeat(s, "gather", "asyncio", gather_once, reps) for s in shape_list]
+
+
+def measure_all(sizes: Sizes, reps: int) -> list[Row]:
+    shape_list = shapes(sizes)
+    rows = anyio.run(_anyio_rows, shape_list, reps, "asyncio")
+    rows += asyncio.run(_gather_rows(shape_list, reps))
+    rows += anyio.run(_anyio_rows, shape_list, reps, "trio", backend="trio")
+    return rows
+
+
+# -- the table -------------------------------------------------------------------
+
+
+HEADER = (
+    f"{'shape':<8} {'tasks':>6} {'implementation':<15} {'backend':<8} {'wall ms':>9} "
+    f"{'min-max ms':>15} {'us/task*':>9} {'x raw-anyio':>12} {'x gather':>9}"
+)
+
+
+def _find(rows: list[Row], shape: Shape, impl: str, backend: str) -> Row | None:
+    for row in rows:
+        if row.shape == shape and row.impl == impl and row.backend == backend:
+            return row
+    return None
+
+
+def _ratio(row: Row, base: Row | None) -> str:
+    return (
+        "-"
+        if base is None or row.impl in ("raw-anyio", "gather")
+        else (f"{row.median / base.median:.2f}x")
+    )
+
+
+def format_row(row: Row, rows: list[Row]) -> str:
+    per_task = (row.median - row.shape.floor_s) / row.shape.tasks * 1e6
+    spread = f"{min(row.times) * 1e3:.1f}-{max(row.times) * 1e3:.1f}"
+    raw = _find(rows, row.shape, "raw-anyio", row.backend)
+    gat = _find(rows, row.shape, "gather", "asyncio") if row.backend == "asyncio" else None
+    return (
+        f"{row.shape.name:<8} {row.shape.tasks:>6} {row.impl:<15} {row.backend:<8} "
+        f"{row.median * 1e3:>9.1f} {spread:>15} {per_task:>9.2f} "
+        f"{_ratio(row, raw):>12} {_ratio(row, gat):>9}"
+    )
+
+
+def ratio_lines(rows: list[Row]) -> list[str]:
+    lines = []
+    for label, impl, backend in (
+        ("engine/raw-anyio", "raw-anyio", "asyncio"),
+        ("engine/gather", "gather", "asyncio"),
+        ("engine/raw-anyio", "raw-anyio", "trio"),
+    ):
+        parts = []
+        for row in rows:
+            base = _find(rows, row.shape, impl, "asyncio" if impl == "gather" else backend)
+            if row.impl == "engine" and row.backend == backend and base is not None:
+                parts.append(f"{row.shape.name} {row.median / base.median:.2f}x")
+        lines.append(f"ratio {label} ({backend}): " + ", ".join(parts))
+    return lines
+
+
+def print_table(rows: list[Row], sizes: Sizes, reps: int) -> None:
+    order = {"engine": 0, "engine 1st run": 1, "raw-anyio": 2, "gather": 3}
+    rows_sorted = sorted(
+        rows, key=lambda r: (r.backend != "asyncio", shapes(sizes).index(r.shape), order[r.impl])
+    )
+    print(f"median of {reps} repetitions (1st run: one run)")
+    print(HEADER)
+    print("-" * len(HEADER))
+    for row in rows_sorted:
+        print(format_row(row, rows))
+    print(
+        f"* us/task = (median wall - the {SLEEP * 1e3:.0f} ms sleep on the sleep shape's path)"
+        " / tasks, root and sink included"
+    )
+    for shape in shapes(sizes):
+        print(f"graph validation (Pipeline.plan()) for {shape.name}: {validation_ms(shape):.1f} ms")
+    for line in ratio_lines(rows):
+        print(line)
+
+
+# -- memory of a big fan-out -------------------------------------------------------
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _rss_now_mib() -> float:
+    """Current resident size; ru_maxrss is not a baseline, a child inherits its parent's."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:  # not Linux: the high-water mark is the best available
+        return _maxrss_mib()
+    return pages * resource.getpagesize() / 2**20
+
+
+def measure_memory(n: int) -> None:
+    """Build and run an n-task fan-out; print its RSS high-water mark and tracemalloc peak."""
+    shape = Shape("fan-out", n)
+    rss0 = _rss_now_mib()
+    start = time.perf_counter()
+    pipeline = build_pipeline(shape)
+    pipeline.plan()
+    built_s, rss_built = time.perf_counter() - start, _maxrss_mib()
+    gc.collect()
+    resident_built = _rss_now_mib()
+    run_s = anyio.run(_timed_run, pipeline)
+    rss_run = _maxrss_mib()
+    tracemalloc.start()
+    anyio.run(_timed_run, pipeline)  # what the run itself allocates, over the built graph
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"{n}-task fan-out through Pipeline: SUCCESS, built+validated in {built_s:.2f} s, "
+        f"run in {run_s:.2f} s ({run_s / shape.tasks * 1e6:.1f} us/task)"
+    )
+    print(
+        f"peak RSS (ru_maxrss): {rss_run:.0f} MiB, +{rss_run - rss0:.0f} MiB over the "
+        f"{rss0:.0f} MiB resident at start ({(rss_run - rss0) * 2**20 / shape.tasks:.0f} B/task); "
+        f"+{rss_built - rss0:.0f} MiB was reached while building the graph "
+        f"(+{resident_built - rss0:.0f} MiB still resident once built), "
+        f"+{rss_run - rss_built:.0f} MiB more during the first run"
+    )
+    print(
+        f"tracemalloc peak of a second run, over the built graph: {peak / 2**20:.1f} MiB "
+        f"({peak / shape.tasks:.0f} B/task)"
+    )
+
+
+def memory_in_child(n: int) -> str:
+    """Run :func:`measure_memory` in a fresh interpreter; return what it printed.
+
+    Call it before the timings grow this process: the child's ru_maxrss starts
+    at this process's resident size.
+    """
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory", str(n)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"memory benchmark failed with exit code {out.returncode}")
+    return out.stdout
+
+
+# -- profiling -----------------------------------------------------------------------
+
+
+async def _profiled_runs(
+    pipeline: Pipeline, runs: int, start: Callable[[], object], stop: Callable[[], object]
+) -> None:
+    await pipeline.run()  # validate and warm up outside the profile
+    start()
+    for _ in range(runs):
+        _check(await pipeline.run())
+    stop()
+
+
+def profile(shape: Shape, runs: int, tool: str) -> None:
+    """Print where engine time goes for ``runs`` reused runs of ``shape``."""
+    pipeline = build_pipeline(shape)
+    if tool == "pyinstrument":
+        from pyinstrument import Profiler  # optional: pip install pyinstrument
+
+        prof = Profiler(async_mode="disabled", interval=0.0002)
+        anyio.run(_profiled_runs, pipeline, runs, prof.start, prof.stop)
+        print(prof.output_text(unicode=False, color=False, show_all=False))
+        return
+    cprof = cProfile.Profile()
+    anyio.run(_profiled_runs, pipeline, runs, cprof.enable, cprof.disable)
+    _print_cprofile(cprof, shape.tasks * runs)
+
+
+def _print_cprofile(cprof: cProfile.Profile, task_runs: int, top: int = 25) -> None:
+    stats = pstats.Stats(cprof, stream=io.StringIO())
+    entries = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    total = sum(v[2] for _, v in entries)
+    print(
+        f"cProfile: {total * 1e6 / task_runs:.2f} us of own time per task "
+        "(profiler overhead included); top functions by own time:"
+    )
+    print(f"{'us/task':>8} {'share':>6} {'calls/task':>10}  function")
+    for (path, line, name), (_, ncalls, tottime, _, _) in entries[:top]:
+        where = f"{path.rsplit('/', 1)[-1]}:{line}({name})" if line else name
+        if path == "<string>":  # cProfile files every generated dataclass __init__ together
+            where += " [dataclass-generated, all classes]"
+        print(
+            f"{tottime * 1e6 / task_runs:>8.3f} {tottime / total:>6.1%} "
+            f"{ncalls / task_runs:>10.2f}  {where}"
+        )
+
+
+# -- entry point -----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer reps (CI)")
+    parser.add_argument("--reps", type=int, help="repetitions per figure (default 5, quick 3)")
+    parser.add_argument("--memory", type=int, metavar="N", help="only the N-task memory run")
+    parser.add_argument("--profile", choices=["fan-out", "chain"], help="only profile a shape")
+    parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else DEFAULT
+    reps = args.reps or sizes.reps
+    if args.memory:
+        measure_memory(args.memory)
+    elif args.profile:
+        size = sizes.fanout if args.profile == "fan-out" else sizes.chain
+        profile(Shape(args.profile, size), reps, args.profiler)
+    else:
+        start = time.perf_counter()
+        memory = memory_in_child(sizes.big_fanout)
+        print_table(measure_all(sizes, reps), sizes, reps)
+        print(memory, end="")
+        print(f"total {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
