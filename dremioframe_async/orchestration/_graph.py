@@ -25,6 +25,7 @@ class Plan:
     index: Mapping[Task, int]
     upstream: tuple[tuple[int, ...], ...]
     downstream: tuple[tuple[int, ...], ...]
+    upstream_keys: tuple[tuple[str, ...], ...]
 
     def key_of(self, task: Task) -> str | None:
         i = self.index.get(task)
@@ -106,7 +107,8 @@ def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) ->
         raise CycleError(name, cycles, problems)
     if problems:
         raise PipelineDefinitionError(name, problems)
-    return Plan(name, tuple(tasks), tuple(keys), index, upstream, downstream)
+    upstream_keys = tuple(tuple(keys[u] for u in up) for up in upstream)
+    return Plan(name, tuple(tasks), tuple(keys), index, upstream, downstream, upstream_keys)
 
 
 _PLAIN_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -184,7 +184,7 @@ class Run:
                 node.error,
                 node.result if node.state is _S.SUCCESS else None,
                 node.reason,
-                tuple(self.plan.keys[u] for u in node.upstream),
+                self.plan.upstream_keys[node.i] if node.parent is None else (),
             )
         )
 
