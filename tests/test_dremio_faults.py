@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -26,9 +26,24 @@ from dremioframe_async.testing import FakeDremio, sample_table
 RETRY = RetryPolicy(attempts=3, max_time=10.0, backoff=0.01, max_backoff=0.5)
 
 
+SEEN: list[FakeDremio] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    # Retries log the failed attempt's error: none of those lines may carry a token.
+    caplog.set_level(logging.DEBUG)
+    yield
+    secrets = [s for f in SEEN for s in (f.token, f.password, *f.issued_tokens)]
+    for record in caplog.records:
+        text = logging.Formatter().format(record)
+        assert not any(secret in text for secret in secrets), text
+
+
 @pytest_asyncio.fixture
 async def fake() -> AsyncIterator[FakeDremio]:
     async with FakeDremio() as server:
+        SEEN.append(server)
         server.add_table("shop.sales", sample_table(1200))
         yield server
 
