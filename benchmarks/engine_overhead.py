@@ -12,23 +12,30 @@ Implementations:
 - ``engine``: ``await pipeline.run()``. Pipeline and tasks are built once,
   outside the timed region, and reused, as an application would; the first
   run (which also validates the graph) is reported on its own row.
-- ``raw-anyio``: the floor. One task group, one ``anyio.Event`` per task, every
-  task a coroutine spawned up front that awaits its upstream Events, runs the
-  body, then sets its own Event. No engine.
+- ``raw-anyio``: the floor for one coroutine per task. One task group, one
+  ``anyio.Event`` per task, every task a coroutine spawned up front that awaits
+  its upstream Events, runs the body, then sets its own Event. No engine. (The
+  engine can beat it: it runs tasks that never wait back to back on a few
+  runner coroutines instead of spawning one anyio task each.)
 - ``gather``: bare asyncio under ``asyncio.run``. Fan-out and sleep:
   ``await root(); await asyncio.gather(*middle); await sink()``. Chain: N
   coroutines gathered together, each awaiting the ``asyncio.Event`` of the one
   before, running the body and setting its own Event.
 
-Every figure is the median of ``--reps`` repetitions timed with
-``time.perf_counter`` inside an already running event loop (loop start-up is
-not counted); ``gc.collect()`` runs before each repetition and the collector
-stays enabled while timing. The engine and the floor also run on trio.
+Every figure is the median of ``--reps`` repetitions. Each repetition runs in
+its own event loop (``anyio.run`` or ``asyncio.run``) and is timed with
+``time.perf_counter`` inside it, so loop start-up is not counted;
+``gc.collect()`` runs before each and the collector stays enabled while
+timing. The implementations take turns, repetition by repetition, so load from
+elsewhere on a shared machine weighs on all of them alike. The engine and the
+floor also run on trio.
 
-``--memory N`` runs an N-task fan-out through a Pipeline and prints its
-memory (this script does so in a fresh child process, so ``ru_maxrss`` deltas
-start from a clean high-water mark). ``--profile SHAPE`` prints a cProfile (or
-pyinstrument) breakdown of engine runs.
+``--memory N`` runs an N-task fan-out through a Pipeline and prints its peak
+RSS (``ru_maxrss``, against the resident size at start) and the tracemalloc
+peak of a run. The default mode runs it first, in a fresh child process: a
+child's ``ru_maxrss`` starts at its parent's resident size, which is still
+small then. ``--profile SHAPE`` prints a cProfile (or pyinstrument) breakdown
+of reused engine runs.
 
 Run: ``.venv/bin/python benchmarks/engine_overhead.py [--quick] [--reps N]``.
 """
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import gc
 import io
 import pstats
@@ -150,16 +158,6 @@ def _check(result: RunResult) -> None:
         raise SystemExit(f"benchmark run of {result.pipeline!r} ended {result.status}")
 
 
-async def engine_rows(shape: Shape, reps: int, backend: str) -> list[Row]:
-    """First run (validates the graph) on one row, the median of reused runs on another."""
-    pipeline = build_pipeline(shape)
-    first = Row(shape, "engine 1st run", backend, [await _timed_run(pipeline)])
-    reused = Row(shape, "engine", backend)
-    for _ in range(reps):
-        reused.times.append(await _timed_run(pipeline))
-    return [reused, first]
-
-
 def validation_ms(shape: Shape) -> float:
     """What ``Pipeline.plan()`` (collect, key, cycle check) costs on its own."""
     head = build_pipeline(shape).plan().tasks[0]
@@ -228,21 +226,17 @@ async def gather_once(shape: Shape) -> None:
     await noop()
 
 
-async def repeat(
-    shape: Shape, impl: str, backend: str, once: Callable[[Shape], Awaitable[None]], reps: int
-) -> Row:
-    """One warm-up, then ``reps`` timed repetitions of ``once(shape)``."""
+async def _timed_once(once: Callable[[Shape], Awaitable[None]], shape: Shape) -> float:
+    gc.collect()
+    start = time.perf_counter()
     await once(shape)
-    row = Row(shape, impl, backend)
-    for _ in range(reps):
-        gc.collect()
-        start = time.perf_counter()
-        await once(shape)
-        row.times.append(time.perf_counter() - start)
-    return row
+    return time.perf_counter() - start
 
 
 # -- running everything ----------------------------------------------------------
+
+BACKENDS = ("asyncio", "trio")
+Measure = Callable[[], float]
 
 
 def shapes(sizes: Sizes) -> list[Shape]:
@@ -253,24 +247,54 @@ def shapes(sizes: Sizes) -> list[Shape]:
     ]
 
 
-async def _anyio_rows(shape_list: list[Shape], reps: int, backend: str) -> list[Row]:
-    rows: list[Row] = []
-    for shape in shape_list:
-        rows += await engine_rows(shape, reps, backend)
-        rows.append(await repeat(shape, "raw-anyio", backend, raw_anyio_once, reps))
-    return rows
+def _first_runs(shape: Shape) -> tuple[dict[str, Pipeline], list[Row]]:
+    """One pipeline per backend, and its first (graph-validating) run.
+
+    Both are built before either runs: building any task anywhere invalidates
+    every pipeline's cached plan, which would make a later "reused" run validate.
+    """
+    pipelines = {b: build_pipeline(shape) for b in BACKENDS}
+    firsts = [
+        Row(shape, "engine 1st run", b, [anyio.run(_timed_run, pipelines[b], backend=b)])
+        for b in BACKENDS
+    ]
+    return pipelines, firsts
 
 
-async def _gather_rows(shape_list: list[Shape], reps: int) -> list[Row]:
-    return [await repeat(s, "gather", "asyncio", gather_once, reps) for s in shape_list]
+def _gather_rep(shape: Shape) -> float:
+    return asyncio.run(_timed_once(gather_once, shape))
+
+
+def _contenders(shape: Shape, pipelines: dict[str, Pipeline]) -> list[tuple[Row, Measure]]:
+    """Each timed implementation: its row and a function that times one repetition."""
+    out: list[tuple[Row, Measure]] = []
+    for b in BACKENDS:
+        engine = functools.partial(anyio.run, _timed_run, pipelines[b], backend=b)
+        raw = functools.partial(anyio.run, _timed_once, raw_anyio_once, shape, backend=b)
+        out += [(Row(shape, "engine", b), engine), (Row(shape, "raw-anyio", b), raw)]
+    out.append((Row(shape, "gather", "asyncio"), functools.partial(_gather_rep, shape)))
+    return out
+
+
+def measure_shape(shape: Shape, reps: int) -> list[Row]:
+    """All implementations of one shape, interleaved round-robin, rotating the order.
+
+    On a shared machine the load drifts; interleaving puts that drift into every
+    implementation alike, so the ratios stay meaningful.
+    """
+    pipelines, rows = _first_runs(shape)
+    contenders = _contenders(shape, pipelines)
+    for _, measure in contenders:
+        measure()  # warm-up
+    for r in range(reps):
+        k = r % len(contenders)
+        for row, measure in contenders[k:] + contenders[:k]:
+            row.times.append(measure())
+    return [row for row, _ in contenders] + rows
 
 
 def measure_all(sizes: Sizes, reps: int) -> list[Row]:
-    shape_list = shapes(sizes)
-    rows = anyio.run(_anyio_rows, shape_list, reps, "asyncio")
-    rows += asyncio.run(_gather_rows(shape_list, reps))
-    rows += anyio.run(_anyio_rows, shape_list, reps, "trio", backend="trio")
-    return rows
+    return [row for shape in shapes(sizes) for row in measure_shape(shape, reps)]
 
 
 # -- the table -------------------------------------------------------------------
@@ -290,11 +314,9 @@ def _find(rows: list[Row], shape: Shape, impl: str, backend: str) -> Row | None:
 
 
 def _ratio(row: Row, base: Row | None) -> str:
-    return (
-        "-"
-        if base is None or row.impl in ("raw-anyio", "gather")
-        else (f"{row.median / base.median:.2f}x")
-    )
+    if base is None or row.impl in ("raw-anyio", "gather"):
+        return "-"
+    return f"{row.median / base.median:.2f}x"
 
 
 def format_row(row: Row, rows: list[Row]) -> str:
