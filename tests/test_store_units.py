@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -31,19 +32,49 @@ class Custom:
         (None, True, None),
         ({"a": [1, 2.5, "x", None, True]}, True, "dict"),
         ("text", True, "str"),
+        ('quote " \\ \u00e9 \ud800', True, "str"),
+        (7, True, "int"),
+        (10**40, True, "int"),
+        (True, True, "bool"),
+        (0.1, True, "float"),
+        (-0.0, True, "float"),
+        (1e300, True, "float"),
         ((1, 2), False, "tuple"),
         ({1: "int key"}, False, "dict"),
         (math.nan, False, "float"),
+        (math.inf, False, "float"),
+        (10**5000, False, "int"),
         (Custom(), False, "test_store_units.Custom"),
         ("x" * 2000, False, "str"),
     ],
-    ids=["none", "json", "str", "tuple", "int-keys", "nan", "object", "too-big"],
+    ids=[
+        "none",
+        "json",
+        "str",
+        "str-escapes",
+        "int",
+        "big-int",
+        "bool",
+        "float",
+        "minus-zero",
+        "huge-float",
+        "tuple",
+        "int-keys",
+        "nan",
+        "inf",
+        "int-too-long-for-str",
+        "object",
+        "too-big",
+    ],
 )
 def test_encode_result(value: object, stored: bool, type_name: str | None) -> None:
     encoded = encode_result(value, max_bytes=1000)
     assert (encoded.stored, encoded.type) == (stored, type_name)
     assert (encoded.json is not None) == stored
     assert bool(encoded.note) != stored
+    if stored:  # what is stored reads back as the same value, of the same type
+        decoded = json.loads(encoded.json or "")
+        assert (decoded, type(decoded)) == (value, type(value))
 
 
 def test_encode_error_keeps_the_chain() -> None:

@@ -9,11 +9,19 @@ and a resumed run executes that task again rather than feed it a changed value.
 from __future__ import annotations
 
 import json
+import math
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EncodedError", "EncodedResult", "encode_error", "encode_result", "type_name"]
+__all__ = [
+    "EncodedError",
+    "EncodedResult",
+    "encode_error",
+    "encode_result",
+    "encode_result_fields",
+    "type_name",
+]
 
 DEFAULT_MAX_RESULT_BYTES = 1_000_000
 
@@ -37,7 +45,11 @@ class EncodedError:
     traceback: str
 
 
-_NONE = EncodedResult("null", True, None, "")
+# (json, stored, type, note): the fields of an EncodedResult, as a plain tuple for the
+# store's fold, which encodes one result per task and skips the dataclass.
+ResultFields = tuple[str | None, bool, str | None, str]
+_NONE: ResultFields = ("null", True, None, "")
+_DUMPS = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
 
 def type_name(obj: object) -> str:
@@ -50,21 +62,40 @@ def type_name(obj: object) -> str:
 
 def encode_result(value: Any, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> EncodedResult:
     """Encode ``value`` for storage (see the module docstring for the rule)."""
+    return EncodedResult(*encode_result_fields(value, max_bytes))
+
+
+def encode_result_fields(value: Any, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> ResultFields:
+    """:func:`encode_result` as a ``(json, stored, type, note)`` tuple."""
     if value is None:
         return _NONE
+    cls = type(value)
+    # Exact scalar types survive a JSON round trip unchanged by construction
+    # (floats print as their shortest repr), so they skip the check below.
+    if cls is str or cls is int or cls is bool or (cls is float and math.isfinite(value)):
+        try:
+            text = _DUMPS(value)
+        except ValueError:  # an int past sys.get_int_max_str_digits()
+            return _skipped(value, "not JSON-serialisable; the task runs again on resume")
+        if len(text) <= max_bytes:
+            return (text, True, cls.__name__, "")
+    return _checked(value, max_bytes)
+
+
+def _checked(value: Any, max_bytes: int) -> ResultFields:
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = _DUMPS(value)
     except (TypeError, ValueError, RecursionError):
         return _skipped(value, "not JSON-serialisable; the task runs again on resume")
     if len(text) > max_bytes:
         return _skipped(value, f"larger than {max_bytes} bytes as JSON; runs again on resume")
     if json.loads(text) != value:
         return _skipped(value, "changed by a JSON round trip; the task runs again on resume")
-    return EncodedResult(text, True, type_name(value), "")
+    return (text, True, type_name(value), "")
 
 
-def _skipped(value: Any, note: str) -> EncodedResult:
-    return EncodedResult(None, False, type_name(value), note)
+def _skipped(value: Any, note: str) -> ResultFields:
+    return (None, False, type_name(value), note)
 
 
 def encode_error(error: BaseException) -> EncodedError:
