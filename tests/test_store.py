@@ -158,3 +158,24 @@ async def test_a_reopened_store_sees_everything(store_factory: StoreFactory) -> 
 async def test_resumed_run_records_its_origin(store: RunStore) -> None:
     await store.record([RunStarted("r3", "etl", T0, {"n": 1}, ("a",), resumed_from="r1")])
     assert (await store.get_run("r3")).resumed_from == "r1"
+
+
+@pytest.mark.asyncio
+async def test_tasks_not_yet_seen_are_pending_in_plan_order(store: RunStore) -> None:
+    await store.record(
+        [
+            RunStarted("r4", "etl", T0, {}, ("a", "b", "c")),
+            state("r4", "c", TaskState.RUNNING, 1, 1),
+            state("r4", "b[0]", TaskState.SUCCESS, 2, 1, result=None),
+        ]
+    )
+    tasks = await store.get_tasks("r4")
+    assert [(t.key, t.state) for t in tasks] == [
+        ("a", TaskState.PENDING),
+        ("b", TaskState.PENDING),
+        ("c", TaskState.RUNNING),
+        ("b[0]", TaskState.SUCCESS),
+    ]
+    assert (tasks[0].started, tasks[0].attempts, tasks[0].upstream) == (None, (), ())
+    assert (await store.get_run("r4")).counts == {"PENDING": 2, "RUNNING": 1, "SUCCESS": 1}
+    assert (await store.list_runs())[0].counts["PENDING"] == 2

@@ -56,6 +56,33 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -
     assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
+# Before version 3 a run's planned tasks were written as PENDING rows at its start.
+V2_ROWS = (
+    "INSERT INTO runs (run_id, pipeline, status, started) VALUES ('old', 'p', 'FAILED', 1)",
+    "INSERT INTO tasks (run_id, key, state) "
+    "VALUES ('old', 'a', 'SUCCESS'), ('old', 'b', 'PENDING')",
+)
+
+
+@pytest.mark.asyncio
+async def test_a_version_2_file_with_pending_rows_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    conn = sqlite3.connect(path)
+    for statement in (*migration(1, "sqlite", ""), *migration(2, "sqlite", ""), *V2_ROWS):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as store:
+        assert (await store.get_run("old")).counts == {"SUCCESS": 1, "PENDING": 1}
+        tasks = await store.get_tasks("old")
+        assert [(t.key, t.state) for t in tasks] == [("a", "SUCCESS"), ("b", "PENDING")]
+        await store.record(sample_run("new"))
+        assert [t.key for t in await store.get_tasks("new")] == ["a", "b", "c", "d"]
+    assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert _query(path, "SELECT count(*) FROM tasks WHERE state = 'PENDING'") == [(1,)]
+
+
 @pytest.mark.asyncio
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.sqlite"

@@ -3,21 +3,26 @@
 A patch field left ``None`` means "keep what is stored". Each store applies
 the patches as upserts (SQL) or with :func:`merge` (memory), so a batch of
 20,000 events becomes a few thousand row writes in one transaction.
+
+Task patches, one or two per task instance, are the hot path: they are kept as
+plain lists in :class:`TaskRow` column order, ready for ``executemany``, and a
+run's PENDING tasks get no row at all (the run row lists its task keys; the
+views derive PENDING from it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeVar
 
 from ..orchestration._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ..orchestration._states import TaskState
-from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result
+from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields
 
-__all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "merge"]
+__all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "merge"]
 
 
 @dataclass(slots=True)
@@ -31,6 +36,7 @@ class RunRow:
     resumed_from: str | None = None
     owner: str | None = None
     owner_key: int | None = None
+    task_keys: str | None = None
 
 
 @dataclass(slots=True)
@@ -100,6 +106,19 @@ def as_tuple(row: Row) -> tuple[Any, ...]:
     return tuple(getattr(row, name) for name in _NAMES[type(row)])
 
 
+# A TaskRow patch as a list in column order, and the positions the fold writes.
+TaskValues = list[Any]
+_STATE, _ATTEMPTS, _STARTED, _FINISHED, _REASON, _UPSTREAM = 2, 3, 4, 5, 6, 7
+_RESULT = slice(8, 12)  # result, result_stored, result_type, result_note
+_RUNNING, _PENDING, _SUCCESS = TaskState.RUNNING, TaskState.PENDING, TaskState.SUCCESS
+_VALUES = {state: state.value for state in TaskState}
+
+
+def task_row(values: TaskValues) -> TaskRow:
+    """The :class:`TaskRow` of a task patch."""
+    return TaskRow(*values)
+
+
 class Fold:
     """Accumulate the patches of one batch, keyed so later events update earlier rows."""
 
@@ -110,22 +129,18 @@ class Fold:
         self.owner_key = owner_key
         self.max_result_bytes = max_result_bytes
         self.runs: dict[str, RunRow] = {}
-        self.tasks: dict[tuple[str, str], TaskRow] = {}
+        self.tasks: dict[tuple[str, str], TaskValues] = {}
         self.attempts: dict[tuple[str, str, int], AttemptRow] = {}
-
-    def tables(self) -> tuple[tuple[type[Row], Collection[Row]], ...]:
-        """Each row type with its patches, in the order they are written."""
-        return (
-            (RunRow, self.runs.values()),
-            (TaskRow, self.tasks.values()),
-            (AttemptRow, self.attempts.values()),
-        )
 
     def add_all(self, events: Iterable[Event]) -> Fold:
         """Fold every event, in order; returns self."""
+        tasks = self.tasks
         for event in events:
             if isinstance(event, TaskStateChanged):
-                self._task_state(event)
+                row = tasks.get((event.run_id, event.key))
+                if row is None:
+                    row = tasks[event.run_id, event.key] = [event.run_id, event.key, *_EMPTY]
+                self._task_state(row, event)
             elif isinstance(event, TaskRetrying):
                 self._retrying(event)
             elif isinstance(event, RunStarted):
@@ -140,10 +155,10 @@ class Fold:
             row = self.runs[run_id] = RunRow(run_id)
         return row
 
-    def _task(self, run_id: str, key: str) -> TaskRow:
+    def _task(self, run_id: str, key: str) -> TaskValues:
         row = self.tasks.get((run_id, key))
         if row is None:
-            row = self.tasks[run_id, key] = TaskRow(run_id, key)
+            row = self.tasks[run_id, key] = [run_id, key, *_EMPTY]
         return row
 
     def _attempt(self, run_id: str, key: str, number: int) -> AttemptRow:
@@ -158,38 +173,36 @@ class Fold:
         row.params = json.dumps(dict(event.params), default=repr)
         row.resumed_from = event.resumed_from
         row.owner, row.owner_key = self.owner, self.owner_key
-        for key in event.task_keys:
-            task = self._task(event.run_id, key)
-            if task.state is None:
-                task.state = TaskState.PENDING.value
+        row.task_keys = json.dumps(list(event.task_keys))
 
     def _run_finished(self, event: RunFinished) -> None:
         row = self._run(event.run_id)
         row.status, row.finished = event.status, event.time
 
-    def _task_state(self, event: TaskStateChanged) -> None:
-        task = self._task(event.run_id, event.key)
-        task.state = event.state.value
-        if task.upstream is None and event.upstream:
-            task.upstream = _upstream_json(event.upstream)
-        if event.attempt:
-            task.attempts = max(task.attempts or 0, event.attempt)
+    def _task_state(self, row: TaskValues, event: TaskStateChanged) -> None:
+        state, attempt = event.state, event.attempt
+        row[_STATE] = _VALUES[state]
+        if row[_UPSTREAM] is None and event.upstream:
+            row[_UPSTREAM] = _upstream_json(event.upstream)
+        if attempt and (row[_ATTEMPTS] or 0) < attempt:
+            row[_ATTEMPTS] = attempt
         # A first attempt that ends without an error gets no attempt row: the task
         # row holds its start, end and state (the views rebuild it). That halves
         # the writes of a typical run; later and failed attempts are written.
-        if event.state is TaskState.RUNNING:
-            task.started = task.started or event.time
-            if event.attempt > 1:
-                attempt = self._attempt(event.run_id, event.key, event.attempt)
-                attempt.state, attempt.started = TaskState.RUNNING.value, event.time
+        if state is _RUNNING:
+            if row[_STARTED] is None:
+                row[_STARTED] = event.time
+            if attempt > 1:
+                started = self._attempt(event.run_id, event.key, attempt)
+                started.state, started.started = _RUNNING.value, event.time
             return
-        if event.state is TaskState.PENDING:
+        if state is _PENDING:
             return
-        task.finished, task.reason = event.time, event.reason
-        if event.state is TaskState.SUCCESS:
-            self._result(task, event.result)
-        if event.attempt > 1 or (event.attempt and event.error is not None):
-            self._end_attempt(event, event.state.value)
+        row[_FINISHED], row[_REASON] = event.time, event.reason
+        if state is _SUCCESS:
+            row[_RESULT] = encode_result_fields(event.result, self.max_result_bytes)
+        if attempt > 1 or (attempt and event.error is not None):
+            self._end_attempt(event, _VALUES[state])
 
     def _end_attempt(self, event: TaskStateChanged | TaskRetrying, state: str) -> None:
         attempt = self._attempt(event.run_id, event.key, event.attempt)
@@ -200,12 +213,10 @@ class Fold:
             attempt.error_traceback = error.traceback
 
     def _retrying(self, event: TaskRetrying) -> None:
-        task = self._task(event.run_id, event.key)
-        task.attempts = max(task.attempts or 0, event.attempt)
+        row = self._task(event.run_id, event.key)
+        row[_ATTEMPTS] = max(row[_ATTEMPTS] or 0, event.attempt)
         self._end_attempt(event, TaskState.FAILED.value)
         self._attempt(event.run_id, event.key, event.attempt).retry_delay = event.delay
 
-    def _result(self, task: TaskRow, value: Any) -> None:
-        encoded = encode_result(value, self.max_result_bytes)
-        task.result, task.result_stored = encoded.json, encoded.stored
-        task.result_type, task.result_note = encoded.type, encoded.note
+
+_EMPTY = (None,) * (len(_NAMES[TaskRow]) - 2)

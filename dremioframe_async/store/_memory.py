@@ -11,10 +11,10 @@ from ..orchestration._events import Event
 from ..orchestration._recorder import PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound
-from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge
+from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge, task_row
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
-from ._views import run_info, task_info
+from ._views import in_plan_order, pending_count, run_info, task_info
 
 __all__ = ["MemoryStore"]
 
@@ -38,9 +38,13 @@ class MemoryStore:
         fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
         for run_id, run in fold.runs.items():
             self._runs[run_id] = merge(self._runs.get(run_id), run)
-        for (run_id, key), task in fold.tasks.items():
-            tasks = self._tasks.setdefault(run_id, {})
-            tasks[key] = merge(tasks.get(key), task)
+        tasks: dict[str, TaskRow] = {}
+        tasks_of = ""
+        for (run_id, key), values in fold.tasks.items():
+            if run_id != tasks_of:  # a batch holds one run's events, as a rule
+                tasks, tasks_of = self._tasks.setdefault(run_id, {}), run_id
+            old = tasks.get(key)
+            tasks[key] = task_row(values) if old is None else merge(old, task_row(values))
         for (run_id, key, number), attempt in fold.attempts.items():
             attempts = self._attempts.setdefault((run_id, key), {})
             attempts[number] = merge(attempts.get(number), attempt)
@@ -53,8 +57,11 @@ class MemoryStore:
             raise RunNotFound(run_id) from None
 
     def _info(self, row: RunRow) -> RunInfo:
-        tasks = self._tasks.get(row.run_id, {}).values()
-        return run_info(row, Counter(t.state or "PENDING" for t in tasks))
+        tasks = self._tasks.get(row.run_id, {})
+        counts = Counter(t.state or "PENDING" for t in tasks.values())
+        if pending := pending_count(row, tasks):
+            counts["PENDING"] += pending
+        return run_info(row, counts)
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results for resuming.
@@ -92,11 +99,8 @@ class MemoryStore:
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
         await anyio.lowlevel.checkpoint()
-        self._run_row(run_id)
-        return [
-            task_info(t, self._attempts.get((run_id, t.key), {}).values())
-            for t in self._tasks.get(run_id, {}).values()
-        ]
+        rows = in_plan_order(self._run_row(run_id), self._tasks.get(run_id, {}).values())
+        return [task_info(t, self._attempts.get((run_id, t.key), {}).values()) for t in rows]
 
     async def aclose(self) -> None:
         """Nothing to release; kept for the protocol."""

@@ -30,8 +30,8 @@ from ._errors import RunNotFound, StoreSchemaError
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
-from ._sql import MIGRATIONS, migration, select, upsert
-from ._views import run_info, task_info
+from ._sql import MIGRATIONS, migration, select, upsert_arrays
+from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["PostgresStore"]
 
@@ -65,7 +65,7 @@ class PostgresStore:
         self._pool_args = {"min_size": min_size, "max_size": max_size}
         self._max_result_bytes = max_result_bytes
         self._owner_key = secrets.randbits(63)
-        self._upserts = {cls: upsert(cls, "postgres", self._prefix) for cls in _ROWS}
+        self._upserts = {cls: upsert_arrays(cls, self._prefix) for cls in _ROWS}
         self._pool: Any = None
         self._lock_conn: Any = None
         self._open_lock: anyio.Lock | None = None
@@ -153,10 +153,22 @@ class PostgresStore:
         fold = Fold(current_owner(), self._owner_key, self._max_result_bytes)
         # Encoding results and tracebacks is CPU work: keep it off the loop.
         await anyio.to_thread.run_sync(fold.add_all, list(events))
-        async with pool.acquire() as conn, conn.transaction():
-            for cls, rows in fold.tables():
-                if rows:
-                    await conn.executemany(self._upserts[cls], [as_tuple(r) for r in rows])
+        writes = [
+            (self._upserts[cls], rows)
+            for cls, rows in (
+                (RunRow, [as_tuple(r) for r in fold.runs.values()]),
+                (TaskRow, list(fold.tasks.values())),
+                (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
+            )
+            if rows
+        ]
+        async with pool.acquire() as conn:
+            if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
+                await _upsert(conn, *writes[0])
+                return
+            async with conn.transaction():
+                for sql, rows in writes:
+                    await _upsert(conn, sql, rows)
 
     async def _run_row(self, conn: Any, run_id: str) -> RunRow:
         row = await conn.fetchrow(select(RunRow, self._prefix) + " WHERE run_id = $1", run_id)
@@ -165,14 +177,22 @@ class PostgresStore:
         return RunRow(*row)
 
     async def _counts(self, conn: Any, run_ids: list[str]) -> dict[str, dict[str, int]]:
+        p = self._prefix
+        # Planned tasks without a row yet are PENDING (see _views.in_plan_order).
         rows = await conn.fetch(
-            f"SELECT run_id, state, count(*) FROM {self._prefix}tasks "
-            "WHERE run_id = ANY($1::text[]) GROUP BY run_id, state",
+            f"""SELECT run_id, state, count(*) FROM {p}tasks
+                WHERE run_id = ANY($1::text[]) GROUP BY run_id, state
+            UNION ALL
+            SELECT r.run_id, 'PENDING', count(*) FROM {p}runs AS r
+                CROSS JOIN LATERAL jsonb_array_elements_text(r.task_keys::jsonb) AS j(key)
+                WHERE r.run_id = ANY($1::text[]) AND NOT EXISTS (
+                    SELECT 1 FROM {p}tasks AS t WHERE t.run_id = r.run_id AND t.key = j.key)
+                GROUP BY r.run_id""",
             run_ids,
         )
         counts: dict[str, dict[str, int]] = {run_id: {} for run_id in run_ids}
         for run_id, state, count in rows:
-            counts[run_id][state] = count
+            counts[run_id][state] = counts[run_id].get(state, 0) + count
         return counts
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
@@ -219,7 +239,7 @@ class PostgresStore:
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
         async with (await self._ensure()).acquire() as conn:
-            await self._run_row(conn, run_id)
+            run = await self._run_row(conn, run_id)
             where = " WHERE run_id = $1"
             attempt_rows = await conn.fetch(select(AttemptRow, self._prefix) + where, run_id)
             sql = select(TaskRow, self._prefix) + where + " ORDER BY seq"
@@ -228,7 +248,7 @@ class PostgresStore:
         for row in attempt_rows:
             attempt = AttemptRow(*row)
             attempts.setdefault(attempt.key, []).append(attempt)
-        tasks = (TaskRow(*row) for row in task_rows)
+        tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
         return [task_info(task, attempts.get(task.key, ())) for task in tasks]
 
     async def aclose(self) -> None:
@@ -250,6 +270,11 @@ class PostgresStore:
 
 
 _ROWS = (RunRow, TaskRow, AttemptRow)
+
+
+async def _upsert(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run an :func:`upsert_arrays` statement: the rows go in as one array per column."""
+    await conn.execute(sql, *zip(*rows, strict=True))
 
 
 def _lock_id(schema: str) -> int:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from ._fold import AttemptRow, RunRow, TaskRow
 
-__all__ = ["MIGRATIONS", "Dialect", "columns", "upsert"]
+__all__ = ["MIGRATIONS", "Dialect", "columns", "upsert", "upsert_arrays"]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -40,6 +40,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX {ip}runs_by_pipeline ON {p}runs (pipeline, started)",
         "CREATE INDEX {ip}runs_by_status ON {p}runs (status)",
     ),
+    # A run's task keys (JSON list) replace the PENDING rows written at its start;
+    # runs recorded before keep those rows and have no task_keys.
+    ("ALTER TABLE {p}runs ADD COLUMN task_keys TEXT",),
 )
 
 
@@ -85,6 +88,28 @@ def upsert(cls: type[RunRow | TaskRow | AttemptRow], dialect: Dialect, prefix: s
     updates = ", ".join(f"{c} = {_merge_expr(c, dialect)}" for c in cols if c not in keys)
     return (
         f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+_PG_ARRAYS = {"str": "text[]", "float": "float8[]", "int": "int8[]", "bool": "bool[]"}
+
+
+def upsert_arrays(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
+    """PostgreSQL: upsert many rows of ``cls`` given as one array per column.
+
+    One statement and one round trip per table and batch, where ``executemany``
+    runs the upsert once per row. A batch never holds two patches of one row
+    (the fold merges them), which ``ON CONFLICT DO UPDATE`` requires.
+    """
+    cols = columns(cls)
+    keys = _KEYS[cls]
+    types = [_PG_ARRAYS[str(f.type).split(" ")[0]] for f in fields(cls)]
+    arrays = ", ".join(f"${i}::{t}" for i, t in enumerate(types, start=1))
+    updates = ", ".join(f"{c} = {_merge_expr(c, 'postgres')}" for c in cols if c not in keys)
+    return (
+        f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) "
+        f"SELECT * FROM unnest({arrays}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
 

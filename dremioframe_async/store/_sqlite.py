@@ -29,7 +29,7 @@ from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner, is_dead
 from ._sql import MIGRATIONS, migration, select, upsert
-from ._views import run_info, task_info
+from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["SQLiteStore"]
 
@@ -99,9 +99,12 @@ class SQLiteStore:
     def _write(self, conn: sqlite3.Connection, events: list[Event]) -> None:
         fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
         with _transaction(conn):
-            for cls, rows in fold.tables():
-                if rows:
-                    conn.executemany(_UPSERTS[cls], [as_tuple(r) for r in rows])
+            if fold.runs:
+                conn.executemany(_UPSERTS[RunRow], map(as_tuple, fold.runs.values()))
+            if fold.tasks:
+                conn.executemany(_UPSERTS[TaskRow], fold.tasks.values())
+            if fold.attempts:
+                conn.executemany(_UPSERTS[AttemptRow], map(as_tuple, fold.attempts.values()))
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results for resuming.
@@ -221,7 +224,16 @@ def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
 
 def _counts(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
     sql = "SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state"
-    return dict(conn.execute(sql, (run_id,)).fetchall())
+    counts: dict[str, int] = dict(conn.execute(sql, (run_id,)).fetchall())
+    if pending := conn.execute(_PENDING, (run_id,)).fetchone()[0]:
+        counts["PENDING"] = counts.get("PENDING", 0) + pending
+    return counts
+
+
+# Planned tasks of a run that have no row yet (see _views.in_plan_order).
+_PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
+    WHERE r.run_id = ?1 AND r.task_keys IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM tasks AS t WHERE t.run_id = ?1 AND t.key = j.value)"""
 
 
 def _load_prior(conn: sqlite3.Connection, run_id: str) -> PriorRun:
@@ -249,11 +261,11 @@ def _get_run(conn: sqlite3.Connection, run_id: str) -> RunInfo:
 
 
 def _get_tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskInfo]:
-    _run_row(conn, run_id)
+    run = _run_row(conn, run_id)
     attempts: dict[str, list[AttemptRow]] = {}
     for row in conn.execute(select(AttemptRow, "") + " WHERE run_id = ?", (run_id,)):
         attempt = AttemptRow(*row)
         attempts.setdefault(attempt.key, []).append(attempt)
     sql = select(TaskRow, "") + " WHERE run_id = ? ORDER BY rowid"
-    tasks = (TaskRow(*row) for row in conn.execute(sql, (run_id,)))
+    tasks = in_plan_order(run, (TaskRow(*row) for row in conn.execute(sql, (run_id,))))
     return [task_info(task, attempts.get(task.key, ())) for task in tasks]

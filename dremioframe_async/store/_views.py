@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from ..orchestration._states import TaskState
 from ._codec import decode_json
 from ._fold import AttemptRow, RunRow, TaskRow
 from ._model import AttemptInfo, RunInfo, RunStatus, TaskInfo
 
-__all__ = ["run_info", "task_info"]
+__all__ = ["in_plan_order", "pending_count", "run_info", "task_info"]
 
 
 def run_info(row: RunRow, counts: Mapping[str, int]) -> RunInfo:
@@ -73,3 +73,29 @@ def task_info(row: TaskRow, attempts: Iterable[AttemptRow]) -> TaskInfo:
         result_type=row.result_type,
         result_note=row.result_note or "",
     )
+
+
+def in_plan_order(run: RunRow, rows: Iterable[TaskRow]) -> list[TaskRow]:
+    """A run's task rows in first-seen order, with a PENDING row for each task not yet seen.
+
+    ``rows`` come in the order they were first written. The run's planned tasks
+    come first, in plan order (their PENDING rows used to be written first), then
+    the dynamic ones (``expand`` children). Runs recorded without ``task_keys``
+    have real PENDING rows and are returned as they are.
+    """
+    if run.task_keys is None:
+        return list(rows)
+    by_key: dict[str, TaskRow | None] = {row.key: row for row in rows}
+    ordered = [
+        by_key.pop(key, None) or TaskRow(run.run_id, key, TaskState.PENDING.value)
+        for key in decode_json(run.task_keys)
+    ]
+    ordered.extend(row for row in by_key.values() if row is not None)
+    return ordered
+
+
+def pending_count(run: RunRow, seen: Collection[str]) -> int:
+    """How many of the run's planned tasks have no row among the keys ``seen``."""
+    if run.task_keys is None:
+        return 0
+    return sum(1 for key in decode_json(run.task_keys) if key not in seen)
