@@ -792,3 +792,30 @@ async def test_base_exception_in_a_task_surfaces_as_itself() -> None:
         await Pipeline("p").add_task(halt()).add_task(value(1)).run(on_event=events.append)
     assert isinstance(events[-1], RunFinished)
     assert events[-1].status == "CANCELLED"
+
+
+async def test_tasks_that_never_wait_do_not_starve_the_loop() -> None:
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await checkpoint()
+
+    @task
+    async def noop() -> None:
+        return None
+
+    p = Pipeline("p")
+    for _ in range(5000):
+        p.add_task(noop())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await checkpoint()
+        before = ticks
+        await p.run()
+        during = ticks - before
+        done = True
+    assert during > 0  # the ticker ran while 5,000 tasks that never await were running

@@ -131,3 +131,15 @@ def test_plan_is_rebuilt_after_edges_change() -> None:
     assert p.tasks == (a,)
     a >> b
     assert p.tasks == (a, b)
+
+
+def test_plan_is_kept_when_unrelated_tasks_change() -> None:
+    a, b = step(1), step(2)
+    a >> b
+    p = Pipeline("p").add_task(a)
+    plan = p.plan()
+    x, y = step(3), step(4)
+    x >> y  # another graph entirely
+    assert p.plan() is plan
+    b >> x  # now connected: the plan must grow
+    assert p.plan().tasks == (a, b, x, y)

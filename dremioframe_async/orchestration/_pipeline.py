@@ -14,7 +14,7 @@ from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunResult
 from ._runner import Run
-from ._task import Task, graph_version
+from ._task import Task
 
 __all__ = ["Pipeline"]
 
@@ -69,7 +69,7 @@ class Pipeline:
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
         self._added: dict[Task, None] = {}
-        self._plan: tuple[int, Plan] | None = None
+        self._plan: tuple[list[int], Plan] | None = None
 
     def add_task(self, task: Task) -> Pipeline:
         """Add ``task`` (and so every task connected to it); returns self to chain.
@@ -93,10 +93,13 @@ class Pipeline:
         :raises CycleError: when the graph has a cycle.
         :raises PipelineDefinitionError: for every other problem, all at once.
         """
-        version = graph_version()
-        if self._plan is None or self._plan[0] != version:
-            self._plan = (version, build_plan(self.name, self._added, self.pools))
-        return self._plan[1]
+        if self._plan is not None:
+            stamps, plan = self._plan
+            if [t.edits for t in plan.tasks] == stamps:
+                return plan
+        plan = build_plan(self.name, self._added, self.pools)
+        self._plan = ([t.edits for t in plan.tasks], plan)
+        return plan
 
     def visualize(self, path: str | Path | None = None) -> str:
         """Return the graph as Mermaid text; also write it to ``path`` if given."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from ._errors import PipelineFailed
 from ._states import TaskState
 from ._task import Task
 
-__all__ = ["RunContext", "RunResult", "TaskRun"]
+__all__ = ["LazyTaskRuns", "RunContext", "RunResult", "TaskRun"]
 
 
 class RunContext(Mapping[str, Any]):
@@ -90,6 +92,33 @@ class TaskRun:
         return self.finished - self.started
 
 
+class LazyTaskRuns(Mapping[str, TaskRun]):
+    """A read-only mapping whose :class:`TaskRun` values are built on first access.
+
+    Most callers read a handful of tasks from a run of thousands; building every
+    view up front would cost more than the tasks themselves.
+    """
+
+    __slots__ = ("_build", "_built", "_sources")
+
+    def __init__(self, sources: Mapping[str, Any], build: Callable[[Any], TaskRun]) -> None:
+        self._sources = sources
+        self._build = build
+        self._built: dict[str, TaskRun] = {}
+
+    def __getitem__(self, key: str) -> TaskRun:
+        found = self._built.get(key)
+        if found is None:
+            found = self._built[key] = self._build(self._sources[key])
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
 class RunResult(Mapping[str, Any]):
     """The outcome of one run: a mapping of successful results by task key.
 
@@ -106,7 +135,7 @@ class RunResult(Mapping[str, Any]):
         status: str,
         tasks: Mapping[str, TaskRun],
         results: Mapping[str, Any],
-        keys_by_task: Mapping[Task, str],
+        key_of: Callable[[Task], str | None],
         started: float,
         finished: float,
     ) -> None:
@@ -115,15 +144,25 @@ class RunResult(Mapping[str, Any]):
         self.status = status
         self.tasks = tasks
         self._results = results
-        self._keys_by_task = keys_by_task
+        self._key_of = key_of
         self.started = started
         self.finished = finished
-        self.states: Mapping[str, TaskState] = {k: t.state for k, t in tasks.items()}
-        self.errors: Mapping[str, BaseException] = {
-            k: t.error
-            for k, t in tasks.items()
-            if t.error is not None and t.state is TaskState.FAILED
-        }
+
+    @functools.cached_property
+    def states(self) -> Mapping[str, TaskState]:
+        """Each task instance's final state, by key."""
+        return MappingProxyType({k: t.state for k, t in self.tasks.items()})
+
+    @functools.cached_property
+    def errors(self) -> Mapping[str, BaseException]:
+        """The exception of each task instance that ended FAILED, by key."""
+        return MappingProxyType(
+            {
+                k: t.error
+                for k, t in self.tasks.items()
+                if t.error is not None and t.state is TaskState.FAILED
+            }
+        )
 
     @property
     def duration(self) -> float:
@@ -138,10 +177,13 @@ class RunResult(Mapping[str, Any]):
 
         :raises KeyError: if the task was not part of the run.
         """
-        return self._keys_by_task[task]
+        key = self._key_of(task)
+        if key is None:
+            raise KeyError(task)
+        return key
 
     def __getitem__(self, key: str | Task) -> Any:
-        k = self._keys_by_task.get(key, "") if isinstance(key, Task) else key
+        k = (self._key_of(key) or "") if isinstance(key, Task) else key
         if k in self._results:
             return self._results[k]
         state = self.states.get(k)

@@ -35,7 +35,7 @@ from ._errors import ExpandError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._graph import Plan
 from ._recorder import PriorRun
-from ._result import RunContext, RunResult, TaskRun
+from ._result import LazyTaskRuns, RunContext, RunResult, TaskRun
 from ._retry import make_retrying
 from ._rules import UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, TaskState, TriggerRule
@@ -44,6 +44,7 @@ from ._task import MappedTask, Task
 __all__ = ["Run"]
 
 _S = TaskState
+YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 _NOT_STARTED = -1
 
 
@@ -245,12 +246,12 @@ class Run:
         if d.queued or d.state in FINAL_STATES:
             return
         rule = d.task.options.trigger_rule
-        if (
-            rule is TriggerRule.ALL_SUCCESS
-            and state is _S.SUCCESS
-            and d.n_success < len(d.upstream)
-        ):
-            return  # the common case, decided without building a snapshot
+        if rule is TriggerRule.ALL_SUCCESS and state is _S.SUCCESS:
+            # The common case, decided without a snapshot: an earlier failure or
+            # skip upstream would already have settled ``d``.
+            if d.n_success == len(d.upstream):
+                self._enqueue(d, work)
+            return
         decision = decide(rule, d.counts())
         if decision.verdict is Verdict.RUN:
             self._enqueue(d, work)
@@ -291,6 +292,7 @@ class Run:
             self._tg.start_soon(self._runner)
 
     async def _runner(self) -> None:
+        last_yield = time.perf_counter()
         try:
             while self.ready:
                 node = self.ready.popleft()
@@ -300,9 +302,12 @@ class Run:
                     await self._run_node(node)
                 finally:
                     self.busy -= 1
-                # Yield between tasks, while not busy: tasks that never wait must
-                # not starve the loop, and this runner must not look occupied.
-                await self._checkpoint()
+                # Yield between tasks (never while counted busy) at least every
+                # YIELD_INTERVAL: tasks that never wait must not starve the loop or
+                # delay cancellation, but a yield per task would double their cost.
+                if time.perf_counter() - last_yield >= YIELD_INTERVAL:
+                    await self._checkpoint()
+                    last_yield = time.perf_counter()
         finally:
             self.workers -= 1
 
@@ -530,20 +535,19 @@ class Run:
             )
 
     def result(self) -> RunResult:
-        tasks = {
-            n.key: TaskRun(
-                n.key, n.task.name, n.state, n.attempts, n.started, n.finished, n.error, n.reason
-            )
-            for n in self.nodes
-        }
-        keys_by_task = {t: self.plan.keys[i] for i, t in enumerate(self.plan.tasks)}
         return RunResult(
             self.plan.pipeline,
             self.run_id,
             self.status(),
-            tasks,
+            LazyTaskRuns({n.key: n for n in self.nodes}, _task_run),
             self.results,
-            keys_by_task,
+            self.plan.key_of,
             self.started,
             self.finished,
         )
+
+
+def _task_run(n: _Node) -> TaskRun:
+    return TaskRun(
+        n.key, n.task.name, n.state, n.attempts, n.started, n.finished, n.error, n.reason
+    )

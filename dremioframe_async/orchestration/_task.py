@@ -36,17 +36,6 @@ NON_RETRYABLE: tuple[type[Exception], ...] = (
 )
 
 _creation_order = itertools.count()
-# Bumped on every edge change anywhere, so cached pipeline plans know to rebuild.
-_graph_version = itertools.count()
-_current_version = [0]
-
-
-def _bump_graph_version() -> None:
-    _current_version[0] = next(_graph_version) + 1
-
-
-def graph_version() -> int:
-    return _current_version[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +192,7 @@ class Task:
             raise TaskDefinitionError(str(name), "name must be a non-empty string")
         if not callable(action):
             raise TaskDefinitionError(name, f"action must be callable, got {type(action).__name__}")
-        self.name = name
-        self.action = action
-        self.options = make_options(
+        options = make_options(
             name,
             retries=retries,
             retry_delay=retry_delay,
@@ -217,18 +204,49 @@ class Task:
             trigger_rule=trigger_rule,
             pool=pool,
         )
+        self._setup(
+            name, action, options, args, kwargs, _is_async(action), _accepts_context(action)
+        )
+
+    def _setup(
+        self,
+        name: str,
+        action: Callable[..., Any],
+        options: TaskOptions,
+        args: Iterable[Any],
+        kwargs: Mapping[str, Any] | None,
+        is_async: bool,
+        accepts_context: bool,
+    ) -> None:
+        self.name = name
+        self.action = action
+        self.options = options
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
-        self.is_async = _is_async(action)
-        self.wants_context = _accepts_context(action) and "context" not in self.kwargs
+        self.is_async = is_async
+        self.wants_context = accepts_context and "context" not in self.kwargs
         self.has_task_args = _contains_task(self.args) or _contains_task(self.kwargs)
         self.order = next(_creation_order)
+        self.edits = 0  # bumped on every edge change, so cached plans know to rebuild
         self._upstream: dict[Task, None] = {}
         self._downstream: dict[Task, None] = {}
         self.status: TaskState = TaskState.PENDING
         self.result: Any = None
-        for up in self.data_dependencies():
+        self._data_deps: tuple[Task, ...] = ()
+        if self.has_task_args:
+            found = [*_tasks_in(self.args), *_tasks_in(self.kwargs)]
+            self._data_deps = tuple(dict.fromkeys(found))
+        for up in self._data_deps:
             self._link(up, self)
+
+    @classmethod
+    def _from_function(
+        cls, fn: TaskFunction[Any, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Task:
+        # @task already validated the options and inspected the function once.
+        task = cls.__new__(cls)
+        task._setup(fn.name, fn.fn, fn.options, args, kwargs, fn.is_async, fn.accepts_context)
+        return task
 
     # -- read-only views -----------------------------------------------------------
 
@@ -252,10 +270,7 @@ class Task:
 
     def data_dependencies(self) -> tuple[Task, ...]:
         """Tasks passed as arguments: their results replace them at run time."""
-        if not self.has_task_args:
-            return ()
-        found = [*_tasks_in(self.args), *_tasks_in(self.kwargs)]
-        return tuple(dict.fromkeys(found))
+        return self._data_deps
 
     # -- edges ---------------------------------------------------------------------
 
@@ -268,9 +283,11 @@ class Task:
             )
         if up is down:
             raise TaskDefinitionError(up.name, "a task cannot depend on itself")
-        up._downstream[down] = None
-        down._upstream[up] = None
-        _bump_graph_version()
+        if down not in up._downstream:
+            up._downstream[down] = None
+            down._upstream[up] = None
+            up.edits += 1
+            down.edits += 1
 
     def set_downstream(self, other: Task) -> Task:
         """Make ``other`` wait for this task; returns ``other`` so calls chain.
@@ -326,15 +343,14 @@ class TaskFunction(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.options = options
+        self.is_async = _is_async(fn)
+        self.accepts_context = _accepts_context(fn)
         self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
-    def _option_kwargs(self) -> dict[str, Any]:
-        return {f: getattr(self.options, f) for f in TaskOptions.__dataclass_fields__}
-
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Task:
         self._check_binding(args, kwargs)
-        return Task(self.name, self.fn, args=args, kwargs=kwargs, **self._option_kwargs())
+        return Task._from_function(self, args, kwargs)
 
     def _check_binding(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         params = self._signature.parameters
