@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from test_store import T0, sample_run
 
-from dremioframe_async.orchestration._events import RunStarted
+from dremioframe_async.orchestration._events import Event, RunStarted, TaskStateChanged
+from dremioframe_async.orchestration._states import TaskState
 from dremioframe_async.store import RunStatus, SQLiteStore, StoreSchemaError
 from dremioframe_async.store._sql import MIGRATIONS, migration
 from dremioframe_async.store._sqlite import SCHEMA_VERSION
@@ -179,3 +180,20 @@ async def test_sqlite_never_runs_on_the_event_loop_thread(
         await store.record([RunStarted("r", "p", T0, {}, ())])
     assert seen
     assert loop_thread not in seen
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("max_values", [250_000, 999], ids=["default", "sqlite-before-3.32"])
+async def test_a_big_batch_is_written_in_chunks(tmp_path: Path, max_values: int) -> None:
+    keys = tuple(f"t{i}" for i in range(1300))  # 512 + 512 + 256 + 16 + 4 rows
+    events: list[Event] = [RunStarted("big", "etl", T0, {}, keys)]
+    events += [
+        TaskStateChanged("big", "etl", key, TaskState.SUCCESS, T0 + 1, 1, result=i)
+        for i, key in enumerate(keys)
+    ]
+    async with SQLiteStore(tmp_path / "big.sqlite") as store:
+        assert store._conn is not None
+        store._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, max_values)
+        await store.record(events)
+        tasks = await store.get_tasks("big")
+    assert [(t.key, t.result) for t in tasks] == [(key, i) for i, key in enumerate(keys)]

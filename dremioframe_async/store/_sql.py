@@ -77,17 +77,23 @@ def _merge_expr(column: str, dialect: Dialect) -> str:
     return f"COALESCE(excluded.{column}, t.{column})"
 
 
-def upsert(cls: type[RunRow | TaskRow | AttemptRow], dialect: Dialect, prefix: str) -> str:
-    """An ``INSERT ... ON CONFLICT DO UPDATE`` applying one patch row of ``cls``."""
+def upsert(
+    cls: type[RunRow | TaskRow | AttemptRow], dialect: Dialect, prefix: str, rows: int = 1
+) -> str:
+    """An ``INSERT ... ON CONFLICT DO UPDATE`` applying ``rows`` patch rows of ``cls``.
+
+    The rows must have distinct keys (the fold merges a batch's patches per row).
+    """
     cols = columns(cls)
     keys = _KEYS[cls]
     if dialect == "sqlite":
         marks = ", ".join("?" for _ in cols)
     else:
         marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    values = ", ".join(f"({marks})" for _ in range(rows))
     updates = ", ".join(f"{c} = {_merge_expr(c, dialect)}" for c in cols if c not in keys)
     return (
-        f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) VALUES ({marks}) "
+        f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) VALUES {values} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
 
