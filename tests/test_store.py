@@ -165,7 +165,7 @@ async def test_tasks_not_yet_seen_are_pending_in_plan_order(store: RunStore) -> 
     await store.record(
         [
             RunStarted("r4", "etl", T0, {}, ("a", "b", "c")),
-            state("r4", "c", TaskState.RUNNING, 1, 1),
+            state("r4", "c", TaskState.RUNNING, 1 / 3, 1),
             state("r4", "b[0]", TaskState.SUCCESS, 2, 1, result=None),
         ]
     )
@@ -177,5 +177,6 @@ async def test_tasks_not_yet_seen_are_pending_in_plan_order(store: RunStore) -> 
         ("b[0]", TaskState.SUCCESS),
     ]
     assert (tasks[0].started, tasks[0].attempts, tasks[0].upstream) == (None, (), ())
+    assert tasks[2].started == T0 + 1 / 3  # stored exactly, whatever the encoding
     assert (await store.get_run("r4")).counts == {"PENDING": 2, "RUNNING": 1, "SUCCESS": 1}
     assert (await store.list_runs())[0].counts["PENDING"] == 2

@@ -14,6 +14,7 @@ running runs look interrupted; their final status still lands when they end.)
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import zlib
@@ -30,7 +31,7 @@ from ._errors import RunNotFound, StoreSchemaError
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
-from ._sql import MIGRATIONS, migration, select, upsert_arrays
+from ._sql import MIGRATIONS, migration, select, upsert_json
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["PostgresStore"]
@@ -65,7 +66,7 @@ class PostgresStore:
         self._pool_args = {"min_size": min_size, "max_size": max_size}
         self._max_result_bytes = max_result_bytes
         self._owner_key = secrets.randbits(63)
-        self._upserts = {cls: upsert_arrays(cls, self._prefix) for cls in _ROWS}
+        self._upserts = {cls: upsert_json(cls, self._prefix) for cls in _ROWS}
         self._pool: Any = None
         self._lock_conn: Any = None
         self._open_lock: anyio.Lock | None = None
@@ -151,24 +152,25 @@ class PostgresStore:
         if any(isinstance(e, RunStarted) for e in events):
             await self._hold_owner_lock()
         fold = Fold(current_owner(), self._owner_key, self._max_result_bytes)
-        # Encoding results and tracebacks is CPU work: keep it off the loop.
-        await anyio.to_thread.run_sync(fold.add_all, list(events))
-        writes = [
-            (self._upserts[cls], rows)
-            for cls, rows in (
-                (RunRow, [as_tuple(r) for r in fold.runs.values()]),
-                (TaskRow, list(fold.tasks.values())),
-                (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
-            )
-            if rows
-        ]
+        # Folding and encoding (results, tracebacks, the JSON rows) is CPU work: off the loop.
+        writes = await anyio.to_thread.run_sync(self._encode, fold, list(events))
         async with pool.acquire() as conn:
             if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
-                await _upsert(conn, *writes[0])
+                await conn.execute(*writes[0])
                 return
             async with conn.transaction():
                 for sql, rows in writes:
-                    await _upsert(conn, sql, rows)
+                    await conn.execute(sql, rows)
+
+    def _encode(self, fold: Fold, events: list[Event]) -> list[tuple[str, str]]:
+        """Fold ``events``; return each upsert with its rows as JSON (see ``upsert_json``)."""
+        fold.add_all(events)
+        tables = (
+            (RunRow, [as_tuple(r) for r in fold.runs.values()]),
+            (TaskRow, list(fold.tasks.values())),
+            (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
+        )
+        return [(self._upserts[cls], _dumps(rows)) for cls, rows in tables if rows]
 
     async def _run_row(self, conn: Any, run_id: str) -> RunRow:
         row = await conn.fetchrow(select(RunRow, self._prefix) + " WHERE run_id = $1", run_id)
@@ -272,9 +274,7 @@ class PostgresStore:
 _ROWS = (RunRow, TaskRow, AttemptRow)
 
 
-async def _upsert(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Run an :func:`upsert_arrays` statement: the rows go in as one array per column."""
-    await conn.execute(sql, *zip(*rows, strict=True))
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _lock_id(schema: str) -> int:

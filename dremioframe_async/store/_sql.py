@@ -11,7 +11,7 @@ from typing import Literal
 
 from ._fold import AttemptRow, RunRow, TaskRow
 
-__all__ = ["MIGRATIONS", "Dialect", "columns", "upsert", "upsert_arrays"]
+__all__ = ["MIGRATIONS", "Dialect", "columns", "upsert", "upsert_json"]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -98,24 +98,28 @@ def upsert(
     )
 
 
-_PG_ARRAYS = {"str": "text[]", "float": "float8[]", "int": "int8[]", "bool": "bool[]"}
+_PG_TYPES = {"str": "text", "float": "float8", "int": "int8", "bool": "bool"}
 
 
-def upsert_arrays(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
-    """PostgreSQL: upsert many rows of ``cls`` given as one array per column.
+def upsert_json(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
+    """PostgreSQL: upsert many rows of ``cls`` given as one JSON array of row arrays.
 
     One statement and one round trip per table and batch, where ``executemany``
-    runs the upsert once per row. A batch never holds two patches of one row
-    (the fold merges them), which ``ON CONFLICT DO UPDATE`` requires.
+    runs the upsert once per row. JSON rather than one array per column: asyncpg
+    checks every element of an array parameter against ``collections.abc``
+    (about 5 µs per 12-column row on the event loop), while one JSON text is
+    encoded by ``json.dumps`` in C. Floats survive: Python writes the shortest
+    repr and PostgreSQL reads it back exactly. A batch never holds two patches
+    of one row (the fold merges them), which ``ON CONFLICT DO UPDATE`` requires.
     """
     cols = columns(cls)
     keys = _KEYS[cls]
-    types = [_PG_ARRAYS[str(f.type).split(" ")[0]] for f in fields(cls)]
-    arrays = ", ".join(f"${i}::{t}" for i, t in enumerate(types, start=1))
+    types = [_PG_TYPES[str(f.type).split(" ")[0]] for f in fields(cls)]
+    values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(types))
     updates = ", ".join(f"{c} = {_merge_expr(c, 'postgres')}" for c in cols if c not in keys)
     return (
         f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) "
-        f"SELECT * FROM unnest({arrays}) "
+        f"SELECT {values} FROM jsonb_array_elements($1::jsonb) AS e "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
 
