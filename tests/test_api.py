@@ -59,3 +59,20 @@ def test_events_are_frozen() -> None:
     event = orchestration.RunFinished("r", "p", "SUCCESS", 1.0, 0.5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.status = "FAILED"  # type: ignore[misc]
+
+
+def test_fast_constructor_builds_the_same_frozen_event() -> None:
+    import dataclasses
+
+    import pytest
+
+    from dremioframe_async.orchestration._events import fast_constructor
+
+    args = ("r", "p", "k", orchestration.TaskState.SUCCESS, 1.0, 2, None, 5, "why", ("a",))
+    fast = fast_constructor(orchestration.TaskStateChanged)(*args)
+    assert fast == orchestration.TaskStateChanged(*args)
+    assert type(fast) is orchestration.TaskStateChanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.key = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        fast_constructor(orchestration.TaskStateChanged)(*args[:-1])

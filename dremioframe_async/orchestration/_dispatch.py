@@ -1,7 +1,8 @@
 """Delivering a run's events to listeners and a recorder, in order, off the tasks' path.
 
-The runner only appends to an unbounded in-memory stream (no await, no I/O); one
-pump coroutine per run drains it in batches. The pump is shielded from the
+The runner only appends to a list (no await, no I/O); one pump coroutine per
+run takes what has piled up every few milliseconds and hands each listener the
+batch, in emission order, then the recorder. The pump is shielded from the
 caller's cancellation so the events that describe a cancellation are still
 recorded, but it gets a bounded time to finish once the run is being cancelled.
 """
@@ -10,13 +11,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._events import Event
 from ._recorder import RunRecorder
@@ -30,7 +29,6 @@ Emit = Callable[[Event], None]
 
 # How long a cancelled run may still spend handing its last events to listeners.
 DRAIN_BOUND_ON_CANCEL = 10.0
-_MAX_BATCH = 4096
 BATCH_WINDOW = 0.005
 
 
@@ -48,14 +46,15 @@ def normalize_listeners(on_event: Listener | Sequence[Listener] | None) -> tuple
     return listeners
 
 
-async def _call_listener(listener: Listener, event: Event) -> None:
-    try:
-        outcome = listener(event)
-        if outcome is not None and inspect.isawaitable(outcome):
-            await outcome
-    except Exception:
-        # A broken listener must not break the run it observes.
-        logger.exception("event listener %r failed on %s", listener, type(event).__name__)
+async def _deliver(listener: Listener, batch: Sequence[Event]) -> None:
+    for event in batch:
+        try:
+            outcome = listener(event)
+            if outcome is not None and inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            # A broken listener must not break the run it observes.
+            logger.exception("event listener %r failed on %s", listener, type(event).__name__)
 
 
 async def _record(recorder: RunRecorder, batch: Sequence[Event]) -> None:
@@ -65,37 +64,46 @@ async def _record(recorder: RunRecorder, batch: Sequence[Event]) -> None:
         logger.exception("run recorder %r failed to record %d event(s)", recorder, len(batch))
 
 
-async def _next_batch(
-    receive: MemoryObjectReceiveStream[Event], closed: anyio.Event
-) -> list[Event] | None:
-    try:
-        batch = [await receive.receive()]
-    except anyio.EndOfStream:
-        return None
-    # Let events pile up briefly: one wake-up per few milliseconds rather than per
-    # event keeps the pump's cost off a busy run. The run's end cuts the wait short.
-    with anyio.move_on_after(BATCH_WINDOW):
-        await closed.wait()
-    while len(batch) < _MAX_BATCH:
-        try:
-            batch.append(receive.receive_nowait())
-        except (anyio.WouldBlock, anyio.EndOfStream):
-            break
-    return batch
+class _Outbox:
+    """Events on their way to the pump; appending is all that a running task pays."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._waiting = anyio.Event()
+        self._closed = anyio.Event()
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+        if len(self.events) == 1:
+            self._waiting.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._waiting.set()
+
+    async def take(self) -> list[Event] | None:
+        """The next batch, or None once closed and empty."""
+        await self._waiting.wait()
+        # Let events pile up briefly: one wake-up per few milliseconds rather than
+        # per event keeps the pump's cost off a busy run. Closing cuts it short.
+        with anyio.move_on_after(BATCH_WINDOW):
+            await self._closed.wait()
+        batch, self.events = self.events, []
+        if not self._closed.is_set():
+            self._waiting = anyio.Event()
+        return batch or None
 
 
 async def _pump(
-    receive: MemoryObjectReceiveStream[Event],
+    outbox: _Outbox,
     listeners: tuple[Listener, ...],
     recorder: RunRecorder | None,
     scope: anyio.CancelScope,
-    closed: anyio.Event,
 ) -> None:
-    with scope, receive:
-        while (batch := await _next_batch(receive, closed)) is not None:
-            for event in batch:
-                for listener in listeners:
-                    await _call_listener(listener, event)
+    with scope:
+        while (batch := await outbox.take()) is not None:
+            for listener in listeners:
+                await _deliver(listener, batch)
             if recorder is not None:
                 await _record(recorder, batch)
 
@@ -108,16 +116,14 @@ async def dispatching(
     if not listeners and recorder is None:
         yield None
         return
-    send, receive = anyio.create_memory_object_stream[Event](math.inf)
+    outbox = _Outbox()
     scope = anyio.CancelScope(shield=True)
-    closed = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_pump, receive, listeners, recorder, scope, closed)
+        tg.start_soon(_pump, outbox, listeners, recorder, scope)
         try:
-            with send:
-                yield send.send_nowait
+            yield outbox.emit
         except BaseException:
             scope.deadline = anyio.current_time() + DRAIN_BOUND_ON_CANCEL
             raise
         finally:
-            closed.set()
+            outbox.close()

@@ -32,7 +32,7 @@ from anyio.abc import TaskGroup
 
 from ._dispatch import Emit
 from ._errors import ExpandError
-from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
 from ._graph import Plan
 from ._recorder import PriorRun
 from ._result import LazyTaskRuns, RunContext, RunResult, TaskRun
@@ -44,6 +44,7 @@ from ._task import MappedTask, Task
 __all__ = ["Run"]
 
 _S = TaskState
+_state_changed = fast_constructor(TaskStateChanged)
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 _NOT_STARTED = -1
 
@@ -175,7 +176,7 @@ class Run:
     def _state_event(self, node: _Node) -> None:
         assert self.emit is not None
         self.emit(
-            TaskStateChanged(
+            _state_changed(
                 self.run_id,
                 self.plan.pipeline,
                 node.key,
