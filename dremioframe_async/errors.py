@@ -5,6 +5,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
 
     DremioFrameError
     ├── orchestration errors (dremioframe_async.orchestration)
+    │   ├── ArgumentError (also TypeError, ValueError)  bad arguments to Pipeline / run()
     │   ├── TaskDefinitionError (also TypeError)   bad arguments to @task / Task
     │   ├── PipelineDefinitionError (also ValueError)  every graph problem found, at once
     │   │   └── CycleError                         names the cycle: a -> b -> a

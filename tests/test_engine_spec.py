@@ -1051,11 +1051,6 @@ async def test_cancelling_the_caller_scope_cancels_tasks_and_reraises() -> None:
         pytest.param(
             "trio",
             id="trio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine bug (regression in e8512d3): runners yield only every 0.5 ms, "
-                "so when a task swallows the cancellation run() returns a SUCCESS result",
-            ),
         ),
     ],
 )
@@ -1647,9 +1642,8 @@ def test_public_names_are_the_same_objects() -> None:
     assert issubclass(PipelineFailed, DremioFrameError)
 
 
-# ------------------------------------------------------- known engine bugs (xfail)
-# Each test states the contract; strict xfail keeps the suite green while the
-# engine disagrees, and turns red (XPASS) as soon as the engine is fixed.
+# ------------------------------------------------- regressions found by this suite
+# Each of these failed against an earlier engine; they pin the fixes.
 
 
 def _two_path_graph(kind: str) -> Task:
@@ -1668,11 +1662,6 @@ def _two_path_graph(kind: str) -> Task:
     return root
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a task not run is settled once per path (Run._drain/_upstream_done), "
-    "remaining goes negative and run() raises RuntimeError",
-)
 @pytest.mark.parametrize("kind", ["failed", "skipped"], ids=["failure", "skip"])
 async def test_task_reached_by_two_paths_is_settled_once(kind: str) -> None:
     rec = Recorder()
@@ -1683,40 +1672,26 @@ async def test_task_reached_by_two_paths_is_settled_once(kind: str) -> None:
     assert rec.states("last") == [expected]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: an `always` task with a data edge starts before its input exists and "
-    "ends UPSTREAM_FAILED ('it ended RUNNING'), failing a run in which nothing failed",
-)
-async def test_always_task_with_a_data_edge_does_not_fail_a_clean_run() -> None:
-    gate = anyio.Event()
+@pytest.mark.parametrize("rule", ["always", "one_success", "one_failed", "one_done"])
+async def test_early_rule_with_a_data_edge_is_rejected_before_running(rule: str) -> None:
+    ran: list[str] = []
 
     @task
     async def source() -> str:
-        await gate.wait()
+        ran.append("source")
         return "data"
 
-    @task(trigger_rule="always")
+    @task(trigger_rule=rule)
     async def report(value: str) -> str:
         return value
 
-    driver = Driver()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(driver.run, Pipeline("always_data").add_task(report(source())))
-        await anyio.wait_all_tasks_blocked()
-        gate.set()
-    result = driver.results[0]
-    assert result.states["source"] is TaskState.SUCCESS
-    assert result.states["report"] is not TaskState.UPSTREAM_FAILED
-    assert result.status == "SUCCESS"
+    # The rule may start `report` before `source` has a result to pass in: the
+    # engine refuses the graph up front rather than fail the task at run time.
+    with pytest.raises(PipelineDefinitionError, match="'report' takes the result of 'source'"):
+        await Pipeline("early_data").add_task(report(source())).run()
+    assert ran == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a CancelledError raised inside one task (a cancelled future it awaited) "
-    "is taken for the run's cancellation: every sibling is cancelled and run() *returns* "
-    "status CANCELLED",
-)
 @pytest.mark.parametrize("anyio_backend", ["asyncio"], ids=["asyncio"])
 async def test_stray_cancelled_error_inside_a_task_is_that_task_failing() -> None:
     import asyncio
@@ -1739,11 +1714,6 @@ async def test_stray_cancelled_error_inside_a_task_is_that_task_failing() -> Non
     assert result.status == "FAILED"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a runner spawned before the caller's scope was cancelled starts its "
-    "task's body afterwards (no checkpoint before Run._attempt invokes user code)",
-)
 async def test_no_task_body_starts_after_the_caller_scope_is_cancelled() -> None:
     started: list[str] = []
     scopes: list[anyio.CancelScope] = []
@@ -1771,11 +1741,6 @@ async def test_no_task_body_starts_after_the_caller_scope_is_cancelled() -> None
     assert started == ["canceller"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Run._attempt emits RUNNING (and starts the clock) before it acquires "
-    "the pool/concurrency slot, so queued tasks show as running",
-)
 async def test_task_waiting_for_a_pool_slot_is_not_reported_running() -> None:
     gate = anyio.Event()
     rec = Recorder()
@@ -1801,11 +1766,6 @@ async def test_task_waiting_for_a_pool_slot_is_not_reported_running() -> None:
     assert reported == ["holder"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a timed-out sync task's thread is abandoned but its pool slot is "
-    "released at once, so the pool bound no longer holds",
-)
 async def test_timed_out_sync_task_keeps_the_pool_bound() -> None:
     release = threading.Event()
     a_running = threading.Event()
@@ -1831,11 +1791,6 @@ async def test_timed_out_sync_task_keeps_the_pool_bound() -> None:
     assert overlap == [False]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Run._resolve rebuilds every argument of a task with a data edge, so "
-    "a defaultdict (or any list/dict/tuple subclass) given beside it becomes a plain dict",
-)
 async def test_plain_arguments_beside_a_data_edge_keep_their_type() -> None:
     from collections import defaultdict
 
@@ -1847,11 +1802,6 @@ async def test_plain_arguments_beside_a_data_edge_keep_their_type() -> None:
     assert result["use"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: task(name=..., retries=...)(task_function) silently keeps the old "
-    "name and options (functools.update_wrapper copies the wrapped TaskFunction's __dict__)",
-)
 async def test_redecorating_a_task_function_applies_the_new_options() -> None:
     @task
     async def extract(table: str) -> str:
@@ -1862,11 +1812,6 @@ async def test_redecorating_a_task_function_applies_the_new_options() -> None:
     assert renamed.options.retries == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Pipeline()/add_task()/on_event errors are plain ValueError/TypeError, "
-    "outside the DremioFrameError root that errors.py promises",
-)
 @pytest.mark.parametrize(
     "build",
     [
@@ -1882,11 +1827,6 @@ async def test_pipeline_argument_errors_derive_from_the_root(build: Callable[[],
         build()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: an unknown @task option is reported as \"task 'None': ...\" without "
-    "the function's name (task() raises before it sees the function)",
-)
 async def test_unknown_decorator_option_names_the_function() -> None:
     with pytest.raises(DremioFrameError) as info:
 
@@ -1897,11 +1837,6 @@ async def test_unknown_decorator_option_names_the_function() -> None:
     assert "fetch_orders" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: expand() does not bind the function's other parameters, so a missing "
-    "one fails every instance at run time (after upstream tasks ran) instead of at build time",
-)
 async def test_expand_checks_the_other_parameters_before_anything_runs() -> None:
     ran: list[str] = []
 
@@ -1923,11 +1858,6 @@ async def test_expand_checks_the_other_parameters_before_anything_runs() -> None
     assert ran == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: mermaid() names non-identifier keys n<i>, which can equal a real "
-    "task key ('n0'), merging two nodes (and drawing a self-loop)",
-)
 async def test_visualize_node_ids_never_collide() -> None:
     spaced = task(name="load users")(_ok)()
     spaced >> task(name="n0")(_ok)()
@@ -1957,11 +1887,6 @@ def _run_in_trio_guest_mode(pipeline: Pipeline) -> RunResult:
     return asyncio.run(host())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _checkpoint_function picks asyncio.sleep whenever an asyncio loop is "
-    "running, which is also true for trio in guest mode: trio rejects the yield",
-)
 def test_runs_on_trio_in_guest_mode() -> None:
     @task
     async def step(x: int) -> int:
@@ -1980,13 +1905,6 @@ def _autojump_trio() -> Any:
     return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the event pump runs under a shield with no deadline once the run's "
-    "body is done, so a listener (or store) that hangs makes run() hang and ignore the "
-    "caller's cancellation for ever (dispatching() sets its drain bound only if the "
-    "cancellation lands inside the yield)",
-)
 @pytest.mark.parametrize("anyio_backend", [_autojump_trio()], ids=["trio_autojump"])
 async def test_caller_cancellation_ends_run_even_when_a_listener_hangs() -> None:
     delivered, release, exited = anyio.Event(), anyio.Event(), anyio.Event()

@@ -7,6 +7,7 @@ exception root), so it can be used without the Dremio client.
 from __future__ import annotations
 
 from ._errors import (
+    ArgumentError,
     CycleError,
     ExpandError,
     PipelineDefinitionError,
@@ -23,6 +24,7 @@ from ._task import MappedTask, Task, TaskFunction, TaskOptions, task
 
 __all__ = [
     "FINAL_STATES",
+    "ArgumentError",
     "CycleError",
     "Decision",
     "Event",

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from ._errors import ArgumentError
 from ._events import Event
 from ._recorder import RunRecorder
 
@@ -42,7 +43,7 @@ def normalize_listeners(on_event: Listener | Sequence[Listener] | None) -> tuple
     listeners = (on_event,) if callable(on_event) else tuple(on_event)
     for listener in listeners:
         if not callable(listener):
-            raise TypeError(f"on_event needs callables, got {type(listener).__name__}")
+            raise ArgumentError(f"on_event needs callables, got {type(listener).__name__}")
     return listeners
 
 
@@ -99,13 +100,17 @@ async def _pump(
     listeners: tuple[Listener, ...],
     recorder: RunRecorder | None,
     scope: anyio.CancelScope,
+    done: anyio.Event,
 ) -> None:
-    with scope:
-        while (batch := await outbox.take()) is not None:
-            for listener in listeners:
-                await _deliver(listener, batch)
-            if recorder is not None:
-                await _record(recorder, batch)
+    try:
+        with scope:
+            while (batch := await outbox.take()) is not None:
+                for listener in listeners:
+                    await _deliver(listener, batch)
+                if recorder is not None:
+                    await _record(recorder, batch)
+    finally:
+        done.set()
 
 
 @asynccontextmanager
@@ -118,12 +123,16 @@ async def dispatching(
         return
     outbox = _Outbox()
     scope = anyio.CancelScope(shield=True)
+    done = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_pump, outbox, listeners, recorder, scope)
+        tg.start_soon(_pump, outbox, listeners, recorder, scope, done)
         try:
             yield outbox.emit
+            outbox.close()
+            # Wait for the last events unshielded, so that the caller can still
+            # cancel a run whose listener or recorder hangs.
+            await done.wait()
         except BaseException:
+            outbox.close()
             scope.deadline = anyio.current_time() + DRAIN_BOUND_ON_CANCEL
             raise
-        finally:
-            outbox.close()

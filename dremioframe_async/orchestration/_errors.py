@@ -8,12 +8,17 @@ from ..errors import DremioFrameError
 from ._states import TaskState
 
 __all__ = [
+    "ArgumentError",
     "CycleError",
     "ExpandError",
     "PipelineDefinitionError",
     "PipelineFailed",
     "TaskDefinitionError",
 ]
+
+
+class ArgumentError(DremioFrameError, TypeError, ValueError):
+    """A pipeline call got an argument it cannot use (caught as TypeError or ValueError)."""
 
 
 class TaskDefinitionError(DremioFrameError, TypeError):

@@ -12,7 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._errors import CycleError, PipelineDefinitionError
+from ._states import TriggerRule
 from ._task import Task
+
+# Rules that can start a task before all of its upstream tasks have finished.
+EARLY_RULES = frozenset(
+    {TriggerRule.ALWAYS, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
+)
 
 __all__ = ["Plan", "build_plan", "collect_tasks", "mermaid"]
 
@@ -26,6 +32,7 @@ class Plan:
     upstream: tuple[tuple[int, ...], ...]
     downstream: tuple[tuple[int, ...], ...]
     upstream_keys: tuple[tuple[str, ...], ...]
+    key_index: Mapping[str, int]
 
     def key_of(self, task: Task) -> str | None:
         i = self.index.get(task)
@@ -102,25 +109,63 @@ def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) ->
         for i, t in enumerate(tasks)
         if t.options.pool is not None and t.options.pool not in pools
     ]
+    problems += [
+        f"task {keys[i]!r} takes the result of {keys[index[up]]!r} as an argument, but its "
+        f"trigger rule {t.options.trigger_rule.value} may start it before that result "
+        f"exists (read it from the context instead, or use all_done)"
+        for i, t in enumerate(tasks)
+        if t.options.trigger_rule in EARLY_RULES
+        for up in t.data_dependencies()
+    ]
     cycles = _find_cycles({i: set(up) for i, up in enumerate(upstream)}, keys)
     if cycles:
         raise CycleError(name, cycles, problems)
     if problems:
         raise PipelineDefinitionError(name, problems)
     upstream_keys = tuple(tuple(keys[u] for u in up) for up in upstream)
-    return Plan(name, tuple(tasks), tuple(keys), index, upstream, downstream, upstream_keys)
+    key_index = {k: i for i, k in enumerate(keys)}
+    return Plan(
+        name, tuple(tasks), tuple(keys), index, upstream, downstream, upstream_keys, key_index
+    )
 
 
 _PLAIN_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MERMAID_WORDS = frozenset(
+    {
+        "end",
+        "graph",
+        "subgraph",
+        "class",
+        "classDef",
+        "click",
+        "style",
+        "linkStyle",
+        "default",
+        "direction",
+        "flowchart",
+    }
+)
 
 
-def _node_id(key: str, i: int) -> str:
-    return key if _PLAIN_ID.match(key) and key not in {"end", "graph", "subgraph"} else f"n{i}"
+def _node_ids(keys: tuple[str, ...]) -> list[str]:
+    """Mermaid ids: the key itself when it is a plain word, else a fresh ``nN``."""
+    taken = set(keys)
+    ids = []
+    for i, key in enumerate(keys):
+        if _PLAIN_ID.match(key) and key not in _MERMAID_WORDS:
+            ids.append(key)
+            continue
+        made = f"n{i}"
+        while made in taken:
+            made += "_"
+        taken.add(made)
+        ids.append(made)
+    return ids
 
 
 def mermaid(plan: Plan) -> str:
     """The graph as Mermaid text (``graph TD``), one line per node and edge."""
-    ids = [_node_id(k, i) for i, k in enumerate(plan.keys)]
+    ids = _node_ids(plan.keys)
     lines = ["graph TD"]
     for i, key in enumerate(plan.keys):
         label = key.replace('"', "#quot;")

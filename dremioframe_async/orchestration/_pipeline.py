@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from ._dispatch import Listener, dispatching, normalize_listeners
+from ._errors import ArgumentError
 from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunResult
@@ -23,7 +24,7 @@ def _check_limit(pipeline: str, what: str, value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
+        raise ArgumentError(
             f"pipeline {pipeline!r}: {what} must be a whole number >= 1, got {value!r}"
         )
     return value
@@ -45,7 +46,7 @@ class Pipeline:
     :param pools: named limits, ``{"dremio": 8}``; a task joins one with
         ``@task(pool="dremio")``. A value may also be an ``anyio.CapacityLimiter``
         to share one limit across pipelines and runs.
-    :raises ValueError: for a limit that is not a whole number >= 1.
+    :raises ArgumentError: for an empty name or a limit that is not a whole number >= 1.
     """
 
     def __init__(
@@ -57,9 +58,9 @@ class Pipeline:
         max_workers: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"a pipeline needs a non-empty name, got {name!r}")
+            raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
         if max_concurrency is not None and max_workers is not None:
-            raise ValueError("give max_concurrency or its alias max_workers, not both")
+            raise ArgumentError("give max_concurrency or its alias max_workers, not both")
         self.name = name
         limit = max_concurrency if max_concurrency is not None else max_workers
         self.max_concurrency = _check_limit(name, "max_concurrency", limit)
@@ -74,10 +75,10 @@ class Pipeline:
     def add_task(self, task: Task) -> Pipeline:
         """Add ``task`` (and so every task connected to it); returns self to chain.
 
-        :raises TypeError: if ``task`` is not a Task.
+        :raises ArgumentError: if ``task`` is not a Task.
         """
         if not isinstance(task, Task):
-            raise TypeError(f"add_task needs a Task, got {type(task).__name__}")
+            raise ArgumentError(f"add_task needs a Task, got {type(task).__name__}")
         self._added[task] = None
         self._plan = None
         return self
@@ -141,8 +142,8 @@ class Pipeline:
         :raises CycleError: for a cycle, before any task starts.
         :raises PipelineDefinitionError: for other graph problems, before any task starts.
         :raises LookupError: when ``resume`` names a run the store does not know.
-        :raises ValueError: for ``resume`` without ``store`` or a run of another pipeline.
-        :raises TypeError: for an ``on_event`` that is not callable.
+        :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
+            or an ``on_event`` that is not callable.
         """
         plan = self.plan()
         listeners = normalize_listeners(on_event)
@@ -171,10 +172,10 @@ class Pipeline:
         if resume is None:
             return None
         if store is None:
-            raise ValueError("run(resume=...) needs the store that recorded that run: store=...")
+            raise ArgumentError("run(resume=...) needs the store that recorded that run: store=...")
         prior = await store.load_prior_run(resume)
         if prior.pipeline != self.name:
-            raise ValueError(
+            raise ArgumentError(
                 f"run {resume} belongs to pipeline {prior.pipeline!r}, not {self.name!r}"
             )
         return prior

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -24,20 +24,22 @@ class RunContext(Mapping[str, Any]):
     result wins over a parameter of the same name) and through ``params``.
     """
 
-    __slots__ = ("_keys", "_lookup", "_results", "params", "run_id")
+    __slots__ = ("_ancestors", "_is_ancestor", "_lookup", "_results", "params", "run_id")
 
     def __init__(
         self,
         run_id: str,
         params: Mapping[str, Any],
         results: Mapping[str, Any],
-        visible: Callable[[], frozenset[str]],
+        is_ancestor: Callable[[str], bool],
+        ancestors: Callable[[], Iterable[str]],
         lookup: Callable[[Task], str | None],
     ) -> None:
         self.run_id = run_id
         self.params = params
         self._results = results
-        self._keys = visible
+        self._is_ancestor = is_ancestor
+        self._ancestors = ancestors
         self._lookup = lookup
 
     def _key(self, key: object) -> object:
@@ -45,7 +47,7 @@ class RunContext(Mapping[str, Any]):
 
     def __getitem__(self, key: object) -> Any:
         k = self._key(key)
-        if isinstance(k, str) and k in self._keys() and k in self._results:
+        if isinstance(k, str) and k in self._results and self._is_ancestor(k):
             return self._results[k]
         if isinstance(k, str) and k in self.params:
             return self.params[k]
@@ -59,7 +61,7 @@ class RunContext(Mapping[str, Any]):
         return True
 
     def _visible_results(self) -> list[str]:
-        return [k for k in self._keys() if k in self._results]
+        return [k for k in self._ancestors() if k in self._results]
 
     def __iter__(self) -> Iterator[str]:
         keys = self._visible_results()

@@ -20,13 +20,12 @@ import functools
 import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 import tenacity
 from anyio.abc import TaskGroup
 
@@ -39,24 +38,40 @@ from ._result import LazyTaskRuns, RunContext, RunResult, TaskRun
 from ._retry import make_retrying
 from ._rules import UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, TaskState, TriggerRule
-from ._task import MappedTask, Task
+from ._task import MappedTask, Task, contains_task
+from ._threads import SlotHandover, run_in_thread
 
 __all__ = ["Run"]
 
 _S = TaskState
 _state_changed = fast_constructor(TaskStateChanged)
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
+DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
 _NOT_STARTED = -1
+
+
+def _on_asyncio() -> bool:
+    try:
+        import sniffio  # trio depends on it, so without it this cannot be trio
+    except ImportError:  # pragma: no cover - depends on the installation
+        return True
+    return bool(sniffio.current_async_library() == "asyncio")
 
 
 def _checkpoint_function() -> Callable[[], Awaitable[None]]:
     """The current backend's plain yield, looked up once per run rather than per task."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # not on asyncio (trio): anyio's portable checkpoint
+    if not _on_asyncio():
         return anyio.lowlevel.checkpoint
     # What anyio's asyncio backend does for a checkpoint, minus its per-call lookup.
     return functools.partial(asyncio.sleep, 0)
+
+
+def _cancel_is_stray() -> bool:
+    """Whether a CancelledError arrived although nothing is cancelling this task."""
+    if not _on_asyncio():
+        return False  # trio raises Cancelled only for a cancelled scope
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() == 0
 
 
 class _Node:
@@ -146,13 +161,17 @@ class Run:
         self.results: dict[str, Any] = {}
         self.ready: deque[_Node] = deque()
         self.run_limiter = run_limiter
+        # Each run has its own threads for plain functions, sized to its concurrency,
+        # so runs nested in sync tasks cannot starve each other of threads.
+        self.thread_limiter = anyio.CapacityLimiter(
+            run_limiter.total_tokens if run_limiter is not None else DEFAULT_THREADS
+        )
         self.nodes = self._make_nodes(plan, run_limiter, pools)
         self.remaining = len(self.nodes)
         self.workers = 0
         self.busy = 0
         self.cancelling = False
         self._tg: TaskGroup | None = None
-        self._ancestors: dict[int, frozenset[str]] = {}
         self.started = time.time()
         self.finished = self.started
         self._checkpoint = _checkpoint_function()
@@ -257,6 +276,7 @@ class Run:
         if decision.verdict is Verdict.RUN:
             self._enqueue(d, work)
         elif decision.verdict is not Verdict.WAIT:
+            d.queued = True  # decided: another path to ``d`` must not settle it again
             work.append((d, decision.verdict.state(), None, None, decision.reason))
 
     def _child_done(self, parent: _Node, work: list[Any]) -> None:
@@ -327,9 +347,14 @@ class Run:
                 )(self._attempt, node, call)
             else:
                 result = await self._attempt(node, call)
-        except anyio.get_cancelled_exc_class():
-            # Only the run's own cancellation reaches here (a task's inner scopes
-            # catch theirs; timeouts arrive as TimeoutError): stop propagating.
+        except anyio.get_cancelled_exc_class() as exc:
+            if _cancel_is_stray():
+                # The task awaited something that had been cancelled on its own:
+                # that is this task failing, not the run being cancelled.
+                self._settle(node, _S.FAILED, error=exc)
+                return
+            # The run's own cancellation (a task's inner scopes catch theirs;
+            # timeouts arrive as TimeoutError): stop propagating and re-raise.
             self.cancelling = True
             self._settle(node, _S.CANCELLED, reason="run cancelled")
             raise
@@ -345,34 +370,50 @@ class Run:
         await anyio.sleep(seconds)
 
     async def _attempt(self, node: _Node, call: Callable[[], Any]) -> Any:
+        borrower = object()  # one per attempt: a timed-out thread may keep its slots
+        acquired = 0
+        handover: SlotHandover | None = None
+        try:
+            for limiter in node.limiters:
+                try:
+                    limiter.acquire_on_behalf_of_nowait(borrower)  # no yield if a slot is free
+                except anyio.WouldBlock:
+                    await limiter.acquire_on_behalf_of(borrower)
+                acquired += 1
+            # No task body starts once the run is being cancelled, even when no
+            # await above had to suspend.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self._mark_running(node)
+            timeout = node.task.options.timeout
+            if node.task.is_async:
+                if timeout is None:
+                    return await call()
+                with anyio.fail_after(timeout):
+                    return await call()
+            if timeout is not None:
+                handover = SlotHandover(node.limiters[:acquired], borrower)
+            with anyio.fail_after(timeout):
+                return self._check_sync(
+                    node, await run_in_thread(call, self.thread_limiter, handover)
+                )
+        except BaseException:
+            if handover is not None and handover.abandon():
+                acquired = 0  # the thread still runs: it releases the slots when it ends
+            raise
+        finally:
+            for limiter in node.limiters[:acquired]:
+                limiter.release_on_behalf_of(borrower)
+
+    def _mark_running(self, node: _Node) -> None:
         node.attempts += 1
         if node.started is None:
             node.started = time.time()
         node.state = _S.RUNNING
         if self.emit is not None:
             self._state_event(node)
-        acquired = 0
-        try:
-            for limiter in node.limiters:
-                try:
-                    limiter.acquire_nowait()  # no yield when a slot is free
-                except anyio.WouldBlock:
-                    await limiter.acquire()
-                acquired += 1
-            timeout = node.task.options.timeout
-            if timeout is None:
-                return await self._invoke(node, call)
-            with anyio.fail_after(timeout):
-                return await self._invoke(node, call)
-        finally:
-            for limiter in node.limiters[:acquired]:
-                limiter.release()
 
-    async def _invoke(self, node: _Node, call: Callable[[], Any]) -> Any:
-        if node.task.is_async:
-            return await call()
-        abandon = node.task.options.timeout is not None
-        outcome = await anyio.to_thread.run_sync(call, abandon_on_cancel=abandon)
+    @staticmethod
+    def _check_sync(node: _Node, outcome: Any) -> Any:
         if inspect.iscoroutine(outcome):
             outcome.close()  # never awaited: close it rather than leak a warning
             raise TypeError(
@@ -412,13 +453,17 @@ class Run:
         return None
 
     def _resolve(self, value: Any) -> Any:
+        """``value`` with each Task in it replaced by its result; others kept as given."""
         if isinstance(value, Task):
             return self.results[self.plan.keys[self.plan.index[value]]]
-        if isinstance(value, list | tuple | set | frozenset):
-            return type(value)(self._resolve(v) for v in value)
+        if not contains_task(value):
+            return value
         if isinstance(value, dict):
             return {k: self._resolve(v) for k, v in value.items()}
-        return value
+        items = [self._resolve(v) for v in value]
+        if isinstance(value, tuple) and hasattr(value, "_make"):  # a namedtuple
+            return value._make(items)
+        return type(value)(items)
 
     def _context(self, node: _Node) -> RunContext:
         i = node.i
@@ -426,22 +471,29 @@ class Run:
             self.run_id,
             self.params,
             self.results,
-            lambda: self._visible(i),
+            lambda key: self._is_ancestor(i, key),
+            lambda: (self.plan.keys[u] for u in self._walk_up(i)),
             self.plan.key_of,
         )
 
-    def _visible(self, i: int) -> frozenset[str]:
-        found = self._ancestors.get(i)
-        if found is None:
-            seen: set[int] = set()
-            stack = list(self.plan.upstream[i])
-            while stack:
-                u = stack.pop()
-                if u not in seen:
-                    seen.add(u)
-                    stack.extend(self.plan.upstream[u])
-            found = self._ancestors[i] = frozenset(self.plan.keys[u] for u in seen)
-        return found
+    def _walk_up(self, i: int) -> Iterator[int]:
+        """Every task upstream of plan task ``i``, nearest first; nothing is kept."""
+        seen: set[int] = set()
+        frontier = deque(self.plan.upstream[i])
+        while frontier:
+            u = frontier.popleft()
+            if u not in seen:
+                seen.add(u)
+                yield u
+                frontier.extend(self.plan.upstream[u])
+
+    def _is_ancestor(self, i: int, key: str) -> bool:
+        # Searched per lookup rather than cached per task: caching every task's
+        # ancestor set costs quadratic memory on long chains.
+        j = self.plan.key_index.get(key)
+        if j is None:
+            return False
+        return j in self.plan.upstream[i] or any(u == j for u in self._walk_up(i))
 
     # -- dynamic fan-out -----------------------------------------------------------
 
@@ -491,6 +543,8 @@ class Run:
                 self._tg = tg
                 self._start_roots()
                 self._maybe_spawn()
+            # A task may have swallowed the run's cancellation: it still stands.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
             self._cancel_rest()
             raise

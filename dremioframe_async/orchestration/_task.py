@@ -109,13 +109,13 @@ def make_options(name: str, **given: Any) -> TaskOptions:
     )
 
 
-def _contains_task(value: object) -> bool:
+def contains_task(value: object) -> bool:
     if isinstance(value, Task):
         return True
     if isinstance(value, list | tuple | set | frozenset):
-        return any(_contains_task(v) for v in value)
+        return any(contains_task(v) for v in value)
     if isinstance(value, dict):
-        return any(_contains_task(v) for v in value.values())
+        return any(contains_task(v) for v in value.values())
     return False
 
 
@@ -225,7 +225,7 @@ class Task:
         self.kwargs = dict(kwargs or {})
         self.is_async = is_async
         self.wants_context = accepts_context and "context" not in self.kwargs
-        self.has_task_args = _contains_task(self.args) or _contains_task(self.kwargs)
+        self.has_task_args = contains_task(self.args) or contains_task(self.kwargs)
         self.order = next(_creation_order)
         self.edits = 0  # bumped on every edge change, so cached plans know to rebuild
         self._upstream: dict[Task, None] = {}
@@ -348,7 +348,9 @@ class TaskFunction(Generic[P, R]):
         self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Task:
+    # Arguments are typed loosely on purpose: any of them may be a Task standing
+    # for its future result (a data edge), which the function's own types reject.
+    def __call__(self, *args: Any, **kwargs: Any) -> Task:
         self._check_binding(args, kwargs)
         return Task._from_function(self, args, kwargs)
 
@@ -365,9 +367,9 @@ class TaskFunction(Generic[P, R]):
         """Fan out over one keyword argument at run time.
 
         ``extract.expand(table=list_tables())`` runs ``extract`` once per element
-        of ``list_tables``'s result. Exactly one argument is expanded; further
-        keyword arguments are passed unchanged to every instance (use
-        ``functools.partial`` on the function for more).
+        of ``list_tables``'s result. Exactly one argument is expanded, and the
+        function's other parameters need defaults (bind others with
+        ``functools.partial`` and decorate the result).
 
         :raises TaskDefinitionError: if not exactly one argument is given or it
             is not a parameter of the function.
@@ -383,6 +385,7 @@ class TaskFunction(Generic[P, R]):
             )
         if not isinstance(source, Task):
             self._check_expand_literal(param, source)
+        self._check_binding((), {param: source})
         return MappedTask(self.name, self.fn, param, source, self.options, {})
 
     def _check_expand_literal(self, param: str, source: object) -> None:
@@ -429,15 +432,21 @@ def task(
         option (an unknown trigger rule lists the valid ones).
     """
 
+    def check_options(task_name: str) -> None:
+        unknown = set(options) - set(TaskOptions.__dataclass_fields__)
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise TaskDefinitionError(task_name, f"unknown @task option(s): {names}")
+
     def decorate(f: Callable[..., Any]) -> TaskFunction[Any, Any]:
+        if isinstance(f, TaskFunction):  # re-decorated: the new options replace the old
+            f = f.fn
         if not callable(f):
             raise TaskDefinitionError(str(name), f"@task needs a function, got {type(f).__name__}")
         task_name = name if name is not None else getattr(f, "__name__", type(f).__name__)
+        check_options(task_name)
         return TaskFunction(f, task_name, make_options(task_name, **options))
 
-    unknown = set(options) - set(TaskOptions.__dataclass_fields__)
-    if unknown:
-        raise TaskDefinitionError(
-            str(name), f"unknown @task option(s): {', '.join(sorted(unknown))}"
-        )
+    if name is not None:
+        check_options(name)  # fail at @task(...) already when the name is known
     return decorate if fn is None else decorate(fn)
