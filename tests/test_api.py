@@ -76,3 +76,26 @@ def test_fast_constructor_builds_the_same_frozen_event() -> None:
         fast.key = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         fast_constructor(orchestration.TaskStateChanged)(*args[:-1])
+
+
+def test_package_and_pytest_plugin_import_without_the_testing_extra() -> None:
+    import subprocess
+    import sys
+
+    # duckdb blocked as if the `testing` extra were not installed: the pytest
+    # plugin loads in every session of every user, so it must still import.
+    code = (
+        "import sys; sys.modules['duckdb'] = None\n"
+        "import dremioframe_async, dremioframe_async.dremio, dremioframe_async.store\n"
+        "import dremioframe_async.testing.pytest_plugin\n"
+        "from dremioframe_async.testing._sql import _duckdb\n"
+        "try:\n"
+        "    _duckdb()\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'dremioframe_async[testing]'" in proc.stdout

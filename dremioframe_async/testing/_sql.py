@@ -10,15 +10,30 @@ connection registers the tables it has not seen yet before running a query.
 
 from __future__ import annotations
 
+import importlib
 import queue
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
+if TYPE_CHECKING:
+    import duckdb
+
 __all__ = ["SqlEngine", "path_parts"]
+
+
+def _duckdb() -> Any:
+    # Imported on first use, so that installing the package without the `testing`
+    # extra never breaks an import (the pytest plugin loads in every session).
+    try:
+        return importlib.import_module("duckdb")
+    except ImportError as exc:
+        raise ImportError(
+            "FakeDremio executes SQL with DuckDB: pip install 'dremioframe_async[testing]'"
+        ) from exc
 
 
 def path_parts(path: str) -> tuple[str, ...]:
@@ -122,7 +137,7 @@ class SqlEngine:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            conn = _Connection(duckdb.connect())
+            conn = _Connection(_duckdb().connect())
             with self._lock:
                 self._all.append(conn)
             return conn
