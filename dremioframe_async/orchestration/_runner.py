@@ -15,29 +15,29 @@ there, without one anyio task each. Runners leave when the queue is empty.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-import sniffio
 import tenacity
 from anyio.abc import TaskGroup
 
+from ._backend import cancel_is_stray, checkpoint_function
 from ._dispatch import Emit
 from ._errors import ExpandError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
 from ._graph import Plan
+from ._node import Node, task_run
 from ._recorder import PriorRun
-from ._result import LazyTaskRuns, RunContext, RunResult, TaskRun
+from ._result import LazyTaskRuns, RunContext, RunResult
 from ._retry import make_retrying
-from ._rules import UpstreamCounts, Verdict, decide
+from ._rules import Verdict, decide
 from ._states import FINAL_STATES, TaskState, TriggerRule
 from ._task import MappedTask, Task, contains_task
 from ._threads import SlotHandover, run_in_thread
@@ -48,93 +48,6 @@ _S = TaskState
 _state_changed = fast_constructor(TaskStateChanged)
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
-_NOT_STARTED = -1
-
-
-def _on_asyncio() -> bool:
-    # sniffio, not "is an asyncio loop running": trio in guest mode runs inside one.
-    return bool(sniffio.current_async_library() == "asyncio")
-
-
-def _checkpoint_function() -> Callable[[], Awaitable[None]]:
-    """The current backend's plain yield, looked up once per run rather than per task."""
-    if not _on_asyncio():
-        return anyio.lowlevel.checkpoint
-    # What anyio's asyncio backend does for a checkpoint, minus its per-call lookup.
-    return functools.partial(asyncio.sleep, 0)
-
-
-def _cancel_is_stray() -> bool:
-    """Whether a CancelledError arrived although nothing is cancelling this task."""
-    if not _on_asyncio():
-        return False  # trio raises Cancelled only for a cancelled scope
-    current = asyncio.current_task()
-    return current is not None and current.cancelling() == 0
-
-
-class _Node:
-    """Per-run state of one task instance (a plan task or one element of a fan-out)."""
-
-    __slots__ = (
-        "attempts",
-        "children",
-        "downstream",
-        "error",
-        "finished",
-        "i",
-        "key",
-        "left",
-        "limiters",
-        "n_failed",
-        "n_skipped",
-        "n_success",
-        "n_upfailed",
-        "parent",
-        "queued",
-        "reason",
-        "result",
-        "started",
-        "state",
-        "task",
-        "upstream",
-        "value",
-    )
-
-    def __init__(self, i: int, key: str, task: Task, upstream: tuple[int, ...]) -> None:
-        self.i = i
-        self.key = key
-        self.task = task
-        self.upstream = upstream
-        self.downstream: tuple[_Node, ...] = ()
-        self.state = _S.PENDING
-        self.queued = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.reason = ""
-        self.attempts = 0
-        self.started: float | None = None
-        self.finished: float | None = None
-        self.n_success = self.n_failed = self.n_upfailed = self.n_skipped = 0
-        self.parent: _Node | None = None
-        self.children: list[_Node] = []
-        self.left = 0
-        self.value: Any = None
-        self.limiters: tuple[anyio.CapacityLimiter, ...] = ()
-
-    def counts(self) -> UpstreamCounts:
-        return UpstreamCounts(
-            len(self.upstream), self.n_success, self.n_failed, self.n_upfailed, self.n_skipped
-        )
-
-    def count(self, state: TaskState) -> None:
-        if state is _S.SUCCESS:
-            self.n_success += 1
-        elif state is _S.SKIPPED:
-            self.n_skipped += 1
-        elif state is _S.UPSTREAM_FAILED:
-            self.n_upfailed += 1
-        else:
-            self.n_failed += 1
 
 
 class Run:
@@ -157,7 +70,7 @@ class Run:
         self.emit = emit
         self.prior = prior
         self.results: dict[str, Any] = {}
-        self.ready: deque[_Node] = deque()
+        self.ready: deque[Node] = deque()
         self.run_limiter = run_limiter
         # Each run has its own threads for plain functions, sized to its concurrency,
         # so runs nested in sync tasks cannot starve each other of threads.
@@ -172,15 +85,15 @@ class Run:
         self._tg: TaskGroup | None = None
         self.started = time.time()
         self.finished = self.started
-        self._checkpoint = _checkpoint_function()
+        self._checkpoint = checkpoint_function()
 
     @staticmethod
     def _make_nodes(
         plan: Plan,
         run_limiter: anyio.CapacityLimiter | None,
         pools: Mapping[str, anyio.CapacityLimiter],
-    ) -> list[_Node]:
-        nodes = [_Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
+    ) -> list[Node]:
+        nodes = [Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
         for node, downs in zip(nodes, plan.downstream, strict=True):
             node.downstream = tuple(nodes[d] for d in downs)
             pool = node.task.options.pool
@@ -190,7 +103,7 @@ class Run:
 
     # -- events --------------------------------------------------------------------
 
-    def _state_event(self, node: _Node) -> None:
+    def _state_event(self, node: Node) -> None:
         assert self.emit is not None
         self.emit(
             _state_changed(
@@ -207,7 +120,7 @@ class Run:
             )
         )
 
-    def _before_sleep(self, node: _Node) -> Callable[[tenacity.RetryCallState], None]:
+    def _before_sleep(self, node: Node) -> Callable[[tenacity.RetryCallState], None]:
         def hook(state: tenacity.RetryCallState) -> None:
             if self.emit is None or state.outcome is None or state.next_action is None:
                 return
@@ -231,7 +144,7 @@ class Run:
 
     def _settle(
         self,
-        node: _Node,
+        node: Node,
         state: TaskState,
         *,
         result: Any = None,
@@ -259,7 +172,7 @@ class Run:
             for d in n.downstream:
                 self._upstream_done(d, st, work)
 
-    def _upstream_done(self, d: _Node, state: TaskState, work: list[Any]) -> None:
+    def _upstream_done(self, d: Node, state: TaskState, work: list[Any]) -> None:
         d.count(state)
         if d.queued or d.state in FINAL_STATES:
             return
@@ -277,7 +190,7 @@ class Run:
             d.queued = True  # decided: another path to ``d`` must not settle it again
             work.append((d, decision.verdict.state(), None, None, decision.reason))
 
-    def _child_done(self, parent: _Node, work: list[Any]) -> None:
+    def _child_done(self, parent: Node, work: list[Any]) -> None:
         parent.left -= 1
         if parent.left:
             return
@@ -289,7 +202,7 @@ class Run:
         else:
             work.append((parent, _S.SUCCESS, [c.result for c in parent.children], None, ""))
 
-    def _enqueue(self, node: _Node, work: list[Any]) -> None:
+    def _enqueue(self, node: Node, work: list[Any]) -> None:
         node.queued = True
         if self.prior is not None and node.parent is None and node.key in self.prior.results:
             why = f"resumed from run {self.prior.run_id}"
@@ -330,7 +243,7 @@ class Run:
         finally:
             self.workers -= 1
 
-    async def _run_node(self, node: _Node) -> None:
+    async def _run_node(self, node: Node) -> None:
         try:
             if isinstance(node.task, MappedTask) and node.parent is None:
                 self._expand(node)
@@ -346,7 +259,7 @@ class Run:
             else:
                 result = await self._attempt(node, call)
         except anyio.get_cancelled_exc_class() as exc:
-            if _cancel_is_stray():
+            if cancel_is_stray():
                 # The task awaited something that had been cancelled on its own:
                 # that is this task failing, not the run being cancelled.
                 self._settle(node, _S.FAILED, error=exc)
@@ -367,7 +280,7 @@ class Run:
         self._maybe_spawn()
         await anyio.sleep(seconds)
 
-    async def _attempt(self, node: _Node, call: Callable[[], Any]) -> Any:
+    async def _attempt(self, node: Node, call: Callable[[], Any]) -> Any:
         borrower = object()  # one per attempt: a timed-out thread may keep its slots
         acquired = 0
         handover: SlotHandover | None = None
@@ -402,7 +315,7 @@ class Run:
             for limiter in node.limiters[:acquired]:
                 limiter.release_on_behalf_of(borrower)
 
-    def _mark_running(self, node: _Node) -> None:
+    def _mark_running(self, node: Node) -> None:
         node.attempts += 1
         if node.started is None:
             node.started = time.time()
@@ -411,7 +324,7 @@ class Run:
             self._state_event(node)
 
     @staticmethod
-    def _check_sync(node: _Node, outcome: Any) -> Any:
+    def _check_sync(node: Node, outcome: Any) -> Any:
         if inspect.iscoroutine(outcome):
             outcome.close()  # never awaited: close it rather than leak a warning
             raise TypeError(
@@ -421,7 +334,7 @@ class Run:
 
     # -- arguments -----------------------------------------------------------------
 
-    def _prepare_call(self, node: _Node) -> Callable[[], Any] | None:
+    def _prepare_call(self, node: Node) -> Callable[[], Any] | None:
         """Bind the task's arguments for this run; None if an input is missing."""
         task = node.task
         args: Iterable[Any] = task.args
@@ -441,7 +354,7 @@ class Run:
             kwargs = {**kwargs, "context": self._context(node)}
         return functools.partial(task.action, *args, **kwargs)
 
-    def _missing_inputs(self, node: _Node) -> tuple[TaskState, str] | None:
+    def _missing_inputs(self, node: Node) -> tuple[TaskState, str] | None:
         for up in node.task.data_dependencies():
             key = self.plan.keys[self.plan.index[up]]
             if key not in self.results:
@@ -463,7 +376,7 @@ class Run:
             return value._make(items)
         return type(value)(items)
 
-    def _context(self, node: _Node) -> RunContext:
+    def _context(self, node: Node) -> RunContext:
         i = node.i
         return RunContext(
             self.run_id,
@@ -495,7 +408,7 @@ class Run:
 
     # -- dynamic fan-out -----------------------------------------------------------
 
-    def _expand(self, node: _Node) -> None:
+    def _expand(self, node: Node) -> None:
         task = node.task
         assert isinstance(task, MappedTask)
         missing = self._missing_inputs(node)
@@ -515,7 +428,7 @@ class Run:
             return
         node.left = len(values)
         for j, value in enumerate(values):
-            child = _Node(node.i, f"{node.key}[{j}]", task, ())
+            child = Node(node.i, f"{node.key}[{j}]", task, ())
             child.parent, child.value, child.limiters = node, value, node.limiters
             child.queued = True
             node.children.append(child)
@@ -592,15 +505,9 @@ class Run:
             self.plan.pipeline,
             self.run_id,
             self.status(),
-            LazyTaskRuns({n.key: n for n in self.nodes}, _task_run),
+            LazyTaskRuns({n.key: n for n in self.nodes}, task_run),
             self.results,
             self.plan.key_of,
             self.started,
             self.finished,
         )
-
-
-def _task_run(n: _Node) -> TaskRun:
-    return TaskRun(
-        n.key, n.task.name, n.state, n.attempts, n.started, n.finished, n.error, n.reason
-    )

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
+
+from ._backend import call_soon_from_thread
 
 __all__ = ["SlotHandover", "run_in_thread"]
 
@@ -25,6 +26,7 @@ class SlotHandover:
     def __init__(self, limiters: Sequence[anyio.CapacityLimiter], borrower: object) -> None:
         self._limiters = limiters
         self._borrower = borrower
+        self._soon = call_soon_from_thread()
         self._lock = threading.Lock()
         self._thread_done = False
         self._abandoned = False
@@ -49,8 +51,8 @@ class SlotHandover:
             if not self._abandoned:
                 return
         try:
-            anyio.from_thread.run_sync(self.release)
-        except Exception:
+            self._soon(self.release)
+        except RuntimeError:  # the loop is gone: nothing is left to bound
             return
 
 

@@ -1,0 +1,61 @@
+"""What the engine asks of the running async library, looked up once rather than per task."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.lowlevel
+import sniffio
+
+__all__ = ["call_soon_from_thread", "cancel_is_stray", "checkpoint_function"]
+
+
+def _on_asyncio() -> bool:
+    # sniffio, not "is an asyncio loop running": trio in guest mode runs inside one.
+    return bool(sniffio.current_async_library() == "asyncio")
+
+
+def checkpoint_function() -> Callable[[], Awaitable[None]]:
+    """The current backend's plain yield, looked up once per run rather than per task."""
+    if not _on_asyncio():
+        return anyio.lowlevel.checkpoint
+    # What anyio's asyncio backend does for a checkpoint, minus its per-call lookup.
+    return functools.partial(asyncio.sleep, 0)
+
+
+def cancel_is_stray() -> bool:
+    """Whether a CancelledError arrived although nothing is cancelling this task."""
+    if not _on_asyncio():
+        return False  # trio raises Cancelled only for a cancelled scope
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() == 0
+
+
+def call_soon_from_thread() -> Callable[[Callable[[], Any]], None]:
+    """A function that any thread may call to have a callback run on this event loop.
+
+    It never blocks: a worker thread that outlives its run must not wait on a loop
+    that may never run again (worker threads are not daemons, so the interpreter
+    would wait for it at exit). Once the loop is gone it raises RuntimeError.
+    """
+    if _on_asyncio():
+        loop = asyncio.get_running_loop()
+
+        def on_loop(callback: Callable[[], Any]) -> None:
+            loop.call_soon_threadsafe(callback)
+
+        return on_loop
+    import trio  # not on asyncio: anyio's only other backend
+
+    token = trio.lowlevel.current_trio_token()
+
+    def soon(callback: Callable[[], Any]) -> None:
+        try:
+            token.run_sync_soon(callback)
+        except trio.RunFinishedError as exc:
+            raise RuntimeError("the trio run has finished") from exc
+
+    return soon

@@ -1,0 +1,87 @@
+"""Per-run state of one task instance, kept apart from the declarations it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from ._result import TaskRun
+from ._rules import UpstreamCounts
+from ._states import TaskState
+from ._task import Task
+
+__all__ = ["Node", "task_run"]
+
+_S = TaskState
+
+
+class Node:
+    """Per-run state of one task instance (a plan task or one element of a fan-out)."""
+
+    __slots__ = (
+        "attempts",
+        "children",
+        "downstream",
+        "error",
+        "finished",
+        "i",
+        "key",
+        "left",
+        "limiters",
+        "n_failed",
+        "n_skipped",
+        "n_success",
+        "n_upfailed",
+        "parent",
+        "queued",
+        "reason",
+        "result",
+        "started",
+        "state",
+        "task",
+        "upstream",
+        "value",
+    )
+
+    def __init__(self, i: int, key: str, task: Task, upstream: tuple[int, ...]) -> None:
+        self.i = i
+        self.key = key
+        self.task = task
+        self.upstream = upstream
+        self.downstream: tuple[Node, ...] = ()
+        self.state = _S.PENDING
+        self.queued = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.reason = ""
+        self.attempts = 0
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.n_success = self.n_failed = self.n_upfailed = self.n_skipped = 0
+        self.parent: Node | None = None
+        self.children: list[Node] = []
+        self.left = 0
+        self.value: Any = None
+        self.limiters: tuple[anyio.CapacityLimiter, ...] = ()
+
+    def counts(self) -> UpstreamCounts:
+        return UpstreamCounts(
+            len(self.upstream), self.n_success, self.n_failed, self.n_upfailed, self.n_skipped
+        )
+
+    def count(self, state: TaskState) -> None:
+        if state is _S.SUCCESS:
+            self.n_success += 1
+        elif state is _S.SKIPPED:
+            self.n_skipped += 1
+        elif state is _S.UPSTREAM_FAILED:
+            self.n_upfailed += 1
+        else:
+            self.n_failed += 1
+
+
+def task_run(n: Node) -> TaskRun:
+    return TaskRun(
+        n.key, n.task.name, n.state, n.attempts, n.started, n.finished, n.error, n.reason
+    )
