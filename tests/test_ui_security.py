@@ -130,7 +130,8 @@ async def test_browsers_sign_in_with_the_token_and_still_need_csrf(bearer_ui: UI
     client = bearer_ui.client
     html = {"Accept": "text/html"}
     redirect = await client.get("/", headers=html, allow_redirects=False)
-    assert redirect.status == 303 and redirect.headers["Location"] == "/login"
+    assert redirect.status == 303
+    assert redirect.headers["Location"] == "/login"
     form = await (await client.get("/login")).text()
     token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
     wrong = await client.post(
@@ -144,7 +145,8 @@ async def test_browsers_sign_in_with_the_token_and_still_need_csrf(bearer_ui: UI
     )
     assert ok.status == 303
     page = await client.get("/", headers=html)
-    assert page.status == 200 and TOKEN not in await page.text()
+    assert page.status == 200
+    assert TOKEN not in await page.text()
     refused = await client.post("/api/pipelines/hello/runs", json={})
     assert refused.status == 403
     accepted = await client.post(
@@ -161,7 +163,8 @@ async def test_browsers_sign_in_with_the_token_and_still_need_csrf(bearer_ui: UI
 async def test_basic_auth_checks_the_password_hash(basic_ui: UI) -> None:
     client = basic_ui.client
     missing = await client.get("/", headers={"Accept": "text/html"})
-    assert missing.status == 401 and missing.headers["WWW-Authenticate"].startswith("Basic")
+    assert missing.status == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Basic")
     for header in (basic("ops", "wrong"), basic("other", "correct horse"), "Basic !!!"):
         assert (await client.get("/api/runs", headers={"Authorization": header})).status == 401
     good = {"Authorization": basic("ops", "correct horse")}
@@ -185,9 +188,8 @@ def test_password_hashes_are_salted_and_checked() -> None:
         BasicAuth("ops", "plain-text-password")
     with pytest.raises(ValueError, match="16 characters"):
         BearerAuth("short")
-    assert TOKEN not in repr(BearerAuth(TOKEN)) and PASSWORD_HASH not in repr(
-        BasicAuth("ops", PASSWORD_HASH)
-    )
+    assert TOKEN not in repr(BearerAuth(TOKEN))
+    assert PASSWORD_HASH not in repr(BasicAuth("ops", PASSWORD_HASH))
 
 
 def test_auth_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
