@@ -61,6 +61,7 @@ def layout(urls: Urls, title: str, csrf: str, body: Markup) -> str:
         el("meta", {"name": "csrf-token", "content": csrf}),
         el("title", None, f"{title} · dremioframe_async"),
         el("link", {"rel": "stylesheet", "href": urls.static("ui.css")}),
+        el("link", {"rel": "icon", "href": "data:,"}),  # no favicon request
         el("script", {"src": urls.static("ui.js"), "defer": True}),
     )
     nav = el(
