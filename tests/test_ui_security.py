@@ -225,6 +225,10 @@ async def test_serve_refuses_before_listening_and_serves_on_loopback() -> None:
     app = ui_app(MemoryStore())
     with pytest.raises(UnsafeBind):
         await serve(app, "0.0.0.0", 0)
+    host_app = web.Application()
+    host_app.add_subapp("/pipelines/", ui_app(MemoryStore()))
+    with pytest.raises(UnsafeBind):
+        await serve(host_app, "0.0.0.0", 0)
     urls: list[str] = []
     async with anyio.create_task_group() as tg:
         ready = anyio.Event()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import anyio
 from aiohttp import web
 
 from ._security import check_bind
-from ._state import UI_KEY
+from ._state import UI_KEY, UIState
 
 __all__ = ["serve"]
 
@@ -20,14 +20,16 @@ async def serve(
     *,
     on_ready: Callable[[str], object] | None = None,
 ) -> None:
-    """Serve ``app`` (from :func:`ui_app`) until cancelled, then stop it cleanly.
+    """Serve ``app`` until cancelled, then stop it cleanly.
 
-    ``on_ready`` gets the URL once the server listens (``port=0`` picks a free port).
+    ``app`` is a :func:`ui_app` or an application that mounts one. ``on_ready``
+    gets the URL once the server listens (``port=0`` picks a free port).
 
-    :raises UnsafeBind: (a ``ValueError``) for a non-loopback ``host`` without auth,
-        before anything listens.
+    :raises UnsafeBind: (a ``ValueError``) for a non-loopback ``host`` when a UI in
+        ``app`` has no auth, before anything listens.
     """
-    check_bind(host, app[UI_KEY].guard.auth)
+    for ui in _uis(app):
+        check_bind(host, ui.guard.auth)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     try:
@@ -41,3 +43,12 @@ async def serve(
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await runner.cleanup()
+
+
+def _uis(app: web.Application) -> Iterator[UIState]:
+    """The UIs in ``app``: itself, or its sub-applications, at any depth."""
+    if UI_KEY in app:
+        yield app[UI_KEY]
+    # aiohttp keeps sub-applications here; it has no public accessor for them.
+    for sub in getattr(app, "_subapps", ()):
+        yield from _uis(sub)
