@@ -16,8 +16,8 @@ from ._html import Markup, el
 __all__ = ["MAX_NODES", "GraphNode", "graph_svg"]
 
 MAX_NODES = 300  # past this an SVG is unreadable and heavy; the task table stays
-NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 170, 30, 46, 12, 8
-LABEL_CHARS = 22
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 150, 30, 40, 12, 8
+LABEL_CHARS = 19
 
 
 @dataclass(frozen=True, slots=True)
