@@ -8,6 +8,7 @@ extra); Playwright never downloads a browser here.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -73,8 +74,8 @@ def pipeline() -> Pipeline:
 async def main() -> None:
     from playwright.async_api import async_playwright
 
-    executable = shutil.which("chromium") and "/usr/lib/chromium/chromium"
-    if not executable or not Path(executable).exists():
+    executable = "/usr/lib/chromium/chromium"  # the real binary; /usr/bin/chromium wraps it
+    if not shutil.which("chromium") or not os.access(executable, os.X_OK):
         sys.exit("install chromium first: apt-get install -y chromium")
     store = MemoryStore()
     p = pipeline()

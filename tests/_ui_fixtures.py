@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -116,6 +117,7 @@ class UI:
             await self.state.launcher.wait(run_id)
 
 
+@asynccontextmanager
 async def open_ui(store: RunStore, gate: Gate, **kw) -> AsyncIterator[UI]:
     app = ui_app(store, pipelines(gate), **kw)
     async with TestClient(TestServer(app)) as client:
@@ -129,5 +131,5 @@ async def gate() -> Gate:
 
 @pytest_asyncio.fixture
 async def ui(gate: Gate) -> AsyncIterator[UI]:
-    async for opened in open_ui(MemoryStore(), gate, poll_interval=0.05):
+    async with open_ui(MemoryStore(), gate, poll_interval=0.05) as opened:
         yield opened

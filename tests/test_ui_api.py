@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 import _ui_fixtures
 import anyio
@@ -12,6 +13,7 @@ from _ui_fixtures import EVIL, EVIL_ERROR, UI
 
 from dremioframe_async.orchestration import RunFinished, RunStarted, TaskState, TaskStateChanged
 from dremioframe_async.store import MemoryStore, RunQuery, RunStatus
+from dremioframe_async.ui import run_listener
 
 gate = _ui_fixtures.gate
 ui = _ui_fixtures.ui
@@ -272,6 +274,27 @@ async def test_sse_stream_polls_the_store_for_runs_of_other_processes(ui: UI) ->
     assert any(t["state"] == "SUCCESS" for _, e in rest[:-1] for t in e["tasks"])
 
 
+async def test_runs_wired_with_run_listener_stream_live_without_polling(gate) -> None:
+    store = MemoryStore()
+    async with _ui_fixtures.open_ui(store, gate, poll_interval=30) as ui:
+        gated = ui.state.pipelines["gated"].pipeline
+        listener = run_listener(ui.client.server.app)
+        started = listener.expect("wired")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(gated.run, store=store, on_event=listener, run_id="wired"))
+            with anyio.fail_after(10):
+                await started.wait()
+            assert not ui.state.launcher.running_here("wired")
+            response = await ui.client.get("/api/runs/wired/events")
+            assert response.headers["X-Frame-Options"] == "DENY"
+            ((_, first),) = await sse_events(response, count=1)
+            assert {t["key"]: t["state"] for t in first["tasks"]}["hold"] == "RUNNING"
+            ui.gate.opened.set()
+            # With a 30 s poll, only the run's own events can end the stream this soon.
+            rest = await sse_events(response, until="end")
+            assert rest[-1] == ("end", {"status": "SUCCESS"})
+
+
 async def test_sse_of_an_unknown_run_is_404(ui: UI) -> None:
     response = await ui.client.get("/api/runs/nope/events")
     assert response.status == 404
@@ -280,7 +303,7 @@ async def test_sse_of_an_unknown_run_is_404(ui: UI) -> None:
 async def test_closing_the_app_ends_open_streams_promptly(gate) -> None:
     store = MemoryStore()
     await store.record([RunStarted("slow", "elsewhere", T0, {}, ("x",))])
-    async for ui in _ui_fixtures.open_ui(store, gate, poll_interval=30):
+    async with _ui_fixtures.open_ui(store, gate, poll_interval=30) as ui:
         response = await ui.client.get("/api/runs/slow/events")
         await sse_events(response, count=1)
         start = anyio.current_time()
@@ -289,7 +312,6 @@ async def test_closing_the_app_ends_open_streams_promptly(gate) -> None:
         await ui.client.server.close()
         assert anyio.current_time() - start < 5
         response.close()
-        break
 
 
 async def test_api_pipelines_lists_graph_and_last_runs(ui: UI) -> None:

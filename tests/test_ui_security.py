@@ -43,14 +43,14 @@ async def runs_recorded(ui: UI) -> int:
 
 @pytest_asyncio.fixture
 async def bearer_ui(gate):
-    async for opened in _ui_fixtures.open_ui(MemoryStore(), gate, auth=BearerAuth(TOKEN)):
+    async with _ui_fixtures.open_ui(MemoryStore(), gate, auth=BearerAuth(TOKEN)) as opened:
         yield opened
 
 
 @pytest_asyncio.fixture
 async def basic_ui(gate):
     auth = BasicAuth("ops", PASSWORD_HASH)
-    async for opened in _ui_fixtures.open_ui(MemoryStore(), gate, auth=auth):
+    async with _ui_fixtures.open_ui(MemoryStore(), gate, auth=auth) as opened:
         yield opened
 
 

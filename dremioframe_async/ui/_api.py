@@ -19,6 +19,7 @@ from aiohttp import web
 from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, TaskInfo
 from ._launcher import ActionRefused
 from ._model import run_json, task_json, task_state_json
+from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 
 __all__ = ["add_api_routes", "parse_query", "read_params"]
@@ -212,7 +213,11 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     except RunNotFound as exc:
         return json_error(str(exc), 404)
     resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Type": "text/event-stream",
+            "X-Accel-Buffering": "no",  # a proxy must pass events on at once
+        }
     )
     await resp.prepare(request)
     diff = _Diff()
