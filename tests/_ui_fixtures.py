@@ -82,7 +82,17 @@ def pipelines(gate: Gate) -> list[Pipeline | PipelineEntry]:
         return 2 * x
 
     mapped = Pipeline("mapped").add_task(double.expand(x=items()))
+
+    @task(name="loop")
+    async def loop():
+        return None
+
+    one, two = loop(), loop()
+    one.set_downstream(two)
+    two.set_downstream(one)
+    cyclic = Pipeline("cyclic").add_task(one)
     return [
+        cyclic,
         hello,
         PipelineEntry(gated, schedule="cron */5 * * * *"),
         bad,

@@ -173,6 +173,21 @@ async def test_trigger_runs_in_the_ui_loop_and_records_in_the_store(ui: UI) -> N
     assert bad.status == 400
 
 
+async def test_a_pipeline_that_cannot_start_is_refused_and_its_page_says_why(ui: UI) -> None:
+    response = await ui.post("/api/pipelines/cyclic/runs", {})
+    assert response.status == 409
+    assert "could not start" in (await response.json())["error"]
+    assert "cycle" in (await response.json())["error"]
+    page = await ui.client.get("/pipelines")
+    assert page.status == 200
+    assert "the graph cannot run" in await page.text()
+    listing = await (await ui.client.get("/api/pipelines")).json()
+    cyclic = next(p for p in listing["pipelines"] if p["name"] == "cyclic")
+    assert "cycle" in cyclic["graph_error"]
+    assert await ui.store.query_runs(RunQuery()) is not None
+    assert (await ui.store.query_runs(RunQuery())).total == 0
+
+
 async def test_form_trigger_redirects_to_the_new_run(ui: UI) -> None:
     page = await (await ui.client.get("/pipelines")).text()
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
@@ -322,3 +337,16 @@ async def test_api_pipelines_lists_graph_and_last_runs(ui: UI) -> None:
     assert hello["tasks"] == [{"key": "a", "upstream": []}, {"key": "b", "upstream": ["a"]}]
     assert [r["run_id"] for r in hello["last_runs"]] == [run_id]
     assert (await ui.store.query_runs(RunQuery(pipeline="hello"))).total == 1
+
+
+class _BrokenStore(MemoryStore):
+    async def query_runs(self, query):
+        raise RuntimeError("secret detail <b>from the database</b>")
+
+
+async def test_an_internal_error_is_answered_with_headers_and_without_details(gate) -> None:
+    async with _ui_fixtures.open_ui(_BrokenStore(), gate) as ui:
+        response = await ui.client.get("/")
+        assert response.status == 500
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "secret detail" not in await response.text()

@@ -80,3 +80,17 @@ def test_ui_serves_the_store_and_stops_on_sigint(env: dict[str, str]) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_ui_refuses_an_empty_password(env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [*COMMAND, "ui", "--hash-password"],
+        env=env,
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "the password is empty" in proc.stderr

@@ -17,7 +17,7 @@ import anyio
 from aiohttp import web
 
 from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, TaskInfo
-from ._launcher import ActionRefused
+from ._launcher import ActionRefused, planned_edges
 from ._model import run_json, task_json, task_state_json
 from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
@@ -116,15 +116,16 @@ async def list_pipelines(request: web.Request) -> web.Response:
     ui = _ui(request)
     out = []
     for name, entry in ui.pipelines.items():
-        plan = entry.pipeline.plan()
+        edges = planned_edges(entry.pipeline)
         last = await ui.store.query_runs(RunQuery(pipeline=name, limit=5))
         out.append(
             {
                 "name": name,
                 "tasks": [
                     {"key": k, "upstream": list(up)}
-                    for k, up in zip(plan.keys, plan.upstream_keys, strict=True)
+                    for k, up in (edges.items() if isinstance(edges, dict) else ())
                 ],
+                "graph_error": edges if isinstance(edges, str) else None,
                 "schedule": entry.schedule,
                 "last_runs": [run_json(r) for r in last.runs],
             }

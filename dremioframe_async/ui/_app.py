@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 
 __all__ = ["run_launcher", "run_listener", "ui_app"]
 
+log = logging.getLogger("dremioframe_async.ui")
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Reachable without credentials: the sign-in page and the stylesheet and script.
@@ -140,6 +142,10 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         exc.headers.update(SECURITY_HEADERS)
         raise
+    except Exception:
+        # Answer here, with the headers and without the traceback (it is logged).
+        log.exception("the UI failed to answer %s %s", request.method, request.path)
+        response = web.Response(status=500, text="internal error (logged by the server)")
     if not response.prepared:  # a stream has sent its headers already (set below)
         response.headers.update(SECURITY_HEADERS)
     return response

@@ -21,11 +21,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import DremioFrameError
-from ..orchestration import Pipeline
+from ..orchestration import Pipeline, PipelineDefinitionError
 from ..store import RunStatus, RunStore
 from ._live import LiveRuns
 
-__all__ = ["ActionRefused", "PipelineEntry", "RunLauncher"]
+__all__ = ["ActionRefused", "PipelineEntry", "RunLauncher", "planned_edges"]
 
 log = logging.getLogger("dremioframe_async.ui")
 START_TIMEOUT = 30.0
@@ -50,6 +50,15 @@ class PipelineEntry:
 
     pipeline: Pipeline
     schedule: str | None = None
+
+
+def planned_edges(pipeline: Pipeline) -> dict[str, tuple[str, ...]] | str:
+    """Each task key's upstream keys, or the message of the graph's problem (a cycle...)."""
+    try:
+        plan = pipeline.plan()
+    except PipelineDefinitionError as exc:
+        return str(exc)
+    return dict(zip(plan.keys, plan.upstream_keys, strict=True))
 
 
 class RunLauncher:

@@ -11,6 +11,7 @@ from ..orchestration import Pipeline
 from ..store import RunInfo, RunPage, RunStatus, TaskInfo
 from ._graph import GraphNode, graph_svg
 from ._html import Markup, el, join
+from ._launcher import planned_edges
 from ._model import TaskGroup, group_tasks, instance_note, mask, result_text
 from ._timeline import timeline_svg
 
@@ -173,10 +174,8 @@ def run_graph(
     tasks: Sequence[TaskInfo], groups: Sequence[TaskGroup], plan: Pipeline | None
 ) -> Markup:
     """The run's DAG; edges of tasks not yet started come from the served pipeline's plan."""
-    planned: dict[str, tuple[str, ...]] = {}
-    if plan is not None:
-        p = plan.plan()
-        planned = dict(zip(p.keys, p.upstream_keys, strict=True))
+    edges = planned_edges(plan) if plan is not None else {}
+    planned = edges if isinstance(edges, dict) else {}
     nodes = [
         GraphNode(
             g.task.key,
@@ -363,10 +362,10 @@ def run_page(urls: Urls, run: RunInfo, body: Markup) -> Markup:
 
 
 def pipeline_graph(pipeline: Pipeline) -> Markup:
-    plan = pipeline.plan()
-    nodes = [
-        GraphNode(k, up, "PLANNED") for k, up in zip(plan.keys, plan.upstream_keys, strict=True)
-    ]
+    edges = planned_edges(pipeline)
+    if isinstance(edges, str):
+        return el("p", {"class": "error-box"}, f"the graph cannot run: {edges}")
+    nodes = [GraphNode(k, up, "PLANNED") for k, up in edges.items()]
     return graph_svg(nodes, title=f"graph of {pipeline.name}")
 
 
