@@ -121,7 +121,7 @@ async def test_sqlite_pages_come_from_an_index_without_sorting(
         await opened.record(runs(5))
     conn = sqlite3.connect(tmp_path / "runs.sqlite")
     try:
-        sql, params = PageSQL(query, "runs", lambda n: "?").rows("run_id", query)
+        sql, params = PageSQL(query, "runs", lambda n: "?").rows(query, "run_id")
         plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
     finally:
         conn.close()

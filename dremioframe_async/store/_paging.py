@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ._fold import RunRow
 from ._model import RunInfo, RunStatus
+from ._sql import columns
 
 __all__ = ["MAX_PAGE", "Keyset", "PageSQL", "RunPage", "RunQuery", "decode_cursor", "encode_cursor"]
 
@@ -140,8 +142,9 @@ class PageSQL:
         """``SELECT count(*)`` of the filtered runs."""
         return self._sql(f"SELECT count(*) FROM {self.table}", []), list(self.params)
 
-    def rows(self, columns: str, query: RunQuery) -> tuple[str, list[object]]:
-        """The page's rows; oldest first when ``query.after`` is set (reverse them)."""
+    def rows(self, query: RunQuery, selected: str | None = None) -> tuple[str, list[object]]:
+        """The page's run rows (every :class:`RunRow` column unless ``selected``);
+        oldest first when ``query.after`` is set (reverse them)."""
         params = list(self.params)
         extra, order = [], "DESC"
         cursor = query.cursor
@@ -150,7 +153,8 @@ class PageSQL:
             order = "DESC" if query.before is not None else "ASC"
             extra.append(self._range(op, len(params)))
             params.extend(cursor)
-        sql = self._sql(f"SELECT {columns} FROM {self.table}", extra)
+        names = selected or ", ".join(columns(RunRow))
+        sql = self._sql(f"SELECT {names} FROM {self.table}", extra)
         sql += f" ORDER BY started {order}, run_id {order} LIMIT {self._mark(len(params) + 1)}"
         return sql, [*params, query.limit]
 

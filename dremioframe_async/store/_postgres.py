@@ -32,7 +32,7 @@ from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, columns, migration, select, upsert_json
+from ._sql import MIGRATIONS, migration, select, upsert_json
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["PostgresStore"]
@@ -230,7 +230,7 @@ class PostgresStore:
         sql = PageSQL(query, f"{self._prefix}runs", lambda n: f"${n}")
         async with (await self._ensure()).acquire() as conn:
             await self._sweep(conn)
-            text, params = sql.rows(", ".join(columns(RunRow)), query)
+            text, params = sql.rows(query)
             rows = await conn.fetch(text, *params)
             runs = [RunRow(*r) for r in (rows if query.after is None else reversed(rows))]
             text, params = sql.count()

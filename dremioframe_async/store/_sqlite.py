@@ -30,7 +30,7 @@ from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner, is_dead
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, columns, migration, select, upsert
+from ._sql import MIGRATIONS, migration, select, upsert
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["SQLiteStore"]
@@ -291,7 +291,7 @@ def _list_runs(conn: sqlite3.Connection, pipeline: str | None, limit: int | None
 def _query_runs(conn: sqlite3.Connection, query: RunQuery) -> RunPage:
     _sweep(conn)
     sql = PageSQL(query, "runs", lambda n: "?")
-    rows = conn.execute(*sql.rows(", ".join(columns(RunRow)), query)).fetchall()
+    rows = conn.execute(*sql.rows(query)).fetchall()
     runs = [RunRow(*row) for row in (rows if query.after is None else reversed(rows))]
     total: int = conn.execute(*sql.count()).fetchone()[0]
 
