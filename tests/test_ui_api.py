@@ -350,3 +350,26 @@ async def test_an_internal_error_is_answered_with_headers_and_without_details(ga
         assert response.status == 500
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
         assert "secret detail" not in await response.text()
+
+
+async def test_a_wide_mapped_run_lists_a_bounded_number_of_instances_and_errors(ui: UI) -> None:
+    width = 260
+    keys = ("fan",)
+    events: list = [RunStarted("wide", "elsewhere", T0, {}, keys)]
+    error = ValueError("instance failed")
+    for i in range(width):
+        key = f"fan[{i}]"
+        events.append(TaskStateChanged("wide", "elsewhere", key, TaskState.RUNNING, T0 + 1, 1))
+        events.append(
+            TaskStateChanged("wide", "elsewhere", key, TaskState.FAILED, T0 + 2, 1, error=error)
+        )
+    events.append(TaskStateChanged("wide", "elsewhere", "fan", TaskState.FAILED, T0 + 3, 0))
+    events.append(RunFinished("wide", "elsewhere", "FAILED", T0 + 4, T0))
+    await ui.store.record(events)
+    html = await (await ui.client.get("/runs/wide")).text()
+    assert f"{width} mapped instances of fan" in html
+    assert html.count('<tr class="instance"') == 200
+    assert html.count('<details class="error">') == 200
+    assert html.count(f"{width - 200} more not listed here") == 2
+    api = await (await ui.client.get("/api/runs/wide")).json()
+    assert len(api["tasks"]) == width + 1

@@ -17,6 +17,7 @@ from ._timeline import timeline_svg
 
 __all__ = ["Urls", "layout", "login_page", "pipelines_page", "run_body", "runs_page"]
 
+MAX_LISTED = 200  # instances, errors, results: a page stays light whatever the fan-out
 STATES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "UPSTREAM_FAILED", "SKIPPED", "CANCELLED")
 
 
@@ -266,9 +267,8 @@ def _task_table(groups: Sequence[TaskGroup]) -> Markup:
     for g in groups:
         body.append(_task_row(g.task))
         if g.instances:
-            inner = el(
-                "table", {"class": "instances"}, [_task_row(t, "instance") for t in g.instances]
-            )
+            shown = [_task_row(t, "instance") for t in g.instances[:MAX_LISTED]]
+            inner = join(el("table", {"class": "instances"}, shown), _more(len(g.instances)))
             summary = el("summary", None, f"{len(g.instances)} mapped instances of {g.task.key}")
             body.append(
                 el(
@@ -288,6 +288,14 @@ def _task_table(groups: Sequence[TaskGroup]) -> Markup:
     return el("table", {"class": "tasks"}, el("thead", None, head), el("tbody", None, body))
 
 
+def _more(total: int) -> Markup | None:
+    if total <= MAX_LISTED:
+        return None
+    return el(
+        "p", {"class": "muted"}, f"{total - MAX_LISTED} more not listed here; see the JSON API"
+    )
+
+
 def _errors(tasks: Sequence[TaskInfo]) -> Markup:
     items = [
         el(
@@ -300,16 +308,20 @@ def _errors(tasks: Sequence[TaskInfo]) -> Markup:
         for a in t.attempts
         if a.error_type
     ]
-    return el("section", None, el("h2", None, "Errors"), items) if items else Markup("")
+    if not items:
+        return Markup("")
+    return el("section", None, el("h2", None, "Errors"), items[:MAX_LISTED], _more(len(items)))
 
 
 def _results(tasks: Sequence[TaskInfo]) -> Markup:
+    stored = [t for t in tasks if t.result_stored]
     items = [
-        el("details", None, el("summary", None, t.key), el("pre", None, text))
-        for t in tasks
-        if (text := result_text(t)) is not None
+        el("details", None, el("summary", None, t.key), el("pre", None, result_text(t)))
+        for t in stored[:MAX_LISTED]
     ]
-    return el("section", None, el("h2", None, "Stored results"), items) if items else Markup("")
+    if not items:
+        return Markup("")
+    return el("section", None, el("h2", None, "Stored results"), items, _more(len(stored)))
 
 
 def run_body(

@@ -51,8 +51,11 @@
 
   const source = new EventSource(main.dataset.events);
   source.addEventListener("run", queue);
+  // Running attempts grow on the timeline even while no task changes state.
+  const tick = window.setInterval(queue, 5000);
   source.addEventListener("end", () => {
     source.close();
+    window.clearInterval(tick);
     main.dataset.ended = "1";
     queue();
   });
