@@ -26,6 +26,7 @@ MASK = "********"
 _SECRET = re.compile(r"pass|secret|token|credential|api[_-]?key|auth|private", re.IGNORECASE)
 _INSTANCE = re.compile(r"^(?P<parent>.+)\[(?P<index>\d+)\]$")
 MAX_RESULT_CHARS = 4000
+MAX_PREVIEW_ITEMS = 100
 
 
 def mask(value: Any) -> Any:
@@ -41,10 +42,18 @@ def result_text(task: TaskInfo) -> str | None:
     """The stored result as (masked, bounded) JSON text, or None when nothing was stored."""
     if not task.result_stored:
         return None
-    text = json.dumps(mask(task.result), indent=1, sort_keys=True, default=str)
+    text = json.dumps(mask(_preview(task.result)), indent=1, sort_keys=True, default=str)
     if len(text) > MAX_RESULT_CHARS:
         text = text[:MAX_RESULT_CHARS] + f"\n… ({len(text)} characters in all)"
     return text
+
+
+def _preview(value: Any) -> Any:
+    """A big list cut to its first items, so masking and encoding it stay cheap."""
+    if isinstance(value, list) and len(value) > MAX_PREVIEW_ITEMS:
+        rest = len(value) - MAX_PREVIEW_ITEMS
+        return [*value[:MAX_PREVIEW_ITEMS], f"… and {rest} more items"]
+    return value
 
 
 def run_json(run: RunInfo) -> dict[str, Any]:
@@ -116,7 +125,7 @@ def group_tasks(tasks: Iterable[TaskInfo]) -> list[TaskGroup]:
     children: dict[str, list[tuple[int, TaskInfo]]] = {}
     top: list[TaskInfo] = []
     for t in tasks:
-        match = _INSTANCE.match(t.key)
+        match = _INSTANCE.match(t.key) if t.key.endswith("]") else None
         if match and match["parent"] in keys:
             children.setdefault(match["parent"], []).append((int(match["index"]), t))
         else:

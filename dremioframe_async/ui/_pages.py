@@ -172,11 +172,9 @@ def runs_page(
 
 
 def run_graph(
-    tasks: Sequence[TaskInfo], groups: Sequence[TaskGroup], plan: Pipeline | None
+    tasks: Sequence[TaskInfo], groups: Sequence[TaskGroup], planned: Mapping[str, tuple[str, ...]]
 ) -> Markup:
     """The run's DAG; edges of tasks not yet started come from the served pipeline's plan."""
-    edges = planned_edges(plan) if plan is not None else {}
-    planned = edges if isinstance(edges, dict) else {}
     nodes = [
         GraphNode(
             g.task.key,
@@ -330,7 +328,7 @@ def run_body(
     tasks: Sequence[TaskInfo],
     *,
     csrf: str,
-    plan: Pipeline | None,
+    planned: Mapping[str, tuple[str, ...]],
     can_cancel: bool,
     can_resume: bool,
 ) -> Markup:
@@ -345,13 +343,13 @@ def run_body(
             "section",
             None,
             el("h2", None, "Graph"),
-            el("div", {"class": "scroll"}, run_graph(tasks, groups, plan)),
+            el("div", {"class": "scroll"}, run_graph(tasks, groups, planned)),
         ),
         el(
             "section",
             None,
             el("h2", None, "Timeline"),
-            el("div", {"class": "scroll"}, timeline_svg(run, tasks)),
+            el("div", {"class": "scroll"}, timeline_svg(run, tasks, groups)),
         ),
         el("section", None, el("h2", None, "Tasks"), _task_table(groups)),
         _errors(tasks),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..store import RunInfo, TaskInfo
 from ._html import Markup, el
-from ._model import group_tasks
+from ._model import TaskGroup, group_tasks
 
 __all__ = ["MAX_ROWS", "timeline_svg"]
 
@@ -28,10 +28,10 @@ def _seconds(s: float) -> str:
     return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f}m"
 
 
-def _rows(tasks: Sequence[TaskInfo]) -> list[tuple[TaskInfo, bool]]:
+def _rows(groups: Sequence[TaskGroup]) -> list[tuple[TaskInfo, bool]]:
     """Tasks in plan order, each mapped task followed by its instances (flagged True)."""
     rows: list[tuple[TaskInfo, bool]] = []
-    for group in group_tasks(tasks):
+    for group in groups:
         rows.append((group.task, False))
         rows.extend((t, True) for t in group.instances)
     return [(t, inst) for t, inst in rows if t.started is not None]
@@ -42,12 +42,14 @@ def _bar(cls: str, x: float, y: int, w: float, h: int, tip: str) -> Markup:
     return el("rect", attrs, el("title", None, tip))
 
 
-def timeline_svg(run: RunInfo, tasks: Sequence[TaskInfo]) -> Markup:
+def timeline_svg(
+    run: RunInfo, tasks: Sequence[TaskInfo], groups: Sequence[TaskGroup] | None = None
+) -> Markup:
     """The chart as an ``<svg>``; tasks that never started have no row.
 
     A mapped task's row spans its instances (a thin bar); each instance follows it.
     """
-    rows = _rows(tasks)
+    rows = _rows(groups if groups is not None else group_tasks(tasks))
     if not rows:
         return el("p", {"class": "muted"}, "no attempt has started yet")
     hidden = max(0, len(rows) - MAX_ROWS)
