@@ -6,14 +6,18 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from test_cli import COMMAND, PIPE
 
 from dremioframe_async.ui import BasicAuth
 from dremioframe_async.ui._security import _verify
+
+PIPE = f"{Path(__file__).parent / '_crash_pipeline.py'}:pipeline"
+_SCRIPT = Path(sys.executable).with_name("dremioframe-async")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dremioframe_async"]
 
 
 @pytest.fixture
