@@ -104,6 +104,7 @@ async def test_pipelines_page_has_graph_schedule_and_a_csrf_protected_form(ui: U
     await ui.finish(run_id)
     html = await (await ui.client.get("/pipelines")).text()
     assert "cron */5 * * * *" in html
+    assert "double (mapped)</text>" in html
     assert 'data-pipeline="gated"' in html
     assert run_id[:12] in html
     token = re.search(r'name="csrf_token" value="([^"]+)"', html)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ..orchestration import Pipeline
+from ..orchestration import MappedTask, Pipeline
 from ..store import RunInfo, RunPage, RunStatus, TaskInfo
 from ._graph import GraphNode, graph_svg
 from ._html import Markup, el, join
@@ -375,7 +375,11 @@ def pipeline_graph(pipeline: Pipeline) -> Markup:
     edges = planned_edges(pipeline)
     if isinstance(edges, str):
         return el("p", {"class": "error-box"}, f"the graph cannot run: {edges}")
-    nodes = [GraphNode(k, up, "PLANNED") for k, up in edges.items()]
+    plan = pipeline.plan()  # valid (and cached) once planned_edges succeeded
+    mapped = {k for k, t in zip(plan.keys, plan.tasks, strict=True) if isinstance(t, MappedTask)}
+    nodes = [
+        GraphNode(k, up, "PLANNED", "(mapped)" if k in mapped else "") for k, up in edges.items()
+    ]
     return graph_svg(nodes, title=f"graph of {pipeline.name}")
 
 
