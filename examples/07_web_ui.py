@@ -2,7 +2,8 @@
 
 The application's runs go through the UI's launcher, so they run in the same
 process and event loop, are recorded in the store, show live in the UI, and can
-be cancelled from it. ``python examples/07_web_ui.py --serve`` keeps serving on
+be cancelled from it; a run the application awaits itself shows live through
+``run_listener(ui)``. ``python examples/07_web_ui.py --serve`` keeps serving on
 http://127.0.0.1:8080/ (the UI at /pipelines/); without ``--serve`` the script
 starts the app, triggers a run through the app's own route, reads it back through
 the UI's JSON API and stops.
@@ -20,7 +21,7 @@ from aiohttp import web
 
 from dremioframe_async import Pipeline, task
 from dremioframe_async.store import SQLiteStore
-from dremioframe_async.ui import PipelineEntry, run_launcher, serve, ui_app
+from dremioframe_async.ui import PipelineEntry, run_launcher, run_listener, serve, ui_app
 
 
 @task(retries=1, retry_delay=0.01)
@@ -52,11 +53,16 @@ def make_app(store: SQLiteStore) -> web.Application:
         run_id = await run_launcher(ui).trigger("etl", {"day": request.query.get("day", "today")})
         return web.json_response({"run_id": run_id, "ui": f"/pipelines/runs/{run_id}"})
 
+    async def run_etl_here(request: web.Request) -> web.Response:
+        # A run the application drives itself (here within the request) shows live
+        # in the UI too: it only needs the UI's listener and the same store.
+        result = await etl_pipeline().run(store=store, on_event=run_listener(ui))
+        return web.json_response({"run_id": result.run_id, "status": result.status})
+
     app.router.add_get("/", home)
     app.router.add_post("/etl", start_etl)
+    app.router.add_post("/etl/inline", run_etl_here)
     app.add_subapp("/pipelines/", ui)
-    # A run started elsewhere in this process shows live too with
-    # ``await pipeline.run(store=store, on_event=run_listener(ui))``.
     return app
 
 
@@ -84,8 +90,13 @@ async def demo(store: SQLiteStore) -> None:
                     await anyio.sleep(0.05)
             async with http.get(f"{base}pipelines/runs/{run_id}") as response:
                 page = await response.text()
+            async with http.post(base + "etl/inline") as response:
+                inline = await response.json()
+            async with http.get(f"{base}pipelines/api/runs?pipeline=etl") as response:
+                listed = [r["run_id"] for r in (await response.json())["runs"]]
         print(f"run {run_id[:12]} {run['status']} with {run['counts']}")
         print("run page has the graph:", 'class="dag"' in page)
+        print(f"inline run {inline['status']}, listed by the UI:", inline["run_id"] in listed)
         tg.cancel_scope.cancel()
 
 
