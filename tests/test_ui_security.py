@@ -254,9 +254,24 @@ async def test_without_auth_only_loopback_clients_are_answered() -> None:
 
     for peer, status in ((("10.1.2.3", 5000), 403), (("127.0.0.1", 5000), 200)):
         transport = _Transport(peer)
-        request = make_mocked_request("GET", "/api/runs", app=app, transport=transport)
+        request = make_mocked_request(
+            "GET", "/api/runs", headers={"Host": "127.0.0.1"}, app=app, transport=transport
+        )
         response = await _guard(request, handler)
         assert response.status == status, peer
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("evil.example:8080", 403), ("localhost:8080", 200), ("[::1]:8080", 200), ("127.0.0.1", 200)],
+    ids=["rebound-name", "localhost", "ipv6", "ip"],
+)
+async def test_without_auth_a_non_loopback_host_header_is_refused(
+    ui: UI, host: str, status: int
+) -> None:
+    response = await ui.client.get("/api/runs", headers={"Host": host})
+    assert response.status == status
 
 
 class _Transport:
