@@ -6,6 +6,7 @@ import json
 import re
 from functools import partial
 
+import _store_fixtures
 import _ui_fixtures
 import anyio
 import pytest
@@ -374,3 +375,32 @@ async def test_a_wide_mapped_run_lists_a_bounded_number_of_instances_and_errors(
     assert html.count(f"{width - 200} more not listed here") == 2
     api = await (await ui.client.get("/api/runs/wide")).json()
     assert len(api["tasks"]) == width + 1
+
+
+store_factory = _store_fixtures.store_factory
+store = _store_fixtures.store
+
+
+async def test_actions_and_pages_on_every_store(store, gate) -> None:
+    async with _ui_fixtures.open_ui(store, gate, poll_interval=0.05) as ui:
+        held = await ui.trigger("gated")
+        with anyio.fail_after(10):
+            await ui.gate.entered.wait()
+        assert (await ui.post(f"/api/runs/{held}/cancel")).status == 202
+        await ui.finish(held)
+        assert (await store.get_run(held)).status is RunStatus.CANCELLED
+        failed = await ui.trigger("flaky")
+        await ui.finish(failed)
+        ui.gate.fail_flaky = False
+        resumed = (await (await ui.post(f"/api/runs/{failed}/resume")).json())["run_id"]
+        await ui.finish(resumed)
+        assert (await store.get_run(resumed)).status is RunStatus.SUCCESS
+        listing = await (await ui.client.get("/api/runs?limit=2")).json()
+        assert [r["run_id"] for r in listing["runs"]] == [resumed, failed]
+        assert listing["total"] == 3
+        page = await ui.client.get(f"/runs/{held}")
+        assert "CANCELLED" in await page.text()
+        # A finished run's stream says so at once.
+        response = await ui.client.get(f"/api/runs/{held}/events")
+        events = await sse_events(response, until="end")
+        assert events[-1] == ("end", {"status": "CANCELLED"})
