@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 from aiohttp import web
+from yarl import URL
 
 from ..orchestration import Pipeline
 from ..store import RunInfo, RunNotFound, RunStore
@@ -174,13 +175,19 @@ async def _identify(request: web.Request, guard: Guard) -> str | None:
     if guard.session_ok(request.cookies.get(SESSION_COOKIE)):
         return "session"
     if not guard.auth:
-        return "anonymous" if is_loopback(request.remote) else None
+        # A loopback peer, and a loopback Host too: a page whose DNS name was rebound
+        # to 127.0.0.1 (the browser then sends its own name) gets nothing.
+        host = URL(f"//{request.host}").host
+        return "anonymous" if is_loopback(request.remote) and is_loopback(host) else None
     return None
 
 
 def _refuse(request: web.Request, guard: Guard) -> web.StreamResponse:
     if not guard.auth:
-        return json_error("this UI has no auth configured and answers loopback clients only", 403)
+        text = (
+            "this UI has no auth configured and answers loopback clients (by a loopback name) only"
+        )
+        return json_error(text, 403)
     if _wants_html(request) and guard.bearer and not guard.basic:
         raise web.HTTPSeeOther(RequestUrls(request).login())
     response = json_error("authentication required", 401)
