@@ -152,6 +152,7 @@ async def test_runs_paginate_with_cursors_and_filters(ui: UI) -> None:
     failed = await (await ui.client.get("/api/runs?status=FAILED&pipeline=hello")).json()
     assert [r["run_id"] for r in failed["runs"]] == ["r5"]
     page = await (await ui.client.get("/?limit=3")).text()
+    assert "data-refresh" not in page  # nothing running: the list stays put
     assert "older →" in page
     assert "7 runs" in page
     for bad in ("limit=0", "status=NOPE", "before=zzz", "limit=x"):
@@ -218,6 +219,7 @@ async def test_cancel_a_running_run(ui: UI) -> None:
     assert detail["run"]["status"] == "RUNNING"
     html = await (await ui.client.get(f"/runs/{run_id}")).text()
     assert "Cancel run" in html
+    assert 'data-refresh="5"' in await (await ui.client.get("/")).text()
     response = await ui.post(f"/api/runs/{run_id}/cancel")
     assert response.status == 202
     await ui.finish(run_id)

@@ -158,13 +158,18 @@ def runs_page(
         [el("th", None, h) for h in ("Run", "Pipeline", "Status", "Started", "Duration", "Tasks")],
     )
     table = el("table", {"class": "runs"}, el("thead", None, head), el("tbody", None, rows))
+    running = any(r.status is RunStatus.RUNNING for r in page.runs)
     return el(
         "main",
-        None,
+        {"id": "runs", "data-refresh": "5" if running else None},
         el("h1", None, "Runs"),
         _filters(urls, pipelines, pipeline, status),
-        table if rows else el("p", {"class": "muted"}, "no runs match"),
-        links,
+        el(
+            "div",
+            {"id": "runs-list"},
+            table if rows else el("p", {"class": "muted"}, "no runs match"),
+            links,
+        ),
     )
 
 

@@ -2,6 +2,35 @@
 // changing part of the page is fetched again, rendered (and escaped) by the server.
 "use strict";
 
+// The runs list, while some run on it is RUNNING, is fetched again every few seconds.
+(function () {
+  const runs = document.getElementById("runs");
+  if (!runs || !runs.dataset.refresh) {
+    return;
+  }
+  const every = Number(runs.dataset.refresh) * 1000;
+  async function refresh() {
+    const response = await fetch(window.location.href, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+    });
+    if (!response.ok) {
+      return;
+    }
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const list = fresh.getElementById("runs-list");
+    const old = document.getElementById("runs-list");
+    if (list && old) {
+      old.replaceWith(list);
+    }
+    const next = fresh.getElementById("runs");
+    if (next && next.dataset.refresh) {
+      window.setTimeout(refresh, every);
+    }
+  }
+  window.setTimeout(refresh, every);
+})();
+
 (function () {
   const main = document.getElementById("run");
   if (!main || !main.dataset.events || !window.EventSource) {
