@@ -97,7 +97,7 @@ class RunLauncher:
         self._tg.start_soon(self._run, entry.pipeline, params, resume, run_id, scope, failure)
         with anyio.move_on_after(START_TIMEOUT):
             await started.wait()
-        if failure:
+        if failure and self.live.get(run_id) is None:  # it ended before it began
             raise ActionRefused(f"the run could not start: {failure[0]}") from failure[0]
         return run_id
 
