@@ -10,7 +10,7 @@ and the tasks that changed since the last one) until the run ends, then one
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -188,7 +188,7 @@ class _Diff:
         self._tasks: dict[str, dict[str, Any]] = {}
         self._run: dict[str, Any] | None = None
 
-    def update(self, run: RunInfo, tasks: list[TaskInfo] | Any) -> dict[str, Any] | None:
+    def update(self, run: RunInfo, tasks: Sequence[TaskInfo]) -> dict[str, Any] | None:
         run_data = run_json(run)
         changed = []
         for t in tasks:
