@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, split_path
-from ._config import Secret
+from ._config import Secret, TlsOptions
 from ._errors import (
     DremioAPIError,
     DremioAuthError,
@@ -21,7 +21,10 @@ from ._errors import (
     DremioJobTimeout,
     DremioNotFound,
     DremioRateLimited,
+    DremioResultIncomplete,
     DremioServerError,
+    DremioSubmitUncertain,
+    DremioTLSError,
 )
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
@@ -43,10 +46,14 @@ __all__ = [
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",
+    "DremioResultIncomplete",
     "DremioServerError",
+    "DremioSubmitUncertain",
+    "DremioTLSError",
     "Job",
     "RetryPolicy",
     "Secret",
+    "TlsOptions",
     "arrow_schema",
     "arrow_type",
     "split_path",

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import socket
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -48,7 +49,8 @@ class FakeDremio:
     ``username``/``password`` are what its ``/apiv2/login`` accepts;
     ``project_id`` is the Dremio Cloud project it serves. ``job_latency`` is how
     long each job stays STARTING/RUNNING; ``request_latency`` delays every
-    response, as a network would.
+    response, as a network would. With ``ssl_context`` (a server context holding
+    a certificate) it serves ``https``.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class FakeDremio:
         password: str | None = None,
         project_id: str = "fake-project",
         engine_connections: int = 4,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.job_latency = job_latency
         self.request_latency = request_latency
@@ -70,6 +73,7 @@ class FakeDremio:
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.project_id = project_id
+        self.ssl_context = ssl_context
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, FakeJob] = {}
         self._engine = SqlEngine(engine_connections)
@@ -87,8 +91,9 @@ class FakeDremio:
 
     @property
     def url(self) -> str:
-        """The server's base URL, e.g. ``http://127.0.0.1:53211``."""
-        return f"http://{self.host}:{self.port}"
+        """The base URL, e.g. ``http://127.0.0.1:53211`` (``https`` with ``ssl_context``)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -102,7 +107,7 @@ class FakeDremio:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         self._runner = runner
 
     async def close(self) -> None:
