@@ -18,6 +18,7 @@ from ._errors import (
     DremioJobCancelled,
     DremioJobError,
     DremioJobFailed,
+    DremioJobFailedTransient,
     DremioJobTimeout,
     DremioNotFound,
     DremioRateLimited,
@@ -26,12 +27,14 @@ from ._errors import (
     DremioSubmitUncertain,
     DremioTLSError,
 )
+from ._retryable import RETRYABLE_ERRORS
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
 
 __all__ = [
     "FINAL_JOB_STATES",
     "PAGE_SIZE",
+    "RETRYABLE_ERRORS",
     "DremioAPIError",
     "DremioAuthError",
     "DremioBackendError",
@@ -43,6 +46,7 @@ __all__ = [
     "DremioJobCancelled",
     "DremioJobError",
     "DremioJobFailed",
+    "DremioJobFailedTransient",
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",

@@ -20,8 +20,8 @@ from ._errors import (
     DremioError,
     DremioJobCancelled,
     DremioJobError,
-    DremioJobFailed,
     DremioJobTimeout,
+    job_failed,
 )
 from ._results import PAGE_SIZE, ResultPager, path_segment
 from ._transport import RetryPolicy, Transport
@@ -266,7 +266,7 @@ class DremioClient:
             if job.state == "COMPLETED":
                 return job
             if job.state == "FAILED":
-                raise DremioJobFailed(job_id, job.error_message)
+                raise job_failed(job_id, job.error_message)
             if job.state == "CANCELED":
                 raise DremioJobCancelled(job_id, job.cancellation_reason)
             await anyio.sleep(delay)
