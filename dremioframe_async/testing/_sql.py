@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ._information_schema import rewrite_information_schema
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -114,11 +116,17 @@ class SqlEngine:
                     used.append(name)
         return sql, used
 
+    def _registered(self) -> dict[tuple[str, ...], pa.Table]:
+        with self._lock:
+            return {parts: self._tables[name] for parts, name, _ in self._paths}
+
     def execute(self, sql: str) -> pa.Table:
         """Run ``sql`` (blocking: call from a worker thread).
 
         :raises duckdb.Error: the SQL failed.
+        :raises InformationSchemaError: an ``INFORMATION_SCHEMA`` view that is not emulated.
         """
+        sql, views = rewrite_information_schema(sql, self._registered())
         rewritten, used = self.rewrite(sql)
         conn = self._acquire()
         try:
@@ -126,6 +134,8 @@ class SqlEngine:
                 if name not in conn.registered:
                     conn.con.register(name, self._tables[name])
                     conn.registered.add(name)
+            for name, view in views.items():  # built per query: the tables may have changed
+                conn.con.register(name, view)
             relation = conn.con.sql(rewritten)
             return relation.to_arrow_table() if relation is not None else pa.table({})
         finally:
