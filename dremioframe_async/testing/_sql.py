@@ -24,7 +24,7 @@ from ._information_schema import rewrite_information_schema
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["SqlEngine", "path_parts"]
+__all__ = ["SqlEngine", "duckdb_missing", "path_parts"]
 
 
 def _duckdb() -> Any:
@@ -36,6 +36,15 @@ def _duckdb() -> Any:
         raise ImportError(
             "FakeDremio executes SQL with DuckDB: pip install 'dremioframe_async[testing]'"
         ) from exc
+
+
+def duckdb_missing() -> str | None:
+    """Why FakeDremio cannot run SQL here (DuckDB cannot be imported), or None."""
+    try:
+        _duckdb()
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 def path_parts(path: str) -> tuple[str, ...]:
