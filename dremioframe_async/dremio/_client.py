@@ -178,6 +178,11 @@ class DremioClient:
         body: dict[str, Any] = {"sql": sql}
         if context:
             body["context"] = list(context)
+        return await self._post_sql(body)
+
+    async def _post_sql(self, body: dict[str, Any]) -> str:
+        # The POST runs in its own shielded task: a cancelled caller cannot abort it
+        # half-way, but bounds it by cancel_timeout and cancels the job it created.
         outcome = _Submission()
         shield = anyio.CancelScope(shield=True)
         done = anyio.Event()
