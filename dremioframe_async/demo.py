@@ -111,7 +111,7 @@ def build_pipeline(
         job_id = await client.submit(sql)
         job = await client.wait(job_id)
         path = out_dir / (table[-1].replace("/", "_") + ".parquet")
-        written = await client.to_parquet(job_id, path)
+        written = await client.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
             "path": str(path),
