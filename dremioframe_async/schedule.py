@@ -157,6 +157,7 @@ async def schedule_pipeline(
     max_runs: int | None = None,
     on_event: Listener | Sequence[Listener] | None = None,
     clock: Clock | None = None,
+    stop_cleanup: anyio.Event | None = None,
 ) -> int:
     """Run ``pipeline`` at every fire time until cancelled (or ``max_runs`` runs started).
 
@@ -165,6 +166,8 @@ async def schedule_pipeline(
     callable that receives the fire time (an aware local ``datetime``) and
     returns the run's context, so each run can be parametrized by its slot.
     Returns the number of runs started, once they have all finished.
+    Cancelling the schedule cancels the runs in progress, which still run their
+    cleanup tasks; ``stop_cleanup`` is handed to each run (see ``Pipeline.run``).
 
     :raises ValueError: for a bad interval, cron expression, overlap or max_runs.
     :raises ImportError: for ``cron=`` without cronsim installed.
@@ -179,7 +182,7 @@ async def schedule_pipeline(
         when = datetime.fromtimestamp(fire).astimezone()
         log.info("starting %s for the fire at %s", pipeline.name, when.isoformat())
         params = context(when) if callable(context) else context
-        return await pipeline.run(params, store=store, on_event=on_event)
+        return await pipeline.run(params, store=store, on_event=on_event, stop_cleanup=stop_cleanup)
 
     async with anyio.create_task_group() as tg:
         scheduler = _Scheduler(run, overlap, tg)
