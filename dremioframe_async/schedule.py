@@ -31,14 +31,19 @@ from typing import Any, Literal, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
+from .errors import DremioFrameError, MissingExtra
 from .orchestration import Event, Pipeline, RunResult
 from .store import RunStore
 
-__all__ = ["Clock", "SystemClock", "schedule_pipeline"]
+__all__ = ["Clock", "ScheduleError", "SystemClock", "schedule_pipeline"]
 
 log = logging.getLogger(__name__)
 Overlap = Literal["skip", "queue", "allow"]
 Listener = Callable[[Event], Any]
+
+
+class ScheduleError(DremioFrameError, ValueError):
+    """A schedule that cannot run: a bad interval, cron expression, overlap or max_runs."""
 
 
 class Clock(Protocol):
@@ -73,26 +78,24 @@ def _fire_times(interval: float | None, cron: str | None, anchor: float) -> Iter
     try:
         from cronsim import CronSim, CronSimError
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "cron schedules need cronsim: pip install 'dremioframe_async[cron]'"
-        ) from exc
+        raise MissingExtra("cron schedules", "cronsim", "cron") from exc
     try:
         times = CronSim(cron or "", datetime.fromtimestamp(anchor).astimezone())
     except CronSimError as exc:
-        raise ValueError(f"invalid cron expression {cron!r}: {exc}") from exc
+        raise ScheduleError(f"invalid cron expression {cron!r}: {exc}") from exc
     for fire in times:
         yield fire.timestamp()
 
 
 def _check(interval: float | None, cron: str | None, overlap: str, max_runs: int | None) -> None:
     if (interval is None) == (cron is None):
-        raise ValueError("give exactly one of interval= (seconds) or cron= (an expression)")
+        raise ScheduleError("give exactly one of interval= (seconds) or cron= (an expression)")
     if interval is not None and not (interval > 0 and math.isfinite(interval)):
-        raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        raise ScheduleError(f"interval must be a positive number of seconds, got {interval!r}")
     if overlap not in ("skip", "queue", "allow"):
-        raise ValueError(f"overlap must be 'skip', 'queue' or 'allow', got {overlap!r}")
+        raise ScheduleError(f"overlap must be 'skip', 'queue' or 'allow', got {overlap!r}")
     if max_runs is not None and max_runs < 1:
-        raise ValueError(f"max_runs must be at least 1, got {max_runs!r}")
+        raise ScheduleError(f"max_runs must be at least 1, got {max_runs!r}")
 
 
 class _Scheduler:
@@ -169,8 +172,9 @@ async def schedule_pipeline(
     Cancelling the schedule cancels the runs in progress, which still run their
     cleanup tasks; ``stop_cleanup`` is handed to each run (see ``Pipeline.run``).
 
-    :raises ValueError: for a bad interval, cron expression, overlap or max_runs.
-    :raises ImportError: for ``cron=`` without cronsim installed.
+    :raises ScheduleError: (a ValueError) for a bad interval, cron expression, overlap
+        or max_runs.
+    :raises MissingExtra: (an ImportError) for ``cron=`` without cronsim installed.
     """
     _check(interval, cron, overlap, max_runs)
     clock = clock or SystemClock()
