@@ -7,16 +7,19 @@ An interval schedule fires first one interval after it starts.
 Overlap policy, when a fire comes while an earlier run is still going:
 
 * ``skip`` (default): the fire is dropped (and logged).
-* ``queue``: runs go one at a time, in fire order; fires wait for the run before
-  them. If runs are always slower than the schedule the queue keeps growing,
-  which is why ``skip`` is the default.
+* ``queue``: runs go one at a time; a fire that comes during a run waits for it.
+  At most one fire waits: a later fire merges into the waiting one, which then
+  takes the later fire time. So a schedule faster than its runs never builds a
+  backlog: when a long run ends, one run follows at once for the latest fire.
 * ``allow``: runs overlap freely.
 
 Catch-up: fires missed while the scheduler was not running or woke late (a
 suspended machine, a blocked loop) are dropped by default, except the latest
-one. ``catch_up=True`` runs every missed fire instead; with a ``store``, it
+one. ``catch_up=True`` fires every missed slot instead; with a ``store``, it
 also counts from the start of the pipeline's latest recorded run, so fires
-missed while no scheduler was running at all are made up.
+missed while no scheduler was running at all are made up. The overlap policy
+then treats those fires like any other: ``allow`` runs them all, ``skip`` and
+``queue`` one after the other as above.
 """
 
 from __future__ import annotations
@@ -105,7 +108,9 @@ class _Scheduler:
         self._run, self._overlap, self._tg = run, overlap, tg
         self.running = 0
         self.launched = 0
-        self._queue_send, self._queue_recv = anyio.create_memory_object_stream[float](math.inf)
+        self._pending: float | None = None  # queue: the one fire waiting for a run to end
+        self._wake = anyio.Event()
+        self._closed = False
         if overlap == "queue":
             tg.start_soon(self._drain)
 
@@ -118,27 +123,47 @@ class _Scheduler:
             self.running -= 1
 
     async def _drain(self) -> None:
-        async with self._queue_recv:
-            async for fire in self._queue_recv:
+        while True:
+            if self._pending is not None:
+                fire, self._pending = self._pending, None
                 self.running += 1
                 await self._one(fire)
+            elif self._closed:
+                return
+            else:
+                self._wake = anyio.Event()
+                await self._wake.wait()
 
     def fire(self, fire: float) -> None:
         if self._overlap == "queue":
-            self._queue_send.send_nowait(fire)
-        elif self._overlap == "skip" and self.running:
-            when = datetime.fromtimestamp(fire).astimezone().isoformat()
-            log.info("skipping the run due at %s: the previous run is still going", when)
+            self._queue(fire)
             return
-        else:
-            self.running += 1
-            self._tg.start_soon(self._one, fire)
+        if self._overlap == "skip" and self.running:
+            log.info("skipping the run due at %s: the previous run is still going", _iso(fire))
+            return
+        self.running += 1
         self.launched += 1
+        self._tg.start_soon(self._one, fire)
+
+    def _queue(self, fire: float) -> None:
+        if self._pending is None:
+            self.launched += 1
+        else:
+            log.info(
+                "merging the run due at %s into the one due at %s: a run is still going",
+                _iso(self._pending),
+                _iso(fire),
+            )
+        self._pending = fire
+        self._wake.set()
 
     def close(self) -> None:
-        self._queue_send.close()
-        if self._overlap != "queue":
-            self._queue_recv.close()
+        self._closed = True
+        self._wake.set()
+
+
+def _iso(fire: float) -> str:
+    return datetime.fromtimestamp(fire).astimezone().isoformat()
 
 
 async def _anchor(pipeline: Pipeline, store: RunStore | None, catch_up: bool, now: float) -> float:
