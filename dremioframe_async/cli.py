@@ -50,7 +50,7 @@ import typing
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -272,7 +272,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if code == EXIT_INTERRUPTED:
             if progress.run_id:
                 print(progress.summary())
-            print(f"\nrun {progress.run_id} interrupted: recorded as CANCELLED", file=sys.stderr)
+                print(
+                    f"\nrun {progress.run_id} interrupted: recorded as CANCELLED", file=sys.stderr
+                )
+            else:
+                print("interrupted before the run started", file=sys.stderr)
         return code
 
     return anyio.run(_with_store, args.store, work)
@@ -467,7 +471,7 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dremioframe-async",
         description="Run, schedule and inspect dremioframe_async pipelines. "
         "run, graph and schedule import the module you name (executing its code).",
@@ -475,7 +479,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     store_help = "run store URL (default: $DREMIOFRAME_ASYNC_STORE or the user's SQLite file)"
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--traceback", action="store_true", help="on an error, print the whole traceback"
     )
@@ -547,14 +551,24 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
 def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
     if args.traceback:
         traceback.print_exception(exc, file=sys.stderr)
-    # The CLI's own errors read as sentences; anything else leads with its type.
-    text = printable(str(exc), newlines=False) if type(exc) is UsageError else describe(exc)
     hint = "" if args.traceback or type(exc) is UsageError else " (--traceback for details)"
-    print(
-        f"dremioframe-async {args.command}: error: {text.replace(chr(10), ' | ')}{hint}",
-        file=sys.stderr,
-    )
+    text = describe(exc) + ("" if isinstance(exc, PipelineImportError) else _hint(exc))
+    _error_line(args.command, text.replace("\n", " | ") + hint)
     return code
+
+
+def _error_line(command: str | None, text: str) -> None:
+    prog = "dremioframe-async" + (f" {command}" if command else "")
+    print(f"{prog}: error: {text}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("dremioframe-async").strip() or None
+        _error_line(command, f"UsageError: {printable(message)} (see --help)")
+        sys.exit(EXIT_USAGE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

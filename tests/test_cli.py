@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,8 @@ def test_usage_errors_exit_2(env: dict[str, str], args: list[str], message: str)
     done = cli_run(env, *args)
     assert done.returncode == 2
     assert message in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, naming the error's type
+    assert re.search(r": error: [A-Z][A-Za-z]+: ", done.stderr), done.stderr
 
 
 def test_graph_prints_mermaid(env: dict[str, str]) -> None:
