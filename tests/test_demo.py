@@ -20,6 +20,9 @@ from dremioframe_async.progress import Progress
 from dremioframe_async.testing import FakeDremio, sample_table
 
 
+DISK_FULL = "disk full on executor 3 while spilling: " + "the cause is at the end, " * 6 + "END"
+
+
 def test_demo_runs_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
     code = "import sys; from dremioframe_async.demo import main; sys.exit(main(sys.argv[1:]))"
     argv = ["--tables", "3", "--rows", "3000", "--out", str(tmp_path / "out")]
@@ -39,7 +42,7 @@ async def test_demo_against_a_given_server_alerts_and_cleans_up_on_failure() -> 
     async with FakeDremio() as fake:
         for name in ("a", "b", "c"):
             fake.add_table(f"lake.raw.{name}", sample_table(700))
-        fake.fail_jobs("raw.b", "disk full")
+        fake.fail_jobs("raw.b", DISK_FULL)
         stream = io.StringIO()
         outcome = await run_demo(url=fake.url, pat=fake.token, folder="lake.raw", stream=stream)
     states = outcome.result.states
@@ -48,7 +51,7 @@ async def test_demo_against_a_given_server_alerts_and_cleans_up_on_failure() -> 
     assert states["cleanup"] == TaskState.SUCCESS
     assert states["validate"] == TaskState.UPSTREAM_FAILED
     assert "ALERT" in stream.getvalue()
-    assert "disk full" in outcome.report
+    assert f"DremioJobFailed: {DISK_FULL}" in outcome.report  # typed, whole, never cut
     assert not outcome.out_dir.exists()
 
 
