@@ -19,7 +19,6 @@ from dremioframe_async.orchestration import Event, TaskStateChanged
 from dremioframe_async.progress import Progress
 from dremioframe_async.testing import FakeDremio, sample_table
 
-
 DISK_FULL = "disk full on executor 3 while spilling: " + "the cause is at the end, " * 6 + "END"
 
 
