@@ -1,4 +1,5 @@
-"""Ready-made tasks on Dremio: queries, Iceberg and reflection upkeep, sensors.
+"""Ready-made tasks: Dremio queries, Iceberg and reflection upkeep, sensors, and the
+integration library (HTTP and Slack alerts, shell commands, email, S3, dbt, data quality).
 
 They are :class:`~dremioframe_async.Task` objects (name first) and take every
 Task option (``retries=``, ``timeout=``, ``pool=``, ``trigger_rule=`` ...).
@@ -6,6 +7,7 @@ Task option (``retries=``, ``timeout=``, ``pool=``, ``trigger_rule=`` ...).
 
 from __future__ import annotations
 
+from ._common import Secret, TaskLibraryError
 from ._dremio import (
     DremioQueryTask,
     DremioSqlTask,
@@ -15,6 +17,15 @@ from ._dremio import (
     RemoveOrphanFilesTask,
     RollbackTableTask,
     VacuumTask,
+)
+from ._http import (
+    HttpConnectionError,
+    HttpError,
+    HttpResponse,
+    HttpStatusError,
+    HttpTask,
+    HttpTransientError,
+    SlackAlertTask,
 )
 from ._sensors import FileSensor, SensorTimeout, SqlSensor
 from ._sql import (
@@ -33,12 +44,21 @@ __all__ = [
     "DremioSqlTask",
     "ExpireSnapshotsTask",
     "FileSensor",
+    "HttpConnectionError",
+    "HttpError",
+    "HttpResponse",
+    "HttpStatusError",
+    "HttpTask",
+    "HttpTransientError",
     "OptimizeTask",
     "RefreshReflectionTask",
     "RemoveOrphanFilesTask",
     "RollbackTableTask",
+    "Secret",
     "SensorTimeout",
+    "SlackAlertTask",
     "SqlSensor",
+    "TaskLibraryError",
     "VacuumTask",
     "expire_snapshots_sql",
     "optimize_sql",
