@@ -27,7 +27,9 @@ from ._http import (
     HttpTransientError,
     SlackAlertTask,
 )
+from ._process import ProcessOutput
 from ._sensors import FileSensor, SensorTimeout, SqlSensor
+from ._shell import ShellCommandFailed, ShellTask
 from ._sql import (
     expire_snapshots_sql,
     optimize_sql,
@@ -51,11 +53,14 @@ __all__ = [
     "HttpTask",
     "HttpTransientError",
     "OptimizeTask",
+    "ProcessOutput",
     "RefreshReflectionTask",
     "RemoveOrphanFilesTask",
     "RollbackTableTask",
     "Secret",
     "SensorTimeout",
+    "ShellCommandFailed",
+    "ShellTask",
     "SlackAlertTask",
     "SqlSensor",
     "TaskLibraryError",
