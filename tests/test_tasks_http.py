@@ -15,12 +15,12 @@ from aiohttp import web
 
 from dremioframe_async import Pipeline, TaskState, task
 from dremioframe_async.tasks import (
+    Credential,
     HttpConnectionError,
     HttpResponse,
     HttpStatusError,
     HttpTask,
     HttpTransientError,
-    Secret,
     SlackAlertTask,
 )
 from dremioframe_async.tasks._http import parse_retry_after
@@ -214,7 +214,7 @@ async def test_secrets_never_show(server: Server, monkeypatch: pytest.MonkeyPatc
     t = HttpTask(
         "call",
         f"{server.url}/x?api_key=k-123456",
-        headers={"Authorization": Secret.from_env("API_TOKEN"), "X-Api-Key": "plain-key-777"},
+        headers={"Authorization": Credential.from_env("API_TOKEN"), "X-Api-Key": "plain-key-777"},
     )
     result = await run_one(t)
     error = result.tasks["call"].error
@@ -233,7 +233,7 @@ async def test_secrets_never_show(server: Server, monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.asyncio
 async def test_secret_from_the_run_context(server: Server) -> None:
-    t = HttpTask("call", f"{server.url}/x", headers={"X-Token": Secret.from_context("token")})
+    t = HttpTask("call", f"{server.url}/x", headers={"X-Token": Credential.from_context("token")})
     (await run_one(t, context={"token": "from-ctx"})).raise_for_status()
     assert server.hits[0][1].headers["X-Token"] == "from-ctx"
 

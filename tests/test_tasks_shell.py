@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from dremioframe_async import Pipeline, TaskState
-from dremioframe_async.tasks import ProcessOutput, Secret, ShellCommandFailed, ShellTask
+from dremioframe_async.tasks import Credential, ProcessOutput, ShellCommandFailed, ShellTask
 
 PY = sys.executable
 
@@ -164,7 +164,9 @@ async def test_a_missing_program_is_not_retried() -> None:
 async def test_env_secrets_are_passed_and_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DF_TEST_INHERITED", "yes")
     code = "import os; print(os.environ['TOKEN'], os.environ.get('DF_TEST_INHERITED')); exit(1)"
-    t = ShellTask("env", [PY, "-c", code], env={"TOKEN": Secret.from_context("tok")}, check=False)
+    t = ShellTask(
+        "env", [PY, "-c", code], env={"TOKEN": Credential.from_context("tok")}, check=False
+    )
     out = (await run_one(t, context={"tok": "s3cr3t-value"}))["env"]
     assert out.stdout.strip() == "*** yes"
     t = ShellTask("env2", [PY, "-c", "import os; print(len(os.environ))"], inherit_env=False)

@@ -7,7 +7,7 @@ Task option (``retries=``, ``timeout=``, ``pool=``, ``trigger_rule=`` ...).
 
 from __future__ import annotations
 
-from ._common import Secret, TaskLibraryError
+from ._common import Credential, TaskLibraryError
 from ._dremio import (
     DremioQueryTask,
     DremioSqlTask,
@@ -42,6 +42,7 @@ from ._sql import (
 )
 
 __all__ = [
+    "Credential",
     "DremioQueryTask",
     "DremioSqlTask",
     "ExpireSnapshotsTask",
@@ -57,7 +58,6 @@ __all__ = [
     "RefreshReflectionTask",
     "RemoveOrphanFilesTask",
     "RollbackTableTask",
-    "Secret",
     "SensorTimeout",
     "ShellCommandFailed",
     "ShellTask",

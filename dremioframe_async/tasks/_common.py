@@ -1,6 +1,6 @@
 """What the integration tasks share: secrets, redaction, retry defaults, settings.
 
-A :class:`Secret` is a credential named by where it lives (a value, an
+A :class:`Credential` is a credential named by where it lives (a value, an
 environment variable, a key of ``run(context={...})``); it is looked up when the
 task runs and never shown. Every message these tasks build goes through
 :func:`redact` with the run's secrets, so a token that a server echoes back in
@@ -23,8 +23,8 @@ from ..errors import DremioFrameError
 
 __all__ = [
     "REDACTED",
-    "Secret",
-    "SecretValue",
+    "Credential",
+    "CredentialValue",
     "TaskLibraryError",
     "is_secret_name",
     "redact",
@@ -43,7 +43,7 @@ class TaskLibraryError(DremioFrameError):
 
 
 @dataclass(frozen=True, slots=True)
-class Secret:
+class Credential:
     """A credential: a literal ``value``, an ``env`` variable or a run ``param``.
 
     ``param`` names a key of ``run(context={...})``; it wins over ``env`` when
@@ -55,11 +55,11 @@ class Secret:
     param: str | None = None
 
     @classmethod
-    def from_env(cls, name: str) -> Secret:
+    def from_env(cls, name: str) -> Credential:
         return cls(env=name)
 
     @classmethod
-    def from_context(cls, key: str, env: str | None = None) -> Secret:
+    def from_context(cls, key: str, env: str | None = None) -> Credential:
         return cls(param=key, env=env)
 
     def get(self, context: Mapping[str, Any] | None = None) -> str | None:
@@ -76,15 +76,15 @@ class Secret:
         where = [f"env={self.env!r}"] if self.env else []
         where += [f"param={self.param!r}"] if self.param else []
         where += [f"value={REDACTED!r}"] if self.value is not None else []
-        return f"Secret({', '.join(where)})"
+        return f"Credential({', '.join(where)})"
 
 
-SecretValue = str | Secret
+CredentialValue = str | Credential
 
 
-def resolve(value: SecretValue | None, context: Mapping[str, Any] | None) -> str | None:
-    """A plain string as given, a :class:`Secret` looked up now, ``None`` as ``None``."""
-    if isinstance(value, Secret):
+def resolve(value: CredentialValue | None, context: Mapping[str, Any] | None) -> str | None:
+    """A plain string as given, a :class:`Credential` looked up now, ``None`` as ``None``."""
+    if isinstance(value, Credential):
         return value.get(context)
     return value
 

@@ -22,8 +22,8 @@ import aiohttp
 from ..orchestration import RunContext, Task
 from ._common import (
     REDACTED,
-    Secret,
-    SecretValue,
+    Credential,
+    CredentialValue,
     TaskLibraryError,
     is_secret_name,
     redact,
@@ -128,9 +128,9 @@ def _expected(expect: int | Iterable[int]) -> frozenset[int]:
     return codes
 
 
-def _guarded(values: Mapping[str, SecretValue] | None) -> dict[str, SecretValue]:
+def _guarded(values: Mapping[str, CredentialValue] | None) -> dict[str, CredentialValue]:
     return {
-        k: Secret(v) if isinstance(v, str) and is_secret_name(k) else v
+        k: Credential(v) if isinstance(v, str) and is_secret_name(k) else v
         for k, v in (values or {}).items()
     }
 
@@ -144,7 +144,7 @@ def _transient_errors(method: str) -> tuple[type[BaseException], ...]:
 class HttpTask(Task):
     """Send one HTTP request; return the body as JSON, text, bytes or an :class:`HttpResponse`.
 
-    Header values, ``url`` and ``data`` may be :class:`Secret` objects, looked up
+    Header values, ``url`` and ``data`` may be :class:`Credential` objects, looked up
     when the task runs (from ``run(context={...})`` or the environment). Values
     of headers whose names look like credentials (``Authorization``,
     ``X-Api-Key`` ...) and secrets in the URL are never shown in the repr or in
@@ -160,13 +160,13 @@ class HttpTask(Task):
     def __init__(
         self,
         name: str,
-        url: SecretValue,
+        url: CredentialValue,
         method: str = "GET",
         *,
-        headers: Mapping[str, SecretValue] | None = None,
+        headers: Mapping[str, CredentialValue] | None = None,
         json: Any = None,
-        data: bytes | SecretValue | None = None,
-        params: Mapping[str, SecretValue] | None = None,
+        data: bytes | CredentialValue | None = None,
+        params: Mapping[str, CredentialValue] | None = None,
         expect_status: int | Iterable[int] = range(200, 300),
         result: ResultKind = "json",
         session: aiohttp.ClientSession | None = None,
@@ -190,7 +190,7 @@ class HttpTask(Task):
         return f"<{type(self).__name__} {self.name!r} {self.method} {self._shown_url()}>"
 
     def _shown_url(self) -> str:
-        return f"<{self.url!r}>" if isinstance(self.url, Secret) else redact_url(self.url)
+        return f"<{self.url!r}>" if isinstance(self.url, Credential) else redact_url(self.url)
 
     # -- the request -------------------------------------------------------------------
 
@@ -201,7 +201,9 @@ class HttpTask(Task):
         headers = {k: resolve(v, context) or "" for k, v in self.headers.items()}
         params = {k: resolve(v, context) or "" for k, v in self.params.items()}
         secrets = self._secrets(url, headers, params, context)
-        shown = redact(redact_url(url), secrets) if not isinstance(self.url, Secret) else REDACTED
+        shown = (
+            redact(redact_url(url), secrets) if not isinstance(self.url, Credential) else REDACTED
+        )
         body = self.payload(context)
         async with self._session() as session:
             try:
@@ -228,12 +230,12 @@ class HttpTask(Task):
         context: RunContext | None,
     ) -> list[str]:
         found = [v for k, v in headers.items() if is_secret_name(k)]
-        found += [headers[k] for k, v in self.headers.items() if isinstance(v, Secret)]
+        found += [headers[k] for k, v in self.headers.items() if isinstance(v, Credential)]
         found += [v for k, v in params.items() if is_secret_name(k)]
-        found += [params[k] for k, v in self.params.items() if isinstance(v, Secret)]
-        if isinstance(self.url, Secret):
+        found += [params[k] for k, v in self.params.items() if isinstance(v, Credential)]
+        if isinstance(self.url, Credential):
             found.append(url)
-        if isinstance(self.data, Secret):
+        if isinstance(self.data, Credential):
             found.append(resolve(self.data, context) or "")
         # "Bearer <token>": the token alone must go too, wherever it is echoed.
         found += [v.split(" ", 1)[1] for v in list(found) if " " in v]
@@ -318,16 +320,18 @@ class SlackAlertTask(HttpTask):
     def __init__(
         self,
         name: str,
-        webhook_url: SecretValue | None = None,
+        webhook_url: CredentialValue | None = None,
         *,
         text: AlertText = _default_alert,
         **options: Any,
     ) -> None:
         self.text = text
-        url = webhook_url if webhook_url is not None else Secret.from_env("SLACK_WEBHOOK_URL")
-        # A webhook URL is its own credential: keep it a Secret so it is never shown.
+        url = webhook_url if webhook_url is not None else Credential.from_env("SLACK_WEBHOOK_URL")
+        # A webhook URL is its own credential: keep it a Credential so it is never shown.
         options.setdefault("result", "text")
-        super().__init__(name, url if isinstance(url, Secret) else Secret(url), "POST", **options)
+        super().__init__(
+            name, url if isinstance(url, Credential) else Credential(url), "POST", **options
+        )
 
     def render(self, context: RunContext | None) -> str:
         """The message for this run."""

@@ -7,7 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..orchestration import RunContext, Task
-from ._common import Secret, SecretValue, TaskLibraryError, redact, resolve, with_default_retry
+from ._common import (
+    Credential,
+    CredentialValue,
+    TaskLibraryError,
+    redact,
+    resolve,
+    with_default_retry,
+)
 from ._process import ProcessOutput, run_process_group
 
 __all__ = ["ShellCommandFailed", "ShellTask"]
@@ -49,7 +56,7 @@ class ShellTask(Task):
     ``max_output`` bytes of stdout and stderr (read to the end, so a chatty
     command never blocks). With ``check=True`` a non-zero exit fails the task
     with the stderr tail. ``env`` is added to the current environment (values
-    may be :class:`Secret`; they are masked in errors and output); set
+    may be :class:`Credential`; they are masked in errors and output); set
     ``inherit_env=False`` to pass only ``env``. On ``timeout`` or cancellation
     the command's whole process group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds. By default a non-zero exit and a timeout are retried
@@ -66,7 +73,7 @@ class ShellTask(Task):
         argv: Sequence[str] | str,
         *,
         cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, SecretValue] | None = None,
+        env: Mapping[str, CredentialValue] | None = None,
         shell: bool = False,
         check: bool = True,
         inherit_env: bool = True,
@@ -87,7 +94,7 @@ class ShellTask(Task):
 
     async def _execute(self, context: RunContext | None = None) -> ProcessOutput:
         extra = {k: resolve(v, context) or "" for k, v in self.env.items()}
-        secrets = [extra[k] for k, v in self.env.items() if isinstance(v, Secret)]
+        secrets = [extra[k] for k, v in self.env.items() if isinstance(v, Credential)]
         env = {**os.environ, **extra} if self.inherit_env else extra
         output = await run_process_group(
             self.argv,
