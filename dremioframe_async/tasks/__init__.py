@@ -7,6 +7,17 @@ Task option (``retries=``, ``timeout=``, ``pool=``, ``trigger_rule=`` ...).
 
 from __future__ import annotations
 
+from ._checks import (
+    AcceptedValues,
+    Check,
+    CheckResult,
+    CustomSql,
+    Expression,
+    Freshness,
+    NotNull,
+    RowCount,
+    Unique,
+)
 from ._common import Credential, TaskLibraryError
 from ._dremio import (
     DremioQueryTask,
@@ -28,6 +39,14 @@ from ._http import (
     SlackAlertTask,
 )
 from ._process import ProcessOutput
+from ._quality import (
+    DataQualityConfigError,
+    DataQualityFailed,
+    DataQualityTask,
+    QualityReport,
+    load_checks,
+    parse_checks,
+)
 from ._sensors import FileSensor, SensorTimeout, SqlSensor
 from ._shell import ShellCommandFailed, ShellTask
 from ._sql import (
@@ -42,31 +61,46 @@ from ._sql import (
 )
 
 __all__ = [
+    "AcceptedValues",
+    "Check",
+    "CheckResult",
     "Credential",
+    "CustomSql",
+    "DataQualityConfigError",
+    "DataQualityFailed",
+    "DataQualityTask",
     "DremioQueryTask",
     "DremioSqlTask",
     "ExpireSnapshotsTask",
+    "Expression",
     "FileSensor",
+    "Freshness",
     "HttpConnectionError",
     "HttpError",
     "HttpResponse",
     "HttpStatusError",
     "HttpTask",
     "HttpTransientError",
+    "NotNull",
     "OptimizeTask",
     "ProcessOutput",
+    "QualityReport",
     "RefreshReflectionTask",
     "RemoveOrphanFilesTask",
     "RollbackTableTask",
+    "RowCount",
     "SensorTimeout",
     "ShellCommandFailed",
     "ShellTask",
     "SlackAlertTask",
     "SqlSensor",
     "TaskLibraryError",
+    "Unique",
     "VacuumTask",
     "expire_snapshots_sql",
+    "load_checks",
     "optimize_sql",
+    "parse_checks",
     "quote_identifier",
     "quote_path",
     "refresh_reflections_sql",
