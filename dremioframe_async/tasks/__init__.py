@@ -29,6 +29,7 @@ from ._dremio import (
     RollbackTableTask,
     VacuumTask,
 )
+from ._email import EmailError, EmailSent, EmailTask, EmailTransientError
 from ._http import (
     HttpConnectionError,
     HttpError,
@@ -71,6 +72,10 @@ __all__ = [
     "DataQualityTask",
     "DremioQueryTask",
     "DremioSqlTask",
+    "EmailError",
+    "EmailSent",
+    "EmailTask",
+    "EmailTransientError",
     "ExpireSnapshotsTask",
     "Expression",
     "FileSensor",
