@@ -48,6 +48,7 @@ from ._quality import (
     load_checks,
     parse_checks,
 )
+from ._s3 import S3Error, S3IntegrityError, S3Object, S3Task, S3TransientError
 from ._sensors import FileSensor, SensorTimeout, SqlSensor
 from ._shell import ShellCommandFailed, ShellTask
 from ._sql import (
@@ -94,6 +95,11 @@ __all__ = [
     "RemoveOrphanFilesTask",
     "RollbackTableTask",
     "RowCount",
+    "S3Error",
+    "S3IntegrityError",
+    "S3Object",
+    "S3Task",
+    "S3TransientError",
     "SensorTimeout",
     "ShellCommandFailed",
     "ShellTask",
