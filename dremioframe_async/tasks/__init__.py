@@ -19,6 +19,7 @@ from ._checks import (
     Unique,
 )
 from ._common import Credential, TaskLibraryError
+from ._dbt import DbtError, DbtNodeResult, DbtResult, DbtTask
 from ._dremio import (
     DremioQueryTask,
     DremioSqlTask,
@@ -71,6 +72,10 @@ __all__ = [
     "DataQualityConfigError",
     "DataQualityFailed",
     "DataQualityTask",
+    "DbtError",
+    "DbtNodeResult",
+    "DbtResult",
+    "DbtTask",
     "DremioQueryTask",
     "DremioSqlTask",
     "EmailError",

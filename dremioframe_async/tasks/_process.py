@@ -16,12 +16,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
-__all__ = ["ProcessOutput", "run_process_group"]
+from ._common import redact
+
+__all__ = ["ProcessOutput", "masked", "run_process_group"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,4 +121,16 @@ async def run_process_group(
         out.truncated,
         err.truncated,
         time.monotonic() - started,
+    )
+
+
+def masked(output: ProcessOutput, secrets: list[str]) -> ProcessOutput:
+    """``output`` with every secret value replaced by ``***``."""
+    if not secrets:
+        return output
+    return replace(
+        output,
+        argv=tuple(redact(a, secrets) for a in output.argv),
+        stdout=redact(output.stdout, secrets),
+        stderr=redact(output.stderr, secrets),
     )

@@ -11,11 +11,10 @@ from ._common import (
     Credential,
     CredentialValue,
     TaskLibraryError,
-    redact,
     resolve,
     with_default_retry,
 )
-from ._process import ProcessOutput, run_process_group
+from ._process import ProcessOutput, masked, run_process_group
 
 __all__ = ["ShellCommandFailed", "ShellTask"]
 
@@ -104,19 +103,7 @@ class ShellTask(Task):
             kill_grace=self.kill_grace,
         )
         if secrets:
-            output = _masked(output, secrets)
+            output = masked(output, secrets)
         if self.check and output.returncode != 0:
             raise ShellCommandFailed(self.argv[0], output, output.stderr)
         return output
-
-
-def _masked(output: ProcessOutput, secrets: list[str]) -> ProcessOutput:
-    return ProcessOutput(
-        tuple(redact(a, secrets) for a in output.argv),
-        output.returncode,
-        redact(output.stdout, secrets),
-        redact(output.stderr, secrets),
-        output.stdout_truncated,
-        output.stderr_truncated,
-        output.duration,
-    )
