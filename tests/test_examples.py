@@ -17,6 +17,14 @@ EXAMPLES = [
     ("examples/04_retries.py", "payload after 3 attempts"),
     ("examples/05_alert_and_cleanup.py", "run status: FAILED"),
     ("examples/06_reference_passing.py", "has 2 rows"),
+    ("examples/07_http_and_slack.py", "fetched after 2 attempts"),
+    ("examples/08_shell.py", 'arguments seen: ["orders; rm -rf /"]'),
+    ("examples/09_data_quality.py", "3/6 checks passed"),
+    (
+        "examples/10_email.py",
+        "parts: ['multipart/alternative', 'text/plain', 'text/html', 'text/csv']",
+    ),
+    ("examples/11_s3.py", "downloaded copy identical: True"),
     ("examples/main_pipeline.py", "SUCCESS: 24 tables, 192000 rows, 5 retries"),
     ("-m examples.project_layout", "validated rows: 2300"),
 ]

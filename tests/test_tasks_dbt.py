@@ -69,7 +69,11 @@ def project(tmp_path: Path) -> Path:
     models = tmp_path / "models"
     (models / "good.sql").write_text("select {{ var('answer', 1) }} as id\n")
     (models / "bad.sql").write_text("select * from no_such_table\n")
-    (models / "slow.sql").write_text("select count(*) as n from range(100000000000)\n")
+    # A table, not a view (dbt-duckdb's default), so the query really runs: for hours.
+    (models / "slow.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        "select sum(hash(range)) as n from range(1000000000000)\n"
+    )
     return tmp_path
 
 
@@ -149,3 +153,21 @@ async def test_cancellation_stops_dbt(project: Path) -> None:
 def test_bad_command() -> None:
     with pytest.raises(ValueError, match="subcommand"):
         DbtTask("d", "run --full-refresh", project_dir=".")
+
+
+def test_the_example_runs() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "examples/12_dbt.py"],
+        cwd=ROOT,
+        env={**os.environ, "DBT_EXECUTABLE": DBT},
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "broken: error" in proc.stdout
+    assert "daily_sales: success" in proc.stdout
