@@ -11,7 +11,15 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           expand() over a non-iterable result
     │   └── PipelineFailed                         raise_for_status(); carries the task errors
-    └── DremioError (dremioframe_async.dremio)      Dremio REST client errors
+    ├── DremioError (dremioframe_async.dremio)      Dremio REST client errors
+    └── TaskLibraryError (dremioframe_async.tasks)  HTTP, shell, email, S3, dbt, quality tasks
+        ├── HttpError ── HttpStatusError ── HttpTransientError; HttpConnectionError
+        ├── ShellCommandFailed                     a non-zero exit, with the stderr tail
+        ├── EmailError ── EmailTransientError
+        ├── S3Error ── S3TransientError, S3IntegrityError
+        ├── DbtError                               names the failed dbt nodes
+        ├── DataQualityFailed                      carries the QualityReport
+        └── DataQualityConfigError (also ValueError)  every bad check definition, at once
 
 Messages are built in each class's ``__init__`` from structured arguments, so the
 text is consistent and the arguments stay available as attributes.
