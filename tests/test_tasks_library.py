@@ -81,3 +81,26 @@ def test_redaction() -> None:
     assert redact_url("https://u:pw@h/p?api_key=k&page=2") == "https://u:***@h/p?api_key=***&page=2"
     assert redact_url("https://tok@h/p") == "https://***@h/p"
     assert redact_url("http://[bad") == "***"
+
+
+def test_asyncio_only_tasks_say_so_under_trio() -> None:
+    import trio
+
+    from dremioframe_async import Pipeline
+    from dremioframe_async.tasks import EmailTask, HttpTask, S3Task
+
+    made = [
+        HttpTask("http", "http://127.0.0.1:9/"),
+        EmailTask("mail", "a@example.com", "s", "b"),
+        S3Task("s3", "list", "bucket"),
+    ]
+
+    async def main():
+        pipeline = Pipeline("p")
+        for t in made:
+            pipeline.add_task(t)
+        return await pipeline.run()
+
+    result = trio.run(main)
+    for key in ("http", "mail", "s3"):
+        assert "needs asyncio (not trio)" in str(result.tasks[key].error)

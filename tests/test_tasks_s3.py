@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import pytest_asyncio
 from aiohttp import ClientSession, web
@@ -61,6 +64,52 @@ async def s3(moto_url: str) -> AsyncIterator[Any]:
         if not any(b["Name"] == BUCKET for b in buckets):
             await client.create_bucket(Bucket=BUCKET)
         yield client
+
+
+Intercept = Callable[[web.Request], Awaitable[web.Response | None]]
+Rewrite = Callable[[web.Request, bytes], bytes]
+
+
+@asynccontextmanager
+async def proxy_to(
+    upstream_url: str, intercept: Intercept | None = None, rewrite: Rewrite | None = None
+) -> AsyncIterator[str]:
+    """A real HTTP proxy in front of moto that can answer a request itself or change a body."""
+
+    async def forward(request: web.Request) -> web.Response:
+        if intercept is not None and (answer := await intercept(request)) is not None:
+            return answer
+        dropped = ("host", "expect", "content-length", "transfer-encoding")
+        async with (
+            ClientSession() as session,
+            session.request(
+                request.method,
+                upstream_url + request.path_qs,
+                headers={k: v for k, v in request.headers.items() if k.lower() not in dropped},
+                # BytesIO: aiohttp warns (an error here) about large raw bytes bodies
+                data=io.BytesIO(await request.read()),
+            ) as upstream,
+        ):
+            body = await upstream.read()
+            if rewrite is not None:
+                body = rewrite(request, body)
+            headers = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+            }
+            return web.Response(status=upstream.status, body=body, headers=headers)
+
+    app = web.Application(client_max_size=64 * MiB)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
 
 
 def sha256(path: Path) -> str:
@@ -130,41 +179,19 @@ async def test_multipart_upload_over_the_part_size(moto_url: str, s3: Any, tmp_p
     assert head["ContentLength"] == 12 * MiB + 123
 
 
+def flip_one_byte(request: web.Request, body: bytes) -> bytes:
+    if request.method != "GET" or "list-type" in request.query or not body:
+        return body
+    changed = bytearray(body)
+    changed[len(changed) // 2] ^= 0xFF
+    return bytes(changed)
+
+
 @pytest_asyncio.fixture
 async def corrupting_proxy(moto_url: str) -> AsyncIterator[str]:
-    """A real HTTP proxy in front of moto that flips one byte of every object body it serves."""
-
-    async def forward(request: web.Request) -> web.Response:
-        async with (
-            ClientSession() as session,
-            session.request(
-                request.method,
-                moto_url + request.path_qs,
-                headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
-                data=await request.read(),
-            ) as upstream,
-        ):
-            body = bytearray(await upstream.read())
-            if request.method == "GET" and "list-type" not in request.query and body:
-                body[len(body) // 2] ^= 0xFF
-            headers = {
-                k: v
-                for k, v in upstream.headers.items()
-                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
-            }
-            return web.Response(status=upstream.status, body=bytes(body), headers=headers)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    """Flips one byte of every object body it serves."""
+    async with proxy_to(moto_url, rewrite=flip_one_byte) as url:
+        yield url
 
 
 @pytest.mark.asyncio
@@ -189,6 +216,63 @@ async def test_a_corrupted_download_is_detected_and_leaves_nothing(
     assert isinstance(result.tasks["down"].error, S3IntegrityError)
     assert not back.exists()
     assert not Path(f"{back}.partial").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_multipart_upload_is_aborted(
+    moto_url: str, s3: Any, tmp_path: Path
+) -> None:
+    """A proxy holds part 2 until the run is cancelled; no unfinished upload may remain."""
+    holding = anyio.Event()
+
+    async def hold_part_two(request: web.Request) -> web.Response | None:
+        if request.query.get("partNumber") == "2":
+            holding.set()
+            await anyio.sleep_forever()  # the client gives up on this part when cancelled
+        return None
+
+    src = data_file(tmp_path / "big.bin", 11 * MiB)
+    async with proxy_to(moto_url, intercept=hold_part_two) as proxy:
+        t = S3Task(
+            "up", "upload", BUCKET, "cancelled.bin", src, endpoint_url=proxy,
+            part_size=5 * MiB, multipart_threshold=5 * MiB, max_concurrency=1,
+        )  # fmt: skip
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_one, t)
+                await holding.wait()
+                tg.cancel_scope.cancel()
+    uploads = await s3.list_multipart_uploads(Bucket=BUCKET)
+    assert [u["Key"] for u in uploads.get("Uploads", [])] == []
+
+
+@pytest.mark.asyncio
+async def test_a_failed_part_fails_the_upload_as_itself_and_aborts(
+    moto_url: str, s3: Any, tmp_path: Path
+) -> None:
+    """A proxy that refuses part 2 with 403: the S3Error surfaces alone, the upload is aborted."""
+    seen: list[str] = []
+
+    async def refuse_part_two(request: web.Request) -> web.Response | None:
+        seen.append(request.method)
+        if request.query.get("partNumber") == "2":
+            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+        return None
+
+    src = data_file(tmp_path / "big.bin", 11 * MiB)
+    async with proxy_to(moto_url, intercept=refuse_part_two) as proxy:
+        t = S3Task(
+            "up", "upload", BUCKET, "refused.bin", src, endpoint_url=proxy,
+            part_size=5 * MiB, multipart_threshold=5 * MiB, retries=2,
+        )  # fmt: skip
+        result = await run_one(t)
+    error = result.tasks["up"].error
+    assert type(error) is S3Error
+    assert error.code == "AccessDenied"
+    assert result.tasks["up"].attempts == 1
+    assert "DELETE" in seen
+    uploads = await s3.list_multipart_uploads(Bucket=BUCKET)
+    assert [u["Key"] for u in uploads.get("Uploads", [])] == []
 
 
 @pytest.mark.asyncio

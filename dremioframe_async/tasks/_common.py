@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import sniffio
+
 from ..errors import DremioFrameError
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "is_secret_name",
     "redact",
     "redact_url",
+    "require_asyncio",
     "resolve",
     "setting",
     "with_default_retry",
@@ -144,3 +147,13 @@ def with_default_retry(
     if options.get("retry_on") is None:
         return {**options, "retry_on": transient}
     return options
+
+
+def require_asyncio(task: str, library: str) -> None:
+    """Fail clearly when a task built on an asyncio-only library runs under trio.
+
+    :raises TaskLibraryError: the running async library is not asyncio.
+    """
+    running = sniffio.current_async_library()
+    if running != "asyncio":
+        raise TaskLibraryError(f"{task} runs on {library}, which needs asyncio (not {running})")

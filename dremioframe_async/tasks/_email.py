@@ -27,6 +27,7 @@ from ._common import (
     CredentialValue,
     TaskLibraryError,
     redact,
+    require_asyncio,
     resolve,
     setting,
     with_default_retry,
@@ -197,6 +198,7 @@ class EmailTask(Task):
         return message
 
     async def _execute(self, context: RunContext | None = None) -> EmailSent:
+        require_asyncio(type(self).__name__, "aiosmtplib")
         server = self._server(context)
         message = await self._message(server, context)
         recipients = [*self.to, *self.cc, *self.bcc]

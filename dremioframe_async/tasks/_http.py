@@ -28,6 +28,7 @@ from ._common import (
     is_secret_name,
     redact,
     redact_url,
+    require_asyncio,
     resolve,
     with_default_retry,
 )
@@ -195,6 +196,7 @@ class HttpTask(Task):
     # -- the request -------------------------------------------------------------------
 
     async def _execute(self, context: RunContext | None = None) -> Any:
+        require_asyncio(type(self).__name__, "aiohttp")
         url = resolve(self.url, context)
         if not url:
             raise HttpError(f"{self.name}: no URL (the secret {self.url!r} is not set)")

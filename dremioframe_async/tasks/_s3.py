@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from ._common import (
     CredentialValue,
     TaskLibraryError,
     redact,
+    require_asyncio,
     resolve,
     setting,
     with_default_retry,
@@ -201,6 +203,7 @@ class S3Task(Task):
             yield client
 
     async def _execute(self, context: RunContext | None = None) -> Any:
+        require_asyncio(type(self).__name__, "aiobotocore")
         secrets = [resolve(self.secret_access_key, context), resolve(self.session_token, context)]
         _, errors = _botocore()
         what = f"{self.operation} s3://{self.bucket}/{self.key or self.prefix or ''}"
@@ -249,9 +252,9 @@ class S3Task(Task):
                 digests[number - 1] = bytes.fromhex(hex_md5)
 
         try:
-            async with anyio.create_task_group() as tg:
-                for number, offset in enumerate(offsets, start=1):
-                    tg.start_soon(send, number, offset)
+            await _all_or_first_error(
+                [functools.partial(send, n, o) for n, o in enumerate(offsets, 1)]
+            )
             reply = await client.complete_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
@@ -334,6 +337,24 @@ class S3Task(Task):
                 await client.abort_multipart_upload(UploadId=upload_id, **target)
             raise
         return str(reply["ETag"]).strip('"')
+
+
+async def _all_or_first_error(jobs: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run ``jobs`` concurrently; on the first failure cancel the rest and raise it as itself."""
+    failed: list[Exception] = []
+
+    async def run(job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except Exception as exc:  # one error, not an ExceptionGroup, reaches the caller
+            failed.append(exc)
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for job in jobs:
+            tg.start_soon(run, job)
+    if failed:
+        raise failed[0]
 
 
 def _checked_etag(etag: str, expected: str, what: str) -> str:
