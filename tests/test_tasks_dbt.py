@@ -160,7 +160,7 @@ def test_the_example_runs() -> None:
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "examples/12_dbt.py"],
+        [sys.executable, "examples/13_dbt.py"],
         cwd=ROOT,
         env={**os.environ, "DBT_EXECUTABLE": DBT},
         capture_output=True,

@@ -30,13 +30,7 @@ from typing import Any, Literal
 
 import anyio
 
-from ..dremio import (
-    DremioClient,
-    DremioConnectionError,
-    DremioError,
-    DremioRateLimited,
-    DremioServerError,
-)
+from ..dremio import RETRYABLE_ERRORS, DremioClient, DremioError
 from ..orchestration import Task
 from ._checks import (
     AcceptedValues,
@@ -49,8 +43,8 @@ from ._checks import (
     RowCount,
     Unique,
 )
-from ._common import TaskLibraryError, with_default_retry
-from ._dremio import ClientSource, client_scope
+from ._common import TaskLibraryError
+from ._dremio import ClientSource, client_scope, dremio_retry_options
 
 __all__ = [
     "DataQualityConfigError",
@@ -63,8 +57,6 @@ __all__ = [
 
 logger = logging.getLogger("dremioframe_async.tasks.quality")
 
-# Failures of the connection, not of the data: a retry may get through.
-TRANSIENT_DREMIO = (DremioConnectionError, DremioServerError, DremioRateLimited)
 _AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -259,7 +251,9 @@ class DataQualityTask(Task):
             raise DataQualityConfigError(["sample_size and max_concurrency must be >= 1"])
         self.client, self.directory, self.on_failure = client, directory, on_failure
         self.sample_size, self.max_concurrency, self.now = sample_size, max_concurrency, now
-        super().__init__(name, self._execute, **with_default_retry(options, TRANSIENT_DREMIO))
+        # Retried by default: what the Dremio tasks retry (connection, 429, 5xx, transient
+        # job failures, timeouts); never a failed check or a rejected query.
+        super().__init__(name, self._execute, **dremio_retry_options(options))
 
     async def _execute(self) -> QualityReport:
         checks = list(self.checks)
@@ -297,7 +291,7 @@ class DataQualityTask(Task):
         sql = check.sql(self.sample_size)
         try:
             table = await client.query(sql)
-        except TRANSIENT_DREMIO:
+        except RETRYABLE_ERRORS:  # the connection, not the data: fail the attempt, maybe retry
             raise
         except DremioError as exc:
             return CheckResult(check.label, check.kind, False, 0, (), None, sql, str(exc))
