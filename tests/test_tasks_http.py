@@ -200,6 +200,17 @@ async def test_results_and_request_parts(server: Server) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_body_over_max_bytes_fails_and_is_not_retried(server: Server) -> None:
+    server.script = [status(200, "x" * 300_000), status(200, "x" * 300_000)]
+    t = HttpTask("call", f"{server.url}/big", result="text", max_bytes=100_000, retries=2)
+    result = await run_one(t)
+    assert "exceeds max_bytes=100000" in str(result.tasks["call"].error)
+    assert result.tasks["call"].attempts == 1
+    t = HttpTask("call", f"{server.url}/big", result="text", max_bytes=None)
+    assert len((await run_one(t))["call"]) == 300_000
+
+
+@pytest.mark.asyncio
 async def test_a_body_that_is_not_json_fails_clearly(server: Server) -> None:
     server.script = [status(200, "not json")]
     result = await run_one(HttpTask("call", f"{server.url}/x"))

@@ -49,6 +49,7 @@ _TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 _REFUSED_STATUS = frozenset({429, 503})  # the server says it did not act on the request
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_TAIL = 500
+_CHUNK = 1 << 16
 
 
 class HttpError(TaskLibraryError):
@@ -150,11 +151,14 @@ class HttpTask(Task):
     of headers whose names look like credentials (``Authorization``,
     ``X-Api-Key`` ...) and secrets in the URL are never shown in the repr or in
     errors. Pass ``session=`` to share one aiohttp session (and its connection
-    pool) between tasks; otherwise each attempt opens and closes its own.
+    pool) between tasks; otherwise each attempt opens and closes its own. The
+    body is read whole, up to ``max_bytes`` (64 MiB by default; ``None`` for no
+    limit): a larger one fails the task instead of filling memory.
 
     :raises HttpStatusError: a status outside ``expect_status`` (not retried by default).
     :raises HttpTransientError: 429/502/503/504 (retried when ``retries`` is set).
     :raises HttpConnectionError: the request could not be completed.
+    :raises HttpError: a body over ``max_bytes``, or not JSON with ``result="json"``.
     :raises ValueError: bad ``method``, ``result`` or ``expect_status`` (at construction).
     """
 
@@ -171,6 +175,7 @@ class HttpTask(Task):
         expect_status: int | Iterable[int] = range(200, 300),
         result: ResultKind = "json",
         session: aiohttp.ClientSession | None = None,
+        max_bytes: int | None = 64 << 20,
         **options: Any,
     ) -> None:
         if result not in _RESULT_KINDS:
@@ -183,7 +188,7 @@ class HttpTask(Task):
         self.params = _guarded(params)
         self.json, self.data, self.result_kind = json, data, result
         self.expect_status = _expected(expect_status)
-        self.session = session
+        self.session, self.max_bytes = session, max_bytes
         options = with_default_retry(options, _transient_errors(self.method))
         super().__init__(name, self._execute, **options)
 
@@ -281,18 +286,28 @@ class HttpTask(Task):
         return HttpStatusError(self.method, shown, response.status, body)
 
     async def _read(self, response: aiohttp.ClientResponse, shown: str) -> Any:
+        body = await self._bounded_body(response, shown)
         if self.result_kind == "json":
-            raw = await response.read()
             try:
-                return jsonlib.loads(raw) if raw else None
+                return jsonlib.loads(body) if body else None
             except ValueError as exc:
                 raise HttpError(f"{self.method} {shown}: the body is not JSON ({exc})") from exc
         if self.result_kind == "text":
-            return await response.text(errors="replace")
-        body = await response.read()
+            return body.decode(response.charset or "utf-8", errors="replace")
         if self.result_kind == "bytes":
             return body
         return HttpResponse(response.status, dict(response.headers), body, shown)
+
+    async def _bounded_body(self, response: aiohttp.ClientResponse, shown: str) -> bytes:
+        """The whole body, refusing (before reading it all) one larger than ``max_bytes``."""
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            body += chunk
+            if self.max_bytes is not None and len(body) > self.max_bytes:
+                raise HttpError(
+                    f"{self.method} {shown}: the body exceeds max_bytes={self.max_bytes}"
+                )
+        return bytes(body)
 
 
 def _default_alert(context: RunContext | None) -> str:

@@ -223,7 +223,7 @@ class DataQualityTask(Task):
     whose query Dremio rejects (a missing column, bad SQL) is reported as
     failed with the error; a connection failure fails the task (and is retried
     when ``retries`` is set). With ``on_failure="warn"`` failures are logged
-    and the report returned.
+    and the report returned. ``now`` (UTC) is the clock freshness checks use.
 
     :raises DataQualityFailed: a check failed and ``on_failure="fail"``.
     :raises DataQualityConfigError: bad checks (at construction, or for YAML, at run time).
