@@ -21,6 +21,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   ├── SqlArgumentError (also ValueError)     a SQL builder got an argument it cannot use
     │   └── TaskLibraryError                       HTTP, shell, email, S3, dbt, quality tasks
     │       ├── HttpError ── HttpStatusError ── HttpTransientError; HttpConnectionError
+    │       │   (private subclasses _HttpNotSent, _HttpMaybeSent: was the request sent?)
     │       ├── ShellCommandFailed                     a non-zero exit, with the stderr tail
     │       ├── EmailError ── EmailTransientError
     │       ├── S3Error ── S3TransientError, S3IntegrityError
