@@ -11,6 +11,14 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           expand() over a non-iterable result
     │   └── PipelineFailed                         raise_for_status(); carries the task errors
+    │   └── ResumeRefused (ArgumentError)          resuming that run now would be unsafe
+    ├── StoreError (dremioframe_async.store)       run history: reading, writing, opening
+    │   ├── RunNotFound (also LookupError)         no run with that id in the store
+    │   ├── StoreSchemaError                       the database was written by a newer version
+    │   ├── StoreUnavailable                       a store cannot be opened or used (names it)
+    │   ├── HistoryIncomplete                      a run's events could not all be recorded
+    │   └── StoreConfigError (also ValueError)     bad store arguments
+    │       └── StoreURLError                      open_store() got a URL it cannot open
     └── DremioError (dremioframe_async.dremio)      Dremio REST client errors
 
 Messages are built in each class's ``__init__`` from structured arguments, so the
@@ -19,8 +27,12 @@ text is consistent and the arguments stay available as attributes.
 
 from __future__ import annotations
 
-__all__ = ["DremioFrameError"]
+__all__ = ["DremioFrameError", "StoreError"]
 
 
 class DremioFrameError(Exception):
     """Root of every exception raised on purpose by dremioframe_async."""
+
+
+class StoreError(DremioFrameError):
+    """Root of the run-history errors (defined here so the engine can report one too)."""

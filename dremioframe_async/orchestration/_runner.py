@@ -19,7 +19,7 @@ import functools
 import inspect
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -63,12 +63,14 @@ class Run:
         pools: Mapping[str, anyio.CapacityLimiter],
         emit: Emit | None,
         prior: PriorRun | None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
         self.prior = prior
+        self.on_start = on_start
         self.results: dict[str, Any] = {}
         self.ready: deque[Node] = deque()
         self.run_limiter = run_limiter
@@ -205,7 +207,7 @@ class Run:
     def _enqueue(self, node: Node, work: list[Any]) -> None:
         node.queued = True
         if self.prior is not None and node.parent is None and node.key in self.prior.results:
-            why = f"resumed from run {self.prior.run_id}"
+            why = self.prior.reuse_reason
             work.append((node, _S.SUCCESS, self.prior.results[node.key], None, why))
         else:
             self.ready.append(node)
@@ -449,6 +451,8 @@ class Run:
                     self.run_id, self.plan.pipeline, self.started, params, self.plan.keys, resumed
                 )
             )
+        if self.on_start is not None:
+            await self.on_start()  # the run's record is durable before any task starts
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg

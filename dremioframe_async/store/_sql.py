@@ -11,7 +11,7 @@ from typing import Literal
 
 from ._fold import AttemptRow, RunRow, TaskRow
 
-__all__ = ["MIGRATIONS", "Dialect", "columns", "upsert", "upsert_json"]
+__all__ = ["MIGRATIONS", "Dialect", "columns", "interrupt_statements", "upsert", "upsert_json"]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -127,3 +127,40 @@ def upsert_json(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
 def select(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
     """``SELECT <columns> FROM <table>`` for a row type (append the WHERE clause)."""
     return f"SELECT {', '.join(columns(cls))} FROM {prefix}{_TABLES[cls]}"
+
+
+INTERRUPTED_REASON = "interrupted: the run's process ended while this was running"
+
+
+def _greatest(dialect: Dialect, a: str, b: str) -> str:
+    """The larger of two nullable values, NULL only when both are (PostgreSQL's GREATEST)."""
+    if dialect == "postgres":
+        return f"GREATEST({a}, {b})"
+    # SQLite's two-argument max() is NULL when either argument is.
+    return f"NULLIF(max(COALESCE({a}, 0), COALESCE({b}, 0)), 0)"
+
+
+def interrupt_statements(dialect: Dialect, prefix: str) -> tuple[str, ...]:
+    """Statements (one parameter: the run id) that mark a RUNNING run INTERRUPTED.
+
+    The run ends when it last recorded something; its RUNNING tasks and attempts
+    end CANCELLED then, so nothing of an interrupted run still shows RUNNING.
+    """
+    p, arg = prefix, "$1" if dialect == "postgres" else "?1"
+    last = _greatest(
+        dialect,
+        f"(SELECT max({_greatest(dialect, 't.finished', 't.started')}) FROM {p}tasks AS t "
+        "WHERE t.run_id = r.run_id)",
+        f"(SELECT max({_greatest(dialect, 'a.finished', 'a.started')}) FROM {p}attempts AS a "
+        "WHERE a.run_id = r.run_id)",
+    )
+    end = f"COALESCE(finished, (SELECT finished FROM {p}runs WHERE run_id = {arg}))"
+    reason = INTERRUPTED_REASON.replace("'", "''")
+    return (
+        f"UPDATE {p}runs AS r SET status = 'INTERRUPTED', finished = COALESCE({last}, r.started) "
+        f"WHERE r.run_id = {arg} AND r.status = 'RUNNING'",
+        f"UPDATE {p}tasks SET state = 'CANCELLED', reason = '{reason}', finished = {end} "
+        f"WHERE run_id = {arg} AND state = 'RUNNING'",
+        f"UPDATE {p}attempts SET state = 'CANCELLED', finished = {end} "
+        f"WHERE run_id = {arg} AND state = 'RUNNING'",
+    )

@@ -22,14 +22,15 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
+from ..errors import DremioFrameError
 from ..orchestration._events import Event
 from ..orchestration._recorder import PriorRun
-from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
-from ._errors import RunNotFound, StoreSchemaError
+from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json, storable_rows
+from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
 from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner, is_dead
-from ._sql import MIGRATIONS, migration, select, upsert
+from ._sql import MIGRATIONS, interrupt_statements, migration, select, upsert
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["SQLiteStore"]
@@ -46,7 +47,11 @@ class SQLiteStore:
     The connection opens on first use (or ``async with``); opening migrates the
     schema and marks runs whose owner process died as ``INTERRUPTED``.
 
+    :raises StoreConfigError: (a ``ValueError``) for a ``synchronous`` other than
+        NORMAL or FULL, or a negative ``busy_timeout``.
     :raises StoreSchemaError: on first use, when the file has a newer schema.
+    :raises StoreUnavailable: on any use, when the file cannot be opened, read or
+        written (the message names it).
     """
 
     def __init__(
@@ -57,7 +62,14 @@ class SQLiteStore:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise StoreConfigError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if busy_timeout < 0:
+            raise StoreConfigError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
         self.path = str(path)
+        self.name = (
+            f"sqlite:///{Path(self.path).absolute()}" if self.path != ":memory:" else ":memory:"
+        )
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._max_result_bytes = max_result_bytes
@@ -65,7 +77,7 @@ class SQLiteStore:
         self._limiter: anyio.CapacityLimiter | None = None
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"
+        return f"SQLiteStore({self.name})"
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:
@@ -73,8 +85,13 @@ class SQLiteStore:
         return await anyio.to_thread.run_sync(self._in_thread, fn, args, limiter=self._limiter)
 
     def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        conn = self._conn if self._conn is not None else self._connect()
-        return fn(conn, *args)
+        try:
+            conn = self._conn if self._conn is not None else self._connect()
+            return fn(conn, *args)
+        except DremioFrameError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
@@ -95,18 +112,29 @@ class SQLiteStore:
         return conn
 
     async def record(self, events: Sequence[Event]) -> None:
-        """Write one batch of events in one transaction."""
+        """Write one batch of events in one transaction.
+
+        Text SQLite cannot hold (unpaired surrogates) is stored escaped (see
+        ``_codec.storable_text``) rather than failing the batch.
+
+        :raises StoreUnavailable: when the file cannot be written.
+        """
         await self._call(self._write, list(events))
 
     def _write(self, conn: sqlite3.Connection, events: list[Event]) -> None:
         fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
-        with _transaction(conn):
-            _upsert(conn, RunRow, [as_tuple(r) for r in fold.runs.values()])
-            _upsert(conn, TaskRow, list(fold.tasks.values()))
-            _upsert(conn, AttemptRow, [as_tuple(r) for r in fold.attempts.values()])
+        tables: list[tuple[type[Row], list[Any]]] = [
+            (RunRow, [as_tuple(r) for r in fold.runs.values()]),
+            (TaskRow, list(fold.tasks.values())),
+            (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
+        ]
+        try:
+            _write_tables(conn, tables)
+        except UnicodeEncodeError:  # rolled back: escape what SQLite cannot hold, write again
+            _write_tables(conn, [(cls, storable_rows(rows)) for cls, rows in tables])
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
-        """Return ``run_id``'s stored successful results for resuming.
+        """Return ``run_id``'s stored successful results and status for resuming.
 
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
@@ -146,6 +174,12 @@ class SQLiteStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _write_tables(conn: sqlite3.Connection, tables: list[tuple[type[Row], list[Any]]]) -> None:
+    with _transaction(conn):
+        for cls, rows in tables:
+            _upsert(conn, cls, rows)
 
 
 def _upsert(conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[Any]]) -> None:
@@ -228,19 +262,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _sweep(conn: sqlite3.Connection) -> None:
-    """Mark RUNNING runs whose owner process is dead as INTERRUPTED."""
+    """Mark RUNNING runs whose owner process is dead INTERRUPTED, with their RUNNING tasks."""
     rows = conn.execute("SELECT run_id, owner FROM runs WHERE status = 'RUNNING'").fetchall()
     dead = [run_id for run_id, owner in rows if is_dead(owner or "")]
     if not dead:
         return
     with _transaction(conn):
-        conn.executemany(
-            """UPDATE runs SET status = 'INTERRUPTED', finished = COALESCE(
-                   (SELECT max(max(COALESCE(finished, 0), COALESCE(started, 0)))
-                    FROM tasks WHERE tasks.run_id = runs.run_id), started)
-               WHERE run_id = ? AND status = 'RUNNING'""",
-            [(run_id,) for run_id in dead],
-        )
+        for sql in interrupt_statements("sqlite", ""):
+            conn.executemany(sql, [(run_id,) for run_id in dead])
 
 
 def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
@@ -265,13 +294,15 @@ _PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
 
 
 def _load_prior(conn: sqlite3.Connection, run_id: str) -> PriorRun:
+    _sweep(conn)
     run = _run_row(conn, run_id)
     rows = conn.execute(
         "SELECT key, result FROM tasks WHERE run_id = ? AND state = 'SUCCESS' AND result_stored",
         (run_id,),
     ).fetchall()
     results = {key: decode_json(text) for key, text in rows}
-    return PriorRun(run_id, run.pipeline or "", decode_json(run.params, {}), results)
+    params = decode_json(run.params, {})
+    return PriorRun(run_id, run.pipeline or "", params, results, run.status or "", run.owner or "")
 
 
 def _list_runs(conn: sqlite3.Connection, pipeline: str | None, limit: int | None) -> list[RunInfo]:
