@@ -16,8 +16,11 @@ directory) or a path to a ``.py`` file. The store is ``--store URL``, else
 ``~/.local/share``) ``/dremioframe_async/runs.sqlite``.
 
 Exit codes: 0 success, 1 the pipeline failed, 2 usage error (bad arguments,
-an unloadable ``module:pipeline``, an unknown run id or store URL), 130
-interrupted (Ctrl-C / SIGINT or SIGTERM; the run is recorded as CANCELLED).
+an unloadable ``module:pipeline``, an unknown run id, a malformed store URL, a
+refused resume), 3 the run finished but its history could not be recorded
+(its status is printed; the store lost some of its events), 4 the run store
+could not be opened or read (nothing ran), 130 interrupted (Ctrl-C / SIGINT or
+SIGTERM; the run is recorded as CANCELLED).
 """
 
 from __future__ import annotations
@@ -39,11 +42,21 @@ import anyio
 from .errors import DremioFrameError
 from .orchestration import Event, Pipeline, RunFinished, RunResult
 from .progress import Progress, format_duration, format_table, one_line
-from .store import RunInfo, RunStore, StoreURLError, TaskInfo, default_store_url, open_store
+from .store import (
+    RunInfo,
+    RunNotFound,
+    RunStore,
+    StoreConfigError,
+    StoreError,
+    TaskInfo,
+    default_store_url,
+    open_store,
+)
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_HISTORY_LOST, EXIT_STORE = 3, 4
 
 
 class UsageError(DremioFrameError):
@@ -165,7 +178,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     async def work(store: RunStore) -> int:
         async def go() -> int:
             result = await pipeline.run(
-                params or None, store=store, on_event=progress, resume=args.resume
+                params or None,
+                store=store,
+                on_event=progress,
+                resume=args.resume,
+                resume_params_changed=args.allow_param_change,
             )
             return _report(result, progress)
 
@@ -180,6 +197,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _report(result: RunResult, progress: Progress) -> int:
     print(progress.summary())
     print(f"\nrun {result.run_id} {result.status} in {format_duration(result.duration)}")
+    if result.history_error is not None:
+        print(f"error: {result.history_error}", file=sys.stderr)
+        return EXIT_HISTORY_LOST
     return EXIT_OK if result.status == "SUCCESS" else EXIT_FAILED
 
 
@@ -317,6 +337,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dremioframe-async",
         description="Run, schedule and inspect dremioframe_async pipelines.",
+        epilog=(
+            "exit codes: 0 success, 1 the pipeline failed, 2 usage error, 3 the run finished "
+            "but its history could not be recorded, 4 the run store could not be opened or "
+            "read, 130 interrupted"
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     store_help = "run store URL (default: $DREMIOFRAME_ASYNC_STORE or the user's SQLite file)"
@@ -332,6 +357,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", metavar="module:pipeline")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--resume", metavar="RUN_ID", help="re-run only what did not succeed")
+    run.add_argument(
+        "--allow-param-change",
+        action="store_true",
+        help="with --resume: reuse results although --param differs from that run's params",
+    )
     runs = command("runs", _cmd_runs, "list recorded runs, newest first")
     runs.add_argument("--pipeline", metavar="NAME")
     runs.add_argument("--limit", type=int, default=20, metavar="N")
@@ -367,9 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (UsageError, StoreURLError) as exc:
+    except (UsageError, StoreConfigError, RunNotFound) as exc:
         print(f"dremioframe-async {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as exc:
+        # Unreachable server, missing driver, unwritable file: one line naming the store.
+        print(f"dremioframe-async {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_STORE
     except (LookupError, ValueError) as exc:
         if args.command not in ("run", "schedule"):
             raise

@@ -12,7 +12,7 @@ import _store_fixtures
 import anyio
 import pytest
 from _crash_pipeline import build, ran
-from _store_fixtures import PG_URL, drop_schema, require_pg
+from _store_fixtures import drop_schema
 
 from dremioframe_async import Pipeline, TaskState, task
 from dremioframe_async.store import RunStatus, RunStore, SQLiteStore, open_store
@@ -95,11 +95,13 @@ async def _wait_for_status(store: RunStore, want: set[str], done: set[str]) -> s
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-async def test_sigkilled_run_is_interrupted_and_resumes(backend: str, tmp_path: Path) -> None:
+async def test_sigkilled_run_is_interrupted_and_resumes(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     schema = f"dfa_test_{secrets.token_hex(6)}"
+    pg_url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
     if backend == "postgres":
-        await require_pg()
-        url = f"{PG_URL}?schema={schema}"
+        url = f"{pg_url}?schema={schema}"
     else:
         url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     child = [sys.executable, str(HERE / "_crash_pipeline.py"), str(tmp_path), url]
@@ -116,7 +118,7 @@ async def test_sigkilled_run_is_interrupted_and_resumes(backend: str, tmp_path: 
         await _reopen_and_resume(url, run_id, tmp_path)
     finally:
         if backend == "postgres":
-            await drop_schema(schema)
+            await drop_schema(pg_url, schema)
 
 
 async def _reopen_and_resume(url: str, run_id: str, tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ tuple, a dict with int keys, NaN or a pyarrow Table are not) and is at most
 and a resumed run executes that task again rather than feed it a changed value.
 Stored results are JSON with non-ASCII escaped, so any string round-trips.
 
-Other text (task keys, reasons, error messages and tracebacks, the pipeline
-name) is stored as given, except what the database cannot hold: PostgreSQL
-cannot hold NUL (U+0000), and neither database can hold an unpaired surrogate
-(U+D800 to U+DFFF, from ``os.fsdecode`` of bad bytes, say). Those characters are
-stored as Python escapes (``\\x00``, ``\\udc80``), as ``backslashreplace`` does,
-so they stay visible; the escape is not undone when the text is read back.
+Other text (run ids, task keys, reasons, error messages and tracebacks, the
+pipeline name) is stored as given, except what a database cannot hold:
+PostgreSQL cannot hold NUL (U+0000), and neither PostgreSQL nor SQLite can hold
+an unpaired surrogate (U+D800 to U+DFFF, from ``os.fsdecode`` of bad bytes, say).
+Both database stores write those characters as Python escapes (``\\x00``,
+``\\udc80``), as ``backslashreplace`` does, so the text stays readable and one
+rule holds for both; the escape is not undone when the text is read back (a
+key read back is the escaped key). The memory store keeps text exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ __all__ = [
     "encode_error",
     "encode_result",
     "encode_result_fields",
-    "storable_rows",
     "storable_text",
     "type_name",
 ]
@@ -126,13 +127,10 @@ def storable_text(text: str) -> str:
     """``text`` with NUL and unpaired surrogates written as Python escapes."""
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
+    if text.isascii():  # the common case, and the cheap check (task keys pass here)
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
-
-
-def storable_rows(rows: list[Any]) -> list[list[Any]]:
-    """Row value lists with every string made :func:`storable_text`."""
-    return [[storable_text(v) if isinstance(v, str) else v for v in row] for row in rows]

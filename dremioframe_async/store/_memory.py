@@ -40,7 +40,7 @@ class MemoryStore:
 
     async def record(self, events: Sequence[Event]) -> None:
         """Fold ``events`` into the history."""
-        fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
+        fold = Fold(current_owner(), None, self._max_result_bytes, escape=False).add_all(events)
         for run_id, run in fold.runs.items():
             self._runs[run_id] = merge(self._runs.get(run_id), run)
         tasks: dict[str, TaskRow] = {}

@@ -31,7 +31,7 @@ import anyio.to_thread
 from ..errors import DremioFrameError
 from ..orchestration._events import Event, RunStarted
 from ..orchestration._recorder import PriorRun
-from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json, storable_rows
+from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import (
     RunNotFound,
     StoreConfigError,
@@ -227,7 +227,7 @@ class PostgresStore:
         """Write one batch of events in one transaction.
 
         Text PostgreSQL cannot hold (NUL, unpaired surrogates) is stored escaped
-        (see ``_codec.storable_text``) rather than failing the batch.
+        (see ``_codec``) rather than failing the batch.
 
         :raises StoreUnavailable: when the database cannot be reached or refuses the write.
         """
@@ -237,40 +237,26 @@ class PostgresStore:
         fold = Fold(current_owner(), self._owner_key, self._max_result_bytes)
         if len(events) > _INLINE_EVENTS:
             # Folding and encoding (results, tracebacks, JSON) is CPU work: off the loop.
-            tables = await anyio.to_thread.run_sync(self._fold, fold, list(events))
+            writes = await anyio.to_thread.run_sync(self._encode, fold, list(events))
         else:  # a run's start, say: a thread hop would cost more than the work
-            tables = self._fold(fold, events)
+            writes = self._encode(fold, events)
         async with self._connection() as conn:
-            try:
-                await self._write(conn, tables, escape=False)
-            except Exception as exc:
-                if not _is_text_error(exc):
-                    raise
-                await self._write(conn, tables, escape=True)
+            if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
+                await conn.execute(*writes[0])
+                return
+            async with conn.transaction():
+                for sql, rows in writes:
+                    await conn.execute(sql, rows)
 
-    @staticmethod
-    def _fold(fold: Fold, events: Sequence[Event]) -> list[tuple[type[Any], list[Any]]]:
+    def _encode(self, fold: Fold, events: Sequence[Event]) -> list[tuple[str, str]]:
+        """Fold ``events``; return each upsert with its rows as JSON (see ``upsert_json``)."""
         fold.add_all(events)
-        tables: list[tuple[type[Any], list[Any]]] = [
+        tables = (
             (RunRow, [as_tuple(r) for r in fold.runs.values()]),
             (TaskRow, list(fold.tasks.values())),
             (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
-        ]
-        return [(cls, rows) for cls, rows in tables if rows]
-
-    async def _write(
-        self, conn: Any, tables: list[tuple[type[Any], list[Any]]], escape: bool
-    ) -> None:
-        writes = [
-            (self._upserts[cls], _dumps(storable_rows(rows) if escape else rows))
-            for cls, rows in tables
-        ]
-        if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
-            await conn.execute(*writes[0])
-            return
-        async with conn.transaction():
-            for sql, rows in writes:
-                await conn.execute(sql, rows)
+        )
+        return [(self._upserts[cls], _dumps(rows)) for cls, rows in tables if rows]
 
     async def _run_row(self, conn: Any, run_id: str) -> RunRow:
         row = await conn.fetchrow(select(RunRow, self._prefix) + " WHERE run_id = $1", run_id)
@@ -382,15 +368,6 @@ _INLINE_EVENTS = 16
 
 async def _no_reset(conn: Any) -> None:
     """Pool release hook: nothing to reset (see ``PostgresStore.__init__``)."""
-
-
-# SQLSTATEs of text the server cannot hold: NUL / bad escapes in jsonb (22P02, 22P05),
-# characters outside the encoding (22021).
-_TEXT_STATES = frozenset({"22P02", "22P05", "22021"})
-
-
-def _is_text_error(exc: Exception) -> bool:
-    return getattr(exc, "sqlstate", None) in _TEXT_STATES
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

@@ -25,7 +25,7 @@ import anyio.to_thread
 from ..errors import DremioFrameError
 from ..orchestration._events import Event
 from ..orchestration._recorder import PriorRun
-from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json, storable_rows
+from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
 from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
@@ -114,8 +114,8 @@ class SQLiteStore:
     async def record(self, events: Sequence[Event]) -> None:
         """Write one batch of events in one transaction.
 
-        Text SQLite cannot hold (unpaired surrogates) is stored escaped (see
-        ``_codec.storable_text``) rather than failing the batch.
+        Text SQLite cannot hold (unpaired surrogates; NUL too, for one rule with
+        PostgreSQL) is stored escaped (see ``_codec``) rather than failing the batch.
 
         :raises StoreUnavailable: when the file cannot be written.
         """
@@ -128,10 +128,9 @@ class SQLiteStore:
             (TaskRow, list(fold.tasks.values())),
             (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
         ]
-        try:
-            _write_tables(conn, tables)
-        except UnicodeEncodeError:  # rolled back: escape what SQLite cannot hold, write again
-            _write_tables(conn, [(cls, storable_rows(rows)) for cls, rows in tables])
+        with _transaction(conn):
+            for cls, rows in tables:
+                _upsert(conn, cls, rows)
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results and status for resuming.
@@ -174,12 +173,6 @@ class SQLiteStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _write_tables(conn: sqlite3.Connection, tables: list[tuple[type[Row], list[Any]]]) -> None:
-    with _transaction(conn):
-        for cls, rows in tables:
-            _upsert(conn, cls, rows)
 
 
 def _upsert(conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[Any]]) -> None:
