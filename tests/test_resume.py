@@ -15,7 +15,9 @@ from _crash_pipeline import build, ran
 from _store_fixtures import drop_schema
 
 from dremioframe_async import Pipeline, TaskState, task
+from dremioframe_async.orchestration import ResumeRefused
 from dremioframe_async.store import RunStatus, RunStore, SQLiteStore, open_store
+from dremioframe_async.store._sql import INTERRUPTED_REASON
 
 store_factory = _store_fixtures.store_factory
 store = _store_fixtures.store
@@ -93,6 +95,20 @@ async def _wait_for_status(store: RunStore, want: set[str], done: set[str]) -> s
             await anyio.sleep(0.02)
 
 
+async def _wait_for_second_attempt_of_c(store: RunStore) -> str:
+    """Poll until the newest run shows a, b done and c RUNNING its second attempt."""
+    with anyio.fail_after(30):
+        while True:
+            runs = await store.list_runs()
+            if runs and runs[0].status == "RUNNING":
+                tasks = {t.key: t for t in await store.get_tasks(runs[0].run_id)}
+                done = all(tasks[k].state == TaskState.SUCCESS for k in ("a", "b"))
+                c = tasks["c"]
+                if done and [a.state for a in c.attempts] == ["FAILED", "RUNNING"]:
+                    return runs[0].run_id
+            await anyio.sleep(0.02)
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_sigkilled_run_is_interrupted_and_resumes(
@@ -104,13 +120,19 @@ async def test_sigkilled_run_is_interrupted_and_resumes(
         url = f"{pg_url}?schema={schema}"
     else:
         url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    (tmp_path / "fail_c_once").touch()
     child = [sys.executable, str(HERE / "_crash_pipeline.py"), str(tmp_path), url]
     proc = subprocess.Popen(child, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         await _wait_for(tmp_path / "c.started", proc)
         watcher = open_store(url)
-        run_id = await _wait_for_status(watcher, {"RUNNING"}, {"a", "b"})
-        await watcher.aclose()
+        try:
+            run_id = await _wait_for_second_attempt_of_c(watcher)
+            # Its owner is alive: resuming now would run c a second time, concurrently.
+            with pytest.raises(ResumeRefused, match="still running"):
+                await build(tmp_path).run(resume=run_id, store=watcher)
+        finally:
+            await watcher.aclose()
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
@@ -127,6 +149,16 @@ async def _reopen_and_resume(url: str, run_id: str, tmp_path: Path) -> None:
         # The server notices the dead client's socket asynchronously, so poll (bounded).
         assert await _wait_for_status(store, {"INTERRUPTED"}, {"a", "b"}) == run_id
         assert (await store.get_run(run_id)).status is RunStatus.INTERRUPTED
+        tasks = {t.key: t for t in await store.get_tasks(run_id)}
+        # Nothing of an interrupted run still shows RUNNING: not c, not its attempt.
+        assert [t.key for t in tasks.values() if t.state is TaskState.RUNNING] == []
+        running = [t.key for t in tasks.values() for a in t.attempts if a.state == "RUNNING"]
+        assert running == []
+        c = tasks["c"]
+        assert (c.state, c.reason) == (TaskState.CANCELLED, INTERRUPTED_REASON)
+        assert [a.state for a in c.attempts] == [TaskState.FAILED, TaskState.CANCELLED]
+        assert c.attempts[1].finished is not None
+        assert tasks["d"].state is TaskState.PENDING
         (tmp_path / "release").touch()
         result = await build(tmp_path).run(resume=run_id, store=store)
         assert (result.status, result["d"]) == ("SUCCESS", 30)
