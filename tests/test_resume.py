@@ -191,3 +191,75 @@ async def test_two_stores_writing_one_sqlite_file(tmp_path: Path) -> None:
     assert {r.counts["SUCCESS"] for r in listed} == {20}
     for s in stores:
         await s.aclose()
+
+
+@pytest.mark.asyncio
+async def test_resume_with_other_params_is_refused_unless_allowed(
+    store: RunStore, tmp_path: Path
+) -> None:
+    (tmp_path / "release").touch()
+    (tmp_path / "fail_b").touch()
+    pipeline = build(tmp_path)
+    first = await pipeline.run({"day": "2030-01-01", "n": 1}, store=store)
+    assert first.status == "FAILED"
+    (tmp_path / "fail_b").unlink()
+    with pytest.raises(ResumeRefused, match=r"other params \(day differ\)") as info:
+        await pipeline.run({"day": "2030-01-02", "n": 1}, resume=first.run_id, store=store)
+    assert "resume_params_changed=True" in str(info.value)
+    assert ran(tmp_path) == ["a"]  # nothing ran
+    # The same params (given again, or not given) are not a change.
+    same = await pipeline.run({"day": "2030-01-01", "n": 1}, resume=first.run_id, store=store)
+    assert same.status == "SUCCESS"
+    changed = await pipeline.run(
+        {"day": "2030-01-02"}, resume=first.run_id, store=store, resume_params_changed=True
+    )
+    assert changed.status == "SUCCESS"
+    reasons = {t.key: t.reason for t in await store.get_tasks(changed.run_id)}
+    # Only a's result was reused (the first run stored it); the record says so, and why.
+    assert reasons["a"] == (f"resumed from run {first.run_id}, computed with other params (day, n)")
+    assert "resumed" not in reasons["b"]
+    assert (await store.get_run(changed.run_id)).params == {"day": "2030-01-02"}
+
+
+@pytest.mark.asyncio
+async def test_resuming_a_run_that_is_still_running_here_is_refused(store: RunStore) -> None:
+    started, release = anyio.Event(), anyio.Event()
+
+    @task(name="slow")
+    async def slow() -> int:
+        started.set()
+        await release.wait()
+        return 1
+
+    pipeline = Pipeline("live").add_task(slow())
+    run_ids: list[str] = []
+
+    async def first() -> None:
+        result = await pipeline.run(store=store, on_event=lambda e: run_ids.append(e.run_id))
+        assert result.status == "SUCCESS"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await started.wait()
+        with pytest.raises(ResumeRefused, match="still running"):
+            await pipeline.run(resume=run_ids[0], store=store)
+        release.set()
+    again = await pipeline.run(resume=run_ids[0], store=store)  # ended: now it may
+    assert again.states["slow"] is TaskState.SUCCESS
+    assert again.tasks["slow"].reason == f"resumed from run {run_ids[0]}"
+
+
+@pytest.mark.asyncio
+async def test_a_runs_start_is_on_record_before_its_first_task(store_factory) -> None:
+    store, reader = store_factory(), store_factory()  # reader: a second handle on the data
+    await reader.list_runs()  # opened beforehand, so that its read is quick
+    seen: list[object] = []
+
+    @task(name="look")
+    async def look(context: object) -> None:
+        seen.append(await reader.get_run(context.run_id))  # type: ignore[attr-defined]
+
+    result = await Pipeline("durable").add_task(look()).run(store=store)
+    assert result.status == "SUCCESS", result.errors
+    (run,) = seen
+    assert (run.pipeline, run.status) == ("durable", RunStatus.RUNNING)  # type: ignore[attr-defined]
