@@ -78,11 +78,17 @@ def _merge_expr(column: str, dialect: Dialect) -> str:
 
 
 def upsert(
-    cls: type[RunRow | TaskRow | AttemptRow], dialect: Dialect, prefix: str, rows: int = 1
+    cls: type[RunRow | TaskRow | AttemptRow],
+    dialect: Dialect,
+    prefix: str,
+    rows: int = 1,
+    *,
+    fresh: bool = False,
 ) -> str:
     """An ``INSERT ... ON CONFLICT DO UPDATE`` applying ``rows`` patch rows of ``cls``.
 
     The rows must have distinct keys (the fold merges a batch's patches per row).
+    ``fresh``: a plain ``INSERT``, for rows known not to exist yet (it fails if one does).
     """
     cols = columns(cls)
     keys = _KEYS[cls]
@@ -91,6 +97,8 @@ def upsert(
     else:
         marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
     values = ", ".join(f"({marks})" for _ in range(rows))
+    if fresh:
+        return f"INSERT INTO {prefix}{_TABLES[cls]} ({', '.join(cols)}) VALUES {values}"
     updates = ", ".join(f"{c} = {_merge_expr(c, dialect)}" for c in cols if c not in keys)
     return (
         f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) VALUES {values} "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,7 +27,7 @@ from ..orchestration._events import Event
 from ..orchestration._recorder import PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
-from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, as_tuple
+from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, TaskValues, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner, is_dead
 from ._sql import MIGRATIONS, interrupt_statements, migration, select, upsert
@@ -75,6 +75,9 @@ class SQLiteStore:
         self._max_result_bytes = max_result_bytes
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        # Task rows this store has written, per unfinished run: a task row not among
+        # them is new, and a plain INSERT costs about 40% less than the upsert.
+        self._written: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
@@ -123,14 +126,42 @@ class SQLiteStore:
 
     def _write(self, conn: sqlite3.Connection, events: list[Event]) -> None:
         fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
-        tables: list[tuple[type[Row], list[Any]]] = [
-            (RunRow, [as_tuple(r) for r in fold.runs.values()]),
-            (TaskRow, list(fold.tasks.values())),
-            (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
-        ]
-        with _transaction(conn):
-            for cls, rows in tables:
-                _upsert(conn, cls, rows)
+        runs = [as_tuple(r) for r in fold.runs.values()]
+        attempts = [as_tuple(r) for r in fold.attempts.values()]
+        tasks = list(fold.tasks.values())
+        fresh, known = self._split(tasks)
+        try:
+            with _transaction(conn):
+                _upsert(conn, RunRow, runs)
+                _upsert(conn, TaskRow, fresh, fresh=True)
+                _upsert(conn, TaskRow, known)
+                _upsert(conn, AttemptRow, attempts)
+        except sqlite3.IntegrityError:
+            # A row taken for new exists (written through another handle): upsert all.
+            with _transaction(conn):
+                _upsert(conn, RunRow, runs)
+                _upsert(conn, TaskRow, tasks)
+                _upsert(conn, AttemptRow, attempts)
+        self._remember(fold.runs.values(), fresh)
+
+    def _split(self, tasks: list[TaskValues]) -> tuple[list[TaskValues], list[TaskValues]]:
+        fresh: list[TaskValues] = []
+        known: list[TaskValues] = []
+        for row in tasks:
+            written = self._written.get(row[0])
+            (known if written is not None and row[1] in written else fresh).append(row)
+        return fresh, known
+
+    def _remember(self, runs: Iterable[RunRow], fresh: list[TaskValues]) -> None:
+        """Note the rows now written (after the commit); forget runs that ended."""
+        for row in fresh:
+            written = self._written.get(row[0])
+            if written is None:
+                written = self._written[row[0]] = set()
+            written.add(row[1])
+        for run in runs:
+            if run.finished is not None:
+                self._written.pop(run.run_id, None)
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results and status for resuming.
@@ -175,7 +206,9 @@ class SQLiteStore:
         await self.aclose()
 
 
-def _upsert(conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[Any]]) -> None:
+def _upsert(
+    conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[Any]], *, fresh: bool = False
+) -> None:
     """Write ``rows`` with as few statements as possible.
 
     One multi-row statement per chunk costs less CPU than ``executemany``'s
@@ -190,17 +223,18 @@ def _upsert(conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[An
     cap = min(_CHUNK, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(rows[0]))
     while done < total:
         n = min(cap, 1 << ((total - done).bit_length() - 1))
-        conn.execute(_upsert_sql(cls, n), list(chain.from_iterable(rows[done : done + n])))
+        sql = _upsert_sql(cls, n, fresh)
+        conn.execute(sql, list(chain.from_iterable(rows[done : done + n])))
         done += n
 
 
-_UPSERT_SQL: dict[tuple[type[Row], int], str] = {}
+_UPSERT_SQL: dict[tuple[type[Row], int, bool], str] = {}
 
 
-def _upsert_sql(cls: type[Row], rows: int) -> str:
-    sql = _UPSERT_SQL.get((cls, rows))
+def _upsert_sql(cls: type[Row], rows: int, fresh: bool) -> str:
+    sql = _UPSERT_SQL.get((cls, rows, fresh))
     if sql is None:
-        sql = _UPSERT_SQL[cls, rows] = upsert(cls, "sqlite", "", rows)
+        sql = _UPSERT_SQL[cls, rows, fresh] = upsert(cls, "sqlite", "", rows, fresh=fresh)
     return sql
 
 
