@@ -58,6 +58,7 @@ async def test_an_unreachable_postgres_fails_the_run_before_any_task() -> None:
     assert "hunter2" not in message
     assert "postgresql://postgres:***@127.0.0.1:1/db" in message
     assert isinstance(info.value, DremioFrameError)
+    assert isinstance(info.value.__cause__, OSError)  # the driver's error, for --traceback
 
 
 async def test_a_missing_driver_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,3 +222,21 @@ async def test_a_listener_still_sees_every_event_when_the_store_fails(tmp_path: 
     assert seen[-1] == "RunFinished"
     assert seen.count("TaskStateChanged") == 4
     await store.aclose()
+
+
+class _Refuses:
+    """A recorder of one's own (the RunRecorder protocol) that cannot write at all."""
+
+    async def record(self, events: Sequence[Event]) -> None:
+        raise RuntimeError("disk on fire")
+
+    async def load_prior_run(self, run_id: str) -> Any:
+        raise LookupError(run_id)
+
+
+async def test_any_recorder_that_cannot_record_the_start_stops_the_run() -> None:
+    calls: list[str] = []
+    with pytest.raises(StoreError, match=r"not started: .*RuntimeError: disk on fire") as info:
+        await _pipeline(calls).run(store=_Refuses())
+    assert calls == []
+    assert isinstance(info.value.__cause__, RuntimeError)

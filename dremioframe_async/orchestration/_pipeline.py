@@ -196,7 +196,9 @@ class Pipeline:
         except BaseExceptionGroup as group:
             # Task errors are in the result; what escapes (a KeyboardInterrupt in a
             # task, say) surfaces as itself, not wrapped by the run's task groups.
-            raise _sole_exception(group) from None
+            # Keep its own cause (a store error's driver exception, say).
+            sole = _sole_exception(group)
+            raise sole from sole.__cause__
 
     async def _prior_run(
         self,
