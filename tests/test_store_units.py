@@ -230,3 +230,27 @@ def test_public_names() -> None:
         "default_store_url",
         "open_store",
     ]
+
+
+def test_store_errors_are_in_the_documented_tree() -> None:
+    import dremioframe_async.errors as errors
+    from dremioframe_async.orchestration import ResumeRefused
+
+    tree = errors.__doc__ or ""
+    for name in (
+        "StoreError",
+        "RunNotFound",
+        "StoreSchemaError",
+        "StoreUnavailable",
+        "HistoryIncomplete",
+        "StoreConfigError",
+        "StoreURLError",
+    ):
+        cls = getattr(store_pkg, name)
+        assert issubclass(cls, DremioFrameError), name
+        assert issubclass(cls, errors.StoreError), name
+        assert f"{name} " in tree, f"{name} missing from the tree in errors.py"
+    assert "ResumeRefused" in tree
+    assert issubclass(ResumeRefused, DremioFrameError)
+    assert issubclass(ResumeRefused, ValueError)
+    assert store_pkg.StoreError is errors.StoreError
