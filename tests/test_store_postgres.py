@@ -129,3 +129,23 @@ async def test_a_thousand_concurrent_runs_on_a_fresh_database_are_all_recorded(
     assert len(runs) == 1000
     assert {r.run_id for r in runs} == {r.run_id for r in results}
     assert {(r.status, r.counts.get("SUCCESS")) for r in runs} == {(RunStatus.SUCCESS, 2)}
+
+
+@pytest.mark.asyncio
+async def test_a_runs_durable_start_is_one_statement(pg_url: str, schema: str) -> None:
+    queries: list[str] = []
+
+    @task(name="look")
+    async def look() -> int:
+        return len(queries)  # what the store sent before this first task started
+
+    pipeline = Pipeline("one_trip").add_task(look())
+    async with PostgresStore(pg_url, schema=schema, min_size=1, max_size=1) as store:
+        await pipeline.run(store=store)  # the store's first run also takes its owner lock
+        pool = await store._ensure()
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: queries.append(record.query))
+        queries.clear()
+        result = await pipeline.run(store=store)
+    assert result["look"] == 1, queries
+    assert queries[0].startswith(f'INSERT INTO "{schema}".runs')
