@@ -5,9 +5,10 @@ run takes what has piled up every few milliseconds and hands each listener the
 batch, in emission order, then the recorder. Only the run's start is awaited by
 the runner (``Dispatcher.flush``), so that a run is on record before its first
 task starts. A batch the recorder fails to take is retried and carried forward;
-what is lost in the end becomes the run's ``history_error``. The pump is shielded from the
-caller's cancellation so the events that describe a cancellation are still
-recorded, but it gets a bounded time to finish once the run is being cancelled.
+what is lost in the end becomes the run's ``history_error``. The pump is
+shielded from the caller's cancellation so the events that describe a
+cancellation are still recorded, but it gets a bounded time to finish once the
+run is being cancelled.
 """
 
 from __future__ import annotations
