@@ -149,3 +149,18 @@ async def test_a_runs_durable_start_is_one_statement(pg_url: str, schema: str) -
         result = await pipeline.run(store=store)
     assert result["look"] == 1, queries
     assert queries[0].startswith(f'INSERT INTO "{schema}".runs')
+
+
+@pytest.mark.asyncio
+async def test_a_lost_owner_lock_connection_is_taken_again_by_the_next_run(
+    pg_url: str, schema: str
+) -> None:
+    pipeline = _small_pipeline()
+    async with PostgresStore(pg_url, schema=schema, max_size=2) as store:
+        await pipeline.run(store=store)
+        lost = store._lock_conn
+        lost.terminate()  # the server restarted, say: the lock went with the session
+        result = await pipeline.run(store=store)
+        assert (result.status, result.history_error) == ("SUCCESS", None)
+        assert store._lock_conn is not lost
+        assert not store._lock_conn.is_closed()

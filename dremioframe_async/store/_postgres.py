@@ -197,13 +197,17 @@ class PostgresStore:
                     for sql in interrupt_statements("postgres", self._prefix):
                         await conn.execute(sql, run_id)
 
+    def _holds_owner_lock(self) -> bool:
+        return self._lock_conn is not None and not self._lock_conn.is_closed()
+
     async def _hold_owner_lock(self) -> None:
-        if self._lock_conn is not None:
+        """Hold the owner lock on its own connection, opened once (again if it was lost)."""
+        if self._holds_owner_lock():
             return
         if self._owner_lock is None:
             self._owner_lock = anyio.Lock()
         async with self._owner_lock:
-            if self._lock_conn is None:
+            if not self._holds_owner_lock():
                 self._lock_conn = await self._lock_owner_key()
 
     async def _lock_owner_key(self) -> Any:
