@@ -240,3 +240,33 @@ async def test_any_recorder_that_cannot_record_the_start_stops_the_run() -> None
         await _pipeline(calls).run(store=_Refuses())
     assert calls == []
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+async def test_a_store_that_waits_on_its_own_is_not_retried_past_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dremioframe_async.orchestration import _dispatch
+
+    monkeypatch.setattr(_dispatch, "RECORD_RETRY_BUDGET", 0.2)
+    path = tmp_path / "runs.sqlite"
+    store = _Watched(path)
+    store._busy_timeout = 0.3  # each attempt waits longer than the whole budget
+    locks: list[sqlite3.Connection] = []
+    attempts: list[int] = []
+    real_record = SQLiteStore.record
+
+    async def counted(self: SQLiteStore, events: Sequence[Event]) -> None:
+        attempts.append(len(events))
+        await real_record(self, events)
+
+    async def block() -> None:
+        locks.append(await _lock(path))
+        monkeypatch.setattr(SQLiteStore, "record", counted)
+
+    result = await _pipeline([], block).run(store=store)
+    locks[0].rollback()
+    locks[0].close()
+    assert isinstance(result.history_error, HistoryIncomplete)
+    # One attempt per batch: none was retried, each having waited past the budget.
+    assert len(attempts) <= 3
+    await store.aclose()

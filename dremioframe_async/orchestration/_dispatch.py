@@ -40,6 +40,7 @@ BATCH_WINDOW = 0.005
 # enough to ride out a restarting server or a locked SQLite file, short enough
 # that a run whose store is gone still ends promptly.
 RECORD_BACKOFF = (0.05, 0.25, 1.0)
+RECORD_RETRY_BUDGET = 5.0  # no retry starts later than this after the first attempt
 
 
 def normalize_listeners(on_event: Listener | Sequence[Listener] | None) -> tuple[Listener, ...]:
@@ -145,10 +146,16 @@ class _Recording:
 
 
 async def _record_with_retries(recorder: RunRecorder, events: Sequence[Event]) -> None:
+    """Record ``events``, retrying with backoff while the budget lasts; raise the last error."""
+    deadline = anyio.current_time() + RECORD_RETRY_BUDGET
     for delay in RECORD_BACKOFF:
         try:
             await recorder.record(events)
         except Exception:
+            # A store that waits on its own before failing (SQLite's busy timeout,
+            # a connect timeout) has used the budget already: do not multiply it.
+            if anyio.current_time() + delay > deadline:
+                raise
             await anyio.sleep(delay)
         else:
             return
