@@ -138,6 +138,7 @@ class Fold:
         # way in every batch so keys match across rows and the run's task_keys.
         self.escape = escape
         self._text = storable_text if escape else _keep
+        self._run_ids: dict[str, str] = {}
         self.owner = owner
         self.owner_key = owner_key
         self.max_result_bytes = max_result_bytes
@@ -169,7 +170,10 @@ class Fold:
         return row
 
     def _new_task(self, run_id: str, key: str) -> TaskValues:
-        return [self._text(run_id), self._text(key), *_EMPTY]
+        stored = self._run_ids.get(run_id)
+        if stored is None:  # one run per batch, as a rule: check its id once
+            stored = self._run_ids[run_id] = self._text(run_id)
+        return [stored, self._text(key), *_EMPTY]
 
     def _task(self, run_id: str, key: str) -> TaskValues:
         row = self.tasks.get((run_id, key))
@@ -215,7 +219,8 @@ class Fold:
             return
         if state is _PENDING:
             return
-        row[_FINISHED], row[_REASON] = event.time, self._text(event.reason)
+        reason = event.reason
+        row[_FINISHED], row[_REASON] = event.time, self._text(reason) if reason else reason
         if state is _SUCCESS:
             row[_RESULT] = encode_result_fields(event.result, self.max_result_bytes)
         if attempt > 1 or (attempt and event.error is not None):
