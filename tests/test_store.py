@@ -241,3 +241,21 @@ async def test_a_run_with_unstorable_text_is_recorded_whole(store: RunStore) -> 
     tasks = {t.key: t for t in await store.get_tasks(result.run_id)}
     failed = tasks[_as_stored(store, "bad\x00name")]
     assert failed.attempts[0].error_message == _as_stored(store, "surrogate \udcff in the message")
+
+
+@pytest.mark.asyncio
+async def test_a_run_written_through_two_handles_is_merged(store_factory: StoreFactory) -> None:
+    # Stores insert rows they have not written yet without an upsert; a row that
+    # exists anyway (another handle wrote it) must fall back to the upsert.
+    first, second = store_factory(), store_factory()
+    events = sample_run()
+    await first.record(events[:2])  # the run starts; a is RUNNING
+    await second.record(events[2:])  # a's SUCCESS, and the rest, through another handle
+    tasks = {t.key: t for t in await second.get_tasks("r1")}
+    assert (tasks["a"].state, tasks["a"].started, tasks["a"].finished) == (
+        TaskState.SUCCESS,
+        T0 + 1,
+        T0 + 2,
+    )
+    assert tasks["a"].result == {"rows": [1, 2]}
+    assert (await second.get_run("r1")).counts == {"SUCCESS": 2, "FAILED": 1, "UPSTREAM_FAILED": 1}

@@ -218,5 +218,5 @@ async def test_rows_written_through_another_handle_are_merged_not_duplicated(
             "FAILED": 1,
             "UPSTREAM_FAILED": 1,
         }
-        assert first._written == {"r1": {"a"}}  # still running, as far as it knows
-        assert second._written == {}  # it saw the run end
+        assert first._written.runs() == {"r1": {"a"}}  # still running, as far as it knows
+        assert second._written.runs() == {}  # it saw the run end

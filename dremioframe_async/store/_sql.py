@@ -109,7 +109,9 @@ def upsert(
 _PG_TYPES = {"str": "text", "float": "float8", "int": "int8", "bool": "bool"}
 
 
-def upsert_json(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
+def upsert_json(
+    cls: type[RunRow | TaskRow | AttemptRow], prefix: str, *, fresh: bool = False
+) -> str:
     """PostgreSQL: upsert many rows of ``cls`` given as one JSON array of row arrays.
 
     One statement and one round trip per table and batch, where ``executemany``
@@ -119,11 +121,17 @@ def upsert_json(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
     encoded by ``json.dumps`` in C. Floats survive: Python writes the shortest
     repr and PostgreSQL reads it back exactly. A batch never holds two patches
     of one row (the fold merges them), which ``ON CONFLICT DO UPDATE`` requires.
+    ``fresh``: a plain ``INSERT``, for rows known not to exist yet.
     """
     cols = columns(cls)
     keys = _KEYS[cls]
     types = [_PG_TYPES[str(f.type).split(" ")[0]] for f in fields(cls)]
     values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(types))
+    if fresh:
+        return (
+            f"INSERT INTO {prefix}{_TABLES[cls]} ({', '.join(cols)}) "
+            f"SELECT {values} FROM jsonb_array_elements($1::jsonb) AS e"
+        )
     updates = ", ".join(f"{c} = {_merge_expr(c, 'postgres')}" for c in cols if c not in keys)
     return (
         f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) "
