@@ -270,3 +270,55 @@ async def test_a_store_that_waits_on_its_own_is_not_retried_past_the_budget(
     # One attempt per batch: none was retried, each having waited past the budget.
     assert len(attempts) <= 3
     await store.aclose()
+
+
+async def test_a_run_cancelled_while_its_start_is_written_is_recorded_cancelled(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    store = SQLiteStore(path, busy_timeout=20)
+    await store.list_runs()  # open it before its file gets locked
+    lock = await _lock(path)
+    calls: list[str] = []
+    seen: list[Any] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: _pipeline(calls).run(store=store, on_event=seen.append))
+        await anyio.wait_all_tasks_blocked()  # the start's write waits for the lock
+        tg.cancel_scope.cancel()
+        lock.rollback()  # the write goes through; the run never starts a task
+        lock.close()
+    assert calls == []
+    (run,) = await store.list_runs()
+    assert (run.status, run.pipeline) == (RunStatus.CANCELLED, "fragile")  # not RUNNING
+    assert (type(seen[0]).__name__, type(seen[-1]).__name__) == ("RunStarted", "RunFinished")
+    await store.aclose()
+
+
+async def test_a_postgres_start_cancelled_mid_write_is_recorded_cancelled(pg_url: str) -> None:
+    # asyncpg abandons a cancelled statement: the run's start may or may not have
+    # landed, and the runner never got to start (or end) the run.
+    schema = f"dfa_test_{secrets.token_hex(6)}"
+    store = PostgresStore(pg_url, schema=schema, max_size=2)
+    await store.list_runs()  # create the schema before locking its table
+    locker = await asyncpg.connect(pg_url)
+    calls: list[str] = []
+    seen: list[Any] = []
+    try:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute(f'LOCK TABLE "{schema}".runs IN ACCESS EXCLUSIVE MODE')
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _pipeline(calls).run(store=store, on_event=seen.append))
+            await anyio.wait_all_tasks_blocked()  # the start's INSERT waits for the lock
+            tg.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await anyio.wait_all_tasks_blocked()  # the run has taken the cancellation
+                await tx.rollback()  # the lock goes; what the run wrote at its end lands
+        assert calls == []
+        (run,) = await store.list_runs()
+        assert (run.status, run.pipeline) == (RunStatus.CANCELLED, "fragile")
+        assert [type(e).__name__ for e in seen] == ["RunStarted", "RunFinished"]
+    finally:
+        await locker.close()
+        await store.aclose()
+        await drop_schema(pg_url, schema)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +24,7 @@ import anyio
 
 from ..errors import DremioFrameError, StoreError
 from ._errors import ArgumentError
-from ._events import Event
+from ._events import Event, RunFinished, RunStarted
 from ._recorder import HistoryIncomplete, RunRecorder
 
 __all__ = ["Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners"]
@@ -202,8 +203,24 @@ class Dispatcher:
                     f"run {batch[0].run_id} not started: {self._recording.recorder!r} could not "
                     f"record its start ({type(exc).__name__}: {exc})"
                 ) from exc
+            except BaseException:
+                # Cancelled while the start was being written: it may have landed, and
+                # the runner ends no run it did not start. Record its end, so that it
+                # does not stay RUNNING (the pump writes it, shielded and bounded).
+                self._end_unstarted(batch)
+                raise
             for listener in self._listeners:
                 await _deliver(listener, batch)
+
+    def _end_unstarted(self, batch: list[Event]) -> None:
+        assert self._outbox is not None
+        for event in batch:
+            self._outbox.emit(event)
+            if isinstance(event, RunStarted):
+                end = RunFinished(
+                    event.run_id, event.pipeline, "CANCELLED", time.time(), event.time
+                )
+                self._outbox.emit(end)
 
     async def pump(self, scope: anyio.CancelScope, done: anyio.Event) -> None:
         assert self._outbox is not None
