@@ -232,21 +232,21 @@ async def test_resuming_a_run_that_is_still_running_here_is_refused(store: RunSt
         return 1
 
     pipeline = Pipeline("live").add_task(slow())
-    run_ids: list[str] = []
+    run_id = "live-run"
 
     async def first() -> None:
-        result = await pipeline.run(store=store, on_event=lambda e: run_ids.append(e.run_id))
+        result = await pipeline.run(store=store, run_id=run_id)
         assert result.status == "SUCCESS"
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(first)
         await started.wait()
         with pytest.raises(ResumeRefused, match="still running"):
-            await pipeline.run(resume=run_ids[0], store=store)
+            await pipeline.run(resume=run_id, store=store)
         release.set()
-    again = await pipeline.run(resume=run_ids[0], store=store)  # ended: now it may
+    again = await pipeline.run(resume=run_id, store=store)  # ended: now it may
     assert again.states["slow"] is TaskState.SUCCESS
-    assert again.tasks["slow"].reason == f"resumed from run {run_ids[0]}"
+    assert again.tasks["slow"].reason == f"resumed from run {run_id}"
 
 
 @pytest.mark.asyncio

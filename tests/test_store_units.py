@@ -218,6 +218,8 @@ def test_public_names() -> None:
         "PostgresStore",
         "RunInfo",
         "RunNotFound",
+        "RunPage",
+        "RunQuery",
         "RunStatus",
         "RunStore",
         "SQLiteStore",

@@ -98,12 +98,18 @@ class _Outbox:
             if batch or self._closed.is_set():
                 return batch or None
 
-    def take_now(self) -> list[Event]:
-        """Whatever has been emitted so far (possibly nothing)."""
+    def take_now(self, *, rearm: bool = True) -> list[Event]:
+        """Whatever has been emitted so far (possibly nothing); ``rearm=False``
+        leaves the pump's wake-up set (for events put back with :meth:`requeue`)."""
         batch, self.events = self.events, []
-        if not self._closed.is_set():
+        if rearm and not self._closed.is_set():
             self._waiting = anyio.Event()
         return batch
+
+    def requeue(self, batch: list[Event]) -> None:
+        """Put ``batch`` back in front of what was emitted since it was taken."""
+        self.events[:0] = batch
+        self._waiting.set()
 
 
 class _Recording:
@@ -166,10 +172,11 @@ async def _record_with_retries(recorder: RunRecorder, events: Sequence[Event]) -
 class Dispatcher:
     """One run's event delivery: ``emit`` (None when nobody listens) and ``flush``.
 
-    ``flush`` (None without a recorder) delivers what was emitted so far at once,
-    recorder first, and raises when the recorder cannot take it: the runner awaits
-    it after ``RunStarted`` so that a run's row is committed before its first task
-    starts. ``history_error`` is set once the run's events have been delivered.
+    ``flush`` (None without a recorder) records what was emitted so far at once,
+    and raises when the recorder cannot take it: the runner awaits it after
+    ``RunStarted`` so that a run's row is committed before its first task starts.
+    Listeners get those events from the pump as usual. ``history_error`` is set
+    once the run's events have been delivered.
     """
 
     def __init__(
@@ -184,12 +191,13 @@ class Dispatcher:
             self._flush if recording is not None else None
         )
         self.history_error: HistoryIncomplete | None = None
+        self._recorded_ahead = 0  # leading events of the next batch already recorded
 
     async def _flush(self) -> None:
         assert self._outbox is not None
         assert self._recording is not None
         async with self._lock:
-            batch = self._outbox.take_now()
+            batch = self._outbox.take_now(rearm=False)
             if not batch:
                 return
             try:
@@ -209,8 +217,10 @@ class Dispatcher:
                 # does not stay RUNNING (the pump writes it, shielded and bounded).
                 self._end_unstarted(batch)
                 raise
-            for listener in self._listeners:
-                await _deliver(listener, batch)
+            # Listeners hear of the start with the run's first task events, in the
+            # pump's next batch, as if it had not been flushed; the recorder has it.
+            self._outbox.requeue(batch)
+            self._recorded_ahead = len(batch)
 
     def _end_unstarted(self, batch: list[Event]) -> None:
         assert self._outbox is not None
@@ -236,7 +246,9 @@ class Dispatcher:
         for listener in self._listeners:
             await _deliver(listener, batch)
         if self._recording is not None:
-            await self._recording.record(batch)
+            ahead, self._recorded_ahead = self._recorded_ahead, 0
+            if rest := batch[ahead:]:
+                await self._recording.record(rest)
 
     def finish(self) -> None:
         if self._recording is not None:

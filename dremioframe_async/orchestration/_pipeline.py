@@ -48,6 +48,14 @@ def _changed_params(stored: Mapping[str, Any], given: Mapping[str, Any] | None) 
 _MISSING = object()
 
 
+def _check_grace(pipeline: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ArgumentError(
+            f"pipeline {pipeline!r}: cleanup_grace must be a number of seconds >= 0, got {value!r}"
+        )
+    return float(value)
+
+
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -64,7 +72,13 @@ class Pipeline:
     :param pools: named limits, ``{"dremio": 8}``; a task joins one with
         ``@task(pool="dremio")``. A value may also be an ``anyio.CapacityLimiter``
         to share one limit across pipelines and runs.
-    :raises ArgumentError: for an empty name or a limit that is not a whole number >= 1.
+    :param cleanup_grace: when a run is cancelled, its running tasks are
+        cancelled, then its ``all_done`` and ``always`` tasks whose upstream
+        tasks have all ended still run, shielded from the cancellation, for at
+        most this many seconds (``math.inf``: no bound; 0: not at all). A
+        second cancellation (see ``run(stop_cleanup=...)``) ends them sooner.
+    :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
+        or a negative ``cleanup_grace``.
     """
 
     def __init__(
@@ -74,6 +88,7 @@ class Pipeline:
         pools: Mapping[str, int | anyio.CapacityLimiter] | None = None,
         *,
         max_workers: int | None = None,
+        cleanup_grace: float = 30.0,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -87,6 +102,7 @@ class Pipeline:
             if not isinstance(size, anyio.CapacityLimiter):
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
+        self.cleanup_grace = _check_grace(name, cleanup_grace)
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], Plan] | None = None
 
@@ -144,6 +160,7 @@ class Pipeline:
         resume: str | None = None,
         resume_params_changed: bool = False,
         run_id: str | None = None,
+        stop_cleanup: anyio.Event | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -158,10 +175,15 @@ class Pipeline:
         :param resume: with ``store``, the id of an earlier run of this pipeline
             whose successful, stored results are reused instead of re-running
             those tasks; its parameters are reused unless ``context`` is given.
+            The ``all_done``, ``always`` and ``one_*`` tasks run again: they react
+            to how this run's tasks end.
             Refused while that run's process is alive, and when ``context``
             differs from its parameters unless ``resume_params_changed`` is true
             (each reused task's recorded reason then says so).
         :param resume_params_changed: allow ``resume`` with other parameters.
+        :param stop_cleanup: the second cancellation. Once this event is set, the
+            cleanup tasks of a cancelled run (see ``cleanup_grace``) are cancelled
+            too; the command line sets it on the second Ctrl-C.
         :returns: the :class:`RunResult`; its ``history_error`` is set when some of
             the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
@@ -188,6 +210,8 @@ class Pipeline:
                     pools=pools,
                     emit=dispatch.emit,
                     prior=prior,
+                    cleanup_grace=self.cleanup_grace,
+                    stop_cleanup=stop_cleanup,
                     on_start=dispatch.flush,
                 )
                 result = await run.execute()

@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._memory import MemoryStore
 from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
+from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
 from ._url import default_store_url, open_store
@@ -31,6 +32,8 @@ __all__ = [
     "PostgresStore",
     "RunInfo",
     "RunNotFound",
+    "RunPage",
+    "RunQuery",
     "RunStatus",
     "RunStore",
     "SQLiteStore",
