@@ -1,11 +1,11 @@
-"""Async Dremio REST client (aiohttp) returning pyarrow tables.
+"""Async Dremio client returning pyarrow tables: REST (aiohttp) and Arrow Flight.
 
 ``DremioClient`` is the entry point; errors derive from ``DremioError``.
 """
 
 from __future__ import annotations
 
-from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, split_path
+from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, Via, split_path
 from ._config import Secret
 from ._errors import (
     DremioAPIError,
@@ -23,12 +23,16 @@ from ._errors import (
     DremioRateLimited,
     DremioServerError,
 )
+from ._flight import CLOUD_FLIGHT_URL
+from ._stream import BatchStream
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
 
 __all__ = [
+    "CLOUD_FLIGHT_URL",
     "FINAL_JOB_STATES",
     "PAGE_SIZE",
+    "BatchStream",
     "DremioAPIError",
     "DremioAuthError",
     "DremioBackendError",
@@ -47,6 +51,7 @@ __all__ = [
     "Job",
     "RetryPolicy",
     "Secret",
+    "Via",
     "arrow_schema",
     "arrow_type",
     "split_path",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import anyio
@@ -19,18 +19,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._config import resolve_config
-from ._errors import DremioError, DremioJobCancelled, DremioJobFailed, DremioJobTimeout
+from ._errors import (
+    DremioConfigError,
+    DremioError,
+    DremioJobCancelled,
+    DremioJobFailed,
+    DremioJobTimeout,
+)
+from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._pages import map_bounded
+from ._parquet import write_parquet_atomically
+from ._stream import BatchStream, StreamStats
 from ._transport import Loads, RetryPolicy, Transport
 from ._types import arrow_schema, has_decimal, rows_to_batch
 
-__all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job"]
+__all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job", "Via"]
 
 logger = logging.getLogger("dremioframe_async.dremio")
 
 PAGE_SIZE = 500
 """Dremio serves at most 500 rows per results request."""
 FINAL_JOB_STATES = frozenset({"COMPLETED", "FAILED", "CANCELED"})
+Via = Literal["auto", "flight", "rest"]
+"""How a query's result travels: ``auto`` is Flight when a Flight URL is set, else REST."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +91,16 @@ class DremioClient:
 
     Use it as an async context manager: one pooled aiohttp session lives inside
     it. Configuration comes from the arguments, else from ``DREMIO_URL``,
-    ``DREMIO_PAT``, ``DREMIO_USERNAME``, ``DREMIO_PASSWORD`` and
-    ``DREMIO_PROJECT_ID``. Tokens and passwords never appear in its repr,
-    its log lines or its errors.
+    ``DREMIO_PAT``, ``DREMIO_USERNAME``, ``DREMIO_PASSWORD``,
+    ``DREMIO_PROJECT_ID`` and ``DREMIO_FLIGHT_URL``. Tokens and passwords never
+    appear in its repr, its log lines or its errors.
 
-    :raises DremioConfigError: no URL or no usable credentials.
+    With ``flight_url`` (``grpc+tcp://host:32010``, ``grpc+tls://...``) results
+    can travel over Arrow Flight: ``query``, ``stream`` and ``query_to_parquet``
+    use it by default. ``flight_read_ahead`` bounds the record batches a Flight
+    stream holds; ``flight_streams`` the Flight reads running at once.
+
+    :raises DremioConfigError: no URL, no usable credentials, or a bad ``flight_url``.
     """
 
     def __init__(
@@ -102,6 +118,9 @@ class DremioClient:
         poll_interval: float = 0.05,
         max_poll_interval: float = 1.0,
         cancel_timeout: float = 10.0,
+        flight_url: str | None = None,
+        flight_read_ahead: int = 4,
+        flight_streams: int = 8,
     ) -> None:
         self.config = resolve_config(url, token, username, password, project_id)
         self.page_concurrency = page_concurrency
@@ -113,6 +132,23 @@ class DremioClient:
             max_connections=max_connections,
             request_timeout=request_timeout,
         )
+        self._flight = self._flight_transport(
+            flight_url, retry or RetryPolicy(), flight_read_ahead, flight_streams
+        )
+
+    def _flight_transport(
+        self, url: str | None, retry: RetryPolicy, read_ahead: int, streams: int
+    ) -> FlightTransport | None:
+        url = url or os.environ.get("DREMIO_FLIGHT_URL") or None
+        if url is None:
+            return None
+        options = FlightOptions(url, read_ahead=read_ahead, max_streams=streams)
+        return FlightTransport(self.config, options, retry)
+
+    @property
+    def flight_url(self) -> str | None:
+        """The Arrow Flight endpoint, or None when results travel over REST only."""
+        return self._flight.options.url if self._flight is not None else None
 
     @classmethod
     def cloud(
@@ -120,20 +156,24 @@ class DremioClient:
     ) -> Self:
         """A client for Dremio Cloud (``https://api.dremio.cloud/v0/projects/{project_id}``).
 
+        Results travel over Arrow Flight at ``grpc+tls://data.dremio.cloud:443``
+        unless ``flight_url=`` (or ``DREMIO_FLIGHT_URL``) names another endpoint
+        (``grpc+tls://data.eu.dremio.cloud:443`` in the EU).
+
         :raises DremioConfigError: no token or no project id.
         """
         project_id = project_id or os.environ.get("DREMIO_PROJECT_ID")
         if not project_id:
-            from ._errors import DremioConfigError
-
             raise DremioConfigError("Dremio Cloud needs project_id= (or DREMIO_PROJECT_ID)")
+        options.setdefault("flight_url", os.environ.get("DREMIO_FLIGHT_URL") or CLOUD_FLIGHT_URL)
         return cls(options.pop("url", None), token=token, project_id=project_id, **options)
 
     def __repr__(self) -> str:
         cfg = self.config
         who = f", username={cfg.username!r}" if cfg.username else ""
         project = f", project_id={cfg.project_id!r}" if cfg.project_id else ""
-        return f"DremioClient({cfg.root!r}, auth={cfg.auth!r}{who}{project})"
+        flight_url = f", flight_url={self.flight_url!r}" if self.flight_url else ""
+        return f"DremioClient({cfg.root!r}, auth={cfg.auth!r}{who}{project}{flight_url})"
 
     async def __aenter__(self) -> Self:
         try:
@@ -152,9 +192,11 @@ class DremioClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session (shielded, so a cancelled caller still releases it)."""
+        """Close the HTTP session and the Flight channel (shielded: a cancelled caller too)."""
         with anyio.CancelScope(shield=True):
             await self._transport.close()
+            if self._flight is not None:
+                await self._flight.close()
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -232,16 +274,95 @@ class DremioClient:
         context: Sequence[str] | None = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+        via: Via = "auto",
     ) -> pa.Table:
-        """Submit, wait for and fetch a query: ``submit`` + ``wait`` + ``fetch_arrow``.
+        """Run a query and return its whole result: over Flight, or ``submit`` + ``wait`` +
+        ``fetch_arrow`` over REST (``via``: ``auto`` is Flight when ``flight_url`` is set).
 
-        :raises DremioJobFailed: the job FAILED.
+        A table is returned only once every row has arrived: a stream broken mid-way raises.
+
+        :raises DremioJobFailed: the job FAILED (Dremio's message is carried).
         :raises DremioJobTimeout: the job took longer than ``timeout`` (it is cancelled).
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
         :raises DremioError: any other failure.
         """
+        if self._resolve_via(via) == "flight":
+            return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
         await self.wait(job_id, timeout=timeout)
         return await self.fetch_arrow(job_id)
+
+    def stream(
+        self,
+        sql: str,
+        context: Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,
+        via: Via = "auto",
+    ) -> BatchStream:
+        """Run a query and stream its record batches, in order, with bounded read-ahead.
+
+        ``async for batch in client.stream(sql)``; ``async with client.stream(sql) as s``
+        stops the read when the block is left early. Over Flight at most
+        ``flight_read_ahead`` batches are held; over REST at most ``page_concurrency``
+        pages. Errors are raised by the iteration.
+
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
+        """
+        if self._resolve_via(via) == "flight":
+            stats = StreamStats()
+            flight = self._flight_or_fail()
+            batches = flight.batches(sql, context=context, timeout=timeout, stats=stats)
+            return BatchStream(batches, "flight", stats)
+        return BatchStream(self._rest_batches(sql, context, timeout), "rest")
+
+    async def _rest_batches(
+        self,
+        sql: str,
+        context: Sequence[str] | None,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> AsyncGenerator[pa.RecordBatch, None]:
+        job_id = await self.submit(sql, context)
+        await self.wait(job_id, timeout=timeout)
+        async with aclosing(self.iter_batches(job_id)) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def query_to_parquet(
+        self,
+        sql: str,
+        path: str | os.PathLike[str],
+        context: Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+        via: Via = "auto",
+        row_group_rows: int = 65_536,
+    ) -> int:
+        """Run a query and stream its result into a Parquet file; return the row count.
+
+        The file is written under a hidden temporary name beside ``path`` and renamed
+        into place once complete, so ``path`` never holds a partial result; on failure
+        or cancellation the temporary file is removed.
+
+        :raises DremioError: the query or the stream failed.
+        :raises OSError: the file could not be written.
+        """
+        async with self.stream(sql, context, timeout=timeout, via=via) as batches:
+            return await write_parquet_atomically(batches, path, row_group_rows=row_group_rows)
+
+    def _resolve_via(self, via: str) -> Literal["flight", "rest"]:
+        if via == "auto":
+            return "flight" if self._flight is not None else "rest"
+        if via in ("flight", "rest"):
+            return "flight" if via == "flight" else "rest"
+        raise DremioConfigError(f"via must be 'auto', 'flight' or 'rest', not {via!r}")
+
+    def _flight_or_fail(self) -> FlightTransport:
+        if self._flight is None:
+            raise DremioConfigError(
+                "via='flight' needs a Flight endpoint: pass flight_url= or set DREMIO_FLIGHT_URL"
+            )
+        return self._flight
 
     # -- results ------------------------------------------------------------------------------
 
