@@ -55,13 +55,21 @@ async def client(fake: FakeDremio) -> AsyncIterator[DremioClient]:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("status", [502, 503, 504], ids=lambda s: f"http-{s}")
-async def test_transient_status_is_retried(
+@pytest.mark.parametrize("status", [500, 502, 503, 504], ids=lambda s: f"http-{s}")
+async def test_transient_status_on_a_get_is_retried(
     client: DremioClient, fake: FakeDremio, status: int
 ) -> None:
-    fake.fail_next(2, status, path="/sql")
+    job_id = await client.submit("SELECT 1 AS x")
+    fake.fail_next(2, status, path=f"/job/{job_id}", method="GET")
+    assert (await client.job(job_id)).id == job_id
+    assert [r.status for r in fake.requests_to(f"/job/{job_id}")] == [status, status, 200]
+
+
+@pytest.mark.asyncio
+async def test_503_on_submit_is_retried(client: DremioClient, fake: FakeDremio) -> None:
+    fake.fail_next(2, 503, path="/sql")
     assert (await client.query("SELECT 1 AS x")).to_pylist() == [{"x": 1}]
-    assert [r.status for r in fake.requests_to("/sql")] == [status, status, 200]
+    assert [r.status for r in fake.requests_to("/sql")] == [503, 503, 200]
 
 
 @pytest.mark.asyncio
@@ -71,7 +79,6 @@ async def test_transient_status_is_retried(
         pytest.param(400, DremioBadRequest, id="400"),
         pytest.param(403, DremioAuthError, id="403"),
         pytest.param(404, DremioNotFound, id="404"),
-        pytest.param(500, DremioServerError, id="500"),
     ],
 )
 async def test_non_transient_status_is_not_retried(
@@ -164,7 +171,7 @@ async def test_slow_job_and_job_latency_progress_states() -> None:
         pytest.param(404, DremioNotFound, False, id="404"),
         pytest.param(409, DremioAPIError, False, id="409"),
         pytest.param(429, DremioRateLimited, True, id="429"),
-        pytest.param(500, DremioServerError, False, id="500"),
+        pytest.param(500, DremioServerError, True, id="500"),
         pytest.param(502, DremioServerError, True, id="502"),
         pytest.param(503, DremioServerError, True, id="503"),
         pytest.param(504, DremioServerError, True, id="504"),

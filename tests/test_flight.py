@@ -337,7 +337,7 @@ async def test_the_loop_keeps_ticking_during_a_large_read(fake: FakeDremio) -> N
             assert table.num_rows == 1_000_000
         stop.set()
     assert len(gaps) >= 10
-    assert max(gaps) < 0.25  # generous on a shared machine; a blocked loop shows seconds
+    assert max(gaps) < 0.3, sorted(gaps)[-5:]  # generous: a blocked loop shows seconds
 
 
 @pytest.mark.asyncio

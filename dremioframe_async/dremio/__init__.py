@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, Via, split_path
-from ._config import Secret
+from ._config import Secret, TlsOptions
 from ._errors import (
     DremioAPIError,
     DremioAuthError,
@@ -21,7 +21,10 @@ from ._errors import (
     DremioJobTimeout,
     DremioNotFound,
     DremioRateLimited,
+    DremioResultIncomplete,
     DremioServerError,
+    DremioSubmitUncertain,
+    DremioTLSError,
 )
 from ._flight import CLOUD_FLIGHT_URL
 from ._stream import BatchStream
@@ -47,10 +50,14 @@ __all__ = [
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",
+    "DremioResultIncomplete",
     "DremioServerError",
+    "DremioSubmitUncertain",
+    "DremioTLSError",
     "Job",
     "RetryPolicy",
     "Secret",
+    "TlsOptions",
     "Via",
     "arrow_schema",
     "arrow_type",

@@ -13,6 +13,7 @@ worker to end. Every Flight error is mapped to the ``DremioError`` tree here.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ import pyarrow.flight as flight
 from anyio.lowlevel import EventLoopToken, current_token
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ._config import DremioConfig, Secret
+from ._config import DremioConfig, Secret, TlsOptions
 from ._errors import (
     DremioAuthError,
     DremioConfigError,
@@ -36,6 +37,8 @@ from ._errors import (
     DremioJobCancelled,
     DremioJobFailed,
     DremioJobTimeout,
+    DremioResultIncomplete,
+    DremioTLSError,
 )
 from ._stream import StreamStats
 from ._transport import RetryPolicy
@@ -65,16 +68,13 @@ class FlightOptions:
     """Where the Flight endpoint is and how reads are bounded.
 
     ``read_ahead`` is the most record batches a stream holds before its consumer
-    takes them; ``max_streams`` the most reads (worker threads) at once.
-    ``tls_root_certs`` (PEM) and ``disable_server_verification`` configure
-    ``grpc+tls``.
+    takes them; ``max_streams`` the most reads (worker threads) at once. TLS for
+    ``grpc+tls`` comes from the client's shared ``ssl=`` setting.
     """
 
     url: str
     read_ahead: int = 4
     max_streams: int = 8
-    tls_root_certs: bytes | None = field(default=None, repr=False)
-    disable_server_verification: bool = False
 
 
 def validate_flight_url(url: str) -> str:
@@ -91,6 +91,32 @@ def validate_flight_url(url: str) -> str:
     if parts.username or parts.password:
         raise DremioConfigError("flight_url must not carry credentials: use token= or username=")
     return url
+
+
+def grpc_tls(tls: TlsOptions) -> dict[str, Any]:
+    """FlightClient's TLS arguments from the client's shared TLS options (blocking: reads files).
+
+    gRPC takes trusted CAs as PEM bytes, not an ``ssl.SSLContext``: a context's
+    loaded CA certificates are passed on in PEM form, and a context that does not
+    verify turns verification off.
+
+    :raises DremioConfigError: the CA bundle cannot be read.
+    """
+    if tls.context is not None:
+        if tls.context.verify_mode == ssl.CERT_NONE:
+            return {"disable_server_verification": True}
+        certs = tls.context.get_ca_certs(binary_form=True)
+        if not certs:
+            return {}
+        return {"tls_root_certs": "".join(ssl.DER_cert_to_PEM_cert(c) for c in certs).encode()}
+    if not tls.verify:
+        return {"disable_server_verification": True}
+    if tls.ca_file is None:
+        return {}
+    try:
+        return {"tls_root_certs": tls.ca_file.read_bytes()}
+    except OSError as exc:
+        raise DremioConfigError(f"cannot load the CA bundle {tls.ca_file}: {exc}") from exc
 
 
 def _redact(url: str) -> str:
@@ -121,6 +147,8 @@ def map_flight_error(exc: Exception, call: str, timeout: float | None) -> Dremio
     if isinstance(exc, flight.FlightUnauthorizedError):
         return DremioAuthError("FLIGHT", call, 403, message)
     if isinstance(exc, flight.FlightUnavailableError):
+        if _is_tls_failure(message):
+            return DremioTLSError("FLIGHT", call, message)
         return DremioConnectionError("FLIGHT", call, message)
     if isinstance(exc, flight.FlightTimedOutError):
         return DremioJobTimeout(FLIGHT_JOB, timeout or 0.0)
@@ -129,6 +157,11 @@ def map_flight_error(exc: Exception, call: str, timeout: float | None) -> Dremio
     if isinstance(exc, flight.FlightError):
         return DremioJobFailed(FLIGHT_JOB, message)
     return DremioConnectionError("FLIGHT", call, f"{type(exc).__name__}: {message}")
+
+
+def _is_tls_failure(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in ("certificate", "ssl", "tls", "handshake failed"))
 
 
 # -- one read's shared state ------------------------------------------------------------------
@@ -166,6 +199,8 @@ def _guarded(call: str, deadline: _Deadline, fn: Callable[..., Any], *args: Any)
     except StopIteration:
         raise
     except flight.FlightUnavailableError as exc:
+        if _is_tls_failure(flight_message(exc)):  # a refused certificate stays refused
+            raise map_flight_error(exc, call, deadline.timeout) from exc
         raise _Unavailable(exc, call) from exc
     except Exception as exc:
         raise map_flight_error(exc, call, deadline.timeout) from exc
@@ -463,11 +498,8 @@ class FlightTransport:
     @staticmethod
     def _check_rows(received: int, expected: int) -> None:
         if received != expected:
-            raise DremioConnectionError(
-                "FLIGHT",
-                "DoGet",
-                f"the result is incomplete: Dremio announced {expected} rows, {received} arrived",
-            )
+            detail = "the Flight stream ended early" if received < expected else "too many rows"
+            raise DremioResultIncomplete(FLIGHT_JOB, expected, received, detail)
 
     def _flight_info(self, query: _Query, deadline: _Deadline) -> Any:
         descriptor = flight.FlightDescriptor.for_command(query.sql.encode())
@@ -500,11 +532,9 @@ class FlightTransport:
             if self._closed:
                 raise DremioError("the Dremio client is closed")
             if self._client is None:
+                tls = grpc_tls(self.config.tls) if self.options.url.startswith("grpc+tls") else {}
                 self._client = flight.FlightClient(
-                    self.options.url,
-                    tls_root_certs=self.options.tls_root_certs,
-                    disable_server_verification=self.options.disable_server_verification or None,
-                    middleware=[_CookieJar()],
+                    self.options.url, middleware=[_CookieJar()], **tls
                 )
             return self._client
 

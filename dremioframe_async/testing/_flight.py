@@ -120,6 +120,8 @@ class _NoHandshake(flight.ServerAuthHandler):  # type: ignore[misc]
 class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     """A Flight server on 127.0.0.1 running SQL through ``execute`` (FakeDremio's DuckDB).
 
+    With ``certificate`` (PEM certificate and key) it serves ``grpc+tls``.
+
     Knobs: :meth:`fail_mid_stream`, :meth:`reject_tokens`, :meth:`slow_batches`,
     :meth:`unavailable_next`, ``batch_rows``. Every call is recorded in :attr:`calls`
     as a :class:`FlightCall` once it ends, ``status="cancelled"`` when the client
@@ -127,7 +129,11 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     """
 
     def __init__(
-        self, execute: Callable[[str], pa.Table], auth: FlightAuth, host: str = "127.0.0.1"
+        self,
+        execute: Callable[[str], pa.Table],
+        auth: FlightAuth,
+        host: str = "127.0.0.1",
+        certificate: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.execute, self.auth = execute, auth
         self._lock = threading.Lock()
@@ -137,12 +143,15 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self._changed = threading.Condition(self._lock)
         self._closing = threading.Event()
         self._ids = itertools.count(1)
+        scheme = "grpc+tls" if certificate else "grpc+tcp"
+        tls = [flight.CertKeyPair(*certificate)] if certificate else None
         super().__init__(
-            f"grpc+tcp://{host}:0",
+            f"{scheme}://{host}:0",
             auth_handler=_NoHandshake(),
             middleware={"auth": _HeaderAuth(self)},
+            tls_certificates=tls,
         )
-        self.url = f"grpc+tcp://{host}:{self.port}"
+        self.url = f"{scheme}://{host}:{self.port}"
 
     # -- knobs --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import socket
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -49,12 +50,14 @@ class FakeDremio:
     ``username``/``password`` are what its ``/apiv2/login`` accepts;
     ``project_id`` is the Dremio Cloud project it serves. ``job_latency`` is how
     long each job stays STARTING/RUNNING; ``request_latency`` delays every
-    response, as a network would.
+    response, as a network would. With ``ssl_context`` (a server context holding
+    a certificate) it serves ``https``.
 
     With ``flight=True`` it also serves Arrow Flight at ``flight_url``, with the
     same tables and credentials; ``flight`` is that server, with its knobs
     (``fail_mid_stream``, ``reject_tokens``, ``slow_batches``, ``unavailable_next``)
-    and its log of ``calls``.
+    and its log of ``calls``. With ``flight_certificate`` (PEM certificate and
+    key) Flight is served over ``grpc+tls``.
     """
 
     def __init__(
@@ -69,6 +72,8 @@ class FakeDremio:
         project_id: str = "fake-project",
         engine_connections: int = 4,
         flight: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        flight_certificate: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.job_latency = job_latency
         self.request_latency = request_latency
@@ -77,6 +82,7 @@ class FakeDremio:
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.project_id = project_id
+        self.ssl_context = ssl_context
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, FakeJob] = {}
         self._engine = SqlEngine(engine_connections)
@@ -88,6 +94,7 @@ class FakeDremio:
         self._runner: web.AppRunner | None = None
         self._job_locks: dict[str, anyio.Lock] = {}
         self._serve_flight = flight
+        self._flight_certificate = flight_certificate
         self._flight: FakeFlightServer | None = None
 
     def __repr__(self) -> str:
@@ -96,8 +103,9 @@ class FakeDremio:
 
     @property
     def url(self) -> str:
-        """The server's base URL, e.g. ``http://127.0.0.1:53211``."""
-        return f"http://{self.host}:{self.port}"
+        """The base URL, e.g. ``http://127.0.0.1:53211`` (``https`` with ``ssl_context``)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -111,12 +119,12 @@ class FakeDremio:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         self._runner = runner
         if self._serve_flight:
             auth = FlightAuth(self._password_ok, self._issue_token, self._token_ok)
             self._flight = await anyio.to_thread.run_sync(
-                FakeFlightServer, self._flight_execute, auth, self.host
+                FakeFlightServer, self._flight_execute, auth, self.host, self._flight_certificate
             )
 
     async def close(self) -> None:
