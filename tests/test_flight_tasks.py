@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -63,3 +66,28 @@ async def test_the_flight_fixtures_share_tables_and_credentials(
 async def test_flight_needs_flight_true(fake_dremio: FakeDremio) -> None:
     with pytest.raises(RuntimeError, match="flight=True"):
         _ = fake_dremio.flight_url
+
+
+@pytest.mark.parametrize(
+    ("argv", "path", "banner"),
+    [
+        pytest.param([], "flight", "over Arrow Flight", id="default-flight"),
+        pytest.param(["--via", "rest"], "rest", "over REST", id="via-rest"),
+    ],
+)
+def test_the_demo_uses_flight_by_default_and_says_so(
+    tmp_path: Path, argv: list[str], path: str, banner: str
+) -> None:
+    code = "import sys; from dremioframe_async.demo import main; sys.exit(main(sys.argv[1:]))"
+    args = ["--tables", "3", "--rows", "3000", "--out", str(tmp_path / "out"), *argv]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=50, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(
+        rf"SUCCESS: 3,000 rows in [\d.]+s \([\d,]+ rows/s\) via {path}$", proc.stdout, re.M
+    )
+    assert banner in proc.stderr
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["orders_apac.parquet", "orders_eu.parquet", "orders_us.parquet"]
+    assert sum(pq.read_metadata(tmp_path / "out" / f).num_rows for f in files) == 3_000
