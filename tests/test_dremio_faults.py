@@ -150,16 +150,22 @@ async def test_unreachable_server_is_a_connection_error() -> None:
 
 
 @pytest.mark.asyncio
-async def test_slow_job_and_job_latency_progress_states() -> None:
-    async with FakeDremio(job_latency=0.05) as fake:
-        client = DremioClient(fake.url, token=fake.token, poll_interval=0.01)
-        async with client as c:
-            job_id = await c.submit("SELECT 1 AS x")
-            first = await c.job(job_id)
-            final = await c.wait(job_id)
-    assert first.state in {"STARTING", "RUNNING", "COMPLETED"}
-    assert final.state == "COMPLETED"
-    assert len(fake.requests_to(f"/job/{job_id}")) >= 2
+async def test_job_latency_moves_through_starting_and_running_to_completed() -> None:
+    # A 30 s latency: STARTING for its first third, RUNNING after; the test moves
+    # the job's clock instead of waiting.
+    async with (
+        FakeDremio(job_latency=30) as fake,
+        DremioClient(fake.url, token=fake.token, poll_interval=0.01) as c,
+    ):
+        job_id = await c.submit("SELECT 1 AS x")
+        starting = await c.job(job_id)
+        fake.jobs[job_id].submitted -= 11
+        running = await c.job(job_id)
+        fake.jobs[job_id].submitted -= 20
+        final = await c.wait(job_id)
+    assert (starting.state, starting.final, starting.row_count) == ("STARTING", False, 0)
+    assert (running.state, running.final, running.row_count) == ("RUNNING", False, 0)
+    assert (final.state, final.final, final.row_count) == ("COMPLETED", True, 1)
 
 
 @pytest.mark.parametrize(

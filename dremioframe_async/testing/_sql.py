@@ -132,15 +132,29 @@ class SqlEngine:
             self._idle.put(conn)
             self._capacity.release()
 
+    def check(self) -> None:
+        """Make sure DuckDB can be imported.
+
+        :raises ImportError: it cannot, with the command that installs it.
+        """
+        _duckdb()
+
     def _acquire(self) -> _Connection:
         self._capacity.acquire()
         try:
             return self._idle.get_nowait()
         except queue.Empty:
+            pass
+        try:
             conn = _Connection(_duckdb().connect())
-            with self._lock:
-                self._all.append(conn)
-            return conn
+        except BaseException:
+            # No connection was made: give the slot back, or every failure leaks one
+            # and the engine hangs once all are gone.
+            self._capacity.release()
+            raise
+        with self._lock:
+            self._all.append(conn)
+        return conn
 
     def close(self) -> None:
         """Close every connection."""
