@@ -68,8 +68,20 @@ async def drain(stream: BatchStream) -> None:
             pass
 
 
-def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "dremio-flight-read"]
+async def live_reader_threads() -> list[threading.Thread]:
+    """Flight reader threads still alive a moment after their streams closed.
+
+    A worker signals the loop as its last act and then returns; the join
+    (in a thread, up to 1 s) covers the few instructions in between.
+    """
+
+    def join() -> list[threading.Thread]:
+        readers = [t for t in threading.enumerate() if t.name == "dremio-flight-read"]
+        for thread in readers:
+            thread.join(1.0)
+        return [t for t in readers if t.is_alive()]
+
+    return await anyio.to_thread.run_sync(join)
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -297,7 +309,7 @@ async def test_a_cancelled_read_returns_within_a_second_and_the_server_sees_it(
     call = await wait_for_call(fake, "do_get", "cancelled")
     assert call is not None
     assert call.batches == 1
-    assert reader_threads() == []  # the worker thread has returned too
+    assert await live_reader_threads() == []  # the worker thread has returned too
 
 
 @pytest.mark.asyncio
@@ -354,4 +366,4 @@ async def test_concurrent_reads_share_the_limit_and_all_finish(fake: FakeDremio)
             for i in range(8):
                 tg.start_soon(read, i * 1_000)
     assert sorted(totals) == sorted(20_000 - i * 1_000 for i in range(8))
-    assert reader_threads() == []
+    assert await live_reader_threads() == []

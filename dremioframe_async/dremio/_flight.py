@@ -17,6 +17,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -397,10 +398,11 @@ class FlightTransport:
         :raises DremioError: as :meth:`batches`.
         """
         stats = StreamStats()
-        batches = [
-            b async for b in self.batches(sql, context=context, timeout=timeout, stats=stats)
-        ]
-        return pa.Table.from_batches(batches, schema=stats.schema_seen)
+        stream = self.batches(sql, context=context, timeout=timeout, stats=stats)
+        async with aclosing(stream):
+            batches = [batch async for batch in stream]
+        # The batches carry the schema; FlightInfo's is only needed for an empty result.
+        return pa.Table.from_batches(batches, schema=None if batches else stats.schema_seen)
 
     # -- the worker thread --------------------------------------------------------------------
 
