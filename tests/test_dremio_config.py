@@ -231,3 +231,18 @@ async def test_untrusted_certificate_is_a_tls_error_without_retries(
     assert time.perf_counter() - started < 3.0
     assert "certificate" in str(info.value).lower()
     assert https_fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"attempts": 0}, id="no-attempts"),
+        pytest.param({"attempts": 1.5}, id="fractional-attempts"),
+        pytest.param({"max_time": 0}, id="no-time"),
+        pytest.param({"max_time": float("nan")}, id="nan-time"),
+        pytest.param({"backoff": -1}, id="negative-backoff"),
+    ],
+)
+def test_bad_retry_policy(options: dict[str, float]) -> None:
+    with pytest.raises(DremioConfigError, match="RetryPolicy"):
+        RetryPolicy(**options)  # type: ignore[arg-type]

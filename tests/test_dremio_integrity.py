@@ -280,6 +280,31 @@ async def test_cancel_during_submit_cancels_the_created_job(
 
 
 @pytest.mark.asyncio
+async def test_50_queries_cancelled_mid_submit_leave_no_job_running(
+    client: DremioClient, fake: FakeDremio
+) -> None:
+    hold = fake.hold_next(None, path="/sql")
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                async with anyio.create_task_group() as queries:
+                    for i in range(50):
+                        queries.start_soon(client.query, f"SELECT {i} AS x")
+
+        tg.start_soon(run)
+        while hold.waiting < 50:  # each wait ends when the server holds one more POST
+            await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        hold.release()
+    assert len(fake.jobs) == 50
+    assert sorted(fake.cancelled_jobs) == sorted(fake.jobs)
+    assert {job.state for job in fake.jobs.values()} == {"CANCELED"}
+
+
+@pytest.mark.asyncio
 async def test_cancelled_submit_gives_up_after_cancel_timeout(fake: FakeDremio) -> None:
     hold = fake.hold_next(1, path="/sql")
     async with client_for(fake, cancel_timeout=0.2) as c:

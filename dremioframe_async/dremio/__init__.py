@@ -18,6 +18,7 @@ from ._errors import (
     DremioJobCancelled,
     DremioJobError,
     DremioJobFailed,
+    DremioJobFailedTransient,
     DremioJobTimeout,
     DremioNotFound,
     DremioRateLimited,
@@ -27,6 +28,7 @@ from ._errors import (
     DremioTLSError,
 )
 from ._flight import CLOUD_FLIGHT_URL
+from ._retryable import RETRYABLE_ERRORS
 from ._stream import BatchStream
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
@@ -35,6 +37,7 @@ __all__ = [
     "CLOUD_FLIGHT_URL",
     "FINAL_JOB_STATES",
     "PAGE_SIZE",
+    "RETRYABLE_ERRORS",
     "BatchStream",
     "DremioAPIError",
     "DremioAuthError",
@@ -47,6 +50,7 @@ __all__ = [
     "DremioJobCancelled",
     "DremioJobError",
     "DremioJobFailed",
+    "DremioJobFailedTransient",
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",

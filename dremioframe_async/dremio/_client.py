@@ -22,8 +22,8 @@ from ._errors import (
     DremioError,
     DremioJobCancelled,
     DremioJobError,
-    DremioJobFailed,
     DremioJobTimeout,
+    job_failed,
 )
 from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
@@ -227,6 +227,11 @@ class DremioClient:
         body: dict[str, Any] = {"sql": sql}
         if context:
             body["context"] = list(context)
+        return await self._post_sql(body)
+
+    async def _post_sql(self, body: dict[str, Any]) -> str:
+        # The POST runs in its own shielded task: a cancelled caller cannot abort it
+        # half-way, but bounds it by cancel_timeout and cancels the job it created.
         outcome = _Submission()
         shield = anyio.CancelScope(shield=True)
         done = anyio.Event()
@@ -315,7 +320,7 @@ class DremioClient:
             if job.state == "COMPLETED":
                 return job
             if job.state == "FAILED":
-                raise DremioJobFailed(job_id, job.error_message)
+                raise job_failed(job_id, job.error_message)
             if job.state == "CANCELED":
                 raise DremioJobCancelled(job_id, job.cancellation_reason)
             await anyio.sleep(delay)

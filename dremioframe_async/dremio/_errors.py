@@ -20,7 +20,8 @@ Every error the client raises on purpose derives from :class:`DremioError`, a
     │   └── DremioServerError                   5xx, after the retry budget (GETs retry 500/502/
     │                                           503/504, POST /sql only 503)
     ├── DremioJobError                          a job did not complete; job_id
-    │   ├── DremioJobFailed                     FAILED; Dremio's errorMessage; ``transient``
+    │   ├── DremioJobFailed                     FAILED; Dremio's errorMessage
+    │   │   └── DremioJobFailedTransient        ... of the cluster, not the statement (retryable)
     │   ├── DremioJobCancelled                  CANCELED; Dremio's cancellationReason
     │   └── DremioJobTimeout (also TimeoutError)  wait(timeout=) elapsed; the job was cancelled
     └── DremioResultIncomplete                  the rows delivered do not match the job's row
@@ -45,6 +46,7 @@ __all__ = [
     "DremioJobCancelled",
     "DremioJobError",
     "DremioJobFailed",
+    "DremioJobFailedTransient",
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",
@@ -189,17 +191,32 @@ _TRANSIENT_FAILURES = (
 class DremioJobFailed(DremioJobError):
     """The job ended FAILED; ``error_message`` is Dremio's reason.
 
-    ``transient`` is True when Dremio's message marks a failure of the cluster
-    rather than of the statement (``RESOURCE ERROR``, ``OUT_OF_MEMORY ERROR``,
-    ``CONNECTION ERROR``, ``CONCURRENT_MODIFICATION ERROR``).
+    :func:`job_failed` picks :class:`DremioJobFailedTransient` when Dremio's
+    message marks a failure of the cluster rather than of the statement.
     """
+
+    transient = False
 
     def __init__(self, job_id: str, error_message: str) -> None:
         self.error_message = error_message
-        self.transient = error_message.lstrip().upper().startswith(_TRANSIENT_FAILURES)
         super().__init__(
             job_id, f"Dremio job {job_id} failed: {error_message or 'no reason given'}"
         )
+
+
+class DremioJobFailedTransient(DremioJobFailed):
+    """The job FAILED for a reason of the cluster's (``RESOURCE ERROR``, ``OUT_OF_MEMORY
+    ERROR``, ``CONNECTION ERROR``, ``CONCURRENT_MODIFICATION ERROR``): the same statement
+    can succeed later, so Dremio tasks retry it."""
+
+    transient = True
+
+
+def job_failed(job_id: str, error_message: str) -> DremioJobFailed:
+    """The error for a FAILED job: transient when Dremio's message says so."""
+    if error_message.lstrip().upper().startswith(_TRANSIENT_FAILURES):
+        return DremioJobFailedTransient(job_id, error_message)
+    return DremioJobFailed(job_id, error_message)
 
 
 class DremioJobCancelled(DremioJobError):

@@ -36,10 +36,10 @@ from ._errors import (
     DremioConnectionError,
     DremioError,
     DremioJobCancelled,
-    DremioJobFailed,
     DremioJobTimeout,
     DremioResultIncomplete,
     DremioTLSError,
+    job_failed,
 )
 from ._stream import StreamStats
 from ._transport import RetryPolicy
@@ -156,7 +156,7 @@ def map_flight_error(exc: Exception, call: str, timeout: float | None) -> Dremio
     if isinstance(exc, flight.FlightCancelledError):
         return DremioJobCancelled(FLIGHT_JOB, message)
     if isinstance(exc, flight.FlightError):
-        return DremioJobFailed(FLIGHT_JOB, message)
+        return job_failed(FLIGHT_JOB, message)  # transient cluster failures stay retryable
     return DremioConnectionError("FLIGHT", call, f"{type(exc).__name__}: {message}")
 
 

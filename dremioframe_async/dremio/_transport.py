@@ -27,6 +27,7 @@ from ._errors import (
     DremioAuthError,
     DremioBackendError,
     DremioBadRequest,
+    DremioConfigError,
     DremioConnectionError,
     DremioError,
     DremioNotFound,
@@ -69,6 +70,18 @@ class RetryPolicy:
     max_time: float = 60.0
     backoff: float = 0.1
     max_backoff: float = 10.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise DremioConfigError(
+                f"RetryPolicy.attempts must be a whole number, got {self.attempts!r}"
+            )
+        if self.attempts < 1:
+            raise DremioConfigError(f"RetryPolicy.attempts must be at least 1, got {self.attempts}")
+        if not self.max_time > 0:
+            raise DremioConfigError(f"RetryPolicy.max_time must be positive, got {self.max_time!r}")
+        if not (self.backoff >= 0 and self.max_backoff >= 0):
+            raise DremioConfigError("RetryPolicy.backoff and max_backoff must not be negative")
 
 
 def is_transient(exc: BaseException, *, idempotent: bool = True) -> bool:

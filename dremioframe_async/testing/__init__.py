@@ -11,6 +11,7 @@ from ._flight import FakeFlightServer, FlightCall
 from ._model import CannedResponse, RecordedRequest
 from ._samples import sample_table
 from ._server import FakeDremio
+from ._sql import duckdb_missing
 
 __all__ = [
     "CannedResponse",
@@ -18,5 +19,6 @@ __all__ = [
     "FakeFlightServer",
     "FlightCall",
     "RecordedRequest",
+    "duckdb_missing",
     "sample_table",
 ]

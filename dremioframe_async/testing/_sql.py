@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ._information_schema import rewrite_information_schema
+
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["SqlEngine", "path_parts"]
+__all__ = ["SqlEngine", "duckdb_missing", "path_parts"]
 
 
 def _duckdb() -> Any:
@@ -34,6 +36,15 @@ def _duckdb() -> Any:
         raise ImportError(
             "FakeDremio executes SQL with DuckDB: pip install 'dremioframe_async[testing]'"
         ) from exc
+
+
+def duckdb_missing() -> str | None:
+    """Why FakeDremio cannot run SQL here (DuckDB cannot be imported), or None."""
+    try:
+        _duckdb()
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 def path_parts(path: str) -> tuple[str, ...]:
@@ -114,11 +125,17 @@ class SqlEngine:
                     used.append(name)
         return sql, used
 
+    def _registered(self) -> dict[tuple[str, ...], pa.Table]:
+        with self._lock:
+            return {parts: self._tables[name] for parts, name, _ in self._paths}
+
     def execute(self, sql: str) -> pa.Table:
         """Run ``sql`` (blocking: call from a worker thread).
 
         :raises duckdb.Error: the SQL failed.
+        :raises InformationSchemaError: an ``INFORMATION_SCHEMA`` view that is not emulated.
         """
+        sql, views = rewrite_information_schema(sql, self._registered())
         rewritten, used = self.rewrite(sql)
         conn = self._acquire()
         try:
@@ -126,6 +143,8 @@ class SqlEngine:
                 if name not in conn.registered:
                     conn.con.register(name, self._tables[name])
                     conn.registered.add(name)
+            for name, view in views.items():  # built per query: the tables may have changed
+                conn.con.register(name, view)
             relation = conn.con.sql(rewritten)
             return relation.to_arrow_table() if relation is not None else pa.table({})
         finally:
