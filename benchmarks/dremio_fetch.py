@@ -15,6 +15,9 @@ end (submit, wait and every page over REST; GetFlightInfo and DoGet over Flight)
    parsing and decoding moved to a worker thread instead of the loop.
 4. The demo pipeline (12 tables, 300,000 rows to Parquet) with ``via="rest"``
    and ``via="flight"``.
+5. A 200-table fan-out extraction (submit, wait, write Parquet per table; 20 ms
+   job latency, 2 ms request latency) through a Pipeline with ``max_concurrency``
+   1, 8 and 64, against FakeDremio in this process.
 
 Figures are medians of ``--repeat`` runs; MB/s counts the Arrow bytes delivered;
 ratios are against baselines measured in the same run. Usage::
@@ -31,22 +34,26 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import timeit
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dremioframe_async import Pipeline, task
 from dremioframe_async.demo import run_demo
 from dremioframe_async.dremio import DremioClient, RetryPolicy
 from dremioframe_async.dremio import _results as results
 from dremioframe_async.dremio._types import _column, arrow_schema, rows_to_batch
+from dremioframe_async.tasks import quote_path
 from dremioframe_async.testing import FakeDremio, sample_table
 from dremioframe_async.testing._json import dremio_schema, json_ready, page_json
 
@@ -212,6 +219,38 @@ def decode_micro(repeat: int) -> tuple[float, float, float]:
     return parse, best(lambda: rows_to_batch(rows, schema)), best(per_column)
 
 
+def extraction_pipeline(client: DremioClient, names: list[str], out: Path, limit: int) -> Pipeline:
+    @task(name="extract")
+    async def extract(table: str) -> int:
+        job_id = await client.submit(f"SELECT * FROM {quote_path(['bench', table])}")
+        await client.wait(job_id)
+        return await client.to_parquet(job_id, out / f"{table}.parquet")
+
+    @task(name="tables")
+    def tables() -> list[str]:
+        return names
+
+    return Pipeline("fanout", max_concurrency=limit).add_task(extract.expand(table=tables()))
+
+
+async def bench_fanout(tables: int, repeat: int) -> list[tuple[int, float]]:
+    results = []
+    names = [f"t{i:03d}" for i in range(tables)]
+    async with FakeDremio(job_latency=0.02, request_latency=0.002) as fake:
+        for name in names:
+            fake.add_table(f"bench.{name}", sample_table(500))
+        async with DremioClient(fake.url, token=fake.token, poll_interval=0.01) as client:
+            for limit in (1, 8, 64):
+                with tempfile.TemporaryDirectory() as tmp:
+                    pipeline = extraction_pipeline(client, names, Path(tmp), limit)
+
+                    async def run(p: Pipeline = pipeline) -> None:
+                        (await p.run()).raise_for_status()
+
+                    results.append((limit, await median_seconds(run, repeat)))
+    return results
+
+
 async def demo_seconds(via: str, tables: int, rows: int) -> float:
     stream = io.StringIO()
     outcome = await run_demo(tables=tables, rows=rows, via=via, stream=stream)  # type: ignore[arg-type]
@@ -291,6 +330,12 @@ async def main(args: argparse.Namespace) -> None:
         f"rest {rest_demo:.2f} s, flight {flight_demo:.2f} s; "
         f"ratio rest/flight: {rest_demo / flight_demo:.1f}x"
     )
+    fan = await bench_fanout(args.tables, args.repeat)
+    print(f"\n{args.tables}-table fan-out extraction to Parquet over REST (500 rows each)")
+    for limit, seconds in fan:
+        rate, speedup = args.tables / seconds, fan[0][1] / seconds
+        line = f"max_concurrency={limit:<3d} {seconds:8.2f} s {rate:8.1f} tables/s  x{speedup:.2f}"
+        print("    " + line)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -301,12 +346,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--demo-tables", type=int, default=12)
     parser.add_argument("--demo-rows", type=int, default=300_000)
+    parser.add_argument("--tables", type=int, default=200, help="tables in the fan-out")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run (CI smoke)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.latency_rows, args.repeat = 20_000, 4_000, 1
-        args.demo_tables, args.demo_rows = 3, 6_000
+        args.demo_tables, args.demo_rows, args.tables = 3, 6_000, 16
     return args
 
 

@@ -367,3 +367,10 @@ async def test_concurrent_reads_share_the_limit_and_all_finish(fake: FakeDremio)
                 tg.start_soon(read, i * 1_000)
     assert sorted(totals) == sorted(20_000 - i * 1_000 for i in range(8))
     assert await live_reader_threads() == []
+
+
+@pytest.mark.asyncio
+async def test_the_sql_context_travels_as_the_schema_session_property(fake: FakeDremio) -> None:
+    async with flight_client(fake) as client:
+        await client.query("SELECT 1 AS one", context=["my space", 'folder "x"'])
+    assert [c.context for c in calls(fake, "get_flight_info")] == ['"my space"."folder ""x"""']

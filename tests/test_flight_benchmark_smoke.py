@@ -67,3 +67,12 @@ def test_prints_every_ratio(quick_run: subprocess.CompletedProcess[str], ratio: 
 def test_prints_decode_and_demo_comparisons(quick_run: subprocess.CompletedProcess[str]) -> None:
     assert re.search(rf"ratio per-column/struct: {NUMBER}x$", quick_run.stdout, re.M)
     assert re.search(rf"ratio rest/flight: {NUMBER}x$", quick_run.stdout, re.M)
+
+
+def test_prints_the_fan_out_rows(quick_run: subprocess.CompletedProcess[str]) -> None:
+    limits = re.findall(
+        rf"^ +max_concurrency=(\d+) +{NUMBER} s +{NUMBER} tables/s +x{NUMBER}$",
+        quick_run.stdout,
+        re.M,
+    )
+    assert limits == ["1", "8", "64"]

@@ -35,7 +35,8 @@ class FlightCall:
     ``method`` is ``handshake``, ``get_flight_info`` or ``do_get``; ``status`` is
     ``ok``, ``failed``, ``cancelled`` (the client cancelled the stream),
     ``unauthenticated`` or ``unavailable``; ``project`` is the ``catalog`` header
-    (Dremio Cloud's project id) when one was sent. No token is recorded.
+    (Dremio Cloud's project id) and ``context`` the ``schema`` session header, when
+    sent. No token is recorded.
     """
 
     method: str
@@ -46,6 +47,7 @@ class FlightCall:
     rows: int = 0
     error: str = ""
     project: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,10 @@ class _Pending:
 class _Caller(flight.ServerMiddleware):  # type: ignore[misc]
     """Per-call state: who called, and the bearer header a handshake hands back."""
 
-    def __init__(self, user: str, project: str | None, reply_token: str | None) -> None:
-        self.user, self.project, self.reply_token = user, project, reply_token
+    def __init__(self, user: str, headers: dict[str, list[str]], reply_token: str | None) -> None:
+        self.user, self.reply_token = user, reply_token
+        self.project = _header(headers, "catalog")
+        self.context = _header(headers, "schema")
 
     def sending_headers(self) -> dict[str, str]:
         if self.reply_token is None:
@@ -96,13 +100,12 @@ class _HeaderAuth(flight.ServerMiddlewareFactory):  # type: ignore[misc]
         self.server = server
 
     def start_call(self, info: Any, headers: dict[str, list[str]]) -> _Caller:
-        project = _header(headers, "catalog")
         scheme, _, credential = (_header(headers, "authorization") or "").partition(" ")
         if scheme.lower() == "basic":
             user = self.server.check_basic(credential)
-            return _Caller(user, project, self.server.auth.issue_token())
+            return _Caller(user, headers, self.server.auth.issue_token())
         if scheme.lower() == "bearer" and self.server.check_bearer(credential):
-            return _Caller("token", project, None)
+            return _Caller("token", headers, None)
         self.server.record(FlightCall(_method_name(info), "", "", "unauthenticated"))
         raise flight.FlightUnauthenticatedError("Unauthorized: a valid token is required")
 
@@ -249,12 +252,12 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
         sql = bytes(descriptor.command or b"").decode()
         caller = context.get_middleware("auth")
-        user, project = caller.user, caller.project
+        user, where = caller.user, {"project": caller.project, "context": caller.context}
         with self._lock:
             unavailable = self._knobs.unavailable > 0
             self._knobs.unavailable -= int(unavailable)
         if unavailable:
-            self.record(FlightCall("get_flight_info", sql, user, "unavailable", project=project))
+            self.record(FlightCall("get_flight_info", sql, user, "unavailable", **where))
             raise flight.FlightUnavailableError("injected: the server is unavailable")
         try:
             table = self.execute(sql)
@@ -267,9 +270,7 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             while len(self._pending) >= _MAX_PENDING_TICKETS:
                 self._pending.pop(next(iter(self._pending)))
             self._pending[ticket] = _Pending(sql, table, user)
-        self.record(
-            FlightCall("get_flight_info", sql, user, "ok", rows=table.num_rows, project=project)
-        )
+        self.record(FlightCall("get_flight_info", sql, user, "ok", rows=table.num_rows, **where))
         endpoint = flight.FlightEndpoint(ticket, [self.url])
         return flight.FlightInfo(table.schema, descriptor, [endpoint], table.num_rows, -1)
 
