@@ -19,6 +19,7 @@ from dremioframe_async.dremio import (
     DremioConnectionError,
     DremioJobFailed,
     DremioJobTimeout,
+    DremioResultIncomplete,
     RetryPolicy,
 )
 from dremioframe_async.dremio._config import resolve_config
@@ -222,6 +223,22 @@ async def test_a_stream_broken_mid_way_raises_and_never_returns_a_partial_table(
     assert stream.rows == 3_000  # the batches before the break were real; then it raised
     assert [c.status for c in calls(fake, "do_get")] == ["failed"] * 3
     assert list(tmp_path.iterdir()) == []  # no file, no temporary left behind
+
+
+@pytest.mark.asyncio
+async def test_a_stream_cut_short_without_an_error_is_incomplete(
+    fake: FakeDremio, tmp_path: anyio.Path
+) -> None:
+    fake.add_table("big.t", sample_table(10_000))
+    fake.flight.batch_rows = 1_000
+    fake.flight.fail_mid_stream(after_batches=4, silently=True, count=2)
+    async with flight_client(fake) as client:
+        with pytest.raises(DremioResultIncomplete) as caught:
+            await client.query("SELECT * FROM big.t")
+        with pytest.raises(DremioResultIncomplete):
+            await client.query_to_parquet("SELECT * FROM big.t", tmp_path / "out.parquet")
+    assert (caught.value.expected, caught.value.received) == (10_000, 4_000)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.asyncio
