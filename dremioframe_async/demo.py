@@ -120,7 +120,7 @@ def build_pipeline(
             return {"table": ".".join(table), "path": str(path), "rows": written}
         job_id = await client.submit(sql)
         job = await client.wait(job_id)
-        written = await client.to_parquet(job_id, path)
+        written = await client.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
             "path": str(path),
