@@ -207,7 +207,7 @@ def _guarded(call: str, deadline: _Deadline, fn: Callable[..., Any], *args: Any)
         raise map_flight_error(exc, call, deadline.timeout) from exc
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity: a limiter borrower
 class _Call:
     """What the loop and the worker thread share for one read."""
 
@@ -358,8 +358,11 @@ class FlightTransport:
         :raises DremioJobFailed: Dremio reported an error (its message is carried).
         :raises DremioJobTimeout: ``timeout`` seconds passed.
         """
-        async with self._limiter:
-            call = _Call(anyio.Event(), stats or StreamStats())
+        call = _Call(anyio.Event(), stats or StreamStats())
+        # The call, not the task, holds the slot: an abandoned stream is closed by the
+        # event loop's generator finaliser, in another task.
+        await self._limiter.acquire_on_behalf_of(call)
+        try:
             send, receive = anyio.create_memory_object_stream[_Item](self.options.read_ahead - 1)
             worker = threading.Thread(
                 target=self._work,
@@ -385,6 +388,8 @@ class FlightTransport:
                 receive.close()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(_JOIN_TIMEOUT):
                     await call.finished.wait()
+        finally:
+            self._limiter.release_on_behalf_of(call)
 
     async def table(
         self,
