@@ -297,9 +297,9 @@ async def run_demo(
             path: Via = "flight" if flight else "rest"
             if flight and client.flight_url is None:  # fail once, not once per table
                 raise DremioConfigError("--via flight needs --flight-url (or DREMIO_FLIGHT_URL)")
+            over = "Arrow Flight" if path == "flight" else "REST"
             print(
-                f"demo: extracting {folder or DEMO_FOLDER} from {where} into {target} "
-                f"over {'Arrow Flight' if path == 'flight' else 'REST'}",
+                f"demo: extracting {folder or DEMO_FOLDER} from {where} over {over} into {target}",
                 file=stream,
             )
             pipeline = build_pipeline(
