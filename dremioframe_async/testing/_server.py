@@ -26,6 +26,7 @@ import pyarrow as pa
 from aiohttp import web
 
 from ._catalog import CatalogView
+from ._flight import FakeFlightServer, FlightAuth
 from ._json import dremio_schema, json_ready, page_json
 from ._model import CannedResponse, FakeJob, Fault, Hold, RecordedRequest
 from ._sql import SqlEngine
@@ -52,6 +53,12 @@ class FakeDremio:
     long each job stays STARTING/RUNNING; ``request_latency`` delays every
     response, as a network would. With ``ssl_context`` (a server context holding
     a certificate) it serves ``https``.
+
+    With ``flight=True`` it also serves Arrow Flight at ``flight_url``, with the
+    same tables and credentials; ``flight`` is that server, with its knobs
+    (``fail_mid_stream``, ``reject_tokens``, ``slow_batches``, ``unavailable_next``)
+    and its log of ``calls``. With ``flight_certificate`` (PEM certificate and
+    key) Flight is served over ``grpc+tls``.
     """
 
     def __init__(
@@ -65,7 +72,9 @@ class FakeDremio:
         password: str | None = None,
         project_id: str = "fake-project",
         engine_connections: int = 4,
+        flight: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        flight_certificate: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.job_latency = job_latency
         self.request_latency = request_latency
@@ -88,6 +97,9 @@ class FakeDremio:
         self._extra_rows: list[tuple[str, int]] = []
         self._runner: web.AppRunner | None = None
         self._job_locks: dict[str, anyio.Lock] = {}
+        self._serve_flight = flight
+        self._flight_certificate = flight_certificate
+        self._flight: FakeFlightServer | None = None
 
     def __repr__(self) -> str:
         state = self.url if self._runner else "not started"
@@ -118,13 +130,21 @@ class FakeDremio:
         self.port = sock.getsockname()[1]
         await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         self._runner = runner
+        if self._serve_flight:
+            auth = FlightAuth(self._password_ok, self._issue_token, self._token_ok)
+            self._flight = await anyio.to_thread.run_sync(
+                FakeFlightServer, self._flight_execute, auth, self.host, self._flight_certificate
+            )
 
     async def close(self) -> None:
         """Stop serving and release the SQL engine (shielded: always completes)."""
         runner, self._runner = self._runner, None
+        flight, self._flight = self._flight, None
         for hold in self._holds:
             hold.release()
         with anyio.CancelScope(shield=True):
+            if flight is not None:
+                await anyio.to_thread.run_sync(flight.shutdown)
             if runner is not None:
                 await runner.cleanup()
             await anyio.to_thread.run_sync(self._engine.close)
@@ -140,6 +160,44 @@ class FakeDremio:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    @property
+    def flight(self) -> FakeFlightServer:
+        """The Arrow Flight endpoint (``FakeDremio(flight=True)``, started).
+
+        :raises RuntimeError: Flight was not asked for, or the server is not started.
+        """
+        if self._flight is None:
+            raise RuntimeError("start FakeDremio(flight=True) to serve Arrow Flight")
+        return self._flight
+
+    @property
+    def flight_url(self) -> str:
+        """The Flight endpoint's location, e.g. ``grpc+tcp://127.0.0.1:53212``."""
+        return self.flight.url
+
+    def _flight_execute(self, sql: str) -> pa.Table:
+        """Run SQL for the Flight endpoint (a gRPC thread), honouring canned answers."""
+        canned = next(
+            (c for c in self._canned if c.matches(sql) and not isinstance(c, _SlowJobs)), None
+        )
+        if canned is not None and canned.error is not None:
+            raise RuntimeError(canned.error)
+        if canned is not None and canned.table is not None:
+            return canned.table
+        return self._engine.execute(sql)
+
+    def _password_ok(self, username: str, password: str) -> bool:
+        return username == self.username and password == self.password
+
+    def _issue_token(self) -> str:
+        token = secrets.token_urlsafe(24)
+        self._sessions.add(token)
+        self._issued.append(token)
+        return token
+
+    def _token_ok(self, token: str) -> bool:
+        return token == self.token or token in self._sessions
 
     # -- configuration ------------------------------------------------------------------------
 
