@@ -1,12 +1,12 @@
-"""Async Dremio REST client (aiohttp) returning pyarrow tables.
+"""Async Dremio client returning pyarrow tables: REST (aiohttp) and Arrow Flight.
 
 ``DremioClient`` is the entry point; errors derive from ``DremioError``.
 """
 
 from __future__ import annotations
 
-from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, split_path
-from ._config import Secret
+from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, Via, split_path
+from ._config import Secret, TlsOptions
 from ._errors import (
     DremioAPIError,
     DremioAuthError,
@@ -18,17 +18,27 @@ from ._errors import (
     DremioJobCancelled,
     DremioJobError,
     DremioJobFailed,
+    DremioJobFailedTransient,
     DremioJobTimeout,
     DremioNotFound,
     DremioRateLimited,
+    DremioResultIncomplete,
     DremioServerError,
+    DremioSubmitUncertain,
+    DremioTLSError,
 )
+from ._flight import CLOUD_FLIGHT_URL
+from ._retryable import RETRYABLE_ERRORS
+from ._stream import BatchStream
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
 
 __all__ = [
+    "CLOUD_FLIGHT_URL",
     "FINAL_JOB_STATES",
     "PAGE_SIZE",
+    "RETRYABLE_ERRORS",
+    "BatchStream",
     "DremioAPIError",
     "DremioAuthError",
     "DremioBackendError",
@@ -40,13 +50,19 @@ __all__ = [
     "DremioJobCancelled",
     "DremioJobError",
     "DremioJobFailed",
+    "DremioJobFailedTransient",
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",
+    "DremioResultIncomplete",
     "DremioServerError",
+    "DremioSubmitUncertain",
+    "DremioTLSError",
     "Job",
     "RetryPolicy",
     "Secret",
+    "TlsOptions",
+    "Via",
     "arrow_schema",
     "arrow_type",
     "split_path",

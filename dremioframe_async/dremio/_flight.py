@@ -1,0 +1,575 @@
+"""Arrow Flight for the Dremio client: blocking pyarrow.flight calls kept off the loop.
+
+pyarrow.flight is blocking gRPC. Each read runs in its own worker thread (at
+most ``max_streams`` at once, under this transport's own limiter) that asks for
+the FlightInfo, opens DoGet and reads record batches, handing each one to the
+event loop through a bounded memory stream: when the consumer is slow the
+worker blocks on the send, so at most ``read_ahead`` batches are held. Closing
+or cancelling the consumer cancels the gRPC call (``reader.cancel()``), which
+makes a blocked ``read_chunk`` return at once, and waits (bounded) for the
+worker to end. Every Flight error is mapped to the ``DremioError`` tree here.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.from_thread
+import pyarrow as pa
+import pyarrow.flight as flight
+from anyio.lowlevel import EventLoopToken, current_token
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._config import DremioConfig, Secret, TlsOptions
+from ._errors import (
+    DremioAuthError,
+    DremioConfigError,
+    DremioConnectionError,
+    DremioError,
+    DremioJobCancelled,
+    DremioJobTimeout,
+    DremioResultIncomplete,
+    DremioTLSError,
+    job_failed,
+)
+from ._stream import StreamStats
+from ._transport import RetryPolicy
+
+__all__ = ["CLOUD_FLIGHT_URL", "FLIGHT_JOB", "PROJECT_HEADER", "FlightOptions", "FlightTransport"]
+
+logger = logging.getLogger("dremioframe_async.dremio")
+
+CLOUD_FLIGHT_URL = "grpc+tls://data.dremio.cloud:443"
+PROJECT_HEADER = b"catalog"
+"""Dremio Cloud's project id, sent as a session property (a gRPC header) on every call.
+
+Dremio documents ``catalog=<project id>`` as the connection property that picks a
+non-default project for its Flight clients; without it Dremio Cloud runs the query
+in the organisation's default project.
+"""
+FLIGHT_JOB = "(flight)"
+"""The job id in errors: Flight gives no Dremio job id to the client."""
+_SCHEMES = ("grpc", "grpc+tcp", "grpc+tls")
+# A worker blocked in gRPC returns within milliseconds of reader.cancel(); this
+# bounds how long closing a stream waits for it before leaving it to finish alone.
+_JOIN_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FlightOptions:
+    """Where the Flight endpoint is and how reads are bounded.
+
+    ``read_ahead`` is the most record batches a stream holds before its consumer
+    takes them; ``max_streams`` the most reads (worker threads) at once. TLS for
+    ``grpc+tls`` comes from the client's shared ``ssl=`` setting.
+    """
+
+    url: str
+    read_ahead: int = 4
+    max_streams: int = 8
+
+
+def validate_flight_url(url: str) -> str:
+    """Return ``url`` if it is a usable Flight location.
+
+    :raises DremioConfigError: not ``grpc://``, ``grpc+tcp://`` or ``grpc+tls://`` with a host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES or not parts.hostname:
+        raise DremioConfigError(
+            f"flight_url must look like grpc+tcp://host:32010 or grpc+tls://host:443, "
+            f"not {_redact(url)!r}"
+        )
+    if parts.username or parts.password:
+        raise DremioConfigError("flight_url must not carry credentials: use token= or username=")
+    return url
+
+
+def grpc_tls(tls: TlsOptions) -> dict[str, Any]:
+    """FlightClient's TLS arguments from the client's shared TLS options (blocking: reads files).
+
+    gRPC takes trusted CAs as PEM bytes, not an ``ssl.SSLContext``: a context's
+    loaded CA certificates are passed on in PEM form, and a context that does not
+    verify turns verification off.
+
+    :raises DremioConfigError: the CA bundle cannot be read.
+    """
+    if tls.context is not None:
+        if tls.context.verify_mode == ssl.CERT_NONE:
+            return {"disable_server_verification": True}
+        certs = tls.context.get_ca_certs(binary_form=True)
+        if not certs:
+            return {}
+        return {"tls_root_certs": "".join(ssl.DER_cert_to_PEM_cert(c) for c in certs).encode()}
+    if not tls.verify:
+        return {"disable_server_verification": True}
+    if tls.ca_file is None:
+        return {}
+    try:
+        return {"tls_root_certs": tls.ca_file.read_bytes()}
+    except OSError as exc:
+        raise DremioConfigError(f"cannot load the CA bundle {tls.ca_file}: {exc}") from exc
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def flight_message(exc: BaseException) -> str:
+    """The server's message from a pyarrow Flight error, without gRPC's debug context."""
+    text = str(exc)
+    for marker in (". Detail:", ". gRPC client debug context:"):
+        text = text.split(marker, 1)[0]
+    if ", with message: " in text and text.startswith("Flight "):
+        text = text.split(", with message: ", 1)[1]
+    return text.strip()
+
+
+def map_flight_error(exc: Exception, call: str, timeout: float | None) -> DremioError:
+    """Translate a pyarrow.flight (or Arrow) error into the client's error tree."""
+    message = flight_message(exc)
+    if isinstance(exc, flight.FlightUnauthenticatedError):
+        return DremioAuthError("FLIGHT", call, 401, message)
+    if isinstance(exc, flight.FlightUnauthorizedError):
+        return DremioAuthError("FLIGHT", call, 403, message)
+    if isinstance(exc, flight.FlightUnavailableError):
+        if _is_tls_failure(message):
+            return DremioTLSError("FLIGHT", call, message)
+        return DremioConnectionError("FLIGHT", call, message)
+    if isinstance(exc, flight.FlightTimedOutError):
+        return DremioJobTimeout(FLIGHT_JOB, timeout or 0.0)
+    if isinstance(exc, flight.FlightCancelledError):
+        return DremioJobCancelled(FLIGHT_JOB, message)
+    if isinstance(exc, flight.FlightError):
+        return job_failed(FLIGHT_JOB, message)  # transient cluster failures stay retryable
+    return DremioConnectionError("FLIGHT", call, f"{type(exc).__name__}: {message}")
+
+
+def _is_tls_failure(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in ("certificate", "ssl", "tls", "handshake failed"))
+
+
+# -- one read's shared state ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: DremioError
+
+
+_Item: TypeAlias = "pa.RecordBatch | _Done | _Failed"
+
+
+class _Cancelled(Exception):
+    """The consumer went away; the worker stops quietly."""
+
+
+class _Unavailable(Exception):
+    """UNAVAILABLE from the server: retried only while no batch has been handed over."""
+
+    def __init__(self, error: Exception, call: str) -> None:
+        super().__init__(call)
+        self.error, self.call = error, call
+
+
+def _guarded(call: str, deadline: _Deadline, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one blocking Flight call; map its failure (UNAVAILABLE stays retryable)."""
+    try:
+        return fn(*args)
+    except StopIteration:
+        raise
+    except flight.FlightUnavailableError as exc:
+        if _is_tls_failure(flight_message(exc)):  # a refused certificate stays refused
+            raise map_flight_error(exc, call, deadline.timeout) from exc
+        raise _Unavailable(exc, call) from exc
+    except Exception as exc:
+        raise map_flight_error(exc, call, deadline.timeout) from exc
+
+
+@dataclass(slots=True)
+class _Call:
+    """What the loop and the worker thread share for one read."""
+
+    finished: anyio.Event
+    stats: StreamStats
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    reader: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cancel(self) -> None:
+        """Stop the worker: cancel the gRPC call it may be blocked in (thread-safe)."""
+        self.cancelled.set()
+        with self.lock:
+            if self.reader is not None:
+                self.reader.cancel()
+
+    def attach(self, reader: Any) -> None:
+        with self.lock:
+            if self.cancelled.is_set():
+                reader.cancel()
+                raise _Cancelled
+            self.reader = reader
+
+    def detach(self) -> None:
+        with self.lock:
+            self.reader = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    sql: str
+    context: Sequence[str] | None = None
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Dremio's ``schema`` session property: the SQL context as a quoted dotted path."""
+        if not self.context:
+            return []
+        path = ".".join('"' + part.replace('"', '""') + '"' for part in self.context)
+        return [(b"schema", path.encode())]
+
+
+@dataclass(slots=True)
+class _Deadline:
+    timeout: float | None
+    at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.at = None if self.timeout is None else time.monotonic() + self.timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left for the next gRPC call (None: no deadline).
+
+        :raises DremioJobTimeout: nothing is left.
+        """
+        if self.at is None:
+            return None
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise DremioJobTimeout(FLIGHT_JOB, self.timeout or 0.0)
+        return left
+
+
+# -- session cookies --------------------------------------------------------------------------
+
+
+class _CookieMiddleware(flight.ClientMiddleware):  # type: ignore[misc]
+    def __init__(self, jar: _CookieJar) -> None:
+        super().__init__()
+        self.jar = jar
+
+    def sending_headers(self) -> dict[str, str]:
+        cookie = self.jar.header()
+        return {"cookie": cookie} if cookie else {}
+
+    def received_headers(self, headers: dict[str, list[str]]) -> None:
+        for key, values in headers.items():
+            if key.lower() == "set-cookie":
+                self.jar.store(values)
+
+
+class _CookieJar(flight.ClientMiddlewareFactory):  # type: ignore[misc]
+    """Dremio 21+ answers the first call with a session cookie and expects it back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cookies: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def start_call(self, info: Any) -> _CookieMiddleware:
+        return _CookieMiddleware(self)
+
+    def store(self, values: list[str]) -> None:
+        with self._lock:
+            for value in values:
+                name, _, rest = value.partition("=")
+                self._cookies[name.strip()] = rest.split(";", 1)[0].strip()
+
+    def header(self) -> str:
+        with self._lock:
+            return "; ".join(f"{k}={v}" for k, v in self._cookies.items())
+
+
+# -- the transport ----------------------------------------------------------------------------
+
+
+class FlightTransport:
+    """One pyarrow FlightClient to one Dremio Flight endpoint, with its credentials."""
+
+    def __init__(self, config: DremioConfig, options: FlightOptions, retry: RetryPolicy) -> None:
+        self.config, self.options, self.retry = config, options, retry
+        validate_flight_url(options.url)
+        if options.read_ahead < 1 or options.max_streams < 1:
+            raise DremioConfigError("read_ahead and max_streams must be at least 1")
+        self._limiter = anyio.CapacityLimiter(options.max_streams)
+        self._client: flight.FlightClient | None = None
+        self._lock = threading.Lock()
+        self._bearer: Secret | None = config.token
+        self._generation = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"FlightTransport({self.options.url!r})"
+
+    async def close(self) -> None:
+        """Close the gRPC channel (shielded); running reads were cancelled by their consumers."""
+        with self._lock:
+            client, self._client, self._closed = self._client, None, True
+        if client is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(client.close)
+
+    # -- reads (loop side) --------------------------------------------------------------------
+
+    async def batches(
+        self,
+        sql: str,
+        *,
+        context: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (a gRPC deadline, not a scope)
+        stats: StreamStats | None = None,
+    ) -> AsyncGenerator[pa.RecordBatch, None]:
+        """Yield the query's record batches; at most ``read_ahead`` are held at once.
+
+        ``context`` (a path) is sent as Dremio's ``schema`` session property.
+
+        :raises DremioAuthError: the credentials were refused.
+        :raises DremioConnectionError: the endpoint is unreachable, or the stream broke.
+        :raises DremioJobFailed: Dremio reported an error (its message is carried).
+        :raises DremioJobTimeout: ``timeout`` seconds passed.
+        """
+        async with self._limiter:
+            call = _Call(anyio.Event(), stats or StreamStats())
+            send, receive = anyio.create_memory_object_stream[_Item](self.options.read_ahead - 1)
+            worker = threading.Thread(
+                target=self._work,
+                args=(call, _Query(sql, context), _Deadline(timeout), send, current_token()),
+                name="dremio-flight-read",
+                # A worker is joined (bounded) when its stream closes; daemon only so
+                # that one stuck in a dead connection cannot hold up interpreter exit.
+                daemon=True,
+            )
+            worker.start()
+            try:
+                with receive:
+                    async for item in receive:
+                        if isinstance(item, _Failed):
+                            raise item.error
+                        if isinstance(item, _Done):
+                            return
+                        call.stats.taken()
+                        yield item
+                raise DremioConnectionError("FLIGHT", "DoGet", "the stream ended without its end")
+            finally:
+                call.cancel()
+                receive.close()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_JOIN_TIMEOUT):
+                    await call.finished.wait()
+
+    async def table(
+        self,
+        sql: str,
+        *,
+        context: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (a gRPC deadline, not a scope)
+    ) -> pa.Table:
+        """The whole result as one table (only once every batch has arrived).
+
+        :raises DremioError: as :meth:`batches`.
+        """
+        stats = StreamStats()
+        stream = self.batches(sql, context=context, timeout=timeout, stats=stats)
+        async with aclosing(stream):
+            batches = [batch async for batch in stream]
+        # The batches carry the schema; FlightInfo's is only needed for an empty result.
+        return pa.Table.from_batches(batches, schema=None if batches else stats.schema_seen)
+
+    # -- the worker thread --------------------------------------------------------------------
+
+    def _work(
+        self,
+        call: _Call,
+        query: _Query,
+        deadline: _Deadline,
+        send: MemoryObjectSendStream[_Item],
+        token: EventLoopToken,
+    ) -> None:
+        final: _Item | None = None
+        try:
+            rows = 0
+            for batch in self._read(call, query, deadline):
+                rows += batch.num_rows
+                call.stats.read(batch.num_rows)
+                anyio.from_thread.run(send.send, batch, token=token)
+            final = _Done(rows)
+        except (_Cancelled, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            final = None
+        except DremioError as exc:
+            final = _Failed(exc)
+        except Exception as exc:  # anything unforeseen still reaches the caller, typed
+            final = _Failed(map_flight_error(exc, "DoGet", deadline.timeout))
+        finally:
+            self._hand_over(call, send, token, final)
+
+    def _hand_over(
+        self,
+        call: _Call,
+        send: MemoryObjectSendStream[_Item],
+        token: EventLoopToken,
+        final: _Item | None,
+    ) -> None:
+        try:
+            if final is not None:
+                anyio.from_thread.run(send.send, final, token=token)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the consumer left first: nobody is waiting for the outcome
+        except RuntimeError:  # pragma: no cover - the event loop itself is gone
+            return
+        try:
+            anyio.from_thread.run_sync(send.close, token=token)
+            anyio.from_thread.run_sync(call.finished.set, token=token)
+        except RuntimeError:  # pragma: no cover - the event loop itself is gone
+            pass
+
+    def _read(self, call: _Call, query: _Query, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
+        """The result's batches; UNAVAILABLE is retried only while none has been handed over."""
+        for attempt in range(1, self.retry.attempts + 1):
+            delivered = False
+            try:
+                for batch in self._attempt(call, query, deadline):
+                    delivered = True
+                    yield batch
+                return
+            except _Unavailable as failure:
+                if delivered or attempt == self.retry.attempts:
+                    raise map_flight_error(failure.error, failure.call, None) from failure.error
+                self._back_off(call, attempt, failure.error)
+
+    def _attempt(self, call: _Call, query: _Query, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
+        info = self._flight_info(query, deadline)
+        call.stats.schema(info.schema)
+        rows = 0
+        for endpoint in info.endpoints:
+            options = self._options(deadline, query.headers())
+            reader = _guarded(
+                "DoGet", deadline, self._connection().do_get, endpoint.ticket, options
+            )
+            call.attach(reader)
+            try:
+                for batch in self._chunks(call, reader, deadline):
+                    rows += batch.num_rows
+                    yield batch
+            finally:
+                call.detach()
+        if info.total_records is not None and info.total_records >= 0:
+            self._check_rows(rows, info.total_records)
+
+    def _chunks(self, call: _Call, reader: Any, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
+        while True:
+            try:
+                chunk = _guarded("DoGet", deadline, reader.read_chunk)
+            except StopIteration:
+                return
+            except DremioError:
+                if call.cancelled.is_set():
+                    raise _Cancelled from None
+                raise
+            if chunk.data is not None:
+                yield chunk.data
+
+    @staticmethod
+    def _check_rows(received: int, expected: int) -> None:
+        if received != expected:
+            detail = "the Flight stream ended early" if received < expected else "too many rows"
+            raise DremioResultIncomplete(FLIGHT_JOB, expected, received, detail)
+
+    def _flight_info(self, query: _Query, deadline: _Deadline) -> Any:
+        descriptor = flight.FlightDescriptor.for_command(query.sql.encode())
+        generation = self._generation
+        options = self._options(deadline, query.headers())
+        try:
+            return _guarded(
+                "GetFlightInfo", deadline, self._connection().get_flight_info, descriptor, options
+            )
+        except DremioAuthError as exc:
+            if self.config.auth != "password" or exc.status != 401:
+                raise
+        # The login token expired (or the server restarted): log in again, once.
+        self._authenticate(generation, deadline)
+        options = self._options(deadline, query.headers())
+        return _guarded(
+            "GetFlightInfo", deadline, self._connection().get_flight_info, descriptor, options
+        )
+
+    def _back_off(self, call: _Call, attempt: int, exc: Exception) -> None:
+        delay = min(self.retry.backoff * 2 ** (attempt - 1), self.retry.max_backoff)
+        logger.info("Flight unavailable (%s); retrying in %.2f s", flight_message(exc), delay)
+        if call.cancelled.wait(delay):
+            raise _Cancelled
+
+    # -- connection and credentials (worker side) ---------------------------------------------
+
+    def _connection(self) -> flight.FlightClient:
+        with self._lock:
+            if self._closed:
+                raise DremioError("the Dremio client is closed")
+            if self._client is None:
+                tls = grpc_tls(self.config.tls) if self.options.url.startswith("grpc+tls") else {}
+                self._client = flight.FlightClient(
+                    self.options.url, middleware=[_CookieJar()], **tls
+                )
+            return self._client
+
+    def _base_headers(self) -> list[tuple[bytes, bytes]]:
+        if self.config.project_id:
+            return [(PROJECT_HEADER, self.config.project_id.encode())]
+        return []
+
+    def _options(
+        self, deadline: _Deadline, extra: list[tuple[bytes, bytes]]
+    ) -> flight.FlightCallOptions:
+        if self._bearer is None:
+            self._authenticate(self._generation, deadline)
+        assert self._bearer is not None
+        bearer = (b"authorization", f"Bearer {self._bearer.value}".encode())
+        headers = [*self._base_headers(), *extra, bearer]
+        return flight.FlightCallOptions(headers=headers, timeout=deadline.remaining())
+
+    def _authenticate(self, generation: int, deadline: _Deadline) -> None:
+        """Flight's basic-token handshake: username/password in, a bearer token out."""
+        assert self.config.username is not None
+        assert self.config.password is not None
+        with self._lock:
+            if generation != self._generation and self._bearer is not None:
+                return  # another read logged in again meanwhile
+        options = flight.FlightCallOptions(
+            headers=self._base_headers(), timeout=deadline.remaining()
+        )
+        handshake = self._connection().authenticate_basic_token
+        user, password = self.config.username, self.config.password.value
+        _, value = _guarded("Handshake", deadline, handshake, user, password, options)
+        token = value.decode() if isinstance(value, bytes) else str(value)
+        with self._lock:
+            self._bearer = Secret(token.removeprefix("Bearer ").removeprefix("bearer "))
+            self._generation += 1
+        logger.debug("Flight handshake as %s succeeded", self.config.username)
