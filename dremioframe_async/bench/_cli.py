@@ -90,6 +90,13 @@ def _dremio_args(sub: argparse.ArgumentParser) -> None:
     fake.add_argument("--latency", type=parse_seconds, default=0.05, help="per job (50ms)")
     fake.add_argument("--server-limit", type=int, default=8, metavar="N", help="jobs at once")
     fake.add_argument("--rows", type=int, default=1_000, help=f"rows in {SAMPLE_TABLE}")
+    fake.add_argument(
+        "--fake",
+        choices=("process", "inline"),
+        default="process",
+        help="serve it from a child process (default: client and server do not share a "
+        "GIL) or inline, in this process",
+    )
     _output_args(sub)
 
 
@@ -146,6 +153,7 @@ async def _client(target: _Target, args: argparse.Namespace) -> AsyncIterator[Dr
     # Imported here: the rest of the CLI does not need aiohttp and pyarrow.
     from ..dremio import DremioClient
     from ._dremio import embedded_dremio
+    from ._fake_process import fake_dremio_process
 
     # The client's own limits must not be what the sweep measures.
     top = max(args.concurrency)
@@ -156,10 +164,10 @@ async def _client(target: _Target, args: argparse.Namespace) -> AsyncIterator[Dr
         ) as client:
             yield client
         return
+    model = {"latency": args.latency, "max_running_jobs": args.server_limit, "rows": args.rows}
+    serve = fake_dremio_process if args.fake == "process" else embedded_dremio
     async with (
-        embedded_dremio(
-            latency=args.latency, max_running_jobs=args.server_limit, rows=args.rows
-        ) as fake,
+        serve(**model) as fake,
         DremioClient(fake.url, token=fake.token, flight_url=fake.flight_url, **limits) as client,
     ):
         yield client
@@ -201,7 +209,8 @@ def _cmd_dremio(args: argparse.Namespace) -> int:
     print(machine_line(sweeps[0].machine, sweeps[-1].machine_after))
     print("absolute figures vary with the machine's load; compare ratios from one run")
     _write(args.json, dump_sweeps(sweeps))
-    _write(args.chart, sweep_chart(sweeps, f"dremioframe-async bench dremio ({where})"))
+    title = "bench dremio: throughput and p95 latency against concurrency"
+    _write(args.chart, sweep_chart(sweeps, title, subtitle=where))
     return EXIT_ERRORS if any(step.flagged for s in sweeps for step in s.steps) else EXIT_OK
 
 

@@ -16,12 +16,14 @@ from ._results import Step, Sweep
 __all__ = ["bar_chart", "sweep_chart"]
 
 _W, _H = 760, 420
-_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 80, 50, 70
+_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 80, 56, 70
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
 _FONT = 'font-family="sans-serif" font-size="12"'
 
 
-def sweep_chart(sweeps: Sequence[Sweep], title: str = "Throughput and p95 latency") -> str:
+def sweep_chart(
+    sweeps: Sequence[Sweep], title: str = "Throughput and p95 latency", subtitle: str = ""
+) -> str:
     """Throughput (queries/s, solid, left axis) and p95 latency (ms, dashed, right axis)
     against concurrency, one colour per sweep; the knee is ringed, steps with errors
     are marked with a red cross.
@@ -40,6 +42,8 @@ def sweep_chart(sweeps: Sequence[Sweep], title: str = "Throughput and p95 latenc
         return _TOP + plot_h * (1 - (value / top if top else 0.0))
 
     out = _open(title)
+    if subtitle:
+        out.append(_text(_W / 2, 40, subtitle, anchor="middle", size=11))
     out += _axes(plot_w, plot_h, top_qps, top_ms, y)
     for level in levels:
         out.append(_text(x(level), _TOP + plot_h + 18, str(level), anchor="middle"))
@@ -143,11 +147,11 @@ def _series(
 
 
 def _legend(i: int, label: str, colour: str) -> list[str]:
-    lx, ly = _LEFT + 10 + i * 170, _H - 10
+    lx, ly = _LEFT + 10 + i * 260, _H - 10
     return [
         f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{colour}" '
         'stroke-width="2"/>',
-        _text(lx + 30, ly, f"{label}: q/s, p95 (dashed)"),
+        _text(lx + 30, ly, f"{label}: q/s, p95 (dashed); ring = knee"),
     ]
 
 
