@@ -34,7 +34,8 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 def test_public_names() -> None:
     assert set(bench.__all__) >= {"sweep", "Sweep", "Step", "Outcome", "find_knee"}
-    assert callable(bench.rest_work) and callable(bench.flight_work)
+    assert callable(bench.rest_work)
+    assert callable(bench.flight_work)
     with pytest.raises(AttributeError):
         bench.no_such_name  # noqa: B018
 
@@ -59,12 +60,15 @@ async def test_each_step_is_bounded_by_its_concurrency_and_measures_it() -> None
     assert one.queries == four.queries == 24
     assert 0.5 < one.measured_concurrency <= 1.0
     assert 2.0 < four.measured_concurrency <= 4.0
-    assert four.rows == 240 and four.bytes == 24_000_000
+    assert four.rows == 240
+    assert four.bytes == 24_000_000
     assert four.rows_per_s == pytest.approx(240 / four.seconds)
     assert four.mb_per_s == pytest.approx(24 / four.seconds)
     assert four.phases["execute"].p50 == pytest.approx(0.01)
-    assert one.latency.p50 >= 0.01 and not one.flagged
-    assert result.machine.cpu_count >= 1 and len(result.machine.load_average) == 3
+    assert one.latency.p50 >= 0.01
+    assert not one.flagged
+    assert result.machine.cpu_count >= 1
+    assert len(result.machine.load_average) == 3
 
 
 async def test_duration_mode_stops_starting_calls_at_the_deadline() -> None:
@@ -79,7 +83,9 @@ async def test_duration_mode_stops_starting_calls_at_the_deadline() -> None:
     (step,) = result.steps
     assert step.queries + 0 < calls  # the warm-up's calls are not counted
     assert 0.2 <= step.seconds < 5.0
-    assert result.warmup == 0.05 and result.duration == 0.2 and result.queries is None
+    assert result.warmup == 0.05
+    assert result.duration == 0.2
+    assert result.queries is None
 
 
 async def test_errors_are_counted_by_type_and_flag_their_step() -> None:
@@ -97,9 +103,13 @@ async def test_errors_are_counted_by_type_and_flag_their_step() -> None:
     result = await sweep(work, concurrency=[1, 1, 1], queries=10)
     first, second, third = result.steps
     assert second.errors == {"KeyError": 3, "TimeoutError": 1}
-    assert second.flagged and second.error_count == 4 and second.queries == 6
-    assert not first.flagged and not third.flagged
-    assert first.errors == {} and third.queries == 10
+    assert second.flagged
+    assert second.error_count == 4
+    assert second.queries == 6
+    assert not first.flagged
+    assert not third.flagged
+    assert first.errors == {}
+    assert third.queries == 10
 
 
 async def test_a_table_result_reports_rows_and_bytes() -> None:
@@ -191,7 +201,8 @@ def _step(c: int, qps: float, p95: float | int, errors: dict[str, int] | None = 
 def test_knee(curve: list[tuple[int, float, float]], knee: int) -> None:
     steps = [_step(*point) for point in curve]
     found = find_knee(steps)
-    assert found is not None and found.concurrency == knee
+    assert found is not None
+    assert found.concurrency == knee
 
 
 def test_knee_never_lands_on_a_failing_step() -> None:

@@ -59,7 +59,8 @@ async def test_throughput_scales_to_the_server_limit_and_the_knee_is_there(
     assert twelve.measured_concurrency > 6  # the callers were really in flight
     assert twelve.latency.p95 > 2 * result.steps[0].latency.p95  # queueing shows in p95
     knee = result.knee
-    assert knee is not None and knee.concurrency == LIMIT
+    assert knee is not None
+    assert knee.concurrency == LIMIT
     assert not any(s.flagged for s in result.steps)
     assert all(s.rows == 10 * s.queries for s in result.steps)
 
@@ -73,8 +74,10 @@ async def test_errors_injected_at_one_step_are_counted_and_flagged_there(
     result = await sweep(rest_work(client, [SQL]), concurrency=[1, 3, 12], queries=8)
     first, second, third = result.steps
     assert second.errors == {"DremioBadRequest": 3}
-    assert second.flagged and second.queries == 5
-    assert not first.flagged and not third.flagged
+    assert second.flagged
+    assert second.queries == 5
+    assert not first.flagged
+    assert not third.flagged
     assert result.knee is first  # the walk stops at a failing step
 
 
@@ -100,7 +103,8 @@ async def test_wait_reports_every_status_it_reads(fake: FakeDremio, client: Drem
         states.append(job.state)
 
     await client.wait(queued, on_status=seen)
-    assert states[0] == "QUEUED" and states[-1] == "COMPLETED"
+    assert states[0] == "QUEUED"
+    assert states[-1] == "COMPLETED"
     assert "QUEUED" in BEFORE_EXECUTION
     for job_id in first:
         await client.wait(job_id)

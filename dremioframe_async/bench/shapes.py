@@ -36,6 +36,7 @@ __all__ = [
     "nap",
     "noop",
     "raw_anyio_once",
+    "task_body",
 ]
 
 SLEEP = 0.02
@@ -69,13 +70,14 @@ async def nap(seconds: float) -> None:
     await anyio.sleep(seconds)
 
 
-def _body(shape: Shape) -> tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]:
+def task_body(shape: Shape) -> tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]:
+    """The middle tasks' coroutine function and arguments for ``shape``."""
     return (nap, (SLEEP,)) if shape.name == "sleep" else (noop, ())
 
 
 def build_pipeline(shape: Shape) -> Pipeline:
     """The shape as a Pipeline of plain Tasks (built the way a user would)."""
-    action, args = _body(shape)
+    action, args = task_body(shape)
     if shape.name == "chain":
         chain = [Task(f"t{i}", noop) for i in range(shape.n)]
         for a, b in pairwise(chain):
@@ -105,7 +107,7 @@ async def _node(
 
 async def raw_anyio_once(shape: Shape) -> None:
     """The shape as one task group of coroutines linked by anyio Events."""
-    action, args = _body(shape)
+    action, args = task_body(shape)
     async with anyio.create_task_group() as tg:
         if shape.name == "chain":
             prev: Sequence[anyio.Event] = ()
@@ -138,7 +140,7 @@ async def gather_once(shape: Shape) -> None:
         prevs = [None, *events[:-1]]
         await asyncio.gather(*(_chained(p, d, noop) for p, d in zip(prevs, events, strict=True)))
         return
-    action, args = _body(shape)
+    action, args = task_body(shape)
     await noop()
     await asyncio.gather(*(action(*args) for _ in range(shape.n)))
     await noop()
@@ -154,7 +156,7 @@ async def aiodag_once(shape: Shape) -> None:
     that awaits its inputs."""
     adtask: Any = importlib.import_module("aiodag").task  # untyped
 
-    action, args = _body(shape)
+    action, args = task_body(shape)
 
     async def root() -> None:
         await noop()
