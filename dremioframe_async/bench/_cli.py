@@ -198,8 +198,9 @@ async def _dremio_sweeps(target: _Target, args: argparse.Namespace) -> list[Swee
 
 def _cmd_dremio(args: argparse.Namespace) -> int:
     target = _target(args)
+    inline = "in this process" if args.fake == "inline" else "in a child process"
     where = target.url or (
-        f"an embedded FakeDremio ({args.latency * 1e3:g} ms per job, "
+        f"an embedded FakeDremio {inline} ({args.latency * 1e3:g} ms per job, "
         f"{args.server_limit} jobs at once, {args.rows} rows)"
     )
     print(f"benchmarking {where}", file=sys.stderr)
