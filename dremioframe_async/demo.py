@@ -31,7 +31,7 @@ import anyio
 import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
-from .dremio import DremioClient, Via, split_path
+from .dremio import DremioClient, DremioConfigError, Via, split_path
 from .orchestration import Event, TaskStateChanged
 from .progress import Progress, format_duration, format_table
 from .tasks import quote_path
@@ -120,7 +120,7 @@ def build_pipeline(
             return {"table": ".".join(table), "path": str(path), "rows": written}
         job_id = await client.submit(sql)
         job = await client.wait(job_id)
-        written = await client.to_parquet(job_id, path)
+        written = await client.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
             "path": str(path),
@@ -278,7 +278,8 @@ async def run_demo(
     folder that the cleanup task removes. ``via`` picks how results travel
     (``auto``: Flight when the client has a Flight URL, as the embedded server does).
 
-    :raises DremioError: the client could not be set up (bad URL or credentials).
+    :raises DremioError: the client could not be set up (bad URL or credentials, or
+        ``via="flight"`` without a Flight endpoint).
     """
     stream = stream if stream is not None else sys.stderr
     target = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dremioframe-demo-"))
@@ -287,6 +288,8 @@ async def run_demo(
     async with _dremio(url, pat, tables, rows, flight_url) as (client, where):
         flight = via == "flight" or (via == "auto" and client.flight_url is not None)
         path: Via = "flight" if flight else "rest"
+        if flight and client.flight_url is None:  # fail once, not once per table
+            raise DremioConfigError("--via flight needs --flight-url (or DREMIO_FLIGHT_URL)")
         print(
             f"demo: extracting {folder or DEMO_FOLDER} from {where} into {target} "
             f"over {'Arrow Flight' if path == 'flight' else 'REST'}",

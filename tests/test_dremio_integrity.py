@@ -7,6 +7,7 @@ with an ``arrived`` event) and its recorded requests, never from sleeps.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -242,7 +243,10 @@ def test_what_is_repeated(error: Exception, get: bool, post: bool) -> None:
 
 
 @pytest.mark.asyncio
-async def test_submit_to_a_closed_port_is_retried_as_not_sent() -> None:
+async def test_submit_to_a_closed_port_is_retried_as_not_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="dremioframe_async.dremio")
     async with FakeDremio() as fake:
         url, token = fake.url, fake.token
     retry = RetryPolicy(attempts=3, max_time=5.0, backoff=0.01)
@@ -250,6 +254,8 @@ async def test_submit_to_a_closed_port_is_retried_as_not_sent() -> None:
         with pytest.raises(DremioConnectionError) as info:
             await c.submit("SELECT 1")
     assert info.value.sent is False  # so it was safe to repeat, and not reported as uncertain
+    retries = [r for r in caplog.records if "retrying after attempt" in r.getMessage()]
+    assert len(retries) == retry.attempts - 1
 
 
 # -- no orphaned job ---------------------------------------------------------------------------

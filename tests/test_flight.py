@@ -19,6 +19,7 @@ from dremioframe_async.dremio import (
     DremioConnectionError,
     DremioJobFailed,
     DremioJobTimeout,
+    DremioResultIncomplete,
     RetryPolicy,
 )
 from dremioframe_async.dremio._config import resolve_config
@@ -225,6 +226,22 @@ async def test_a_stream_broken_mid_way_raises_and_never_returns_a_partial_table(
 
 
 @pytest.mark.asyncio
+async def test_a_stream_cut_short_without_an_error_is_incomplete(
+    fake: FakeDremio, tmp_path: anyio.Path
+) -> None:
+    fake.add_table("big.t", sample_table(10_000))
+    fake.flight.batch_rows = 1_000
+    fake.flight.fail_mid_stream(after_batches=4, silently=True, count=2)
+    async with flight_client(fake) as client:
+        with pytest.raises(DremioResultIncomplete) as caught:
+            await client.query("SELECT * FROM big.t")
+        with pytest.raises(DremioResultIncomplete):
+            await client.query_to_parquet("SELECT * FROM big.t", tmp_path / "out.parquet")
+    assert (caught.value.expected, caught.value.received) == (10_000, 4_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.asyncio
 async def test_unavailable_is_retried_before_the_first_batch(fake: FakeDremio) -> None:
     fake.flight.unavailable_next(2)
     async with flight_client(fake) as client:
@@ -374,3 +391,21 @@ async def test_the_sql_context_travels_as_the_schema_session_property(fake: Fake
     async with flight_client(fake) as client:
         await client.query("SELECT 1 AS one", context=["my space", 'folder "x"'])
     assert [c.context for c in calls(fake, "get_flight_info")] == ['"my space"."folder ""x"""']
+
+
+@pytest.mark.asyncio
+async def test_a_stream_abandoned_mid_way_is_cancelled_and_frees_its_slot(
+    fake: FakeDremio,
+) -> None:
+    fake.add_table("big.t", sample_table(10_000))
+    fake.flight.batch_rows = 1_000
+    fake.flight.slow_batches(30.0)
+    async with flight_client(fake, flight_streams=1) as client:
+        async for _ in client.stream("SELECT * FROM big.t"):
+            break  # no async with: the event loop's generator finaliser closes it
+        call = await wait_for_call(fake, "do_get", "cancelled")
+        fake.flight.slow_batches(0.0)
+        with anyio.fail_after(5):  # the only slot must be free again
+            table = await client.query("SELECT COUNT(*) AS n FROM big.t")
+    assert call is not None
+    assert table.to_pylist() == [{"n": 10_000}]

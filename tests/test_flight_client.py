@@ -30,7 +30,8 @@ from dremioframe_async.dremio import (
     DremioTLSError,
     RetryPolicy,
 )
-from dremioframe_async.dremio._flight import _CookieJar, flight_message, map_flight_error
+from dremioframe_async.dremio._flight_errors import flight_message, map_flight_error
+from dremioframe_async.dremio._flight_options import CookieJar
 from dremioframe_async.testing import FakeDremio, sample_table
 
 FAST = RetryPolicy(attempts=3, max_time=10.0, backoff=0.01, max_backoff=0.05)
@@ -316,7 +317,7 @@ def test_messages_lose_grpcs_debug_context() -> None:
 
 
 def test_the_session_cookie_is_sent_back() -> None:
-    jar = _CookieJar()
+    jar = CookieJar()
     middleware = jar.start_call(None)
     assert middleware.sending_headers() == {}
     middleware.received_headers({"Set-Cookie": ["SESSION_ID=abc; Path=/; HttpOnly"]})

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dremioframe_async import Pipeline
-from dremioframe_async.dremio import DremioClient
+from dremioframe_async.demo import run_demo
+from dremioframe_async.dremio import DremioClient, DremioConfigError
 from dremioframe_async.tasks import DremioQueryTask
 from dremioframe_async.testing import FakeDremio, sample_table
 
@@ -91,3 +92,14 @@ def test_the_demo_uses_flight_by_default_and_says_so(
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["orders_apac.parquet", "orders_eu.parquet", "orders_us.parquet"]
     assert sum(pq.read_metadata(tmp_path / "out" / f).num_rows for f in files) == 3_000
+
+
+@pytest.mark.asyncio
+async def test_the_demo_via_flight_without_an_endpoint_fails_once_and_early(
+    fake_dremio: FakeDremio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DREMIO_FLIGHT_URL", raising=False)
+    fake_dremio.add_table("lake.raw.a", sample_table(10))
+    with pytest.raises(DremioConfigError, match="flight-url"):
+        await run_demo(url=fake_dremio.url, pat=fake_dremio.token, folder="lake.raw", via="flight")
+    assert fake_dremio.requests == []  # nothing was sent

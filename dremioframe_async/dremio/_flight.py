@@ -7,20 +7,19 @@ event loop through a bounded memory stream: when the consumer is slow the
 worker blocks on the send, so at most ``read_ahead`` batches are held. Closing
 or cancelling the consumer cancels the gRPC call (``reader.cancel()``), which
 makes a blocked ``read_chunk`` return at once, and waits (bounded) for the
-worker to end. Every Flight error is mapped to the ``DremioError`` tree here.
+worker to end. Every Flight error is mapped to the ``DremioError`` tree
+(:mod:`._flight_errors`) before it leaves the worker.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.from_thread
@@ -29,140 +28,34 @@ import pyarrow.flight as flight
 from anyio.lowlevel import EventLoopToken, current_token
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ._config import DremioConfig, Secret, TlsOptions
+from ._config import DremioConfig, Secret
 from ._errors import (
     DremioAuthError,
     DremioConfigError,
     DremioConnectionError,
     DremioError,
-    DremioJobCancelled,
     DremioJobTimeout,
     DremioResultIncomplete,
-    DremioTLSError,
-    job_failed,
+)
+from ._flight_errors import FLIGHT_JOB, flight_message, is_tls_failure, map_flight_error
+from ._flight_options import (
+    CLOUD_FLIGHT_URL,
+    PROJECT_HEADER,
+    CookieJar,
+    FlightOptions,
+    grpc_tls,
+    validate_flight_url,
 )
 from ._stream import StreamStats
 from ._transport import RetryPolicy
 
-__all__ = ["CLOUD_FLIGHT_URL", "FLIGHT_JOB", "PROJECT_HEADER", "FlightOptions", "FlightTransport"]
+__all__ = ["CLOUD_FLIGHT_URL", "FlightOptions", "FlightTransport", "map_flight_error"]
 
 logger = logging.getLogger("dremioframe_async.dremio")
 
-CLOUD_FLIGHT_URL = "grpc+tls://data.dremio.cloud:443"
-PROJECT_HEADER = b"catalog"
-"""Dremio Cloud's project id, sent as a session property (a gRPC header) on every call.
-
-Dremio documents ``catalog=<project id>`` as the connection property that picks a
-non-default project for its Flight clients; without it Dremio Cloud runs the query
-in the organisation's default project.
-"""
-FLIGHT_JOB = "(flight)"
-"""The job id in errors: Flight gives no Dremio job id to the client."""
-_SCHEMES = ("grpc", "grpc+tcp", "grpc+tls")
 # A worker blocked in gRPC returns within milliseconds of reader.cancel(); this
 # bounds how long closing a stream waits for it before leaving it to finish alone.
 _JOIN_TIMEOUT = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class FlightOptions:
-    """Where the Flight endpoint is and how reads are bounded.
-
-    ``read_ahead`` is the most record batches a stream holds before its consumer
-    takes them; ``max_streams`` the most reads (worker threads) at once. TLS for
-    ``grpc+tls`` comes from the client's shared ``ssl=`` setting.
-    """
-
-    url: str
-    read_ahead: int = 4
-    max_streams: int = 8
-
-
-def validate_flight_url(url: str) -> str:
-    """Return ``url`` if it is a usable Flight location.
-
-    :raises DremioConfigError: not ``grpc://``, ``grpc+tcp://`` or ``grpc+tls://`` with a host.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES or not parts.hostname:
-        raise DremioConfigError(
-            f"flight_url must look like grpc+tcp://host:32010 or grpc+tls://host:443, "
-            f"not {_redact(url)!r}"
-        )
-    if parts.username or parts.password:
-        raise DremioConfigError("flight_url must not carry credentials: use token= or username=")
-    return url
-
-
-def grpc_tls(tls: TlsOptions) -> dict[str, Any]:
-    """FlightClient's TLS arguments from the client's shared TLS options (blocking: reads files).
-
-    gRPC takes trusted CAs as PEM bytes, not an ``ssl.SSLContext``: a context's
-    loaded CA certificates are passed on in PEM form, and a context that does not
-    verify turns verification off.
-
-    :raises DremioConfigError: the CA bundle cannot be read.
-    """
-    if tls.context is not None:
-        if tls.context.verify_mode == ssl.CERT_NONE:
-            return {"disable_server_verification": True}
-        certs = tls.context.get_ca_certs(binary_form=True)
-        if not certs:
-            return {}
-        return {"tls_root_certs": "".join(ssl.DER_cert_to_PEM_cert(c) for c in certs).encode()}
-    if not tls.verify:
-        return {"disable_server_verification": True}
-    if tls.ca_file is None:
-        return {}
-    try:
-        return {"tls_root_certs": tls.ca_file.read_bytes()}
-    except OSError as exc:
-        raise DremioConfigError(f"cannot load the CA bundle {tls.ca_file}: {exc}") from exc
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
-
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-def flight_message(exc: BaseException) -> str:
-    """The server's message from a pyarrow Flight error, without gRPC's debug context."""
-    text = str(exc)
-    for marker in (". Detail:", ". gRPC client debug context:"):
-        text = text.split(marker, 1)[0]
-    if ", with message: " in text and text.startswith("Flight "):
-        text = text.split(", with message: ", 1)[1]
-    return text.strip()
-
-
-def map_flight_error(exc: Exception, call: str, timeout: float | None) -> DremioError:
-    """Translate a pyarrow.flight (or Arrow) error into the client's error tree."""
-    message = flight_message(exc)
-    if isinstance(exc, flight.FlightUnauthenticatedError):
-        return DremioAuthError("FLIGHT", call, 401, message)
-    if isinstance(exc, flight.FlightUnauthorizedError):
-        return DremioAuthError("FLIGHT", call, 403, message)
-    if isinstance(exc, flight.FlightUnavailableError):
-        if _is_tls_failure(message):
-            return DremioTLSError("FLIGHT", call, message)
-        return DremioConnectionError("FLIGHT", call, message)
-    if isinstance(exc, flight.FlightTimedOutError):
-        return DremioJobTimeout(FLIGHT_JOB, timeout or 0.0)
-    if isinstance(exc, flight.FlightCancelledError):
-        return DremioJobCancelled(FLIGHT_JOB, message)
-    if isinstance(exc, flight.FlightError):
-        return job_failed(FLIGHT_JOB, message)  # transient cluster failures stay retryable
-    return DremioConnectionError("FLIGHT", call, f"{type(exc).__name__}: {message}")
-
-
-def _is_tls_failure(message: str) -> bool:
-    lowered = message.lower()
-    return any(word in lowered for word in ("certificate", "ssl", "tls", "handshake failed"))
 
 
 # -- one read's shared state ------------------------------------------------------------------
@@ -200,14 +93,14 @@ def _guarded(call: str, deadline: _Deadline, fn: Callable[..., Any], *args: Any)
     except StopIteration:
         raise
     except flight.FlightUnavailableError as exc:
-        if _is_tls_failure(flight_message(exc)):  # a refused certificate stays refused
+        if is_tls_failure(flight_message(exc)):  # a refused certificate stays refused
             raise map_flight_error(exc, call, deadline.timeout) from exc
         raise _Unavailable(exc, call) from exc
     except Exception as exc:
         raise map_flight_error(exc, call, deadline.timeout) from exc
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity: a limiter borrower
 class _Call:
     """What the loop and the worker thread share for one read."""
 
@@ -270,46 +163,6 @@ class _Deadline:
         return left
 
 
-# -- session cookies --------------------------------------------------------------------------
-
-
-class _CookieMiddleware(flight.ClientMiddleware):  # type: ignore[misc]
-    def __init__(self, jar: _CookieJar) -> None:
-        super().__init__()
-        self.jar = jar
-
-    def sending_headers(self) -> dict[str, str]:
-        cookie = self.jar.header()
-        return {"cookie": cookie} if cookie else {}
-
-    def received_headers(self, headers: dict[str, list[str]]) -> None:
-        for key, values in headers.items():
-            if key.lower() == "set-cookie":
-                self.jar.store(values)
-
-
-class _CookieJar(flight.ClientMiddlewareFactory):  # type: ignore[misc]
-    """Dremio 21+ answers the first call with a session cookie and expects it back."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cookies: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def start_call(self, info: Any) -> _CookieMiddleware:
-        return _CookieMiddleware(self)
-
-    def store(self, values: list[str]) -> None:
-        with self._lock:
-            for value in values:
-                name, _, rest = value.partition("=")
-                self._cookies[name.strip()] = rest.split(";", 1)[0].strip()
-
-    def header(self) -> str:
-        with self._lock:
-            return "; ".join(f"{k}={v}" for k, v in self._cookies.items())
-
-
 # -- the transport ----------------------------------------------------------------------------
 
 
@@ -358,8 +211,11 @@ class FlightTransport:
         :raises DremioJobFailed: Dremio reported an error (its message is carried).
         :raises DremioJobTimeout: ``timeout`` seconds passed.
         """
-        async with self._limiter:
-            call = _Call(anyio.Event(), stats or StreamStats())
+        call = _Call(anyio.Event(), stats or StreamStats())
+        # The call, not the task, holds the slot: an abandoned stream is closed by the
+        # event loop's generator finaliser, in another task.
+        await self._limiter.acquire_on_behalf_of(call)
+        try:
             send, receive = anyio.create_memory_object_stream[_Item](self.options.read_ahead - 1)
             worker = threading.Thread(
                 target=self._work,
@@ -385,6 +241,8 @@ class FlightTransport:
                 receive.close()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(_JOIN_TIMEOUT):
                     await call.finished.wait()
+        finally:
+            self._limiter.release_on_behalf_of(call)
 
     async def table(
         self,
@@ -536,7 +394,7 @@ class FlightTransport:
             if self._client is None:
                 tls = grpc_tls(self.config.tls) if self.options.url.startswith("grpc+tls") else {}
                 self._client = flight.FlightClient(
-                    self.options.url, middleware=[_CookieJar()], **tls
+                    self.options.url, middleware=[CookieJar()], **tls
                 )
             return self._client
 

@@ -66,6 +66,7 @@ class _Knobs:
     fail_after_batches: int | None = None
     fail_message: str = "injected failure mid-stream"
     fail_unavailable: bool = False
+    fail_silently: bool = False
     fail_count: int = 0
     batch_delay: float = 0.0
     batch_rows: int = 65_536
@@ -174,15 +175,18 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         count: int = 1,
         *,
         unavailable: bool = False,
+        silently: bool = False,
     ) -> None:
         """Break the next ``count`` streams after ``after_batches`` batches.
 
-        The error is a server error carrying ``message``, or UNAVAILABLE (a lost
-        connection) with ``unavailable=True``.
+        The error is a server error carrying ``message``, UNAVAILABLE (a lost
+        connection) with ``unavailable=True``, or none at all with ``silently=True``:
+        the stream just ends early, as a proxy that cuts it cleanly would.
         """
         with self._lock:
             self._knobs.fail_after_batches, self._knobs.fail_message = after_batches, message
             self._knobs.fail_count, self._knobs.fail_unavailable = count, unavailable
+            self._knobs.fail_silently = silently
 
     def reject_tokens(self, count: int = 1_000_000) -> None:
         """Refuse the next ``count`` calls as unauthenticated, whatever their credentials."""
@@ -297,6 +301,8 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             for batch in table.to_batches(max_chunksize=knobs.batch_rows):
                 if knobs.fail_after_batches is not None and log.batches >= knobs.fail_after_batches:
                     log.status, log.error = "failed", knobs.fail_message
+                    if knobs.fail_silently:
+                        return
                     if knobs.fail_unavailable:
                         raise flight.FlightUnavailableError(knobs.fail_message)
                     raise flight.FlightServerError(knobs.fail_message)
