@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -120,3 +123,32 @@ def test_engine_report_rejects_other_json() -> None:
         EngineReport.from_json('{"format": "x"}')
     with pytest.raises(ValueError, match="malformed"):
         EngineReport.from_json('{"format": "dremioframe_async.bench.engine/1"}')
+
+
+def test_bench_dremio_against_a_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [sys.executable, "-m", "dremioframe_async.bench._fake_process", "--latency", "0.01"]
+    argv += ["--rows", "3"]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None
+            fake = json.loads(child.stdout.readline())
+            out = tmp_path / "url.json"
+            code = main(
+                [
+                    "bench", "dremio", "--url", fake["url"], "--pat", fake["token"],
+                    "--flight-url", fake["flight_url"], "--table", "bench.sample",
+                    "--sql", "SELECT 1 AS one", "--concurrency", "1,2", "--queries", "4",
+                    "--warmup", "0", "--json", str(out),
+                ]
+            )  # fmt: skip
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=30)
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert fake["url"] in printed.err
+    sweeps = load_sweeps(out.read_text())
+    assert [s.label for s in sweeps] == ["rest", "flight"]
+    # the two statements are taken in turn: 3 rows, then 1
+    assert {step.rows for s in sweeps for step in s.steps} == {8}
