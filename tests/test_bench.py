@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import xml.etree.ElementTree as ET
@@ -24,6 +25,7 @@ from dremioframe_async.bench import (
     load_sweeps,
     sweep,
     sweep_chart,
+    through_engine,
 )
 from dremioframe_async.bench._svg import bar_chart
 
@@ -110,6 +112,24 @@ async def test_errors_are_counted_by_type_and_flag_their_step() -> None:
     assert not third.flagged
     assert first.errors == {}
     assert third.queries == 10
+
+
+async def test_through_the_engine_results_and_errors_keep_their_type() -> None:
+    calls = 0
+
+    async def work() -> Outcome:
+        nonlocal calls
+        calls += 1
+        if calls in (2, 5):
+            raise LookupError("no such table")
+        return Outcome(rows=3, phases={"execute": 0.001})
+
+    result = await sweep(through_engine(work), concurrency=[1, 2], queries=4)
+    first, second = result.steps
+    assert first.errors == {"LookupError": 1}
+    assert second.errors == {"LookupError": 1}
+    assert first.rows == 9
+    assert set(first.phases) == {"execute"}
 
 
 async def test_a_table_result_reports_rows_and_bytes() -> None:
@@ -234,6 +254,9 @@ def test_json_round_trips_into_the_dataclasses() -> None:
     assert back[0].steps[:2] == sweeps[0].steps[:2]
     assert math.isnan(back[0].steps[2].latency.p95)  # no successes: null in JSON, NaN back
     assert dump_sweeps(back) == text
+    raw = json.loads(text)
+    assert [step["flagged"] for step in raw[0]["steps"]] == [False, True, True]
+    assert raw[0]["knee"] == 1
     assert back[0].machine == sweeps[0].machine
 
 

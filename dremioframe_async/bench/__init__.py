@@ -31,6 +31,7 @@ from ._results import (
 )
 from ._svg import bar_chart, sweep_chart
 from ._sweep import Progress, Work, sweep
+from ._through import through_engine
 
 if TYPE_CHECKING:
     from ._dremio import embedded_dremio, flight_work, rest_work
@@ -56,6 +57,7 @@ __all__ = [
     "rest_work",
     "sweep",
     "sweep_chart",
+    "through_engine",
 ]
 
 _DREMIO = ("embedded_dremio", "flight_work", "rest_work")

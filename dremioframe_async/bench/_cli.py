@@ -20,6 +20,7 @@ from ._report import ProgressLine, engine_table, machine_line, sweep_table
 from ._results import SAMPLE_TABLE, Sweep, dump_sweeps
 from ._svg import bar_chart, sweep_chart
 from ._sweep import sweep
+from ._through import through_engine
 from .shapes import Shape
 
 if TYPE_CHECKING:
@@ -86,6 +87,11 @@ def _dremio_args(sub: argparse.ArgumentParser) -> None:
     span.add_argument("--queries", type=int, metavar="N", help="queries per step")
     sub.add_argument("--warmup", type=parse_seconds, default=1.0, metavar="1s", help="per step")
     sub.add_argument("--via", choices=("rest", "flight", "both"), help="default: both if Flight")
+    sub.add_argument(
+        "--direct",
+        action="store_true",
+        help="call the client directly (default: each query is a task of a reused Pipeline)",
+    )
     fake = sub.add_argument_group("the embedded FakeDremio (no --url)")
     fake.add_argument("--latency", type=parse_seconds, default=0.05, help="per job (50ms)")
     fake.add_argument("--server-limit", type=int, default=8, metavar="N", help="jobs at once")
@@ -182,6 +188,7 @@ async def _dremio_sweeps(target: _Target, args: argparse.Namespace) -> list[Swee
     async with _client(target, args) as client:
         for via in target.vias:
             work = (rest_work if via == "rest" else flight_work)(client, target.statements)
+            work = work if args.direct else through_engine(work, f"{via}-query")
             sweeps.append(
                 await sweep(
                     work,

@@ -157,8 +157,14 @@ class Sweep:
         return find_knee(self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``from_dict`` reads it back)."""
-        return {"format": FORMAT, **asdict(self)}
+        """A JSON-ready dict (``from_dict`` reads it back). Each step also carries
+        ``flagged``, and the sweep its ``knee`` concurrency, for readers of the raw JSON."""
+        data = {"format": FORMAT, **asdict(self)}
+        for raw, step in zip(data["steps"], self.steps, strict=True):
+            raw["flagged"] = step.flagged
+        knee = self.knee
+        data["knee"] = None if knee is None else knee.concurrency
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Sweep:
