@@ -58,6 +58,7 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -66,11 +67,18 @@ from dremioframe_async.bench.shapes import (  # shared with `dremioframe-async b
     Shape,
     build_pipeline,
     gather_once,
-    noop,  # noqa: F401 -- task bodies, for shapes written here
     raw_anyio_once,
+    task_body,
 )
-from dremioframe_async.bench.shapes import task_body as _body  # noqa: F401
+from dremioframe_async.bench.shapes import (
+    noop as noop,  # re-exported: shapes written in this script use it
+)
 from dremioframe_async.orchestration import Pipeline, RunResult
+
+
+def _body(shape: Shape) -> tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]:
+    """The middle tasks' body of ``shape``, for shapes written in this script."""
+    return task_body(shape)
 
 
 @dataclass(frozen=True, slots=True)
