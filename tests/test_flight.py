@@ -266,6 +266,20 @@ async def test_unavailable_after_the_first_batch_raises_and_is_not_retried(
 
 
 @pytest.mark.asyncio
+async def test_a_doget_lost_before_its_first_batch_does_not_run_the_query_again(
+    fake: FakeDremio,
+) -> None:
+    fake.add_table("big.t", sample_table(1_000))
+    fake.flight.fail_mid_stream(after_batches=0, message="socket closed", unavailable=True)
+    async with flight_client(fake) as client:
+        with pytest.raises(DremioConnectionError, match="socket closed") as caught:
+            await client.query("SELECT * FROM big.t")  # could as well be an INSERT
+    assert caught.value.sent  # it may have run: the caller is told so
+    # GetFlightInfo ran the statement; asking for it again would run it twice.
+    assert len(calls(fake, "get_flight_info")) == 1
+
+
+@pytest.mark.asyncio
 async def test_unavailable_past_the_budget_raises_connection_error(fake: FakeDremio) -> None:
     fake.flight.unavailable_next(10)
     async with flight_client(fake) as client:
@@ -366,7 +380,7 @@ async def test_the_loop_keeps_ticking_during_a_large_read(fake: FakeDremio) -> N
             assert table.num_rows == 1_000_000
         stop.set()
     assert len(gaps) >= 10
-    assert max(gaps) < 0.3, sorted(gaps)[-5:]  # generous: a blocked loop shows seconds
+    assert max(gaps) < 0.5, sorted(gaps)[-5:]  # generous: a read on the loop gives no ticks
 
 
 @pytest.mark.asyncio

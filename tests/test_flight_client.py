@@ -30,7 +30,11 @@ from dremioframe_async.dremio import (
     DremioTLSError,
     RetryPolicy,
 )
-from dremioframe_async.dremio._flight_errors import flight_message, map_flight_error
+from dremioframe_async.dremio._flight_errors import (
+    flight_message,
+    map_flight_error,
+    unavailable_is_safe_to_retry,
+)
 from dremioframe_async.dremio._flight_options import CookieJar
 from dremioframe_async.testing import FakeDremio, sample_table
 
@@ -314,6 +318,36 @@ def test_messages_lose_grpcs_debug_context() -> None:
     assert flight_message(Exception(raw)) == "Table 'x' not found"
     tls = flight.FlightUnavailableError("failed to connect: SSL handshake failed")
     assert isinstance(map_flight_error(tls, "DoGet", None), DremioTLSError)
+
+
+@pytest.mark.parametrize(
+    ("message", "safe"),
+    [
+        pytest.param(
+            "Flight returned unavailable error, with message: failed to connect to all "
+            "addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: Connection refused",
+            True,
+            id="never-connected",
+        ),
+        pytest.param("Dremio is restarting. Detail: Unavailable", True, id="server-refused"),
+        pytest.param(
+            "Flight returned unavailable error, with message: Socket closed", False, id="broke"
+        ),
+        pytest.param(
+            "Flight returned unavailable error, with message: Connection reset by peer",
+            False,
+            id="reset",
+        ),
+    ],
+)
+def test_unavailable_is_repeated_only_when_the_statement_cannot_have_run(
+    message: str, safe: bool
+) -> None:
+    error = flight.FlightUnavailableError(message)
+    assert unavailable_is_safe_to_retry(error) is safe
+    mapped = map_flight_error(error, "GetFlightInfo", None)
+    assert isinstance(mapped, DremioConnectionError)
+    assert mapped.sent is not (safe and "connect" in message)
 
 
 def test_the_session_cookie_is_sent_back() -> None:

@@ -37,7 +37,13 @@ from ._errors import (
     DremioJobTimeout,
     DremioResultIncomplete,
 )
-from ._flight_errors import FLIGHT_JOB, flight_message, is_tls_failure, map_flight_error
+from ._flight_errors import (
+    FLIGHT_JOB,
+    flight_message,
+    is_tls_failure,
+    map_flight_error,
+    unavailable_is_safe_to_retry,
+)
 from ._flight_options import (
     CLOUD_FLIGHT_URL,
     PROJECT_HEADER,
@@ -84,6 +90,18 @@ class _Unavailable(Exception):
     def __init__(self, error: Exception, call: str) -> None:
         super().__init__(call)
         self.error, self.call = error, call
+
+
+def _may_repeat(failure: _Unavailable) -> bool:
+    """Whether asking again cannot run the statement twice.
+
+    Only a handshake or GetFlightInfo that never reached Dremio, or that Dremio
+    refused outright, may be repeated. Once GetFlightInfo has answered, the query
+    runs on Dremio; a failed DoGet is not retried, as re-asking would run it again.
+    """
+    return failure.call in ("Handshake", "GetFlightInfo") and unavailable_is_safe_to_retry(
+        failure.error
+    )
 
 
 def _guarded(call: str, deadline: _Deadline, fn: Callable[..., Any], *args: Any) -> Any:
@@ -310,7 +328,7 @@ class FlightTransport:
             pass
 
     def _read(self, call: _Call, query: _Query, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
-        """The result's batches; UNAVAILABLE is retried only while none has been handed over."""
+        """The result's batches; UNAVAILABLE is retried only before the query can have run."""
         for attempt in range(1, self.retry.attempts + 1):
             delivered = False
             try:
@@ -319,7 +337,7 @@ class FlightTransport:
                     yield batch
                 return
             except _Unavailable as failure:
-                if delivered or attempt == self.retry.attempts:
+                if delivered or attempt == self.retry.attempts or not _may_repeat(failure):
                     raise map_flight_error(failure.error, failure.call, None) from failure.error
                 self._back_off(call, attempt, failure.error)
 
