@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -155,3 +156,19 @@ def test_bench_dremio_against_a_url(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [s.label for s in sweeps] == ["rest", "flight"]
     # the two statements are taken in turn: 3 rows, then 1
     assert {step.rows for s in sweeps for step in s.steps} == {8}
+
+
+def test_ctrl_c_stops_bench_dremio_and_its_fake(tmp_path: Path) -> None:
+    out = tmp_path / "never.json"
+    argv = [sys.executable, "-m", "dremioframe_async", "bench", "dremio", "--duration", "60s"]
+    argv += ["--concurrency", "2", "--warmup", "0", "--json", str(out)]
+    with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as bench:
+        assert bench.stderr is not None
+        assert bench.stderr.readline().startswith("benchmarking")
+        bench.send_signal(signal.SIGINT)
+        code = bench.wait(timeout=60)
+        err = bench.stderr.read()
+    assert code == 130, err
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    assert not out.exists()

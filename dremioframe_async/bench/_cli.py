@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._interrupts import EXIT_INTERRUPTED, interruptible
 from ..errors import DremioFrameError
 from ._engine import EngineReport, measure_engine
 from ._report import ProgressLine, engine_table, machine_line, sweep_table
@@ -179,13 +180,15 @@ async def _client(target: _Target, args: argparse.Namespace) -> AsyncIterator[Dr
         yield client
 
 
-async def _dremio_sweeps(target: _Target, args: argparse.Namespace) -> list[Sweep]:
+async def _dremio_sweeps(target: _Target, args: argparse.Namespace, where: str) -> list[Sweep]:
     duration = args.duration if args.duration is not None or args.queries else 30.0
     from ._dremio import flight_work, rest_work
 
     progress = ProgressLine()
     sweeps = []
     async with _client(target, args) as client:
+        # Announced once serving: by then Ctrl-C is handled (cancel, stop the fake, exit 130).
+        print(f"benchmarking {where}", file=sys.stderr, flush=True)
         for via in target.vias:
             work = (rest_work if via == "rest" else flight_work)(client, target.statements)
             work = work if args.direct else through_engine(work, f"{via}-query")
@@ -210,8 +213,15 @@ def _cmd_dremio(args: argparse.Namespace) -> int:
         f"an embedded FakeDremio {inline} ({args.latency * 1e3:g} ms per job, "
         f"{args.server_limit} jobs at once, {args.rows} rows)"
     )
-    print(f"benchmarking {where}", file=sys.stderr)
-    sweeps = anyio.run(_dremio_sweeps, target, args)
+    sweeps: list[Sweep] = []
+
+    async def go(_stop_cleanup: anyio.Event) -> int:
+        sweeps.extend(await _dremio_sweeps(target, args, where))
+        return EXIT_OK
+
+    if anyio.run(interruptible, go) == EXIT_INTERRUPTED:
+        print("interrupted: no figures written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     for s in sweeps:
         print(sweep_table(s) + "\n")
     print(machine_line(sweeps[0].machine, sweeps[-1].machine_after))

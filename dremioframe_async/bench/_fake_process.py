@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -88,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--rows", type=int, default=1_000)
     args = parser.parse_args(argv)
+    # Ctrl-C reaches the whole process group: the parent stops this server by closing stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     anyio.run(_serve, args.latency, args.limit, args.rows)
 
 
