@@ -33,10 +33,6 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class _Usage(Exception):
-    """Bad bench arguments: printed on stderr, exit code 2."""
-
-
 def parse_seconds(text: str) -> float:
     """``30s``, ``500ms``, ``2m``, ``1h`` or a plain number of seconds.
 
@@ -143,15 +139,15 @@ def _target(args: argparse.Namespace) -> _Target:
         statements = statements or (f"SELECT * FROM {SAMPLE_TABLE}",)
         flight_url = "embedded"
     elif not statements:
-        raise _Usage("give --sql (repeatable) or --table to benchmark a Dremio")
+        raise ValueError("give --sql (repeatable) or --table to benchmark a Dremio")
     via = args.via or ("both" if flight_url else "rest")
     if via != "rest" and flight_url is None:
-        raise _Usage(f"--via {via} needs --flight-url (or $DREMIO_FLIGHT_URL)")
+        raise ValueError(f"--via {via} needs --flight-url (or $DREMIO_FLIGHT_URL)")
     vias = ("rest", "flight") if via == "both" else (via,)
     if args.queries is not None and args.queries < 1:
-        raise _Usage("--queries must be at least 1")
+        raise ValueError("--queries must be at least 1")
     if args.server_limit < 1 or args.rows < 0:
-        raise _Usage("--server-limit must be at least 1 and --rows at least 0")
+        raise ValueError("--server-limit must be at least 1 and --rows at least 0")
     return _Target(url, args.pat, flight_url, statements, vias)
 
 
@@ -241,7 +237,7 @@ _QUICK = (Shape("fan-out", 1_000), Shape("chain", 200), Shape("sleep", 200))
 def _cmd_engine(args: argparse.Namespace) -> int:
     reps = args.reps or (3 if args.quick else 5)
     if reps < 1:
-        raise _Usage("--reps must be at least 1")
+        raise ValueError("--reps must be at least 1")
     report = measure_engine(_QUICK if args.quick else _FULL, reps)
     print(engine_table(report))
     print(machine_line(report.machine, report.machine_after))
@@ -272,7 +268,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (_Usage, ValueError) as exc:  # DremioConfigError is a ValueError
+        except ValueError as exc:  # bad input; DremioConfigError is a ValueError too
             print(f"dremioframe-async bench {args.bench}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except DremioFrameError as exc:
