@@ -9,6 +9,7 @@
     dremioframe-async schedule module:pipeline (--cron EXPR | --interval SECONDS)
     dremioframe-async demo [args ...]
     dremioframe-async ui [--pipeline module:pipeline ...] [--host 127.0.0.1] [--port 8080]
+    dremioframe-async bench dremio|engine [options]   (see dremioframe_async.bench)
 
 ``module:pipeline`` names a :class:`Pipeline`, or a function declared to
 return one (``def build() -> Pipeline``) taking no arguments; nothing else is
@@ -58,6 +59,7 @@ from typing import Any, NoReturn
 import anyio
 
 from ._interrupts import EXIT_INTERRUPTED, interruptible
+from .bench import add_bench_command
 from .errors import DremioFrameError
 from .orchestration import (
     ArgumentError,
@@ -525,6 +527,7 @@ def _parser() -> argparse.ArgumentParser:
     _ui_args(command("ui", _cmd_ui, "serve the web UI over the run store until stopped"))
     demo = command("demo", _cmd_demo, "run the bundled demo")
     demo.add_argument("args", nargs=argparse.REMAINDER)
+    add_bench_command(commands)
     return parser
 
 

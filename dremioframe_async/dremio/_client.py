@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,8 +290,16 @@ class DremioClient:
         """
         await self._transport.request("POST", f"/job/{path_segment(job_id)}/cancel")
 
-    async def wait(self, job_id: str, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+        on_status: Callable[[Job], object] | None = None,
+    ) -> Job:
         """Poll the job, with growing intervals, until it ends; return it when COMPLETED.
+
+        ``on_status`` is called with every status read (to follow QUEUED -> RUNNING).
 
         Status polls are retried on transient faults within the retry budget. If
         the wait gives up before the job ends, for any reason (a status error
@@ -305,7 +313,7 @@ class DremioClient:
         """
         with anyio.move_on_after(timeout):
             try:
-                return await self._poll_until_final(job_id)
+                return await self._poll_until_final(job_id, on_status)
             except DremioJobError:
                 raise  # the job has ended: there is nothing to cancel
             except BaseException:
@@ -313,10 +321,14 @@ class DremioClient:
                 raise
         raise DremioJobTimeout(job_id, timeout or 0.0)
 
-    async def _poll_until_final(self, job_id: str) -> Job:
+    async def _poll_until_final(
+        self, job_id: str, on_status: Callable[[Job], object] | None
+    ) -> Job:
         delay, max_delay = self._poll
         while True:
             job = await self.job(job_id)
+            if on_status is not None:
+                on_status(job)
             if job.state == "COMPLETED":
                 return job
             if job.state == "FAILED":

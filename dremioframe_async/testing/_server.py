@@ -16,6 +16,8 @@ import re
 import secrets
 import socket
 import ssl
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -28,7 +30,7 @@ from aiohttp import web
 from ._catalog import CatalogView
 from ._flight import FakeFlightServer, FlightAuth
 from ._json import dremio_schema, json_ready, page_json
-from ._model import CannedResponse, FakeJob, Fault, Hold, RecordedRequest
+from ._model import CannedResponse, FakeJob, Fault, Hold, JobSlots, RecordedRequest
 from ._sql import SqlEngine
 
 __all__ = ["FakeDremio"]
@@ -50,8 +52,11 @@ class FakeDremio:
     ``url`` is set once started; ``token`` is a personal access token it accepts;
     ``username``/``password`` are what its ``/apiv2/login`` accepts;
     ``project_id`` is the Dremio Cloud project it serves. ``job_latency`` is how
-    long each job stays STARTING/RUNNING; ``request_latency`` delays every
-    response, as a network would. With ``ssl_context`` (a server context holding
+    long each job stays STARTING/RUNNING; ``max_running_jobs`` (None: no limit)
+    is how many jobs run at once, the rest waiting QUEUED in submission order, as
+    on a Dremio with a bounded queue. Flight queries are jobs too: they take
+    their turn and their latency before the first batch. ``request_latency``
+    delays every response, as a network would. With ``ssl_context`` (a server context holding
     a certificate) it serves ``https``.
 
     With ``flight=True`` it also serves Arrow Flight at ``flight_url``, with the
@@ -72,11 +77,14 @@ class FakeDremio:
         password: str | None = None,
         project_id: str = "fake-project",
         engine_connections: int = 4,
+        max_running_jobs: int | None = None,
         flight: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         flight_certificate: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.job_latency = job_latency
+        self._slots = JobSlots(max_running_jobs)
+        self._stopping = threading.Event()
         self.request_latency = request_latency
         self.host, self.port = host, port
         self.token = secrets.token_urlsafe(24)
@@ -140,6 +148,7 @@ class FakeDremio:
         """Stop serving and release the SQL engine (shielded: always completes)."""
         runner, self._runner = self._runner, None
         flight, self._flight = self._flight, None
+        self._stopping.set()
         for hold in self._holds:
             hold.release()
         with anyio.CancelScope(shield=True):
@@ -176,8 +185,22 @@ class FakeDremio:
         """The Flight endpoint's location, e.g. ``grpc+tcp://127.0.0.1:53212``."""
         return self.flight.url
 
+    @property
+    def max_running_jobs(self) -> int | None:
+        """How many jobs run at once (None: no limit)."""
+        return self._slots.limit
+
+    def _latency_for(self, sql: str) -> tuple[CannedResponse | None, float, float]:
+        """The canned answer for ``sql``, its latency, and its wait for a slot (taken now)."""
+        canned = next((c for c in self._canned if c.matches(sql)), None)
+        latency = canned.latency if canned and canned.latency is not None else self.job_latency
+        return canned, latency, self._slots.queue_delay(latency, time.monotonic())
+
     def _flight_execute(self, sql: str) -> pa.Table:
         """Run SQL for the Flight endpoint (a gRPC thread), honouring canned answers."""
+        _, latency, queued = self._latency_for(sql)
+        if queued + latency > 0:
+            self._stopping.wait(queued + latency)  # a job's turn and run time, as over REST
         canned = next(
             (c for c in self._canned if c.matches(sql) and not isinstance(c, _SlowJobs)), None
         )
@@ -429,9 +452,9 @@ class FakeDremio:
         sql = body.get("sql") if isinstance(body, dict) else None
         if not isinstance(sql, str) or not sql.strip():
             return _error(400, 'Missing or empty "sql"')
-        canned = next((c for c in self._canned if c.matches(sql)), None)
-        latency = canned.latency if canned and canned.latency is not None else self.job_latency
+        _, latency, queued = self._latency_for(sql)
         job = FakeJob(str(uuid.uuid4()), sql, tuple(body.get("context") or ()), latency)
+        job.queued = queued
         job.extra_rows = next((n for sub, n in self._extra_rows if sub in sql.lower()), 0)
         self.jobs[job.id] = job
         return web.json_response({"id": job.id})
