@@ -11,6 +11,10 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           expand() over a non-iterable result
     │   └── PipelineFailed                         raise_for_status(); carries the task errors
+    ├── executor errors (dremioframe_async.executors)
+    │   └── ExecutorError                          an executor cannot start or keep a task
+    │       ├── TaskPickleError (also TypeError)   names the task and what cannot be pickled
+    │       └── WorkerLostError                    the worker running an attempt died
     └── DremioError (dremioframe_async.dremio)      Dremio REST client errors
 
 Messages are built in each class's ``__init__`` from structured arguments, so the

@@ -15,6 +15,7 @@ from ._errors import (
     TaskDefinitionError,
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._pipeline import Pipeline
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
@@ -28,7 +29,10 @@ __all__ = [
     "CycleError",
     "Decision",
     "Event",
+    "Executor",
+    "ExecutorSession",
     "ExpandError",
+    "LocalExecutor",
     "MappedTask",
     "Pipeline",
     "PipelineDefinitionError",
@@ -40,6 +44,7 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "Task",
+    "TaskCall",
     "TaskDefinitionError",
     "TaskFunction",
     "TaskOptions",

@@ -1,0 +1,394 @@
+"""The executors on their own: the local threads, and Dask on a real LocalCluster.
+
+The Dask tests share one cluster of 2 worker processes per module (starting one
+takes a second or two); the test that kills a worker waits for its replacement.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dremioframe_async import DremioFrameError
+from dremioframe_async.executors import (
+    ExecutorError,
+    LocalExecutor,
+    ResultSizeWarning,
+    TaskCall,
+    TaskPickleError,
+    WorkerLostError,
+)
+from dremioframe_async.orchestration import ArgumentError
+
+distributed = pytest.importorskip(
+    "distributed",
+    reason="the Dask executor tests need the dask extra: pip install -e '.[dask]'",
+)
+from dremioframe_async.executors import DaskExecutor  # noqa: E402
+from dremioframe_async.executors._dask import DaskSession  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+LOCK = threading.Lock()
+BOUND = 30.0  # generous: the machine is shared
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def pid_and_sum(a: int, b: int = 0) -> tuple[int, int]:
+    return os.getpid(), a + b
+
+
+def explode(x: int) -> None:
+    raise Boom(f"exploded on {x}")
+
+
+def nonce() -> str:
+    return uuid.uuid4().hex
+
+
+def uses_lock() -> bool:
+    with LOCK:
+        return True
+
+
+def returns_lock() -> Any:
+    return threading.Lock()
+
+
+def big_result(n: int) -> bytes:
+    return b"x" * n
+
+
+def die(log: str) -> None:
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def wait_for_file(started: str, go: str) -> str:
+    Path(started).touch()
+    deadline = time.monotonic() + BOUND
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "released"
+
+
+def touch(path: str) -> None:
+    Path(path).touch()
+
+
+async def until(predicate: Callable[[], Any], what: str) -> None:
+    """Poll ``predicate`` (a state on another process) until true, within BOUND."""
+    with anyio.fail_after(BOUND):
+        while not await _maybe_await(predicate()):
+            await anyio.sleep(0.02)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+# -- the local executor ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # distributed's client runs on asyncio only
+
+
+async def test_local_runs_in_a_thread_of_this_process() -> None:
+    async with LocalExecutor().session(concurrency=2) as session:
+        pid, total = await session.run(TaskCall("add", pid_and_sum, (1,), {"b": 2}))
+        ident = await session.run(TaskCall("ident", threading.get_ident))
+    assert (pid, total) == (os.getpid(), 3)
+    assert ident != threading.get_ident()
+
+
+async def test_local_exception_keeps_its_traceback() -> None:
+    async with LocalExecutor().session(concurrency=None) as session:
+        with pytest.raises(Boom, match="exploded on 7") as info:
+            await session.run(TaskCall("explode", explode, (7,)))
+    assert "explode" in [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+
+
+async def test_local_abandons_a_timed_out_thread_and_releases_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    started, go = tmp_path / "started", tmp_path / "go"
+    released = threading.Event()
+    call = TaskCall("wait", wait_for_file, (str(started), str(go)), release=released.set)
+    async with LocalExecutor().session(concurrency=None) as session:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.run, call)
+                await until(started.exists, "the thread started")
+                scope.cancel()
+        assert scope.cancelled_caught
+        assert not released.is_set()  # the thread still runs: its slots stay taken
+        go.touch()
+        await until(released.is_set, "the thread ended")
+
+
+# -- Dask: one LocalCluster of 2 worker processes for the module ---------------------
+
+
+@pytest.fixture(scope="module")
+async def dask() -> AsyncIterator[DaskExecutor]:
+    async with DaskExecutor(n_workers=2, threads_per_worker=1) as executor:
+        yield executor
+
+
+@pytest.fixture
+async def session(dask: DaskExecutor) -> AsyncIterator[DaskSession]:
+    assert dask.client is not None
+    await dask.client.wait_for_workers(2)  # a killed worker's replacement, say
+    async with dask.session(concurrency=None) as s:
+        yield s
+    await no_futures_left(dask)
+
+
+async def no_futures_left(dask: DaskExecutor) -> None:
+    client = dask.client
+    assert client is not None
+
+    async def scheduler_empty() -> bool:
+        count = await client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+        return not client.futures and count == 0
+
+    await until(scheduler_empty, "the scheduler forgot every task")
+
+
+async def test_dask_runs_tasks_in_other_processes(dask: DaskExecutor, session: DaskSession) -> None:
+    assert dask.cluster is not None
+    assert len(dask.cluster.workers) == 2
+    pid, total = await session.run(TaskCall("add", pid_and_sum, (2,), {"b": 3}))
+    assert total == 5
+    assert pid != os.getpid()
+    worker_pids = await session.client.run(os.getpid)
+    assert pid in worker_pids.values()
+
+
+async def test_dask_identical_calls_are_separate_attempts(session: DaskSession) -> None:
+    results: list[str] = []
+
+    async def one() -> None:
+        results.append(await session.run(TaskCall("nonce", nonce)))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(one)
+    assert len(set(results)) == 3
+
+
+async def test_dask_exception_comes_back_with_its_type_and_traceback(session: DaskSession) -> None:
+    with pytest.raises(Boom, match="exploded on 3") as info:
+        await session.run(TaskCall("explode", explode, (3,)))
+    frames = traceback.extract_tb(info.value.__traceback__)
+    mine = [f for f in frames if f.name == "explode"]
+    assert mine, [f.name for f in frames]
+    assert mine[0].filename == __file__
+    assert mine[0].line == 'raise Boom(f"exploded on {x}")'
+
+
+async def test_dask_killed_worker_fails_the_attempt(session: DaskSession, tmp_path: Path) -> None:
+    log = tmp_path / "attempts"
+    with pytest.raises(WorkerLostError, match="'die'") as info:
+        await session.run(TaskCall("die", die, (str(log),)))
+    assert isinstance(info.value.__cause__, distributed.scheduler.KilledWorker)
+    # The scheduler did not re-run it on the other worker: the task's own retry
+    # policy decides.
+    assert len(log.read_text().split()) == 1
+    assert not isinstance(info.value, TypeError)  # retryable by the default policy
+
+
+async def test_dask_cancellation_cancels_the_future(
+    dask: DaskExecutor, session: DaskSession, tmp_path: Path
+) -> None:
+    started, go = tmp_path / "started", tmp_path / "go"
+    released = threading.Event()
+    call = TaskCall("wait", wait_for_file, (str(started), str(go)), release=released.set)
+    try:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.run, call)
+                await until(started.exists, "the task started on a worker")
+                scope.cancel()
+        assert scope.cancelled_caught
+        assert released.is_set()
+        assert not session.client.futures  # cancelled, not merely left to be collected
+        await no_futures_left(dask)
+    finally:
+        go.touch()  # the worker's thread cannot be interrupted: let it end
+
+
+async def test_dask_timeout_cancels_the_future(
+    dask: DaskExecutor, session: DaskSession, tmp_path: Path
+) -> None:
+    started, go = tmp_path / "started", tmp_path / "go"
+    try:
+        with pytest.raises(TimeoutError):
+            with anyio.fail_after(1.0):
+                await session.run(TaskCall("wait", wait_for_file, (str(started), str(go))))
+        assert not session.client.futures
+        await no_futures_left(dask)
+    finally:
+        go.touch()
+
+
+async def test_dask_unpicklable_argument_is_named_before_anything_runs(
+    session: DaskSession, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran"
+    call = TaskCall("load", touch, (str(ran),), {"conn": LOCK})
+    # `touch` takes no `conn`: had the call been sent, it would fail differently.
+    with pytest.raises(TaskPickleError) as info:
+        await session.run(call)
+    message = str(info.value)
+    assert "task 'load'" in message
+    assert "argument 'conn'" in message
+    assert "_thread.lock" in message
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, DremioFrameError)
+    assert not ran.exists()
+    assert not session.client.futures
+
+
+async def test_dask_unpicklable_part_is_found_inside_containers(session: DaskSession) -> None:
+    with pytest.raises(TaskPickleError, match=r"argument 'b'\['conn'\]\[1\] \(_thread.lock\)"):
+        await session.run(TaskCall("add", pid_and_sum, (1,), {"b": {"conn": [1, LOCK]}}))
+
+
+async def test_dask_unpicklable_global_of_the_function_is_named(session: DaskSession) -> None:
+    # This test module is not installed, so its functions go by value, globals too.
+    with pytest.raises(TaskPickleError, match="uses_lock, through its global 'LOCK'"):
+        await session.run(TaskCall("locked", uses_lock))
+
+
+async def test_dask_unpicklable_result_is_named(session: DaskSession) -> None:
+    with pytest.raises(TaskPickleError, match="task 'lock': its result"):
+        await session.run(TaskCall("lock", returns_lock))
+
+
+async def test_dask_large_result_warns_naming_the_task(dask: DaskExecutor) -> None:
+    assert dask.client is not None
+    session = DaskSession(dask.client, large_result_bytes=10_000)
+    assert await session.run(TaskCall("small", big_result, (100,))) == b"x" * 100
+    with pytest.warns(ResultSizeWarning, match="task 'big'"):
+        assert await session.run(TaskCall("big", big_result, (20_000,))) == b"x" * 20_000
+
+
+async def test_dask_runs_a_user_module_the_workers_cannot_import(
+    session: DaskSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workers started before this directory joined sys.path: only a copy of
+    # the module sent by value lets them run its function.
+    name = f"userpkg_{uuid.uuid4().hex[:8]}"
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (package / "jobs.py").write_text(
+        textwrap.dedent(f"""
+        from {name}.helpers import double
+
+        def quadruple(x):
+            return double(double(x))
+        """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    jobs = __import__(f"{name}.jobs", fromlist=["quadruple"])
+    try:
+        assert await session.run(TaskCall("quad", jobs.quadruple, (3,))) == 12
+    finally:
+        for module in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            del sys.modules[module]
+
+
+async def test_dask_scheduler_address_and_given_client(dask: DaskExecutor) -> None:
+    assert dask.cluster is not None
+    address = dask.cluster.scheduler_address
+    by_address = DaskExecutor(address)
+    async with by_address.session(concurrency=None) as s:
+        pid, total = await s.run(TaskCall("add", pid_and_sum, (4,)))
+        assert s.client is not dask.client
+    assert total == 4
+    assert pid != os.getpid()
+    assert by_address.client is None  # disconnected at the end of the run
+    given = DaskExecutor(client=dask.client)
+    async with given.session(concurrency=None) as s:
+        assert s.client is dask.client
+    assert dask.client is not None
+    assert dask.client.status == "running"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        pytest.param({"address": "tcp://x:1", "client": object()}, "not both", id="both"),
+        pytest.param({"address": "tcp://x:1", "n_workers": 2}, "n_workers", id="options"),
+        pytest.param({"large_result_bytes": "big"}, "large_result_bytes", id="threshold"),
+    ],
+)
+def test_dask_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ArgumentError, match=match):
+        DaskExecutor(**kwargs)
+
+
+async def test_dask_unreachable_scheduler_is_a_clear_error() -> None:
+    import dask.config
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
+        executor = DaskExecutor("tcp://127.0.0.1:9")
+        with pytest.raises(
+            ExecutorError, match=r"cannot reach the scheduler at tcp://127\.0\.0\.1:9"
+        ):
+            async with executor.session(concurrency=None):
+                pass
+
+
+def test_dask_under_trio_is_a_clear_error() -> None:
+    import trio
+
+    async def open_under_trio() -> None:
+        async with DaskExecutor().session(concurrency=None):
+            pass
+
+    with pytest.raises(ExecutorError, match="needs asyncio"):
+        trio.run(open_under_trio)
+
+
+async def test_dask_local_cluster_lives_for_one_run_and_leaves_nothing() -> None:
+    executor = DaskExecutor(n_workers=1, threads_per_worker=1)
+    async with executor.session(concurrency=None) as s:
+        pid, _ = await s.run(TaskCall("add", pid_and_sum, (1,)))
+        cluster = executor.cluster
+        assert cluster is not None
+    assert executor.client is None
+    assert executor.cluster is None
+    assert cluster.status.name == "closed"
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    await until(gone, "the worker process ended")
