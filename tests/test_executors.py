@@ -6,8 +6,10 @@ takes a second or two); the test that kills a worker waits for its replacement.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -21,7 +23,14 @@ from typing import Any
 import anyio
 import pytest
 
-from dremioframe_async import DremioFrameError
+from dremioframe_async import (
+    DremioFrameError,
+    Pipeline,
+    TaskRetrying,
+    TaskState,
+    TaskStateChanged,
+    task,
+)
 from dremioframe_async.executors import (
     ExecutorError,
     LocalExecutor,
@@ -31,6 +40,7 @@ from dremioframe_async.executors import (
     WorkerLostError,
 )
 from dremioframe_async.orchestration import ArgumentError
+from dremioframe_async.store import MemoryStore
 
 distributed = pytest.importorskip(
     "distributed",
@@ -392,3 +402,234 @@ async def test_dask_local_cluster_lives_for_one_run_and_leaves_nothing() -> None
         return False
 
     await until(gone, "the worker process ended")
+
+
+# -- Dask through the engine: Pipeline(executor=...) and run(executor=...) ----------
+
+
+def flaky(log: str) -> int:
+    """Fails on its first attempt, succeeds on the second."""
+    with open(log, "a") as f:
+        f.write("x")
+    attempts = len(Path(log).read_text())
+    if attempts == 1:
+        raise Boom("first attempt fails")
+    return attempts
+
+
+def dies_once(log: str) -> int:
+    """Kills its worker on the first attempt; the retry succeeds."""
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    attempts = len(Path(log).read_text().split())
+    if attempts == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return attempts
+
+
+def interval(seconds: float) -> tuple[float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()
+
+
+def plain_pid() -> int:
+    return os.getpid()
+
+
+async def loop_pid() -> int:
+    return os.getpid()
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def test_pipeline_runs_plain_tasks_on_dask_coroutines_on_the_loop(
+    dask: DaskExecutor,
+) -> None:
+
+    on_loop = task(loop_pid)()
+    on_worker = task(plain_pid)()
+    total = task(add)(on_loop, on_worker)  # data edges into a task on a worker
+    result = await Pipeline("mixed", executor=dask).add_task(total).run()
+    result.raise_for_status()
+    assert result["loop_pid"] == os.getpid()
+    assert result["plain_pid"] != os.getpid()
+    assert result["add"] == result["loop_pid"] + result["plain_pid"]
+
+
+async def test_run_executor_overrides_the_pipelines(dask: DaskExecutor) -> None:
+
+    pipeline = Pipeline("override").add_task(task(plain_pid)())
+    assert (await pipeline.run())["plain_pid"] == os.getpid()
+    assert (await pipeline.run(executor=dask))["plain_pid"] != os.getpid()
+
+
+def test_pipeline_rejects_what_is_not_an_executor() -> None:
+
+    with pytest.raises(ArgumentError, match="executor must be an Executor"):
+        Pipeline("bad", executor="dask")  # type: ignore[arg-type]
+
+
+async def test_retries_on_dask_record_every_attempt(dask: DaskExecutor, tmp_path: Path) -> None:
+
+    events: list[Any] = []
+    store = MemoryStore()
+    flaky_task = task(retries=1)(flaky)(str(tmp_path / "log"))
+    result = (
+        await Pipeline("retry")
+        .add_task(flaky_task)
+        .run(executor=dask, on_event=events.append, store=store)
+    )
+    assert result["flaky"] == 2
+    retried = [e for e in events if isinstance(e, TaskRetrying)]
+    assert [type(e.error) for e in retried] == [Boom]
+    (info,) = await store.get_tasks(result.run_id)
+    assert [a.number for a in info.attempts] == [1, 2]
+    assert info.attempts[0].error_type is not None
+    assert "Boom" in info.attempts[0].error_type
+
+
+async def test_killed_workers_task_is_retried(dask: DaskExecutor, tmp_path: Path) -> None:
+
+    assert dask.client is not None
+    await dask.client.wait_for_workers(2)
+    events: list[Any] = []
+    log = tmp_path / "log"
+    result = (
+        await Pipeline("killed")
+        .add_task(task(retries=1)(dies_once)(str(log)))
+        .run(executor=dask, on_event=events.append)
+    )
+    result.raise_for_status()
+    assert result["dies_once"] == 2
+    (retry,) = [e for e in events if isinstance(e, TaskRetrying)]
+    assert isinstance(retry.error, WorkerLostError)
+    pids = log.read_text().split()
+    assert len(pids) == 2
+    assert str(os.getpid()) not in pids
+
+
+async def test_timeout_on_dask_fails_the_attempt_and_cancels_the_future(
+    dask: DaskExecutor, tmp_path: Path
+) -> None:
+
+    started, go = tmp_path / "started", tmp_path / "go"
+    slow = task(timeout=1.0)(wait_for_file)(str(started), str(go))
+    try:
+        result = await Pipeline("timeout", executor=dask).add_task(slow).run()
+        assert result.states["wait_for_file"] is TaskState.FAILED
+        assert isinstance(result.tasks["wait_for_file"].error, TimeoutError)
+        await no_futures_left(dask)
+    finally:
+        go.touch()
+
+
+async def test_cancelling_the_run_cancels_the_futures(dask: DaskExecutor, tmp_path: Path) -> None:
+
+    started, go = tmp_path / "started", tmp_path / "go"
+    events: list[Any] = []
+    slow = task(wait_for_file)(str(started), str(go))
+    pipeline = Pipeline("cancel", executor=dask).add_task(slow)
+    try:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: pipeline.run(on_event=events.append))
+                await until(started.exists, "the task started on a worker")
+                scope.cancel()
+        assert scope.cancelled_caught
+        assert dask.client is not None
+        assert not dask.client.futures
+        states = [e.state for e in events if isinstance(e, TaskStateChanged)]
+        assert states[-1] is TaskState.CANCELLED
+        await no_futures_left(dask)
+    finally:
+        go.touch()
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        pytest.param({"pools": {"cpu": 1}}, id="pool"),
+        pytest.param({"max_concurrency": 1}, id="max_concurrency"),
+    ],
+)
+async def test_limits_bound_the_work_in_flight_on_the_cluster(
+    dask: DaskExecutor, limits: dict[str, Any]
+) -> None:
+
+    assert dask.client is not None
+    await dask.client.wait_for_workers(2)  # room for two at once, were they let through
+    work = task(pool="cpu" if "pools" in limits else None)(interval)
+    pipeline = Pipeline("bounded", executor=dask, **limits)
+    for _ in range(3):
+        pipeline.add_task(work(0.3))
+    result = await pipeline.run()
+    result.raise_for_status()
+    spans = sorted(result[key] for key in result)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, spans
+
+
+async def test_unpicklable_argument_fails_the_task_without_retries(dask: DaskExecutor) -> None:
+
+    locked = task(retries=2)(add)(1, LOCK)
+    result = await Pipeline("pickle", executor=dask).add_task(locked).run()
+    assert result.states["add"] is TaskState.FAILED
+    run = result.tasks["add"]
+    assert isinstance(run.error, TaskPickleError)
+    assert "argument 'b' (_thread.lock)" in str(run.error)
+    assert run.attempts == 1
+
+
+async def test_coroutine_pipeline_never_opens_the_executor() -> None:
+
+    unreachable = DaskExecutor("tcp://127.0.0.1:9")
+    result = await Pipeline("async only", executor=unreachable).add_task(task(loop_pid)()).run()
+    assert result["loop_pid"] == os.getpid()
+
+
+SCRIPT = """
+import asyncio
+import os
+
+from dremioframe_async import Pipeline, task
+from dremioframe_async.executors import DaskExecutor
+
+
+class Point:  # defined in __main__ too: crosses by value, comes back as itself
+    def __init__(self, x):
+        self.x = x
+
+
+@task
+def square(n):
+    return Point(n * n), os.getpid()
+
+
+async def main():
+    executor = DaskExecutor(n_workers=1, threads_per_worker=1)
+    result = await Pipeline("script", executor=executor).add_task(square(7)).run()
+    point, pid = result["square"]
+    print(type(point) is Point, point.x, pid != os.getpid(), executor.cluster is None)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_task_defined_in_a_scripts_main_runs_on_dask(tmp_path: Path) -> None:
+    script = tmp_path / "pipeline_script.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 2,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "49", "True", "True"], done.stderr

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import anyio
 
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
+from ._executor import Executor, ExecutorSession, LocalExecutor
 from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunResult
@@ -30,6 +32,17 @@ def _check_limit(pipeline: str, what: str, value: object) -> int | None:
     return value
 
 
+def _check_executor(executor: object) -> Executor | None:
+    if executor is None or isinstance(executor, LocalExecutor):
+        return None  # the run's own threads, without the seam's indirection
+    if not isinstance(executor, Executor):
+        raise ArgumentError(
+            f"executor must be an Executor (LocalExecutor(), DaskExecutor(), ...), "
+            f"got {type(executor).__name__}"
+        )
+    return executor
+
+
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -46,7 +59,12 @@ class Pipeline:
     :param pools: named limits, ``{"dremio": 8}``; a task joins one with
         ``@task(pool="dremio")``. A value may also be an ``anyio.CapacityLimiter``
         to share one limit across pipelines and runs.
-    :raises ArgumentError: for an empty name or a limit that is not a whole number >= 1.
+    :param executor: where plain-function tasks run (see
+        ``dremioframe_async.executors``): the run's worker threads by default.
+        Coroutine tasks and tasks declared ``@task(executor="local")`` always run
+        in this process.
+    :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
+        or an executor that is not one.
     """
 
     def __init__(
@@ -56,6 +74,7 @@ class Pipeline:
         pools: Mapping[str, int | anyio.CapacityLimiter] | None = None,
         *,
         max_workers: int | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -69,6 +88,7 @@ class Pipeline:
             if not isinstance(size, anyio.CapacityLimiter):
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
+        self.executor = _check_executor(executor)
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], Plan] | None = None
 
@@ -125,6 +145,7 @@ class Pipeline:
         store: RunRecorder | None = None,
         resume: str | None = None,
         run_id: str | None = None,
+        executor: Executor | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -139,20 +160,28 @@ class Pipeline:
         :param resume: with ``store``, the id of an earlier run of this pipeline
             whose successful, stored results are reused instead of re-running
             those tasks; its parameters are reused unless ``context`` is given.
+        :param executor: where this run's plain-function tasks run, instead of the
+            pipeline's executor. It is opened before the first task starts (a
+            local Dask cluster starts then) and closed after the last one ends.
         :raises CycleError: for a cycle, before any task starts.
         :raises PipelineDefinitionError: for other graph problems, before any task starts.
         :raises LookupError: when ``resume`` names a run the store does not know.
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
-            or an ``on_event`` that is not callable.
+            an ``on_event`` that is not callable, or an executor that is not one.
+        :raises ExecutorError: when the executor cannot start (see ``dremioframe_async.executors``).
         """
         plan = self.plan()
+        chosen = _check_executor(executor) if executor is not None else self.executor
         listeners = normalize_listeners(on_event)
         prior = await self._prior_run(store, resume)
         if context is None:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
         try:
-            async with dispatching(listeners, store) as emit:
+            async with (
+                self._executor_session(plan, chosen) as session,
+                dispatching(listeners, store) as emit,
+            ):
                 run = Run(
                     plan,
                     run_id=run_id or uuid.uuid4().hex,
@@ -161,12 +190,25 @@ class Pipeline:
                     pools=pools,
                     emit=emit,
                     prior=prior,
+                    executor=session,
                 )
                 return await run.execute()
         except BaseExceptionGroup as group:
             # Task errors are in the result; what escapes (a KeyboardInterrupt in a
             # task, say) surfaces as itself, not wrapped by the run's task groups.
             raise _sole_exception(group) from None
+
+    @asynccontextmanager
+    async def _executor_session(
+        self, plan: Plan, executor: Executor | None
+    ) -> AsyncIterator[ExecutorSession | None]:
+        # Open the executor only when some task will use it: a pipeline of
+        # coroutines starts no cluster.
+        if executor is None or all(t.is_async for t in plan.tasks):
+            yield None
+            return
+        async with executor.session(concurrency=self.max_concurrency) as session:
+            yield session
 
     async def _prior_run(self, store: RunRecorder | None, resume: str | None) -> PriorRun | None:
         if resume is None:

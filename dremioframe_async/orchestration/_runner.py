@@ -32,6 +32,7 @@ from ._backend import cancel_is_stray, checkpoint_function
 from ._dispatch import Emit
 from ._errors import ExpandError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
+from ._executor import ExecutorSession, TaskCall
 from ._graph import Plan
 from ._node import Node, task_run
 from ._recorder import PriorRun
@@ -63,8 +64,10 @@ class Run:
         pools: Mapping[str, anyio.CapacityLimiter],
         emit: Emit | None,
         prior: PriorRun | None,
+        executor: ExecutorSession | None = None,
     ) -> None:
         self.plan = plan
+        self.executor = executor  # None: plain functions in this run's threads
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
@@ -304,9 +307,7 @@ class Run:
             if timeout is not None:
                 handover = SlotHandover(node.limiters[:acquired], borrower)
             with anyio.fail_after(timeout):
-                return self._check_sync(
-                    node, await run_in_thread(call, self.thread_limiter, handover)
-                )
+                return self._check_sync(node, await self._call_sync(node, call, handover))
         except BaseException:
             if handover is not None and handover.abandon():
                 acquired = 0  # the thread still runs: it releases the slots when it ends
@@ -314,6 +315,17 @@ class Run:
         finally:
             for limiter in node.limiters[:acquired]:
                 limiter.release_on_behalf_of(borrower)
+
+    async def _call_sync(
+        self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
+    ) -> Any:
+        if self.executor is None:
+            return await run_in_thread(call, self.thread_limiter, handover)
+        assert isinstance(call, functools.partial)
+        release = handover.thread_finished if handover is not None else None
+        return await self.executor.run(
+            TaskCall(node.key, call.func, call.args, call.keywords, release)
+        )
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1
