@@ -633,3 +633,18 @@ def test_a_task_defined_in_a_scripts_main_runs_on_dask(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "49", "True", "True"], done.stderr
+
+
+def reads_context(context: Any = None) -> tuple[str, Any, Any, list[str]]:
+    return context.run_id, context["plain_pid"], context["day"], sorted(context)
+
+
+async def test_a_task_on_dask_reads_its_context(dask: DaskExecutor) -> None:
+    upstream = task(plain_pid)()
+    reader = task(reads_context)()
+    upstream.set_downstream(reader)
+    result = await Pipeline("context", executor=dask).add_task(reader).run({"day": "mon"})
+    result.raise_for_status()
+    run_id, pid, day, keys = result["reads_context"]
+    assert (run_id, pid, day) == (result.run_id, result["plain_pid"], "mon")
+    assert keys == ["day", "plain_pid"]

@@ -10,6 +10,7 @@ loop. The worker pickles the result itself, so its size is known exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 import warnings
@@ -25,7 +26,7 @@ from distributed import Client, LocalCluster
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
-from ..orchestration import ArgumentError, TaskCall
+from ..orchestration import ArgumentError, RunContext, TaskCall
 from . import _pickling, _remote
 from ._errors import ExecutorError, ResultSizeWarning, TaskPickleError, WorkerLostError
 
@@ -46,6 +47,15 @@ def _require_asyncio() -> None:
             f"DaskExecutor needs asyncio (distributed's client runs on asyncio only), "
             f"not {library}; run the pipeline under asyncio or use the local executor"
         )
+
+
+def _portable(call: TaskCall) -> TaskCall:
+    """``call`` with a run context replaced by a copy a worker can use."""
+    context = call.kwargs.get("context")
+    if not isinstance(context, RunContext):
+        return call
+    copy = _remote.Context(context.run_id, context.params, {k: context[k] for k in context})
+    return dataclasses.replace(call, kwargs={**call.kwargs, "context": copy})
 
 
 async def _off_loop(fn: Any, arg: Any, nbytes: int) -> Any:
@@ -76,6 +86,7 @@ class DaskSession:
         :raises ExecutorError: when the cluster cancelled or lost the task.
         """
         try:
+            call = _portable(call)
             try:
                 size = sizeof((call.args, call.kwargs))
             except Exception:  # an estimate only: pickle it and see
