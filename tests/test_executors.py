@@ -572,9 +572,28 @@ async def test_limits_bound_the_work_in_flight_on_the_cluster(
         assert start >= end, spans
 
 
-async def test_unpicklable_argument_fails_the_task_without_retries(dask: DaskExecutor) -> None:
+async def test_unpicklable_argument_is_refused_before_any_task_starts(
+    dask: DaskExecutor, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran"
+    first = task(touch)(str(ran))
+    locked = task(add)(1, LOCK)
+    first.set_downstream(locked)
+    events: list[Any] = []
+    with pytest.raises(TaskPickleError, match=r"task 'add': argument 'b' \(_thread.lock\)"):
+        await Pipeline("pickle", executor=dask).add_task(locked).run(on_event=events.append)
+    assert events == []
+    assert not ran.exists()
 
-    locked = task(retries=2)(add)(1, LOCK)
+
+async def async_lock() -> Any:
+    return threading.Lock()
+
+
+async def test_unpicklable_upstream_result_fails_the_task_without_retries(
+    dask: DaskExecutor,
+) -> None:
+    locked = task(retries=2)(add)(1, task(async_lock)())
     result = await Pipeline("pickle", executor=dask).add_task(locked).run()
     assert result.states["add"] is TaskState.FAILED
     run = result.tasks["add"]

@@ -198,6 +198,13 @@ class DaskExecutor:
         """The local cluster this executor started, while it is open."""
         return self._cluster
 
+    def check(self, call: TaskCall) -> None:
+        """Pickle the function and the arguments known before the run.
+
+        :raises TaskPickleError: naming the task and what cannot be pickled.
+        """
+        _pickling.pack(call)
+
     def session(self, *, concurrency: int | None) -> AbstractAsyncContextManager[DaskSession]:
         """Open the executor for one run (the cluster bounds nothing of its own)."""
         return self._session()

@@ -90,6 +90,15 @@ class Executor(Protocol):
         """Open the executor for one run whose concurrency limit is ``concurrency``."""
         ...
 
+    def check(self, call: TaskCall) -> None:
+        """Raise if ``call`` cannot be run by this executor (called before a run starts).
+
+        Called from a worker thread, before the executor is opened, once per
+        task that will use it, with the arguments known before the run (those
+        that hold upstream results are left out).
+        """
+        ...
+
 
 class LocalSession:
     """Worker threads of this process for one run."""
@@ -130,6 +139,9 @@ class LocalExecutor:
     def session(self, *, concurrency: int | None) -> AbstractAsyncContextManager[LocalSession]:
         """Open worker threads for one run (nothing to start or stop)."""
         return self._open(concurrency if concurrency is not None else DEFAULT_THREADS)
+
+    def check(self, call: TaskCall) -> None:
+        """Anything callable runs in this process."""
 
     def __repr__(self) -> str:
         return "LocalExecutor()"

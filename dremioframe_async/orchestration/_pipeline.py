@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
-from ._executor import Executor, ExecutorSession, LocalExecutor
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunResult
 from ._runner import Run
-from ._task import Task
+from ._task import Task, contains_task
 
 __all__ = ["Pipeline"]
 
@@ -41,6 +42,14 @@ def _check_executor(executor: object) -> Executor | None:
             f"got {type(executor).__name__}"
         )
     return executor
+
+
+def _check_calls(executor: Executor, tasks: Sequence[tuple[str, Task]]) -> None:
+    """Let the executor refuse a call before anything runs (an unpicklable argument, say)."""
+    for key, t in tasks:
+        args = tuple(a for a in t.args if not contains_task(a))
+        kwargs = {k: v for k, v in t.kwargs.items() if not contains_task(v)}
+        executor.check(TaskCall(key, t.action, args, kwargs))
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -204,9 +213,11 @@ class Pipeline:
     ) -> AsyncIterator[ExecutorSession | None]:
         # Open the executor only when some task will use it: a pipeline of
         # coroutines starts no cluster.
-        if executor is None or all(t.is_async for t in plan.tasks):
+        tasks = [(k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if not t.is_async]
+        if executor is None or not tasks:
             yield None
             return
+        await anyio.to_thread.run_sync(_check_calls, executor, tasks)
         async with executor.session(concurrency=self.max_concurrency) as session:
             yield session
 
