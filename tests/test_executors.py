@@ -667,3 +667,25 @@ async def test_a_task_on_dask_reads_its_context(dask: DaskExecutor) -> None:
     run_id, pid, day, keys = result["reads_context"]
     assert (run_id, pid, day) == (result.run_id, result["plain_pid"], "mon")
     assert keys == ["day", "plain_pid"]
+
+
+async def test_a_local_task_stays_in_this_process(dask: DaskExecutor) -> None:
+    here = task(executor="local")(plain_pid)()
+    there = task(name="there")(plain_pid)()
+    result = await Pipeline("local", executor=dask).add_task(here).add_task(there).run()
+    assert result["plain_pid"] == os.getpid()
+    assert result["there"] != os.getpid()
+
+
+async def test_only_local_tasks_never_open_the_executor() -> None:
+    unreachable = DaskExecutor("tcp://127.0.0.1:9")
+    here = task(executor="local")(plain_pid)()
+    result = await Pipeline("local only", executor=unreachable).add_task(here).run()
+    assert result["plain_pid"] == os.getpid()
+
+
+def test_task_executor_option_is_checked_at_decoration() -> None:
+    from dremioframe_async import TaskDefinitionError
+
+    with pytest.raises(TaskDefinitionError, match="executor must be 'local'"):
+        task(executor="dask")(plain_pid)

@@ -213,7 +213,11 @@ class Pipeline:
     ) -> AsyncIterator[ExecutorSession | None]:
         # Open the executor only when some task will use it: a pipeline of
         # coroutines starts no cluster.
-        tasks = [(k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if not t.is_async]
+        tasks = [
+            (key, t)
+            for key, t in zip(plan.keys, plan.tasks, strict=True)
+            if not t.is_async and t.options.executor != "local"
+        ]
         if executor is None or not tasks:
             yield None
             return

@@ -319,7 +319,7 @@ class Run:
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
     ) -> Any:
-        if self.executor is None:
+        if self.executor is None or node.task.options.executor == "local":
             return await run_in_thread(call, self.thread_limiter, handover)
         assert isinstance(call, functools.partial)
         release = handover.thread_finished if handover is not None else None
