@@ -361,6 +361,46 @@ def test_dask_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
         DaskExecutor(**kwargs)
 
 
+async def test_dask_refuses_a_synchronous_client(dask: DaskExecutor) -> None:
+    assert dask.cluster is not None
+    address = dask.cluster.scheduler_address
+    sync_client = await anyio.to_thread.run_sync(distributed.Client, address)
+    try:
+        with pytest.raises(ArgumentError, match="asynchronous=True"):
+            DaskExecutor(client=sync_client)
+    finally:
+        await anyio.to_thread.run_sync(sync_client.close)
+
+
+def test_dask_executor_repr_says_where_it_runs() -> None:
+    assert repr(DaskExecutor("tcp://s:8786")) == "DaskExecutor(address='tcp://s:8786')"
+    assert repr(DaskExecutor(n_workers=2)) == "DaskExecutor(n_workers=2)"
+    assert repr(LocalExecutor()) == "LocalExecutor()"
+
+
+def test_unknown_name_in_executors_module() -> None:
+    import dremioframe_async.executors as executors
+
+    with pytest.raises(AttributeError, match="RayExecutor"):
+        _ = executors.RayExecutor
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.name = "fine"
+        self.conn = LOCK
+
+
+async def test_dask_unpicklable_attribute_is_named(session: DaskSession) -> None:
+    with pytest.raises(TaskPickleError, match=r"argument 'b'\.conn \(_thread.lock\)"):
+        await session.run(TaskCall("add", pid_and_sum, (1, Holder())))
+
+
+async def test_dask_large_arguments_are_pickled_off_the_loop(session: DaskSession) -> None:
+    blob = b"y" * (3 * 2**20)
+    assert await session.run(TaskCall("len", len, (blob,))) == len(blob)
+
+
 async def test_dask_unreachable_scheduler_is_a_clear_error() -> None:
     import dask.config
 
