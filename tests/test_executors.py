@@ -424,6 +424,41 @@ def test_dask_under_trio_is_a_clear_error() -> None:
         trio.run(open_under_trio)
 
 
+def child_pids() -> set[int]:
+    """Processes whose parent is this one (Linux /proc)."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                children.add(int(entry.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+async def test_cancelled_while_the_cluster_starts_leaves_no_process(dask: DaskExecutor) -> None:
+    before = child_pids()
+    executor = DaskExecutor(n_workers=1, threads_per_worker=1)
+    started = anyio.Event()
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: executor.__aenter__())
+
+            async def cancel_once_a_worker_process_exists() -> None:
+                await until(lambda: child_pids() - before, "a worker process started")
+                started.set()
+                scope.cancel()
+
+            tg.start_soon(cancel_once_a_worker_process_exists)
+    assert started.is_set()
+    assert executor.client is None
+    assert executor.cluster is None
+    await until(lambda: not (child_pids() - before), "every new process ended")
+
+
 async def test_dask_local_cluster_lives_for_one_run_and_leaves_nothing() -> None:
     executor = DaskExecutor(n_workers=1, threads_per_worker=1)
     async with executor.session(concurrency=None) as s:

@@ -38,6 +38,7 @@ LARGE_RESULT_BYTES = 16 * 2**20  # results over this warn: they should be refere
 OFF_LOOP_BYTES = 2**20  # pickling more than this goes to a worker thread, off the loop
 CANCEL_BOUND = 10.0  # seconds a cancelled attempt may spend telling the scheduler
 CLOSE_BOUND = 60.0  # seconds closing a client and its local cluster may take
+START_BOUND = 120.0  # seconds a local cluster may take to start
 
 
 def _require_asyncio() -> None:
@@ -266,16 +267,22 @@ class DaskExecutor:
         options["scheduler_kwargs"] = {"allowed_failures": 0, **options.get("scheduler_kwargs", {})}
         options["asynchronous"] = True
         try:
-            cluster: LocalCluster = await LocalCluster(**options)
+            cluster = LocalCluster(**options)  # asynchronous: built here, started below
         except Exception as exc:
             raise ExecutorError(f"DaskExecutor: cannot start a local cluster: {exc}") from exc
+        client: Client | None = None
         try:
-            client: Client = await Client(cluster, asynchronous=True)
+            # A half-started cluster cannot be closed: let the start finish (it
+            # takes seconds; bounded) even if the run is cancelled meanwhile.
+            with anyio.CancelScope(shield=True), anyio.fail_after(START_BOUND):
+                await cluster
+            client = await Client(cluster, asynchronous=True)
             # Typed for the sync client; on an asynchronous one it returns a coroutine.
-            await client.wait_for_workers(len(cluster.workers))  # type: ignore[func-returns-value,misc]
+            await client.wait_for_workers(len(cluster.workers))  # type: ignore[misc]
         except BaseException:
+            # No process may outlive a start that failed or was cancelled.
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_BOUND):
-                await _closing(cluster)
+                await self._close(client, cluster)
             raise
         self._cluster = cluster
         return client
