@@ -168,7 +168,7 @@ async def dask() -> AsyncIterator[DaskExecutor]:
 @pytest.fixture
 async def session(dask: DaskExecutor) -> AsyncIterator[DaskSession]:
     assert dask.client is not None
-    await dask.client.wait_for_workers(2)  # a killed worker's replacement, say
+    await dask.client.wait_for_workers(2, timeout=BOUND)
     async with dask.session(concurrency=None) as s:
         yield s
     await no_futures_left(dask)
@@ -217,10 +217,18 @@ async def test_dask_exception_comes_back_with_its_type_and_traceback(session: Da
     assert mine[0].line == 'raise Boom(f"exploded on {x}")'
 
 
-async def test_dask_killed_worker_fails_the_attempt(session: DaskSession, tmp_path: Path) -> None:
+@pytest.fixture
+async def killable() -> AsyncIterator[DaskExecutor]:
+    """A cluster of its own for tests that kill workers: the shared one stays whole."""
+    async with DaskExecutor(n_workers=2, threads_per_worker=1) as executor:
+        yield executor
+
+
+async def test_dask_killed_worker_fails_the_attempt(killable: DaskExecutor, tmp_path: Path) -> None:
     log = tmp_path / "attempts"
     with pytest.raises(WorkerLostError, match="'die'") as info:
-        await session.run(TaskCall("die", die, (str(log),)))
+        async with killable.session(concurrency=None) as session:
+            await session.run(TaskCall("die", die, (str(log),)))
     assert isinstance(info.value.__cause__, distributed.scheduler.KilledWorker)
     # The scheduler did not re-run it on the other worker: the task's own retry
     # policy decides.
@@ -566,16 +574,13 @@ async def test_retries_on_dask_record_every_attempt(dask: DaskExecutor, tmp_path
     assert "Boom" in info.attempts[0].error_type
 
 
-async def test_killed_workers_task_is_retried(dask: DaskExecutor, tmp_path: Path) -> None:
-
-    assert dask.client is not None
-    await dask.client.wait_for_workers(2)
+async def test_killed_workers_task_is_retried(killable: DaskExecutor, tmp_path: Path) -> None:
     events: list[Any] = []
     log = tmp_path / "log"
     result = (
         await Pipeline("killed")
         .add_task(task(retries=1)(dies_once)(str(log)))
-        .run(executor=dask, on_event=events.append)
+        .run(executor=killable, on_event=events.append)
     )
     result.raise_for_status()
     assert result["dies_once"] == 2
@@ -635,7 +640,7 @@ async def test_limits_bound_the_work_in_flight_on_the_cluster(
 ) -> None:
 
     assert dask.client is not None
-    await dask.client.wait_for_workers(2)  # room for two at once, were they let through
+    await dask.client.wait_for_workers(2, timeout=BOUND)  # room for two at once
     work = task(pool="cpu" if "pools" in limits else None)(interval)
     pipeline = Pipeline("bounded", executor=dask, **limits)
     for _ in range(3):
