@@ -33,6 +33,14 @@ def _check_limit(pipeline: str, what: str, value: object) -> int | None:
     return value
 
 
+def _check_grace(pipeline: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ArgumentError(
+            f"pipeline {pipeline!r}: cleanup_grace must be a number of seconds >= 0, got {value!r}"
+        )
+    return float(value)
+
+
 def _check_executor(executor: object) -> Executor | None:
     if executor is None or isinstance(executor, LocalExecutor):
         return None  # the run's own threads, without the seam's indirection
@@ -68,12 +76,17 @@ class Pipeline:
     :param pools: named limits, ``{"dremio": 8}``; a task joins one with
         ``@task(pool="dremio")``. A value may also be an ``anyio.CapacityLimiter``
         to share one limit across pipelines and runs.
+    :param cleanup_grace: when a run is cancelled, its running tasks are
+        cancelled, then its ``all_done`` and ``always`` tasks whose upstream
+        tasks have all ended still run, shielded from the cancellation, for at
+        most this many seconds (``math.inf``: no bound; 0: not at all). A
+        second cancellation (see ``run(stop_cleanup=...)``) ends them sooner.
     :param executor: where plain-function tasks run (see
         ``dremioframe_async.executors``): the run's worker threads by default.
         Coroutine tasks and tasks declared ``@task(executor="local")`` always run
         in this process.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
-        or an executor that is not one.
+        a negative ``cleanup_grace``, or an executor that is not one.
     """
 
     def __init__(
@@ -83,6 +96,7 @@ class Pipeline:
         pools: Mapping[str, int | anyio.CapacityLimiter] | None = None,
         *,
         max_workers: int | None = None,
+        cleanup_grace: float = 30.0,
         executor: Executor | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
@@ -97,6 +111,7 @@ class Pipeline:
             if not isinstance(size, anyio.CapacityLimiter):
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
+        self.cleanup_grace = _check_grace(name, cleanup_grace)
         self.executor = _check_executor(executor)
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], Plan] | None = None
@@ -154,6 +169,7 @@ class Pipeline:
         store: RunRecorder | None = None,
         resume: str | None = None,
         run_id: str | None = None,
+        stop_cleanup: anyio.Event | None = None,
         executor: Executor | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
@@ -169,6 +185,11 @@ class Pipeline:
         :param resume: with ``store``, the id of an earlier run of this pipeline
             whose successful, stored results are reused instead of re-running
             those tasks; its parameters are reused unless ``context`` is given.
+            The ``all_done``, ``always`` and ``one_*`` tasks run again: they react
+            to how this run's tasks end.
+        :param stop_cleanup: the second cancellation. Once this event is set, the
+            cleanup tasks of a cancelled run (see ``cleanup_grace``) are cancelled
+            too; the command line sets it on the second Ctrl-C.
         :param executor: where this run's plain-function tasks run, instead of the
             pipeline's executor. It is opened before the first task starts (a
             local Dask cluster starts then) and closed after the last one ends.
@@ -199,6 +220,8 @@ class Pipeline:
                     pools=pools,
                     emit=emit,
                     prior=prior,
+                    cleanup_grace=self.cleanup_grace,
+                    stop_cleanup=stop_cleanup,
                     executor=session,
                 )
                 return await run.execute()
