@@ -769,3 +769,27 @@ def test_task_executor_option_is_checked_at_decoration() -> None:
 
     with pytest.raises(TaskDefinitionError, match="executor must be 'local'"):
         task(executor="dask")(plain_pid)
+
+
+async def test_a_cancelled_run_still_runs_its_cleanup_task_on_dask(
+    dask: DaskExecutor, tmp_path: Path
+) -> None:
+    started, go, cleaned = tmp_path / "started", tmp_path / "go", tmp_path / "cleaned"
+    slow = task(wait_for_file)(str(started), str(go))
+    cleanup = task(name="cleanup", trigger_rule="all_done")(touch)(str(cleaned))
+    slow.set_downstream(cleanup)
+    events: list[Any] = []
+    pipeline = Pipeline("cleanup", executor=dask, cleanup_grace=BOUND).add_task(slow)
+    try:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: pipeline.run(on_event=events.append))
+                await until(started.exists, "the slow task started on a worker")
+                scope.cancel()
+        assert scope.cancelled_caught
+        assert cleaned.exists()  # ran on a worker, after the slow task's future was cancelled
+        final = {e.key: e.state for e in events if isinstance(e, TaskStateChanged)}
+        assert final == {"wait_for_file": TaskState.CANCELLED, "cleanup": TaskState.SUCCESS}
+        await no_futures_left(dask)
+    finally:
+        go.touch()
