@@ -10,10 +10,12 @@ loop. The worker pickles the result itself, so its size is known exactly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
 import warnings
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -185,6 +187,7 @@ class DaskExecutor:
         self._large = large_result_bytes
         self._cluster_options = cluster_options
         self._lock = anyio.Lock()
+        self._checked: weakref.WeakSet[Any] = weakref.WeakSet()  # functions that pickle
         self._users = 0
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
@@ -204,7 +207,14 @@ class DaskExecutor:
 
         :raises TaskPickleError: naming the task and what cannot be pickled.
         """
-        _pickling.pack(call)
+        # A fan-out calls the same function many times: pickle it once.
+        try:
+            known = call.fn in self._checked
+        except TypeError:  # not weakly referenceable
+            known = False
+        _pickling.pack(call, with_function=not known)
+        with contextlib.suppress(TypeError):
+            self._checked.add(call.fn)
 
     def session(self, *, concurrency: int | None) -> AbstractAsyncContextManager[DaskSession]:
         """Open the executor for one run (the cluster bounds nothing of its own)."""

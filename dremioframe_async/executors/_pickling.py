@@ -107,8 +107,8 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def pack(call: TaskCall) -> bytes:
-    """Pickle ``(fn, args, kwargs)`` of ``call``.
+def pack(call: TaskCall, *, with_function: bool = True) -> bytes:
+    """Pickle ``(fn, args, kwargs)`` of ``call`` (``fn`` as None without the function).
 
     :raises TaskPickleError: naming the task and the smallest part found that
         cannot be pickled (the function, an argument, or something inside one).
@@ -116,9 +116,10 @@ def pack(call: TaskCall) -> bytes:
     _register_remote()
     register_by_value(call.fn)
     try:
-        return dumps((call.fn, call.args, dict(call.kwargs)))
+        return dumps((call.fn if with_function else None, call.args, dict(call.kwargs)))
     except Exception as exc:
-        where, culprit, reason = _find_culprit(call) or ("the call", call, exc)
+        found = _find_culprit(call, with_function)
+        where, culprit, reason = found or ("the call", call, exc)
         raise TaskPickleError(call.key, where, _type_name(culprit), _describe(reason)) from exc
 
 
@@ -133,8 +134,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _find_culprit(call: TaskCall) -> tuple[str, object, BaseException] | None:
+def _find_culprit(call: TaskCall, with_function: bool) -> tuple[str, object, BaseException] | None:
     for where, value in _parts(call):
+        if value is call.fn and not with_function:
+            continue
         found = _search(value, where, _SEARCH_DEPTH)
         if found is not None:
             return found
