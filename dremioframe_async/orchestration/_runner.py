@@ -40,7 +40,7 @@ from ._backend import cancel_is_stray, checkpoint_function
 from ._dispatch import Emit
 from ._errors import ExpandError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
-from ._executor import ExecutorSession, TaskCall
+from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall
 from ._graph import Plan
 from ._node import Node, task_run
 from ._recorder import PriorRun
@@ -63,7 +63,6 @@ REEVALUATED_ON_RESUME = frozenset(
     {*CLEANUP_RULES, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
 )
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
-DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
 
 
 class Run:
