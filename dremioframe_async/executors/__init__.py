@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MissingExtra
 from ..orchestration import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._errors import ExecutorError, ResultSizeWarning, TaskPickleError, WorkerLostError
 
@@ -38,7 +39,5 @@ def __getattr__(name: str) -> Any:
     try:
         from ._dask import DaskExecutor
     except ImportError as exc:
-        raise ImportError(
-            f"DaskExecutor needs distributed: pip install 'dremioframe_async[dask]' ({exc})"
-        ) from exc
+        raise MissingExtra("DaskExecutor", "distributed", "dask") from exc
     return DaskExecutor

@@ -39,11 +39,13 @@ class WorkerLostError(ExecutorError):
         super().__init__(f"task {task_key!r}: the worker running it died ({detail})")
 
 
-class ResultSizeWarning(UserWarning):
-    """A task's result that came back from another process is large.
+class ResultSizeWarning(DremioFrameError, UserWarning):
+    """A task's result that came back from another process is large (a warning).
 
-    Results travel through the driver; large data should stay where it was
-    made (a file, a table) and the task return a reference to it.
+    Under ``-W error`` it is raised, and ``except DremioFrameError`` catches it
+    like everything else the package raises. Results travel through the driver;
+    large data should stay where it was made (a file, a table) and the task
+    return a reference to it.
     """
 
     def __init__(self, task_key: str, nbytes: int, threshold: int) -> None:
