@@ -393,6 +393,16 @@ def test_unknown_name_in_executors_module() -> None:
         _ = executors.RayExecutor
 
 
+def test_without_the_dask_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dremioframe_async.executors as executors
+    from dremioframe_async.errors import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "dremioframe_async.executors._dask")
+    with pytest.raises(MissingExtra, match=r"pip install 'dremioframe_async\[dask\]'"):
+        _ = executors.DaskExecutor
+
+
 class Holder:
     def __init__(self) -> None:
         self.name = "fine"
