@@ -46,6 +46,7 @@ def _installed_roots() -> tuple[Path, ...]:
     return tuple(Path(r).resolve() for r in roots)
 
 
+@functools.lru_cache(maxsize=1024)  # resolving paths costs more than pickling a small call
 def _is_user_module(name: str) -> bool:
     top = name.partition(".")[0]
     if name == "__main__" or top in ("dremioframe_async", *sys.builtin_module_names):
