@@ -17,7 +17,7 @@ from ._errors import (
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._pipeline import Pipeline
-from ._recorder import PriorRun, RunRecorder
+from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, TaskState, TriggerRule
@@ -32,12 +32,14 @@ __all__ = [
     "Executor",
     "ExecutorSession",
     "ExpandError",
+    "HistoryIncomplete",
     "LocalExecutor",
     "MappedTask",
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineFailed",
     "PriorRun",
+    "ResumeRefused",
     "RunContext",
     "RunFinished",
     "RunRecorder",
