@@ -15,6 +15,7 @@ from ._errors import (
     TaskDefinitionError,
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._pipeline import Pipeline
 from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
@@ -28,8 +29,11 @@ __all__ = [
     "CycleError",
     "Decision",
     "Event",
+    "Executor",
+    "ExecutorSession",
     "ExpandError",
     "HistoryIncomplete",
+    "LocalExecutor",
     "MappedTask",
     "Pipeline",
     "PipelineDefinitionError",
@@ -42,6 +46,7 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "Task",
+    "TaskCall",
     "TaskDefinitionError",
     "TaskFunction",
     "TaskOptions",

@@ -51,6 +51,7 @@ class TaskOptions:
     timeout: float | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     pool: str | None = None
+    executor: str | None = None
 
 
 def _check_number(name: str, field: str, value: object, *, positive: bool = False) -> float:
@@ -94,6 +95,13 @@ def make_options(name: str, **given: Any) -> TaskOptions:
     pool = given.get("pool")
     if pool is not None and (not isinstance(pool, str) or not pool):
         raise TaskDefinitionError(name, f"pool must be a non-empty string, got {pool!r}")
+    executor = given.get("executor")
+    if executor not in (None, "local"):
+        raise TaskDefinitionError(
+            name,
+            f"executor must be 'local' (always run in this process) or left unset "
+            f"(the run's executor), got {executor!r}",
+        )
     return TaskOptions(
         retries=retries,
         retry_delay=_check_number(name, "retry_delay", given.get("retry_delay", 0.0)),
@@ -106,6 +114,7 @@ def make_options(name: str, **given: Any) -> TaskOptions:
         timeout=None if timeout is None else _check_number(name, "timeout", timeout, positive=True),
         trigger_rule=_check_trigger_rule(name, given.get("trigger_rule", TriggerRule.ALL_SUCCESS)),
         pool=pool,
+        executor=executor,
     )
 
 
@@ -185,6 +194,7 @@ class Task:
         timeout: float | None = None,
         trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
         pool: str | None = None,
+        executor: str | None = None,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -203,6 +213,7 @@ class Task:
             timeout=timeout,
             trigger_rule=trigger_rule,
             pool=pool,
+            executor=executor,
         )
         self._setup(
             name, action, options, args, kwargs, _is_async(action), _accepts_context(action)
@@ -416,6 +427,7 @@ def task(
     timeout: float | None = None,
     trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
     pool: str | None = None,
+    executor: str | None = None,
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
@@ -426,7 +438,8 @@ def task(
 
     Options: ``name``, ``retries``, ``retry_delay``, ``retry_backoff``,
     ``retry_jitter``, ``max_retry_delay``, ``retry_on``, ``timeout``,
-    ``trigger_rule``, ``pool`` (see :class:`Task`).
+    ``trigger_rule``, ``pool`` (see :class:`Task`), ``executor`` (``"local"``: a
+    plain function runs in this process's threads whatever the run's executor).
 
     :raises TaskDefinitionError: at decoration time, for a non-callable or a bad
         option (an unknown trigger rule lists the valid ones).
