@@ -81,6 +81,7 @@ from .store import (
     default_store_url,
     open_store,
 )
+from .store._codec import storable_text
 
 __all__ = ["main"]
 
@@ -152,6 +153,9 @@ def _check_factory(ref: str, obj: Any) -> None:
     what = f"{ref} is a {type(obj).__name__}"
     if not inspect.isfunction(obj):
         raise UsageError(f"{what}, not a Pipeline or a function returning one")
+    if not _is_plain_function(obj):
+        # Calling it would only make a coroutine (or generator) and warn that it was never run.
+        raise UsageError(f"{ref} is an async or generator function; make it a plain `def`")
     if not _returns_pipeline(obj):
         raise UsageError(
             f"{what} not declared to return a Pipeline: annotate it `-> Pipeline` "
@@ -166,6 +170,14 @@ def _check_factory(ref: str, obj: Any) -> None:
         raise UsageError(
             f"{ref} needs arguments ({', '.join(required)}); the command line gives none"
         )
+
+
+def _is_plain_function(fn: Callable[..., Any]) -> bool:
+    return not (
+        inspect.iscoroutinefunction(fn)
+        or inspect.isgeneratorfunction(fn)
+        or inspect.isasyncgenfunction(fn)
+    )
 
 
 def _returns_pipeline(fn: Callable[..., Any]) -> bool:
@@ -355,7 +367,9 @@ def _runs_table(runs: Sequence[RunInfo]) -> str:
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     async def work(store: RunStore) -> int:
-        runs = await store.list_runs(pipeline=args.pipeline, limit=args.limit)
+        # Names are stored escaped (storable_text); an undecodable argument matches its escape.
+        pipeline = None if args.pipeline is None else storable_text(args.pipeline)
+        runs = await store.list_runs(pipeline=pipeline, limit=args.limit)
         print(_runs_table(runs) if runs else "no runs recorded")
         return EXIT_OK
 
@@ -401,6 +415,10 @@ async def _find_run(store: RunStore, prefix: str) -> RunInfo:
 
     :raises UsageError: when no run, or more than one, matches.
     """
+    if not prefix.strip():
+        # Every id starts with "": `show "$RUN_ID"` with the variable unset.
+        raise UsageError("RUN_ID is empty: give a run id or a prefix of one (see `runs`)")
+    prefix = storable_text(prefix)  # ids are stored escaped like this, and a store can take it
     try:
         return await store.get_run(prefix)
     except RunNotFound:
@@ -518,7 +536,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     runs = command("runs", _cmd_runs, "list recorded runs, newest first")
     runs.add_argument("--pipeline", metavar="NAME")
-    runs.add_argument("--limit", type=int, default=20, metavar="N")
+    runs.add_argument("--limit", type=_positive_int, default=20, metavar="N")
     show = command("show", _cmd_show, "show one run's tasks, attempts and errors")
     show.add_argument("run_id", metavar="RUN_ID", help="a run id, or any unique prefix of one")
     graph = command("graph", _cmd_graph, "print a pipeline's graph as Mermaid")
@@ -529,6 +547,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("args", nargs=argparse.REMAINDER)
     add_bench_command(commands)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    # 0 would print "no runs recorded" over a full store; SQLite reads -1 as "all".
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _schedule_args(sub: argparse.ArgumentParser) -> None:
@@ -604,6 +633,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
+    except KeyboardInterrupt:
+        # Ctrl-C before the run's own handler is installed (a slow import of the
+        # user's module, say): a plain interruption, never a traceback.
+        _error_line(args.command, "interrupted")
+        return EXIT_INTERRUPTED
     except USAGE_ERRORS as exc:
         return _fail(args, exc, EXIT_USAGE)
     except StoreError as exc:

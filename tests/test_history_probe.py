@@ -1,0 +1,115 @@
+"""Operator mistakes and hostile inputs on the command line: plain one-line answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+PIPES = HERE / "_probe_pipelines.py"
+_SCRIPT = Path(sys.executable).with_name("dremioframe-async")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dremioframe_async"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DREMIOFRAME_ASYNC_STORE": f"sqlite:///{tmp_path / 'runs.sqlite'}",
+        "PROBE_MARKER": str(tmp_path / "marker"),
+    }
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        timeout=50,
+        check=False,
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_ctrl_c_while_the_module_imports_is_interrupted_not_a_traceback(
+    env: dict[str, str],
+) -> None:
+    proc = subprocess.Popen(
+        [*COMMAND, "run", f"{PIPES}:one_task"],
+        env={**env, "PROBE_SLOW_IMPORT": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    assert proc.stderr.readline().strip() == "importing"
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted" in err
+
+
+def test_a_coroutine_function_is_refused_without_being_called(env: dict[str, str]) -> None:
+    proc = cli(env, "graph", f"{PIPES}:coroutine_factory")
+    assert proc.returncode == 2
+    line = one_error_line(proc)  # no "coroutine was never awaited" warning either
+    assert "UsageError" in line
+    assert "coroutine" in line
+    assert not Path(env["PROBE_MARKER"]).exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "x"])
+def test_runs_limit_must_be_positive(env: dict[str, str], limit: str) -> None:
+    assert cli(env, "run", f"{PIPES}:one_task").returncode == 0
+    proc = cli(env, "runs", "--limit", limit)
+    assert proc.returncode == 2, proc.stdout  # never "no runs recorded" while runs exist
+    assert "UsageError" in one_error_line(proc)
+    assert "no runs recorded" not in proc.stdout
+
+
+def test_show_refuses_an_empty_prefix(env: dict[str, str]) -> None:
+    assert cli(env, "run", f"{PIPES}:one_task").returncode == 0
+    proc = cli(env, "show", "")  # `show "$RUN_ID"` with the variable unset
+    assert proc.returncode == 2
+    assert "UsageError" in one_error_line(proc)
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["show", "\udcff"], ["runs", "--pipeline", "\udcff"]])
+def test_undecodable_arguments_are_not_store_errors(
+    env: dict[str, str], command: list[str]
+) -> None:
+    assert cli(env, "run", f"{PIPES}:one_task").returncode == 0
+    args = [os.fsencode(a) for a in [*COMMAND, *command]]
+    proc = subprocess.run(args, env=env, capture_output=True, timeout=50, check=False)
+    err = proc.stderr.decode(errors="backslashreplace")
+    assert "UnicodeEncodeError" not in err
+    assert "Traceback" not in err
+    if command[0] == "show":
+        assert proc.returncode == 2, err
+        assert "no run" in err
+    else:
+        assert proc.returncode == 0, err
+        assert b"no runs recorded" in proc.stdout
+
+
+def test_an_unparsable_postgres_url_is_a_usage_error(env: dict[str, str]) -> None:
+    proc = cli(env, "runs", "--store", "postgresql://u:s3cret@[::1/db")
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "StoreURLError" in line
+    assert "s3cret" not in proc.stderr
