@@ -113,3 +113,44 @@ def test_an_unparsable_postgres_url_is_a_usage_error(env: dict[str, str]) -> Non
     line = one_error_line(proc)
     assert "StoreURLError" in line
     assert "s3cret" not in proc.stderr
+
+
+def test_resume_refused_for_another_hosts_run_does_not_claim_it_is_alive(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    import anyio
+
+    from dremioframe_async.orchestration import ResumeRefused
+    from dremioframe_async.store import SQLiteStore
+
+    sys.path.insert(0, str(HERE))
+    from _probe_pipelines import one_task
+
+    path = tmp_path / "runs.sqlite"
+
+    async def record() -> None:
+        store = SQLiteStore(path)
+        try:
+            await one_task().run(store=store, run_id="ghost")
+        finally:
+            await store.aclose()
+
+    anyio.run(record)
+    with sqlite3.connect(path) as conn:  # a crash on a host that no longer exists
+        conn.execute("UPDATE runs SET status = 'RUNNING', owner = 'gone-host:4242:boot/1'")
+
+    async def resume() -> None:
+        store = SQLiteStore(path)
+        try:
+            await one_task().run(store=store, resume="ghost")
+        finally:
+            await store.aclose()
+
+    with pytest.raises(ResumeRefused) as refused:
+        anyio.run(resume)
+    message = str(refused.value)
+    assert "is alive" not in message  # nobody here can know that
+    assert "gone-host:4242" in message
+    assert "cannot be checked" in message
