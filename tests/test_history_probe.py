@@ -154,3 +154,41 @@ def test_resume_refused_for_another_hosts_run_does_not_claim_it_is_alive(
     assert "is alive" not in message  # nobody here can know that
     assert "gone-host:4242" in message
     assert "cannot be checked" in message
+
+
+def test_a_sqlite_file_deleted_mid_run_is_reported_not_success(tmp_path: Path) -> None:
+    import anyio
+
+    from dremioframe_async import Pipeline, task
+    from dremioframe_async.store import SQLiteStore
+
+    path = tmp_path / "runs.sqlite"
+
+    @task(name="first")
+    async def first() -> int:
+        return 1
+
+    @task(name="cleaner")
+    async def cleaner(x: int) -> int:
+        # Someone cleans the folder while the run goes on: SQLite keeps writing to
+        # the unlinked file, and every later event is lost with it.
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return x
+
+    @task(name="last")
+    async def last(x: int) -> int:
+        return x
+
+    async def go() -> None:
+        store = SQLiteStore(path)
+        try:
+            result = await Pipeline("deleted").add_task(last(cleaner(first()))).run(store=store)
+        finally:
+            await store.aclose()
+        assert result.status == "SUCCESS"
+        assert result.history_error is not None
+        assert "deleted or replaced" in str(result.history_error)
+        assert not result.ok
+
+    anyio.run(go)
