@@ -75,8 +75,10 @@ from .store import (
     RunInfo,
     RunNotFound,
     RunStore,
+    SQLiteStore,
     StoreConfigError,
     StoreError,
+    StoreUnavailable,
     TaskInfo,
     default_store_url,
     open_store,
@@ -271,6 +273,23 @@ async def _with_store(url: str | None, work: Callable[[RunStore], Awaitable[int]
             await store.aclose()
 
 
+def _existing_store(url: str | None) -> str | None:
+    """``url``, after checking that a SQLite file named by ``--store`` exists already.
+
+    Opening would create it (and its folders), and a typo in ``--store`` would then
+    read as "no runs recorded".
+
+    :raises StoreUnavailable: when it does not.
+    """
+    if url is None:
+        return url  # the configured file: "no runs recorded" is the truth before a first run
+    store = open_store(url or default_store_url())  # connects on first use only
+    missing = isinstance(store, SQLiteStore) and not Path(store.path).exists()
+    if isinstance(store, SQLiteStore) and missing and store.path != ":memory:":
+        raise StoreUnavailable(store.name, "no such file: nothing was ever recorded there")
+    return url
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline)
     params = parse_params(args.param)
@@ -373,7 +392,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(_runs_table(runs) if runs else "no runs recorded")
         return EXIT_OK
 
-    return anyio.run(_with_store, args.store, work)
+    return anyio.run(_with_store, _existing_store(args.store), work)
 
 
 def _task_rows(tasks: Sequence[TaskInfo]) -> list[tuple[object, ...]]:
@@ -440,7 +459,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(_show(run, await store.get_tasks(run.run_id)))
         return EXIT_OK
 
-    return anyio.run(_with_store, args.store, work)
+    return anyio.run(_with_store, _existing_store(args.store), work)
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:

@@ -192,3 +192,14 @@ def test_a_sqlite_file_deleted_mid_run_is_reported_not_success(tmp_path: Path) -
         assert not result.ok
 
     anyio.run(go)
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "abc"]])
+def test_reading_a_store_that_does_not_exist_says_so_and_creates_nothing(
+    env: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    typo = tmp_path / "typo" / "runs.sqlite"
+    proc = cli(env, *command, "--store", f"sqlite:///{typo}")
+    assert proc.returncode == 4, proc.stdout  # not "no runs recorded"
+    assert "no such file" in one_error_line(proc)
+    assert not (tmp_path / "typo").exists()
