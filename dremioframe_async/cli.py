@@ -652,6 +652,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
+    except BrokenPipeError:
+        # The reader of our output went away (`show ID | head`): not an error of ours.
+        # Point stdout at devnull so the interpreter's final flush stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK if args.command in ("runs", "show", "graph") else EXIT_FAILED
     except KeyboardInterrupt:
         # Ctrl-C before the run's own handler is installed (a slow import of the
         # user's module, say): a plain interruption, never a traceback.

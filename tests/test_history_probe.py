@@ -203,3 +203,23 @@ def test_reading_a_store_that_does_not_exist_says_so_and_creates_nothing(
     assert proc.returncode == 4, proc.stdout  # not "no runs recorded"
     assert "no such file" in one_error_line(proc)
     assert not (tmp_path / "typo").exists()
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_an_error(env: dict[str, str]) -> None:
+    assert cli(env, "run", f"{PIPES}:one_task").returncode == 0
+    # `dremioframe-async show ID | head -1`: the reader goes away before the output ends.
+    proc = subprocess.Popen(
+        [*COMMAND, "runs", "--limit", "5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 0, err
+    assert "BrokenPipeError" not in err
+    assert err == ""
