@@ -105,7 +105,8 @@ class DremioClient:
     stream holds; ``flight_streams`` the Flight reads running at once.
 
     :raises DremioConfigError: a malformed URL or ``flight_url``, no usable
-        credentials or a bad ``ssl``.
+        credentials, a bad ``ssl``, or a ``page_concurrency`` below 1 or a
+        ``request_timeout`` or ``cancel_timeout`` that is not positive.
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class DremioClient:
         flight_streams: int = 8,
     ) -> None:
         self.config = resolve_config(url, token, username, password, project_id, ssl_option=ssl)
+        _check_settings(page_concurrency, request_timeout, cancel_timeout)
         self.page_concurrency = page_concurrency
         self._poll = (poll_interval, max_poll_interval)
         self._cancel_timeout = cancel_timeout
@@ -521,7 +523,12 @@ class DremioClient:
                     await anyio.to_thread.run_sync(writer.close)
                 if not complete:
                     await anyio.Path(partial).unlink(missing_ok=True)
-        await anyio.Path(partial).replace(target)
+        try:
+            await anyio.Path(partial).replace(target)
+        except BaseException:  # e.g. ``path`` is a directory: leave nothing behind
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(partial).unlink(missing_ok=True)
+            raise
         return rows
 
     # -- catalog ------------------------------------------------------------------------------
@@ -546,6 +553,20 @@ class DremioClient:
             "GET", f"/catalog/by-path/{encoded}"
         )
         return body
+
+
+def _check_settings(page_concurrency: int, request_timeout: float, cancel_timeout: float) -> None:
+    # Each of these would otherwise misbehave quietly: page_concurrency < 1 skipped
+    # pages, a timeout <= 0 never sent a request or never sent a job's cancel.
+    if isinstance(page_concurrency, bool) or not isinstance(page_concurrency, int):
+        raise DremioConfigError(
+            f"page_concurrency must be a whole number, got {page_concurrency!r}"
+        )
+    if page_concurrency < 1:
+        raise DremioConfigError(f"page_concurrency must be at least 1, got {page_concurrency}")
+    for name, value in (("request_timeout", request_timeout), ("cancel_timeout", cancel_timeout)):
+        if not value > 0:
+            raise DremioConfigError(f"{name} must be positive, got {value!r}")
 
 
 def _job_id(reply: Any) -> str:

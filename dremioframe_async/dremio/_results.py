@@ -51,6 +51,7 @@ class _Page:
     offset: int
     reported_rows: int | None
     batch: pa.RecordBatch
+    other_schema: bool = False
 
 
 class ResultPager:
@@ -113,6 +114,8 @@ class ResultPager:
 
     def _problem(self, page: _Page) -> str | None:
         """What is wrong with ``page``, or None."""
+        if page.other_schema:  # its rows read with the first page's columns would be nulls
+            return f"the page at offset {page.offset:,} has another schema than the first"
         if page.reported_rows is not None and page.reported_rows != self.expected:
             return f"the results report {page.reported_rows:,} rows, the job {self.expected:,}"
         wanted = max(0, min(PAGE_SIZE, self.expected - page.offset))
@@ -128,9 +131,11 @@ class ResultPager:
         params = {"offset": str(offset), "limit": str(PAGE_SIZE)}
         body = await self.transport.request("GET", self._path, params=params, loads=loads)
         body = body if isinstance(body, dict) else {}
+        served = arrow_schema(body["schema"]) if body.get("schema") else None
+        other = schema is not None and served is not None and not served.equals(schema)
         if schema is None:
-            schema = arrow_schema(body.get("schema") or [])
+            schema = served if served is not None else pa.schema([])
         reported = body.get("rowCount")
         rows = body.get("rows") or []
         batch = rows_to_batch(rows, schema)
-        return _Page(offset, None if reported is None else int(reported), batch)
+        return _Page(offset, None if reported is None else int(reported), batch, other)

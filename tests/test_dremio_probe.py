@@ -1,0 +1,178 @@
+"""The Dremio client under hostile servers and careless settings: it fails loudly, never lies.
+
+Each test drives DremioClient over real HTTP: FakeDremio, or a small aiohttp
+server on 127.0.0.1 where FakeDremio has no knob for the fault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from dremioframe_async.dremio import (
+    DremioClient,
+    DremioConfigError,
+    DremioConnectionError,
+    DremioResultIncomplete,
+    RetryPolicy,
+)
+from dremioframe_async.testing import FakeDremio, sample_table
+
+RETRY = RetryPolicy(attempts=2, max_time=10.0, backoff=0.01, max_backoff=0.05)
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeDremio]:
+    async with FakeDremio() as server:
+        server.add_table("lake.small", sample_table(1_200))
+        yield server
+
+
+def client_for(fake: FakeDremio, **options: Any) -> DremioClient:
+    options.setdefault("retry", RETRY)
+    options.setdefault("poll_interval", 0.005)
+    options.setdefault("max_poll_interval", 0.02)
+    return DremioClient(fake.url, token=fake.token, **options)
+
+
+# -- settings that would make the client lie ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"page_concurrency": 0},
+        {"page_concurrency": -1},
+        {"request_timeout": 0},
+        {"request_timeout": -5.0},
+        {"cancel_timeout": 0},
+        {"cancel_timeout": -1.0},
+    ],
+)
+def test_settings_that_cannot_work_are_config_errors(option: dict[str, Any]) -> None:
+    # page_concurrency=-1 used to yield only the first page of iter_batches (500 of
+    # 1,200 rows, no error); request_timeout=0 reported a POST that was never sent
+    # as "may have run"; cancel_timeout<=0 silently never cancelled an orphaned job.
+    name = next(iter(option))
+    with pytest.raises(DremioConfigError, match=name):
+        DremioClient("http://127.0.0.1:9047", token="t", **option)
+
+
+@pytest.mark.asyncio
+async def test_an_infinite_request_timeout_and_max_time_still_query(fake: FakeDremio) -> None:
+    # Both infinite used to raise a raw OverflowError out of aiohttp's timer.
+    retry = RetryPolicy(max_time=float("inf"))
+    async with client_for(fake, retry=retry, request_timeout=float("inf")) as client:
+        table = await client.query("SELECT * FROM lake.small")
+    assert table.num_rows == 1_200
+
+
+# -- a results page with another schema --------------------------------------------------------
+
+
+async def _serve(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _schema_switching_app() -> web.Application:
+    """A completed 600-row job whose second results page has another column."""
+
+    async def submit(_: web.Request) -> web.Response:
+        return web.json_response({"id": "j1"})
+
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response({"jobState": "COMPLETED", "rowCount": 600})
+
+    async def results(request: web.Request) -> web.Response:
+        if int(request.query["offset"]) == 0:
+            schema = [{"name": "a", "type": {"name": "BIGINT"}}]
+            return web.json_response(
+                {"rowCount": 600, "schema": schema, "rows": [{"a": i} for i in range(500)]}
+            )
+        schema = [{"name": "b", "type": {"name": "VARCHAR"}}]
+        rows = [{"b": str(i)} for i in range(100)]
+        return web.json_response({"rowCount": 600, "schema": schema, "rows": rows})
+
+    app = web.Application()
+    app.router.add_post("/api/v3/sql", submit)
+    app.router.add_get("/api/v3/job/j1", status)
+    app.router.add_get("/api/v3/job/j1/results", results)
+    return app
+
+
+@pytest_asyncio.fixture
+async def switching_url() -> AsyncIterator[str]:
+    async for url in _serve(_schema_switching_app()):
+        yield url
+
+
+@pytest.mark.asyncio
+async def test_a_page_with_another_schema_raises_instead_of_turning_into_nulls(
+    switching_url: str,
+) -> None:
+    # The second page's rows have no "a": decoded with the first page's schema they
+    # used to become 100 silent nulls in a 600-row table.
+    async with DremioClient(switching_url, token="t", retry=RETRY) as client:
+        with pytest.raises(DremioResultIncomplete, match="offset 500 has another schema"):
+            await client.query("SELECT 1")
+        with pytest.raises(DremioResultIncomplete, match="offset 500 has another schema"):
+            async for _ in client.iter_batches("j1"):
+                pass
+
+
+# -- a Parquet file that cannot be put in place ------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_to_parquet_onto_a_directory_leaves_no_partial_file(
+    fake: FakeDremio, tmp_path: Path
+) -> None:
+    target = tmp_path / "out.parquet"
+    target.mkdir()  # the final rename fails
+    async with client_for(fake) as client:
+        job = await client.wait(await client.submit("SELECT * FROM lake.small"))
+        with pytest.raises(IsADirectoryError):
+            await client.to_parquet(job, target)
+        with pytest.raises(IsADirectoryError):
+            await client.query_to_parquet("SELECT * FROM lake.small", target)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+    assert list(target.iterdir()) == []
+
+
+# -- a request that never left the client ------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_used_up_budget_is_reported_as_not_sent(fake: FakeDremio) -> None:
+    # Raised before anything is sent: a POST /sql that hit it cannot have run, so
+    # it must not be reported as DremioSubmitUncertain ("the statement may have run").
+    async with client_for(fake) as client:
+        transport = client._transport
+        with pytest.raises(DremioConnectionError, match="used up") as info:
+            await transport._send(
+                "POST",
+                "/api/v3/sql",
+                {"sql": "SELECT 1"},
+                None,
+                json.loads,
+                anyio.current_time() - 1.0,
+            )
+    assert info.value.sent is False
+    assert fake.requests_to("/sql") == []
