@@ -176,3 +176,37 @@ async def test_a_used_up_budget_is_reported_as_not_sent(fake: FakeDremio) -> Non
             )
     assert info.value.sent is False
     assert fake.requests_to("/sql") == []
+
+
+# -- a timeout that has run out before the query starts ----------------------------------------
+
+
+@pytest_asyncio.fixture
+async def flight_fake() -> AsyncIterator[FakeDremio]:
+    async with FakeDremio(flight=True) as server:
+        server.add_table("lake.small", sample_table(1_200))
+        yield server
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")])
+@pytest.mark.parametrize("via", ["rest", "flight"])
+async def test_a_timeout_that_is_not_positive_is_refused_before_anything_runs(
+    flight_fake: FakeDremio, tmp_path: Path, via: str, timeout: float
+) -> None:
+    # It used to submit the statement and cancel it at once (an INSERT may run in
+    # part), reporting "did not finish within -1 s".
+    sql = "SELECT * FROM lake.small"
+    async with client_for(flight_fake, flight_url=flight_fake.flight_url) as client:
+        with pytest.raises(DremioConfigError, match="timeout must be positive"):
+            await client.query(sql, timeout=timeout, via=via)  # type: ignore[arg-type]
+        with pytest.raises(DremioConfigError, match="timeout must be positive"):
+            client.stream(sql, timeout=timeout, via=via)  # type: ignore[arg-type]
+        with pytest.raises(DremioConfigError, match="timeout must be positive"):
+            await client.query_to_parquet(sql, tmp_path / "x.parquet", timeout=timeout)
+        with pytest.raises(DremioConfigError, match="timeout must be positive"):
+            await client.wait("no-such-job", timeout=timeout)
+    assert flight_fake.requests_to("/sql") == []
+    assert flight_fake.requests_to("/job") == []
+    assert flight_fake.flight.calls == []
+    assert list(tmp_path.iterdir()) == []

@@ -312,7 +312,9 @@ class DremioClient:
         :raises DremioJobCancelled: the job was CANCELED.
         :raises DremioJobTimeout: ``timeout`` seconds passed first.
         :raises DremioError: the status could not be read (the job was cancelled).
+        :raises DremioConfigError: ``timeout`` is not positive.
         """
+        _check_timeout(timeout)
         with anyio.move_on_after(timeout):
             try:
                 return await self._poll_until_final(job_id, on_status)
@@ -369,9 +371,11 @@ class DremioClient:
         :raises DremioJobTimeout: the job took longer than ``timeout`` (it is cancelled).
         :raises DremioResultIncomplete: fewer (or more) rows arrived than the job produced.
         :raises DremioSubmitUncertain: the statement may have run, but no reply came back.
-        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL, or a
+            ``timeout`` that is not positive.
         :raises DremioError: any other failure.
         """
+        _check_timeout(timeout)
         if self._resolve_via(via) == "flight":
             return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
@@ -393,8 +397,10 @@ class DremioClient:
         ``flight_read_ahead`` batches are held; over REST at most ``page_concurrency``
         pages. Errors are raised by the iteration.
 
-        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL, or a
+            ``timeout`` that is not positive.
         """
+        _check_timeout(timeout)
         if self._resolve_via(via) == "flight":
             stats = StreamStats()
             flight = self._flight_or_fail()
@@ -567,6 +573,12 @@ def _check_settings(page_concurrency: int, request_timeout: float, cancel_timeou
     for name, value in (("request_timeout", request_timeout), ("cancel_timeout", cancel_timeout)):
         if not value > 0:
             raise DremioConfigError(f"{name} must be positive, got {value!r}")
+
+
+def _check_timeout(timeout: float | None) -> None:
+    # A timeout already over would submit the statement only to cancel it at once.
+    if timeout is not None and not timeout > 0:
+        raise DremioConfigError(f"timeout must be positive (or None), got {timeout!r}")
 
 
 def _job_id(reply: Any) -> str:
