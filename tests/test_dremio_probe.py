@@ -20,7 +20,10 @@ from dremioframe_async.dremio import (
     DremioClient,
     DremioConfigError,
     DremioConnectionError,
+    DremioError,
     DremioResultIncomplete,
+    DremioSubmitUncertain,
+    Job,
     RetryPolicy,
 )
 from dremioframe_async.testing import FakeDremio, sample_table
@@ -210,3 +213,51 @@ async def test_a_timeout_that_is_not_positive_is_refused_before_anything_runs(
     assert flight_fake.requests_to("/job") == []
     assert flight_fake.flight.calls == []
     assert list(tmp_path.iterdir()) == []
+
+
+# -- replies that are not what Dremio sends ----------------------------------------------------
+
+
+def _odd_reply_app(kind: str, count: object = None) -> web.Application:
+    """Every request answered 200 with HTML (a proxy's page), or with a garbled row count."""
+
+    async def answer(request: web.Request) -> web.Response:
+        if kind == "html":
+            return web.Response(text="<html>sign in to the proxy</html>", content_type="text/html")
+        if request.path.endswith("/sql"):
+            return web.json_response({"id": "j1"})
+        if request.path.endswith("/results"):
+            schema = [{"name": "a", "type": {"name": "BIGINT"}}]
+            return web.json_response({"rowCount": -3, "schema": schema, "rows": []})
+        return web.json_response({"jobState": "COMPLETED", "rowCount": count})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+@pytest.mark.asyncio
+async def test_a_reply_that_is_not_json_is_a_dremio_error() -> None:
+    # It used to escape as json.JSONDecodeError: not a DremioError, and for POST /sql
+    # without the warning that the statement may have run.
+    async for url in _serve(_odd_reply_app("html")):
+        async with DremioClient(url, token="t", retry=RETRY) as client:
+            with pytest.raises(DremioSubmitUncertain, match="not JSON"):
+                await client.submit("INSERT INTO t VALUES (1)")
+            with pytest.raises(DremioConnectionError, match="not JSON"):
+                await client.job("j1")
+            with pytest.raises(DremioConnectionError, match="not JSON"):
+                await client.fetch_arrow(Job("j1", "COMPLETED", 3))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("count", ["12abc", -3, 2.5, True])
+async def test_a_row_count_that_is_not_a_count_is_a_dremio_error(count: object) -> None:
+    # "12abc" raised a raw ValueError; -3 on both the job and its results page
+    # returned an empty table as if complete; 2.5 was silently read as 2.
+    async for url in _serve(_odd_reply_app("count", count)):
+        async with DremioClient(url, token="t", retry=RETRY) as client:
+            with pytest.raises(DremioError, match="row count"):
+                await client.query("SELECT 1", via="rest")
+            with pytest.raises(DremioError, match="row count"):
+                await client.job("j1")

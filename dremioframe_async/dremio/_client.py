@@ -27,7 +27,7 @@ from ._errors import (
 )
 from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
-from ._results import PAGE_SIZE, ResultPager, path_segment
+from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
 from ._stream import BatchStream, StreamStats
 from ._transport import RetryPolicy, Transport
 
@@ -63,11 +63,14 @@ class Job:
 
     @classmethod
     def from_json(cls, job_id: str, body: Mapping[str, Any]) -> Job:
-        """Build a snapshot from ``GET /job/{id}``'s body."""
+        """Build a snapshot from ``GET /job/{id}``'s body.
+
+        :raises DremioError: its ``rowCount`` is not a number of rows.
+        """
         return cls(
             id=job_id,
             state=str(body.get("jobState", "")),
-            row_count=int(body.get("rowCount") or 0),
+            row_count=row_count(body.get("rowCount") or 0, job_id),
             error_message=str(body.get("errorMessage") or ""),
             cancellation_reason=str(body.get("cancellationReason") or ""),
             started_at=body.get("startedAt"),

@@ -19,12 +19,12 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
-from ._errors import DremioResultIncomplete
+from ._errors import DremioError, DremioResultIncomplete
 from ._pages import map_bounded
 from ._transport import Loads, Transport
 from ._types import arrow_schema, has_decimal, rows_to_batch
 
-__all__ = ["PAGE_SIZE", "ResultPager", "path_segment"]
+__all__ = ["PAGE_SIZE", "ResultPager", "path_segment", "row_count"]
 
 PAGE_SIZE = 500
 """Dremio serves at most 500 rows per results request."""
@@ -39,6 +39,21 @@ def path_segment(text: str) -> str:
     """
     encoded = quote(text, safe="")
     return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
+def row_count(value: Any, job_id: str) -> int:
+    """Dremio's ``rowCount`` as a whole number of rows.
+
+    :raises DremioError: it is not one (text, negative, fractional): checking the
+        rows against it would mean nothing.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise DremioError(f"Dremio job {job_id}: its row count {value!r} is not a number of rows")
 
 
 def _exact_loads(text: str) -> Any:
@@ -138,4 +153,5 @@ class ResultPager:
         reported = body.get("rowCount")
         rows = body.get("rows") or []
         batch = rows_to_batch(rows, schema)
-        return _Page(offset, None if reported is None else int(reported), batch, other)
+        reported = None if reported is None else row_count(reported, self.job_id)
+        return _Page(offset, reported, batch, other)

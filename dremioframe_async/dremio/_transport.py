@@ -310,7 +310,13 @@ class Transport:
         )
         if status >= 400:
             raise _api_error(method, path, status, _json_or_none(text), resp_headers)
-        return loads(text) if text else None
+        if not text:
+            return None
+        try:
+            return loads(text)
+        except ValueError as exc:  # not Dremio's JSON: a proxy's page, or a cut body
+            reason = f"the reply is not JSON, perhaps a proxy's page ({exc})"
+            raise DremioConnectionError(method, path, reason) from exc
 
 
 def _connection_error(
