@@ -7,11 +7,14 @@ server on 127.0.0.1 where FakeDremio has no knob for the fault.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pyarrow as pa
+import pyarrow.flight as flight
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -261,3 +264,51 @@ async def test_a_row_count_that_is_not_a_count_is_a_dremio_error(count: object) 
                 await client.query("SELECT 1", via="rest")
             with pytest.raises(DremioError, match="row count"):
                 await client.job("j1")
+
+
+# -- a Flight read cancelled while GetFlightInfo is still running ------------------------------
+
+
+class _HeldInfoServer(flight.FlightServerBase):  # type: ignore[misc]
+    """GetFlightInfo waits until released (Dremio planning); DoGet calls are counted."""
+
+    def __init__(self) -> None:
+        super().__init__("grpc+tcp://127.0.0.1:0")
+        self.arrived, self.release = threading.Event(), threading.Event()
+        self.do_gets = 0
+
+    def get_flight_info(self, context: Any, descriptor: Any) -> flight.FlightInfo:
+        self.arrived.set()
+        self.release.wait(30)
+        schema = pa.schema([("a", pa.int64())])
+        endpoint = flight.FlightEndpoint(b"t", [])
+        return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
+
+    def do_get(self, context: Any, ticket: Any) -> flight.RecordBatchStream:
+        self.do_gets += 1
+        return flight.RecordBatchStream(pa.table({"a": [1, 2, 3]}))
+
+
+@pytest.mark.asyncio
+async def test_a_read_cancelled_during_get_flight_info_never_starts_do_get() -> None:
+    # The worker used to send DoGet once GetFlightInfo returned, though its consumer
+    # had left: Dremio started running the query only to have it cancelled.
+    server = _HeldInfoServer()
+    try:
+        url = f"grpc+tcp://127.0.0.1:{server.port}"
+        async with DremioClient("http://127.0.0.1:9", token="t", flight_url=url) as client:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.query, "SELECT a FROM t")
+                    await anyio.to_thread.run_sync(server.arrived.wait, 10)
+                    scope.cancel()
+            server.release.set()
+            workers = [t for t in threading.enumerate() if t.name == "dremio-flight-read"]
+            for worker in workers:
+                await anyio.to_thread.run_sync(worker.join, 10)
+        assert workers
+        assert not any(w.is_alive() for w in workers)
+        assert server.do_gets == 0
+    finally:
+        server.release.set()
+        server.shutdown()

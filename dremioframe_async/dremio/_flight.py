@@ -346,6 +346,10 @@ class FlightTransport:
         call.stats.schema(info.schema)
         rows = 0
         for endpoint in info.endpoints:
+            # GetFlightInfo cannot be interrupted: a consumer may have left meanwhile,
+            # and a DoGet would start the query on Dremio only to cancel it.
+            if call.cancelled.is_set():
+                raise _Cancelled
             options = self._options(deadline, query.headers())
             reader = _guarded(
                 "DoGet", deadline, self._connection().do_get, endpoint.ticket, options
