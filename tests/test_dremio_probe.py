@@ -24,6 +24,7 @@ from dremioframe_async.dremio import (
     DremioConfigError,
     DremioConnectionError,
     DremioError,
+    DremioJobError,
     DremioResultIncomplete,
     DremioSubmitUncertain,
     Job,
@@ -312,3 +313,41 @@ async def test_a_read_cancelled_during_get_flight_info_never_starts_do_get() -> 
     finally:
         server.release.set()
         server.shutdown()
+
+
+# -- results of a job that has not completed ---------------------------------------------------
+
+
+def _running_job_app() -> web.Application:
+    """A job still RUNNING with 500 rows so far, whose results the server serves anyway."""
+
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response({"jobState": "RUNNING", "rowCount": 500})
+
+    async def results(_: web.Request) -> web.Response:
+        schema = [{"name": "a", "type": {"name": "BIGINT"}}]
+        rows = [{"a": i} for i in range(500)]
+        return web.json_response({"rowCount": 500, "schema": schema, "rows": rows})
+
+    app = web.Application()
+    app.router.add_get("/api/v3/job/j1", status)
+    app.router.add_get("/api/v3/job/j1/results", results)
+    return app
+
+
+@pytest.mark.asyncio
+async def test_results_of_a_job_that_has_not_completed_are_refused(tmp_path: Path) -> None:
+    # The row count of a RUNNING job is the rows so far: its pages add up to it, so
+    # fetch_arrow returned 500 rows of a job still producing more, as if complete.
+    async for url in _serve(_running_job_app()):
+        async with DremioClient(url, token="t", retry=RETRY) as client:
+            with pytest.raises(DremioJobError, match="RUNNING, not COMPLETED"):
+                await client.fetch_arrow("j1")
+            with pytest.raises(DremioJobError, match="RUNNING, not COMPLETED"):
+                await client.fetch_arrow(Job("j1", "RUNNING", 500))
+            with pytest.raises(DremioJobError, match="RUNNING, not COMPLETED"):
+                await client.to_parquet("j1", tmp_path / "x.parquet")
+            with pytest.raises(DremioJobError, match="RUNNING, not COMPLETED"):
+                async for _ in client.iter_batches("j1"):
+                    pass
+    assert list(tmp_path.iterdir()) == []

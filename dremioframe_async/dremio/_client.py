@@ -464,6 +464,12 @@ class DremioClient:
     async def _pager(self, job: str | Job) -> ResultPager:
         if isinstance(job, str):
             job = await self.job(job)
+        if job.state != "COMPLETED":
+            # A running job's rowCount is the rows so far: pages that match it would
+            # pass every check, and a partial result would look complete.
+            raise DremioJobError(
+                job.id, f"Dremio job {job.id} is {job.state or 'in no state'}, not COMPLETED"
+            )
         return ResultPager(self._transport, job.id, job.row_count, self.page_concurrency)
 
     async def fetch_arrow(self, job: str | Job) -> pa.Table:
@@ -474,7 +480,7 @@ class DremioClient:
         count: a short or missing page never yields a short table.
 
         :raises DremioResultIncomplete: the rows delivered do not match the job's row count.
-        :raises DremioBadRequest: the job has not completed.
+        :raises DremioJobError: the job has not completed.
         :raises DremioError: any other failure.
         """
         return await (await self._pager(job)).table()
@@ -487,6 +493,7 @@ class DremioClient:
         job's row count as it arrives.
 
         :raises DremioResultIncomplete: a page is short, long or missing.
+        :raises DremioJobError: the job has not completed.
         :raises DremioError: a page could not be fetched.
         """
         pager = await self._pager(job)
@@ -504,6 +511,7 @@ class DremioClient:
         failure or cancellation the partial file is removed.
 
         :raises DremioResultIncomplete: the rows delivered do not match the job's row count.
+        :raises DremioJobError: the job has not completed.
         :raises DremioError: a page could not be fetched.
         :raises OSError: the file could not be written.
         """
