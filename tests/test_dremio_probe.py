@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pyarrow as pa
 import pyarrow.flight as flight
+import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -351,3 +352,33 @@ async def test_results_of_a_job_that_has_not_completed_are_refused(tmp_path: Pat
                 async for _ in client.iter_batches("j1"):
                     pass
     assert list(tmp_path.iterdir()) == []
+
+
+# -- two writes onto one path ------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_two_to_parquet_onto_one_path_never_report_a_file_they_did_not_write(
+    fake: FakeDremio, tmp_path: Path
+) -> None:
+    # Both used to write the same "<name>.partial": the file on disk came out corrupt
+    # (or the other query's rows) while one call reported success, and the other
+    # failed with FileNotFoundError.
+    fake.add_table("lake.other", sample_table(3_000))
+    target = tmp_path / "out.parquet"
+    written: dict[str, int] = {}
+    async with client_for(fake) as client:
+        jobs = {
+            name: await client.wait(await client.submit(f"SELECT * FROM lake.{name}"))
+            for name in ("small", "other")
+        }
+
+        async def write(name: str) -> None:
+            written[name] = await client.to_parquet(jobs[name], target, row_group_rows=100)
+
+        async with anyio.create_task_group() as tg:
+            for name in jobs:
+                tg.start_soon(write, name)
+    assert written == {"small": 1_200, "other": 3_000}
+    assert pq.read_table(target).num_rows in written.values()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]

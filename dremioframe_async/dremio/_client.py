@@ -7,14 +7,12 @@ import os
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 import anyio
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ._config import SslOption, redact_url, resolve_config
 from ._errors import (
@@ -506,47 +504,19 @@ class DremioClient:
     ) -> int:
         """Stream a completed job's results into a Parquet file; return the row count.
 
-        The file is written beside ``path`` (``<name>.partial``) and renamed into
-        place at the end, so ``path`` never holds a partial result; on any
-        failure or cancellation the partial file is removed.
+        The file is written beside ``path`` under a hidden temporary name and
+        renamed into place at the end, so ``path`` never holds a partial result; on
+        any failure or cancellation the temporary file is removed.
 
         :raises DremioResultIncomplete: the rows delivered do not match the job's row count.
         :raises DremioJobError: the job has not completed.
         :raises DremioError: a page could not be fetched.
         :raises OSError: the file could not be written.
         """
-        target = Path(path)
-        partial = target.with_name(target.name + ".partial")
-        writer: pq.ParquetWriter | None = None
-        rows, pending, complete = 0, [], False
-        try:
-            async with aclosing(self.iter_batches(job)) as batches:
-                async for batch in batches:
-                    if writer is None:
-                        writer = await anyio.to_thread.run_sync(
-                            pq.ParquetWriter, partial, batch.schema
-                        )
-                    pending.append(batch)
-                    rows += batch.num_rows
-                    if sum(b.num_rows for b in pending) >= row_group_rows:
-                        await _write(writer, pending)
-                        pending = []
-            if writer is not None:
-                await _write(writer, pending)
-            complete = True
-        finally:
-            with anyio.CancelScope(shield=True):
-                if writer is not None:
-                    await anyio.to_thread.run_sync(writer.close)
-                if not complete:
-                    await anyio.Path(partial).unlink(missing_ok=True)
-        try:
-            await anyio.Path(partial).replace(target)
-        except BaseException:  # e.g. ``path`` is a directory: leave nothing behind
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(partial).unlink(missing_ok=True)
-            raise
-        return rows
+        # The temporary name is unique per call: two writes onto one path must not
+        # share (and corrupt) one temporary file.
+        async with BatchStream(self.iter_batches(job), "rest") as batches:
+            return await write_parquet_atomically(batches, path, row_group_rows=row_group_rows)
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -596,12 +566,6 @@ def _job_id(reply: Any) -> str:
     if isinstance(reply, dict) and reply.get("id"):
         return str(reply["id"])
     raise DremioError("Dremio accepted the SQL but its reply holds no job id")
-
-
-async def _write(writer: pq.ParquetWriter, batches: list[pa.RecordBatch]) -> None:
-    if batches:
-        table = pa.Table.from_batches(batches)
-        await anyio.to_thread.run_sync(writer.write_table, table)
 
 
 def _cloud_flight_url(url: str | None) -> str | None:
