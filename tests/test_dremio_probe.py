@@ -382,3 +382,45 @@ async def test_two_to_parquet_onto_one_path_never_report_a_file_they_did_not_wri
     assert written == {"small": 1_200, "other": 3_000}
     assert pq.read_table(target).num_rows in written.values()
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+# -- a Flight result whose endpoints disagree on the schema ------------------------------------
+
+
+class _TwoSchemaServer(flight.FlightServerBase):  # type: ignore[misc]
+    """Two endpoints: the first sends column ``a``, the second column ``b``."""
+
+    def get_flight_info(self, context: Any, descriptor: Any) -> flight.FlightInfo:
+        endpoints = [flight.FlightEndpoint(b"1", []), flight.FlightEndpoint(b"2", [])]
+        return flight.FlightInfo(pa.schema([("a", pa.int64())]), descriptor, endpoints, -1, -1)
+
+    def do_get(self, context: Any, ticket: Any) -> flight.RecordBatchStream:
+        if ticket.ticket == b"1":
+            return flight.RecordBatchStream(pa.table({"a": [1, 2, 3]}))
+        return flight.RecordBatchStream(pa.table({"b": ["x", "y"]}))
+
+
+async def _collect_names(batches: AsyncIterator[pa.RecordBatch], seen: list[list[str]]) -> None:
+    async for batch in batches:
+        seen.append(batch.schema.names)
+
+
+@pytest.mark.asyncio
+async def test_a_flight_result_that_changes_schema_is_a_dremio_error(tmp_path: Path) -> None:
+    # query() and query_to_parquet() raised pyarrow's raw ArrowInvalid; stream()
+    # yielded batches of two schemas without a word.
+    server = _TwoSchemaServer("grpc+tcp://127.0.0.1:0")
+    try:
+        url = f"grpc+tcp://127.0.0.1:{server.port}"
+        async with DremioClient("http://127.0.0.1:9", token="t", flight_url=url) as client:
+            with pytest.raises(DremioError, match="another schema"):
+                await client.query("SELECT 1")
+            with pytest.raises(DremioError, match="another schema"):
+                await client.query_to_parquet("SELECT 1", tmp_path / "x.parquet")
+            seen: list[list[str]] = []
+            with pytest.raises(DremioError, match="another schema"):
+                await _collect_names(client.stream("SELECT 1"), seen)
+        assert seen == [["a"]]
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        server.shutdown()
