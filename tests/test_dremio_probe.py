@@ -31,6 +31,7 @@ from dremioframe_async.dremio import (
     Job,
     RetryPolicy,
 )
+from dremioframe_async.dremio._results import row_count
 from dremioframe_async.testing import FakeDremio, sample_table
 
 RETRY = RetryPolicy(attempts=2, max_time=10.0, backoff=0.01, max_backoff=0.05)
@@ -57,6 +58,7 @@ def client_for(fake: FakeDremio, **options: Any) -> DremioClient:
     "option",
     [
         {"page_concurrency": 0},
+        {"page_concurrency": 2.0},
         {"page_concurrency": -1},
         {"request_timeout": 0},
         {"request_timeout": -5.0},
@@ -424,3 +426,8 @@ async def test_a_flight_result_that_changes_schema_is_a_dremio_error(tmp_path: P
         assert list(tmp_path.iterdir()) == []
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(("value", "count"), [(1_200, 1_200), (1_200.0, 1_200), ("1200", 1_200)])
+def test_a_row_count_may_be_a_whole_float_or_digits(value: object, count: int) -> None:
+    assert row_count(value, "j1") == count
