@@ -7,6 +7,7 @@ Ordering is established with events and ``wait_all_tasks_blocked``, not sleeps.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -26,7 +27,7 @@ from dremioframe_async import (
     TaskStateChanged,
     task,
 )
-from dremioframe_async.orchestration import ExpandError
+from dremioframe_async.orchestration import ArgumentError, ExpandError
 
 pytestmark = pytest.mark.anyio
 
@@ -736,9 +737,55 @@ async def test_a_listener_that_raises_does_not_break_the_run(
     assert "listener bug" in caplog.text
 
 
-async def test_bad_on_event_rejected_before_running() -> None:
-    with pytest.raises(TypeError, match="on_event needs callables"):
-        await Pipeline("p").add_task(value(1)).run(on_event=[42])  # type: ignore[list-item]
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        pytest.param({"on_event": [42]}, "on_event needs callables", id="list-of-int"),
+        pytest.param({"on_event": 42}, "on_event needs a callable", id="int"),
+        pytest.param({"context": 42}, "context=...) needs a mapping", id="context-int"),
+        pytest.param({"context": ["a"]}, "context=...) needs a mapping", id="context-list"),
+    ],
+)
+async def test_bad_run_arguments_raise_argument_error_before_running(
+    kwargs: dict[str, Any], fragment: str
+) -> None:
+    ran: list[int] = []
+    t = Task("t", lambda: ran.append(1))
+    with pytest.raises(ArgumentError, match=re.escape(fragment)):
+        await Pipeline("p").add_task(t).run(**kwargs)
+    assert ran == []
+
+
+def test_unknown_trigger_rule_is_a_value_error_too() -> None:
+    with pytest.raises(ValueError, match="unknown trigger_rule 'sometimes'"):
+        task(trigger_rule="sometimes")(value.fn)
+    with pytest.raises(ValueError, match="unknown trigger_rule"):
+        Task("t", print, trigger_rule="sometimes")
+
+
+class _Ready:
+    """An awaitable that is not a coroutine."""
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+@pytest.mark.parametrize("kind", ["coroutine", "awaitable"])
+async def test_async_task_returning_an_awaitable_fails_clearly(kind: str) -> None:
+    async def inner() -> int:
+        return 5
+
+    @task
+    async def forgot_await() -> Any:
+        return inner() if kind == "coroutine" else _Ready()
+
+    downstream = value(forgot_await())
+    result = await Pipeline("p").add_task(downstream).run()
+    err = result.errors["forgot_await"]
+    assert isinstance(err, TypeError)
+    assert "returned an awaitable" in str(err)
+    assert "await it in the task" in str(err)
+    assert result.states["value"] is TaskState.UPSTREAM_FAILED
 
 
 async def test_resume_requires_a_store() -> None:

@@ -6,30 +6,37 @@ exception root), so it can be used without the Dremio client.
 
 from __future__ import annotations
 
+from ._decorator import TaskFunction, task
 from ._errors import (
     ArgumentError,
     CycleError,
     ExpandError,
+    MapLengthError,
     PipelineDefinitionError,
     PipelineFailed,
     TaskDefinitionError,
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._mapping import MappedTask, PartialTaskFunction
+from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, TaskState, TriggerRule
-from ._task import MappedTask, Task, TaskFunction, TaskOptions, task
+from ._task import Task
 
 __all__ = [
+    "DEFAULT_MAX_MAP_LENGTH",
     "FINAL_STATES",
     "ArgumentError",
     "CycleError",
     "Decision",
     "Event",
     "ExpandError",
+    "MapLengthError",
     "MappedTask",
+    "PartialTaskFunction",
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineFailed",
@@ -42,6 +49,7 @@ __all__ = [
     "Task",
     "TaskDefinitionError",
     "TaskFunction",
+    "TaskOptionValues",
     "TaskOptions",
     "TaskRetrying",
     "TaskRun",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,11 +36,17 @@ BATCH_WINDOW = 0.005
 def normalize_listeners(on_event: Listener | Sequence[Listener] | None) -> tuple[Listener, ...]:
     """Accept one callable or a sequence of them.
 
-    :raises TypeError: for anything that is not callable.
+    :raises ArgumentError: for anything that is not callable.
     """
     if on_event is None:
         return ()
-    listeners = (on_event,) if callable(on_event) else tuple(on_event)
+    if callable(on_event):
+        return (on_event,)
+    if not isinstance(on_event, Iterable):
+        raise ArgumentError(
+            f"on_event needs a callable or a list of them, got {type(on_event).__name__}"
+        )
+    listeners = tuple(on_event)
     for listener in listeners:
         if not callable(listener):
             raise ArgumentError(f"on_event needs callables, got {type(listener).__name__}")

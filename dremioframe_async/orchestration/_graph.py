@@ -12,13 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._errors import CycleError, PipelineDefinitionError
-from ._states import TriggerRule
+from ._rules import may_start_early
 from ._task import Task
-
-# Rules that can start a task before all of its upstream tasks have finished.
-EARLY_RULES = frozenset(
-    {TriggerRule.ALWAYS, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
-)
 
 __all__ = ["Plan", "build_plan", "collect_tasks", "mermaid"]
 
@@ -114,7 +109,7 @@ def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) ->
         f"trigger rule {t.options.trigger_rule.value} may start it before that result "
         f"exists (read it from the context instead, or use all_done)"
         for i, t in enumerate(tasks)
-        if t.options.trigger_rule in EARLY_RULES
+        if may_start_early(t.options.trigger_rule)
         for up in t.data_dependencies()
     ]
     cycles = _find_cycles({i: set(up) for i, up in enumerate(upstream)}, keys)

@@ -143,8 +143,10 @@ class Pipeline:
         :raises PipelineDefinitionError: for other graph problems, before any task starts.
         :raises LookupError: when ``resume`` names a run the store does not know.
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
-            or an ``on_event`` that is not callable.
+            a ``context`` that is not a mapping, or an ``on_event`` that is not callable.
         """
+        if context is not None and not isinstance(context, Mapping):
+            raise ArgumentError(f"run(context=...) needs a mapping, got {type(context).__name__}")
         plan = self.plan()
         listeners = normalize_listeners(on_event)
         prior = await self._prior_run(store, resume)

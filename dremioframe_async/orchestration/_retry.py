@@ -9,7 +9,7 @@ from typing import Any
 
 import tenacity
 
-from ._task import NON_RETRYABLE, TaskOptions
+from ._options import NON_RETRYABLE, TaskOptions
 
 __all__ = ["make_retrying"]
 

@@ -15,7 +15,7 @@ from typing import Final
 
 from ._states import TaskState, TriggerRule
 
-__all__ = ["Decision", "UpstreamCounts", "Verdict", "decide"]
+__all__ = ["Decision", "UpstreamCounts", "Verdict", "decide", "may_start_early"]
 
 
 class Verdict(Enum):
@@ -71,6 +71,17 @@ def decide(rule: TriggerRule, c: UpstreamCounts) -> Decision:
     if c.total == 0 or rule is TriggerRule.ALWAYS:
         return _RUN
     return _RULES[rule](c)
+
+
+# Rules that can start a task before all of its upstream tasks have finished.
+_EARLY_RULES: Final = frozenset(
+    {TriggerRule.ALWAYS, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
+)
+
+
+def may_start_early(rule: TriggerRule) -> bool:
+    """Whether ``rule`` can run a task while some of its upstream tasks are unfinished."""
+    return rule in _EARLY_RULES
 
 
 def _not_run(verdict: Verdict, rule: TriggerRule, c: UpstreamCounts) -> Decision:

@@ -30,16 +30,17 @@ from anyio.abc import TaskGroup
 
 from ._backend import cancel_is_stray, checkpoint_function
 from ._dispatch import Emit
-from ._errors import ExpandError
+from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
 from ._graph import Plan
+from ._mapping import MappedTask
 from ._node import Node, task_run
 from ._recorder import PriorRun
 from ._result import LazyTaskRuns, RunContext, RunResult
 from ._retry import make_retrying
 from ._rules import Verdict, decide
 from ._states import FINAL_STATES, TaskState, TriggerRule
-from ._task import MappedTask, Task, contains_task
+from ._task import Task, contains_task
 from ._threads import SlotHandover, run_in_thread
 
 __all__ = ["Run"]
@@ -298,9 +299,9 @@ class Run:
             timeout = node.task.options.timeout
             if node.task.is_async:
                 if timeout is None:
-                    return await call()
+                    return self._check_async(node, await call())
                 with anyio.fail_after(timeout):
-                    return await call()
+                    return self._check_async(node, await call())
             if timeout is not None:
                 handover = SlotHandover(node.limiters[:acquired], borrower)
             with anyio.fail_after(timeout):
@@ -322,6 +323,17 @@ class Run:
         node.state = _S.RUNNING
         if self.emit is not None:
             self._state_event(node)
+
+    @staticmethod
+    def _check_async(node: Node, outcome: Any) -> Any:
+        if outcome is not None and inspect.isawaitable(outcome):
+            if inspect.iscoroutine(outcome):
+                outcome.close()  # never awaited: close it rather than leak a warning
+            raise TypeError(
+                f"task {node.key!r}: the async function returned an awaitable "
+                f"({type(outcome).__name__}) instead of a result; await it in the task"
+            )
+        return outcome
 
     @staticmethod
     def _check_sync(node: Node, outcome: Any) -> Any:
@@ -348,8 +360,7 @@ class Run:
             args = [self._resolve(a) for a in task.args]
             kwargs = {k: self._resolve(v) for k, v in task.kwargs.items()}
         if node.parent is not None:
-            assert isinstance(task, MappedTask)
-            kwargs = {**kwargs, task.parameter: node.value}
+            kwargs = {**kwargs, **node.value}
         if task.wants_context:
             kwargs = {**kwargs, "context": self._context(node)}
         return functools.partial(task.action, *args, **kwargs)
@@ -415,11 +426,11 @@ class Run:
         if missing is not None:
             self._settle(node, missing[0], reason=missing[1])
             return
-        source = self._resolve(task.kwargs[task.parameter])
-        if isinstance(source, str | bytes) or not isinstance(source, Iterable):
-            self._settle(node, _S.FAILED, error=ExpandError(node.key, task.parameter, source))
+        try:
+            values = task.instances(self._resolve, node.key)
+        except (ExpandError, MapLengthError) as exc:
+            self._settle(node, _S.FAILED, error=exc)
             return
-        values = list(source)
         node.state, node.started = _S.RUNNING, time.time()
         if self.emit is not None:
             self._state_event(node)
