@@ -9,9 +9,9 @@ by one dispatcher per run, off the tasks' own path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from ._states import TaskState
 
@@ -21,10 +21,7 @@ __all__ = [
     "RunStarted",
     "TaskRetrying",
     "TaskStateChanged",
-    "fast_constructor",
 ]
-
-E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,21 +84,3 @@ class RunFinished:
 
 
 Event = RunStarted | TaskStateChanged | TaskRetrying | RunFinished
-
-
-def fast_constructor(cls: type[E]) -> Callable[..., E]:
-    """A positional constructor for a frozen slots dataclass, for the runner's hot path.
-
-    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per
-    field, which made building a state-change event cost more than the task it
-    describes. This one writes through the slot descriptors instead; the instance
-    is the same (frozen, equal to one built normally). Every field must be given.
-    """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    scope.update({f"set_{n}": getattr(cls, n).__set__ for n in names})
-    body = "".join(f"    set_{n}(obj, {n})\n" for n in names)
-    source = f"def make({', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n"
-    exec(source, scope)  # the same technique dataclasses uses to build __init__
-    make: Callable[..., E] = scope["make"]
-    return make

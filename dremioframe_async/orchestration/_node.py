@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -22,7 +23,6 @@ class Node:
     __slots__ = (
         "attempts",
         "children",
-        "downstream",
         "error",
         "finished",
         "i",
@@ -49,7 +49,6 @@ class Node:
         self.key = key
         self.task = task
         self.upstream = upstream
-        self.downstream: tuple[Node, ...] = ()
         self.state = _S.PENDING
         self.queued = False
         self.result: Any = None
@@ -60,7 +59,7 @@ class Node:
         self.finished: float | None = None
         self.n_success = self.n_failed = self.n_upfailed = self.n_skipped = 0
         self.parent: Node | None = None
-        self.children: list[Node] = []
+        self.children: Sequence[Node] = ()  # a fan-out's instances, once expanded
         self.left = 0
         self.value: Any = None
         self.limiters: tuple[anyio.CapacityLimiter, ...] = ()

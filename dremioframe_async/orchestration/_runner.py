@@ -31,7 +31,7 @@ from anyio.abc import TaskGroup
 from ._backend import cancel_is_stray, checkpoint_function
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
-from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
+from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._graph import Plan
 from ._mapping import MappedTask
 from ._node import Node, task_run
@@ -46,7 +46,6 @@ from ._threads import SlotHandover, run_in_thread
 __all__ = ["Run"]
 
 _S = TaskState
-_state_changed = fast_constructor(TaskStateChanged)
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
 
@@ -95,8 +94,7 @@ class Run:
         pools: Mapping[str, anyio.CapacityLimiter],
     ) -> list[Node]:
         nodes = [Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
-        for node, downs in zip(nodes, plan.downstream, strict=True):
-            node.downstream = tuple(nodes[d] for d in downs)
+        for node in nodes:
             pool = node.task.options.pool
             lims = (pools[pool],) if pool is not None else ()
             node.limiters = (*lims, run_limiter) if run_limiter is not None else lims
@@ -107,7 +105,7 @@ class Run:
     def _state_event(self, node: Node) -> None:
         assert self.emit is not None
         self.emit(
-            _state_changed(
+            TaskStateChanged(
                 self.run_id,
                 self.plan.pipeline,
                 node.key,
@@ -157,6 +155,7 @@ class Run:
 
     def _drain(self, work: list[Any]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
+        nodes = self.nodes
         while work:
             n, st, res, err, why = work.pop()
             n.state, n.error, n.reason, n.finished = st, err, why, time.time()
@@ -170,8 +169,9 @@ class Run:
                 continue
             if n.parent is not None:
                 self._child_done(n.parent, work)
-            for d in n.downstream:
-                self._upstream_done(d, st, work)
+                continue
+            for d in self.plan.downstream[n.i]:
+                self._upstream_done(nodes[d], st, work)
 
     def _upstream_done(self, d: Node, state: TaskState, work: list[Any]) -> None:
         d.count(state)
@@ -438,13 +438,15 @@ class Run:
             self._settle(node, _S.SUCCESS, result=[])
             return
         node.left = len(values)
+        children: list[Node] = []
         for j, value in enumerate(values):
             child = Node(node.i, f"{node.key}[{j}]", task, ())
             child.parent, child.value, child.limiters = node, value, node.limiters
             child.queued = True
-            node.children.append(child)
+            children.append(child)
             self.ready.append(child)
-        self.nodes.extend(node.children)
+        node.children = children
+        self.nodes.extend(children)
         self.remaining += len(values)
         self._maybe_spawn()
 

@@ -11,13 +11,14 @@ import contextlib
 import functools
 import inspect
 import itertools
+import types
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Unpack
 
 from ._errors import TaskDefinitionError
-from ._options import TaskOptions, TaskOptionValues
+from ._options import DEFAULT_OPTIONS, TaskOptions, TaskOptionValues
 from ._states import TaskState, TriggerRule
 
 __all__ = ["Task", "contains_task", "profile_of"]
@@ -25,13 +26,23 @@ __all__ = ["Task", "contains_task", "profile_of"]
 _creation_order = itertools.count()
 
 
+# Values that cannot hold a Task: the common arguments skip the container checks.
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def contains_task(value: object) -> bool:
+    """Whether ``value`` is a Task or holds one in a list, tuple, set or dict."""
+    if type(value) in _LEAVES:
+        return False
     if isinstance(value, Task):
         return True
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(contains_task(v) for v in value)
     if isinstance(value, dict):
-        return any(contains_task(v) for v in value.values())
+        value = value.values()
+    elif not isinstance(value, list | tuple | set | frozenset):
+        return False
+    for v in value:  # noqa: SIM110 -- a loop, not any(<genexpr>): this runs per Task built
+        if type(v) not in _LEAVES and contains_task(v):
+            return True
     return False
 
 
@@ -85,7 +96,10 @@ _profiles: weakref.WeakKeyDictionary[Any, _Profile] = weakref.WeakKeyDictionary(
 
 
 def profile_of(action: Callable[..., Any]) -> _Profile:
-    key = getattr(action, "__func__", action)  # a bound method: its function says it all
+    if type(action) is types.FunctionType:
+        key: Any = action
+    else:  # a bound method: its function says it all
+        key = getattr(action, "__func__", action)
     try:
         return _profiles[key]
     except (KeyError, TypeError):  # TypeError: not weakly referenceable; inspect each time
@@ -127,7 +141,7 @@ class Task:
         if not callable(action):
             raise TaskDefinitionError(name, f"action must be callable, got {type(action).__name__}")
         if options is None:
-            options = TaskOptions.of(name, option_values)
+            options = TaskOptions.of(name, option_values) if option_values else DEFAULT_OPTIONS
         elif option_values or not isinstance(options, TaskOptions):
             raise TaskDefinitionError(name, "give options=TaskOptions(...) or option keywords")
         profile = profile_of(action)
@@ -146,7 +160,7 @@ class Task:
         self.result: Any = None
         self._data_deps: tuple[Task, ...] = ()
         inputs = self._inputs()
-        if contains_task(inputs):
+        if any(inputs) and contains_task(inputs):
             self._data_deps = tuple(dict.fromkeys(_tasks_in(inputs)))
             for up in self._data_deps:
                 self._link(up, self)
@@ -175,6 +189,14 @@ class Task:
     def downstream(self) -> tuple[Task, ...]:
         """Tasks that wait for this one, in the order the edges were added."""
         return tuple(self._downstream)
+
+    def edges_up(self) -> Iterable[Task]:
+        """Upstream tasks without copying them into a tuple (for graph walks)."""
+        return self._upstream.keys()
+
+    def edges_down(self) -> Iterable[Task]:
+        """Downstream tasks without copying them into a tuple (for graph walks)."""
+        return self._downstream.keys()
 
     def data_dependencies(self) -> tuple[Task, ...]:
         """Tasks passed as arguments: their results replace them at run time."""
@@ -214,10 +236,12 @@ class Task:
         return self
 
     def __rshift__(self, other: Task) -> Task:
-        return self.set_downstream(other)
+        Task._link(self, other)
+        return other
 
     def __lshift__(self, other: Task) -> Task:
-        return self.set_upstream(other)
+        Task._link(other, self)
+        return self
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
