@@ -891,6 +891,8 @@ async def test_jitter_stays_within_bounds() -> None:
     delays = [e.delay for e in rec.retries("flaky")]
     assert len(delays) == 4
     assert all(0.001 <= d <= 0.003 + 1e-9 for d in delays)
+    # The jitter is random: four equal delays (what no jitter gives) would take odds of ~0.
+    assert len({round(d, 9) for d in delays}) > 1, delays
 
 
 @pytest.mark.parametrize(
@@ -1770,22 +1772,42 @@ async def test_timed_out_sync_task_keeps_the_pool_bound() -> None:
     release = threading.Event()
     a_running = threading.Event()
     overlap: list[bool] = []
+    slow_failed = anyio.Event()
 
     @task(pool="one", timeout=0.05)
     def slow() -> None:
         a_running.set()
-        release.wait(2)
+        release.wait(GUARD)
         a_running.clear()
 
     @task(pool="one")
     def after_slow() -> None:
         overlap.append(a_running.is_set())
 
+    def on_event(event: Event) -> None:
+        if (
+            isinstance(event, TaskStateChanged)
+            and event.key == "slow"
+            and event.state
+            in (
+                TaskState.FAILED,
+                TaskState.CANCELLED,
+            )
+        ):
+            slow_failed.set()
+
+    async def release_once_the_next_task_waits() -> None:
+        await slow_failed.wait()  # the attempt timed out; its thread still runs
+        await anyio.wait_all_tasks_blocked()  # after_slow now waits for the pool slot
+        release.set()
+
     s = slow()
     s >> task(name="after_slow", trigger_rule="all_done", pool="one")(after_slow.fn)()
     try:
         with anyio.fail_after(GUARD):
-            await Pipeline("sync_pool", pools={"one": 1}).add_task(s).run()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(release_once_the_next_task_waits)
+                await Pipeline("sync_pool", pools={"one": 1}).add_task(s).run(on_event=on_event)
     finally:
         release.set()
     assert overlap == [False]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
@@ -228,7 +227,14 @@ async def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
         await schedule_pipeline(Probe().pipeline, **kwargs)
 
 
-def test_real_clock_is_wall_time() -> None:
+@pytest.mark.asyncio
+async def test_real_clock_sleeps_until_its_deadline() -> None:
     from dremioframe_async.schedule import SystemClock
 
-    assert abs(SystemClock().now() - time.time()) < 60
+    clock = SystemClock()
+    deadline = clock.now() + 0.05
+    await clock.sleep_until(deadline)
+    # A fire must not start before its slot (a few ms allow for clock granularity).
+    assert clock.now() >= deadline - 0.005
+    with anyio.fail_after(5):  # a deadline already past returns at once
+        await clock.sleep_until(clock.now() - 3600)
