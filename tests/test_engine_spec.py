@@ -277,6 +277,7 @@ async def test_type_error_in_body_is_not_rerun(with_context: bool, is_async: boo
     assert calls == [1]
     assert result.states["buggy"] is TaskState.FAILED
     assert isinstance(result.errors["buggy"], TypeError)
+    assert result.tasks["buggy"].attempts == 1
 
 
 # -------------------------------------------------------------------- data edges
@@ -629,8 +630,11 @@ async def test_base_exception_from_a_task_surfaces_as_itself() -> None:
     async def fatal() -> None:
         raise Fatal("stop")
 
+    rec = Recorder()
     with pytest.raises(Fatal):
-        await Pipeline("fatal").add_task(fatal()).run()
+        await Pipeline("fatal").add_task(fatal()).add_task(task(name="ok")(_ok)()).run(on_event=rec)
+    assert isinstance(rec.events[-1], RunFinished)
+    assert rec.events[-1].status == "CANCELLED"
 
 
 async def test_results_mapping_and_missing_results() -> None:
@@ -734,7 +738,9 @@ async def test_expand_over_a_non_iterable_fails_naming_the_task() -> None:
     assert len(errors) == 1
     assert isinstance(errors[0], DremioFrameError)
     assert isinstance(errors[0], TypeError)
-    assert "each" in str(errors[0])
+    assert isinstance(errors[0], orchestration.ExpandError)
+    assert "'each'" in str(errors[0])
+    assert "int" in str(errors[0])  # says what it got
 
 
 async def test_expand_instance_failure_fails_downstream_not_siblings() -> None:
@@ -758,6 +764,13 @@ async def test_expand_instance_failure_fails_downstream_not_siblings() -> None:
     mapped >> cleanup
     result = await Pipeline("inst_fail").add_task(out).run()
     assert sorted(seen) == [0, 2]
+    assert result.states["each"] is TaskState.FAILED
+    assert isinstance(result.errors["each"], ValueError)  # the failed instance's error
+    assert [result.states[f"each[{i}]"] for i in range(3)] == [
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.SUCCESS,
+    ]
     assert result.states["total"] is TaskState.UPSTREAM_FAILED
     assert result.states["cleanup"] is TaskState.SUCCESS
     assert result.status == "FAILED"
@@ -830,6 +843,7 @@ async def test_retries_count_attempts_after_the_first() -> None:
     assert len(calls) == 3
     assert result.states["always_fails"] is TaskState.FAILED
     assert str(result.errors["always_fails"]) == "attempt 3"
+    assert result.tasks["always_fails"].attempts == 3
     retrying = rec.retries("always_fails")
     assert [e.attempt for e in retrying] == [1, 2]
     assert [str(e.error) for e in retrying] == ["attempt 1", "attempt 2"]
@@ -1042,6 +1056,7 @@ async def test_cancelling_the_caller_scope_cancels_tasks_and_reraises() -> None:
     assert cleanup == ["hang"]
     assert never == []
     assert rec.states("hang")[-1] is TaskState.CANCELLED
+    assert rec.states("after") == [TaskState.CANCELLED]  # downstream: settled, never run
     assert isinstance(rec.events[-1], RunFinished)
     assert rec.events[-1].status == "CANCELLED"
 
@@ -1181,8 +1196,8 @@ def _gated_tasks(
 
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
-    [({}, 6), ({"max_concurrency": 3}, 3), ({"max_workers": 2}, 2)],
-    ids=["unbounded_overlap", "max_concurrency", "max_workers_alias"],
+    [({}, 6), ({"max_concurrency": 1}, 1), ({"max_concurrency": 3}, 3), ({"max_workers": 2}, 2)],
+    ids=["unbounded_overlap", "max_concurrency_1", "max_concurrency", "max_workers_alias"],
 )
 async def test_concurrency_bound_holds_exactly(kwargs: dict[str, Any], expected: int) -> None:
     gate = anyio.Event()
