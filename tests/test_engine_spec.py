@@ -1,4 +1,8 @@
-"""The engine against its contract (DESIGN.md), written from the specification alone.
+"""The engine against its contract, written from the specification alone.
+
+The contract is the engine's documented semantics, stated in the README ("Writing
+pipelines") and docs/architecture.md. The suite was written from it, apart from
+test_engine.py.
 
 Every test runs on asyncio and trio. Ordering uses anyio Events and
 ``wait_all_tasks_blocked()``; nothing sleeps to order events and nothing asserts
@@ -75,7 +79,7 @@ class Recorder:
 
 
 def status_rule(result: RunResult) -> str:
-    """The run status DESIGN.md derives from the task states."""
+    """The run status the contract derives from the task states (README, "Trigger rules")."""
     return "FAILED" if FAILING_STATES & set(result.states.values()) else "SUCCESS"
 
 
