@@ -30,6 +30,13 @@ timing. The implementations take turns, repetition by repetition, so load from
 elsewhere on a shared machine weighs on all of them alike. The engine and the
 floor also run on trio.
 
+Cold rows (``--cold`` for those alone): build + validate + first run, each in
+a fresh interpreter (median of 3, ``--quick`` 1), for the engine, raw anyio
+and aiodag (the ``bench`` extra; its rows are left out when it is missing),
+on the three shapes and a 100,000-task fan-out (not with ``--quick``). Each
+child times the whole thing inside its event loop and reports its resident
+high-water mark (VmHWM) over its resident size at start.
+
 ``--memory N`` runs an N-task fan-out through a Pipeline and prints its peak
 RSS (``ru_maxrss``, against the resident size at start) and the tracemalloc
 peak of a run. The default mode runs it first, in a fresh child process: a
@@ -526,10 +533,10 @@ def _cold_once(impl: str, shape: Shape) -> tuple[float, float]:
     return float(seconds), float(rss)
 
 
-def measure_cold(sizes: Sizes, reps: int) -> list[ColdRow]:
+def measure_cold(sizes: Sizes, reps: int, *, big: bool = True) -> list[ColdRow]:
     """Every cold implementation of every shape, ``reps`` fresh processes each, interleaved."""
     impls = [i for i in COLD_IMPLS if i != "aiodag" or aiodag_available()]
-    cold_shapes = [*shapes(sizes), Shape("fan-out", sizes.big_fanout)]
+    cold_shapes = [*shapes(sizes), *([Shape("fan-out", sizes.big_fanout)] if big else [])]
     rows = [ColdRow(s, i) for s in cold_shapes for i in impls]
     for r in range(reps):
         for shape in cold_shapes:
@@ -645,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         start = time.perf_counter()
         memory = memory_in_child(sizes.big_fanout)
         cold_reps = 1 if args.quick else min(reps, 3)
-        cold = measure_cold(sizes, cold_reps)
+        cold = measure_cold(sizes, cold_reps, big=not args.quick)
         print_table(measure_all(sizes, reps), sizes, reps)
         print(memory, end="")
         print_cold(cold, cold_reps)
