@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["MappedTask", "PartialTaskFunction", "materialise"]
 
 
-def materialise(source: object, limit: int, task_key: str, parameter: str) -> tuple[Any, ...]:
+def materialise(source: object, limit: int, task_key: str, label: str) -> tuple[Any, ...]:
     """``source``'s elements, at most ``limit`` of them; an endless iterator cannot hang.
 
     :raises ExpandError: for a str, bytes or non-iterable ``source``.
@@ -26,12 +26,11 @@ def materialise(source: object, limit: int, task_key: str, parameter: str) -> tu
     if isinstance(source, str | bytes) or not isinstance(source, Iterable):
         raise ExpandError(
             task_key,
-            f"expand({parameter}=...) needs a list or other iterable (not str/bytes), "
-            f"got {type(source).__name__}",
+            f"{label} needs a list or other iterable (not str/bytes), got {type(source).__name__}",
         )
     items = tuple(itertools.islice(source, limit + 1))
     if len(items) > limit:
-        raise MapLengthError(task_key, limit, f"{parameter} has more than {limit} elements")
+        raise MapLengthError(task_key, limit, f"{label} has more than {limit} elements")
     return items
 
 
@@ -79,10 +78,12 @@ class MappedTask(Task):
         """
         limit = self.options.max_map_length
         if self.kwargs_source is not None:
-            items = materialise(resolve(self.kwargs_source), limit, key, "expand_kwargs")
+            items = materialise(resolve(self.kwargs_source), limit, key, "expand_kwargs(...)")
             return [self._checked_kwargs(key, j, item) for j, item in enumerate(items)]
         names = list(self.mapped)
-        values = [materialise(resolve(self.mapped[n]), limit, key, n) for n in names]
+        values = [
+            materialise(resolve(self.mapped[n]), limit, key, f"expand({n}=...)") for n in names
+        ]
         total = math.prod(len(v) for v in values)
         if total > limit:
             sizes = " x ".join(str(len(v)) for v in values)
@@ -117,18 +118,16 @@ class PartialTaskFunction:
             raise TaskDefinitionError(function.name, "partial(context=...): the engine sets it")
         function._check_binding((), self.constants, partial=True)
 
-    def _literal(self, parameter: str, source: object) -> Any:
+    def _literal(self, label: str, source: object) -> Any:
         """A Task as it is; a literal iterable materialised now, once for every run."""
         if isinstance(source, Task):
             return source
         if isinstance(source, str | bytes) or not isinstance(source, Iterable):
             raise TaskDefinitionError(
                 self.function.name,
-                f"{parameter}=... needs a Task or an iterable, got {type(source).__name__}",
+                f"{label} needs a Task or an iterable, got {type(source).__name__}",
             )
-        return materialise(
-            source, self.function.options.max_map_length, self.function.name, parameter
-        )
+        return materialise(source, self.function.options.max_map_length, self.function.name, label)
 
     def expand(self, **mapped: Any) -> MappedTask:
         """Map over the cross product of the keyword arguments' elements.
@@ -154,7 +153,7 @@ class PartialTaskFunction:
                     fn.name, f"{param!r} is given to both partial() and expand()"
                 )
         fn._check_binding((), {**self.constants, **mapped})
-        sources = {p: self._literal(f"expand({p})", v) for p, v in mapped.items()}
+        sources = {p: self._literal(f"expand({p}=...)", v) for p, v in mapped.items()}
         return MappedTask(
             fn.name, fn.fn, options=fn.options, constants=self.constants, mapped=sources
         )
@@ -187,7 +186,7 @@ class PartialTaskFunction:
             try:
                 mapped.instances(lambda value: value, fn.name)
             except ExpandError as exc:
-                raise TaskDefinitionError(fn.name, str(exc)) from None
+                raise TaskDefinitionError(fn.name, exc.problem) from None
         return mapped
 
     def __repr__(self) -> str:
