@@ -166,3 +166,52 @@ def test_sync_and_async_detection() -> None:
     assert Task("p", functools.partial(coro, 1)).is_async
     assert Task("c", Callable()).is_async
     assert not Task("s", print).is_async
+
+
+def _sig_a(a, b=1, *, c, context=None): ...  # type: ignore[no-untyped-def]
+def _sig_b(a, /, b, *rest, d=2): ...  # type: ignore[no-untyped-def]
+def _sig_c(*args, **kwargs): ...  # type: ignore[no-untyped-def]
+def _sig_d(): ...  # type: ignore[no-untyped-def]
+
+
+@pytest.mark.parametrize(
+    "fn", [_sig_a, _sig_b, _sig_c, _sig_d], ids=["kwonly", "posonly", "var", "none"]
+)
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        ((1,), {}),
+        ((1,), {"c": 3}),
+        ((1, 2), {"c": 3}),
+        ((1, 2, 3), {"c": 3}),
+        ((), {"a": 1, "c": 3}),
+        ((1,), {"a": 1, "c": 3}),
+        ((1,), {"b": 2, "c": 3, "zz": 4}),
+        ((1, 2, 3, 4), {"d": 5}),
+        ((), {"a": 1, "b": 2}),
+    ],
+)
+def test_fast_argument_check_agrees_with_signature_bind(fn, args, kwargs) -> None:  # type: ignore[no-untyped-def]
+    """The precomputed call shape may defer to bind, but never accepts what bind rejects."""
+    import inspect
+
+    from dremioframe_async.orchestration._decorator import _CallShape
+
+    signature = inspect.signature(fn)
+    supplied = (
+        {"context": None} if "context" in signature.parameters and "context" not in kwargs else {}
+    )
+    try:
+        signature.bind(*args, **kwargs, **supplied)
+        binds = True
+    except TypeError:
+        binds = False
+    if _CallShape(signature).surely_binds(args, kwargs):
+        assert binds
+    wrapped = task(fn)
+    if binds:
+        assert isinstance(wrapped(*args, **kwargs), Task)
+    else:
+        with pytest.raises(TaskDefinitionError, match="bad arguments"):
+            wrapped(*args, **kwargs)
