@@ -215,3 +215,17 @@ def test_fast_argument_check_agrees_with_signature_bind(fn, args, kwargs) -> Non
     else:
         with pytest.raises(TaskDefinitionError, match="bad arguments"):
             wrapped(*args, **kwargs)
+
+
+def test_option_keywords_are_exactly_the_task_options_fields() -> None:
+    """TaskOptionValues types the keywords of @task/Task: it must list every field, no more."""
+    import dataclasses
+    import typing
+
+    from dremioframe_async.orchestration import TaskOptions, TaskOptionValues
+
+    fields = {f.name for f in dataclasses.fields(TaskOptions)}
+    assert set(typing.get_type_hints(TaskOptionValues)) == fields
+    for name in fields:  # and each is accepted by name
+        default = getattr(TaskOptions(), name)
+        assert getattr(Task("t", print, **{name: default}).options, name) == default
