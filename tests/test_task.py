@@ -229,3 +229,17 @@ def test_option_keywords_are_exactly_the_task_options_fields() -> None:
     for name in fields:  # and each is accepted by name
         default = getattr(TaskOptions(), name)
         assert getattr(Task("t", print, **{name: default}).options, name) == default
+
+
+def test_options_object_or_keywords_not_both() -> None:
+    from dremioframe_async.orchestration import ArgumentError, TaskOptions
+
+    shared = TaskOptions(retries=2, trigger_rule="all_done", retry_on=ValueError)  # type: ignore[arg-type]
+    assert shared.trigger_rule is TriggerRule.ALL_DONE
+    assert shared.retry_on == (ValueError,)
+    t = Task("t", print, options=shared)
+    assert t.options is shared  # passed around, not copied into keywords and back
+    with pytest.raises(TaskDefinitionError, match="or option keywords"):
+        Task("t", print, options=shared, retries=1)
+    with pytest.raises(ArgumentError, match="retries must be a whole number"):
+        TaskOptions(retries=-1)
