@@ -8,6 +8,7 @@
     dremioframe-async graph module:pipeline
     dremioframe-async schedule module:pipeline (--cron EXPR | --interval SECONDS)
     dremioframe-async demo [args ...]
+    dremioframe-async ui [--pipeline module:pipeline ...] [--host 127.0.0.1] [--port 8080]
 
 ``module:pipeline`` names a :class:`Pipeline` or a zero-argument callable
 returning one; ``module`` is a dotted module (importable from the current
@@ -294,6 +295,31 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from .ui._cli import prompt_password_hash, serve_store
+
+    if args.hash_password:
+        try:
+            print(prompt_password_hash())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return EXIT_OK
+    pipelines = [load_pipeline(ref) for ref in args.pipeline]
+
+    async def work(store: RunStore) -> int:
+        async def go() -> int:
+            await serve_store(store, pipelines, args.host, args.port)
+            return EXIT_OK  # pragma: no cover - serving ends by a signal
+
+        try:
+            await _interruptible(go)
+        except ValueError as exc:  # refused to bind, or bad auth settings
+            raise UsageError(str(exc)) from None
+        return EXIT_OK  # Ctrl-C / SIGTERM is how a server is stopped
+
+    return anyio.run(_with_store, args.store, work)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     return _demo(list(args.args))
 
@@ -340,6 +366,7 @@ def _parser() -> argparse.ArgumentParser:
     graph = command("graph", _cmd_graph, "print a pipeline's graph as Mermaid")
     graph.add_argument("pipeline", metavar="module:pipeline")
     _schedule_args(command("schedule", _cmd_schedule, "run a pipeline on a schedule until stopped"))
+    _ui_args(command("ui", _cmd_ui, "serve the web UI over the run store until stopped"))
     demo = command("demo", _cmd_demo, "run the bundled demo")
     demo.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -354,6 +381,23 @@ def _schedule_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--catch-up", action="store_true", help="run fires that were missed")
     sub.add_argument("--max-runs", type=int, metavar="N")
     sub.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+
+
+def _ui_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--pipeline",
+        action="append",
+        default=[],
+        metavar="module:pipeline",
+        help="a pipeline the UI can trigger and resume (repeat for more)",
+    )
+    sub.add_argument("--host", default="127.0.0.1", help="other than loopback needs auth")
+    sub.add_argument("--port", type=int, default=8080)
+    sub.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password from stdin, print its hash for DREMIOFRAME_ASYNC_UI_PASSWORD_HASH",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -111,7 +111,7 @@ def build_pipeline(
         job_id = await client.submit(sql)
         job = await client.wait(job_id)
         path = out_dir / (table[-1].replace("/", "_") + ".parquet")
-        written = await client.to_parquet(job_id, path)
+        written = await client.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
             "path": str(path),
@@ -318,9 +318,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_testing_extra() -> str | None:
+    """Why the embedded FakeDremio cannot start (DuckDB is missing), or None."""
+    from .testing import duckdb_missing
+
+    return duckdb_missing()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo from the command line; 0 when the pipeline succeeded, 1 otherwise."""
+    """Run the demo from the command line; 0 when the pipeline succeeded, 1 otherwise
+    (2 when the embedded server needs the ``testing`` extra)."""
     args = _parser().parse_args(list(argv) if argv is not None else None)
+    if not args.url and (missing := _missing_testing_extra()):
+        print(f"demo: {missing}", file=sys.stderr)  # the embedded server cannot run
+        return 2
     outcome = anyio.run(
         lambda: run_demo(
             url=args.url,

@@ -12,7 +12,17 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   ├── ExpandError (also TypeError)           a mapped value that cannot be mapped over
     │   ├── MapLengthError (also ValueError)       more mapped instances than max_map_length
     │   └── PipelineFailed                         raise_for_status(); carries the task errors
-    └── DremioError (dremioframe_async.dremio)      Dremio REST client errors
+    └── DremioError (dremioframe_async.dremio)      Dremio client errors
+        ├── DremioConfigError (also ValueError)    bad URL, credentials or TLS option
+        ├── DremioBackendError (also RuntimeError)  used outside asyncio
+        ├── DremioConnectionError                  unreachable or no answer within max_time
+        ├── DremioTLSError                         the server's certificate was refused
+        ├── DremioSubmitUncertain                  a statement may have run; not re-sent
+        ├── DremioAPIError                         a non-2xx answer (400, 401/403, 404, 429, 5xx)
+        ├── DremioJobError                         FAILED (transient or not), CANCELED, timeout
+        └── DremioResultIncomplete                 rows delivered != the job's row count
+
+    (``dremioframe_async.dremio._errors`` draws the Dremio part in full.)
 
 Messages are built in each class's ``__init__`` from structured arguments, so the
 text is consistent and the arguments stay available as attributes.

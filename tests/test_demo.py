@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,29 @@ async def test_demo_against_a_given_server_alerts_and_cleans_up_on_failure() -> 
     assert "ALERT" in stream.getvalue()
     assert "disk full" in outcome.report
     assert not outcome.out_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param("from dremioframe_async.demo import main; code = main([])", id="demo"),
+        pytest.param("from dremioframe_async.cli import main; code = main(['demo'])", id="cli"),
+    ],
+)
+def test_demo_without_the_testing_extra_exits_at_once_with_the_install_hint(entry: str) -> None:
+    # sys.modules["duckdb"] = None makes `import duckdb` fail, as when it is not installed.
+    code = f"import sys; sys.modules['duckdb'] = None; {entry}; sys.exit(code)"
+    env = {k: v for k, v in os.environ.items() if k not in ("DREMIO_URL", "DREMIO_PAT")}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+    assert time.perf_counter() - started < 15
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'dremioframe_async[testing]'" in proc.stderr
+    assert "Traceback" not in proc.stderr

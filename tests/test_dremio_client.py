@@ -240,14 +240,25 @@ async def test_wait_timeout_cancels_the_job(client: DremioClient, fake: FakeDrem
 
 
 @pytest.mark.asyncio
-async def test_cancelled_wait_sends_one_cancel_and_reraises(
+async def test_cancelled_query_sends_one_cancel_and_reraises(
     client: DremioClient, fake: FakeDremio
 ) -> None:
     fake.slow_jobs("slow", latency=30)
-    with anyio.move_on_after(0.2) as scope:
-        await client.query("SELECT 'slow' AS s")
-    assert scope.cancelled_caught
-    assert len(fake.cancelled_jobs) == 1
+    poll = fake.hold_next(1, path="/job/", method="GET")  # the first status poll waits
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await client.query("SELECT 'slow' AS s")
+
+        tg.start_soon(run)
+        await poll.arrived.wait()  # the job exists and query() is waiting on it
+        scope.cancel()
+    assert scope.cancelled_caught  # the cancellation propagated out of query()
+    (job_id,) = fake.jobs
+    assert fake.cancelled_jobs == [job_id]
+    assert fake.jobs[job_id].state == "CANCELED"
 
 
 # -- results ---------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +12,7 @@ import pyarrow as pa
 import pytest
 import pytest_asyncio
 
+from dremioframe_async.dremio import DremioClient, DremioJobFailed
 from dremioframe_async.testing import FakeDremio, sample_table
 from dremioframe_async.testing._sql import SqlEngine
 
@@ -156,3 +159,92 @@ async def test_request_latency_and_repr_hide_the_token() -> None:
         assert fake.token not in repr(fake.requests)
         assert fake.requests[0].body == {"sql": "SELECT 1"}
         assert job_id in fake.jobs
+
+
+# -- INFORMATION_SCHEMA ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "view",
+    ['information_schema."tables"', 'INFORMATION_SCHEMA."TABLES"', "INFORMATION_SCHEMA.TABLES"],
+)
+async def test_information_schema_tables_lists_added_tables(fake: FakeDremio, view: str) -> None:
+    fake.add_table("space.orders", pa.table({"n": [1]}))
+    async with DremioClient(fake.url, token=fake.token, poll_interval=0.01) as client:
+        table = await client.query(
+            f"SELECT * FROM {view} WHERE TABLE_TYPE = 'TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME"
+        )
+    assert table.column_names == ["TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME", "TABLE_TYPE"]
+    assert [(r["TABLE_SCHEMA"], r["TABLE_NAME"]) for r in table.to_pylist()] == [
+        ("space", "orders"),
+        ("space.folder", "sales"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_information_schema_columns_and_schemata(fake: FakeDremio) -> None:
+    async with DremioClient(fake.url, token=fake.token, poll_interval=0.01) as client:
+        columns = await client.query(
+            "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS "
+            "WHERE TABLE_NAME = 'sales' ORDER BY ORDINAL_POSITION"
+        )
+        schemata = await client.query(
+            'SELECT SCHEMA_NAME FROM "INFORMATION_SCHEMA"."SCHEMATA" ORDER BY 1'
+        )
+    assert columns.to_pylist() == [
+        {"COLUMN_NAME": "id", "ORDINAL_POSITION": 1, "DATA_TYPE": "BIGINT"},
+        {"COLUMN_NAME": "name", "ORDINAL_POSITION": 2, "DATA_TYPE": "CHARACTER VARYING"},
+        {"COLUMN_NAME": "amount", "ORDINAL_POSITION": 3, "DATA_TYPE": "DECIMAL"},
+        {"COLUMN_NAME": "at", "ORDINAL_POSITION": 4, "DATA_TYPE": "TIMESTAMP"},
+    ]
+    assert schemata.column("SCHEMA_NAME").to_pylist() == [
+        "INFORMATION_SCHEMA",
+        "space",
+        "space.folder",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_information_schema_view_not_emulated_fails_the_job(fake: FakeDremio) -> None:
+    async with DremioClient(fake.url, token=fake.token, poll_interval=0.01) as client:
+        with pytest.raises(DremioJobFailed, match="'VIEWS' not found within 'INFORMATION_SCHEMA'"):
+            await client.query("SELECT * FROM information_schema.views")
+
+
+# -- without DuckDB ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_duckdb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``import duckdb`` fail, as without the testing extra."""
+    monkeypatch.setitem(sys.modules, "duckdb", None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("no_duckdb")
+async def test_missing_duckdb_is_one_clear_error_at_start() -> None:
+    fake = FakeDremio()
+    with pytest.raises(ImportError, match=r"pip install 'dremioframe_async\[testing\]'"):
+        await fake.start()
+    assert "not started" in repr(fake)
+
+
+def test_failed_connections_give_their_slot_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = SqlEngine(connections=2)
+    engine.add_table("s.t", pa.table({"n": [1]}))
+    with monkeypatch.context() as blocked:
+        blocked.setitem(sys.modules, "duckdb", None)
+        for _ in range(5):  # more failures than slots: each used to keep one
+            with pytest.raises(ImportError):
+                engine.execute("SELECT n FROM s.t")
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(engine.execute("SELECT n FROM s.t")))
+    worker.daemon = True  # if a slot leaked, this thread would wait forever
+    worker.start()
+    worker.join(timeout=10)
+    try:
+        assert not worker.is_alive(), "execute() hangs: the failed connections kept their slots"
+        assert outcome[0].to_pylist() == [{"n": 1}]  # type: ignore[attr-defined]
+    finally:
+        engine.close()

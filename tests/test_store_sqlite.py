@@ -53,7 +53,13 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -
     indexes = _query(
         path, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_by%'"
     )
-    assert sorted(indexes) == [("runs_by_pipeline",), ("runs_by_status",)]
+    assert sorted(indexes) == [
+        ("runs_by_pipeline",),
+        ("runs_by_pipeline_started",),
+        ("runs_by_started",),
+        ("runs_by_status",),
+        ("runs_by_status_started",),
+    ]
     assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 

@@ -149,6 +149,8 @@ def test_public_names() -> None:
         "PostgresStore",
         "RunInfo",
         "RunNotFound",
+        "RunPage",
+        "RunQuery",
         "RunStatus",
         "RunStore",
         "SQLiteStore",

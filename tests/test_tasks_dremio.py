@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,20 @@ import pytest
 import pytest_asyncio
 
 from dremioframe_async import Pipeline, TaskState, task
-from dremioframe_async.dremio import DremioClient, DremioJobFailed
+from dremioframe_async.dremio import (
+    DremioAuthError,
+    DremioClient,
+    DremioConnectionError,
+    DremioJobFailed,
+    DremioJobFailedTransient,
+    DremioServerError,
+    DremioSubmitUncertain,
+    RetryPolicy,
+)
+from dremioframe_async.orchestration import TaskRetrying
 from dremioframe_async.tasks import (
     DremioQueryTask,
+    DremioSqlTask,
     ExpireSnapshotsTask,
     FileSensor,
     OptimizeTask,
@@ -92,7 +103,8 @@ async def test_task_timeout_cancels_the_dremio_job(client: DremioClient, fake: F
     fake.slow_jobs("slow", latency=30)
     query = DremioQueryTask("q", "SELECT 'slow' AS s", client=client, timeout=0.2)
     result = await Pipeline("p").add_task(query).run()
-    assert result.states["q"] in {TaskState.FAILED, TaskState.CANCELLED}
+    assert result.states["q"] == TaskState.FAILED  # a timed-out attempt fails (README)
+    assert isinstance(result.errors["q"], TimeoutError)
     (job_id,) = fake.cancelled_jobs
     assert fake.jobs[job_id].state == "CANCELED"
 
@@ -100,9 +112,18 @@ async def test_task_timeout_cancels_the_dremio_job(client: DremioClient, fake: F
 @pytest.mark.asyncio
 async def test_cancelled_run_cancels_the_dremio_job(client: DremioClient, fake: FakeDremio) -> None:
     fake.slow_jobs("slow", latency=30)
+    poll = fake.hold_next(1, path="/job/", method="GET")  # the job exists once this arrives
     pipeline = Pipeline("p").add_task(DremioQueryTask("q", "SELECT 'slow' AS s", client=client))
-    with anyio.move_on_after(0.3) as scope:
-        await pipeline.run()
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await pipeline.run()
+
+        tg.start_soon(run)
+        await poll.arrived.wait()
+        scope.cancel()
     assert scope.cancelled_caught
     (job_id,) = fake.cancelled_jobs
     assert fake.jobs[job_id].state == "CANCELED"
@@ -200,3 +221,102 @@ async def test_file_sensor_times_out(tmp_path: Path) -> None:
     result = await Pipeline("p").add_task(sensor).run()
     assert isinstance(result.errors["f"], SensorTimeout)
     assert "gave up" in str(result.errors["f"])
+
+
+# -- what Dremio tasks retry -------------------------------------------------------------------
+
+FAST = RetryPolicy(attempts=2, max_time=5.0, backoff=0.001, max_backoff=0.001)
+
+
+def _retries() -> tuple[list[TaskRetrying], Callable[[object], None]]:
+    retried: list[TaskRetrying] = []
+
+    def listen(event: object) -> None:
+        if isinstance(event, TaskRetrying):
+            retried.append(event)
+
+    return retried, listen
+
+
+def _submissions(fake: FakeDremio) -> int:
+    return len(fake.requests_to("/sql", "POST"))
+
+
+@pytest.mark.asyncio
+async def test_wrong_token_is_not_retried(fake: FakeDremio) -> None:
+    async with DremioClient(fake.url, token="wrong", retry=FAST) as bad:
+        query = DremioQueryTask("q", "SELECT 1", client=bad, retries=3)
+        result = await Pipeline("p").add_task(query).run()
+    assert isinstance(result.errors["q"], DremioAuthError)
+    assert _submissions(fake) == 1
+
+
+@pytest.mark.asyncio
+async def test_sql_error_is_not_retried(client: DremioClient, fake: FakeDremio) -> None:
+    query = DremioQueryTask("q", "SELECT * FROM nowhere.at_all", client=client, retries=3)
+    result = await Pipeline("p").add_task(query).run()
+    assert type(result.errors["q"]) is DremioJobFailed
+    assert _submissions(fake) == 1
+
+
+@pytest.mark.asyncio
+async def test_uncertain_submission_is_not_retried(client: DremioClient, fake: FakeDremio) -> None:
+    fake.lose_reply_next(1, path="/sql")
+    task_ = DremioSqlTask("q", "INSERT INTO lake.t SELECT 1", client=client, retries=3)
+    result = await Pipeline("p").add_task(task_).run()
+    assert isinstance(result.errors["q"], DremioSubmitUncertain)
+    assert _submissions(fake) == 1
+    assert len(fake.jobs) == 1
+
+
+@pytest.mark.asyncio
+async def test_transient_job_failure_is_retried(client: DremioClient, fake: FakeDremio) -> None:
+    fake.fail_jobs("lake.sales", "RESOURCE ERROR: the queue is full")
+    query = DremioQueryTask("q", "SELECT * FROM lake.sales", client=client, retries=2)
+    result = await Pipeline("p").add_task(query).run()
+    assert isinstance(result.errors["q"], DremioJobFailedTransient)
+    assert _submissions(fake) == 3
+
+
+@pytest.mark.asyncio
+async def test_server_errors_after_the_client_budget_are_retried(fake: FakeDremio) -> None:
+    fake.fail_next(100, 503, path="/sql")
+    async with DremioClient(fake.url, token=fake.token, retry=FAST) as c:
+        query = DremioQueryTask("q", "SELECT 1", client=c, retries=2)
+        result = await Pipeline("p").add_task(query).run()
+    assert isinstance(result.errors["q"], DremioServerError)
+    assert _submissions(fake) == 3 * FAST.attempts
+
+
+@pytest.mark.asyncio
+async def test_connection_errors_are_retried_by_the_task() -> None:
+    async with FakeDremio() as gone:
+        url, token = gone.url, gone.token
+    retried, listen = _retries()
+    async with DremioClient(url, token=token, retry=FAST) as c:
+        query = DremioQueryTask("q", "SELECT 1", client=c, retries=2)
+        result = await Pipeline("p").add_task(query).run(on_event=listen)
+    assert isinstance(result.errors["q"], DremioConnectionError)
+    assert [e.attempt for e in retried] == [1, 2]
+
+
+@pytest.mark.asyncio
+async def test_users_retry_on_wins(client: DremioClient, fake: FakeDremio) -> None:
+    query = DremioQueryTask(
+        "q", "SELECT * FROM nowhere.at_all", client=client, retries=2, retry_on=DremioJobFailed
+    )
+    result = await Pipeline("p").add_task(query).run()
+    assert isinstance(result.errors["q"], DremioJobFailed)
+    assert _submissions(fake) == 3
+
+
+@pytest.mark.asyncio
+async def test_sensor_timeout_is_not_retried(client: DremioClient, fake: FakeDremio) -> None:
+    sensor = SqlSensor(
+        "s", "SELECT FALSE", client=client, poke_interval=0.01, timeout=0.05, retries=2
+    )
+    retried, listen = _retries()
+    result = await Pipeline("p").add_task(sensor).run(on_event=listen)
+    assert isinstance(result.errors["s"], SensorTimeout)
+    assert result.states["s"] == TaskState.FAILED
+    assert retried == []

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, split_path
-from ._config import Secret
+from ._config import Secret, TlsOptions
 from ._errors import (
     DremioAPIError,
     DremioAuthError,
@@ -18,17 +18,23 @@ from ._errors import (
     DremioJobCancelled,
     DremioJobError,
     DremioJobFailed,
+    DremioJobFailedTransient,
     DremioJobTimeout,
     DremioNotFound,
     DremioRateLimited,
+    DremioResultIncomplete,
     DremioServerError,
+    DremioSubmitUncertain,
+    DremioTLSError,
 )
+from ._retryable import RETRYABLE_ERRORS
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
 
 __all__ = [
     "FINAL_JOB_STATES",
     "PAGE_SIZE",
+    "RETRYABLE_ERRORS",
     "DremioAPIError",
     "DremioAuthError",
     "DremioBackendError",
@@ -40,13 +46,18 @@ __all__ = [
     "DremioJobCancelled",
     "DremioJobError",
     "DremioJobFailed",
+    "DremioJobFailedTransient",
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",
+    "DremioResultIncomplete",
     "DremioServerError",
+    "DremioSubmitUncertain",
+    "DremioTLSError",
     "Job",
     "RetryPolicy",
     "Secret",
+    "TlsOptions",
     "arrow_schema",
     "arrow_type",
     "split_path",

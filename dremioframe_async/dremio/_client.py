@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
 
 import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._config import resolve_config
-from ._errors import DremioError, DremioJobCancelled, DremioJobFailed, DremioJobTimeout
-from ._pages import map_bounded
-from ._transport import Loads, RetryPolicy, Transport
-from ._types import arrow_schema, has_decimal, rows_to_batch
+from ._config import SslOption, redact_url, resolve_config
+from ._errors import (
+    DremioError,
+    DremioJobCancelled,
+    DremioJobError,
+    DremioJobTimeout,
+    job_failed,
+)
+from ._results import PAGE_SIZE, ResultPager, path_segment
+from ._transport import RetryPolicy, Transport
 
 __all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job"]
 
 logger = logging.getLogger("dremioframe_async.dremio")
 
-PAGE_SIZE = 500
-"""Dremio serves at most 500 rows per results request."""
 FINAL_JOB_STATES = frozenset({"COMPLETED", "FAILED", "CANCELED"})
 
 
@@ -64,15 +64,12 @@ class Job:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Page:
-    row_count: int
-    batch: pa.RecordBatch
+@dataclass(slots=True)
+class _Submission:
+    """What the POST /sql of one ``submit`` produced (filled in by its shielded task)."""
 
-
-def _exact_loads(text: str) -> Any:
-    # DECIMAL values arrive as JSON numbers; parsing them as float would lose digits.
-    return json.loads(text, parse_float=Decimal)
+    job_id: str | None = None
+    error: Exception | None = None
 
 
 class DremioClient:
@@ -80,11 +77,16 @@ class DremioClient:
 
     Use it as an async context manager: one pooled aiohttp session lives inside
     it. Configuration comes from the arguments, else from ``DREMIO_URL``,
-    ``DREMIO_PAT``, ``DREMIO_USERNAME``, ``DREMIO_PASSWORD`` and
-    ``DREMIO_PROJECT_ID``. Tokens and passwords never appear in its repr,
-    its log lines or its errors.
+    ``DREMIO_PAT``, ``DREMIO_USERNAME``, ``DREMIO_PASSWORD``,
+    ``DREMIO_PROJECT_ID``, ``DREMIO_SSL_CA`` and ``DREMIO_SSL_VERIFY``. Tokens and
+    passwords never appear in its repr, its log lines or its errors.
 
-    :raises DremioConfigError: no URL or no usable credentials.
+    ``url`` must be ``http://`` or ``https://``; a ``user:password@`` in it is used
+    as username/password and redacted. ``ssl`` verifies ``https`` servers: an
+    :class:`ssl.SSLContext`, the path of a CA bundle (PEM), ``True`` (the system's
+    CAs, the default) or ``False`` (no verification).
+
+    :raises DremioConfigError: a malformed URL, no usable credentials or a bad ``ssl``.
     """
 
     def __init__(
@@ -102,8 +104,9 @@ class DremioClient:
         poll_interval: float = 0.05,
         max_poll_interval: float = 1.0,
         cancel_timeout: float = 10.0,
+        ssl: SslOption = None,
     ) -> None:
-        self.config = resolve_config(url, token, username, password, project_id)
+        self.config = resolve_config(url, token, username, password, project_id, ssl_option=ssl)
         self.page_concurrency = page_concurrency
         self._poll = (poll_interval, max_poll_interval)
         self._cancel_timeout = cancel_timeout
@@ -133,7 +136,7 @@ class DremioClient:
         cfg = self.config
         who = f", username={cfg.username!r}" if cfg.username else ""
         project = f", project_id={cfg.project_id!r}" if cfg.project_id else ""
-        return f"DremioClient({cfg.root!r}, auth={cfg.auth!r}{who}{project})"
+        return f"DremioClient({redact_url(cfg.root)!r}, auth={cfg.auth!r}{who}{project})"
 
     async def __aenter__(self) -> Self:
         try:
@@ -161,48 +164,105 @@ class DremioClient:
     async def submit(self, sql: str, context: Sequence[str] | None = None) -> str:
         """Submit SQL as a job and return its id (the job runs asynchronously).
 
+        The request is never sent twice once it may have reached Dremio: it is
+        repeated only when the connection could not be opened, or after 429/503.
+        If the caller is cancelled while the request is in flight, the request
+        still completes (shielded, for at most ``cancel_timeout`` seconds) and the
+        job it created is cancelled before the cancellation propagates.
+
+        :raises DremioSubmitUncertain: the statement may have run, but no reply came
+            back (a timeout, a lost reply, a gateway error); it was not re-sent.
         :raises DremioBadRequest: Dremio rejected the request.
         :raises DremioError: any other failure.
         """
         body: dict[str, Any] = {"sql": sql}
         if context:
             body["context"] = list(context)
-        reply = await self._transport.request("POST", "/sql", body=body)
-        return str(reply["id"])
+        return await self._post_sql(body)
+
+    async def _post_sql(self, body: dict[str, Any]) -> str:
+        # The POST runs in its own shielded task: a cancelled caller cannot abort it
+        # half-way, but bounds it by cancel_timeout and cancels the job it created.
+        outcome = _Submission()
+        shield = anyio.CancelScope(shield=True)
+        done = anyio.Event()
+
+        async def post() -> None:
+            try:
+                with shield:
+                    reply = await self._transport.request(
+                        "POST", "/sql", body=body, idempotent=False
+                    )
+                    outcome.job_id = _job_id(reply)
+            except Exception as exc:  # handed to the caller below, outside the task group
+                outcome.error = exc
+            finally:
+                done.set()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(post)
+                try:
+                    await done.wait()
+                except anyio.get_cancelled_exc_class():
+                    # The job may exist already: learn its id (bounded) to cancel it.
+                    shield.deadline = anyio.current_time() + self._cancel_timeout
+                    raise
+        except anyio.get_cancelled_exc_class():
+            await self._abandon_submission(outcome)
+            raise
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.job_id is not None  # post() sets one of the two
+        return outcome.job_id
+
+    async def _abandon_submission(self, outcome: _Submission) -> None:
+        if outcome.job_id is not None:
+            await self._cancel_quietly(outcome.job_id)
+        elif outcome.error is None:
+            logger.warning(
+                "a SQL submission was cancelled and Dremio did not answer within %g s: "
+                "a job may have been created and left running",
+                self._cancel_timeout,
+            )
 
     async def job(self, job_id: str) -> Job:
         """Return the job's current status.
 
         :raises DremioNotFound: no such job.
         """
-        return Job.from_json(job_id, await self._transport.request("GET", f"/job/{job_id}"))
+        body = await self._transport.request("GET", f"/job/{path_segment(job_id)}")
+        return Job.from_json(job_id, body)
 
     async def cancel(self, job_id: str) -> None:
-        """Ask Dremio to cancel a job.
+        """Ask Dremio to cancel a job (repeated on transient faults: cancelling is idempotent).
 
         :raises DremioError: Dremio refused (e.g. the job already ended) or is unreachable.
         """
-        await self._transport.request("POST", f"/job/{job_id}/cancel", retry=False)
+        await self._transport.request("POST", f"/job/{path_segment(job_id)}/cancel")
 
     async def wait(self, job_id: str, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Poll the job, with growing intervals, until it ends; return it when COMPLETED.
 
-        If the wait is cancelled or times out, one cancel request is sent for the
-        job (shielded, bounded by ``cancel_timeout``) before re-raising.
+        Status polls are retried on transient faults within the retry budget. If
+        the wait gives up before the job ends, for any reason (a status error
+        after the budget, ``timeout``, cancellation), one cancel request is sent
+        for the job (shielded, bounded by ``cancel_timeout``) before raising.
 
         :raises DremioJobFailed: the job FAILED (carries Dremio's ``errorMessage``).
         :raises DremioJobCancelled: the job was CANCELED.
         :raises DremioJobTimeout: ``timeout`` seconds passed first.
+        :raises DremioError: the status could not be read (the job was cancelled).
         """
-        try:
-            with anyio.fail_after(timeout):
+        with anyio.move_on_after(timeout):
+            try:
                 return await self._poll_until_final(job_id)
-        except TimeoutError as exc:
-            await self._cancel_quietly(job_id)
-            raise DremioJobTimeout(job_id, timeout or 0.0) from exc
-        except anyio.get_cancelled_exc_class():
-            await self._cancel_quietly(job_id)
-            raise
+            except DremioJobError:
+                raise  # the job has ended: there is nothing to cancel
+            except BaseException:
+                await self._cancel_quietly(job_id)
+                raise
+        raise DremioJobTimeout(job_id, timeout or 0.0)
 
     async def _poll_until_final(self, job_id: str) -> Job:
         delay, max_delay = self._poll
@@ -211,20 +271,22 @@ class DremioClient:
             if job.state == "COMPLETED":
                 return job
             if job.state == "FAILED":
-                raise DremioJobFailed(job_id, job.error_message)
+                raise job_failed(job_id, job.error_message)
             if job.state == "CANCELED":
                 raise DremioJobCancelled(job_id, job.cancellation_reason)
             await anyio.sleep(delay)
             delay = min(delay * 1.5, max_delay)
 
     async def _cancel_quietly(self, job_id: str) -> None:
-        with anyio.move_on_after(self._cancel_timeout, shield=True):
+        with anyio.move_on_after(self._cancel_timeout, shield=True) as scope:
             try:
                 await self.cancel(job_id)
             except DremioError as exc:
                 logger.warning("could not cancel Dremio job %s: %s", job_id, exc)
             else:
                 logger.info("cancelled Dremio job %s", job_id)
+        if scope.cancelled_caught:
+            logger.warning("cancelling Dremio job %s took over %g s", job_id, self._cancel_timeout)
 
     async def query(
         self,
@@ -235,67 +297,72 @@ class DremioClient:
     ) -> pa.Table:
         """Submit, wait for and fetch a query: ``submit`` + ``wait`` + ``fetch_arrow``.
 
+        A query that gives up before its job ends cancels the job (see ``wait``).
+
         :raises DremioJobFailed: the job FAILED.
         :raises DremioJobTimeout: the job took longer than ``timeout`` (it is cancelled).
+        :raises DremioResultIncomplete: fewer (or more) rows arrived than the job produced.
+        :raises DremioSubmitUncertain: the statement may have run, but no reply came back.
         :raises DremioError: any other failure.
         """
         job_id = await self.submit(sql, context)
-        await self.wait(job_id, timeout=timeout)
-        return await self.fetch_arrow(job_id)
+        job = await self.wait(job_id, timeout=timeout)
+        return await self.fetch_arrow(job)
 
     # -- results ------------------------------------------------------------------------------
 
-    async def fetch_arrow(self, job_id: str) -> pa.Table:
+    async def _pager(self, job: str | Job) -> ResultPager:
+        if isinstance(job, str):
+            job = await self.job(job)
+        return ResultPager(self._transport, job.id, job.row_count, self.page_concurrency)
+
+    async def fetch_arrow(self, job: str | Job) -> pa.Table:
         """Fetch a completed job's results as one table, pages fetched concurrently, in order.
 
+        ``job`` is a job id or the :class:`Job` that ``wait()`` returned (which
+        saves one status request). The rows are checked against the job's row
+        count: a short or missing page never yields a short table.
+
+        :raises DremioResultIncomplete: the rows delivered do not match the job's row count.
         :raises DremioBadRequest: the job has not completed.
         :raises DremioError: any other failure.
         """
-        first = await self._page(job_id, 0, None)
-        schema = first.batch.schema
-        offsets = range(PAGE_SIZE, first.row_count, PAGE_SIZE)
-        rest = await map_bounded(
-            lambda offset: self._page(job_id, offset, schema), offsets, self.page_concurrency
-        )
-        return pa.Table.from_batches([first.batch, *(p.batch for p in rest)], schema=schema)
+        return await (await self._pager(job)).table()
 
-    async def iter_batches(self, job_id: str) -> AsyncGenerator[pa.RecordBatch, None]:
+    async def iter_batches(self, job: str | Job) -> AsyncGenerator[pa.RecordBatch, None]:
         """Yield a completed job's results as record batches, in order.
 
         At most ``page_concurrency`` pages are held at once, so large results
-        stream without being materialised.
+        stream without being materialised. Every page is checked against the
+        job's row count as it arrives.
 
+        :raises DremioResultIncomplete: a page is short, long or missing.
         :raises DremioError: a page could not be fetched.
         """
-        first = await self._page(job_id, 0, None)
-        schema = first.batch.schema
-        yield first.batch
-        window = PAGE_SIZE * self.page_concurrency
-        for start in range(PAGE_SIZE, first.row_count, window):
-            offsets = range(start, min(start + window, first.row_count), PAGE_SIZE)
-            pages = await map_bounded(
-                lambda offset: self._page(job_id, offset, schema), offsets, self.page_concurrency
-            )
-            for page in pages:
-                yield page.batch
+        pager = await self._pager(job)
+        async with aclosing(pager.batches()) as batches:
+            async for batch in batches:
+                yield batch
 
     async def to_parquet(
-        self, job_id: str, path: str | os.PathLike[str], *, row_group_rows: int = 65_536
+        self, job: str | Job, path: str | os.PathLike[str], *, row_group_rows: int = 65_536
     ) -> int:
         """Stream a completed job's results into a Parquet file; return the row count.
 
-        The file is written beside ``path`` and renamed into place at the end, so
-        ``path`` never holds a partial result.
+        The file is written beside ``path`` (``<name>.partial``) and renamed into
+        place at the end, so ``path`` never holds a partial result; on any
+        failure or cancellation the partial file is removed.
 
+        :raises DremioResultIncomplete: the rows delivered do not match the job's row count.
         :raises DremioError: a page could not be fetched.
         :raises OSError: the file could not be written.
         """
         target = Path(path)
         partial = target.with_name(target.name + ".partial")
         writer: pq.ParquetWriter | None = None
-        rows, pending = 0, []
+        rows, pending, complete = 0, [], False
         try:
-            async with aclosing(self.iter_batches(job_id)) as batches:
+            async with aclosing(self.iter_batches(job)) as batches:
                 async for batch in batches:
                     if writer is None:
                         writer = await anyio.to_thread.run_sync(
@@ -308,23 +375,15 @@ class DremioClient:
                         pending = []
             if writer is not None:
                 await _write(writer, pending)
+            complete = True
         finally:
             with anyio.CancelScope(shield=True):
                 if writer is not None:
                     await anyio.to_thread.run_sync(writer.close)
+                if not complete:
+                    await anyio.Path(partial).unlink(missing_ok=True)
         await anyio.Path(partial).replace(target)
         return rows
-
-    async def _page(self, job_id: str, offset: int, schema: pa.Schema | None) -> _Page:
-        loads: Loads = _exact_loads if schema is None or has_decimal(schema) else json.loads
-        params = {"offset": str(offset), "limit": str(PAGE_SIZE)}
-        body = await self._transport.request(
-            "GET", f"/job/{job_id}/results", params=params, loads=loads
-        )
-        if schema is None:
-            schema = arrow_schema(body.get("schema") or [])
-        rows = body.get("rows") or []
-        return _Page(int(body.get("rowCount") or 0), rows_to_batch(rows, schema))
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -342,11 +401,18 @@ class DremioClient:
         :raises DremioNotFound: nothing at that path.
         """
         parts = split_path(path) if isinstance(path, str) else list(path)
-        encoded = "/".join(quote(part, safe="") for part in parts)
+        # Each part is one encoded segment: ".." or "a/b" cannot leave /catalog/by-path/.
+        encoded = "/".join(path_segment(part) for part in parts)
         body: Mapping[str, Any] = await self._transport.request(
             "GET", f"/catalog/by-path/{encoded}"
         )
         return body
+
+
+def _job_id(reply: Any) -> str:
+    if isinstance(reply, dict) and reply.get("id"):
+        return str(reply["id"])
+    raise DremioError("Dremio accepted the SQL but its reply holds no job id")
 
 
 async def _write(writer: pq.ParquetWriter, batches: list[pa.RecordBatch]) -> None:

@@ -4,19 +4,28 @@ Every error the client raises on purpose derives from :class:`DremioError`, a
 :class:`~dremioframe_async.errors.DremioFrameError`::
 
     DremioError
-    ├── DremioConfigError (also ValueError)     no URL, no credentials, bad combination
+    ├── DremioConfigError (also ValueError)     bad or missing URL, credentials or TLS option
     ├── DremioBackendError (also RuntimeError)  used outside asyncio (aiohttp is asyncio-only)
-    ├── DremioConnectionError                   network failure, after the retry budget
+    ├── DremioConnectionError                   network failure or no answer in time, after the
+    │                                           retry budget; ``sent`` says whether it may have
+    │                                           reached Dremio
+    ├── DremioTLSError                          the server's certificate was refused (never retried)
+    ├── DremioSubmitUncertain                   POST /sql may have reached Dremio but no usable
+    │                                           reply came: not re-sent, the statement may have run
     ├── DremioAPIError                          a non-2xx response: status, error_message, more_info
     │   ├── DremioBadRequest                    400 (never retried)
     │   ├── DremioAuthError                     401 / 403 (401 re-logs in once with a password)
     │   ├── DremioNotFound                      404
     │   ├── DremioRateLimited                   429, after the retry budget; retry_after
-    │   └── DremioServerError                   5xx, after the retry budget for 502/503/504
-    └── DremioJobError                          a job did not complete; job_id
-        ├── DremioJobFailed                     FAILED; Dremio's errorMessage
-        ├── DremioJobCancelled                  CANCELED; Dremio's cancellationReason
-        └── DremioJobTimeout (also TimeoutError)  wait(timeout=) elapsed; the job was cancelled
+    │   └── DremioServerError                   5xx, after the retry budget (GETs retry 500/502/
+    │                                           503/504, POST /sql only 503)
+    ├── DremioJobError                          a job did not complete; job_id
+    │   ├── DremioJobFailed                     FAILED; Dremio's errorMessage
+    │   │   └── DremioJobFailedTransient        ... of the cluster, not the statement (retryable)
+    │   ├── DremioJobCancelled                  CANCELED; Dremio's cancellationReason
+    │   └── DremioJobTimeout (also TimeoutError)  wait(timeout=) elapsed; the job was cancelled
+    └── DremioResultIncomplete                  the rows delivered do not match the job's row
+                                                count: job_id, expected, received
 
 Messages are built in ``__init__`` from structured arguments and never contain a
 token, a password or a request header.
@@ -37,10 +46,14 @@ __all__ = [
     "DremioJobCancelled",
     "DremioJobError",
     "DremioJobFailed",
+    "DremioJobFailedTransient",
     "DremioJobTimeout",
     "DremioNotFound",
     "DremioRateLimited",
+    "DremioResultIncomplete",
     "DremioServerError",
+    "DremioSubmitUncertain",
+    "DremioTLSError",
 ]
 
 
@@ -68,11 +81,43 @@ class DremioBackendError(DremioError, RuntimeError):
 
 
 class DremioConnectionError(DremioError):
-    """Dremio could not be reached (after retrying)."""
+    """Dremio could not be reached, or did not answer in time (after retrying).
+
+    ``sent`` is False only when the request provably never left the client (the
+    connection could not be opened), so a statement cannot have run.
+    """
+
+    def __init__(self, method: str, path: str, reason: str, *, sent: bool = True) -> None:
+        self.method, self.path, self.reason, self.sent = method, path, reason, sent
+        super().__init__(f"{method} {path}: cannot reach Dremio: {reason}")
+
+
+class DremioTLSError(DremioError):
+    """The TLS handshake failed, e.g. the server's certificate is not trusted."""
 
     def __init__(self, method: str, path: str, reason: str) -> None:
         self.method, self.path, self.reason = method, path, reason
-        super().__init__(f"{method} {path}: cannot reach Dremio: {reason}")
+        super().__init__(
+            f"{method} {path}: TLS with Dremio failed: {reason}. For a private CA pass "
+            "ssl='/path/to/ca.pem' (or set DREMIO_SSL_CA)"
+        )
+
+
+class DremioSubmitUncertain(DremioError):
+    """A SQL submission may have reached Dremio, but no usable reply came back.
+
+    The request was not sent again, because the statement may already be running
+    (an ``INSERT`` sent twice inserts twice). Check Dremio's job list before
+    re-running it. ``reason`` says what happened (a timeout, a lost reply, a
+    gateway error).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"POST {path}: the statement may have run on Dremio, but no usable reply came back "
+            f"({reason}); it was not sent again"
+        )
 
 
 class DremioAPIError(DremioError):
@@ -132,14 +177,46 @@ class DremioJobError(DremioError):
         super().__init__(message)
 
 
+# Dremio prefixes a failure's message with its error type ("RESOURCE ERROR: ...").
+# These types describe the cluster's state at the time, not the statement, so
+# the same statement can succeed later.
+_TRANSIENT_FAILURES = (
+    "RESOURCE ERROR",
+    "OUT_OF_MEMORY ERROR",
+    "CONNECTION ERROR",
+    "CONCURRENT_MODIFICATION ERROR",
+)
+
+
 class DremioJobFailed(DremioJobError):
-    """The job ended FAILED; ``error_message`` is Dremio's reason."""
+    """The job ended FAILED; ``error_message`` is Dremio's reason.
+
+    :func:`job_failed` picks :class:`DremioJobFailedTransient` when Dremio's
+    message marks a failure of the cluster rather than of the statement.
+    """
+
+    transient = False
 
     def __init__(self, job_id: str, error_message: str) -> None:
         self.error_message = error_message
         super().__init__(
             job_id, f"Dremio job {job_id} failed: {error_message or 'no reason given'}"
         )
+
+
+class DremioJobFailedTransient(DremioJobFailed):
+    """The job FAILED for a reason of the cluster's (``RESOURCE ERROR``, ``OUT_OF_MEMORY
+    ERROR``, ``CONNECTION ERROR``, ``CONCURRENT_MODIFICATION ERROR``): the same statement
+    can succeed later, so Dremio tasks retry it."""
+
+    transient = True
+
+
+def job_failed(job_id: str, error_message: str) -> DremioJobFailed:
+    """The error for a FAILED job: transient when Dremio's message says so."""
+    if error_message.lstrip().upper().startswith(_TRANSIENT_FAILURES):
+        return DremioJobFailedTransient(job_id, error_message)
+    return DremioJobFailed(job_id, error_message)
 
 
 class DremioJobCancelled(DremioJobError):
@@ -158,3 +235,19 @@ class DremioJobTimeout(DremioJobError, TimeoutError):
     def __init__(self, job_id: str, timeout: float) -> None:
         self.timeout = timeout
         super().__init__(job_id, f"Dremio job {job_id} did not finish within {timeout:g} s")
+
+
+class DremioResultIncomplete(DremioError):
+    """The rows delivered for a job do not match its row count: nothing partial is returned.
+
+    ``expected`` is the job's row count, ``received`` the rows delivered, and
+    ``detail`` names the page that was wrong.
+    """
+
+    def __init__(self, job_id: str, expected: int, received: int, detail: str = "") -> None:
+        self.job_id, self.expected, self.received, self.detail = job_id, expected, received, detail
+        more = f" ({detail})" if detail else ""
+        super().__init__(
+            f"Dremio job {job_id}: expected {expected:,} rows, received {received:,}{more}; "
+            "the result is incomplete"
+        )

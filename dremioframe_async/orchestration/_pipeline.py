@@ -30,6 +30,14 @@ def _check_limit(pipeline: str, what: str, value: object) -> int | None:
     return value
 
 
+def _check_grace(pipeline: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ArgumentError(
+            f"pipeline {pipeline!r}: cleanup_grace must be a number of seconds >= 0, got {value!r}"
+        )
+    return float(value)
+
+
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -46,7 +54,13 @@ class Pipeline:
     :param pools: named limits, ``{"dremio": 8}``; a task joins one with
         ``@task(pool="dremio")``. A value may also be an ``anyio.CapacityLimiter``
         to share one limit across pipelines and runs.
-    :raises ArgumentError: for an empty name or a limit that is not a whole number >= 1.
+    :param cleanup_grace: when a run is cancelled, its running tasks are
+        cancelled, then its ``all_done`` and ``always`` tasks whose upstream
+        tasks have all ended still run, shielded from the cancellation, for at
+        most this many seconds (``math.inf``: no bound; 0: not at all). A
+        second cancellation (see ``run(stop_cleanup=...)``) ends them sooner.
+    :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
+        or a negative ``cleanup_grace``.
     """
 
     def __init__(
@@ -56,6 +70,7 @@ class Pipeline:
         pools: Mapping[str, int | anyio.CapacityLimiter] | None = None,
         *,
         max_workers: int | None = None,
+        cleanup_grace: float = 30.0,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -69,6 +84,7 @@ class Pipeline:
             if not isinstance(size, anyio.CapacityLimiter):
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
+        self.cleanup_grace = _check_grace(name, cleanup_grace)
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], Plan] | None = None
 
@@ -125,6 +141,7 @@ class Pipeline:
         store: RunRecorder | None = None,
         resume: str | None = None,
         run_id: str | None = None,
+        stop_cleanup: anyio.Event | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -139,6 +156,11 @@ class Pipeline:
         :param resume: with ``store``, the id of an earlier run of this pipeline
             whose successful, stored results are reused instead of re-running
             those tasks; its parameters are reused unless ``context`` is given.
+            The ``all_done``, ``always`` and ``one_*`` tasks run again: they react
+            to how this run's tasks end.
+        :param stop_cleanup: the second cancellation. Once this event is set, the
+            cleanup tasks of a cancelled run (see ``cleanup_grace``) are cancelled
+            too; the command line sets it on the second Ctrl-C.
         :raises CycleError: for a cycle, before any task starts.
         :raises PipelineDefinitionError: for other graph problems, before any task starts.
         :raises LookupError: when ``resume`` names a run the store does not know.
@@ -163,6 +185,8 @@ class Pipeline:
                     pools=pools,
                     emit=emit,
                     prior=prior,
+                    cleanup_grace=self.cleanup_grace,
+                    stop_cleanup=stop_cleanup,
                 )
                 return await run.execute()
         except BaseExceptionGroup as group:

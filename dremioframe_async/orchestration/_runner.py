@@ -11,12 +11,20 @@ and runs them. A runner that takes a task when no other runner is free starts
 more (up to the concurrency limit), so tasks that wait on I/O overlap, while
 tasks that finish without waiting run back to back on the runners already
 there, without one anyio task each. Runners leave when the queue is empty.
+
+When the caller cancels the run, running tasks are cancelled and the run winds
+down: readiness keeps propagating, but only ``all_done`` and ``always`` tasks
+(cleanup) may still start, once every upstream task has ended; every other task
+ends CANCELLED. The cleanup runs shielded from the cancellation, bounded by the
+pipeline's ``cleanup_grace``; setting the run's ``stop_cleanup`` event (the
+second Ctrl-C) cancels it. Then the cancellation is re-raised.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,6 +54,13 @@ from ._threads import SlotHandover, run_in_thread
 __all__ = ["Run"]
 
 _S = TaskState
+# Trigger rules whose tasks still run when the run is cancelled (cleanup).
+CLEANUP_RULES = frozenset({TriggerRule.ALL_DONE, TriggerRule.ALWAYS})
+# Rules whose task is decided again in a resumed run rather than reusing its old
+# result: cleanup and alerts react to how this run's tasks end.
+REEVALUATED_ON_RESUME = frozenset(
+    {*CLEANUP_RULES, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
+)
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
 
@@ -63,6 +78,8 @@ class Run:
         pools: Mapping[str, anyio.CapacityLimiter],
         emit: Emit | None,
         prior: PriorRun | None,
+        cleanup_grace: float = math.inf,
+        stop_cleanup: anyio.Event | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -81,7 +98,11 @@ class Run:
         self.remaining = len(self.nodes)
         self.workers = 0
         self.busy = 0
-        self.cancelling = False
+        self.cancelling = False  # the caller cancelled: only cleanup tasks may start
+        self.closing = False  # the run is over: settle what is left, no more propagation
+        self.cleanup_grace = cleanup_grace
+        self.stop_cleanup = stop_cleanup
+        self._grace: anyio.CancelScope | None = None  # set while cleanup runs after a cancel
         self._tg: TaskGroup | None = None
         self.started = time.time()
         self.finished = self.started
@@ -165,7 +186,7 @@ class Run:
             self.remaining -= 1
             if self.emit is not None:
                 self._state_event(n)
-            if self.cancelling:
+            if self.closing:
                 continue
             if n.parent is not None:
                 self._child_done(n.parent, work)
@@ -178,6 +199,9 @@ class Run:
         if d.queued or d.state in FINAL_STATES:
             return
         rule = d.task.options.trigger_rule
+        if self.cancelling:
+            self._decide_cancelled(d, work)
+            return
         if rule is TriggerRule.ALL_SUCCESS and state is _S.SUCCESS:
             # The common case, decided without a snapshot: an earlier failure or
             # skip upstream would already have settled ``d``.
@@ -191,9 +215,22 @@ class Run:
             d.queued = True  # decided: another path to ``d`` must not settle it again
             work.append((d, decision.verdict.state(), None, None, decision.reason))
 
+    def _decide_cancelled(self, d: Node, work: list[Any]) -> None:
+        """In a cancelled run: cleanup runs once all upstream tasks ended, nothing else."""
+        if d.counts().pending:
+            return  # decided once its upstream tasks end, so cleanup keeps the graph's order
+        if d.task.options.trigger_rule in CLEANUP_RULES:
+            self._enqueue(d, work)
+        else:
+            d.queued = True
+            work.append((d, _S.CANCELLED, None, None, self._why_cancelled()))
+
     def _child_done(self, parent: Node, work: list[Any]) -> None:
         parent.left -= 1
         if parent.left:
+            return
+        if any(c.state is _S.CANCELLED for c in parent.children):
+            work.append((parent, _S.CANCELLED, None, None, self._why_cancelled()))
             return
         failed = [c for c in parent.children if c.state is not _S.SUCCESS]
         if failed:
@@ -205,7 +242,12 @@ class Run:
 
     def _enqueue(self, node: Node, work: list[Any]) -> None:
         node.queued = True
-        if self.prior is not None and node.parent is None and node.key in self.prior.results:
+        if (
+            self.prior is not None
+            and node.parent is None
+            and node.key in self.prior.results
+            and node.task.options.trigger_rule not in REEVALUATED_ON_RESUME
+        ):
             why = f"resumed from run {self.prior.run_id}"
             work.append((node, _S.SUCCESS, self.prior.results[node.key], None, why))
         else:
@@ -215,7 +257,7 @@ class Run:
 
     def _maybe_spawn(self) -> None:
         """Start runners when ready tasks wait and every runner is busy."""
-        if not self.ready or self.workers > self.busy or self._tg is None:
+        if not self.ready or self.workers > self.busy or self._tg is None or self._paused():
             return
         want = min(len(self.ready), max(1, self.busy))
         if self.run_limiter is not None:
@@ -224,10 +266,14 @@ class Run:
             self.workers += 1
             self._tg.start_soon(self._runner)
 
+    def _paused(self) -> bool:
+        # Once cancelled, nothing new starts until the wind-down picks the cleanup tasks.
+        return self.cancelling and self._grace is None
+
     async def _runner(self) -> None:
         last_yield = time.perf_counter()
         try:
-            while self.ready:
+            while self.ready and not self._paused():
                 node = self.ready.popleft()
                 self.busy += 1
                 self._maybe_spawn()
@@ -266,9 +312,12 @@ class Run:
                 self._settle(node, _S.FAILED, error=exc)
                 return
             # The run's own cancellation (a task's inner scopes catch theirs;
-            # timeouts arrive as TimeoutError): stop propagating and re-raise.
+            # timeouts arrive as TimeoutError): wind down and re-raise.
             self.cancelling = True
-            self._settle(node, _S.CANCELLED, reason="run cancelled")
+            if node.attempts == 0 and self._is_cleanup(node):
+                self.ready.append(node)  # never started: the wind-down may still run it
+            else:
+                self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
             raise
         except Exception as exc:
             self._settle(node, _S.FAILED, error=exc)
@@ -463,12 +512,16 @@ class Run:
                 )
             )
         try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                self._start_roots()
-                self._maybe_spawn()
-            # A task may have swallowed the run's cancellation: it still stands.
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    self._start_roots()
+                    self._maybe_spawn()
+                # A task may have swallowed the run's cancellation: it still stands.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except anyio.get_cancelled_exc_class():
+                await self._wind_down()
+                raise
         except BaseException:
             self._cancel_rest()
             raise
@@ -490,11 +543,56 @@ class Run:
                 self._enqueue(node, work)
                 self._drain(work)
 
-    def _cancel_rest(self) -> None:
+    # -- graceful cancellation -----------------------------------------------------
+
+    def _is_cleanup(self, node: Node) -> bool:
+        return node.task.options.trigger_rule in CLEANUP_RULES and not node.counts().pending
+
+    async def _wind_down(self) -> None:
+        """Run the cleanup tasks a cancelled run may still run: shielded, within the grace."""
         self.cancelling = True
+        self._sort_ready()
+        if not self.ready or self.cleanup_grace <= 0:
+            return
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + self.cleanup_grace
+            self._grace = scope
+            async with anyio.create_task_group() as watch:
+                if self.stop_cleanup is not None:
+                    watch.start_soon(self._stop_on_event, self.stop_cleanup, scope)
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    self._maybe_spawn()
+                watch.cancel_scope.cancel()
+
+    async def _stop_on_event(self, stop: anyio.Event, scope: anyio.CancelScope) -> None:
+        await stop.wait()
+        scope.cancel()
+
+    def _why_cancelled(self) -> str:
+        if self._grace is None or not self._grace.cancel_called:
+            return "run cancelled"
+        if self.stop_cleanup is not None and self.stop_cleanup.is_set():
+            return "run cancelled; cleanup stopped by a second cancellation"
+        grace = f"{self.cleanup_grace:g}s"
+        return f"run cancelled; cleanup cut short when cleanup_grace ({grace}) ran out"
+
+    def _sort_ready(self) -> None:
+        """Keep the ready cleanup tasks; cancel the others (which may make more ready)."""
+        waiting, self.ready = list(self.ready), deque()
+        for node in waiting:
+            if self._is_cleanup(node):
+                self.ready.append(node)
+            elif node.task.options.trigger_rule in CLEANUP_RULES and node.parent is None:
+                node.queued = False  # an ``always`` task with upstream tasks still to end
+            else:
+                self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
+
+    def _cancel_rest(self) -> None:
+        self.cancelling = self.closing = True
         for node in self.nodes:
             if node.state not in FINAL_STATES:
-                self._settle(node, _S.CANCELLED, reason="run cancelled")
+                self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
 
     def status(self) -> str:
         if self.cancelling:

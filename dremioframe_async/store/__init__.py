@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._errors import RunNotFound, StoreError, StoreSchemaError, StoreURLError
 from ._memory import MemoryStore
 from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
+from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
 from ._url import default_store_url, open_store
@@ -22,6 +23,8 @@ __all__ = [
     "PostgresStore",
     "RunInfo",
     "RunNotFound",
+    "RunPage",
+    "RunQuery",
     "RunStatus",
     "RunStore",
     "SQLiteStore",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from ._errors import RunNotFound
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge, task_row
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
+from ._paging import Keyset, RunPage, RunQuery, page_of
 from ._views import in_plan_order, pending_count, run_info, task_info
 
 __all__ = ["MemoryStore"]
@@ -84,6 +86,31 @@ class MemoryStore:
         rows = [r for r in self._runs.values() if pipeline is None or r.pipeline == pipeline]
         rows.sort(key=lambda r: r.started or 0.0, reverse=True)
         return [self._info(r) for r in rows[:limit]]
+
+    async def query_runs(self, query: RunQuery) -> RunPage:
+        """Return one page of runs matching ``query``, newest first, with the total."""
+        await anyio.lowlevel.checkpoint()
+        keyed = sorted(
+            ((r.started or 0.0, r.run_id), r)
+            for r in self._runs.values()
+            if (query.pipeline is None or r.pipeline == query.pipeline)
+            and (query.status is None or r.status == query.status.value)
+        )
+        keys = [k for k, _ in keyed]
+        cursor = query.cursor
+        if cursor is None or query.before is not None:
+            end = len(keyed) if cursor is None else bisect_left(keys, cursor)
+            chosen = keyed[max(0, end - query.limit) : end][::-1]
+        else:
+            start = bisect_right(keys, cursor)
+            chosen = keyed[start : start + query.limit][::-1]
+
+        def more(keyset: Keyset, older: bool) -> bool:
+            return (
+                bisect_left(keys, keyset) > 0 if older else bisect_right(keys, keyset) < len(keys)
+            )
+
+        return page_of(query, [self._info(r) for _, r in chosen], len(keyed), more)
 
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one run.

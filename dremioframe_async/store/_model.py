@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..orchestration._recorder import RunRecorder
 from ..orchestration._states import TaskState
+
+if TYPE_CHECKING:
+    from ._paging import RunPage, RunQuery
 
 __all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "TaskInfo"]
 
@@ -98,6 +101,13 @@ class RunStore(RunRecorder, Protocol):
         """Return one run.
 
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        ...
+
+    async def query_runs(self, query: RunQuery) -> RunPage:
+        """Return one page of runs matching ``query``, newest first, with the total.
+
+        Database stores answer from indexes, so deep pages cost what the first does.
         """
         ...
 

@@ -31,6 +31,7 @@ from ._errors import RunNotFound, StoreSchemaError
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
+from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._sql import MIGRATIONS, migration, select, upsert_json
 from ._views import in_plan_order, run_info, task_info
 
@@ -224,6 +225,25 @@ class PostgresStore:
             counts = await self._counts(conn, [r.run_id for r in runs])
         return [run_info(r, counts[r.run_id]) for r in runs]
 
+    async def query_runs(self, query: RunQuery) -> RunPage:
+        """Return one page of runs matching ``query``, newest first, with the total."""
+        sql = PageSQL(query, f"{self._prefix}runs", lambda n: f"${n}")
+        async with (await self._ensure()).acquire() as conn:
+            await self._sweep(conn)
+            text, params = sql.rows(query)
+            rows = await conn.fetch(text, *params)
+            runs = [RunRow(*r) for r in (rows if query.after is None else reversed(rows))]
+            text, params = sql.count()
+            total = await conn.fetchval(text, *params)
+            counts = await self._counts(conn, [r.run_id for r in runs])
+            beyond = {}
+            for keyset, older in ((_first(runs), False), (_last(runs), True)):
+                if keyset is not None:
+                    text, params = sql.beyond(keyset, older)
+                    beyond[keyset, older] = await conn.fetchval(text, *params)
+        infos = [run_info(r, counts[r.run_id]) for r in runs]
+        return page_of(query, infos, total, lambda k, older: bool(beyond.get((k, older))))
+
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one run.
 
@@ -272,6 +292,14 @@ class PostgresStore:
 
 
 _ROWS = (RunRow, TaskRow, AttemptRow)
+
+
+def _first(runs: list[RunRow]) -> tuple[float, str] | None:
+    return (runs[0].started or 0.0, runs[0].run_id) if runs else None
+
+
+def _last(runs: list[RunRow]) -> tuple[float, str] | None:
+    return (runs[-1].started or 0.0, runs[-1].run_id) if runs else None
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

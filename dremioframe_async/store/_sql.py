@@ -43,6 +43,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # A run's task keys (JSON list) replace the PENDING rows written at its start;
     # runs recorded before keep those rows and have no task_keys.
     ("ALTER TABLE {p}runs ADD COLUMN task_keys TEXT",),
+    # Keyset pages of runs, newest first, filtered or not (see _paging).
+    (
+        "CREATE INDEX {ip}runs_by_started ON {p}runs (started, run_id)",
+        "CREATE INDEX {ip}runs_by_pipeline_started ON {p}runs (pipeline, started, run_id)",
+        "CREATE INDEX {ip}runs_by_status_started ON {p}runs (status, started, run_id)",
+    ),
 )
 
 

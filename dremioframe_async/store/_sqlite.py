@@ -29,6 +29,7 @@ from ._errors import RunNotFound, StoreSchemaError
 from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner, is_dead
+from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._sql import MIGRATIONS, migration, select, upsert
 from ._views import in_plan_order, run_info, task_info
 
@@ -117,6 +118,10 @@ class SQLiteStore:
     ) -> Sequence[RunInfo]:
         """Return recorded runs, newest first, optionally of one pipeline only."""
         return await self._call(_list_runs, pipeline, limit)
+
+    async def query_runs(self, query: RunQuery) -> RunPage:
+        """Return one page of runs matching ``query``, newest first, with the total."""
+        return await self._call(_query_runs, query)
 
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one run.
@@ -281,6 +286,19 @@ def _list_runs(conn: sqlite3.Connection, pipeline: str | None, limit: int | None
     params = (*(() if pipeline is None else (pipeline,)), -1 if limit is None else limit)
     runs = [RunRow(*row) for row in conn.execute(sql, params).fetchall()]
     return [run_info(run, _counts(conn, run.run_id)) for run in runs]
+
+
+def _query_runs(conn: sqlite3.Connection, query: RunQuery) -> RunPage:
+    _sweep(conn)
+    sql = PageSQL(query, "runs", lambda n: "?")
+    rows = conn.execute(*sql.rows(query)).fetchall()
+    runs = [RunRow(*row) for row in (rows if query.after is None else reversed(rows))]
+    total: int = conn.execute(*sql.count()).fetchone()[0]
+
+    def more(keyset: tuple[float, str], older: bool) -> bool:
+        return conn.execute(*sql.beyond(keyset, older)).fetchone() is not None
+
+    return page_of(query, [run_info(r, _counts(conn, r.run_id)) for r in runs], total, more)
 
 
 def _get_run(conn: sqlite3.Connection, run_id: str) -> RunInfo:

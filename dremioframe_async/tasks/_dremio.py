@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..dremio import DremioClient
+from ..dremio import RETRYABLE_ERRORS, DremioClient
 from ..orchestration import Task
 from ._sql import (
     expire_snapshots_sql,
@@ -42,6 +42,18 @@ __all__ = [
 ClientSource = DremioClient | Callable[[], DremioClient] | None
 
 
+def dremio_retry_options(options: dict[str, Any], *, timeouts: bool = True) -> dict[str, Any]:
+    """Task options where, unless the user gave ``retry_on``, only what can succeed
+    on a retry is retried: :data:`~dremioframe_async.dremio.RETRYABLE_ERRORS` (and
+    attempt timeouts when ``timeouts``). A wrong token or a SQL error fails at once
+    instead of using up the retry budget.
+    """
+    if options.get("retry_on") is not None:
+        return options
+    retry_on = RETRYABLE_ERRORS + ((TimeoutError,) if timeouts else ())
+    return {**options, "retry_on": retry_on}
+
+
 @asynccontextmanager
 async def client_scope(source: ClientSource) -> AsyncIterator[DremioClient]:
     """Use the given open client, or open (and close) one made by ``source`` or from env."""
@@ -59,6 +71,10 @@ class DremioQueryTask(Task):
     the task returns the path as a string. ``query_timeout`` bounds the Dremio
     job (it is cancelled on expiry); the engine's ``timeout=`` bounds the whole
     attempt, and cancels the job too. Other keyword options are the Task's.
+
+    With ``retries=``, only connection errors, 429, 5xx, transient job failures
+    and timeouts are retried, never auth or SQL errors, unless ``retry_on=`` says
+    otherwise.
     """
 
     def __init__(
@@ -77,25 +93,29 @@ class DremioQueryTask(Task):
         self.output_path = None if output_path is None else Path(output_path)
         self.sql_context = list(sql_context) if sql_context else None
         self.query_timeout = query_timeout
-        super().__init__(name, self._execute, **options)
+        super().__init__(name, self._execute, **dremio_retry_options(options))
 
     async def _execute(self) -> pa.Table | str:
         async with client_scope(self.client) as client:
             job_id = await client.submit(self.sql, self.sql_context)
-            await client.wait(job_id, timeout=self.query_timeout)
+            job = await client.wait(job_id, timeout=self.query_timeout)
             if self.output_path is None:
-                return await client.fetch_arrow(job_id)
-            await client.to_parquet(job_id, self.output_path)
+                return await client.fetch_arrow(job)
+            await client.to_parquet(job, self.output_path)
             return str(self.output_path)
 
 
 class DremioSqlTask(Task):
-    """Run a statement and return its (small) result as a list of row dicts."""
+    """Run a statement and return its (small) result as a list of row dicts.
+
+    Retries follow :class:`DremioQueryTask`'s rules; a submission that may have
+    run (:class:`~dremioframe_async.dremio.DremioSubmitUncertain`) is never retried.
+    """
 
     def __init__(self, name: str, sql: str, *, client: ClientSource = None, **options: Any) -> None:
         self.sql = sql
         self.client = client
-        super().__init__(name, self._execute, **options)
+        super().__init__(name, self._execute, **dremio_retry_options(options))
 
     async def _execute(self) -> list[dict[str, Any]]:
         async with client_scope(self.client) as client:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..errors import DremioFrameError
 from ..orchestration import Task
-from ._dremio import ClientSource, client_scope
+from ._dremio import ClientSource, client_scope, dremio_retry_options
 
 __all__ = ["FileSensor", "SensorTimeout", "SqlSensor"]
 
@@ -52,7 +52,9 @@ class SqlSensor(Task):
     """Run ``sql`` every ``poke_interval`` seconds until ``success(table)`` holds.
 
     By default success means the first cell of the first row is truthy (as in
-    Airflow's SqlSensor). The task returns the table that satisfied it.
+    Airflow's SqlSensor). The task returns the table that satisfied it. With
+    ``retries=`` only Dremio's transient faults are retried (not a
+    :class:`SensorTimeout`, an auth or a SQL error) unless ``retry_on=`` is given.
 
     :raises SensorTimeout: ``timeout`` seconds passed first.
     """
@@ -72,7 +74,8 @@ class SqlSensor(Task):
         self.sql, self.client, self.success = sql, client, success
         self.poke_interval, self.sensor_timeout = poke_interval, timeout
         self.sql_context = list(sql_context) if sql_context else None
-        super().__init__(name, self._execute, **options)
+        # A sensor that timed out gave up on purpose: only Dremio's own faults are retried.
+        super().__init__(name, self._execute, **dremio_retry_options(options, timeouts=False))
 
     async def _execute(self) -> pa.Table:
         async with client_scope(self.client) as client:

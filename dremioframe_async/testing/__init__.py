@@ -10,5 +10,6 @@ from __future__ import annotations
 from ._model import CannedResponse, RecordedRequest
 from ._samples import sample_table
 from ._server import FakeDremio
+from ._sql import duckdb_missing
 
-__all__ = ["CannedResponse", "FakeDremio", "RecordedRequest", "sample_table"]
+__all__ = ["CannedResponse", "FakeDremio", "RecordedRequest", "duckdb_missing", "sample_table"]

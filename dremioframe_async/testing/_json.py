@@ -108,13 +108,22 @@ def _drop_nulls(value: Any) -> Any:
 
 
 def page_json(
-    ready: pa.Table, schema: list[dict[str, Any]], offset: int, limit: int, nested: bool
+    ready: pa.Table,
+    schema: list[dict[str, Any]],
+    offset: int,
+    limit: int,
+    nested: bool,
+    row_count: int | None = None,
 ) -> str:
-    """One results page as Dremio's JSON text; ``ready`` comes from :func:`json_ready`."""
+    """One results page as Dremio's JSON text; ``ready`` comes from :func:`json_ready`.
+
+    ``row_count`` overrides the reported total (a fault knob).
+    """
     rows = ready.slice(offset, limit).to_pylist()
     if nested:
         rows = [_drop_nulls(row) for row in rows]
     else:
         rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
-    body = {"rowCount": ready.num_rows, "schema": schema, "rows": rows}
+    total = ready.num_rows if row_count is None else row_count
+    body = {"rowCount": total, "schema": schema, "rows": rows}
     return _MARKED.sub(r"\1", json.dumps(body, default=_default, separators=(",", ":")))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
 import pyarrow as pa
 
-__all__ = ["CannedResponse", "FakeJob", "Fault", "RecordedRequest"]
+__all__ = ["CannedResponse", "FakeJob", "Fault", "Hold", "RecordedRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,13 @@ class CannedResponse:
 
 @dataclass(slots=True)
 class Fault:
-    """Answer the next ``remaining`` matching requests with ``status`` (or drop the connection)."""
+    """Answer the next ``remaining`` matching requests with ``status`` (or drop the connection).
+
+    A request matches when its method is ``method`` (if given), its path contains
+    ``path`` (if given) and matches ``pattern`` (if given). ``lose_reply``
+    faults let the request be handled, then drop the connection before the
+    answer; ``short_by`` faults cut that many rows off a results page.
+    """
 
     remaining: int
     status: int
@@ -55,15 +63,71 @@ class Fault:
     retry_after: float | None = None
     disconnect: bool = False
     message: str = "injected fault"
+    pattern: re.Pattern[str] | None = None
+    lose_reply: bool = False
+    short_by: int | None = None
+    after: int = 0
 
     def take(self, method: str, path: str) -> bool:
-        """Whether this fault applies to the request; counts it down if so."""
+        """Whether this fault applies to the request; counts it down if so.
+
+        The first ``after`` matching requests pass untouched.
+        """
         if self.remaining <= 0 or (self.method and self.method != method):
             return False
         if self.path and self.path not in path:
             return False
+        if self.pattern is not None and not self.pattern.search(path):
+            return False
+        if self.after > 0:
+            self.after -= 1
+            return False
         self.remaining -= 1
         return True
+
+
+@dataclass(eq=False, slots=True)
+class Hold:
+    """Requests that wait, unanswered, until :meth:`release` (or the server stops).
+
+    ``arrived`` is set when the first held request has arrived; ``waiting`` counts
+    the requests held right now. ``remaining`` is how many more requests to hold
+    (None: every matching request until released), after letting ``after`` pass.
+    """
+
+    path: str | None = None
+    method: str | None = None
+    remaining: int | None = None
+    after: int = 0
+    arrived: anyio.Event = field(default_factory=anyio.Event)
+    released: anyio.Event = field(default_factory=anyio.Event)
+    waiting: int = 0
+
+    def take(self, method: str, path: str) -> bool:
+        """Whether to hold this request; counts it down if so."""
+        if self.released.is_set() or self.remaining == 0:
+            return False
+        if (self.method and self.method != method) or (self.path and self.path not in path):
+            return False
+        if self.after > 0:
+            self.after -= 1
+            return False
+        if self.remaining is not None:
+            self.remaining -= 1
+        return True
+
+    async def wait(self) -> None:
+        """Hold one request until released."""
+        self.waiting += 1
+        self.arrived.set()
+        try:
+            await self.released.wait()
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        """Let the held requests (and later matching ones) through."""
+        self.released.set()
 
 
 def _iso(epoch: float) -> str:
@@ -89,6 +153,7 @@ class FakeJob:
     ready: pa.Table | None = None
     schema: list[dict[str, Any]] = field(default_factory=list)
     nested: bool = False
+    extra_rows: int = 0
 
     @property
     def due(self) -> bool:
@@ -102,6 +167,11 @@ class FakeJob:
         elapsed = time.monotonic() - self.submitted
         self.state = "STARTING" if elapsed < self.latency / 3 else "RUNNING"
 
+    @property
+    def reported_rows(self) -> int:
+        """The row count this job reports (its result's, plus any injected ``extra_rows``)."""
+        return (self.ready.num_rows if self.ready is not None else 0) + self.extra_rows
+
     def finish(self, state: str, *, error: str = "", reason: str = "") -> None:
         """Enter a final state."""
         self.state, self.error, self.cancellation_reason = state, error, reason
@@ -109,7 +179,7 @@ class FakeJob:
 
     def status_json(self) -> dict[str, Any]:
         """The body of ``GET /job/{id}``."""
-        rows = self.ready.num_rows if self.ready is not None and self.state == "COMPLETED" else 0
+        rows = self.reported_rows if self.state == "COMPLETED" else 0
         body: dict[str, Any] = {
             "jobState": self.state,
             "rowCount": rows,

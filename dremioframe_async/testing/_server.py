@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import socket
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -25,7 +27,7 @@ from aiohttp import web
 
 from ._catalog import CatalogView
 from ._json import dremio_schema, json_ready, page_json
-from ._model import CannedResponse, FakeJob, Fault, RecordedRequest
+from ._model import CannedResponse, FakeJob, Fault, Hold, RecordedRequest
 from ._sql import SqlEngine
 
 __all__ = ["FakeDremio"]
@@ -48,7 +50,8 @@ class FakeDremio:
     ``username``/``password`` are what its ``/apiv2/login`` accepts;
     ``project_id`` is the Dremio Cloud project it serves. ``job_latency`` is how
     long each job stays STARTING/RUNNING; ``request_latency`` delays every
-    response, as a network would.
+    response, as a network would. With ``ssl_context`` (a server context holding
+    a certificate) it serves ``https``.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class FakeDremio:
         password: str | None = None,
         project_id: str = "fake-project",
         engine_connections: int = 4,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.job_latency = job_latency
         self.request_latency = request_latency
@@ -70,6 +74,7 @@ class FakeDremio:
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.project_id = project_id
+        self.ssl_context = ssl_context
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, FakeJob] = {}
         self._engine = SqlEngine(engine_connections)
@@ -78,6 +83,9 @@ class FakeDremio:
         self._issued: list[str] = []
         self._canned: list[CannedResponse] = []
         self._faults: list[Fault] = []
+        self._holds: list[Hold] = []
+        self._short_pages: list[Fault] = []
+        self._extra_rows: list[tuple[str, int]] = []
         self._runner: web.AppRunner | None = None
         self._job_locks: dict[str, anyio.Lock] = {}
 
@@ -87,27 +95,35 @@ class FakeDremio:
 
     @property
     def url(self) -> str:
-        """The server's base URL, e.g. ``http://127.0.0.1:53211``."""
-        return f"http://{self.host}:{self.port}"
+        """The base URL, e.g. ``http://127.0.0.1:53211`` (``https`` with ``ssl_context``)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the port and start serving."""
+        """Bind the port and start serving.
+
+        :raises ImportError: DuckDB is missing (``pip install 'dremioframe_async[testing]'``).
+        """
+        await anyio.to_thread.run_sync(self._engine.check)
         app = web.Application(middlewares=[self._middleware])
         self._routes(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Held requests are released on close; the bound only guards a stuck handler.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         self._runner = runner
 
     async def close(self) -> None:
         """Stop serving and release the SQL engine (shielded: always completes)."""
         runner, self._runner = self._runner, None
+        for hold in self._holds:
+            hold.release()
         with anyio.CancelScope(shield=True):
             if runner is not None:
                 await runner.cleanup()
@@ -164,9 +180,11 @@ class FakeDremio:
         path: str | None = None,
         method: str | None = None,
         message: str = "injected fault",
+        after: int = 0,
     ) -> None:
-        """Answer the next ``count`` requests (matching ``path``/``method``) with ``status``."""
-        self._faults.append(Fault(count, status, path, method, message=message))
+        """Answer the next ``count`` requests (matching ``path``/``method``) with ``status``,
+        after letting ``after`` of them through."""
+        self._faults.append(Fault(count, status, path, method, message=message, after=after))
 
     def rate_limit_next(
         self, count: int = 1, retry_after: float = 0.05, *, path: str | None = None
@@ -178,6 +196,61 @@ class FakeDremio:
     def disconnect_next(self, count: int = 1, *, path: str | None = None) -> None:
         """Drop the connection, without an answer, for the next ``count`` requests."""
         self._faults.append(Fault(count, 0, path, disconnect=True))
+
+    def lose_reply_next(
+        self, count: int = 1, *, path: str | None = "/sql", method: str | None = None
+    ) -> None:
+        """Handle the next ``count`` matching requests, then drop the connection unanswered.
+
+        A submission still creates its job: the client cannot know whether it ran.
+        """
+        self._faults.append(Fault(count, 0, path, method, lose_reply=True))
+
+    def fail_status_polls(self, count: int = 1, status: int = 500) -> None:
+        """Answer the next ``count`` job-status requests (``GET /job/{id}``) with ``status``."""
+        pattern = re.compile(r"/job/[^/]+$")
+        self._faults.append(Fault(count, status, method="GET", pattern=pattern))
+
+    def short_pages(self, count: int = 1, *, missing: int | None = 1, after: int = 0) -> None:
+        """The next ``count`` results pages (after ``after`` good ones) lose their last
+        ``missing`` rows (None: all rows).
+
+        The reported ``rowCount`` stays the job's, as with a proxy that cuts a body.
+        """
+        self._short_pages.append(Fault(count, 200, short_by=missing, after=after))
+
+    def inflate_row_count(self, by: int, sql_substring: str = "") -> None:
+        """Jobs submitted from now on whose SQL contains ``sql_substring`` report ``by``
+        more rows (job status and results) than they deliver."""
+        self._extra_rows.insert(0, (sql_substring.lower(), by))
+
+    def hold_next(
+        self,
+        count: int | None = 1,
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        after: int = 0,
+    ) -> Hold:
+        """Hold the next ``count`` matching requests (None: all; the first ``after`` pass)
+        unanswered until released.
+
+        The returned :class:`Hold` has ``arrived`` (an event set when one has come
+        in) and ``release()``. Held requests are recorded once answered.
+        """
+        hold = Hold(path, method, count, after)
+        self._holds.append(hold)
+        return hold
+
+    def suspend(self) -> Hold:
+        """Act like a suspended server: accept connections, answer nothing until :meth:`resume`."""
+        return self.hold_next(None)
+
+    def resume(self) -> None:
+        """Answer every held request and stop holding new ones."""
+        for hold in self._holds:
+            hold.release()
+        self._holds.clear()
 
     def expire_sessions(self) -> None:
         """Forget every login token, so the next request with one gets 401."""
@@ -215,15 +288,28 @@ class FakeDremio:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resolved = _remove_dot_segments(request.rel_url.raw_path)
+        if resolved != request.rel_url.raw_path:
+            # Like the web servers and proxies in front of Dremio: a bare "." or ".."
+            # segment is resolved, so it can lead to another endpoint.
+            location = request.rel_url.with_path(resolved, encoded=True)
+            self.requests.append(RecordedRequest(request.method, request.path, {}, None, 308))
+            return web.Response(status=308, headers={"Location": str(location)})
         body = await self._body(request)
         if self.request_latency:
             await anyio.sleep(self.request_latency)
-        response = self._fault(request) or self._auth_failure(request)
+        hold = next((h for h in self._holds if h.take(request.method, request.path)), None)
+        if hold is not None:
+            await hold.wait()
+        fault = self._fault_for(request)
+        response = self._fault_response(request, fault) or self._auth_failure(request)
         if response is None:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
                 response = _error(exc.status, exc.reason)
+            if fault is not None and fault.lose_reply and request.transport is not None:
+                request.transport.close()  # handled, but the answer never leaves
         record = RecordedRequest(
             request.method, request.path, dict(request.query), body, response.status
         )
@@ -242,18 +328,22 @@ class FakeDremio:
             body = {**body, "password": "***"}
         return body
 
-    def _fault(self, request: web.Request) -> web.StreamResponse | None:
-        for fault in self._faults:
-            if fault.take(request.method, request.path):
-                if fault.disconnect:
-                    assert request.transport is not None
-                    request.transport.close()
-                    return web.Response(status=499)  # never reaches the client
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = f"{fault.retry_after:g}"
-                return _error(fault.status, fault.message, **headers)
-        return None
+    def _fault_for(self, request: web.Request) -> Fault | None:
+        return next((f for f in self._faults if f.take(request.method, request.path)), None)
+
+    def _fault_response(
+        self, request: web.Request, fault: Fault | None
+    ) -> web.StreamResponse | None:
+        if fault is None or fault.lose_reply:
+            return None
+        if fault.disconnect:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=499)  # never reaches the client
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        return _error(fault.status, fault.message, **headers)
 
     def _auth_failure(self, request: web.Request) -> web.Response | None:
         if request.path == "/apiv2/login":
@@ -284,6 +374,7 @@ class FakeDremio:
         canned = next((c for c in self._canned if c.matches(sql)), None)
         latency = canned.latency if canned and canned.latency is not None else self.job_latency
         job = FakeJob(str(uuid.uuid4()), sql, tuple(body.get("context") or ()), latency)
+        job.extra_rows = next((n for sub, n in self._extra_rows if sub in sql.lower()), 0)
         self.jobs[job.id] = job
         return web.json_response({"id": job.id})
 
@@ -310,7 +401,11 @@ class FakeDremio:
         await self._advance(job)
         if job.state != "COMPLETED" or job.ready is None:
             return _error(400, f"Job {job.id} is {job.state}: results are not available")
-        text = page_json(job.ready, job.schema, offset, limit, job.nested)
+        cut = next((f for f in self._short_pages if f.take(request.method, request.path)), None)
+        if cut is not None:  # a fault knob: rows go missing from this page
+            available = max(0, min(limit, job.ready.num_rows - offset))
+            limit = 0 if cut.short_by is None else max(0, available - cut.short_by)
+        text = page_json(job.ready, job.schema, offset, limit, job.nested, job.reported_rows)
         return web.Response(text=text, content_type="application/json")
 
     async def _cancel(self, request: web.Request) -> web.Response:
@@ -362,6 +457,22 @@ class FakeDremio:
         job.result, job.ready, job.schema = table, ready, dremio_schema(table.schema)
         job.nested = any(_nested(f.type) for f in table.schema)
         job.finish("COMPLETED")
+
+
+def _remove_dot_segments(raw_path: str) -> str:
+    """RFC 3986's dot-segment removal on an encoded path (``%2E%2E`` is not a dot segment)."""
+    if "/." not in raw_path:
+        return raw_path
+    out: list[str] = []
+    segments = raw_path.split("/")
+    for segment in segments[1:]:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    trailing = "/" if segments[-1] in (".", "..") else ""
+    return "/" + "/".join(out) + trailing
 
 
 class _SlowJobs(CannedResponse):

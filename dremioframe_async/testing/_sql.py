@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ._information_schema import rewrite_information_schema
+
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["SqlEngine", "path_parts"]
+__all__ = ["SqlEngine", "duckdb_missing", "path_parts"]
 
 
 def _duckdb() -> Any:
@@ -34,6 +36,15 @@ def _duckdb() -> Any:
         raise ImportError(
             "FakeDremio executes SQL with DuckDB: pip install 'dremioframe_async[testing]'"
         ) from exc
+
+
+def duckdb_missing() -> str | None:
+    """Why FakeDremio cannot run SQL here (DuckDB cannot be imported), or None."""
+    try:
+        _duckdb()
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 def path_parts(path: str) -> tuple[str, ...]:
@@ -114,11 +125,17 @@ class SqlEngine:
                     used.append(name)
         return sql, used
 
+    def _registered(self) -> dict[tuple[str, ...], pa.Table]:
+        with self._lock:
+            return {parts: self._tables[name] for parts, name, _ in self._paths}
+
     def execute(self, sql: str) -> pa.Table:
         """Run ``sql`` (blocking: call from a worker thread).
 
         :raises duckdb.Error: the SQL failed.
+        :raises InformationSchemaError: an ``INFORMATION_SCHEMA`` view that is not emulated.
         """
+        sql, views = rewrite_information_schema(sql, self._registered())
         rewritten, used = self.rewrite(sql)
         conn = self._acquire()
         try:
@@ -126,21 +143,37 @@ class SqlEngine:
                 if name not in conn.registered:
                     conn.con.register(name, self._tables[name])
                     conn.registered.add(name)
+            for name, view in views.items():  # built per query: the tables may have changed
+                conn.con.register(name, view)
             relation = conn.con.sql(rewritten)
             return relation.to_arrow_table() if relation is not None else pa.table({})
         finally:
             self._idle.put(conn)
             self._capacity.release()
 
+    def check(self) -> None:
+        """Make sure DuckDB can be imported.
+
+        :raises ImportError: it cannot, with the command that installs it.
+        """
+        _duckdb()
+
     def _acquire(self) -> _Connection:
         self._capacity.acquire()
         try:
             return self._idle.get_nowait()
         except queue.Empty:
+            pass
+        try:
             conn = _Connection(_duckdb().connect())
-            with self._lock:
-                self._all.append(conn)
-            return conn
+        except BaseException:
+            # No connection was made: give the slot back, or every failure leaks one
+            # and the engine hangs once all are gone.
+            self._capacity.release()
+            raise
+        with self._lock:
+            self._all.append(conn)
+        return conn
 
     def close(self) -> None:
         """Close every connection."""

@@ -1,0 +1,281 @@
+"""The JSON API under ``/api/`` and the server-sent events of a run.
+
+Live updates: ``GET /api/runs/{run_id}/events`` streams ``run`` events (the run
+and the tasks that changed since the last one) until the run ends, then one
+``end`` event. A run of this process is read from its own events, at most
+:data:`UPDATE_GAP` apart; any other run is read from the store every
+``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+from aiohttp import web
+
+from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, TaskInfo
+from ._launcher import ActionRefused, planned_edges
+from ._model import run_json, task_json, task_state_json
+from ._security import SECURITY_HEADERS
+from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+
+__all__ = ["add_api_routes", "parse_query", "read_params"]
+
+UPDATE_GAP = 0.1  # coalesce bursts of events into at most ten updates a second
+HEARTBEAT = 15.0  # a comment line now and then, so a closed client is noticed
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+def json_error(message: str, status: int) -> web.Response:
+    """``{"error": message}`` with ``status``."""
+    return _json({"error": message}, status)
+
+
+def parse_query(query: Mapping[str, str]) -> RunQuery:
+    """A :class:`RunQuery` from ``pipeline``, ``status``, ``before``, ``after``, ``limit``.
+
+    :raises ValueError: for a bad value (the message says which).
+    """
+    status = query.get("status") or None
+    if status is not None and status not in RunStatus.__members__:
+        raise ValueError(f"status must be one of {', '.join(RunStatus.__members__)}")
+    try:
+        limit = int(query.get("limit") or 50)
+    except ValueError:
+        raise ValueError("limit must be a whole number") from None
+    return RunQuery(
+        pipeline=query.get("pipeline") or None,
+        status=RunStatus(status) if status else None,
+        before=query.get("before") or None,
+        after=query.get("after") or None,
+        limit=limit,
+    )
+
+
+def read_params(text: str | None) -> dict[str, Any]:
+    """Run parameters from JSON text: an object, or nothing.
+
+    :raises ValueError: when the text is not a JSON object.
+    """
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"params must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError('params must be a JSON object, e.g. {"day": "2026-12-01"}')
+    return value
+
+
+def _ui(request: web.Request) -> UIState:
+    return request.app[UI_KEY]
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    try:
+        query = parse_query(request.query)
+    except ValueError as exc:
+        return json_error(str(exc), 400)
+    page = await _ui(request).store.query_runs(query)
+    return _json(
+        {
+            "runs": [run_json(r) for r in page.runs],
+            "total": page.total,
+            "older": page.older,
+            "newer": page.newer,
+        }
+    )
+
+
+async def get_run(request: web.Request) -> web.Response:
+    ui = _ui(request)
+    run_id = request.match_info["run_id"]
+    try:
+        run, tasks = await ui.read_run(run_id)
+    except RunNotFound as exc:
+        return json_error(str(exc), 404)
+    return _json(
+        {
+            "run": run_json(run),
+            "tasks": [task_json(t) for t in tasks],
+            "cancellable": ui.launcher.running_here(run_id),
+            "resumable": ui.can_resume(run),
+            "url": RequestUrls(request).run(run_id),
+        }
+    )
+
+
+async def list_pipelines(request: web.Request) -> web.Response:
+    ui = _ui(request)
+    out = []
+    for name, entry in ui.pipelines.items():
+        edges = planned_edges(entry.pipeline)
+        last = await ui.store.query_runs(RunQuery(pipeline=name, limit=5))
+        out.append(
+            {
+                "name": name,
+                "tasks": [
+                    {"key": k, "upstream": list(up)}
+                    for k, up in (edges.items() if isinstance(edges, dict) else ())
+                ],
+                "graph_error": edges if isinstance(edges, str) else None,
+                "schedule": entry.schedule,
+                "last_runs": [run_json(r) for r in last.runs],
+            }
+        )
+    return _json({"pipelines": out})
+
+
+async def _action(
+    request: web.Request, act: Callable[[UIState], Awaitable[str | None]]
+) -> web.Response:
+    try:
+        run_id = await act(_ui(request))
+    except ActionRefused as exc:
+        return json_error(str(exc), exc.status)
+    if run_id is None:
+        return _json({"ok": True}, 202)
+    return _json({"run_id": run_id, "url": RequestUrls(request).run(run_id)}, 202)
+
+
+async def trigger(request: web.Request) -> web.Response:
+    try:
+        body = await request.text()
+        data = json.loads(body) if body.strip() else {}
+        if not isinstance(data, dict):
+            raise ValueError('the body must be a JSON object: {"params": {...}}')
+        params = data.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValueError("params must be a JSON object")
+    except ValueError as exc:
+        return json_error(str(exc), 400)
+    name = request.match_info["name"]
+    return await _action(request, lambda ui: ui.launcher.trigger(name, params))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    run_id = request.match_info["run_id"]
+
+    async def act(ui: UIState) -> None:
+        ui.launcher.cancel(run_id)
+
+    return await _action(request, act)
+
+
+async def resume(request: web.Request) -> web.Response:
+    run_id = request.match_info["run_id"]
+    return await _action(request, lambda ui: ui.launcher.resume(run_id))
+
+
+async def csrf(request: web.Request) -> web.Response:
+    return _json({"csrf_token": request[CSRF_KEY]})
+
+
+# ---------------------------------------------------------------- server-sent events
+
+
+class _Diff:
+    """What changed since the last update: the run, and the tasks whose state moved."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._run: dict[str, Any] | None = None
+
+    def update(self, run: RunInfo, tasks: Sequence[TaskInfo]) -> dict[str, Any] | None:
+        run_data = run_json(run)
+        changed = []
+        for t in tasks:
+            data = task_state_json(t)
+            if self._tasks.get(t.key) != data:
+                self._tasks[t.key] = data
+                changed.append(data)
+        if not changed and run_data == self._run:
+            return None
+        self._run = run_data
+        return {"run": run_data, "tasks": changed}
+
+
+async def _send(resp: web.StreamResponse, event: str, data: Any) -> None:
+    await resp.write(f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode())
+
+
+async def run_events(request: web.Request) -> web.StreamResponse:
+    ui = _ui(request)
+    run_id = request.match_info["run_id"]
+    try:
+        run, tasks = await ui.read_run(run_id)
+    except RunNotFound as exc:
+        return json_error(str(exc), 404)
+    resp = web.StreamResponse(
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Type": "text/event-stream",
+            "X-Accel-Buffering": "no",  # a proxy must pass events on at once
+        }
+    )
+    await resp.prepare(request)
+    diff = _Diff()
+    quiet_since = anyio.current_time()
+    try:
+        while True:
+            version = live.version if (live := ui.live.get(run_id)) is not None else 0
+            if (payload := diff.update(run, tasks)) is not None:
+                await _send(resp, "run", payload)
+                quiet_since = anyio.current_time()
+            elif anyio.current_time() - quiet_since > HEARTBEAT:
+                await resp.write(b": still running\n\n")  # fails once the client has gone
+                quiet_since = anyio.current_time()
+            if run.status is not RunStatus.RUNNING:
+                await _send(resp, "end", {"status": run.status.value})
+                break
+            if not await _wait(ui, run_id, version):
+                break  # the application is stopping
+            run, tasks = await ui.read_run(run_id)
+    except (ConnectionError, RunNotFound):
+        pass  # the client went away, or the run left the store
+    return resp
+
+
+async def _wait(ui: UIState, run_id: str, version: int) -> bool:
+    """Wait for the next change (or a poll or heartbeat); False when the UI is closing."""
+    closing = ui.closing
+    if closing is None or closing.is_set():
+        return False
+    live = ui.live.get(run_id)
+
+    async def change() -> None:
+        if live is not None:
+            with anyio.move_on_after(HEARTBEAT):
+                await live.wait_changed(version)
+            await anyio.sleep(UPDATE_GAP)
+        else:
+            await anyio.sleep(ui.poll_interval)
+
+    async with anyio.create_task_group() as tg:
+
+        async def first(wait: Callable[[], Awaitable[Any]]) -> None:
+            await wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(first, change)
+        tg.start_soon(first, closing.wait)
+    return not closing.is_set()
+
+
+def add_api_routes(router: web.UrlDispatcher) -> None:
+    """Register the JSON API's routes."""
+    router.add_get("/api/runs", list_runs, name="api_runs")
+    router.add_get("/api/runs/{run_id}", get_run, name="api_run")
+    router.add_get("/api/runs/{run_id}/events", run_events, name="api_run_events")
+    router.add_post("/api/runs/{run_id}/cancel", cancel, name="api_cancel")
+    router.add_post("/api/runs/{run_id}/resume", resume, name="api_resume")
+    router.add_get("/api/pipelines", list_pipelines, name="api_pipelines")
+    router.add_post("/api/pipelines/{name}/runs", trigger, name="api_trigger")
+    router.add_get("/api/csrf", csrf, name="api_csrf")

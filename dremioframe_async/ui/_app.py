@@ -1,0 +1,378 @@
+"""``ui_app()``: the aiohttp application, its middleware and its HTML pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from functools import partial
+from pathlib import Path
+
+import anyio
+from aiohttp import web
+from yarl import URL
+
+from ..orchestration import Pipeline
+from ..store import RunInfo, RunNotFound, RunStore
+from . import _pages as pages
+from ._api import add_api_routes, json_error, parse_query, read_params
+from ._html import Markup
+from ._launcher import ActionRefused, PipelineEntry, RunLauncher, planned_edges
+from ._live import LiveRuns
+from ._security import (
+    CSRF_COOKIE,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    Guard,
+    is_loopback,
+)
+from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+
+__all__ = ["run_launcher", "run_listener", "ui_app"]
+
+log = logging.getLogger("dremioframe_async.ui")
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Reachable without credentials: the sign-in page and the stylesheet and script.
+_OPEN_ROUTES = frozenset({"login", "login_post", "static"})
+RENDER_IN_THREAD = 500  # tasks; a 10,000-task run page takes about 0.1 s to build
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def ui_app(
+    store: RunStore,
+    pipelines: Iterable[Pipeline | PipelineEntry] | None = None,
+    auth: Auth | Sequence[Auth] | None = None,
+    *,
+    poll_interval: float = 1.0,
+) -> web.Application:
+    """The web UI over ``store``, as an application to serve or mount as a sub-app.
+
+    ``app.add_subapp("/pipelines/", ui_app(store, [etl]))``. ``pipelines`` are the
+    ones the UI can trigger and resume (a :class:`PipelineEntry` adds the schedule
+    it shows). Runs of this process show live once their events reach
+    :func:`run_listener`; the UI's own runs always do. Other runs are read from the
+    store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
+    are answered.
+
+    :raises ValueError: for two pipelines with one name, or a ``poll_interval`` <= 0.
+    """
+    entries = _entries(pipelines or ())
+    if poll_interval <= 0:
+        raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
+    auths: tuple[Auth, ...] = (
+        (auth,) if isinstance(auth, BearerAuth | BasicAuth) else tuple(auth or ())
+    )
+    live = LiveRuns()
+    state = UIState(
+        store=store,
+        pipelines=entries,
+        live=live,
+        launcher=RunLauncher(store, entries, live),
+        guard=Guard(auths),
+        poll_interval=poll_interval,
+    )
+    app = web.Application(middlewares=[_headers, _guard])
+    app[UI_KEY] = state
+    app.cleanup_ctx.append(_lifespan)
+    app.on_shutdown.append(_closing)
+    _routes(app.router)
+    return app
+
+
+def run_listener(app: web.Application) -> LiveRuns:
+    """The ``on_event`` listener that shows this process's runs live in the UI ``app``.
+
+    ``await pipeline.run(store=store, on_event=run_listener(ui))``.
+    """
+    return app[UI_KEY].live
+
+
+def run_launcher(app: web.Application) -> RunLauncher:
+    """The UI's launcher: ``await run_launcher(ui).trigger("etl", {"day": ...})`` starts a
+    run in the UI's loop, recorded in its store and cancellable from its pages."""
+    return app[UI_KEY].launcher
+
+
+def _entries(pipelines: Iterable[Pipeline | PipelineEntry]) -> dict[str, PipelineEntry]:
+    entries: dict[str, PipelineEntry] = {}
+    for item in pipelines:
+        entry = item if isinstance(item, PipelineEntry) else PipelineEntry(item)
+        if not isinstance(entry.pipeline, Pipeline):
+            raise TypeError(f"pipelines= takes Pipeline or PipelineEntry objects, got {item!r}")
+        if entry.pipeline.name in entries:
+            raise ValueError(f"two pipelines named {entry.pipeline.name!r}")
+        entries[entry.pipeline.name] = entry
+    return entries
+
+
+async def _lifespan(app: web.Application) -> AsyncIterator[None]:
+    state = app[UI_KEY]
+    state.closing = anyio.Event()
+    async for _ in state.launcher.lifespan():
+        yield
+
+
+async def _closing(app: web.Application) -> None:
+    # Open event streams end here; aiohttp's cleanup would otherwise wait for them.
+    if (closing := app[UI_KEY].closing) is not None:
+        closing.set()
+
+
+def _routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/", runs_handler, name="runs")
+    router.add_get("/runs/{run_id}", run_handler, name="run")
+    router.add_get("/runs/{run_id}/live", run_live_handler, name="run_live")
+    router.add_post("/runs/{run_id}/cancel", form_cancel, name="form_cancel")
+    router.add_post("/runs/{run_id}/resume", form_resume, name="form_resume")
+    router.add_get("/pipelines", pipelines_handler, name="pipelines")
+    router.add_post("/pipelines/{name}/trigger", form_trigger, name="form_trigger")
+    router.add_get("/login", login_handler, name="login")
+    router.add_post("/login", login_post, name="login_post")
+    add_api_routes(router)
+    router.add_static("/static/", STATIC, name="static", append_version=False)
+
+
+# ---------------------------------------------------------------- middleware
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(SECURITY_HEADERS)
+        raise
+    except Exception:
+        # Answer here, with the headers and without the traceback (it is logged).
+        log.exception("the UI failed to answer %s %s", request.method, request.path)
+        response = web.Response(status=500, text="internal error (logged by the server)")
+    if not response.prepared:  # a stream has sent its headers already (set below)
+        response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _wants_html(request: web.Request) -> bool:
+    return not request.path.startswith(_api_prefix(request)) and "text/html" in request.headers.get(
+        "Accept", ""
+    )
+
+
+def _api_prefix(request: web.Request) -> str:
+    return str(request.app.router["api_runs"].url_for()).rsplit("/runs", 1)[0]
+
+
+async def _identify(request: web.Request, guard: Guard) -> str | None:
+    """``bearer``, ``basic``, ``session`` or ``anonymous``; None when not allowed in."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and guard.bearer:
+        return "bearer" if guard.token_ok(credentials.strip()) else None
+    if scheme.lower() == "basic" and guard.basic:
+        return "basic" if await guard.basic_ok(credentials.strip()) else None
+    if guard.session_ok(request.cookies.get(SESSION_COOKIE)):
+        return "session"
+    if not guard.auth:
+        # A loopback peer, and a loopback Host too: a page whose DNS name was rebound
+        # to 127.0.0.1 (the browser then sends its own name) gets nothing.
+        host = URL(f"//{request.host}").host
+        return "anonymous" if is_loopback(request.remote) and is_loopback(host) else None
+    return None
+
+
+def _refuse(request: web.Request, guard: Guard) -> web.StreamResponse:
+    if not guard.auth:
+        text = (
+            "this UI has no auth configured and answers loopback clients (by a loopback name) only"
+        )
+        return json_error(text, 403)
+    if _wants_html(request) and guard.bearer and not guard.basic:
+        raise web.HTTPSeeOther(RequestUrls(request).login())
+    response = json_error("authentication required", 401)
+    challenge = 'Basic realm="dremioframe_async", charset="UTF-8"' if guard.basic else "Bearer"
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+async def _csrf_sent(request: web.Request) -> str | None:
+    if (token := request.headers.get("X-CSRF-Token")) is not None:
+        return token
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        value = (await request.post()).get("csrf_token")
+        return value if isinstance(value, str) else None
+    return None
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    guard = request.app[UI_KEY].guard
+    route = request.match_info.route.resource
+    name = route.name if route is not None else None
+    kind = await _identify(request, guard)
+    if kind is None and name not in _OPEN_ROUTES:
+        return _refuse(request, guard)
+    cookie = request.cookies.get(CSRF_COOKIE)
+    fresh = not guard.csrf_valid(cookie)
+    request[CSRF_KEY] = guard.new_csrf() if fresh or cookie is None else cookie
+    unsafe = request.method not in _SAFE_METHODS and kind != "bearer"
+    if unsafe and not guard.csrf_matches(cookie, await _csrf_sent(request)):
+        return json_error("missing or wrong CSRF token (reload the page and try again)", 403)
+    response = await handler(request)
+    if fresh and not response.prepared:
+        response.set_cookie(
+            CSRF_COOKIE,
+            request[CSRF_KEY],
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+            path="/",
+        )
+    return response
+
+
+# ---------------------------------------------------------------- pages
+
+
+def _ui(request: web.Request) -> UIState:
+    return request.app[UI_KEY]
+
+
+def _html(request: web.Request, title: str, body: Markup, status: int = 200) -> web.Response:
+    text = pages.layout(RequestUrls(request), title, request[CSRF_KEY], body)
+    return web.Response(text=text, content_type="text/html", status=status)
+
+
+async def runs_handler(request: web.Request) -> web.Response:
+    ui = _ui(request)
+    try:
+        query = parse_query(request.query)
+    except ValueError as exc:
+        return _html(request, "Runs", pages.message_page("Bad filter", str(exc)), 400)
+    page = await ui.store.query_runs(query)
+    body = pages.runs_page(
+        RequestUrls(request),
+        page,
+        sorted(ui.pipelines),
+        query.pipeline or "",
+        query.status.value if query.status else "",
+    )
+    return _html(request, "Runs", body)
+
+
+async def _run_body(request: web.Request) -> tuple[RunInfo, Markup] | None:
+    ui = _ui(request)
+    run_id = request.match_info["run_id"]
+    try:
+        run, tasks = await ui.read_run(run_id)
+    except RunNotFound:
+        return None
+    entry = ui.pipelines.get(run.pipeline)
+    edges = planned_edges(entry.pipeline) if entry is not None else {}
+    render = partial(
+        pages.run_body,
+        RequestUrls(request),
+        run,
+        tasks,
+        csrf=request[CSRF_KEY],
+        planned=edges if isinstance(edges, dict) else {},
+        can_cancel=ui.launcher.running_here(run_id),
+        can_resume=ui.can_resume(run),
+    )
+    # Rendering is pure CPU work over frozen views: a big run's goes off the loop.
+    if len(tasks) > RENDER_IN_THREAD:
+        return run, await anyio.to_thread.run_sync(render)
+    return run, render()
+
+
+async def run_handler(request: web.Request) -> web.Response:
+    found = await _run_body(request)
+    if found is None:
+        text = f"no run {request.match_info['run_id']!r} in the store"
+        return _html(request, "Not found", pages.message_page("Not found", text), 404)
+    run, body = found
+    return _html(request, f"Run {run.run_id[:12]}", pages.run_page(RequestUrls(request), run, body))
+
+
+async def run_live_handler(request: web.Request) -> web.Response:
+    found = await _run_body(request)
+    if found is None:
+        return web.Response(status=404, text="no such run")
+    return web.Response(text=found[1], content_type="text/html")
+
+
+async def pipelines_handler(
+    request: web.Request, error: str | None = None, status: int = 200
+) -> web.Response:
+    ui = _ui(request)
+    sections = []
+    for name, entry in ui.pipelines.items():
+        last = await ui.store.query_runs(parse_query({"pipeline": name, "limit": "5"}))
+        sections.append(
+            pages.pipeline_section(
+                RequestUrls(request), entry.pipeline, entry.schedule, last.runs, request[CSRF_KEY]
+            )
+        )
+    return _html(request, "Pipelines", pages.pipelines_page(sections, error), status)
+
+
+async def _form_action(
+    request: web.Request, act: Callable[[UIState], Awaitable[str]]
+) -> web.Response:
+    try:
+        run_id = await act(_ui(request))
+    except ActionRefused as exc:
+        return _html(request, "Refused", pages.message_page("Refused", str(exc)), exc.status)
+    raise web.HTTPSeeOther(RequestUrls(request).run(run_id))
+
+
+async def form_trigger(request: web.Request) -> web.Response:
+    form = await request.post()
+    raw = form.get("params")
+    try:
+        params = read_params(raw if isinstance(raw, str) else None)
+    except ValueError as exc:
+        return await pipelines_handler(request, str(exc), 400)
+    name = request.match_info["name"]
+    return await _form_action(request, lambda ui: ui.launcher.trigger(name, params))
+
+
+async def form_cancel(request: web.Request) -> web.Response:
+    run_id = request.match_info["run_id"]
+
+    async def act(ui: UIState) -> str:
+        ui.launcher.cancel(run_id)
+        return run_id
+
+    return await _form_action(request, act)
+
+
+async def form_resume(request: web.Request) -> web.Response:
+    run_id = request.match_info["run_id"]
+    return await _form_action(request, lambda ui: ui.launcher.resume(run_id))
+
+
+async def login_handler(request: web.Request) -> web.Response:
+    failed = request.query.get("failed") == "1"
+    return _html(
+        request, "Sign in", pages.login_page(RequestUrls(request), request[CSRF_KEY], failed)
+    )
+
+
+async def login_post(request: web.Request) -> web.Response:
+    guard = _ui(request).guard
+    token = (await request.post()).get("token")
+    urls = RequestUrls(request)
+    if not guard.bearer or not isinstance(token, str) or not guard.token_ok(token):
+        raise web.HTTPSeeOther(urls.login() + "?failed=1")
+    response = web.HTTPSeeOther(urls.runs())
+    response.set_cookie(
+        SESSION_COOKIE,
+        guard.open_session(),
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+    )
+    raise response

@@ -1,0 +1,144 @@
+"""What the pages and the JSON API show of a run: JSON shapes, secret masking, mapped groups."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import AttemptInfo, RunInfo, TaskInfo
+
+__all__ = [
+    "MASK",
+    "TaskGroup",
+    "attempt_json",
+    "group_tasks",
+    "mask",
+    "run_json",
+    "task_json",
+    "task_state_json",
+]
+
+MASK = "********"
+# Values under keys like these are never shown (params, stored results).
+_SECRET = re.compile(r"pass|secret|token|credential|api[_-]?key|auth|private", re.IGNORECASE)
+_INSTANCE = re.compile(r"^(?P<parent>.+)\[(?P<index>\d+)\]$")
+MAX_RESULT_CHARS = 4000
+MAX_PREVIEW_ITEMS = 100
+
+
+def mask(value: Any) -> Any:
+    """``value`` with every entry under a secret-looking key replaced by :data:`MASK`."""
+    if isinstance(value, Mapping):
+        return {str(k): MASK if _SECRET.search(str(k)) else mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask(v) for v in value]
+    return value
+
+
+def result_text(task: TaskInfo) -> str | None:
+    """The stored result as (masked, bounded) JSON text, or None when nothing was stored."""
+    if not task.result_stored:
+        return None
+    text = json.dumps(mask(_preview(task.result)), indent=1, sort_keys=True, default=str)
+    if len(text) > MAX_RESULT_CHARS:
+        text = text[:MAX_RESULT_CHARS] + f"\n… ({len(text)} characters in all)"
+    return text
+
+
+def _preview(value: Any) -> Any:
+    """A big list cut to its first items, so masking and encoding it stay cheap."""
+    if isinstance(value, list) and len(value) > MAX_PREVIEW_ITEMS:
+        rest = len(value) - MAX_PREVIEW_ITEMS
+        return [*value[:MAX_PREVIEW_ITEMS], f"… and {rest} more items"]
+    return value
+
+
+def run_json(run: RunInfo) -> dict[str, Any]:
+    """A run as the API returns it."""
+    return {
+        "run_id": run.run_id,
+        "pipeline": run.pipeline,
+        "status": run.status.value,
+        "started": run.started,
+        "finished": run.finished,
+        "duration": run.duration,
+        "params": mask(dict(run.params)),
+        "resumed_from": run.resumed_from,
+        "counts": dict(run.counts),
+    }
+
+
+def attempt_json(attempt: AttemptInfo) -> dict[str, Any]:
+    """One attempt as the API returns it."""
+    return {
+        "number": attempt.number,
+        "state": attempt.state.value,
+        "started": attempt.started,
+        "finished": attempt.finished,
+        "error_type": attempt.error_type,
+        "error_message": attempt.error_message,
+        "error_traceback": attempt.error_traceback,
+        "retry_delay": attempt.retry_delay,
+    }
+
+
+def task_json(task: TaskInfo) -> dict[str, Any]:
+    """One task instance, with attempts and its stored result, as the API returns it."""
+    return {
+        **task_state_json(task),
+        "reason": task.reason,
+        "upstream": list(task.upstream),
+        "attempts": [attempt_json(a) for a in task.attempts],
+        "result": mask(task.result) if task.result_stored else None,
+        "result_stored": task.result_stored,
+        "result_type": task.result_type,
+        "result_note": task.result_note,
+    }
+
+
+def task_state_json(task: TaskInfo) -> dict[str, Any]:
+    """The part of a task that changes while it runs (what live updates carry)."""
+    return {
+        "key": task.key,
+        "state": task.state.value,
+        "attempts_made": len(task.attempts),
+        "started": task.started,
+        "finished": task.finished,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGroup:
+    """A task and, when it was mapped (``expand``), its instances in index order."""
+
+    task: TaskInfo
+    instances: tuple[TaskInfo, ...] = ()
+
+
+def group_tasks(tasks: Iterable[TaskInfo]) -> list[TaskGroup]:
+    """Put each mapped instance (``key[3]``) under its task (``key``), keeping first-seen order."""
+    tasks = list(tasks)
+    keys = {t.key for t in tasks}
+    children: dict[str, list[tuple[int, TaskInfo]]] = {}
+    top: list[TaskInfo] = []
+    for t in tasks:
+        match = _INSTANCE.match(t.key) if t.key.endswith("]") else None
+        if match and match["parent"] in keys:
+            children.setdefault(match["parent"], []).append((int(match["index"]), t))
+        else:
+            top.append(t)
+    return [
+        TaskGroup(t, tuple(c for _, c in sorted(children.get(t.key, []), key=lambda p: p[0])))
+        for t in top
+    ]
+
+
+def instance_note(instances: Sequence[TaskInfo]) -> str:
+    """``×12 (10 ok)``: how many instances a mapped task has and how many succeeded."""
+    if not instances:
+        return ""
+    ok = sum(1 for t in instances if t.state.value == "SUCCESS")
+    return f"×{len(instances)} ({ok} ok)"

@@ -1,0 +1,110 @@
+"""The attempts of a run as a Gantt chart: one row per task instance, one bar per attempt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from ..store import RunInfo, TaskInfo
+from ._html import Markup, el
+from ._model import TaskGroup, group_tasks
+
+__all__ = ["MAX_ROWS", "timeline_svg"]
+
+MAX_ROWS = 200
+LABEL_W, CHART_W, ROW_H, BAR_H, AXIS_H = 200, 700, 18, 12, 20
+LABEL_CHARS = 28
+
+
+def _span(run: RunInfo, tasks: Sequence[TaskInfo]) -> tuple[float, float]:
+    ends = [a.finished or a.started or 0.0 for t in tasks for a in t.attempts]
+    end = run.finished if run.finished is not None else max([time.time(), *ends])
+    return run.started, max(end, run.started + 0.001)
+
+
+def _seconds(s: float) -> str:
+    if s < 10:
+        return f"{s:.2f}s"
+    return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f}m"
+
+
+def _rows(groups: Sequence[TaskGroup]) -> list[tuple[TaskInfo, bool]]:
+    """Tasks in plan order, each mapped task followed by its instances (flagged True)."""
+    rows: list[tuple[TaskInfo, bool]] = []
+    for group in groups:
+        rows.append((group.task, False))
+        rows.extend((t, True) for t in group.instances)
+    return [(t, inst) for t, inst in rows if t.started is not None]
+
+
+def _bar(cls: str, x: float, y: int, w: float, h: int, tip: str) -> Markup:
+    attrs = {"class": cls, "x": f"{x:.1f}", "y": y, "width": f"{w:.1f}", "height": h}
+    return el("rect", attrs, el("title", None, tip))
+
+
+def timeline_svg(
+    run: RunInfo, tasks: Sequence[TaskInfo], groups: Sequence[TaskGroup] | None = None
+) -> Markup:
+    """The chart as an ``<svg>``; tasks that never started have no row.
+
+    A mapped task's row spans its instances (a thin bar); each instance follows it.
+    """
+    rows = _rows(groups if groups is not None else group_tasks(tasks))
+    if not rows:
+        return el("p", {"class": "muted"}, "no attempt has started yet")
+    hidden = max(0, len(rows) - MAX_ROWS)
+    rows = rows[:MAX_ROWS]
+    t0, t1 = _span(run, [t for t, _ in rows])
+    scale = CHART_W / (t1 - t0)
+    now = min(time.time(), t1)
+    body = []
+    for i, (task, instance) in enumerate(rows):
+        y = AXIS_H + i * ROW_H
+        name = task.key if len(task.key) <= LABEL_CHARS else task.key[: LABEL_CHARS - 1] + "…"
+        x_label = 16 if instance else 4
+        body.append(el("text", {"class": "tl-label", "x": x_label, "y": y + BAR_H}, name))
+        for a in task.attempts:
+            if a.started is None:
+                continue
+            end = a.finished if a.finished is not None else now
+            tip = f"{task.key} attempt {a.number}: {a.state.value}, {_seconds(end - a.started)}"
+            x, w = LABEL_W + (a.started - t0) * scale, max(2.0, (end - a.started) * scale)
+            body.append(_bar(f"bar s-{a.state.value}", x, y + 2, w, BAR_H, tip))
+        if not task.attempts and task.started is not None:  # a mapped task: its span
+            end = task.finished if task.finished is not None else now
+            tip = f"{task.key}: {task.state.value}, {_seconds(end - task.started)}"
+            x, w = LABEL_W + (task.started - t0) * scale, max(2.0, (end - task.started) * scale)
+            body.append(_bar(f"bar span s-{task.state.value}", x, y + 5, w, BAR_H - 6, tip))
+    height = AXIS_H + len(rows) * ROW_H + 4
+    width = LABEL_W + CHART_W + 10
+    svg = el(
+        "svg",
+        {
+            "class": "timeline",
+            "role": "img",
+            "aria-label": "attempts timeline",
+            "viewBox": f"0 0 {width} {height}",
+            "width": width,
+            "height": height,
+            "xmlns": "http://www.w3.org/2000/svg",
+        },
+        _axis(t1 - t0, height),
+        body,
+    )
+    note = el("p", {"class": "muted"}, f"{hidden} more rows not drawn") if hidden else None
+    return Markup(svg + (note or ""))
+
+
+def _axis(span: float, height: int) -> list[Markup]:
+    marks = []
+    for i in range(6):
+        x = LABEL_W + CHART_W * i / 5
+        marks.append(
+            el("line", {"class": "tick", "x1": x, "x2": x, "y1": AXIS_H - 4, "y2": height})
+        )
+        anchor = "end" if i == 5 else "start"
+        text = f"+{_seconds(span * i / 5)}"
+        marks.append(
+            el("text", {"class": "tick-label", "x": x, "y": 12, "text-anchor": anchor}, text)
+        )
+    return marks
