@@ -46,21 +46,20 @@ from ._node import Node, task_run
 from ._recorder import PriorRun
 from ._result import LazyTaskRuns, RunContext, RunResult
 from ._retry import make_retrying
-from ._rules import Verdict, decide
-from ._states import FINAL_STATES, TaskState, TriggerRule
+from ._rules import (
+    Verdict,
+    decide,
+    only_successes_matter,
+    reevaluated_on_resume,
+    runs_on_cancel,
+)
+from ._states import FINAL_STATES, TaskState
 from ._task import Task, contains_task
 from ._threads import SlotHandover, run_in_thread
 
 __all__ = ["Run"]
 
 _S = TaskState
-# Trigger rules whose tasks still run when the run is cancelled (cleanup).
-CLEANUP_RULES = frozenset({TriggerRule.ALL_DONE, TriggerRule.ALWAYS})
-# Rules whose task is decided again in a resumed run rather than reusing its old
-# result: cleanup and alerts react to how this run's tasks end.
-REEVALUATED_ON_RESUME = frozenset(
-    {*CLEANUP_RULES, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
-)
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
 
@@ -202,9 +201,8 @@ class Run:
         if self.cancelling:
             self._decide_cancelled(d, work)
             return
-        if rule is TriggerRule.ALL_SUCCESS and state is _S.SUCCESS:
-            # The common case, decided without a snapshot: an earlier failure or
-            # skip upstream would already have settled ``d``.
+        if state is _S.SUCCESS and only_successes_matter(rule):
+            # The common case, decided without a snapshot of the counts.
             if d.n_success == len(d.upstream):
                 self._enqueue(d, work)
             return
@@ -219,7 +217,7 @@ class Run:
         """In a cancelled run: cleanup runs once all upstream tasks ended, nothing else."""
         if d.counts().pending:
             return  # decided once its upstream tasks end, so cleanup keeps the graph's order
-        if d.task.options.trigger_rule in CLEANUP_RULES:
+        if runs_on_cancel(d.task.options.trigger_rule):
             self._enqueue(d, work)
         else:
             d.queued = True
@@ -246,7 +244,7 @@ class Run:
             self.prior is not None
             and node.parent is None
             and node.key in self.prior.results
-            and node.task.options.trigger_rule not in REEVALUATED_ON_RESUME
+            and not reevaluated_on_resume(node.task.options.trigger_rule)
         ):
             why = f"resumed from run {self.prior.run_id}"
             work.append((node, _S.SUCCESS, self.prior.results[node.key], None, why))
@@ -538,7 +536,7 @@ class Run:
             if (
                 node.state is _S.PENDING
                 and not node.queued
-                and (not node.upstream or node.task.options.trigger_rule is TriggerRule.ALWAYS)
+                and decide(node.task.options.trigger_rule, node.counts()).verdict is Verdict.RUN
             ):
                 self._enqueue(node, work)
                 self._drain(work)
@@ -546,7 +544,7 @@ class Run:
     # -- graceful cancellation -----------------------------------------------------
 
     def _is_cleanup(self, node: Node) -> bool:
-        return node.task.options.trigger_rule in CLEANUP_RULES and not node.counts().pending
+        return runs_on_cancel(node.task.options.trigger_rule) and not node.counts().pending
 
     async def _wind_down(self) -> None:
         """Run the cleanup tasks a cancelled run may still run: shielded, within the grace."""
@@ -583,7 +581,7 @@ class Run:
         for node in waiting:
             if self._is_cleanup(node):
                 self.ready.append(node)
-            elif node.task.options.trigger_rule in CLEANUP_RULES and node.parent is None:
+            elif runs_on_cancel(node.task.options.trigger_rule) and node.parent is None:
                 node.queued = False  # an ``always`` task with upstream tasks still to end
             else:
                 self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
