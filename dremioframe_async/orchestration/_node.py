@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -12,7 +12,7 @@ from ._rules import UpstreamCounts
 from ._states import TaskState
 from ._task import Task
 
-__all__ = ["Node", "task_run"]
+__all__ = ["Node", "Settlement", "task_run"]
 
 _S = TaskState
 
@@ -78,6 +78,16 @@ class Node:
             self.n_upfailed += 1
         else:
             self.n_failed += 1
+
+
+class Settlement(NamedTuple):
+    """A final state for one node, on the runner's work list until it is applied."""
+
+    node: Node
+    state: TaskState
+    result: Any = None
+    error: BaseException | None = None
+    reason: str = ""
 
 
 def task_run(n: Node) -> TaskRun:

@@ -42,7 +42,7 @@ from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._graph import Plan
 from ._mapping import MappedTask
-from ._node import Node, task_run
+from ._node import Node, Settlement, task_run
 from ._recorder import PriorRun
 from ._result import LazyTaskRuns, RunContext, RunResult
 from ._retry import make_retrying
@@ -171,9 +171,9 @@ class Run:
         reason: str = "",
     ) -> None:
         """Give ``node`` its final state and let everything downstream react."""
-        self._drain([(node, state, result, error, reason)])
+        self._drain([Settlement(node, state, result, error, reason)])
 
-    def _drain(self, work: list[Any]) -> None:
+    def _drain(self, work: list[Settlement]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
         nodes = self.nodes
         while work:
@@ -193,7 +193,7 @@ class Run:
             for d in self.plan.downstream[n.i]:
                 self._upstream_done(nodes[d], st, work)
 
-    def _upstream_done(self, d: Node, state: TaskState, work: list[Any]) -> None:
+    def _upstream_done(self, d: Node, state: TaskState, work: list[Settlement]) -> None:
         d.count(state)
         if d.queued or d.state in FINAL_STATES:
             return
@@ -211,9 +211,9 @@ class Run:
             self._enqueue(d, work)
         elif decision.verdict is not Verdict.WAIT:
             d.queued = True  # decided: another path to ``d`` must not settle it again
-            work.append((d, decision.verdict.state(), None, None, decision.reason))
+            work.append(Settlement(d, decision.verdict.state(), reason=decision.reason))
 
-    def _decide_cancelled(self, d: Node, work: list[Any]) -> None:
+    def _decide_cancelled(self, d: Node, work: list[Settlement]) -> None:
         """In a cancelled run: cleanup runs once all upstream tasks ended, nothing else."""
         if d.counts().pending:
             return  # decided once its upstream tasks end, so cleanup keeps the graph's order
@@ -221,24 +221,24 @@ class Run:
             self._enqueue(d, work)
         else:
             d.queued = True
-            work.append((d, _S.CANCELLED, None, None, self._why_cancelled()))
+            work.append(Settlement(d, _S.CANCELLED, reason=self._why_cancelled()))
 
-    def _child_done(self, parent: Node, work: list[Any]) -> None:
+    def _child_done(self, parent: Node, work: list[Settlement]) -> None:
         parent.left -= 1
         if parent.left:
             return
         if any(c.state is _S.CANCELLED for c in parent.children):
-            work.append((parent, _S.CANCELLED, None, None, self._why_cancelled()))
+            work.append(Settlement(parent, _S.CANCELLED, reason=self._why_cancelled()))
             return
         failed = [c for c in parent.children if c.state is not _S.SUCCESS]
         if failed:
             first = failed[0]
             why = f"{len(failed)} of {len(parent.children)} instances did not succeed"
-            work.append((parent, _S.FAILED, None, first.error, why))
+            work.append(Settlement(parent, _S.FAILED, error=first.error, reason=why))
         else:
-            work.append((parent, _S.SUCCESS, [c.result for c in parent.children], None, ""))
+            work.append(Settlement(parent, _S.SUCCESS, [c.result for c in parent.children]))
 
-    def _enqueue(self, node: Node, work: list[Any]) -> None:
+    def _enqueue(self, node: Node, work: list[Settlement]) -> None:
         node.queued = True
         if (
             self.prior is not None
@@ -247,7 +247,7 @@ class Run:
             and not reevaluated_on_resume(node.task.options.trigger_rule)
         ):
             why = f"resumed from run {self.prior.run_id}"
-            work.append((node, _S.SUCCESS, self.prior.results[node.key], None, why))
+            work.append(Settlement(node, _S.SUCCESS, self.prior.results[node.key], reason=why))
         else:
             self.ready.append(node)
 
@@ -531,7 +531,7 @@ class Run:
         return self.result()
 
     def _start_roots(self) -> None:
-        work: list[Any] = []
+        work: list[Settlement] = []
         for node in list(self.nodes):
             if (
                 node.state is _S.PENDING
