@@ -23,7 +23,6 @@ second Ctrl-C) cancels it. Then the cancellation is re-raised.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import time
 from collections import deque
@@ -37,6 +36,7 @@ import tenacity
 from anyio.abc import TaskGroup
 
 from ._backend import cancel_is_stray, checkpoint_function
+from ._calls import AttemptSlots, call_async, call_sync
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
@@ -55,7 +55,6 @@ from ._rules import (
 )
 from ._states import FINAL_STATES, TaskState
 from ._task import Task, contains_task
-from ._threads import SlotHandover, run_in_thread
 
 __all__ = ["Run"]
 
@@ -329,39 +328,15 @@ class Run:
         await anyio.sleep(seconds)
 
     async def _attempt(self, node: Node, call: Callable[[], Any]) -> Any:
-        borrower = object()  # one per attempt: a timed-out thread may keep its slots
-        acquired = 0
-        handover: SlotHandover | None = None
-        try:
-            for limiter in node.limiters:
-                try:
-                    limiter.acquire_on_behalf_of_nowait(borrower)  # no yield if a slot is free
-                except anyio.WouldBlock:
-                    await limiter.acquire_on_behalf_of(borrower)
-                acquired += 1
+        async with AttemptSlots(node.limiters) as slots:
             # No task body starts once the run is being cancelled, even when no
             # await above had to suspend.
             await anyio.lowlevel.checkpoint_if_cancelled()
             self._mark_running(node)
             timeout = node.task.options.timeout
             if node.task.is_async:
-                if timeout is None:
-                    return self._check_async(node, await call())
-                with anyio.fail_after(timeout):
-                    return self._check_async(node, await call())
-            if timeout is not None:
-                handover = SlotHandover(node.limiters[:acquired], borrower)
-            with anyio.fail_after(timeout):
-                return self._check_sync(
-                    node, await run_in_thread(call, self.thread_limiter, handover)
-                )
-        except BaseException:
-            if handover is not None and handover.abandon():
-                acquired = 0  # the thread still runs: it releases the slots when it ends
-            raise
-        finally:
-            for limiter in node.limiters[:acquired]:
-                limiter.release_on_behalf_of(borrower)
+                return await call_async(node.key, call, timeout)
+            return await call_sync(node.key, call, timeout, slots, self.thread_limiter)
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1
@@ -370,26 +345,6 @@ class Run:
         node.state = _S.RUNNING
         if self.emit is not None:
             self._state_event(node)
-
-    @staticmethod
-    def _check_async(node: Node, outcome: Any) -> Any:
-        if outcome is not None and inspect.isawaitable(outcome):
-            if inspect.iscoroutine(outcome):
-                outcome.close()  # never awaited: close it rather than leak a warning
-            raise TypeError(
-                f"task {node.key!r}: the async function returned an awaitable "
-                f"({type(outcome).__name__}) instead of a result; await it in the task"
-            )
-        return outcome
-
-    @staticmethod
-    def _check_sync(node: Node, outcome: Any) -> Any:
-        if inspect.iscoroutine(outcome):
-            outcome.close()  # never awaited: close it rather than leak a warning
-            raise TypeError(
-                f"task {node.key!r}: a plain function returned a coroutine; declare it async def"
-            )
-        return outcome
 
     # -- arguments -----------------------------------------------------------------
 
