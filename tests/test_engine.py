@@ -68,8 +68,9 @@ async def test_seed_style_chain_and_context() -> None:
         "param": "2026-11-27",
         "run_id": result.run_id,
     }
-    assert e.status is TaskState.SUCCESS  # mirrors the latest run
-    assert e.result == "s3://bucket/raw.parquet"
+    assert result.states[result.key_of(e)] is TaskState.SUCCESS
+    assert result[e] == "s3://bucket/raw.parquet"
+    assert not hasattr(e, "status")  # runs keep their state: a Task holds none
 
 
 async def test_data_edges_pass_results() -> None:

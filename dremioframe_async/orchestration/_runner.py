@@ -555,8 +555,6 @@ class Run:
 
     def _finish(self) -> None:
         self.finished = time.time()
-        for node in self.nodes[: len(self.plan.tasks)]:
-            node.task.status, node.task.result = node.state, node.result
         if self.emit is not None:
             self.emit(
                 RunFinished(

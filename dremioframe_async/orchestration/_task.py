@@ -1,8 +1,7 @@
 """Task: a declaration of one unit of work, its arguments, options and edges.
 
-A Task holds no per-run state of its own (runs keep theirs), so one Task can
-take part in many concurrent runs. ``status`` and ``result`` only mirror the
-latest finished run, for code written against the thread-based original.
+A Task holds no per-run state (each run keeps its own, and hands it back in
+its :class:`RunResult`), so one Task can take part in many concurrent runs.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any, Unpack
 
 from ._errors import TaskDefinitionError
 from ._options import DEFAULT_OPTIONS, TaskOptions, TaskOptionValues
-from ._states import TaskState, TriggerRule
+from ._states import TriggerRule
 
 __all__ = ["Task", "contains_task", "profile_of"]
 
@@ -156,8 +155,6 @@ class Task:
         self.edits = 0  # bumped on every edge change, so cached plans know to rebuild
         self._upstream: dict[Task, None] = {}
         self._downstream: dict[Task, None] = {}
-        self.status: TaskState = TaskState.PENDING
-        self.result: Any = None
         self._data_deps: tuple[Task, ...] = ()
         inputs = self._inputs()
         if any(inputs) and contains_task(inputs):
