@@ -38,7 +38,7 @@ from typing import Any
 import anyio
 
 from .errors import DremioFrameError
-from .orchestration import Event, Pipeline, RunFinished, RunResult
+from .orchestration import Event, Pipeline, RunFinished, RunResult, RunStatus
 from .progress import Progress, format_duration, format_table, one_line
 from .store import RunInfo, RunStore, StoreURLError, TaskInfo, default_store_url, open_store
 
@@ -181,7 +181,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _report(result: RunResult, progress: Progress) -> int:
     print(progress.summary())
     print(f"\nrun {result.run_id} {result.status} in {format_duration(result.duration)}")
-    return EXIT_OK if result.status == "SUCCESS" else EXIT_FAILED
+    return EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_FAILED
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:

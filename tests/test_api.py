@@ -90,3 +90,31 @@ def test_package_and_pytest_plugin_import_without_the_testing_extra() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'dremioframe_async[testing]'" in proc.stdout
+
+
+def test_other_packages_use_only_public_engine_names() -> None:
+    """The store, CLI, UI and tasks import what orchestration exports, never its private modules."""
+    import ast
+    from pathlib import Path
+
+    package = Path(dremioframe_async.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        if "orchestration" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and "orchestration._" in node.module
+            ):
+                offenders.append(f"{path.relative_to(package)}: {node.module}")
+    assert offenders == []
+
+
+def test_one_run_status_for_engine_store_and_cli() -> None:
+    import dremioframe_async.store as store
+
+    assert store.RunStatus is orchestration.RunStatus
+    finished = orchestration.RunFinished("r", "p", orchestration.RunStatus.SUCCESS, 1.0, 0.5)
+    assert finished.status == "SUCCESS"  # a StrEnum: plain strings still compare equal

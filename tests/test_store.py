@@ -6,14 +6,14 @@ import _store_fixtures
 import pytest
 from _store_fixtures import StoreFactory
 
-from dremioframe_async.orchestration._events import (
+from dremioframe_async.orchestration import (
     Event,
     RunFinished,
     RunStarted,
     TaskRetrying,
+    TaskState,
     TaskStateChanged,
 )
-from dremioframe_async.orchestration._states import TaskState
 from dremioframe_async.store import RunNotFound, RunStatus, RunStore
 
 # The backend-parametrized fixtures (memory, sqlite, postgres).

@@ -23,7 +23,7 @@ from ._pipeline import Pipeline
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
-from ._states import FINAL_STATES, TaskState, TriggerRule
+from ._states import FINAL_STATES, RunStatus, TaskState, TriggerRule
 from ._task import Task
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "RunRecorder",
     "RunResult",
     "RunStarted",
+    "RunStatus",
     "Task",
     "TaskDefinitionError",
     "TaskFunction",

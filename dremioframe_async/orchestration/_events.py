@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._states import TaskState
+from ._states import RunStatus, TaskState
 
 __all__ = [
     "Event",
@@ -74,11 +74,11 @@ class TaskRetrying:
 
 @dataclass(frozen=True, slots=True)
 class RunFinished:
-    """A run ended with ``status`` (SUCCESS, FAILED or CANCELLED)."""
+    """A run ended with ``status``: SUCCESS, FAILED or CANCELLED."""
 
     run_id: str
     pipeline: str
-    status: str
+    status: RunStatus
     time: float
     started: float
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._errors import PipelineFailed
-from ._states import TaskState
+from ._states import RunStatus, TaskState
 from ._task import Task
 
 __all__ = ["LazyTaskRuns", "RunContext", "RunResult", "TaskRun"]
@@ -124,7 +124,7 @@ class LazyTaskRuns(Mapping[str, TaskRun]):
 class RunResult(Mapping[str, Any]):
     """The outcome of one run: a mapping of successful results by task key.
 
-    ``status`` is ``"SUCCESS"``, ``"FAILED"`` (some task ended FAILED or
+    ``status`` is a :class:`RunStatus` (a str): ``SUCCESS``, ``FAILED`` (some task ended FAILED or
     UPSTREAM_FAILED) or ``"CANCELLED"``; ``states``, ``errors`` and ``tasks``
     give the per-task detail. ``result[task_object]`` works as well as
     ``result["key"]``.
@@ -134,7 +134,7 @@ class RunResult(Mapping[str, Any]):
         self,
         pipeline: str,
         run_id: str,
-        status: str,
+        status: RunStatus,
         tasks: Mapping[str, TaskRun],
         results: Mapping[str, Any],
         key_of: Callable[[Task], str | None],
@@ -172,7 +172,7 @@ class RunResult(Mapping[str, Any]):
 
     @property
     def ok(self) -> bool:
-        return self.status == "SUCCESS"
+        return self.status is RunStatus.SUCCESS
 
     def key_of(self, task: Task) -> str:
         """The key ``task`` had in this run.
@@ -204,7 +204,7 @@ class RunResult(Mapping[str, Any]):
 
         :raises PipelineFailed: carrying each failed task's exception.
         """
-        if self.status != "SUCCESS":
+        if self.status is not RunStatus.SUCCESS:
             raise PipelineFailed(self.pipeline, self.run_id, self.errors, self.states)
         return self
 

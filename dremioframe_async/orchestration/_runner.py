@@ -53,7 +53,7 @@ from ._rules import (
     reevaluated_on_resume,
     runs_on_cancel,
 )
-from ._states import FINAL_STATES, TaskState
+from ._states import FINAL_STATES, RunStatus, TaskState
 from ._task import Task, contains_task
 
 __all__ = ["Run"]
@@ -547,11 +547,11 @@ class Run:
             if node.state not in FINAL_STATES:
                 self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
 
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         if self.cancelling:
-            return "CANCELLED"
+            return RunStatus.CANCELLED
         bad = (_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED)
-        return "FAILED" if any(n.state in bad for n in self.nodes) else "SUCCESS"
+        return RunStatus.FAILED if any(n.state in bad for n in self.nodes) else RunStatus.SUCCESS
 
     def _finish(self) -> None:
         self.finished = time.time()

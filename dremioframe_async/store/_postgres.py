@@ -24,8 +24,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ..orchestration._events import Event, RunStarted
-from ..orchestration._recorder import PriorRun
+from ..orchestration import Event, PriorRun, RunStarted
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound, StoreSchemaError
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, as_tuple

@@ -22,8 +22,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
-from ..orchestration._events import Event
-from ..orchestration._recorder import PriorRun
+from ..orchestration import Event, PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound, StoreSchemaError
 from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, as_tuple
