@@ -74,6 +74,7 @@ def test_rule_families_are_stated_once(rule: TriggerRule) -> None:
     from dremioframe_async.orchestration._rules import (
         may_start_early,
         only_successes_matter,
+        passes_without_upstream,
         reevaluated_on_resume,
         runs_on_cancel,
     )
@@ -84,6 +85,9 @@ def test_rule_families_are_stated_once(rule: TriggerRule) -> None:
     assert runs_on_cancel(rule) is (rule in cleanup)
     assert may_start_early(rule) is (rule in early)
     assert reevaluated_on_resume(rule) is (rule in cleanup | early)
+    # a rule that passes without upstream tasks must be what decide() says with none ended
+    passes = decide(rule, UpstreamCounts(3)).verdict is Verdict.RUN
+    assert passes_without_upstream(rule) is passes
     if only_successes_matter(rule):
         # the runner's shortcut must agree with decide() whenever nothing failed or skipped
         for total in range(1, 4):

@@ -22,6 +22,7 @@ __all__ = [
     "decide",
     "may_start_early",
     "only_successes_matter",
+    "passes_without_upstream",
     "reevaluated_on_resume",
     "runs_on_cancel",
 ]
@@ -110,6 +111,11 @@ def runs_on_cancel(rule: TriggerRule) -> bool:
 def reevaluated_on_resume(rule: TriggerRule) -> bool:
     """Whether a resumed run decides a task with ``rule`` afresh instead of reusing its result."""
     return rule in _REEVALUATED_ON_RESUME
+
+
+def passes_without_upstream(rule: TriggerRule) -> bool:
+    """Whether ``rule`` runs its task without waiting for any upstream task (``always``)."""
+    return rule is TriggerRule.ALWAYS
 
 
 def only_successes_matter(rule: TriggerRule) -> bool:

@@ -50,6 +50,7 @@ from ._rules import (
     Verdict,
     decide,
     only_successes_matter,
+    passes_without_upstream,
     reevaluated_on_resume,
     runs_on_cancel,
 )
@@ -491,7 +492,7 @@ class Run:
             if (
                 node.state is _S.PENDING
                 and not node.queued
-                and decide(node.task.options.trigger_rule, node.counts()).verdict is Verdict.RUN
+                and (not node.upstream or passes_without_upstream(node.task.options.trigger_rule))
             ):
                 self._enqueue(node, work)
                 self._drain(work)
