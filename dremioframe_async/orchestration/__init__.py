@@ -18,7 +18,7 @@ from ._errors import (
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._mapping import MappedTask, PartialTaskFunction
-from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptions, TaskOptionValues
+from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
 from ._recorder import PriorRun, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
@@ -50,6 +50,7 @@ __all__ = [
     "Task",
     "TaskDefinitionError",
     "TaskFunction",
+    "TaskOptionError",
     "TaskOptionValues",
     "TaskOptions",
     "TaskRetrying",

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from ._errors import TaskDefinitionError
 from ._threads import SlotHandover, run_in_thread
 
 __all__ = ["AttemptSlots", "call_async", "call_sync"]
@@ -106,9 +107,10 @@ def _check_async(key: str, outcome: Any) -> Any:
     if outcome is not None and inspect.isawaitable(outcome):
         if inspect.iscoroutine(outcome):
             outcome.close()  # never awaited: close it rather than leak a warning
-        raise TypeError(
-            f"task {key!r}: the async function returned an awaitable "
-            f"({type(outcome).__name__}) instead of a result; await it in the task"
+        raise TaskDefinitionError(
+            key,
+            f"the async function returned an awaitable ({type(outcome).__name__}) "
+            "instead of a result; await it in the task",
         )
     return outcome
 
@@ -116,7 +118,7 @@ def _check_async(key: str, outcome: Any) -> Any:
 def _check_sync(key: str, outcome: Any) -> Any:
     if inspect.iscoroutine(outcome):
         outcome.close()  # never awaited: close it rather than leak a warning
-        raise TypeError(
-            f"task {key!r}: a plain function returned a coroutine; declare it async def"
+        raise TaskDefinitionError(
+            key, "a plain function returned a coroutine; declare it async def"
         )
     return outcome

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_MAX_MAP_LENGTH",
     "DEFAULT_OPTIONS",
     "NON_RETRYABLE",
+    "TaskOptionError",
     "TaskOptionValues",
     "TaskOptions",
 ]
@@ -50,7 +51,9 @@ class TaskOptionValues(TypedDict, total=False):
     max_map_length: int
 
 
-class _BadOption(ArgumentError):
+class TaskOptionError(ArgumentError):
+    """A :class:`TaskOptions` field got a value the engine cannot use."""
+
     def __init__(self, problem: str) -> None:
         self.problem = problem
         super().__init__(f"TaskOptions: {problem}")
@@ -58,16 +61,16 @@ class _BadOption(ArgumentError):
 
 def _number(field: str, value: object, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _BadOption(f"{field} must be a number, got {value!r}")
+        raise TaskOptionError(f"{field} must be a number, got {value!r}")
     if value < 0 or (positive and value == 0) or math.isinf(value):
         need = "a positive" if positive else "a non-negative"
-        raise _BadOption(f"{field} must be {need} finite number, got {value!r}")
+        raise TaskOptionError(f"{field} must be {need} finite number, got {value!r}")
     return float(value)
 
 
 def _whole(field: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _BadOption(f"{field} must be a whole number >= {minimum}, got {value!r}")
+        raise TaskOptionError(f"{field} must be a whole number >= {minimum}, got {value!r}")
     return value
 
 
@@ -76,7 +79,7 @@ def _trigger_rule(rule: object) -> TriggerRule:
         return TriggerRule(rule)  # type: ignore[arg-type]  # validated right here
     except ValueError:
         valid = ", ".join(r.value for r in TriggerRule)
-        raise _BadOption(f"unknown trigger_rule {rule!r}; valid rules: {valid}") from None
+        raise TaskOptionError(f"unknown trigger_rule {rule!r}; valid rules: {valid}") from None
 
 
 def _retry_on(retry_on: object) -> tuple[type[BaseException], ...] | None:
@@ -85,7 +88,7 @@ def _retry_on(retry_on: object) -> tuple[type[BaseException], ...] | None:
     types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, Exception)):
-            raise _BadOption(
+            raise TaskOptionError(
                 f"retry_on must be an Exception subclass or a tuple of them, got {t!r}"
             )
     return types
@@ -128,7 +131,7 @@ class TaskOptions:
         fix("retry_on", _retry_on(self.retry_on))
         fix("trigger_rule", _trigger_rule(self.trigger_rule))
         if self.pool is not None and (not isinstance(self.pool, str) or not self.pool):
-            raise _BadOption(f"pool must be a non-empty string, got {self.pool!r}")
+            raise TaskOptionError(f"pool must be a non-empty string, got {self.pool!r}")
 
     @classmethod
     def of(cls, task_name: str, values: Mapping[str, Any]) -> TaskOptions:
@@ -147,7 +150,7 @@ class TaskOptions:
             )
         try:
             return cls(**values)
-        except _BadOption as exc:
+        except TaskOptionError as exc:
             raise TaskDefinitionError(task_name, exc.problem) from None
 
 
