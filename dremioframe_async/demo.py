@@ -8,7 +8,9 @@ loopback) holding a dozen generated tables, then runs::
 
 and prints a table of tasks, states, rows and timings. ``--url``/``--pat`` (or
 ``DREMIO_URL``/``DREMIO_PAT``) run the same pipeline against a real Dremio, on
-the tables of ``--folder``.
+the tables of ``--folder``. Results travel over Arrow Flight when there is a
+Flight endpoint (always on the embedded server; ``--flight-url`` or
+``DREMIO_FLIGHT_URL`` for a real Dremio); ``--via rest`` compares with REST.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
 from ._interrupts import interruptible
-from .dremio import DremioClient, split_path
+from .dremio import DremioClient, DremioConfigError, Via, split_path
 from .orchestration import Event, TaskStateChanged
 from .progress import Progress, format_duration, format_table
 from .tasks import quote_path
@@ -63,20 +65,21 @@ class DemoOutcome:
     out_dir: Path
     total_rows: int
     seconds: float
+    via: str = "rest"
 
 
 @asynccontextmanager
 async def _dremio(
-    url: str | None, pat: str | None, tables: int, rows: int
+    url: str | None, pat: str | None, tables: int, rows: int, flight_url: str | None = None
 ) -> AsyncIterator[tuple[DremioClient, str]]:
     """An open client: to the given Dremio, or to an embedded FakeDremio with sample tables."""
     if url:
-        async with DremioClient(url, token=pat) as client:
+        async with DremioClient(url, token=pat, flight_url=flight_url) as client:
             yield client, "Dremio at " + url
         return
     from .testing import FakeDremio, sample_table
 
-    async with FakeDremio(job_latency=0.05) as fake:
+    async with FakeDremio(job_latency=0.05, flight=True) as fake:
         weights = [i % 4 + 1 for i in range(tables)]
         offset = 0
         for i, weight in enumerate(weights):
@@ -84,7 +87,9 @@ async def _dremio(
             name = _TABLE_NAMES[i] if i < len(_TABLE_NAMES) else f"table_{i}"
             fake.add_table(f"{DEMO_FOLDER}.{name}", sample_table(count, offset=offset))
             offset += count
-        async with DremioClient(fake.url, token=fake.token, poll_interval=0.02) as client:
+        async with DremioClient(
+            fake.url, token=fake.token, poll_interval=0.02, flight_url=fake.flight_url
+        ) as client:
             yield client, f"embedded FakeDremio at {fake.url} ({tables} tables, {offset:,} rows)"
 
 
@@ -97,6 +102,7 @@ def build_pipeline(
     limit: int | None,
     stream: TextIO,
     remove_out_dir: bool,
+    via: Via = "rest",
 ) -> Pipeline:
     """The extraction pipeline (built per run; the tasks close over the client)."""
 
@@ -109,9 +115,12 @@ def build_pipeline(
     @task(name="extract", pool="dremio", retries=2, retry_delay=0.5)
     async def extract(table: list[str]) -> dict[str, Any]:
         sql = f"SELECT * FROM {quote_path(table)}" + (f" LIMIT {limit}" if limit else "")
+        path = out_dir / (table[-1].replace("/", "_") + ".parquet")
+        if via == "flight":  # the client checks the rows against Dremio's count itself
+            written = await client.query_to_parquet(sql, path, via="flight")
+            return {"table": ".".join(table), "path": str(path), "rows": written}
         job_id = await client.submit(sql)
         job = await client.wait(job_id)
-        path = out_dir / (table[-1].replace("/", "_") + ".parquet")
         written = await client.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
@@ -261,6 +270,8 @@ async def run_demo(
     stream: TextIO | None = None,
     progress: Progress | None = None,
     stop_cleanup: anyio.Event | None = None,
+    via: Via = "auto",
+    flight_url: str | None = None,
 ) -> DemoOutcome:
     """Run the demo pipeline once; return its outcome (never raises for a failed run).
 
@@ -268,10 +279,12 @@ async def run_demo(
     ``rows`` rows in all is used. Without ``out_dir`` files go to a temporary
     folder that the cleanup task removes; when the demo is cancelled the cleanup
     task still runs (``stop_cleanup`` ends it, see ``Pipeline.run``), and the
-    temporary folder is removed in any case.
+    temporary folder is removed in any case. ``via`` picks how results travel
+    (``auto``: Flight when the client has a Flight URL, as the embedded server does).
 
     :param progress: the display to feed (default: a new one on ``stream``).
-    :raises DremioError: the client could not be set up (bad URL or credentials).
+    :raises DremioError: the client could not be set up (bad URL or credentials, or
+        ``via="flight"`` without a Flight endpoint).
     """
     stream = stream if stream is not None else sys.stderr
     target = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dremioframe-demo-"))
@@ -279,9 +292,15 @@ async def run_demo(
     started = time.perf_counter()
     try:
         await anyio.Path(target).mkdir(parents=True, exist_ok=True)
-        async with _dremio(url, pat, tables, rows) as (client, where):
+        async with _dremio(url, pat, tables, rows, flight_url) as (client, where):
+            flight = via == "flight" or (via == "auto" and client.flight_url is not None)
+            path: Via = "flight" if flight else "rest"
+            if flight and client.flight_url is None:  # fail once, not once per table
+                raise DremioConfigError("--via flight needs --flight-url (or DREMIO_FLIGHT_URL)")
+            over = "Arrow Flight" if path == "flight" else "REST"
             print(
-                f"demo: extracting {folder or DEMO_FOLDER} from {where} into {target}", file=stream
+                f"demo: extracting {folder or DEMO_FOLDER} from {where} over {over} into {target}",
+                file=stream,
             )
             pipeline = build_pipeline(
                 client,
@@ -291,6 +310,7 @@ async def run_demo(
                 limit=limit,
                 stream=stream,
                 remove_out_dir=out_dir is None,
+                via=path,
             )
             listener = _DemoProgress(stream, progress)
             result = await pipeline.run(on_event=listener, stop_cleanup=stop_cleanup)
@@ -300,9 +320,8 @@ async def run_demo(
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(target, ignore_errors=True))
         raise
     total = int(result["validate"]) if result.states.get("validate") is TaskState.SUCCESS else 0
-    return DemoOutcome(
-        result, report(result, progress), target, total, time.perf_counter() - started
-    )
+    seconds = time.perf_counter() - started
+    return DemoOutcome(result, report(result, progress), target, total, seconds, path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -329,6 +348,15 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=8, help="Dremio jobs in flight (default 8)"
     )
     parser.add_argument("--limit", type=int, help="LIMIT each extraction (handy on a real Dremio)")
+    parser.add_argument(
+        "--via",
+        choices=("auto", "flight", "rest"),
+        default="auto",
+        help="how results travel: Arrow Flight or REST (default: Flight when available)",
+    )
+    parser.add_argument(
+        "--flight-url", help="Dremio's Arrow Flight endpoint (env DREMIO_FLIGHT_URL)"
+    )
     return parser
 
 
@@ -365,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit=args.limit,
             progress=progress,
             stop_cleanup=stop_cleanup,
+            via=args.via,
+            flight_url=args.flight_url,
         )
         outcomes.append(outcome)
         return 0 if outcome.result.status == "SUCCESS" else 1
@@ -380,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rate = outcome.total_rows / max(outcome.seconds, 1e-9)
     print(
         f"\n{outcome.result.status}: {outcome.total_rows:,} rows in {outcome.seconds:.1f}s "
-        f"({rate:,.0f} rows/s)"
+        f"({rate:,.0f} rows/s) via {outcome.via}"
     )
     kept = outcome.out_dir.exists()
     print(f"Parquet files: {outcome.out_dir}" + ("" if kept else " (removed by the cleanup task)"))

@@ -20,7 +20,7 @@ from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChan
 from ._mapping import MappedTask, PartialTaskFunction
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
-from ._recorder import PriorRun, RunRecorder
+from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, RunStatus, TaskState, TriggerRule
@@ -34,6 +34,7 @@ __all__ = [
     "Decision",
     "Event",
     "ExpandError",
+    "HistoryIncomplete",
     "MapLengthError",
     "MappedTask",
     "PartialTaskFunction",
@@ -41,6 +42,7 @@ __all__ = [
     "PipelineDefinitionError",
     "PipelineFailed",
     "PriorRun",
+    "ResumeRefused",
     "RunContext",
     "RunFinished",
     "RunRecorder",

@@ -26,7 +26,7 @@ import functools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -79,12 +79,14 @@ class Run:
         prior: PriorRun | None,
         cleanup_grace: float = math.inf,
         stop_cleanup: anyio.Event | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
         self.prior = prior
+        self.on_start = on_start
         self.results: dict[str, Any] = {}
         self.ready: deque[Node] = deque()
         self.run_limiter = run_limiter
@@ -246,7 +248,7 @@ class Run:
             and node.key in self.prior.results
             and not reevaluated_on_resume(node.task.options.trigger_rule)
         ):
-            why = f"resumed from run {self.prior.run_id}"
+            why = self.prior.reuse_reason
             work.append(Settlement(node, _S.SUCCESS, self.prior.results[node.key], reason=why))
         else:
             self.ready.append(node)
@@ -474,6 +476,8 @@ class Run:
                     self.run_id, self.plan.pipeline, self.started, params, self.plan.keys, resumed
                 )
             )
+        if self.on_start is not None:
+            await self.on_start()  # the run's record is durable before any task starts
         try:
             try:
                 async with anyio.create_task_group() as tg:
