@@ -17,6 +17,7 @@ from ._errors import (
     TaskDefinitionError,
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._mapping import MappedTask, PartialTaskFunction
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
@@ -33,8 +34,11 @@ __all__ = [
     "CycleError",
     "Decision",
     "Event",
+    "Executor",
+    "ExecutorSession",
     "ExpandError",
     "HistoryIncomplete",
+    "LocalExecutor",
     "MapLengthError",
     "MappedTask",
     "PartialTaskFunction",
@@ -50,6 +54,7 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "Task",
+    "TaskCall",
     "TaskDefinitionError",
     "TaskFunction",
     "TaskOptionError",

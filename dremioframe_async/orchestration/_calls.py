@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from ._errors import TaskDefinitionError
-from ._threads import SlotHandover, run_in_thread
+from ._threads import SlotHandover
 
 __all__ = ["AttemptSlots", "call_async", "call_sync"]
 
@@ -84,19 +84,21 @@ async def call_sync(
     call: Callable[[], Any],
     time_limit: float | None,
     slots: AttemptSlots,
-    threads: anyio.CapacityLimiter,
+    run: Callable[[Callable[[], Any], SlotHandover | None], Awaitable[Any]],
 ) -> Any:
-    """Run a plain function in a worker thread; past ``time_limit``, fail without waiting.
+    """Run a plain function through ``run`` (a worker thread or the run's executor).
+
+    Past ``time_limit`` the attempt fails without waiting for the call.
 
     A thread cannot be interrupted: an attempt that times out (or is cancelled)
     fails at once, and the thread keeps the attempt's slots until it returns.
     """
     if time_limit is None:
-        return _check_sync(key, await run_in_thread(call, threads, None))
+        return _check_sync(key, await run(call, None))
     handover = slots.handover()
     try:
         with anyio.fail_after(time_limit):
-            return _check_sync(key, await run_in_thread(call, threads, handover))
+            return _check_sync(key, await run(call, handover))
     except BaseException:
         if handover.abandon():
             slots.disown()  # the thread still runs: it releases the slots when it ends

@@ -48,6 +48,7 @@ class TaskOptionValues(TypedDict, total=False):
     timeout: float | None
     trigger_rule: TriggerRule | str
     pool: str | None
+    executor: str | None
     max_map_length: int
 
 
@@ -115,6 +116,7 @@ class TaskOptions:
     timeout: float | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     pool: str | None = None
+    executor: str | None = None
     max_map_length: int = DEFAULT_MAX_MAP_LENGTH
 
     def __post_init__(self) -> None:
@@ -130,6 +132,11 @@ class TaskOptions:
             fix("timeout", _number("timeout", self.timeout, positive=True))
         fix("retry_on", _retry_on(self.retry_on))
         fix("trigger_rule", _trigger_rule(self.trigger_rule))
+        if self.executor not in (None, "local"):
+            raise TaskOptionError(
+                f"executor must be 'local' (always run in this process) or left unset "
+                f"(the run's executor), got {self.executor!r}"
+            )
         if self.pool is not None and (not isinstance(self.pool, str) or not self.pool):
             raise TaskOptionError(f"pool must be a non-empty string, got {self.pool!r}")
 

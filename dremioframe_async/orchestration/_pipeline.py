@@ -5,19 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, ResumeRefused, RunRecorder
 from ._result import RunResult
 from ._runner import Run
-from ._task import Task
+from ._task import Task, contains_task
 
 __all__ = ["Pipeline"]
 
@@ -56,6 +59,25 @@ def _check_grace(pipeline: str, value: object) -> float:
     return float(value)
 
 
+def _check_executor(executor: object) -> Executor | None:
+    if executor is None or isinstance(executor, LocalExecutor):
+        return None  # the run's own threads, without the seam's indirection
+    if not isinstance(executor, Executor):
+        raise ArgumentError(
+            f"executor must be an Executor (LocalExecutor(), DaskExecutor(), ...), "
+            f"got {type(executor).__name__}"
+        )
+    return executor
+
+
+def _check_calls(executor: Executor, tasks: Sequence[tuple[str, Task]]) -> None:
+    """Let the executor refuse a call before anything runs (an unpicklable argument, say)."""
+    for key, t in tasks:
+        args = tuple(a for a in t.args if not contains_task(a))
+        kwargs = {k: v for k, v in t.kwargs.items() if not contains_task(v)}
+        executor.check(TaskCall(key, t.action, args, kwargs))
+
+
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -77,8 +99,12 @@ class Pipeline:
         tasks have all ended still run, shielded from the cancellation, for at
         most this many seconds (``math.inf``: no bound; 0: not at all). A
         second cancellation (see ``run(stop_cleanup=...)``) ends them sooner.
+    :param executor: where plain-function tasks run (see
+        ``dremioframe_async.executors``): the run's worker threads by default.
+        Coroutine tasks and tasks declared ``@task(executor="local")`` always run
+        in this process.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
-        or a negative ``cleanup_grace``.
+        a negative ``cleanup_grace``, or an executor that is not one.
     """
 
     def __init__(
@@ -89,6 +115,7 @@ class Pipeline:
         *,
         max_workers: int | None = None,
         cleanup_grace: float = 30.0,
+        executor: Executor | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -103,6 +130,7 @@ class Pipeline:
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
         self.cleanup_grace = _check_grace(name, cleanup_grace)
+        self.executor = _check_executor(executor)
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], Plan] | None = None
 
@@ -161,6 +189,7 @@ class Pipeline:
         resume_params_changed: bool = False,
         run_id: str | None = None,
         stop_cleanup: anyio.Event | None = None,
+        executor: Executor | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -184,6 +213,9 @@ class Pipeline:
         :param stop_cleanup: the second cancellation. Once this event is set, the
             cleanup tasks of a cancelled run (see ``cleanup_grace``) are cancelled
             too; the command line sets it on the second Ctrl-C.
+        :param executor: where this run's plain-function tasks run, instead of the
+            pipeline's executor. It is opened before the first task starts (a
+            local Dask cluster starts then) and closed after the last one ends.
         :returns: the :class:`RunResult`; its ``history_error`` is set when some of
             the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
@@ -192,18 +224,24 @@ class Pipeline:
         :raises ResumeRefused: (an ``ArgumentError``) when resuming that run now is unsafe.
         :raises StoreError: when ``store`` cannot record the run's start (no task ran).
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
-            a ``context`` that is not a mapping, or an ``on_event`` that is not callable.
+            a ``context`` that is not a mapping, an ``on_event`` that is not callable,
+            or an executor that is not one.
+        :raises ExecutorError: when the executor cannot start (see ``dremioframe_async.executors``).
         """
         if context is not None and not isinstance(context, Mapping):
             raise ArgumentError(f"run(context=...) needs a mapping, got {type(context).__name__}")
         plan = self.plan()
+        chosen = _check_executor(executor) if executor is not None else self.executor
         listeners = normalize_listeners(on_event)
         prior = await self._prior_run(store, resume, context, resume_params_changed)
         if context is None:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
         try:
-            async with dispatching(listeners, store) as dispatch:
+            async with (
+                self._executor_session(plan, chosen) as session,
+                dispatching(listeners, store) as dispatch,
+            ):
                 run = Run(
                     plan,
                     run_id=run_id or uuid.uuid4().hex,
@@ -215,6 +253,7 @@ class Pipeline:
                     cleanup_grace=self.cleanup_grace,
                     stop_cleanup=stop_cleanup,
                     on_start=dispatch.flush,
+                    executor=session,
                 )
                 result = await run.execute()
             result.history_error = dispatch.history_error
@@ -225,6 +264,24 @@ class Pipeline:
             # Keep its own cause (a store error's driver exception, say).
             sole = _sole_exception(group)
             raise sole from sole.__cause__
+
+    @asynccontextmanager
+    async def _executor_session(
+        self, plan: Plan, executor: Executor | None
+    ) -> AsyncIterator[ExecutorSession | None]:
+        # Open the executor only when some task will use it: a pipeline of
+        # coroutines starts no cluster.
+        tasks = [
+            (key, t)
+            for key, t in zip(plan.keys, plan.tasks, strict=True)
+            if not t.is_async and t.options.executor != "local"
+        ]
+        if executor is None or not tasks:
+            yield None
+            return
+        await anyio.to_thread.run_sync(_check_calls, executor, tasks)
+        async with executor.session(concurrency=self.max_concurrency) as session:
+            yield session
 
     async def _prior_run(
         self,

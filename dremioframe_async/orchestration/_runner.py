@@ -40,6 +40,7 @@ from ._calls import AttemptSlots, call_async, call_sync
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall
 from ._graph import Plan
 from ._mapping import MappedTask
 from ._node import Node, Settlement, task_run
@@ -56,12 +57,12 @@ from ._rules import (
 )
 from ._states import FINAL_STATES, RunStatus, TaskState
 from ._task import Task, contains_task
+from ._threads import SlotHandover, run_in_thread
 
 __all__ = ["Run"]
 
 _S = TaskState
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
-DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
 
 
 class Run:
@@ -80,8 +81,10 @@ class Run:
         cleanup_grace: float = math.inf,
         stop_cleanup: anyio.Event | None = None,
         on_start: Callable[[], Awaitable[None]] | None = None,
+        executor: ExecutorSession | None = None,
     ) -> None:
         self.plan = plan
+        self.executor = executor  # None: plain functions in this run's threads
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
@@ -339,7 +342,20 @@ class Run:
             timeout = node.task.options.timeout
             if node.task.is_async:
                 return await call_async(node.key, call, timeout)
-            return await call_sync(node.key, call, timeout, slots, self.thread_limiter)
+            return await call_sync(
+                node.key, call, timeout, slots, functools.partial(self._call_sync, node)
+            )
+
+    async def _call_sync(
+        self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
+    ) -> Any:
+        if self.executor is None or node.task.options.executor == "local":
+            return await run_in_thread(call, self.thread_limiter, handover)
+        assert isinstance(call, functools.partial)
+        release = handover.thread_finished if handover is not None else None
+        return await self.executor.run(
+            TaskCall(node.key, call.func, call.args, call.keywords, release)
+        )
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1
