@@ -27,7 +27,7 @@ def quick_run() -> subprocess.CompletedProcess[str]:
         [sys.executable, str(SCRIPT), "--quick"],
         capture_output=True,
         text=True,
-        timeout=50,
+        timeout=120,
         check=False,
         cwd=SCRIPT.parents[1],
     )
@@ -76,3 +76,12 @@ def test_big_fan_out_completes_and_reports_memory(
     assert re.search(r"^\d+-task fan-out through Pipeline: SUCCESS", quick_run.stdout, re.M)
     assert re.search(r"^peak RSS \(ru_maxrss\): \d+ MiB", quick_run.stdout, re.M)
     assert re.search(r"^tracemalloc peak .*: \d+\.\d MiB", quick_run.stdout, re.M)
+
+
+@pytest.mark.parametrize("impl", ["engine", "raw-anyio", "aiodag"])
+def test_prints_cold_rows_for_every_shape(
+    quick_run: subprocess.CompletedProcess[str], impl: str
+) -> None:
+    cold = quick_run.stdout.split("cold: build + validate + first run", 1)[1]
+    rows = re.findall(rf"^(fan-out|chain|sleep) +(\d+) {re.escape(impl)} +\d", cold, re.MULTILINE)
+    assert sorted(shape for shape, _ in rows) == ["chain", "fan-out", "sleep"]
