@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import graphlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from ._errors import CycleError, PipelineDefinitionError
+from ._resources import resource_problems
 from ._states import TriggerRule
 from ._task import Task
 
@@ -91,8 +92,16 @@ def _find_cycles(deps: dict[int, set[int]], keys: list[str]) -> list[list[str]]:
         return cycles
 
 
-def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) -> Plan:
+def build_plan(
+    name: str,
+    added: Iterable[Task],
+    pools: Mapping[str, object],
+    resources: Collection[str] | None = None,
+) -> Plan:
     """Collect, key and validate the graph.
+
+    With ``resources`` (the names a run declares), a task needing any other
+    resource is one of the problems; None leaves resources unchecked.
 
     :raises CycleError: when the graph has cycles (all of them are named, with
         any other problem found).
@@ -117,6 +126,8 @@ def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) ->
         if t.options.trigger_rule in EARLY_RULES
         for up in t.data_dependencies()
     ]
+    if resources is not None:
+        problems += resource_problems(tasks, keys, resources)
     cycles = _find_cycles({i: set(up) for i, up in enumerate(upstream)}, keys)
     if cycles:
         raise CycleError(name, cycles, problems)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, RunRecorder
+from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
 from ._task import Task
@@ -59,8 +60,14 @@ class Pipeline:
         tasks have all ended still run, shielded from the cancellation, for at
         most this many seconds (``math.inf``: no bound; 0: not at all). A
         second cancellation (see ``run(stop_cleanup=...)``) ends them sooner.
+    :param resources: run-scoped resources by name, each made by a zero-argument
+        factory returning an async context manager (entered when the first task
+        that needs it starts, exited when the run ends, also on failure or
+        cancellation), an awaitable, or an object used as it is. Each run opens
+        its own, at most once; tasks declare what they need with
+        ``@task(resources=("dremio",))``.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
-        or a negative ``cleanup_grace``.
+        a negative ``cleanup_grace``, or a resource factory that is not callable.
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class Pipeline:
         *,
         max_workers: int | None = None,
         cleanup_grace: float = 30.0,
+        resources: Mapping[str, ResourceFactory] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -85,8 +93,9 @@ class Pipeline:
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
         self.cleanup_grace = _check_grace(name, cleanup_grace)
+        self.resources = check_factories(f"pipeline {name!r}", resources)
         self._added: dict[Task, None] = {}
-        self._plan: tuple[list[int], Plan] | None = None
+        self._plan: tuple[list[int], frozenset[str] | None, Plan] | None = None
 
     def add_task(self, task: Task) -> Pipeline:
         """Add ``task`` (and so every task connected to it); returns self to chain.
@@ -104,18 +113,21 @@ class Pipeline:
         """Every task a run would include, in creation order (validated)."""
         return self.plan().tasks
 
-    def plan(self) -> Plan:
+    def plan(self, resources: Collection[str] | None = None) -> Plan:
         """The validated graph; rebuilt only when some edge or task changed.
 
+        :param resources: the resource names a run declares; a task needing
+            another is then one of the problems (None: not checked).
         :raises CycleError: when the graph has a cycle.
         :raises PipelineDefinitionError: for every other problem, all at once.
         """
+        names = None if resources is None else frozenset(resources)
         if self._plan is not None:
-            stamps, plan = self._plan
-            if [t.edits for t in plan.tasks] == stamps:
+            stamps, checked, plan = self._plan
+            if checked == names and [t.edits for t in plan.tasks] == stamps:
                 return plan
-        plan = build_plan(self.name, self._added, self.pools)
-        self._plan = ([t.edits for t in plan.tasks], plan)
+        plan = build_plan(self.name, self._added, self.pools, names)
+        self._plan = ([t.edits for t in plan.tasks], names, plan)
         return plan
 
     def visualize(self, path: str | Path | None = None) -> str:
@@ -142,6 +154,7 @@ class Pipeline:
         resume: str | None = None,
         run_id: str | None = None,
         stop_cleanup: anyio.Event | None = None,
+        resources: Mapping[str, ResourceFactory] | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -161,20 +174,28 @@ class Pipeline:
         :param stop_cleanup: the second cancellation. Once this event is set, the
             cleanup tasks of a cancelled run (see ``cleanup_grace``) are cancelled
             too; the command line sets it on the second Ctrl-C.
+        :param resources: resource factories for this run, added to the
+            pipeline's (a name in both: this one is used). Every run, resumed
+            ones too, opens its own resources and closes them before returning.
         :raises CycleError: for a cycle, before any task starts.
-        :raises PipelineDefinitionError: for other graph problems, before any task starts.
+        :raises PipelineDefinitionError: for other graph problems (a task needing
+            a resource nobody declared among them), before any task starts.
         :raises LookupError: when ``resume`` names a run the store does not know.
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
-            or an ``on_event`` that is not callable.
+            an ``on_event`` that is not callable, or a resource factory that is not callable.
         """
-        plan = self.plan()
+        given = check_factories(f"pipeline {self.name!r}: run()", resources)
+        plan = self.plan({**self.resources, **given})
         listeners = normalize_listeners(on_event)
         prior = await self._prior_run(store, resume)
         if context is None:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
         try:
-            async with dispatching(listeners, store) as emit:
+            async with (
+                dispatching(listeners, store) as emit,
+                run_resources(run_factories(plan.tasks, self.resources, given)) as opened,
+            ):
                 run = Run(
                     plan,
                     run_id=run_id or uuid.uuid4().hex,
@@ -185,6 +206,7 @@ class Pipeline:
                     prior=prior,
                     cleanup_grace=self.cleanup_grace,
                     stop_cleanup=stop_cleanup,
+                    resources=opened,
                 )
                 return await run.execute()
         except BaseExceptionGroup as group:

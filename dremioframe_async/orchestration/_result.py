@@ -14,6 +14,8 @@ from ._task import Task
 
 __all__ = ["LazyTaskRuns", "RunContext", "RunResult", "TaskRun"]
 
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
 
 class RunContext(Mapping[str, Any]):
     """What a task with a ``context`` parameter receives.
@@ -22,9 +24,21 @@ class RunContext(Mapping[str, Any]):
     transitive) that succeeded, keyed by task key; ``context[task_object]``
     works too. Keys given to ``run(context={...})`` are readable as well (a task
     result wins over a parameter of the same name) and through ``params``.
+
+    ``resources`` holds the run's resources the task declared
+    (``@task(resources=("dremio",))``), by name or as attributes:
+    ``context.resources["dremio"]``, ``context.resources.dremio``.
     """
 
-    __slots__ = ("_ancestors", "_is_ancestor", "_lookup", "_results", "params", "run_id")
+    __slots__ = (
+        "_ancestors",
+        "_is_ancestor",
+        "_lookup",
+        "_results",
+        "params",
+        "resources",
+        "run_id",
+    )
 
     def __init__(
         self,
@@ -34,8 +48,10 @@ class RunContext(Mapping[str, Any]):
         is_ancestor: Callable[[str], bool],
         ancestors: Callable[[], Iterable[str]],
         lookup: Callable[[Task], str | None],
+        resources: Mapping[str, Any] = _NONE,
     ) -> None:
         self.run_id = run_id
+        self.resources = resources
         self.params = params
         self._results = results
         self._is_ancestor = is_ancestor
@@ -127,7 +143,8 @@ class RunResult(Mapping[str, Any]):
     ``status`` is ``"SUCCESS"``, ``"FAILED"`` (some task ended FAILED or
     UPSTREAM_FAILED) or ``"CANCELLED"``; ``states``, ``errors`` and ``tasks``
     give the per-task detail. ``result[task_object]`` works as well as
-    ``result["key"]``.
+    ``result["key"]``. ``resource_errors`` holds, by name, each of the run's
+    resources that could not be closed (the run is then FAILED).
     """
 
     def __init__(
@@ -140,6 +157,7 @@ class RunResult(Mapping[str, Any]):
         key_of: Callable[[Task], str | None],
         started: float,
         finished: float,
+        resource_errors: Mapping[str, BaseException] = _NONE,
     ) -> None:
         self.pipeline = pipeline
         self.run_id = run_id
@@ -149,6 +167,7 @@ class RunResult(Mapping[str, Any]):
         self._key_of = key_of
         self.started = started
         self.finished = finished
+        self.resource_errors = MappingProxyType(dict(resource_errors))
 
     @functools.cached_property
     def states(self) -> Mapping[str, TaskState]:
@@ -202,10 +221,13 @@ class RunResult(Mapping[str, Any]):
     def raise_for_status(self) -> RunResult:
         """Return self if the run succeeded.
 
-        :raises PipelineFailed: carrying each failed task's exception.
+        :raises PipelineFailed: carrying each failed task's exception (and each
+            resource that could not be closed).
         """
         if self.status != "SUCCESS":
-            raise PipelineFailed(self.pipeline, self.run_id, self.errors, self.states)
+            raise PipelineFailed(
+                self.pipeline, self.run_id, self.errors, self.states, self.resource_errors
+            )
         return self
 
     def __repr__(self) -> str:

@@ -43,6 +43,7 @@ from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fa
 from ._graph import Plan
 from ._node import Node, task_run
 from ._recorder import PriorRun
+from ._resources import NO_RESOURCES, RunResources, with_resources
 from ._result import LazyTaskRuns, RunContext, RunResult
 from ._retry import make_retrying
 from ._rules import Verdict, decide
@@ -80,8 +81,10 @@ class Run:
         prior: PriorRun | None,
         cleanup_grace: float = math.inf,
         stop_cleanup: anyio.Event | None = None,
+        resources: RunResources | None = None,
     ) -> None:
         self.plan = plan
+        self.resources = resources if resources is not None else RunResources(NO_RESOURCES, None)
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
@@ -297,6 +300,8 @@ class Run:
             call = self._prepare_call(node)
             if call is None:
                 return
+            if node.task.options.resources:
+                call = await with_resources(self.resources, node.task, call)
             result: Any
             if node.task.options.retries:
                 result = await make_retrying(
@@ -434,6 +439,7 @@ class Run:
             lambda key: self._is_ancestor(i, key),
             lambda: (self.plan.keys[u] for u in self._walk_up(i)),
             self.plan.key_of,
+            self.resources.view(node.key, node.task.options.resources),
         )
 
     def _walk_up(self, i: int) -> Iterator[int]:
@@ -514,6 +520,7 @@ class Run:
             raise
         finally:
             self._tg = None
+            await self.resources.aclose()  # shielded and bounded: the run's end waits for it
             self._finish()
         if self.remaining:  # pragma: no cover - would be an engine bug
             raise RuntimeError(f"run {self.run_id} ended with {self.remaining} unsettled tasks")
@@ -585,7 +592,8 @@ class Run:
         if self.cancelling:
             return "CANCELLED"
         bad = (_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED)
-        return "FAILED" if any(n.state in bad for n in self.nodes) else "SUCCESS"
+        failed = self.resources.close_errors or any(n.state in bad for n in self.nodes)
+        return "FAILED" if failed else "SUCCESS"
 
     def _finish(self) -> None:
         self.finished = time.time()
@@ -608,4 +616,5 @@ class Run:
             self.plan.key_of,
             self.started,
             self.finished,
+            self.resources.close_errors,
         )

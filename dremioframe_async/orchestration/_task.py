@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ._errors import TaskDefinitionError
+from ._resources import NO_RESOURCES, ResourceFactory, check_task_resources
 from ._states import TaskState, TriggerRule
 
 __all__ = ["MappedTask", "Task", "TaskFunction", "TaskOptions", "task"]
@@ -51,6 +52,7 @@ class TaskOptions:
     timeout: float | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     pool: str | None = None
+    resources: tuple[str, ...] = ()
 
 
 def _check_number(name: str, field: str, value: object, *, positive: bool = False) -> float:
@@ -84,6 +86,17 @@ def _check_retry_on(name: str, retry_on: object) -> tuple[type[BaseException], .
     return types
 
 
+def _check_resources(name: str, resources: object) -> tuple[str, ...]:
+    names = (resources,) if isinstance(resources, str) else resources
+    if isinstance(names, Iterable):
+        names = tuple(names)
+        if all(isinstance(n, str) and n for n in names):
+            return tuple(dict.fromkeys(names))
+    raise TaskDefinitionError(
+        name, f"resources must be resource names, e.g. ('dremio',), got {resources!r}"
+    )
+
+
 def make_options(name: str, **given: Any) -> TaskOptions:
     """Validate ``@task``/``Task`` keyword options into a :class:`TaskOptions`."""
     retries = given.get("retries", 0)
@@ -106,6 +119,7 @@ def make_options(name: str, **given: Any) -> TaskOptions:
         timeout=None if timeout is None else _check_number(name, "timeout", timeout, positive=True),
         trigger_rule=_check_trigger_rule(name, given.get("trigger_rule", TriggerRule.ALL_SUCCESS)),
         pool=pool,
+        resources=_check_resources(name, given.get("resources", ())),
     )
 
 
@@ -167,9 +181,17 @@ class Task:
     :param args: positional arguments; any Task among them (also inside a list,
         tuple, set or dict) becomes an upstream edge and is replaced by its result.
     :param kwargs: keyword arguments, treated like ``args``.
+    :param resources: names of the run's resources the task needs (see
+        ``Pipeline(resources=...)``): each is opened before the task starts and
+        passed as the keyword argument of that name when the function has such
+        a parameter; all of them are in ``context.resources``.
     :raises TaskDefinitionError: for a non-callable action or a bad option; the
         message names the task.
     """
+
+    # Factories a task offers for resources it needs when the run declares none
+    # of that name (a Dremio task's client from the environment). Subclasses set it.
+    default_resources: Mapping[str, ResourceFactory] = NO_RESOURCES
 
     def __init__(
         self,
@@ -185,6 +207,7 @@ class Task:
         timeout: float | None = None,
         trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
         pool: str | None = None,
+        resources: Iterable[str] = (),
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -203,7 +226,10 @@ class Task:
             timeout=timeout,
             trigger_rule=trigger_rule,
             pool=pool,
+            resources=resources,
         )
+        if options.resources:
+            check_task_resources(name, action, options.resources)
         self._setup(
             name, action, options, args, kwargs, _is_async(action), _accepts_context(action)
         )
@@ -356,8 +382,9 @@ class TaskFunction(Generic[P, R]):
 
     def _check_binding(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         params = self._signature.parameters
-        # The engine supplies `context` itself, so the call need not.
-        extra = {"context": None} if "context" in params and "context" not in kwargs else {}
+        # The engine supplies `context` and declared resources itself, so the call need not.
+        supplied = ("context", *self.options.resources)
+        extra = {n: None for n in supplied if n in params and n not in kwargs}
         try:
             self._signature.bind(*args, **kwargs, **extra)
         except TypeError as exc:
@@ -416,6 +443,7 @@ def task(
     timeout: float | None = None,
     trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
     pool: str | None = None,
+    resources: Iterable[str] = (),
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
@@ -426,10 +454,13 @@ def task(
 
     Options: ``name``, ``retries``, ``retry_delay``, ``retry_backoff``,
     ``retry_jitter``, ``max_retry_delay``, ``retry_on``, ``timeout``,
-    ``trigger_rule``, ``pool`` (see :class:`Task`).
+    ``trigger_rule``, ``pool``, ``resources`` (see :class:`Task`). A resource
+    the function takes as a parameter need not be given in the call: the engine
+    passes it, and ``.fn`` can be called with a stand-in in a unit test.
 
-    :raises TaskDefinitionError: at decoration time, for a non-callable or a bad
-        option (an unknown trigger rule lists the valid ones).
+    :raises TaskDefinitionError: at decoration time, for a non-callable, a bad
+        option (an unknown trigger rule lists the valid ones), or a resource the
+        function can receive neither as a parameter nor through ``context``.
     """
 
     def check_options(task_name: str) -> None:
@@ -445,7 +476,9 @@ def task(
             raise TaskDefinitionError(str(name), f"@task needs a function, got {type(f).__name__}")
         task_name = name if name is not None else getattr(f, "__name__", type(f).__name__)
         check_options(task_name)
-        return TaskFunction(f, task_name, make_options(task_name, **options))
+        made = make_options(task_name, **options)
+        check_task_resources(task_name, f, made.resources)
+        return TaskFunction(f, task_name, made)
 
     if name is not None:
         check_options(name)  # fail at @task(...) already when the name is known
