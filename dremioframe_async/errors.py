@@ -10,6 +10,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   ├── PipelineDefinitionError (also ValueError)  every graph problem found, at once
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           expand() over a non-iterable result
+    │   ├── ResourceError                          a run's resource could not be opened or closed
+    │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   └── PipelineFailed                         raise_for_status(); carries the task errors
     └── DremioError (dremioframe_async.dremio)      Dremio client errors
         ├── DremioConfigError (also ValueError)    bad URL, credentials or TLS option

@@ -12,7 +12,9 @@ from ._errors import (
     ExpandError,
     PipelineDefinitionError,
     PipelineFailed,
+    ResourceError,
     TaskDefinitionError,
+    UndeclaredResourceError,
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._pipeline import Pipeline
@@ -34,6 +36,7 @@ __all__ = [
     "PipelineDefinitionError",
     "PipelineFailed",
     "PriorRun",
+    "ResourceError",
     "RunContext",
     "RunFinished",
     "RunRecorder",
@@ -48,6 +51,7 @@ __all__ = [
     "TaskState",
     "TaskStateChanged",
     "TriggerRule",
+    "UndeclaredResourceError",
     "UpstreamCounts",
     "Verdict",
     "decide",

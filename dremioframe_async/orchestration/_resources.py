@@ -258,28 +258,27 @@ class RunResources:
         if not _is_async_cm(made):
             task_status.started(made)  # a plain object: nothing to close
             return
-        value = await type(made).__aenter__(made)  # cancelled or failed here: nothing to exit
-        self._live += 1
-        try:
-            task_status.started(value)
-            with anyio.CancelScope(shield=True):
+        # One scope around enter and exit, so that scopes the resource opens on
+        # enter nest inside it and close in order on exit. Unshielded while
+        # opening (a cancelled asker cancels the opening), shielded once open.
+        with anyio.CancelScope() as scope:
+            value = await type(made).__aenter__(made)  # failed or cancelled: nothing to exit
+            self._live += 1
+            try:
+                scope.shield = True
+                task_status.started(value)
                 # Open until the run says so, even through a cancelled run's cleanup.
                 await self._closing.wait()
-        finally:
-            await self._exit(name, made)
-
-    async def _exit(self, name: str, made: Any) -> None:
-        with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = self._deadline
-            try:
+                scope.deadline = self._deadline
                 await type(made).__aexit__(made, None, None, None)
             except Exception as exc:
                 self._close_failed(name, exc)
-        if scope.cancelled_caught:
-            self._close_failed(name, f"it did not close within {CLOSE_TIMEOUT:g} s")
-        self._live -= 1
-        if not self._live:
-            self._all_closed.set()
+            finally:
+                if scope.cancel_called:  # only the close deadline cancels this shielded scope
+                    self._close_failed(name, f"it did not close within {CLOSE_TIMEOUT:g} s")
+                self._live -= 1
+                if not self._live:
+                    self._all_closed.set()
 
     def _close_failed(self, name: str, problem: Exception | str) -> None:
         error = ResourceError(name, "close", problem)
