@@ -1,10 +1,17 @@
 """Tasks that run SQL on Dremio: queries (to Arrow or Parquet) and Iceberg/reflection upkeep.
 
-A task holds either an open :class:`DremioClient` (shared, so many tasks reuse
-one connection pool) or nothing, in which case each attempt opens a client from
-the ``DREMIO_*`` environment. Job cancellation on timeout or cancellation is the
-client's: ``wait()`` sends the cancel request (shielded, bounded) before the
-cancellation reaches the engine.
+Where a task's client comes from (``client=``):
+
+- nothing: the run's ``"dremio"`` resource (``Pipeline(resources={"dremio": ...})``
+  or ``run(resources=...)``); when the run declares none, one client per run
+  from the ``DREMIO_*`` environment, shared by every such task of the run;
+- a resource name (``client="warehouse"``): that resource of the run;
+- an open :class:`DremioClient`: used as it is (its owner closes it);
+- a zero-argument callable: called for each attempt, and the client it makes is
+  opened and closed around that attempt.
+
+Job cancellation on timeout or cancellation is the client's: ``wait()`` sends
+the cancel request (shielded, bounded) before the cancellation reaches the engine.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..dremio import RETRYABLE_ERRORS, DremioClient
-from ..orchestration import Task
+from ..orchestration import RunContext, Task
 from ._sql import (
     expire_snapshots_sql,
     optimize_sql,
@@ -39,7 +46,35 @@ __all__ = [
     "VacuumTask",
 ]
 
-ClientSource = DremioClient | Callable[[], DremioClient] | None
+ClientSource = DremioClient | Callable[[], DremioClient] | str | None
+
+DREMIO_RESOURCE = "dremio"
+"""The run resource a Dremio task uses when given no ``client=``."""
+
+# With no client given: one client per run from the DREMIO_* environment, unless
+# the run declares a "dremio" resource.
+_FROM_ENVIRONMENT: Mapping[str, Callable[[], Any]] = {DREMIO_RESOURCE: DremioClient}
+
+
+def _resource_name(source: ClientSource) -> str | None:
+    if source is None:
+        return DREMIO_RESOURCE
+    return source if isinstance(source, str) else None
+
+
+def client_options(task: Task, source: ClientSource, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the run resource ``source`` stands for added to ``resources``.
+
+    With no client, ``task`` also offers the environment's client as the default.
+    """
+    name = _resource_name(source)
+    if name is None:
+        return options
+    if source is None:
+        task.default_resources = _FROM_ENVIRONMENT
+    given = options.get("resources", ())
+    names = (given,) if isinstance(given, str) else tuple(given)
+    return {**options, "resources": (*names, name)}
 
 
 def dremio_retry_options(options: dict[str, Any], *, timeouts: bool = True) -> dict[str, Any]:
@@ -55,17 +90,24 @@ def dremio_retry_options(options: dict[str, Any], *, timeouts: bool = True) -> d
 
 
 @asynccontextmanager
-async def client_scope(source: ClientSource) -> AsyncIterator[DremioClient]:
-    """Use the given open client, or open (and close) one made by ``source`` or from env."""
+async def client_scope(source: ClientSource, context: RunContext) -> AsyncIterator[DremioClient]:
+    """The given open client, the run's resource, or one made by ``source`` for this attempt."""
     if isinstance(source, DremioClient):
         yield source
         return
-    async with source() if source is not None else DremioClient() as client:
+    if source is None or isinstance(source, str):
+        yield context.resources[source or DREMIO_RESOURCE]
+        return
+    async with source() as client:
         yield client
 
 
 class DremioQueryTask(Task):
     """Run one SQL query; return a ``pyarrow.Table``, or the path of a Parquet file.
+
+    ``client`` is where the client comes from (see the module's docs): by
+    default the run's ``"dremio"`` resource, else one client per run from the
+    environment.
 
     With ``output_path`` the result is streamed page by page into that file and
     the task returns the path as a string. ``query_timeout`` bounds the Dremio
@@ -93,10 +135,11 @@ class DremioQueryTask(Task):
         self.output_path = None if output_path is None else Path(output_path)
         self.sql_context = list(sql_context) if sql_context else None
         self.query_timeout = query_timeout
-        super().__init__(name, self._execute, **dremio_retry_options(options))
+        options = client_options(self, client, dremio_retry_options(options))
+        super().__init__(name, self._execute, **options)
 
-    async def _execute(self) -> pa.Table | str:
-        async with client_scope(self.client) as client:
+    async def _execute(self, context: RunContext) -> pa.Table | str:
+        async with client_scope(self.client, context) as client:
             job_id = await client.submit(self.sql, self.sql_context)
             job = await client.wait(job_id, timeout=self.query_timeout)
             if self.output_path is None:
@@ -108,17 +151,19 @@ class DremioQueryTask(Task):
 class DremioSqlTask(Task):
     """Run a statement and return its (small) result as a list of row dicts.
 
-    Retries follow :class:`DremioQueryTask`'s rules; a submission that may have
-    run (:class:`~dremioframe_async.dremio.DremioSubmitUncertain`) is never retried.
+    The client and retries follow :class:`DremioQueryTask`'s rules; a submission
+    that may have run (:class:`~dremioframe_async.dremio.DremioSubmitUncertain`)
+    is never retried.
     """
 
     def __init__(self, name: str, sql: str, *, client: ClientSource = None, **options: Any) -> None:
         self.sql = sql
         self.client = client
-        super().__init__(name, self._execute, **dremio_retry_options(options))
+        options = client_options(self, client, dremio_retry_options(options))
+        super().__init__(name, self._execute, **options)
 
-    async def _execute(self) -> list[dict[str, Any]]:
-        async with client_scope(self.client) as client:
+    async def _execute(self, context: RunContext) -> list[dict[str, Any]]:
+        async with client_scope(self.client, context) as client:
             table = await client.query(self.sql)
             rows: list[dict[str, Any]] = table.to_pylist()
             return rows
