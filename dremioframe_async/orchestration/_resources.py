@@ -269,16 +269,22 @@ class RunResources:
                 task_status.started(value)
                 # Open until the run says so, even through a cancelled run's cleanup.
                 await self._closing.wait()
-                scope.deadline = self._deadline
-                await type(made).__aexit__(made, None, None, None)
-            except Exception as exc:
-                self._close_failed(name, exc)
             finally:
-                if scope.cancel_called:  # only the close deadline cancels this shielded scope
-                    self._close_failed(name, f"it did not close within {CLOSE_TIMEOUT:g} s")
-                self._live -= 1
-                if not self._live:
-                    self._all_closed.set()
+                await self._exit(name, made, scope)
+
+    async def _exit(self, name: str, made: Any, scope: anyio.CancelScope) -> None:
+        # Runs in the host's shielded scope, which only the close deadline cancels.
+        scope.deadline = min(self._deadline, anyio.current_time() + CLOSE_TIMEOUT)
+        try:
+            await type(made).__aexit__(made, None, None, None)
+        except Exception as exc:
+            self._close_failed(name, exc)
+        finally:
+            if scope.cancel_called:
+                self._close_failed(name, f"it did not close within {CLOSE_TIMEOUT:g} s")
+            self._live -= 1
+            if not self._live:
+                self._all_closed.set()
 
     def _close_failed(self, name: str, problem: Exception | str) -> None:
         error = ResourceError(name, "close", problem)
