@@ -18,6 +18,7 @@ EXAMPLES = [
     ("examples/05_alert_and_cleanup.py", "run status: FAILED"),
     ("examples/06_reference_passing.py", "has 2 rows"),
     ("examples/07_web_ui.py", "inline run SUCCESS, listed by the UI: True"),
+    ("examples/08_dremio_resource.py", "FakeDremio saw 1 login(s) in the whole run"),
     ("examples/main_pipeline.py", "SUCCESS: 24 tables, 192000 rows, 5 retries"),
     ("-m examples.project_layout", "validated rows: 2300"),
 ]

@@ -25,11 +25,13 @@ from test_cli import COMMAND
 
 from dremioframe_async import Pipeline, TaskState, task
 from dremioframe_async.store import MemoryStore, RunStatus
+from dremioframe_async.testing import FakeDremio, sample_table
 from dremioframe_async.ui import ui_app
 from dremioframe_async.ui._state import UI_KEY
 
 HERE = Path(__file__).parent
 PIPE = f"{HERE / '_resource_pipeline.py'}:pipeline"
+DREMIO_EXAMPLE = f"{HERE.parent / 'examples' / '08_dremio_resource.py'}:pipeline"
 
 
 @pytest.fixture
@@ -82,6 +84,28 @@ def test_cli_schedule_opens_fresh_resources_per_run(env: dict[str, str], workdir
     assert done.returncode == 0, done.stderr
     one_run = ["open", "hold", "cleanup closed=False", "close"]
     assert logged(workdir) == one_run * 2
+
+
+@pytest.mark.asyncio
+async def test_the_dremio_example_through_the_cli_logs_in_once() -> None:
+    async with FakeDremio() as fake:
+        for name, rows in (("orders", 1200), ("customers", 300), ("returns", 45)):
+            fake.add_table(f"shop.{name}", sample_table(rows))
+        fake.add_table("elsewhere.ignored", sample_table(5))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DREMIO_")}
+        env |= {
+            "DREMIO_URL": fake.url,
+            "DREMIO_USERNAME": fake.username,
+            "DREMIO_PASSWORD": fake.password,
+        }
+        args = ["run", DREMIO_EXAMPLE, "--param", "folder=shop", "--store", "memory://"]
+        done = await anyio.run_process([*COMMAND, *args], env=env, check=False)
+        out, err = done.stdout.decode(), done.stderr.decode()
+        assert done.returncode == 0, err
+        assert "3 tables, 1,545 rows" in out
+        assert "shop.orders                 1,200 rows" in out
+        assert len(fake.requests_to("/apiv2/login", "POST")) == 1
+        assert len(fake.requests_to("/sql", "POST")) == 4  # reachable + one count per table
 
 
 class Counted:
