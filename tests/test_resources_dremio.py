@@ -6,6 +6,7 @@ resource machinery itself is tested on asyncio and trio in test_resources.py.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
@@ -169,3 +170,14 @@ async def test_the_client_is_closed_when_the_run_is_cancelled(
     fake.resume()
     assert len(fake.requests_to("/cancel", "POST")) == 1  # the job, before the client closed
     assert (counting.opened, counting.closed) == (1, 1)
+
+
+async def test_a_lent_client_stays_open_after_the_run(fake: FakeDremio, no_env: None) -> None:
+    pipeline = Pipeline("lent").add_task(DremioQueryTask("q", "SELECT 3 AS three"))
+    async with DremioClient(fake.url, username=fake.username, password=fake.password) as client:
+        lend = {"dremio": lambda: contextlib.nullcontext(client)}
+        for _ in range(2):
+            result = await pipeline.run(resources=lend)
+            assert result["q"].to_pylist() == [{"three": 3}]
+        assert (await client.query("SELECT 4 AS four")).to_pylist() == [{"four": 4}]
+    assert _logins(fake) == 1
