@@ -488,6 +488,12 @@ async def test_context_resources_by_name_and_attribute() -> None:
             return f"{type(exc).__name__}: {exc}"
         return "no error"
 
+    @task(resources=("res",))
+    async def private(context: Any) -> str:
+        with pytest.raises(AttributeError):
+            context.resources._res  # noqa: B018 -- the lookup is the test
+        return repr(context.resources)
+
     @task
     async def by_attribute(context: Any) -> str:
         try:
@@ -497,7 +503,7 @@ async def test_context_resources_by_name_and_attribute() -> None:
         return "no error"
 
     p = Pipeline("ctx", resources={"res": res})
-    for t in (via_context(), undeclared(), by_attribute()):
+    for t in (via_context(), undeclared(), by_attribute(), private()):
         p.add_task(t)
     result = await p.run()
     assert result["via_context"] == [True, True, ["res"], False]
@@ -506,6 +512,7 @@ async def test_context_resources_by_name_and_attribute() -> None:
         "add resources=('res',) to its @task(...)"
     )
     assert "the run has no resource 'nothing' (declared: 'res')" in result["by_attribute"]
+    assert result["private"] == "<resources of task 'private': res>"
 
 
 async def test_plain_objects_and_awaitables_are_resources_too() -> None:

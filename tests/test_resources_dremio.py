@@ -181,3 +181,16 @@ async def test_a_lent_client_stays_open_after_the_run(fake: FakeDremio, no_env: 
             assert result["q"].to_pylist() == [{"three": 3}]
         assert (await client.query("SELECT 4 AS four")).to_pylist() == [{"four": 4}]
     assert _logins(fake) == 1
+
+
+async def test_a_client_factory_given_to_tasks_makes_one_client_per_run(
+    fake: FakeDremio, counting: type[CountingClient], no_env: None
+) -> None:
+    pipeline = Pipeline("factory")
+    for i in range(10):
+        pipeline.add_task(DremioSqlTask(f"q{i}", f"SELECT {i} AS i", client=counting))
+    for run in (1, 2):
+        result = await pipeline.run()
+        assert result.status == "SUCCESS", result.errors
+        assert (counting.opened, counting.closed) == (run, run)
+    assert _logins(fake) == 2

@@ -213,11 +213,6 @@ class RunResources:
         self._all_closed = anyio.Event()
         self._deadline = float("inf")
 
-    @property
-    def opened(self) -> tuple[str, ...]:
-        """Names opened in this run, in the order they were opened."""
-        return tuple(name for name, slot in self._slots.items() if slot.open)
-
     async def acquire(self, names: Iterable[str]) -> None:
         """Open each named resource that is not open yet.
 
@@ -234,8 +229,8 @@ class RunResources:
     async def _open(self, name: str, slot: _Slot) -> None:
         async with slot.lock:  # tasks asking at the same moment wait for one opening
             if slot.failure is None and not slot.open:
-                if self._closing.is_set() or self._hosts is None:
-                    raise RuntimeError(f"resource {name!r} asked for after the run ended")
+                if self._closing.is_set() or self._hosts is None:  # pragma: no cover - a bug
+                    raise RuntimeError(f"resource {name!r} asked for outside its run")
                 try:
                     slot.value = await self._hosts.start(self._host, name)
                     slot.open = True

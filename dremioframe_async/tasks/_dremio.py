@@ -6,9 +6,9 @@ Where a task's client comes from (``client=``):
   or ``run(resources=...)``); when the run declares none, one client per run
   from the ``DREMIO_*`` environment, shared by every such task of the run;
 - a resource name (``client="warehouse"``): that resource of the run;
-- an open :class:`DremioClient`: used as it is (its owner closes it);
-- a zero-argument callable: called for each attempt, and the client it makes is
-  opened and closed around that attempt.
+- a zero-argument callable making a client: a resource of the run, opened
+  once per run and shared by every task given the same callable;
+- an open :class:`DremioClient`: used as it is (its owner closes it).
 
 Job cancellation on timeout or cancellation is the client's: ``wait()`` sends
 the cancel request (shielded, bounded) before the cancellation reaches the engine.
@@ -56,22 +56,40 @@ DREMIO_RESOURCE = "dremio"
 _FROM_ENVIRONMENT: Mapping[str, Callable[[], Any]] = {DREMIO_RESOURCE: DremioClient}
 
 
-def _resource_name(source: ClientSource) -> str | None:
+def _resource_for(source: ClientSource) -> tuple[str | None, Mapping[str, Callable[[], Any]]]:
+    """The run resource a task's client is, and the default factory it offers for it."""
+    if isinstance(source, DremioClient):
+        return None, {}
     if source is None:
-        return DREMIO_RESOURCE
-    return source if isinstance(source, str) else None
+        return DREMIO_RESOURCE, _FROM_ENVIRONMENT
+    if isinstance(source, str):
+        return source, {}
+    # A factory: a resource of its own, so tasks given the same one share a client per run.
+    name = f"dremio:{getattr(source, '__qualname__', type(source).__name__)}@{id(source):x}"
+    return name, {name: source}
 
 
-def client_options(task: Task, source: ClientSource, options: dict[str, Any]) -> dict[str, Any]:
+class ClientTask(Task):
+    """A task that runs on a Dremio client: ``client`` as given, ``client_resource``
+    the run resource it stands for (None for an open client)."""
+
+    client: ClientSource
+    client_resource: str | None = None
+
+
+def client_options(
+    task: ClientTask, source: ClientSource, options: dict[str, Any]
+) -> dict[str, Any]:
     """``options`` with the run resource ``source`` stands for added to ``resources``.
 
-    With no client, ``task`` also offers the environment's client as the default.
+    Also sets the task's ``client_resource`` and the default factory it offers.
     """
-    name = _resource_name(source)
+    name, defaults = _resource_for(source)
+    task.client_resource = name
     if name is None:
         return options
-    if source is None:
-        task.default_resources = _FROM_ENVIRONMENT
+    if defaults:
+        task.default_resources = defaults
     given = options.get("resources", ())
     names = (given,) if isinstance(given, str) else tuple(given)
     return {**options, "resources": (*names, name)}
@@ -90,19 +108,16 @@ def dremio_retry_options(options: dict[str, Any], *, timeouts: bool = True) -> d
 
 
 @asynccontextmanager
-async def client_scope(source: ClientSource, context: RunContext) -> AsyncIterator[DremioClient]:
-    """The given open client, the run's resource, or one made by ``source`` for this attempt."""
-    if isinstance(source, DremioClient):
-        yield source
-        return
-    if source is None or isinstance(source, str):
-        yield context.resources[source or DREMIO_RESOURCE]
-        return
-    async with source() as client:
-        yield client
+async def client_scope(task: ClientTask, context: RunContext) -> AsyncIterator[DremioClient]:
+    """The client of ``task`` in this run: its own open client, or the run's resource."""
+    if isinstance(task.client, DremioClient):
+        yield task.client
+    else:
+        assert task.client_resource is not None
+        yield context.resources[task.client_resource]
 
 
-class DremioQueryTask(Task):
+class DremioQueryTask(ClientTask):
     """Run one SQL query; return a ``pyarrow.Table``, or the path of a Parquet file.
 
     ``client`` is where the client comes from (see the module's docs): by
@@ -139,7 +154,7 @@ class DremioQueryTask(Task):
         super().__init__(name, self._execute, **options)
 
     async def _execute(self, context: RunContext) -> pa.Table | str:
-        async with client_scope(self.client, context) as client:
+        async with client_scope(self, context) as client:
             job_id = await client.submit(self.sql, self.sql_context)
             job = await client.wait(job_id, timeout=self.query_timeout)
             if self.output_path is None:
@@ -148,7 +163,7 @@ class DremioQueryTask(Task):
             return str(self.output_path)
 
 
-class DremioSqlTask(Task):
+class DremioSqlTask(ClientTask):
     """Run a statement and return its (small) result as a list of row dicts.
 
     The client and retries follow :class:`DremioQueryTask`'s rules; a submission
@@ -163,7 +178,7 @@ class DremioSqlTask(Task):
         super().__init__(name, self._execute, **options)
 
     async def _execute(self, context: RunContext) -> list[dict[str, Any]]:
-        async with client_scope(self.client, context) as client:
+        async with client_scope(self, context) as client:
             table = await client.query(self.sql)
             rows: list[dict[str, Any]] = table.to_pylist()
             return rows

@@ -15,7 +15,13 @@ import pyarrow as pa
 
 from ..errors import DremioFrameError
 from ..orchestration import RunContext, Task
-from ._dremio import ClientSource, client_options, client_scope, dremio_retry_options
+from ._dremio import (
+    ClientSource,
+    ClientTask,
+    client_options,
+    client_scope,
+    dremio_retry_options,
+)
 
 __all__ = ["FileSensor", "SensorTimeout", "SqlSensor"]
 
@@ -48,7 +54,7 @@ def _first_cell_truthy(table: pa.Table) -> bool:
     return table.num_rows > 0 and table.num_columns > 0 and bool(table.column(0)[0].as_py())
 
 
-class SqlSensor(Task):
+class SqlSensor(ClientTask):
     """Run ``sql`` every ``poke_interval`` seconds until ``success(table)`` holds.
 
     By default success means the first cell of the first row is truthy (as in
@@ -80,7 +86,7 @@ class SqlSensor(Task):
         super().__init__(name, self._execute, **options)
 
     async def _execute(self, context: RunContext) -> pa.Table:
-        async with client_scope(self.client, context) as client:
+        async with client_scope(self, context) as client:
 
             async def poke() -> pa.Table | None:
                 table = await client.query(self.sql, self.sql_context)
