@@ -96,6 +96,7 @@ class Pipeline:
         self.resources = check_factories(f"pipeline {name!r}", resources)
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], frozenset[str] | None, Plan] | None = None
+        self._needing: tuple[Plan, tuple[Task, ...]] | None = None  # tasks needing resources
 
     def add_task(self, task: Task) -> Pipeline:
         """Add ``task`` (and so every task connected to it); returns self to chain.
@@ -194,7 +195,9 @@ class Pipeline:
         try:
             async with (
                 dispatching(listeners, store) as emit,
-                run_resources(run_factories(plan.tasks, self.resources, given)) as opened,
+                run_resources(
+                    run_factories(self._needing_resources(plan), self.resources, given)
+                ) as opened,
             ):
                 run = Run(
                     plan,
@@ -213,6 +216,12 @@ class Pipeline:
             # Task errors are in the result; what escapes (a KeyboardInterrupt in a
             # task, say) surfaces as itself, not wrapped by the run's task groups.
             raise _sole_exception(group) from None
+
+    def _needing_resources(self, plan: Plan) -> tuple[Task, ...]:
+        # Once per plan, not per run: a warm run of a large graph skips the scan.
+        if self._needing is None or self._needing[0] is not plan:
+            self._needing = (plan, tuple(t for t in plan.tasks if t.options.resources))
+        return self._needing[1]
 
     async def _prior_run(self, store: RunRecorder | None, resume: str | None) -> PriorRun | None:
         if resume is None:
