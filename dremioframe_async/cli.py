@@ -10,45 +10,100 @@
     dremioframe-async demo [args ...]
     dremioframe-async ui [--pipeline module:pipeline ...] [--host 127.0.0.1] [--port 8080]
 
-``module:pipeline`` names a :class:`Pipeline` or a zero-argument callable
-returning one; ``module`` is a dotted module (importable from the current
-directory) or a path to a ``.py`` file. The store is ``--store URL``, else
+``module:pipeline`` names a :class:`Pipeline`, or a function declared to
+return one (``def build() -> Pipeline``) taking no arguments; nothing else is
+ever called. ``module`` is a dotted module (importable from the current
+directory) or a path to a ``.py`` file. ``run``, ``graph`` and ``schedule``
+import that module, which executes its top-level code: name only code you trust.
+Installed modules win over files of the same name in the current directory or
+beside the ``.py`` file. The store is ``--store URL``, else
 ``$DREMIOFRAME_ASYNC_STORE``, else a SQLite file under ``$XDG_DATA_HOME`` (or
 ``~/.local/share``) ``/dremioframe_async/runs.sqlite``.
 
-Exit codes: 0 success, 1 the pipeline failed, 2 usage error (bad arguments,
-an unloadable ``module:pipeline``, an unknown run id or store URL), 130
-interrupted (Ctrl-C / SIGINT or SIGTERM; the run is recorded as CANCELLED).
+``show`` takes any unique prefix of a run id. Errors in arguments, in the
+pipeline's module (an import error) or in its definition (a cycle) are one line
+on stderr naming the exception type; ``--traceback`` prints the rest.
+
+Ctrl-C (SIGINT, or SIGTERM) cancels the run: running tasks are cancelled, its
+``all_done``/``always`` cleanup tasks still run (for up to the pipeline's
+``cleanup_grace``), the summary table is printed and the run is recorded as
+CANCELLED. A second Ctrl-C stops the cleanup too.
+
+Exit codes: 0 success, 1 the pipeline failed (or an unexpected error), 2 usage
+or definition error (bad arguments, a module that cannot be imported, a
+``module:pipeline`` that is not a Pipeline, an invalid graph, an unknown or
+ambiguous run id, a bad store URL), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
-import signal
 import sys
+import traceback
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
+from ._interrupts import EXIT_INTERRUPTED, interruptible
 from .errors import DremioFrameError
-from .orchestration import Event, Pipeline, RunFinished, RunResult
-from .progress import Progress, format_duration, format_table, one_line
-from .store import RunInfo, RunStore, StoreURLError, TaskInfo, default_store_url, open_store
+from .orchestration import (
+    ArgumentError,
+    Event,
+    Pipeline,
+    PipelineDefinitionError,
+    RunFinished,
+    RunResult,
+    TaskDefinitionError,
+)
+from .progress import Progress, describe, format_duration, format_table, printable
+from .store import (
+    RunInfo,
+    RunNotFound,
+    RunStore,
+    StoreURLError,
+    TaskInfo,
+    default_store_url,
+    open_store,
+)
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(DremioFrameError):
     """Bad command-line input; reported on stderr with exit code 2."""
+
+
+class PipelineImportError(UsageError):
+    """The module named on the command line raised while it was imported or built.
+
+    The message names the module and the user's own exception (type and message);
+    the exception itself is ``__cause__`` (``--traceback`` shows it).
+    """
+
+    def __init__(self, where: str, cause: BaseException) -> None:
+        self.where = where
+        self.cause = cause
+        super().__init__(f"{describe(cause)}{_hint(cause)} (raised while {where})")
+
+
+def _hint(error: BaseException) -> str:
+    """A word on what a bare ``KeyError('DREMIO_URL')`` most likely means."""
+    key = error.args[0] if isinstance(error, KeyError) and error.args else None
+    if isinstance(key, str) and key.isupper() and key not in os.environ:
+        return f": the environment variable {key} is not set"
+    return ""
 
 
 # ---------------------------------------------------------------- loading pipelines
@@ -57,7 +112,11 @@ class UsageError(DremioFrameError):
 def load_pipeline(ref: str) -> Pipeline:
     """Resolve ``module:attr`` (dotted module or ``path/to/file.py``) to a Pipeline.
 
+    ``attr`` must be a Pipeline, or a function taking no arguments whose return
+    annotation is ``Pipeline``: nothing else is called.
+
     :raises UsageError: when the reference is malformed or does not lead to a Pipeline.
+    :raises PipelineImportError: when importing the module, or the factory, raised.
     """
     module_name, sep, attr = ref.rpartition(":")
     if not sep or not module_name or not attr:
@@ -69,38 +128,98 @@ def load_pipeline(ref: str) -> Pipeline:
             obj = getattr(obj, part)
         except AttributeError:
             raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
-    if callable(obj) and not isinstance(obj, Pipeline):
-        obj = obj()
-    if not isinstance(obj, Pipeline):
-        raise UsageError(f"{ref} is a {type(obj).__name__}, not a Pipeline (or a factory of one)")
-    return obj
+    if isinstance(obj, Pipeline):
+        return obj
+    _check_factory(ref, obj)
+    try:
+        built = obj()
+    except Exception as exc:
+        raise PipelineImportError(f"calling {ref}", exc) from exc
+    if not isinstance(built, Pipeline):
+        raise UsageError(f"{ref}() returned a {type(built).__name__}, not a Pipeline")
+    return built
+
+
+def _check_factory(ref: str, obj: Any) -> None:
+    """Refuse anything but a plain function declared ``-> Pipeline`` with no required arguments."""
+    what = f"{ref} is a {type(obj).__name__}"
+    if not inspect.isfunction(obj):
+        raise UsageError(f"{what}, not a Pipeline or a function returning one")
+    if not _returns_pipeline(obj):
+        raise UsageError(
+            f"{what} not declared to return a Pipeline: annotate it `-> Pipeline` "
+            "(the command line calls nothing else)"
+        )
+    required = [
+        p.name
+        for p in inspect.signature(obj).parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise UsageError(
+            f"{ref} needs arguments ({', '.join(required)}); the command line gives none"
+        )
+
+
+def _returns_pipeline(fn: Callable[..., Any]) -> bool:
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that cannot be resolved: read it as written
+        hint = fn.__annotations__.get("return")
+    if isinstance(hint, str):
+        return hint.rsplit(".", 1)[-1] == "Pipeline"
+    return isinstance(hint, type) and issubclass(hint, Pipeline)
 
 
 def _import(name: str) -> Any:
     if name.endswith(".py") or os.sep in name:
         return _import_file(Path(name))
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # console scripts do not put the cwd on sys.path
+    _add_to_path(os.getcwd())  # console scripts do not put the cwd on sys.path
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
             raise UsageError(
                 f"no module named {name!r} (run from its directory or give a .py path)"
             ) from None
-        raise
+        raise PipelineImportError(f"importing {name}", exc) from exc
+    except Exception as exc:
+        raise PipelineImportError(f"importing {name}", exc) from exc
+
+
+def _add_to_path(folder: str) -> None:
+    # At the end: a file in the user's folder never shadows an installed module.
+    if folder not in sys.path:
+        sys.path.append(folder)
+
+
+def _module_name(path: Path) -> str:
+    """The file's stem, unless that name belongs to a module already importable."""
+    stem = path.stem
+    if stem.isidentifier() and stem not in sys.modules:
+        try:
+            if importlib.util.find_spec(stem) is None:
+                return stem
+        except (ImportError, ValueError):
+            pass
+    return f"_dremioframe_async_user_{abs(hash(str(path.resolve())))}_{stem}"
 
 
 def _import_file(path: Path) -> Any:
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.resolve().parent))  # let it import its siblings
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
+    _add_to_path(str(path.resolve().parent))  # let it import its siblings
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise PipelineImportError(f"importing {path}", exc) from exc
     return module
 
 
@@ -124,31 +243,6 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- running
 
 
-async def _until_signal(scope: anyio.CancelScope, caught: list[int]) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signum)
-            scope.cancel()
-            return
-
-
-async def _interruptible(work: Callable[[], Awaitable[int]]) -> int:
-    """Run ``work``; SIGINT/SIGTERM cancel it (the engine records the run CANCELLED)."""
-    caught: list[int] = []
-    code = EXIT_INTERRUPTED
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_until_signal, tg.cancel_scope, caught)
-            code = await work()
-            tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # One error (a bad resume id, a cron typo) should read as itself, not as a group.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
-    return EXIT_INTERRUPTED if caught else code
-
-
 async def _with_store(url: str | None, work: Callable[[RunStore], Awaitable[int]]) -> int:
     store = open_store(url or default_store_url())
     try:
@@ -164,15 +258,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr)
 
     async def work(store: RunStore) -> int:
-        async def go() -> int:
+        async def go(stop_cleanup: anyio.Event) -> int:
             result = await pipeline.run(
-                params or None, store=store, on_event=progress, resume=args.resume
+                params or None,
+                store=store,
+                on_event=progress,
+                resume=args.resume,
+                stop_cleanup=stop_cleanup,
             )
             return _report(result, progress)
 
-        code = await _interruptible(go)
+        code = await interruptible(go)
         if code == EXIT_INTERRUPTED:
-            print(f"run {progress.run_id} interrupted: recorded as CANCELLED", file=sys.stderr)
+            if progress.run_id:
+                print(progress.summary())
+                print(
+                    f"\nrun {progress.run_id} interrupted: recorded as CANCELLED", file=sys.stderr
+                )
+            else:
+                print("interrupted before the run started", file=sys.stderr)
         return code
 
     return anyio.run(_with_store, args.store, work)
@@ -196,7 +300,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
             print(f"run {event.run_id} {event.status} in {took}", flush=True)
 
     async def work(store: RunStore) -> int:
-        async def go() -> int:
+        async def go(stop_cleanup: anyio.Event) -> int:
             await schedule_pipeline(
                 pipeline,
                 interval=args.interval,
@@ -207,10 +311,11 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
                 context=params or None,
                 max_runs=args.max_runs,
                 on_event=announce,
+                stop_cleanup=stop_cleanup,
             )
             return EXIT_OK
 
-        return await _interruptible(go)
+        return await interruptible(go)
 
     return anyio.run(_with_store, args.store, work)
 
@@ -253,18 +358,18 @@ def _task_rows(tasks: Sequence[TaskInfo]) -> list[tuple[object, ...]]:
         last = t.attempts[-1] if t.attempts else None
         error = f"{last.error_type}: {last.error_message}" if last and last.error_type else ""
         note = error or t.reason or (t.result_note and f"result {t.result_type}: {t.result_note}")
-        rows.append((t.key, t.state.value, len(t.attempts), format_duration(took), one_line(note)))
+        rows.append((t.key, t.state.value, len(t.attempts), format_duration(took), note or ""))
     return rows
 
 
 def _show(run: RunInfo, tasks: Sequence[TaskInfo]) -> str:
     lines = [
         f"run       {run.run_id}",
-        f"pipeline  {run.pipeline}",
+        f"pipeline  {printable(run.pipeline)}",
         f"status    {run.status.value}",
         f"started   {_when(run.started)}",
         f"finished  {_when(run.finished)}  ({format_duration(run.duration)})",
-        f"params    {json.dumps(dict(run.params))}",
+        f"params    {printable(json.dumps(dict(run.params)))}",
     ]
     if run.resumed_from:
         lines.append(f"resumed   from {run.resumed_from}")
@@ -273,18 +378,37 @@ def _show(run: RunInfo, tasks: Sequence[TaskInfo]) -> str:
     for t in tasks:
         for a in t.attempts:
             if a.error_type:
-                lines += ["", f"{t.key} attempt {a.number}: {a.error_type}: {a.error_message}"]
-                lines += ["    " + ln for ln in (a.error_traceback or "").rstrip().splitlines()]
+                head = f"{t.key} attempt {a.number}: {a.error_type}: {a.error_message}"
+                lines += ["", printable(head)]
+                trace = printable((a.error_traceback or "").rstrip())
+                lines += ["    " + ln for ln in trace.splitlines()]
     return "\n".join(lines)
+
+
+async def _find_run(store: RunStore, prefix: str) -> RunInfo:
+    """The run whose id is ``prefix`` or the only one starting with it.
+
+    :raises UsageError: when no run, or more than one, matches.
+    """
+    try:
+        return await store.get_run(prefix)
+    except RunNotFound:
+        pass
+    matches = [r for r in await store.list_runs(limit=None) if r.run_id.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"no run {prefix!r} in the store (nor one whose id starts with it)")
+    ids = ", ".join(r.run_id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise UsageError(
+        f"run id prefix {prefix!r} is ambiguous: {len(matches)} runs match ({ids}); give more of it"
+    )
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     async def work(store: RunStore) -> int:
-        try:
-            run = await store.get_run(args.run_id)
-        except LookupError as exc:
-            raise UsageError(str(exc)) from None
-        print(_show(run, await store.get_tasks(args.run_id)))
+        run = await _find_run(store, args.run_id)
+        print(_show(run, await store.get_tasks(run.run_id)))
         return EXIT_OK
 
     return anyio.run(_with_store, args.store, work)
@@ -307,12 +431,12 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     pipelines = [load_pipeline(ref) for ref in args.pipeline]
 
     async def work(store: RunStore) -> int:
-        async def go() -> int:
+        async def go(stop_cleanup: anyio.Event) -> int:
             await serve_store(store, pipelines, args.host, args.port)
             return EXIT_OK  # pragma: no cover - serving ends by a signal
 
         try:
-            await _interruptible(go)
+            await interruptible(go)
         except ValueError as exc:  # refused to bind, or bad auth settings
             raise UsageError(str(exc)) from None
         return EXIT_OK  # Ctrl-C / SIGTERM is how a server is stopped
@@ -339,22 +463,35 @@ def _demo(argv: list[str]) -> int:
 # ---------------------------------------------------------------- argument parsing
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("dremioframe_async")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dremioframe-async",
-        description="Run, schedule and inspect dremioframe_async pipelines.",
+        description="Run, schedule and inspect dremioframe_async pipelines. "
+        "run, graph and schedule import the module you name (executing its code).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     store_help = "run store URL (default: $DREMIOFRAME_ASYNC_STORE or the user's SQLite file)"
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--traceback", action="store_true", help="on an error, print the whole traceback"
+    )
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> Any:
-        sub = commands.add_parser(name, help=help, description=help)
+        sub = commands.add_parser(name, help=help, description=help, parents=[common])
         sub.set_defaults(handler=handler)
         if name not in ("graph", "demo"):
             sub.add_argument("--store", metavar="URL", help=store_help)
         return sub
 
-    run = command("run", _cmd_run, "run a pipeline once, with live progress")
+    run = command("run", _cmd_run, "import a pipeline's module and run it once, with progress")
     run.add_argument("pipeline", metavar="module:pipeline")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--resume", metavar="RUN_ID", help="re-run only what did not succeed")
@@ -362,7 +499,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--pipeline", metavar="NAME")
     runs.add_argument("--limit", type=int, default=20, metavar="N")
     show = command("show", _cmd_show, "show one run's tasks, attempts and errors")
-    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("run_id", metavar="RUN_ID", help="a run id, or any unique prefix of one")
     graph = command("graph", _cmd_graph, "print a pipeline's graph as Mermaid")
     graph.add_argument("pipeline", metavar="module:pipeline")
     _schedule_args(command("schedule", _cmd_schedule, "run a pipeline on a schedule until stopped"))
@@ -400,6 +537,40 @@ def _ui_args(sub: argparse.ArgumentParser) -> None:
     )
 
 
+# Errors in what the user gave us: arguments, the pipeline's module, its definition.
+USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    UsageError,
+    StoreURLError,
+    RunNotFound,
+    ArgumentError,
+    TaskDefinitionError,
+    PipelineDefinitionError,
+)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
+    if args.traceback:
+        traceback.print_exception(exc, file=sys.stderr)
+    hint = "" if args.traceback or type(exc) is UsageError else " (--traceback for details)"
+    text = describe(exc) + ("" if isinstance(exc, PipelineImportError) else _hint(exc))
+    _error_line(args.command, text.replace("\n", " | ") + hint)
+    return code
+
+
+def _error_line(command: str | None, text: str) -> None:
+    prog = "dremioframe-async" + (f" {command}" if command else "")
+    print(f"{prog}: error: {text}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("dremioframe-async").strip() or None
+        _error_line(command, f"UsageError: {printable(message)} (see --help)")
+        sys.exit(EXIT_USAGE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dremioframe-async``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -411,12 +582,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (UsageError, StoreURLError) as exc:
-        print(f"dremioframe-async {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except USAGE_ERRORS as exc:
+        return _fail(args, exc, EXIT_USAGE)
     except (LookupError, ValueError) as exc:
         if args.command not in ("run", "schedule"):
-            raise
-        # A resume id the store does not know, a resume of another pipeline, a bad cron.
-        print(f"dremioframe-async {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+            return _fail(args, exc, EXIT_FAILED)
+        # A resume of another pipeline, a bad cron: what the user asked cannot be done.
+        return _fail(args, exc, EXIT_USAGE)
+    except Exception as exc:
+        return _fail(args, exc, EXIT_FAILED)

@@ -29,6 +29,7 @@ import anyio
 import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
+from ._interrupts import interruptible
 from .dremio import DremioClient, split_path
 from .orchestration import Event, TaskStateChanged
 from .progress import Progress, format_duration, format_table
@@ -173,8 +174,8 @@ def build_pipeline(
 class _DemoProgress:
     """Progress on ``stream``: one live line on a terminal, else a line per quarter done."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.progress = Progress(stream)
+    def __init__(self, stream: TextIO, progress: Progress) -> None:
+        self.progress = progress
         self.stream = stream
         self._reported = 0
 
@@ -206,8 +207,7 @@ def _detail(value: Any, line: Any, error_text: str = "") -> str:
         return f"{len(value)} tables found"
     if isinstance(value, str):
         return value
-    text = str(error_text or line.error or line.reason)
-    return text if len(text) <= 100 else text[:97] + "..."
+    return str(error_text or line.error or line.reason)  # whole: the table wraps it
 
 
 def _error_text(result: RunResult, key: str) -> str:
@@ -259,35 +259,49 @@ async def run_demo(
     concurrency: int = 8,
     limit: int | None = None,
     stream: TextIO | None = None,
+    progress: Progress | None = None,
+    stop_cleanup: anyio.Event | None = None,
 ) -> DemoOutcome:
     """Run the demo pipeline once; return its outcome (never raises for a failed run).
 
     Without ``url`` an embedded FakeDremio with ``tables`` generated tables of
     ``rows`` rows in all is used. Without ``out_dir`` files go to a temporary
-    folder that the cleanup task removes.
+    folder that the cleanup task removes; when the demo is cancelled the cleanup
+    task still runs (``stop_cleanup`` ends it, see ``Pipeline.run``), and the
+    temporary folder is removed in any case.
 
+    :param progress: the display to feed (default: a new one on ``stream``).
     :raises DremioError: the client could not be set up (bad URL or credentials).
     """
     stream = stream if stream is not None else sys.stderr
     target = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dremioframe-demo-"))
-    await anyio.Path(target).mkdir(parents=True, exist_ok=True)
+    progress = progress or Progress(stream)
     started = time.perf_counter()
-    async with _dremio(url, pat, tables, rows) as (client, where):
-        print(f"demo: extracting {folder or DEMO_FOLDER} from {where} into {target}", file=stream)
-        pipeline = build_pipeline(
-            client,
-            folder or DEMO_FOLDER,
-            target,
-            concurrency=concurrency,
-            limit=limit,
-            stream=stream,
-            remove_out_dir=out_dir is None,
-        )
-        listener = _DemoProgress(stream)
-        result = await pipeline.run(on_event=listener)
+    try:
+        await anyio.Path(target).mkdir(parents=True, exist_ok=True)
+        async with _dremio(url, pat, tables, rows) as (client, where):
+            print(
+                f"demo: extracting {folder or DEMO_FOLDER} from {where} into {target}", file=stream
+            )
+            pipeline = build_pipeline(
+                client,
+                folder or DEMO_FOLDER,
+                target,
+                concurrency=concurrency,
+                limit=limit,
+                stream=stream,
+                remove_out_dir=out_dir is None,
+            )
+            listener = _DemoProgress(stream, progress)
+            result = await pipeline.run(on_event=listener, stop_cleanup=stop_cleanup)
+    except BaseException:
+        if out_dir is None:  # whatever stopped the run, the temporary folder goes
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(target, ignore_errors=True))
+        raise
     total = int(result["validate"]) if result.states.get("validate") is TaskState.SUCCESS else 0
     return DemoOutcome(
-        result, report(result, listener.progress), target, total, time.perf_counter() - started
+        result, report(result, progress), target, total, time.perf_counter() - started
     )
 
 
@@ -327,13 +341,20 @@ def _missing_testing_extra() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo from the command line; 0 when the pipeline succeeded, 1 otherwise
-    (2 when the embedded server needs the ``testing`` extra)."""
+    (2 when the embedded server needs the ``testing`` extra).
+
+    Ctrl-C cancels it (130): the cleanup task still runs and the table is printed;
+    a second Ctrl-C stops the cleanup.
+    """
     args = _parser().parse_args(list(argv) if argv is not None else None)
     if not args.url and (missing := _missing_testing_extra()):
         print(f"demo: {missing}", file=sys.stderr)  # the embedded server cannot run
         return 2
-    outcome = anyio.run(
-        lambda: run_demo(
+    progress = Progress(sys.stderr)
+    outcomes: list[DemoOutcome] = []
+
+    async def go(stop_cleanup: anyio.Event) -> int:
+        outcome = await run_demo(
             url=args.url,
             pat=args.pat,
             folder=args.folder,
@@ -342,15 +363,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows=args.rows,
             concurrency=args.concurrency,
             limit=args.limit,
+            progress=progress,
+            stop_cleanup=stop_cleanup,
         )
-    )
+        outcomes.append(outcome)
+        return 0 if outcome.result.status == "SUCCESS" else 1
+
+    code = anyio.run(interruptible, go)
+    if not outcomes:
+        if progress.run_id:
+            print(progress.summary())
+        print(f"\ninterrupted: run {progress.run_id or '(not started)'} cancelled", file=sys.stderr)
+        return code
+    outcome = outcomes[0]
     print(outcome.report)
-    status = outcome.result.status
     rate = outcome.total_rows / max(outcome.seconds, 1e-9)
-    print(f"\n{status}: {outcome.total_rows:,} rows in {outcome.seconds:.1f}s ({rate:,.0f} rows/s)")
+    print(
+        f"\n{outcome.result.status}: {outcome.total_rows:,} rows in {outcome.seconds:.1f}s "
+        f"({rate:,.0f} rows/s)"
+    )
     kept = outcome.out_dir.exists()
     print(f"Parquet files: {outcome.out_dir}" + ("" if kept else " (removed by the cleanup task)"))
-    return 0 if status == "SUCCESS" else 1
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

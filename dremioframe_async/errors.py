@@ -13,6 +13,21 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   ├── ResourceError                          a run's resource could not be opened or closed
     │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   └── PipelineFailed                         raise_for_status(); carries the task errors
+    ├── StoreError (dremioframe_async.store)       run history
+    │   ├── RunNotFound (also LookupError)         no run with that id in the store
+    │   ├── StoreSchemaError                       the database was written by a newer version
+    │   └── StoreURLError (also ValueError)        open_store() got a URL it cannot open
+    ├── ScheduleError (also ValueError)  (dremioframe_async.schedule)  bad interval, cron, overlap
+    ├── task library errors (dremioframe_async.tasks)
+    │   ├── SensorTimeout (also TimeoutError)      a sensor's condition did not hold in time
+    │   └── SqlArgumentError (also ValueError)     a SQL builder got an argument it cannot use
+    ├── command line (dremioframe_async.cli)
+    │   └── UsageError                             bad arguments; exit code 2
+    │       └── PipelineImportError                the named module raised on import
+    ├── web UI (dremioframe_async.ui)
+    │   ├── ActionRefused                          a trigger, cancel or resume that cannot be done
+    │   └── UnsafeBind (also ValueError)           a public bind without auth
+    ├── MissingExtra (also ImportError)            an optional dependency is not installed
     └── DremioError (dremioframe_async.dremio)      Dremio client errors
         ├── DremioConfigError (also ValueError)    bad URL, credentials or TLS option
         ├── DremioBackendError (also RuntimeError)  used outside asyncio
@@ -31,8 +46,18 @@ text is consistent and the arguments stay available as attributes.
 
 from __future__ import annotations
 
-__all__ = ["DremioFrameError"]
+__all__ = ["DremioFrameError", "MissingExtra"]
 
 
 class DremioFrameError(Exception):
     """Root of every exception raised on purpose by dremioframe_async."""
+
+
+class MissingExtra(DremioFrameError, ImportError):
+    """A feature needs an optional dependency that is not installed; says which extra."""
+
+    def __init__(self, feature: str, module: str, extra: str) -> None:
+        self.feature, self.module, self.extra = feature, module, extra
+        super().__init__(
+            f"{feature} needs {module}: pip install 'dremioframe_async[{extra}]'", name=module
+        )

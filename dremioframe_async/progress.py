@@ -4,12 +4,20 @@
 On a terminal it keeps one status line up to date (tasks done, running,
 failed, retries); elsewhere (CI logs, pipes) it prints one line per retry and
 per failure instead. ``summary()`` renders the per-task table afterwards.
+
+Every message is shown whole, with its exception type: long ones are wrapped,
+never cut, and control characters are escaped (``\x1b`` is printed as those
+four characters), so text from a task cannot drive the terminal.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import textwrap
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
@@ -24,7 +32,16 @@ from .orchestration import (
     TaskStateChanged,
 )
 
-__all__ = ["Progress", "format_duration", "format_table", "one_line"]
+__all__ = [
+    "Progress",
+    "describe",
+    "format_duration",
+    "format_table",
+    "output_width",
+    "printable",
+]
+
+MIN_WRAP = 30  # the wrapped column never gets narrower than this
 
 
 def format_duration(seconds: float | None) -> str:
@@ -40,22 +57,75 @@ def format_duration(seconds: float | None) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain left-aligned text table with a header rule."""
-    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` with control and other unprintable characters escaped.
 
-    def line(row: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+    Newlines are kept when ``newlines`` is true (escaped too otherwise); every
+    other character of Unicode category C (controls, format characters such as
+    bidi overrides, lone surrogates) is shown as its Python escape, ``\x1b``.
+    """
+    if text.isprintable() and "\n" not in text:
+        return text
+    return "".join(
+        c
+        if (c == "\n" and newlines) or not unicodedata.category(c).startswith("C")
+        else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
 
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+def describe(error: BaseException) -> str:
+    """``TypeName: message``, whole and printable."""
+    text = str(error)
+    name = type(error).__name__
+    return printable(f"{name}: {text}" if text else name)
 
 
-def one_line(text: str, width: int = 80) -> str:
-    """The first line of ``text``, cut to ``width`` characters."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first if len(first) <= width else first[: width - 1] + "…"
+def output_width() -> int | None:
+    """``$COLUMNS``, else the terminal's width; None (no wrapping) when stdout is not a terminal."""
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def _wrap(text: str, width: int | None) -> list[str]:
+    lines = printable(text).splitlines() or [""]
+    if width is None:
+        return lines
+    wrapped: list[str] = []
+    for line in lines:
+        wrapped += textwrap.wrap(
+            line, width, break_on_hyphens=False, drop_whitespace=False, replace_whitespace=False
+        ) or [""]
+    return [w.rstrip() for w in wrapped]
+
+
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, width: int | None = 0
+) -> str:
+    """A plain left-aligned text table with a header rule.
+
+    The last column is wrapped so that lines fit in ``width`` characters (0: the
+    terminal's width, see :func:`output_width`; None: no wrapping); nothing is
+    ever cut. Every cell is made printable; only the last one may span several lines.
+    """
+    head = [printable(str(c), newlines=False) for c in headers]
+    body = [[printable(str(c), newlines=False) for c in row[:-1]] for row in rows]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head) - 1)]
+    if width == 0:
+        width = output_width()
+    room = None if width is None else max(MIN_WRAP, width - sum(widths) - 2 * len(widths))
+    lasts = [_wrap(str(row[-1]), room) for row in rows]
+    widths.append(max(len(line) for cell in [[head[-1]], *lasts] for line in cell))
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [line(head), "  ".join("-" * w for w in widths)]
+    for cells, last in zip(body, lasts, strict=True):
+        out.append(line([*cells, last[0]]))
+        out += [line([""] * len(cells) + [more]) for more in last[1:]]
+    return "\n".join(out)
 
 
 @dataclass(slots=True)
@@ -131,8 +201,9 @@ class Progress:
     def status_line(self) -> str:
         """``etl: 12/200 done, 8 running, 1 failed, 3 retries``."""
         c = self.counts()
+        name = printable(self.pipeline, newlines=False)
         return (
-            f"{self.pipeline}: {c['done']}/{len(self.tasks)} done, {c['running']} running, "
+            f"{name}: {c['done']}/{len(self.tasks)} done, {c['running']} running, "
             f"{c['failed']} failed, {c['retries']} retries"
         )
 
@@ -147,7 +218,8 @@ class Progress:
     def _note(self, text: str) -> None:
         if self.live:
             self.stream.write("\r\x1b[2K")
-        self.stream.write(text + "\n")
+        # Whole and printable; the lines after the first are indented under it.
+        self.stream.write(printable(text).replace("\n", "\n    ") + "\n")
         self._draw(force=True)
 
     def close(self) -> None:
@@ -167,7 +239,7 @@ class Progress:
                 format_duration(
                     None if t.started is None else (t.finished or t.started) - t.started
                 ),
-                one_line(t.error or t.reason),
+                t.error or t.reason,
             )
             for key, t in self.tasks.items()
         ]
@@ -175,4 +247,4 @@ class Progress:
 
 
 def _err(error: BaseException) -> str:
-    return one_line(f"{type(error).__name__}: {error}")
+    return describe(error)

@@ -7,16 +7,19 @@ An interval schedule fires first one interval after it starts.
 Overlap policy, when a fire comes while an earlier run is still going:
 
 * ``skip`` (default): the fire is dropped (and logged).
-* ``queue``: runs go one at a time, in fire order; fires wait for the run before
-  them. If runs are always slower than the schedule the queue keeps growing,
-  which is why ``skip`` is the default.
+* ``queue``: runs go one at a time; a fire that comes during a run waits for it.
+  At most one fire waits: a later fire merges into the waiting one, which then
+  takes the later fire time. So a schedule faster than its runs never builds a
+  backlog: when a long run ends, one run follows at once for the latest fire.
 * ``allow``: runs overlap freely.
 
 Catch-up: fires missed while the scheduler was not running or woke late (a
 suspended machine, a blocked loop) are dropped by default, except the latest
-one. ``catch_up=True`` runs every missed fire instead; with a ``store``, it
+one. ``catch_up=True`` fires every missed slot instead; with a ``store``, it
 also counts from the start of the pipeline's latest recorded run, so fires
-missed while no scheduler was running at all are made up.
+missed while no scheduler was running at all are made up. The overlap policy
+then treats those fires like any other: ``allow`` runs them all, ``skip`` and
+``queue`` one after the other as above.
 """
 
 from __future__ import annotations
@@ -31,14 +34,19 @@ from typing import Any, Literal, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
+from .errors import DremioFrameError, MissingExtra
 from .orchestration import Event, Pipeline, RunResult
 from .store import RunStore
 
-__all__ = ["Clock", "SystemClock", "schedule_pipeline"]
+__all__ = ["Clock", "ScheduleError", "SystemClock", "schedule_pipeline"]
 
 log = logging.getLogger(__name__)
 Overlap = Literal["skip", "queue", "allow"]
 Listener = Callable[[Event], Any]
+
+
+class ScheduleError(DremioFrameError, ValueError):
+    """A schedule that cannot run: a bad interval, cron expression, overlap or max_runs."""
 
 
 class Clock(Protocol):
@@ -73,26 +81,24 @@ def _fire_times(interval: float | None, cron: str | None, anchor: float) -> Iter
     try:
         from cronsim import CronSim, CronSimError
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "cron schedules need cronsim: pip install 'dremioframe_async[cron]'"
-        ) from exc
+        raise MissingExtra("cron schedules", "cronsim", "cron") from exc
     try:
         times = CronSim(cron or "", datetime.fromtimestamp(anchor).astimezone())
     except CronSimError as exc:
-        raise ValueError(f"invalid cron expression {cron!r}: {exc}") from exc
+        raise ScheduleError(f"invalid cron expression {cron!r}: {exc}") from exc
     for fire in times:
         yield fire.timestamp()
 
 
 def _check(interval: float | None, cron: str | None, overlap: str, max_runs: int | None) -> None:
     if (interval is None) == (cron is None):
-        raise ValueError("give exactly one of interval= (seconds) or cron= (an expression)")
+        raise ScheduleError("give exactly one of interval= (seconds) or cron= (an expression)")
     if interval is not None and not (interval > 0 and math.isfinite(interval)):
-        raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        raise ScheduleError(f"interval must be a positive number of seconds, got {interval!r}")
     if overlap not in ("skip", "queue", "allow"):
-        raise ValueError(f"overlap must be 'skip', 'queue' or 'allow', got {overlap!r}")
+        raise ScheduleError(f"overlap must be 'skip', 'queue' or 'allow', got {overlap!r}")
     if max_runs is not None and max_runs < 1:
-        raise ValueError(f"max_runs must be at least 1, got {max_runs!r}")
+        raise ScheduleError(f"max_runs must be at least 1, got {max_runs!r}")
 
 
 class _Scheduler:
@@ -102,7 +108,9 @@ class _Scheduler:
         self._run, self._overlap, self._tg = run, overlap, tg
         self.running = 0
         self.launched = 0
-        self._queue_send, self._queue_recv = anyio.create_memory_object_stream[float](math.inf)
+        self._pending: float | None = None  # queue: the one fire waiting for a run to end
+        self._wake = anyio.Event()
+        self._closed = False
         if overlap == "queue":
             tg.start_soon(self._drain)
 
@@ -115,27 +123,47 @@ class _Scheduler:
             self.running -= 1
 
     async def _drain(self) -> None:
-        async with self._queue_recv:
-            async for fire in self._queue_recv:
+        while True:
+            if self._pending is not None:
+                fire, self._pending = self._pending, None
                 self.running += 1
                 await self._one(fire)
+            elif self._closed:
+                return
+            else:
+                self._wake = anyio.Event()
+                await self._wake.wait()
 
     def fire(self, fire: float) -> None:
         if self._overlap == "queue":
-            self._queue_send.send_nowait(fire)
-        elif self._overlap == "skip" and self.running:
-            when = datetime.fromtimestamp(fire).astimezone().isoformat()
-            log.info("skipping the run due at %s: the previous run is still going", when)
+            self._queue(fire)
             return
-        else:
-            self.running += 1
-            self._tg.start_soon(self._one, fire)
+        if self._overlap == "skip" and self.running:
+            log.info("skipping the run due at %s: the previous run is still going", _iso(fire))
+            return
+        self.running += 1
         self.launched += 1
+        self._tg.start_soon(self._one, fire)
+
+    def _queue(self, fire: float) -> None:
+        if self._pending is None:
+            self.launched += 1
+        else:
+            log.info(
+                "merging the run due at %s into the one due at %s: a run is still going",
+                _iso(self._pending),
+                _iso(fire),
+            )
+        self._pending = fire
+        self._wake.set()
 
     def close(self) -> None:
-        self._queue_send.close()
-        if self._overlap != "queue":
-            self._queue_recv.close()
+        self._closed = True
+        self._wake.set()
+
+
+def _iso(fire: float) -> str:
+    return datetime.fromtimestamp(fire).astimezone().isoformat()
 
 
 async def _anchor(pipeline: Pipeline, store: RunStore | None, catch_up: bool, now: float) -> float:
@@ -157,6 +185,7 @@ async def schedule_pipeline(
     max_runs: int | None = None,
     on_event: Listener | Sequence[Listener] | None = None,
     clock: Clock | None = None,
+    stop_cleanup: anyio.Event | None = None,
 ) -> int:
     """Run ``pipeline`` at every fire time until cancelled (or ``max_runs`` runs started).
 
@@ -165,9 +194,12 @@ async def schedule_pipeline(
     callable that receives the fire time (an aware local ``datetime``) and
     returns the run's context, so each run can be parametrized by its slot.
     Returns the number of runs started, once they have all finished.
+    Cancelling the schedule cancels the runs in progress, which still run their
+    cleanup tasks; ``stop_cleanup`` is handed to each run (see ``Pipeline.run``).
 
-    :raises ValueError: for a bad interval, cron expression, overlap or max_runs.
-    :raises ImportError: for ``cron=`` without cronsim installed.
+    :raises ScheduleError: (a ValueError) for a bad interval, cron expression, overlap
+        or max_runs.
+    :raises MissingExtra: (an ImportError) for ``cron=`` without cronsim installed.
     """
     _check(interval, cron, overlap, max_runs)
     clock = clock or SystemClock()
@@ -179,7 +211,7 @@ async def schedule_pipeline(
         when = datetime.fromtimestamp(fire).astimezone()
         log.info("starting %s for the fire at %s", pipeline.name, when.isoformat())
         params = context(when) if callable(context) else context
-        return await pipeline.run(params, store=store, on_event=on_event)
+        return await pipeline.run(params, store=store, on_event=on_event, stop_cleanup=stop_cleanup)
 
     async with anyio.create_task_group() as tg:
         scheduler = _Scheduler(run, overlap, tg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,8 @@ def test_usage_errors_exit_2(env: dict[str, str], args: list[str], message: str)
     done = cli_run(env, *args)
     assert done.returncode == 2
     assert message in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, naming the error's type
+    assert re.search(r": error: [A-Z][A-Za-z]+: ", done.stderr), done.stderr
 
 
 def test_graph_prints_mermaid(env: dict[str, str]) -> None:
@@ -141,6 +144,63 @@ def test_sigint_cancels_and_records_cancelled(env: dict[str, str], tmp_path: Pat
     assert ran(tmp_path / "w") == ["a", "b"]
 
 
+def _wait_for(proc: subprocess.Popen[str], marker: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not marker.exists():  # bounded wait for the subprocess to get there
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{marker.name} never appeared"
+        time.sleep(0.02)
+
+
+CLEANUP_PIPE = f"{HERE / '_cleanup_pipeline.py'}:pipeline"
+
+
+def test_sigint_runs_the_cleanup_and_prints_the_summary(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    env["CLEANUP_DIR"] = str(tmp_path / "w")
+    proc = subprocess.Popen(
+        [*COMMAND, "run", CLEANUP_PIPE],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(proc, tmp_path / "w" / "work.started")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert (tmp_path / "w" / "cleaned").exists()
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+    assert rows == {"work": "CANCELLED", "cleanup": "SUCCESS"}, out
+    assert "recorded as CANCELLED" in err
+    shown = cli_run(env, "show", latest_run_id(env)).stdout
+    assert "status    CANCELLED" in shown
+    assert "cleanup  SUCCESS" in shown
+
+
+def test_second_sigint_stops_the_cleanup(env: dict[str, str], tmp_path: Path) -> None:
+    env["CLEANUP_DIR"] = str(tmp_path / "w")
+    (tmp_path / "w" / "hang").touch()  # the cleanup blocks; its grace is an hour
+    proc = subprocess.Popen(
+        [*COMMAND, "run", CLEANUP_PIPE],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(proc, tmp_path / "w" / "work.started")
+    proc.send_signal(signal.SIGINT)
+    _wait_for(proc, tmp_path / "w" / "cleanup.started")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted again" in err
+    assert "cleanup  CANCELLED" in out
+    assert "second cancellation" in out
+    assert not (tmp_path / "w" / "cleaned").exists()
+
+
 def test_demo_delegates_to_the_demo_module(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
     fake = types.ModuleType("dremioframe_async.demo")
@@ -164,3 +224,138 @@ def test_demo_missing_is_a_clear_error(
     monkeypatch.setattr(cli.importlib, "import_module", fake_import)
     assert cli.main(["demo"]) == 1
     assert "demo is not part of this installation" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- errors and messages
+
+PIPES = f"{HERE / '_cli_pipelines.py'}"
+
+
+def cli_in(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", ["graph", "run"])
+def test_definition_error_is_one_line_with_its_type(env: dict[str, str], command: str) -> None:
+    done = cli_run(env, command, f"{PIPES}:cycle")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert f"dremioframe-async {command}: error: CycleError: " in done.stderr
+    assert "a -> b -> a" in done.stderr or "b -> a -> b" in done.stderr
+    full = cli_run(env, command, f"{PIPES}:cycle", "--traceback")
+    assert full.returncode == 2
+    assert "Traceback (most recent call last)" in full.stderr
+    assert full.stderr.rstrip().splitlines()[-1].startswith(f"dremioframe-async {command}: error")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import no_such_dependency_xyz\n", "ModuleNotFoundError: No module named 'no_such_depend"),
+        ("import os\nURL = os.environ['DREMIO_URL_XYZ']\n", "KeyError: 'DREMIO_URL_XYZ': the en"),
+        ("raise RuntimeError('broken at import')\n", "RuntimeError: broken at import"),
+        ("def broken(:\n", "SyntaxError: "),
+    ],
+    ids=["missing-dependency", "missing-env-var", "raises", "syntax"],
+)
+def test_user_import_errors_are_shown_as_such(
+    env: dict[str, str], tmp_path: Path, source: str, expected: str
+) -> None:
+    (tmp_path / "my_etl.py").write_text(source, encoding="utf-8")
+    for ref in ("my_etl:pipeline", f"{tmp_path / 'my_etl.py'}:pipeline"):
+        done = cli_in(tmp_path, env, "run", ref)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert expected in done.stderr
+        assert "raised while importing" in done.stderr
+
+
+def test_only_a_pipeline_or_a_declared_factory_is_called(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    aborted = cli_run(env, "graph", "os:abort")
+    assert aborted.returncode == 2, aborted.stderr  # not -SIGABRT
+    assert "not a Pipeline or a function returning one" in aborted.stderr
+    env["CLI_MARKER"] = str(tmp_path / "called")
+    unannotated = cli_run(env, "graph", f"{PIPES}:unannotated")
+    assert unannotated.returncode == 2
+    assert "annotate it `-> Pipeline`" in unannotated.stderr
+    assert not (tmp_path / "called").exists()
+    needs = cli_run(env, "graph", f"{PIPES}:needs_arguments")
+    assert needs.returncode == 2
+    assert "needs arguments (day)" in needs.stderr
+    assert cli_run(env, "graph", f"{PIPES}:noisy").returncode == 0
+
+
+_PIPELINE_SOURCE = """
+from dremioframe_async import Pipeline, task
+
+@task(name="use_stdlib")
+async def use_stdlib() -> str:
+    import json
+    import colorsys
+    return json.dumps(colorsys.rgb_to_hsv(0, 0, 0))
+
+def pipeline() -> Pipeline:
+    return Pipeline("shadow").add_task(use_stdlib())
+"""
+
+
+def test_a_py_path_never_shadows_an_installed_module(env: dict[str, str], tmp_path: Path) -> None:
+    # A json.py holding the pipeline, and a colorsys.py beside it: neither replaces stdlib's.
+    (tmp_path / "json.py").write_text(_PIPELINE_SOURCE, encoding="utf-8")
+    (tmp_path / "colorsys.py").write_text("raise SystemExit('shadowed!')\n", encoding="utf-8")
+    done = cli_in(tmp_path, env, "run", "json.py:pipeline")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "use_stdlib  SUCCESS" in done.stdout
+
+
+def test_version(env: dict[str, str]) -> None:
+    done = cli_run(env, "--version")
+    assert done.returncode == 0
+    assert done.stdout.startswith("dremioframe-async ")
+    assert done.stdout.split()[1][0].isdigit()
+
+
+def test_show_takes_a_unique_prefix(env: dict[str, str]) -> None:
+    for _ in range(2):
+        assert cli_run(env, "run", f"{PIPES}:noisy").returncode == 1
+    run_id = latest_run_id(env)
+    shown = cli_run(env, "show", run_id[:8])
+    assert shown.returncode == 0, shown.stderr
+    assert f"run       {run_id}" in shown.stdout
+    ambiguous = cli_run(env, "show", "")
+    assert ambiguous.returncode == 2
+    assert "ambiguous: 2 runs match" in ambiguous.stderr
+    unknown = cli_run(env, "show", "zzz")
+    assert unknown.returncode == 2
+    assert "no run 'zzz'" in unknown.stderr
+
+
+def test_messages_are_whole_escaped_and_wrapped(env: dict[str, str]) -> None:
+    from _cli_pipelines import NOISY_MESSAGE
+
+    escaped = NOISY_MESSAGE.replace("\x1b", "\\x1b").replace("\x07", "\\x07")
+    ran = cli_run(env, "run", f"{PIPES}:noisy")
+    assert ran.returncode == 1
+    shown = cli_run(env, "show", latest_run_id(env))
+    for out in (ran.stdout, ran.stderr, shown.stdout):
+        assert "\x1b" not in out
+        assert "\x07" not in out
+    # Not a terminal and no $COLUMNS: whole lines.
+    assert f"RuntimeError: {escaped}" in ran.stdout
+    assert f"RuntimeError: {escaped}" in ran.stderr  # the progress note
+    assert f"RuntimeError: {escaped}" in shown.stdout
+    narrow = cli_run({**env, "COLUMNS": "70"}, "show", latest_run_id(env))
+    table = narrow.stdout.split("\n\n")[1].splitlines()
+    assert all(len(line) <= 70 for line in table), table
+    flat = " ".join(" ".join(line.split()) for line in table[2:])
+    assert " ".join(f"RuntimeError: {escaped}".split()) in flat  # wrapped, nothing cut

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from dremioframe_async import TaskState
 from dremioframe_async.demo import run_demo
+from dremioframe_async.orchestration import Event, TaskStateChanged
+from dremioframe_async.progress import Progress
 from dremioframe_async.testing import FakeDremio, sample_table
+
+DISK_FULL = "disk full on executor 3 while spilling: " + "the cause is at the end, " * 6 + "END"
 
 
 def test_demo_runs_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
@@ -35,7 +41,7 @@ async def test_demo_against_a_given_server_alerts_and_cleans_up_on_failure() -> 
     async with FakeDremio() as fake:
         for name in ("a", "b", "c"):
             fake.add_table(f"lake.raw.{name}", sample_table(700))
-        fake.fail_jobs("raw.b", "disk full")
+        fake.fail_jobs("raw.b", DISK_FULL)
         stream = io.StringIO()
         outcome = await run_demo(url=fake.url, pat=fake.token, folder="lake.raw", stream=stream)
     states = outcome.result.states
@@ -44,7 +50,7 @@ async def test_demo_against_a_given_server_alerts_and_cleans_up_on_failure() -> 
     assert states["cleanup"] == TaskState.SUCCESS
     assert states["validate"] == TaskState.UPSTREAM_FAILED
     assert "ALERT" in stream.getvalue()
-    assert "disk full" in outcome.report
+    assert f"DremioJobFailed: {DISK_FULL}" in outcome.report  # typed, whole, never cut
     assert not outcome.out_dir.exists()
 
 
@@ -72,3 +78,76 @@ def test_demo_without_the_testing_extra_exits_at_once_with_the_install_hint(entr
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'dremioframe_async[testing]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _start_demo(*argv: str) -> tuple[subprocess.Popen[str], Path]:
+    code = "import sys; from dremioframe_async.demo import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # "demo: extracting ... into <folder>": the run starts now
+    assert " into " in first, first + proc.communicate()[1]
+    return proc, Path(first.rsplit(" into ", 1)[1].strip())
+
+
+# Big enough that the extraction is still going when the signal arrives.
+_SLOW = ("--tables", "6", "--rows", "1200000", "--concurrency", "2")
+
+
+def test_ctrl_c_runs_the_cleanup_prints_the_table_and_removes_the_folder() -> None:
+    proc, folder = _start_demo(*_SLOW)
+    assert folder.is_dir()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=50)
+    assert proc.returncode == 130, err
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+    assert rows["cleanup"] == "SUCCESS", out
+    assert "CANCELLED" in rows.values()
+    assert not folder.exists()
+
+
+def test_two_ctrl_c_end_the_demo_and_remove_the_folder() -> None:
+    proc, folder = _start_demo(*_SLOW)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    while "interrupted" not in proc.stderr.readline():  # the first one was heard
+        assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=50)
+    assert proc.returncode == 130, err
+    assert not folder.exists()
+
+
+@pytest.mark.asyncio
+async def test_cancelled_demo_removes_its_folder_even_when_the_cleanup_is_stopped() -> None:
+    scope = anyio.CancelScope()
+    stop = anyio.Event()
+    stop.set()  # the second cancellation came at once: the cleanup task never runs
+    seen: list[Path] = []
+
+    class CancelOnExtract(Progress):
+        def __call__(self, event: Event) -> None:
+            super().__call__(event)
+            if isinstance(event, TaskStateChanged) and event.key.startswith("extract["):
+                scope.cancel()
+
+    stream = io.StringIO()
+    async with FakeDremio() as fake:
+        for name in ("a", "b"):
+            fake.add_table(f"lake.raw.{name}", sample_table(700))
+        with scope:
+            await run_demo(
+                url=fake.url,
+                pat=fake.token,
+                folder="lake.raw",
+                stream=stream,
+                progress=CancelOnExtract(stream, live=False),
+                stop_cleanup=stop,
+            )
+    assert scope.cancelled_caught
+    seen.append(Path(stream.getvalue().split(" into ", 1)[1].split()[0]))
+    assert not seen[0].exists()

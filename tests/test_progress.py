@@ -7,7 +7,7 @@ import io
 import pytest
 from test_store import sample_run
 
-from dremioframe_async.progress import Progress, format_duration, format_table
+from dremioframe_async.progress import Progress, describe, format_duration, format_table, printable
 
 
 def feed(progress: Progress, upto: int | None = None) -> None:
@@ -68,3 +68,40 @@ def test_format_table_aligns_columns() -> None:
         "xxx  1",
         "y    22",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain", "plain"),
+        ("two\nlines", "two\nlines"),
+        ("\x1b[2Jclear", "\\x1b[2Jclear"),
+        ("bell\x07 cr\r", "bell\\x07 cr\\r"),
+        ("bidi \u202eevil", "bidi \\u202eevil"),
+        ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
+        ("café ✓", "café ✓"),
+    ],
+    ids=["plain", "newline", "escape", "bell-cr", "bidi", "surrogate", "unicode"],
+)
+def test_printable_escapes_control_characters(text: str, shown: str) -> None:
+    assert printable(text) == shown
+    printable(text).encode("utf-8")  # always encodable, even from a lone surrogate
+
+
+def test_describe_names_the_type_and_keeps_the_whole_message() -> None:
+    long = "x" * 300
+    assert describe(KeyError("DREMIO_URL")) == "KeyError: 'DREMIO_URL'"
+    assert describe(ValueError(long)) == f"ValueError: {long}"
+    assert describe(TimeoutError()) == "TimeoutError"
+
+
+def test_format_table_wraps_the_last_column_and_never_cuts() -> None:
+    message = " ".join(f"w{i}" for i in range(40))
+    lines = format_table(("K", "NOTE"), [("key", message), ("k2", "a\nb")], width=40).splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    assert lines[2].startswith("key  w0 w1")
+    assert lines[3].startswith("     w")  # continuation under its column
+    assert " ".join(" ".join(line.split()) for line in lines[2:-2]).endswith(message[-20:])
+    assert lines[-2:] == ["k2   a", "     b"]
+    unwrapped = format_table(("K", "NOTE"), [("key", message)], width=None).splitlines()
+    assert unwrapped[2] == f"key  {message}"

@@ -75,7 +75,7 @@ async def test_cron_runs_at_its_fire_times() -> None:
     count = await schedule_pipeline(
         probe.pipeline,
         cron="*/5 * * * *",
-        overlap="queue",  # virtual time outruns the runs: skip would drop fires
+        overlap="allow",  # virtual time outruns the runs: skip and queue would drop fires
         context=probe.context,
         max_runs=3,
         clock=clock,
@@ -119,9 +119,11 @@ async def test_skip_drops_fires_during_a_run() -> None:
     assert probe.slots[1] > START + 50  # every fire in between was skipped
 
 
-@pytest.mark.asyncio
-async def test_queue_runs_every_fire_one_at_a_time() -> None:
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_queue_keeps_at_most_one_pending_fire(caplog: pytest.LogCaptureFixture) -> None:
     probe, clock = Probe(gated=True), FakeClock(START)
+    caplog.set_level("INFO", logger="dremioframe_async.schedule")
     async with anyio.create_task_group() as tg:
         tg.start_soon(
             lambda: schedule_pipeline(
@@ -133,10 +135,35 @@ async def test_queue_runs_every_fire_one_at_a_time() -> None:
                 clock=clock,
             )
         )
-        await until(lambda: clock.t >= START + 30 and probe.active == 1)
+        # Fires at +20, +30, +40, +50 come while the first run (+10) is held.
+        await until(lambda: clock.t >= START + 50 and probe.active == 1)
+        assert len(probe.slots) == 1
         probe.gate.set()
     assert probe.peak == 1
-    assert [s - START for s in probe.slots] == [10, 20, 30]
+    first, second, third = (s - START for s in probe.slots)
+    assert first == 10
+    assert second >= 50  # +20, +30 and +40 merged into the one waiting fire
+    assert third > second
+    assert "merging the run due at" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_queue_runs_a_fire_that_waits_once_the_run_ends() -> None:
+    probe, clock = Probe(gated=True), FakeClock(START)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: schedule_pipeline(
+                probe.pipeline,
+                interval=10,
+                overlap="queue",
+                context=probe.context,
+                max_runs=2,
+                clock=clock,
+            )
+        )
+        await until(lambda: clock.t >= START + 20 and probe.active == 1)
+        probe.gate.set()
+    assert [s - START for s in probe.slots] == [10, 20]  # max_runs reached: nothing merged
 
 
 @pytest.mark.asyncio
@@ -168,7 +195,7 @@ async def test_missed_fires_after_waking_late(catch_up: bool, expected: list[int
     await schedule_pipeline(
         probe.pipeline,
         interval=10,
-        overlap="queue",
+        overlap="allow",  # every missed fire runs (queue would merge them)
         catch_up=catch_up,
         context=probe.context,
         max_runs=len(expected),
@@ -185,7 +212,7 @@ async def test_catch_up_counts_from_the_latest_recorded_run() -> None:
     await schedule_pipeline(
         probe.pipeline,
         interval=10,
-        overlap="queue",
+        overlap="allow",  # every missed fire runs (queue would merge them)
         catch_up=True,
         store=store,
         context=probe.context,

@@ -38,7 +38,7 @@ from anyio.abc import TaskGroup
 
 from ._backend import cancel_is_stray, checkpoint_function
 from ._dispatch import Emit
-from ._errors import ExpandError
+from ._errors import ExpandError, TaskDefinitionError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
 from ._graph import Plan
 from ._node import Node, task_run
@@ -381,8 +381,8 @@ class Run:
     def _check_sync(node: Node, outcome: Any) -> Any:
         if inspect.iscoroutine(outcome):
             outcome.close()  # never awaited: close it rather than leak a warning
-            raise TypeError(
-                f"task {node.key!r}: a plain function returned a coroutine; declare it async def"
+            raise TaskDefinitionError(
+                node.key, "a plain function returned a coroutine; declare it async def"
             )
         return outcome
 

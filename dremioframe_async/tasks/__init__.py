@@ -18,6 +18,7 @@ from ._dremio import (
 )
 from ._sensors import FileSensor, SensorTimeout, SqlSensor
 from ._sql import (
+    SqlArgumentError,
     expire_snapshots_sql,
     optimize_sql,
     quote_identifier,
@@ -38,6 +39,7 @@ __all__ = [
     "RemoveOrphanFilesTask",
     "RollbackTableTask",
     "SensorTimeout",
+    "SqlArgumentError",
     "SqlSensor",
     "VacuumTask",
     "expire_snapshots_sql",

@@ -201,7 +201,7 @@ class RefreshReflectionTask(DremioSqlTask):
 class OptimizeTask(DremioSqlTask):
     """``OPTIMIZE TABLE`` an Iceberg table (bin-pack data files, optionally manifests).
 
-    :raises ValueError: an unknown option (at construction).
+    :raises SqlArgumentError: an unknown option (at construction).
     """
 
     def __init__(
@@ -267,7 +267,7 @@ class RemoveOrphanFilesTask(DremioSqlTask):
 class RollbackTableTask(DremioSqlTask):
     """``ROLLBACK TABLE <table> TO SNAPSHOT '<id>'`` or ``TO TIMESTAMP '<ts>'``.
 
-    :raises ValueError: not exactly one of ``snapshot_id`` and ``timestamp``.
+    :raises SqlArgumentError: not exactly one of ``snapshot_id`` and ``timestamp``.
     """
 
     def __init__(

@@ -13,8 +13,10 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ..dremio import split_path
+from ..errors import DremioFrameError
 
 __all__ = [
+    "SqlArgumentError",
     "expire_snapshots_sql",
     "optimize_sql",
     "quote_identifier",
@@ -24,6 +26,11 @@ __all__ = [
     "rollback_sql",
     "string_literal",
 ]
+
+
+class SqlArgumentError(DremioFrameError, ValueError):
+    """A SQL builder got an argument it cannot turn into a valid statement."""
+
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Words Dremio's parser reserves that are likely as table or folder names; quoted to be safe.
@@ -110,10 +117,10 @@ _OPTIMIZE_OPTIONS = (
 def quote_identifier(part: str) -> str:
     """One identifier part: bare if plain and not reserved, else double-quoted.
 
-    :raises ValueError: an empty part.
+    :raises SqlArgumentError: an empty part.
     """
     if not part:
-        raise ValueError("an identifier part cannot be empty")
+        raise SqlArgumentError("an identifier part cannot be empty")
     if _PLAIN.fullmatch(part) and part.upper() not in _RESERVED:
         return part
     return '"' + part.replace('"', '""') + '"'
@@ -122,11 +129,11 @@ def quote_identifier(part: str) -> str:
 def quote_path(path: str | Sequence[str]) -> str:
     """A dataset path: a dotted string (quoted parts honoured) or a sequence of raw parts.
 
-    :raises ValueError: an empty path or part.
+    :raises SqlArgumentError: an empty path or part.
     """
     parts = split_path(path) if isinstance(path, str) else list(path)
     if not parts:
-        raise ValueError("a dataset path needs at least one part")
+        raise SqlArgumentError("a dataset path needs at least one part")
     return ".".join(quote_identifier(p) for p in parts)
 
 
@@ -157,7 +164,7 @@ def optimize_sql(
     """``OPTIMIZE TABLE <path> [REWRITE DATA USING BIN_PACK [(opts)] [FOR PARTITIONS p]]
     [REWRITE MANIFESTS]``.
 
-    :raises ValueError: an unknown option, a non-integer value, or nothing to rewrite.
+    :raises SqlArgumentError: an unknown option, a non-integer value, or nothing to rewrite.
     """
     parts = [f"OPTIMIZE TABLE {quote_path(table)}"]
     if rewrite_data:
@@ -167,11 +174,11 @@ def optimize_sql(
         if for_partitions:
             parts.append(f"FOR PARTITIONS {for_partitions}")
     elif options or for_partitions:
-        raise ValueError("options and for_partitions apply to REWRITE DATA only")
+        raise SqlArgumentError("options and for_partitions apply to REWRITE DATA only")
     if rewrite_manifests:
         parts.append("REWRITE MANIFESTS")
     if not (rewrite_data or rewrite_manifests):
-        raise ValueError("OPTIMIZE needs rewrite_data and/or rewrite_manifests")
+        raise SqlArgumentError("OPTIMIZE needs rewrite_data and/or rewrite_manifests")
     return " ".join(parts)
 
 
@@ -180,11 +187,11 @@ def _optimize_options(options: Mapping[str, int]) -> str:
     for name, value in options.items():
         key = name.upper()
         if key not in _OPTIMIZE_OPTIONS:
-            raise ValueError(
+            raise SqlArgumentError(
                 f"unknown OPTIMIZE option {name!r}; valid: {', '.join(_OPTIMIZE_OPTIONS)}"
             )
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"OPTIMIZE option {name} must be a non-negative integer")
+            raise SqlArgumentError(f"OPTIMIZE option {name} must be a non-negative integer")
         rendered.append(f"{key}={value}")
     return ", ".join(rendered)
 
@@ -197,14 +204,14 @@ def expire_snapshots_sql(
 ) -> str:
     """``VACUUM TABLE <path> EXPIRE SNAPSHOTS [older_than = '<ts>'] [retain_last = <n>]``.
 
-    :raises ValueError: ``retain_last`` is not a positive integer.
+    :raises SqlArgumentError: ``retain_last`` is not a positive integer.
     """
     sql = f"VACUUM TABLE {quote_path(table)} EXPIRE SNAPSHOTS"
     if older_than is not None:
         sql += f" older_than = {string_literal(older_than)}"
     if retain_last is not None:
         if isinstance(retain_last, bool) or not isinstance(retain_last, int) or retain_last < 1:
-            raise ValueError("retain_last must be a positive integer")
+            raise SqlArgumentError("retain_last must be a positive integer")
         sql += f" retain_last = {retain_last}"
     return sql
 
@@ -232,10 +239,10 @@ def rollback_sql(
 ) -> str:
     """``ROLLBACK TABLE <path> TO { SNAPSHOT '<id>' | TIMESTAMP '<ts>' }``.
 
-    :raises ValueError: not exactly one of ``snapshot_id`` and ``timestamp``.
+    :raises SqlArgumentError: not exactly one of ``snapshot_id`` and ``timestamp``.
     """
     if (snapshot_id is None) == (timestamp is None):
-        raise ValueError("give exactly one of snapshot_id and timestamp")
+        raise SqlArgumentError("give exactly one of snapshot_id and timestamp")
     if snapshot_id is not None:
         target = f"SNAPSHOT {string_literal(str(snapshot_id))}"
     else:
