@@ -4,7 +4,8 @@ For the command-line tests: ``RESOURCE_DIR`` names a directory where the
 resource appends ``open`` and ``close`` to ``log``, and the tasks their own
 lines. ``hold`` touches ``hold.started`` and, unless ``release`` exists, waits
 forever (until the run is cancelled); ``cleanup`` (all_done) logs whether the
-resource was still open when it ran.
+resource was still open when it ran, or, if ``hold_cleanup`` exists, touches
+``cleanup.started`` and waits forever (until a second Ctrl-C).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ async def hold(ledger: Ledger) -> str:
 @task(trigger_rule="all_done", resources=("ledger",))
 async def cleanup(ledger: Ledger) -> None:
     await anyio.sleep(0)
+    if (_dir() / "hold_cleanup").exists():  # until a second Ctrl-C stops it
+        (_dir() / "cleanup.started").touch()
+        await anyio.sleep_forever()
     _log(f"cleanup closed={ledger.closed}")
 
 

@@ -62,20 +62,41 @@ def test_cli_run_opens_and_closes_once(env: dict[str, str], workdir: Path) -> No
     assert logged(workdir) == ["open", "hold", "cleanup closed=False", "close"]
 
 
-def test_cli_ctrl_c_closes_after_the_cleanup(env: dict[str, str], workdir: Path) -> None:
-    proc = subprocess.Popen(
-        [*COMMAND, "run", PIPE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    marker = workdir / "hold.started"
+def _wait_for(proc: subprocess.Popen[str], marker: Path) -> None:
     deadline = time.monotonic() + 30
-    while not marker.exists():  # bounded wait for `hold` to be running in the subprocess
+    while not marker.exists():  # bounded wait for the subprocess to get there
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def _start(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*COMMAND, "run", PIPE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_cli_ctrl_c_closes_after_the_cleanup(env: dict[str, str], workdir: Path) -> None:
+    proc = _start(env)
+    _wait_for(proc, workdir / "hold.started")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert logged(workdir) == ["open", "cleanup closed=False", "close"]
+
+
+def test_cli_second_ctrl_c_stops_the_cleanup_and_still_closes(
+    env: dict[str, str], workdir: Path
+) -> None:
+    (workdir / "hold_cleanup").touch()
+    proc = _start(env)
+    _wait_for(proc, workdir / "hold.started")
+    proc.send_signal(signal.SIGINT)
+    _wait_for(proc, workdir / "cleanup.started")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert logged(workdir) == ["open", "close"]
 
 
 def test_cli_schedule_opens_fresh_resources_per_run(env: dict[str, str], workdir: Path) -> None:
