@@ -20,7 +20,15 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     ├── ScheduleError (also ValueError)  (dremioframe_async.schedule)  bad interval, cron, overlap
     ├── task library errors (dremioframe_async.tasks)
     │   ├── SensorTimeout (also TimeoutError)      a sensor's condition did not hold in time
-    │   └── SqlArgumentError (also ValueError)     a SQL builder got an argument it cannot use
+    │   ├── SqlArgumentError (also ValueError)     a SQL builder got an argument it cannot use
+    │   └── TaskLibraryError                       HTTP, shell, email, S3, dbt, quality tasks
+    │       ├── HttpError ── HttpStatusError ── HttpTransientError; HttpConnectionError
+    │       ├── ShellCommandFailed                     a non-zero exit, with the stderr tail
+    │       ├── EmailError ── EmailTransientError
+    │       ├── S3Error ── S3TransientError, S3IntegrityError
+    │       ├── DbtError                               names the failed dbt nodes
+    │       ├── DataQualityFailed                      carries the QualityReport
+    │       └── DataQualityConfigError (also ValueError)  every bad check definition, at once
     ├── command line (dremioframe_async.cli)
     │   └── UsageError                             bad arguments; exit code 2
     │       └── PipelineImportError                the named module raised on import

@@ -18,7 +18,15 @@ EXAMPLES = [
     ("examples/05_alert_and_cleanup.py", "run status: FAILED"),
     ("examples/06_reference_passing.py", "has 2 rows"),
     ("examples/07_web_ui.py", "inline run SUCCESS, listed by the UI: True"),
-    ("examples/08_dremio_resource.py", "FakeDremio saw 1 login(s) in the whole run"),
+    ("examples/08_http_and_slack.py", "fetched after 2 attempts"),
+    ("examples/09_shell.py", 'arguments seen: ["orders; rm -rf /"]'),
+    ("examples/10_data_quality.py", "3/6 checks passed"),
+    (
+        "examples/11_email.py",
+        "parts: ['multipart/alternative', 'text/plain', 'text/html', 'text/csv']",
+    ),
+    ("examples/12_s3.py", "downloaded copy identical: True"),
+    ("examples/13_dremio_resource.py", "FakeDremio saw 1 login(s) in the whole run"),
     ("examples/main_pipeline.py", "SUCCESS: 24 tables, 192000 rows, 5 retries"),
     ("-m examples.project_layout", "validated rows: 2300"),
 ]

@@ -17,7 +17,13 @@ import pytest_asyncio
 from dremioframe_async import Pipeline, TaskState, task
 from dremioframe_async.dremio import DremioClient, DremioConfigError
 from dremioframe_async.orchestration import PipelineDefinitionError, ResourceError
-from dremioframe_async.tasks import DremioQueryTask, DremioSqlTask, SqlSensor
+from dremioframe_async.tasks import (
+    DataQualityTask,
+    DremioQueryTask,
+    DremioSqlTask,
+    NotNull,
+    SqlSensor,
+)
 from dremioframe_async.testing import FakeDremio, sample_table
 
 pytestmark = pytest.mark.asyncio
@@ -194,3 +200,16 @@ async def test_a_client_factory_given_to_tasks_makes_one_client_per_run(
         assert result.status == "SUCCESS", result.errors
         assert (counting.opened, counting.closed) == (run, run)
     assert _logins(fake) == 2
+
+
+async def test_data_quality_and_query_tasks_share_the_run_s_client(
+    fake: FakeDremio, counting: type[CountingClient], no_env: None
+) -> None:
+    pipeline = Pipeline("checked", resources={"dremio": counting})
+    pipeline.add_task(DataQualityTask("dq", checks=[NotNull("lake.sales", "id")]))
+    pipeline.add_task(DremioQueryTask("q", "SELECT COUNT(*) AS n FROM lake.sales"))
+    result = await pipeline.run()
+    assert result.status == "SUCCESS", result.errors
+    assert result["dq"].passed
+    assert (counting.opened, counting.closed) == (1, 1)
+    assert _logins(fake) == 1

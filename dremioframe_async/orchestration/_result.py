@@ -24,6 +24,8 @@ class RunContext(Mapping[str, Any]):
     transitive) that succeeded, keyed by task key; ``context[task_object]``
     works too. Keys given to ``run(context={...})`` are readable as well (a task
     result wins over a parameter of the same name) and through ``params``.
+    ``failures`` maps the upstream tasks that ended FAILED to their errors (what
+    an alert task reports).
 
     ``resources`` holds the run's resources the task declared
     (``@task(resources=("dremio",))``), by name or as attributes:
@@ -32,6 +34,7 @@ class RunContext(Mapping[str, Any]):
 
     __slots__ = (
         "_ancestors",
+        "_failures",
         "_is_ancestor",
         "_lookup",
         "_results",
@@ -48,6 +51,7 @@ class RunContext(Mapping[str, Any]):
         is_ancestor: Callable[[str], bool],
         ancestors: Callable[[], Iterable[str]],
         lookup: Callable[[Task], str | None],
+        failures: Callable[[], Mapping[str, BaseException]] | None = None,
         resources: Mapping[str, Any] = _NONE,
     ) -> None:
         self.run_id = run_id
@@ -57,6 +61,12 @@ class RunContext(Mapping[str, Any]):
         self._is_ancestor = is_ancestor
         self._ancestors = ancestors
         self._lookup = lookup
+        self._failures = failures
+
+    @property
+    def failures(self) -> Mapping[str, BaseException]:
+        """Upstream tasks (direct and transitive) that ended FAILED, with their errors."""
+        return MappingProxyType(dict(self._failures() if self._failures is not None else {}))
 
     def _key(self, key: object) -> object:
         return self._lookup(key) if isinstance(key, Task) else key

@@ -1,4 +1,10 @@
-"""Retry policy: tenacity strategies built once per set of task options."""
+"""Retry policy: tenacity strategies built once per set of task options.
+
+An exception may carry ``retry_after`` (seconds, a float): a server's
+``Retry-After`` answer. The next attempt then waits at least that long, bounded
+by ``max_retry_delay`` when the task sets one, so a task never hammers a
+server that asked it to slow down.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,26 @@ def _retryable(retry_on: tuple[type[BaseException], ...] | None) -> Callable[[Ba
     return lambda exc: isinstance(exc, Exception) and not isinstance(exc, NON_RETRYABLE)
 
 
+def _server_asked(retry_state: tenacity.RetryCallState) -> float:
+    outcome = retry_state.outcome
+    exc = outcome.exception() if outcome is not None and outcome.failed else None
+    asked = getattr(exc, "retry_after", None)
+    if isinstance(asked, int | float) and not isinstance(asked, bool) and math.isfinite(asked):
+        return max(0.0, float(asked))
+    return 0.0
+
+
+class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
+    def __init__(self, base: Any, cap: float | None) -> None:
+        self.base, self.cap = base, cap
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        asked = _server_asked(retry_state)
+        if self.cap is not None:
+            asked = min(asked, self.cap)
+        return max(float(self.base(retry_state)), asked)
+
+
 @functools.lru_cache(maxsize=256)
 def _strategies(options: TaskOptions) -> tuple[Any, Any, Any]:
     wait: Any = tenacity.wait_exponential(
@@ -29,6 +55,7 @@ def _strategies(options: TaskOptions) -> tuple[Any, Any, Any]:
     )
     if options.retry_jitter:
         wait = wait + tenacity.wait_random(0, options.retry_jitter)
+    wait = _WaitHonouringRetryAfter(wait, options.max_retry_delay)
     stop = tenacity.stop_after_attempt(options.retries + 1)
     retry = tenacity.retry_if_exception(_retryable(options.retry_on))
     return stop, wait, retry

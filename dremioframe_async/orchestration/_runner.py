@@ -439,8 +439,17 @@ class Run:
             lambda key: self._is_ancestor(i, key),
             lambda: (self.plan.keys[u] for u in self._walk_up(i)),
             self.plan.key_of,
+            lambda: self._upstream_failures(i),
             self.resources.view(node.key, node.task.options.resources),
         )
+
+    def _upstream_failures(self, i: int) -> dict[str, BaseException]:
+        found: dict[str, BaseException] = {}
+        for u in self._walk_up(i):
+            node = self.nodes[u]
+            if node.state is _S.FAILED and node.error is not None:
+                found[node.key] = node.error
+        return found
 
     def _walk_up(self, i: int) -> Iterator[int]:
         """Every task upstream of plan task ``i``, nearest first; nothing is kept."""

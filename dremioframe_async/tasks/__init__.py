@@ -1,4 +1,5 @@
-"""Ready-made tasks on Dremio: queries, Iceberg and reflection upkeep, sensors.
+"""Ready-made tasks: Dremio queries, Iceberg and reflection upkeep, sensors, and the
+integration library (HTTP and Slack alerts, shell commands, email, S3, dbt, data quality).
 
 They are :class:`~dremioframe_async.Task` objects (name first) and take every
 Task option (``retries=``, ``timeout=``, ``pool=``, ``trigger_rule=`` ...).
@@ -6,6 +7,19 @@ Task option (``retries=``, ``timeout=``, ``pool=``, ``trigger_rule=`` ...).
 
 from __future__ import annotations
 
+from ._checks import (
+    AcceptedValues,
+    Check,
+    CheckResult,
+    CustomSql,
+    Expression,
+    Freshness,
+    NotNull,
+    RowCount,
+    Unique,
+)
+from ._common import Credential, TaskLibraryError
+from ._dbt import DbtError, DbtNodeResult, DbtResult, DbtTask
 from ._dremio import (
     DremioQueryTask,
     DremioSqlTask,
@@ -16,7 +30,28 @@ from ._dremio import (
     RollbackTableTask,
     VacuumTask,
 )
+from ._email import EmailError, EmailSent, EmailTask, EmailTransientError
+from ._http import (
+    HttpConnectionError,
+    HttpError,
+    HttpResponse,
+    HttpStatusError,
+    HttpTask,
+    HttpTransientError,
+    SlackAlertTask,
+)
+from ._process import ProcessOutput
+from ._quality import (
+    DataQualityConfigError,
+    DataQualityFailed,
+    DataQualityTask,
+    QualityReport,
+    load_checks,
+    parse_checks,
+)
+from ._s3 import S3Error, S3IntegrityError, S3Object, S3Task, S3TransientError
 from ._sensors import FileSensor, SensorTimeout, SqlSensor
+from ._shell import ShellCommandFailed, ShellTask
 from ._sql import (
     SqlArgumentError,
     expire_snapshots_sql,
@@ -30,20 +65,60 @@ from ._sql import (
 )
 
 __all__ = [
+    "AcceptedValues",
+    "Check",
+    "CheckResult",
+    "Credential",
+    "CustomSql",
+    "DataQualityConfigError",
+    "DataQualityFailed",
+    "DataQualityTask",
+    "DbtError",
+    "DbtNodeResult",
+    "DbtResult",
+    "DbtTask",
     "DremioQueryTask",
     "DremioSqlTask",
+    "EmailError",
+    "EmailSent",
+    "EmailTask",
+    "EmailTransientError",
     "ExpireSnapshotsTask",
+    "Expression",
     "FileSensor",
+    "Freshness",
+    "HttpConnectionError",
+    "HttpError",
+    "HttpResponse",
+    "HttpStatusError",
+    "HttpTask",
+    "HttpTransientError",
+    "NotNull",
     "OptimizeTask",
+    "ProcessOutput",
+    "QualityReport",
     "RefreshReflectionTask",
     "RemoveOrphanFilesTask",
     "RollbackTableTask",
+    "RowCount",
+    "S3Error",
+    "S3IntegrityError",
+    "S3Object",
+    "S3Task",
+    "S3TransientError",
     "SensorTimeout",
+    "ShellCommandFailed",
+    "ShellTask",
+    "SlackAlertTask",
     "SqlArgumentError",
     "SqlSensor",
+    "TaskLibraryError",
+    "Unique",
     "VacuumTask",
     "expire_snapshots_sql",
+    "load_checks",
     "optimize_sql",
+    "parse_checks",
     "quote_identifier",
     "quote_path",
     "refresh_reflections_sql",

@@ -1,0 +1,136 @@
+"""Running a child process that owns a process group, with capped output and no orphans.
+
+The child starts a new session, so it leads a process group that holds every
+process it spawns. When the task is cancelled or times out, the group gets
+SIGTERM, then SIGKILL after ``kill_grace`` seconds, under a shielded scope; when
+the leader exits on its own, whatever it left running in the group is killed
+too, so a command never outlives its task. (A process that starts a session of
+its own, like a daemon, has left the group on purpose and is not followed.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import anyio
+from anyio.abc import ByteReceiveStream, Process
+
+from ._common import redact
+
+__all__ = ["ProcessOutput", "masked", "run_process_group"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutput:
+    """A finished command: exit code and the tails of its output (decoded as UTF-8)."""
+
+    argv: tuple[str, ...] = field(repr=False)
+    returncode: int
+    stdout: str
+    stderr: str
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration: float = 0.0
+
+
+class _Tail:
+    """Keeps the last ``limit`` bytes of a stream while reading all of it.
+
+    Reading to the end matters: a child blocked on a full pipe would never exit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buffer = bytearray()
+        self.truncated = False
+
+    async def drain(self, stream: ByteReceiveStream | None) -> None:
+        if stream is None:
+            return
+        async for chunk in stream:
+            self.buffer += chunk
+            if len(self.buffer) > self.limit:
+                del self.buffer[: len(self.buffer) - self.limit]
+                self.truncated = True
+
+    def text(self) -> str:
+        return self.buffer.decode("utf-8", errors="replace")
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(pgid, sig)
+
+
+async def _terminate(process: Process, grace: float) -> None:
+    """SIGTERM the group, SIGKILL it after ``grace`` s, then sweep what is left."""
+    _signal_group(process.pid, signal.SIGTERM)
+    with anyio.move_on_after(grace):
+        await process.wait()
+    _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+async def run_process_group(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    max_output: int = 1 << 20,
+    kill_grace: float = 5.0,
+) -> ProcessOutput:
+    """Run ``argv`` (no shell) to completion; kill its whole group if cancelled.
+
+    :raises OSError: the program could not be started (missing, not executable, bad cwd).
+    """
+    started = time.monotonic()
+    out, err = _Tail(max_output), _Tail(max_output)
+    process = await anyio.open_process(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(out.drain, process.stdout)
+            tg.start_soon(err.drain, process.stderr)
+            await process.wait()
+            # Children left in the group would hold the pipes open (and outlive the task).
+            _signal_group(process.pid, signal.SIGKILL)
+    finally:
+        # Bounded even if the group ignores SIGKILL's aftermath (a process stuck in the kernel).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(kill_grace + 10):
+            if process.returncode is None:
+                await _terminate(process, kill_grace)
+            else:
+                _signal_group(process.pid, signal.SIGKILL)
+            await process.aclose()
+    return ProcessOutput(
+        tuple(argv),
+        process.returncode if process.returncode is not None else -1,
+        out.text(),
+        err.text(),
+        out.truncated,
+        err.truncated,
+        time.monotonic() - started,
+    )
+
+
+def masked(output: ProcessOutput, secrets: list[str]) -> ProcessOutput:
+    """``output`` with every secret value replaced by ``***``."""
+    if not secrets:
+        return output
+    return replace(
+        output,
+        argv=tuple(redact(a, secrets) for a in output.argv),
+        stdout=redact(output.stdout, secrets),
+        stderr=redact(output.stderr, secrets),
+    )
