@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +68,11 @@ class DemoOutcome:
 @asynccontextmanager
 async def _dremio(
     url: str | None, pat: str | None, tables: int, rows: int
-) -> AsyncIterator[tuple[DremioClient, str]]:
-    """An open client: to the given Dremio, or to an embedded FakeDremio with sample tables."""
+) -> AsyncIterator[tuple[Callable[[], DremioClient], str]]:
+    """How to make a client (the run opens and closes it): to the given Dremio, or to an
+    embedded FakeDremio with sample tables, served while the context is open."""
     if url:
-        async with DremioClient(url, token=pat) as client:
-            yield client, "Dremio at " + url
+        yield (lambda: DremioClient(url, token=pat)), "Dremio at " + url
         return
     from .testing import FakeDremio, sample_table
 
@@ -84,12 +84,12 @@ async def _dremio(
             name = _TABLE_NAMES[i] if i < len(_TABLE_NAMES) else f"table_{i}"
             fake.add_table(f"{DEMO_FOLDER}.{name}", sample_table(count, offset=offset))
             offset += count
-        async with DremioClient(fake.url, token=fake.token, poll_interval=0.02) as client:
-            yield client, f"embedded FakeDremio at {fake.url} ({tables} tables, {offset:,} rows)"
+        where = f"embedded FakeDremio at {fake.url} ({tables} tables, {offset:,} rows)"
+        yield (lambda: DremioClient(fake.url, token=fake.token, poll_interval=0.02)), where
 
 
 def build_pipeline(
-    client: DremioClient,
+    make_client: Callable[[], DremioClient],
     folder: str,
     out_dir: Path,
     *,
@@ -98,21 +98,21 @@ def build_pipeline(
     stream: TextIO,
     remove_out_dir: bool,
 ) -> Pipeline:
-    """The extraction pipeline (built per run; the tasks close over the client)."""
+    """The extraction pipeline (built per run); its tasks share the run's client, a resource."""
 
-    @task(name="list_tables", retries=2, retry_delay=0.5)
-    async def list_tables() -> list[list[str]]:
-        entity = await client.catalog_by_path(split_path(folder))
+    @task(name="list_tables", retries=2, retry_delay=0.5, resources=("dremio",))
+    async def list_tables(dremio: DremioClient) -> list[list[str]]:
+        entity = await dremio.catalog_by_path(split_path(folder))
         children = entity.get("children") or []
         return [list(c["path"]) for c in children if c.get("type") == "DATASET"]
 
-    @task(name="extract", pool="dremio", retries=2, retry_delay=0.5)
-    async def extract(table: list[str]) -> dict[str, Any]:
+    @task(name="extract", pool="dremio", retries=2, retry_delay=0.5, resources=("dremio",))
+    async def extract(table: list[str], dremio: DremioClient) -> dict[str, Any]:
         sql = f"SELECT * FROM {quote_path(table)}" + (f" LIMIT {limit}" if limit else "")
-        job_id = await client.submit(sql)
-        job = await client.wait(job_id)
+        job_id = await dremio.submit(sql)
+        job = await dremio.wait(job_id)
         path = out_dir / (table[-1].replace("/", "_") + ".parquet")
-        written = await client.to_parquet(job, path)  # the Job: no second status request
+        written = await dremio.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
             "path": str(path),
@@ -166,9 +166,12 @@ def build_pipeline(
     tidy = cleanup()
     for upstream in (summed, warn):
         upstream.set_downstream(tidy)
-    return Pipeline("demo_extract", max_concurrency=64, pools={"dremio": concurrency}).add_task(
-        listed
-    )
+    return Pipeline(
+        "demo_extract",
+        max_concurrency=64,
+        pools={"dremio": concurrency},
+        resources={"dremio": make_client},
+    ).add_task(listed)
 
 
 class _DemoProgress:
@@ -271,7 +274,9 @@ async def run_demo(
     temporary folder is removed in any case.
 
     :param progress: the display to feed (default: a new one on ``stream``).
-    :raises DremioError: the client could not be set up (bad URL or credentials).
+    The client is the run's resource: opened when the first task needs it and
+    closed when the run ends; if it cannot be opened (a bad URL or credentials)
+    the tasks that need it fail with that error.
     """
     stream = stream if stream is not None else sys.stderr
     target = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dremioframe-demo-"))
@@ -279,12 +284,12 @@ async def run_demo(
     started = time.perf_counter()
     try:
         await anyio.Path(target).mkdir(parents=True, exist_ok=True)
-        async with _dremio(url, pat, tables, rows) as (client, where):
+        async with _dremio(url, pat, tables, rows) as (make_client, where):
             print(
                 f"demo: extracting {folder or DEMO_FOLDER} from {where} into {target}", file=stream
             )
             pipeline = build_pipeline(
-                client,
+                make_client,
                 folder or DEMO_FOLDER,
                 target,
                 concurrency=concurrency,
