@@ -58,14 +58,27 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import anyio
 
-from dremioframe_async.orchestration import Pipeline, RunResult, Task
+from dremioframe_async.bench.shapes import (  # shared with `dremioframe-async bench engine`
+    SLEEP,
+    Shape,
+    build_pipeline,
+    gather_once,
+    raw_anyio_once,
+    task_body,
+)
+from dremioframe_async.bench.shapes import (
+    noop as noop,  # re-exported: shapes written in this script use it
+)
+from dremioframe_async.orchestration import Pipeline, RunResult
 
-SLEEP = 0.02
+
+def _body(shape: Shape) -> tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]:
+    """The middle tasks' body of ``shape``, for shapes written in this script."""
+    return task_body(shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +94,6 @@ DEFAULT = Sizes(fanout=10_000, chain=1_000, sleepers=1_000, big_fanout=100_000, 
 QUICK = Sizes(fanout=1_000, chain=200, sleepers=200, big_fanout=10_000, reps=3)
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
-    name: str
-    n: int
-
-    @property
-    def tasks(self) -> int:
-        """Task count including root and sink (the chain has neither)."""
-        return self.n if self.name == "chain" else self.n + 2
-
-    @property
-    def floor_s(self) -> float:
-        """Time the shape needs even with zero overhead (the one sleep on its path)."""
-        return SLEEP if self.name == "sleep" else 0.0
-
-
 @dataclass(slots=True)
 class Row:
     shape: Shape
@@ -107,42 +104,6 @@ class Row:
     @property
     def median(self) -> float:
         return statistics.median(self.times)
-
-
-# -- task bodies ---------------------------------------------------------------
-
-
-async def noop() -> None:
-    return None
-
-
-async def nap(seconds: float) -> None:
-    await anyio.sleep(seconds)
-
-
-def _body(shape: Shape) -> tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]:
-    return (nap, (SLEEP,)) if shape.name == "sleep" else (noop, ())
-
-
-# -- (1) the engine --------------------------------------------------------------
-
-
-def build_pipeline(shape: Shape) -> Pipeline:
-    """The shape as a Pipeline of plain Tasks (built the way a user would)."""
-    action, args = _body(shape)
-    if shape.name == "chain":
-        chain = [Task(f"t{i}", noop) for i in range(shape.n)]
-        for a, b in pairwise(chain):
-            a >> b
-        head = chain[0]
-    else:
-        head, sink = Task("root", noop), Task("sink", noop)
-        for i in range(shape.n):
-            mid = Task(f"t{i}", action, args=args)
-            head >> mid
-            mid >> sink
-    limit = shape.n if shape.name == "sleep" else None
-    return Pipeline(shape.name, max_concurrency=limit).add_task(head)
 
 
 async def _timed_run(pipeline: Pipeline) -> float:
@@ -170,65 +131,6 @@ def validation_ms(shape: Shape, tries: int = 3) -> float:
         fresh.plan()
         best = min(best, time.perf_counter() - start)
     return best * 1e3
-
-
-# -- (2) the raw anyio floor ---------------------------------------------------------
-
-
-async def _node(
-    ups: Sequence[anyio.Event],
-    action: Callable[..., Awaitable[None]],
-    args: tuple[Any, ...],
-    done: anyio.Event,
-) -> None:
-    for event in ups:
-        await event.wait()
-    await action(*args)
-    done.set()
-
-
-async def raw_anyio_once(shape: Shape) -> None:
-    """The shape as one task group of coroutines linked by anyio Events."""
-    action, args = _body(shape)
-    async with anyio.create_task_group() as tg:
-        if shape.name == "chain":
-            prev: Sequence[anyio.Event] = ()
-            for _ in range(shape.n):
-                done = anyio.Event()
-                tg.start_soon(_node, prev, noop, (), done)
-                prev = (done,)
-            return
-        root = anyio.Event()
-        tg.start_soon(_node, (), noop, (), root)
-        mids = [anyio.Event() for _ in range(shape.n)]
-        for done in mids:
-            tg.start_soon(_node, (root,), action, args, done)
-        tg.start_soon(_node, mids, noop, (), anyio.Event())
-
-
-# -- (3) bare asyncio.gather ---------------------------------------------------------
-
-
-async def _chained(
-    prev: asyncio.Event | None, done: asyncio.Event, action: Callable[[], Awaitable[None]]
-) -> None:
-    if prev is not None:
-        await prev.wait()
-    await action()
-    done.set()
-
-
-async def gather_once(shape: Shape) -> None:
-    """The shape with nothing but asyncio.gather (and asyncio.Events for the chain)."""
-    if shape.name == "chain":
-        events = [asyncio.Event() for _ in range(shape.n)]
-        prevs = [None, *events[:-1]]
-        await asyncio.gather(*(_chained(p, d, noop) for p, d in zip(prevs, events, strict=True)))
-        return
-    action, args = _body(shape)
-    await noop()
-    await asyncio.gather(*(action(*args) for _ in range(shape.n)))
-    await noop()
 
 
 async def _timed_once(once: Callable[[Shape], Awaitable[None]], shape: Shape) -> float:

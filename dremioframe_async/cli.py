@@ -9,6 +9,7 @@
     dremioframe-async schedule module:pipeline (--cron EXPR | --interval SECONDS)
     dremioframe-async demo [args ...]
     dremioframe-async ui [--pipeline module:pipeline ...] [--host 127.0.0.1] [--port 8080]
+    dremioframe-async bench dremio|engine [options]   (see dremioframe_async.bench)
 
 ``module:pipeline`` names a :class:`Pipeline`, or a function declared to
 return one (``def build() -> Pipeline``) taking no arguments; nothing else is
@@ -32,7 +33,10 @@ CANCELLED. A second Ctrl-C stops the cleanup too.
 Exit codes: 0 success, 1 the pipeline failed (or an unexpected error), 2 usage
 or definition error (bad arguments, a module that cannot be imported, a
 ``module:pipeline`` that is not a Pipeline, an invalid graph, an unknown or
-ambiguous run id, a bad store URL), 130 interrupted.
+ambiguous run id, a malformed store URL, a refused resume), 3 the run finished
+but its history could not be recorded (its status is printed; the store lost
+some of its events), 4 the run store could not be opened or read (nothing ran),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from typing import Any, NoReturn
 import anyio
 
 from ._interrupts import EXIT_INTERRUPTED, interruptible
+from .bench import add_bench_command
 from .errors import DremioFrameError
 from .orchestration import (
     ArgumentError,
@@ -70,7 +75,8 @@ from .store import (
     RunInfo,
     RunNotFound,
     RunStore,
-    StoreURLError,
+    StoreConfigError,
+    StoreError,
     TaskInfo,
     default_store_url,
     open_store,
@@ -79,6 +85,7 @@ from .store import (
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_HISTORY_LOST, EXIT_STORE = 3, 4
 
 
 class UsageError(DremioFrameError):
@@ -264,6 +271,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 store=store,
                 on_event=progress,
                 resume=args.resume,
+                resume_params_changed=args.allow_param_change,
                 stop_cleanup=stop_cleanup,
             )
             return _report(result, progress)
@@ -285,6 +293,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _report(result: RunResult, progress: Progress) -> int:
     print(progress.summary())
     print(f"\nrun {result.run_id} {result.status} in {format_duration(result.duration)}")
+    if result.history_error is not None:
+        _error_line("run", describe(result.history_error))
+        return EXIT_HISTORY_LOST
     return EXIT_OK if result.status == "SUCCESS" else EXIT_FAILED
 
 
@@ -475,6 +486,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="dremioframe-async",
         description="Run, schedule and inspect dremioframe_async pipelines. "
         "run, graph and schedule import the module you name (executing its code).",
+        epilog=(
+            "exit codes: 0 success, 1 the pipeline failed, 2 usage error, 3 the run finished "
+            "but its history could not be recorded, 4 the run store could not be opened or "
+            "read, 130 interrupted"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -495,6 +511,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", metavar="module:pipeline")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--resume", metavar="RUN_ID", help="re-run only what did not succeed")
+    run.add_argument(
+        "--allow-param-change",
+        action="store_true",
+        help="with --resume: reuse results although --param differs from that run's params",
+    )
     runs = command("runs", _cmd_runs, "list recorded runs, newest first")
     runs.add_argument("--pipeline", metavar="NAME")
     runs.add_argument("--limit", type=int, default=20, metavar="N")
@@ -506,6 +527,7 @@ def _parser() -> argparse.ArgumentParser:
     _ui_args(command("ui", _cmd_ui, "serve the web UI over the run store until stopped"))
     demo = command("demo", _cmd_demo, "run the bundled demo")
     demo.add_argument("args", nargs=argparse.REMAINDER)
+    add_bench_command(commands)
     return parser
 
 
@@ -540,7 +562,7 @@ def _ui_args(sub: argparse.ArgumentParser) -> None:
 # Errors in what the user gave us: arguments, the pipeline's module, its definition.
 USAGE_ERRORS: tuple[type[BaseException], ...] = (
     UsageError,
-    StoreURLError,
+    StoreConfigError,  # a malformed store URL (StoreURLError) among them
     RunNotFound,
     ArgumentError,
     TaskDefinitionError,
@@ -584,6 +606,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except USAGE_ERRORS as exc:
         return _fail(args, exc, EXIT_USAGE)
+    except StoreError as exc:
+        # Unreachable server, missing driver, unwritable file: one line naming the store.
+        return _fail(args, exc, EXIT_STORE)
     except (LookupError, ValueError) as exc:
         if args.command not in ("run", "schedule"):
             return _fail(args, exc, EXIT_FAILED)

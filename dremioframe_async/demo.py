@@ -8,7 +8,9 @@ loopback) holding a dozen generated tables, then runs::
 
 and prints a table of tasks, states, rows and timings. ``--url``/``--pat`` (or
 ``DREMIO_URL``/``DREMIO_PAT``) run the same pipeline against a real Dremio, on
-the tables of ``--folder``.
+the tables of ``--folder``. Results travel over Arrow Flight when there is a
+Flight endpoint (always on the embedded server; ``--flight-url`` or
+``DREMIO_FLIGHT_URL`` for a real Dremio); ``--via rest`` compares with REST.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
 from ._interrupts import interruptible
-from .dremio import DremioClient, split_path
+from .dremio import DremioClient, DremioConfigError, Via, split_path
 from .orchestration import Event, TaskStateChanged
 from .progress import Progress, format_duration, format_table
 from .tasks import quote_path
@@ -63,20 +65,21 @@ class DemoOutcome:
     out_dir: Path
     total_rows: int
     seconds: float
+    via: str = "rest"
 
 
 @asynccontextmanager
 async def _dremio(
-    url: str | None, pat: str | None, tables: int, rows: int
+    url: str | None, pat: str | None, tables: int, rows: int, flight_url: str | None = None
 ) -> AsyncIterator[tuple[Callable[[], DremioClient], str]]:
     """How to make a client (the run opens and closes it): to the given Dremio, or to an
     embedded FakeDremio with sample tables, served while the context is open."""
     if url:
-        yield (lambda: DremioClient(url, token=pat)), "Dremio at " + url
+        yield (lambda: DremioClient(url, token=pat, flight_url=flight_url)), "Dremio at " + url
         return
     from .testing import FakeDremio, sample_table
 
-    async with FakeDremio(job_latency=0.05) as fake:
+    async with FakeDremio(job_latency=0.05, flight=True) as fake:
         weights = [i % 4 + 1 for i in range(tables)]
         offset = 0
         for i, weight in enumerate(weights):
@@ -85,7 +88,14 @@ async def _dremio(
             fake.add_table(f"{DEMO_FOLDER}.{name}", sample_table(count, offset=offset))
             offset += count
         where = f"embedded FakeDremio at {fake.url} ({tables} tables, {offset:,} rows)"
-        yield (lambda: DremioClient(fake.url, token=fake.token, poll_interval=0.02)), where
+        yield (
+            (
+                lambda: DremioClient(
+                    fake.url, token=fake.token, poll_interval=0.02, flight_url=fake.flight_url
+                )
+            ),
+            where,
+        )
 
 
 def build_pipeline(
@@ -97,6 +107,7 @@ def build_pipeline(
     limit: int | None,
     stream: TextIO,
     remove_out_dir: bool,
+    via: Via = "rest",
 ) -> Pipeline:
     """The extraction pipeline (built per run); its tasks share the run's client, a resource."""
 
@@ -109,9 +120,12 @@ def build_pipeline(
     @task(name="extract", pool="dremio", retries=2, retry_delay=0.5, resources=("dremio",))
     async def extract(table: list[str], dremio: DremioClient) -> dict[str, Any]:
         sql = f"SELECT * FROM {quote_path(table)}" + (f" LIMIT {limit}" if limit else "")
+        path = out_dir / (table[-1].replace("/", "_") + ".parquet")
+        if via == "flight":  # the client checks the rows against Dremio's count itself
+            written = await dremio.query_to_parquet(sql, path, via="flight")
+            return {"table": ".".join(table), "path": str(path), "rows": written}
         job_id = await dremio.submit(sql)
         job = await dremio.wait(job_id)
-        path = out_dir / (table[-1].replace("/", "_") + ".parquet")
         written = await dremio.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
@@ -264,6 +278,8 @@ async def run_demo(
     stream: TextIO | None = None,
     progress: Progress | None = None,
     stop_cleanup: anyio.Event | None = None,
+    via: Via = "auto",
+    flight_url: str | None = None,
 ) -> DemoOutcome:
     """Run the demo pipeline once; return its outcome (never raises for a failed run).
 
@@ -271,12 +287,13 @@ async def run_demo(
     ``rows`` rows in all is used. Without ``out_dir`` files go to a temporary
     folder that the cleanup task removes; when the demo is cancelled the cleanup
     task still runs (``stop_cleanup`` ends it, see ``Pipeline.run``), and the
-    temporary folder is removed in any case.
+    temporary folder is removed in any case. ``via`` picks how results travel
+    (``auto``: Flight when the client has a Flight URL, as the embedded server does).
+    The client is the run's resource: opened when the first task needs it and
+    closed when the run ends; if it cannot log in, the tasks that need it fail.
 
     :param progress: the display to feed (default: a new one on ``stream``).
-    The client is the run's resource: opened when the first task needs it and
-    closed when the run ends; if it cannot be opened (a bad URL or credentials)
-    the tasks that need it fail with that error.
+    :raises DremioError: a bad URL, or ``via="flight"`` without a Flight endpoint.
     """
     stream = stream if stream is not None else sys.stderr
     target = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dremioframe-demo-"))
@@ -284,9 +301,16 @@ async def run_demo(
     started = time.perf_counter()
     try:
         await anyio.Path(target).mkdir(parents=True, exist_ok=True)
-        async with _dremio(url, pat, tables, rows) as (make_client, where):
+        async with _dremio(url, pat, tables, rows, flight_url) as (make_client, where):
+            client = make_client()  # not opened: its configuration, checked before the run
+            flight = via == "flight" or (via == "auto" and client.flight_url is not None)
+            path: Via = "flight" if flight else "rest"
+            if flight and client.flight_url is None:  # fail once, not once per table
+                raise DremioConfigError("--via flight needs --flight-url (or DREMIO_FLIGHT_URL)")
+            over = "Arrow Flight" if path == "flight" else "REST"
             print(
-                f"demo: extracting {folder or DEMO_FOLDER} from {where} into {target}", file=stream
+                f"demo: extracting {folder or DEMO_FOLDER} from {where} over {over} into {target}",
+                file=stream,
             )
             pipeline = build_pipeline(
                 make_client,
@@ -296,6 +320,7 @@ async def run_demo(
                 limit=limit,
                 stream=stream,
                 remove_out_dir=out_dir is None,
+                via=path,
             )
             listener = _DemoProgress(stream, progress)
             result = await pipeline.run(on_event=listener, stop_cleanup=stop_cleanup)
@@ -305,9 +330,8 @@ async def run_demo(
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(target, ignore_errors=True))
         raise
     total = int(result["validate"]) if result.states.get("validate") is TaskState.SUCCESS else 0
-    return DemoOutcome(
-        result, report(result, progress), target, total, time.perf_counter() - started
-    )
+    seconds = time.perf_counter() - started
+    return DemoOutcome(result, report(result, progress), target, total, seconds, path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -334,6 +358,15 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=8, help="Dremio jobs in flight (default 8)"
     )
     parser.add_argument("--limit", type=int, help="LIMIT each extraction (handy on a real Dremio)")
+    parser.add_argument(
+        "--via",
+        choices=("auto", "flight", "rest"),
+        default="auto",
+        help="how results travel: Arrow Flight or REST (default: Flight when available)",
+    )
+    parser.add_argument(
+        "--flight-url", help="Dremio's Arrow Flight endpoint (env DREMIO_FLIGHT_URL)"
+    )
     return parser
 
 
@@ -370,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit=args.limit,
             progress=progress,
             stop_cleanup=stop_cleanup,
+            via=args.via,
+            flight_url=args.flight_url,
         )
         outcomes.append(outcome)
         return 0 if outcome.result.status == "SUCCESS" else 1
@@ -385,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rate = outcome.total_rows / max(outcome.seconds, 1e-9)
     print(
         f"\n{outcome.result.status}: {outcome.total_rows:,} rows in {outcome.seconds:.1f}s "
-        f"({rate:,.0f} rows/s)"
+        f"({rate:,.0f} rows/s) via {outcome.via}"
     )
     kept = outcome.out_dir.exists()
     print(f"Parquet files: {outcome.out_dir}" + ("" if kept else " (removed by the cleanup task)"))

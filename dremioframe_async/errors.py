@@ -12,17 +12,22 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   ├── ExpandError (also TypeError)           expand() over a non-iterable result
     │   ├── ResourceError                          a run's resource could not be opened or closed
     │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
-    │   └── PipelineFailed                         raise_for_status(); carries the task errors
-    ├── StoreError (dremioframe_async.store)       run history
+    │   ├── PipelineFailed                         raise_for_status(); carries the task errors
+    │   └── ResumeRefused (ArgumentError)          resuming that run now would be unsafe
+    ├── StoreError (dremioframe_async.store)       run history: reading, writing, opening
     │   ├── RunNotFound (also LookupError)         no run with that id in the store
     │   ├── StoreSchemaError                       the database was written by a newer version
-    │   └── StoreURLError (also ValueError)        open_store() got a URL it cannot open
+    │   ├── StoreUnavailable                       a store cannot be opened or used (names it)
+    │   ├── HistoryIncomplete                      a run's events could not all be recorded
+    │   └── StoreConfigError (also ValueError)     bad store arguments
+    │       └── StoreURLError                      open_store() got a URL it cannot open
     ├── ScheduleError (also ValueError)  (dremioframe_async.schedule)  bad interval, cron, overlap
     ├── task library errors (dremioframe_async.tasks)
     │   ├── SensorTimeout (also TimeoutError)      a sensor's condition did not hold in time
     │   ├── SqlArgumentError (also ValueError)     a SQL builder got an argument it cannot use
     │   └── TaskLibraryError                       HTTP, shell, email, S3, dbt, quality tasks
     │       ├── HttpError ── HttpStatusError ── HttpTransientError; HttpConnectionError
+    │       │   (private subclasses _HttpNotSent, _HttpMaybeSent: was the request sent?)
     │       ├── ShellCommandFailed                     a non-zero exit, with the stderr tail
     │       ├── EmailError ── EmailTransientError
     │       ├── S3Error ── S3TransientError, S3IntegrityError
@@ -54,7 +59,7 @@ text is consistent and the arguments stay available as attributes.
 
 from __future__ import annotations
 
-__all__ = ["DremioFrameError", "MissingExtra"]
+__all__ = ["DremioFrameError", "MissingExtra", "StoreError"]
 
 
 class DremioFrameError(Exception):
@@ -69,3 +74,7 @@ class MissingExtra(DremioFrameError, ImportError):
         super().__init__(
             f"{feature} needs {module}: pip install 'dremioframe_async[{extra}]'", name=module
         )
+
+
+class StoreError(DremioFrameError):
+    """Root of the run-history errors (defined here so the engine can report one too)."""

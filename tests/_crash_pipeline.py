@@ -3,7 +3,9 @@
 Every task appends its name to ``<workdir>/ran`` when it completes. ``c`` writes
 ``<workdir>/c.started`` and, unless ``<workdir>/release`` exists, blocks forever
 (until the process is killed or the run cancelled). ``b`` fails while
-``<workdir>/fail_b`` exists.
+``<workdir>/fail_b`` exists. ``c`` has one retry: when ``<workdir>/fail_c_once``
+exists, its first attempt removes that file and fails (so a blocked ``c`` is then
+on its second attempt).
 
 Run as a script: ``python _crash_pipeline.py WORKDIR STORE_URL`` records a run of
 it in the store at STORE_URL.
@@ -47,8 +49,11 @@ def build(workdir: Path) -> Pipeline:
         _mark(workdir, "b")
         return 2
 
-    @task(name="c")
+    @task(name="c", retries=1, retry_delay=0)
     async def c(context: Any) -> int:
+        if (workdir / "fail_c_once").exists():
+            (workdir / "fail_c_once").unlink()
+            raise RuntimeError("c fails its first attempt")
         (workdir / "c.started").touch()
         if not (workdir / "release").exists():
             await anyio.sleep_forever()

@@ -8,6 +8,7 @@ layer, which is asyncio-only, use pytest-asyncio.
 from __future__ import annotations
 
 import pytest
+from _store_fixtures import pg_url as pg_url  # a fresh PostgreSQL database per session
 
 
 @pytest.fixture(params=[pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")])

@@ -20,6 +20,9 @@ PACKAGE = Path(dremioframe_async.__file__).parent
 # Raised inside FakeDremio's SQL engine and turned into a failed job there: it never
 # reaches a caller of the library as itself.
 NOT_RAISED_TO_CALLERS = {"InformationSchemaError"}
+# Signals inside the Flight reader's worker thread, caught there: a caller sees the
+# mapped DremioError (or nothing, for a read it abandoned).
+NOT_RAISED_TO_CALLERS |= {"_Cancelled", "_Unavailable"}
 # Where a part of the tree is drawn in full, beside errors.py's overview.
 SUBTREES = {"dremio": "dremio/_errors.py"}
 _OPTIONAL = ("dremioframe_async.testing", "dremioframe_async.executors")

@@ -6,6 +6,7 @@ import _store_fixtures
 import pytest
 from _store_fixtures import StoreFactory
 
+from dremioframe_async import Pipeline, task
 from dremioframe_async.orchestration._events import (
     Event,
     RunFinished,
@@ -14,7 +15,8 @@ from dremioframe_async.orchestration._events import (
     TaskStateChanged,
 )
 from dremioframe_async.orchestration._states import TaskState
-from dremioframe_async.store import RunNotFound, RunStatus, RunStore
+from dremioframe_async.store import MemoryStore, RunNotFound, RunStatus, RunStore
+from dremioframe_async.store._codec import storable_text
 
 # The backend-parametrized fixtures (memory, sqlite, postgres).
 store_factory = _store_fixtures.store_factory
@@ -180,3 +182,80 @@ async def test_tasks_not_yet_seen_are_pending_in_plan_order(store: RunStore) -> 
     assert tasks[2].started == T0 + 1 / 3  # stored exactly, whatever the encoding
     assert (await store.get_run("r4")).counts == {"PENDING": 2, "RUNNING": 1, "SUCCESS": 1}
     assert (await store.list_runs())[0].counts["PENDING"] == 2
+
+
+def _as_stored(store: RunStore, text: str) -> str:
+    """What each store gives back for ``text`` (see the store package's _codec)."""
+    return text if isinstance(store, MemoryStore) else storable_text(text)
+
+
+BAD_TEXT = "nul\x00 and lone \udc80 surrogate, é kept"
+
+
+def _bad_text_run(run_id: str) -> list[Event]:
+    error = ValueError(BAD_TEXT)
+    key = f"task {BAD_TEXT}"
+    return [
+        RunStarted(run_id, f"etl {BAD_TEXT}", T0, {"p": BAD_TEXT}, (key, "ok")),
+        state(run_id, key, TaskState.RUNNING, 1, 1),
+        state(run_id, key, TaskState.FAILED, 2, 1, error=error),
+        state(run_id, "ok", TaskState.RUNNING, 1, 1),
+        state(run_id, "ok", TaskState.SUCCESS, 2, 1, result=BAD_TEXT),
+        state(run_id, "skip", TaskState.SKIPPED, 3, reason=BAD_TEXT),
+        RunFinished(run_id, "etl", "FAILED", T0 + 4, T0),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_text_the_database_cannot_hold_is_stored_escaped(store: RunStore) -> None:
+    # One batch holding NUL and an unpaired surrogate used to be dropped whole.
+    await store.record(_bad_text_run("bad"))
+    run = await store.get_run("bad")
+    assert (run.status, run.pipeline) == (RunStatus.FAILED, _as_stored(store, f"etl {BAD_TEXT}"))
+    assert run.params == {"p": BAD_TEXT}  # params are JSON: they round-trip exactly
+    tasks = {t.key: t for t in await store.get_tasks("bad")}
+    key = _as_stored(store, f"task {BAD_TEXT}")
+    assert list(tasks) == [key, "ok", "skip"]
+    assert tasks[key].state is TaskState.FAILED
+    assert tasks[key].attempts[0].error_message == _as_stored(store, BAD_TEXT)
+    assert _as_stored(store, BAD_TEXT) in (tasks[key].attempts[0].error_traceback or "")
+    assert tasks["ok"].result == BAD_TEXT  # results are JSON: they round-trip exactly
+    assert tasks["skip"].reason == _as_stored(store, BAD_TEXT)
+
+
+@pytest.mark.asyncio
+async def test_a_run_with_unstorable_text_is_recorded_whole(store: RunStore) -> None:
+    @task(name="bad\x00name")
+    async def bad() -> None:
+        raise RuntimeError("surrogate \udcff in the message")
+
+    @task(name="cleanup", trigger_rule="all_done")
+    async def cleanup() -> str:
+        return "done"
+
+    result = await Pipeline("bad text").add_task(bad() >> cleanup()).run(store=store)
+    assert (result.status, result.history_error) == ("FAILED", None)
+    run = await store.get_run(result.run_id)
+    assert run.status is RunStatus.FAILED
+    assert run.counts == {"FAILED": 1, "SUCCESS": 1}  # the escaped key matches the planned one
+    tasks = {t.key: t for t in await store.get_tasks(result.run_id)}
+    failed = tasks[_as_stored(store, "bad\x00name")]
+    assert failed.attempts[0].error_message == _as_stored(store, "surrogate \udcff in the message")
+
+
+@pytest.mark.asyncio
+async def test_a_run_written_through_two_handles_is_merged(store_factory: StoreFactory) -> None:
+    # Stores insert rows they have not written yet without an upsert; a row that
+    # exists anyway (another handle wrote it) must fall back to the upsert.
+    first, second = store_factory(), store_factory()
+    events = sample_run()
+    await first.record(events[:2])  # the run starts; a is RUNNING
+    await second.record(events[2:])  # a's SUCCESS, and the rest, through another handle
+    tasks = {t.key: t for t in await second.get_tasks("r1")}
+    assert (tasks["a"].state, tasks["a"].started, tasks["a"].finished) == (
+        TaskState.SUCCESS,
+        T0 + 1,
+        T0 + 2,
+    )
+    assert tasks["a"].result == {"rows": [1, 2]}
+    assert (await second.get_run("r1")).counts == {"SUCCESS": 2, "FAILED": 1, "UPSTREAM_FAILED": 1}

@@ -1,36 +1,38 @@
-"""PostgreSQL specifics: a schema recorded by an older version is migrated and still reads."""
+"""PostgreSQL specifics: migrations, the owner lock under concurrent first runs, 1,000 runs."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import _store_fixtures
+import anyio
 import pytest
 import pytest_asyncio
 from test_store import sample_run
 
-from dremioframe_async.store import PostgresStore
+from dremioframe_async import Pipeline, RunResult, task
+from dremioframe_async.store import PostgresStore, RunStatus
 from dremioframe_async.store._postgres import SCHEMA_VERSION
 from dremioframe_async.store._sql import migration
 
 
 @pytest_asyncio.fixture
-async def schema() -> AsyncIterator[str]:
-    await _store_fixtures.require_pg()
+async def schema(pg_url: str) -> AsyncIterator[str]:
     name = f"dfa_test_{secrets.token_hex(6)}"
     try:
         yield name
     finally:
-        await _store_fixtures.drop_schema(name)
+        await _store_fixtures.drop_schema(pg_url, name)
 
 
-async def _make_version_2(schema: str) -> None:
+async def _make_version_2(url: str, schema: str) -> None:
     """A schema at version 2, holding a run written the old way (PENDING rows)."""
     import asyncpg
 
     p = f'"{schema}".'
-    conn = await asyncpg.connect(_store_fixtures.PG_URL)
+    conn = await asyncpg.connect(url)
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(
@@ -53,9 +55,9 @@ async def _make_version_2(schema: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_version_2_schema_with_pending_rows_is_migrated(schema: str) -> None:
-    await _make_version_2(schema)
-    async with PostgresStore(_store_fixtures.PG_URL, schema=schema) as store:
+async def test_a_version_2_schema_with_pending_rows_is_migrated(pg_url: str, schema: str) -> None:
+    await _make_version_2(pg_url, schema)
+    async with PostgresStore(pg_url, schema=schema, max_size=2) as store:
         assert (await store.get_run("old")).counts == {"SUCCESS": 1, "PENDING": 1}
         tasks = await store.get_tasks("old")
         assert [(t.key, t.state) for t in tasks] == [("a", "SUCCESS"), ("b", "PENDING")]
@@ -64,3 +66,101 @@ async def test_a_version_2_schema_with_pending_rows_is_migrated(schema: str) -> 
         pool = await store._ensure()
         versions = await pool.fetch(f'SELECT version FROM "{schema}".schema_migrations')
     assert sorted(v for (v,) in versions) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def _small_pipeline(name: str = "many") -> Pipeline:
+    @task(name="first")
+    async def first() -> int:
+        return 1
+
+    @task(name="second")
+    async def second(context: Any) -> int:
+        return int(context["first"]) + 1
+
+    return Pipeline(name).add_task(first() >> second())
+
+
+@pytest.mark.asyncio
+async def test_two_first_runs_at_once_on_a_fresh_store(pg_url: str, schema: str) -> None:
+    # Both runs' first record() used to open an owner-lock connection each and
+    # take the same advisory lock: the second waited for the first forever.
+    pipeline = _small_pipeline()
+    async with PostgresStore(pg_url, schema=schema, max_size=2) as store:
+        results: list[RunResult] = []
+
+        async def one() -> None:
+            results.append(await pipeline.run(store=store))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one)
+                tg.start_soon(one)
+        assert [r.status for r in results] == ["SUCCESS", "SUCCESS"]
+        assert [r.history_error for r in results] == [None, None]
+        assert store._lock_conn is not None
+        pool = await store._ensure()
+        owners = await pool.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND ((classid::bigint << 32) | objid::bigint) = $1",
+            store._owner_key,
+        )
+    assert owners == 1  # one session holds the owner lock; no second one waits for it
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(180)
+async def test_a_thousand_concurrent_runs_on_a_fresh_database_are_all_recorded(
+    pg_url: str, schema: str
+) -> None:
+    pipeline = _small_pipeline()
+    async with PostgresStore(pg_url, schema=schema, max_size=4) as store:
+        results: list[RunResult] = []
+
+        async def one() -> None:
+            results.append(await pipeline.run(store=store))
+
+        with anyio.fail_after(150):
+            async with anyio.create_task_group() as tg:
+                for _ in range(1000):
+                    tg.start_soon(one)
+        runs = await store.list_runs(limit=None)
+    assert len(results) == 1000
+    assert {(r.status, r.history_error) for r in results} == {("SUCCESS", None)}
+    assert len(runs) == 1000
+    assert {r.run_id for r in runs} == {r.run_id for r in results}
+    assert {(r.status, r.counts.get("SUCCESS")) for r in runs} == {(RunStatus.SUCCESS, 2)}
+
+
+@pytest.mark.asyncio
+async def test_a_runs_durable_start_is_one_statement(pg_url: str, schema: str) -> None:
+    queries: list[str] = []
+
+    @task(name="look")
+    async def look() -> int:
+        return len(queries)  # what the store sent before this first task started
+
+    pipeline = Pipeline("one_trip").add_task(look())
+    async with PostgresStore(pg_url, schema=schema, min_size=1, max_size=1) as store:
+        await pipeline.run(store=store)  # the store's first run also takes its owner lock
+        pool = await store._ensure()
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: queries.append(record.query))
+        queries.clear()
+        result = await pipeline.run(store=store)
+    assert result["look"] == 1, queries
+    assert queries[0].startswith(f'INSERT INTO "{schema}".runs')
+
+
+@pytest.mark.asyncio
+async def test_a_lost_owner_lock_connection_is_taken_again_by_the_next_run(
+    pg_url: str, schema: str
+) -> None:
+    pipeline = _small_pipeline()
+    async with PostgresStore(pg_url, schema=schema, max_size=2) as store:
+        await pipeline.run(store=store)
+        lost = store._lock_conn
+        lost.terminate()  # the server restarted, say: the lock went with the session
+        result = await pipeline.run(store=store)
+        assert (result.status, result.history_error) == ("SUCCESS", None)
+        assert store._lock_conn is not lost
+        assert not store._lock_conn.is_closed()

@@ -203,3 +203,26 @@ async def test_a_big_batch_is_written_in_chunks(tmp_path: Path, max_values: int)
         await store.record(events)
         tasks = await store.get_tasks("big")
     assert [(t.key, t.result) for t in tasks] == [(key, i) for i, key in enumerate(keys)]
+
+
+@pytest.mark.asyncio
+async def test_rows_written_through_another_handle_are_merged_not_duplicated(
+    tmp_path: Path,
+) -> None:
+    # A store inserts task rows it has not written yet without an upsert; a row
+    # that exists anyway (written through another handle) falls back to the upsert.
+    path = tmp_path / "runs.sqlite"
+    events = sample_run()
+    async with SQLiteStore(path) as first, SQLiteStore(path) as second:
+        await first.record(events[:2])  # the run starts; a is RUNNING
+        await second.record(events[2:])  # a's SUCCESS arrives through another handle
+        tasks = {t.key: t for t in await second.get_tasks("r1")}
+        assert (tasks["a"].started, tasks["a"].finished) == (T0 + 1, T0 + 2)
+        assert tasks["a"].result == {"rows": [1, 2]}
+        assert (await second.get_run("r1")).counts == {
+            "SUCCESS": 2,
+            "FAILED": 1,
+            "UPSTREAM_FAILED": 1,
+        }
+        assert first._written.runs() == {"r1": {"a"}}  # still running, as far as it knows
+        assert second._written.runs() == {}  # it saw the run end

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import dremioframe_async.store as store_pkg
+from dremioframe_async import DremioFrameError
 from dremioframe_async.store import (
     MemoryStore,
     PostgresStore,
     RunStore,
     SQLiteStore,
+    StoreConfigError,
     StoreURLError,
     default_store_url,
     open_store,
 )
 from dremioframe_async.store._codec import encode_error, encode_result
+from dremioframe_async.store._errors import redact
 from dremioframe_async.store._owner import current_owner, is_dead
 
 
@@ -117,21 +121,85 @@ def test_open_store_details() -> None:
     sqlite = open_store("sqlite:///tmp/x/runs.sqlite")
     assert isinstance(sqlite, SQLiteStore)
     assert sqlite.path == "/tmp/x/runs.sqlite"
-    pg = open_store("postgresql://u@h:5432/db?schema=s1&sslmode=disable")
+    pg = open_store("postgresql://u:pw@h:5432/db?schema=s1&sslmode=disable")
     assert isinstance(pg, PostgresStore)
-    assert (pg.schema, pg.dsn) == ("s1", "postgresql://u@h:5432/db?sslmode=disable")
-    assert "u@h" not in repr(pg)
+    assert (pg.schema, pg.dsn) == ("s1", "postgresql://u:pw@h:5432/db?sslmode=disable")
+    assert repr(pg) == "PostgresStore(postgresql://u:***@h:5432/db?sslmode=disable (schema s1))"
 
 
-@pytest.mark.parametrize("url", ["", "mysql://x/y", "sqlite://"], ids=["empty", "mysql", "no-path"])
-def test_open_store_rejects(url: str) -> None:
-    with pytest.raises(StoreURLError, match="cannot open a run store"):
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("", "use memory://"),
+        ("mysql://x/y", "use memory://"),
+        ("sqlite://", "use memory://"),
+        ("memory://x", "use memory://"),
+        ("sqlite:/tmp/x.sqlite", "did you mean sqlite:///tmp/x.sqlite"),
+        ("SQLite:/tmp/x.sqlite", "did you mean sqlite:///tmp/x.sqlite"),
+        ("sqlite:runs.sqlite", "did you mean sqlite://runs.sqlite or the plain path"),
+        ("sqlite:", "sqlite: needs a path"),
+        ("memory:", "did you mean memory://"),
+        ("postgresql:/h/db", "did you mean postgresql://h/db"),
+        ("postgres:u:secret@h/db", "did you mean postgres://u:secret@h/db"),
+    ],
+    ids=[
+        "empty",
+        "mysql",
+        "sqlite-no-path",
+        "memory-with-path",
+        "sqlite-one-slash",
+        "sqlite-upper-case",
+        "sqlite-no-slash",
+        "sqlite-bare",
+        "memory-bare",
+        "postgresql-one-slash",
+        "postgres-no-slash",
+    ],
+)
+def test_open_store_rejects(url: str, hint: str) -> None:
+    with pytest.raises(StoreURLError, match="cannot open a run store") as info:
         open_store(url)
+    assert hint in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert not (Path.cwd() / "sqlite:").exists()
 
 
-def test_postgres_schema_must_be_an_identifier() -> None:
-    with pytest.raises(ValueError, match="identifier"):
-        PostgresStore("postgresql://x/y", schema='a"; drop')
+def test_a_password_never_appears_in_store_errors() -> None:
+    with pytest.raises(StoreURLError) as info:
+        open_store("mysql://user:hunter2@h/db?password=hunter2")
+    assert "hunter2" not in str(info.value)
+    assert "user:***@h" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db?password=pw&x=1", "postgresql://u@h/db?password=***&x=1"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("http://[::1", "<unparsable URL>"),
+    ],
+    ids=["authority", "query", "none", "unparsable"],
+)
+def test_redact(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PostgresStore("postgresql://x/y", schema='a"; drop'),
+        lambda: PostgresStore("postgresql://x/y", min_size=3, max_size=2),
+        lambda: SQLiteStore("x.sqlite", synchronous="OFF"),  # type: ignore[arg-type]
+        lambda: SQLiteStore("x.sqlite", busy_timeout=-1),
+    ],
+    ids=["schema", "pool-sizes", "synchronous", "busy-timeout"],
+)
+def test_bad_store_arguments_are_store_config_errors(make: Callable[[], object]) -> None:
+    with pytest.raises(StoreConfigError) as info:
+        make()
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, DremioFrameError)
 
 
 def test_default_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -145,6 +213,7 @@ def test_default_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_public_names() -> None:
     assert sorted(store_pkg.__all__) == [
         "AttemptInfo",
+        "HistoryIncomplete",
         "MemoryStore",
         "PostgresStore",
         "RunInfo",
@@ -154,10 +223,36 @@ def test_public_names() -> None:
         "RunStatus",
         "RunStore",
         "SQLiteStore",
+        "StoreConfigError",
         "StoreError",
         "StoreSchemaError",
         "StoreURLError",
+        "StoreUnavailable",
         "TaskInfo",
         "default_store_url",
         "open_store",
     ]
+
+
+def test_store_errors_are_in_the_documented_tree() -> None:
+    import dremioframe_async.errors as errors
+    from dremioframe_async.orchestration import ResumeRefused
+
+    tree = errors.__doc__ or ""
+    for name in (
+        "StoreError",
+        "RunNotFound",
+        "StoreSchemaError",
+        "StoreUnavailable",
+        "HistoryIncomplete",
+        "StoreConfigError",
+        "StoreURLError",
+    ):
+        cls = getattr(store_pkg, name)
+        assert issubclass(cls, DremioFrameError), name
+        assert issubclass(cls, errors.StoreError), name
+        assert f"{name} " in tree, f"{name} missing from the tree in errors.py"
+    assert "ResumeRefused" in tree
+    assert issubclass(ResumeRefused, DremioFrameError)
+    assert issubclass(ResumeRefused, ValueError)
+    assert store_pkg.StoreError is errors.StoreError

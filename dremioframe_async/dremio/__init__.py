@@ -1,11 +1,11 @@
-"""Async Dremio REST client (aiohttp) returning pyarrow tables.
+"""Async Dremio client returning pyarrow tables: REST (aiohttp) and Arrow Flight.
 
 ``DremioClient`` is the entry point; errors derive from ``DremioError``.
 """
 
 from __future__ import annotations
 
-from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, split_path
+from ._client import FINAL_JOB_STATES, PAGE_SIZE, DremioClient, Job, Via, split_path
 from ._config import Secret, TlsOptions
 from ._errors import (
     DremioAPIError,
@@ -27,14 +27,18 @@ from ._errors import (
     DremioSubmitUncertain,
     DremioTLSError,
 )
+from ._flight import CLOUD_FLIGHT_URL
 from ._retryable import RETRYABLE_ERRORS
+from ._stream import BatchStream
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
 
 __all__ = [
+    "CLOUD_FLIGHT_URL",
     "FINAL_JOB_STATES",
     "PAGE_SIZE",
     "RETRYABLE_ERRORS",
+    "BatchStream",
     "DremioAPIError",
     "DremioAuthError",
     "DremioBackendError",
@@ -58,6 +62,7 @@ __all__ = [
     "RetryPolicy",
     "Secret",
     "TlsOptions",
+    "Via",
     "arrow_schema",
     "arrow_type",
     "split_path",

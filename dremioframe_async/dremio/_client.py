@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import anyio
 import pyarrow as pa
@@ -17,20 +18,30 @@ import pyarrow.parquet as pq
 
 from ._config import SslOption, redact_url, resolve_config
 from ._errors import (
+    DremioConfigError,
     DremioError,
     DremioJobCancelled,
     DremioJobError,
     DremioJobTimeout,
     job_failed,
 )
+from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
+from ._parquet import write_parquet_atomically
 from ._results import PAGE_SIZE, ResultPager, path_segment
+from ._stream import BatchStream, StreamStats
 from ._transport import RetryPolicy, Transport
 
-__all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job"]
+__all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job", "Via"]
 
 logger = logging.getLogger("dremioframe_async.dremio")
 
 FINAL_JOB_STATES = frozenset({"COMPLETED", "FAILED", "CANCELED"})
+_CLOUD_FLIGHT = {
+    "api.dremio.cloud": CLOUD_FLIGHT_URL,
+    "api.eu.dremio.cloud": "grpc+tls://data.eu.dremio.cloud:443",
+}
+Via = Literal["auto", "flight", "rest"]
+"""How a query's result travels: ``auto`` is Flight when a Flight URL is set, else REST."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +89,23 @@ class DremioClient:
     Use it as an async context manager: one pooled aiohttp session lives inside
     it. Configuration comes from the arguments, else from ``DREMIO_URL``,
     ``DREMIO_PAT``, ``DREMIO_USERNAME``, ``DREMIO_PASSWORD``,
-    ``DREMIO_PROJECT_ID``, ``DREMIO_SSL_CA`` and ``DREMIO_SSL_VERIFY``. Tokens and
-    passwords never appear in its repr, its log lines or its errors.
+    ``DREMIO_PROJECT_ID``, ``DREMIO_SSL_CA``, ``DREMIO_SSL_VERIFY`` and
+    ``DREMIO_FLIGHT_URL``. Tokens and passwords never appear in its repr, its log
+    lines or its errors.
 
     ``url`` must be ``http://`` or ``https://``; a ``user:password@`` in it is used
-    as username/password and redacted. ``ssl`` verifies ``https`` servers: an
-    :class:`ssl.SSLContext`, the path of a CA bundle (PEM), ``True`` (the system's
-    CAs, the default) or ``False`` (no verification).
+    as username/password and redacted. ``ssl`` verifies ``https`` servers (and
+    ``grpc+tls`` Flight endpoints): an :class:`ssl.SSLContext`, the path of a CA
+    bundle (PEM), ``True`` (the system's CAs, the default) or ``False`` (no
+    verification).
 
-    :raises DremioConfigError: a malformed URL, no usable credentials or a bad ``ssl``.
+    With ``flight_url`` (``grpc+tcp://host:32010``, ``grpc+tls://...``) results
+    can travel over Arrow Flight: ``query``, ``stream`` and ``query_to_parquet``
+    use it by default. ``flight_read_ahead`` bounds the record batches a Flight
+    stream holds; ``flight_streams`` the Flight reads running at once.
+
+    :raises DremioConfigError: a malformed URL or ``flight_url``, no usable
+        credentials or a bad ``ssl``.
     """
 
     def __init__(
@@ -105,6 +124,9 @@ class DremioClient:
         max_poll_interval: float = 1.0,
         cancel_timeout: float = 10.0,
         ssl: SslOption = None,
+        flight_url: str | None = None,
+        flight_read_ahead: int = 4,
+        flight_streams: int = 8,
     ) -> None:
         self.config = resolve_config(url, token, username, password, project_id, ssl_option=ssl)
         self.page_concurrency = page_concurrency
@@ -116,6 +138,23 @@ class DremioClient:
             max_connections=max_connections,
             request_timeout=request_timeout,
         )
+        self._flight = self._flight_transport(
+            flight_url, retry or RetryPolicy(), flight_read_ahead, flight_streams
+        )
+
+    def _flight_transport(
+        self, url: str | None, retry: RetryPolicy, read_ahead: int, streams: int
+    ) -> FlightTransport | None:
+        url = url or os.environ.get("DREMIO_FLIGHT_URL") or None
+        if url is None:
+            return None
+        options = FlightOptions(url, read_ahead=read_ahead, max_streams=streams)
+        return FlightTransport(self.config, options, retry)
+
+    @property
+    def flight_url(self) -> str | None:
+        """The Arrow Flight endpoint, or None when results travel over REST only."""
+        return self._flight.options.url if self._flight is not None else None
 
     @classmethod
     def cloud(
@@ -123,20 +162,28 @@ class DremioClient:
     ) -> Self:
         """A client for Dremio Cloud (``https://api.dremio.cloud/v0/projects/{project_id}``).
 
+        Results travel over Arrow Flight at ``grpc+tls://data.dremio.cloud:443``
+        (``grpc+tls://data.eu.dremio.cloud:443`` for ``url="https://api.eu.dremio.cloud"``)
+        unless ``flight_url=`` (or ``DREMIO_FLIGHT_URL``) names another endpoint. With
+        any other ``url`` only an explicit Flight URL turns Flight on.
+
         :raises DremioConfigError: no token or no project id.
         """
         project_id = project_id or os.environ.get("DREMIO_PROJECT_ID")
         if not project_id:
-            from ._errors import DremioConfigError
-
             raise DremioConfigError("Dremio Cloud needs project_id= (or DREMIO_PROJECT_ID)")
-        return cls(options.pop("url", None), token=token, project_id=project_id, **options)
+        url = options.pop("url", None)
+        options.setdefault("flight_url", _cloud_flight_url(url or os.environ.get("DREMIO_URL")))
+        return cls(url, token=token, project_id=project_id, **options)
 
     def __repr__(self) -> str:
         cfg = self.config
         who = f", username={cfg.username!r}" if cfg.username else ""
         project = f", project_id={cfg.project_id!r}" if cfg.project_id else ""
-        return f"DremioClient({redact_url(cfg.root)!r}, auth={cfg.auth!r}{who}{project})"
+        flight_url = f", flight_url={self.flight_url!r}" if self.flight_url else ""
+        return (
+            f"DremioClient({redact_url(cfg.root)!r}, auth={cfg.auth!r}{who}{project}{flight_url})"
+        )
 
     async def __aenter__(self) -> Self:
         try:
@@ -155,9 +202,11 @@ class DremioClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session (shielded, so a cancelled caller still releases it)."""
+        """Close the HTTP session and the Flight channel (shielded: a cancelled caller too)."""
         with anyio.CancelScope(shield=True):
             await self._transport.close()
+            if self._flight is not None:
+                await self._flight.close()
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -241,8 +290,16 @@ class DremioClient:
         """
         await self._transport.request("POST", f"/job/{path_segment(job_id)}/cancel")
 
-    async def wait(self, job_id: str, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+        on_status: Callable[[Job], object] | None = None,
+    ) -> Job:
         """Poll the job, with growing intervals, until it ends; return it when COMPLETED.
+
+        ``on_status`` is called with every status read (to follow QUEUED -> RUNNING).
 
         Status polls are retried on transient faults within the retry budget. If
         the wait gives up before the job ends, for any reason (a status error
@@ -256,7 +313,7 @@ class DremioClient:
         """
         with anyio.move_on_after(timeout):
             try:
-                return await self._poll_until_final(job_id)
+                return await self._poll_until_final(job_id, on_status)
             except DremioJobError:
                 raise  # the job has ended: there is nothing to cancel
             except BaseException:
@@ -264,10 +321,14 @@ class DremioClient:
                 raise
         raise DremioJobTimeout(job_id, timeout or 0.0)
 
-    async def _poll_until_final(self, job_id: str) -> Job:
+    async def _poll_until_final(
+        self, job_id: str, on_status: Callable[[Job], object] | None
+    ) -> Job:
         delay, max_delay = self._poll
         while True:
             job = await self.job(job_id)
+            if on_status is not None:
+                on_status(job)
             if job.state == "COMPLETED":
                 return job
             if job.state == "FAILED":
@@ -294,20 +355,98 @@ class DremioClient:
         context: Sequence[str] | None = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+        via: Via = "auto",
     ) -> pa.Table:
-        """Submit, wait for and fetch a query: ``submit`` + ``wait`` + ``fetch_arrow``.
+        """Run a query and return its whole result: over Flight, or ``submit`` + ``wait`` +
+        ``fetch_arrow`` over REST (``via``: ``auto`` is Flight when ``flight_url`` is set).
 
-        A query that gives up before its job ends cancels the job (see ``wait``).
+        A table is returned only once every row has arrived: a stream broken mid-way
+        raises. A query that gives up before its job ends cancels the job (see ``wait``).
 
-        :raises DremioJobFailed: the job FAILED.
+        :raises DremioJobFailed: the job FAILED (Dremio's message is carried).
         :raises DremioJobTimeout: the job took longer than ``timeout`` (it is cancelled).
         :raises DremioResultIncomplete: fewer (or more) rows arrived than the job produced.
         :raises DremioSubmitUncertain: the statement may have run, but no reply came back.
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
         :raises DremioError: any other failure.
         """
+        if self._resolve_via(via) == "flight":
+            return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
         job = await self.wait(job_id, timeout=timeout)
         return await self.fetch_arrow(job)
+
+    def stream(
+        self,
+        sql: str,
+        context: Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,
+        via: Via = "auto",
+    ) -> BatchStream:
+        """Run a query and stream its record batches, in order, with bounded read-ahead.
+
+        ``async for batch in client.stream(sql)``; ``async with client.stream(sql) as s``
+        stops the read when the block is left early. Over Flight at most
+        ``flight_read_ahead`` batches are held; over REST at most ``page_concurrency``
+        pages. Errors are raised by the iteration.
+
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
+        """
+        if self._resolve_via(via) == "flight":
+            stats = StreamStats()
+            flight = self._flight_or_fail()
+            batches = flight.batches(sql, context=context, timeout=timeout, stats=stats)
+            return BatchStream(batches, "flight", stats)
+        return BatchStream(self._rest_batches(sql, context, timeout), "rest")
+
+    async def _rest_batches(
+        self,
+        sql: str,
+        context: Sequence[str] | None,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> AsyncGenerator[pa.RecordBatch, None]:
+        job_id = await self.submit(sql, context)
+        job = await self.wait(job_id, timeout=timeout)
+        async with aclosing(self.iter_batches(job)) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def query_to_parquet(
+        self,
+        sql: str,
+        path: str | os.PathLike[str],
+        context: Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+        via: Via = "auto",
+        row_group_rows: int = 65_536,
+    ) -> int:
+        """Run a query and stream its result into a Parquet file; return the row count.
+
+        The file is written under a hidden temporary name beside ``path`` and renamed
+        into place once complete, so ``path`` never holds a partial result; on failure
+        or cancellation the temporary file is removed.
+
+        :raises DremioError: the query or the stream failed.
+        :raises OSError: the file could not be written.
+        """
+        async with self.stream(sql, context, timeout=timeout, via=via) as batches:
+            return await write_parquet_atomically(batches, path, row_group_rows=row_group_rows)
+
+    def _resolve_via(self, via: str) -> Literal["flight", "rest"]:
+        if via == "auto":
+            return "flight" if self._flight is not None else "rest"
+        if via in ("flight", "rest"):
+            return "flight" if via == "flight" else "rest"
+        raise DremioConfigError(f"via must be 'auto', 'flight' or 'rest', not {via!r}")
+
+    def _flight_or_fail(self) -> FlightTransport:
+        if self._flight is None:
+            raise DremioConfigError(
+                "via='flight' needs a Flight endpoint: pass flight_url= or set DREMIO_FLIGHT_URL"
+            )
+        return self._flight
 
     # -- results ------------------------------------------------------------------------------
 
@@ -419,6 +558,15 @@ async def _write(writer: pq.ParquetWriter, batches: list[pa.RecordBatch]) -> Non
     if batches:
         table = pa.Table.from_batches(batches)
         await anyio.to_thread.run_sync(writer.write_table, table)
+
+
+def _cloud_flight_url(url: str | None) -> str | None:
+    """Dremio Cloud's Flight endpoint for its REST URL (US by default, EU for api.eu)."""
+    env = os.environ.get("DREMIO_FLIGHT_URL") or None
+    host = urlsplit(url).hostname if url else "api.dremio.cloud"
+    if env or host not in _CLOUD_FLIGHT:
+        return env
+    return _CLOUD_FLIGHT[host]
 
 
 def split_path(path: str) -> list[str]:

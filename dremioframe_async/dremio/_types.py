@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -76,9 +77,67 @@ def _contains_decimal(t: pa.DataType) -> bool:
 
 
 def rows_to_batch(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
-    """Build one record batch from Dremio JSON rows (absent keys are nulls)."""
+    """Build one record batch from Dremio JSON rows (absent keys are nulls).
+
+    The rows go to Arrow's own converter in one call as a struct array: 2.4-4.6x
+    less CPU per page than building each column from a Python list (see
+    ``benchmarks/dremio_fetch.py``). Temporal values arrive as text and are cast
+    in Arrow. Whatever that converter refuses (base64 binaries, times, objects in
+    text columns, decimals off their scale) takes the per-column path.
+    """
+    wire = _wire_type(schema)
+    if rows and wire is not None:
+        try:
+            return _struct_batch(rows, schema, wire)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            pass  # some value needs the per-column converters below
     arrays = [_column([row.get(f.name) for row in rows], f.type) for f in schema]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _struct_batch(
+    rows: Sequence[Mapping[str, Any]], schema: pa.Schema, wire: pa.StructType
+) -> pa.RecordBatch:
+    rows_array = pa.array(rows, type=wire)
+    arrays = [rows_array.field(i) for i in range(wire.num_fields)]
+    arrays = [
+        a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, schema, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _wire_type(schema: pa.Schema) -> pa.StructType | None:
+    """The struct type Dremio's JSON rows convert to directly, or None if there is none.
+
+    Timestamps and dates are text on the wire (cast afterwards). Floats next to
+    decimals arrive as ``Decimal`` objects, which Arrow will not turn into floats.
+    """
+    decimals = has_decimal(schema)
+    types = [_wire(f.type, decimals) for f in schema]
+    if any(t is None for t in types):
+        return None
+    return pa.struct([pa.field(f.name, t) for f, t in zip(schema, types, strict=True)])
+
+
+def _wire(t: pa.DataType, decimals: bool) -> pa.DataType | None:
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return pa.string()
+    if pa.types.is_floating(t):
+        return None if decimals else t
+    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t):
+        return t
+    if pa.types.is_decimal(t):
+        return t
+    if pa.types.is_list(t):
+        inner = _wire(t.value_type, decimals)
+        return None if inner is None else pa.list_(inner)
+    if pa.types.is_struct(t):
+        children = [_wire(t.field(i).type, decimals) for i in range(t.num_fields)]
+        if any(c is None for c in children):
+            return None
+        return pa.struct([pa.field(t.field(i).name, c) for i, c in enumerate(children)])
+    return None  # binary (base64), time, and anything else: the per-column path
 
 
 def _column(values: list[Any], t: pa.DataType) -> pa.Array:

@@ -18,7 +18,7 @@ from ._errors import (
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._pipeline import Pipeline
-from ._recorder import PriorRun, RunRecorder
+from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, TaskState, TriggerRule
@@ -31,12 +31,14 @@ __all__ = [
     "Decision",
     "Event",
     "ExpandError",
+    "HistoryIncomplete",
     "MappedTask",
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineFailed",
     "PriorRun",
     "ResourceError",
+    "ResumeRefused",
     "RunContext",
     "RunFinished",
     "RunRecorder",

@@ -2,26 +2,32 @@
 
 The runner only appends to a list (no await, no I/O); one pump coroutine per
 run takes what has piled up every few milliseconds and hands each listener the
-batch, in emission order, then the recorder. The pump is shielded from the
-caller's cancellation so the events that describe a cancellation are still
-recorded, but it gets a bounded time to finish once the run is being cancelled.
+batch, in emission order, then the recorder. Only the run's start is awaited by
+the runner (``Dispatcher.flush``), so that a run is on record before its first
+task starts. A batch the recorder fails to take is retried and carried forward;
+what is lost in the end becomes the run's ``history_error``. The pump is
+shielded from the caller's cancellation so the events that describe a
+cancellation are still recorded, but it gets a bounded time to finish once the
+run is being cancelled.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
+from ..errors import DremioFrameError, StoreError
 from ._errors import ArgumentError
-from ._events import Event
-from ._recorder import RunRecorder
+from ._events import Event, RunFinished, RunStarted
+from ._recorder import HistoryIncomplete, RunRecorder
 
-__all__ = ["Emit", "Listener", "dispatching", "normalize_listeners"]
+__all__ = ["Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners"]
 
 logger = logging.getLogger("dremioframe_async.orchestration")
 
@@ -31,6 +37,11 @@ Emit = Callable[[Event], None]
 # How long a cancelled run may still spend handing its last events to listeners.
 DRAIN_BOUND_ON_CANCEL = 10.0
 BATCH_WINDOW = 0.005
+# Pauses between the attempts to record one batch (so four attempts, about 1.3 s):
+# enough to ride out a restarting server or a locked SQLite file, short enough
+# that a run whose store is gone still ends promptly.
+RECORD_BACKOFF = (0.05, 0.25, 1.0)
+RECORD_RETRY_BUDGET = 5.0  # no retry starts later than this after the first attempt
 
 
 def normalize_listeners(on_event: Listener | Sequence[Listener] | None) -> tuple[Listener, ...]:
@@ -58,13 +69,6 @@ async def _deliver(listener: Listener, batch: Sequence[Event]) -> None:
             logger.exception("event listener %r failed on %s", listener, type(event).__name__)
 
 
-async def _record(recorder: RunRecorder, batch: Sequence[Event]) -> None:
-    try:
-        await recorder.record(batch)
-    except Exception:
-        logger.exception("run recorder %r failed to record %d event(s)", recorder, len(batch))
-
-
 class _Outbox:
     """Events on their way to the pump; appending is all that a running task pays."""
 
@@ -84,50 +88,189 @@ class _Outbox:
 
     async def take(self) -> list[Event] | None:
         """The next batch, or None once closed and empty."""
-        await self._waiting.wait()
-        # Let events pile up briefly: one wake-up per few milliseconds rather than
-        # per event keeps the pump's cost off a busy run. Closing cuts it short.
-        with anyio.move_on_after(BATCH_WINDOW):
-            await self._closed.wait()
+        while True:
+            await self._waiting.wait()
+            # Let events pile up briefly: one wake-up per few milliseconds rather than
+            # per event keeps the pump's cost off a busy run. Closing cuts it short.
+            with anyio.move_on_after(BATCH_WINDOW):
+                await self._closed.wait()
+            batch = self.take_now()
+            if batch or self._closed.is_set():
+                return batch or None
+
+    def take_now(self, *, rearm: bool = True) -> list[Event]:
+        """Whatever has been emitted so far (possibly nothing); ``rearm=False``
+        leaves the pump's wake-up set (for events put back with :meth:`requeue`)."""
         batch, self.events = self.events, []
-        if not self._closed.is_set():
+        if rearm and not self._closed.is_set():
             self._waiting = anyio.Event()
-        return batch or None
+        return batch
+
+    def requeue(self, batch: list[Event]) -> None:
+        """Put ``batch`` back in front of what was emitted since it was taken."""
+        self.events[:0] = batch
+        self._waiting.set()
 
 
-async def _pump(
-    outbox: _Outbox,
-    listeners: tuple[Listener, ...],
-    recorder: RunRecorder | None,
-    scope: anyio.CancelScope,
-    done: anyio.Event,
-) -> None:
-    try:
-        with scope:
-            while (batch := await outbox.take()) is not None:
-                for listener in listeners:
-                    await _deliver(listener, batch)
-                if recorder is not None:
-                    await _record(recorder, batch)
-    finally:
-        done.set()
+class _Recording:
+    """Hands batches to the recorder; a failed batch is retried, then carried forward.
+
+    Events that could not be recorded are prepended to the next batch (the stores
+    fold a batch into row upserts, so a later batch written with them is the same
+    as both written in turn). Whatever is still unrecorded when the run ends is
+    its ``history_error``.
+    """
+
+    def __init__(self, recorder: RunRecorder) -> None:
+        self.recorder = recorder
+        self.unrecorded: list[Event] = []
+        self.cause: Exception | None = None
+
+    async def record(self, batch: list[Event]) -> None:
+        events = [*self.unrecorded, *batch] if self.unrecorded else batch
+        try:
+            await _record_with_retries(self.recorder, events)
+        except Exception as exc:
+            logger.warning(
+                "run recorder %r failed to record %d event(s), retrying with the next batch: "
+                "%s: %s",
+                self.recorder,
+                len(events),
+                type(exc).__name__,
+                exc,
+            )
+            self.unrecorded, self.cause = events, exc
+        else:
+            self.unrecorded, self.cause = [], None
+
+    def history_error(self) -> HistoryIncomplete | None:
+        if self.cause is None or not self.unrecorded:
+            return None
+        run_id = self.unrecorded[0].run_id
+        error = HistoryIncomplete(run_id, repr(self.recorder), len(self.unrecorded), self.cause)
+        error.__cause__ = self.cause
+        return error
+
+
+async def _record_with_retries(recorder: RunRecorder, events: Sequence[Event]) -> None:
+    """Record ``events``, retrying with backoff while the budget lasts; raise the last error."""
+    deadline = anyio.current_time() + RECORD_RETRY_BUDGET
+    for delay in RECORD_BACKOFF:
+        try:
+            await recorder.record(events)
+        except Exception:
+            # A store that waits on its own before failing (SQLite's busy timeout,
+            # a connect timeout) has used the budget already: do not multiply it.
+            if anyio.current_time() + delay > deadline:
+                raise
+            await anyio.sleep(delay)
+        else:
+            return
+    await recorder.record(events)
+
+
+class Dispatcher:
+    """One run's event delivery: ``emit`` (None when nobody listens) and ``flush``.
+
+    ``flush`` (None without a recorder) records what was emitted so far at once,
+    and raises when the recorder cannot take it: the runner awaits it after
+    ``RunStarted`` so that a run's row is committed before its first task starts.
+    Listeners get those events from the pump as usual. ``history_error`` is set
+    once the run's events have been delivered.
+    """
+
+    def __init__(
+        self, outbox: _Outbox | None, listeners: tuple[Listener, ...], recording: _Recording | None
+    ) -> None:
+        self._outbox = outbox
+        self._listeners = listeners
+        self._recording = recording
+        self._lock = anyio.Lock()
+        self.emit: Emit | None = outbox.emit if outbox is not None else None
+        self.flush: Callable[[], Awaitable[None]] | None = (
+            self._flush if recording is not None else None
+        )
+        self.history_error: HistoryIncomplete | None = None
+        self._recorded_ahead = 0  # leading events of the next batch already recorded
+
+    async def _flush(self) -> None:
+        assert self._outbox is not None
+        assert self._recording is not None
+        async with self._lock:
+            batch = self._outbox.take_now(rearm=False)
+            if not batch:
+                return
+            try:
+                # One attempt: a store that cannot take a run's start fails the run
+                # before any task starts, at once, rather than after a retry budget.
+                await self._recording.recorder.record(batch)
+            except DremioFrameError:
+                raise
+            except Exception as exc:
+                raise StoreError(
+                    f"run {batch[0].run_id} not started: {self._recording.recorder!r} could not "
+                    f"record its start ({type(exc).__name__}: {exc})"
+                ) from exc
+            except BaseException:
+                # Cancelled while the start was being written: it may have landed, and
+                # the runner ends no run it did not start. Record its end, so that it
+                # does not stay RUNNING (the pump writes it, shielded and bounded).
+                self._end_unstarted(batch)
+                raise
+            # Listeners hear of the start with the run's first task events, in the
+            # pump's next batch, as if it had not been flushed; the recorder has it.
+            self._outbox.requeue(batch)
+            self._recorded_ahead = len(batch)
+
+    def _end_unstarted(self, batch: list[Event]) -> None:
+        assert self._outbox is not None
+        for event in batch:
+            self._outbox.emit(event)
+            if isinstance(event, RunStarted):
+                end = RunFinished(
+                    event.run_id, event.pipeline, "CANCELLED", time.time(), event.time
+                )
+                self._outbox.emit(end)
+
+    async def pump(self, scope: anyio.CancelScope, done: anyio.Event) -> None:
+        assert self._outbox is not None
+        try:
+            with scope:
+                while (batch := await self._outbox.take()) is not None:
+                    async with self._lock:
+                        await self._deliver(batch)
+        finally:
+            done.set()
+
+    async def _deliver(self, batch: list[Event]) -> None:
+        for listener in self._listeners:
+            await _deliver(listener, batch)
+        if self._recording is not None:
+            ahead, self._recorded_ahead = self._recorded_ahead, 0
+            if rest := batch[ahead:]:
+                await self._recording.record(rest)
+
+    def finish(self) -> None:
+        if self._recording is not None:
+            self.history_error = self._recording.history_error()
 
 
 @asynccontextmanager
 async def dispatching(
     listeners: tuple[Listener, ...], recorder: RunRecorder | None
-) -> AsyncIterator[Emit | None]:
-    """Yield an ``emit`` function (or None when nobody listens) for one run."""
+) -> AsyncIterator[Dispatcher]:
+    """Yield the :class:`Dispatcher` of one run."""
     if not listeners and recorder is None:
-        yield None
+        yield Dispatcher(None, (), None)
         return
     outbox = _Outbox()
+    dispatcher = Dispatcher(outbox, listeners, _Recording(recorder) if recorder else None)
     scope = anyio.CancelScope(shield=True)
     done = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_pump, outbox, listeners, recorder, scope, done)
+        tg.start_soon(dispatcher.pump, scope, done)
         try:
-            yield outbox.emit
+            yield dispatcher
             outbox.close()
             # Wait for the last events unshielded, so that the caller can still
             # cancel a run whose listener or recorder hangs.
@@ -136,3 +279,5 @@ async def dispatching(
             outbox.close()
             scope.deadline = anyio.current_time() + DRAIN_BOUND_ON_CANCEL
             raise
+        finally:
+            dispatcher.finish()

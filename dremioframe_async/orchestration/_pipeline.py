@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -12,7 +14,7 @@ import anyio
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._graph import Plan, build_plan, mermaid
-from ._recorder import PriorRun, RunRecorder
+from ._recorder import PriorRun, ResumeRefused, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
@@ -29,6 +31,22 @@ def _check_limit(pipeline: str, what: str, value: object) -> int | None:
             f"pipeline {pipeline!r}: {what} must be a whole number >= 1, got {value!r}"
         )
     return value
+
+
+def _changed_params(stored: Mapping[str, Any], given: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Names of the parameters in which ``given`` differs from a run's ``stored`` ones.
+
+    Compared as stored: through JSON, with anything JSON cannot hold written as
+    its ``repr`` (the stores keep params that way).
+    """
+    if given is None:
+        return ()
+    as_stored = json.loads(json.dumps(dict(given), default=repr))
+    keys = sorted(set(stored) | set(as_stored), key=str)
+    return tuple(str(k) for k in keys if stored.get(k, _MISSING) != as_stored.get(k, _MISSING))
+
+
+_MISSING = object()
 
 
 def _check_grace(pipeline: str, value: object) -> float:
@@ -153,6 +171,7 @@ class Pipeline:
         on_event: Listener | Sequence[Listener] | None = None,
         store: RunRecorder | None = None,
         resume: str | None = None,
+        resume_params_changed: bool = False,
         run_id: str | None = None,
         stop_cleanup: anyio.Event | None = None,
         resources: Mapping[str, ResourceFactory] | None = None,
@@ -172,29 +191,37 @@ class Pipeline:
             those tasks; its parameters are reused unless ``context`` is given.
             The ``all_done``, ``always`` and ``one_*`` tasks run again: they react
             to how this run's tasks end.
+            Refused while that run's process is alive, and when ``context``
+            differs from its parameters unless ``resume_params_changed`` is true
+            (each reused task's recorded reason then says so).
+        :param resume_params_changed: allow ``resume`` with other parameters.
         :param stop_cleanup: the second cancellation. Once this event is set, the
             cleanup tasks of a cancelled run (see ``cleanup_grace``) are cancelled
             too; the command line sets it on the second Ctrl-C.
         :param resources: resource factories for this run, added to the
             pipeline's (a name in both: this one is used). Every run, resumed
             ones too, opens its own resources and closes them before returning.
+        :returns: the :class:`RunResult`; its ``history_error`` is set when some of
+            the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
         :raises PipelineDefinitionError: for other graph problems (a task needing
             a resource nobody declared among them), before any task starts.
         :raises LookupError: when ``resume`` names a run the store does not know.
+        :raises ResumeRefused: (an ``ArgumentError``) when resuming that run now is unsafe.
+        :raises StoreError: when ``store`` cannot record the run's start (no task ran).
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
             an ``on_event`` that is not callable, or a resource factory that is not callable.
         """
         given = check_factories(f"pipeline {self.name!r}: run()", resources)
         plan = self.plan({**self.resources, **given})
         listeners = normalize_listeners(on_event)
-        prior = await self._prior_run(store, resume)
+        prior = await self._prior_run(store, resume, context, resume_params_changed)
         if context is None:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
         try:
             async with (
-                dispatching(listeners, store) as emit,
+                dispatching(listeners, store) as dispatch,
                 run_resources(
                     run_factories(self._needing_resources(plan), self.resources, given)
                 ) as opened,
@@ -205,17 +232,22 @@ class Pipeline:
                     params=context,
                     run_limiter=run_limiter,
                     pools=pools,
-                    emit=emit,
+                    emit=dispatch.emit,
                     prior=prior,
                     cleanup_grace=self.cleanup_grace,
                     stop_cleanup=stop_cleanup,
+                    on_start=dispatch.flush,
                     resources=opened,
                 )
-                return await run.execute()
+                result = await run.execute()
+            result.history_error = dispatch.history_error
+            return result
         except BaseExceptionGroup as group:
             # Task errors are in the result; what escapes (a KeyboardInterrupt in a
             # task, say) surfaces as itself, not wrapped by the run's task groups.
-            raise _sole_exception(group) from None
+            # Keep its own cause (a store error's driver exception, say).
+            sole = _sole_exception(group)
+            raise sole from sole.__cause__
 
     def _needing_resources(self, plan: Plan) -> tuple[Task, ...]:
         # Once per plan, not per run: a warm run of a large graph skips the scan.
@@ -223,7 +255,13 @@ class Pipeline:
             self._needing = (plan, tuple(t for t in plan.tasks if t.options.resources))
         return self._needing[1]
 
-    async def _prior_run(self, store: RunRecorder | None, resume: str | None) -> PriorRun | None:
+    async def _prior_run(
+        self,
+        store: RunRecorder | None,
+        resume: str | None,
+        context: Mapping[str, Any] | None,
+        params_changed_ok: bool,
+    ) -> PriorRun | None:
         if resume is None:
             return None
         if store is None:
@@ -233,7 +271,20 @@ class Pipeline:
             raise ArgumentError(
                 f"run {resume} belongs to pipeline {prior.pipeline!r}, not {self.name!r}"
             )
-        return prior
+        if prior.status == "RUNNING":
+            raise ResumeRefused(
+                resume,
+                f"it is still running (owner {prior.owner or 'unknown'} is alive); resume it "
+                "once it has ended or its process is gone",
+            )
+        changed = _changed_params(prior.params, context)
+        if changed and not params_changed_ok:
+            raise ResumeRefused(
+                resume,
+                f"its results were computed with other params ({', '.join(changed)} differ); "
+                "pass resume_params_changed=True (CLI: --allow-param-change) to reuse them anyway",
+            )
+        return dataclasses.replace(prior, params_changed=changed) if changed else prior
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r}>"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import StoreError
+from ._errors import ArgumentError
 from ._events import Event
 
-__all__ = ["PriorRun", "RunRecorder"]
+__all__ = ["HistoryIncomplete", "PriorRun", "ResumeRefused", "RunRecorder"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,21 +19,38 @@ class PriorRun:
 
     ``results`` holds the stored results of the tasks that succeeded and whose
     results could be stored; every other task of the pipeline runs again.
+    ``status`` is the run's stored status (``RUNNING`` means its owner, named by
+    ``owner``, is still alive); ``params_changed`` names the parameters the
+    resumed run changed, when the caller allowed that.
     """
 
     run_id: str
     pipeline: str
     params: Mapping[str, Any]
     results: Mapping[str, Any]
+    status: str = ""
+    owner: str = ""
+    params_changed: tuple[str, ...] = field(default=())
+
+    @property
+    def reuse_reason(self) -> str:
+        """The reason recorded on each task whose result this run reuses."""
+        if not self.params_changed:
+            return f"resumed from run {self.run_id}"
+        changed = ", ".join(self.params_changed)
+        return f"resumed from run {self.run_id}, computed with other params ({changed})"
 
 
 @runtime_checkable
 class RunRecorder(Protocol):
     """A sink for a run's events that can also hand back an earlier run for resuming.
 
-    ``record`` receives events in emission order, in batches; the runner awaits
-    it off the tasks' path and waits for the last batch (shielded, bounded)
-    before ``run()`` returns or re-raises.
+    ``record`` receives events in emission order, in batches. The runner awaits
+    the batch holding ``RunStarted`` before any task starts (a run that cannot
+    be recorded does not start), the others off the tasks' path, and the last
+    one (shielded, bounded) before ``run()`` returns or re-raises. A batch that
+    fails is retried, together with the events that follow it, within a budget;
+    what is still unrecorded then is reported as ``RunResult.history_error``.
     """
 
     async def record(self, events: Sequence[Event]) -> None: ...
@@ -39,3 +58,29 @@ class RunRecorder(Protocol):
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return the run to resume; raise ``LookupError`` when it is unknown."""
         ...
+
+
+class HistoryIncomplete(StoreError):
+    """Run ``run_id`` ended, but ``lost`` of its events could not be recorded in ``store``.
+
+    Found on ``RunResult.history_error``; ``raise_for_status()`` raises it when
+    the run itself succeeded. The store's own error is the ``__cause__``.
+    """
+
+    def __init__(self, run_id: str, store: str, lost: int, cause: BaseException) -> None:
+        self.run_id = run_id
+        self.store = store
+        self.lost = lost
+        super().__init__(
+            f"run {run_id}: {lost} event(s) could not be recorded in {store}, so its history "
+            f"is incomplete ({type(cause).__name__}: {cause})"
+        )
+
+
+class ResumeRefused(ArgumentError):
+    """``run(resume=run_id)`` would be unsafe; the message says why and how to proceed."""
+
+    def __init__(self, run_id: str, problem: str) -> None:
+        self.run_id = run_id
+        self.problem = problem
+        super().__init__(f"cannot resume run {run_id}: {problem}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import StoreError
 from ._errors import PipelineFailed
 from ._states import TaskState
 from ._task import Task
@@ -155,7 +156,13 @@ class RunResult(Mapping[str, Any]):
     give the per-task detail. ``result[task_object]`` works as well as
     ``result["key"]``. ``resource_errors`` holds, by name, each of the run's
     resources that could not be closed (the run is then FAILED).
+
+    ``history_error`` is None when every event of the run was recorded in the
+    run's store (or there was no store), else a ``StoreError`` saying what was
+    lost; ``ok`` is then False and ``raise_for_status()`` raises it.
     """
+
+    history_error: StoreError | None
 
     def __init__(
         self,
@@ -178,6 +185,7 @@ class RunResult(Mapping[str, Any]):
         self.started = started
         self.finished = finished
         self.resource_errors = MappingProxyType(dict(resource_errors))
+        self.history_error = None
 
     @functools.cached_property
     def states(self) -> Mapping[str, TaskState]:
@@ -201,7 +209,8 @@ class RunResult(Mapping[str, Any]):
 
     @property
     def ok(self) -> bool:
-        return self.status == "SUCCESS"
+        """True when the run succeeded and its history (if recorded) is complete."""
+        return self.status == "SUCCESS" and self.history_error is None
 
     def key_of(self, task: Task) -> str:
         """The key ``task`` had in this run.
@@ -229,16 +238,21 @@ class RunResult(Mapping[str, Any]):
         return len(self._results)
 
     def raise_for_status(self) -> RunResult:
-        """Return self if the run succeeded.
+        """Return self if the run succeeded and its history is complete.
 
         :raises PipelineFailed: carrying each failed task's exception (and each
             resource that could not be closed).
+        :raises StoreError: ``history_error``, when the run succeeded but some of its
+            events could not be recorded.
         """
         if self.status != "SUCCESS":
             raise PipelineFailed(
                 self.pipeline, self.run_id, self.errors, self.states, self.resource_errors
             )
+        if self.history_error is not None:
+            raise self.history_error
         return self
 
     def __repr__(self) -> str:
-        return f"<RunResult {self.pipeline!r} run_id={self.run_id} status={self.status}>"
+        lost = " history_incomplete" if self.history_error is not None else ""
+        return f"<RunResult {self.pipeline!r} run_id={self.run_id} status={self.status}{lost}>"

@@ -27,7 +27,7 @@ import inspect
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -81,6 +81,7 @@ class Run:
         prior: PriorRun | None,
         cleanup_grace: float = math.inf,
         stop_cleanup: anyio.Event | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
         resources: RunResources | None = None,
     ) -> None:
         self.plan = plan
@@ -89,6 +90,7 @@ class Run:
         self.params = MappingProxyType(dict(params))
         self.emit = emit
         self.prior = prior
+        self.on_start = on_start
         self.results: dict[str, Any] = {}
         self.ready: deque[Node] = deque()
         self.run_limiter = run_limiter
@@ -250,7 +252,7 @@ class Run:
             and node.key in self.prior.results
             and node.task.options.trigger_rule not in REEVALUATED_ON_RESUME
         ):
-            why = f"resumed from run {self.prior.run_id}"
+            why = self.prior.reuse_reason
             work.append((node, _S.SUCCESS, self.prior.results[node.key], None, why))
         else:
             self.ready.append(node)
@@ -513,6 +515,8 @@ class Run:
                     self.run_id, self.plan.pipeline, self.started, params, self.plan.keys, resumed
                 )
             )
+        if self.on_start is not None:
+            await self.on_start()  # the run's record is durable before any task starts
         try:
             try:
                 async with anyio.create_task_group() as tg:

@@ -9,7 +9,15 @@ succeed (tasks whose results could not be stored as JSON run again).
 
 from __future__ import annotations
 
-from ._errors import RunNotFound, StoreError, StoreSchemaError, StoreURLError
+from ._errors import (
+    HistoryIncomplete,
+    RunNotFound,
+    StoreConfigError,
+    StoreError,
+    StoreSchemaError,
+    StoreUnavailable,
+    StoreURLError,
+)
 from ._memory import MemoryStore
 from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
 from ._paging import RunPage, RunQuery
@@ -19,6 +27,7 @@ from ._url import default_store_url, open_store
 
 __all__ = [
     "AttemptInfo",
+    "HistoryIncomplete",
     "MemoryStore",
     "PostgresStore",
     "RunInfo",
@@ -28,9 +37,11 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "SQLiteStore",
+    "StoreConfigError",
     "StoreError",
     "StoreSchemaError",
     "StoreURLError",
+    "StoreUnavailable",
     "TaskInfo",
     "default_store_url",
     "open_store",

@@ -1,9 +1,19 @@
-"""How results and exceptions become storable text.
+"""How results, exceptions and text become storable.
 
 A result is stored only when it survives a JSON round trip unchanged (so a
 tuple, a dict with int keys, NaN or a pyarrow Table are not) and is at most
 ``max_bytes`` long; otherwise its type name and a note are recorded instead,
 and a resumed run executes that task again rather than feed it a changed value.
+Stored results are JSON with non-ASCII escaped, so any string round-trips.
+
+Other text (run ids, task keys, reasons, error messages and tracebacks, the
+pipeline name) is stored as given, except what a database cannot hold:
+PostgreSQL cannot hold NUL (U+0000), and neither PostgreSQL nor SQLite can hold
+an unpaired surrogate (U+D800 to U+DFFF, from ``os.fsdecode`` of bad bytes, say).
+Both database stores write those characters as Python escapes (``\\x00``,
+``\\udc80``), as ``backslashreplace`` does, so the text stays readable and one
+rule holds for both; the escape is not undone when the text is read back (a
+key read back is the escaped key). The memory store keeps text exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ __all__ = [
     "encode_error",
     "encode_result",
     "encode_result_fields",
+    "storable_text",
     "type_name",
 ]
 
@@ -110,3 +121,16 @@ def encode_error(error: BaseException) -> EncodedError:
 def decode_json(text: str | None, default: Any = None) -> Any:
     """Parse stored JSON text, ``default`` when there is none."""
     return default if text is None else json.loads(text)
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NUL and unpaired surrogates written as Python escapes."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if text.isascii():  # the common case, and the cheap check (task keys pass here)
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

@@ -1,23 +1,52 @@
-"""Store errors, all under the project's one root.
+"""Store errors, all under the project's one root (the tree is in ``dremioframe_async.errors``).
 
 ::
 
-    DremioFrameError
-    └── StoreError
-        ├── RunNotFound (also LookupError)      no run with that id in the store
-        ├── StoreSchemaError                    the database was written by a newer version
-        └── StoreURLError (also ValueError)     open_store() got a URL it cannot open
+    StoreError
+    ├── RunNotFound (also LookupError)      no run with that id in the store
+    ├── StoreSchemaError                    the database was written by a newer version
+    ├── StoreUnavailable                    the store cannot be opened or used
+    ├── HistoryIncomplete                   a run's events could not all be recorded
+    └── StoreConfigError (also ValueError)  bad store arguments
+        └── StoreURLError                   open_store() got a URL it cannot open
 """
 
 from __future__ import annotations
 
-from ..errors import DremioFrameError
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["RunNotFound", "StoreError", "StoreSchemaError", "StoreURLError"]
+from ..errors import StoreError
+from ..orchestration._recorder import HistoryIncomplete
+
+__all__ = [
+    "HistoryIncomplete",
+    "RunNotFound",
+    "StoreConfigError",
+    "StoreError",
+    "StoreSchemaError",
+    "StoreURLError",
+    "StoreUnavailable",
+    "redact",
+]
+
+_SECRET_PARAMS = frozenset({"password", "passfile", "sslpassword"})
 
 
-class StoreError(DremioFrameError):
-    """Root of the run-history store errors."""
+def redact(url: str) -> str:
+    """``url`` with any password (in the authority or the query) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k in _SECRET_PARAMS for k, _ in query):
+        query = [(k, "***" if k in _SECRET_PARAMS else v) for k, v in query]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class RunNotFound(StoreError, LookupError):
@@ -40,12 +69,32 @@ class StoreSchemaError(StoreError):
         )
 
 
-class StoreURLError(StoreError, ValueError):
-    """``open_store`` was given a URL whose scheme it does not know."""
+class StoreUnavailable(StoreError):
+    """The store ``store`` (a name with any password redacted) could not be opened or used.
 
-    def __init__(self, url: str) -> None:
+    ``hint`` says how to fix it when that is known (a driver to install).
+    """
+
+    def __init__(self, store: str, problem: str, hint: str = "") -> None:
+        self.store = store
+        self.problem = problem
+        self.hint = hint
+        tail = f" ({hint})" if hint else ""
+        super().__init__(f"run store {store}: {problem}{tail}")
+
+
+class StoreConfigError(StoreError, ValueError):
+    """A store was given an argument it cannot use."""
+
+
+class StoreURLError(StoreConfigError):
+    """``open_store`` was given a URL it cannot open; ``hint`` suggests the intended one."""
+
+    def __init__(self, url: str, hint: str = "") -> None:
         self.url = url
-        super().__init__(
-            f"cannot open a run store from {url!r}: use memory://, sqlite:///path/to/file.sqlite, "
-            "a plain file path, or postgresql://user@host/db"
+        self.hint = hint
+        usage = (
+            "use memory://, sqlite:///abs/path.sqlite, sqlite://rel/path.sqlite, a plain file "
+            "path, or postgresql://user@host/db"
         )
+        super().__init__(f"cannot open a run store from {redact(url)!r}: {hint or usage}")

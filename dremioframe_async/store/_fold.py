@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 from ..orchestration._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ..orchestration._states import TaskState
-from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields
+from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields, storable_text
 
-__all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "merge"]
+__all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "WrittenTasks", "merge"]
 
 
 @dataclass(slots=True)
@@ -80,10 +80,14 @@ _MAX_WINS = frozenset({"attempts"})
 _NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (RunRow, TaskRow, AttemptRow)}
 
 
+def _keep(text: str) -> str:
+    return text
+
+
 @lru_cache(maxsize=1024)
-def _upstream_json(upstream: tuple[str, ...]) -> str:
+def _upstream_json(upstream: tuple[str, ...], escape: bool) -> str:
     # Fan-outs repeat the same upstream tuple thousands of times: encode it once.
-    return json.dumps(list(upstream))
+    return json.dumps([storable_text(k) for k in upstream] if escape else list(upstream))
 
 
 def merge(old: R | None, new: R) -> R:
@@ -123,8 +127,18 @@ class Fold:
     """Accumulate the patches of one batch, keyed so later events update earlier rows."""
 
     def __init__(
-        self, owner: str, owner_key: int | None, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+        self,
+        owner: str,
+        owner_key: int | None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        *,
+        escape: bool = True,
     ) -> None:
+        # Databases get text they can hold (see _codec.storable_text), applied the same
+        # way in every batch so keys match across rows and the run's task_keys.
+        self.escape = escape
+        self._text = storable_text if escape else _keep
+        self._run_ids: dict[str, str] = {}
         self.owner = owner
         self.owner_key = owner_key
         self.max_result_bytes = max_result_bytes
@@ -139,7 +153,7 @@ class Fold:
             if isinstance(event, TaskStateChanged):
                 row = tasks.get((event.run_id, event.key))
                 if row is None:
-                    row = tasks[event.run_id, event.key] = [event.run_id, event.key, *_EMPTY]
+                    row = tasks[event.run_id, event.key] = self._new_task(event.run_id, event.key)
                 self._task_state(row, event)
             elif isinstance(event, TaskRetrying):
                 self._retrying(event)
@@ -152,28 +166,35 @@ class Fold:
     def _run(self, run_id: str) -> RunRow:
         row = self.runs.get(run_id)
         if row is None:
-            row = self.runs[run_id] = RunRow(run_id)
+            row = self.runs[run_id] = RunRow(self._text(run_id))
         return row
+
+    def _new_task(self, run_id: str, key: str) -> TaskValues:
+        stored = self._run_ids.get(run_id)
+        if stored is None:  # one run per batch, as a rule: check its id once
+            stored = self._run_ids[run_id] = self._text(run_id)
+        return [stored, self._text(key), *_EMPTY]
 
     def _task(self, run_id: str, key: str) -> TaskValues:
         row = self.tasks.get((run_id, key))
         if row is None:
-            row = self.tasks[run_id, key] = [run_id, key, *_EMPTY]
+            row = self.tasks[run_id, key] = self._new_task(run_id, key)
         return row
 
     def _attempt(self, run_id: str, key: str, number: int) -> AttemptRow:
         row = self.attempts.get((run_id, key, number))
         if row is None:
-            row = self.attempts[run_id, key, number] = AttemptRow(run_id, key, number)
+            row = AttemptRow(self._text(run_id), self._text(key), number)
+            self.attempts[run_id, key, number] = row
         return row
 
     def _run_started(self, event: RunStarted) -> None:
         row = self._run(event.run_id)
-        row.pipeline, row.status, row.started = event.pipeline, "RUNNING", event.time
+        row.pipeline, row.status, row.started = self._text(event.pipeline), "RUNNING", event.time
         row.params = json.dumps(dict(event.params), default=repr)
         row.resumed_from = event.resumed_from
         row.owner, row.owner_key = self.owner, self.owner_key
-        row.task_keys = json.dumps(list(event.task_keys))
+        row.task_keys = json.dumps([self._text(k) for k in event.task_keys])
 
     def _run_finished(self, event: RunFinished) -> None:
         row = self._run(event.run_id)
@@ -183,7 +204,7 @@ class Fold:
         state, attempt = event.state, event.attempt
         row[_STATE] = _VALUES[state]
         if row[_UPSTREAM] is None and event.upstream:
-            row[_UPSTREAM] = _upstream_json(event.upstream)
+            row[_UPSTREAM] = _upstream_json(event.upstream, self.escape)
         if attempt and (row[_ATTEMPTS] or 0) < attempt:
             row[_ATTEMPTS] = attempt
         # A first attempt that ends without an error gets no attempt row: the task
@@ -198,7 +219,8 @@ class Fold:
             return
         if state is _PENDING:
             return
-        row[_FINISHED], row[_REASON] = event.time, event.reason
+        reason = event.reason
+        row[_FINISHED], row[_REASON] = event.time, self._text(reason) if reason else reason
         if state is _SUCCESS:
             row[_RESULT] = encode_result_fields(event.result, self.max_result_bytes)
         if attempt > 1 or (attempt and event.error is not None):
@@ -209,8 +231,8 @@ class Fold:
         attempt.state, attempt.finished = state, event.time
         if event.error is not None:
             error = encode_error(event.error)
-            attempt.error_type, attempt.error_message = error.type, error.message
-            attempt.error_traceback = error.traceback
+            attempt.error_type, attempt.error_message = error.type, self._text(error.message)
+            attempt.error_traceback = self._text(error.traceback)
 
     def _retrying(self, event: TaskRetrying) -> None:
         row = self._task(event.run_id, event.key)
@@ -220,3 +242,41 @@ class Fold:
 
 
 _EMPTY = (None,) * (len(_NAMES[TaskRow]) - 2)
+
+
+class WrittenTasks:
+    """The task rows a store has written, per run that has not ended.
+
+    A task row not among them is new, and a plain ``INSERT`` of new rows costs
+    a third to two fifths less than the upsert (SQLite and PostgreSQL alike,
+    measured on this project's benchmark machine). Only the store recording a
+    run writes its rows; a store that finds a row it took for new falls back to
+    the upsert. A run's keys are dropped when its end is written.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, set[str]] = {}
+
+    def split(self, tasks: list[TaskValues]) -> tuple[list[TaskValues], list[TaskValues]]:
+        """``(new, written)`` task rows, by whether this store wrote them already."""
+        new: list[TaskValues] = []
+        written: list[TaskValues] = []
+        for row in tasks:
+            keys = self._runs.get(row[0])
+            (written if keys is not None and row[1] in keys else new).append(row)
+        return new, written
+
+    def remember(self, runs: Iterable[RunRow], new: list[TaskValues]) -> None:
+        """Note ``new`` rows as written (call after the commit); forget runs that ended."""
+        for row in new:
+            keys = self._runs.get(row[0])
+            if keys is None:
+                keys = self._runs[row[0]] = set()
+            keys.add(row[1])
+        for run in runs:
+            if run.finished is not None:
+                self._runs.pop(run.run_id, None)
+
+    def runs(self) -> dict[str, set[str]]:
+        """A copy of what is remembered, by run id (for tests)."""
+        return {run_id: set(keys) for run_id, keys in self._runs.items()}

@@ -29,6 +29,11 @@ class MemoryStore:
     this process, so none is ever found interrupted.
     """
 
+    name = "memory://"
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
+
     def __init__(self, *, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> None:
         self._max_result_bytes = max_result_bytes
         self._runs: dict[str, RunRow] = {}
@@ -37,7 +42,7 @@ class MemoryStore:
 
     async def record(self, events: Sequence[Event]) -> None:
         """Fold ``events`` into the history."""
-        fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
+        fold = Fold(current_owner(), None, self._max_result_bytes, escape=False).add_all(events)
         for run_id, run in fold.runs.items():
             self._runs[run_id] = merge(self._runs.get(run_id), run)
         tasks: dict[str, TaskRow] = {}
@@ -76,7 +81,10 @@ class MemoryStore:
         results = {
             t.key: decode_json(t.result) for t in tasks if t.state == "SUCCESS" and t.result_stored
         }
-        return PriorRun(run_id, run.pipeline or "", decode_json(run.params, {}), results)
+        params = decode_json(run.params, {})
+        return PriorRun(
+            run_id, run.pipeline or "", params, results, run.status or "", run.owner or ""
+        )
 
     async def list_runs(
         self, *, pipeline: str | None = None, limit: int | None = 20

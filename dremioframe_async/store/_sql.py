@@ -11,7 +11,7 @@ from typing import Literal
 
 from ._fold import AttemptRow, RunRow, TaskRow
 
-__all__ = ["MIGRATIONS", "Dialect", "columns", "upsert", "upsert_json"]
+__all__ = ["MIGRATIONS", "Dialect", "columns", "interrupt_statements", "upsert", "upsert_json"]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -84,11 +84,17 @@ def _merge_expr(column: str, dialect: Dialect) -> str:
 
 
 def upsert(
-    cls: type[RunRow | TaskRow | AttemptRow], dialect: Dialect, prefix: str, rows: int = 1
+    cls: type[RunRow | TaskRow | AttemptRow],
+    dialect: Dialect,
+    prefix: str,
+    rows: int = 1,
+    *,
+    fresh: bool = False,
 ) -> str:
     """An ``INSERT ... ON CONFLICT DO UPDATE`` applying ``rows`` patch rows of ``cls``.
 
     The rows must have distinct keys (the fold merges a batch's patches per row).
+    ``fresh``: a plain ``INSERT``, for rows known not to exist yet (it fails if one does).
     """
     cols = columns(cls)
     keys = _KEYS[cls]
@@ -97,6 +103,8 @@ def upsert(
     else:
         marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
     values = ", ".join(f"({marks})" for _ in range(rows))
+    if fresh:
+        return f"INSERT INTO {prefix}{_TABLES[cls]} ({', '.join(cols)}) VALUES {values}"
     updates = ", ".join(f"{c} = {_merge_expr(c, dialect)}" for c in cols if c not in keys)
     return (
         f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) VALUES {values} "
@@ -107,7 +115,9 @@ def upsert(
 _PG_TYPES = {"str": "text", "float": "float8", "int": "int8", "bool": "bool"}
 
 
-def upsert_json(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
+def upsert_json(
+    cls: type[RunRow | TaskRow | AttemptRow], prefix: str, *, fresh: bool = False
+) -> str:
     """PostgreSQL: upsert many rows of ``cls`` given as one JSON array of row arrays.
 
     One statement and one round trip per table and batch, where ``executemany``
@@ -117,11 +127,17 @@ def upsert_json(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
     encoded by ``json.dumps`` in C. Floats survive: Python writes the shortest
     repr and PostgreSQL reads it back exactly. A batch never holds two patches
     of one row (the fold merges them), which ``ON CONFLICT DO UPDATE`` requires.
+    ``fresh``: a plain ``INSERT``, for rows known not to exist yet.
     """
     cols = columns(cls)
     keys = _KEYS[cls]
     types = [_PG_TYPES[str(f.type).split(" ")[0]] for f in fields(cls)]
     values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(types))
+    if fresh:
+        return (
+            f"INSERT INTO {prefix}{_TABLES[cls]} ({', '.join(cols)}) "
+            f"SELECT {values} FROM jsonb_array_elements($1::jsonb) AS e"
+        )
     updates = ", ".join(f"{c} = {_merge_expr(c, 'postgres')}" for c in cols if c not in keys)
     return (
         f"INSERT INTO {prefix}{_TABLES[cls]} AS t ({', '.join(cols)}) "
@@ -133,3 +149,40 @@ def upsert_json(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
 def select(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
     """``SELECT <columns> FROM <table>`` for a row type (append the WHERE clause)."""
     return f"SELECT {', '.join(columns(cls))} FROM {prefix}{_TABLES[cls]}"
+
+
+INTERRUPTED_REASON = "interrupted: the run's process ended while this was running"
+
+
+def _greatest(dialect: Dialect, a: str, b: str) -> str:
+    """The larger of two nullable values, NULL only when both are (PostgreSQL's GREATEST)."""
+    if dialect == "postgres":
+        return f"GREATEST({a}, {b})"
+    # SQLite's two-argument max() is NULL when either argument is.
+    return f"NULLIF(max(COALESCE({a}, 0), COALESCE({b}, 0)), 0)"
+
+
+def interrupt_statements(dialect: Dialect, prefix: str) -> tuple[str, ...]:
+    """Statements (one parameter: the run id) that mark a RUNNING run INTERRUPTED.
+
+    The run ends when it last recorded something; its RUNNING tasks and attempts
+    end CANCELLED then, so nothing of an interrupted run still shows RUNNING.
+    """
+    p, arg = prefix, "$1" if dialect == "postgres" else "?1"
+    last = _greatest(
+        dialect,
+        f"(SELECT max({_greatest(dialect, 't.finished', 't.started')}) FROM {p}tasks AS t "
+        "WHERE t.run_id = r.run_id)",
+        f"(SELECT max({_greatest(dialect, 'a.finished', 'a.started')}) FROM {p}attempts AS a "
+        "WHERE a.run_id = r.run_id)",
+    )
+    end = f"COALESCE(finished, (SELECT finished FROM {p}runs WHERE run_id = {arg}))"
+    reason = INTERRUPTED_REASON.replace("'", "''")
+    return (
+        f"UPDATE {p}runs AS r SET status = 'INTERRUPTED', finished = COALESCE({last}, r.started) "
+        f"WHERE r.run_id = {arg} AND r.status = 'RUNNING'",
+        f"UPDATE {p}tasks SET state = 'CANCELLED', reason = '{reason}', finished = {end} "
+        f"WHERE run_id = {arg} AND state = 'RUNNING'",
+        f"UPDATE {p}attempts SET state = 'CANCELLED', finished = {end} "
+        f"WHERE run_id = {arg} AND state = 'RUNNING'",
+    )

@@ -22,15 +22,16 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
+from ..errors import DremioFrameError
 from ..orchestration._events import Event
 from ..orchestration._recorder import PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
-from ._errors import RunNotFound, StoreSchemaError
-from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, as_tuple
+from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
+from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, WrittenTasks, as_tuple
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner, is_dead
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, migration, select, upsert
+from ._sql import MIGRATIONS, interrupt_statements, migration, select, upsert
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["SQLiteStore"]
@@ -47,7 +48,11 @@ class SQLiteStore:
     The connection opens on first use (or ``async with``); opening migrates the
     schema and marks runs whose owner process died as ``INTERRUPTED``.
 
+    :raises StoreConfigError: (a ``ValueError``) for a ``synchronous`` other than
+        NORMAL or FULL, or a negative ``busy_timeout``.
     :raises StoreSchemaError: on first use, when the file has a newer schema.
+    :raises StoreUnavailable: on any use, when the file cannot be opened, read or
+        written (the message names it).
     """
 
     def __init__(
@@ -58,15 +63,23 @@ class SQLiteStore:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise StoreConfigError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if busy_timeout < 0:
+            raise StoreConfigError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
         self.path = str(path)
+        self.name = (
+            f"sqlite:///{Path(self.path).absolute()}" if self.path != ":memory:" else ":memory:"
+        )
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._max_result_bytes = max_result_bytes
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._written = WrittenTasks()
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"
+        return f"SQLiteStore({self.name})"
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:
@@ -74,8 +87,13 @@ class SQLiteStore:
         return await anyio.to_thread.run_sync(self._in_thread, fn, args, limiter=self._limiter)
 
     def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        conn = self._conn if self._conn is not None else self._connect()
-        return fn(conn, *args)
+        try:
+            conn = self._conn if self._conn is not None else self._connect()
+            return fn(conn, *args)
+        except DremioFrameError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
@@ -96,18 +114,37 @@ class SQLiteStore:
         return conn
 
     async def record(self, events: Sequence[Event]) -> None:
-        """Write one batch of events in one transaction."""
+        """Write one batch of events in one transaction.
+
+        Text SQLite cannot hold (unpaired surrogates; NUL too, for one rule with
+        PostgreSQL) is stored escaped (see ``_codec``) rather than failing the batch.
+
+        :raises StoreUnavailable: when the file cannot be written.
+        """
         await self._call(self._write, list(events))
 
     def _write(self, conn: sqlite3.Connection, events: list[Event]) -> None:
         fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
-        with _transaction(conn):
-            _upsert(conn, RunRow, [as_tuple(r) for r in fold.runs.values()])
-            _upsert(conn, TaskRow, list(fold.tasks.values()))
-            _upsert(conn, AttemptRow, [as_tuple(r) for r in fold.attempts.values()])
+        runs = [as_tuple(r) for r in fold.runs.values()]
+        attempts = [as_tuple(r) for r in fold.attempts.values()]
+        tasks = list(fold.tasks.values())
+        fresh, known = self._written.split(tasks)
+        try:
+            with _transaction(conn):
+                _upsert(conn, RunRow, runs)
+                _upsert(conn, TaskRow, fresh, fresh=True)
+                _upsert(conn, TaskRow, known)
+                _upsert(conn, AttemptRow, attempts)
+        except sqlite3.IntegrityError:
+            # A row taken for new exists (written through another handle): upsert all.
+            with _transaction(conn):
+                _upsert(conn, RunRow, runs)
+                _upsert(conn, TaskRow, tasks)
+                _upsert(conn, AttemptRow, attempts)
+        self._written.remember(fold.runs.values(), fresh)
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
-        """Return ``run_id``'s stored successful results for resuming.
+        """Return ``run_id``'s stored successful results and status for resuming.
 
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
@@ -153,7 +190,9 @@ class SQLiteStore:
         await self.aclose()
 
 
-def _upsert(conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[Any]]) -> None:
+def _upsert(
+    conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[Any]], *, fresh: bool = False
+) -> None:
     """Write ``rows`` with as few statements as possible.
 
     One multi-row statement per chunk costs less CPU than ``executemany``'s
@@ -168,17 +207,18 @@ def _upsert(conn: sqlite3.Connection, cls: type[Row], rows: Sequence[Sequence[An
     cap = min(_CHUNK, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(rows[0]))
     while done < total:
         n = min(cap, 1 << ((total - done).bit_length() - 1))
-        conn.execute(_upsert_sql(cls, n), list(chain.from_iterable(rows[done : done + n])))
+        sql = _upsert_sql(cls, n, fresh)
+        conn.execute(sql, list(chain.from_iterable(rows[done : done + n])))
         done += n
 
 
-_UPSERT_SQL: dict[tuple[type[Row], int], str] = {}
+_UPSERT_SQL: dict[tuple[type[Row], int, bool], str] = {}
 
 
-def _upsert_sql(cls: type[Row], rows: int) -> str:
-    sql = _UPSERT_SQL.get((cls, rows))
+def _upsert_sql(cls: type[Row], rows: int, fresh: bool) -> str:
+    sql = _UPSERT_SQL.get((cls, rows, fresh))
     if sql is None:
-        sql = _UPSERT_SQL[cls, rows] = upsert(cls, "sqlite", "", rows)
+        sql = _UPSERT_SQL[cls, rows, fresh] = upsert(cls, "sqlite", "", rows, fresh=fresh)
     return sql
 
 
@@ -233,19 +273,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _sweep(conn: sqlite3.Connection) -> None:
-    """Mark RUNNING runs whose owner process is dead as INTERRUPTED."""
+    """Mark RUNNING runs whose owner process is dead INTERRUPTED, with their RUNNING tasks."""
     rows = conn.execute("SELECT run_id, owner FROM runs WHERE status = 'RUNNING'").fetchall()
     dead = [run_id for run_id, owner in rows if is_dead(owner or "")]
     if not dead:
         return
     with _transaction(conn):
-        conn.executemany(
-            """UPDATE runs SET status = 'INTERRUPTED', finished = COALESCE(
-                   (SELECT max(max(COALESCE(finished, 0), COALESCE(started, 0)))
-                    FROM tasks WHERE tasks.run_id = runs.run_id), started)
-               WHERE run_id = ? AND status = 'RUNNING'""",
-            [(run_id,) for run_id in dead],
-        )
+        for sql in interrupt_statements("sqlite", ""):
+            conn.executemany(sql, [(run_id,) for run_id in dead])
 
 
 def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
@@ -270,13 +305,15 @@ _PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
 
 
 def _load_prior(conn: sqlite3.Connection, run_id: str) -> PriorRun:
+    _sweep(conn)
     run = _run_row(conn, run_id)
     rows = conn.execute(
         "SELECT key, result FROM tasks WHERE run_id = ? AND state = 'SUCCESS' AND result_stored",
         (run_id,),
     ).fetchall()
     results = {key: decode_json(text) for key, text in rows}
-    return PriorRun(run_id, run.pipeline or "", decode_json(run.params, {}), results)
+    params = decode_json(run.params, {})
+    return PriorRun(run_id, run.pipeline or "", params, results, run.status or "", run.owner or "")
 
 
 def _list_runs(conn: sqlite3.Connection, pipeline: str | None, limit: int | None) -> list[RunInfo]:

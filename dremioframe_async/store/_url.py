@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -25,6 +26,11 @@ def default_store_url() -> str:
     return f"sqlite:///{Path(data, 'dremioframe_async', 'runs.sqlite').resolve()}"
 
 
+_SCHEMES = ("memory", "sqlite", "postgresql", "postgres")
+# A known scheme followed by a colon but not by "//": a URL with a slash missing.
+_MALFORMED = re.compile(rf"(?i)({'|'.join(_SCHEMES)}):(?!//)(.*)", re.DOTALL)
+
+
 def open_store(url: str) -> RunStore:
     """Create the store ``url`` names; it connects on first use.
 
@@ -32,20 +38,40 @@ def open_store(url: str) -> RunStore:
     plain file path; ``postgresql://user@host:port/db`` (also ``postgres://``),
     with an optional ``?schema=name`` (default ``dremioframe_async``).
 
-    :raises StoreURLError: (a ``ValueError``) for any other scheme.
+    :raises StoreURLError: (a ``ValueError``) for any other scheme, and for a
+        known scheme missing its ``//`` (``sqlite:/tmp/x.sqlite`` would otherwise
+        name a file called ``sqlite:/tmp/x.sqlite``).
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         if not url:
             raise StoreURLError(url)
+        if malformed := _MALFORMED.fullmatch(url):
+            raise StoreURLError(url, _did_you_mean(*malformed.groups()))
         return SQLiteStore(url)
-    if scheme == "memory":
+    scheme = scheme.lower()
+    if scheme == "memory" and not rest:
         return MemoryStore()
     if scheme == "sqlite" and rest:
         return SQLiteStore(rest)
     if scheme in ("postgresql", "postgres"):
         return _postgres(url)
     raise StoreURLError(url)
+
+
+def _did_you_mean(scheme: str, rest: str) -> str:
+    scheme = scheme.lower()
+    if scheme == "sqlite" and rest.startswith("/"):
+        return f"did you mean sqlite://{rest} (three slashes for an absolute path)?"
+    if scheme == "sqlite":
+        return (
+            f"did you mean sqlite://{rest} or the plain path ./{rest}?"
+            if rest
+            else ("sqlite: needs a path: sqlite:///abs/path.sqlite or sqlite://rel/path.sqlite")
+        )
+    if scheme == "memory":
+        return "did you mean memory:// ?"
+    return f"did you mean {scheme}://{rest.lstrip('/')} ?"
 
 
 def _postgres(url: str) -> PostgresStore:

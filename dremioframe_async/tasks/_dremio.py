@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..dremio import RETRYABLE_ERRORS, DremioClient
+from ..dremio import RETRYABLE_ERRORS, DremioClient, Via
 from ..orchestration import RunContext, Task
 from ._sql import (
     expire_snapshots_sql,
@@ -124,8 +124,10 @@ class DremioQueryTask(ClientTask):
     default the run's ``"dremio"`` resource, else one client per run from the
     environment.
 
-    With ``output_path`` the result is streamed page by page into that file and
-    the task returns the path as a string. ``query_timeout`` bounds the Dremio
+    With ``output_path`` the result is streamed into that file (renamed into
+    place once complete) and the task returns the path as a string. The result
+    travels over Arrow Flight when the client has a Flight URL, else over REST;
+    ``via="rest"`` or ``via="flight"`` overrides that. ``query_timeout`` bounds the Dremio
     job (it is cancelled on expiry); the engine's ``timeout=`` bounds the whole
     attempt, and cancels the job too. Other keyword options are the Task's.
 
@@ -143,9 +145,11 @@ class DremioQueryTask(ClientTask):
         output_path: str | os.PathLike[str] | None = None,
         sql_context: Sequence[str] | None = None,
         query_timeout: float | None = None,
+        via: Via = "auto",
         **options: Any,
     ) -> None:
         self.sql = sql
+        self.via: Via = via
         self.client = client
         self.output_path = None if output_path is None else Path(output_path)
         self.sql_context = list(sql_context) if sql_context else None
@@ -155,11 +159,17 @@ class DremioQueryTask(ClientTask):
 
     async def _execute(self, context: RunContext) -> pa.Table | str:
         async with client_scope(self, context) as client:
-            job_id = await client.submit(self.sql, self.sql_context)
-            job = await client.wait(job_id, timeout=self.query_timeout)
             if self.output_path is None:
-                return await client.fetch_arrow(job)
-            await client.to_parquet(job, self.output_path)
+                return await client.query(
+                    self.sql, self.sql_context, timeout=self.query_timeout, via=self.via
+                )
+            await client.query_to_parquet(
+                self.sql,
+                self.output_path,
+                self.sql_context,
+                timeout=self.query_timeout,
+                via=self.via,
+            )
             return str(self.output_path)
 
 

@@ -7,9 +7,18 @@ through the ``pytest11`` entry point) provides the ``fake_dremio`` and
 
 from __future__ import annotations
 
+from ._flight import FakeFlightServer, FlightCall
 from ._model import CannedResponse, RecordedRequest
 from ._samples import sample_table
 from ._server import FakeDremio
 from ._sql import duckdb_missing
 
-__all__ = ["CannedResponse", "FakeDremio", "RecordedRequest", "duckdb_missing", "sample_table"]
+__all__ = [
+    "CannedResponse",
+    "FakeDremio",
+    "FakeFlightServer",
+    "FlightCall",
+    "RecordedRequest",
+    "duckdb_missing",
+    "sample_table",
+]

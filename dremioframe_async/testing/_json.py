@@ -119,11 +119,67 @@ def page_json(
 
     ``row_count`` overrides the reported total (a fault knob).
     """
-    rows = ready.slice(offset, limit).to_pylist()
+    page = ready.slice(offset, limit)
+    total = ready.num_rows if row_count is None else row_count
+    fast = None if nested else _rows_text(page)
+    if fast is not None:
+        head = json.dumps({"rowCount": total, "schema": schema}, separators=(",", ":"))
+        return head[:-1] + ',"rows":' + fast + "}"
+    rows = page.to_pylist()
     if nested:
         rows = [_drop_nulls(row) for row in rows]
     else:
         rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
-    total = ready.num_rows if row_count is None else row_count
     body = {"rowCount": total, "schema": schema, "rows": rows}
     return _MARKED.sub(r"\1", json.dumps(body, default=_default, separators=(",", ":")))
+
+
+# Compute functions convert Python strings to scalars on every call, inferring the type
+# (about 0.15 ms each): typed scalars made once cost nothing.
+_EMPTY, _COMMA, _QUOTE = pa.scalar(""), pa.scalar(","), pa.scalar('"')
+_OPEN, _CLOSE, _TRUE, _FALSE = pa.scalar("{"), pa.scalar("}"), pa.scalar("true"), pa.scalar("false")
+
+
+def _rows_text(page: pa.Table) -> str | None:
+    """The page's ``rows`` array as JSON text, built column by column in Arrow.
+
+    A Python object per value made the fake server, not the client, the
+    bottleneck of REST benchmarks (about 8 ms per 500-row page against under
+    1 ms). Nulls are left out of the row objects, as Dremio does. None when a
+    column needs the general path (nested values, control characters, NaN).
+    """
+    fragments = []
+    for name, column in zip(page.column_names, page.columns, strict=True):
+        values = _json_values(column.combine_chunks())
+        if values is None:
+            return None
+        key = pa.scalar(json.dumps(name) + ":", pa.string())
+        # '"key":value,' or "" for a null: a row is its fragments, less the last comma.
+        joined = pc.binary_join_element_wise(key, values, _COMMA, _EMPTY, null_handling="emit_null")
+        fragments.append(pc.coalesce(joined, _EMPTY))
+    if not fragments or page.num_rows == 0:
+        return None
+    # Not null_handling="skip": pyarrow 26 then drops a row whose inputs are all null.
+    body = pc.utf8_rtrim(pc.binary_join_element_wise(*fragments, _EMPTY), characters=",")
+    rows = pc.binary_join_element_wise(_OPEN, body, _CLOSE, _EMPTY)
+    listed = pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows)
+    return "[" + str(pc.binary_join(listed, _COMMA)[0].as_py()) + "]"
+
+
+def _json_values(values: pa.Array) -> pa.Array | None:
+    """Each value as JSON text (nulls stay null), or None if Arrow cannot write it exactly."""
+    t = values.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        if pc.utf8_is_printable(values).false_count:
+            return None  # control characters need unicode escapes: the general path
+        escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
+        return pc.binary_join_element_wise(_QUOTE, escaped, _QUOTE, _EMPTY)
+    if pa.types.is_integer(t) or pa.types.is_decimal(t):
+        return values.cast(pa.string())  # decimals keep their exact digits
+    if pa.types.is_boolean(t):
+        return pc.if_else(values, _TRUE, _FALSE)
+    if pa.types.is_floating(t):
+        if pc.is_finite(values).false_count:
+            return None
+        return values.cast(pa.string())
+    return None

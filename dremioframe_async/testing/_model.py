@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from typing import Any, Literal
 import anyio
 import pyarrow as pa
 
-__all__ = ["CannedResponse", "FakeJob", "Fault", "Hold", "RecordedRequest"]
+__all__ = ["CannedResponse", "FakeJob", "Fault", "Hold", "JobSlots", "RecordedRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +137,45 @@ def _iso(epoch: float) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
+class JobSlots:
+    """A server's execution slots: each job holds one for its latency, first come first served.
+
+    With ``limit`` slots busy, a new job waits for the earliest to free. The wait is
+    fixed when the job is submitted (a job cancelled while queued keeps its turn), so
+    the model needs no background task. ``None`` means no limit. Thread-safe: REST
+    jobs are scheduled on the event loop, Flight queries on gRPC threads.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"max_running_jobs must be at least 1, not {limit}")
+        self.limit = limit
+        self._ends: list[float] = []  # when each busy slot frees (a min-heap)
+        self._lock = threading.Lock()
+
+    def queue_delay(self, latency: float, now: float) -> float:
+        """Take a slot for a job submitted at ``now``; return how long it waits for it."""
+        if self.limit is None:
+            return 0.0
+        with self._lock:
+            start = now
+            if len(self._ends) >= self.limit:
+                start = max(now, heapq.heappop(self._ends))
+            heapq.heappush(self._ends, start + latency)
+            return start - now
+
+
 @dataclass(slots=True)
 class FakeJob:
-    """A submitted job. ``state`` advances with time; the SQL runs once ``latency`` has passed."""
+    """A submitted job. ``state`` advances with time: QUEUED for ``queued`` seconds (waiting
+    for a slot), then STARTING and RUNNING; the SQL runs once ``latency`` more has passed."""
 
     id: str
     sql: str
     context: tuple[str, ...]
     latency: float
     submitted: float = field(default_factory=time.monotonic)
+    queued: float = 0.0
     started_at: float = field(default_factory=time.time)
     state: str = "NOT_SUBMITTED"
     error: str = ""
@@ -157,15 +189,18 @@ class FakeJob:
 
     @property
     def due(self) -> bool:
-        """Whether the job's latency has passed, so it may run."""
-        return time.monotonic() - self.submitted >= self.latency
+        """Whether the job's queueing and latency have passed, so it may run."""
+        return time.monotonic() - self.submitted >= self.queued + self.latency
 
     def progress(self) -> None:
-        """Advance NOT_SUBMITTED -> STARTING -> RUNNING as time passes (not past RUNNING)."""
+        """Advance QUEUED -> STARTING -> RUNNING as time passes (not past RUNNING)."""
         if self.state in ("COMPLETED", "FAILED", "CANCELED"):
             return
         elapsed = time.monotonic() - self.submitted
-        self.state = "STARTING" if elapsed < self.latency / 3 else "RUNNING"
+        if elapsed < self.queued:
+            self.state = "QUEUED"
+        else:
+            self.state = "STARTING" if elapsed - self.queued < self.latency / 3 else "RUNNING"
 
     @property
     def reported_rows(self) -> int:

@@ -16,6 +16,8 @@ import re
 import secrets
 import socket
 import ssl
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -26,8 +28,9 @@ import pyarrow as pa
 from aiohttp import web
 
 from ._catalog import CatalogView
+from ._flight import FakeFlightServer, FlightAuth
 from ._json import dremio_schema, json_ready, page_json
-from ._model import CannedResponse, FakeJob, Fault, Hold, RecordedRequest
+from ._model import CannedResponse, FakeJob, Fault, Hold, JobSlots, RecordedRequest
 from ._sql import SqlEngine
 
 __all__ = ["FakeDremio"]
@@ -49,9 +52,18 @@ class FakeDremio:
     ``url`` is set once started; ``token`` is a personal access token it accepts;
     ``username``/``password`` are what its ``/apiv2/login`` accepts;
     ``project_id`` is the Dremio Cloud project it serves. ``job_latency`` is how
-    long each job stays STARTING/RUNNING; ``request_latency`` delays every
-    response, as a network would. With ``ssl_context`` (a server context holding
+    long each job stays STARTING/RUNNING; ``max_running_jobs`` (None: no limit)
+    is how many jobs run at once, the rest waiting QUEUED in submission order, as
+    on a Dremio with a bounded queue. Flight queries are jobs too: they take
+    their turn and their latency before the first batch. ``request_latency``
+    delays every response, as a network would. With ``ssl_context`` (a server context holding
     a certificate) it serves ``https``.
+
+    With ``flight=True`` it also serves Arrow Flight at ``flight_url``, with the
+    same tables and credentials; ``flight`` is that server, with its knobs
+    (``fail_mid_stream``, ``reject_tokens``, ``slow_batches``, ``unavailable_next``)
+    and its log of ``calls``. With ``flight_certificate`` (PEM certificate and
+    key) Flight is served over ``grpc+tls``.
     """
 
     def __init__(
@@ -65,9 +77,14 @@ class FakeDremio:
         password: str | None = None,
         project_id: str = "fake-project",
         engine_connections: int = 4,
+        max_running_jobs: int | None = None,
+        flight: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        flight_certificate: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.job_latency = job_latency
+        self._slots = JobSlots(max_running_jobs)
+        self._stopping = threading.Event()
         self.request_latency = request_latency
         self.host, self.port = host, port
         self.token = secrets.token_urlsafe(24)
@@ -88,6 +105,9 @@ class FakeDremio:
         self._extra_rows: list[tuple[str, int]] = []
         self._runner: web.AppRunner | None = None
         self._job_locks: dict[str, anyio.Lock] = {}
+        self._serve_flight = flight
+        self._flight_certificate = flight_certificate
+        self._flight: FakeFlightServer | None = None
 
     def __repr__(self) -> str:
         state = self.url if self._runner else "not started"
@@ -118,13 +138,22 @@ class FakeDremio:
         self.port = sock.getsockname()[1]
         await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         self._runner = runner
+        if self._serve_flight:
+            auth = FlightAuth(self._password_ok, self._issue_token, self._token_ok)
+            self._flight = await anyio.to_thread.run_sync(
+                FakeFlightServer, self._flight_execute, auth, self.host, self._flight_certificate
+            )
 
     async def close(self) -> None:
         """Stop serving and release the SQL engine (shielded: always completes)."""
         runner, self._runner = self._runner, None
+        flight, self._flight = self._flight, None
+        self._stopping.set()
         for hold in self._holds:
             hold.release()
         with anyio.CancelScope(shield=True):
+            if flight is not None:
+                await anyio.to_thread.run_sync(flight.shutdown)
             if runner is not None:
                 await runner.cleanup()
             await anyio.to_thread.run_sync(self._engine.close)
@@ -140,6 +169,58 @@ class FakeDremio:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    @property
+    def flight(self) -> FakeFlightServer:
+        """The Arrow Flight endpoint (``FakeDremio(flight=True)``, started).
+
+        :raises RuntimeError: Flight was not asked for, or the server is not started.
+        """
+        if self._flight is None:
+            raise RuntimeError("start FakeDremio(flight=True) to serve Arrow Flight")
+        return self._flight
+
+    @property
+    def flight_url(self) -> str:
+        """The Flight endpoint's location, e.g. ``grpc+tcp://127.0.0.1:53212``."""
+        return self.flight.url
+
+    @property
+    def max_running_jobs(self) -> int | None:
+        """How many jobs run at once (None: no limit)."""
+        return self._slots.limit
+
+    def _latency_for(self, sql: str) -> tuple[CannedResponse | None, float, float]:
+        """The canned answer for ``sql``, its latency, and its wait for a slot (taken now)."""
+        canned = next((c for c in self._canned if c.matches(sql)), None)
+        latency = canned.latency if canned and canned.latency is not None else self.job_latency
+        return canned, latency, self._slots.queue_delay(latency, time.monotonic())
+
+    def _flight_execute(self, sql: str) -> pa.Table:
+        """Run SQL for the Flight endpoint (a gRPC thread), honouring canned answers."""
+        _, latency, queued = self._latency_for(sql)
+        if queued + latency > 0:
+            self._stopping.wait(queued + latency)  # a job's turn and run time, as over REST
+        canned = next(
+            (c for c in self._canned if c.matches(sql) and not isinstance(c, _SlowJobs)), None
+        )
+        if canned is not None and canned.error is not None:
+            raise RuntimeError(canned.error)
+        if canned is not None and canned.table is not None:
+            return canned.table
+        return self._engine.execute(sql)
+
+    def _password_ok(self, username: str, password: str) -> bool:
+        return username == self.username and password == self.password
+
+    def _issue_token(self) -> str:
+        token = secrets.token_urlsafe(24)
+        self._sessions.add(token)
+        self._issued.append(token)
+        return token
+
+    def _token_ok(self, token: str) -> bool:
+        return token == self.token or token in self._sessions
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -371,9 +452,9 @@ class FakeDremio:
         sql = body.get("sql") if isinstance(body, dict) else None
         if not isinstance(sql, str) or not sql.strip():
             return _error(400, 'Missing or empty "sql"')
-        canned = next((c for c in self._canned if c.matches(sql)), None)
-        latency = canned.latency if canned and canned.latency is not None else self.job_latency
+        _, latency, queued = self._latency_for(sql)
         job = FakeJob(str(uuid.uuid4()), sql, tuple(body.get("context") or ()), latency)
+        job.queued = queued
         job.extra_rows = next((n for sub, n in self._extra_rows if sub in sql.lower()), 0)
         self.jobs[job.id] = job
         return web.json_response({"id": job.id})

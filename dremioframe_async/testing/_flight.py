@@ -1,0 +1,363 @@
+"""FakeDremio's Arrow Flight endpoint: DuckDB results streamed as Arrow record batches.
+
+It speaks the subset of Flight that Dremio serves and its clients use: the
+basic-token handshake (``Authorization: Basic`` in, ``Authorization: Bearer`` out),
+bearer tokens on every call, ``GetFlightInfo`` with the SQL as the descriptor's
+command, and ``DoGet`` streaming the result. Credentials come from the owning
+:class:`FakeDremio`, so a PAT or a login works on REST and Flight alike.
+
+gRPC runs every call on its own server thread, so everything here is blocking
+code; the knobs and the call log are guarded by one lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+__all__ = ["FakeFlightServer", "FlightAuth", "FlightCall"]
+
+_MAX_PENDING_TICKETS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FlightCall:
+    """One Flight call FakeDremio's Flight endpoint received, recorded when it ended.
+
+    ``method`` is ``handshake``, ``get_flight_info`` or ``do_get``; ``status`` is
+    ``ok``, ``failed``, ``cancelled`` (the client cancelled the stream),
+    ``unauthenticated`` or ``unavailable``; ``project`` is the ``catalog`` header
+    (Dremio Cloud's project id) and ``context`` the ``schema`` session header, when
+    sent. No token is recorded.
+    """
+
+    method: str
+    sql: str
+    user: str
+    status: str
+    batches: int = 0
+    rows: int = 0
+    error: str = ""
+    project: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlightAuth:
+    """How the Flight endpoint checks credentials (the owning FakeDremio's rules)."""
+
+    check_password: Callable[[str, str], bool]
+    issue_token: Callable[[], str]
+    token_valid: Callable[[str], bool]
+
+
+@dataclass(slots=True)
+class _Knobs:
+    reject_tokens: int = 0
+    unavailable: int = 0
+    fail_after_batches: int | None = None
+    fail_message: str = "injected failure mid-stream"
+    fail_unavailable: bool = False
+    fail_silently: bool = False
+    fail_count: int = 0
+    batch_delay: float = 0.0
+    batch_rows: int = 65_536
+
+
+@dataclass(slots=True)
+class _Pending:
+    sql: str
+    table: pa.Table
+    user: str
+
+
+class _Caller(flight.ServerMiddleware):  # type: ignore[misc]
+    """Per-call state: who called, and the bearer header a handshake hands back."""
+
+    def __init__(self, user: str, headers: dict[str, list[str]], reply_token: str | None) -> None:
+        self.user, self.reply_token = user, reply_token
+        self.project = _header(headers, "catalog")
+        self.context = _header(headers, "schema")
+
+    def sending_headers(self) -> dict[str, str]:
+        if self.reply_token is None:
+            return {}
+        return {"authorization": f"Bearer {self.reply_token}"}
+
+
+class _HeaderAuth(flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Checks ``authorization`` on every call: Basic on the handshake, Bearer elsewhere."""
+
+    def __init__(self, server: FakeFlightServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def start_call(self, info: Any, headers: dict[str, list[str]]) -> _Caller:
+        scheme, _, credential = (_header(headers, "authorization") or "").partition(" ")
+        if scheme.lower() == "basic":
+            user = self.server.check_basic(credential)
+            return _Caller(user, headers, self.server.auth.issue_token())
+        if scheme.lower() == "bearer" and self.server.check_bearer(credential):
+            return _Caller("token", headers, None)
+        self.server.record(FlightCall(_method_name(info), "", "", "unauthenticated"))
+        raise flight.FlightUnauthenticatedError("Unauthorized: a valid token is required")
+
+
+class _NoHandshake(flight.ServerAuthHandler):  # type: ignore[misc]
+    """The handshake's work is the middleware's; this only lets the Handshake call through."""
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        return None
+
+    def is_valid(self, token: bytes) -> str:
+        return ""
+
+
+class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
+    """A Flight server on 127.0.0.1 running SQL through ``execute`` (FakeDremio's DuckDB).
+
+    With ``certificate`` (PEM certificate and key) it serves ``grpc+tls``.
+
+    Knobs: :meth:`fail_mid_stream`, :meth:`reject_tokens`, :meth:`slow_batches`,
+    :meth:`unavailable_next`, ``batch_rows``. Every call is recorded in :attr:`calls`
+    as a :class:`FlightCall` once it ends, ``status="cancelled"`` when the client
+    cancelled it.
+    """
+
+    def __init__(
+        self,
+        execute: Callable[[str], pa.Table],
+        auth: FlightAuth,
+        host: str = "127.0.0.1",
+        certificate: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        self.execute, self.auth = execute, auth
+        self._lock = threading.Lock()
+        self._knobs = _Knobs()
+        self._pending: dict[bytes, _Pending] = {}
+        self._calls: list[FlightCall] = []
+        self._changed = threading.Condition(self._lock)
+        self._closing = threading.Event()
+        self._ids = itertools.count(1)
+        scheme = "grpc+tls" if certificate else "grpc+tcp"
+        tls = [flight.CertKeyPair(*certificate)] if certificate else None
+        super().__init__(
+            f"{scheme}://{host}:0",
+            auth_handler=_NoHandshake(),
+            middleware={"auth": _HeaderAuth(self)},
+            tls_certificates=tls,
+        )
+        self.url = f"{scheme}://{host}:{self.port}"
+
+    # -- knobs --------------------------------------------------------------------------------
+
+    @property
+    def batch_rows(self) -> int:
+        """Rows per streamed record batch (default 65,536)."""
+        return self._knobs.batch_rows
+
+    @batch_rows.setter
+    def batch_rows(self, rows: int) -> None:
+        self._knobs.batch_rows = max(1, rows)
+
+    def fail_mid_stream(
+        self,
+        after_batches: int = 1,
+        message: str = "injected failure mid-stream",
+        count: int = 1,
+        *,
+        unavailable: bool = False,
+        silently: bool = False,
+    ) -> None:
+        """Break the next ``count`` streams after ``after_batches`` batches.
+
+        The error is a server error carrying ``message``, UNAVAILABLE (a lost
+        connection) with ``unavailable=True``, or none at all with ``silently=True``:
+        the stream just ends early, as a proxy that cuts it cleanly would.
+        """
+        with self._lock:
+            self._knobs.fail_after_batches, self._knobs.fail_message = after_batches, message
+            self._knobs.fail_count, self._knobs.fail_unavailable = count, unavailable
+            self._knobs.fail_silently = silently
+
+    def reject_tokens(self, count: int = 1_000_000) -> None:
+        """Refuse the next ``count`` calls as unauthenticated, whatever their credentials."""
+        with self._lock:
+            self._knobs.reject_tokens = count
+
+    def unavailable_next(self, count: int = 1) -> None:
+        """Answer the next ``count`` GetFlightInfo calls with UNAVAILABLE."""
+        with self._lock:
+            self._knobs.unavailable = count
+
+    def slow_batches(self, delay: float) -> None:
+        """Wait ``delay`` seconds before every batch but the first; a cancel stops the wait."""
+        with self._lock:
+            self._knobs.batch_delay = delay
+
+    @property
+    def calls(self) -> list[FlightCall]:
+        """The calls that have ended, in the order they ended."""
+        with self._lock:
+            return list(self._calls)
+
+    def wait_for_call(
+        self, predicate: Callable[[FlightCall], bool], timeout: float
+    ) -> FlightCall | None:
+        """Block until a recorded call satisfies ``predicate`` (or ``timeout`` passes)."""
+        with self._changed:
+            found: list[FlightCall] = []
+
+            def ready() -> bool:
+                found[:] = [c for c in self._calls if predicate(c)]
+                return bool(found)
+
+            self._changed.wait_for(ready, timeout)
+            return found[0] if found else None
+
+    # -- auth (called by the middleware) ------------------------------------------------------
+
+    def check_basic(self, credential: str) -> str:
+        try:
+            user, _, password = base64.b64decode(credential).decode().partition(":")
+        except ValueError:
+            user, password = "", ""
+        if self._take_rejection() or not self.auth.check_password(user, password):
+            self.record(FlightCall("handshake", "", user, "unauthenticated"))
+            raise flight.FlightUnauthenticatedError("Invalid username or password")
+        self.record(FlightCall("handshake", "", user, "ok"))
+        return user
+
+    def check_bearer(self, token: str) -> bool:
+        return not self._take_rejection() and self.auth.token_valid(token)
+
+    def _take_rejection(self) -> bool:
+        with self._lock:
+            if self._knobs.reject_tokens > 0:
+                self._knobs.reject_tokens -= 1
+                return True
+            return False
+
+    def record(self, call: FlightCall) -> None:
+        with self._changed:
+            self._calls.append(call)
+            self._changed.notify_all()
+
+    # -- Flight RPCs --------------------------------------------------------------------------
+
+    def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
+        sql = bytes(descriptor.command or b"").decode()
+        caller = context.get_middleware("auth")
+        user, where = caller.user, {"project": caller.project, "context": caller.context}
+        with self._lock:
+            unavailable = self._knobs.unavailable > 0
+            self._knobs.unavailable -= int(unavailable)
+        if unavailable:
+            self.record(FlightCall("get_flight_info", sql, user, "unavailable", **where))
+            raise flight.FlightUnavailableError("injected: the server is unavailable")
+        try:
+            table = self.execute(sql)
+        except Exception as exc:  # the SQL failed: Dremio says so with its message
+            message = _first_line(str(exc))
+            self.record(FlightCall("get_flight_info", sql, user, "failed", error=message))
+            raise flight.FlightServerError(message) from exc
+        ticket = f"{next(self._ids)}-{secrets.token_hex(8)}".encode()
+        with self._lock:
+            while len(self._pending) >= _MAX_PENDING_TICKETS:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[ticket] = _Pending(sql, table, user)
+        self.record(FlightCall("get_flight_info", sql, user, "ok", rows=table.num_rows, **where))
+        endpoint = flight.FlightEndpoint(ticket, [self.url])
+        return flight.FlightInfo(table.schema, descriptor, [endpoint], table.num_rows, -1)
+
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.GeneratorStream:
+        with self._lock:
+            pending = self._pending.pop(bytes(ticket.ticket), None)
+            knobs = _Knobs(**{f: getattr(self._knobs, f) for f in _Knobs.__dataclass_fields__})
+            if self._knobs.fail_count > 0:
+                self._knobs.fail_count -= 1
+            else:
+                knobs.fail_after_batches = None
+        if pending is None:
+            self.record(FlightCall("do_get", "", "", "failed", error="unknown ticket"))
+            raise flight.FlightServerError("unknown or already used ticket")
+        log = _StreamLog(pending.sql, pending.user)
+        return flight.GeneratorStream(
+            pending.table.schema, self._batches(context, pending.table, knobs, log)
+        )
+
+    def _batches(
+        self, context: Any, table: pa.Table, knobs: _Knobs, log: _StreamLog
+    ) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in table.to_batches(max_chunksize=knobs.batch_rows):
+                if knobs.fail_after_batches is not None and log.batches >= knobs.fail_after_batches:
+                    log.status, log.error = "failed", knobs.fail_message
+                    if knobs.fail_silently:
+                        return
+                    if knobs.fail_unavailable:
+                        raise flight.FlightUnavailableError(knobs.fail_message)
+                    raise flight.FlightServerError(knobs.fail_message)
+                if knobs.batch_delay and log.batches and self._wait(context, knobs.batch_delay):
+                    break
+                log.batches += 1
+                log.rows += batch.num_rows
+                yield batch
+        finally:
+            if context.is_cancelled():
+                log.status = "cancelled"
+            self.record(log.call())
+
+    def _wait(self, context: Any, delay: float) -> bool:
+        """Sleep ``delay`` seconds in small steps; True if the call was cancelled meanwhile."""
+        step = min(delay, 0.01)
+        waited = 0.0
+        while waited < delay:
+            if context.is_cancelled() or self._closing.wait(step):
+                return True
+            waited += step
+        return bool(context.is_cancelled())
+
+    def shutdown(self) -> None:
+        """Stop serving; slow streams stop waiting at once (blocking: call from a thread)."""
+        self._closing.set()
+        super().shutdown()
+
+
+@dataclass(slots=True)
+class _StreamLog:
+    sql: str
+    user: str
+    status: str = "ok"
+    batches: int = 0
+    rows: int = 0
+    error: str = ""
+
+    def call(self) -> FlightCall:
+        return FlightCall(
+            "do_get", self.sql, self.user, self.status, self.batches, self.rows, self.error
+        )
+
+
+def _header(headers: dict[str, list[str]], name: str) -> str | None:
+    for key, values in headers.items():
+        if key.lower() == name and values:
+            return str(values[0])
+    return None
+
+
+def _method_name(info: Any) -> str:
+    return str(getattr(info.method, "name", info.method)).lower()
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else text
