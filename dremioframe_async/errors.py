@@ -40,6 +40,11 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     ├── web UI (dremioframe_async.ui)
     │   ├── ActionRefused                          a trigger, cancel or resume that cannot be done
     │   └── UnsafeBind (also ValueError)           a public bind without auth
+    ├── executor errors (dremioframe_async.executors)
+    │   ├── ExecutorError                          an executor cannot start or keep a task
+    │   │   ├── TaskPickleError (also TypeError)   names the task and what cannot be pickled
+    │   │   └── WorkerLostError                    the worker running an attempt died
+    │   └── ResultSizeWarning (also UserWarning)   a large result came back (a warning)
     ├── MissingExtra (also ImportError)            an optional dependency is not installed
     └── DremioError (dremioframe_async.dremio)      Dremio client errors
         ├── DremioConfigError (also ValueError)    bad URL, credentials or TLS option

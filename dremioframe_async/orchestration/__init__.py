@@ -17,6 +17,7 @@ from ._errors import (
     UndeclaredResourceError,
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._pipeline import Pipeline
 from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
@@ -30,8 +31,11 @@ __all__ = [
     "CycleError",
     "Decision",
     "Event",
+    "Executor",
+    "ExecutorSession",
     "ExpandError",
     "HistoryIncomplete",
+    "LocalExecutor",
     "MappedTask",
     "Pipeline",
     "PipelineDefinitionError",
@@ -45,6 +49,7 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "Task",
+    "TaskCall",
     "TaskDefinitionError",
     "TaskFunction",
     "TaskOptions",

@@ -5,20 +5,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
 from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, ResumeRefused, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
-from ._task import Task
+from ._task import Task, contains_task
 
 __all__ = ["Pipeline"]
 
@@ -57,6 +60,25 @@ def _check_grace(pipeline: str, value: object) -> float:
     return float(value)
 
 
+def _check_executor(executor: object) -> Executor | None:
+    if executor is None or isinstance(executor, LocalExecutor):
+        return None  # the run's own threads, without the seam's indirection
+    if not isinstance(executor, Executor):
+        raise ArgumentError(
+            f"executor must be an Executor (LocalExecutor(), DaskExecutor(), ...), "
+            f"got {type(executor).__name__}"
+        )
+    return executor
+
+
+def _check_calls(executor: Executor, tasks: Sequence[tuple[str, Task]]) -> None:
+    """Let the executor refuse a call before anything runs (an unpicklable argument, say)."""
+    for key, t in tasks:
+        args = tuple(a for a in t.args if not contains_task(a))
+        kwargs = {k: v for k, v in t.kwargs.items() if not contains_task(v)}
+        executor.check(TaskCall(key, t.action, args, kwargs))
+
+
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -84,8 +106,13 @@ class Pipeline:
         cancellation), an awaitable, or an object used as it is. Each run opens
         its own, at most once; tasks declare what they need with
         ``@task(resources=("dremio",))``.
+    :param executor: where plain-function tasks run (see
+        ``dremioframe_async.executors``): the run's worker threads by default.
+        Coroutine tasks, tasks declared ``@task(executor="local")`` and tasks that
+        need a resource always run in this process, where the resources live.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
-        a negative ``cleanup_grace``, or a resource factory that is not callable.
+        a negative ``cleanup_grace``, a resource factory that is not callable, or an
+        executor that is not one.
     """
 
     def __init__(
@@ -97,6 +124,7 @@ class Pipeline:
         max_workers: int | None = None,
         cleanup_grace: float = 30.0,
         resources: Mapping[str, ResourceFactory] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -112,6 +140,7 @@ class Pipeline:
             self.pools[pool] = size
         self.cleanup_grace = _check_grace(name, cleanup_grace)
         self.resources = check_factories(f"pipeline {name!r}", resources)
+        self.executor = _check_executor(executor)
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], frozenset[str] | None, Plan] | None = None
         self._needing: tuple[Plan, tuple[Task, ...]] | None = None  # tasks needing resources
@@ -175,6 +204,7 @@ class Pipeline:
         run_id: str | None = None,
         stop_cleanup: anyio.Event | None = None,
         resources: Mapping[str, ResourceFactory] | None = None,
+        executor: Executor | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -201,6 +231,9 @@ class Pipeline:
         :param resources: resource factories for this run, added to the
             pipeline's (a name in both: this one is used). Every run, resumed
             ones too, opens its own resources and closes them before returning.
+        :param executor: where this run's plain-function tasks run, instead of the
+            pipeline's executor. It is opened before the first task starts (a
+            local Dask cluster starts then) and closed after the last one ends.
         :returns: the :class:`RunResult`; its ``history_error`` is set when some of
             the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
@@ -210,10 +243,13 @@ class Pipeline:
         :raises ResumeRefused: (an ``ArgumentError``) when resuming that run now is unsafe.
         :raises StoreError: when ``store`` cannot record the run's start (no task ran).
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
-            an ``on_event`` that is not callable, or a resource factory that is not callable.
+            an ``on_event`` that is not callable, a resource factory that is not
+            callable, or an executor that is not one.
+        :raises ExecutorError: when the executor cannot start (see ``dremioframe_async.executors``).
         """
         given = check_factories(f"pipeline {self.name!r}: run()", resources)
         plan = self.plan({**self.resources, **given})
+        chosen = _check_executor(executor) if executor is not None else self.executor
         listeners = normalize_listeners(on_event)
         prior = await self._prior_run(store, resume, context, resume_params_changed)
         if context is None:
@@ -221,6 +257,7 @@ class Pipeline:
         run_limiter, pools = self._limiters()
         try:
             async with (
+                self._executor_session(plan, chosen) as session,
                 dispatching(listeners, store) as dispatch,
                 run_resources(
                     run_factories(self._needing_resources(plan), self.resources, given)
@@ -237,6 +274,7 @@ class Pipeline:
                     cleanup_grace=self.cleanup_grace,
                     stop_cleanup=stop_cleanup,
                     on_start=dispatch.flush,
+                    executor=session,
                     resources=opened,
                 )
                 result = await run.execute()
@@ -254,6 +292,24 @@ class Pipeline:
         if self._needing is None or self._needing[0] is not plan:
             self._needing = (plan, tuple(t for t in plan.tasks if t.options.resources))
         return self._needing[1]
+
+    @asynccontextmanager
+    async def _executor_session(
+        self, plan: Plan, executor: Executor | None
+    ) -> AsyncIterator[ExecutorSession | None]:
+        # Open the executor only when some task will use it: a pipeline of
+        # coroutines starts no cluster.
+        tasks = [
+            (key, t)
+            for key, t in zip(plan.keys, plan.tasks, strict=True)
+            if not t.is_async and not stays_local(t.options)
+        ]
+        if executor is None or not tasks:
+            yield None
+            return
+        await anyio.to_thread.run_sync(_check_calls, executor, tasks)
+        async with executor.session(concurrency=self.max_concurrency) as session:
+            yield session
 
     async def _prior_run(
         self,

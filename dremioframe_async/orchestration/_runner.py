@@ -40,6 +40,7 @@ from ._backend import cancel_is_stray, checkpoint_function
 from ._dispatch import Emit
 from ._errors import ExpandError, TaskDefinitionError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
+from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
 from ._node import Node, task_run
 from ._recorder import PriorRun
@@ -63,7 +64,6 @@ REEVALUATED_ON_RESUME = frozenset(
     {*CLEANUP_RULES, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
 )
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
-DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
 
 
 class Run:
@@ -82,9 +82,11 @@ class Run:
         cleanup_grace: float = math.inf,
         stop_cleanup: anyio.Event | None = None,
         on_start: Callable[[], Awaitable[None]] | None = None,
+        executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
     ) -> None:
         self.plan = plan
+        self.executor = executor  # None: plain functions in this run's threads
         self.resources = resources if resources is not None else RunResources(NO_RESOURCES, None)
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
@@ -360,9 +362,7 @@ class Run:
             if timeout is not None:
                 handover = SlotHandover(node.limiters[:acquired], borrower)
             with anyio.fail_after(timeout):
-                return self._check_sync(
-                    node, await run_in_thread(call, self.thread_limiter, handover)
-                )
+                return self._check_sync(node, await self._call_sync(node, call, handover))
         except BaseException:
             if handover is not None and handover.abandon():
                 acquired = 0  # the thread still runs: it releases the slots when it ends
@@ -370,6 +370,17 @@ class Run:
         finally:
             for limiter in node.limiters[:acquired]:
                 limiter.release_on_behalf_of(borrower)
+
+    async def _call_sync(
+        self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
+    ) -> Any:
+        if self.executor is None or stays_local(node.task.options):
+            return await run_in_thread(call, self.thread_limiter, handover)
+        assert isinstance(call, functools.partial)
+        release = handover.thread_finished if handover is not None else None
+        return await self.executor.run(
+            TaskCall(node.key, call.func, call.args, call.keywords, release)
+        )
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1

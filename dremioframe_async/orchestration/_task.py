@@ -53,6 +53,7 @@ class TaskOptions:
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     pool: str | None = None
     resources: tuple[str, ...] = ()
+    executor: str | None = None
 
 
 def _check_number(name: str, field: str, value: object, *, positive: bool = False) -> float:
@@ -107,6 +108,13 @@ def make_options(name: str, **given: Any) -> TaskOptions:
     pool = given.get("pool")
     if pool is not None and (not isinstance(pool, str) or not pool):
         raise TaskDefinitionError(name, f"pool must be a non-empty string, got {pool!r}")
+    executor = given.get("executor")
+    if executor not in (None, "local"):
+        raise TaskDefinitionError(
+            name,
+            f"executor must be 'local' (always run in this process) or left unset "
+            f"(the run's executor), got {executor!r}",
+        )
     return TaskOptions(
         retries=retries,
         retry_delay=_check_number(name, "retry_delay", given.get("retry_delay", 0.0)),
@@ -120,6 +128,7 @@ def make_options(name: str, **given: Any) -> TaskOptions:
         trigger_rule=_check_trigger_rule(name, given.get("trigger_rule", TriggerRule.ALL_SUCCESS)),
         pool=pool,
         resources=_check_resources(name, given.get("resources", ())),
+        executor=executor,
     )
 
 
@@ -208,6 +217,7 @@ class Task:
         trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
         pool: str | None = None,
         resources: Iterable[str] = (),
+        executor: str | None = None,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -227,6 +237,7 @@ class Task:
             trigger_rule=trigger_rule,
             pool=pool,
             resources=resources,
+            executor=executor,
         )
         if options.resources:
             check_task_resources(name, action, options.resources)
@@ -444,6 +455,7 @@ def task(
     trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
     pool: str | None = None,
     resources: Iterable[str] = (),
+    executor: str | None = None,
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
@@ -454,9 +466,11 @@ def task(
 
     Options: ``name``, ``retries``, ``retry_delay``, ``retry_backoff``,
     ``retry_jitter``, ``max_retry_delay``, ``retry_on``, ``timeout``,
-    ``trigger_rule``, ``pool``, ``resources`` (see :class:`Task`). A resource
-    the function takes as a parameter need not be given in the call: the engine
-    passes it, and ``.fn`` can be called with a stand-in in a unit test.
+    ``trigger_rule``, ``pool``, ``resources`` (see :class:`Task`), ``executor``
+    (``"local"``: a plain function runs in this process's threads whatever the
+    run's executor). A resource the function takes as a parameter need not be
+    given in the call: the engine passes it, and ``.fn`` can be called with a
+    stand-in in a unit test.
 
     :raises TaskDefinitionError: at decoration time, for a non-callable, a bad
         option (an unknown trigger rule lists the valid ones), or a resource the
