@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from dremioframe_async.bench import embedded_dremio, flight_work, rest_work, sweep
+from dremioframe_async.bench import Sweep, embedded_dremio, flight_work, rest_work, sweep
 from dremioframe_async.bench._dremio import BEFORE_EXECUTION
 from dremioframe_async.bench._fake_process import fake_dremio_process
 from dremioframe_async.dremio import DremioClient, Job
@@ -48,8 +48,23 @@ async def test_throughput_scales_to_the_server_limit_and_the_knee_is_there(
     remote: DremioClient, via: str
 ) -> None:
     work = (rest_work if via == "rest" else flight_work)(remote, [SQL])
-    # 48 queries a step, so that p95 is not just the slowest call or two.
-    result = await sweep(work, concurrency=[1, 3, 12], queries=48, warmup=0.1, label=via)
+    # This is a measurement of a curve, so a machine saturated by other work can bend it
+    # (p95 at 3 callers inflated by CPU contention, not by queueing). The sweep records
+    # the load average; only when it shows more runnable work than cores is the sweep
+    # measured again, at most three times. The assertions themselves never loosen.
+    for attempt in range(3):
+        result = await sweep(work, concurrency=[1, 3, 12], queries=48, warmup=0.1, label=via)
+        try:
+            _assert_curve(result)
+        except AssertionError:
+            overloaded = result.machine_after.load_average[0] > result.machine.cpu_count
+            if attempt == 2 or not overloaded:
+                raise
+        else:
+            return
+
+
+def _assert_curve(result: Sweep) -> None:
     qps = {s.concurrency: s.queries_per_s for s in result.steps}
     curve = [
         (s.concurrency, round(s.queries_per_s, 1), round(s.latency.p95 * 1e3)) for s in result.steps
