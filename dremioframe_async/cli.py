@@ -75,12 +75,15 @@ from .store import (
     RunInfo,
     RunNotFound,
     RunStore,
+    SQLiteStore,
     StoreConfigError,
     StoreError,
+    StoreUnavailable,
     TaskInfo,
     default_store_url,
     open_store,
 )
+from .store._codec import storable_text
 
 __all__ = ["main"]
 
@@ -152,6 +155,9 @@ def _check_factory(ref: str, obj: Any) -> None:
     what = f"{ref} is a {type(obj).__name__}"
     if not inspect.isfunction(obj):
         raise UsageError(f"{what}, not a Pipeline or a function returning one")
+    if not _is_plain_function(obj):
+        # Calling it would only make a coroutine (or generator) and warn that it was never run.
+        raise UsageError(f"{ref} is an async or generator function; make it a plain `def`")
     if not _returns_pipeline(obj):
         raise UsageError(
             f"{what} not declared to return a Pipeline: annotate it `-> Pipeline` "
@@ -166,6 +172,14 @@ def _check_factory(ref: str, obj: Any) -> None:
         raise UsageError(
             f"{ref} needs arguments ({', '.join(required)}); the command line gives none"
         )
+
+
+def _is_plain_function(fn: Callable[..., Any]) -> bool:
+    return not (
+        inspect.iscoroutinefunction(fn)
+        or inspect.isgeneratorfunction(fn)
+        or inspect.isasyncgenfunction(fn)
+    )
 
 
 def _returns_pipeline(fn: Callable[..., Any]) -> bool:
@@ -257,6 +271,23 @@ async def _with_store(url: str | None, work: Callable[[RunStore], Awaitable[int]
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await store.aclose()
+
+
+def _existing_store(url: str | None) -> str | None:
+    """``url``, after checking that a SQLite file named by ``--store`` exists already.
+
+    Opening would create it (and its folders), and a typo in ``--store`` would then
+    read as "no runs recorded".
+
+    :raises StoreUnavailable: when it does not.
+    """
+    if url is None:
+        return url  # the configured file: "no runs recorded" is the truth before a first run
+    store = open_store(url or default_store_url())  # connects on first use only
+    missing = isinstance(store, SQLiteStore) and not Path(store.path).exists()
+    if isinstance(store, SQLiteStore) and missing and store.path != ":memory:":
+        raise StoreUnavailable(store.name, "no such file: nothing was ever recorded there")
+    return url
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -355,11 +386,13 @@ def _runs_table(runs: Sequence[RunInfo]) -> str:
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     async def work(store: RunStore) -> int:
-        runs = await store.list_runs(pipeline=args.pipeline, limit=args.limit)
+        # Names are stored escaped (storable_text); an undecodable argument matches its escape.
+        pipeline = None if args.pipeline is None else storable_text(args.pipeline)
+        runs = await store.list_runs(pipeline=pipeline, limit=args.limit)
         print(_runs_table(runs) if runs else "no runs recorded")
         return EXIT_OK
 
-    return anyio.run(_with_store, args.store, work)
+    return anyio.run(_with_store, _existing_store(args.store), work)
 
 
 def _task_rows(tasks: Sequence[TaskInfo]) -> list[tuple[object, ...]]:
@@ -401,6 +434,10 @@ async def _find_run(store: RunStore, prefix: str) -> RunInfo:
 
     :raises UsageError: when no run, or more than one, matches.
     """
+    if not prefix.strip():
+        # Every id starts with "": `show "$RUN_ID"` with the variable unset.
+        raise UsageError("RUN_ID is empty: give a run id or a prefix of one (see `runs`)")
+    prefix = storable_text(prefix)  # ids are stored escaped like this, and a store can take it
     try:
         return await store.get_run(prefix)
     except RunNotFound:
@@ -422,7 +459,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(_show(run, await store.get_tasks(run.run_id)))
         return EXIT_OK
 
-    return anyio.run(_with_store, args.store, work)
+    return anyio.run(_with_store, _existing_store(args.store), work)
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
@@ -518,7 +555,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     runs = command("runs", _cmd_runs, "list recorded runs, newest first")
     runs.add_argument("--pipeline", metavar="NAME")
-    runs.add_argument("--limit", type=int, default=20, metavar="N")
+    runs.add_argument("--limit", type=_positive_int, default=20, metavar="N")
     show = command("show", _cmd_show, "show one run's tasks, attempts and errors")
     show.add_argument("run_id", metavar="RUN_ID", help="a run id, or any unique prefix of one")
     graph = command("graph", _cmd_graph, "print a pipeline's graph as Mermaid")
@@ -529,6 +566,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("args", nargs=argparse.REMAINDER)
     add_bench_command(commands)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    # 0 would print "no runs recorded" over a full store; SQLite reads -1 as "all".
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _schedule_args(sub: argparse.ArgumentParser) -> None:
@@ -604,6 +652,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
+    except BrokenPipeError:
+        # The reader of our output went away (`show ID | head`): not an error of ours.
+        # Point stdout at devnull so the interpreter's final flush stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK if args.command in ("runs", "show", "graph") else EXIT_FAILED
+    except KeyboardInterrupt:
+        # Ctrl-C before the run's own handler is installed (a slow import of the
+        # user's module, say): a plain interruption, never a traceback.
+        _error_line(args.command, "interrupted")
+        return EXIT_INTERRUPTED
     except USAGE_ERRORS as exc:
         return _fail(args, exc, EXIT_USAGE)
     except StoreError as exc:

@@ -11,6 +11,7 @@ import time
 import types
 from pathlib import Path
 
+import anyio
 import pytest
 from _crash_pipeline import ran
 
@@ -325,6 +326,19 @@ def test_version(env: dict[str, str]) -> None:
     assert done.stdout.split()[1][0].isdigit()
 
 
+async def _record_runs(url: str, run_ids: list[str]) -> None:
+    from _cli_pipelines import noisy
+
+    from dremioframe_async.store import open_store
+
+    store = open_store(url)
+    try:
+        for run_id in run_ids:
+            await noisy().run(store=store, run_id=run_id)
+    finally:
+        await store.aclose()
+
+
 def test_show_takes_a_unique_prefix(env: dict[str, str]) -> None:
     for _ in range(2):
         assert cli_run(env, "run", f"{PIPES}:noisy").returncode == 1
@@ -332,9 +346,13 @@ def test_show_takes_a_unique_prefix(env: dict[str, str]) -> None:
     shown = cli_run(env, "show", run_id[:8])
     assert shown.returncode == 0, shown.stderr
     assert f"run       {run_id}" in shown.stdout
-    ambiguous = cli_run(env, "show", "")
+    anyio.run(_record_runs, env["DREMIOFRAME_ASYNC_STORE"], ["feed0001", "feed0002"])
+    ambiguous = cli_run(env, "show", "feed")
     assert ambiguous.returncode == 2
     assert "ambiguous: 2 runs match" in ambiguous.stderr
+    empty = cli_run(env, "show", "")  # matches every id: refused, not "ambiguous" or shown
+    assert empty.returncode == 2
+    assert "RUN_ID is empty" in empty.stderr
     unknown = cli_run(env, "show", "zzz")
     assert unknown.returncode == 2
     assert "no run 'zzz'" in unknown.stderr

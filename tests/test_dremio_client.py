@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Iterable, Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import anyio
 import pyarrow as pa
@@ -357,7 +358,7 @@ async def test_iter_batches_and_parquet_match_fetch_arrow(
     path = tmp_path / "sales.parquet"
     assert await client.to_parquet(job_id, path, row_group_rows=600) == 1234
     assert pq.read_table(path).equals(whole)
-    assert not (tmp_path / "sales.parquet.partial").exists()
+    assert [p.name for p in Path(tmp_path).iterdir()] == ["sales.parquet"]  # no temporary file
 
 
 @pytest.mark.asyncio

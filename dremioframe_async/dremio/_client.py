@@ -7,14 +7,12 @@ import os
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 import anyio
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ._config import SslOption, redact_url, resolve_config
 from ._errors import (
@@ -27,7 +25,7 @@ from ._errors import (
 )
 from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
-from ._results import PAGE_SIZE, ResultPager, path_segment
+from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
 from ._stream import BatchStream, StreamStats
 from ._transport import RetryPolicy, Transport
 
@@ -63,11 +61,14 @@ class Job:
 
     @classmethod
     def from_json(cls, job_id: str, body: Mapping[str, Any]) -> Job:
-        """Build a snapshot from ``GET /job/{id}``'s body."""
+        """Build a snapshot from ``GET /job/{id}``'s body.
+
+        :raises DremioError: its ``rowCount`` is not a number of rows.
+        """
         return cls(
             id=job_id,
             state=str(body.get("jobState", "")),
-            row_count=int(body.get("rowCount") or 0),
+            row_count=row_count(body.get("rowCount") or 0, job_id),
             error_message=str(body.get("errorMessage") or ""),
             cancellation_reason=str(body.get("cancellationReason") or ""),
             started_at=body.get("startedAt"),
@@ -105,7 +106,8 @@ class DremioClient:
     stream holds; ``flight_streams`` the Flight reads running at once.
 
     :raises DremioConfigError: a malformed URL or ``flight_url``, no usable
-        credentials or a bad ``ssl``.
+        credentials, a bad ``ssl``, or a ``page_concurrency`` below 1 or a
+        ``request_timeout`` or ``cancel_timeout`` that is not positive.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class DremioClient:
         flight_streams: int = 8,
     ) -> None:
         self.config = resolve_config(url, token, username, password, project_id, ssl_option=ssl)
+        _check_settings(page_concurrency, request_timeout, cancel_timeout)
         self.page_concurrency = page_concurrency
         self._poll = (poll_interval, max_poll_interval)
         self._cancel_timeout = cancel_timeout
@@ -310,7 +313,9 @@ class DremioClient:
         :raises DremioJobCancelled: the job was CANCELED.
         :raises DremioJobTimeout: ``timeout`` seconds passed first.
         :raises DremioError: the status could not be read (the job was cancelled).
+        :raises DremioConfigError: ``timeout`` is not positive.
         """
+        _check_timeout(timeout)
         with anyio.move_on_after(timeout):
             try:
                 return await self._poll_until_final(job_id, on_status)
@@ -367,9 +372,11 @@ class DremioClient:
         :raises DremioJobTimeout: the job took longer than ``timeout`` (it is cancelled).
         :raises DremioResultIncomplete: fewer (or more) rows arrived than the job produced.
         :raises DremioSubmitUncertain: the statement may have run, but no reply came back.
-        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL, or a
+            ``timeout`` that is not positive.
         :raises DremioError: any other failure.
         """
+        _check_timeout(timeout)
         if self._resolve_via(via) == "flight":
             return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
@@ -391,8 +398,10 @@ class DremioClient:
         ``flight_read_ahead`` batches are held; over REST at most ``page_concurrency``
         pages. Errors are raised by the iteration.
 
-        :raises DremioConfigError: ``via="flight"`` without a Flight URL.
+        :raises DremioConfigError: ``via="flight"`` without a Flight URL, or a
+            ``timeout`` that is not positive.
         """
+        _check_timeout(timeout)
         if self._resolve_via(via) == "flight":
             stats = StreamStats()
             flight = self._flight_or_fail()
@@ -453,6 +462,12 @@ class DremioClient:
     async def _pager(self, job: str | Job) -> ResultPager:
         if isinstance(job, str):
             job = await self.job(job)
+        if job.state != "COMPLETED":
+            # A running job's rowCount is the rows so far: pages that match it would
+            # pass every check, and a partial result would look complete.
+            raise DremioJobError(
+                job.id, f"Dremio job {job.id} is {job.state or 'in no state'}, not COMPLETED"
+            )
         return ResultPager(self._transport, job.id, job.row_count, self.page_concurrency)
 
     async def fetch_arrow(self, job: str | Job) -> pa.Table:
@@ -463,7 +478,7 @@ class DremioClient:
         count: a short or missing page never yields a short table.
 
         :raises DremioResultIncomplete: the rows delivered do not match the job's row count.
-        :raises DremioBadRequest: the job has not completed.
+        :raises DremioJobError: the job has not completed.
         :raises DremioError: any other failure.
         """
         return await (await self._pager(job)).table()
@@ -476,6 +491,7 @@ class DremioClient:
         job's row count as it arrives.
 
         :raises DremioResultIncomplete: a page is short, long or missing.
+        :raises DremioJobError: the job has not completed.
         :raises DremioError: a page could not be fetched.
         """
         pager = await self._pager(job)
@@ -488,41 +504,19 @@ class DremioClient:
     ) -> int:
         """Stream a completed job's results into a Parquet file; return the row count.
 
-        The file is written beside ``path`` (``<name>.partial``) and renamed into
-        place at the end, so ``path`` never holds a partial result; on any
-        failure or cancellation the partial file is removed.
+        The file is written beside ``path`` under a hidden temporary name and
+        renamed into place at the end, so ``path`` never holds a partial result; on
+        any failure or cancellation the temporary file is removed.
 
         :raises DremioResultIncomplete: the rows delivered do not match the job's row count.
+        :raises DremioJobError: the job has not completed.
         :raises DremioError: a page could not be fetched.
         :raises OSError: the file could not be written.
         """
-        target = Path(path)
-        partial = target.with_name(target.name + ".partial")
-        writer: pq.ParquetWriter | None = None
-        rows, pending, complete = 0, [], False
-        try:
-            async with aclosing(self.iter_batches(job)) as batches:
-                async for batch in batches:
-                    if writer is None:
-                        writer = await anyio.to_thread.run_sync(
-                            pq.ParquetWriter, partial, batch.schema
-                        )
-                    pending.append(batch)
-                    rows += batch.num_rows
-                    if sum(b.num_rows for b in pending) >= row_group_rows:
-                        await _write(writer, pending)
-                        pending = []
-            if writer is not None:
-                await _write(writer, pending)
-            complete = True
-        finally:
-            with anyio.CancelScope(shield=True):
-                if writer is not None:
-                    await anyio.to_thread.run_sync(writer.close)
-                if not complete:
-                    await anyio.Path(partial).unlink(missing_ok=True)
-        await anyio.Path(partial).replace(target)
-        return rows
+        # The temporary name is unique per call: two writes onto one path must not
+        # share (and corrupt) one temporary file.
+        async with BatchStream(self.iter_batches(job), "rest") as batches:
+            return await write_parquet_atomically(batches, path, row_group_rows=row_group_rows)
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -548,16 +542,30 @@ class DremioClient:
         return body
 
 
+def _check_settings(page_concurrency: int, request_timeout: float, cancel_timeout: float) -> None:
+    # Each of these would otherwise misbehave quietly: page_concurrency < 1 skipped
+    # pages, a timeout <= 0 never sent a request or never sent a job's cancel.
+    if isinstance(page_concurrency, bool) or not isinstance(page_concurrency, int):
+        raise DremioConfigError(
+            f"page_concurrency must be a whole number, got {page_concurrency!r}"
+        )
+    if page_concurrency < 1:
+        raise DremioConfigError(f"page_concurrency must be at least 1, got {page_concurrency}")
+    for name, value in (("request_timeout", request_timeout), ("cancel_timeout", cancel_timeout)):
+        if not value > 0:
+            raise DremioConfigError(f"{name} must be positive, got {value!r}")
+
+
+def _check_timeout(timeout: float | None) -> None:
+    # A timeout already over would submit the statement only to cancel it at once.
+    if timeout is not None and not timeout > 0:
+        raise DremioConfigError(f"timeout must be positive (or None), got {timeout!r}")
+
+
 def _job_id(reply: Any) -> str:
     if isinstance(reply, dict) and reply.get("id"):
         return str(reply["id"])
     raise DremioError("Dremio accepted the SQL but its reply holds no job id")
-
-
-async def _write(writer: pq.ParquetWriter, batches: list[pa.RecordBatch]) -> None:
-    if batches:
-        table = pa.Table.from_batches(batches)
-        await anyio.to_thread.run_sync(writer.write_table, table)
 
 
 def _cloud_flight_url(url: str | None) -> str | None:

@@ -344,8 +344,12 @@ class FlightTransport:
     def _attempt(self, call: _Call, query: _Query, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
         info = self._flight_info(query, deadline)
         call.stats.schema(info.schema)
-        rows = 0
+        rows, schema = 0, None
         for endpoint in info.endpoints:
+            # GetFlightInfo cannot be interrupted: a consumer may have left meanwhile,
+            # and a DoGet would start the query on Dremio only to cancel it.
+            if call.cancelled.is_set():
+                raise _Cancelled
             options = self._options(deadline, query.headers())
             reader = _guarded(
                 "DoGet", deadline, self._connection().do_get, endpoint.ticket, options
@@ -353,6 +357,13 @@ class FlightTransport:
             call.attach(reader)
             try:
                 for batch in self._chunks(call, reader, deadline):
+                    schema = schema or batch.schema
+                    if not batch.schema.equals(schema):  # endpoints disagree: no one table
+                        reader.cancel()  # stop the rest of this endpoint's stream
+                        raise DremioError(
+                            f"the Flight result changed to another schema mid-way: "
+                            f"{schema.names} then {batch.schema.names}"
+                        )
                     rows += batch.num_rows
                     yield batch
             finally:

@@ -51,9 +51,10 @@ async def write_parquet_atomically(
         with anyio.CancelScope(shield=True):
             if writer is not None:
                 await anyio.to_thread.run_sync(writer.close)
-            if done:
-                await anyio.Path(partial).replace(target)
-            else:
+            try:
+                if done:
+                    await anyio.Path(partial).replace(target)
+            finally:  # not done, or the rename failed (``path`` is a directory, ...)
                 await anyio.Path(partial).unlink(missing_ok=True)
     return rows
 

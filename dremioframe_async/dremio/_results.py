@@ -19,12 +19,12 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
-from ._errors import DremioResultIncomplete
+from ._errors import DremioError, DremioResultIncomplete
 from ._pages import map_bounded
 from ._transport import Loads, Transport
 from ._types import arrow_schema, has_decimal, rows_to_batch
 
-__all__ = ["PAGE_SIZE", "ResultPager", "path_segment"]
+__all__ = ["PAGE_SIZE", "ResultPager", "path_segment", "row_count"]
 
 PAGE_SIZE = 500
 """Dremio serves at most 500 rows per results request."""
@@ -41,6 +41,21 @@ def path_segment(text: str) -> str:
     return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
 
 
+def row_count(value: Any, job_id: str) -> int:
+    """Dremio's ``rowCount`` as a whole number of rows.
+
+    :raises DremioError: it is not one (text, negative, fractional): checking the
+        rows against it would mean nothing.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise DremioError(f"Dremio job {job_id}: its row count {value!r} is not a number of rows")
+
+
 def _exact_loads(text: str) -> Any:
     # DECIMAL values arrive as JSON numbers; parsing them as float would lose digits.
     return json.loads(text, parse_float=Decimal)
@@ -51,6 +66,7 @@ class _Page:
     offset: int
     reported_rows: int | None
     batch: pa.RecordBatch
+    other_schema: bool = False
 
 
 class ResultPager:
@@ -113,6 +129,8 @@ class ResultPager:
 
     def _problem(self, page: _Page) -> str | None:
         """What is wrong with ``page``, or None."""
+        if page.other_schema:  # its rows read with the first page's columns would be nulls
+            return f"the page at offset {page.offset:,} has another schema than the first"
         if page.reported_rows is not None and page.reported_rows != self.expected:
             return f"the results report {page.reported_rows:,} rows, the job {self.expected:,}"
         wanted = max(0, min(PAGE_SIZE, self.expected - page.offset))
@@ -128,9 +146,12 @@ class ResultPager:
         params = {"offset": str(offset), "limit": str(PAGE_SIZE)}
         body = await self.transport.request("GET", self._path, params=params, loads=loads)
         body = body if isinstance(body, dict) else {}
+        served = arrow_schema(body["schema"]) if body.get("schema") else None
+        other = schema is not None and served is not None and not served.equals(schema)
         if schema is None:
-            schema = arrow_schema(body.get("schema") or [])
+            schema = served if served is not None else pa.schema([])
         reported = body.get("rowCount")
         rows = body.get("rows") or []
         batch = rows_to_batch(rows, schema)
-        return _Page(offset, None if reported is None else int(reported), batch)
+        reported = None if reported is None else row_count(reported, self.job_id)
+        return _Page(offset, reported, batch, other)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -285,10 +286,14 @@ class Transport:
         headers = {"Authorization": f"Bearer {self._bearer.value}"} if auth and self._bearer else {}
         budget = min(self._request_timeout, deadline - anyio.current_time())
         if budget <= 0:
-            raise DremioConnectionError(method, path, "the retry budget (max_time) is used up")
+            # Nothing has been sent: a POST that stops here cannot have run.
+            raise DremioConnectionError(
+                method, path, "the retry budget (max_time) is used up", sent=False
+            )
         # `connect` is separate so that a connection that could not even be opened
         # is told apart from a request that may have been sent.
-        timeout = aiohttp.ClientTimeout(total=budget, connect=budget)
+        limit = budget if math.isfinite(budget) else None  # aiohttp cannot time infinity
+        timeout = aiohttp.ClientTimeout(total=limit, connect=limit)
         url = URL(self.config.root + path, encoded=True)
         started = time.perf_counter()
         try:
@@ -305,7 +310,13 @@ class Transport:
         )
         if status >= 400:
             raise _api_error(method, path, status, _json_or_none(text), resp_headers)
-        return loads(text) if text else None
+        if not text:
+            return None
+        try:
+            return loads(text)
+        except ValueError as exc:  # not Dremio's JSON: a proxy's page, or a cut body
+            reason = f"the reply is not JSON, perhaps a proxy's page ({exc})"
+            raise DremioConnectionError(method, path, reason) from exc
 
 
 def _connection_error(

@@ -330,8 +330,11 @@ class Pipeline:
         if prior.status == "RUNNING":
             raise ResumeRefused(
                 resume,
-                f"it is still running (owner {prior.owner or 'unknown'} is alive); resume it "
-                "once it has ended or its process is gone",
+                # The store marks a run INTERRUPTED only when it can see the owner is gone;
+                # an owner on another host (SQLite) cannot be checked, so claim nothing more.
+                f"it is still running as far as the store can tell (owner "
+                f"{prior.owner or 'unknown'}: alive, or on another host where it cannot be "
+                "checked from here); resume it once it has ended or its process is gone",
             )
         changed = _changed_params(prior.params, context)
         if changed and not params_changed_ok:

@@ -77,6 +77,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._written = WrittenTasks()
+        self._identity: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
@@ -111,7 +112,17 @@ class SQLiteStore:
             conn.close()
             raise
         self._conn = conn
+        self._identity = _file_identity(self.path)
         return conn
+
+    def _check_file(self) -> None:
+        """Fail when the file was deleted or replaced: writes to it would vanish silently."""
+        if self._identity is not None and _file_identity(self.path) != self._identity:
+            raise StoreUnavailable(
+                self.name,
+                "the file was deleted or replaced while this store had it open; "
+                "what was written to it since is lost",
+            )
 
     async def record(self, events: Sequence[Event]) -> None:
         """Write one batch of events in one transaction.
@@ -142,6 +153,7 @@ class SQLiteStore:
                 _upsert(conn, TaskRow, tasks)
                 _upsert(conn, AttemptRow, attempts)
         self._written.remember(fold.runs.values(), fresh)
+        self._check_file()  # after the write, so a deletion during it is seen too
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results and status for resuming.
@@ -302,6 +314,17 @@ def _counts(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
 _PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
     WHERE r.run_id = ?1 AND r.task_keys IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM tasks AS t WHERE t.run_id = ?1 AND t.key = j.value)"""
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of ``path``: None for ``:memory:``, (-1, -1) for a file that is gone."""
+    if path == ":memory:":
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (-1, -1)  # never equal to an open file's identity
+    return (st.st_dev, st.st_ino)
 
 
 def _load_prior(conn: sqlite3.Connection, run_id: str) -> PriorRun:

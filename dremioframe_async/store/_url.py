@@ -75,7 +75,10 @@ def _did_you_mean(scheme: str, rest: str) -> str:
 
 
 def _postgres(url: str) -> PostgresStore:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": a typo in the URL, not a failure
+        raise StoreURLError(url, str(exc)) from None
     query = parse_qsl(parts.query)
     schema = next((v for k, v in query if k == "schema"), "dremioframe_async")
     # asyncpg would send unknown query parameters to the server as settings.
