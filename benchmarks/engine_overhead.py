@@ -30,6 +30,13 @@ timing. The implementations take turns, repetition by repetition, so load from
 elsewhere on a shared machine weighs on all of them alike. The engine and the
 floor also run on trio.
 
+Cold rows (``--cold`` for those alone): build + validate + first run, each in
+a fresh interpreter (median of 3, ``--quick`` 1), for the engine, raw anyio
+and aiodag (the ``bench`` extra; its rows are left out when it is missing),
+on the three shapes and a 100,000-task fan-out (not with ``--quick``). Each
+child times the whole thing inside its event loop and reports its resident
+high-water mark (VmHWM) over its resident size at start.
+
 ``--memory N`` runs an N-task fan-out through a Pipeline and prints its peak
 RSS (``ru_maxrss``, against the resident size at start) and the tracemalloc
 peak of a run. The default mode runs it first, in a fresh child process: a
@@ -340,6 +347,134 @@ def memory_in_child(n: int) -> str:
     return out.stdout
 
 
+# -- cold start: build + validate + first run, each in a fresh process -----------------
+
+COLD_IMPLS = ("engine", "raw-anyio", "aiodag")
+
+
+def aiodag_available() -> bool:
+    try:
+        import aiodag  # noqa: F401 -- the `bench` extra
+    except ImportError:
+        return False
+    return True
+
+
+async def aiodag_once(shape: Shape) -> None:
+    """The shape in aiodag: each call schedules an asyncio task that awaits its inputs."""
+    from aiodag import task as adtask  # the `bench` extra
+
+    action, args = _body(shape)
+
+    @adtask
+    async def first() -> None:
+        await noop()
+
+    @adtask
+    async def step(_up: Any = None) -> None:
+        await action(*args)
+
+    if shape.name == "chain":
+        last = first()
+        for _ in range(shape.n - 1):
+            last = step(last)
+        await last
+        return
+    head = first()
+    mids = [step(head) for _ in range(shape.n)]
+    await adtask(noop, *mids)()
+
+
+async def _cold_engine(shape: Shape) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    pipeline = build_pipeline(shape)  # building and validating are the cold path's own cost
+    result = await pipeline.run()
+    elapsed = time.perf_counter() - start
+    _check(result)
+    return elapsed
+
+
+def _vm_hwm_mib() -> float:
+    """Resident high-water mark; unlike ru_maxrss it starts anew at exec."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return _maxrss_mib()  # not Linux: the inherited high-water mark is all there is
+
+
+def cold_child(impl: str, shape_name: str, n: int) -> None:
+    """In a fresh interpreter: time one cold build + run; print seconds and RSS growth."""
+    shape = Shape(shape_name, n)
+    rss0 = _rss_now_mib()
+    if impl == "engine":
+        seconds = anyio.run(_cold_engine, shape)
+    elif impl == "raw-anyio":
+        seconds = anyio.run(_timed_once, raw_anyio_once, shape)
+    else:
+        seconds = asyncio.run(_timed_once(aiodag_once, shape))
+    print(f"{seconds:.6f} {_vm_hwm_mib() - rss0:.1f}")
+
+
+@dataclass(slots=True)
+class ColdRow:
+    shape: Shape
+    impl: str
+    times: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+
+
+def _cold_once(impl: str, shape: Shape) -> tuple[float, float]:
+    argv = [sys.executable, __file__, "--cold-child", impl, shape.name, str(shape.n)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"cold {impl} {shape.name} failed with exit code {out.returncode}")
+    seconds, rss = out.stdout.split()
+    return float(seconds), float(rss)
+
+
+def measure_cold(sizes: Sizes, reps: int, *, big: bool = True) -> list[ColdRow]:
+    """Every cold implementation of every shape, ``reps`` fresh processes each, interleaved."""
+    impls = [i for i in COLD_IMPLS if i != "aiodag" or aiodag_available()]
+    cold_shapes = [*shapes(sizes), *([Shape("fan-out", sizes.big_fanout)] if big else [])]
+    rows = [ColdRow(s, i) for s in cold_shapes for i in impls]
+    for r in range(reps):
+        for shape in cold_shapes:
+            mine = [row for row in rows if row.shape == shape]
+            k = r % len(mine)
+            for row in mine[k:] + mine[:k]:
+                seconds, rss = _cold_once(row.impl, shape)
+                row.times.append(seconds)
+                row.rss.append(rss)
+    return rows
+
+
+def print_cold(rows: list[ColdRow], reps: int) -> None:
+    print(f"\ncold: build + validate + first run, a fresh process each, median of {reps}")
+    print(
+        f"{'shape':<8} {'tasks':>6} {'implementation':<15} {'wall ms':>9} {'us/task':>8} "
+        f"{'+RSS MiB':>9} {'x raw-anyio':>12} {'x aiodag':>9}"
+    )
+    by = {(row.shape, row.impl): statistics.median(row.times) for row in rows}
+    for row in rows:
+        med = by[row.shape, row.impl]
+        ratios = [
+            f"{med / by[row.shape, base]:.2f}x"
+            if (row.shape, base) in by and base != row.impl
+            else "-"
+            for base in ("raw-anyio", "aiodag")
+        ]
+        print(
+            f"{row.shape.name:<8} {row.shape.tasks:>6} {row.impl:<15} {med * 1e3:>9.1f} "
+            f"{med / row.shape.tasks * 1e6:>8.2f} {statistics.median(row.rss):>9.0f} "
+            f"{ratios[0]:>12} {ratios[1]:>9}"
+        )
+    if not any(row.impl == "aiodag" for row in rows):
+        print("(aiodag not installed: pip install -e '.[bench]' adds its rows)")
+
+
 # -- profiling -----------------------------------------------------------------------
 
 
@@ -397,10 +532,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--memory", type=int, metavar="N", help="only the N-task memory run")
     parser.add_argument("--profile", choices=["fan-out", "chain"], help="only profile a shape")
     parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
+    parser.add_argument("--cold", action="store_true", help="only the cold (fresh process) rows")
+    parser.add_argument(
+        "--cold-child", nargs=3, metavar=("IMPL", "SHAPE", "N"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else DEFAULT
     reps = args.reps or sizes.reps
-    if args.memory:
+    if args.cold_child:
+        impl, shape_name, n = args.cold_child
+        cold_child(impl, shape_name, int(n))
+    elif args.cold:
+        cold_reps = args.reps or (1 if args.quick else 3)
+        print_cold(measure_cold(sizes, cold_reps), cold_reps)
+    elif args.memory:
         measure_memory(args.memory)
     elif args.profile:
         size = sizes.fanout if args.profile == "fan-out" else sizes.chain
@@ -408,8 +553,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         start = time.perf_counter()
         memory = memory_in_child(sizes.big_fanout)
+        cold_reps = 1 if args.quick else min(reps, 3)
+        cold = measure_cold(sizes, cold_reps, big=not args.quick)
         print_table(measure_all(sizes, reps), sizes, reps)
         print(memory, end="")
+        print_cold(cold, cold_reps)
         print(f"total {time.perf_counter() - start:.1f} s")
 
 

@@ -68,6 +68,7 @@ from .orchestration import (
     PipelineDefinitionError,
     RunFinished,
     RunResult,
+    RunStatus,
     TaskDefinitionError,
 )
 from .progress import Progress, describe, format_duration, format_table, printable
@@ -327,7 +328,7 @@ def _report(result: RunResult, progress: Progress) -> int:
     if result.history_error is not None:
         _error_line("run", describe(result.history_error))
         return EXIT_HISTORY_LOST
-    return EXIT_OK if result.status == "SUCCESS" else EXIT_FAILED
+    return EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_FAILED
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:

@@ -6,10 +6,12 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     DremioFrameError
     ├── orchestration errors (dremioframe_async.orchestration)
     │   ├── ArgumentError (also TypeError, ValueError)  bad arguments to Pipeline / run()
-    │   ├── TaskDefinitionError (also TypeError)   bad arguments to @task / Task
+    │   │   └── TaskOptionError                    a bad TaskOptions(...) field
+    │   ├── TaskDefinitionError (also TypeError, ValueError)  bad arguments to @task / Task
     │   ├── PipelineDefinitionError (also ValueError)  every graph problem found, at once
     │   │   └── CycleError                         names the cycle: a -> b -> a
-    │   ├── ExpandError (also TypeError)           expand() over a non-iterable result
+    │   ├── ExpandError (also TypeError)           a mapped value that cannot be mapped over
+    │   ├── MapLengthError (also ValueError)       more mapped instances than max_map_length
     │   ├── ResourceError                          a run's resource could not be opened or closed
     │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   ├── PipelineFailed                         raise_for_status(); carries the task errors

@@ -27,7 +27,7 @@ def quick_run() -> subprocess.CompletedProcess[str]:
         [sys.executable, str(SCRIPT), "--quick"],
         capture_output=True,
         text=True,
-        timeout=50,
+        timeout=120,
         check=False,
         cwd=SCRIPT.parents[1],
     )
@@ -92,3 +92,12 @@ def test_the_shared_client_benchmark_runs_and_counts_logins() -> None:
     assert "8 logins/run" in done.stdout
     assert "1 logins/run" in done.stdout
     assert "ratio shared/per task: " in done.stdout
+
+
+@pytest.mark.parametrize("impl", ["engine", "raw-anyio", "aiodag"])
+def test_prints_cold_rows_for_every_shape(
+    quick_run: subprocess.CompletedProcess[str], impl: str
+) -> None:
+    cold = quick_run.stdout.split("cold: build + validate + first run", 1)[1]
+    rows = re.findall(rf"^(fan-out|chain|sleep) +(\d+) {re.escape(impl)} +\d", cold, re.MULTILINE)
+    assert sorted(shape for shape, _ in rows) == ["chain", "fan-out", "sleep"]

@@ -1,4 +1,8 @@
-"""The engine against its contract (DESIGN.md), written from the specification alone.
+"""The engine against its contract, written from the specification alone.
+
+The contract is the engine's documented semantics, stated in the README ("Writing
+pipelines") and docs/architecture.md. The suite was written from it, apart from
+test_engine.py.
 
 Every test runs on asyncio and trio. Ordering uses anyio Events and
 ``wait_all_tasks_blocked()``; nothing sleeps to order events and nothing asserts
@@ -75,7 +79,7 @@ class Recorder:
 
 
 def status_rule(result: RunResult) -> str:
-    """The run status DESIGN.md derives from the task states."""
+    """The run status the contract derives from the task states (README, "Trigger rules")."""
     return "FAILED" if FAILING_STATES & set(result.states.values()) else "SUCCESS"
 
 
@@ -277,6 +281,7 @@ async def test_type_error_in_body_is_not_rerun(with_context: bool, is_async: boo
     assert calls == [1]
     assert result.states["buggy"] is TaskState.FAILED
     assert isinstance(result.errors["buggy"], TypeError)
+    assert result.tasks["buggy"].attempts == 1
 
 
 # -------------------------------------------------------------------- data edges
@@ -629,8 +634,11 @@ async def test_base_exception_from_a_task_surfaces_as_itself() -> None:
     async def fatal() -> None:
         raise Fatal("stop")
 
+    rec = Recorder()
     with pytest.raises(Fatal):
-        await Pipeline("fatal").add_task(fatal()).run()
+        await Pipeline("fatal").add_task(fatal()).add_task(task(name="ok")(_ok)()).run(on_event=rec)
+    assert isinstance(rec.events[-1], RunFinished)
+    assert rec.events[-1].status == "CANCELLED"
 
 
 async def test_results_mapping_and_missing_results() -> None:
@@ -734,7 +742,9 @@ async def test_expand_over_a_non_iterable_fails_naming_the_task() -> None:
     assert len(errors) == 1
     assert isinstance(errors[0], DremioFrameError)
     assert isinstance(errors[0], TypeError)
-    assert "each" in str(errors[0])
+    assert isinstance(errors[0], orchestration.ExpandError)
+    assert "'each'" in str(errors[0])
+    assert "int" in str(errors[0])  # says what it got
 
 
 async def test_expand_instance_failure_fails_downstream_not_siblings() -> None:
@@ -758,6 +768,13 @@ async def test_expand_instance_failure_fails_downstream_not_siblings() -> None:
     mapped >> cleanup
     result = await Pipeline("inst_fail").add_task(out).run()
     assert sorted(seen) == [0, 2]
+    assert result.states["each"] is TaskState.FAILED
+    assert isinstance(result.errors["each"], ValueError)  # the failed instance's error
+    assert [result.states[f"each[{i}]"] for i in range(3)] == [
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.SUCCESS,
+    ]
     assert result.states["total"] is TaskState.UPSTREAM_FAILED
     assert result.states["cleanup"] is TaskState.SUCCESS
     assert result.status == "FAILED"
@@ -830,6 +847,7 @@ async def test_retries_count_attempts_after_the_first() -> None:
     assert len(calls) == 3
     assert result.states["always_fails"] is TaskState.FAILED
     assert str(result.errors["always_fails"]) == "attempt 3"
+    assert result.tasks["always_fails"].attempts == 3
     retrying = rec.retries("always_fails")
     assert [e.attempt for e in retrying] == [1, 2]
     assert [str(e.error) for e in retrying] == ["attempt 1", "attempt 2"]
@@ -891,6 +909,8 @@ async def test_jitter_stays_within_bounds() -> None:
     delays = [e.delay for e in rec.retries("flaky")]
     assert len(delays) == 4
     assert all(0.001 <= d <= 0.003 + 1e-9 for d in delays)
+    # The jitter is random: four equal delays (what no jitter gives) would take odds of ~0.
+    assert len({round(d, 9) for d in delays}) > 1, delays
 
 
 @pytest.mark.parametrize(
@@ -1040,6 +1060,7 @@ async def test_cancelling_the_caller_scope_cancels_tasks_and_reraises() -> None:
     assert cleanup == ["hang"]
     assert never == []
     assert rec.states("hang")[-1] is TaskState.CANCELLED
+    assert rec.states("after") == [TaskState.CANCELLED]  # downstream: settled, never run
     assert isinstance(rec.events[-1], RunFinished)
     assert rec.events[-1].status == "CANCELLED"
 
@@ -1179,8 +1200,8 @@ def _gated_tasks(
 
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
-    [({}, 6), ({"max_concurrency": 3}, 3), ({"max_workers": 2}, 2)],
-    ids=["unbounded_overlap", "max_concurrency", "max_workers_alias"],
+    [({}, 6), ({"max_concurrency": 1}, 1), ({"max_concurrency": 3}, 3), ({"max_workers": 2}, 2)],
+    ids=["unbounded_overlap", "max_concurrency_1", "max_concurrency", "max_workers_alias"],
 )
 async def test_concurrency_bound_holds_exactly(kwargs: dict[str, Any], expected: int) -> None:
     gate = anyio.Event()
@@ -1770,22 +1791,42 @@ async def test_timed_out_sync_task_keeps_the_pool_bound() -> None:
     release = threading.Event()
     a_running = threading.Event()
     overlap: list[bool] = []
+    slow_failed = anyio.Event()
 
     @task(pool="one", timeout=0.05)
     def slow() -> None:
         a_running.set()
-        release.wait(2)
+        release.wait(GUARD)
         a_running.clear()
 
     @task(pool="one")
     def after_slow() -> None:
         overlap.append(a_running.is_set())
 
+    def on_event(event: Event) -> None:
+        if (
+            isinstance(event, TaskStateChanged)
+            and event.key == "slow"
+            and event.state
+            in (
+                TaskState.FAILED,
+                TaskState.CANCELLED,
+            )
+        ):
+            slow_failed.set()
+
+    async def release_once_the_next_task_waits() -> None:
+        await slow_failed.wait()  # the attempt timed out; its thread still runs
+        await anyio.wait_all_tasks_blocked()  # after_slow now waits for the pool slot
+        release.set()
+
     s = slow()
     s >> task(name="after_slow", trigger_rule="all_done", pool="one")(after_slow.fn)()
     try:
         with anyio.fail_after(GUARD):
-            await Pipeline("sync_pool", pools={"one": 1}).add_task(s).run()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(release_once_the_next_task_waits)
+                await Pipeline("sync_pool", pools={"one": 1}).add_task(s).run(on_event=on_event)
     finally:
         release.set()
     assert overlap == [False]

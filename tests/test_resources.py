@@ -7,6 +7,7 @@ is only a liveness bound.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -548,6 +549,23 @@ async def test_mapped_instances_share_the_resource() -> None:
     result = await Pipeline("mapped", resources={"res": res}).add_task(handle).run()
     assert result["extract"] == ["a@1", "b@1", "c@1"]
     assert (res.opens, res.closes) == (1, 1)
+
+
+def test_the_call_shape_treats_a_declared_resource_like_context() -> None:
+    """A call need not give a declared resource; every other required argument it must."""
+    from dremioframe_async.orchestration._decorator import _CallShape
+
+    @task(resources=("res",))
+    def load(table: str, res: Any) -> str:
+        return table
+
+    assert load._shape.surely_binds(("t",), {})  # the fast path, no bind
+    assert load("t").kwargs == {}  # nothing stands in for the resource in the Task
+    assert load.partial().expand(table=["x", "y"]).mapped == {"table": ("x", "y")}
+    with pytest.raises(TaskDefinitionError, match="missing a required argument: 'table'"):
+        load()
+    undeclared = _CallShape(inspect.signature(load.fn))  # only context is supplied
+    assert not undeclared.surely_binds(("t",), {})
 
 
 async def test_a_value_given_in_the_call_wins_over_the_resource() -> None:

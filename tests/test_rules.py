@@ -67,3 +67,30 @@ def test_tasks_without_upstream_always_run(rule: TriggerRule) -> None:
 def test_not_run_verdicts_map_to_states() -> None:
     assert Verdict.SKIP.state().value == "SKIPPED"
     assert Verdict.UPSTREAM_FAILED.state().value == "UPSTREAM_FAILED"
+
+
+@pytest.mark.parametrize("rule", list(TriggerRule), ids=[r.value for r in TriggerRule])
+def test_rule_families_are_stated_once(rule: TriggerRule) -> None:
+    from dremioframe_async.orchestration._rules import (
+        may_start_early,
+        only_successes_matter,
+        passes_without_upstream,
+        reevaluated_on_resume,
+        runs_on_cancel,
+    )
+
+    cleanup = {TriggerRule.ALL_DONE, TriggerRule.ALWAYS}
+    early = {TriggerRule.ALWAYS, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED}
+    early.add(TriggerRule.ONE_DONE)
+    assert runs_on_cancel(rule) is (rule in cleanup)
+    assert may_start_early(rule) is (rule in early)
+    assert reevaluated_on_resume(rule) is (rule in cleanup | early)
+    # a rule that passes without upstream tasks must be what decide() says with none ended
+    passes = decide(rule, UpstreamCounts(3)).verdict is Verdict.RUN
+    assert passes_without_upstream(rule) is passes
+    if only_successes_matter(rule):
+        # the runner's shortcut must agree with decide() whenever nothing failed or skipped
+        for total in range(1, 4):
+            for success in range(total + 1):
+                verdict = decide(rule, UpstreamCounts(total, success=success)).verdict
+                assert verdict is (Verdict.RUN if success == total else Verdict.WAIT)

@@ -7,14 +7,14 @@ import pytest
 from _store_fixtures import StoreFactory
 
 from dremioframe_async import Pipeline, task
-from dremioframe_async.orchestration._events import (
+from dremioframe_async.orchestration import (
     Event,
     RunFinished,
     RunStarted,
     TaskRetrying,
+    TaskState,
     TaskStateChanged,
 )
-from dremioframe_async.orchestration._states import TaskState
 from dremioframe_async.store import MemoryStore, RunNotFound, RunStatus, RunStore
 from dremioframe_async.store._codec import storable_text
 

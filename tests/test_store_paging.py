@@ -8,7 +8,7 @@ from pathlib import Path
 import _store_fixtures
 import pytest
 
-from dremioframe_async.orchestration._events import Event, RunFinished, RunStarted
+from dremioframe_async.orchestration import Event, RunFinished, RunStarted
 from dremioframe_async.store import RunQuery, RunStatus, RunStore, SQLiteStore
 from dremioframe_async.store._paging import PageSQL, decode_cursor, encode_cursor
 

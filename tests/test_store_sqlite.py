@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from test_store import T0, sample_run
 
-from dremioframe_async.orchestration._events import Event, RunStarted, TaskStateChanged
-from dremioframe_async.orchestration._states import TaskState
+from dremioframe_async.orchestration import Event, RunStarted, TaskState, TaskStateChanged
 from dremioframe_async.store import RunStatus, SQLiteStore, StoreSchemaError
 from dremioframe_async.store._sql import MIGRATIONS, migration
 from dremioframe_async.store._sqlite import SCHEMA_VERSION
@@ -137,7 +136,7 @@ async def test_running_runs_of_dead_owners_are_interrupted(
 
 _WRITER = """
 import anyio, sys
-from dremioframe_async.orchestration._events import RunStarted, RunFinished
+from dremioframe_async.orchestration import RunStarted, RunFinished
 from dremioframe_async.store import SQLiteStore
 async def main():
     async with SQLiteStore(sys.argv[1], busy_timeout=30) as store:

@@ -105,7 +105,7 @@ def test_unknown_trigger_rule_lists_every_valid_rule() -> None:
 
 
 def test_unknown_option_and_non_callables() -> None:
-    with pytest.raises(TaskDefinitionError, match="unknown @task option"):
+    with pytest.raises(TaskDefinitionError, match="unknown option"):
         task(name="x", retrys=3)  # type: ignore[call-overload]
     with pytest.raises(TaskDefinitionError, match="action must be callable"):
         Task("x", 42)  # type: ignore[arg-type]
@@ -143,8 +143,8 @@ def test_expand_builds_a_mapped_task() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        pytest.param({}, "exactly one keyword", id="none"),
-        pytest.param({"table": [1], "x": [2]}, "exactly one keyword", id="two"),
+        pytest.param({}, "at least one keyword", id="none"),
+        pytest.param({"table": [1], "x": [2]}, "'x' is not a parameter", id="unknown-second"),
         pytest.param({"nope": [1]}, "not a parameter", id="unknown-param"),
         pytest.param({"table": 5}, "needs a Task or an iterable", id="int"),
         pytest.param({"table": "abc"}, "needs a Task or an iterable", id="str"),
@@ -166,3 +166,80 @@ def test_sync_and_async_detection() -> None:
     assert Task("p", functools.partial(coro, 1)).is_async
     assert Task("c", Callable()).is_async
     assert not Task("s", print).is_async
+
+
+def _sig_a(a, b=1, *, c, context=None): ...  # type: ignore[no-untyped-def]
+def _sig_b(a, /, b, *rest, d=2): ...  # type: ignore[no-untyped-def]
+def _sig_c(*args, **kwargs): ...  # type: ignore[no-untyped-def]
+def _sig_d(): ...  # type: ignore[no-untyped-def]
+
+
+@pytest.mark.parametrize(
+    "fn", [_sig_a, _sig_b, _sig_c, _sig_d], ids=["kwonly", "posonly", "var", "none"]
+)
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        ((1,), {}),
+        ((1,), {"c": 3}),
+        ((1, 2), {"c": 3}),
+        ((1, 2, 3), {"c": 3}),
+        ((), {"a": 1, "c": 3}),
+        ((1,), {"a": 1, "c": 3}),
+        ((1,), {"b": 2, "c": 3, "zz": 4}),
+        ((1, 2, 3, 4), {"d": 5}),
+        ((), {"a": 1, "b": 2}),
+    ],
+)
+def test_fast_argument_check_agrees_with_signature_bind(fn, args, kwargs) -> None:  # type: ignore[no-untyped-def]
+    """The precomputed call shape may defer to bind, but never accepts what bind rejects."""
+    import inspect
+
+    from dremioframe_async.orchestration._decorator import _CallShape
+
+    signature = inspect.signature(fn)
+    supplied = (
+        {"context": None} if "context" in signature.parameters and "context" not in kwargs else {}
+    )
+    try:
+        signature.bind(*args, **kwargs, **supplied)
+        binds = True
+    except TypeError:
+        binds = False
+    if _CallShape(signature).surely_binds(args, kwargs):
+        assert binds
+    wrapped = task(fn)
+    if binds:
+        assert isinstance(wrapped(*args, **kwargs), Task)
+    else:
+        with pytest.raises(TaskDefinitionError, match="bad arguments"):
+            wrapped(*args, **kwargs)
+
+
+def test_option_keywords_are_exactly_the_task_options_fields() -> None:
+    """TaskOptionValues types the keywords of @task/Task: it must list every field, no more."""
+    import dataclasses
+    import typing
+
+    from dremioframe_async.orchestration import TaskOptions, TaskOptionValues
+
+    fields = {f.name for f in dataclasses.fields(TaskOptions)}
+    assert set(typing.get_type_hints(TaskOptionValues)) == fields
+    for name in fields:  # and each is accepted by name
+        default = getattr(TaskOptions(), name)
+        assert getattr(Task("t", print, **{name: default}).options, name) == default
+
+
+def test_options_object_or_keywords_not_both() -> None:
+    from dremioframe_async.orchestration import ArgumentError, TaskOptions
+
+    shared = TaskOptions(retries=2, trigger_rule="all_done", retry_on=ValueError)  # type: ignore[arg-type]
+    assert shared.trigger_rule is TriggerRule.ALL_DONE
+    assert shared.retry_on == (ValueError,)
+    t = Task("t", print, options=shared)
+    assert t.options is shared  # passed around, not copied into keywords and back
+    with pytest.raises(TaskDefinitionError, match="or option keywords"):
+        Task("t", print, options=shared, retries=1)
+    with pytest.raises(ArgumentError, match="retries must be a whole number"):
+        TaskOptions(retries=-1)

@@ -6,10 +6,12 @@ exception root), so it can be used without the Dremio client.
 
 from __future__ import annotations
 
+from ._decorator import TaskFunction, task
 from ._errors import (
     ArgumentError,
     CycleError,
     ExpandError,
+    MapLengthError,
     PipelineDefinitionError,
     PipelineFailed,
     ResourceError,
@@ -18,14 +20,17 @@ from ._errors import (
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
+from ._mapping import MappedTask, PartialTaskFunction
+from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
 from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
-from ._states import FINAL_STATES, TaskState, TriggerRule
-from ._task import MappedTask, Task, TaskFunction, TaskOptions, task
+from ._states import FINAL_STATES, RunStatus, TaskState, TriggerRule
+from ._task import Task
 
 __all__ = [
+    "DEFAULT_MAX_MAP_LENGTH",
     "FINAL_STATES",
     "ArgumentError",
     "CycleError",
@@ -36,7 +41,9 @@ __all__ = [
     "ExpandError",
     "HistoryIncomplete",
     "LocalExecutor",
+    "MapLengthError",
     "MappedTask",
+    "PartialTaskFunction",
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineFailed",
@@ -48,10 +55,13 @@ __all__ = [
     "RunRecorder",
     "RunResult",
     "RunStarted",
+    "RunStatus",
     "Task",
     "TaskCall",
     "TaskDefinitionError",
     "TaskFunction",
+    "TaskOptionError",
+    "TaskOptionValues",
     "TaskOptions",
     "TaskRetrying",
     "TaskRun",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..errors import DremioFrameError, StoreError
 from ._errors import ArgumentError
 from ._events import Event, RunFinished, RunStarted
 from ._recorder import HistoryIncomplete, RunRecorder
+from ._states import RunStatus
 
 __all__ = ["Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners"]
 
@@ -47,11 +48,17 @@ RECORD_RETRY_BUDGET = 5.0  # no retry starts later than this after the first att
 def normalize_listeners(on_event: Listener | Sequence[Listener] | None) -> tuple[Listener, ...]:
     """Accept one callable or a sequence of them.
 
-    :raises TypeError: for anything that is not callable.
+    :raises ArgumentError: for anything that is not callable.
     """
     if on_event is None:
         return ()
-    listeners = (on_event,) if callable(on_event) else tuple(on_event)
+    if callable(on_event):
+        return (on_event,)
+    if not isinstance(on_event, Iterable):
+        raise ArgumentError(
+            f"on_event needs a callable or a list of them, got {type(on_event).__name__}"
+        )
+    listeners = tuple(on_event)
     for listener in listeners:
         if not callable(listener):
             raise ArgumentError(f"on_event needs callables, got {type(listener).__name__}")
@@ -228,7 +235,7 @@ class Dispatcher:
             self._outbox.emit(event)
             if isinstance(event, RunStarted):
                 end = RunFinished(
-                    event.run_id, event.pipeline, "CANCELLED", time.time(), event.time
+                    event.run_id, event.pipeline, RunStatus.CANCELLED, time.time(), event.time
                 )
                 self._outbox.emit(end)
 

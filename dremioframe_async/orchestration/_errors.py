@@ -11,6 +11,7 @@ __all__ = [
     "ArgumentError",
     "CycleError",
     "ExpandError",
+    "MapLengthError",
     "PipelineDefinitionError",
     "PipelineFailed",
     "ResourceError",
@@ -23,8 +24,12 @@ class ArgumentError(DremioFrameError, TypeError, ValueError):
     """A pipeline call got an argument it cannot use (caught as TypeError or ValueError)."""
 
 
-class TaskDefinitionError(DremioFrameError, TypeError):
-    """A task was declared with an argument it cannot work with."""
+class TaskDefinitionError(DremioFrameError, TypeError, ValueError):
+    """A task was declared with an argument it cannot work with.
+
+    Both a TypeError (a non-callable, a wrong call signature) and a ValueError
+    (an unknown trigger rule, a negative retry count): either ``except`` catches it.
+    """
 
     def __init__(self, task_name: str, problem: str) -> None:
         self.task_name = task_name
@@ -57,14 +62,23 @@ class CycleError(PipelineDefinitionError):
 
 
 class ExpandError(DremioFrameError, TypeError):
-    """``expand`` was given a value it cannot fan out over."""
+    """A mapped value cannot be mapped over (not iterable, or not keyword dicts)."""
 
-    def __init__(self, task_key: str, parameter: str, value: object) -> None:
+    def __init__(self, task_key: str, problem: str) -> None:
         self.task_key = task_key
-        self.parameter = parameter
+        self.problem = problem
+        super().__init__(f"task {task_key!r}: {problem}")
+
+
+class MapLengthError(DremioFrameError, ValueError):
+    """Mapping would create more instances than the task's ``max_map_length``."""
+
+    def __init__(self, task_key: str, limit: int, detail: str) -> None:
+        self.task_key = task_key
+        self.limit = limit
         super().__init__(
-            f"task {task_key!r}: expand({parameter}=...) needs a list or other iterable "
-            f"(not str/bytes), got {type(value).__name__}"
+            f"task {task_key!r}: mapping over more than max_map_length={limit} instances "
+            f"({detail}); map over fewer, or raise the cap with @task(max_map_length=...)"
         )
 
 

@@ -9,11 +9,11 @@ by one dispatcher per run, off the tasks' own path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from ._states import TaskState
+from ._states import RunStatus, TaskState
 
 __all__ = [
     "Event",
@@ -21,10 +21,7 @@ __all__ = [
     "RunStarted",
     "TaskRetrying",
     "TaskStateChanged",
-    "fast_constructor",
 ]
-
-E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,31 +74,13 @@ class TaskRetrying:
 
 @dataclass(frozen=True, slots=True)
 class RunFinished:
-    """A run ended with ``status`` (SUCCESS, FAILED or CANCELLED)."""
+    """A run ended with ``status``: SUCCESS, FAILED or CANCELLED."""
 
     run_id: str
     pipeline: str
-    status: str
+    status: RunStatus
     time: float
     started: float
 
 
 Event = RunStarted | TaskStateChanged | TaskRetrying | RunFinished
-
-
-def fast_constructor(cls: type[E]) -> Callable[..., E]:
-    """A positional constructor for a frozen slots dataclass, for the runner's hot path.
-
-    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per
-    field, which made building a state-change event cost more than the task it
-    describes. This one writes through the slot descriptors instead; the instance
-    is the same (frozen, equal to one built normally). Every field must be given.
-    """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    scope.update({f"set_{n}": getattr(cls, n).__set__ for n in names})
-    body = "".join(f"    set_{n}(obj, {n})\n" for n in names)
-    source = f"def make({', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n"
-    exec(source, scope)  # the same technique dataclasses uses to build __init__
-    make: Callable[..., E] = scope["make"]
-    return make

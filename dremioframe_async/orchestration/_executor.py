@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 
 if TYPE_CHECKING:
-    from ._task import TaskOptions
+    from ._options import TaskOptions
 
 __all__ = [
     "DEFAULT_THREADS",

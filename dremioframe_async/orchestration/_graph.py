@@ -7,19 +7,15 @@ tasks in a deterministic order with unique keys, and edges as index tuples.
 from __future__ import annotations
 
 import graphlib
+import operator
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from ._errors import CycleError, PipelineDefinitionError
 from ._resources import resource_problems
-from ._states import TriggerRule
+from ._rules import may_start_early
 from ._task import Task
-
-# Rules that can start a task before all of its upstream tasks have finished.
-EARLY_RULES = frozenset(
-    {TriggerRule.ALWAYS, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
-)
 
 __all__ = ["Plan", "build_plan", "collect_tasks", "mermaid"]
 
@@ -42,16 +38,19 @@ class Plan:
 
 def collect_tasks(added: Iterable[Task]) -> list[Task]:
     """Every task connected to an added one, upstream or downstream, in creation order."""
-    seen: dict[Task, None] = {}
+    seen: set[Task] = set()
     stack = list(added)
     while stack:
         t = stack.pop()
         if t in seen:
             continue
-        seen[t] = None
-        stack.extend(t.upstream)
-        stack.extend(t.downstream)
-    return sorted(seen, key=lambda t: t.order)
+        seen.add(t)
+        stack.extend(t.edges_up())
+        stack.extend(t.edges_down())
+    return sorted(seen, key=_ORDER)
+
+
+_ORDER = operator.attrgetter("order")
 
 
 def assign_keys(tasks: list[Task]) -> list[str]:
@@ -75,7 +74,22 @@ def assign_keys(tasks: list[Task]) -> list[str]:
     return keys
 
 
+def _unsorted(
+    upstream: tuple[tuple[int, ...], ...], downstream: tuple[tuple[int, ...], ...]
+) -> list[int]:
+    """Tasks that no topological order reaches: those on or after a cycle (Kahn, linear)."""
+    waiting = [len(up) for up in upstream]
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    for i in ready:  # grows while it is walked
+        for d in downstream[i]:
+            waiting[d] -= 1
+            if waiting[d] == 0:
+                ready.append(d)
+    return [i for i, n in enumerate(waiting) if n] if len(ready) < len(upstream) else []
+
+
 def _find_cycles(deps: dict[int, set[int]], keys: list[str]) -> list[list[str]]:
+    """Name every cycle among ``deps`` (graphlib names one at a time; drop it, repeat)."""
     cycles = []
     graph = {n: set(d) for n, d in deps.items()}
     while True:
@@ -110,8 +124,9 @@ def build_plan(
     tasks = collect_tasks(added)
     keys = assign_keys(tasks)
     index = {t: i for i, t in enumerate(tasks)}
-    upstream = tuple(tuple(index[u] for u in t.upstream) for t in tasks)
-    downstream = tuple(tuple(index[d] for d in t.downstream) for t in tasks)
+    at = index.__getitem__
+    upstream = tuple(tuple(map(at, t.edges_up())) for t in tasks)
+    downstream = tuple(tuple(map(at, t.edges_down())) for t in tasks)
     problems = [
         f"task {keys[i]!r} uses pool {t.options.pool!r}, which the pipeline does not define "
         f"(add it: Pipeline(..., pools={{{t.options.pool!r}: N}}))"
@@ -123,17 +138,19 @@ def build_plan(
         f"trigger rule {t.options.trigger_rule.value} may start it before that result "
         f"exists (read it from the context instead, or use all_done)"
         for i, t in enumerate(tasks)
-        if t.options.trigger_rule in EARLY_RULES
+        if may_start_early(t.options.trigger_rule)
         for up in t.data_dependencies()
     ]
     if resources is not None:
         problems += resource_problems(tasks, keys, resources)
-    cycles = _find_cycles({i: set(up) for i, up in enumerate(upstream)}, keys)
+    stuck = _unsorted(upstream, downstream)
+    cycles = _find_cycles({i: set(upstream[i]) for i in stuck}, keys) if stuck else []
     if cycles:
         raise CycleError(name, cycles, problems)
     if problems:
         raise PipelineDefinitionError(name, problems)
-    upstream_keys = tuple(tuple(keys[u] for u in up) for up in upstream)
+    key_at = keys.__getitem__
+    upstream_keys = tuple(tuple(map(key_at, up)) for up in upstream)
     key_index = {k: i for i, k in enumerate(keys)}
     return Plan(
         name, tuple(tasks), tuple(keys), index, upstream, downstream, upstream_keys, key_index

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -11,7 +12,7 @@ from ._rules import UpstreamCounts
 from ._states import TaskState
 from ._task import Task
 
-__all__ = ["Node", "task_run"]
+__all__ = ["Node", "Settlement", "task_run"]
 
 _S = TaskState
 
@@ -22,7 +23,6 @@ class Node:
     __slots__ = (
         "attempts",
         "children",
-        "downstream",
         "error",
         "finished",
         "i",
@@ -49,7 +49,6 @@ class Node:
         self.key = key
         self.task = task
         self.upstream = upstream
-        self.downstream: tuple[Node, ...] = ()
         self.state = _S.PENDING
         self.queued = False
         self.result: Any = None
@@ -60,7 +59,7 @@ class Node:
         self.finished: float | None = None
         self.n_success = self.n_failed = self.n_upfailed = self.n_skipped = 0
         self.parent: Node | None = None
-        self.children: list[Node] = []
+        self.children: Sequence[Node] = ()  # a fan-out's instances, once expanded
         self.left = 0
         self.value: Any = None
         self.limiters: tuple[anyio.CapacityLimiter, ...] = ()
@@ -79,6 +78,16 @@ class Node:
             self.n_upfailed += 1
         else:
             self.n_failed += 1
+
+
+class Settlement(NamedTuple):
+    """A final state for one node, on the runner's work list until it is applied."""
+
+    node: Node
+    state: TaskState
+    result: Any = None
+    error: BaseException | None = None
+    reason: str = ""
 
 
 def task_run(n: Node) -> TaskRun:

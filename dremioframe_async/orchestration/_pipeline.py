@@ -243,10 +243,12 @@ class Pipeline:
         :raises ResumeRefused: (an ``ArgumentError``) when resuming that run now is unsafe.
         :raises StoreError: when ``store`` cannot record the run's start (no task ran).
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
-            an ``on_event`` that is not callable, a resource factory that is not
-            callable, or an executor that is not one.
+            a ``context`` that is not a mapping, an ``on_event`` that is not callable,
+            a resource factory that is not callable, or an executor that is not one.
         :raises ExecutorError: when the executor cannot start (see ``dremioframe_async.executors``).
         """
+        if context is not None and not isinstance(context, Mapping):
+            raise ArgumentError(f"run(context=...) needs a mapping, got {type(context).__name__}")
         given = check_factories(f"pipeline {self.name!r}: run()", resources)
         plan = self.plan({**self.resources, **given})
         chosen = _check_executor(executor) if executor is not None else self.executor

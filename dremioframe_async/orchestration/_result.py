@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ._errors import PipelineFailed
-from ._states import TaskState
+from ._states import RunStatus, TaskState
 from ._task import Task
 
 __all__ = ["LazyTaskRuns", "RunContext", "RunResult", "TaskRun"]
@@ -151,7 +151,7 @@ class LazyTaskRuns(Mapping[str, TaskRun]):
 class RunResult(Mapping[str, Any]):
     """The outcome of one run: a mapping of successful results by task key.
 
-    ``status`` is ``"SUCCESS"``, ``"FAILED"`` (some task ended FAILED or
+    ``status`` is a :class:`RunStatus` (a str): ``SUCCESS``, ``FAILED`` (some task ended FAILED or
     UPSTREAM_FAILED) or ``"CANCELLED"``; ``states``, ``errors`` and ``tasks``
     give the per-task detail. ``result[task_object]`` works as well as
     ``result["key"]``. ``resource_errors`` holds, by name, each of the run's
@@ -168,7 +168,7 @@ class RunResult(Mapping[str, Any]):
         self,
         pipeline: str,
         run_id: str,
-        status: str,
+        status: RunStatus,
         tasks: Mapping[str, TaskRun],
         results: Mapping[str, Any],
         key_of: Callable[[Task], str | None],
@@ -210,7 +210,7 @@ class RunResult(Mapping[str, Any]):
     @property
     def ok(self) -> bool:
         """True when the run succeeded and its history (if recorded) is complete."""
-        return self.status == "SUCCESS" and self.history_error is None
+        return self.status is RunStatus.SUCCESS and self.history_error is None
 
     def key_of(self, task: Task) -> str:
         """The key ``task`` had in this run.
@@ -245,7 +245,7 @@ class RunResult(Mapping[str, Any]):
         :raises StoreError: ``history_error``, when the run succeeded but some of its
             events could not be recorded.
         """
-        if self.status != "SUCCESS":
+        if self.status is not RunStatus.SUCCESS:
             raise PipelineFailed(
                 self.pipeline, self.run_id, self.errors, self.states, self.resource_errors
             )

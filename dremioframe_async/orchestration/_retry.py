@@ -15,7 +15,7 @@ from typing import Any
 
 import tenacity
 
-from ._task import NON_RETRYABLE, TaskOptions
+from ._options import NON_RETRYABLE, TaskOptions
 
 __all__ = ["make_retrying"]
 

@@ -15,7 +15,17 @@ from typing import Final
 
 from ._states import TaskState, TriggerRule
 
-__all__ = ["Decision", "UpstreamCounts", "Verdict", "decide"]
+__all__ = [
+    "Decision",
+    "UpstreamCounts",
+    "Verdict",
+    "decide",
+    "may_start_early",
+    "only_successes_matter",
+    "passes_without_upstream",
+    "reevaluated_on_resume",
+    "runs_on_cancel",
+]
 
 
 class Verdict(Enum):
@@ -71,6 +81,51 @@ def decide(rule: TriggerRule, c: UpstreamCounts) -> Decision:
     if c.total == 0 or rule is TriggerRule.ALWAYS:
         return _RUN
     return _RULES[rule](c)
+
+
+# Rules that can start a task before all of its upstream tasks have finished.
+_EARLY_RULES: Final = frozenset(
+    {TriggerRule.ALWAYS, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
+)
+
+
+def may_start_early(rule: TriggerRule) -> bool:
+    """Whether ``rule`` can run a task while some of its upstream tasks are unfinished."""
+    return rule in _EARLY_RULES
+
+
+# Cleanup rules: their tasks still run in a cancelled run, once every upstream task ended.
+_CLEANUP_RULES: Final = frozenset({TriggerRule.ALL_DONE, TriggerRule.ALWAYS})
+# Decided again in a resumed run rather than reusing an old result: cleanup and
+# alerts react to how this run's tasks end.
+_REEVALUATED_ON_RESUME: Final = frozenset(
+    {*_CLEANUP_RULES, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
+)
+
+
+def runs_on_cancel(rule: TriggerRule) -> bool:
+    """Whether a task with ``rule`` is cleanup: it still runs when the run is cancelled."""
+    return rule in _CLEANUP_RULES
+
+
+def reevaluated_on_resume(rule: TriggerRule) -> bool:
+    """Whether a resumed run decides a task with ``rule`` afresh instead of reusing its result."""
+    return rule in _REEVALUATED_ON_RESUME
+
+
+def passes_without_upstream(rule: TriggerRule) -> bool:
+    """Whether ``rule`` runs its task without waiting for any upstream task (``always``)."""
+    return rule is TriggerRule.ALWAYS
+
+
+def only_successes_matter(rule: TriggerRule) -> bool:
+    """Whether, after an upstream SUCCESS, counting successes alone decides ``rule``.
+
+    True for ``all_success``: any earlier failure or skip upstream has already
+    settled the task, so an upstream success means RUN once all succeeded, else
+    WAIT. The runner uses it to skip building a snapshot in the common case.
+    """
+    return rule is TriggerRule.ALL_SUCCESS
 
 
 def _not_run(verdict: Verdict, rule: TriggerRule, c: UpstreamCounts) -> Decision:

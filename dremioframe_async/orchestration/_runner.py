@@ -23,7 +23,6 @@ second Ctrl-C) cancels it. Then the cancellation is re-raised.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import time
 from collections import deque
@@ -37,32 +36,33 @@ import tenacity
 from anyio.abc import TaskGroup
 
 from ._backend import cancel_is_stray, checkpoint_function
+from ._calls import AttemptSlots, call_async, call_sync
 from ._dispatch import Emit
-from ._errors import ExpandError, TaskDefinitionError
-from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged, fast_constructor
+from ._errors import ExpandError, MapLengthError
+from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
-from ._node import Node, task_run
+from ._mapping import MappedTask
+from ._node import Node, Settlement, task_run
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
 from ._result import LazyTaskRuns, RunContext, RunResult
 from ._retry import make_retrying
-from ._rules import Verdict, decide
-from ._states import FINAL_STATES, TaskState, TriggerRule
-from ._task import MappedTask, Task, contains_task
+from ._rules import (
+    Verdict,
+    decide,
+    only_successes_matter,
+    passes_without_upstream,
+    reevaluated_on_resume,
+    runs_on_cancel,
+)
+from ._states import FINAL_STATES, RunStatus, TaskState
+from ._task import Task, contains_task
 from ._threads import SlotHandover, run_in_thread
 
 __all__ = ["Run"]
 
 _S = TaskState
-_state_changed = fast_constructor(TaskStateChanged)
-# Trigger rules whose tasks still run when the run is cancelled (cleanup).
-CLEANUP_RULES = frozenset({TriggerRule.ALL_DONE, TriggerRule.ALWAYS})
-# Rules whose task is decided again in a resumed run rather than reusing its old
-# result: cleanup and alerts react to how this run's tasks end.
-REEVALUATED_ON_RESUME = frozenset(
-    {*CLEANUP_RULES, TriggerRule.ONE_SUCCESS, TriggerRule.ONE_FAILED, TriggerRule.ONE_DONE}
-)
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 
 
@@ -122,8 +122,7 @@ class Run:
         pools: Mapping[str, anyio.CapacityLimiter],
     ) -> list[Node]:
         nodes = [Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
-        for node, downs in zip(nodes, plan.downstream, strict=True):
-            node.downstream = tuple(nodes[d] for d in downs)
+        for node in nodes:
             pool = node.task.options.pool
             lims = (pools[pool],) if pool is not None else ()
             node.limiters = (*lims, run_limiter) if run_limiter is not None else lims
@@ -134,7 +133,7 @@ class Run:
     def _state_event(self, node: Node) -> None:
         assert self.emit is not None
         self.emit(
-            _state_changed(
+            TaskStateChanged(
                 self.run_id,
                 self.plan.pipeline,
                 node.key,
@@ -180,10 +179,11 @@ class Run:
         reason: str = "",
     ) -> None:
         """Give ``node`` its final state and let everything downstream react."""
-        self._drain([(node, state, result, error, reason)])
+        self._drain([Settlement(node, state, result, error, reason)])
 
-    def _drain(self, work: list[Any]) -> None:
+    def _drain(self, work: list[Settlement]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
+        nodes = self.nodes
         while work:
             n, st, res, err, why = work.pop()
             n.state, n.error, n.reason, n.finished = st, err, why, time.time()
@@ -197,10 +197,11 @@ class Run:
                 continue
             if n.parent is not None:
                 self._child_done(n.parent, work)
-            for d in n.downstream:
-                self._upstream_done(d, st, work)
+                continue
+            for d in self.plan.downstream[n.i]:
+                self._upstream_done(nodes[d], st, work)
 
-    def _upstream_done(self, d: Node, state: TaskState, work: list[Any]) -> None:
+    def _upstream_done(self, d: Node, state: TaskState, work: list[Settlement]) -> None:
         d.count(state)
         if d.queued or d.state in FINAL_STATES:
             return
@@ -208,9 +209,8 @@ class Run:
         if self.cancelling:
             self._decide_cancelled(d, work)
             return
-        if rule is TriggerRule.ALL_SUCCESS and state is _S.SUCCESS:
-            # The common case, decided without a snapshot: an earlier failure or
-            # skip upstream would already have settled ``d``.
+        if state is _S.SUCCESS and only_successes_matter(rule):
+            # The common case, decided without a snapshot of the counts.
             if d.n_success == len(d.upstream):
                 self._enqueue(d, work)
             return
@@ -219,43 +219,43 @@ class Run:
             self._enqueue(d, work)
         elif decision.verdict is not Verdict.WAIT:
             d.queued = True  # decided: another path to ``d`` must not settle it again
-            work.append((d, decision.verdict.state(), None, None, decision.reason))
+            work.append(Settlement(d, decision.verdict.state(), reason=decision.reason))
 
-    def _decide_cancelled(self, d: Node, work: list[Any]) -> None:
+    def _decide_cancelled(self, d: Node, work: list[Settlement]) -> None:
         """In a cancelled run: cleanup runs once all upstream tasks ended, nothing else."""
         if d.counts().pending:
             return  # decided once its upstream tasks end, so cleanup keeps the graph's order
-        if d.task.options.trigger_rule in CLEANUP_RULES:
+        if runs_on_cancel(d.task.options.trigger_rule):
             self._enqueue(d, work)
         else:
             d.queued = True
-            work.append((d, _S.CANCELLED, None, None, self._why_cancelled()))
+            work.append(Settlement(d, _S.CANCELLED, reason=self._why_cancelled()))
 
-    def _child_done(self, parent: Node, work: list[Any]) -> None:
+    def _child_done(self, parent: Node, work: list[Settlement]) -> None:
         parent.left -= 1
         if parent.left:
             return
         if any(c.state is _S.CANCELLED for c in parent.children):
-            work.append((parent, _S.CANCELLED, None, None, self._why_cancelled()))
+            work.append(Settlement(parent, _S.CANCELLED, reason=self._why_cancelled()))
             return
         failed = [c for c in parent.children if c.state is not _S.SUCCESS]
         if failed:
             first = failed[0]
             why = f"{len(failed)} of {len(parent.children)} instances did not succeed"
-            work.append((parent, _S.FAILED, None, first.error, why))
+            work.append(Settlement(parent, _S.FAILED, error=first.error, reason=why))
         else:
-            work.append((parent, _S.SUCCESS, [c.result for c in parent.children], None, ""))
+            work.append(Settlement(parent, _S.SUCCESS, [c.result for c in parent.children]))
 
-    def _enqueue(self, node: Node, work: list[Any]) -> None:
+    def _enqueue(self, node: Node, work: list[Settlement]) -> None:
         node.queued = True
         if (
             self.prior is not None
             and node.parent is None
             and node.key in self.prior.results
-            and node.task.options.trigger_rule not in REEVALUATED_ON_RESUME
+            and not reevaluated_on_resume(node.task.options.trigger_rule)
         ):
             why = self.prior.reuse_reason
-            work.append((node, _S.SUCCESS, self.prior.results[node.key], None, why))
+            work.append(Settlement(node, _S.SUCCESS, self.prior.results[node.key], reason=why))
         else:
             self.ready.append(node)
 
@@ -339,37 +339,17 @@ class Run:
         await anyio.sleep(seconds)
 
     async def _attempt(self, node: Node, call: Callable[[], Any]) -> Any:
-        borrower = object()  # one per attempt: a timed-out thread may keep its slots
-        acquired = 0
-        handover: SlotHandover | None = None
-        try:
-            for limiter in node.limiters:
-                try:
-                    limiter.acquire_on_behalf_of_nowait(borrower)  # no yield if a slot is free
-                except anyio.WouldBlock:
-                    await limiter.acquire_on_behalf_of(borrower)
-                acquired += 1
+        async with AttemptSlots(node.limiters) as slots:
             # No task body starts once the run is being cancelled, even when no
             # await above had to suspend.
             await anyio.lowlevel.checkpoint_if_cancelled()
             self._mark_running(node)
             timeout = node.task.options.timeout
             if node.task.is_async:
-                if timeout is None:
-                    return await call()
-                with anyio.fail_after(timeout):
-                    return await call()
-            if timeout is not None:
-                handover = SlotHandover(node.limiters[:acquired], borrower)
-            with anyio.fail_after(timeout):
-                return self._check_sync(node, await self._call_sync(node, call, handover))
-        except BaseException:
-            if handover is not None and handover.abandon():
-                acquired = 0  # the thread still runs: it releases the slots when it ends
-            raise
-        finally:
-            for limiter in node.limiters[:acquired]:
-                limiter.release_on_behalf_of(borrower)
+                return await call_async(node.key, call, timeout)
+            return await call_sync(
+                node.key, call, timeout, slots, functools.partial(self._call_sync, node)
+            )
 
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
@@ -390,15 +370,6 @@ class Run:
         if self.emit is not None:
             self._state_event(node)
 
-    @staticmethod
-    def _check_sync(node: Node, outcome: Any) -> Any:
-        if inspect.iscoroutine(outcome):
-            outcome.close()  # never awaited: close it rather than leak a warning
-            raise TaskDefinitionError(
-                node.key, "a plain function returned a coroutine; declare it async def"
-            )
-        return outcome
-
     # -- arguments -----------------------------------------------------------------
 
     def _prepare_call(self, node: Node) -> Callable[[], Any] | None:
@@ -415,8 +386,7 @@ class Run:
             args = [self._resolve(a) for a in task.args]
             kwargs = {k: self._resolve(v) for k, v in task.kwargs.items()}
         if node.parent is not None:
-            assert isinstance(task, MappedTask)
-            kwargs = {**kwargs, task.parameter: node.value}
+            kwargs = {**kwargs, **node.value}
         if task.wants_context:
             kwargs = {**kwargs, "context": self._context(node)}
         return functools.partial(task.action, *args, **kwargs)
@@ -492,11 +462,11 @@ class Run:
         if missing is not None:
             self._settle(node, missing[0], reason=missing[1])
             return
-        source = self._resolve(task.kwargs[task.parameter])
-        if isinstance(source, str | bytes) or not isinstance(source, Iterable):
-            self._settle(node, _S.FAILED, error=ExpandError(node.key, task.parameter, source))
+        try:
+            values = task.instances(self._resolve, node.key)
+        except (ExpandError, MapLengthError) as exc:
+            self._settle(node, _S.FAILED, error=exc)
             return
-        values = list(source)
         node.state, node.started = _S.RUNNING, time.time()
         if self.emit is not None:
             self._state_event(node)
@@ -504,13 +474,15 @@ class Run:
             self._settle(node, _S.SUCCESS, result=[])
             return
         node.left = len(values)
+        children: list[Node] = []
         for j, value in enumerate(values):
             child = Node(node.i, f"{node.key}[{j}]", task, ())
             child.parent, child.value, child.limiters = node, value, node.limiters
             child.queued = True
-            node.children.append(child)
+            children.append(child)
             self.ready.append(child)
-        self.nodes.extend(node.children)
+        node.children = children
+        self.nodes.extend(children)
         self.remaining += len(values)
         self._maybe_spawn()
 
@@ -551,12 +523,12 @@ class Run:
         return self.result()
 
     def _start_roots(self) -> None:
-        work: list[Any] = []
+        work: list[Settlement] = []
         for node in list(self.nodes):
             if (
                 node.state is _S.PENDING
                 and not node.queued
-                and (not node.upstream or node.task.options.trigger_rule is TriggerRule.ALWAYS)
+                and (not node.upstream or passes_without_upstream(node.task.options.trigger_rule))
             ):
                 self._enqueue(node, work)
                 self._drain(work)
@@ -564,7 +536,7 @@ class Run:
     # -- graceful cancellation -----------------------------------------------------
 
     def _is_cleanup(self, node: Node) -> bool:
-        return node.task.options.trigger_rule in CLEANUP_RULES and not node.counts().pending
+        return runs_on_cancel(node.task.options.trigger_rule) and not node.counts().pending
 
     async def _wind_down(self) -> None:
         """Run the cleanup tasks a cancelled run may still run: shielded, within the grace."""
@@ -601,7 +573,7 @@ class Run:
         for node in waiting:
             if self._is_cleanup(node):
                 self.ready.append(node)
-            elif node.task.options.trigger_rule in CLEANUP_RULES and node.parent is None:
+            elif runs_on_cancel(node.task.options.trigger_rule) and node.parent is None:
                 node.queued = False  # an ``always`` task with upstream tasks still to end
             else:
                 self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
@@ -612,17 +584,15 @@ class Run:
             if node.state not in FINAL_STATES:
                 self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
 
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         if self.cancelling:
-            return "CANCELLED"
+            return RunStatus.CANCELLED
         bad = (_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED)
         failed = self.resources.close_errors or any(n.state in bad for n in self.nodes)
-        return "FAILED" if failed else "SUCCESS"
+        return RunStatus.FAILED if failed else RunStatus.SUCCESS
 
     def _finish(self) -> None:
         self.finished = time.time()
-        for node in self.nodes[: len(self.plan.tasks)]:
-            node.task.status, node.task.result = node.state, node.result
         if self.emit is not None:
             self.emit(
                 RunFinished(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["FINAL_STATES", "TaskState", "TriggerRule"]
+__all__ = ["FINAL_STATES", "RunStatus", "TaskState", "TriggerRule"]
 
 
 class TaskState(StrEnum):
@@ -28,6 +28,21 @@ FINAL_STATES = frozenset(
         TaskState.CANCELLED,
     }
 )
+
+
+class RunStatus(StrEnum):
+    """How a run stands: the engine ends a run SUCCESS, FAILED or CANCELLED.
+
+    RUNNING is a run still going, as a store shows it; INTERRUPTED a run whose
+    process died before it finished, as a store finds it. FAILED means some task
+    ended FAILED or UPSTREAM_FAILED, even if an alert task ran.
+    """
+
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
 
 
 class TriggerRule(StrEnum):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StoreError
-from ..orchestration._recorder import HistoryIncomplete
+from ..orchestration import HistoryIncomplete
 
 __all__ = [
     "HistoryIncomplete",

@@ -18,8 +18,15 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from ..orchestration._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
-from ..orchestration._states import TaskState
+from ..orchestration import (
+    Event,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    TaskRetrying,
+    TaskState,
+    TaskStateChanged,
+)
 from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields, storable_text
 
 __all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "WrittenTasks", "merge"]
@@ -190,7 +197,11 @@ class Fold:
 
     def _run_started(self, event: RunStarted) -> None:
         row = self._run(event.run_id)
-        row.pipeline, row.status, row.started = self._text(event.pipeline), "RUNNING", event.time
+        row.pipeline, row.status, row.started = (
+            self._text(event.pipeline),
+            RunStatus.RUNNING,
+            event.time,
+        )
         row.params = json.dumps(dict(event.params), default=repr)
         row.resumed_from = event.resumed_from
         row.owner, row.owner_key = self.owner, self.owner_key

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 import anyio.lowlevel
 
-from ..orchestration._events import Event
-from ..orchestration._recorder import PriorRun
+from ..orchestration import Event, PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge, task_row

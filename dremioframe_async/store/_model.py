@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..orchestration._recorder import RunRecorder
-from ..orchestration._states import TaskState
+from ..orchestration import RunRecorder, RunStatus, TaskState
 
 if TYPE_CHECKING:
     from ._paging import RunPage, RunQuery
 
 __all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "TaskInfo"]
-
-
-class RunStatus(StrEnum):
-    """How a recorded run stands. ``INTERRUPTED``: its process died before it finished."""
-
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    INTERRUPTED = "INTERRUPTED"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import DremioFrameError
-from ..orchestration._events import Event, RunStarted
-from ..orchestration._recorder import PriorRun
+from ..orchestration import Event, PriorRun, RunStarted
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import (
     RunNotFound,

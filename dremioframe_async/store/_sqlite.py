@@ -23,8 +23,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import DremioFrameError
-from ..orchestration._events import Event
-from ..orchestration._recorder import PriorRun
+from ..orchestration import Event, PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
 from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, WrittenTasks, as_tuple

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from ..orchestration._states import TaskState
+from ..orchestration import TaskState
 from ._codec import decode_json
 from ._fold import AttemptRow, RunRow, TaskRow
 from ._model import AttemptInfo, RunInfo, RunStatus, TaskInfo

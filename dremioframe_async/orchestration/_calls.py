@@ -1,0 +1,126 @@
+"""One attempt of a task: its slots, and the call on the loop or in a worker thread.
+
+:class:`AttemptSlots` takes the attempt's pool and concurrency slots and gives
+them back. :func:`call_async` runs a coroutine function on the loop;
+:func:`call_sync` runs a plain function in one of the run's worker threads,
+where a timed-out attempt may leave its slots to the thread that still runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from ._errors import TaskDefinitionError
+from ._threads import SlotHandover
+
+__all__ = ["AttemptSlots", "call_async", "call_sync"]
+
+
+class AttemptSlots:
+    """The pool and concurrency slots of one attempt, held for the ``async with`` body.
+
+    Each slot is taken without yielding when one is free. Slots are taken on
+    behalf of an object of the attempt's own, so a thread that outlives its
+    attempt can keep them without confusing the next attempt.
+    """
+
+    __slots__ = ("_borrower", "_held", "_limiters")
+
+    def __init__(self, limiters: Sequence[anyio.CapacityLimiter]) -> None:
+        self._limiters = limiters
+        self._borrower = object()
+        self._held = 0
+
+    async def __aenter__(self) -> AttemptSlots:
+        try:
+            for limiter in self._limiters:
+                try:
+                    limiter.acquire_on_behalf_of_nowait(self._borrower)
+                except anyio.WouldBlock:
+                    await limiter.acquire_on_behalf_of(self._borrower)
+                self._held += 1
+        except BaseException:
+            self._release()  # cancelled while waiting: give back what was taken
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for limiter in self._limiters[: self._held]:
+            limiter.release_on_behalf_of(self._borrower)
+        self._held = 0
+
+    def handover(self) -> SlotHandover:
+        """What a worker thread needs to give these slots back should the attempt leave it."""
+        return SlotHandover(self._limiters[: self._held], self._borrower)
+
+    def disown(self) -> None:
+        """The thread releases the slots when it ends: leaving the block must not."""
+        self._held = 0
+
+
+async def call_async(key: str, call: Callable[[], Awaitable[Any]], time_limit: float | None) -> Any:
+    """Await a coroutine function's call on the loop, within ``time_limit`` seconds if given."""
+    if time_limit is None:
+        return _check_async(key, await call())
+    with anyio.fail_after(time_limit):
+        return _check_async(key, await call())
+
+
+async def call_sync(
+    key: str,
+    call: Callable[[], Any],
+    time_limit: float | None,
+    slots: AttemptSlots,
+    run: Callable[[Callable[[], Any], SlotHandover | None], Awaitable[Any]],
+) -> Any:
+    """Run a plain function through ``run`` (a worker thread or the run's executor).
+
+    Past ``time_limit`` the attempt fails without waiting for the call.
+
+    A thread cannot be interrupted: an attempt that times out (or is cancelled)
+    fails at once, and the thread keeps the attempt's slots until it returns.
+    """
+    if time_limit is None:
+        return _check_sync(key, await run(call, None))
+    handover = slots.handover()
+    try:
+        with anyio.fail_after(time_limit):
+            return _check_sync(key, await run(call, handover))
+    except BaseException:
+        if handover.abandon():
+            slots.disown()  # the thread still runs: it releases the slots when it ends
+        raise
+
+
+def _check_async(key: str, outcome: Any) -> Any:
+    if outcome is not None and inspect.isawaitable(outcome):
+        if inspect.iscoroutine(outcome):
+            outcome.close()  # never awaited: close it rather than leak a warning
+        raise TaskDefinitionError(
+            key,
+            f"the async function returned an awaitable ({type(outcome).__name__}) "
+            "instead of a result; await it in the task",
+        )
+    return outcome
+
+
+def _check_sync(key: str, outcome: Any) -> Any:
+    if inspect.iscoroutine(outcome):
+        outcome.close()  # never awaited: close it rather than leak a warning
+        raise TaskDefinitionError(
+            key, "a plain function returned a coroutine; declare it async def"
+        )
+    return outcome
