@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +71,11 @@ class DemoOutcome:
 @asynccontextmanager
 async def _dremio(
     url: str | None, pat: str | None, tables: int, rows: int, flight_url: str | None = None
-) -> AsyncIterator[tuple[DremioClient, str]]:
-    """An open client: to the given Dremio, or to an embedded FakeDremio with sample tables."""
+) -> AsyncIterator[tuple[Callable[[], DremioClient], str]]:
+    """How to make a client (the run opens and closes it): to the given Dremio, or to an
+    embedded FakeDremio with sample tables, served while the context is open."""
     if url:
-        async with DremioClient(url, token=pat, flight_url=flight_url) as client:
-            yield client, "Dremio at " + url
+        yield (lambda: DremioClient(url, token=pat, flight_url=flight_url)), "Dremio at " + url
         return
     from .testing import FakeDremio, sample_table
 
@@ -87,14 +87,19 @@ async def _dremio(
             name = _TABLE_NAMES[i] if i < len(_TABLE_NAMES) else f"table_{i}"
             fake.add_table(f"{DEMO_FOLDER}.{name}", sample_table(count, offset=offset))
             offset += count
-        async with DremioClient(
-            fake.url, token=fake.token, poll_interval=0.02, flight_url=fake.flight_url
-        ) as client:
-            yield client, f"embedded FakeDremio at {fake.url} ({tables} tables, {offset:,} rows)"
+        where = f"embedded FakeDremio at {fake.url} ({tables} tables, {offset:,} rows)"
+        yield (
+            (
+                lambda: DremioClient(
+                    fake.url, token=fake.token, poll_interval=0.02, flight_url=fake.flight_url
+                )
+            ),
+            where,
+        )
 
 
 def build_pipeline(
-    client: DremioClient,
+    make_client: Callable[[], DremioClient],
     folder: str,
     out_dir: Path,
     *,
@@ -104,24 +109,24 @@ def build_pipeline(
     remove_out_dir: bool,
     via: Via = "rest",
 ) -> Pipeline:
-    """The extraction pipeline (built per run; the tasks close over the client)."""
+    """The extraction pipeline (built per run); its tasks share the run's client, a resource."""
 
-    @task(name="list_tables", retries=2, retry_delay=0.5)
-    async def list_tables() -> list[list[str]]:
-        entity = await client.catalog_by_path(split_path(folder))
+    @task(name="list_tables", retries=2, retry_delay=0.5, resources=("dremio",))
+    async def list_tables(dremio: DremioClient) -> list[list[str]]:
+        entity = await dremio.catalog_by_path(split_path(folder))
         children = entity.get("children") or []
         return [list(c["path"]) for c in children if c.get("type") == "DATASET"]
 
-    @task(name="extract", pool="dremio", retries=2, retry_delay=0.5)
-    async def extract(table: list[str]) -> dict[str, Any]:
+    @task(name="extract", pool="dremio", retries=2, retry_delay=0.5, resources=("dremio",))
+    async def extract(table: list[str], dremio: DremioClient) -> dict[str, Any]:
         sql = f"SELECT * FROM {quote_path(table)}" + (f" LIMIT {limit}" if limit else "")
         path = out_dir / (table[-1].replace("/", "_") + ".parquet")
         if via == "flight":  # the client checks the rows against Dremio's count itself
-            written = await client.query_to_parquet(sql, path, via="flight")
+            written = await dremio.query_to_parquet(sql, path, via="flight")
             return {"table": ".".join(table), "path": str(path), "rows": written}
-        job_id = await client.submit(sql)
-        job = await client.wait(job_id)
-        written = await client.to_parquet(job, path)  # the Job: no second status request
+        job_id = await dremio.submit(sql)
+        job = await dremio.wait(job_id)
+        written = await dremio.to_parquet(job, path)  # the Job: no second status request
         return {
             "table": ".".join(table),
             "path": str(path),
@@ -175,9 +180,12 @@ def build_pipeline(
     tidy = cleanup()
     for upstream in (summed, warn):
         upstream.set_downstream(tidy)
-    return Pipeline("demo_extract", max_concurrency=64, pools={"dremio": concurrency}).add_task(
-        listed
-    )
+    return Pipeline(
+        "demo_extract",
+        max_concurrency=64,
+        pools={"dremio": concurrency},
+        resources={"dremio": make_client},
+    ).add_task(listed)
 
 
 class _DemoProgress:
@@ -281,10 +289,11 @@ async def run_demo(
     task still runs (``stop_cleanup`` ends it, see ``Pipeline.run``), and the
     temporary folder is removed in any case. ``via`` picks how results travel
     (``auto``: Flight when the client has a Flight URL, as the embedded server does).
+    The client is the run's resource: opened when the first task needs it and
+    closed when the run ends; if it cannot log in, the tasks that need it fail.
 
     :param progress: the display to feed (default: a new one on ``stream``).
-    :raises DremioError: the client could not be set up (bad URL or credentials, or
-        ``via="flight"`` without a Flight endpoint).
+    :raises DremioError: a bad URL, or ``via="flight"`` without a Flight endpoint.
     """
     stream = stream if stream is not None else sys.stderr
     target = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dremioframe-demo-"))
@@ -292,7 +301,8 @@ async def run_demo(
     started = time.perf_counter()
     try:
         await anyio.Path(target).mkdir(parents=True, exist_ok=True)
-        async with _dremio(url, pat, tables, rows, flight_url) as (client, where):
+        async with _dremio(url, pat, tables, rows, flight_url) as (make_client, where):
+            client = make_client()  # not opened: its configuration, checked before the run
             flight = via == "flight" or (via == "auto" and client.flight_url is not None)
             path: Via = "flight" if flight else "rest"
             if flight and client.flight_url is None:  # fail once, not once per table
@@ -303,7 +313,7 @@ async def run_demo(
                 file=stream,
             )
             pipeline = build_pipeline(
-                client,
+                make_client,
                 folder or DEMO_FOLDER,
                 target,
                 concurrency=concurrency,

@@ -12,6 +12,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           a mapped value that cannot be mapped over
     │   ├── MapLengthError (also ValueError)       more mapped instances than max_map_length
+    │   ├── ResourceError                          a run's resource could not be opened or closed
+    │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   ├── PipelineFailed                         raise_for_status(); carries the task errors
     │   └── ResumeRefused (ArgumentError)          resuming that run now would be unsafe
     ├── StoreError (dremioframe_async.store)       run history: reading, writing, opening

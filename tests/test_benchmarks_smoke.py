@@ -78,6 +78,22 @@ def test_big_fan_out_completes_and_reports_memory(
     assert re.search(r"^tracemalloc peak .*: \d+\.\d MiB", quick_run.stdout, re.M)
 
 
+def test_the_shared_client_benchmark_runs_and_counts_logins() -> None:
+    script = SCRIPT.with_name("shared_client.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "--tasks", "8", "--reps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "per task  8 tasks" in done.stdout
+    assert "8 logins/run" in done.stdout
+    assert "1 logins/run" in done.stdout
+    assert "ratio shared/per task: " in done.stdout
+
+
 @pytest.mark.parametrize("impl", ["engine", "raw-anyio", "aiodag"])
 def test_prints_cold_rows_for_every_shape(
     quick_run: subprocess.CompletedProcess[str], impl: str

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dremioframe_async import TaskState
+from dremioframe_async import TaskState, demo
 from dremioframe_async.demo import run_demo
 from dremioframe_async.orchestration import Event, TaskStateChanged
 from dremioframe_async.progress import Progress
@@ -52,6 +52,49 @@ async def test_demo_against_a_given_server_alerts_and_cleans_up_on_failure() -> 
     assert "ALERT" in stream.getvalue()
     assert f"DremioJobFailed: {DISK_FULL}" in outcome.report  # typed, whole, never cut
     assert not outcome.out_dir.exists()
+
+
+@pytest.mark.asyncio
+async def test_demo_opens_one_client_for_the_run_and_closes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+
+    class Recorded(demo.DremioClient):
+        async def __aenter__(self) -> Recorded:
+            seen.append("open")
+            return await super().__aenter__()
+
+        async def __aexit__(self, *exc: object) -> None:
+            seen.append("close")
+            await super().__aexit__(*exc)
+
+    monkeypatch.setattr(demo, "DremioClient", Recorded)
+    async with FakeDremio() as fake:
+        for name in ("a", "b", "c"):
+            fake.add_table(f"lake.raw.{name}", sample_table(70))
+        stream = io.StringIO()
+        outcome = await run_demo(url=fake.url, pat=fake.token, folder="lake.raw", stream=stream)
+    assert outcome.result.status == "SUCCESS", outcome.report
+    assert seen == ["open", "close"]
+
+
+def test_the_demo_pipeline_declares_its_client_as_a_resource(tmp_path: Path) -> None:
+    def make() -> demo.DremioClient:
+        raise AssertionError("not opened: the pipeline is only built")
+
+    pipeline = demo.build_pipeline(
+        make,
+        "lake.raw",
+        tmp_path,
+        concurrency=2,
+        limit=None,
+        stream=io.StringIO(),
+        remove_out_dir=False,
+    )
+    assert pipeline.resources == {"dremio": make}
+    needs = {t.name: t.options.resources for t in pipeline.tasks}
+    assert needs["list_tables"] == needs["extract"] == ("dremio",)
 
 
 @pytest.mark.parametrize(

@@ -774,6 +774,44 @@ async def test_only_local_tasks_never_open_the_executor() -> None:
     assert result["plain_pid"] == os.getpid()
 
 
+def pid_and_resource(counter: dict[str, int]) -> tuple[int, int]:
+    return os.getpid(), counter["n"]
+
+
+def reads_a_resource(context: Any) -> str:
+    try:
+        context.resources["counter"]
+    except KeyError as exc:
+        return str(exc)
+    return "no error"  # pragma: no cover - the lookup raises
+
+
+async def test_a_task_needing_a_resource_stays_in_this_process(dask: DaskExecutor) -> None:
+    counter = {"n": 7}
+    here = task(resources=("counter",))(pid_and_resource)()
+    there = task(name="there")(plain_pid)()
+    pipeline = Pipeline("resource", executor=dask, resources={"counter": lambda: counter})
+    result = await pipeline.add_task(here).add_task(there).run()
+    assert result["pid_and_resource"] == (os.getpid(), 7)
+    assert result["there"] != os.getpid()
+
+
+async def test_tasks_needing_resources_never_open_the_executor() -> None:
+    unreachable = DaskExecutor("tcp://127.0.0.1:9")
+    here = task(resources=("counter",))(pid_and_resource)()
+    pipeline = Pipeline("resources only", executor=unreachable)
+    result = await pipeline.add_task(here).run(resources={"counter": lambda: {"n": 1}})
+    assert result["pid_and_resource"] == (os.getpid(), 1)
+
+
+async def test_context_resources_on_a_worker_say_where_they_live(dask: DaskExecutor) -> None:
+    reader = task(reads_a_resource)()
+    pipeline = Pipeline("remote", executor=dask, resources={"counter": lambda: 1})
+    result = await pipeline.add_task(reader).run()
+    assert "resources live in the process that runs the pipeline" in result["reads_a_resource"]
+    assert "@task(resources=('counter',))" in result["reads_a_resource"]
+
+
 def test_task_executor_option_is_checked_at_decoration() -> None:
     from dremioframe_async import TaskDefinitionError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -26,9 +27,9 @@ async def test_query_task_uses_flight_when_the_client_has_it(
     file_task = DremioQueryTask(
         "file", "SELECT * FROM lake.sales ORDER BY id", output_path=tmp_path / "sales.parquet"
     )
-    for t in (table_task, file_task):
-        t.client = dremio_flight_client
-    result = await Pipeline("p").add_task(table_task).add_task(file_task).run()
+    # Lent to the run as its "dremio" resource; the fixture closes it.
+    lent = {"dremio": lambda: contextlib.nullcontext(dremio_flight_client)}
+    result = await Pipeline("p", resources=lent).add_task(table_task).add_task(file_task).run()
     result.raise_for_status()
     assert result["table"].equals(sample_table(2_000))
     assert pq.read_table(result["file"]).equals(sample_table(2_000))

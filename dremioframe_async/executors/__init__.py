@@ -6,7 +6,8 @@
 Coroutine tasks always run on the caller's event loop.
 
 Resources (``context.resources``) are opened on the driver, in the caller's
-process; they do not cross to Dask workers.
+process; they do not cross to Dask workers, so a plain-function task that
+declares one (``@task(resources=...)``) always runs in the run's own threads.
 """
 
 from __future__ import annotations

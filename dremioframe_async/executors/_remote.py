@@ -41,6 +41,38 @@ class Context(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"<Context run_id={self.run_id} keys={list(self._values)}>"
 
+    @property
+    def resources(self) -> Mapping[str, Any]:
+        """None here: a run's resources live in the process that runs the pipeline."""
+        return _NO_RESOURCES
+
+
+_ON_DRIVER = (
+    "the run's resources live in the process that runs the pipeline, not on a worker: "
+    "declare the resource (@task(resources=({name!r},))) and the task runs there"
+)
+
+
+class _NoResources(Mapping[str, Any]):
+    """``context.resources`` on a worker: empty, and every lookup says why."""
+
+    def __getitem__(self, name: str) -> Any:
+        raise KeyError(_ON_DRIVER.format(name=name))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError(_ON_DRIVER.format(name=name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_RESOURCES = _NoResources()
+
 
 def run_payload(payload: bytes) -> tuple[Any, ...]:
     """Run the pickled ``(fn, args, kwargs)``; return ``("ok", pickled result)``.

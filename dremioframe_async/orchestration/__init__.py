@@ -14,7 +14,9 @@ from ._errors import (
     MapLengthError,
     PipelineDefinitionError,
     PipelineFailed,
+    ResourceError,
     TaskDefinitionError,
+    UndeclaredResourceError,
 )
 from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
@@ -46,6 +48,7 @@ __all__ = [
     "PipelineDefinitionError",
     "PipelineFailed",
     "PriorRun",
+    "ResourceError",
     "ResumeRefused",
     "RunContext",
     "RunFinished",
@@ -65,6 +68,7 @@ __all__ = [
     "TaskState",
     "TaskStateChanged",
     "TriggerRule",
+    "UndeclaredResourceError",
     "UpstreamCounts",
     "Verdict",
     "decide",

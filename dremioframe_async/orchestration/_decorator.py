@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 from ._errors import TaskDefinitionError
 from ._mapping import MappedTask, PartialTaskFunction
 from ._options import TaskOptions, TaskOptionValues
+from ._resources import check_task_resources
 from ._task import Task, profile_of
 
 __all__ = ["TaskFunction", "task"]
@@ -23,11 +24,15 @@ class _CallShape:
 
     ``surely_binds`` answers True only when ``Signature.bind`` would succeed;
     anything unusual falls back to ``bind`` itself, which also words the error.
+    ``supplied`` names the parameters the engine fills in (``context`` and the
+    task's declared resources), which a call need not give.
     """
 
     __slots__ = ("keywords", "positional", "required", "simple", "var_args")
 
-    def __init__(self, signature: inspect.Signature) -> None:
+    def __init__(
+        self, signature: inspect.Signature, supplied: frozenset[str] = frozenset({"context"})
+    ) -> None:
         kinds = inspect.Parameter
         params = list(signature.parameters.values())
         self.simple = all(
@@ -40,7 +45,9 @@ class _CallShape:
         self.required = tuple(
             p.name
             for p in params
-            if p.default is p.empty and p.kind is not kinds.VAR_POSITIONAL and p.name != "context"
+            if p.default is p.empty
+            and p.kind is not kinds.VAR_POSITIONAL
+            and p.name not in supplied
         )
 
     def surely_binds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
@@ -63,7 +70,9 @@ class TaskFunction(Generic[P, R]):
         self.is_async = profile_of(fn).is_async
         self.accepts_context = profile_of(fn).accepts_context
         self._signature = inspect.signature(fn)
-        self._shape = _CallShape(self._signature)
+        # The engine supplies `context` and declared resources itself, so a call need not.
+        self._supplied = frozenset(("context", *options.resources))
+        self._shape = _CallShape(self._signature, self._supplied)
         functools.update_wrapper(self, fn)
 
     # Arguments are typed loosely on purpose: any of them may be a Task standing
@@ -77,8 +86,7 @@ class TaskFunction(Generic[P, R]):
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, partial: bool = False
     ) -> None:
         params = self._signature.parameters
-        # The engine supplies `context` itself, so the call need not.
-        extra = {"context": None} if "context" in params and "context" not in kwargs else {}
+        extra = {n: None for n in self._supplied if n in params and n not in kwargs}
         bind = self._signature.bind_partial if partial else self._signature.bind
         try:
             bind(*args, **kwargs, **extra)
@@ -131,10 +139,14 @@ def task(
 
     Options: ``name`` and the fields of :class:`TaskOptions` (``retries``,
     ``retry_delay``, ``retry_backoff``, ``retry_jitter``, ``max_retry_delay``,
-    ``retry_on``, ``timeout``, ``trigger_rule``, ``pool``, ``max_map_length``).
+    ``retry_on``, ``timeout``, ``trigger_rule``, ``pool``, ``resources``,
+    ``executor``, ``max_map_length``). A resource the function takes as a
+    parameter need not be given in the call: the engine passes it, and ``.fn``
+    can be called with a stand-in in a unit test.
 
-    :raises TaskDefinitionError: at decoration time, for a non-callable or a bad
-        option (an unknown trigger rule lists the valid ones).
+    :raises TaskDefinitionError: at decoration time, for a non-callable, a bad
+        option (an unknown trigger rule lists the valid ones), or a resource the
+        function can receive neither as a parameter nor through ``context``.
     """
 
     def decorate(f: Callable[..., Any]) -> TaskFunction[Any, Any]:
@@ -143,7 +155,9 @@ def task(
         if not callable(f):
             raise TaskDefinitionError(str(name), f"@task needs a function, got {type(f).__name__}")
         task_name = name if name is not None else getattr(f, "__name__", type(f).__name__)
-        return TaskFunction(f, task_name, TaskOptions.of(task_name, options))
+        made = TaskOptions.of(task_name, options)
+        check_task_resources(task_name, f, made.resources)
+        return TaskFunction(f, task_name, made)
 
     if name is not None:
         TaskOptions.of(name, options)  # fail at @task(...) already when the name is known

@@ -14,7 +14,9 @@ __all__ = [
     "MapLengthError",
     "PipelineDefinitionError",
     "PipelineFailed",
+    "ResourceError",
     "TaskDefinitionError",
+    "UndeclaredResourceError",
 ]
 
 
@@ -81,7 +83,8 @@ class MapLengthError(DremioFrameError, ValueError):
 
 
 class PipelineFailed(DremioFrameError):
-    """A run ended FAILED; ``errors`` maps each failed task key to its exception."""
+    """A run ended FAILED; ``errors`` maps each failed task key to its exception,
+    ``resource_errors`` each resource that could not be closed to its error."""
 
     def __init__(
         self,
@@ -89,14 +92,51 @@ class PipelineFailed(DremioFrameError):
         run_id: str,
         errors: Mapping[str, BaseException],
         states: Mapping[str, TaskState],
+        resource_errors: Mapping[str, BaseException] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.run_id = run_id
         self.errors = dict(errors)
         self.states = dict(states)
+        self.resource_errors = dict(resource_errors or {})
         details = "; ".join(f"{k}: {type(e).__name__}: {e}" for k, e in self.errors.items())
         blocked = sum(1 for s in self.states.values() if s is TaskState.UPSTREAM_FAILED)
+        closing = "".join(f"; {e}" for e in self.resource_errors.values())
         super().__init__(
             f"pipeline {pipeline!r} run {run_id} failed: {len(self.errors)} task(s) failed"
-            f" ({details}), {blocked} not run because of them"
+            f" ({details}), {blocked} not run because of them{closing}"
         )
+
+
+class ResourceError(DremioFrameError):
+    """A run's resource could not be opened (the tasks that need it fail with this)
+    or closed (reported on the run's result); ``__cause__`` is the original error."""
+
+    def __init__(self, name: str, action: str, problem: BaseException | str) -> None:
+        self.name = name
+        self.action = action
+        detail = (
+            f"{type(problem).__name__}: {problem}"
+            if isinstance(problem, BaseException)
+            else problem
+        )
+        verb = "opened" if action == "open" else "closed"
+        super().__init__(f"resource {name!r} could not be {verb}: {detail}")
+
+
+class UndeclaredResourceError(DremioFrameError, KeyError):
+    """A task looked up a resource it did not declare (``context.resources[name]``)."""
+
+    def __init__(self, task_key: str, name: str, declared: Sequence[str]) -> None:
+        self.task_key = task_key
+        self.name = name
+        if name in declared:
+            how = f"add resources=({name!r},) to its @task(...)"
+        else:
+            known = ", ".join(repr(d) for d in declared) or "none"
+            how = f"the run has no resource {name!r} (declared: {known})"
+        self.message = f"task {task_key!r} did not declare resource {name!r}: {how}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return self.message

@@ -18,10 +18,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 import anyio.to_thread
+
+if TYPE_CHECKING:
+    from ._options import TaskOptions
 
 __all__ = [
     "DEFAULT_THREADS",
@@ -30,9 +33,20 @@ __all__ = [
     "LocalExecutor",
     "LocalSession",
     "TaskCall",
+    "stays_local",
 ]
 
 DEFAULT_THREADS = 40  # worker threads per run for plain functions, as anyio's default
+
+
+def stays_local(options: TaskOptions) -> bool:
+    """Whether a plain-function task runs in this process whatever the run's executor.
+
+    So it does when declared ``executor="local"``, and when it needs one of the
+    run's resources: those are opened here (a client, a pool) and cannot cross
+    to another process.
+    """
+    return options.executor == "local" or bool(options.resources)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import graphlib
 import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from ._errors import CycleError, PipelineDefinitionError
+from ._resources import resource_problems
 from ._rules import may_start_early
 from ._task import Task
 
@@ -105,8 +106,16 @@ def _find_cycles(deps: dict[int, set[int]], keys: list[str]) -> list[list[str]]:
         return cycles
 
 
-def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) -> Plan:
+def build_plan(
+    name: str,
+    added: Iterable[Task],
+    pools: Mapping[str, object],
+    resources: Collection[str] | None = None,
+) -> Plan:
     """Collect, key and validate the graph.
+
+    With ``resources`` (the names a run declares), a task needing any other
+    resource is one of the problems; None leaves resources unchecked.
 
     :raises CycleError: when the graph has cycles (all of them are named, with
         any other problem found).
@@ -132,6 +141,8 @@ def build_plan(name: str, added: Iterable[Task], pools: Mapping[str, object]) ->
         if may_start_early(t.options.trigger_rule)
         for up in t.data_dependencies()
     ]
+    if resources is not None:
+        problems += resource_problems(tasks, keys, resources)
     stuck = _unsorted(upstream, downstream)
     cycles = _find_cycles({i: set(upstream[i]) for i in stuck}, keys) if stuck else []
     if cycles:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -48,6 +48,7 @@ class TaskOptionValues(TypedDict, total=False):
     timeout: float | None
     trigger_rule: TriggerRule | str
     pool: str | None
+    resources: Iterable[str]
     executor: str | None
     max_map_length: int
 
@@ -95,13 +96,24 @@ def _retry_on(retry_on: object) -> tuple[type[BaseException], ...] | None:
     return types
 
 
+def _resources(resources: object) -> tuple[str, ...]:
+    names = (resources,) if isinstance(resources, str) else resources
+    if isinstance(names, Iterable):
+        names = tuple(names)
+        if all(isinstance(n, str) and n for n in names):
+            return tuple(dict.fromkeys(names))
+    raise TaskOptionError(f"resources must be resource names, e.g. ('dremio',), got {resources!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """Execution options of a task, valid by construction (read-only).
 
     Built once per ``@task`` decoration (or per ``Task(...)`` given options) and
     shared by every Task made from it. A trigger rule may be given as its string
-    value, ``retry_on`` as one exception type; both are normalised.
+    value, ``retry_on`` as one exception type, ``resources`` (the names of the
+    run's resources the task needs) as one name or any iterable of names; all
+    are normalised.
 
     :raises ArgumentError: for a value the engine cannot use (``Task`` and
         ``@task`` re-raise it as :class:`TaskDefinitionError` naming the task).
@@ -116,6 +128,7 @@ class TaskOptions:
     timeout: float | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     pool: str | None = None
+    resources: tuple[str, ...] = ()
     executor: str | None = None
     max_map_length: int = DEFAULT_MAX_MAP_LENGTH
 
@@ -132,6 +145,7 @@ class TaskOptions:
             fix("timeout", _number("timeout", self.timeout, positive=True))
         fix("retry_on", _retry_on(self.retry_on))
         fix("trigger_rule", _trigger_rule(self.trigger_rule))
+        fix("resources", _resources(self.resources))
         if self.executor not in (None, "local"):
             raise TaskOptionError(
                 f"executor must be 'local' (always run in this process) or left unset "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,10 @@ import anyio.to_thread
 
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
-from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
 from ._graph import Plan, build_plan, mermaid
 from ._recorder import PriorRun, ResumeRefused, RunRecorder
+from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
 from ._task import Task, contains_task
@@ -99,12 +100,19 @@ class Pipeline:
         tasks have all ended still run, shielded from the cancellation, for at
         most this many seconds (``math.inf``: no bound; 0: not at all). A
         second cancellation (see ``run(stop_cleanup=...)``) ends them sooner.
+    :param resources: run-scoped resources by name, each made by a zero-argument
+        factory returning an async context manager (entered when the first task
+        that needs it starts, exited when the run ends, also on failure or
+        cancellation), an awaitable, or an object used as it is. Each run opens
+        its own, at most once; tasks declare what they need with
+        ``@task(resources=("dremio",))``.
     :param executor: where plain-function tasks run (see
         ``dremioframe_async.executors``): the run's worker threads by default.
-        Coroutine tasks and tasks declared ``@task(executor="local")`` always run
-        in this process.
+        Coroutine tasks, tasks declared ``@task(executor="local")`` and tasks that
+        need a resource always run in this process, where the resources live.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
-        a negative ``cleanup_grace``, or an executor that is not one.
+        a negative ``cleanup_grace``, a resource factory that is not callable, or an
+        executor that is not one.
     """
 
     def __init__(
@@ -115,6 +123,7 @@ class Pipeline:
         *,
         max_workers: int | None = None,
         cleanup_grace: float = 30.0,
+        resources: Mapping[str, ResourceFactory] | None = None,
         executor: Executor | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
@@ -130,9 +139,11 @@ class Pipeline:
                 _check_limit(name, f"pool {pool!r}", size)
             self.pools[pool] = size
         self.cleanup_grace = _check_grace(name, cleanup_grace)
+        self.resources = check_factories(f"pipeline {name!r}", resources)
         self.executor = _check_executor(executor)
         self._added: dict[Task, None] = {}
-        self._plan: tuple[list[int], Plan] | None = None
+        self._plan: tuple[list[int], frozenset[str] | None, Plan] | None = None
+        self._needing: tuple[Plan, tuple[Task, ...]] | None = None  # tasks needing resources
 
     def add_task(self, task: Task) -> Pipeline:
         """Add ``task`` (and so every task connected to it); returns self to chain.
@@ -150,18 +161,21 @@ class Pipeline:
         """Every task a run would include, in creation order (validated)."""
         return self.plan().tasks
 
-    def plan(self) -> Plan:
+    def plan(self, resources: Collection[str] | None = None) -> Plan:
         """The validated graph; rebuilt only when some edge or task changed.
 
+        :param resources: the resource names a run declares; a task needing
+            another is then one of the problems (None: not checked).
         :raises CycleError: when the graph has a cycle.
         :raises PipelineDefinitionError: for every other problem, all at once.
         """
+        names = None if resources is None else frozenset(resources)
         if self._plan is not None:
-            stamps, plan = self._plan
-            if [t.edits for t in plan.tasks] == stamps:
+            stamps, checked, plan = self._plan
+            if checked == names and [t.edits for t in plan.tasks] == stamps:
                 return plan
-        plan = build_plan(self.name, self._added, self.pools)
-        self._plan = ([t.edits for t in plan.tasks], plan)
+        plan = build_plan(self.name, self._added, self.pools, names)
+        self._plan = ([t.edits for t in plan.tasks], names, plan)
         return plan
 
     def visualize(self, path: str | Path | None = None) -> str:
@@ -189,6 +203,7 @@ class Pipeline:
         resume_params_changed: bool = False,
         run_id: str | None = None,
         stop_cleanup: anyio.Event | None = None,
+        resources: Mapping[str, ResourceFactory] | None = None,
         executor: Executor | None = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
@@ -213,24 +228,29 @@ class Pipeline:
         :param stop_cleanup: the second cancellation. Once this event is set, the
             cleanup tasks of a cancelled run (see ``cleanup_grace``) are cancelled
             too; the command line sets it on the second Ctrl-C.
+        :param resources: resource factories for this run, added to the
+            pipeline's (a name in both: this one is used). Every run, resumed
+            ones too, opens its own resources and closes them before returning.
         :param executor: where this run's plain-function tasks run, instead of the
             pipeline's executor. It is opened before the first task starts (a
             local Dask cluster starts then) and closed after the last one ends.
         :returns: the :class:`RunResult`; its ``history_error`` is set when some of
             the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
-        :raises PipelineDefinitionError: for other graph problems, before any task starts.
+        :raises PipelineDefinitionError: for other graph problems (a task needing
+            a resource nobody declared among them), before any task starts.
         :raises LookupError: when ``resume`` names a run the store does not know.
         :raises ResumeRefused: (an ``ArgumentError``) when resuming that run now is unsafe.
         :raises StoreError: when ``store`` cannot record the run's start (no task ran).
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
             a ``context`` that is not a mapping, an ``on_event`` that is not callable,
-            or an executor that is not one.
+            a resource factory that is not callable, or an executor that is not one.
         :raises ExecutorError: when the executor cannot start (see ``dremioframe_async.executors``).
         """
         if context is not None and not isinstance(context, Mapping):
             raise ArgumentError(f"run(context=...) needs a mapping, got {type(context).__name__}")
-        plan = self.plan()
+        given = check_factories(f"pipeline {self.name!r}: run()", resources)
+        plan = self.plan({**self.resources, **given})
         chosen = _check_executor(executor) if executor is not None else self.executor
         listeners = normalize_listeners(on_event)
         prior = await self._prior_run(store, resume, context, resume_params_changed)
@@ -241,6 +261,9 @@ class Pipeline:
             async with (
                 self._executor_session(plan, chosen) as session,
                 dispatching(listeners, store) as dispatch,
+                run_resources(
+                    run_factories(self._needing_resources(plan), self.resources, given)
+                ) as opened,
             ):
                 run = Run(
                     plan,
@@ -254,6 +277,7 @@ class Pipeline:
                     stop_cleanup=stop_cleanup,
                     on_start=dispatch.flush,
                     executor=session,
+                    resources=opened,
                 )
                 result = await run.execute()
             result.history_error = dispatch.history_error
@@ -265,6 +289,12 @@ class Pipeline:
             sole = _sole_exception(group)
             raise sole from sole.__cause__
 
+    def _needing_resources(self, plan: Plan) -> tuple[Task, ...]:
+        # Once per plan, not per run: a warm run of a large graph skips the scan.
+        if self._needing is None or self._needing[0] is not plan:
+            self._needing = (plan, tuple(t for t in plan.tasks if t.options.resources))
+        return self._needing[1]
+
     @asynccontextmanager
     async def _executor_session(
         self, plan: Plan, executor: Executor | None
@@ -274,7 +304,7 @@ class Pipeline:
         tasks = [
             (key, t)
             for key, t in zip(plan.keys, plan.tasks, strict=True)
-            if not t.is_async and t.options.executor != "local"
+            if not t.is_async and not stays_local(t.options)
         ]
         if executor is None or not tasks:
             yield None

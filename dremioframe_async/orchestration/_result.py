@@ -15,6 +15,8 @@ from ._task import Task
 
 __all__ = ["LazyTaskRuns", "RunContext", "RunResult", "TaskRun"]
 
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
 
 class RunContext(Mapping[str, Any]):
     """What a task with a ``context`` parameter receives.
@@ -25,6 +27,10 @@ class RunContext(Mapping[str, Any]):
     result wins over a parameter of the same name) and through ``params``.
     ``failures`` maps the upstream tasks that ended FAILED to their errors (what
     an alert task reports).
+
+    ``resources`` holds the run's resources the task declared
+    (``@task(resources=("dremio",))``), by name or as attributes:
+    ``context.resources["dremio"]``, ``context.resources.dremio``.
     """
 
     __slots__ = (
@@ -34,6 +40,7 @@ class RunContext(Mapping[str, Any]):
         "_lookup",
         "_results",
         "params",
+        "resources",
         "run_id",
     )
 
@@ -46,8 +53,10 @@ class RunContext(Mapping[str, Any]):
         ancestors: Callable[[], Iterable[str]],
         lookup: Callable[[Task], str | None],
         failures: Callable[[], Mapping[str, BaseException]] | None = None,
+        resources: Mapping[str, Any] = _NONE,
     ) -> None:
         self.run_id = run_id
+        self.resources = resources
         self.params = params
         self._results = results
         self._is_ancestor = is_ancestor
@@ -145,7 +154,8 @@ class RunResult(Mapping[str, Any]):
     ``status`` is a :class:`RunStatus` (a str): ``SUCCESS``, ``FAILED`` (some task ended FAILED or
     UPSTREAM_FAILED) or ``"CANCELLED"``; ``states``, ``errors`` and ``tasks``
     give the per-task detail. ``result[task_object]`` works as well as
-    ``result["key"]``.
+    ``result["key"]``. ``resource_errors`` holds, by name, each of the run's
+    resources that could not be closed (the run is then FAILED).
 
     ``history_error`` is None when every event of the run was recorded in the
     run's store (or there was no store), else a ``StoreError`` saying what was
@@ -164,6 +174,7 @@ class RunResult(Mapping[str, Any]):
         key_of: Callable[[Task], str | None],
         started: float,
         finished: float,
+        resource_errors: Mapping[str, BaseException] = _NONE,
     ) -> None:
         self.pipeline = pipeline
         self.run_id = run_id
@@ -173,6 +184,7 @@ class RunResult(Mapping[str, Any]):
         self._key_of = key_of
         self.started = started
         self.finished = finished
+        self.resource_errors = MappingProxyType(dict(resource_errors))
         self.history_error = None
 
     @functools.cached_property
@@ -228,12 +240,15 @@ class RunResult(Mapping[str, Any]):
     def raise_for_status(self) -> RunResult:
         """Return self if the run succeeded and its history is complete.
 
-        :raises PipelineFailed: carrying each failed task's exception.
+        :raises PipelineFailed: carrying each failed task's exception (and each
+            resource that could not be closed).
         :raises StoreError: ``history_error``, when the run succeeded but some of its
             events could not be recorded.
         """
         if self.status is not RunStatus.SUCCESS:
-            raise PipelineFailed(self.pipeline, self.run_id, self.errors, self.states)
+            raise PipelineFailed(
+                self.pipeline, self.run_id, self.errors, self.states, self.resource_errors
+            )
         if self.history_error is not None:
             raise self.history_error
         return self

@@ -40,11 +40,12 @@ from ._calls import AttemptSlots, call_async, call_sync
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
-from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall
+from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
 from ._mapping import MappedTask
 from ._node import Node, Settlement, task_run
 from ._recorder import PriorRun
+from ._resources import NO_RESOURCES, RunResources, with_resources
 from ._result import LazyTaskRuns, RunContext, RunResult
 from ._retry import make_retrying
 from ._rules import (
@@ -82,9 +83,11 @@ class Run:
         stop_cleanup: anyio.Event | None = None,
         on_start: Callable[[], Awaitable[None]] | None = None,
         executor: ExecutorSession | None = None,
+        resources: RunResources | None = None,
     ) -> None:
         self.plan = plan
         self.executor = executor  # None: plain functions in this run's threads
+        self.resources = resources if resources is not None else RunResources(NO_RESOURCES, None)
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
@@ -301,6 +304,8 @@ class Run:
             call = self._prepare_call(node)
             if call is None:
                 return
+            if node.task.options.resources:
+                call = await with_resources(self.resources, node.task, call)
             result: Any
             if node.task.options.retries:
                 result = await make_retrying(
@@ -349,7 +354,7 @@ class Run:
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
     ) -> Any:
-        if self.executor is None or node.task.options.executor == "local":
+        if self.executor is None or stays_local(node.task.options):
             return await run_in_thread(call, self.thread_limiter, handover)
         assert isinstance(call, functools.partial)
         release = handover.thread_finished if handover is not None else None
@@ -418,6 +423,7 @@ class Run:
             lambda: (self.plan.keys[u] for u in self._walk_up(i)),
             self.plan.key_of,
             lambda: self._upstream_failures(i),
+            self.resources.view(node.key, node.task.options.resources),
         )
 
     def _upstream_failures(self, i: int) -> dict[str, BaseException]:
@@ -510,6 +516,7 @@ class Run:
             raise
         finally:
             self._tg = None
+            await self.resources.aclose()  # shielded and bounded: the run's end waits for it
             self._finish()
         if self.remaining:  # pragma: no cover - would be an engine bug
             raise RuntimeError(f"run {self.run_id} ended with {self.remaining} unsettled tasks")
@@ -581,7 +588,8 @@ class Run:
         if self.cancelling:
             return RunStatus.CANCELLED
         bad = (_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED)
-        return RunStatus.FAILED if any(n.state in bad for n in self.nodes) else RunStatus.SUCCESS
+        failed = self.resources.close_errors or any(n.state in bad for n in self.nodes)
+        return RunStatus.FAILED if failed else RunStatus.SUCCESS
 
     def _finish(self) -> None:
         self.finished = time.time()
@@ -602,4 +610,5 @@ class Run:
             self.plan.key_of,
             self.started,
             self.finished,
+            self.resources.close_errors,
         )

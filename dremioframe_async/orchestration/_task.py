@@ -18,6 +18,7 @@ from typing import Any, Unpack
 
 from ._errors import TaskDefinitionError
 from ._options import DEFAULT_OPTIONS, TaskOptions, TaskOptionValues
+from ._resources import NO_RESOURCES, ResourceFactory, check_task_resources
 from ._states import TriggerRule
 
 __all__ = ["Task", "contains_task", "profile_of"]
@@ -120,10 +121,18 @@ class Task:
         tuple, set or dict) becomes an upstream edge and is replaced by its result.
     :param kwargs: keyword arguments, treated like ``args``.
     :param options: a :class:`TaskOptions`, or give its fields as keywords
-        (``retries=3, pool="dremio"``), not both.
+        (``retries=3, pool="dremio"``), not both. Its ``resources`` option names
+        the run's resources the task needs (see ``Pipeline(resources=...)``):
+        each is opened before the task starts and passed as the keyword argument
+        of that name when the function has such a parameter; all of them are in
+        ``context.resources``.
     :raises TaskDefinitionError: for a non-callable action or a bad option; the
         message names the task.
     """
+
+    # Factories a task offers for resources it needs when the run declares none
+    # of that name (a Dremio task's client from the environment). Subclasses set it.
+    default_resources: Mapping[str, ResourceFactory] = NO_RESOURCES
 
     def __init__(
         self,
@@ -143,6 +152,8 @@ class Task:
             options = TaskOptions.of(name, option_values) if option_values else DEFAULT_OPTIONS
         elif option_values or not isinstance(options, TaskOptions):
             raise TaskDefinitionError(name, "give options=TaskOptions(...) or option keywords")
+        if options.resources:
+            check_task_resources(name, action, options.resources)
         profile = profile_of(action)
         self.name = name
         self.action = action

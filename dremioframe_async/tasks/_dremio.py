@@ -1,10 +1,17 @@
 """Tasks that run SQL on Dremio: queries (to Arrow or Parquet) and Iceberg/reflection upkeep.
 
-A task holds either an open :class:`DremioClient` (shared, so many tasks reuse
-one connection pool) or nothing, in which case each attempt opens a client from
-the ``DREMIO_*`` environment. Job cancellation on timeout or cancellation is the
-client's: ``wait()`` sends the cancel request (shielded, bounded) before the
-cancellation reaches the engine.
+Where a task's client comes from (``client=``):
+
+- nothing: the run's ``"dremio"`` resource (``Pipeline(resources={"dremio": ...})``
+  or ``run(resources=...)``); when the run declares none, one client per run
+  from the ``DREMIO_*`` environment, shared by every such task of the run;
+- a resource name (``client="warehouse"``): that resource of the run;
+- a zero-argument callable making a client: a resource of the run, opened
+  once per run and shared by every task given the same callable;
+- an open :class:`DremioClient`: used as it is (its owner closes it).
+
+Job cancellation on timeout or cancellation is the client's: ``wait()`` sends
+the cancel request (shielded, bounded) before the cancellation reaches the engine.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..dremio import RETRYABLE_ERRORS, DremioClient, Via
-from ..orchestration import Task
+from ..orchestration import RunContext, Task
 from ._sql import (
     expire_snapshots_sql,
     optimize_sql,
@@ -39,7 +46,53 @@ __all__ = [
     "VacuumTask",
 ]
 
-ClientSource = DremioClient | Callable[[], DremioClient] | None
+ClientSource = DremioClient | Callable[[], DremioClient] | str | None
+
+DREMIO_RESOURCE = "dremio"
+"""The run resource a Dremio task uses when given no ``client=``."""
+
+# With no client given: one client per run from the DREMIO_* environment, unless
+# the run declares a "dremio" resource.
+_FROM_ENVIRONMENT: Mapping[str, Callable[[], Any]] = {DREMIO_RESOURCE: DremioClient}
+
+
+def _resource_for(source: ClientSource) -> tuple[str | None, Mapping[str, Callable[[], Any]]]:
+    """The run resource a task's client is, and the default factory it offers for it."""
+    if isinstance(source, DremioClient):
+        return None, {}
+    if source is None:
+        return DREMIO_RESOURCE, _FROM_ENVIRONMENT
+    if isinstance(source, str):
+        return source, {}
+    # A factory: a resource of its own, so tasks given the same one share a client per run.
+    name = f"dremio:{getattr(source, '__qualname__', type(source).__name__)}@{id(source):x}"
+    return name, {name: source}
+
+
+class ClientTask(Task):
+    """A task that runs on a Dremio client: ``client`` as given, ``client_resource``
+    the run resource it stands for (None for an open client)."""
+
+    client: ClientSource
+    client_resource: str | None = None
+
+
+def client_options(
+    task: ClientTask, source: ClientSource, options: dict[str, Any]
+) -> dict[str, Any]:
+    """``options`` with the run resource ``source`` stands for added to ``resources``.
+
+    Also sets the task's ``client_resource`` and the default factory it offers.
+    """
+    name, defaults = _resource_for(source)
+    task.client_resource = name
+    if name is None:
+        return options
+    if defaults:
+        task.default_resources = defaults
+    given = options.get("resources", ())
+    names = (given,) if isinstance(given, str) else tuple(given)
+    return {**options, "resources": (*names, name)}
 
 
 def dremio_retry_options(options: dict[str, Any], *, timeouts: bool = True) -> dict[str, Any]:
@@ -55,17 +108,21 @@ def dremio_retry_options(options: dict[str, Any], *, timeouts: bool = True) -> d
 
 
 @asynccontextmanager
-async def client_scope(source: ClientSource) -> AsyncIterator[DremioClient]:
-    """Use the given open client, or open (and close) one made by ``source`` or from env."""
-    if isinstance(source, DremioClient):
-        yield source
-        return
-    async with source() if source is not None else DremioClient() as client:
-        yield client
+async def client_scope(task: ClientTask, context: RunContext) -> AsyncIterator[DremioClient]:
+    """The client of ``task`` in this run: its own open client, or the run's resource."""
+    if isinstance(task.client, DremioClient):
+        yield task.client
+    else:
+        assert task.client_resource is not None
+        yield context.resources[task.client_resource]
 
 
-class DremioQueryTask(Task):
+class DremioQueryTask(ClientTask):
     """Run one SQL query; return a ``pyarrow.Table``, or the path of a Parquet file.
+
+    ``client`` is where the client comes from (see the module's docs): by
+    default the run's ``"dremio"`` resource, else one client per run from the
+    environment.
 
     With ``output_path`` the result is streamed into that file (renamed into
     place once complete) and the task returns the path as a string. The result
@@ -97,10 +154,11 @@ class DremioQueryTask(Task):
         self.output_path = None if output_path is None else Path(output_path)
         self.sql_context = list(sql_context) if sql_context else None
         self.query_timeout = query_timeout
-        super().__init__(name, self._execute, **dremio_retry_options(options))
+        options = client_options(self, client, dremio_retry_options(options))
+        super().__init__(name, self._execute, **options)
 
-    async def _execute(self) -> pa.Table | str:
-        async with client_scope(self.client) as client:
+    async def _execute(self, context: RunContext) -> pa.Table | str:
+        async with client_scope(self, context) as client:
             if self.output_path is None:
                 return await client.query(
                     self.sql, self.sql_context, timeout=self.query_timeout, via=self.via
@@ -115,20 +173,22 @@ class DremioQueryTask(Task):
             return str(self.output_path)
 
 
-class DremioSqlTask(Task):
+class DremioSqlTask(ClientTask):
     """Run a statement and return its (small) result as a list of row dicts.
 
-    Retries follow :class:`DremioQueryTask`'s rules; a submission that may have
-    run (:class:`~dremioframe_async.dremio.DremioSubmitUncertain`) is never retried.
+    The client and retries follow :class:`DremioQueryTask`'s rules; a submission
+    that may have run (:class:`~dremioframe_async.dremio.DremioSubmitUncertain`)
+    is never retried.
     """
 
     def __init__(self, name: str, sql: str, *, client: ClientSource = None, **options: Any) -> None:
         self.sql = sql
         self.client = client
-        super().__init__(name, self._execute, **dremio_retry_options(options))
+        options = client_options(self, client, dremio_retry_options(options))
+        super().__init__(name, self._execute, **options)
 
-    async def _execute(self) -> list[dict[str, Any]]:
-        async with client_scope(self.client) as client:
+    async def _execute(self, context: RunContext) -> list[dict[str, Any]]:
+        async with client_scope(self, context) as client:
             table = await client.query(self.sql)
             rows: list[dict[str, Any]] = table.to_pylist()
             return rows

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import anyio
 
 from ..dremio import RETRYABLE_ERRORS, DremioClient, DremioError
-from ..orchestration import Task
+from ..orchestration import RunContext
 from ._checks import (
     AcceptedValues,
     Check,
@@ -44,7 +44,7 @@ from ._checks import (
     Unique,
 )
 from ._common import TaskLibraryError
-from ._dremio import ClientSource, client_scope, dremio_retry_options
+from ._dremio import ClientSource, ClientTask, client_options, client_scope, dremio_retry_options
 
 __all__ = [
     "DataQualityConfigError",
@@ -213,13 +213,15 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class DataQualityTask(Task):
+class DataQualityTask(ClientTask):
     """Run data-quality checks on Dremio and return a :class:`QualityReport`.
 
     Give ``checks`` (check objects) and/or ``directory`` (YAML files, read when
     the task runs). Each check is one query; up to ``max_concurrency`` run at
-    once through ``client`` (an open :class:`DremioClient`, a factory, or
-    ``None`` for one client per run from the ``DREMIO_*`` environment). A check
+    once through ``client``, which works as for
+    :class:`~dremioframe_async.tasks.DremioQueryTask`: by default the run's
+    ``"dremio"`` resource, else one client per run from the ``DREMIO_*``
+    environment. A check
     whose query Dremio rejects (a missing column, bad SQL) is reported as
     failed with the error; a connection failure fails the task (and is retried
     when ``retries`` is set). With ``on_failure="warn"`` failures are logged
@@ -253,13 +255,14 @@ class DataQualityTask(Task):
         self.sample_size, self.max_concurrency, self.now = sample_size, max_concurrency, now
         # Retried by default: what the Dremio tasks retry (connection, 429, 5xx, transient
         # job failures, timeouts); never a failed check or a rejected query.
-        super().__init__(name, self._execute, **dremio_retry_options(options))
+        options = client_options(self, client, dremio_retry_options(options))
+        super().__init__(name, self._execute, **options)
 
-    async def _execute(self) -> QualityReport:
+    async def _execute(self, context: RunContext) -> QualityReport:
         checks = list(self.checks)
         if self.directory is not None:
             checks += await anyio.to_thread.run_sync(load_checks, self.directory)
-        async with client_scope(self.client) as client:
+        async with client_scope(self, context) as client:
             report = await self._run_all(client, checks)
         if not report.passed:
             if self.on_failure == "fail":

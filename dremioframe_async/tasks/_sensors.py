@@ -14,8 +14,14 @@ import anyio
 import pyarrow as pa
 
 from ..errors import DremioFrameError
-from ..orchestration import Task
-from ._dremio import ClientSource, client_scope, dremio_retry_options
+from ..orchestration import RunContext, Task
+from ._dremio import (
+    ClientSource,
+    ClientTask,
+    client_options,
+    client_scope,
+    dremio_retry_options,
+)
 
 __all__ = ["FileSensor", "SensorTimeout", "SqlSensor"]
 
@@ -48,11 +54,12 @@ def _first_cell_truthy(table: pa.Table) -> bool:
     return table.num_rows > 0 and table.num_columns > 0 and bool(table.column(0)[0].as_py())
 
 
-class SqlSensor(Task):
+class SqlSensor(ClientTask):
     """Run ``sql`` every ``poke_interval`` seconds until ``success(table)`` holds.
 
     By default success means the first cell of the first row is truthy (as in
-    Airflow's SqlSensor). The task returns the table that satisfied it. With
+    Airflow's SqlSensor). The task returns the table that satisfied it. The
+    client comes from ``client=`` as for :class:`DremioQueryTask`. With
     ``retries=`` only Dremio's transient faults are retried (not a
     :class:`SensorTimeout`, an auth or a SQL error) unless ``retry_on=`` is given.
 
@@ -75,10 +82,11 @@ class SqlSensor(Task):
         self.poke_interval, self.sensor_timeout = poke_interval, timeout
         self.sql_context = list(sql_context) if sql_context else None
         # A sensor that timed out gave up on purpose: only Dremio's own faults are retried.
-        super().__init__(name, self._execute, **dremio_retry_options(options, timeouts=False))
+        options = client_options(self, client, dremio_retry_options(options, timeouts=False))
+        super().__init__(name, self._execute, **options)
 
-    async def _execute(self) -> pa.Table:
-        async with client_scope(self.client) as client:
+    async def _execute(self, context: RunContext) -> pa.Table:
+        async with client_scope(self, context) as client:
 
             async def poke() -> pa.Table | None:
                 table = await client.query(self.sql, self.sql_context)
