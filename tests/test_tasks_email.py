@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import gc
 import os
 import socket
 import ssl
@@ -183,6 +184,11 @@ async def test_delivered_over_tls_with_auth_and_headers(
 
 
 @pytest.mark.asyncio
+# Over SSL, aiosmtplib closes the refused connection without awaiting the TLS
+# shutdown; the transport can still be "closing" when the failed attempt's error (and
+# the frames it holds) is collected, which asyncio reports as an unclosed transport.
+# The mail itself is refused and never sent; what this test guards is asserted below.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_wrong_password_is_not_retried_and_not_shown(inbox: Inbox) -> None:
     t = EmailTask(
         "mail",
@@ -205,6 +211,10 @@ async def test_wrong_password_is_not_retried_and_not_shown(inbox: Inbox) -> None
     assert result.tasks["mail"].attempts == 1
     assert "wrong-secret-123" not in f"{error} {t!r}"
     assert inbox.envelopes == []
+    # Collect the refused connection here, under this test's warning filter, rather
+    # than in whichever test happens to run the garbage collector next.
+    del error, result
+    gc.collect()
 
 
 @pytest.mark.asyncio
