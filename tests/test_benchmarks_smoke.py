@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _bench_run import run_quick
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "engine_overhead.py"
 RATIO = re.compile(
@@ -23,14 +24,7 @@ RATIO = re.compile(
 
 @pytest.fixture(scope="module")
 def quick_run() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=SCRIPT.parents[1],
-    )
+    return run_quick("engine_overhead.py", timeout=120)
 
 
 def test_quick_mode_exits_zero(quick_run: subprocess.CompletedProcess[str]) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _bench_run import run_quick
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dremio_fetch.py"
 NUMBER = r"[\d,]+(?:\.\d+)?"
@@ -19,14 +19,7 @@ NUMBER = r"[\d,]+(?:\.\d+)?"
 
 @pytest.fixture(scope="module")
 def quick_run() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=55,
-        check=False,
-        cwd=SCRIPT.parents[1],
-    )
+    return run_quick("dremio_fetch.py")
 
 
 def test_quick_mode_exits_zero(quick_run: subprocess.CompletedProcess[str]) -> None:
