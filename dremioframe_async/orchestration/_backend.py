@@ -10,7 +10,12 @@ from typing import Any
 import anyio.lowlevel
 import sniffio
 
-__all__ = ["call_soon_from_thread", "cancel_is_stray", "checkpoint_function"]
+__all__ = [
+    "call_soon_from_thread",
+    "cancel_is_stray",
+    "checkpoint_function",
+    "checkpoint_if_cancelled_function",
+]
 
 
 def _on_asyncio() -> bool:
@@ -24,6 +29,23 @@ def checkpoint_function() -> Callable[[], Awaitable[None]]:
         return anyio.lowlevel.checkpoint
     # What anyio's asyncio backend does for a checkpoint, minus its per-call lookup.
     return functools.partial(asyncio.sleep, 0)
+
+
+def checkpoint_if_cancelled_function() -> Callable[[], Awaitable[None]]:
+    """The current backend's ``checkpoint_if_cancelled``, looked up once per run.
+
+    ``anyio.lowlevel.checkpoint_if_cancelled`` finds the backend on every call,
+    which costs about as much as the check itself; anyio's lookup is internal,
+    so an anyio without it gets the public function.
+    """
+    try:
+        from anyio._core._eventloop import get_async_backend
+    except ImportError:  # pragma: no cover - an anyio that moved its internals
+        return anyio.lowlevel.checkpoint_if_cancelled
+    check: Callable[[], Awaitable[None]] | None = getattr(
+        get_async_backend(), "checkpoint_if_cancelled", None
+    )
+    return check if check is not None else anyio.lowlevel.checkpoint_if_cancelled
 
 
 def cancel_is_stray() -> bool:

@@ -18,31 +18,30 @@ import anyio
 from ._errors import TaskDefinitionError
 from ._threads import SlotHandover
 
-__all__ = ["AttemptSlots", "call_async", "call_sync"]
+__all__ = ["AttemptSlots", "call_async", "call_sync", "check_async"]
 
 
 class AttemptSlots:
     """The pool and concurrency slots of one attempt, held for the ``async with`` body.
 
     Each slot is taken without yielding when one is free. Slots are taken on
-    behalf of an object of the attempt's own, so a thread that outlives its
+    behalf of this object, one per attempt, so a thread that outlives its
     attempt can keep them without confusing the next attempt.
     """
 
-    __slots__ = ("_borrower", "_held", "_limiters")
+    __slots__ = ("_held", "_limiters")
 
     def __init__(self, limiters: Sequence[anyio.CapacityLimiter]) -> None:
         self._limiters = limiters
-        self._borrower = object()
         self._held = 0
 
     async def __aenter__(self) -> AttemptSlots:
         try:
             for limiter in self._limiters:
                 try:
-                    limiter.acquire_on_behalf_of_nowait(self._borrower)
+                    limiter.acquire_on_behalf_of_nowait(self)
                 except anyio.WouldBlock:
-                    await limiter.acquire_on_behalf_of(self._borrower)
+                    await limiter.acquire_on_behalf_of(self)
                 self._held += 1
         except BaseException:
             self._release()  # cancelled while waiting: give back what was taken
@@ -59,12 +58,12 @@ class AttemptSlots:
 
     def _release(self) -> None:
         for limiter in self._limiters[: self._held]:
-            limiter.release_on_behalf_of(self._borrower)
+            limiter.release_on_behalf_of(self)
         self._held = 0
 
     def handover(self) -> SlotHandover:
         """What a worker thread needs to give these slots back should the attempt leave it."""
-        return SlotHandover(self._limiters[: self._held], self._borrower)
+        return SlotHandover(self._limiters[: self._held], self)
 
     def disown(self) -> None:
         """The thread releases the slots when it ends: leaving the block must not."""
@@ -74,9 +73,9 @@ class AttemptSlots:
 async def call_async(key: str, call: Callable[[], Awaitable[Any]], time_limit: float | None) -> Any:
     """Await a coroutine function's call on the loop, within ``time_limit`` seconds if given."""
     if time_limit is None:
-        return _check_async(key, await call())
+        return check_async(key, await call())
     with anyio.fail_after(time_limit):
-        return _check_async(key, await call())
+        return check_async(key, await call())
 
 
 async def call_sync(
@@ -105,7 +104,8 @@ async def call_sync(
         raise
 
 
-def _check_async(key: str, outcome: Any) -> Any:
+def check_async(key: str, outcome: Any) -> Any:
+    """``outcome`` of a coroutine function's call; an awaitable there is the task's mistake."""
     if outcome is not None and inspect.isawaitable(outcome):
         if inspect.iscoroutine(outcome):
             outcome.close()  # never awaited: close it rather than leak a warning

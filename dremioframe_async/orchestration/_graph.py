@@ -10,7 +10,6 @@ import graphlib
 import operator
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 
 from ._errors import CycleError, PipelineDefinitionError
 from ._resources import resource_problems
@@ -20,33 +19,80 @@ from ._task import Task
 __all__ = ["Plan", "build_plan", "collect_tasks", "mermaid"]
 
 
-@dataclass(frozen=True, slots=True)
 class Plan:
-    pipeline: str
-    tasks: tuple[Task, ...]
-    keys: tuple[str, ...]
-    index: Mapping[Task, int]
-    upstream: tuple[tuple[int, ...], ...]
-    downstream: tuple[tuple[int, ...], ...]
-    upstream_keys: tuple[tuple[str, ...], ...]
-    key_index: Mapping[str, int]
+    """The validated graph: tasks in creation order, their unique keys, and edges
+    as index tuples. Runs share it and never change it.
+
+    ``upstream_keys`` and ``key_index`` are derived on first use: a run without
+    listeners or context lookups never needs them.
+    """
+
+    __slots__ = (
+        "_key_index",
+        "_upstream_keys",
+        "downstream",
+        "index",
+        "keys",
+        "pipeline",
+        "tasks",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        pipeline: str,
+        tasks: tuple[Task, ...],
+        keys: tuple[str, ...],
+        index: Mapping[Task, int],
+        upstream: tuple[tuple[int, ...], ...],
+        downstream: tuple[tuple[int, ...], ...],
+    ) -> None:
+        self.pipeline = pipeline
+        self.tasks = tasks
+        self.keys = keys
+        self.index = index
+        self.upstream = upstream
+        self.downstream = downstream
+        self._upstream_keys: tuple[tuple[str, ...], ...] | None = None
+        self._key_index: dict[str, int] | None = None
+
+    @property
+    def upstream_keys(self) -> tuple[tuple[str, ...], ...]:
+        """Each task's upstream keys, in the order its edges were added."""
+        if self._upstream_keys is None:
+            key_at = self.keys.__getitem__
+            self._upstream_keys = tuple([tuple(map(key_at, up)) for up in self.upstream])
+        return self._upstream_keys
+
+    @property
+    def key_index(self) -> Mapping[str, int]:
+        """Each key's position in ``tasks``."""
+        if self._key_index is None:
+            self._key_index = {k: i for i, k in enumerate(self.keys)}
+        return self._key_index
 
     def key_of(self, task: Task) -> str | None:
         i = self.index.get(task)
         return None if i is None else self.keys[i]
 
+    def __repr__(self) -> str:
+        return f"<Plan {self.pipeline!r}: {len(self.tasks)} tasks>"
+
 
 def collect_tasks(added: Iterable[Task]) -> list[Task]:
     """Every task connected to an added one, upstream or downstream, in creation order."""
-    seen: set[Task] = set()
-    stack = list(added)
-    while stack:
-        t = stack.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        stack.extend(t.edges_up())
-        stack.extend(t.edges_down())
+    seen = set(added)
+    frontier: Iterable[Task] = seen
+    while frontier:
+        near: set[Task] = set()
+        # Set updates run in C, so the walk costs per task, not per edge; the edge
+        # dicts are read directly (this module plans for Task, as its friend).
+        for t in frontier:
+            near.update(t._upstream)
+            near.update(t._downstream)
+        near -= seen
+        seen |= near
+        frontier = near
     return sorted(seen, key=_ORDER)
 
 
@@ -125,36 +171,42 @@ def build_plan(
     keys = assign_keys(tasks)
     index = {t: i for i, t in enumerate(tasks)}
     at = index.__getitem__
-    upstream = tuple(tuple(map(at, t.edges_up())) for t in tasks)
-    downstream = tuple(tuple(map(at, t.edges_down())) for t in tasks)
+    # One pass for the edges and the per-task checks (this is the cold path's
+    # planning cost, paid once per graph change).
+    upstream: list[tuple[int, ...]] = []
+    downstream: list[tuple[int, ...]] = []
+    in_pools: list[int] = []
+    early: list[int] = []
+    for i, t in enumerate(tasks):
+        upstream.append(tuple(map(at, t._upstream)))
+        downstream.append(tuple(map(at, t._downstream)))
+        options = t.options
+        if options.pool is not None and options.pool not in pools:
+            in_pools.append(i)
+        if t.has_task_args and may_start_early(options.trigger_rule):
+            early.append(i)
     problems = [
-        f"task {keys[i]!r} uses pool {t.options.pool!r}, which the pipeline does not define "
-        f"(add it: Pipeline(..., pools={{{t.options.pool!r}: N}}))"
-        for i, t in enumerate(tasks)
-        if t.options.pool is not None and t.options.pool not in pools
+        f"task {keys[i]!r} uses pool {tasks[i].options.pool!r}, which the pipeline does not "
+        f"define (add it: Pipeline(..., pools={{{tasks[i].options.pool!r}: N}}))"
+        for i in in_pools
     ]
     problems += [
         f"task {keys[i]!r} takes the result of {keys[index[up]]!r} as an argument, but its "
-        f"trigger rule {t.options.trigger_rule.value} may start it before that result "
+        f"trigger rule {tasks[i].options.trigger_rule.value} may start it before that result "
         f"exists (read it from the context instead, or use all_done)"
-        for i, t in enumerate(tasks)
-        if may_start_early(t.options.trigger_rule)
-        for up in t.data_dependencies()
+        for i in early
+        for up in tasks[i].data_dependencies()
     ]
     if resources is not None:
         problems += resource_problems(tasks, keys, resources)
-    stuck = _unsorted(upstream, downstream)
-    cycles = _find_cycles({i: set(upstream[i]) for i in stuck}, keys) if stuck else []
+    ups, downs = tuple(upstream), tuple(downstream)
+    stuck = _unsorted(ups, downs)
+    cycles = _find_cycles({i: set(ups[i]) for i in stuck}, keys) if stuck else []
     if cycles:
         raise CycleError(name, cycles, problems)
     if problems:
         raise PipelineDefinitionError(name, problems)
-    key_at = keys.__getitem__
-    upstream_keys = tuple(tuple(map(key_at, up)) for up in upstream)
-    key_index = {k: i for i, k in enumerate(keys)}
-    return Plan(
-        name, tuple(tasks), tuple(keys), index, upstream, downstream, upstream_keys, key_index
-    )
+    return Plan(name, tuple(tasks), tuple(keys), index, ups, downs)
 
 
 _PLAIN_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -35,8 +35,8 @@ import anyio.lowlevel
 import tenacity
 from anyio.abc import TaskGroup
 
-from ._backend import cancel_is_stray, checkpoint_function
-from ._calls import AttemptSlots, call_async, call_sync
+from ._backend import cancel_is_stray, checkpoint_function, checkpoint_if_cancelled_function
+from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
@@ -64,6 +64,7 @@ __all__ = ["Run"]
 
 _S = TaskState
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
+_RUNNER_NAME = f"{__name__}.Run._runner"  # given, not derived by anyio per task
 
 
 class Run:
@@ -114,6 +115,7 @@ class Run:
         self.started = time.time()
         self.finished = self.started
         self._checkpoint = checkpoint_function()
+        self._checkpoint_if_cancelled = checkpoint_if_cancelled_function()
 
     @staticmethod
     def _make_nodes(
@@ -122,10 +124,15 @@ class Run:
         pools: Mapping[str, anyio.CapacityLimiter],
     ) -> list[Node]:
         nodes = [Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
+        # One limiters tuple per pool, shared by its tasks.
+        shared: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
         for node in nodes:
             pool = node.task.options.pool
-            lims = (pools[pool],) if pool is not None else ()
-            node.limiters = (*lims, run_limiter) if run_limiter is not None else lims
+            lims = shared.get(pool)
+            if lims is None:
+                own = (pools[pool],) if pool is not None else ()
+                lims = shared[pool] = (*own, run_limiter) if run_limiter is not None else own
+            node.limiters = lims
         return nodes
 
     # -- events --------------------------------------------------------------------
@@ -270,7 +277,7 @@ class Run:
             want = min(want, int(self.run_limiter.available_tokens))
         for _ in range(want):
             self.workers += 1
-            self._tg.start_soon(self._runner)
+            self._tg.start_soon(self._runner, name=_RUNNER_NAME)
 
     def _paused(self) -> bool:
         # Once cancelled, nothing new starts until the wind-down picks the cleanup tasks.
@@ -290,7 +297,8 @@ class Run:
                 # Yield between tasks (never while counted busy) at least every
                 # YIELD_INTERVAL: tasks that never wait must not starve the loop or
                 # delay cancellation, but a yield per task would double their cost.
-                if time.perf_counter() - last_yield >= YIELD_INTERVAL:
+                # A runner with nothing left to take returns to the loop anyway.
+                if self.ready and time.perf_counter() - last_yield >= YIELD_INTERVAL:
                     await self._checkpoint()
                     last_yield = time.perf_counter()
         finally:
@@ -342,10 +350,12 @@ class Run:
         async with AttemptSlots(node.limiters) as slots:
             # No task body starts once the run is being cancelled, even when no
             # await above had to suspend.
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._checkpoint_if_cancelled()
             self._mark_running(node)
             timeout = node.task.options.timeout
             if node.task.is_async:
+                if timeout is None:  # the common case, without one more coroutine
+                    return check_async(node.key, await call())
                 return await call_async(node.key, call, timeout)
             return await call_sync(
                 node.key, call, timeout, slots, functools.partial(self._call_sync, node)

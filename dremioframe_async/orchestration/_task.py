@@ -6,7 +6,6 @@ its :class:`RunResult`), so one Task can take part in many concurrent runs.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import itertools
@@ -28,19 +27,30 @@ _creation_order = itertools.count()
 
 # Values that cannot hold a Task: the common arguments skip the container checks.
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+_SEQUENCES = frozenset({tuple, list, set, frozenset})
 
 
 def contains_task(value: object) -> bool:
     """Whether ``value`` is a Task or holds one in a list, tuple, set or dict."""
-    if type(value) in _LEAVES:
+    kind = type(value)
+    if kind in _LEAVES:
         return False
-    if isinstance(value, Task):
+    # Exact types first: this runs for every Task built, and isinstance against
+    # a union of four types costs more than the rest of the check.
+    items: Iterable[object]
+    if kind in _SEQUENCES:
+        items = value  # type: ignore[assignment]  # one of the sequence types
+    elif kind is dict:
+        items = value.values()  # type: ignore[attr-defined]  # a dict
+    elif isinstance(value, Task):
         return True
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, list | tuple | set | frozenset):
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
         return False
-    for v in value:  # noqa: SIM110 -- a loop, not any(<genexpr>): this runs per Task built
+    for v in items:  # noqa: SIM110 -- a loop, not any(<genexpr>): this runs per Task built
         if type(v) not in _LEAVES and contains_task(v):
             return True
     return False
@@ -91,8 +101,16 @@ class _Profile:
 
 
 # Inspecting a function costs more than building its Task: do it once per function.
-# Weak keys, so functions made in a loop (closures) do not pile up here.
-_profiles: weakref.WeakKeyDictionary[Any, _Profile] = weakref.WeakKeyDictionary()
+# Keyed by id, each entry holding a weak reference that checks the id still means
+# that function and drops the entry when it is collected, so functions made in a
+# loop (closures) do not pile up here (a WeakKeyDictionary makes a reference per lookup).
+_profiles: dict[int, tuple[weakref.ref[Any], _Profile]] = {}
+
+
+def _forget(ref: weakref.ref[Any], key: int) -> None:
+    entry = _profiles.get(key)
+    if entry is not None and entry[0] is ref:
+        del _profiles[key]
 
 
 def profile_of(action: Callable[..., Any]) -> _Profile:
@@ -100,13 +118,15 @@ def profile_of(action: Callable[..., Any]) -> _Profile:
         key: Any = action
     else:  # a bound method: its function says it all
         key = getattr(action, "__func__", action)
-    try:
-        return _profiles[key]
-    except (KeyError, TypeError):  # TypeError: not weakly referenceable; inspect each time
-        pass
+    entry = _profiles.get(id(key))
+    if entry is not None and entry[0]() is key:
+        return entry[1]
     profile = _Profile(_is_async(action), _accepts_context(action))
-    with contextlib.suppress(TypeError):
-        _profiles[key] = profile
+    try:
+        ref = weakref.ref(key, functools.partial(_forget, key=id(key)))
+    except TypeError:  # not weakly referenceable: inspect it each time
+        return profile
+    _profiles[id(key)] = (ref, profile)
     return profile
 
 
@@ -168,10 +188,12 @@ class Task:
         self._downstream: dict[Task, None] = {}
         self._data_deps: tuple[Task, ...] = ()
         inputs = self._inputs()
-        if any(inputs) and contains_task(inputs):
-            self._data_deps = tuple(dict.fromkeys(_tasks_in(inputs)))
-            for up in self._data_deps:
-                self._link(up, self)
+        for value in inputs:
+            if contains_task(value):
+                self._data_deps = tuple(dict.fromkeys(_tasks_in(inputs)))
+                for up in self._data_deps:
+                    self._link(up, self)
+                break
         self.has_task_args = bool(self._data_deps)
 
     def _inputs(self) -> tuple[Any, ...]:
@@ -244,7 +266,14 @@ class Task:
         return self
 
     def __rshift__(self, other: Task) -> Task:
-        Task._link(self, other)
+        if isinstance(other, Task) and other is not self and other not in self._downstream:
+            # ``_link`` inlined for the common case: this is most of building a graph.
+            self._downstream[other] = None
+            other._upstream[self] = None
+            self.edits += 1
+            other.edits += 1
+        else:
+            Task._link(self, other)  # raises for a non-Task or a self-edge; else a repeat
         return other
 
     def __lshift__(self, other: Task) -> Task:
