@@ -30,36 +30,69 @@ async def write_parquet_atomically(
     partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
     writer: pq.ParquetWriter | None = None
     rows, pending, pending_rows = 0, [], 0
-    done = False
     try:
         async for batch in batches:
-            if writer is None:
-                writer = await anyio.to_thread.run_sync(pq.ParquetWriter, partial, batch.schema)
             pending.append(batch)
             rows += batch.num_rows
             pending_rows += batch.num_rows
             if pending_rows >= row_group_rows:
-                await _write(writer, pending)
+                writer = await _write(writer, partial, pending)
                 pending, pending_rows = [], 0
-        if writer is None:  # no batch at all: still an empty file with the schema, if known
-            writer = await anyio.to_thread.run_sync(
-                pq.ParquetWriter, partial, batches.schema or pa.schema([])
-            )
-        await _write(writer, pending)
-        done = True
-    finally:
+        schema = pending[0].schema if pending else batches.schema
+        # The last row group, closing and the rename in one worker thread: a result
+        # smaller than a row group (most of them) costs one trip to a thread, not five.
+        await anyio.to_thread.run_sync(_finish, writer, partial, target, pending, schema)
+    except BaseException:
         with anyio.CancelScope(shield=True):
-            if writer is not None:
-                await anyio.to_thread.run_sync(writer.close)
-            try:
-                if done:
-                    await anyio.Path(partial).replace(target)
-            finally:  # not done, or the rename failed (``path`` is a directory, ...)
-                await anyio.Path(partial).unlink(missing_ok=True)
+            await anyio.to_thread.run_sync(_discard, writer, partial)
+        raise
     return rows
 
 
-async def _write(writer: pq.ParquetWriter, batches: list[pa.RecordBatch]) -> None:
-    if batches:
-        table = pa.Table.from_batches(batches)
-        await anyio.to_thread.run_sync(writer.write_table, table)
+def _open(partial: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(partial, schema)
+
+
+async def _write(
+    writer: pq.ParquetWriter | None, partial: Path, batches: list[pa.RecordBatch]
+) -> pq.ParquetWriter:
+    def write() -> pq.ParquetWriter:
+        out = writer if writer is not None else _open(partial, batches[0].schema)
+        try:
+            out.write_table(pa.Table.from_batches(batches))
+        except BaseException:
+            if writer is None:
+                out.close()  # opened here, so the caller never sees it: close it here
+            raise
+        return out
+
+    return await anyio.to_thread.run_sync(write)
+
+
+def _finish(
+    writer: pq.ParquetWriter | None,
+    partial: Path,
+    target: Path,
+    batches: list[pa.RecordBatch],
+    schema: pa.Schema | None,
+) -> None:
+    """Write what is left, close, and rename into place; on any failure leave no file."""
+    try:
+        if writer is None:  # no row group yet: still a file, with the schema if known
+            writer = _open(partial, schema or pa.schema([]))
+        if batches:
+            writer.write_table(pa.Table.from_batches(batches))
+        writer.close()
+        writer = None
+        partial.replace(target)
+    except BaseException:
+        _discard(writer, partial)
+        raise
+
+
+def _discard(writer: pq.ParquetWriter | None, partial: Path) -> None:
+    try:
+        if writer is not None:
+            writer.close()
+    finally:
+        partial.unlink(missing_ok=True)

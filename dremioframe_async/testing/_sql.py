@@ -83,6 +83,10 @@ class SqlEngine:
         self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
         self._capacity = threading.Semaphore(connections)
         self._all: list[_Connection] = []
+        # One in-memory database; the pool's connections are its cursors. Each
+        # duckdb.connect() is a database of its own and costs 20-60 ms to open
+        # (its own threads and catalog); a cursor costs nothing.
+        self._db: duckdb.DuckDBPyConnection | None = None
 
     @property
     def paths(self) -> list[tuple[str, ...]]:
@@ -165,7 +169,11 @@ class SqlEngine:
         except queue.Empty:
             pass
         try:
-            conn = _Connection(_duckdb().connect())
+            with self._lock:
+                if self._db is None:
+                    self._db = _duckdb().connect()
+                db = self._db
+            conn = _Connection(db.cursor())
         except BaseException:
             # No connection was made: give the slot back, or every failure leaks one
             # and the engine hangs once all are gone.
@@ -179,5 +187,8 @@ class SqlEngine:
         """Close every connection."""
         with self._lock:
             conns, self._all = self._all, []
+            db, self._db = self._db, None
         for conn in conns:
             conn.con.close()
+        if db is not None:
+            db.close()
