@@ -194,3 +194,23 @@ async def test_cancelled_demo_removes_its_folder_even_when_the_cleanup_is_stoppe
     assert scope.cancelled_caught
     seen.append(Path(stream.getvalue().split(" into ", 1)[1].split()[0]))
     assert not seen[0].exists()
+
+
+@pytest.mark.asyncio
+async def test_the_demo_times_its_run_apart_from_the_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows per second are the pipeline's: generating the embedded server's tables
+    (made slow here) is reported as setup, not counted in the run."""
+    import dremioframe_async.testing as testing
+
+    real = testing.sample_table
+
+    def slow_sample(rows: int, *, offset: int = 0) -> object:
+        time.sleep(0.05)  # the setup's own cost, not an ordering
+        return real(rows, offset=offset)
+
+    monkeypatch.setattr(testing, "sample_table", slow_sample)
+    outcome = await run_demo(tables=4, rows=400, stream=io.StringIO())
+    assert outcome.result.status == "SUCCESS"
+    run = outcome.result
+    assert outcome.setup_seconds >= 4 * 0.05
+    assert outcome.seconds == pytest.approx(run.finished - run.started, abs=0.05)
