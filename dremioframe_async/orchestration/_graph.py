@@ -177,9 +177,14 @@ def build_plan(
     downstream: list[tuple[int, ...]] = []
     in_pools: list[int] = []
     early: list[int] = []
+    # Equal edge tuples are shared (a fan-out's tasks all have the same ones): a
+    # large graph keeps a few tuples instead of two per task.
+    shared: dict[tuple[int, ...], tuple[int, ...]] = {}
     for i, t in enumerate(tasks):
-        upstream.append(tuple(map(at, t._upstream)))
-        downstream.append(tuple(map(at, t._downstream)))
+        up = tuple(map(at, t._upstream))
+        upstream.append(shared.setdefault(up, up))
+        down = tuple(map(at, t._downstream))
+        downstream.append(shared.setdefault(down, down))
         options = t.options
         if options.pool is not None and options.pool not in pools:
             in_pools.append(i)
