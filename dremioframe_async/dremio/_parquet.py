@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import anyio
@@ -27,8 +28,7 @@ async def write_parquet_atomically(
     :raises OSError: the file could not be written.
     """
     target = Path(path)
-    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
-    writer: pq.ParquetWriter | None = None
+    sink = _Sink(target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial"))
     rows, pending, pending_rows = 0, [], 0
     try:
         async for batch in batches:
@@ -36,63 +36,80 @@ async def write_parquet_atomically(
             rows += batch.num_rows
             pending_rows += batch.num_rows
             if pending_rows >= row_group_rows:
-                writer = await _write(writer, partial, pending)
+                await anyio.to_thread.run_sync(sink.write, pending)
                 pending, pending_rows = [], 0
         schema = pending[0].schema if pending else batches.schema
         # The last row group, closing and the rename in one worker thread: a result
         # smaller than a row group (most of them) costs one trip to a thread, not five.
-        await anyio.to_thread.run_sync(_finish, writer, partial, target, pending, schema)
+        await anyio.to_thread.run_sync(sink.finish, target, pending, schema)
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_discard, writer, partial)
+            await anyio.to_thread.run_sync(sink.discard)
         raise
     return rows
 
 
-def _open(partial: Path, schema: pa.Schema) -> pq.ParquetWriter:
-    return pq.ParquetWriter(partial, schema)
+class _Sink:
+    """The temporary file and its writer, used by one worker thread at a time.
 
+    asyncio's own cancellation (``asyncio.timeout``, ``task.cancel()``) passes
+    anyio's shields, so a write's thread can outlive the await that started it.
+    :meth:`discard` waits for such a thread to end its step, and no step does
+    anything once discarded: when the write raises, nothing is left to happen.
+    """
 
-async def _write(
-    writer: pq.ParquetWriter | None, partial: Path, batches: list[pa.RecordBatch]
-) -> pq.ParquetWriter:
-    def write() -> pq.ParquetWriter:
-        out = writer if writer is not None else _open(partial, batches[0].schema)
-        try:
-            out.write_table(pa.Table.from_batches(batches))
-        except BaseException:
-            if writer is None:
-                out.close()  # opened here, so the caller never sees it: close it here
-            raise
-        return out
+    __slots__ = ("_done", "_lock", "_partial", "_writer")
 
-    return await anyio.to_thread.run_sync(write)
+    def __init__(self, partial: Path) -> None:
+        self._partial = partial
+        self._writer: pq.ParquetWriter | None = None
+        self._lock = threading.Lock()
+        self._done = False  # discarded, or renamed into place
 
+    def write(self, batches: list[pa.RecordBatch]) -> None:
+        """Write one row group (a worker thread)."""
+        with self._lock:
+            if self._done:
+                return
+            try:
+                self._append(batches[0].schema, batches)
+            except BaseException:
+                self._drop()
+                raise
 
-def _finish(
-    writer: pq.ParquetWriter | None,
-    partial: Path,
-    target: Path,
-    batches: list[pa.RecordBatch],
-    schema: pa.Schema | None,
-) -> None:
-    """Write what is left, close, and rename into place; on any failure leave no file."""
-    try:
-        if writer is None:  # no row group yet: still a file, with the schema if known
-            writer = _open(partial, schema or pa.schema([]))
+    def finish(self, target: Path, batches: list[pa.RecordBatch], schema: pa.Schema | None) -> None:
+        """Write what is left, close, and rename into place; on any failure leave no file."""
+        with self._lock:
+            if self._done:
+                return
+            try:
+                # No row group yet: still a file, with the schema if known.
+                writer = self._append(schema or pa.schema([]), batches)
+                writer.close()
+                self._writer = None
+                self._partial.replace(target)
+                self._done = True
+            except BaseException:
+                self._drop()
+                raise
+
+    def discard(self) -> None:
+        """Close and remove the temporary file, once no thread is using it."""
+        with self._lock:
+            self._drop()
+
+    def _append(self, schema: pa.Schema, batches: list[pa.RecordBatch]) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._partial, schema)
         if batches:
-            writer.write_table(pa.Table.from_batches(batches))
-        writer.close()
-        writer = None
-        partial.replace(target)
-    except BaseException:
-        _discard(writer, partial)
-        raise
+            self._writer.write_table(pa.Table.from_batches(batches))
+        return self._writer
 
-
-def _discard(writer: pq.ParquetWriter | None, partial: Path) -> None:
-    try:
-        if writer is not None:
-            writer.close()
-    finally:
-        partial.unlink(missing_ok=True)
+    def _drop(self) -> None:
+        self._done = True
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._writer = None
+            self._partial.unlink(missing_ok=True)

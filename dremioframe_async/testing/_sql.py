@@ -83,6 +83,7 @@ class SqlEngine:
         self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
         self._capacity = threading.Semaphore(connections)
         self._all: list[_Connection] = []
+        self._serial = 0  # internal table names: one per registration, never reused
         # One in-memory database; the pool's connections are its cursors. Each
         # duckdb.connect() is a database of its own and costs 20-60 ms to open
         # (its own threads and catalog); a cursor costs nothing.
@@ -107,13 +108,14 @@ class SqlEngine:
         """Register (or replace) ``table`` under the dotted Dremio ``path``."""
         parts = path_parts(path)
         with self._lock:
-            for i, (registered, name, regex) in enumerate(self._paths):
+            name = f"__fake_dremio_{self._serial}"
+            self._serial += 1
+            for i, (registered, old, regex) in enumerate(self._paths):
                 if registered == parts:
-                    self._tables[name + "_v"] = table  # new internal name: connections re-register
-                    del self._tables[name]
-                    self._paths[i] = (parts, name + "_v", regex)
+                    self._tables[name] = table  # new internal name: connections re-register
+                    del self._tables[old]
+                    self._paths[i] = (parts, name, regex)
                     return
-            name = f"__fake_dremio_{len(self._paths)}"
             self._tables[name] = table
             self._paths.append((parts, name, _path_regex(parts)))
             # Longest paths first, so "a.b.c" is rewritten before its prefix "a.b".
@@ -121,12 +123,18 @@ class SqlEngine:
 
     def rewrite(self, sql: str) -> tuple[str, list[str]]:
         """Replace registered paths in ``sql`` by internal names; return the names used."""
-        used: list[str] = []
+        sql, used = self._rewrite(sql)
+        return sql, list(used)
+
+    def _rewrite(self, sql: str) -> tuple[str, dict[str, pa.Table]]:
+        # The tables are taken with the names, under one lock: a replacement made
+        # after the rewrite drops the old name, which the query still uses.
+        used: dict[str, pa.Table] = {}
         with self._lock:
             for _, name, regex in self._paths:
                 sql, count = regex.subn(name, sql)
                 if count:
-                    used.append(name)
+                    used[name] = self._tables[name]
         return sql, used
 
     def _registered(self) -> dict[tuple[str, ...], pa.Table]:
@@ -140,12 +148,12 @@ class SqlEngine:
         :raises InformationSchemaError: an ``INFORMATION_SCHEMA`` view that is not emulated.
         """
         sql, views = rewrite_information_schema(sql, self._registered())
-        rewritten, used = self.rewrite(sql)
+        rewritten, used = self._rewrite(sql)
         conn = self._acquire()
         try:
-            for name in used:
+            for name, table in used.items():
                 if name not in conn.registered:
-                    conn.con.register(name, self._tables[name])
+                    conn.con.register(name, table)
                     conn.registered.add(name)
             for name, view in views.items():  # built per query: the tables may have changed
                 conn.con.register(name, view)
