@@ -148,3 +148,34 @@ async def test_a_natively_cancelled_parquet_write_leaves_nothing_to_happen_after
     assert not [name for name in after if name.endswith(".partial")]
     if after:  # finished before the cleanup could stop it: then complete
         assert pq.read_table(target).equals(table)
+
+
+def test_a_staticmethod_object_does_not_poison_its_functions_profile() -> None:
+    """Inspecting ``staticmethod(f)`` must not decide what ``f`` itself is: the
+    cache once keyed both by ``f`` and answered for ``f`` what it found for the wrapper."""
+    from dremioframe_async.orchestration import Task
+
+    async def fetch() -> int:
+        return 1
+
+    wrapped = staticmethod(fetch)
+    Task("wrapped", wrapped)
+    assert Task("plain", fetch).is_async
+
+
+def test_a_bound_methods_profile_is_its_functions() -> None:
+    from dremioframe_async.orchestration import Task
+
+    class Source:
+        async def rows(self) -> int:
+            return 1
+
+        def count(self, context: object = None) -> int:
+            return 1
+
+    a, b = Source(), Source()
+    assert Task("a", a.rows).is_async
+    assert Task("b", b.rows).is_async
+    counted = Task("c", a.count)
+    assert not counted.is_async
+    assert counted.wants_context

@@ -114,10 +114,9 @@ def _forget(ref: weakref.ref[Any], key: int) -> None:
 
 
 def profile_of(action: Callable[..., Any]) -> _Profile:
-    if type(action) is types.FunctionType:
-        key: Any = action
-    else:  # a bound method: its function says it all
-        key = getattr(action, "__func__", action)
+    # A bound method's function says it all; anything else (a staticmethod object
+    # has a __func__ too, and may answer otherwise) is its own key.
+    key: Any = action.__func__ if type(action) is types.MethodType else action
     entry = _profiles.get(id(key))
     if entry is not None and entry[0]() is key:
         return entry[1]
