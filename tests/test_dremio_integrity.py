@@ -111,6 +111,20 @@ async def test_inflated_row_count_raises_for_every_reader(
 
 
 @pytest.mark.asyncio
+async def test_a_row_count_of_a_trillion_is_an_incomplete_result_not_a_memory_error(
+    client: DremioClient, fake: FakeDremio
+) -> None:
+    """A hostile (or broken) server's row count must not size anything up front:
+    ``fetch_arrow`` once built a list of two billion page slots before the first
+    page and died with MemoryError."""
+    fake.inflate_row_count(10**12, "lake.small")
+    job = await client.wait(await client.submit("SELECT * FROM lake.small"))
+    with anyio.fail_after(30), pytest.raises(DremioResultIncomplete) as info:
+        await client.fetch_arrow(job)
+    assert (info.value.expected, info.value.received) == (10**12 + 1_200, 1_200)
+
+
+@pytest.mark.asyncio
 async def test_iter_batches_raises_at_the_short_page(
     client: DremioClient, fake: FakeDremio
 ) -> None:

@@ -69,6 +69,10 @@ class _Page:
     other_schema: bool = False
 
 
+# Pages per window of ``ResultPager.table``, per page in flight.
+_WINDOW_ROUNDS = 64
+
+
 class ResultPager:
     """Fetches the result pages of one completed job that has ``expected`` rows."""
 
@@ -86,12 +90,24 @@ class ResultPager:
         """
         first = await self._page(0, None)
         schema = first.batch.schema
-        rest = await map_bounded(
-            lambda offset: self._page(offset, schema), self._offsets(), self.page_concurrency
-        )
-        pages = [first, *rest]
+        pages = [first]
+        problem = self._problem(first)
+        offsets = self._offsets()
+        # Pages are fetched a window at a time, so a row count far above the rows
+        # (a hostile one: 10**12) ends at the first window that brings nothing,
+        # instead of sizing a list of billions of pages up front.
+        window = self.page_concurrency * _WINDOW_ROUNDS
+        for start in range(0, len(offsets), window):
+            got = await map_bounded(
+                lambda offset: self._page(offset, schema),
+                offsets[start : start + window],
+                self.page_concurrency,
+            )
+            pages += got
+            problem = problem or next((d for p in got if (d := self._problem(p))), None)
+            if problem and not any(p.batch.num_rows for p in got):
+                break  # nothing more is coming: every row there is has been counted
         received = sum(p.batch.num_rows for p in pages)
-        problem = next((d for p in pages if (d := self._problem(p))), None)
         if problem or received != self.expected:
             raise DremioResultIncomplete(self.job_id, self.expected, received, problem or "")
         return pa.Table.from_batches([p.batch for p in pages], schema=schema)
