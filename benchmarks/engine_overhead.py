@@ -65,27 +65,19 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from dremioframe_async.bench.shapes import (  # shared with `dremioframe-async bench engine`
     SLEEP,
     Shape,
+    aiodag_available,
+    aiodag_once,
     build_pipeline,
     gather_once,
     raw_anyio_once,
-    task_body,
-)
-from dremioframe_async.bench.shapes import (
-    noop as noop,  # re-exported: shapes written in this script use it
 )
 from dremioframe_async.orchestration import Pipeline, RunResult
-
-
-def _body(shape: Shape) -> tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]:
-    """The middle tasks' body of ``shape``, for shapes written in this script."""
-    return task_body(shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,39 +342,6 @@ def memory_in_child(n: int) -> str:
 # -- cold start: build + validate + first run, each in a fresh process -----------------
 
 COLD_IMPLS = ("engine", "raw-anyio", "aiodag")
-
-
-def aiodag_available() -> bool:
-    try:
-        import aiodag  # noqa: F401 -- the `bench` extra
-    except ImportError:
-        return False
-    return True
-
-
-async def aiodag_once(shape: Shape) -> None:
-    """The shape in aiodag: each call schedules an asyncio task that awaits its inputs."""
-    from aiodag import task as adtask  # the `bench` extra
-
-    action, args = _body(shape)
-
-    @adtask
-    async def first() -> None:
-        await noop()
-
-    @adtask
-    async def step(_up: Any = None) -> None:
-        await action(*args)
-
-    if shape.name == "chain":
-        last = first()
-        for _ in range(shape.n - 1):
-            last = step(last)
-        await last
-        return
-    head = first()
-    mids = [step(head) for _ in range(shape.n)]
-    await adtask(noop, *mids)()
 
 
 async def _cold_engine(shape: Shape) -> float:
