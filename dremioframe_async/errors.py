@@ -6,7 +6,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     DremioFrameError
     ├── orchestration errors (dremioframe_async.orchestration)
     │   ├── ArgumentError (also TypeError, ValueError)  bad arguments to Pipeline / run()
-    │   │   └── TaskOptionError                    a bad TaskOptions(...) field
+    │   │   ├── TaskOptionError                    a bad TaskOptions(...) field
+    │   │   └── StateValueError                    context.state got a key or value not JSON
     │   ├── TaskDefinitionError (also TypeError, ValueError)  bad arguments to @task / Task
     │   ├── PipelineDefinitionError (also ValueError)  every graph problem found, at once
     │   │   └── CycleError                         names the cycle: a -> b -> a
@@ -21,6 +22,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   ├── StoreSchemaError                       the database was written by a newer version
     │   ├── StoreUnavailable                       a store cannot be opened or used (names it)
     │   ├── HistoryIncomplete                      a run's events could not all be recorded
+    │   ├── StateUnavailable                       context.state written in a run without a store
     │   └── StoreConfigError (also ValueError)     bad store arguments
     │       └── StoreURLError                      open_store() got a URL it cannot open
     ├── ScheduleError (also ValueError)  (dremioframe_async.schedule)  bad interval, cron, overlap

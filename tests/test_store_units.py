@@ -223,6 +223,7 @@ def test_public_names() -> None:
         "RunStatus",
         "RunStore",
         "SQLiteStore",
+        "StateEntry",
         "StoreConfigError",
         "StoreError",
         "StoreSchemaError",

@@ -19,7 +19,7 @@ from ._errors import (
     StoreURLError,
 )
 from ._memory import MemoryStore
-from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
+from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, StateEntry, TaskInfo
 from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
@@ -37,6 +37,7 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "SQLiteStore",
+    "StateEntry",
     "StoreConfigError",
     "StoreError",
     "StoreSchemaError",

@@ -11,7 +11,7 @@ from ..orchestration import RunRecorder, RunStatus, TaskState
 if TYPE_CHECKING:
     from ._paging import RunPage, RunQuery
 
-__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "TaskInfo"]
+__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "StateEntry", "TaskInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,13 @@ class TaskInfo:
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """One recorded run. ``counts`` maps task state to the number of tasks in it."""
+    """One recorded run. ``counts`` maps task state to the number of tasks in it.
+
+    ``interval`` is the run's data interval (start, end: timezone-aware ISO
+    strings) when its params carry ``interval_start`` and ``interval_end`` (a
+    backfill's or a schedule's run); ``backfill`` the id of the backfill it
+    belongs to.
+    """
 
     run_id: str
     pipeline: str
@@ -64,11 +70,28 @@ class RunInfo:
     resumed_from: str | None = None
     owner: str = ""
     counts: Mapping[str, int] = field(default_factory=dict)
+    interval: tuple[str, str] | None = None
+    backfill: str | None = None
 
     @property
     def duration(self) -> float | None:
         """Seconds from start to end, or ``None`` while the run has no end."""
         return None if self.finished is None else self.finished - self.started
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """One key of a pipeline's state: its value and who last wrote it.
+
+    ``run_id`` and ``task`` are None for a value set with ``store.set_state``.
+    """
+
+    pipeline: str
+    key: str
+    value: Any
+    updated: float | None
+    run_id: str | None = None
+    task: str | None = None
 
 
 @runtime_checkable

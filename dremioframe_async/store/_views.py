@@ -24,6 +24,12 @@ def run_info(row: RunRow, counts: Mapping[str, int]) -> RunInfo:
         resumed_from=row.resumed_from,
         owner=row.owner or "",
         counts=dict(counts),
+        interval=(
+            (row.interval_start, row.interval_end)
+            if row.interval_start is not None and row.interval_end is not None
+            else None
+        ),
+        backfill=row.backfill,
     )
 
 
