@@ -36,6 +36,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │       ├── EmailError ── EmailTransientError
     │       ├── S3Error ── S3TransientError, S3IntegrityError
     │       ├── DbtError                               names the failed dbt nodes
+    │       ├── IncrementalExtractError                folder and stored watermark disagree
     │       ├── DataQualityFailed                      carries the QualityReport
     │       └── DataQualityConfigError (also ValueError)  every bad check definition, at once
     ├── command line (dremioframe_async.cli)

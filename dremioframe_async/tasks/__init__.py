@@ -40,6 +40,7 @@ from ._http import (
     HttpTransientError,
     SlackAlertTask,
 )
+from ._incremental import IncrementalExtractError, IncrementalExtractTask
 from ._process import ProcessOutput
 from ._quality import (
     DataQualityConfigError,
@@ -63,6 +64,7 @@ from ._sql import (
     rollback_sql,
     string_literal,
 )
+from ._watermark import Watermark
 
 __all__ = [
     "AcceptedValues",
@@ -93,6 +95,8 @@ __all__ = [
     "HttpStatusError",
     "HttpTask",
     "HttpTransientError",
+    "IncrementalExtractError",
+    "IncrementalExtractTask",
     "NotNull",
     "OptimizeTask",
     "ProcessOutput",
@@ -115,6 +119,7 @@ __all__ = [
     "TaskLibraryError",
     "Unique",
     "VacuumTask",
+    "Watermark",
     "expire_snapshots_sql",
     "load_checks",
     "optimize_sql",
