@@ -57,6 +57,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
         ├── DremioConnectionError                  unreachable or no answer within max_time
         ├── DremioTLSError                         the server's certificate was refused
         ├── DremioSubmitUncertain                  a statement may have run; not re-sent
+        ├── DremioStatementUncertain               a write's job was lost track of; not re-sent
         ├── DremioAPIError                         a non-2xx answer (400, 401/403, 404, 429, 5xx)
         ├── DremioJobError                         FAILED (transient or not), CANCELED, timeout
         └── DremioResultIncomplete                 rows delivered != the job's row count

@@ -26,6 +26,7 @@ from ._errors import (
 from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
 from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
+from ._statements import follow_statement, is_data_changing
 from ._stream import BatchStream, StreamStats
 from ._transport import RetryPolicy, Transport
 
@@ -367,21 +368,47 @@ class DremioClient:
 
         A table is returned only once every row has arrived: a stream broken mid-way
         raises. A query that gives up before its job ends cancels the job (see ``wait``).
+        A statement that changes data (:func:`is_data_changing`) always runs as a
+        REST job and is never submitted twice (see :meth:`follow_statement`).
 
         :raises DremioJobFailed: the job FAILED (Dremio's message is carried).
         :raises DremioJobTimeout: the job took longer than ``timeout`` (it is cancelled).
         :raises DremioResultIncomplete: fewer (or more) rows arrived than the job produced.
         :raises DremioSubmitUncertain: the statement may have run, but no reply came back.
+        :raises DremioStatementUncertain: a data-changing statement was submitted, then
+            its job could not be followed to the end.
         :raises DremioConfigError: ``via="flight"`` without a Flight URL, or a
             ``timeout`` that is not positive.
         :raises DremioError: any other failure.
         """
         _check_timeout(timeout)
+        if is_data_changing(sql):
+            self._resolve_via(via)  # still refuse a bad ``via``
+            return await self.follow_statement(await self.submit(sql, context), timeout=timeout)
         if self._resolve_via(via) == "flight":
             return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
         job = await self.wait(job_id, timeout=timeout)
         return await self.fetch_arrow(job)
+
+    async def follow_statement(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+    ) -> pa.Table:
+        """Wait for the job of a data-changing statement and return its result (row counts).
+
+        Never submits anything: call it again with the same ``job_id`` to pick a
+        job up after a failure. Losing track of the job (status reads failing
+        after the retry budget, ``timeout``) cancels it, as ``wait`` does, and
+        raises :class:`DremioStatementUncertain`, which tasks never retry.
+
+        :raises DremioJobFailed: the job FAILED.
+        :raises DremioJobCancelled: the job was CANCELED.
+        :raises DremioStatementUncertain: the outcome could not be read.
+        """
+        return await follow_statement(self, job_id, timeout)
 
     def stream(
         self,

@@ -39,6 +39,7 @@ class RunContext(Mapping[str, Any]):
     """
 
     __slots__ = (
+        "__weakref__",  # tasks may keep per-instance memory that ends with the instance
         "_ancestors",
         "_failures",
         "_is_ancestor",

@@ -41,6 +41,7 @@ from ._http import (
     SlackAlertTask,
 )
 from ._incremental import IncrementalExtractError, IncrementalExtractTask
+from ._load import InsertSelectTask, MergeTask, merge_sql
 from ._process import ProcessOutput
 from ._quality import (
     DataQualityConfigError,
@@ -97,6 +98,8 @@ __all__ = [
     "HttpTransientError",
     "IncrementalExtractError",
     "IncrementalExtractTask",
+    "InsertSelectTask",
+    "MergeTask",
     "NotNull",
     "OptimizeTask",
     "ProcessOutput",
@@ -122,6 +125,7 @@ __all__ = [
     "Watermark",
     "expire_snapshots_sql",
     "load_checks",
+    "merge_sql",
     "optimize_sql",
     "parse_checks",
     "quote_identifier",

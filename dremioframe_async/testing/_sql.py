@@ -6,6 +6,11 @@ internal name, and the SQL is rewritten so that every spelling of a registered
 path (bare or double-quoted parts, any case for bare parts) refers to it.
 Queries run in worker threads on a small pool of DuckDB connections; a
 connection registers the tables it has not seen yet before running a query.
+
+INSERT, MERGE, UPDATE and DELETE run too, one at a time, on a registered
+target table: it is copied into a DuckDB table, changed there, and registered
+again in place of the old one. They answer one row with ``Records``, the
+number of rows changed, as Dremio reports DML.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ..dremio import is_data_changing
 from ._information_schema import rewrite_information_schema
 
 if TYPE_CHECKING:
@@ -54,6 +60,10 @@ def path_parts(path: str) -> tuple[str, ...]:
     return tuple(split_path(path))
 
 
+def _quoted(part: str) -> str:
+    return '"' + part.replace('"', '""') + '"'
+
+
 def _part_pattern(part: str) -> str:
     quoted = '"' + re.escape(part.replace('"', '""')) + '"'
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", part):
@@ -65,6 +75,11 @@ def _path_regex(parts: tuple[str, ...]) -> re.Pattern[str]:
     body = r"\s*\.\s*".join(_part_pattern(p) for p in parts)
     # Not preceded by an identifier character, a dot or a quote: "x.sales" must not match "sales".
     return re.compile(rf'(?<![A-Za-z0-9_$."]){body}(?!\s*\.\s*[A-Za-z_"])')
+
+
+_DML_TARGET = re.compile(
+    r"\s*(?:INSERT\s+INTO|MERGE\s+INTO|UPDATE|DELETE\s+FROM)\s+(__fake_dremio_\d+)\b", re.I
+)
 
 
 @dataclass(slots=True)
@@ -88,6 +103,7 @@ class SqlEngine:
         # duckdb.connect() is a database of its own and costs 20-60 ms to open
         # (its own threads and catalog); a cursor costs nothing.
         self._db: duckdb.DuckDBPyConnection | None = None
+        self._dml = threading.Lock()  # one data-changing statement at a time
 
     @property
     def paths(self) -> list[tuple[str, ...]]:
@@ -147,6 +163,8 @@ class SqlEngine:
         :raises duckdb.Error: the SQL failed.
         :raises InformationSchemaError: an ``INFORMATION_SCHEMA`` view that is not emulated.
         """
+        if is_data_changing(sql):
+            return self._change(sql)
         sql, views = rewrite_information_schema(sql, self._registered())
         rewritten, used = self._rewrite(sql)
         conn = self._acquire()
@@ -163,6 +181,40 @@ class SqlEngine:
             self._idle.put(conn)
             self._capacity.release()
 
+    def _change(self, sql: str) -> pa.Table:
+        """Run INSERT/MERGE/UPDATE/DELETE on a registered table; ``Records`` changed."""
+        with self._dml:
+            rewritten, used = self._rewrite(sql)
+            match = _DML_TARGET.match(rewritten)
+            if match is None or match[1] not in used:
+                raise ValueError(
+                    "FakeDremio runs INSERT, MERGE, UPDATE and DELETE on a registered table only"
+                )
+            target = match[1]
+            con = self._database().cursor()
+            try:
+                for name, table in used.items():
+                    con.register(f"{name}_arrow" if name == target else name, table)
+                con.execute(f"CREATE TEMP TABLE {target} AS SELECT * FROM {target}_arrow")
+                changed = con.execute(rewritten).fetchall()
+                new = con.sql(f"SELECT * FROM {target}").to_arrow_table()
+            finally:
+                con.close()
+            self._replace(target, new.cast(used[target].schema))
+        return pa.table({"Records": pa.array([changed[0][0] if changed else 0], pa.int64())})
+
+    def _replace(self, name: str, table: pa.Table) -> None:
+        with self._lock:
+            path = next((parts for parts, n, _ in self._paths if n == name), None)
+        if path is not None:  # replaced meanwhile by add_table: that one wins
+            self.add_table(".".join(_quoted(p) for p in path), table)
+
+    def _database(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._db is None:
+                self._db = _duckdb().connect()
+            return self._db
+
     def check(self) -> None:
         """Make sure DuckDB can be imported.
 
@@ -177,11 +229,7 @@ class SqlEngine:
         except queue.Empty:
             pass
         try:
-            with self._lock:
-                if self._db is None:
-                    self._db = _duckdb().connect()
-                db = self._db
-            conn = _Connection(db.cursor())
+            conn = _Connection(self._database().cursor())
         except BaseException:
             # No connection was made: give the slot back, or every failure leaks one
             # and the engine hangs once all are gone.
