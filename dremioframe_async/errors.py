@@ -60,7 +60,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
         ├── DremioStatementUncertain               a write's job was lost track of; not re-sent
         ├── DremioAPIError                         a non-2xx answer (400, 401/403, 404, 429, 5xx)
         ├── DremioJobError                         FAILED (transient or not), CANCELED, timeout
-        └── DremioResultIncomplete                 rows delivered != the job's row count
+        ├── DremioResultIncomplete                 rows delivered != the job's row count
+        └── PartitionCountMismatch                 a partitioned read's parts != COUNT(*)
 
     (``dremioframe_async.dremio._errors`` draws the Dremio part in full.)
 

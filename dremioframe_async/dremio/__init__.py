@@ -28,6 +28,8 @@ from ._errors import (
     DremioTLSError,
 )
 from ._flight import CLOUD_FLIGHT_URL
+from ._partition_reads import PartitionStream
+from ._partitions import Partition, PartitionCountMismatch
 from ._retryable import RETRYABLE_ERRORS
 from ._statements import DATA_CHANGING_VERBS, DremioStatementUncertain, is_data_changing
 from ._stream import BatchStream
@@ -62,6 +64,9 @@ __all__ = [
     "DremioSubmitUncertain",
     "DremioTLSError",
     "Job",
+    "Partition",
+    "PartitionCountMismatch",
+    "PartitionStream",
     "RetryPolicy",
     "Secret",
     "TlsOptions",

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from ._errors import (
 )
 from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
+from ._partition_reads import PartitionStream, partitions_to_parquet
 from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
 from ._statements import follow_statement, is_data_changing
 from ._stream import BatchStream, StreamStats
@@ -469,6 +471,59 @@ class DremioClient:
         """
         async with self.stream(sql, context, timeout=timeout, via=via) as batches:
             return await write_parquet_atomically(batches, path, row_group_rows=row_group_rows)
+
+    async def partitions_to_parquet(
+        self,
+        source: str | Sequence[str],
+        out_dir: str | os.PathLike[str],
+        *,
+        by: str,
+        parts: int,
+        bounds: tuple[Any, Any] | None = None,
+        via: Via = "auto",
+        streams: int | None = None,
+    ) -> list[Path]:
+        """Read ``source`` (a table or a query) as ``parts`` range streams of the integer,
+        date or timestamp column ``by`` (cut from its MIN/MAX, or ``bounds``; NULLs go to
+        the first part), at most ``streams`` at once, into ``out_dir/part-NNNNN.parquet``.
+        Returns the paths. For skewed data use more parts than streams (see ``_partitions``).
+
+        :raises PartitionCountMismatch: the parts' rows != ``COUNT(*)`` (files removed).
+        :raises DremioConfigError: ``parts`` below 1, or a column of another type.
+        :raises DremioError: a part failed (the files are removed).
+        """
+        return await partitions_to_parquet(
+            self, source, out_dir, by=by, parts=parts, bounds=bounds, via=via, streams=streams
+        )
+
+    def query_partitions(
+        self,
+        source: str | Sequence[str],
+        *,
+        by: str,
+        parts: int,
+        bounds: tuple[Any, Any] | None = None,
+        via: Via = "auto",
+        streams: int | None = None,
+        buffer: int = 16,
+    ) -> PartitionStream:
+        """Read ``source`` as ``parts`` concurrent range streams of ``by``, as record batches.
+
+        ``async with client.query_partitions(...) as s: async for part, batch in s``
+        (see :class:`PartitionStream`; parts as in :meth:`partitions_to_parquet`).
+
+        :raises PartitionCountMismatch: (by the iteration) rows != ``COUNT(*)``.
+        """
+        return PartitionStream(
+            self,
+            source,
+            by=by,
+            parts=parts,
+            bounds=bounds,
+            via=via,
+            streams=streams,
+            buffer=buffer,
+        )
 
     def _resolve_via(self, via: str) -> Literal["flight", "rest"]:
         if via == "auto":

@@ -26,8 +26,10 @@ Every error the client raises on purpose derives from :class:`DremioError`, a
     │   │   └── DremioJobFailedTransient        ... of the cluster, not the statement (retryable)
     │   ├── DremioJobCancelled                  CANCELED; Dremio's cancellationReason
     │   └── DremioJobTimeout (also TimeoutError)  wait(timeout=) elapsed; the job was cancelled
-    └── DremioResultIncomplete                  the rows delivered do not match the job's row
-                                                count: job_id, expected, received
+    ├── DremioResultIncomplete                  the rows delivered do not match the job's row
+    │                                           count: job_id, expected, received
+    └── PartitionCountMismatch                  a partitioned read's parts do not add up to
+                                                COUNT(*) (``_partitions``)
 
 Messages are built in ``__init__`` from structured arguments and never contain a
 token, a password or a request header.

@@ -42,6 +42,7 @@ from ._http import (
 )
 from ._incremental import IncrementalExtractError, IncrementalExtractTask
 from ._load import InsertSelectTask, MergeTask, merge_sql
+from ._partitioned import PartitionedExtractTask
 from ._process import ProcessOutput
 from ._quality import (
     DataQualityConfigError,
@@ -102,6 +103,7 @@ __all__ = [
     "MergeTask",
     "NotNull",
     "OptimizeTask",
+    "PartitionedExtractTask",
     "ProcessOutput",
     "QualityReport",
     "RefreshReflectionTask",
