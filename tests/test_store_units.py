@@ -224,6 +224,7 @@ def test_public_names() -> None:
         "RunStore",
         "SQLiteStore",
         "StateEntry",
+        "StateStore",
         "StoreConfigError",
         "StoreError",
         "StoreSchemaError",

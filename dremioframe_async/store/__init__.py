@@ -19,7 +19,15 @@ from ._errors import (
     StoreURLError,
 )
 from ._memory import MemoryStore
-from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, StateEntry, TaskInfo
+from ._model import (
+    AttemptInfo,
+    RunInfo,
+    RunStatus,
+    RunStore,
+    StateEntry,
+    StateStore,
+    TaskInfo,
+)
 from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
@@ -38,6 +46,7 @@ __all__ = [
     "RunStore",
     "SQLiteStore",
     "StateEntry",
+    "StateStore",
     "StoreConfigError",
     "StoreError",
     "StoreSchemaError",

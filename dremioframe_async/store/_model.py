@@ -11,7 +11,15 @@ from ..orchestration import RunRecorder, RunStatus, TaskState
 if TYPE_CHECKING:
     from ._paging import RunPage, RunQuery
 
-__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "StateEntry", "TaskInfo"]
+__all__ = [
+    "AttemptInfo",
+    "RunInfo",
+    "RunStatus",
+    "RunStore",
+    "StateEntry",
+    "StateStore",
+    "TaskInfo",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,34 @@ class StateEntry:
     updated: float | None
     run_id: str | None = None
     task: str | None = None
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """A store that keeps pipeline state (memory, SQLite and PostgreSQL all do)."""
+
+    async def state_entries(self, pipeline: str) -> list[StateEntry]:
+        """Every key of ``pipeline``'s state, sorted, with who last wrote it."""
+        ...
+
+    async def list_state(self, pipeline: str) -> dict[str, Any]:
+        """``pipeline``'s state as a dict of JSON values."""
+        ...
+
+    async def get_state(self, pipeline: str, key: str, default: Any = None) -> Any:
+        """The value of one key of ``pipeline``'s state, or ``default``."""
+        ...
+
+    async def set_state(self, pipeline: str, key: str, value: Any) -> None:
+        """Set one key of ``pipeline``'s state outside any run.
+
+        :raises StateValueError: the key is not a non-empty string or the value is not JSON.
+        """
+        ...
+
+    async def delete_state(self, pipeline: str, key: str) -> bool:
+        """Remove one key of ``pipeline``'s state; whether it was there."""
+        ...
 
 
 @runtime_checkable
