@@ -142,6 +142,8 @@ class Run:
 
     def _state_event(self, node: Node) -> None:
         assert self.emit is not None
+        pstate = node.pstate  # its pipeline-state writes travel on its SUCCESS event
+        writes = pstate.writes if pstate is not None and node.state is _S.SUCCESS else None
         self.emit(
             TaskStateChanged(
                 self.run_id,
@@ -154,15 +156,9 @@ class Run:
                 node.result if node.state is _S.SUCCESS else None,
                 node.reason,
                 self.plan.upstream_keys[node.i] if node.parent is None else (),
-                self._state_writes(node),
+                writes,
             )
         )
-
-    @staticmethod
-    def _state_writes(node: Node) -> Mapping[str, str | None] | None:
-        if node.pstate is None or node.state is not _S.SUCCESS:
-            return None
-        return node.pstate.writes
 
     def _before_sleep(self, node: Node) -> Callable[[tenacity.RetryCallState], None]:
         def hook(state: tenacity.RetryCallState) -> None:
