@@ -53,7 +53,13 @@ class TaskInfo:
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """One recorded run. ``counts`` maps task state to the number of tasks in it."""
+    """One recorded run. ``counts`` maps task state to the number of tasks in it.
+
+    ``scheduled_for`` is the schedule's fire time (epoch seconds) for a run a
+    schedule started, kept by its resumes; ``queued_at`` when it entered the run
+    queue; ``cancel_requests`` how many cancels were asked for it (the second
+    stops its cleanup); ``resumed_by`` the run that resumes it, once one was accepted.
+    """
 
     run_id: str
     pipeline: str
@@ -64,6 +70,10 @@ class RunInfo:
     resumed_from: str | None = None
     owner: str = ""
     counts: Mapping[str, int] = field(default_factory=dict)
+    scheduled_for: float | None = None
+    queued_at: float | None = None
+    cancel_requests: int = 0
+    resumed_by: str | None = None
 
     @property
     def duration(self) -> float | None:
