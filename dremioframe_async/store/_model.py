@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..orchestration import RunRecorder, RunStatus, TaskState
 
 if TYPE_CHECKING:
+    from ._coordination import CancelOutcome, QueuedRun
     from ._paging import RunPage, RunQuery
 
 __all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "TaskInfo"]
@@ -118,4 +120,46 @@ class RunStore(RunRecorder, Protocol):
 
     async def aclose(self) -> None:
         """Release connections; the store can be reopened by using it again."""
+        ...
+
+    # -- many processes, one store (see _coordination) --------------------------------
+
+    async def enqueue(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        scheduled_for: float | None = None,
+    ) -> str:
+        """Queue a run of ``pipeline`` (status QUEUED); return its id."""
+        ...
+
+    async def claim_fire(
+        self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Claim a schedule's fire once across processes and queue its run; None if lost."""
+        ...
+
+    async def claim_next(
+        self, limits: Mapping[str, int | None], *, run_id: str | None = None
+    ) -> QueuedRun | None:
+        """Claim the oldest QUEUED run of these pipelines within their max active runs."""
+        ...
+
+    async def wait_queued(self, seconds: float) -> None:
+        """Return when a run may have been queued, or after ``seconds``."""
+        ...
+
+    async def request_cancel(self, run_id: str) -> CancelOutcome:
+        """Ask for ``run_id`` to be cancelled wherever it runs."""
+        ...
+
+    async def claim_resume(self, run_id: str, by: str) -> None:
+        """Record ``by`` as the one run resuming ``run_id``; refuse a second."""
+        ...
+
+    def attend(
+        self, run_id: str, on_cancel: Callable[[int], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Keep ``run_id``'s heartbeat and deliver its cancel requests while it runs."""
         ...

@@ -16,7 +16,7 @@ from ..store import RunInfo, RunNotFound, RunStore
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
-from ._launcher import ActionRefused, PipelineEntry, RunLauncher, planned_edges
+from ._launcher import CANCELLABLE, ActionRefused, PipelineEntry, RunLauncher, planned_edges
 from ._live import LiveRuns
 from ._security import (
     CSRF_COOKIE,
@@ -277,7 +277,7 @@ async def _run_body(request: web.Request) -> tuple[RunInfo, Markup] | None:
         tasks,
         csrf=request[CSRF_KEY],
         planned=edges if isinstance(edges, dict) else {},
-        can_cancel=ui.launcher.running_here(run_id),
+        can_cancel=run.status in CANCELLABLE,
         can_resume=ui.can_resume(run),
     )
     # Rendering is pure CPU work over frozen views: a big run's goes off the loop.
@@ -342,7 +342,7 @@ async def form_cancel(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
 
     async def act(ui: UIState) -> str:
-        ui.launcher.cancel(run_id)
+        await ui.launcher.cancel(run_id)
         return run_id
 
     return await _form_action(request, act)
