@@ -47,6 +47,7 @@ def ui_app(
     auth: Auth | Sequence[Auth] | None = None,
     *,
     poll_interval: float = 1.0,
+    max_runs: int | None = None,
 ) -> web.Application:
     """The web UI over ``store``, as an application to serve or mount as a sub-app.
 
@@ -55,7 +56,8 @@ def ui_app(
     it shows). Runs of this process show live once their events reach
     :func:`run_listener`; the UI's own runs always do. Other runs are read from the
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
-    are answered.
+    are answered. Triggers queue runs in ``store``; the UI runs the queued runs of
+    its pipelines (at most ``max_runs`` at once), as every process serving them does.
 
     :raises ValueError: for two pipelines with one name, or a ``poll_interval`` <= 0.
     """
@@ -70,7 +72,7 @@ def ui_app(
         store=store,
         pipelines=entries,
         live=live,
-        launcher=RunLauncher(store, entries, live),
+        launcher=RunLauncher(store, entries, live, max_runs=max_runs),
         guard=Guard(auths),
         poll_interval=poll_interval,
     )
