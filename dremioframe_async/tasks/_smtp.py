@@ -52,7 +52,7 @@ class Server:
         return f"Server({self.host}:{self.port}, security={self.security}, user={self.username})"
 
 
-class DataLost(Exception):
+class DataLost(TaskLibraryError):
     """The connection broke during ``DATA``: the message may have been delivered."""
 
     def __init__(self, cause: Exception) -> None:
