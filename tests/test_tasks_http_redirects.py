@@ -12,7 +12,14 @@ import pytest_asyncio
 from aiohttp import web
 
 from dremioframe_async import Pipeline, TaskState
-from dremioframe_async.tasks import ClientPool, HttpError, HttpStatusError, HttpTask
+from dremioframe_async.tasks import (
+    ClientPool,
+    Credential,
+    HttpError,
+    HttpStatusError,
+    HttpTask,
+    SlackAlertTask,
+)
 
 Handler = Callable[[web.Request], web.StreamResponse]
 
@@ -76,7 +83,12 @@ async def test_a_redirect_to_another_origin_sends_no_credential(
     t = HttpTask(
         "call",
         f"{a.url}/start",
-        headers={"X-Api-Key": "k-123456", "Authorization": "Bearer t-abcdef", "X-Trace": "1"},
+        headers={
+            "X-Api-Key": "k-123456",
+            "Authorization": "Bearer t-abcdef",
+            "X-Tenant-Pass": Credential("p-998877"),  # a Credential, whatever its name
+            "X-Trace": "1",
+        },
     )
     result = await run_one(t)
     result.raise_for_status()
@@ -85,6 +97,7 @@ async def test_a_redirect_to_another_origin_sends_no_credential(
     assert method == "GET"
     assert "X-Api-Key" not in headers
     assert "Authorization" not in headers
+    assert "X-Tenant-Pass" not in headers
     assert headers["X-Trace"] == "1"  # what is not a credential still goes
 
 
@@ -207,3 +220,15 @@ async def test_a_status_error_still_names_the_status(sites: tuple[Site, Site]) -
     error = result.tasks["call"].error
     assert isinstance(error, HttpStatusError)
     assert error.status == 410
+
+
+@pytest.mark.asyncio
+async def test_slack_alerts_share_the_run_s_http_pool(sites: tuple[Site, Site]) -> None:
+    a, _ = sites
+    p = Pipeline("alerts", max_concurrency=2)
+    for i in range(20):
+        p.add_task(SlackAlertTask(f"s{i}", f"{a.url}/services/T0/B0/{i}", text="hello"))
+        p.add_task(HttpTask(f"h{i}", f"{a.url}/item/{i}"))
+    (await p.run()).raise_for_status()
+    assert len(a.hits) == 40
+    assert len(a.peers) <= 2, len(a.peers)

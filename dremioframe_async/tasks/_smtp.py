@@ -125,7 +125,11 @@ class SmtpLink:
             timeout=self.timeout,  # per server reply; the task's timeout= bounds the attempt
         )
         self.connects += 1
-        await smtp.connect()  # and STARTTLS and LOGIN, as the settings say
+        try:
+            await smtp.connect()  # and STARTTLS and LOGIN, as the settings say
+        except BaseException:
+            smtp.close()  # a refused login leaves the socket open otherwise
+            raise
         self._smtp = smtp
         return smtp
 
