@@ -132,6 +132,7 @@ async def test_a_close_stuck_in_a_thread_does_not_hold_the_run(
     with anyio.fail_after(GUARD):  # the abandoned close still finishes once the thread returns
         while not closed.is_set():
             await anyio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()  # and its host task has ended
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio's Cancelled cannot be raised
