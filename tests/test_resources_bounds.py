@@ -43,7 +43,7 @@ async def test_an_opening_that_never_ends_is_bounded_by_the_task_timeout() -> No
     assert result.states["use"] is TaskState.FAILED
     error = result.errors["use"]
     assert isinstance(error, ResourceError)
-    assert "did not open within task 'use''s 0.3 s" in str(error)
+    assert "did not open within the timeout=0.3 s of 'use'" in str(error)
 
 
 async def test_without_a_task_timeout_the_open_timeout_fails_it_for_the_run(

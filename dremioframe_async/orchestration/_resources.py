@@ -250,9 +250,8 @@ class RunResources:
                 slot.settled.set()
             if not slot.settled.is_set():
                 assert time_limit is not None
-                raise ResourceError(
-                    name, "open", f"it did not open within task {asker!r}'s {time_limit:g} s"
-                )
+                why = f"it did not open within the timeout={time_limit:g} s of {asker!r}"
+                raise ResourceError(name, "open", why)
             if slot.failure is not None:
                 raise ResourceError(name, "open", slot.failure) from slot.failure
 
