@@ -378,3 +378,47 @@ async def test_a_fan_out_of_100_emails_logs_in_once_per_run(certs: tuple[Path, P
         f"u{i}@example.com" for i in range(100)
     )
     assert logins == [USER.encode()]  # one SMTP login for the whole run
+
+
+@dataclass
+class ClosesIdleConnections(Inbox):
+    """Drops a connection when a second message starts on it, as a server whose idle
+    timeout fired just before the client reused the connection."""
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        sent = getattr(session, "messages_started", 0)
+        session.messages_started = sent + 1
+        if sent:
+            server.transport.close()
+        envelope.mail_from = address
+        return "250 OK"
+
+
+@pytest.mark.asyncio
+async def test_a_reused_connection_found_closed_is_replaced_before_sending(
+    certs: tuple[Path, Path],
+) -> None:
+    box = ClosesIdleConnections(free_port())
+    controller = start(box, certs, "none")
+    try:
+        tasks = [
+            EmailTask(
+                f"m{i}",
+                "a@example.com",
+                f"s{i}",
+                "b",
+                sender="p@example.com",
+                host="127.0.0.1",
+                port=box.port,
+                security="none",
+            )
+            for i in range(3)
+        ]
+        tasks[0] >> tasks[1] >> tasks[2]
+        result = await Pipeline("in-turn").add_task(tasks[0]).run()
+    finally:
+        controller.stop()
+    result.raise_for_status()  # no retries asked for: the stale connection was replaced
+    assert [str(box.message(i)["Subject"]) for i in range(3)] == ["s0", "s1", "s2"]

@@ -80,14 +80,27 @@ class SmtpLink:
         :raises aiosmtplib.SMTPException: anything else (nothing was delivered).
         """
         async with self._lock:  # one SMTP conversation at a time on one connection
-            smtp = await self._connected()
             try:
-                return await self._transaction(smtp, message, sender, recipients)
+                return await self._send_once(message, sender, recipients)
             except BaseException:
                 # The conversation's state is unknown (an error, a timeout, a
                 # cancellation): the next message starts on a fresh connection.
                 self._drop()
                 raise
+
+    async def _send_once(
+        self, message: EmailMessage, sender: str, recipients: Sequence[str]
+    ) -> str:
+        reused = self._smtp is not None and self._smtp.is_connected
+        try:
+            return await self._transaction(await self._connected(), message, sender, recipients)
+        except smtp_module().SMTPServerDisconnected:
+            if not reused:
+                raise
+        # A kept connection the server had closed (its idle timeout): nothing was
+        # sent (a loss during DATA is DataLost), so the message goes on a fresh one.
+        self._drop()
+        return await self._transaction(await self._connected(), message, sender, recipients)
 
     async def _transaction(
         self, smtp: Any, message: EmailMessage, sender: str, recipients: Sequence[str]
