@@ -365,7 +365,12 @@ class Run:
             # await above had to suspend.
             await self._checkpoint_if_cancelled()
             self._mark_running(node)
-            timeout = time_limit(node, first=node.attempts == 1)
+            options = node.task.options
+            timeout = (
+                None  # the common case, without a call
+                if options.timeout is None and options.deadline is None
+                else time_limit(node, first=node.attempts == 1)
+            )
             if node.task.is_async:
                 if timeout is None:  # the common case, without one more coroutine
                     return check_async(node.key, await call())
