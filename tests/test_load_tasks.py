@@ -211,14 +211,15 @@ async def test_the_client_raises_uncertain_for_a_write_it_lost_track_of(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("kind", [DremioSqlTask, DremioQueryTask])
 async def test_a_retry_after_an_attempt_timeout_follows_the_first_job(
-    fake: FakeDremio, client: DremioClient
+    fake: FakeDremio, client: DremioClient, kind: type[DremioSqlTask | DremioQueryTask]
 ) -> None:
     """The engine's timeout= cancels the attempt; the cancel lands too late; the retry
     picks up the job that ran instead of inserting again."""
     fake.slow_jobs("INSERT INTO", latency=30.0)
     fake.cancel_too_late()
-    insert = DremioSqlTask(
+    insert = kind(
         "insert",
         "INSERT INTO lake.customers SELECT * FROM stage.updates",
         client=client,
@@ -229,7 +230,8 @@ async def test_a_retry_after_an_attempt_timeout_follows_the_first_job(
     )
     result = await Pipeline("load").add_task(insert).run()
     assert result.status == "SUCCESS", result.tasks["insert"].error
-    assert result["insert"] == [{"Records": 2}]
+    counts = result["insert"] if kind is DremioSqlTask else result["insert"].to_pylist()
+    assert counts == [{"Records": 2}]
     assert result.tasks["insert"].attempts == 2
     assert submissions(fake, "INSERT") == 1
     assert len(await rows(client)) == 5
@@ -245,3 +247,34 @@ async def test_a_select_may_still_be_re_run(fake: FakeDremio, client: DremioClie
     assert result.status == "SUCCESS"
     assert result["q"].column("n").to_pylist() == [3]
     assert submissions(fake, "SELECT") == 2
+
+
+@pytest.mark.asyncio
+async def test_a_streamed_write_runs_as_a_rest_job_and_is_never_resubmitted(
+    fake: FakeDremio, client: DremioClient
+) -> None:
+    fake.fail_status_polls(count=3)
+    sql = "INSERT INTO lake.customers SELECT * FROM stage.updates"
+
+    async def stream_all() -> list[Any]:
+        async with client.stream(sql) as batches:
+            return [b.to_pylist() async for b in batches]
+
+    with pytest.raises(DremioStatementUncertain):
+        await stream_all()
+    assert submissions(fake, "INSERT") == 1
+    assert await stream_all() == [[{"Records": 2}]]  # a new call is a new statement: it runs
+
+
+@pytest.mark.asyncio
+async def test_a_write_goes_over_rest_even_when_flight_is_the_default() -> None:
+    async with FakeDremio(flight=True) as fake:
+        fake.add_table("lake.t", pa.table({"id": [1]}))
+        async with DremioClient(fake.url, token=fake.token, flight_url=fake.flight_url) as client:
+            done = await client.query("INSERT INTO lake.t VALUES (2)")
+            assert done.to_pylist() == [{"Records": 1}]
+            assert fake.flight.calls == []  # a REST job: a handle the client can poll again
+            assert submissions(fake, "INSERT") == 1
+            count = await client.query("SELECT count(*) AS n FROM lake.t")  # over Flight
+            assert count.column("n").to_pylist() == [2]
+            assert {c.sql for c in fake.flight.calls} == {"SELECT count(*) AS n FROM lake.t"}

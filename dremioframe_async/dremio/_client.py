@@ -431,7 +431,7 @@ class DremioClient:
             ``timeout`` that is not positive.
         """
         _check_timeout(timeout)
-        if self._resolve_via(via) == "flight":
+        if self._resolve_via(via) == "flight" and not is_data_changing(sql):
             stats = StreamStats()
             flight = self._flight_or_fail()
             batches = flight.batches(sql, context=context, timeout=timeout, stats=stats)
@@ -445,6 +445,10 @@ class DremioClient:
         timeout: float | None,  # noqa: ASYNC109
     ) -> AsyncGenerator[pa.RecordBatch, None]:
         job_id = await self.submit(sql, context)
+        if is_data_changing(sql):  # never submitted twice: see follow_statement
+            for batch in (await self.follow_statement(job_id, timeout=timeout)).to_batches():
+                yield batch
+            return
         job = await self.wait(job_id, timeout=timeout)
         async with aclosing(self.iter_batches(job)) as batches:
             async for batch in batches:

@@ -155,11 +155,17 @@ class DremioQueryTask(ClientTask):
         self.output_path = None if output_path is None else Path(output_path)
         self.sql_context = list(sql_context) if sql_context else None
         self.query_timeout = query_timeout
+        self._once = OnceSubmitted() if is_data_changing(sql) else None
         options = client_options(self, client, dremio_retry_options(options))
         super().__init__(name, self._execute, **options)
 
     async def _execute(self, context: RunContext) -> pa.Table | str:
         async with client_scope(self, context) as client:
+            if self._once is not None and self.output_path is None:
+                # A statement that changes data: submitted once, followed by retries.
+                return await self._once.run(
+                    client, self.sql, context, self.query_timeout, self.sql_context
+                )
             if self.output_path is None:
                 return await client.query(
                     self.sql, self.sql_context, timeout=self.query_timeout, via=self.via

@@ -12,6 +12,7 @@ a second run.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 
 import anyio
 import pyarrow as pa
@@ -40,6 +41,7 @@ class OnceSubmitted:
         sql: str,
         context: RunContext,
         timeout: float | None = None,  # noqa: ASYNC109  (the client cancels the job on expiry)
+        sql_context: Sequence[str] | None = None,
     ) -> pa.Table:
         """Submit ``sql`` the first time, then follow that one job in every later attempt.
 
@@ -50,13 +52,20 @@ class OnceSubmitted:
         if job_id == _INTERRUPTED:
             raise DremioSubmitUncertain("/sql", "an earlier attempt was interrupted submitting it")
         if job_id is None:
-            job_id = await self._submit(client, sql, key, context)
+            job_id = await self._submit(client, sql, sql_context, key, context)
         return await client.follow_statement(job_id, timeout=timeout)
 
-    async def _submit(self, client: DremioClient, sql: str, key: int, context: object) -> str:
+    async def _submit(
+        self,
+        client: DremioClient,
+        sql: str,
+        sql_context: Sequence[str] | None,
+        key: int,
+        context: object,
+    ) -> str:
         weakref.finalize(context, self._jobs.pop, key, None)
         try:
-            job_id = await client.submit(sql)
+            job_id = await client.submit(sql, sql_context)
         except anyio.get_cancelled_exc_class():
             self._jobs[key] = _INTERRUPTED  # the POST may have created a job
             raise
