@@ -113,26 +113,40 @@ def extracted_ids(out: Path) -> list[int]:
     return sorted(ids)
 
 
+def break_stream(fake: FakeDremio, via: str, hard: bool) -> None:
+    """Break the next result stream part-way (Flight), or its pages (REST)."""
+    if via == "flight":
+        fake.flight.fail_mid_stream(after_batches=2 if hard else 1, unavailable=hard)
+    elif hard:
+        fake.fail_next(2, 500, path="/results")  # past the client's retry budget
+    else:
+        fake.short_pages(1, missing=1)  # a page short of a row: DremioResultIncomplete
+
+
 @pytest.mark.asyncio
-@pytest.mark.parametrize("kind", ["timestamp", "integer"])
+@pytest.mark.parametrize(
+    ("kind", "via"),
+    [("timestamp", "flight"), ("integer", "flight"), ("timestamp", "rest"), ("integer", "rest")],
+)
 async def test_twenty_runs_with_five_failures_extract_every_row_once(
     fake: FakeDremio,
     client: DremioClient,
     tmp_path: Path,
     kind: str,
+    via: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_dispatch, "RECORD_BACKOFF", (0.0,))  # refused batches: give up at once
     out = tmp_path / "out"
-    extract = InjectingTask("events", table=TABLE, watermark="wm", out=out, client=client)
+    extract = InjectingTask("events", table=TABLE, watermark="wm", out=out, client=client, via=via)
     pipeline = Pipeline("nightly").add_task(extract)
     store = RefusingStore(tmp_path / "runs.sqlite")
     rows: list[dict[str, Any]] = []
     inject: dict[int, Callable[[], None]] = {
-        2: lambda: fake.flight.fail_mid_stream(after_batches=1),
+        2: lambda: break_stream(fake, via, hard=False),
         5: lambda: setattr(extract, "fail_after_write", True),
         8: lambda: setattr(store, "refuse", True),
-        11: lambda: fake.flight.fail_mid_stream(after_batches=2, unavailable=True),
+        11: lambda: break_stream(fake, via, hard=True),
         14: lambda: setattr(extract, "fail_after_state", True),
     }
     outcomes = []
