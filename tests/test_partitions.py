@@ -235,3 +235,16 @@ async def test_partitioned_extract_task_in_a_pipeline(
     assert result.status == "SUCCESS", result.tasks["big"].error
     got = read_dataset([Path(p) for p in result["big"]])
     assert got.num_rows == 10_000
+
+
+@pytest.mark.asyncio
+async def test_a_second_read_with_fewer_parts_leaves_only_its_own_files(
+    fake: FakeDremio, client: DremioClient, tmp_path: Path
+) -> None:
+    fake.add_table("lake.t", keyed_table(10_000))
+    out = tmp_path / "ds"
+    await client.partitions_to_parquet("lake.t", out, by="k", parts=8)
+    (out / "notes.txt").write_text("mine")
+    paths = await client.partitions_to_parquet("lake.t", out, by="k", parts=3)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(p.name for p in paths), "notes.txt"])
+    assert read_dataset(paths).num_rows == 10_000

@@ -490,7 +490,8 @@ class DremioClient:
         """Read ``source`` (a table or a query) as ``parts`` range streams of the integer,
         date or timestamp column ``by`` (cut from its MIN/MAX, or ``bounds``; NULLs go to
         the first part), at most ``streams`` at once, into ``out_dir/part-NNNNN.parquet``.
-        Returns the paths. For skewed data use more parts than streams (see ``_partitions``).
+        Returns the paths; part files of an earlier read into ``out_dir`` that this one did
+        not write are removed. For skewed data use more parts than streams (``_partitions``).
 
         :raises PartitionCountMismatch: the parts' rows != ``COUNT(*)`` (files removed).
         :raises DremioConfigError: ``parts`` below 1, or a column of another type.

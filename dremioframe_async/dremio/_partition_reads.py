@@ -12,6 +12,7 @@ kept, and skew handled.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["PartitionStream", "partitions_to_parquet"]
 
 ViaName = Literal["auto", "flight", "rest"]
+_PART = re.compile(r"part-\d{5}\.parquet")
 
 
 class _FirstError:
@@ -87,12 +89,18 @@ async def partitions_to_parquet(
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(_remove, paths)
         raise
+    await anyio.to_thread.run_sync(_remove_stale, out, set(paths))
     return paths
 
 
 def _remove(paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
+
+
+def _remove_stale(out: Path, kept: set[Path]) -> None:
+    """Part files of an earlier read with more parts: the dataset is this read's parts only."""
+    _remove([p for p in out.glob("part-*.parquet") if _PART.fullmatch(p.name) and p not in kept])
 
 
 class PartitionStream:
