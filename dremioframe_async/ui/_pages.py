@@ -238,6 +238,10 @@ def _summary(urls: Urls, run: RunInfo) -> Markup:
         rows.append(("Resumed by", el("a", {"href": urls.run(run.resumed_by)}, run.resumed_by)))
     if run.cancel_requests:
         rows.append(("Cancel", f"requested {run.cancel_requests} time(s)"))
+    if run.interval is not None:
+        rows.append(("Data interval", f"{run.interval[0]} → {run.interval[1]}"))
+    if run.backfill:
+        rows.append(("Backfill", run.backfill))
     return el(
         "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
     )

@@ -1,0 +1,32 @@
+"""A run's data interval and backfill, as the UI's API and run page show them."""
+
+from __future__ import annotations
+
+import _ui_fixtures
+import pytest
+from _ui_fixtures import UI
+
+gate = _ui_fixtures.gate
+ui = _ui_fixtures.ui
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_backfill_run_shows_its_interval_and_backfill(ui: UI) -> None:
+    params = {
+        "interval_start": "2026-11-01T00:00:00+00:00",
+        "interval_end": "2026-11-02T00:00:00+00:00",
+        "backfill_id": "bf-<b>x</b>",
+    }
+    run_id = await ui.trigger("hello", params)
+    await ui.finish(run_id)
+    data = await (await ui.client.get(f"/api/runs/{run_id}")).json()
+    run = data.get("run", data)
+    assert run["interval"] == ["2026-11-01T00:00:00+00:00", "2026-11-02T00:00:00+00:00"]
+    assert run["backfill"] == "bf-<b>x</b>"
+    html = await (await ui.client.get(f"/runs/{run_id}")).text()
+    assert "2026-11-01T00:00:00+00:00 → 2026-11-02T00:00:00+00:00" in html
+    assert "bf-&lt;b&gt;x&lt;/b&gt;" in html
+    plain = await ui.trigger("hello")
+    await ui.finish(plain)
+    other = await (await ui.client.get(f"/api/runs/{plain}")).json()
+    assert other.get("run", other)["interval"] is None
