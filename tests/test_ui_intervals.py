@@ -30,3 +30,14 @@ async def test_a_backfill_run_shows_its_interval_and_backfill(ui: UI) -> None:
     await ui.finish(plain)
     other = await (await ui.client.get(f"/api/runs/{plain}")).json()
     assert other.get("run", other)["interval"] is None
+
+
+async def test_the_api_shows_a_pipelines_state_with_secrets_masked(ui: UI) -> None:
+    await ui.store.set_state("hello", "events.watermark", {"kind": "integer", "value": 7})  # type: ignore[attr-defined]
+    await ui.store.set_state("hello", "api_token", "s3cr3t")  # type: ignore[attr-defined]
+    data = await (await ui.client.get("/api/pipelines/hello/state")).json()
+    assert data["pipeline"] == "hello"
+    by_key = {e["key"]: e for e in data["state"]}
+    assert by_key["events.watermark"]["value"] == {"kind": "integer", "value": 7}
+    assert by_key["api_token"]["value"] != "s3cr3t"
+    assert (await (await ui.client.get("/api/pipelines/other/state")).json())["state"] == []
