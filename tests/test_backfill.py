@@ -334,3 +334,24 @@ def test_cli_state_shows_the_pipeline_state(tmp_path: Path) -> None:
     assert missing.returncode == 1
     empty = cli(env, "state", "other")
     assert "no state recorded" in empty.stdout
+
+
+@pytest.mark.asyncio
+async def test_a_backfills_runs_are_listed_together(store: RunStore) -> None:
+    from dremioframe_async.store import RunQuery
+
+    @task
+    async def noop() -> None:
+        return None
+
+    p = Pipeline("grouped").add_task(noop())
+    first = await backfill(p, start="2026-11-01", end="2026-11-04", every="1d", store=store)
+    other = await backfill(p, start="2026-10-01", end="2026-10-03", every="1d", store=store)
+    await p.run(store=store)  # not part of any backfill
+    page = await store.query_runs(RunQuery(backfill=first.backfill_id, limit=2))
+    assert page.total == 3
+    assert {r.backfill for r in page.runs} == {first.backfill_id}
+    rest = await store.query_runs(RunQuery(backfill=first.backfill_id, before=page.older))
+    assert len(rest.runs) == 1
+    assert (await store.query_runs(RunQuery(backfill=other.backfill_id))).total == 2
+    assert (await store.query_runs(RunQuery(pipeline="grouped"))).total == 6

@@ -41,3 +41,25 @@ async def test_the_api_shows_a_pipelines_state_with_secrets_masked(ui: UI) -> No
     assert by_key["events.watermark"]["value"] == {"kind": "integer", "value": 7}
     assert by_key["api_token"]["value"] != "s3cr3t"
     assert (await (await ui.client.get("/api/pipelines/other/state")).json())["state"] == []
+
+
+async def test_a_backfills_runs_are_one_group_in_the_ui(ui: UI) -> None:
+    ids = []
+    for day in (1, 2):
+        params = {
+            "interval_start": f"2026-11-0{day}T00:00:00+00:00",
+            "interval_end": f"2026-11-0{day + 1}T00:00:00+00:00",
+            "backfill_id": "bf-1",
+        }
+        ids.append(await ui.trigger("hello", params))
+    ids.append(await ui.trigger("hello"))
+    for run_id in ids:
+        await ui.finish(run_id)
+    data = await (await ui.client.get("/api/runs?backfill=bf-1")).json()
+    assert sorted(r["run_id"] for r in data["runs"]) == sorted(ids[:2])
+    html = await (await ui.client.get("/?backfill=bf-1")).text()
+    assert "backfill bf-1" in html
+    assert all(run_id[:12] in html for run_id in ids[:2])
+    assert ids[2][:12] not in html
+    page = await (await ui.client.get(f"/runs/{ids[0]}")).text()
+    assert 'href="/?backfill=bf-1"' in page

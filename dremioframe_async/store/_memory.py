@@ -155,6 +155,7 @@ class MemoryStore:
             for r in self._runs.values()
             if (query.pipeline is None or r.pipeline == query.pipeline)
             and (query.status is None or r.status == query.status.value)
+            and (query.backfill is None or r.backfill == query.backfill)
         )
         keys = [k for k, _ in keyed]
         cursor = query.cursor

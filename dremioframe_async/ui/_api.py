@@ -38,7 +38,8 @@ def json_error(message: str, status: int) -> web.Response:
 
 
 def parse_query(query: Mapping[str, str]) -> RunQuery:
-    """A :class:`RunQuery` from ``pipeline``, ``status``, ``before``, ``after``, ``limit``.
+    """A :class:`RunQuery` from ``pipeline``, ``status``, ``before``, ``after``, ``limit``
+    and ``backfill``.
 
     :raises ValueError: for a bad value (the message says which).
     """
@@ -55,6 +56,7 @@ def parse_query(query: Mapping[str, str]) -> RunQuery:
         before=query.get("before") or None,
         after=query.get("after") or None,
         limit=limit,
+        backfill=query.get("backfill") or None,
     )
 
 
