@@ -352,3 +352,21 @@ async def test_no_store_means_the_watermark_cannot_be_kept(
     result = await Pipeline("nightly").add_task(extract).run()
     assert result.states["events"] is TaskState.FAILED
     await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.asyncio
+async def test_a_state_of_another_shape_is_refused(
+    fake: FakeDremio, client: DremioClient, tmp_path: Path
+) -> None:
+    fake.add_table(TABLE, as_table(rows_for_run(0, "integer"), "integer"))
+    extract = IncrementalExtractTask(
+        "events", table=TABLE, watermark="wm", out=tmp_path / "out", client=client
+    )
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    try:
+        await store.set_state("nightly", "events.watermark", "2026-11-01")
+        result = await Pipeline("nightly").add_task(extract).run(store=store)
+    finally:
+        await store.aclose()
+    assert isinstance(result.tasks["events"].error, IncrementalExtractError)
+    assert "not this task's" in str(result.tasks["events"].error)

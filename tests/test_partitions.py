@@ -248,3 +248,21 @@ async def test_a_second_read_with_fewer_parts_leaves_only_its_own_files(
     paths = await client.partitions_to_parquet("lake.t", out, by="k", parts=3)
     assert sorted(p.name for p in out.iterdir()) == sorted([*(p.name for p in paths), "notes.txt"])
     assert read_dataset(paths).num_rows == 10_000
+
+
+@pytest.mark.parametrize(
+    ("source", "from_item"),
+    [
+        ("lake.big", '"lake"."big"'),
+        ("select.t", '"select"."t"'),
+        (["a;b", 'c"d'], '"a;b"."c""d"'),
+        ("SELECT * FROM x", "(SELECT * FROM x) AS src"),
+        ("  (select 1)", "(  (select 1)) AS src"),
+        ("WITH q AS (SELECT 1) SELECT * FROM q", "(WITH q AS (SELECT 1) SELECT * FROM q) AS src"),
+    ],
+    ids=["path", "reserved-word-path", "parts", "query", "parenthesised", "with"],
+)
+def test_a_source_is_a_quoted_path_or_a_query(source: object, from_item: str) -> None:
+    from dremioframe_async.dremio._partitions import source_sql
+
+    assert source_sql(source) == from_item  # type: ignore[arg-type]

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Partition", "PartitionCountMismatch", "PartitionPlan", "plan_partitions"]
 
-_QUERY = re.compile(r"\s*\(*\s*(SELECT|WITH|VALUES)\b", re.I)
+# A query starts with one of these words and a space or a parenthesis; "select.t" is a table.
+_QUERY = re.compile(r"\s*\(*\s*(SELECT|WITH|VALUES)[\s(]", re.I)
 _EPOCH = dt.datetime(1970, 1, 1)
 
 

@@ -139,8 +139,7 @@ class IncrementalExtractTask(ClientTask):
 
     async def _execute(self, context: RunContext) -> str | None:
         stored = context.state.get(self.state_key) if context.state is not None else None
-        after = Watermark.from_json(stored["watermark"]) if stored else self.initial
-        generation = int(stored["generation"]) if stored else 0
+        after, generation = self._committed(stored)
         await anyio.to_thread.run_sync(self._drop_uncommitted, generation)
         path = self.out / f"{_stamp()}-g{generation + 1:06d}.parquet"
         async with client_scope(self, context) as client:
@@ -160,6 +159,17 @@ class IncrementalExtractTask(ClientTask):
             "rows": rows,
         }
         return str(path)
+
+    def _committed(self, stored: Any) -> tuple[Watermark | None, int]:
+        """The stored watermark and generation (the initial bound and 0 before any)."""
+        if stored is None:
+            return self.initial, 0
+        generation = stored.get("generation") if isinstance(stored, dict) else None
+        if not isinstance(generation, int) or generation < 1 or "watermark" not in stored:
+            raise IncrementalExtractError(
+                self.name, f"the state under {self.state_key!r} is not this task's: {stored!r}"
+            )
+        return Watermark.from_json(stored["watermark"]), generation
 
     async def _written(self, path: Path) -> None:
         """The increment's file is in place (a seam for failure-injection tests)."""
