@@ -154,7 +154,8 @@ async def test_a_failed_part_raises_alone_and_leaves_no_file(
 ) -> None:
     fake.add_table("lake.t", keyed_table(100_000))
     fake.flight.batch_rows = 1000
-    fake.flight.fail_mid_stream(after_batches=2, message="part broke")
+    # Two streams: the planning query's (one batch: it ends before the break) and a part's.
+    fake.flight.fail_mid_stream(after_batches=2, message="part broke", count=2)
     with pytest.raises(DremioError, match="part broke"):
         await client.partitions_to_parquet(
             "lake.t", tmp_path / "out", by="k", parts=4, via="flight"
@@ -200,7 +201,8 @@ async def test_a_failed_part_ends_query_partitions_with_its_error(
 ) -> None:
     fake.add_table("lake.t", keyed_table(50_000))
     fake.flight.batch_rows = 500
-    fake.flight.fail_mid_stream(after_batches=3, message="broken part")
+    # Two streams: the planning query's (one batch: it ends before the break) and a part's.
+    fake.flight.fail_mid_stream(after_batches=3, message="broken part", count=2)
 
     async def read_all() -> None:
         async with client.query_partitions("lake.t", by="k", parts=4, via="flight") as stream:

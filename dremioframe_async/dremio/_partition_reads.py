@@ -62,7 +62,7 @@ async def partitions_to_parquet(
     streams: int | None = None,
 ) -> list[Path]:
     """``DremioClient.partitions_to_parquet`` (see there)."""
-    plan = await plan_partitions(client, source, by, parts, bounds)
+    plan = await plan_partitions(client, source, by, parts, bounds, via)
     out = Path(out_dir)
     await anyio.to_thread.run_sync(lambda: out.mkdir(parents=True, exist_ok=True))
     paths = [out / f"part-{p.index:05d}.parquet" for p in plan.parts]
@@ -138,7 +138,7 @@ class PartitionStream:
 
     async def __aenter__(self) -> Self:
         self.plan = await plan_partitions(
-            self._client, self._source, self._by, self._parts, self._bounds
+            self._client, self._source, self._by, self._parts, self._bounds, self._via
         )
         send, self._receive = anyio.create_memory_object_stream[tuple[Partition, pa.RecordBatch]](
             self._buffer

@@ -21,7 +21,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import DremioConfigError, DremioError
 
@@ -150,6 +150,7 @@ async def plan_partitions(
     by: str,
     parts: int,
     bounds: tuple[Any, Any] | None = None,
+    via: Literal["auto", "flight", "rest"] = "auto",
 ) -> PartitionPlan:
     """Cut ``source`` into ``parts`` ranges of ``by`` (see the module's docs).
 
@@ -159,7 +160,7 @@ async def plan_partitions(
         raise DremioConfigError(f"parts must be a whole number >= 1, got {parts!r}")
     base, column = source_sql(source), _quote(by)
     stats = await client.query(
-        f"SELECT MIN({column}) AS lo, MAX({column}) AS hi, COUNT(*) AS n FROM {base}", via="rest"
+        f"SELECT MIN({column}) AS lo, MAX({column}) AS hi, COUNT(*) AS n FROM {base}", via=via
     )
     row: dict[str, Any] = stats.to_pylist()[0]
     low, high = bounds if bounds is not None else (row["lo"], row["hi"])
