@@ -62,8 +62,8 @@ def _query_after_as(tokens: list[Token], items: list[tuple[int, Token]], at: int
 
 def parse_ddl(sql: str) -> Statement | None:
     """The DDL statement ``sql`` is, or None when it is a query (or DDL not handled here)."""
-    head = sql.lstrip()[:64].upper()
-    if not any(w in head for w in ("CREATE", "DROP", "ALTER")):
+    upper = sql.upper()  # a cheap test first: most statements are queries
+    if not any(w in upper for w in ("CREATE", "DROP", "ALTER")):
         return None
     tokens = tokenize(sql)
     items = list(code(tokens))

@@ -20,36 +20,64 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from ._sqltext import Token, code, split_top_level, strip, tokenize
+from ._sqltext import Token, code, tokenize
 
-__all__ = ["dremio_arrow", "dremio_error", "dremio_names"]
+__all__ = ["dremio_arrow", "dremio_error", "name_expressions"]
 
 _NOT_ALIASES = {"END", "NULL", "TRUE", "FALSE", "DAY", "HOUR", "MINUTE", "SECOND", "MONTH", "YEAR"}
+_LITERAL_WORDS = {"NULL", "TRUE", "FALSE", "CURRENT_DATE", "CURRENT_TIMESTAMP", "CURRENT_TIME"}
 _LIST_ENDS = {"FROM", "UNION", "EXCEPT", "INTERSECT", "ORDER", "LIMIT", "OFFSET", "FETCH"}
 
 
-def _select_list(tokens: list[Token]) -> list[list[Token]] | None:
-    """The items of the outermost SELECT's list (None: no plain SELECT at the top)."""
-    depth, start, end = 0, None, len(tokens)
-    for i, tok in enumerate(tokens):
+def _select_items(tokens: list[Token], select: int) -> list[tuple[int, int]]:
+    """``(first, last)`` token indexes of each item of the list of the SELECT at ``select``."""
+    items: list[tuple[int, int]] = []
+    depth, start = 0, select + 1
+    for i in range(select + 1, len(tokens) + 1):
+        tok = tokens[i] if i < len(tokens) else Token("punct", ";")
         if tok.text == "(":
             depth += 1
-        elif tok.text == ")":
+            continue
+        ends = depth == 0 and (tok.text in (")", ";") or tok.is_word(*_LIST_ENDS))
+        if tok.text == ")":
             depth -= 1
-        elif depth == 0 and tok.kind == "word":
-            word = tok.text.upper()
-            if start is None and word == "SELECT":
-                start = i + 1
-            elif start is not None and word in _LIST_ENDS:
-                end = i
-                break
-    if start is None:
-        return None
-    items = [strip(item) for item in split_top_level(tokens[start:end])]
-    first = items[0] if items else []
-    while first and first[0].is_word("DISTINCT", "ALL"):
-        first = strip(first[1:])
-    return [first, *items[1:]] if items else None
+        if ends or (depth == 0 and tok.text == ","):
+            items.append((start, i - 1))
+            start = i + 1
+        if ends:
+            return items
+    return items
+
+
+def _code_span(tokens: list[Token], first: int, last: int) -> list[tuple[int, Token]]:
+    return [(first + i, t) for i, t in code(tokens[first : last + 1])]
+
+
+def name_expressions(sql: str) -> str:
+    """``sql`` with ``AS "EXPR$<i>"`` after each unaliased expression of every select list.
+
+    Calcite (so Dremio) names such a column after its position; aliasing it in the
+    SQL lets DuckDB carry the name through subqueries, views and ``SELECT *``.
+    Lists with a ``*`` are left alone (the positions would not be the list's).
+    """
+    if "select" not in sql.lower():
+        return sql
+    tokens = tokenize(sql)
+    selects = [i for i, t in enumerate(tokens) if t.is_word("SELECT")]
+    for select in reversed(selects):  # later lists first: inserting keeps earlier indexes
+        spans = [_code_span(tokens, a, b) for a, b in _select_items(tokens, select)]
+        if spans and spans[0] and spans[0][0][1].is_word("DISTINCT", "ALL"):
+            spans[0] = spans[0][1:]
+        items = [[t for _, t in span] for span in spans]
+        if not items or any(not item or _is_star(item) for item in items):
+            continue
+        for position in reversed(range(len(items))):
+            item, span = items[position], spans[position]
+            if _is_column(item) or _has_alias(item):
+                continue
+            at = span[-1][0] + 1
+            tokens[at:at] = [Token("space", " "), Token("word", f'AS "EXPR${position}"')]
+    return "".join(t.text for t in tokens)
 
 
 def _is_column(item: Sequence[Token]) -> bool:
@@ -58,6 +86,7 @@ def _is_column(item: Sequence[Token]) -> bool:
     names, dots = parts[0::2], parts[1::2]
     return (
         bool(parts)
+        and not parts[-1].is_word(*_LITERAL_WORDS)
         and len(parts) % 2 == 1
         and all(t.kind in ("word", "quoted") for t in names)
         and all(t.text == "." for t in dots)
@@ -78,19 +107,6 @@ def _has_alias(item: Sequence[Token]) -> bool:
         and (before.text == ")" or before.kind in ("string", "number", "quoted", "word"))
         and not before.is_word("SELECT", "DISTINCT", "AS", "CASE", "NOT", "AND", "OR", "IS")
     )
-
-
-def dremio_names(sql: str, names: Sequence[str]) -> list[str]:
-    """``names`` with each unaliased expression of the select list renamed ``EXPR$<i>``."""
-    items = _select_list(tokenize(sql))
-    if items is None or len(items) != len(names):
-        return list(names)  # SELECT *, set operations at the top: positions are not the list's
-    if any(t.text == "*" and _is_star(item) for item in items for t in item):
-        return list(names)
-    return [
-        name if _is_column(item) or _has_alias(item) else f"EXPR${i}"
-        for i, (item, name) in enumerate(zip(items, names, strict=True))
-    ]
 
 
 def _is_star(item: Sequence[Token]) -> bool:
@@ -114,8 +130,8 @@ def _dremio_type(t: pa.DataType, hugeint: bool) -> pa.DataType:
     return t
 
 
-def dremio_arrow(table: pa.Table, names: Sequence[str], hugeint: Sequence[int] = ()) -> pa.Table:
-    """``table`` with Dremio's column ``names`` and types.
+def dremio_arrow(table: pa.Table, hugeint: Sequence[int] = ()) -> pa.Table:
+    """``table`` with Dremio's types.
 
     ``hugeint``: the positions of the columns DuckDB typed HUGEINT (its integer sums).
     """
@@ -125,6 +141,7 @@ def dremio_arrow(table: pa.Table, names: Sequence[str], hugeint: Sequence[int] =
         if pa.types.is_timestamp(column.type) and column.type.tz:
             column = column.cast(pa.timestamp(column.type.unit))  # UTC wall time, as Dremio's
         columns.append(column if wanted == column.type else column.cast(wanted, safe=False))
+    names = table.column_names
     fields = [pa.field(n, c.type, nullable=True) for n, c in zip(names, columns, strict=True)]
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
@@ -132,6 +149,7 @@ def dremio_arrow(table: pa.Table, names: Sequence[str], hugeint: Sequence[int] =
 # -- errors ---------------------------------------------------------------------------------------
 
 _MISSING_TABLE = re.compile(r'Table with name "?([^"!]+?)"? does not exist')
+_MISSING_SCHEMA = re.compile(r"Schema with name \"?([^\"!\s]+)\"? does not exist")
 _MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 _MISSING_IN_TABLE = re.compile(r'Table "([^"]+)" does not have a column named "([^"]+)"')
 _MISSING_FUNCTION = re.compile(r"(?:Scalar|Aggregate|Table) Function with name (\S+) does not")
@@ -185,6 +203,8 @@ def dremio_error(message: str, sql: str, known: Callable[[tuple[str, ...]], bool
     ``known(parts)`` tells whether a catalog container exists at ``parts``.
     """
     if match := _MISSING_TABLE.search(message):
+        return _object_not_found(match.group(1).split("."), known)
+    if match := _MISSING_SCHEMA.search(message):
         return _object_not_found(match.group(1).split("."), known)
     if match := _MISSING_COLUMN.search(message):
         return f"Column '{match.group(1)}' not found in any table"

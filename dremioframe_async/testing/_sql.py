@@ -27,7 +27,7 @@ import pyarrow as pa
 from ._ddl import Statement, parse_ddl
 from ._dialect import translate
 from ._information_schema import Catalog, rewrite_information_schema
-from ._results import dremio_arrow, dremio_error, dremio_names
+from ._results import dremio_arrow, dremio_error, name_expressions
 
 if TYPE_CHECKING:
     import duckdb
@@ -260,7 +260,9 @@ class SqlEngine:
     def _query(self, sql: str, depth: int) -> pa.Table:
         if depth > _MAX_VIEW_DEPTH:
             raise _duckdb().InvalidInputException("Views nest too deeply (one refers to itself?)")
-        translated, info = rewrite_information_schema(translate(sql), self.snapshot())
+        translated, info = rewrite_information_schema(
+            name_expressions(translate(sql)), self.snapshot()
+        )
         rewritten, used, views = self._rewrite(translated)
         for name, view in views.items():  # run before taking a connection: views nest
             used[name] = self._execute(view.sql, depth + 1)
@@ -281,7 +283,7 @@ class SqlEngine:
         finally:
             self._idle.put(conn)
             self._capacity.release()
-        return dremio_arrow(table, dremio_names(sql, table.column_names), hugeint)
+        return dremio_arrow(table, hugeint)
 
     def check(self) -> None:
         """Make sure DuckDB can be imported.
