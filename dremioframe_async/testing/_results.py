@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from ._sqltext import Token, code, tokenize
+from ._sqltext import CLOSERS, OPENERS, Token, code, tokenize
 
 __all__ = ["dremio_arrow", "dremio_error", "name_expressions"]
 
@@ -35,11 +35,11 @@ def _select_items(tokens: list[Token], select: int) -> list[tuple[int, int]]:
     depth, start = 0, select + 1
     for i in range(select + 1, len(tokens) + 1):
         tok = tokens[i] if i < len(tokens) else Token("punct", ";")
-        if tok.text == "(":
+        if tok.text in OPENERS:
             depth += 1
             continue
         ends = depth == 0 and (tok.text in (")", ";") or tok.is_word(*_LIST_ENDS))
-        if tok.text == ")":
+        if tok.text in CLOSERS:
             depth -= 1
         if ends or (depth == 0 and tok.text == ","):
             items.append((start, i - 1))

@@ -14,7 +14,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Token", "join", "split_top_level", "tokenize"]
+__all__ = ["CLOSERS", "OPENERS", "Token", "join", "split_top_level", "tokenize"]
+
+# Parentheses, and DuckDB's list [..] and struct {..} literals a test may send.
+OPENERS, CLOSERS = ("(", "[", "{"), (")", "]", "}")
 
 Kind = Literal["space", "comment", "string", "quoted", "word", "number", "punct"]
 
@@ -89,9 +92,9 @@ def split_top_level(tokens: Sequence[Token], separator: str = ",") -> list[list[
     parts: list[list[Token]] = [[]]
     depth = 0
     for token in tokens:
-        if token.text == "(":
+        if token.text in OPENERS:
             depth += 1
-        elif token.text == ")":
+        elif token.text in CLOSERS:
             depth -= 1
         if depth == 0 and token.kind == "punct" and token.text == separator:
             parts.append([])
