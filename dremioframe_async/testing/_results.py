@@ -151,7 +151,9 @@ def dremio_arrow(table: pa.Table, hugeint: Sequence[int] = ()) -> pa.Table:
 _MISSING_TABLE = re.compile(r'Table with name "?([^"!]+?)"? does not exist')
 _MISSING_SCHEMA = re.compile(r"Schema with name \"?([^\"!\s]+)\"? does not exist")
 _MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
-_MISSING_IN_TABLE = re.compile(r'Table "([^"]+)" does not have a column named "([^"]+)"')
+_MISSING_IN_TABLE = re.compile(
+    r'(?:Table|Values list) "([^"]+)" does not have a column named "([^"]+)"'
+)
 _MISSING_FUNCTION = re.compile(r"(?:Scalar|Aggregate|Table) Function with name (\S+) does not")
 
 
