@@ -57,6 +57,11 @@ TRANSLATIONS = [
         id="ilike-function",
     ),
     pytest.param(
+        "SELECT ilike('50%_Off', '%50!%%', '!'), ilike('500_Off', '%50!%%', '!')",
+        [(True, False)],
+        id="ilike-function-escape",
+    ),
+    pytest.param(
         "SELECT ilike(substring('a,b', 1, 3), 'A,%')",
         [(True,)],
         id="ilike-nested-call-and-comma-in-string",

@@ -64,7 +64,9 @@ def _rewrite_calls(
 
 
 def _ilike(args: Sequence[str]) -> str | None:
-    # ilike(x, pattern) is Dremio's function form; DuckDB has only the operator.
+    # ilike(x, pattern[, escape]) is Dremio's function form; DuckDB has only the operator.
+    if len(args) == 3:
+        return f"({args[0]} ILIKE {args[1]} ESCAPE {args[2]})"
     return f"({args[0]} ILIKE {args[1]})" if len(args) == 2 else None
 
 

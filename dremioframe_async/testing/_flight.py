@@ -38,9 +38,10 @@ _MAX_PENDING_TICKETS = 1024
 class FlightCall:
     """One Flight call FakeDremio's Flight endpoint received, recorded when it ended.
 
-    ``method`` is ``handshake``, ``get_flight_info`` or ``do_get``; ``status`` is
-    ``ok``, ``failed``, ``cancelled`` (the client cancelled the stream),
-    ``unauthenticated`` or ``unavailable``; ``project`` is the ``catalog`` header
+    ``method`` is ``handshake``, ``get_flight_info``, ``do_get`` or ``do_action`` (its
+    ``sql`` is then the action's type); ``status`` is ``ok``, ``failed``, ``cancelled``
+    (the client cancelled the stream), ``unauthenticated``, ``unavailable`` or
+    ``unsupported`` (an action not served); ``project`` is the ``catalog`` header
     (Dremio Cloud's project id) and ``context`` the ``schema`` session header, when
     sent. No token is recorded.
     """
@@ -314,11 +315,15 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         body = action.body.to_pybytes() if action.body is not None else b""
         if self.sql is None:
             raise NotImplementedError(f"action {action.type} is not supported")
+        user = context.get_middleware("auth").user
+        known = action.type in ("CreatePreparedStatement", "ClosePreparedStatement")
+        self.record(FlightCall("do_action", action.type, user, "ok" if known else "unsupported"))
         if action.type == "CreatePreparedStatement":
             return iter([flight.Result(pa.py_buffer(self.sql.create_prepared(body)))])
         if action.type == "ClosePreparedStatement":
             self.sql.close_prepared(body)
             return iter([])
+        # CloseSession (ADBC sends it on close) and the rest: gRPC's UNIMPLEMENTED.
         raise NotImplementedError(f"action {action.type} is not supported")
 
     def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:

@@ -27,6 +27,7 @@ import pyarrow.flight as flight
 from . import _protobuf as pb
 from ._information_schema import Catalog
 from ._login import VERSION
+from ._results import dremio_arrow_schema
 
 __all__ = ["FlightSql", "SqlRequest"]
 
@@ -120,7 +121,7 @@ def _tables(catalog: Catalog) -> list[tuple[str, str, str, pa.Schema]]:
     for parts, table in catalog.tables.items():
         schema = table if isinstance(table, pa.Schema) else table.schema
         kind = "VIEW" if parts in catalog.views else "TABLE"
-        rows.append((".".join(parts[:-1]), parts[-1], kind, schema))
+        rows.append((".".join(parts[:-1]), parts[-1], kind, dremio_arrow_schema(schema)))
     rows += [("INFORMATION_SCHEMA", v, "SYSTEM_TABLE", pa.schema([])) for v in _SYSTEM_VIEWS]
     return sorted(rows, key=lambda r: (r[0], r[1], r[2]))
 

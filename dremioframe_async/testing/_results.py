@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ._sqltext import CLOSERS, OPENERS, Token, code, tokenize
 
-__all__ = ["dremio_arrow", "dremio_error", "name_expressions"]
+__all__ = ["dremio_arrow", "dremio_arrow_schema", "dremio_error", "name_expressions"]
 
 _NOT_ALIASES = {"END", "NULL", "TRUE", "FALSE", "DAY", "HOUR", "MINUTE", "SECOND", "MONTH", "YEAR"}
 _LITERAL_WORDS = {"NULL", "TRUE", "FALSE", "CURRENT_DATE", "CURRENT_TIMESTAMP", "CURRENT_TIME"}
@@ -128,6 +128,11 @@ def _dremio_type(t: pa.DataType, hugeint: bool) -> pa.DataType:
     if pa.types.is_unsigned_integer(t):
         return pa.int64()
     return t
+
+
+def dremio_arrow_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` as a query of the table returns it (Dremio's types, nullable fields)."""
+    return pa.schema([pa.field(f.name, _dremio_type(f.type, False)) for f in schema])
 
 
 def dremio_arrow(table: pa.Table, hugeint: Sequence[int] = ()) -> pa.Table:
