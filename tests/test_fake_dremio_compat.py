@@ -121,8 +121,15 @@ COMPAT = [
     (
         "dbt-dremio",
         "username + password (REST)",
-        "`dbt run` of a view model and a table model (twice), then `dbt test`",
-        "test_dbt_dremio_run_and_test",
+        "views in a space (`POST /catalog` makes it and its folders), tables in a source: "
+        "`dbt run` (twice), `dbt test`",
+        "test_dbt_dremio_run_and_test[space-and-source]",
+    ),
+    (
+        "dbt-dremio",
+        "username + password (REST)",
+        "views and tables in one namespace: `dbt run` (twice), `dbt test`",
+        "test_dbt_dremio_run_and_test[one-namespace]",
     ),
 ]
 
@@ -189,7 +196,11 @@ def test_the_docs_table_is_this_suite() -> None:
 
 
 def test_every_row_names_a_test_of_this_suite() -> None:
-    ids = {"test_adbc_queries": ADBC_AUTH, "test_dremio_simple_query": DSQ_MODES}
+    ids = {
+        "test_adbc_queries": ADBC_AUTH,
+        "test_dremio_simple_query": DSQ_MODES,
+        "test_dbt_dremio_run_and_test": list(DBT_LAYOUTS),
+    }
     for *_, test in COMPAT:
         name, _, param = test.partition("[")
         assert callable(globals().get(name)), f"{name} is not a test here"
@@ -414,13 +425,20 @@ models:
 """
 
 
-def _dbt_project(path: Path, fake: FakeDremio) -> None:
+# Where views go (a space and folders) and where CTAS tables go (a source and folders).
+# With both the same, dbt-dremio creates no folder itself ("enterprise catalog" layout).
+DBT_LAYOUTS = {
+    "space-and-source": (("analytics", "marts.core"), ("lake", "dbt")),
+    "one-namespace": (("lake", "dbt"), ("lake", "dbt")),
+}
+
+
+def _dbt_project(path: Path, fake: FakeDremio, layout: str) -> None:
     (path / "models").mkdir()
     (path / "dbt_project.yml").write_text(
         "name: shop\nversion: '1.0'\nprofile: shop\nmodels: {shop: {+materialized: view}}\n"
     )
-    # Space and source are one here: dbt-dremio's "enterprise catalog" layout, where views
-    # and CTAS tables both land in lake.dbt.
+    (space, folder), (source, source_path) = DBT_LAYOUTS[layout]
     output = {
         "type": "dremio",
         "software_host": "127.0.0.1",
@@ -428,10 +446,10 @@ def _dbt_project(path: Path, fake: FakeDremio) -> None:
         "user": fake.username,
         "password": fake.password,
         "use_ssl": False,
-        "object_storage_source": "lake",
-        "object_storage_path": "dbt",
-        "dremio_space": "lake",
-        "dremio_space_folder": "dbt",
+        "object_storage_source": source,
+        "object_storage_path": source_path,
+        "dremio_space": space,
+        "dremio_space_folder": folder,
         "threads": 1,
     }
     profile = {"shop": {"target": "dev", "outputs": {"dev": output}}}
@@ -453,13 +471,16 @@ async def _dbt(path: Path, command: str) -> dict[str, str]:
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(300)  # dbt starts slowly (seconds) on a busy machine
-async def test_dbt_dremio_run_and_test(fake: FakeDremio, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", list(DBT_LAYOUTS))
+async def test_dbt_dremio_run_and_test(fake: FakeDremio, tmp_path: Path, layout: str) -> None:
     adapter = Path(DBT).parent.parent.glob("lib/*/site-packages/dbt/adapters/dremio")
     if not Path(DBT).exists() or not list(adapter):
         if os.environ.get("CI") == "true":
             pytest.fail(f"dbt-dremio missing at {DBT}: {DBT_HINT}")
         pytest.skip(DBT_HINT)
-    _dbt_project(tmp_path, fake)
+    _dbt_project(tmp_path, fake, layout)
+    (space, folder), (source, source_path) = DBT_LAYOUTS[layout]
+    views, tables = f"{space}.{folder}", f"{source}.{source_path}"
     assert await _dbt(tmp_path, "run") == {"orders_view": "success", "orders_table": "success"}
     # A second run replaces the view and drops and re-creates the table, as on Dremio.
     assert set((await _dbt(tmp_path, "run")).values()) == {"success"}
@@ -467,10 +488,17 @@ async def test_dbt_dremio_run_and_test(fake: FakeDremio, tmp_path: Path) -> None
     assert len(tests) == 4
     assert set(tests.values()) == {"pass"}
     async with DremioClient(fake.url, token=fake.token) as client:
-        table = await client.query("SELECT * FROM lake.dbt.orders_table ORDER BY city")
-        view = await client.query("SELECT * FROM lake.dbt.orders_view ORDER BY id")
+        table = await client.query(f"SELECT * FROM {tables}.orders_table ORDER BY city")
+        view = await client.query(f"SELECT * FROM {views}.orders_view ORDER BY id")
     model = "SELECT city, count(*) AS n, sum(qty) AS qty_sum FROM lake.raw.orders"
     assert rows_of(table) == duckdb_rows(f"{model} WHERE qty > 1 GROUP BY city ORDER BY city")
     assert rows_of(view) == duckdb_rows(
         "SELECT id, city, qty FROM lake.raw.orders WHERE qty > 1 ORDER BY id"
     )
+    created = [r.body for r in fake.requests_to("/catalog", "POST") if r.status == 200]
+    if layout == "space-and-source":  # the space, then each folder, made once
+        assert created == [
+            {"entityType": "space", "name": "analytics"},
+            {"entityType": "folder", "path": ["analytics", "marts"]},
+            {"entityType": "folder", "path": ["analytics", "marts", "core"]},
+        ]
