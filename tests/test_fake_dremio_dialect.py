@@ -318,3 +318,55 @@ async def test_login_answers_dremios_session_object(http: Any) -> None:
     lifetime_h = (login["expires"] - dt.datetime.now().timestamp() * 1000) / 3_600_000
     assert 29.9 < lifetime_h <= 30
     assert login["permissions"]["canUploadProfiles"] is True
+
+
+DDL = [
+    pytest.param(
+        "CREATE TABLE IF NOT EXISTS lake.raw.orders AS SELECT 1",
+        [{"ok": True, "summary": "Table [lake.raw.orders] already exists"}],
+        id="ctas-if-not-exists",
+    ),
+    pytest.param(
+        "CREATE FOLDER IF NOT EXISTS lake.raw",
+        [{"ok": True, "summary": "Folder [lake.raw] created"}],
+        id="folder-if-not-exists",
+    ),
+    pytest.param(
+        "ALTER PDS lake.raw.orders REFRESH METADATA AUTO PROMOTION",
+        [{"ok": True, "summary": "Metadata for table [lake.raw.orders] refreshed"}],
+        id="alter-pds-refresh",
+    ),
+    pytest.param(
+        "/* dbt */ DROP VIEW IF EXISTS lake.raw.none;",
+        [{"ok": True, "summary": "View [lake.raw.none] does not exist"}],
+        id="drop-if-exists-after-a-comment",
+    ),
+    pytest.param("CREATE FOLDER lake.raw", "Folder [lake.raw] already exists", id="folder-twice"),
+    pytest.param("DROP TABLE lake.raw.none", "Table [lake.raw.none] not found", id="drop-missing"),
+    pytest.param(
+        "CREATE VIEW lake.raw.orders AS SELECT 1",
+        "A table or view with given name [lake.raw.orders] already exists",
+        id="view-over-a-table",
+    ),
+    pytest.param("CREATE TABLE AS SELECT 1", "A path is required", id="no-path"),
+]
+
+
+@pytest.mark.parametrize(("sql", "answer"), DDL)
+def test_ddl_answers_and_refusals(engine: SqlEngine, sql: str, answer: Any) -> None:
+    if isinstance(answer, list):
+        assert engine.execute(sql).to_pylist() == answer
+        return
+    with pytest.raises(duckdb.CatalogException) as caught:
+        engine.execute(sql)
+    assert str(caught.value) == answer
+
+
+def test_statements_that_are_not_ddl_run_as_queries(engine: SqlEngine) -> None:
+    # "ALTER ... REFRESH REFLECTIONS" is not handled here: it reaches DuckDB, which refuses it,
+    # so a test that expects maintenance SQL to succeed adds a canned answer for it.
+    with pytest.raises(duckdb.Error):
+        engine.execute("ALTER DATASET lake.raw.orders REFRESH REFLECTIONS")
+    assert engine.execute("SELECT 'CREATE VIEW x AS y' AS s").to_pylist() == [
+        {"s": "CREATE VIEW x AS y"}
+    ]

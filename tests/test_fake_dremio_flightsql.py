@@ -18,6 +18,8 @@ import pytest_asyncio
 
 from dremioframe_async.testing import FakeDremio
 from dremioframe_async.testing import _protobuf as pb
+from dremioframe_async.testing._flightsql import FlightSql
+from dremioframe_async.testing._sql import SqlEngine
 
 ORDERS = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "city": ["Lyon", "Nice", "Lyon"]})
 
@@ -203,3 +205,67 @@ def test_protobuf_round_trip_and_malformed_bytes() -> None:
     assert pb.decode(message[:-1]) is None  # truncated
     assert pb.unpack_any(b"SELECT 1") is None  # SQL text is not an Any
     assert pb.unpack_any(pb.encode([(1, "type.googleapis.com/other.Msg")])) is None
+
+
+# -- the same answers in-process (gRPC's own threads are not traced by coverage) -----------------
+
+
+@pytest.fixture
+def sql() -> Any:
+    engine = SqlEngine(1)
+    engine.add_table("lake.raw.orders", ORDERS)
+    engine.execute("CREATE VIEW lake.dbt.v AS SELECT id FROM lake.raw.orders")
+    try:
+        yield FlightSql(engine.snapshot)
+    finally:
+        engine.close()
+
+
+def test_requests_in_process(sql: FlightSql) -> None:
+    assert sql.request(b"SELECT 1") is None  # plain Flight: SQL text
+    query = sql.request(_command("CommandStatementQuery", (1, "SELECT 2")))
+    assert query is not None
+    assert (query.command, query.sql, query.table) == ("CommandStatementQuery", "SELECT 2", None)
+    tables = sql.request(_command("CommandGetTables", (1, "DREMIO"), (2, "lake._bt")))
+    assert tables is not None
+    assert tables.table is not None
+    assert tables.table.column("table_type").to_pylist() == ["VIEW"]
+    other = sql.request(_command("CommandGetDbSchemas", (1, "elsewhere")))
+    assert other is not None
+    assert other.table is not None
+    assert other.table.num_rows == 0  # only the DREMIO catalog exists
+    schema = sql.schema_of(_command("CommandGetTableTypes"))
+    assert schema is not None
+    assert schema.names == ["table_type"]
+    assert sql.schema_of(_command("CommandStatementQuery", (1, "SELECT 1"))) is None
+    with pytest.raises(NotImplementedError):
+        sql.request(_command("CommandGetPrimaryKeys", (3, "orders")))
+
+
+def test_prepared_handles_in_process(sql: FlightSql) -> None:
+    body = sql.create_prepared(_command("ActionCreatePreparedStatementRequest", (1, "SELECT 3")))
+    unpacked = pb.unpack_any(body)
+    assert unpacked is not None
+    handle = pb.raw(pb.decode(unpacked[1]) or {}, 1)
+    ticket = FlightSql.ticket(handle)
+    assert FlightSql.handle(ticket) == handle
+    assert FlightSql.handle(b"raw-handle") == b"raw-handle"
+    request = sql.request(_command("CommandPreparedStatementQuery", (1, handle)))
+    assert request is not None
+    assert request.sql == "SELECT 3"
+    sql.close_prepared(_command("ActionClosePreparedStatementRequest", (1, handle)))
+    with pytest.raises(flight.FlightServerError):
+        sql.request(_command("CommandPreparedStatementQuery", (1, handle)))
+    with pytest.raises(flight.FlightServerError):
+        sql.create_prepared(b"not an Any")
+
+
+def test_sql_info_in_process(sql: FlightSql) -> None:
+    every = sql.request(_command("CommandGetSqlInfo"))
+    assert every is not None
+    assert every.table is not None
+    assert every.table.column("info_name").to_pylist() == [0, 1, 2, 3, 4, 5, 8, 9, 504, 529, 531]
+    some = sql.request(pb.pack_any("CommandGetSqlInfo", pb.encode([(1, 8), (1, 9999)])))
+    assert some is not None
+    assert some.table is not None
+    assert some.table.to_pylist() == [{"info_name": 8, "value": 0}]  # unknown ids are left out

@@ -38,6 +38,8 @@ def _path(items: list[tuple[int, Token]], at: int) -> tuple[tuple[str, ...], int
     """The dotted path starting at ``items[at]`` and the index after it."""
     parts: list[str] = []
     while at < len(items) and items[at][1].kind in ("word", "quoted"):
+        if items[at][1].is_word("AS"):  # no path at all: "CREATE TABLE AS ..."
+            break
         parts.append(items[at][1].name)
         if at + 1 < len(items) and items[at + 1][1].text == ".":
             at += 2

@@ -27,6 +27,7 @@ import pyarrow as pa
 from ._ddl import Statement, parse_ddl
 from ._dialect import translate
 from ._information_schema import Catalog, rewrite_information_schema
+from ._mutations import apply
 from ._results import dremio_arrow, dremio_error, name_expressions
 
 if TYPE_CHECKING:
@@ -253,8 +254,6 @@ class SqlEngine:
             raise type(exc)(dremio_error(str(exc), sql, self.is_container)) from exc
 
     def _ddl(self, statement: Statement, depth: int) -> pa.Table:
-        from ._mutations import apply
-
         return apply(statement, self, lambda query: self._execute(query, depth + 1))
 
     def _query(self, sql: str, depth: int) -> pa.Table:
