@@ -109,7 +109,8 @@ COMPAT = [
     (
         "dremioframe",
         "`mode='v26'`, PAT (username read from the `@user` home space)",
-        "`sql().collect`, the builder (`table().select().filter()`), `catalog.list_catalog`",
+        "`sql().collect`, the builder (`table().select().filter()`), "
+        "`catalog.list_catalog`, `catalog.get_entity_by_id`",
         "test_dremioframe_v26_pat",
     ),
     (
@@ -370,12 +371,14 @@ async def test_dremioframe_v26_pat(fake: FakeDremio) -> None:
     # Built in a thread as well: a client may call the server as it starts.
     client = await in_thread(lambda: _dremioframe(fake, pat=fake.token, mode="v26"))
 
-    def run() -> tuple[Any, Any, Any, Any]:
+    def run() -> tuple[Any, Any, Any, Any, Any]:
         frame = client.sql(QUERY).collect("polars")
         built = client.table("lake.raw.orders").select("id", "qty").filter("qty > 4")
-        return client.username, frame, built.collect("pandas"), client.catalog.list_catalog()
+        catalog = client.catalog.list_catalog()
+        space = client.catalog.get_entity_by_id(catalog[1]["id"])
+        return client.username, frame, built.collect("pandas"), catalog, space
 
-    username, frame, built, catalog = await in_thread(run)
+    username, frame, built, catalog, space = await in_thread(run)
     # As against Dremio: the username comes from the home space, then the PAT is
     # the Flight basic-auth password.
     assert username == fake.username
@@ -387,6 +390,7 @@ async def test_dremioframe_v26_pat(fake: FakeDremio) -> None:
     expected = duckdb_rows("SELECT id, qty FROM lake.raw.orders WHERE qty > 4")
     assert [tuple(r) for r in built.itertuples(index=False)] == expected
     assert [e["path"] for e in catalog] == [["@dremio"], ["lake"]]
+    assert (space["entityType"], space["name"]) == ("space", "lake")  # GET /catalog/{id}
 
 
 @pytest.mark.asyncio
