@@ -109,6 +109,8 @@ NAMES = [
     pytest.param("SELECT NULL, TRUE", ["EXPR$0", "EXPR$1"], id="literals"),
     # After a * the positions are not the list's: DuckDB's own name stays (documented).
     pytest.param("SELECT *, 1 FROM t", ["id", "qty", "1"], id="star-left-alone"),
+    pytest.param("SELECT * EXCLUDE (qty), 2 * 3 FROM t", ["id", "(2 * 3)"], id="star-exclude"),
+    pytest.param("SELECT 2 * qty FROM t", ["EXPR$0"], id="a-product-is-no-star"),
 ]
 
 

@@ -110,8 +110,14 @@ def _has_alias(item: Sequence[Token]) -> bool:
 
 
 def _is_star(item: Sequence[Token]) -> bool:
+    """``*``, ``t.*``, ``"s"."t".*``, and DuckDB's ``* EXCLUDE (...)``: a star first."""
     parts = [t for _, t in code(item)]
-    return bool(parts) and parts[-1].text == "*" and (len(parts) == 1 or parts[-2].text == ".")
+    for i, tok in enumerate(parts):
+        if tok.text == "*":
+            return i == 0 or parts[i - 1].text == "."
+        if tok.kind not in ("word", "quoted") and tok.text != ".":
+            return False
+    return False
 
 
 def _dremio_type(t: pa.DataType, hugeint: bool) -> pa.DataType:
