@@ -171,6 +171,21 @@ async def test_sql_info_is_a_dense_union_keyed_by_info_name(fake: FakeDremio) ->
 
 
 @pytest.mark.asyncio
+async def test_get_schema_plans_a_query_but_never_runs_ddl(fake: FakeDremio) -> None:
+    query = _command("CommandStatementQuery", (1, "SELECT id FROM lake.raw.orders"))
+    ddl = _command("CommandStatementQuery", (1, "CREATE VIEW lake.v AS SELECT 1 AS one"))
+    types = _command("CommandGetTableTypes")
+
+    def go(c: Client) -> list[pa.Schema]:
+        describe = flight.FlightDescriptor.for_command
+        return [c.client.get_schema(describe(x), c.options).schema for x in (query, ddl, types)]
+
+    schemas = await run(fake, go)
+    assert [s.names for s in schemas] == [["id"], ["ok", "summary"], ["table_type"]]
+    assert "lake.v" not in fake.tables  # the view was described, not made
+
+
+@pytest.mark.asyncio
 async def test_an_unknown_command_is_unimplemented(fake: FakeDremio) -> None:
     command = _command("CommandGetXdbcTypeInfo")
     with pytest.raises(pa.ArrowNotImplementedError, match="not supported"):  # UNIMPLEMENTED

@@ -27,11 +27,13 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from . import _protobuf as pb
+from ._ddl import parse_ddl
 from ._flightsql import FlightSql
 
 __all__ = ["FakeFlightServer", "FlightAuth", "FlightCall"]
 
 _MAX_PENDING_TICKETS = 1024
+_DDL_SCHEMA = pa.schema([("ok", pa.bool_()), ("summary", pa.utf8())])
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,9 +302,12 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
         command = bytes(descriptor.command or b"")
         schema = self.sql.schema_of(command) if self.sql is not None else None
-        if schema is None:  # a query: Dremio plans it; here it runs
+        if schema is None:
             request = self.sql.request(command) if self.sql is not None else None
-            schema = self.execute(request.sql if request else command.decode()).schema
+            sql = request.sql if request else command.decode(errors="replace")
+            # DDL must not run twice (here and when executed): its answer's shape is known.
+            # A query is planned by Dremio; here it runs.
+            schema = _DDL_SCHEMA if parse_ddl(sql) else self.execute(sql).schema
         return flight.SchemaResult(schema)
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
