@@ -7,10 +7,11 @@ path (bare or double-quoted parts, any case for bare parts) refers to it.
 Queries run in worker threads on a small pool of DuckDB connections; a
 connection registers the tables it has not seen yet before running a query.
 
-INSERT, MERGE, UPDATE and DELETE run too, one at a time, on a registered
-target table: it is copied into a DuckDB table, changed there, and registered
-again in place of the old one. They answer one row with ``Records``, the
-number of rows changed, as Dremio reports DML.
+The catalog is mutable as Dremio's is (:mod:`._ddl`): views (kept as SQL and run
+when queried, so they see the tables as they are then), CTAS tables and folders.
+Queries pass through :mod:`._dialect` on the way in, and their results and errors
+through :mod:`._results` on the way out, so names, types and messages are Dremio's.
+INSERT, MERGE, UPDATE and DELETE change registered tables (:mod:`._dml`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ..dremio import is_data_changing
-from ._information_schema import rewrite_information_schema
+from ._ddl import Statement, parse_ddl
+from ._dialect import translate
+from ._dml import change, is_dml
+from ._information_schema import Catalog, rewrite_information_schema
+from ._mutations import apply
+from ._results import dremio_arrow, dremio_error, name_expressions
 
 if TYPE_CHECKING:
     import duckdb
@@ -60,10 +65,6 @@ def path_parts(path: str) -> tuple[str, ...]:
     return tuple(split_path(path))
 
 
-def _quoted(part: str) -> str:
-    return '"' + part.replace('"', '""') + '"'
-
-
 def _part_pattern(part: str) -> str:
     quoted = '"' + re.escape(part.replace('"', '""')) + '"'
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", part):
@@ -77,9 +78,13 @@ def _path_regex(parts: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf'(?<![A-Za-z0-9_$."]){body}(?!\s*\.\s*[A-Za-z_"])')
 
 
-_DML_TARGET = re.compile(
-    r"\s*(?:INSERT\s+INTO|MERGE\s+INTO|UPDATE|DELETE\s+FROM)\s+(__fake_dremio_\d+)\b", re.I
-)
+_MAX_VIEW_DEPTH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    sql: str
+    schema: pa.Schema
 
 
 @dataclass(slots=True)
@@ -93,6 +98,8 @@ class SqlEngine:
 
     def __init__(self, connections: int = 4) -> None:
         self._tables: dict[str, pa.Table] = {}
+        self._views: dict[str, _View] = {}
+        self._folders: dict[tuple[str, ...], tuple[str, ...]] = {}  # lower-cased -> as created
         self._paths: list[tuple[tuple[str, ...], str, re.Pattern[str]]] = []
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
@@ -103,117 +110,200 @@ class SqlEngine:
         # duckdb.connect() is a database of its own and costs 20-60 ms to open
         # (its own threads and catalog); a cursor costs nothing.
         self._db: duckdb.DuckDBPyConnection | None = None
-        self._dml = threading.Lock()  # one data-changing statement at a time
 
     @property
     def paths(self) -> list[tuple[str, ...]]:
-        """The registered table paths, in registration order."""
+        """The registered dataset paths (tables and views), longest first."""
         with self._lock:
             return [parts for parts, _, _ in self._paths]
 
-    def table(self, parts: tuple[str, ...]) -> pa.Table | None:
-        """The table registered at ``parts`` (case-insensitive), if any."""
-        wanted = tuple(p.lower() for p in parts)
+    @property
+    def folders(self) -> list[tuple[str, ...]]:
+        """Folders created on their own (``CREATE FOLDER``, ``POST /catalog``)."""
         with self._lock:
-            for registered, name, _ in self._paths:
-                if tuple(p.lower() for p in registered) == wanted:
-                    return self._tables[name]
+            return list(self._folders.values())
+
+    def _find(self, parts: tuple[str, ...]) -> str | None:
+        wanted = tuple(p.lower() for p in parts)
+        for registered, name, _ in self._paths:
+            if tuple(p.lower() for p in registered) == wanted:
+                return name
         return None
 
-    def add_table(self, path: str, table: pa.Table) -> None:
-        """Register (or replace) ``table`` under the dotted Dremio ``path``."""
-        parts = path_parts(path)
+    def table(self, parts: tuple[str, ...]) -> pa.Table | None:
+        """The table registered at ``parts`` (case-insensitive), if any (None for a view)."""
+        with self._lock:
+            name = self._find(parts)
+            return self._tables.get(name) if name is not None else None
+
+    def dataset(self, parts: tuple[str, ...]) -> tuple[str, pa.Schema] | None:
+        """``("TABLE" | "VIEW", schema)`` of the dataset at ``parts`` (case-insensitive)."""
+        with self._lock:
+            name = self._find(parts)
+            if name is None:
+                return None
+            if name in self._views:
+                return "VIEW", self._views[name].schema
+            return "TABLE", self._tables[name].schema
+
+    def is_container(self, parts: tuple[str, ...]) -> bool:
+        """True if a space or folder exists at ``parts`` (case-insensitive)."""
+        wanted = tuple(p.lower() for p in parts)
+        with self._lock:
+            if wanted in self._folders or any(f[: len(wanted)] == wanted for f in self._folders):
+                return True
+            return any(
+                len(p) > len(wanted) and tuple(x.lower() for x in p[: len(wanted)]) == wanted
+                for p, _, _ in self._paths
+            )
+
+    def add_table(self, path: str | tuple[str, ...], table: pa.Table) -> None:
+        """Register (or replace) ``table`` under the Dremio ``path`` (dotted, or its parts)."""
+        self._register(path_parts(path) if isinstance(path, str) else path, table=table)
+
+    def add_view(self, parts: tuple[str, ...], sql: str, schema: pa.Schema) -> None:
+        """Register (or replace) a view: ``sql`` runs each time the view is queried."""
+        self._register(parts, view=_View(sql, schema))
+
+    def add_folder(self, parts: tuple[str, ...]) -> None:
+        """Create a folder (and its parents) at ``parts``."""
+        with self._lock:
+            for i in range(1, len(parts) + 1):
+                self._folders.setdefault(tuple(p.lower() for p in parts[:i]), parts[:i])
+
+    def remove_folder(self, parts: tuple[str, ...]) -> bool:
+        """Remove the folder at ``parts`` (not its datasets); False if there was none."""
+        with self._lock:
+            return self._folders.pop(tuple(p.lower() for p in parts), None) is not None
+
+    def drop(self, parts: tuple[str, ...]) -> bool:
+        """Remove the dataset at ``parts``; False if there was none."""
+        with self._lock:
+            name = self._find(parts)
+            if name is None:
+                return False
+            self._paths = [entry for entry in self._paths if entry[1] != name]
+            self._tables.pop(name, None)
+            self._views.pop(name, None)
+            return True
+
+    def _register(
+        self, parts: tuple[str, ...], table: pa.Table | None = None, view: _View | None = None
+    ) -> None:
         with self._lock:
             name = f"__fake_dremio_{self._serial}"
             self._serial += 1
-            for i, (registered, old, regex) in enumerate(self._paths):
-                if registered == parts:
-                    self._tables[name] = table  # new internal name: connections re-register
-                    del self._tables[old]
-                    self._paths[i] = (parts, name, regex)
-                    return
-            self._tables[name] = table
+            if table is not None:
+                self._tables[name] = table
+            if view is not None:
+                self._views[name] = view
+            old = self._find(parts)
+            if old is not None:  # a new internal name: connections re-register
+                self._tables.pop(old, None)
+                self._views.pop(old, None)
+                self._paths = [
+                    (p, name, regex) if n == old else (p, n, regex) for p, n, regex in self._paths
+                ]
+                return
             self._paths.append((parts, name, _path_regex(parts)))
             # Longest paths first, so "a.b.c" is rewritten before its prefix "a.b".
             self._paths.sort(key=lambda entry: -len(entry[0]))
 
     def rewrite(self, sql: str) -> tuple[str, list[str]]:
         """Replace registered paths in ``sql`` by internal names; return the names used."""
-        sql, used = self._rewrite(sql)
-        return sql, list(used)
+        sql, used, views = self._rewrite(sql)
+        return sql, [*used, *views]
 
-    def _rewrite(self, sql: str) -> tuple[str, dict[str, pa.Table]]:
+    def _rewrite(self, sql: str) -> tuple[str, dict[str, pa.Table], dict[str, _View]]:
         # The tables are taken with the names, under one lock: a replacement made
         # after the rewrite drops the old name, which the query still uses.
         used: dict[str, pa.Table] = {}
+        views: dict[str, _View] = {}
         with self._lock:
             for _, name, regex in self._paths:
                 sql, count = regex.subn(name, sql)
-                if count:
+                if count and name in self._views:
+                    views[name] = self._views[name]
+                elif count:
                     used[name] = self._tables[name]
-        return sql, used
+        return sql, used, views
 
-    def _registered(self) -> dict[tuple[str, ...], pa.Table]:
+    def snapshot(self) -> Catalog:
+        """The datasets, views and folders as they are now."""
         with self._lock:
-            return {parts: self._tables[name] for parts, name, _ in self._paths}
+            tables = {
+                parts: self._tables[name] if name in self._tables else self._views[name].schema
+                for parts, name, _ in self._paths
+            }
+            views = frozenset(parts for parts, name, _ in self._paths if name in self._views)
+            return Catalog(tables, views, frozenset(self._folders.values()))
 
     def execute(self, sql: str) -> pa.Table:
-        """Run ``sql`` (blocking: call from a worker thread).
+        """Run ``sql``, a query or DDL (blocking: call from a worker thread).
 
-        :raises duckdb.Error: the SQL failed.
+        :raises duckdb.Error: the SQL failed; the message is in Dremio's words.
         :raises InformationSchemaError: an ``INFORMATION_SCHEMA`` view that is not emulated.
         """
-        if is_data_changing(sql):
-            return self._change(sql)
-        sql, views = rewrite_information_schema(sql, self._registered())
-        rewritten, used = self._rewrite(sql)
+        return self._execute(sql, 0)
+
+    def _execute(self, sql: str, depth: int) -> pa.Table:
+        statement = parse_ddl(sql)
+        try:
+            if statement is not None:
+                return self._ddl(statement, depth)
+            if is_dml(sql):
+                return change(self, sql, lambda query: self._execute(query, depth + 1))
+            return self._query(sql, depth)
+        except _duckdb().Error as exc:
+            raise type(exc)(dremio_error(str(exc), sql, self.is_container)) from exc
+
+    def _ddl(self, statement: Statement, depth: int) -> pa.Table:
+        return apply(statement, self, lambda query: self._execute(query, depth + 1))
+
+    def _query(self, sql: str, depth: int) -> pa.Table:
+        if depth > _MAX_VIEW_DEPTH:
+            raise _duckdb().InvalidInputException("Views nest too deeply (one refers to itself?)")
+        translated, info = rewrite_information_schema(
+            name_expressions(translate(sql)), self.snapshot()
+        )
+        rewritten, used, views = self._rewrite(translated)
+        for name, view in views.items():  # run before taking a connection: views nest
+            used[name] = self._execute(view.sql, depth + 1)
         conn = self._acquire()
         try:
             for name, table in used.items():
-                if name not in conn.registered:
+                if name not in conn.registered or name in views:
                     conn.con.register(name, table)
                     conn.registered.add(name)
-            for name, view in views.items():  # built per query: the tables may have changed
+            for name, view in info.items():  # built per query: the tables may have changed
                 conn.con.register(name, view)
-            relation = conn.con.sql(rewritten)
-            return relation.to_arrow_table() if relation is not None else pa.table({})
+            # None for statements without a result (DuckDB's own DDL, SET ...).
+            relation: Any = conn.con.sql(rewritten)
+            if relation is None:
+                return pa.table({})
+            hugeint = [i for i, t in enumerate(relation.types) if str(t) == "HUGEINT"]
+            table = relation.to_arrow_table()
         finally:
             self._idle.put(conn)
             self._capacity.release()
+        return dremio_arrow(table, hugeint)
 
-    def _change(self, sql: str) -> pa.Table:
-        """Run INSERT/MERGE/UPDATE/DELETE on a registered table; ``Records`` changed."""
-        with self._dml:
-            rewritten, used = self._rewrite(sql)
-            match = _DML_TARGET.match(rewritten)
-            if match is None or match[1] not in used:
-                raise ValueError(
-                    "FakeDremio runs INSERT, MERGE, UPDATE and DELETE on a registered table only"
-                )
-            target = match[1]
-            con = self._database().cursor()
-            try:
-                for name, table in used.items():
-                    con.register(f"{name}_arrow" if name == target else name, table)
-                con.execute(f"CREATE TEMP TABLE {target} AS SELECT * FROM {target}_arrow")
-                changed = con.execute(rewritten).fetchall()
-                new = con.sql(f"SELECT * FROM {target}").to_arrow_table()
-            finally:
-                con.close()
-            self._replace(target, new.cast(used[target].schema))
-        return pa.table({"Records": pa.array([changed[0][0] if changed else 0], pa.int64())})
-
-    def _replace(self, name: str, table: pa.Table) -> None:
-        with self._lock:
-            path = next((parts for parts, n, _ in self._paths if n == name), None)
-        if path is not None:  # replaced meanwhile by add_table: that one wins
-            self.add_table(".".join(_quoted(p) for p in path), table)
-
-    def _database(self) -> duckdb.DuckDBPyConnection:
+    def scratch(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own on the engine's database (the caller closes it)."""
         with self._lock:
             if self._db is None:
                 self._db = _duckdb().connect()
-            return self._db
+            return self._db.cursor()
+
+    def replace(self, name: str, table: pa.Table) -> None:
+        """Register ``table`` at the path internal name ``name`` stands for, if still there.
+
+        A path replaced meanwhile (``add_table``) keeps its newer table.
+        """
+        with self._lock:
+            path = next((parts for parts, n, _ in self._paths if n == name), None)
+        if path is not None:
+            self.add_table(path, table)
 
     def check(self) -> None:
         """Make sure DuckDB can be imported.
@@ -229,7 +319,11 @@ class SqlEngine:
         except queue.Empty:
             pass
         try:
-            conn = _Connection(self._database().cursor())
+            with self._lock:
+                if self._db is None:
+                    self._db = _duckdb().connect()
+                db = self._db
+            conn = _Connection(db.cursor())
         except BaseException:
             # No connection was made: give the slot back, or every failure leaks one
             # and the engine hangs once all are gone.
