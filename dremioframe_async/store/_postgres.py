@@ -124,6 +124,7 @@ class PostgresStore:
         self._attendance = Attendance(self._beat, self._poll, heartbeat, cancel_poll)
         self._channel = f"{schema}_events"
         self._listener: Any = None
+        self._generation = 0  # counts aclose() calls: a LISTEN opened across one is closed
         self._listen_lock: anyio.Lock | None = None
         self._queued: anyio.Event | None = None
 
@@ -482,11 +483,21 @@ class PostgresStore:
             import asyncpg
 
             await self._ensure()
+            generation = self._generation
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=self._pool_args["timeout"])
-                await conn.add_listener(self._channel, self._notified)
             except Exception as exc:
                 raise self._unavailable(exc, "cannot listen: ") from exc
+            try:
+                await conn.add_listener(self._channel, self._notified)
+            except BaseException as exc:  # cancelled, say: never leave it open behind us
+                await _close_quietly(conn)
+                if isinstance(exc, Exception):
+                    raise self._unavailable(exc, "cannot listen: ") from exc
+                raise
+            if generation != self._generation:  # the store was closed meanwhile
+                await _close_quietly(conn)
+                return
             self._listener = conn
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
@@ -498,6 +509,7 @@ class PostgresStore:
         """Close the pool and the listening connection; using the store again reopens them."""
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
+        self._generation += 1
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             if listener is not None and not listener.is_closed():
                 await listener.close()
@@ -537,6 +549,11 @@ async def _write(conn: Any, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
 
 # Batches up to this many events are folded on the loop (a thread hop costs ~50 µs).
 _INLINE_EVENTS = 16
+
+
+async def _close_quietly(conn: Any) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+        await conn.close()
 
 
 async def _no_reset(conn: Any) -> None:
