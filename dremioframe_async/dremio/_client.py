@@ -135,6 +135,7 @@ class DremioClient:
         self.page_concurrency = page_concurrency
         self._poll = (poll_interval, max_poll_interval)
         self._cancel_timeout = cancel_timeout
+        self._request_timeout = request_timeout
         self._transport = Transport(
             self.config,
             retry=retry or RetryPolicy(),
@@ -152,7 +153,7 @@ class DremioClient:
         if url is None:
             return None
         options = FlightOptions(url, read_ahead=read_ahead, max_streams=streams)
-        return FlightTransport(self.config, options, retry)
+        return FlightTransport(self.config, options, retry, request_timeout=self._request_timeout)
 
     @property
     def flight_url(self) -> str | None:
