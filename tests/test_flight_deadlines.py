@@ -8,21 +8,21 @@ plus a margin, and leave no worker thread behind.
 
 from __future__ import annotations
 
-import json
+import gc
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 
+import anyio
 import pytest
+from _flight_child import stoppable_fake
 
 from dremioframe_async.dremio import DremioClient, DremioConnectionError, RetryPolicy
 
-CHILD = Path(__file__).with_name("_flight_child.py")
 REQUEST_TIMEOUT = 2.0
 MARGIN = 5.0
 RETRY = RetryPolicy(attempts=3, max_time=4.0, backoff=0.05, max_backoff=0.2)
@@ -31,24 +31,8 @@ RETRY = RetryPolicy(attempts=3, max_time=4.0, backoff=0.05, max_backoff=0.2)
 @pytest.fixture
 def child() -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
     """FakeDremio in a child process: 2,000 rows, 10 a batch, 20 ms apart (4 s a stream)."""
-    argv = [sys.executable, str(CHILD), "2000", "10", "0.02"]
-    with subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert line, "the FakeDremio child did not start"
-            yield process, json.loads(line)
-        finally:
-            process.send_signal(signal.SIGCONT)  # a stopped child cannot see its stdin close
-            assert process.stdin is not None
-            process.stdin.close()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with stoppable_fake(rows=2000, batch_rows=10, delay=0.02) as started:
+        yield started
 
 
 def client_for(endpoint: dict[str, str]) -> DremioClient:
@@ -140,3 +124,31 @@ async def test_the_same_server_serves_the_whole_stream_when_it_is_not_stopped(
         started = time.monotonic()
         assert await read_stream(client) == 2000
     assert time.monotonic() - started > REQUEST_TIMEOUT
+
+
+@pytest.mark.timeout(45)
+def test_a_worker_that_outlives_its_event_loop_releases_its_stream(
+    child: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    """A read cancelled while GetFlightInfo hangs leaves its worker behind (gRPC cannot
+    interrupt that call); when the server answers after the event loop has ended, the
+    worker still closes its stream instead of leaving it to the garbage collector."""
+    process, endpoint = child
+    os.kill(process.pid, signal.SIGSTOP)
+
+    async def give_up_early() -> None:
+        client = DremioClient(
+            endpoint["url"], token=endpoint["token"], flight_url=endpoint["flight_url"]
+        )  # request_timeout: 300 s, so the worker waits for the server
+        async with client:
+            with anyio.move_on_after(0.5):
+                await read_table(client)
+
+    anyio.run(give_up_early)
+    assert flight_workers(), "the worker should still be waiting for GetFlightInfo"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        os.kill(process.pid, signal.SIGCONT)  # the server answers; the loop is gone
+        wait_for_no_workers(within=MARGIN)
+        gc.collect()
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)]

@@ -350,13 +350,14 @@ class FlightTransport:
                 anyio.from_thread.run(send.send, final, token=token)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the consumer left first: nobody is waiting for the outcome
-        except RuntimeError:  # pragma: no cover - the event loop itself is gone
+        except RuntimeError:  # the event loop itself is gone (its run ended meanwhile)
+            send.close()  # nothing runs on a finished loop: closing here races nobody
             return
         try:
             anyio.from_thread.run_sync(send.close, token=token)
             anyio.from_thread.run_sync(call.finished.set, token=token)
-        except RuntimeError:  # pragma: no cover - the event loop itself is gone
-            pass
+        except RuntimeError:  # the event loop itself is gone (its run ended meanwhile)
+            send.close()
 
     def _read(self, call: _Call, query: _Query, deadline: Deadline) -> Iterator[pa.RecordBatch]:
         """The result's batches; UNAVAILABLE is retried only before the query can have run,
