@@ -12,6 +12,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           a mapped value that cannot be mapped over
     │   ├── MapLengthError (also ValueError)       more mapped instances than max_map_length
+    │   ├── AttemptTimeout (also TimeoutError)     an attempt passed its timeout or deadline
     │   ├── ResourceError                          a run's resource could not be opened or closed
     │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   ├── PipelineFailed                         raise_for_status(); carries the task errors
