@@ -47,7 +47,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     ├── executor errors (dremioframe_async.executors)
     │   ├── ExecutorError                          an executor cannot start or keep a task
     │   │   ├── TaskPickleError (also TypeError)   names the task and what cannot be pickled
-    │   │   └── WorkerLostError                    the worker running an attempt died
+    │   │   ├── WorkerLostError                    the worker running an attempt died
+    │   │   └── RemoteTaskError                    a worker's exception that cannot be pickled back
     │   └── ResultSizeWarning (also UserWarning)   a large result came back (a warning)
     ├── MissingExtra (also ImportError)            an optional dependency is not installed
     └── DremioError (dremioframe_async.dremio)      Dremio client errors
