@@ -3,6 +3,7 @@ an exception from a task that cannot be pickled back from its worker."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import AsyncIterator
 
@@ -95,3 +96,9 @@ async def test_an_exception_that_cannot_travel_keeps_its_type_name_and_message(
     assert f"{type_name}: {message}" in str(error)
     assert "could not be pickled" in str(error)
     assert "raise " in error.remote_traceback  # the worker's traceback, as text
+
+
+def test_remote_task_error_survives_pickling() -> None:
+    error = RemoteTaskError("t", "m.Jammed", "the widget jammed", "TypeError: lock", "tb")
+    back = pickle.loads(pickle.dumps(error))
+    assert (str(back), back.type_name, back.remote_traceback) == (str(error), "m.Jammed", "tb")

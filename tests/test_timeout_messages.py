@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from test_cli import cli_run, latest_run_id
 
 from dremioframe_async import Pipeline, TaskState, task
+from dremioframe_async.orchestration import AttemptTimeout
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +77,9 @@ async def test_the_run_table_and_show_name_the_limit(tmp_path: Path) -> None:
     # the store keeps the error's qualified type name
     assert "slow attempt 1: dremioframe_async.orchestration." in shown.stdout
     assert "AttemptTimeout: attempt exceeded timeout=0.2 s" in shown.stdout
+
+
+def test_the_error_survives_pickling() -> None:
+    error = AttemptTimeout("timeout=5.0 s")
+    back = pickle.loads(pickle.dumps(error))
+    assert (type(back), str(back), back.limit) == (AttemptTimeout, str(error), "timeout=5.0 s")

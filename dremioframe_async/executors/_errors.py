@@ -56,6 +56,7 @@ class RemoteTaskError(ExecutorError):
     def __init__(
         self, task_key: str, type_name: str, message: str, reason: str, remote_traceback: str
     ) -> None:
+        self._fields = (task_key, type_name, message, reason, remote_traceback)
         self.task_key = task_key
         self.type_name = type_name
         self.message = message
@@ -66,6 +67,9 @@ class RemoteTaskError(ExecutorError):
             f"task {task_key!r} raised {short}: {message} (on a Dask worker; the exception "
             f"could not be pickled back, so only its type name and message are kept: {reason})"
         )
+
+    def __reduce__(self) -> tuple[type[RemoteTaskError], tuple[str, ...]]:
+        return (type(self), self._fields)  # rebuilt from its fields, not from its message
 
 
 class ResultSizeWarning(DremioFrameError, UserWarning):

@@ -35,6 +35,9 @@ class AttemptTimeout(DremioFrameError, TimeoutError):
         self.limit = limit
         super().__init__(f"attempt exceeded {limit}")
 
+    def __reduce__(self) -> tuple[type[AttemptTimeout], tuple[str]]:
+        return (type(self), (self.limit,))  # rebuilt from its field, not from its message
+
 
 class TaskDefinitionError(DremioFrameError, TypeError, ValueError):
     """A task was declared with an argument it cannot work with.
