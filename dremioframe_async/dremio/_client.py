@@ -104,6 +104,9 @@ class DremioClient:
     can travel over Arrow Flight: ``query``, ``stream`` and ``query_to_parquet``
     use it by default. ``flight_read_ahead`` bounds the record batches a Flight
     stream holds; ``flight_streams`` the Flight reads running at once.
+    ``request_timeout`` and ``retry`` bound Flight as they bound REST: each
+    handshake and GetFlightInfo, and each wait for a stream's next batch, takes
+    at most ``request_timeout``; retries end within ``retry.max_time``.
 
     :raises DremioConfigError: a malformed URL or ``flight_url``, no usable
         credentials, a bad ``ssl``, or a ``page_concurrency`` below 1 or a
