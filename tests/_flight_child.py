@@ -1,7 +1,8 @@
 """A FakeDremio serving REST and Flight in a child process, so that a test can SIGSTOP it.
 
 ``python tests/_flight_child.py ROWS BATCH_ROWS DELAY`` prints one JSON line (``url``,
-``flight_url``, ``token``) once serving, then serves until its standard input closes.
+``flight_url``, ``token``, ``username``, ``password``) once serving, then serves until
+its standard input closes.
 Flight streams ``BATCH_ROWS`` rows a batch, ``DELAY`` seconds apart, so that a stream
 is still running when the test stops the process. Tests start it with
 :func:`stoppable_fake`.
@@ -57,6 +58,7 @@ async def serve(rows: int, batch_rows: int, delay: float) -> None:
         fake.flight.batch_rows = batch_rows
         fake.flight.slow_batches(delay)
         line = {"url": fake.url, "flight_url": fake.flight_url, "token": fake.token}
+        line |= {"username": fake.username, "password": fake.password}
         print(json.dumps(line), flush=True)
         await anyio.to_thread.run_sync(sys.stdin.read)
 

@@ -152,3 +152,29 @@ def test_a_worker_that_outlives_its_event_loop_releases_its_stream(
         wait_for_no_workers(within=MARGIN)
         gc.collect()
     assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(45)
+async def test_the_flight_handshake_fails_on_time_when_the_server_stops_after_the_login(
+    child: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    """With a username and password, the first Flight call is the handshake."""
+    process, endpoint = child
+    client = DremioClient(
+        endpoint["url"],
+        username=endpoint["username"],
+        password=endpoint["password"],
+        flight_url=endpoint["flight_url"],
+        request_timeout=REQUEST_TIMEOUT,
+        retry=RETRY,
+    )
+    async with client:  # the REST login happens here, while the server answers
+        os.kill(process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(DremioConnectionError) as caught:
+            await read_table(client)
+        elapsed = time.monotonic() - started
+    assert elapsed < REQUEST_TIMEOUT + MARGIN, f"the handshake took {elapsed:.1f} s"
+    assert "Handshake" in str(caught.value)
+    wait_for_no_workers(within=MARGIN)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -497,12 +498,19 @@ class FlightTransport:
         with self._lock:
             if generation != self._generation and self._bearer is not None:
                 return  # another read logged in again meanwhile
-        options = flight.FlightCallOptions(
-            headers=self._base_headers(), timeout=deadline.unary("Handshake")
-        )
+        limit = deadline.unary("Handshake")
+        options = flight.FlightCallOptions(headers=self._base_headers(), timeout=limit)
         handshake = self._connection().authenticate_basic_token
         user, password = self.config.username, self.config.password.value
-        _, value = _guarded("Handshake", deadline, handshake, user, password, options)
+        started = time.monotonic()
+        try:
+            _, value = _guarded("Handshake", deadline, handshake, user, password, options)
+        except DremioError as exc:
+            # On a connection that never opened, gRPC reports the handshake's deadline
+            # as an internal error ("Could not finish writing before closing").
+            if isinstance(exc, DremioAuthError) or time.monotonic() - started < limit - 0.05:
+                raise
+            raise deadline.expired("Handshake") from exc
         token = value.decode() if isinstance(value, bytes) else str(value)
         with self._lock:
             self._bearer = Secret(token.removeprefix("Bearer ").removeprefix("bearer "))
