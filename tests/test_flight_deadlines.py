@@ -178,3 +178,24 @@ async def test_the_flight_handshake_fails_on_time_when_the_server_stops_after_th
     assert elapsed < REQUEST_TIMEOUT + MARGIN, f"the handshake took {elapsed:.1f} s"
     assert "Handshake" in str(caught.value)
     wait_for_no_workers(within=MARGIN)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(45)
+async def test_a_server_killed_mid_stream_fails_the_read_at_once(
+    child: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    """What held before the deadlines must still hold: a closed connection is seen at once."""
+    process, endpoint = child
+    killed: list[float] = []
+
+    def kill_the_server() -> None:
+        process.kill()
+        killed.append(time.monotonic())
+
+    async with client_for(endpoint) as client:
+        with pytest.raises(DremioConnectionError):
+            await read_stream(client, on_first=kill_the_server)
+        elapsed = time.monotonic() - killed[0]
+    assert elapsed < REQUEST_TIMEOUT, f"the read took {elapsed:.1f} s to see a closed connection"
+    wait_for_no_workers(within=MARGIN)
