@@ -14,15 +14,18 @@ import anyio
 
 from ._results import Latency, Machine, Outcome, Step, Sweep
 
-__all__ = ["CUT", "DRAIN", "NOT_YIELDING", "Progress", "Work", "sweep"]
+__all__ = ["CUT", "DRAIN", "MIN_DRAIN", "NOT_YIELDING", "Progress", "Work", "sweep"]
 
 logger = logging.getLogger("dremioframe_async.bench")
 
 CUT = "StepTimeout"
 """The error name for a call still running when its step's time was up (it is cancelled)."""
 DRAIN = 0.1
-"""At a step's end no call starts; calls in flight may finish within this share of the
-step's duration more, and are then cancelled."""
+MIN_DRAIN = 1.0
+"""At a step's end no call starts. Calls in flight may still finish for the longest of
+``DRAIN`` times the duration, ``MIN_DRAIN`` seconds, and twice the slowest call the step
+completed (never longer than the duration itself); then they are cancelled. Healthy
+calls of any length finish; a hung server costs the step that much, not more."""
 NOT_YIELDING = "NotYielding"
 """The error name for a call that ran on past its step's end without ever yielding to the
 event loop (blocking code in an async function), so that it could not be cancelled."""
@@ -74,8 +77,9 @@ class _Tally:
 
     started: float
     tickets: int | None = None
+    seconds: float | None = None
     deadline: float | None = None  # no call starts from then on
-    cut_at: float | None = None  # calls still running then are cancelled
+    cut_at: float | None = None  # calls still running then are cancelled (fixed at deadline)
     latencies: list[float] = field(default_factory=list)
     phases: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
@@ -89,10 +93,18 @@ class _Tally:
     @classmethod
     def now(cls, tickets: int | None, seconds: float | None) -> _Tally:
         started = time.monotonic()
-        if seconds is None:
-            return cls(started, tickets, last=started)
-        end = started + seconds
-        return cls(started, tickets, end, end + DRAIN * seconds, last=started)
+        deadline = None if seconds is None else started + seconds
+        return cls(started, tickets, seconds, deadline, last=started)
+
+    def fix_cut(self) -> float:
+        """When calls still running are cancelled: fixed once the step's time is up."""
+        assert self.deadline is not None
+        assert self.seconds is not None
+        if self.cut_at is None:
+            slowest = 2 * max(self.latencies, default=0.0)
+            drain = max(DRAIN * self.seconds, MIN_DRAIN, slowest)
+            self.cut_at = self.deadline + min(drain, max(self.seconds, MIN_DRAIN))
+        return self.cut_at
 
     def on_time(self, now: float) -> bool:
         """Whether a call may still start at ``now``."""
@@ -100,9 +112,9 @@ class _Tally:
 
     def late(self, end: float) -> str | None:
         """The error name for a call that ended at ``end``, after the cut (else None)."""
-        if self.cut_at is None or end < self.cut_at:
+        if self.deadline is None or end < self.deadline or end < (cut := self.fix_cut()):
             return None
-        return NOT_YIELDING if end > self.cut_at + _GRACE else CUT
+        return NOT_YIELDING if end > cut + _GRACE else CUT
 
     def take_ticket(self) -> bool:
         if self.tickets is None:
@@ -180,7 +192,7 @@ async def sweep(
     with ``num_rows`` and ``nbytes`` (a pyarrow table), or anything else.
 
     With ``duration``, each step (and its warm-up) ends on time: no call starts
-    after ``duration``, and calls still running a tenth of it later (:data:`DRAIN`)
+    after ``duration``, and calls still running a while later (:data:`MIN_DRAIN`)
     are cancelled and counted as ``StepTimeout`` errors of that step;
     a call that runs on past the end without ever yielding to the event loop
     (blocking code in an async function) is counted as ``NotYielding``. With
@@ -238,8 +250,8 @@ async def _run(work: Work, concurrency: int, plan: _Plan, tally: _Tally, *, warm
             if plan.on_progress is not None:
                 outer.start_soon(_ticker, plan, concurrency, tally, warm)
             with anyio.CancelScope() as cut:
-                if tally.cut_at is not None:  # the step ends on time, hung calls or not
-                    cut.deadline = anyio.current_time() + (tally.cut_at - time.monotonic())
+                if tally.deadline is not None:  # the step ends on time, hung calls or not
+                    outer.start_soon(_cut_when_due, tally, cut)
                 async with anyio.create_task_group() as callers:
                     for _ in range(concurrency):
                         callers.start_soon(_caller, work, tally)
@@ -248,6 +260,12 @@ async def _run(work: Work, concurrency: int, plan: _Plan, tally: _Tally, *, warm
         _raise_interrupt(group)
         raise
     plan.report(_progress(plan, concurrency, tally, warm, done=True))
+
+
+async def _cut_when_due(tally: _Tally, cut: anyio.CancelScope) -> None:
+    assert tally.deadline is not None
+    await anyio.sleep(max(tally.deadline - time.monotonic(), 0.0))
+    cut.deadline = anyio.current_time() + max(tally.fix_cut() - time.monotonic(), 0.0)
 
 
 def _raise_interrupt(group: BaseExceptionGroup[BaseException]) -> None:
