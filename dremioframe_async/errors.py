@@ -13,6 +13,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           a mapped value that cannot be mapped over
     │   ├── MapLengthError (also ValueError)       more mapped instances than max_map_length
+    │   ├── AttemptTimeout (also TimeoutError)     an attempt passed its timeout or deadline
     │   ├── ResourceError                          a run's resource could not be opened or closed
     │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   ├── PipelineFailed                         raise_for_status(); carries the task errors
@@ -51,7 +52,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     ├── executor errors (dremioframe_async.executors)
     │   ├── ExecutorError                          an executor cannot start or keep a task
     │   │   ├── TaskPickleError (also TypeError)   names the task and what cannot be pickled
-    │   │   └── WorkerLostError                    the worker running an attempt died
+    │   │   ├── WorkerLostError                    the worker running an attempt died
+    │   │   └── RemoteTaskError                    a worker's exception that cannot be pickled back
     │   └── ResultSizeWarning (also UserWarning)   a large result came back (a warning)
     ├── MissingExtra (also ImportError)            an optional dependency is not installed
     └── DremioError (dremioframe_async.dremio)      Dremio client errors

@@ -107,6 +107,9 @@ class DremioClient:
     can travel over Arrow Flight: ``query``, ``stream`` and ``query_to_parquet``
     use it by default. ``flight_read_ahead`` bounds the record batches a Flight
     stream holds; ``flight_streams`` the Flight reads running at once.
+    ``request_timeout`` and ``retry`` bound Flight as they bound REST: each
+    handshake and GetFlightInfo, and each wait for a stream's next batch, takes
+    at most ``request_timeout``; retries end within ``retry.max_time``.
 
     :raises DremioConfigError: a malformed URL or ``flight_url``, no usable
         credentials, a bad ``ssl``, or a ``page_concurrency`` below 1 or a
@@ -138,6 +141,7 @@ class DremioClient:
         self.page_concurrency = page_concurrency
         self._poll = (poll_interval, max_poll_interval)
         self._cancel_timeout = cancel_timeout
+        self._request_timeout = request_timeout
         self._transport = Transport(
             self.config,
             retry=retry or RetryPolicy(),
@@ -155,7 +159,7 @@ class DremioClient:
         if url is None:
             return None
         options = FlightOptions(url, read_ahead=read_ahead, max_streams=streams)
-        return FlightTransport(self.config, options, retry)
+        return FlightTransport(self.config, options, retry, request_timeout=self._request_timeout)
 
     @property
     def flight_url(self) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._decorator import TaskFunction, task
 from ._errors import (
     ArgumentError,
+    AttemptTimeout,
     CycleError,
     ExpandError,
     MapLengthError,
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_MAP_LENGTH",
     "FINAL_STATES",
     "ArgumentError",
+    "AttemptTimeout",
     "CycleError",
     "Decision",
     "Event",

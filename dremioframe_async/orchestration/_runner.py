@@ -43,7 +43,7 @@ from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
 from ._mapping import MappedTask
-from ._node import Node, Settlement, elapsed, task_run, time_limit
+from ._node import Node, Settlement, attempt_limit, elapsed, task_run, time_limit
 from ._pstate import RunState
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
@@ -379,7 +379,7 @@ class Run:
             timeout = (
                 None  # the common case, without a call
                 if options.timeout is None and options.deadline is None
-                else time_limit(node, first=node.attempts == 1)
+                else attempt_limit(node, first=node.attempts == 1)
             )
             if node.task.is_async:
                 if timeout is None:  # the common case, without one more coroutine
