@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
+from ._pstate import PipelineState
 from ._result import TaskRun
 from ._rules import UpstreamCounts
 from ._states import TaskState
@@ -36,6 +37,7 @@ class Node:
         "n_upfailed",
         "opening",
         "parent",
+        "pstate",
         "queued",
         "reason",
         "result",
@@ -67,6 +69,7 @@ class Node:
         self.left = 0
         self.value: Any = None
         self.limiters: tuple[anyio.CapacityLimiter, ...] = ()
+        self.pstate: PipelineState | None = None  # its context.state, if it takes context
 
     def counts(self) -> UpstreamCounts:
         return UpstreamCounts(

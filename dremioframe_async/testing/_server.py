@@ -110,6 +110,7 @@ class FakeDremio:
         self._holds: list[Hold] = []
         self._short_pages: list[Fault] = []
         self._extra_rows: list[tuple[str, int]] = []
+        self._late_cancels = 0
         self._runner: web.AppRunner | None = None
         self._job_locks: dict[str, anyio.Lock] = {}
         self._serve_flight = flight
@@ -301,6 +302,12 @@ class FakeDremio:
         """Answer the next ``count`` job-status requests (``GET /job/{id}``) with ``status``."""
         pattern = re.compile(r"/job/[^/]+$")
         self._faults.append(Fault(count, status, method="GET", pattern=pattern))
+
+    def cancel_too_late(self, count: int = 1) -> None:
+        """The next ``count`` cancel requests land after their job ended: the job runs to
+        its end first and the cancel is refused, as when Dremio finishes a statement
+        just before the cancel arrives."""
+        self._late_cancels += count
 
     def short_pages(self, count: int = 1, *, missing: int | None = 1, after: int = 0) -> None:
         """The next ``count`` results pages (after ``after`` good ones) lose their last
@@ -503,6 +510,11 @@ class FakeDremio:
 
     async def _cancel(self, request: web.Request) -> web.Response:
         job = self._job_of(request)
+        if self._late_cancels and job.state not in ("COMPLETED", "FAILED", "CANCELED"):
+            self._late_cancels -= 1
+            async with self._job_locks.setdefault(job.id, anyio.Lock()):
+                if job.state not in ("COMPLETED", "FAILED", "CANCELED"):
+                    await self._run(job)
         if job.state in ("COMPLETED", "FAILED", "CANCELED"):
             return _error(400, f"Job {job.id} has already ended ({job.state})")
         job.finish("CANCELED", reason="Query cancelled by user")
