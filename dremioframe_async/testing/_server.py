@@ -35,6 +35,7 @@ from ._login import session_json
 from ._model import CannedResponse, FakeJob, Fault, Hold, JobSlots, RecordedRequest
 from ._oauth import OAuthServer
 from ._sql import SqlEngine
+from ._urlpath import remove_dot_segments
 
 __all__ = ["FakeDremio"]
 
@@ -390,7 +391,7 @@ class FakeDremio:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        resolved = _remove_dot_segments(request.rel_url.raw_path)
+        resolved = remove_dot_segments(request.rel_url.raw_path)
         if resolved != request.rel_url.raw_path:
             # Like the web servers and proxies in front of Dremio: a bare "." or ".."
             # segment is resolved, so it can lead to another endpoint.
@@ -582,22 +583,6 @@ class FakeDremio:
         job.result, job.ready, job.schema = table, ready, dremio_schema(table.schema)
         job.nested = any(pa.types.is_nested(f.type) for f in table.schema)
         job.finish("COMPLETED")
-
-
-def _remove_dot_segments(raw_path: str) -> str:
-    """RFC 3986's dot-segment removal on an encoded path (``%2E%2E`` is not a dot segment)."""
-    if "/." not in raw_path:
-        return raw_path
-    out: list[str] = []
-    segments = raw_path.split("/")
-    for segment in segments[1:]:
-        if segment == "..":
-            if out:
-                out.pop()
-        elif segment != ".":
-            out.append(segment)
-    trailing = "/" if segments[-1] in (".", "..") else ""
-    return "/" + "/".join(out) + trailing
 
 
 class _SlowJobs(CannedResponse):
