@@ -406,8 +406,8 @@ class Run:
             node.pstate.begin_attempt()
         if node.started is None:
             node.started = time.time()
-        if node.began is None:
-            node.began = anyio.current_time()
+        if node.began is None and node.task.options.deadline is not None:
+            node.began = anyio.current_time()  # only a deadline reads it (``elapsed``)
         node.state = _S.RUNNING
         if self.emit is not None:
             self._state_event(node)
