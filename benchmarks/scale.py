@@ -52,6 +52,9 @@ async def noop() -> None:
     return
 
 
+KEEP = os.environ.get("SCALE_KEEP_RESULTS", "all")  # Pipeline(keep_results=...), set by --keep
+
+
 def build(n: int) -> Pipeline:
     """root -> n no-op tasks -> sink, written the way a user would."""
     root, sink = Task("root", noop), Task("sink", noop)
@@ -59,7 +62,7 @@ def build(n: int) -> Pipeline:
         mid = Task(f"t{i}", noop)
         root >> mid
         mid >> sink
-    return Pipeline("scale").add_task(root)
+    return Pipeline("scale", keep_results=KEEP).add_task(root)  # type: ignore[arg-type]
 
 
 def _status_mib(field_name: str) -> float:
@@ -241,9 +244,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="10^3 and 10^4: a smoke test")
     parser.add_argument("--reps", type=int, default=1, help="fresh processes per row (median)")
     parser.add_argument("--no-store", action="store_true", help="skip the SQLite rows")
+    parser.add_argument(
+        "--keep", choices=("all", "leaves", "none"), default="all", help="keep_results"
+    )
     parser.add_argument("--where", type=int, metavar="N", help="where memory and GC time go")
     parser.add_argument("--child", nargs=2, metavar=("N", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    os.environ["SCALE_KEEP_RESULTS"] = args.keep  # read by the children too
+    global KEEP
+    KEEP = args.keep
     if args.child:
         child(int(args.child[0]), args.child[1] == "sqlite")
         return

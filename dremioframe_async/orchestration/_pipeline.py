@@ -16,7 +16,7 @@ import anyio.to_thread
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
-from ._graph import Plan, build_plan, mermaid
+from ._graph import KEEP_RESULTS, KeepResults, Plan, build_plan, mermaid
 from ._pstate import RunState, StateSource
 from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
@@ -117,7 +117,14 @@ class Pipeline:
         does not wait for it.
     :param resume_interrupted: a process serving this pipeline resumes each of
         its runs that ends INTERRUPTED, once.
+    :param keep_results: which results a run's :class:`RunResult` holds:
+        ``"all"``, ``"leaves"`` (the tasks nothing depends on) or ``"none"``. A
+        run of a large fan-out whose results nobody reads then holds none of them
+        in memory. Results other tasks take as arguments are kept for the run
+        whatever this says, every result when some task takes ``context``, and
+        a store attached to the run records every result as usual.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
+        a ``keep_results`` other than those three,
         a negative ``cleanup_grace``, a resource factory that is not callable, or an
         executor that is not one.
     """
@@ -134,6 +141,7 @@ class Pipeline:
         executor: Executor | None = None,
         max_active_runs: int | None = None,
         resume_interrupted: bool = False,
+        keep_results: KeepResults = "all",
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -144,6 +152,12 @@ class Pipeline:
         self.max_concurrency = _check_limit(name, "max_concurrency", limit)
         self.max_active_runs = _check_limit(name, "max_active_runs", max_active_runs)
         self.resume_interrupted = bool(resume_interrupted)
+        if keep_results not in KEEP_RESULTS:
+            raise ArgumentError(
+                f"pipeline {name!r}: keep_results must be one of {', '.join(KEEP_RESULTS)}, "
+                f"got {keep_results!r}"
+            )
+        self.keep_results: KeepResults = keep_results
         self.pools: dict[str, int | anyio.CapacityLimiter] = {}
         for pool, size in (pools or {}).items():
             if not isinstance(size, anyio.CapacityLimiter):
@@ -293,6 +307,7 @@ class Pipeline:
                     executor=session,
                     resources=opened,
                     state=RunState(self.name, store if isinstance(store, StateSource) else None),
+                    keep_results=self.keep_results,
                 )
                 with remote.scope:
                     result = await run.execute()

@@ -41,9 +41,18 @@ from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
-from ._graph import Plan
+from ._graph import KeepResults, Plan
 from ._mapping import MappedTask
-from ._node import Node, Settlement, attempt_limit, elapsed, task_run, time_limit
+from ._node import (
+    ChildNode,
+    Node,
+    NodesByKey,
+    Settlement,
+    attempt_limit,
+    elapsed,
+    task_run,
+    time_limit,
+)
 from ._pstate import RunState
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
@@ -64,6 +73,7 @@ from ._threads import SlotHandover, run_in_thread
 __all__ = ["Run"]
 
 _S = TaskState
+_BAD = frozenset({_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED})  # a run with one is FAILED
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
 _RUNNER_NAME = f"{__name__}.Run._runner"  # given, not derived by anyio per task
 
@@ -87,6 +97,7 @@ class Run:
         executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
         state: RunState | None = None,
+        keep_results: KeepResults = "all",
     ) -> None:
         self.plan = plan
         self.state = state if state is not None else RunState(plan.pipeline, None)
@@ -107,6 +118,8 @@ class Run:
         )
         self.nodes = self._make_nodes(plan, run_limiter, pools)
         self.remaining = len(self.nodes)
+        self.n_bad = 0  # nodes settled FAILED, UPSTREAM_FAILED or CANCELLED
+        self.keep = plan.kept_results(keep_results)
         self.workers = 0
         self.busy = 0
         self.cancelling = False  # the caller cancelled: only cleanup tasks may start
@@ -126,7 +139,9 @@ class Run:
         run_limiter: anyio.CapacityLimiter | None,
         pools: Mapping[str, anyio.CapacityLimiter],
     ) -> list[Node]:
-        nodes = [Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
+        keys, ups = plan.keys, plan.upstream
+        # The index's own ints (from the plan) rather than fresh ones: 28 bytes a node.
+        nodes = [Node(i, keys[i], t, ups[i]) for t, i in plan.index.items()]
         # One limiters tuple per pool, shared by its tasks.
         shared: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
         for node in nodes:
@@ -135,7 +150,8 @@ class Run:
             if lims is None:
                 own = (pools[pool],) if pool is not None else ()
                 lims = shared[pool] = (*own, run_limiter) if run_limiter is not None else own
-            node.limiters = lims
+            if lims:  # none: the class default, without a per-node __dict__
+                node.limiters = lims
         return nodes
 
     # -- events --------------------------------------------------------------------
@@ -196,18 +212,23 @@ class Run:
 
     def _drain(self, work: list[Settlement]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
-        nodes = self.nodes
+        nodes, keep = self.nodes, self.keep
         while work:
             n, st, res, err, why = work.pop()
             n.state, n.error, n.reason, n.finished = st, err, why, time.time()
             if st is _S.SUCCESS:
                 n.result = res
-                self.results[n.key] = res
+                if keep is None or keep[n.i]:
+                    self.results[n.key] = res
                 if n.pstate is not None:
                     self.state.commit(n.pstate.writes)
+            elif st in _BAD:
+                self.n_bad += 1  # counted here: the run's status reads no node at its end
             self.remaining -= 1
             if self.emit is not None:
                 self._state_event(n)
+            if keep is not None and not keep[n.i] and n.parent is None:
+                n.result = None  # on its event (for the store) but kept by nobody
             if self.closing:
                 continue
             if n.parent is not None:
@@ -520,8 +541,7 @@ class Run:
         node.left = len(values)
         children: list[Node] = []
         for j, value in enumerate(values):
-            child = Node(node.i, f"{node.key}[{j}]", task, ())
-            child.parent, child.value, child.limiters = node, value, node.limiters
+            child = ChildNode(node, j, value)
             child.queued = True
             children.append(child)
             self.ready.append(child)
@@ -631,8 +651,7 @@ class Run:
     def status(self) -> RunStatus:
         if self.cancelling:
             return RunStatus.CANCELLED
-        bad = (_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED)
-        failed = self.resources.close_errors or any(n.state in bad for n in self.nodes)
+        failed = self.resources.close_errors or self.n_bad
         return RunStatus.FAILED if failed else RunStatus.SUCCESS
 
     def _finish(self) -> None:
@@ -645,11 +664,12 @@ class Run:
             )
 
     def result(self) -> RunResult:
+        plan = self.plan
         return RunResult(
             self.plan.pipeline,
             self.run_id,
             self.status(),
-            LazyTaskRuns({n.key: n for n in self.nodes}, task_run),
+            LazyTaskRuns(NodesByKey(self.nodes, len(plan.tasks), lambda: plan.key_index), task_run),
             self.results,
             self.plan.key_of,
             self.started,

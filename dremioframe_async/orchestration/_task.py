@@ -35,6 +35,12 @@ _NO_KWARGS: dict[str, Any] = {}  # shared by tasks without keyword arguments; ne
 def _with_edge(edges: Edges, task: Task) -> Edges:
     """``edges`` with ``task`` added (the caller checked that it is not there)."""
     if type(edges) is tuple:
+        if not edges:
+            # Most tasks have one edge each way, to the same few tasks: share the tuple.
+            alone = task._alone
+            if alone is None:
+                alone = task._alone = (task,)
+            return alone
         if len(edges) < _FEW_EDGES:
             return (*edges, task)
         grown = dict.fromkeys(edges)
@@ -175,6 +181,7 @@ class Task:
     # Slots: a large fan-out holds one Task per instance (subclasses may add a __dict__).
     __slots__ = (
         "__weakref__",
+        "_alone",
         "_data_deps",
         "_downstream",
         "_upstream",
@@ -220,6 +227,7 @@ class Task:
         self.wants_context = profile.accepts_context and "context" not in self.kwargs
         self.order = next(_creation_order)
         self.edits = 0  # bumped on every edge change, so cached plans know to rebuild
+        self._alone: tuple[Task] | None = None  # (self,): the edges of tasks linked to it alone
         self._upstream: Edges = ()
         self._downstream: Edges = ()
         self._data_deps: tuple[Task, ...] = ()
