@@ -214,6 +214,10 @@ def test_public_names() -> None:
     assert sorted(store_pkg.__all__) == [
         "AttemptInfo",
         "HistoryIncomplete",
+        "LogEntry",
+        "LogPage",
+        "LogQuery",
+        "LogReader",
         "MemoryStore",
         "PostgresStore",
         "RunInfo",
@@ -230,6 +234,7 @@ def test_public_names() -> None:
         "StoreUnavailable",
         "TaskInfo",
         "default_store_url",
+        "drop_marker",
         "open_store",
     ]
 

@@ -17,6 +17,7 @@ from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
 from ._graph import Plan, build_plan, mermaid
+from ._logs import LogCapture, capture_settings, run_logs
 from ._recorder import PriorRun, ResumeRefused, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
@@ -205,6 +206,7 @@ class Pipeline:
         stop_cleanup: anyio.Event | None = None,
         resources: Mapping[str, ResourceFactory] | None = None,
         executor: Executor | None = None,
+        capture_logs: bool | LogCapture = True,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -234,6 +236,11 @@ class Pipeline:
         :param executor: where this run's plain-function tasks run, instead of the
             pipeline's executor. It is opened before the first task starts (a
             local Dask cluster starts then) and closed after the last one ends.
+        :param capture_logs: keep each task attempt's log lines (any logger, any
+            thread of the task) and send them with the run's events, to ``store``
+            and ``on_event`` (see :class:`LogCapture` for the bounds); False: off.
+            A task opts out with ``@task(capture_logs=False)``. Nothing is
+            captured when nobody listens (no ``store``, no ``on_event``).
         :returns: the :class:`RunResult`; its ``history_error`` is set when some of
             the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
@@ -243,6 +250,7 @@ class Pipeline:
         :raises ResumeRefused: (an ``ArgumentError``) when resuming that run now is unsafe.
         :raises StoreError: when ``store`` cannot record the run's start (no task ran).
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
+            a ``capture_logs`` that is not a bool or a LogCapture,
             a ``context`` that is not a mapping, an ``on_event`` that is not callable,
             a resource factory that is not callable, or an executor that is not one.
         :raises ExecutorError: when the executor cannot start (see ``dremioframe_async.executors``).
@@ -253,10 +261,12 @@ class Pipeline:
         plan = self.plan({**self.resources, **given})
         chosen = _check_executor(executor) if executor is not None else self.executor
         listeners = normalize_listeners(on_event)
+        logging_to = capture_settings(capture_logs)
         prior = await self._prior_run(store, resume, context, resume_params_changed)
         if context is None:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
+        run_id = run_id or uuid.uuid4().hex
         try:
             async with (
                 self._executor_session(plan, chosen) as session,
@@ -264,10 +274,11 @@ class Pipeline:
                 run_resources(
                     run_factories(self._needing_resources(plan), self.resources, given)
                 ) as opened,
+                run_logs(run_id, self.name, logging_to, dispatch.emit) as logs,
             ):
                 run = Run(
                     plan,
-                    run_id=run_id or uuid.uuid4().hex,
+                    run_id=run_id,
                     params=context,
                     run_limiter=run_limiter,
                     pools=pools,
@@ -278,6 +289,7 @@ class Pipeline:
                     on_start=dispatch.flush,
                     executor=session,
                     resources=opened,
+                    logs=logs,
                 )
                 result = await run.execute()
             result.history_error = dispatch.history_error

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ._errors import PipelineFailed
+from ._logs import TaskLogger, task_logger
 from ._states import RunStatus, TaskState
 from ._task import Task
 
@@ -31,14 +32,20 @@ class RunContext(Mapping[str, Any]):
     ``resources`` holds the run's resources the task declared
     (``@task(resources=("dremio",))``), by name or as attributes:
     ``context.resources["dremio"]``, ``context.resources.dremio``.
+
+    ``log`` is a logger bound to the task (see :class:`TaskLogger`): its lines
+    are in the task's captured log even when the logger's level would drop them.
     """
 
     __slots__ = (
         "_ancestors",
         "_failures",
         "_is_ancestor",
+        "_log",
         "_lookup",
         "_results",
+        "_task_key",
+        "_task_name",
         "params",
         "resources",
         "run_id",
@@ -54,8 +61,13 @@ class RunContext(Mapping[str, Any]):
         lookup: Callable[[Task], str | None],
         failures: Callable[[], Mapping[str, BaseException]] | None = None,
         resources: Mapping[str, Any] = _NONE,
+        task_key: str = "",
+        task_name: str = "",
     ) -> None:
         self.run_id = run_id
+        self._task_key = task_key
+        self._task_name = task_name
+        self._log: TaskLogger | None = None
         self.resources = resources
         self.params = params
         self._results = results
@@ -63,6 +75,13 @@ class RunContext(Mapping[str, Any]):
         self._ancestors = ancestors
         self._lookup = lookup
         self._failures = failures
+
+    @property
+    def log(self) -> TaskLogger:
+        """A logger bound to this task (``dremioframe_async.task.<name>``)."""
+        if self._log is None:
+            self._log = task_logger(self._task_name or "task", self.run_id, self._task_key)
+        return self._log
 
     @property
     def failures(self) -> Mapping[str, BaseException]:

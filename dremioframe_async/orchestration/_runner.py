@@ -42,6 +42,7 @@ from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
+from ._logs import RunLogs
 from ._mapping import MappedTask
 from ._node import Node, Settlement, task_run
 from ._recorder import PriorRun
@@ -85,8 +86,10 @@ class Run:
         on_start: Callable[[], Awaitable[None]] | None = None,
         executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
+        logs: RunLogs | None = None,
     ) -> None:
         self.plan = plan
+        self.logs = logs  # None: log lines are not captured
         self.executor = executor  # None: plain functions in this run's threads
         self.resources = resources if resources is not None else RunResources(NO_RESOURCES, None)
         self.run_id = run_id
@@ -352,14 +355,21 @@ class Run:
             # await above had to suspend.
             await self._checkpoint_if_cancelled()
             self._mark_running(node)
-            timeout = node.task.options.timeout
-            if node.task.is_async:
-                if timeout is None:  # the common case, without one more coroutine
-                    return check_async(node.key, await call())
-                return await call_async(node.key, call, timeout)
-            return await call_sync(
-                node.key, call, timeout, slots, functools.partial(self._call_sync, node)
-            )
+            if self.logs is not None and node.task.options.capture_logs:
+                with self.logs.attempt(node.key, node.attempts):
+                    return await self._invoke(node, call, slots)
+            if node.task.is_async and node.task.options.timeout is None:
+                # The common case, without one more coroutine.
+                return check_async(node.key, await call())
+            return await self._invoke(node, call, slots)
+
+    async def _invoke(self, node: Node, call: Callable[[], Any], slots: AttemptSlots) -> Any:
+        timeout = node.task.options.timeout
+        if node.task.is_async:
+            return await call_async(node.key, call, timeout)
+        return await call_sync(
+            node.key, call, timeout, slots, functools.partial(self._call_sync, node)
+        )
 
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
@@ -434,6 +444,8 @@ class Run:
             self.plan.key_of,
             lambda: self._upstream_failures(i),
             self.resources.view(node.key, node.task.options.resources),
+            node.key,
+            node.task.name,
         )
 
     def _upstream_failures(self, i: int) -> dict[str, BaseException]:

@@ -18,6 +18,7 @@ from ._errors import (
     StoreUnavailable,
     StoreURLError,
 )
+from ._logs import LogEntry, LogPage, LogQuery, LogReader, drop_marker
 from ._memory import MemoryStore
 from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
 from ._paging import RunPage, RunQuery
@@ -28,6 +29,10 @@ from ._url import default_store_url, open_store
 __all__ = [
     "AttemptInfo",
     "HistoryIncomplete",
+    "LogEntry",
+    "LogPage",
+    "LogQuery",
+    "LogReader",
     "MemoryStore",
     "PostgresStore",
     "RunInfo",
@@ -44,5 +49,6 @@ __all__ = [
     "StoreUnavailable",
     "TaskInfo",
     "default_store_url",
+    "drop_marker",
     "open_store",
 ]

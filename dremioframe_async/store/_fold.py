@@ -23,11 +23,13 @@ from ..orchestration import (
     RunFinished,
     RunStarted,
     RunStatus,
+    TaskLogged,
     TaskRetrying,
     TaskState,
     TaskStateChanged,
 )
 from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields, storable_text
+from ._logs import LogFold
 
 __all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "WrittenTasks", "merge"]
 
@@ -152,6 +154,7 @@ class Fold:
         self.runs: dict[str, RunRow] = {}
         self.tasks: dict[tuple[str, str], TaskValues] = {}
         self.attempts: dict[tuple[str, str, int], AttemptRow] = {}
+        self.logs = LogFold(self._text)
 
     def add_all(self, events: Iterable[Event]) -> Fold:
         """Fold every event, in order; returns self."""
@@ -166,6 +169,8 @@ class Fold:
                 self._retrying(event)
             elif isinstance(event, RunStarted):
                 self._run_started(event)
+            elif isinstance(event, TaskLogged):
+                self.logs.add(event)
             else:
                 self._run_finished(event)
         return self

@@ -12,6 +12,7 @@ from ..orchestration import Event, PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge, task_row
+from ._logs import LogPage, LogQuery, MemoryLogs
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
 from ._paging import Keyset, RunPage, RunQuery, page_of
@@ -38,6 +39,7 @@ class MemoryStore:
         self._runs: dict[str, RunRow] = {}
         self._tasks: dict[str, dict[str, TaskRow]] = {}
         self._attempts: dict[tuple[str, str], dict[int, AttemptRow]] = {}
+        self._logs = MemoryLogs()
 
     async def record(self, events: Sequence[Event]) -> None:
         """Fold ``events`` into the history."""
@@ -54,6 +56,7 @@ class MemoryStore:
         for (run_id, key, number), attempt in fold.attempts.items():
             attempts = self._attempts.setdefault((run_id, key), {})
             attempts[number] = merge(attempts.get(number), attempt)
+        self._logs.apply(fold.logs)
         await anyio.lowlevel.checkpoint()
 
     def _run_row(self, run_id: str) -> RunRow:
@@ -135,6 +138,11 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         rows = in_plan_order(self._run_row(run_id), self._tasks.get(run_id, {}).values())
         return [task_info(t, self._attempts.get((run_id, t.key), {}).values()) for t in rows]
+
+    async def get_logs(self, query: LogQuery) -> LogPage:
+        """Return one page of a run's captured log lines, in the order they were stored."""
+        await anyio.lowlevel.checkpoint()
+        return self._logs.page(query)
 
     async def aclose(self) -> None:
         """Nothing to release; kept for the protocol."""

@@ -40,6 +40,7 @@ from ._errors import (
     redact,
 )
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, TaskValues, WrittenTasks, as_tuple
+from ._logs import LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
@@ -96,6 +97,7 @@ class PostgresStore:
         self._owner_key = secrets.randbits(63)
         self._upserts = {cls: upsert_json(cls, self._prefix) for cls in _ROWS}
         self._insert_tasks = upsert_json(TaskRow, self._prefix, fresh=True)
+        self._logs = log_sql("postgres", self._prefix)
         self._written = WrittenTasks()
         self._pool: Any = None
         self._lock_conn: Any = None
@@ -271,9 +273,13 @@ class PostgresStore:
             (self._upserts[AttemptRow], attempts),
         ]
         fallback = [(self._upserts[TaskRow], tasks)] if new else []
+        logs: list[tuple[str, list[Any]]] = [
+            (self._logs.insert, fold.logs.rows),
+            (self._logs.trim, fold.logs.trim_rows()),
+        ]
         return _Batch(
-            [(sql, _dumps(rows)) for sql, rows in writes if rows],
-            [(sql, _dumps(rows)) for sql, rows in (writes[0], *fallback, writes[3]) if rows],
+            [(sql, _dumps(rows)) for sql, rows in (*writes, *logs) if rows],
+            [(sql, _dumps(rows)) for sql, rows in (writes[0], *fallback, writes[3], *logs) if rows],
             new,
         )
 
@@ -380,6 +386,16 @@ class PostgresStore:
             attempts.setdefault(attempt.key, []).append(attempt)
         tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
         return [task_info(task, attempts.get(task.key, ())) for task in tasks]
+
+    async def get_logs(self, query: LogQuery) -> LogPage:
+        """Return one page of a run's captured log lines, in the order they were stored.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        sql, args = self._logs.page(query)
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *args)
+        return log_page_of(query, rows)
 
     async def aclose(self) -> None:
         """Close the pool and release the owner lock; using the store again reopens it."""

@@ -16,8 +16,19 @@ __all__ = ["MIGRATIONS", "Dialect", "columns", "interrupt_statements", "upsert",
 Dialect = Literal["sqlite", "postgres"]
 
 _TYPES = {
-    "sqlite": {"real": "REAL", "bool": "INTEGER", "int": "INTEGER"},
-    "postgres": {"real": "DOUBLE PRECISION", "bool": "BOOLEAN", "int": "BIGINT"},
+    "sqlite": {
+        "real": "REAL",
+        "bool": "INTEGER",
+        "int": "INTEGER",
+        # AUTOINCREMENT: an id is never reused, so a reader following new lines misses none.
+        "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    },
+    "postgres": {
+        "real": "DOUBLE PRECISION",
+        "bool": "BOOLEAN",
+        "int": "BIGINT",
+        "serial": "BIGSERIAL PRIMARY KEY",
+    },
 }
 
 # Version N is reached by running MIGRATIONS[N - 1]; never edit a released entry, append one.
@@ -48,6 +59,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX {ip}runs_by_started ON {p}runs (started, run_id)",
         "CREATE INDEX {ip}runs_by_pipeline_started ON {p}runs (pipeline, started, run_id)",
         "CREATE INDEX {ip}runs_by_status_started ON {p}runs (status, started, run_id)",
+    ),
+    # Captured task log lines, per attempt, in insertion order (see _logs).
+    (
+        """CREATE TABLE {p}task_logs (
+            id {serial}, run_id TEXT NOT NULL, key TEXT NOT NULL, attempt {int} NOT NULL,
+            seq {int} NOT NULL, time {real}, level TEXT, logger TEXT, message TEXT,
+            UNIQUE (run_id, key, attempt, seq))""",
+        "CREATE INDEX {ip}task_logs_by_run ON {p}task_logs (run_id, id)",
     ),
 )
 

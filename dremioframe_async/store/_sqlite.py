@@ -27,6 +27,7 @@ from ..orchestration import Event, PriorRun
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
 from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, WrittenTasks, as_tuple
+from ._logs import LogFold, LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner, is_dead
 from ._paging import PageSQL, RunPage, RunQuery, page_of
@@ -145,12 +146,14 @@ class SQLiteStore:
                 _upsert(conn, TaskRow, fresh, fresh=True)
                 _upsert(conn, TaskRow, known)
                 _upsert(conn, AttemptRow, attempts)
+                _write_logs(conn, fold.logs)
         except sqlite3.IntegrityError:
             # A row taken for new exists (written through another handle): upsert all.
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
                 _upsert(conn, TaskRow, tasks)
                 _upsert(conn, AttemptRow, attempts)
+                _write_logs(conn, fold.logs)
         self._written.remember(fold.runs.values(), fresh)
         self._check_file()  # after the write, so a deletion during it is seen too
 
@@ -184,6 +187,10 @@ class SQLiteStore:
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
         return await self._call(_get_tasks, run_id)
+
+    async def get_logs(self, query: LogQuery) -> LogPage:
+        """Return one page of a run's captured log lines, in the order they were stored."""
+        return await self._call(_get_logs, query)
 
     async def aclose(self) -> None:
         """Close the connection; using the store again reopens it."""
@@ -374,3 +381,18 @@ def _get_tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskInfo]:
     sql = select(TaskRow, "") + " WHERE run_id = ? ORDER BY rowid"
     tasks = in_plan_order(run, (TaskRow(*row) for row in conn.execute(sql, (run_id,))))
     return [task_info(task, attempts.get(task.key, ())) for task in tasks]
+
+
+_LOGS = log_sql("sqlite", "")
+
+
+def _write_logs(conn: sqlite3.Connection, logs: LogFold) -> None:
+    if logs.rows:
+        conn.executemany(_LOGS.insert, logs.rows)
+    if logs.trims:
+        conn.executemany(_LOGS.trim, logs.trim_rows())
+
+
+def _get_logs(conn: sqlite3.Connection, query: LogQuery) -> LogPage:
+    sql, args = _LOGS.page(query)
+    return log_page_of(query, conn.execute(sql, args).fetchall())
