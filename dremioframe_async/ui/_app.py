@@ -18,6 +18,7 @@ from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
 from ._launcher import ActionRefused, PipelineEntry, RunLauncher, planned_edges
 from ._live import LiveRuns
+from ._logs import add_log_routes
 from ._security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
@@ -132,6 +133,7 @@ def _routes(router: web.UrlDispatcher) -> None:
     router.add_get("/login", login_handler, name="login")
     router.add_post("/login", login_post, name="login_post")
     add_api_routes(router)
+    add_log_routes(router)
     router.add_static("/static/", STATIC, name="static", append_version=False)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import anyio
 
 from ..orchestration import Event, RunFinished, RunStarted
-from ..store import MemoryStore, RunInfo, TaskInfo
+from ..store import LogPage, LogQuery, MemoryStore, RunInfo, TaskInfo
 
 __all__ = ["LiveRun", "LiveRuns"]
 
@@ -51,6 +51,11 @@ class LiveRun:
             pending, self._pending = self._pending, []
             await self._store.record(pending)
         return await self._store.get_run(self.run_id), await self._store.get_tasks(self.run_id)
+
+    async def get_logs(self, query: LogQuery) -> LogPage:
+        """The run's captured log lines as of now (see ``LogReader``)."""
+        await self.read()
+        return await self._store.get_logs(query)
 
 
 class LiveRuns:
