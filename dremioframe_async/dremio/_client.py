@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import anyio
 import pyarrow as pa
 
+from .._telemetry import current_tracer
 from ._config import SslOption, redact_url, resolve_config
 from ._errors import (
     DremioConfigError,
@@ -27,6 +28,7 @@ from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
 from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
 from ._stream import BatchStream, StreamStats
+from ._tracing import query_span
 from ._transport import RetryPolicy, Transport
 
 __all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job", "Via"]
@@ -377,11 +379,36 @@ class DremioClient:
         :raises DremioError: any other failure.
         """
         _check_timeout(timeout)
+        tracer = current_tracer()
+        if tracer is not None:
+            return await self._traced_query(tracer, sql, context, timeout, via)
         if self._resolve_via(via) == "flight":
             return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
         job = await self.wait(job_id, timeout=timeout)
         return await self.fetch_arrow(job)
+
+    async def _traced_query(
+        self,
+        tracer: Any,
+        sql: str,
+        context: Sequence[str] | None,
+        timeout: float | None,  # noqa: ASYNC109
+        via: Via,
+    ) -> pa.Table:
+        """``query`` inside its span (see ``_tracing``)."""
+        resolved = self._resolve_via(via)
+        with query_span(tracer, sql, resolved) as span:
+            if resolved == "flight":
+                span.submitted(None)
+                table = await self._flight_or_fail().table(sql, context=context, timeout=timeout)
+            else:
+                job_id = await self.submit(sql, context)
+                span.submitted(job_id)
+                job = await self.wait(job_id, timeout=timeout, on_status=span.status)
+                table = await self.fetch_arrow(job)
+            span.done(table.num_rows, table.nbytes)
+            return table
 
     def stream(
         self,

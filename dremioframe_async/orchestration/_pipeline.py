@@ -18,11 +18,13 @@ from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
 from ._graph import Plan, build_plan, mermaid
 from ._logs import LogCapture, capture_settings, run_logs
+from ._observe import observers
 from ._recorder import PriorRun, ResumeRefused, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
 from ._task import Task, contains_task
+from ._tracing import run_tracing
 
 __all__ = ["Pipeline"]
 
@@ -207,6 +209,7 @@ class Pipeline:
         resources: Mapping[str, ResourceFactory] | None = None,
         executor: Executor | None = None,
         capture_logs: bool | LogCapture = True,
+        tracer_provider: Any = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -241,6 +244,9 @@ class Pipeline:
             and ``on_event`` (see :class:`LogCapture` for the bounds); False: off.
             A task opts out with ``@task(capture_logs=False)``. Nothing is
             captured when nobody listens (no ``store``, no ``on_event``).
+        :param tracer_provider: an OpenTelemetry ``TracerProvider`` for this run's
+            spans (extra ``otel``); None: the global provider when one is set,
+            else no tracing at all.
         :returns: the :class:`RunResult`; its ``history_error`` is set when some of
             the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
@@ -275,6 +281,9 @@ class Pipeline:
                     run_factories(self._needing_resources(plan), self.resources, given)
                 ) as opened,
                 run_logs(run_id, self.name, logging_to, dispatch.emit) as logs,
+                run_tracing(
+                    tracer_provider, self.name, run_id, prior.run_id if prior else None
+                ) as tracing,
             ):
                 run = Run(
                     plan,
@@ -289,9 +298,11 @@ class Pipeline:
                     on_start=dispatch.flush,
                     executor=session,
                     resources=opened,
-                    logs=logs,
+                    observe=observers(logs, tracing),
                 )
                 result = await run.execute()
+                if tracing is not None:
+                    tracing.finish(result.status.value)
             result.history_error = dispatch.history_error
             return result
         except BaseExceptionGroup as group:

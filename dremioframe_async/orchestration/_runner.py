@@ -42,9 +42,9 @@ from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
-from ._logs import RunLogs
 from ._mapping import MappedTask
 from ._node import Node, Settlement, task_run
+from ._observe import Observers
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
 from ._result import LazyTaskRuns, RunContext, RunResult
@@ -86,10 +86,10 @@ class Run:
         on_start: Callable[[], Awaitable[None]] | None = None,
         executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
-        logs: RunLogs | None = None,
+        observe: Observers | None = None,
     ) -> None:
         self.plan = plan
-        self.logs = logs  # None: log lines are not captured
+        self.observe = observe  # log capture and tracing of attempts; None: neither
         self.executor = executor  # None: plain functions in this run's threads
         self.resources = resources if resources is not None else RunResources(NO_RESOURCES, None)
         self.run_id = run_id
@@ -255,6 +255,8 @@ class Run:
             work.append(Settlement(parent, _S.FAILED, error=first.error, reason=why))
         else:
             work.append(Settlement(parent, _S.SUCCESS, [c.result for c in parent.children]))
+        if self.observe is not None and self.observe.tracing is not None:
+            self.observe.tracing.mapped_done(parent, work[-1].state)
 
     def _enqueue(self, node: Node, work: list[Settlement]) -> None:
         node.queued = True
@@ -355,8 +357,9 @@ class Run:
             # await above had to suspend.
             await self._checkpoint_if_cancelled()
             self._mark_running(node)
-            if self.logs is not None and node.task.options.capture_logs:
-                with self.logs.attempt(node.key, node.attempts):
+            scope = self.observe(node) if self.observe is not None else None
+            if scope is not None:
+                with scope:
                     return await self._invoke(node, call, slots)
             if node.task.is_async and node.task.options.timeout is None:
                 # The common case, without one more coroutine.
