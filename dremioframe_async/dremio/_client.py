@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import anyio
 import pyarrow as pa
 
+from .._metrics import REGISTRY
 from .._telemetry import current_tracer
 from ._config import SslOption, redact_url, resolve_config
 from ._errors import (
@@ -28,7 +29,7 @@ from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
 from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
 from ._stream import BatchStream, StreamStats
-from ._tracing import query_span
+from ._tracing import measured_query, query_span, untraced
 from ._transport import RetryPolicy, Transport
 
 __all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job", "Via"]
@@ -380,8 +381,11 @@ class DremioClient:
         """
         _check_timeout(timeout)
         tracer = current_tracer()
-        if tracer is not None:
-            return await self._traced_query(tracer, sql, context, timeout, via)
+        if tracer is not None or REGISTRY.enabled:
+            with measured_query(self._resolve_via(via)) as measure:
+                table = await self._traced_query(tracer, sql, context, timeout, via)
+                measure(table.num_rows, table.nbytes)
+                return table
         if self._resolve_via(via) == "flight":
             return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
@@ -398,7 +402,7 @@ class DremioClient:
     ) -> pa.Table:
         """``query`` inside its span (see ``_tracing``)."""
         resolved = self._resolve_via(via)
-        with query_span(tracer, sql, resolved) as span:
+        with query_span(tracer, sql, resolved) if tracer is not None else untraced() as span:
             if resolved == "flight":
                 span.submitted(None)
                 table = await self._flight_or_fail().table(sql, context=context, timeout=timeout)

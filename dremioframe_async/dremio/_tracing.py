@@ -1,4 +1,6 @@
-"""A span per Dremio query, when the caller traces (see ``dremioframe_async._telemetry``).
+"""A span per Dremio query when the caller traces, and query metrics when they are on.
+
+See ``dremioframe_async._telemetry`` and ``dremioframe_async._metrics``.
 
 The span (``dremio query``, kind CLIENT) is a child of the current span: a task
 attempt's, when a traced run makes the query. It carries OpenTelemetry's
@@ -11,13 +13,15 @@ arrived). A failure sets ERROR status, ``error.type`` and the exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .._metrics import REGISTRY
 from .._telemetry import otel_context, trace
 
-__all__ = ["QuerySpan", "query_span"]
+__all__ = ["QuerySpan", "measured_query", "query_span", "untraced"]
 
 
 class QuerySpan:
@@ -68,3 +72,46 @@ def query_span(tracer: Any, sql: str, via: str) -> Iterator[QuerySpan]:
     finally:
         otel_context.detach(token)
         span.end()
+
+
+class _NoSpan(QuerySpan):
+    """The span calls of an untraced query, doing nothing (metrics only)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def submitted(self, job_id: str | None) -> None:
+        return None
+
+    def status(self, job: Any) -> None:
+        return None
+
+    def done(self, rows: int, nbytes: int) -> None:
+        return None
+
+
+@contextmanager
+def untraced() -> Iterator[QuerySpan]:
+    """No span: the query is measured but not traced."""
+    yield _NoSpan()
+
+
+@contextmanager
+def measured_query(via: str) -> Iterator[Callable[[int, int], None]]:
+    """Count and time one query into the process metrics (when they are on)."""
+    if not REGISTRY.enabled:
+        yield lambda rows, nbytes: None
+        return
+    started, outcome = time.perf_counter(), "error"
+
+    def done(rows: int, nbytes: int) -> None:
+        nonlocal outcome
+        outcome = "ok"
+        REGISTRY.rows.inc((via,), rows)
+        REGISTRY.bytes.inc((via,), nbytes)
+
+    try:
+        yield done
+    finally:
+        REGISTRY.queries.inc((via, outcome))
+        REGISTRY.query_seconds.observe((via, outcome), time.perf_counter() - started)

@@ -1,10 +1,11 @@
-"""What watches each task attempt: log capture and tracing, joined for the runner."""
+"""What watches each task attempt: log capture, tracing and metrics, joined for the runner."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, ExitStack
 
 from ._logs import RunLogs
+from ._metering import RunMetrics
 from ._node import Node
 from ._tracing import RunTracing
 
@@ -14,25 +15,36 @@ __all__ = ["Observers", "observers"]
 class Observers:
     """The run's attempt observers; calling it gives the scope of one attempt, or None."""
 
-    __slots__ = ("logs", "tracing")
+    __slots__ = ("logs", "metrics", "tracing")
 
-    def __init__(self, logs: RunLogs | None, tracing: RunTracing | None) -> None:
+    def __init__(
+        self, logs: RunLogs | None, tracing: RunTracing | None, metrics: RunMetrics | None
+    ) -> None:
         self.logs = logs
         self.tracing = tracing
+        self.metrics = metrics
 
     def __call__(self, node: Node) -> AbstractContextManager[object] | None:
-        logs = self.logs if node.task.options.capture_logs else None
-        tracing = self.tracing
-        if tracing is None:
-            return logs.attempt(node.key, node.attempts) if logs is not None else None
-        if logs is None:
-            return tracing.attempt(node)
+        scopes: list[AbstractContextManager[object]] = []
+        # Outermost first: the span holds the attempt's time and log lines fall inside it.
+        if self.tracing is not None:
+            scopes.append(self.tracing.attempt(node))
+        if self.metrics is not None:
+            scopes.append(self.metrics.attempt(node))
+        if self.logs is not None and node.task.options.capture_logs:
+            scopes.append(self.logs.attempt(node.key, node.attempts))
+        if len(scopes) <= 1:
+            return scopes[0] if scopes else None
         stack = ExitStack()
-        stack.enter_context(tracing.attempt(node))  # the span first: log lines fall inside it
-        stack.enter_context(logs.attempt(node.key, node.attempts))
+        for scope in scopes:
+            stack.enter_context(scope)
         return stack
 
 
-def observers(logs: RunLogs | None, tracing: RunTracing | None) -> Observers | None:
+def observers(
+    logs: RunLogs | None, tracing: RunTracing | None, metrics: RunMetrics | None
+) -> Observers | None:
     """The run's observers; None when nothing watches attempts (the runner's fast path)."""
-    return None if logs is None and tracing is None else Observers(logs, tracing)
+    if logs is None and tracing is None and metrics is None:
+        return None
+    return Observers(logs, tracing, metrics)

@@ -18,6 +18,7 @@ from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
 from ._graph import Plan, build_plan, mermaid
 from ._logs import LogCapture, capture_settings, run_logs
+from ._metering import run_metrics
 from ._observe import observers
 from ._recorder import PriorRun, ResumeRefused, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
@@ -284,6 +285,7 @@ class Pipeline:
                 run_tracing(
                     tracer_provider, self.name, run_id, prior.run_id if prior else None
                 ) as tracing,
+                run_metrics(self.name, run_limiter, pools) as metrics,
             ):
                 run = Run(
                     plan,
@@ -298,11 +300,13 @@ class Pipeline:
                     on_start=dispatch.flush,
                     executor=session,
                     resources=opened,
-                    observe=observers(logs, tracing),
+                    observe=observers(logs, tracing, metrics),
                 )
                 result = await run.execute()
                 if tracing is not None:
                     tracing.finish(result.status.value)
+                if metrics is not None:
+                    metrics.finished(result)
             result.history_error = dispatch.history_error
             return result
         except BaseExceptionGroup as group:

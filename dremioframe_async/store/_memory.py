@@ -139,6 +139,11 @@ class MemoryStore:
         rows = in_plan_order(self._run_row(run_id), self._tasks.get(run_id, {}).values())
         return [task_info(t, self._attempts.get((run_id, t.key), {}).values()) for t in rows]
 
+    async def run_counts(self) -> dict[tuple[str, str], int]:
+        """The number of runs by (pipeline, status)."""
+        await anyio.lowlevel.checkpoint()
+        return dict(Counter((r.pipeline or "", r.status or "") for r in self._runs.values()))
+
     async def get_logs(self, query: LogQuery) -> LogPage:
         """Return one page of a run's captured log lines, in the order they were stored."""
         await anyio.lowlevel.checkpoint()

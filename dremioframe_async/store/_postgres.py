@@ -387,6 +387,17 @@ class PostgresStore:
         tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
         return [task_info(task, attempts.get(task.key, ())) for task in tasks]
 
+    async def run_counts(self) -> dict[tuple[str, str], int]:
+        """The number of runs by (pipeline, status).
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        sql = f"SELECT pipeline, status, count(*) FROM {self._prefix}runs GROUP BY pipeline, status"
+        async with self._connection() as conn:
+            await self._sweep(conn)
+            rows = await conn.fetch(sql)
+        return {(p or "", s or ""): n for p, s, n in rows}
+
     async def get_logs(self, query: LogQuery) -> LogPage:
         """Return one page of a run's captured log lines, in the order they were stored.
 

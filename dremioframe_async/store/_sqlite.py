@@ -188,6 +188,10 @@ class SQLiteStore:
         """
         return await self._call(_get_tasks, run_id)
 
+    async def run_counts(self) -> dict[tuple[str, str], int]:
+        """The number of runs by (pipeline, status)."""
+        return await self._call(_run_counts)
+
     async def get_logs(self, query: LogQuery) -> LogPage:
         """Return one page of a run's captured log lines, in the order they were stored."""
         return await self._call(_get_logs, query)
@@ -396,3 +400,9 @@ def _write_logs(conn: sqlite3.Connection, logs: LogFold) -> None:
 def _get_logs(conn: sqlite3.Connection, query: LogQuery) -> LogPage:
     sql, args = _LOGS.page(query)
     return log_page_of(query, conn.execute(sql, args).fetchall())
+
+
+def _run_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    _sweep(conn)
+    rows = conn.execute("SELECT pipeline, status, count(*) FROM runs GROUP BY pipeline, status")
+    return {(p or "", s or ""): n for p, s, n in rows}
