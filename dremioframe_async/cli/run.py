@@ -23,6 +23,7 @@ from ._common import (
     parse_params,
     with_store,
 )
+from .logs import LogPrinter, add_log_options
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -38,6 +39,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --resume: reuse results although --param differs from that run's params",
     )
+    add_log_options(sub)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,13 +47,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline)
     params = parse_params(args.param)
     progress = Progress(sys.stderr)
+    listeners: list[Any] = [progress]
+    if args.log_level is not None:
+        listeners.append(LogPrinter(args.log_level, args.log_format, progress.note))
 
     async def work(store: RunStore) -> int:
         async def go(stop_cleanup: anyio.Event) -> int:
             result = await pipeline.run(
                 params or None,
                 store=store,
-                on_event=progress,
+                on_event=listeners,
                 resume=args.resume,
                 resume_params_changed=args.allow_param_change,
                 stop_cleanup=stop_cleanup,
