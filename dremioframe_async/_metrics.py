@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import accumulate
 from typing import Any
 
 __all__ = ["REGISTRY", "Registry", "enable_metrics"]
@@ -118,16 +120,17 @@ class Histogram(_Metric):
 
     def __init__(self, name: str, help_text: str, labels: Sequence[str]) -> None:
         super().__init__(name, help_text, labels)
-        self.values: dict[Labels, list[float]] = {}  # bucket counts, then sum and count
+        # Per labels: the count in each bucket and past the last, then sum and count.
+        self.values: dict[Labels, list[float]] = {}
 
     def observe(self, labels: Labels, value: float) -> None:
+        # One bucket per observation (made cumulative when rendered): a bisect, not a loop.
+        i = bisect_left(_BUCKETS, value)
         with self.lock:
             row = self.values.get(labels)
             if row is None:
-                row = self.values[labels] = [0.0] * (len(_BUCKETS) + 2)
-            for i, bound in enumerate(_BUCKETS):
-                if value <= bound:
-                    row[i] += 1
+                row = self.values[labels] = [0.0] * (len(_BUCKETS) + 3)
+            row[i] += 1
             row[-2] += value
             row[-1] += 1
         if self.otel is not None:
@@ -138,7 +141,8 @@ class Histogram(_Metric):
             items = sorted((k, list(v)) for k, v in self.values.items())
         names = self.label_names
         for labels, row in items:
-            for bound, count in zip((*_BUCKETS, math.inf), (*row[:-2], row[-1]), strict=True):
+            cumulative = list(accumulate(row[: len(_BUCKETS) + 1]))
+            for bound, count in zip((*_BUCKETS, math.inf), cumulative, strict=True):
                 le = 'le="' + _number(bound) + '"'
                 yield f"{self.name}_bucket{_labels(names, labels, le)} {_number(count)}"
             yield f"{self.name}_sum{_labels(names, labels)} {_number(row[-2])}"

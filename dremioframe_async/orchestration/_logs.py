@@ -24,8 +24,8 @@ import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, MutableMapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,40 +75,63 @@ class LogCapture:
 
 
 class AttemptLog:
-    """The bounded buffer of one attempt's lines; written from any thread."""
+    """The bounded buffer of one attempt's lines; written from any thread.
 
-    __slots__ = ("attempt", "bytes", "key", "lines", "open", "sent", "seq", "settings", "sizes")
+    Also the attempt's capture scope (``with``): entering makes it the current
+    attempt of this context, leaving sends its lines. Its buffers are made with
+    the first line, so an attempt that logs nothing costs little.
+    """
 
-    def __init__(self, key: str, attempt: int, settings: LogCapture) -> None:
+    __slots__ = ("attempt", "bytes", "key", "lines", "open", "run", "sent", "seq", "sizes", "token")
+
+    def __init__(self, run: RunLogs, key: str, attempt: int) -> None:
+        self.run = run
         self.key = key
         self.attempt = attempt
-        self.settings = settings
-        self.lines: deque[LogLine] = deque()
-        self.sizes: deque[int] = deque()
+        self.lines: deque[LogLine] | None = None
+        self.sizes: deque[int] | None = None
         self.bytes = 0
         self.seq = 0  # lines appended so far
         self.sent = 0  # the seq of the last line handed to the event stream
         self.open = True
+        self.token: contextvars.Token[AttemptLog | None] | None = None
+
+    def __enter__(self) -> AttemptLog:
+        self.run.open.add(self)
+        self.token = _CURRENT.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self.token is not None
+        _CURRENT.reset(self.token)
+        self.run.open.discard(self)
+        with _LOCK:
+            self.open = False  # a thread left behind by a timeout logs no more here
+        if self.seq:
+            self.run.send(self)
 
     def append(self, record: logging.LogRecord, message: str) -> None:
         """Keep one line (the caller holds the capture lock)."""
-        limit = self.settings.max_bytes
+        settings = self.run.settings
+        limit = settings.max_bytes
         size = len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
         if size > limit:  # one line larger than the whole budget: keep its start
             message = message.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
             size = limit
+        if self.lines is None or self.sizes is None:
+            self.lines, self.sizes = deque(), deque()
         self.seq += 1
         self.lines.append(LogLine(self.seq, record.created, record.levelname, record.name, message))
         self.sizes.append(size)
         self.bytes += size
-        while len(self.lines) > self.settings.max_lines or self.bytes > limit:
+        while len(self.lines) > settings.max_lines or self.bytes > limit:
             self.lines.popleft()
             self.bytes -= self.sizes.popleft()
 
     def take_new(self) -> tuple[tuple[LogLine, ...], int] | None:
         """Lines not sent yet and the oldest seq still kept; None when nothing changed."""
         new = self.seq - self.sent
-        if not new:
+        if not new or self.lines is None:
             return None
         kept = len(self.lines)
         lines = tuple(self.lines[i] for i in range(max(0, kept - new), kept))
@@ -128,7 +151,7 @@ class _CaptureHandler(logging.Handler):
         # Overridden rather than ``emit`` to skip Handler.handle's lock: the
         # buffers have their own, and most records (outside attempts) need none.
         log = _CURRENT.get()
-        if log is None or not log.open or record.levelno < log.settings.level:
+        if log is None or not log.open or record.levelno < log.run.settings.level:
             return False
         try:
             message = _FORMAT.format(record)
@@ -163,31 +186,21 @@ def _uninstall() -> None:
 
 
 class RunLogs:
-    """One run's capture: opens an :class:`AttemptLog` per attempt and sends its lines."""
+    """One run's capture: an :class:`AttemptLog` per attempt, and sending their lines."""
 
     def __init__(self, run_id: str, pipeline: str, settings: LogCapture, emit: Any) -> None:
         self.run_id = run_id
         self.pipeline = pipeline
         self.settings = settings
         self._emit = emit
-        self._open: set[AttemptLog] = set()
+        self.open: set[AttemptLog] = set()
 
-    @contextmanager
-    def attempt(self, key: str, number: int) -> Iterator[None]:
-        """Capture what is logged in the body as attempt ``number`` of ``key``."""
-        log = AttemptLog(key, number, self.settings)
-        self._open.add(log)
-        token = _CURRENT.set(log)
-        try:
-            yield
-        finally:
-            _CURRENT.reset(token)
-            self._open.discard(log)
-            with _LOCK:
-                log.open = False  # a thread left behind by a timeout logs no more here
-            self._send(log)
+    def attempt(self, key: str, number: int) -> AttemptLog:
+        """The scope capturing what is logged in it as attempt ``number`` of ``key``."""
+        return AttemptLog(self, key, number)
 
-    def _send(self, log: AttemptLog) -> None:
+    def send(self, log: AttemptLog) -> None:
+        """Emit ``log``'s lines not sent yet, if any."""
         with _LOCK:
             new = log.take_new()
         if new is not None:
@@ -196,8 +209,9 @@ class RunLogs:
 
     def flush(self) -> None:
         """Send the new lines of every running attempt."""
-        for log in list(self._open):
-            self._send(log)
+        for log in list(self.open):
+            if log.seq != log.sent:
+                self.send(log)
 
     async def flusher(self) -> None:
         """Flush every ``flush_interval`` seconds until cancelled."""
@@ -266,7 +280,7 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
             super().log(level, msg, *args, **kwargs)
             return
         log = _CURRENT.get()
-        if log is None or level < max(logging.INFO, log.settings.level):
+        if log is None or level < max(logging.INFO, log.run.settings.level):
             return
         exc_info = kwargs.get("exc_info")
         if exc_info is True or (isinstance(exc_info, BaseException)):

@@ -4,8 +4,8 @@ end, and each task attempt's duration, retries and running count."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import anyio
 
@@ -25,27 +25,41 @@ class RunMetrics:
         self.registry = registry
         self.pipeline = pipeline
 
-    @contextmanager
-    def attempt(self, node: Node) -> Iterator[None]:
+    def attempt(self, node: Node) -> _AttemptMeter:
         """Time the attempt of ``node`` now starting; count it running meanwhile."""
-        r, labels = self.registry, (self.pipeline, node.task.name)
-        if node.attempts > 1:
-            r.retries.inc(labels)
-        r.tasks_running.add((self.pipeline,), 1)
-        started = time.perf_counter()
-        state = "FAILED"
-        try:
-            yield
-            state = "SUCCESS"
-        except anyio.get_cancelled_exc_class():
-            state = "CANCELLED"
-            raise
-        finally:
-            r.tasks_running.add((self.pipeline,), -1)
-            r.attempt_seconds.observe((*labels, state), time.perf_counter() - started)
+        return _AttemptMeter(self, node)
 
     def finished(self, result: RunResult) -> None:
         self.registry.runs_total.inc((self.pipeline, result.status.value))
+
+
+class _AttemptMeter:
+    """One attempt's scope: running count, retries, and its duration by how it ended."""
+
+    __slots__ = ("labels", "metrics", "started")
+
+    def __init__(self, metrics: RunMetrics, node: Node) -> None:
+        self.metrics = metrics
+        self.labels = (metrics.pipeline, node.task.name)
+        if node.attempts > 1:
+            metrics.registry.retries.inc(self.labels)
+        self.started = 0.0
+
+    def __enter__(self) -> _AttemptMeter:
+        self.metrics.registry.tasks_running.add((self.metrics.pipeline,), 1)
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        registry = self.metrics.registry
+        registry.tasks_running.add((self.metrics.pipeline,), -1)
+        if exc_type is None:
+            state = "SUCCESS"
+        elif issubclass(exc_type, anyio.get_cancelled_exc_class()):
+            state = "CANCELLED"
+        else:
+            state = "FAILED"
+        registry.attempt_seconds.observe((*self.labels, state), time.perf_counter() - self.started)
 
 
 @asynccontextmanager

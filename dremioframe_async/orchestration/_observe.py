@@ -25,16 +25,19 @@ class Observers:
         self.metrics = metrics
 
     def __call__(self, node: Node) -> AbstractContextManager[object] | None:
+        logs = self.logs if node.task.options.capture_logs else None
+        if self.tracing is None and self.metrics is None:  # the common case: capture only
+            return logs.attempt(node.key, node.attempts) if logs is not None else None
         scopes: list[AbstractContextManager[object]] = []
         # Outermost first: the span holds the attempt's time and log lines fall inside it.
         if self.tracing is not None:
             scopes.append(self.tracing.attempt(node))
         if self.metrics is not None:
             scopes.append(self.metrics.attempt(node))
-        if self.logs is not None and node.task.options.capture_logs:
-            scopes.append(self.logs.attempt(node.key, node.attempts))
-        if len(scopes) <= 1:
-            return scopes[0] if scopes else None
+        if logs is not None:
+            scopes.append(logs.attempt(node.key, node.attempts))
+        if len(scopes) == 1:
+            return scopes[0]
         stack = ExitStack()
         for scope in scopes:
             stack.enter_context(scope)

@@ -358,13 +358,16 @@ class Run:
             await self._checkpoint_if_cancelled()
             self._mark_running(node)
             scope = self.observe(node) if self.observe is not None else None
-            if scope is not None:
-                with scope:
-                    return await self._invoke(node, call, slots)
             if node.task.is_async and node.task.options.timeout is None:
                 # The common case, without one more coroutine.
-                return check_async(node.key, await call())
-            return await self._invoke(node, call, slots)
+                if scope is None:
+                    return check_async(node.key, await call())
+                with scope:
+                    return check_async(node.key, await call())
+            if scope is None:
+                return await self._invoke(node, call, slots)
+            with scope:
+                return await self._invoke(node, call, slots)
 
     async def _invoke(self, node: Node, call: Callable[[], Any], slots: AttemptSlots) -> Any:
         timeout = node.task.options.timeout
