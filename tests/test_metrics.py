@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from dremioframe_async import Pipeline, task
+from dremioframe_async import Pipeline, _metrics, task
 from dremioframe_async.dremio import DremioClient
 from dremioframe_async.orchestration import RunFinished, RunStarted, RunStatus
 from dremioframe_async.store import SQLiteStore
@@ -193,3 +193,39 @@ async def test_every_store_counts_its_runs_by_pipeline_and_status(any_store: Any
         ("a", "FAILED"): 1,
         ("b", "RUNNING"): 1,
     }
+
+
+async def test_the_same_values_go_out_through_opentelemetry_metrics(store: SQLiteStore) -> None:
+    sdk_metrics = pytest.importorskip("opentelemetry.sdk.metrics")
+    export = pytest.importorskip("opentelemetry.sdk.metrics.export")
+    reader = export.InMemoryMetricReader()
+    provider = sdk_metrics.MeterProvider(metric_readers=[reader])
+    registry = _metrics.REGISTRY
+    bound = [m for m in registry.metrics() if m.otel is not None]
+    name = f"otel_{secrets.token_hex(4)}"
+
+    @task(name="one")
+    async def one() -> int:
+        return 1
+
+    try:
+        _metrics.enable_metrics(provider)
+        await Pipeline(name).add_task(one()).run(store=store)
+        data = reader.get_metrics_data()
+    finally:
+        for metric in registry.metrics():
+            if metric not in bound:
+                metric.otel = None  # unbind: later tests must not feed this provider
+        provider.shutdown()
+    points = {
+        m.name: [p for p in m.data.data_points if p.attributes.get("pipeline") == name]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    (finished,) = points["dremioframe_runs_finished_total"]
+    assert finished.value == 1
+    assert finished.attributes["status"] == "SUCCESS"
+    (attempt,) = points["dremioframe_task_attempt_duration_seconds"]
+    assert attempt.count == 1
+    assert dict(attempt.attributes) == {"pipeline": name, "task": "one", "state": "SUCCESS"}

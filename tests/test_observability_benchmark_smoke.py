@@ -16,7 +16,7 @@ ROWS = ("baseline", "capture", "capture+1 line", "otel, unconfigured", "metrics"
 
 def test_small_run_prints_a_row_per_configuration_and_shape() -> None:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--n", "20", "--reps", "2"],
+        [sys.executable, str(SCRIPT), "--n", "20", "--reps", "2", "--mapped", "300"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -27,3 +27,5 @@ def test_small_run_prints_a_row_per_configuration_and_shape() -> None:
         block = done.stdout.split(f"\n{shape} fan-out, 20 middle tasks", 1)[1]
         for row in ROWS:
             assert re.search(rf"^{re.escape(row)} +\d+\.\d+ +\d+\.\d+ ", block, re.MULTILINE), row
+    # run, items, the mapped task and its first 100 instances
+    assert "mapped task, 300 instances, 3 reps: 103 spans with tracing on" in done.stdout

@@ -221,3 +221,23 @@ async def test_no_provider_means_no_tracing(traced: tuple[Any, Any]) -> None:
     result = await Pipeline("quiet").add_task(alone()).run()
     assert result.status == "SUCCESS"
     assert exporter.get_finished_spans() == ()
+
+
+@pytest.mark.anyio
+async def test_a_run_started_inside_a_traced_request_is_its_child(
+    traced: tuple[Any, Any],
+) -> None:
+    provider, exporter = traced
+    tracer = provider.get_tracer("an application")
+
+    @task(name="work")
+    async def work() -> int:
+        return 1
+
+    with tracer.start_as_current_span("GET /report") as request:
+        await Pipeline("nested").add_task(work()).run(tracer_provider=provider)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert spans["nested"].parent is not None
+    assert spans["nested"].parent.span_id == request.get_span_context().span_id
+    assert spans["task work"].parent.span_id == spans["nested"].context.span_id
+    assert spans["nested"].context.trace_id == request.get_span_context().trace_id
