@@ -67,6 +67,13 @@ async def _off_loop(fn: Any, arg: Any, nbytes: int) -> Any:
     return await anyio.to_thread.run_sync(fn, arg)
 
 
+def _hand_back_lines(call: TaskCall, shipped: Any) -> None:
+    """File the log lines a worker captured under the attempt (see ``TaskCall.logs``)."""
+    if call.logs is not None and isinstance(shipped, tuple) and len(shipped) == 2:
+        lines, dropped = shipped
+        call.logs.add(lines, dropped)
+
+
 async def _closing(cluster: LocalCluster) -> None:
     closing = cluster.close()  # typed as maybe-None: it is a coroutine on an async cluster
     if closing is not None:
@@ -95,7 +102,15 @@ class DaskSession:
             except Exception:  # an estimate only: pickle it and see
                 size = OFF_LOOP_BYTES + 1
             payload = await _off_loop(_pickling.pack, call, size)
-            outcome = await self._submit(call.key, payload)
+            capture = call.logs.limits if call.logs is not None else None
+            try:
+                outcome = await self._submit(call.key, payload, capture)
+            except Exception as exc:
+                _hand_back_lines(call, getattr(exc, "dremioframe_log_lines", None))
+                raise
+            if capture is not None:
+                _hand_back_lines(call, outcome[-1])
+                outcome = outcome[:-1]
         finally:
             # A cancelled future stops the task if it has not started; a running
             # one cannot be interrupted and ends in the worker's own thread.
@@ -103,9 +118,11 @@ class DaskSession:
                 call.release()
         return await self._unpack(call.key, outcome)
 
-    async def _submit(self, key: str, payload: bytes) -> tuple[Any, ...]:
+    async def _submit(
+        self, key: str, payload: bytes, capture: tuple[int, int, int] | None
+    ) -> tuple[Any, ...]:
         future = self.client.submit(
-            _remote.run_payload, payload, key=f"{key}-{uuid.uuid4().hex}", pure=False
+            _remote.run_payload, payload, capture, key=f"{key}-{uuid.uuid4().hex}", pure=False
         )
         try:
             outcome: tuple[Any, ...] = await future

@@ -7,7 +7,10 @@ It must import nothing from this package.
 
 from __future__ import annotations
 
+import logging
 import pickle
+import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -74,16 +77,70 @@ class _NoResources(Mapping[str, Any]):
 _NO_RESOURCES = _NoResources()
 
 
-def run_payload(payload: bytes) -> tuple[Any, ...]:
+def run_payload(payload: bytes, capture: tuple[int, int, int] | None = None) -> tuple[Any, ...]:
     """Run the pickled ``(fn, args, kwargs)``; return ``("ok", pickled result)``.
 
     The result is pickled here so that the driver knows its exact size and an
     unpicklable result is reported as such: ``("unpicklable", type name, reason)``.
     An exception from the function propagates with its traceback.
+
+    With ``capture`` (``(max_lines, max_bytes, level)``), the log records this
+    thread emits while the function runs are kept, bounded, and appended to the
+    outcome as ``(lines, dropped)``; on an exception they ride on it as its
+    ``dremioframe_log_lines`` attribute.
     """
     fn, args, kwargs = pickle.loads(payload)
-    result = fn(*args, **kwargs)
+    if capture is None:
+        return _pickled(fn(*args, **kwargs))
+    handler = _ThreadLines(*capture)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        exc.dremioframe_log_lines = handler.shipped()  # type: ignore[attr-defined]
+        raise
+    finally:
+        root.removeHandler(handler)
+    return (*_pickled(result), handler.shipped())
+
+
+def _pickled(result: Any) -> tuple[Any, ...]:
     try:
         return ("ok", cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
         return ("unpicklable", type(result).__qualname__, f"{type(exc).__name__}: {exc}")
+
+
+class _ThreadLines(logging.Handler):
+    """Keeps the newest records of one thread (the task's) within the capture's bounds.
+
+    Other threads of the worker run other tasks: their records are not ours.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int, level: int) -> None:
+        super().__init__(level)
+        self.thread = threading.get_ident()
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.lines: deque[tuple[float, str, str, str]] = deque()
+        self.bytes = 0
+        self.dropped = 0
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
+        try:
+            message = self.format(record)[: self.max_bytes]
+        except Exception:
+            self.handleError(record)
+            return
+        self.lines.append((record.created, record.levelname, record.name, message))
+        self.bytes += len(message)
+        while len(self.lines) > self.max_lines or self.bytes > self.max_bytes:
+            self.bytes -= len(self.lines.popleft()[3])
+            self.dropped += 1
+
+    def shipped(self) -> tuple[list[tuple[float, str, str, str]], int]:
+        return list(self.lines), self.dropped

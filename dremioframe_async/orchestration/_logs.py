@@ -24,7 +24,7 @@ import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +34,16 @@ import anyio
 from ._errors import ArgumentError
 from ._events import LogLine, TaskLogged
 
-__all__ = ["AttemptLog", "LogCapture", "RunLogs", "TaskLogger", "run_logs", "task_logger"]
+__all__ = [
+    "AttemptLog",
+    "LogCapture",
+    "RunLogs",
+    "ShippedLogs",
+    "TaskLogger",
+    "run_logs",
+    "shipped_logs",
+    "task_logger",
+]
 
 _CURRENT: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
     "dremioframe_async_attempt_log", default=None
@@ -110,7 +119,7 @@ class AttemptLog:
         if self.seq:
             self.run.send(self)
 
-    def append(self, record: logging.LogRecord, message: str) -> None:
+    def append(self, record: logging.LogRecord | _Shipped, message: str) -> None:
         """Keep one line (the caller holds the capture lock)."""
         settings = self.run.settings
         limit = settings.max_bytes
@@ -138,6 +147,49 @@ class AttemptLog:
         self.sent = self.seq
         first = self.lines[0].seq if self.lines else self.seq + 1
         return lines, first
+
+
+class ShippedLogs:
+    """What an executor needs to capture an attempt's lines elsewhere and hand them back.
+
+    ``limits`` is ``(max_lines, max_bytes, level)`` for the capture on the worker;
+    ``add(lines, dropped)`` files the lines it sends back, as
+    ``(time, level, logger, message)`` tuples, under the attempt (``dropped``: lines
+    the worker had to drop first, counted so the marker says how many).
+    """
+
+    __slots__ = ("limits", "log")
+
+    def __init__(self, log: AttemptLog) -> None:
+        self.log = log
+        settings = log.run.settings
+        self.limits = (settings.max_lines, settings.max_bytes, settings.level)
+
+    def add(self, lines: Sequence[tuple[float, str, str, str]], dropped: int = 0) -> None:
+        log = self.log
+        with _LOCK:
+            if not log.open:
+                return
+            log.seq += dropped
+            for created, level, logger, message in lines:
+                log.append(_Shipped(created, level, logger), message)
+
+
+class _Shipped:
+    """The fields of a record that came back from another process."""
+
+    __slots__ = ("created", "levelname", "name")
+
+    def __init__(self, created: float, levelname: str, name: str) -> None:
+        self.created = created
+        self.levelname = levelname
+        self.name = name
+
+
+def shipped_logs() -> ShippedLogs | None:
+    """The current attempt's :class:`ShippedLogs`, or None when it captures nothing."""
+    log = _CURRENT.get()
+    return ShippedLogs(log) if log is not None and log.open else None
 
 
 class _CaptureHandler(logging.Handler):

@@ -42,6 +42,7 @@ from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
+from ._logs import shipped_logs
 from ._mapping import MappedTask
 from ._node import Node, Settlement, task_run
 from ._observe import Observers
@@ -385,7 +386,7 @@ class Run:
         assert isinstance(call, functools.partial)
         release = handover.thread_finished if handover is not None else None
         return await self.executor.run(
-            TaskCall(node.key, call.func, call.args, call.keywords, release)
+            TaskCall(node.key, call.func, call.args, call.keywords, release, shipped_logs())
         )
 
     def _mark_running(self, node: Node) -> None:
