@@ -69,3 +69,27 @@ async def test_worker_lines_come_back_with_the_result_and_the_exception(
     assert [x.message for x in chatty] == [f"chatty {i}" for i in range(501, 1501)]
     assert chatty[0].dropped_before == 500
     assert chatty[0].seq == 501
+
+
+def trace_seen_on_worker() -> str:
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}-{ctx.span_id:016x}"
+
+
+async def test_a_dask_attempt_runs_in_its_spans_trace_context(dask: DaskExecutor) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    in_memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    exporter = in_memory.InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
+    try:
+        p = Pipeline("traced_dask", executor=dask)
+        p.add_task(task(name="where")(trace_seen_on_worker)())
+        result = await p.run(tracer_provider=provider)
+    finally:
+        provider.shutdown()
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "task where"]
+    assert result["where"] == f"{span.context.trace_id:032x}-{span.context.span_id:016x}"

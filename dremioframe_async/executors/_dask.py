@@ -28,6 +28,7 @@ from distributed import Client, LocalCluster
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
+from .._telemetry import traceparent
 from ..orchestration import ArgumentError, RunContext, TaskCall
 from . import _pickling, _remote
 from ._errors import ExecutorError, ResultSizeWarning, TaskPickleError, WorkerLostError
@@ -122,7 +123,12 @@ class DaskSession:
         self, key: str, payload: bytes, capture: tuple[int, int, int] | None
     ) -> tuple[Any, ...]:
         future = self.client.submit(
-            _remote.run_payload, payload, capture, key=f"{key}-{uuid.uuid4().hex}", pure=False
+            _remote.run_payload,
+            payload,
+            capture,
+            traceparent(),  # the attempt's span: work on the worker joins its trace
+            key=f"{key}-{uuid.uuid4().hex}",
+            pure=False,
         )
         try:
             outcome: tuple[Any, ...] = await future

@@ -77,7 +77,9 @@ class _NoResources(Mapping[str, Any]):
 _NO_RESOURCES = _NoResources()
 
 
-def run_payload(payload: bytes, capture: tuple[int, int, int] | None = None) -> tuple[Any, ...]:
+def run_payload(
+    payload: bytes, capture: tuple[int, int, int] | None = None, traceparent: str | None = None
+) -> tuple[Any, ...]:
     """Run the pickled ``(fn, args, kwargs)``; return ``("ok", pickled result)``.
 
     The result is pickled here so that the driver knows its exact size and an
@@ -88,8 +90,31 @@ def run_payload(payload: bytes, capture: tuple[int, int, int] | None = None) -> 
     thread emits while the function runs are kept, bounded, and appended to the
     outcome as ``(lines, dropped)``; on an exception they ride on it as its
     ``dremioframe_log_lines`` attribute.
+
+    With ``traceparent`` (the attempt's span) and OpenTelemetry on the worker, the
+    function runs in that trace context: spans it makes are the attempt's children.
     """
     fn, args, kwargs = pickle.loads(payload)
+    token = _join_trace(traceparent) if traceparent else None
+    try:
+        return _run(fn, args, kwargs, capture)
+    finally:
+        if token is not None:
+            from opentelemetry import context
+
+            context.detach(token)
+
+
+def _join_trace(traceparent: str) -> Any:
+    try:
+        from opentelemetry import context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:  # no OpenTelemetry on the worker: nothing to join
+        return None
+    return context.attach(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+
+
+def _run(fn: Any, args: Any, kwargs: Any, capture: tuple[int, int, int] | None) -> tuple[Any, ...]:
     if capture is None:
         return _pickled(fn(*args, **kwargs))
     handler = _ThreadLines(*capture)
