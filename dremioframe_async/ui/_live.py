@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import anyio
 
-from ..orchestration import Event, RunFinished, RunStarted
-from ..store import LogPage, LogQuery, MemoryStore, RunInfo, TaskInfo
+from ..orchestration import Event, RunFinished, RunStarted, TaskLogged
+from ..store import MemoryStore, RunInfo, TaskInfo
 
 __all__ = ["LiveRun", "LiveRuns"]
 
@@ -33,6 +33,8 @@ class LiveRun:
         self._changed = anyio.Event()
 
     def add(self, event: Event) -> None:
+        if isinstance(event, TaskLogged):
+            return  # log lines are read from the store: no second copy of them here
         self._pending.append(event)
         self.version += 1
         if isinstance(event, RunFinished):
@@ -51,11 +53,6 @@ class LiveRun:
             pending, self._pending = self._pending, []
             await self._store.record(pending)
         return await self._store.get_run(self.run_id), await self._store.get_tasks(self.run_id)
-
-    async def get_logs(self, query: LogQuery) -> LogPage:
-        """The run's captured log lines as of now (see ``LogReader``)."""
-        await self.read()
-        return await self._store.get_logs(query)
 
 
 class LiveRuns:

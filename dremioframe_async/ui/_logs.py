@@ -5,9 +5,8 @@ captured lines in store order; ``next_after`` asks for the page after it.
 ``GET /api/runs/{run_id}/logs/events?task=&after=`` streams ``lines`` events with
 what is new until the run ends, then one ``end`` event. ``/runs/{run_id}/task?key=``
 shows a task's attempts, each with its traceback and its lines, tailing live
-while the run goes. A run of this process is read from its own events (see
-``_live``), any other from the store; one stream keeps to one source, whose line
-ids it follows.
+while the run goes. Lines are always read from the store (whose line ids a
+stream follows); a run's state, from its own events when this process runs it.
 """
 
 from __future__ import annotations
@@ -80,32 +79,33 @@ def _error(message: str, status: int) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _source(ui: UIState, run_id: str) -> tuple[RunInfo, LogReader]:
-    """Where the run's lines are read: its live copy in this process, else the store.
+def _reader(ui: UIState) -> LogReader:
+    store = ui.store
+    if not isinstance(store, LogReader):  # pragma: no cover - every store here reads logs
+        raise TypeError(f"{store!r} keeps no task logs")
+    return store
+
+
+async def _status(ui: UIState, run_id: str) -> RunStatus:
+    """The run's status: from its own events when this process runs it, else the store's.
 
     :raises RunNotFound: when neither knows ``run_id``.
     """
     live = ui.live.get(run_id)
-    if live is not None:
-        run, _ = await live.read()
-        return run, live
-    store = ui.store
-    run = await store.get_run(run_id)
-    if not isinstance(store, LogReader):
-        raise RunNotFound(run_id)  # pragma: no cover - every store here reads logs
-    return run, store
+    run = (await live.read())[0] if live is not None else await ui.store.get_run(run_id)
+    return run.status
 
 
 async def logs_api(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
     try:
         query = log_query(run_id, request.query)
-        _, reader = await _source(_ui(request), run_id)
+        await _status(_ui(request), run_id)  # a 404 for an unknown run
     except ValueError as exc:
         return _error(str(exc), 400)
     except RunNotFound as exc:
         return _error(str(exc), 404)
-    page = await reader.get_logs(query)
+    page = await _reader(_ui(request)).get_logs(query)
     return web.json_response(
         {
             "lines": [entry_json(x) for x in page.lines],
@@ -124,7 +124,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     try:
         query = log_query(run_id, {**request.query, "limit": "1000", "attempt": ""})
-        run, reader = await _source(ui, run_id)
+        status = await _status(ui, run_id)
     except ValueError as exc:
         return _error(str(exc), 400)
     except RunNotFound as exc:
@@ -135,7 +135,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     # The client may go away, or the run leave the store: the stream just ends.
     with contextlib.suppress(ConnectionError, RunNotFound):
-        await _tail(ui, resp, reader, query, run_id, run.status is RunStatus.RUNNING)
+        await _tail(ui, resp, _reader(ui), query, run_id, status is RunStatus.RUNNING)
     return resp
 
 
@@ -161,7 +161,7 @@ async def _tail(
             return
         await anyio.sleep(TAIL_GAP)
         # Read the lines once more after the run ends: the last ones land with its end.
-        running = (await ui.read_run(run_id))[0].status is RunStatus.RUNNING
+        running = await _status(ui, run_id) is RunStatus.RUNNING
 
 
 def _after(query: LogQuery, after: int) -> LogQuery:
@@ -247,13 +247,12 @@ async def task_handler(request: web.Request) -> web.Response:
     run_id, key = request.match_info["run_id"], request.query.get("key", "")
     try:
         run, tasks = await ui.read_run(run_id)
-        _, reader = await _source(ui, run_id)
     except RunNotFound:
         return html_page(request, "Not found", el("p", None, f"no run {run_id!r}"), 404)
     found = [t for t in tasks if t.key == key]
     if not found:
         return html_page(request, "Not found", el("p", None, f"no task {key!r} in run"), 404)
-    page: LogPage = await reader.get_logs(LogQuery(run_id, key, limit=PAGE_LINES))
+    page: LogPage = await _reader(ui).get_logs(LogQuery(run_id, key, limit=PAGE_LINES))
     body = task_page(RequestUrls(request), run, found[0], page.lines, page.next_after, page.more)
     return html_page(request, f"Task {key}", body)
 
