@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_task_logs import read_all
@@ -41,6 +42,11 @@ def flaky_on_worker(marker: str) -> str:
     return "ok"
 
 
+def uses_context_log(context: Any = None) -> str:
+    context.log.info("info from the worker")  # below the worker's root level (WARNING)
+    return context.log.logger.name
+
+
 def chatty_on_worker(n: int) -> int:
     log = logging.getLogger("tests.on_worker")
     for i in range(1, n + 1):
@@ -55,6 +61,7 @@ async def test_worker_lines_come_back_with_the_result_and_the_exception(
     p = Pipeline("on_dask", executor=dask)
     p.add_task(task(name="flaky", retries=1)(flaky_on_worker)(str(tmp_path / "marker")))
     p.add_task(task(name="chatty")(chatty_on_worker)(1500))
+    p.add_task(task(name="ctx")(uses_context_log)())
     result = await p.run(store=store)
     assert result.status == "SUCCESS"
     flaky = await read_all(store, result.run_id, key="flaky")
@@ -69,6 +76,9 @@ async def test_worker_lines_come_back_with_the_result_and_the_exception(
     assert [x.message for x in chatty] == [f"chatty {i}" for i in range(501, 1501)]
     assert chatty[0].dropped_before == 500
     assert chatty[0].seq == 501
+    (ctx,) = await read_all(store, result.run_id, key="ctx")
+    assert (ctx.level, ctx.message) == ("INFO", "info from the worker")
+    assert ctx.logger == result["ctx"] == "dremioframe_async.task.ctx"
 
 
 def trace_seen_on_worker() -> str:

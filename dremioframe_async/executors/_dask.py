@@ -58,7 +58,8 @@ def _portable(call: TaskCall) -> TaskCall:
     context = call.kwargs.get("context")
     if not isinstance(context, RunContext):
         return call
-    copy = _remote.Context(context.run_id, context.params, {k: context[k] for k in context})
+    values = {k: context[k] for k in context}
+    copy = _remote.Context(context.run_id, context.params, values, context.log.logger.name)
     return dataclasses.replace(call, kwargs={**call.kwargs, "context": copy})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -27,10 +28,17 @@ class Context(Mapping[str, Any]):
     ``params`` as attributes. Looking up by Task object needs the driver.
     """
 
-    def __init__(self, run_id: str, params: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        params: Mapping[str, Any],
+        values: Mapping[str, Any],
+        logger: str = "dremioframe_async.task",
+    ) -> None:
         self.run_id = run_id
         self.params = dict(params)
         self._values = dict(values)
+        self._logger = logger
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -43,6 +51,11 @@ class Context(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<Context run_id={self.run_id} keys={list(self._values)}>"
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The task's logger, as on the driver: its INFO lines are always in the task's log."""
+        return _WorkerLog(logging.getLogger(self._logger), {"dremioframe_run_id": self.run_id})
 
     @property
     def resources(self) -> Mapping[str, Any]:
@@ -75,6 +88,26 @@ class _NoResources(Mapping[str, Any]):
 
 
 _NO_RESOURCES = _NoResources()
+
+
+class _WorkerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``context.log`` on a worker: a record its logger's level drops still reaches the
+    task's capture (at INFO and above), and no other handler."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.logger.isEnabledFor(level):
+            super().log(level, msg, *args, **kwargs)
+            return
+        capture = _capture_of_this_thread()
+        if capture is None or level < max(logging.INFO, capture.level):
+            return
+        exc_info = kwargs.get("exc_info")
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        record = logging.LogRecord(self.logger.name, level, "", 0, msg, args, exc_info or None)
+        capture.handle(record)
 
 
 def run_payload(
@@ -135,6 +168,18 @@ def _pickled(result: Any) -> tuple[Any, ...]:
         return ("ok", cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
         return ("unpicklable", type(result).__qualname__, f"{type(exc).__name__}: {exc}")
+
+
+def _capture_of_this_thread() -> logging.Handler | None:
+    # Found on the root logger rather than kept in a global: this module travels by
+    # value (cloudpickle), and a thread-local or a context variable cannot. Matched by
+    # name: the call and its context arrive in separate pickles, each with its own
+    # copy of this module's classes.
+    me = threading.get_ident()
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "_ThreadLines" and getattr(handler, "thread", None) == me:
+            return handler
+    return None
 
 
 class _ThreadLines(logging.Handler):
