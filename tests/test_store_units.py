@@ -213,6 +213,7 @@ def test_default_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_public_names() -> None:
     assert sorted(store_pkg.__all__) == [
         "AttemptInfo",
+        "CancelOutcome",
         "HistoryIncomplete",
         "LogEntry",
         "LogPage",
@@ -220,6 +221,7 @@ def test_public_names() -> None:
         "LogReader",
         "MemoryStore",
         "PostgresStore",
+        "QueuedRun",
         "RunInfo",
         "RunNotFound",
         "RunPage",

@@ -44,7 +44,7 @@ from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
 from ._logs import shipped_logs
 from ._mapping import MappedTask
-from ._node import Node, Settlement, task_run
+from ._node import Node, Settlement, elapsed, task_run, time_limit
 from ._observe import Observers
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
@@ -92,7 +92,7 @@ class Run:
         self.plan = plan
         self.observe = observe  # log capture and tracing of attempts; None: neither
         self.executor = executor  # None: plain functions in this run's threads
-        self.resources = resources if resources is not None else RunResources(NO_RESOURCES, None)
+        self.resources = resources if resources is not None else RunResources(NO_RESOURCES)
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
@@ -319,11 +319,14 @@ class Run:
             if call is None:
                 return
             if node.task.options.resources:
-                call = await with_resources(self.resources, node.task, call)
+                call = await self._open_resources(node, call)
             result: Any
             if node.task.options.retries:
                 result = await make_retrying(
-                    node.task.options, self._retry_sleep, self._before_sleep(node)
+                    node.task.options,
+                    self._retry_sleep,
+                    self._before_sleep(node),
+                    functools.partial(elapsed, node),
                 )(self._attempt, node, call)
             else:
                 result = await self._attempt(node, call)
@@ -346,6 +349,16 @@ class Run:
         else:
             self._settle(node, _S.SUCCESS, result=result)
 
+    async def _open_resources(self, node: Node, call: Callable[[], Any]) -> Callable[[], Any]:
+        # Opening counts in the first attempt: its timeout bounds the wait, and
+        # what the wait took is taken off that attempt's time limit.
+        node.began = anyio.current_time()
+        call = await with_resources(
+            self.resources, node.task, call, node.key, time_limit(node, first=True)
+        )
+        node.opening = anyio.current_time() - node.began
+        return call
+
     async def _retry_sleep(self, seconds: float) -> None:
         # Between attempts the task holds no concurrency or pool slot: let
         # another runner use them meanwhile.
@@ -358,24 +371,31 @@ class Run:
             # await above had to suspend.
             await self._checkpoint_if_cancelled()
             self._mark_running(node)
+            options = node.task.options
+            timeout = (
+                None  # the common case, without a call
+                if options.timeout is None and options.deadline is None
+                else time_limit(node, first=node.attempts == 1)
+            )
             scope = self.observe(node) if self.observe is not None else None
-            if node.task.is_async and node.task.options.timeout is None:
+            if node.task.is_async and timeout is None:
                 # The common case, without one more coroutine.
                 if scope is None:
                     return check_async(node.key, await call())
                 with scope:
                     return check_async(node.key, await call())
             if scope is None:
-                return await self._invoke(node, call, slots)
+                return await self._invoke(node, call, slots, timeout)
             with scope:
-                return await self._invoke(node, call, slots)
+                return await self._invoke(node, call, slots, timeout)
 
-    async def _invoke(self, node: Node, call: Callable[[], Any], slots: AttemptSlots) -> Any:
-        timeout = node.task.options.timeout
+    async def _invoke(
+        self, node: Node, call: Callable[[], Any], slots: AttemptSlots, limit: float | None
+    ) -> Any:
         if node.task.is_async:
-            return await call_async(node.key, call, timeout)
+            return await call_async(node.key, call, limit)
         return await call_sync(
-            node.key, call, timeout, slots, functools.partial(self._call_sync, node)
+            node.key, call, limit, slots, functools.partial(self._call_sync, node)
         )
 
     async def _call_sync(
@@ -393,6 +413,8 @@ class Run:
         node.attempts += 1
         if node.started is None:
             node.started = time.time()
+        if node.began is None:
+            node.began = anyio.current_time()
         node.state = _S.RUNNING
         if self.emit is not None:
             self._state_event(node)
