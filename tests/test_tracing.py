@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import _store_fixtures
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -241,3 +242,38 @@ async def test_a_run_started_inside_a_traced_request_is_its_child(
     assert spans["nested"].parent.span_id == request.get_span_context().span_id
     assert spans["task work"].parent.span_id == spans["nested"].context.span_id
     assert spans["nested"].context.trace_id == request.get_span_context().trace_id
+
+
+store_factory = _store_fixtures.store_factory
+store = _store_fixtures.store
+
+
+@pytest.mark.asyncio
+async def test_a_resumed_runs_span_links_to_the_original_run(
+    traced: tuple[Any, Any], store: Any
+) -> None:
+    provider, exporter = traced
+    calls: dict[str, int] = {}
+
+    @task(name="once_broken")
+    async def once_broken() -> int:
+        calls["n"] = calls.get("n", 0) + 1
+        if calls["n"] == 1:
+            raise RuntimeError("broken the first time")
+        return 1
+
+    p = Pipeline("resumable").add_task(once_broken())
+    first = await p.run(store=store, tracer_provider=provider)
+    assert first.status == "FAILED"
+    again = await p.run(store=store, resume=first.run_id, tracer_provider=provider)
+    assert again.status == "SUCCESS"
+    original, resumed = [s for s in exporter.get_finished_spans() if s.name == "resumable"]
+    assert resumed.attributes["dremioframe.resumed_from"] == first.run_id
+    (link,) = resumed.links
+    assert link.context.span_id == original.context.span_id
+    assert link.context.trace_id == original.context.trace_id
+    assert await store.get_traceparent(first.run_id) == (
+        f"00-{original.context.trace_id:032x}-{original.context.span_id:016x}-"
+        f"{int(original.context.trace_flags):02x}"
+    )
+    assert await store.get_traceparent("never-traced") is None

@@ -30,7 +30,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class RunStarted:
-    """A run began. ``params`` is the context given to ``run(context=...)``."""
+    """A run began. ``params`` is the context given to ``run(context=...)``.
+
+    ``traceparent`` is the W3C trace context of the run's span when the run is
+    traced (extra ``otel``), so that a resumed run's span can link to it.
+    """
 
     run_id: str
     pipeline: str
@@ -38,6 +42,7 @@ class RunStarted:
     params: Mapping[str, Any]
     task_keys: tuple[str, ...]
     resumed_from: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

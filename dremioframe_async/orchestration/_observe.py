@@ -24,6 +24,10 @@ class Observers:
         self.tracing = tracing
         self.metrics = metrics
 
+    def traceparent(self) -> str | None:
+        """The run span's W3C trace context, when the run is traced."""
+        return self.tracing.traceparent() if self.tracing is not None else None
+
     def __call__(self, node: Node) -> AbstractContextManager[object] | None:
         logs = self.logs if node.task.options.capture_logs else None
         if self.tracing is None and self.metrics is None:  # the common case: capture only

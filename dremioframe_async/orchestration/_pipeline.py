@@ -295,7 +295,11 @@ class Pipeline:
                 ) as opened,
                 run_logs(run_id, self.name, logging_to, dispatch.emit) as logs,
                 run_tracing(
-                    tracer_provider, self.name, run_id, prior.run_id if prior else None
+                    tracer_provider,
+                    self.name,
+                    run_id,
+                    prior.run_id if prior else None,
+                    getattr(store, "get_traceparent", None),  # a store that keeps them
                 ) as tracing,
                 run_metrics(self.name, run_limiter, pools) as metrics,
             ):

@@ -546,7 +546,13 @@ class Run:
             resumed = self.prior.run_id if self.prior is not None else None
             self.emit(
                 RunStarted(
-                    self.run_id, self.plan.pipeline, self.started, params, self.plan.keys, resumed
+                    self.run_id,
+                    self.plan.pipeline,
+                    self.started,
+                    params,
+                    self.plan.keys,
+                    resumed,
+                    self.observe.traceparent() if self.observe is not None else None,
                 )
             )
         if self.on_start is not None:

@@ -16,7 +16,7 @@ event (an SDK keeps 128 events per span by default).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -123,6 +123,11 @@ class RunTracing:
         finally:
             _end(span, state, mapped)
 
+    def traceparent(self) -> str:
+        """The run span's W3C ``traceparent``."""
+        ctx = self.run_span.get_span_context()
+        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
     def mapped_done(self, parent: Node, state: TaskState) -> None:
         """The mapped task ``parent`` settled: end its span with its instances' counts."""
         mapped = self._mapped.pop(id(parent), None)
@@ -190,13 +195,26 @@ def _current(span: Any) -> Iterator[None]:
 
 @asynccontextmanager
 async def run_tracing(
-    provider: Any, pipeline: str, run_id: str, resumed_from: str | None
+    provider: Any,
+    pipeline: str,
+    run_id: str,
+    resumed_from: str | None,
+    original: Callable[[str], Awaitable[str | None]] | None = None,
 ) -> AsyncIterator[RunTracing | None]:
-    """The run's span, current for the block; None when tracing is off."""
+    """The run's span, current for the block; None when tracing is off.
+
+    ``original(run_id)`` gives the traceparent a resumed run's original recorded
+    (the store's ``get_traceparent``): the span links to it.
+    """
     tracer = tracer_for(provider)
     if tracer is None:
         yield None
         return
+    links = []
+    if resumed_from is not None and original is not None:
+        found = await original(resumed_from)
+        if found is not None and (link := _link(found)) is not None:
+            links.append(link)
     attributes = {
         "dremioframe.pipeline": pipeline,
         "dremioframe.run_id": run_id,
@@ -205,7 +223,7 @@ async def run_tracing(
     }
     if resumed_from is not None:
         attributes["dremioframe.resumed_from"] = resumed_from
-    span = tracer.start_span(pipeline, attributes=attributes)
+    span = tracer.start_span(pipeline, attributes=attributes, links=links)
     tracing = RunTracing(tracer, pipeline, run_id, span)
     token = using_tracer(tracer)
     try:
@@ -219,3 +237,16 @@ async def run_tracing(
         reset_tracer(token)
         if span.is_recording():
             tracing.finish("SUCCESS")  # pragma: no cover - the run finishes it first
+
+
+def _link(traceparent: str) -> Any:
+    """A span link to the span a W3C ``traceparent`` names; None when it is malformed."""
+    parts = traceparent.split("-")
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except (IndexError, ValueError):
+        return None
+    context = trace.SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags)
+    )
+    return trace.Link(context, {"dremioframe.link": "resumed from"})

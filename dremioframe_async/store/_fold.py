@@ -222,6 +222,7 @@ class Fold:
         row.owner, row.owner_key = self.owner, self.owner_key
         row.heartbeat = time.time()  # the recording clock: liveness compares with it
         row.task_keys = json.dumps([self._text(k) for k in event.task_keys])
+        self.logs.trace(event)
 
     def _run_finished(self, event: RunFinished) -> None:
         row = self._run(event.run_id)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ..orchestration import TaskLogged
+from ..orchestration import RunStarted, TaskLogged
 from ._errors import StoreConfigError
 
 __all__ = [
@@ -111,12 +111,17 @@ _COLUMNS = "run_id, key, attempt, seq, time, level, logger, message"
 
 
 class LogFold:
-    """The log rows and trims of one batch of events."""
+    """The log rows and trims of one batch of events, and the traced runs' traceparents."""
 
     def __init__(self, text: Callable[[str], str]) -> None:
         self._text = text
         self.rows: list[LogRow] = []
         self.trims: dict[tuple[str, str, int], int] = {}
+        self.traces: dict[str, str] = {}
+
+    def trace(self, event: RunStarted) -> None:
+        if event.traceparent is not None:
+            self.traces[self._text(event.run_id)] = event.traceparent
 
     def add(self, event: TaskLogged) -> None:
         text = self._text
@@ -149,6 +154,8 @@ class LogSQL:
     insert: str
     trim: str
     page: Callable[[LogQuery], tuple[str, list[Any]]]
+    trace: str  # record a run's traceparent (PostgreSQL: a JSON array of [run_id, traceparent])
+    traceparent: str  # read one (one parameter: the run id)
 
 
 def log_sql(dialect: Literal["sqlite", "postgres"], prefix: str) -> LogSQL:
@@ -170,7 +177,18 @@ def log_sql(dialect: Literal["sqlite", "postgres"], prefix: str) -> LogSQL:
             "WHERE l.run_id = e->>0 AND l.key = e->>1 AND l.attempt = (e->>2)::int8 "
             "AND l.seq < (e->>3)::int8"
         )
-    return LogSQL(insert, trim, lambda query: _page_sql(table, dialect, query))
+    traces = f"{prefix}run_traces"
+    if dialect == "sqlite":
+        trace = f"INSERT OR REPLACE INTO {traces} (run_id, traceparent) VALUES (?, ?)"
+        read = f"SELECT traceparent FROM {traces} WHERE run_id = ?"
+    else:
+        trace = (
+            f"INSERT INTO {traces} (run_id, traceparent) SELECT e->>0, e->>1 "
+            "FROM jsonb_array_elements($1::jsonb) AS e "
+            "ON CONFLICT (run_id) DO UPDATE SET traceparent = excluded.traceparent"
+        )
+        read = f"SELECT traceparent FROM {traces} WHERE run_id = $1"
+    return LogSQL(insert, trim, lambda query: _page_sql(table, dialect, query), trace, read)
 
 
 def _page_sql(table: str, dialect: str, query: LogQuery) -> tuple[str, list[Any]]:
@@ -210,8 +228,10 @@ class MemoryLogs:
     def __init__(self) -> None:
         self._next = 0
         self._runs: dict[str, dict[tuple[str, int, int], LogEntry]] = {}
+        self.traces: dict[str, str] = {}
 
     def apply(self, fold: LogFold) -> None:
+        self.traces.update(fold.traces)
         for run_id, key, attempt, seq, time, level, logger, message in fold.rows:
             lines = self._runs.setdefault(run_id, {})
             if (key, attempt, seq) not in lines:

@@ -155,6 +155,11 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         return dict(Counter((r.pipeline or "", r.status or "") for r in self._runs.values()))
 
+    async def get_traceparent(self, run_id: str) -> str | None:
+        """The W3C trace context of a traced run's span, or None."""
+        await anyio.lowlevel.checkpoint()
+        return self._logs.traces.get(run_id)
+
     async def get_logs(self, query: LogQuery) -> LogPage:
         """Return one page of a run's captured log lines, in the order they were stored."""
         await anyio.lowlevel.checkpoint()

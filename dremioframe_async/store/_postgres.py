@@ -245,6 +245,7 @@ class PostgresStore:
         logs: list[tuple[str, list[Any]]] = [
             (self._logs.insert, fold.logs.rows),
             (self._logs.trim, fold.logs.trim_rows()),
+            (self._logs.trace, [list(t) for t in fold.logs.traces.items()]),
         ]
         return _Batch(
             [(sql, _dumps(rows)) for sql, rows in (*writes, *logs) if rows],
@@ -366,6 +367,15 @@ class PostgresStore:
             await self._sweep(conn)
             rows = await conn.fetch(sql)
         return {(p or "", s or ""): n for p, s, n in rows}
+
+    async def get_traceparent(self, run_id: str) -> str | None:
+        """The W3C trace context of a traced run's span, or None.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        async with self._connection() as conn:
+            found = await conn.fetchval(self._logs.traceparent, run_id)
+        return None if found is None else str(found)
 
     async def get_logs(self, query: LogQuery) -> LogPage:
         """Return one page of a run's captured log lines, in the order they were stored.

@@ -73,13 +73,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (pipeline, scheduled_for))""",
         "CREATE INDEX {ip}runs_queued ON {p}runs (status, queued_at)",
     ),
-    # Captured task log lines, per attempt, in insertion order (see _logs).
+    # Captured task log lines, per attempt, in insertion order, and the trace
+    # context of traced runs (see _logs).
     (
         """CREATE TABLE {p}task_logs (
             id {serial}, run_id TEXT NOT NULL, key TEXT NOT NULL, attempt {int} NOT NULL,
             seq {int} NOT NULL, time {real}, level TEXT, logger TEXT, message TEXT,
             UNIQUE (run_id, key, attempt, seq))""",
         "CREATE INDEX {ip}task_logs_by_run ON {p}task_logs (run_id, id)",
+        # A traced run's span (W3C traceparent), for the span of a resume to link to.
+        "CREATE TABLE {p}run_traces (run_id TEXT PRIMARY KEY, traceparent TEXT NOT NULL)",
     ),
 )
 

@@ -214,6 +214,10 @@ class SQLiteStore:
         """Return one page of a run's captured log lines, in the order they were stored."""
         return await self._call(_get_logs, query)
 
+    async def get_traceparent(self, run_id: str) -> str | None:
+        """The W3C trace context of a traced run's span, or None."""
+        return await self._call(_get_traceparent, run_id)
+
     # -- many processes, one store (see _coordination) --------------------------------
 
     async def enqueue(
@@ -456,6 +460,8 @@ _LOGS = log_sql("sqlite", "")
 
 
 def _write_logs(conn: sqlite3.Connection, logs: LogFold) -> None:
+    if logs.traces:
+        conn.executemany(_LOGS.trace, list(logs.traces.items()))
     if logs.rows:
         conn.executemany(_LOGS.insert, logs.rows)
     if logs.trims:
@@ -471,3 +477,8 @@ def _run_counts(conn: sqlite3.Connection, dead_after: float) -> dict[tuple[str, 
     queue.sweep(conn, dead_after)
     rows = conn.execute("SELECT pipeline, status, count(*) FROM runs GROUP BY pipeline, status")
     return {(p or "", s or ""): n for p, s, n in rows}
+
+
+def _get_traceparent(conn: sqlite3.Connection, run_id: str) -> str | None:
+    row = conn.execute(_LOGS.traceparent, (run_id,)).fetchone()
+    return None if row is None else str(row[0])
