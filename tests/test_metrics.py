@@ -4,6 +4,7 @@ Dremio queries on FakeDremio, pool occupancy while tasks hold their slots)."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -229,3 +230,39 @@ async def test_the_same_values_go_out_through_opentelemetry_metrics(store: SQLit
     (attempt,) = points["dremioframe_task_attempt_duration_seconds"]
     assert attempt.count == 1
     assert dict(attempt.attributes) == {"pipeline": name, "task": "one", "state": "SUCCESS"}
+
+
+async def test_serve_answers_metrics_with_the_runs_it_ran(store: SQLiteStore) -> None:
+    import aiohttp
+
+    from dremioframe_async.service import serve
+
+    name = f"served_{secrets.token_hex(4)}"
+
+    @task(name="one")
+    async def one() -> int:
+        return 1
+
+    urls: list[str] = []
+    ready = anyio.Event()
+
+    def on_ready(url: str) -> None:
+        urls.append(url)
+        ready.set()
+
+    pipeline = Pipeline(name).add_task(one())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(serve, [pipeline], store, port=0, on_ready=on_ready))
+        with anyio.fail_after(20):
+            await ready.wait()
+            run_id = await store.enqueue(name)
+            while (await store.get_run(run_id)).status is not RunStatus.SUCCESS:
+                await anyio.sleep(0.05)  # bounded by fail_after: the served process runs it
+        async with aiohttp.ClientSession() as http, http.get(urls[0] + "metrics") as response:
+            assert response.status == 200
+            samples = parse(await response.text())
+        tg.cancel_scope.cancel()
+    assert value(samples, "dremioframe_runs", pipeline=name, status="SUCCESS") == 1
+    assert value(samples, "dremioframe_runs_finished_total", pipeline=name, status="SUCCESS") == 1
+    attempts = "dremioframe_task_attempt_duration_seconds_count"
+    assert value(samples, attempts, pipeline=name, task="one", state="SUCCESS") == 1
