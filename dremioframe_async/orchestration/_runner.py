@@ -90,7 +90,7 @@ class Run:
         observe: Observers | None = None,
     ) -> None:
         self.plan = plan
-        self.observe = observe  # log capture and tracing of attempts; None: neither
+        self.observe = observe  # log capture, tracing and metrics of attempts; None: none
         self.executor = executor  # None: plain functions in this run's threads
         self.resources = resources if resources is not None else RunResources(NO_RESOURCES)
         self.run_id = run_id
