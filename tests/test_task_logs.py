@@ -265,3 +265,34 @@ async def test_the_byte_bound_keeps_the_newest_megabyte(store: RunStore) -> None
     assert lines[0].message.startswith("196 ")
     assert lines[0].dropped_before == 196
     assert sum(len(x.message) for x in lines) <= 1 << 20
+
+
+@pytest.mark.anyio
+async def test_a_timed_out_threads_later_lines_belong_to_no_attempt(
+    shared_logger_at_info: None,
+) -> None:
+    attempt_two_logged, late_line_logged = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    @task(name="stuck", retries=1, timeout=0.5)
+    def stuck() -> None:
+        calls.append(len(calls) + 1)
+        n = calls[-1]
+        SHARED.info("attempt %d starts", n)
+        if n == 1:  # times out; its thread goes on and logs once attempt 2 runs
+            attempt_two_logged.wait(20)
+            SHARED.info("late line of attempt 1")
+            late_line_logged.set()
+            return
+        attempt_two_logged.set()
+        late_line_logged.wait(20)  # attempt 2 is still open when the late line comes
+
+    memory = MemoryStore()
+    result = await Pipeline("late").add_task(stuck()).run(store=memory)
+    assert result.status == "SUCCESS"
+    assert late_line_logged.is_set()
+    lines = await read_all(memory, result.run_id)
+    assert [(x.attempt, x.message) for x in lines] == [
+        (1, "attempt 1 starts"),
+        (2, "attempt 2 starts"),
+    ]

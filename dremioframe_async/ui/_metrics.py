@@ -21,8 +21,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 def _store_runs(counts: dict[tuple[str, str], int]) -> Iterator[str]:
-    gauge = Gauge("dremioframe_runs", "Runs in the run store, by pipeline and status.", ())
-    gauge.label_names = ("pipeline", "status")
+    gauge = Gauge(
+        "dremioframe_runs", "Runs in the run store, by pipeline and status.", ("pipeline", "status")
+    )
     gauge.values = {k: float(n) for k, n in counts.items()}
     yield from gauge.header()
     yield from gauge.samples()
