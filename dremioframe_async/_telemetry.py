@@ -11,6 +11,8 @@ being told.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 otel_context: Any
@@ -23,6 +25,7 @@ except ImportError:  # the extra is not installed: tracing stays off
     otel_context = None
 
 __all__ = [
+    "continuing",
     "current_tracer",
     "otel_context",
     "reset_tracer",
@@ -69,6 +72,30 @@ def current_tracer() -> Any:
     """The run's tracer, else the global one when configured, else None (tracing off)."""
     tracer = _TRACER.get()
     return tracer if tracer is not None else tracer_for(None)
+
+
+@contextmanager
+def continuing(header: str | None) -> Iterator[None]:
+    """Make the remote span a W3C ``traceparent`` names current for the block.
+
+    For a caller that hands its trace over (an HTTP header, the ``TRACEPARENT``
+    variable): a run queued inside the block carries it. Nothing happens without
+    OpenTelemetry, without a header, or for a malformed one.
+    """
+    if trace is None or not header:
+        yield
+        return
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    context = TraceContextTextMapPropagator().extract({"traceparent": header})
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        yield
+        return
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def traceparent() -> str | None:

@@ -277,3 +277,90 @@ async def test_a_resumed_runs_span_links_to_the_original_run(
         f"{int(original.context.trace_flags):02x}"
     )
     assert await store.get_traceparent("never-traced") is None
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.asyncio
+async def test_a_queued_run_continues_the_trace_of_whoever_queued_it(
+    traced: tuple[Any, Any], store: Any
+) -> None:
+    from dremioframe_async._telemetry import continuing
+
+    provider, exporter = traced
+
+    @task(name="later")
+    async def later() -> int:
+        return 1
+
+    p = Pipeline("queued_traced").add_task(later())
+    with continuing(CALLER):
+        run_id = await store.enqueue("queued_traced", {})
+    assert await store.get_traceparent(run_id) == CALLER
+    claimed = await store.claim_next({"queued_traced": None})
+    assert claimed is not None
+    assert claimed.run_id == run_id
+    result = await p.run(store=store, run_id=run_id, tracer_provider=provider)
+    assert result.status == "SUCCESS"
+    (run,) = [s for s in exporter.get_finished_spans() if s.name == "queued_traced"]
+    assert f"{run.context.trace_id:032x}" == CALLER.split("-")[1]
+    assert run.parent is not None
+    assert f"{run.parent.span_id:016x}" == CALLER.split("-")[2]
+    # Once it ran traced, the run's own span is what a resume would link to.
+    assert await store.get_traceparent(run_id) == (
+        f"00-{run.context.trace_id:032x}-{run.context.span_id:016x}-"
+        f"{int(run.context.trace_flags):02x}"
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_api_and_the_cli_queue_runs_with_the_callers_traceparent(
+    tmp_path: Any,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from aiohttp.test_utils import TestClient
+
+    from dremioframe_async.store import SQLiteStore
+    from dremioframe_async.ui import ui_app
+
+    path = tmp_path / "runs.sqlite"
+    store = SQLiteStore(path)
+    try:
+
+        @task(name="t")
+        async def t() -> int:
+            return 1
+
+        app = ui_app(store, [Pipeline("api_traced").add_task(t())])
+        async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+            token = (await (await http.get("/api/csrf")).json())["csrf_token"]
+            response = await http.post(
+                "/api/pipelines/api_traced/runs",
+                json={"params": {}},
+                headers={"X-CSRF-Token": token, "traceparent": CALLER},
+            )
+            assert response.status == 202, await response.text()
+            run_id = (await response.json())["run_id"]
+        # The UI's run is not traced here (no provider): the caller's context stays recorded.
+        assert await store.get_traceparent(run_id) == CALLER
+    finally:
+        await store.aclose()
+    env = {**os.environ, "TRACEPARENT": CALLER, "DREMIOFRAME_ASYNC_STORE": f"sqlite:///{path}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dremioframe_async", "trigger", "cli_traced"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    reopened = SQLiteStore(path)
+    try:
+        assert await reopened.get_traceparent(done.stdout.strip()) == CALLER
+    finally:
+        await reopened.aclose()

@@ -203,18 +203,23 @@ async def run_tracing(
 ) -> AsyncIterator[RunTracing | None]:
     """The run's span, current for the block; None when tracing is off.
 
-    ``original(run_id)`` gives the traceparent a resumed run's original recorded
-    (the store's ``get_traceparent``): the span links to it.
+    ``original(run_id)`` (the store's ``get_traceparent``) gives the traceparent
+    recorded for a run: for this run when it was queued, the caller's (the span
+    becomes its child); for the run it resumes, that run's span (linked to).
     """
     tracer = tracer_for(provider)
     if tracer is None:
         yield None
         return
-    links = []
-    if resumed_from is not None and original is not None:
-        found = await original(resumed_from)
-        if found is not None and (link := _link(found)) is not None:
-            links.append(link)
+    links, parent = [], None
+    if original is not None:
+        # A queued run carries its caller's trace (recorded with it by ``enqueue``).
+        queued = await original(run_id)
+        if queued is not None and (caller := _span_context(queued)) is not None:
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(caller))
+        found = await original(resumed_from) if resumed_from is not None else None
+        if found is not None and (context := _span_context(found)) is not None:
+            links.append(trace.Link(context, {"dremioframe.link": "resumed from"}))
     attributes = {
         "dremioframe.pipeline": pipeline,
         "dremioframe.run_id": run_id,
@@ -223,7 +228,7 @@ async def run_tracing(
     }
     if resumed_from is not None:
         attributes["dremioframe.resumed_from"] = resumed_from
-    span = tracer.start_span(pipeline, attributes=attributes, links=links)
+    span = tracer.start_span(pipeline, context=parent, attributes=attributes, links=links)
     tracing = RunTracing(tracer, pipeline, run_id, span)
     token = using_tracer(tracer)
     try:
@@ -239,8 +244,8 @@ async def run_tracing(
             tracing.finish("SUCCESS")  # pragma: no cover - the run finishes it first
 
 
-def _link(traceparent: str) -> Any:
-    """A span link to the span a W3C ``traceparent`` names; None when it is malformed."""
+def _span_context(traceparent: str) -> Any:
+    """The remote span a W3C ``traceparent`` names; None when it is malformed."""
     parts = traceparent.split("-")
     try:
         trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
@@ -249,4 +254,4 @@ def _link(traceparent: str) -> Any:
     context = trace.SpanContext(
         trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags)
     )
-    return trace.Link(context, {"dremioframe.link": "resumed from"})
+    return context if context.is_valid else None

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from .._telemetry import traceparent
 from ..orchestration import Event, PriorRun, RunStatus
 from ._attendance import DEFAULT_CANCEL_POLL, Attendance
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
@@ -186,7 +187,10 @@ class MemoryStore:
     ) -> str:
         """Queue a run of ``pipeline``; returns its id (see ``SQLiteStore.enqueue``)."""
         await anyio.lowlevel.checkpoint()
-        return self._queue(pipeline, encode_params(params), scheduled_for)
+        run_id = self._queue(pipeline, encode_params(params), scheduled_for)
+        if (caller := traceparent()) is not None:  # the caller's trace, for the run to continue
+            self._logs.traces[run_id] = caller
+        return run_id
 
     async def claim_fire(
         self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None

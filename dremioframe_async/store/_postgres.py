@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .._telemetry import traceparent
 from ..errors import DremioFrameError
 from ..orchestration import Event, PriorRun
 from . import _postgres_queue as queue
@@ -399,8 +400,9 @@ class PostgresStore:
         """Queue a run of ``pipeline``; a process serving it claims and runs it. Returns its id."""
         encoded = encode_params(params)
         async with self._connection() as conn:
+            # The caller's trace context, if any, goes with the run to the process running it.
             return await queue.enqueue(
-                conn, self._prefix, self._channel, pipeline, encoded, scheduled_for
+                conn, self._prefix, self._channel, pipeline, encoded, scheduled_for, traceparent()
             )
 
     async def claim_fire(

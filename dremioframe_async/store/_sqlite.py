@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
+from .._telemetry import traceparent
 from ..errors import DremioFrameError
 from ..orchestration import Event, PriorRun
 from . import _sqlite_queue as queue
@@ -228,7 +229,9 @@ class SQLiteStore:
         scheduled_for: float | None = None,
     ) -> str:
         """Queue a run of ``pipeline``; a process serving it claims and runs it. Returns its id."""
-        return await self._call(queue.enqueue, pipeline, encode_params(params), scheduled_for)
+        encoded = encode_params(params)
+        # The caller's trace context, if any, goes with the run to the process that runs it.
+        return await self._call(queue.enqueue, pipeline, encoded, scheduled_for, traceparent())
 
     async def claim_fire(
         self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
