@@ -296,3 +296,26 @@ async def test_a_timed_out_threads_later_lines_belong_to_no_attempt(
         (1, "attempt 1 starts"),
         (2, "attempt 2 starts"),
     ]
+
+
+@pytest.mark.anyio
+async def test_the_capture_level_drops_lower_records(shared_logger_at_info: None) -> None:
+    @task(name="mixed")
+    async def mixed(context: Any = None) -> None:
+        SHARED.info("library info")
+        SHARED.warning("library warning")
+        context.log.info("own info")
+        try:
+            raise KeyError("k")
+        except KeyError:
+            context.log.error("own error", exc_info=True)
+
+    events: list[Event] = []
+    settings = LogCapture(level=logging.WARNING)
+    await Pipeline("levels").add_task(mixed()).run(on_event=events.append, capture_logs=settings)
+    lines = [line for e in events if isinstance(e, TaskLogged) for line in e.lines]
+    assert [(x.level, x.message.splitlines()[0]) for x in lines] == [
+        ("WARNING", "library warning"),
+        ("ERROR", "own error"),
+    ]
+    assert "KeyError: 'k'" in lines[1].message  # the traceback is part of the line
