@@ -20,6 +20,7 @@ import pytest
 from dremioframe_async import Pipeline, task
 from dremioframe_async.orchestration import ArgumentError, Event, LogCapture, TaskLogged
 from dremioframe_async.store import LogEntry, LogQuery, MemoryStore, RunStore, drop_marker
+from dremioframe_async.store._codec import storable_text
 
 store_factory = _store_fixtures.store_factory
 store = _store_fixtures.store
@@ -319,3 +320,18 @@ async def test_the_capture_level_drops_lower_records(shared_logger_at_info: None
         ("ERROR", "own error"),
     ]
     assert "KeyError: 'k'" in lines[1].message  # the traceback is part of the line
+
+
+@pytest.mark.asyncio
+async def test_lines_a_database_cannot_hold_are_stored_escaped(store: RunStore) -> None:
+    @task(name="odd")
+    async def odd() -> None:
+        logging.getLogger("tests.odd").warning("nul \x00 and lone \udc80 here")
+
+    result = await Pipeline("odd").add_task(odd()).run(store=store)
+    assert result.history_error is None
+    (line,) = await read_all(store, result.run_id)
+    expected = "nul \x00 and lone \udc80 here"
+    if not isinstance(store, MemoryStore):
+        expected = storable_text(expected)
+    assert line.message == expected
