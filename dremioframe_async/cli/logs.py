@@ -18,6 +18,7 @@ from ._common import EXIT_OK, UsageError, add_command, existing_store, find_run,
 
 __all__ = ["LogPrinter", "add_log_options", "register"]
 
+_GOING = (RunStatus.QUEUED, RunStatus.RUNNING)  # a followed run may still log
 FOLLOW_INTERVAL = 0.5  # seconds between reads of a followed run's new lines
 PAGE = 1000
 
@@ -48,7 +49,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         run = await find_run(store, args.run_id)
         query = LogQuery(run.run_id, args.task, args.attempt, 0, PAGE)
         show = _text_line if args.format == "text" else _json_line
-        following = args.follow and run.status is RunStatus.RUNNING
+        following = args.follow and run.status in _GOING
         while True:
             page = await store.get_logs(query)
             for line in page.lines:
@@ -60,7 +61,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 return EXIT_OK
             await anyio.sleep(FOLLOW_INTERVAL)
             # One more read after the run ends: its last lines land with its end.
-            following = (await store.get_run(run.run_id)).status is RunStatus.RUNNING
+            following = (await store.get_run(run.run_id)).status in _GOING
 
     return anyio.run(with_store, existing_store(args.store), work)
 

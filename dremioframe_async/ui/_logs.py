@@ -38,6 +38,7 @@ from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 __all__ = ["add_log_routes", "entry_json", "log_query"]
 
 PAGE_LINES = 1000  # lines a task page shows per attempt before pointing to the API
+_GOING = (RunStatus.QUEUED, RunStatus.RUNNING)  # a run whose tasks may still log
 TAIL_GAP = 0.25  # seconds between reads of a followed task's new lines
 
 
@@ -135,7 +136,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     # The client may go away, or the run leave the store: the stream just ends.
     with contextlib.suppress(ConnectionError, RunNotFound):
-        await _tail(ui, resp, _reader(ui), query, run_id, status is RunStatus.RUNNING)
+        await _tail(ui, resp, _reader(ui), query, run_id, status in _GOING)
     return resp
 
 
@@ -161,7 +162,7 @@ async def _tail(
             return
         await anyio.sleep(TAIL_GAP)
         # Read the lines once more after the run ends: the last ones land with its end.
-        running = await _status(ui, run_id) is RunStatus.RUNNING
+        running = await _status(ui, run_id) in _GOING
 
 
 def _after(query: LogQuery, after: int) -> LogQuery:
@@ -222,7 +223,7 @@ def task_page(
     for line in lines:
         by_attempt.setdefault(line.attempt, []).append(line)
     numbers = sorted({*by_attempt, *(a.number for a in task.attempts)} or {1})
-    live = run.status is RunStatus.RUNNING
+    live = run.status in _GOING
     follow = urls.log_events(run.run_id, task.key, after) if live else None
     return el(
         "main",
