@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
 from ._interrupts import interruptible
+from .cli._common import ui_hint
 from .dremio import DremioClient, DremioConfigError, Via, split_path
 from .orchestration import Event, RunRecorder, TaskStateChanged
 from .progress import Progress, format_duration, format_table
@@ -468,18 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kept = outcome.out_dir.exists()
     print(f"Parquet files: {outcome.out_dir}" + ("" if kept else " (removed by the cleanup task)"))
     if store_url is not None:
-        print(ui_hint(store_url, outcome.result.run_id))
+        print("\n" + ui_hint(store_url, outcome.result.run_id))
     return code
-
-
-def ui_hint(store_url: str, run_id: str) -> str:
-    """How to see run ``run_id`` (its graph, timeline and task logs) in the web UI."""
-    store = "" if store_url == default_store_url() else f" --store {shlex.quote(store_url)}"
-    return (
-        f"\nSee this run, its timeline and its tasks' logs in the web UI:\n"
-        f"  dremioframe-async ui{store}\n"
-        f"  then open http://127.0.0.1:8080/runs/{run_id}"
-    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,12 @@ def test_run_prints_task_lines_at_the_log_level(env: dict[str, str]) -> None:
     ]
     quiet = cli_run(env, "run", CHATTY)
     assert "about to fail" not in quiet.stderr  # no --log-level: no task lines
+    # The run points to the UI (the store is the default one here: no --store to repeat).
+    run_id = quiet.stdout.split("\nrun ", 1)[1].split()[0]
+    assert "  dremioframe-async ui\n" in quiet.stdout
+    assert f"http://127.0.0.1:8080/runs/{run_id}" in quiet.stdout
+    elsewhere = cli_run(env, "run", CHATTY, "--store", env["DREMIOFRAME_ASYNC_STORE"] + "2")
+    assert f"dremioframe-async ui --store {env['DREMIOFRAME_ASYNC_STORE']}2\n" in elsewhere.stdout
 
 
 def test_logs_prints_a_runs_lines_by_task_and_attempt(env: dict[str, str]) -> None:

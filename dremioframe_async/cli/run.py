@@ -21,6 +21,7 @@ from ._common import (
     error_line,
     load_pipeline,
     parse_params,
+    ui_hint,
     with_store,
 )
 from .logs import LogPrinter, add_log_options
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 resume_params_changed=args.allow_param_change,
                 stop_cleanup=stop_cleanup,
             )
-            return _report(result, progress)
+            return _report(result, progress, args.store)
 
         code = await interruptible(go)
         if code == EXIT_INTERRUPTED:
@@ -77,9 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return anyio.run(with_store, args.store, work)
 
 
-def _report(result: RunResult, progress: Progress) -> int:
+def _report(result: RunResult, progress: Progress, store_url: str | None) -> int:
     print(progress.summary())
     print(f"\nrun {result.run_id} {result.status} in {format_duration(result.duration)}")
+    print(ui_hint(store_url, result.run_id))
     if result.history_error is not None:
         error_line("run", describe(result.history_error))
         return EXIT_HISTORY_LOST
