@@ -229,6 +229,8 @@ def test_public_names() -> None:
         "RunStatus",
         "RunStore",
         "SQLiteStore",
+        "StateEntry",
+        "StateStore",
         "StoreConfigError",
         "StoreError",
         "StoreSchemaError",

@@ -11,6 +11,7 @@ import logging
 import pickle
 import sys
 import threading
+import traceback
 from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -117,12 +118,14 @@ def run_payload(
 
     The result is pickled here so that the driver knows its exact size and an
     unpicklable result is reported as such: ``("unpicklable", type name, reason)``.
-    An exception from the function propagates with its traceback.
+    An exception from the function propagates with its traceback, unless it cannot
+    be pickled back (distributed would reduce it to a bare ``Exception``):
+    ``("raised", type name, message, reason, traceback text)``.
 
     With ``capture`` (``(max_lines, max_bytes, level)``), the log records this
     thread emits while the function runs are kept, bounded, and appended to the
-    outcome as ``(lines, dropped)``; on an exception they ride on it as its
-    ``dremioframe_log_lines`` attribute.
+    outcome as ``(lines, dropped)``; on an exception that travels they ride on it
+    as its ``dremioframe_log_lines`` attribute.
 
     With ``traceparent`` (the attempt's span) and OpenTelemetry on the worker, the
     function runs in that trace context: spans it makes are the attempt's children.
@@ -148,19 +151,26 @@ def _join_trace(traceparent: str) -> Any:
 
 
 def _run(fn: Any, args: Any, kwargs: Any, capture: tuple[int, int, int] | None) -> tuple[Any, ...]:
-    if capture is None:
-        return _pickled(fn(*args, **kwargs))
-    handler = _ThreadLines(*capture)
+    handler = _ThreadLines(*capture) if capture is not None else None
     root = logging.getLogger()
-    root.addHandler(handler)
+    if handler is not None:
+        root.addHandler(handler)
     try:
         result = fn(*args, **kwargs)
-    except BaseException as exc:
-        exc.dremioframe_log_lines = handler.shipped()  # type: ignore[attr-defined]
-        raise
+    except Exception as exc:
+        reason = _cannot_travel(exc)
+        if reason is None:
+            if handler is not None:
+                exc.dremioframe_log_lines = handler.shipped()  # type: ignore[attr-defined]
+            raise
+        text = "".join(traceback.format_exception(exc))
+        raised = ("raised", _type_name(type(exc)), str(exc), reason, text)
+        return raised if handler is None else (*raised, handler.shipped())
     finally:
-        root.removeHandler(handler)
-    return (*_pickled(result), handler.shipped())
+        if handler is not None:
+            root.removeHandler(handler)
+    outcome = _pickled(result)
+    return outcome if handler is None else (*outcome, handler.shipped())
 
 
 def _pickled(result: Any) -> tuple[Any, ...]:
@@ -214,3 +224,18 @@ class _ThreadLines(logging.Handler):
 
     def shipped(self) -> tuple[list[tuple[float, str, str, str]], int]:
         return list(self.lines), self.dropped
+
+
+def _cannot_travel(exc: BaseException) -> str | None:
+    """Why ``exc`` cannot make the round trip through pickle (None: it can)."""
+    try:
+        pickle.loads(cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as problem:
+        return f"{type(problem).__name__}: {problem}"
+    return None
+
+
+def _type_name(cls: type) -> str:
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -20,6 +20,7 @@ from ._graph import Plan, build_plan, mermaid
 from ._logs import LogCapture, capture_settings, run_logs
 from ._metering import run_metrics
 from ._observe import observers
+from ._pstate import RunState, StateSource
 from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
@@ -317,6 +318,7 @@ class Pipeline:
                     executor=session,
                     resources=opened,
                     observe=observers(logs, tracing, metrics),
+                    state=RunState(self.name, store if isinstance(store, StateSource) else None),
                 )
                 with remote.scope:
                     result = await run.execute()

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import StoreError
 from ._errors import PipelineFailed
 from ._logs import TaskLogger, task_logger
+from ._pstate import PipelineState
 from ._states import RunStatus, TaskState
 from ._task import Task
 
@@ -33,11 +34,16 @@ class RunContext(Mapping[str, Any]):
     (``@task(resources=("dremio",))``), by name or as attributes:
     ``context.resources["dremio"]``, ``context.resources.dremio``.
 
+    ``state`` is the pipeline's state (:class:`PipelineState`): JSON values by
+    key, kept in the run store; what the task writes there is committed with
+    its SUCCESS record only.
+
     ``log`` is a logger bound to the task (see :class:`TaskLogger`): its lines
     are in the task's captured log even when the logger's level would drop them.
     """
 
     __slots__ = (
+        "__weakref__",  # tasks may keep per-instance memory that ends with the instance
         "_ancestors",
         "_failures",
         "_is_ancestor",
@@ -49,6 +55,7 @@ class RunContext(Mapping[str, Any]):
         "params",
         "resources",
         "run_id",
+        "state",
     )
 
     def __init__(
@@ -61,10 +68,12 @@ class RunContext(Mapping[str, Any]):
         lookup: Callable[[Task], str | None],
         failures: Callable[[], Mapping[str, BaseException]] | None = None,
         resources: Mapping[str, Any] = _NONE,
+        state: PipelineState | None = None,
         task_key: str = "",
         task_name: str = "",
     ) -> None:
         self.run_id = run_id
+        self.state = state
         self._task_key = task_key
         self._task_name = task_name
         self._log: TaskLogger | None = None

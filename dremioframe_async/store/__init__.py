@@ -24,7 +24,15 @@ from ._errors import (
 )
 from ._logs import LogEntry, LogPage, LogQuery, LogReader, drop_marker
 from ._memory import MemoryStore
-from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
+from ._model import (
+    AttemptInfo,
+    RunInfo,
+    RunStatus,
+    RunStore,
+    StateEntry,
+    StateStore,
+    TaskInfo,
+)
 from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
@@ -48,6 +56,8 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "SQLiteStore",
+    "StateEntry",
+    "StateStore",
     "StoreConfigError",
     "StoreError",
     "StoreSchemaError",
