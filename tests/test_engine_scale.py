@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from dremioframe_async import Pipeline, task
 from dremioframe_async.orchestration import ArgumentError, Task, TaskState
+from dremioframe_async.orchestration._runner import SLICE
 from dremioframe_async.store import MemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -173,3 +175,65 @@ def test_tasks_hold_no_instance_dict() -> None:
         one >> t  # a repeat adds nothing
     assert one.downstream == (*fan, *many)
     assert all(t.upstream == (one,) for t in many)
+
+
+WIDE = 3 * SLICE + 5  # more downstream tasks than one slice tells at once
+
+
+async def test_a_wide_fan_out_starts_its_tasks_in_edge_order() -> None:
+    started: list[int] = []
+
+    async def root() -> None:
+        return None
+
+    async def mid(j: int) -> None:
+        started.append(j)
+
+    async def sink() -> str:
+        return "done"
+
+    top, bottom = Task("root", root), Task("sink", sink)
+    for j in range(WIDE):
+        t = Task(f"m{j}", mid, args=(j,))
+        top >> t
+        t >> bottom
+    result = await Pipeline("wide", keep_results="leaves").add_task(top).run()
+    assert result.status == "SUCCESS"
+    assert started == list(range(WIDE))
+    assert dict(result) == {"sink": "done"}
+    assert len(result.tasks) == WIDE + 2
+
+
+async def test_cancelling_a_wide_fan_out_still_runs_its_cleanup() -> None:
+    first_started = anyio.Event()
+    ran: list[str] = []
+
+    async def root() -> None:
+        return None
+
+    async def mid() -> None:
+        first_started.set()
+        await anyio.sleep_forever()
+
+    async def cleanup() -> None:
+        ran.append("cleanup")
+
+    top = Task("root", root)
+    bottom = Task("cleanup", cleanup, trigger_rule="all_done")
+    for j in range(WIDE):
+        t = Task(f"m{j}", mid)
+        top >> t
+        t >> bottom
+    pipeline = Pipeline("wide_cancel", max_concurrency=4).add_task(top)
+    outcome: list[Any] = []
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def go() -> None:
+                outcome.append(await pipeline.run())
+
+            tg.start_soon(go)
+            await first_started.wait()
+            scope.cancel()
+    assert ran == ["cleanup"]  # every mid ended (cancelled), so the all_done task ran
+    assert outcome == []  # the caller's cancellation is re-raised, not a result

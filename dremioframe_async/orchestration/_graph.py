@@ -14,7 +14,7 @@ from typing import Literal
 
 from ._errors import CycleError, PipelineDefinitionError
 from ._resources import resource_problems
-from ._rules import may_start_early
+from ._rules import may_start_early, passes_without_upstream
 from ._task import Task
 
 __all__ = ["KEEP_RESULTS", "KeepResults", "Plan", "build_plan", "collect_tasks", "mermaid"]
@@ -34,6 +34,7 @@ class Plan:
     __slots__ = (
         "_kept",
         "_key_index",
+        "_starts",
         "_upstream_keys",
         "downstream",
         "index",
@@ -61,6 +62,7 @@ class Plan:
         self._upstream_keys: tuple[tuple[str, ...], ...] | None = None
         self._key_index: dict[str, int] | None = None
         self._kept: dict[str, bytearray | None] = {}
+        self._starts: tuple[int, ...] | None = None
 
     @property
     def upstream_keys(self) -> tuple[tuple[str, ...], ...]:
@@ -76,6 +78,17 @@ class Plan:
         if self._key_index is None:
             self._key_index = {k: i for i, k in enumerate(self.keys)}
         return self._key_index
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """Tasks a run may start at once: those without upstream tasks, and ``always``."""
+        if self._starts is None:
+            self._starts = tuple(
+                i
+                for i, t in enumerate(self.tasks)
+                if not self.upstream[i] or passes_without_upstream(t.options.trigger_rule)
+            )
+        return self._starts
 
     def kept_results(self, keep: KeepResults) -> bytearray | None:
         """Which tasks' results a run keeps, by index (None: every task's).

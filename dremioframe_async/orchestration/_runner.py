@@ -65,7 +65,6 @@ from ._rules import (
     Verdict,
     decide,
     only_successes_matter,
-    passes_without_upstream,
     reevaluated_on_resume,
     runs_on_cancel,
 )
@@ -78,6 +77,10 @@ __all__ = ["Run"]
 _S = TaskState
 _BAD = frozenset({_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED})  # a run with one is FAILED
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
+# Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between
+# two yields to the loop: a wide run must not hold the application's loop for ms on end.
+SLICE = 2048
+TELL_SLICE = 512
 _RUNNER_NAME = f"{__name__}.Run._runner"  # given, not derived by anyio per task
 
 
@@ -121,8 +124,12 @@ class Run:
         self.thread_limiter = anyio.CapacityLimiter(
             run_limiter.total_tokens if run_limiter is not None else DEFAULT_THREADS
         )
-        self.nodes = self._make_nodes(plan, run_limiter, pools)
-        self.remaining = len(self.nodes)
+        self._limits = (run_limiter, pools)
+        self.nodes: list[Node] = []  # made at the start of execute(), a slice at a time
+        self.remaining = 0
+        # Settled nodes whose downstream tasks are still to be told, by a runner, a
+        # slice at a time: (node, its state, how many were told so far).
+        self.spill: deque[tuple[Node, TaskState, int]] = deque()
         self.n_bad = 0  # nodes settled FAILED, UPSTREAM_FAILED or CANCELLED
         self.keep = plan.kept_results(keep_results)
         self.workers = 0
@@ -138,26 +145,32 @@ class Run:
         self._checkpoint = checkpoint_function()
         self._checkpoint_if_cancelled = checkpoint_if_cancelled_function()
 
-    @staticmethod
-    def _make_nodes(
-        plan: Plan,
-        run_limiter: anyio.CapacityLimiter | None,
-        pools: Mapping[str, anyio.CapacityLimiter],
-    ) -> list[Node]:
+    async def _make_nodes(self) -> None:
+        """One node per plan task, yielding to the loop between slices.
+
+        Shielded: a cancellation waits for the last slice (a few milliseconds),
+        so the run always has all its nodes to settle.
+        """
+        plan, (run_limiter, pools) = self.plan, self._limits
         keys, ups = plan.keys, plan.upstream
-        # The index's own ints (from the plan) rather than fresh ones: 28 bytes a node.
-        nodes = [Node(i, keys[i], t, ups[i]) for t, i in plan.index.items()]
+        nodes = self.nodes
         # One limiters tuple per pool, shared by its tasks.
         shared: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
-        for node in nodes:
-            pool = node.task.options.pool
-            lims = shared.get(pool)
-            if lims is None:
-                own = (pools[pool],) if pool is not None else ()
-                lims = shared[pool] = (*own, run_limiter) if run_limiter is not None else own
-            if lims:  # none: the class default, without a per-node __dict__
-                node.limiters = lims
-        return nodes
+        with anyio.CancelScope(shield=True):
+            # The index's own ints (from the plan) rather than fresh ones: 28 bytes a node.
+            for t, i in plan.index.items():
+                node = Node(i, keys[i], t, ups[i])
+                nodes.append(node)
+                pool = t.options.pool
+                lims = shared.get(pool)
+                if lims is None:
+                    own = (pools[pool],) if pool is not None else ()
+                    lims = shared[pool] = (*own, run_limiter) if run_limiter is not None else own
+                if lims:  # none: the class default, without a per-node __dict__
+                    node.limiters = lims
+                if not i % SLICE and i:
+                    await self._checkpoint()
+        self.remaining = len(nodes)
 
     # -- events --------------------------------------------------------------------
 
@@ -239,7 +252,11 @@ class Run:
             if n.parent is not None:
                 self._child_done(n.parent, work)
                 continue
-            for d in self.plan.downstream[n.i]:
+            downs = self.plan.downstream[n.i]
+            if len(downs) > TELL_SLICE and not self.cancelling:
+                self.spill.append((n, st, TELL_SLICE))  # the rest, from a runner (_tell_more)
+                downs = downs[:TELL_SLICE]
+            for d in downs:
                 self._upstream_done(nodes[d], st, work)
 
     def _upstream_done(self, d: Node, state: TaskState, work: list[Settlement]) -> None:
@@ -305,15 +322,41 @@ class Run:
     # -- runners -------------------------------------------------------------------
 
     def _maybe_spawn(self) -> None:
-        """Start runners when ready tasks wait and every runner is busy."""
-        if not self.ready or self.workers > self.busy or self._tg is None or self._paused():
+        """Start runners when ready tasks (or downstream tasks to tell) wait and every
+        runner is busy."""
+        if self.workers > self.busy or self._tg is None or self._paused():
             return
-        want = min(len(self.ready), max(1, self.busy))
+        if not self.ready and not self.spill:
+            return
+        want = min(len(self.ready) or 1, max(1, self.busy))
         if self.run_limiter is not None:
             want = min(want, int(self.run_limiter.available_tokens))
+        if self.spill and not self.workers:
+            want = max(want, 1)  # telling takes no slot
         for _ in range(want):
             self.workers += 1
             self._tg.start_soon(self._runner, name=_RUNNER_NAME)
+
+    def _tell_more(self) -> None:
+        """Tell the next slice of a settled task's downstream tasks that it ended."""
+        n, st, told = self.spill[0]
+        downs = self.plan.downstream[n.i]
+        end = told + TELL_SLICE
+        if end >= len(downs):
+            self.spill.popleft()
+        else:
+            self.spill[0] = (n, st, end)
+        work: list[Settlement] = []
+        nodes = self.nodes
+        for d in downs[told:end]:
+            self._upstream_done(nodes[d], st, work)
+        self._drain(work)
+        self._maybe_spawn()
+
+    def _tell_all(self) -> None:
+        """Tell every spilled downstream task at once (the run is being cancelled)."""
+        while self.spill:
+            self._tell_more()
 
     def _paused(self) -> bool:
         # Once cancelled, nothing new starts until the wind-down picks the cleanup tasks.
@@ -322,19 +365,26 @@ class Run:
     async def _runner(self) -> None:
         last_yield = time.perf_counter()
         try:
-            while self.ready and not self._paused():
-                node = self.ready.popleft()
-                self.busy += 1
-                self._maybe_spawn()
-                try:
-                    await self._run_node(node)
-                finally:
-                    self.busy -= 1
+            while not self._paused():
+                if self.spill and len(self.ready) < SLICE:
+                    self._tell_more()  # keeps the ready queue fed, a slice at a time
+                elif not self.ready:
+                    break
+                else:
+                    node = self.ready.popleft()
+                    self.busy += 1
+                    self._maybe_spawn()
+                    try:
+                        await self._run_node(node)
+                    finally:
+                        self.busy -= 1
                 # Yield between tasks (never while counted busy) at least every
                 # YIELD_INTERVAL: tasks that never wait must not starve the loop or
                 # delay cancellation, but a yield per task would double their cost.
                 # A runner with nothing left to take returns to the loop anyway.
-                if self.ready and time.perf_counter() - last_yield >= YIELD_INTERVAL:
+                if (
+                    self.ready or self.spill
+                ) and time.perf_counter() - last_yield >= YIELD_INTERVAL:
                     await self._checkpoint()
                     last_yield = time.perf_counter()
         finally:
@@ -576,6 +626,7 @@ class Run:
 
     async def execute(self) -> RunResult:
         """Run every task; return the result, or re-raise the caller's cancellation."""
+        await self._make_nodes()
         if self.emit is not None:
             params = dict(self.params)
             resumed = self.prior.run_id if self.prior is not None else None
@@ -616,12 +667,10 @@ class Run:
 
     def _start_roots(self) -> None:
         work: list[Settlement] = []
-        for node in list(self.nodes):
-            if (
-                node.state is _S.PENDING
-                and not node.queued
-                and (not node.upstream or passes_without_upstream(node.task.options.trigger_rule))
-            ):
+        nodes = self.nodes
+        for i in self.plan.starts:  # not every node: a wide run starts from a few
+            node = nodes[i]
+            if node.state is _S.PENDING and not node.queued:
                 self._enqueue(node, work)
                 self._drain(work)
 
@@ -633,6 +682,7 @@ class Run:
     async def _wind_down(self) -> None:
         """Run the cleanup tasks a cancelled run may still run: shielded, within the grace."""
         self.cancelling = True
+        self._tell_all()  # before sorting: a cleanup task must see how its upstream tasks ended
         self._sort_ready()
         if not self.ready or self.cleanup_grace <= 0:
             return
