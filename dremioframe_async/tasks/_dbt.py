@@ -22,7 +22,7 @@ import anyio
 
 from ..orchestration import RunContext, Task
 from ._common import Credential, CredentialValue, TaskLibraryError, redact, resolve, setting
-from ._process import ProcessOutput, masked, run_process_group
+from ._process import ProcessOutput, run_process_group
 
 __all__ = ["DbtError", "DbtNodeResult", "DbtResult", "DbtTask"]
 
@@ -197,10 +197,10 @@ class DbtTask(Task):
             env=env,
             max_output=self.max_output,
             kill_grace=self.kill_grace,
+            secrets=secrets,
         )
         nodes, elapsed = await anyio.to_thread.run_sync(_read_results, self.results_path)
         if secrets:
-            output = masked(output, secrets)
             nodes = tuple(_masked_node(n, secrets) for n in nodes)
         result = DbtResult(self.command, output.returncode, nodes, elapsed, output)
         if not result.success:

@@ -14,7 +14,7 @@ from ._common import (
     resolve,
     with_default_retry,
 )
-from ._process import ProcessOutput, masked, run_process_group
+from ._process import ProcessOutput, run_process_group
 
 __all__ = ["ShellCommandFailed", "ShellTask"]
 
@@ -101,9 +101,8 @@ class ShellTask(Task):
             env=env,
             max_output=self.max_output,
             kill_grace=self.kill_grace,
+            secrets=secrets,
         )
-        if secrets:
-            output = masked(output, secrets)
         if self.check and output.returncode != 0:
             raise ShellCommandFailed(self.argv[0], output, output.stderr)
         return output

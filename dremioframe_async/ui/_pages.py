@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from .._masking import mask_text
 from ..orchestration import MappedTask, Pipeline
 from ..store import RunInfo, RunPage, RunStatus, TaskInfo
 from ._graph import GraphNode, graph_svg
@@ -241,8 +242,8 @@ def _task_row(task: TaskInfo, cls: str = "") -> Markup:
     last = task.attempts[-1] if task.attempts else None
     error = f"{last.error_type}: {last.error_message}" if last and last.error_type else ""
     note = (
-        error
-        or task.reason
+        mask_text(error)
+        or mask_text(task.reason or "")
         or (task.result_note and f"result {task.result_type}: {task.result_note}")
     )
     return el(
@@ -304,8 +305,12 @@ def _errors(tasks: Sequence[TaskInfo]) -> Markup:
         el(
             "details",
             {"class": "error"},
-            el("summary", None, f"{t.key} · attempt {a.number}: {a.error_type}: {a.error_message}"),
-            el("pre", None, a.error_traceback or "(no traceback)"),
+            el(
+                "summary",
+                None,
+                mask_text(f"{t.key} · attempt {a.number}: {a.error_type}: {a.error_message}"),
+            ),
+            el("pre", None, mask_text(a.error_traceback or "(no traceback)")),
         )
         for t in tasks
         for a in t.attempts
