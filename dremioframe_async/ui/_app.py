@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -22,13 +23,15 @@ from ._security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
     SESSION_COOKIE,
+    SESSION_SECONDS,
     Auth,
     BasicAuth,
     BearerAuth,
     Guard,
+    TooManyFailures,
     is_loopback,
 )
-from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+from ._state import CSRF_KEY, KIND_KEY, UI_KEY, RequestUrls, UIState
 
 __all__ = ["run_launcher", "run_listener", "ui_app"]
 
@@ -37,6 +40,9 @@ STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Reachable without credentials: the sign-in page and the stylesheet and script.
 _OPEN_ROUTES = frozenset({"login", "login_post", "static"})
+# Headers a reverse proxy adds: without auth, the UI answers only its own host's
+# clients, and a proxy on that host would hand it the network's.
+_FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 RENDER_IN_THREAD = 500  # tasks; a 10,000-task run page takes about 0.1 s to build
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -47,6 +53,7 @@ def ui_app(
     auth: Auth | Sequence[Auth] | None = None,
     *,
     poll_interval: float = 1.0,
+    session_seconds: float = SESSION_SECONDS,
 ) -> web.Application:
     """The web UI over ``store``, as an application to serve or mount as a sub-app.
 
@@ -55,9 +62,12 @@ def ui_app(
     it shows). Runs of this process show live once their events reach
     :func:`run_listener`; the UI's own runs always do. Other runs are read from the
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
-    are answered.
+    are answered, and never through a proxy (a request with ``Forwarded`` or
+    ``X-Forwarded-*`` headers is refused). A browser session opened on ``/login``
+    lasts ``session_seconds`` (12 h by default) or until ``/logout``.
 
-    :raises ValueError: for two pipelines with one name, or a ``poll_interval`` <= 0.
+    :raises ValueError: for two pipelines with one name, or a ``poll_interval`` or
+        ``session_seconds`` <= 0.
     """
     entries = _entries(pipelines or ())
     if poll_interval <= 0:
@@ -71,7 +81,7 @@ def ui_app(
         pipelines=entries,
         live=live,
         launcher=RunLauncher(store, entries, live),
-        guard=Guard(auths),
+        guard=Guard(auths, session_seconds=session_seconds),
         poll_interval=poll_interval,
     )
     app = web.Application(middlewares=[_headers, _guard])
@@ -131,6 +141,7 @@ def _routes(router: web.UrlDispatcher) -> None:
     router.add_post("/pipelines/{name}/trigger", form_trigger, name="form_trigger")
     router.add_get("/login", login_handler, name="login")
     router.add_post("/login", login_post, name="login_post")
+    router.add_post("/logout", logout_post, name="logout")
     add_api_routes(router)
     router.add_static("/static/", STATIC, name="static", append_version=False)
 
@@ -164,31 +175,75 @@ def _api_prefix(request: web.Request) -> str:
     return str(request.app.router["api_runs"].url_for()).rsplit("/runs", 1)[0]
 
 
-async def _identify(request: web.Request, guard: Guard) -> str | None:
-    """``bearer``, ``basic``, ``session`` or ``anonymous``; None when not allowed in."""
+def cookie_name(request: web.Request, name: str) -> str:
+    """``name``, as a ``__Host-`` cookie over HTTPS: a sibling host or a plain-HTTP page
+    of the same host cannot set those (nor can they carry a Domain)."""
+    return f"__Host-{name}" if request.secure else name
+
+
+async def _identify(request: web.Request, guard: Guard) -> tuple[str, str] | None:
+    """``(kind, binding)``: kind is ``bearer``, ``basic``, ``session`` or ``anonymous``,
+    and binding what a CSRF token of this requester is bound to. None: not allowed in.
+
+    :raises TooManyFailures: for a client that failed to sign in too often lately.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
+    client = request.remote or ""
     if scheme.lower() == "bearer" and guard.bearer:
-        return "bearer" if guard.token_ok(credentials.strip()) else None
+        return ("bearer", "") if guard.token_ok(credentials.strip(), client) else None
     if scheme.lower() == "basic" and guard.basic:
-        return "basic" if await guard.basic_ok(credentials.strip()) else None
-    if guard.session_ok(request.cookies.get(SESSION_COOKIE)):
-        return "session"
+        if await guard.basic_ok(credentials.strip(), client):
+            return "basic", f"basic {credentials.strip()}"
+        return None
+    session = request.cookies.get(cookie_name(request, SESSION_COOKIE))
+    if guard.session_ok(session):
+        return "session", f"session {session}"
     if not guard.auth:
         # A loopback peer, and a loopback Host too: a page whose DNS name was rebound
-        # to 127.0.0.1 (the browser then sends its own name) gets nothing.
+        # to 127.0.0.1 (the browser then sends its own name) gets nothing. Nor does a
+        # request a proxy passed on: its peer is the proxy, not the client.
         host = URL(f"//{request.host}").host
-        return "anonymous" if is_loopback(request.remote) and is_loopback(host) else None
+        proxied = any(h in request.headers for h in _FORWARDED)
+        local = is_loopback(request.remote) and is_loopback(host) and not proxied
+        return ("anonymous", "") if local else None
     return None
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Whether a state-changing request comes from the UI's own pages, as far as the
+    browser says: ``Origin`` equal to the UI's (scheme aside: a proxy may end TLS),
+    else a ``Sec-Fetch-Site`` of ``same-origin`` or ``none``. Under the UI's
+    ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null`` even for its own
+    forms, so ``null`` defers to ``Sec-Fetch-Site`` (and is refused without it).
+    Clients that send neither header (scripts, curl) are judged by the CSRF token."""
+    origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
+    if origin is not None and origin != "null":
+        try:
+            sent, ours = URL(origin), URL(f"//{request.host}")
+        except ValueError:
+            return False
+        return (
+            sent.host is not None
+            and sent.host.lower() == (ours.host or "").lower()
+            and sent.explicit_port == ours.explicit_port
+        )
+    if origin == "null" and site is None:
+        return False
+    return site in (None, "same-origin", "none")
 
 
 def _refuse(request: web.Request, guard: Guard) -> web.StreamResponse:
     if not guard.auth:
         text = (
-            "this UI has no auth configured and answers loopback clients (by a loopback name) only"
+            "this UI has no auth configured and answers loopback clients (by a loopback name, "
+            "not through a proxy) only"
         )
         return json_error(text, 403)
-    if _wants_html(request) and guard.bearer and not guard.basic:
+    if _wants_html(request) and guard.bearer and "Authorization" not in request.headers:
+        # The sign-in page takes the token (and the password when basic auth is on too):
+        # a basic challenge here would leave a browser no way to give the token.
         raise web.HTTPSeeOther(RequestUrls(request).login())
     response = json_error("authentication required", 401)
     challenge = 'Basic realm="dremioframe_async", charset="UTF-8"' if guard.basic else "Bearer"
@@ -205,24 +260,39 @@ async def _csrf_sent(request: web.Request) -> str | None:
     return None
 
 
+def too_many(exc: TooManyFailures) -> web.Response:
+    """429 with ``Retry-After`` for a client that failed to sign in too often."""
+    response = json_error(str(exc), 429)
+    response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return response
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[UI_KEY].guard
     route = request.match_info.route.resource
     name = route.name if route is not None else None
-    kind = await _identify(request, guard)
-    if kind is None and name not in _OPEN_ROUTES:
+    try:
+        found = await _identify(request, guard)
+    except TooManyFailures as exc:
+        return too_many(exc)
+    if found is None and name not in _OPEN_ROUTES:
         return _refuse(request, guard)
-    cookie = request.cookies.get(CSRF_COOKIE)
-    fresh = not guard.csrf_valid(cookie)
-    request[CSRF_KEY] = guard.new_csrf() if fresh or cookie is None else cookie
-    unsafe = request.method not in _SAFE_METHODS and kind != "bearer"
-    if unsafe and not guard.csrf_matches(cookie, await _csrf_sent(request)):
-        return json_error("missing or wrong CSRF token (reload the page and try again)", 403)
+    kind, binding = found or ("", "")
+    request[KIND_KEY] = kind
+    csrf_cookie = cookie_name(request, CSRF_COOKIE)
+    cookie = request.cookies.get(csrf_cookie)
+    fresh = not guard.csrf_valid(cookie, binding)
+    request[CSRF_KEY] = guard.new_csrf(binding) if fresh or cookie is None else cookie
+    if request.method not in _SAFE_METHODS and kind != "bearer":
+        if not _same_origin(request):
+            return json_error("cross-origin request refused", 403)
+        if not guard.csrf_matches(cookie, await _csrf_sent(request), binding):
+            return json_error("missing or wrong CSRF token (reload the page and try again)", 403)
     response = await handler(request)
     if fresh and not response.prepared:
         response.set_cookie(
-            CSRF_COOKIE,
+            csrf_cookie,
             request[CSRF_KEY],
             httponly=True,
             samesite="Strict",
@@ -240,7 +310,8 @@ def _ui(request: web.Request) -> UIState:
 
 
 def _html(request: web.Request, title: str, body: Markup, status: int = 200) -> web.Response:
-    text = pages.layout(RequestUrls(request), title, request[CSRF_KEY], body)
+    signed_in = request.get(KIND_KEY) == "session"
+    text = pages.layout(RequestUrls(request), title, request[CSRF_KEY], body, signed_in)
     return web.Response(text=text, content_type="text/html", status=status)
 
 
@@ -355,24 +426,57 @@ async def form_resume(request: web.Request) -> web.Response:
 
 async def login_handler(request: web.Request) -> web.Response:
     failed = request.query.get("failed") == "1"
-    return _html(
-        request, "Sign in", pages.login_page(RequestUrls(request), request[CSRF_KEY], failed)
+    guard = _ui(request).guard
+    form = pages.login_page(
+        RequestUrls(request), request[CSRF_KEY], failed, token=guard.bearer, password=guard.basic
     )
+    return _html(request, "Sign in", form)
+
+
+async def _signed_in(request: web.Request, guard: Guard) -> bool:
+    """Whether the sign-in form holds the bearer token, or a basic user's password.
+
+    :raises TooManyFailures: for a client that failed too often lately.
+    """
+    form = await request.post()
+    token, user, password = (form.get(k) for k in ("token", "user", "password"))
+    client = request.remote or ""
+    if guard.bearer and isinstance(token, str) and token:
+        return guard.token_ok(token, client)
+    if guard.basic and isinstance(user, str) and isinstance(password, str) and user:
+        guard.throttle(client)
+        ok = await guard.password_ok(user, password)
+        guard.record(client, ok)
+        return ok
+    return False
 
 
 async def login_post(request: web.Request) -> web.Response:
     guard = _ui(request).guard
-    token = (await request.post()).get("token")
     urls = RequestUrls(request)
-    if not guard.bearer or not isinstance(token, str) or not guard.token_ok(token):
+    try:
+        ok = await _signed_in(request, guard)
+    except TooManyFailures as exc:
+        return too_many(exc)
+    if not ok:
         raise web.HTTPSeeOther(urls.login() + "?failed=1")
     response = web.HTTPSeeOther(urls.runs())
     response.set_cookie(
-        SESSION_COOKIE,
+        cookie_name(request, SESSION_COOKIE),
         guard.open_session(),
         httponly=True,
         samesite="Strict",
         secure=request.secure,
         path="/",
+        max_age=max(1, math.ceil(guard.session_seconds)),
     )
+    raise response
+
+
+async def logout_post(request: web.Request) -> web.Response:
+    guard = _ui(request).guard
+    name = cookie_name(request, SESSION_COOKIE)
+    guard.close_session(request.cookies.get(name))
+    response = web.HTTPSeeOther(RequestUrls(request).login())
+    response.del_cookie(name, path="/")
     raise response

@@ -36,6 +36,8 @@ class Urls(Protocol):
     def static(self, name: str) -> str: ...
     def login(self) -> str: ...
 
+    def logout(self) -> str: ...
+
 
 def when(t: float | None) -> str:
     """Epoch seconds as UTC text."""
@@ -54,8 +56,8 @@ def took(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def layout(urls: Urls, title: str, csrf: str, body: Markup) -> str:
-    """A whole page around ``body``."""
+def layout(urls: Urls, title: str, csrf: str, body: Markup, signed_in: bool = False) -> str:
+    """A whole page around ``body`` (with a sign-out button in a browser session)."""
     head = el(
         "head",
         None,
@@ -73,6 +75,14 @@ def layout(urls: Urls, title: str, csrf: str, body: Markup) -> str:
         el("a", {"href": urls.runs(), "class": "brand"}, "dremioframe_async"),
         el("a", {"href": urls.runs()}, "Runs"),
         el("a", {"href": urls.pipelines()}, "Pipelines"),
+        el(
+            "form",
+            {"method": "post", "action": urls.logout(), "class": "logout"},
+            _csrf_field(csrf),
+            el("button", {"type": "submit"}, "Sign out"),
+        )
+        if signed_in
+        else None,
     )
     return "<!doctype html>" + el("html", {"lang": "en"}, head, el("body", None, nav, body))
 
@@ -445,25 +455,32 @@ def pipelines_page(sections: Sequence[Markup], error: str | None = None) -> Mark
     )
 
 
-def login_page(urls: Urls, csrf: str, failed: bool) -> Markup:
+def login_page(
+    urls: Urls, csrf: str, failed: bool, token: bool = True, password: bool = False
+) -> Markup:
+    """The sign-in form: the access token, and/or a user name and password."""
+
+    def field(label: str, name: str, kind: str, complete: str) -> Markup:
+        attrs = {"type": kind, "name": name, "autocomplete": complete}
+        return el("label", None, label, el("input", attrs))
+
+    fields = []
+    if token:
+        fields.append(field("Access token", "token", "password", "current-password"))
+    if password:
+        fields.append(field("User", "user", "text", "username"))
+        fields.append(field("Password", "password", "password", "current-password"))
+    wrong = "wrong token" if not password else "wrong token, user or password"
     return el(
         "main",
         None,
         el("h1", None, "Sign in"),
-        el("p", {"class": "error-box"}, "wrong token") if failed else None,
+        el("p", {"class": "error-box"}, wrong) if failed else None,
         el(
             "form",
             {"method": "post", "action": urls.login()},
             _csrf_field(csrf),
-            el(
-                "label",
-                None,
-                "Access token",
-                el(
-                    "input",
-                    {"type": "password", "name": "token", "autocomplete": "current-password"},
-                ),
-            ),
+            fields,
             el("button", {"type": "submit"}, "Sign in"),
         ),
     )

@@ -14,7 +14,7 @@ from ._launcher import PipelineEntry, RunLauncher
 from ._live import LiveRuns
 from ._security import Guard
 
-__all__ = ["CSRF_KEY", "UI_KEY", "RequestUrls", "UIState"]
+__all__ = ["CSRF_KEY", "KIND_KEY", "UI_KEY", "RequestUrls", "UIState"]
 
 
 @dataclass(slots=True)
@@ -48,6 +48,7 @@ class UIState:
 
 UI_KEY = web.AppKey("dremioframe_async.ui", UIState)
 CSRF_KEY = web.RequestKey("dremioframe_async.ui.csrf", str)
+KIND_KEY = web.RequestKey("dremioframe_async.ui.kind", str)  # bearer, basic, session, ...
 
 
 class RequestUrls:
@@ -89,3 +90,6 @@ class RequestUrls:
 
     def login(self) -> str:
         return str(self._url("login"))
+
+    def logout(self) -> str:
+        return str(self._url("logout"))
