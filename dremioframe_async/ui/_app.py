@@ -121,8 +121,11 @@ def _entries(pipelines: Iterable[Pipeline | PipelineEntry]) -> dict[str, Pipelin
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     state = app[UI_KEY]
     state.closing = anyio.Event()
-    async for _ in state.launcher.lifespan():
-        yield
+    try:
+        async for _ in state.launcher.lifespan():
+            yield
+    finally:
+        state.guard.close()
 
 
 async def _closing(app: web.Application) -> None:
@@ -444,10 +447,7 @@ async def _signed_in(request: web.Request, guard: Guard) -> bool:
     if guard.bearer and isinstance(token, str) and token:
         return guard.token_ok(token, client)
     if guard.basic and isinstance(user, str) and isinstance(password, str) and user:
-        guard.throttle(client)
-        ok = await guard.password_ok(user, password)
-        guard.record(client, ok)
-        return ok
+        return await guard.password_ok(user, password, client)
     return False
 
 

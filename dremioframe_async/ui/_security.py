@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -38,9 +39,8 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-import anyio.to_thread
 
 from ..errors import DremioFrameError
 
@@ -261,7 +261,9 @@ class Guard:
         self._sessions: dict[str, float] = {}
         self._verified: dict[bytes, float] = {}
         self._failures = _Failures()
-        self._checks: anyio.CapacityLimiter | None = None
+        # Dedicated threads: scrypt's 16 MiB buffers stay in their few malloc arenas
+        # instead of one arena per worker thread of a shared pool.
+        self._checks: ThreadPoolExecutor | None = None
         basics = [a for a in self.auth if isinstance(a, BasicAuth)]
         # Unknown users are checked against this, at the cost of the real hashes.
         self._dummy = basics[0].password_hash if basics else ""
@@ -312,26 +314,32 @@ class Guard:
         digest = hmac.digest(self._secret, header.encode(), "sha256")
         if self._verified.get(digest, 0.0) > time.monotonic():
             return True  # a browser sends it with every request: no scrypt each time
-        self.throttle(client)
         try:
             user, _, password = base64.b64decode(header, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
+            self.throttle(client)
             self._failures.failed(client)
             return False
-        if await self.password_ok(user, password):
-            self._failures.succeeded(client)
-            now = time.monotonic()
+        if not await self.password_ok(user, password, client):
+            return False
+        now = time.monotonic()
+        if len(self._verified) > 1000:
+            self._verified = {d: t for d, t in self._verified.items() if t > now}
             if len(self._verified) > 1000:
-                self._verified = {d: t for d, t in self._verified.items() if t > now}
-                if len(self._verified) > 1000:
-                    self._verified.clear()
-            self._verified[digest] = now + VERIFIED_SECONDS
-            return True
-        self._failures.failed(client)
-        return False
+                self._verified.clear()
+        self._verified[digest] = now + VERIFIED_SECONDS
+        return True
 
-    async def password_ok(self, user: str, password: str) -> bool:
-        """Whether ``user`` and ``password`` match a basic user (one scrypt check either way)."""
+    async def password_ok(self, user: str, password: str, client: str = "") -> bool:
+        """Whether ``user`` and ``password`` match a basic user (one scrypt check either way,
+        at most :data:`HASH_CHECKS` at once).
+
+        :raises TooManyFailures: when ``client`` failed too often lately.
+        """
+        self.throttle(client)
+        # Counted as failed until it succeeds, so that a burst of concurrent guesses is
+        # throttled at once rather than after every one of them has been checked.
+        self._failures.failed(client)
         hashed, known = self._dummy, False
         for a in self.auth:
             if isinstance(a, BasicAuth) and hmac.compare_digest(a.username.encode(), user.encode()):
@@ -339,9 +347,18 @@ class Guard:
         if not hashed:
             return False
         if self._checks is None:
-            self._checks = anyio.CapacityLimiter(HASH_CHECKS)
-        ok = await anyio.to_thread.run_sync(_verify, password, hashed, limiter=self._checks)
-        return ok and known
+            self._checks = ThreadPoolExecutor(HASH_CHECKS, thread_name_prefix="dfa-ui-password")
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._checks, _verify, password, hashed) and known
+        if ok:
+            self._failures.succeeded(client)
+        return ok
+
+    def close(self) -> None:
+        """Stop the password-checking threads (checks under way finish on their own)."""
+        if self._checks is not None:
+            self._checks.shutdown(wait=False, cancel_futures=True)
+            self._checks = None
 
     def open_session(self) -> str:
         """A new session id for a browser that proved who it is."""
