@@ -4,28 +4,34 @@ Live updates: ``GET /api/runs/{run_id}/events`` streams ``run`` events (the run
 and the tasks that changed since the last one) until the run ends, then one
 ``end`` event. A run of this process is read from its own events, at most
 :data:`UPDATE_GAP` apart; any other run is read from the store every
-``poll_interval`` seconds.
+``poll_interval`` seconds, once for all of its streams (:mod:`._streams`). Past
+``max_streams`` open streams a new one gets 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 from aiohttp import web
 
 from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, TaskInfo
 from ._launcher import ActionRefused, planned_edges
+from ._live import LiveRun
 from ._model import run_json, task_json, task_state_json
 from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+from ._streams import RunWatch
 
 __all__ = ["add_api_routes", "parse_query", "read_params"]
 
 UPDATE_GAP = 0.1  # coalesce bursts of events into at most ten updates a second
 HEARTBEAT = 15.0  # a comment line now and then, so a closed client is noticed
+STREAMS_RETRY_AFTER = 5  # seconds, for a stream refused because too many are open
+T = TypeVar("T")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -209,8 +215,32 @@ async def _send(resp: web.StreamResponse, event: str, data: Any) -> None:
 async def run_events(request: web.Request) -> web.StreamResponse:
     ui = _ui(request)
     run_id = request.match_info["run_id"]
+    hub = ui.streams
+    if hub.full:
+        response = json_error(
+            f"too many open event streams ({hub.max_streams}); try again shortly", 503
+        )
+        response.headers["Retry-After"] = str(STREAMS_RETRY_AFTER)
+        return response
+    hub.enter()
+    watch = None if ui.live.get(run_id) is not None else hub.watch(run_id)
     try:
-        run, tasks = await ui.read_run(run_id)
+        return await _stream(request, ui, run_id, watch)
+    finally:
+        if watch is not None:
+            hub.release(watch)
+        hub.leave()
+
+
+async def _stream(
+    request: web.Request, ui: UIState, run_id: str, watch: RunWatch | None
+) -> web.StreamResponse:
+    seen = 0
+    try:
+        if watch is not None:
+            seen, (run, tasks) = await watch.next(0)
+        else:
+            run, tasks = await ui.read_run(run_id)
     except RunNotFound as exc:
         return json_error(str(exc), 404)
     resp = web.StreamResponse(
@@ -225,7 +255,6 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     quiet_since = anyio.current_time()
     try:
         while True:
-            version = live.version if (live := ui.live.get(run_id)) is not None else 0
             if (payload := diff.update(run, tasks)) is not None:
                 await _send(resp, "run", payload)
                 quiet_since = anyio.current_time()
@@ -235,38 +264,53 @@ async def run_events(request: web.Request) -> web.StreamResponse:
             if run.status is not RunStatus.RUNNING:
                 await _send(resp, "end", {"status": run.status.value})
                 break
-            if not await _wait(ui, run_id, version):
-                break  # the application is stopping
+            if watch is not None:
+                # Another process's run: the read shared by every stream of the run.
+                got = await _unless_closing(ui, partial(watch.next, seen))
+                if got is None:
+                    break  # the application is stopping
+                seen, (run, tasks) = got
+                continue
+            live = ui.live.get(run_id)
+            version = live.version if live is not None else 0
+            if await _unless_closing(ui, partial(_change, ui, live, version)) is None:
+                break
             run, tasks = await ui.read_run(run_id)
     except (ConnectionError, RunNotFound):
         pass  # the client went away, or the run left the store
     return resp
 
 
-async def _wait(ui: UIState, run_id: str, version: int) -> bool:
-    """Wait for the next change (or a poll or heartbeat); False when the UI is closing."""
+async def _change(ui: UIState, live: LiveRun | None, version: int) -> bool:
+    """Wait for the next change of a live run (or a poll or heartbeat)."""
+    if live is not None:
+        with anyio.move_on_after(HEARTBEAT):
+            await live.wait_changed(version)
+        await anyio.sleep(UPDATE_GAP)
+    else:
+        await anyio.sleep(ui.poll_interval)
+    return True
+
+
+async def _unless_closing(ui: UIState, wait: Callable[[], Awaitable[T]]) -> T | None:
+    """``await wait()``, or None once the UI is closing."""
     closing = ui.closing
     if closing is None or closing.is_set():
-        return False
-    live = ui.live.get(run_id)
-
-    async def change() -> None:
-        if live is not None:
-            with anyio.move_on_after(HEARTBEAT):
-                await live.wait_changed(version)
-            await anyio.sleep(UPDATE_GAP)
-        else:
-            await anyio.sleep(ui.poll_interval)
-
+        return None
+    result: list[T] = []
     async with anyio.create_task_group() as tg:
 
-        async def first(wait: Callable[[], Awaitable[Any]]) -> None:
-            await wait()
+        async def waiting() -> None:
+            result.append(await wait())
             tg.cancel_scope.cancel()
 
-        tg.start_soon(first, change)
-        tg.start_soon(first, closing.wait)
-    return not closing.is_set()
+        async def stopping() -> None:
+            await closing.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(waiting)
+        tg.start_soon(stopping)
+    return result[0] if result and not closing.is_set() else None
 
 
 def add_api_routes(router: web.UrlDispatcher) -> None:

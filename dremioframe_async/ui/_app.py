@@ -13,7 +13,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..orchestration import Pipeline
-from ..store import RunInfo, RunNotFound, RunStore
+from ..store import RunInfo, RunNotFound, RunStore, TaskInfo
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
@@ -32,6 +32,7 @@ from ._security import (
     is_loopback,
 )
 from ._state import CSRF_KEY, KIND_KEY, UI_KEY, RequestUrls, UIState
+from ._streams import StreamHub
 
 __all__ = ["run_launcher", "run_listener", "ui_app"]
 
@@ -43,6 +44,7 @@ _OPEN_ROUTES = frozenset({"login", "login_post", "static"})
 # Headers a reverse proxy adds: without auth, the UI answers only its own host's
 # clients, and a proxy on that host would hand it the network's.
 _FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+MAX_STREAMS = 1000  # open live-update streams; each holds a connection and a coroutine
 RENDER_IN_THREAD = 500  # tasks; a 10,000-task run page takes about 0.1 s to build
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -54,6 +56,7 @@ def ui_app(
     *,
     poll_interval: float = 1.0,
     session_seconds: float = SESSION_SECONDS,
+    max_streams: int = MAX_STREAMS,
 ) -> web.Application:
     """The web UI over ``store``, as an application to serve or mount as a sub-app.
 
@@ -64,10 +67,12 @@ def ui_app(
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
     are answered, and never through a proxy (a request with ``Forwarded`` or
     ``X-Forwarded-*`` headers is refused). A browser session opened on ``/login``
-    lasts ``session_seconds`` (12 h by default) or until ``/logout``.
+    lasts ``session_seconds`` (12 h by default) or until ``/logout``. At most
+    ``max_streams`` live-update streams are open at once; more get 503 with
+    ``Retry-After``.
 
-    :raises ValueError: for two pipelines with one name, or a ``poll_interval`` or
-        ``session_seconds`` <= 0.
+    :raises ValueError: for two pipelines with one name, a ``poll_interval`` or
+        ``session_seconds`` <= 0, or ``max_streams`` < 1.
     """
     entries = _entries(pipelines or ())
     if poll_interval <= 0:
@@ -76,6 +81,7 @@ def ui_app(
         (auth,) if isinstance(auth, BearerAuth | BasicAuth) else tuple(auth or ())
     )
     live = LiveRuns()
+    streams = StreamHub(max_streams, partial(_read_stored, store), poll_interval)
     state = UIState(
         store=store,
         pipelines=entries,
@@ -83,6 +89,7 @@ def ui_app(
         launcher=RunLauncher(store, entries, live),
         guard=Guard(auths, session_seconds=session_seconds),
         poll_interval=poll_interval,
+        streams=streams,
     )
     app = web.Application(middlewares=[_headers, _guard])
     app[UI_KEY] = state
@@ -90,6 +97,11 @@ def ui_app(
     app.on_shutdown.append(_closing)
     _routes(app.router)
     return app
+
+
+async def _read_stored(store: RunStore, run_id: str) -> tuple[RunInfo, Sequence[TaskInfo]]:
+    run = await store.get_run(run_id)
+    return run, await store.get_tasks(run_id)
 
 
 def run_listener(app: web.Application) -> LiveRuns:

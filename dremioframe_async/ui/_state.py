@@ -13,6 +13,7 @@ from ..store import RunInfo, RunStore, TaskInfo
 from ._launcher import PipelineEntry, RunLauncher
 from ._live import LiveRuns
 from ._security import Guard
+from ._streams import StreamHub
 
 __all__ = ["CSRF_KEY", "KIND_KEY", "UI_KEY", "RequestUrls", "UIState"]
 
@@ -27,6 +28,7 @@ class UIState:
     launcher: RunLauncher
     guard: Guard
     poll_interval: float
+    streams: StreamHub
     closing: anyio.Event | None = field(default=None)
 
     async def read_run(self, run_id: str) -> tuple[RunInfo, Sequence[TaskInfo]]:
