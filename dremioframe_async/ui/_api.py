@@ -238,7 +238,9 @@ async def _stream(
     seen = 0
     try:
         if watch is not None:
-            seen, (run, tasks) = await watch.next(0)
+            seen, snapshot = await watch.next(0)
+            assert snapshot is not None  # version 1 and later carry one
+            run, tasks = snapshot
         else:
             run, tasks = await ui.read_run(run_id)
     except RunNotFound as exc:
@@ -258,7 +260,7 @@ async def _stream(
             if (payload := diff.update(run, tasks)) is not None:
                 await _send(resp, "run", payload)
                 quiet_since = anyio.current_time()
-            elif anyio.current_time() - quiet_since > HEARTBEAT:
+            elif anyio.current_time() - quiet_since >= HEARTBEAT:
                 await resp.write(b": still running\n\n")  # fails once the client has gone
                 quiet_since = anyio.current_time()
             if run.status is not RunStatus.RUNNING:
@@ -266,10 +268,13 @@ async def _stream(
                 break
             if watch is not None:
                 # Another process's run: the read shared by every stream of the run.
-                got = await _unless_closing(ui, partial(watch.next, seen))
+                wait = HEARTBEAT - (anyio.current_time() - quiet_since)
+                got = await _unless_closing(ui, partial(watch.next, seen, max(wait, 0.0)))
                 if got is None:
                     break  # the application is stopping
-                seen, (run, tasks) = got
+                seen, snapshot = got
+                if snapshot is not None:
+                    run, tasks = snapshot
                 continue
             live = ui.live.get(run_id)
             version = live.version if live is not None else 0
