@@ -307,3 +307,54 @@ async def test_without_auth_a_proxied_request_is_refused(ui: UI, header: tuple[s
     assert response.status == 403
     assert "proxy" in (await response.json())["error"]
     assert (await ui.client.get("/api/runs")).status == 200
+
+
+# ---------------------------------------------------------------- oversized requests
+
+
+async def test_oversized_requests_get_the_uis_headers_and_no_echo(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from dremioframe_async.ui import serve
+
+    urls: list[str] = []
+    ready = anyio.Event()
+
+    def on_ready(url: str) -> None:
+        urls.append(url)
+        ready.set()
+
+    async def raw(request: bytes) -> bytes:
+        port = int(urls[0].rsplit(":", 1)[1].rstrip("/"))
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            await stream.send(request)
+            data = b""
+            with anyio.fail_after(10):
+                try:
+                    while chunk := await stream.receive():
+                        data += chunk
+                except anyio.EndOfStream:
+                    pass
+        return data
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(ui_app(MemoryStore()), "127.0.0.1", 0, on_ready=on_ready))
+        with anyio.fail_after(10):
+            await ready.wait()
+        marker = "ECHOED-" + "x" * 9000
+        answer = await raw(f"GET /{marker} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        normal = await raw(
+            b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        tg.cancel_scope.cancel()
+    head, _, body = answer.decode(errors="replace").partition("\r\n\r\n")
+    assert re.match(r"HTTP/1\.[01] 400 ", head), head
+    assert "X-Frame-Options: DENY" in head
+    assert "Content-Security-Policy:" in head
+    assert "Server: dremioframe_async" in head
+    assert "aiohttp" not in head
+    assert "ECHOED" not in body
+    assert "Server: dremioframe_async" in normal.decode()
+    assert "aiohttp" not in normal.decode().partition("\r\n\r\n")[0]
+    assert not [r for r in caplog.records if r.exc_info]

@@ -81,6 +81,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",
+    "Server": "dremioframe_async",  # not aiohttp's name and version
 }
 
 
