@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import signal
@@ -215,14 +216,14 @@ def test_demo_missing_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "dremioframe_async.demo", None)  # import fails
-    real = cli.importlib.import_module
+    real = importlib.import_module
 
     def fake_import(name: str) -> object:
         if name == "dremioframe_async.demo":
             raise ModuleNotFoundError(name=name)
         return real(name)
 
-    monkeypatch.setattr(cli.importlib, "import_module", fake_import)
+    monkeypatch.setattr(importlib, "import_module", fake_import)
     assert cli.main(["demo"]) == 1
     assert "demo is not part of this installation" in capsys.readouterr().err
 
@@ -377,3 +378,15 @@ def test_messages_are_whole_escaped_and_wrapped(env: dict[str, str]) -> None:
     assert all(len(line) <= 70 for line in table), table
     flat = " ".join(" ".join(line.split()) for line in table[2:])
     assert " ".join(f"RuntimeError: {escaped}".split()) in flat  # wrapped, nothing cut
+
+
+def test_each_command_lives_in_the_module_named_after_it() -> None:
+    import pkgutil
+
+    from dremioframe_async.cli import _main
+
+    modules = {m.name for m in pkgutil.iter_modules(cli.__path__) if not m.name.startswith("_")}
+    assert {c.__name__.rpartition(".")[2] for c in _main.COMMANDS} == modules
+    registered = _main._parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in modules:
+        assert registered[name].get_default("handler").__module__ == f"dremioframe_async.cli.{name}"

@@ -1,0 +1,61 @@
+"""``runs``: list recorded runs, newest first."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from ..progress import format_duration, format_table
+from ..store import RunInfo, RunStore
+from ..store._codec import storable_text
+from ._common import EXIT_OK, add_command, existing_store, when, with_store
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``runs`` to the command line."""
+    text = "list recorded runs, newest first"
+    sub = add_command(commands, common, "runs", cmd_runs, text, reads_only=True)
+    sub.add_argument("--pipeline", metavar="NAME")
+    sub.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Print the table of runs."""
+
+    async def work(store: RunStore) -> int:
+        # Names are stored escaped (storable_text); an undecodable argument matches its escape.
+        pipeline = None if args.pipeline is None else storable_text(args.pipeline)
+        runs = await store.list_runs(pipeline=pipeline, limit=args.limit)
+        print(_runs_table(runs) if runs else "no runs recorded")
+        return EXIT_OK
+
+    return anyio.run(with_store, existing_store(args.store), work)
+
+
+def _runs_table(runs: Sequence[RunInfo]) -> str:
+    rows = [
+        (
+            r.run_id,
+            r.pipeline,
+            r.status.value,
+            when(r.started),
+            format_duration(r.duration),
+            f"{r.counts.get('SUCCESS', 0)}/{sum(r.counts.values())}",
+        )
+        for r in runs
+    ]
+    return format_table(("RUN ID", "PIPELINE", "STATUS", "STARTED", "DURATION", "OK/TASKS"), rows)
+
+
+def _positive_int(text: str) -> int:
+    # 0 would print "no runs recorded" over a full store; SQLite reads -1 as "all".
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
