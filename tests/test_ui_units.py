@@ -70,7 +70,9 @@ def test_graph_layers_follow_edges_and_survive_bad_data() -> None:
 def test_long_names_are_cut_in_the_box_but_whole_in_the_tooltip() -> None:
     svg = graph_svg([GraphNode("x" * 40, (), "FAILED", "×3 (1 ok)")])
     assert "<title>" + "x" * 40 + ": FAILED (×3 (1 ok))</title>" in svg
-    assert "x" * 18 + "… ×3 (1 ok)</text>" in svg
+    # the key and the note each on their own line, each cut to the box
+    assert ">" + "x" * 21 + "…</text>" in svg
+    assert '<text class="note" x="16" y="37">×3 (1 ok)</text>' in svg
 
 
 def _task(key: str, state: TaskState, attempts: tuple[AttemptInfo, ...], **kw) -> TaskInfo:

@@ -111,7 +111,8 @@ async def get_run(request: web.Request) -> web.Response:
         {
             "run": run_json(run),
             "tasks": [task_json(t) for t in tasks],
-            "cancellable": ui.launcher.running_here(run_id),
+            # Only a RUNNING run: the launcher may not have heard of its end yet.
+            "cancellable": run.status is RunStatus.RUNNING and ui.launcher.running_here(run_id),
             "resumable": ui.can_resume(run),
             "url": RequestUrls(request).run(run_id),
         }

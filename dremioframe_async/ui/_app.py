@@ -13,7 +13,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..orchestration import Pipeline
-from ..store import RunInfo, RunNotFound, RunStore, TaskInfo
+from ..store import RunInfo, RunNotFound, RunStatus, RunStore, TaskInfo
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
@@ -45,6 +45,7 @@ _OPEN_ROUTES = frozenset({"login", "login_post", "static"})
 # clients, and a proxy on that host would hand it the network's.
 _FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 MAX_STREAMS = 1000  # open live-update streams; each holds a connection and a coroutine
+MAX_PARAMS_ECHO = 4000  # characters of refused params carried back to the form
 RENDER_IN_THREAD = 500  # tasks; a 10,000-task run page takes about 0.1 s to build
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -363,7 +364,7 @@ async def _run_body(request: web.Request) -> tuple[RunInfo, Markup] | None:
         tasks,
         csrf=request[CSRF_KEY],
         planned=edges if isinstance(edges, dict) else {},
-        can_cancel=ui.launcher.running_here(run_id),
+        can_cancel=run.status is RunStatus.RUNNING and ui.launcher.running_here(run_id),
         can_resume=ui.can_resume(run),
     )
     # Rendering is pure CPU work over frozen views: a big run's goes off the loop.
@@ -392,12 +393,21 @@ async def pipelines_handler(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:
     ui = _ui(request)
+    # After a refused trigger (post/redirect/get): which pipeline, why, and its text.
+    refused, why = request.query.get("refused"), request.query.get("error")
     sections = []
     for name, entry in ui.pipelines.items():
         last = await ui.store.query_runs(parse_query({"pipeline": name, "limit": "5"}))
+        mine = refused == name
         sections.append(
             pages.pipeline_section(
-                RequestUrls(request), entry.pipeline, entry.schedule, last.runs, request[CSRF_KEY]
+                RequestUrls(request),
+                entry.pipeline,
+                entry.schedule,
+                last.runs,
+                request[CSRF_KEY],
+                params=request.query.get("params", "{}") if mine else "{}",
+                error=f"{name} was not triggered: {why}" if mine and why else None,
             )
         )
     return _html(request, "Pipelines", pages.pipelines_page(sections, error), status)
@@ -416,11 +426,15 @@ async def _form_action(
 async def form_trigger(request: web.Request) -> web.Response:
     form = await request.post()
     raw = form.get("params")
+    name = request.match_info["name"]
     try:
         params = read_params(raw if isinstance(raw, str) else None)
     except ValueError as exc:
-        return await pipelines_handler(request, str(exc), 400)
-    name = request.match_info["name"]
+        # Back to the form (post/redirect/get), with the text as typed and the reason.
+        text = raw[:MAX_PARAMS_ECHO] if isinstance(raw, str) else ""
+        query = {"refused": name, "error": str(exc), "params": text}
+        target = URL(RequestUrls(request).pipelines()).with_query(query)
+        raise web.HTTPSeeOther(f"{target}#pipeline-{name}") from None
     return await _form_action(request, lambda ui: ui.launcher.trigger(name, params))
 
 

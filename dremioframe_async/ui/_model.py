@@ -136,6 +136,24 @@ def group_tasks(tasks: Iterable[TaskInfo]) -> list[TaskGroup]:
     ]
 
 
+def task_counts(groups: Iterable[TaskGroup]) -> dict[str, int]:
+    """Task states counted as the operator sees them: each mapped instance once, and the
+    mapped task itself not at all (it only sums its instances up)."""
+    counts: dict[str, int] = {}
+    for g in groups:
+        for t in g.instances or (g.task,):
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+    return counts
+
+
+def shorten(text: str, limit: int = 160) -> tuple[str, bool]:
+    """``text`` cut to ``limit`` characters on its first line, and whether it was cut."""
+    first = text.split("\n", 1)[0]
+    if len(first) <= limit and first == text:
+        return text, False
+    return (first[: limit - 1] + "…" if len(first) > limit else first + " …"), True
+
+
 def instance_note(instances: Sequence[TaskInfo]) -> str:
     """``×12 (10 ok)``: how many instances a mapped task has and how many succeeded."""
     if not instances:

@@ -13,13 +13,30 @@ from ..store import RunInfo, RunPage, RunStatus, TaskInfo
 from ._graph import GraphNode, graph_svg
 from ._html import Markup, el, join
 from ._launcher import planned_edges
-from ._model import TaskGroup, group_tasks, instance_note, mask, result_text
+from ._model import (
+    TaskGroup,
+    group_tasks,
+    instance_note,
+    mask,
+    result_text,
+    shorten,
+    task_counts,
+)
 from ._timeline import timeline_svg
 
 __all__ = ["Urls", "layout", "login_page", "pipelines_page", "run_body", "runs_page"]
 
 MAX_LISTED = 200  # instances, errors, results: a page stays light whatever the fan-out
-STATES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "UPSTREAM_FAILED", "SKIPPED", "CANCELLED")
+STATES = (
+    "PENDING",
+    "RUNNING",
+    "SUCCESS",
+    "FAILED",
+    "UPSTREAM_FAILED",
+    "SKIPPED",
+    "CANCELLED",
+    "INTERRUPTED",
+)
 
 
 class Urls(Protocol):
@@ -172,7 +189,8 @@ def runs_page(
     running = any(r.status is RunStatus.RUNNING for r in page.runs)
     return el(
         "main",
-        {"id": "runs", "data-refresh": "5" if running else None},
+        # Every 5 s while a run is RUNNING, else every 15 s: new runs appear either way.
+        {"id": "runs", "data-refresh": "5" if running else "15"},
         el("h1", None, "Runs"),
         _filters(urls, pipelines, pipeline, status),
         el(
@@ -209,7 +227,11 @@ def _actions(urls: Urls, run: RunInfo, csrf: str, can_cancel: bool, can_resume: 
         forms.append(
             el(
                 "form",
-                {"method": "post", "action": urls.cancel(run.run_id)},
+                {
+                    "method": "post",
+                    "action": urls.cancel(run.run_id),
+                    "data-confirm": f"Cancel run {run.run_id[:12]} of {run.pipeline}?",
+                },
                 _csrf_field(csrf),
                 el("button", {"class": "danger", "type": "submit"}, "Cancel run"),
             )
@@ -226,14 +248,14 @@ def _actions(urls: Urls, run: RunInfo, csrf: str, can_cancel: bool, can_resume: 
     return el("div", {"class": "actions"}, forms)
 
 
-def _summary(urls: Urls, run: RunInfo) -> Markup:
+def _summary(urls: Urls, run: RunInfo, counts: Mapping[str, int] | None = None) -> Markup:
     rows = [
         ("Pipeline", run.pipeline),
         ("Status", badge(run.status.value)),
         ("Started", when(run.started)),
         ("Finished", when(run.finished)),
         ("Duration", took(run.duration)),
-        ("Tasks", counts_line(run.counts)),
+        ("Tasks", counts_line(run.counts if counts is None else counts)),
         (
             "Params",
             el("code", None, json.dumps(mask(dict(run.params)), sort_keys=True, default=str)),
@@ -251,11 +273,14 @@ def _summary(urls: Urls, run: RunInfo) -> Markup:
 def _task_row(task: TaskInfo, cls: str = "") -> Markup:
     last = task.attempts[-1] if task.attempts else None
     error = f"{last.error_type}: {last.error_message}" if last and last.error_type else ""
-    note = (
-        mask_text(error)
-        or mask_text(task.reason or "")
-        or (task.result_note and f"result {task.result_type}: {task.result_note}")
-    )
+    if error:
+        note = _expander(mask_text(error))
+        kind = "note error"
+    elif task.reason:  # why it was skipped or resumed: information, not an error
+        note, kind = _expander(mask_text(task.reason)), "note reason"
+    else:
+        note = task.result_note and f"result {task.result_type}: {task.result_note}"
+        kind = "note"
     return el(
         "tr",
         {"class": cls or None, "data-key": task.key},
@@ -272,8 +297,16 @@ def _task_row(task: TaskInfo, cls: str = "") -> Markup:
                 else task.finished - task.started
             ),
         ),
-        el("td", {"class": "note"}, note),
+        el("td", {"class": kind}, note),
     )
+
+
+def _expander(text: str) -> Markup | str:
+    """A long text as its first line, with the whole of it one click away."""
+    short, cut = shorten(text)
+    if not cut:
+        return text
+    return el("details", {"class": "long"}, el("summary", None, short), el("pre", None, text))
 
 
 def _task_table(groups: Sequence[TaskGroup]) -> Markup:
@@ -311,35 +344,66 @@ def _more(total: int) -> Markup | None:
 
 
 def _errors(tasks: Sequence[TaskInfo]) -> Markup:
-    items = [
-        el(
-            "details",
-            {"class": "error"},
-            el(
-                "summary",
-                None,
-                mask_text(f"{t.key} · attempt {a.number}: {a.error_type}: {a.error_message}"),
-            ),
-            el("pre", None, mask_text(a.error_traceback or "(no traceback)")),
-        )
-        for t in tasks
-        for a in t.attempts
-        if a.error_type
-    ]
+    items = []
+    for t in tasks:
+        previous = None
+        for a in t.attempts:
+            if not a.error_type:
+                continue
+            message = mask_text(f"{a.error_type}: {a.error_message}")
+            short, _ = shorten(message)
+            same = message == previous
+            head = f"{t.key} · attempt {a.number}: " + (
+                f"same error as attempt {a.number - 1}" if same else short
+            )
+            items.append(
+                el(
+                    "details",
+                    {"class": "error"},
+                    el("summary", None, head),
+                    el("pre", None, mask_text(a.error_traceback or message)),
+                )
+            )
+            previous = message
     if not items:
         return Markup("")
     return el("section", None, el("h2", None, "Errors"), items[:MAX_LISTED], _more(len(items)))
 
 
-def _results(tasks: Sequence[TaskInfo]) -> Markup:
-    stored = [t for t in tasks if t.result_stored]
-    items = [
-        el("details", None, el("summary", None, t.key), el("pre", None, result_text(t)))
-        for t in stored[:MAX_LISTED]
-    ]
+def _results(groups: Sequence[TaskGroup]) -> Markup:
+    items = []
+    total = 0
+    for g in groups:
+        stored = [t for t in g.instances if t.result_stored]
+        if g.task.result_stored and not g.instances:
+            total += 1
+            items.append(
+                el(
+                    "details",
+                    None,
+                    el("summary", None, g.task.key),
+                    el("pre", None, result_text(g.task)),
+                )
+            )
+        elif stored:
+            total += len(stored)
+            inner = [
+                el("details", None, el("summary", None, t.key), el("pre", None, result_text(t)))
+                for t in stored[:MAX_LISTED]
+            ]
+            summary = f"{g.task.key}: {len(stored)} mapped instance results"
+            items.append(
+                el(
+                    "details",
+                    {"class": "group"},
+                    el("summary", None, summary),
+                    inner,
+                    _more(len(stored)),
+                )
+            )
     if not items:
         return Markup("")
-    return el("section", None, el("h2", None, "Stored results"), items, _more(len(stored)))
+    return el("section", None, el("h2", None, "Stored results"), items[:MAX_LISTED])
 
 
 def run_body(
@@ -358,7 +422,7 @@ def run_body(
         "div",
         {"id": "run-live", "data-status": run.status.value},
         _actions(urls, run, csrf, can_cancel, can_resume),
-        _summary(urls, run),
+        _summary(urls, run, task_counts(groups)),
         el(
             "section",
             None,
@@ -373,7 +437,7 @@ def run_body(
         ),
         el("section", None, el("h2", None, "Tasks"), _task_table(groups)),
         _errors(tasks),
-        _results(tasks),
+        _results(groups),
     )
 
 
@@ -404,8 +468,16 @@ def pipeline_graph(pipeline: Pipeline) -> Markup:
 
 
 def pipeline_section(
-    urls: Urls, pipeline: Pipeline, schedule: str | None, last: Sequence[RunInfo], csrf: str
+    urls: Urls,
+    pipeline: Pipeline,
+    schedule: str | None,
+    last: Sequence[RunInfo],
+    csrf: str,
+    params: str = "{}",
+    error: str | None = None,
 ) -> Markup:
+    """One served pipeline: graph, schedule, last runs and the trigger form (``params``
+    and ``error`` refill it after a refused trigger)."""
     runs = [
         el(
             "li",
@@ -426,14 +498,15 @@ def pipeline_section(
             "label",
             None,
             "Params (JSON object)",
-            el("textarea", {"name": "params", "rows": 3, "spellcheck": "false"}, "{}"),
+            el("textarea", {"name": "params", "rows": 3, "spellcheck": "false"}, params),
         ),
         el("button", {"type": "submit"}, f"Trigger {pipeline.name}"),
     )
     return el(
         "section",
-        {"class": "pipeline", "data-pipeline": pipeline.name},
+        {"class": "pipeline", "data-pipeline": pipeline.name, "id": f"pipeline-{pipeline.name}"},
         el("h2", None, pipeline.name),
+        el("p", {"class": "error-box", "role": "alert"}, error) if error else None,
         el("p", None, "Schedule: ", schedule or "none (triggered by hand or by the application)"),
         el("div", {"class": "scroll"}, pipeline_graph(pipeline)),
         el("h3", None, "Last runs"),
