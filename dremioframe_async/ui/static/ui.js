@@ -28,6 +28,8 @@ async function fetchPage(url) {
     return response.ok ? await response.text() : null;
   } catch (err) {
     notice("disconnected from the server, retrying…");
+    // What the page shows may be stale: no button may act on it meanwhile.
+    document.querySelectorAll("#run-live .actions").forEach((a) => (a.hidden = true));
     return null;
   }
 }
