@@ -12,6 +12,7 @@ from ._model import TaskGroup, group_tasks
 __all__ = ["MAX_ROWS", "timeline_svg"]
 
 MAX_ROWS = 200
+MAX_INSTANCE_ROWS = 50  # per mapped task: the table lists them all, the chart shows a sample
 LABEL_W, CHART_W, ROW_H, BAR_H, AXIS_H = 200, 700, 18, 12, 20
 LABEL_CHARS = 28
 
@@ -45,7 +46,7 @@ def _rows(groups: Sequence[TaskGroup]) -> tuple[list[Row], int]:
     started = [[t for t in g.instances if t.started is not None] for g in top]
     mapped = sum(1 for s in started if s)
     budget = max(0, MAX_ROWS - len(top) - mapped)  # a "more" row each, at most
-    share = budget // mapped if mapped else 0
+    share = min(MAX_INSTANCE_ROWS, budget // mapped) if mapped else 0
     rows: list[Row] = []
     for group, instances in zip(top, started, strict=True):
         rows.append((group.task, False))
