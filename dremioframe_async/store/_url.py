@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._attendance import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
 from ._errors import StoreURLError
 from ._memory import MemoryStore
 from ._model import RunStore
@@ -36,7 +37,9 @@ def open_store(url: str) -> RunStore:
 
     ``memory://``; ``sqlite:///abs/path.sqlite``, ``sqlite://rel/path.sqlite`` or a
     plain file path; ``postgresql://user@host:port/db`` (also ``postgres://``),
-    with an optional ``?schema=name`` (default ``dremioframe_async``).
+    with an optional ``?schema=name`` (default ``dremioframe_async``). SQLite and
+    PostgreSQL URLs also take the liveness settings ``heartbeat`` and ``dead_after``
+    (seconds): ``sqlite:///runs.sqlite?heartbeat=2&dead_after=10``.
 
     :raises StoreURLError: (a ``ValueError``) for any other scheme, and for a
         known scheme missing its ``//`` (``sqlite:/tmp/x.sqlite`` would otherwise
@@ -53,7 +56,9 @@ def open_store(url: str) -> RunStore:
     if scheme == "memory" and not rest:
         return MemoryStore()
     if scheme == "sqlite" and rest:
-        return SQLiteStore(rest)
+        path, _, query = rest.partition("?")
+        heartbeat, dead_after = _liveness(url, parse_qsl(query))
+        return SQLiteStore(path, heartbeat=heartbeat, dead_after=dead_after)
     if scheme in ("postgresql", "postgres"):
         return _postgres(url)
     raise StoreURLError(url)
@@ -82,5 +87,24 @@ def _postgres(url: str) -> PostgresStore:
     query = parse_qsl(parts.query)
     schema = next((v for k, v in query if k == "schema"), "dremioframe_async")
     # asyncpg would send unknown query parameters to the server as settings.
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema)
+    ours = ("schema", *_LIVENESS)
+    rest = urlencode([(k, v) for k, v in query if k not in ours])
+    dsn = urlunsplit(parts._replace(query=rest))
+    heartbeat, dead_after = _liveness(url, query)
+    return PostgresStore(dsn, schema=schema, heartbeat=heartbeat, dead_after=dead_after)
+
+
+_LIVENESS = ("heartbeat", "dead_after")
+
+
+def _liveness(url: str, query: list[tuple[str, str]]) -> tuple[float, float]:
+    """The ``heartbeat`` and ``dead_after`` settings of a store URL's query."""
+    settings = {"heartbeat": DEFAULT_HEARTBEAT, "dead_after": DEFAULT_DEAD_AFTER}
+    for key, value in query:
+        if key in _LIVENESS:
+            try:
+                settings[key] = float(value)
+            except ValueError:
+                hint = f"{key} must be a number of seconds, got {value!r}"
+                raise StoreURLError(url, hint) from None
+    return settings["heartbeat"], settings["dead_after"]

@@ -13,11 +13,11 @@ from aiohttp import web
 from yarl import URL
 
 from ..orchestration import Pipeline
-from ..store import RunInfo, RunNotFound, RunStatus, RunStore, TaskInfo
+from ..store import RunInfo, RunNotFound, RunStore, TaskInfo
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
-from ._launcher import ActionRefused, PipelineEntry, RunLauncher, planned_edges
+from ._launcher import CANCELLABLE, ActionRefused, PipelineEntry, RunLauncher, planned_edges
 from ._live import LiveRuns
 from ._security import (
     CSRF_COOKIE,
@@ -56,6 +56,7 @@ def ui_app(
     auth: Auth | Sequence[Auth] | None = None,
     *,
     poll_interval: float = 1.0,
+    max_runs: int | None = None,
     session_seconds: float = SESSION_SECONDS,
     max_streams: int = MAX_STREAMS,
 ) -> web.Application:
@@ -67,8 +68,10 @@ def ui_app(
     :func:`run_listener`; the UI's own runs always do. Other runs are read from the
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
     are answered, and never through a proxy (a request with ``Forwarded`` or
-    ``X-Forwarded-*`` headers is refused). A browser session opened on ``/login``
-    lasts ``session_seconds`` (12 h by default) or until ``/logout``. At most
+    ``X-Forwarded-*`` headers is refused). Triggers queue runs in ``store``; the UI
+    runs the queued runs of its pipelines (at most ``max_runs`` at once), as every
+    process serving them does. A browser session opened on ``/login`` lasts
+    ``session_seconds`` (12 h by default) or until ``/logout``. At most
     ``max_streams`` live-update streams are open at once; more get 503 with
     ``Retry-After``.
 
@@ -87,7 +90,7 @@ def ui_app(
         store=store,
         pipelines=entries,
         live=live,
-        launcher=RunLauncher(store, entries, live),
+        launcher=RunLauncher(store, entries, live, max_runs=max_runs),
         guard=Guard(auths, session_seconds=session_seconds),
         poll_interval=poll_interval,
         streams=streams,
@@ -364,7 +367,7 @@ async def _run_body(request: web.Request) -> tuple[RunInfo, Markup] | None:
         tasks,
         csrf=request[CSRF_KEY],
         planned=edges if isinstance(edges, dict) else {},
-        can_cancel=run.status is RunStatus.RUNNING and ui.launcher.running_here(run_id),
+        can_cancel=run.status in CANCELLABLE,
         can_resume=ui.can_resume(run),
     )
     # Rendering is pure CPU work over frozen views: a big run's goes off the loop.
@@ -442,7 +445,7 @@ async def form_cancel(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
 
     async def act(ui: UIState) -> str:
-        ui.launcher.cancel(run_id)
+        await ui.launcher.cancel(run_id)
         return run_id
 
     return await _form_action(request, act)
