@@ -234,3 +234,58 @@ async def test_dark_mode_and_a_phone_screen(served, browser, name: str, options:
         assert errors == []
     finally:
         await context.close()
+
+
+async def test_task_pages_from_the_graph_with_instances_filtered_by_state(served, context) -> None:
+    ui, base = served
+    run_id = await ui.trigger("fanout")
+    await ui.finish(run_id)
+    errors: list[str] = []
+    page = await new_page(context, errors)
+    await page.goto(f"{base}runs/{run_id}")
+    await page.locator('svg.dag g.node[data-key="process_partition"]').click()
+    await page.wait_for_url(f"**/runs/{run_id}/tasks/process_partition")
+    assert "Mapped instances (200)" in await page.locator("h2").all_inner_texts()
+    await page.get_by_role("link", name="failed (6)").click()
+    await page.wait_for_url("**/tasks/process_partition?state=FAILED")
+    rows = page.locator("table.instances tr")
+    assert await rows.count() == 6
+    assert set(await rows.locator(".badge").all_inner_texts()) == {"FAILED"}
+    await rows.first.get_by_role("link").click()
+    await page.wait_for_url("**/tasks/process_partition%5B3%5D")
+    attempt = page.locator("table.attempts tr[data-attempt='1']")
+    assert "ValueError: partition 3 is corrupt" in await attempt.inner_text()
+    await shot(page, "task-page")
+    assert errors == []
+
+
+async def test_running_times_tick_and_runs_show_params_and_pipeline_links(served, context) -> None:
+    ui, base = served
+    run_id = await ui.trigger("gated", {"day": "2026-12-01", "api_key": "k-123456"})
+    with anyio.fail_after(10):
+        await ui.gate.entered.wait()
+    errors: list[str] = []
+    page = await new_page(context, errors)
+    try:
+        await page.goto(base)
+        row = page.locator(f'tr[data-run="{run_id}"]')
+        assert '"day": "2026-12-01"' in await row.locator("td.params").inner_text()
+        assert "k-123456" not in await row.inner_text()
+        assert "just now" in await row.inner_text()
+        await page.goto(f"{base}runs/{run_id}")
+        elapsed = page.locator('table.tasks tr[data-key="hold"] .elapsed')
+        first = await elapsed.inner_text()
+        assert first.startswith("running ")
+        await page.wait_for_function(
+            "(t) => document.querySelector('table.tasks tr[data-key=hold] .elapsed')"
+            ".textContent !== t",
+            arg=first,
+            timeout=2500,  # the script ticks every second; the live refresh is 5 s apart
+        )
+        await page.goto(base)
+        await page.get_by_role("link", name="gated", exact=True).first.click()
+        await page.wait_for_url("**/?pipeline=gated")
+    finally:
+        ui.gate.opened.set()
+        await ui.finish(run_id)
+    assert errors == []

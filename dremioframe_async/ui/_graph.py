@@ -30,6 +30,7 @@ class GraphNode:
     upstream: tuple[str, ...]
     state: str = "PENDING"
     note: str = ""
+    href: str = ""  # the task's page, when it has one
 
 
 def _layers(nodes: Mapping[str, GraphNode]) -> dict[str, int]:
@@ -123,10 +124,11 @@ def _box(node: GraphNode, x: int, y: int) -> Markup:
         texts = [
             el("text", {"class": "key", "x": x + 8, "y": y + NODE_H // 2 + 4}, _label(node.key))
         ]
-    return el(
+    box = el(
         "g",
         {"class": f"node s-{node.state}", "data-key": node.key, "data-state": node.state},
         el("title", None, f"{node.key}: {node.state}" + (f" ({node.note})" if node.note else "")),
         el("rect", {"x": x, "y": y, "width": NODE_W, "height": NODE_H, "rx": 5}),
         texts,
     )
+    return el("a", {"href": node.href}, box) if node.href else box

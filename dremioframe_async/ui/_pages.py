@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Protocol
 
 from .._masking import mask_text
@@ -23,6 +23,7 @@ from ._model import (
     task_counts,
 )
 from ._timeline import timeline_svg
+from ._times import elapsed, stamp, took, when
 
 __all__ = ["Urls", "layout", "login_page", "pipelines_page", "run_body", "runs_page"]
 
@@ -55,22 +56,7 @@ class Urls(Protocol):
 
     def logout(self) -> str: ...
 
-
-def when(t: float | None) -> str:
-    """Epoch seconds as UTC text."""
-    if t is None:
-        return "-"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def took(seconds: float | None) -> str:
-    """A duration as text."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+    def task(self, run_id: str, key: str, **query: str) -> str: ...
 
 
 def layout(urls: Urls, title: str, csrf: str, body: Markup, signed_in: bool = False) -> str:
@@ -81,6 +67,7 @@ def layout(urls: Urls, title: str, csrf: str, body: Markup, signed_in: bool = Fa
         el("meta", {"charset": "utf-8"}),
         el("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}),
         el("meta", {"name": "csrf-token", "content": csrf}),
+        el("meta", {"name": "server-time", "content": f"{time.time():.3f}"}),
         el("title", None, f"{title} · dremioframe_async"),
         el("link", {"rel": "stylesheet", "href": urls.static("ui.css")}),
         el("link", {"rel": "icon", "href": "data:,"}),  # no favicon request
@@ -151,6 +138,20 @@ def _filters(urls: Urls, pipelines: Sequence[str], pipeline: str, status: str) -
     )
 
 
+def _run_took(run: RunInfo) -> Markup | str:
+    if run.status is RunStatus.RUNNING:
+        return elapsed(run.started, None, True)
+    return took(run.duration)
+
+
+def _params_preview(params: Mapping[str, object], limit: int = 60) -> Markup | str:
+    if not params:
+        return ""
+    text = json.dumps(mask(dict(params)), sort_keys=True, default=str)
+    short = text if len(text) <= limit else text[: limit - 1] + "…"
+    return el("code", {"title": text}, short)
+
+
 def runs_page(
     urls: Urls, page: RunPage, pipelines: Sequence[str], pipeline: str, status: str
 ) -> Markup:
@@ -160,11 +161,12 @@ def runs_page(
             "tr",
             {"data-run": r.run_id},
             el("td", None, el("a", {"href": urls.run(r.run_id)}, r.run_id[:12])),
-            el("td", None, r.pipeline),
+            el("td", None, el("a", {"href": urls.runs(pipeline=r.pipeline)}, r.pipeline)),
             el("td", None, badge(r.status.value)),
-            el("td", None, when(r.started)),
-            el("td", None, took(r.duration)),
+            el("td", None, stamp(r.started)),
+            el("td", None, _run_took(r)),
             el("td", None, counts_line(r.counts)),
+            el("td", {"class": "params"}, _params_preview(r.params)),
         )
         for r in page.runs
     ]
@@ -183,7 +185,10 @@ def runs_page(
     head = el(
         "tr",
         None,
-        [el("th", None, h) for h in ("Run", "Pipeline", "Status", "Started", "Duration", "Tasks")],
+        [
+            el("th", None, h)
+            for h in ("Run", "Pipeline", "Status", "Started", "Duration", "Tasks", "Params")
+        ],
     )
     table = el("table", {"class": "runs"}, el("thead", None, head), el("tbody", None, rows))
     running = any(r.status is RunStatus.RUNNING for r in page.runs)
@@ -206,15 +211,20 @@ def runs_page(
 
 
 def run_graph(
-    tasks: Sequence[TaskInfo], groups: Sequence[TaskGroup], planned: Mapping[str, tuple[str, ...]]
+    tasks: Sequence[TaskInfo],
+    groups: Sequence[TaskGroup],
+    planned: Mapping[str, tuple[str, ...]],
+    urls: Urls | None = None,
 ) -> Markup:
-    """The run's DAG; edges of tasks not yet started come from the served pipeline's plan."""
+    """The run's DAG; edges of tasks not yet started come from the served pipeline's plan.
+    Each node links to its task's page."""
     nodes = [
         GraphNode(
             g.task.key,
             g.task.upstream or planned.get(g.task.key, ()),
             g.task.state.value,
             instance_note(g.instances),
+            urls.task(g.task.run_id, g.task.key) if urls is not None else "",
         )
         for g in groups
     ]
@@ -252,9 +262,9 @@ def _summary(urls: Urls, run: RunInfo, counts: Mapping[str, int] | None = None) 
     rows = [
         ("Pipeline", run.pipeline),
         ("Status", badge(run.status.value)),
-        ("Started", when(run.started)),
-        ("Finished", when(run.finished)),
-        ("Duration", took(run.duration)),
+        ("Started", stamp(run.started)),
+        ("Finished", stamp(run.finished)),
+        ("Duration", _run_took(run)),
         ("Tasks", counts_line(run.counts if counts is None else counts)),
         (
             "Params",
@@ -276,7 +286,7 @@ def _summary(urls: Urls, run: RunInfo, counts: Mapping[str, int] | None = None) 
     )
 
 
-def _task_row(task: TaskInfo, cls: str = "") -> Markup:
+def _task_row(urls: Urls, task: TaskInfo, cls: str = "") -> Markup:
     last = task.attempts[-1] if task.attempts else None
     error = f"{last.error_type}: {last.error_message}" if last and last.error_type else ""
     if error:
@@ -290,19 +300,11 @@ def _task_row(task: TaskInfo, cls: str = "") -> Markup:
     return el(
         "tr",
         {"class": cls or None, "data-key": task.key},
-        el("td", None, task.key),
+        el("td", None, el("a", {"href": urls.task(task.run_id, task.key)}, task.key)),
         el("td", None, badge(task.state.value)),
         el("td", None, len(task.attempts)),
-        el("td", None, when(task.started)),
-        el(
-            "td",
-            None,
-            took(
-                None
-                if task.started is None or task.finished is None
-                else task.finished - task.started
-            ),
-        ),
+        el("td", None, stamp(task.started)),
+        el("td", None, elapsed(task.started, task.finished, task.state.value == "RUNNING")),
         el("td", {"class": kind}, note),
     )
 
@@ -315,12 +317,12 @@ def _expander(text: str) -> Markup | str:
     return el("details", {"class": "long"}, el("summary", None, short), el("pre", None, text))
 
 
-def _task_table(groups: Sequence[TaskGroup]) -> Markup:
+def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
     body = []
     for g in groups:
-        body.append(_task_row(g.task))
+        body.append(_task_row(urls, g.task))
         if g.instances:
-            shown = [_task_row(t, "instance") for t in g.instances[:MAX_LISTED]]
+            shown = [_task_row(urls, t, "instance") for t in g.instances[:MAX_LISTED]]
             inner = join(el("table", {"class": "instances"}, shown), _more(len(g.instances)))
             summary = el("summary", None, f"{len(g.instances)} mapped instances of {g.task.key}")
             body.append(
@@ -433,7 +435,7 @@ def run_body(
             "section",
             None,
             el("h2", None, "Graph"),
-            el("div", {"class": "scroll"}, run_graph(tasks, groups, planned)),
+            el("div", {"class": "scroll"}, run_graph(tasks, groups, planned, urls)),
         ),
         el(
             "section",
@@ -441,7 +443,7 @@ def run_body(
             el("h2", None, "Timeline"),
             el("div", {"class": "scroll"}, timeline_svg(run, tasks, groups)),
         ),
-        el("section", None, el("h2", None, "Tasks"), _task_table(groups)),
+        el("section", None, el("h2", None, "Tasks"), _task_table(urls, groups)),
         _errors(tasks),
         _results(groups),
     )

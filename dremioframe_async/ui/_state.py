@@ -112,3 +112,7 @@ class RequestUrls:
 
     def logout(self) -> str:
         return str(self._url("logout"))
+
+    def task(self, run_id: str, key: str, **query: str) -> str:
+        url = self._url("task", run_id=run_id, key=key)
+        return str(url.with_query(query) if query else url)

@@ -34,6 +34,42 @@ async function fetchPage(url) {
   }
 }
 
+// Relative times ("3 min ago") and running elapsed times stay current, by the
+// server's clock (its time when the page was made, plus the time since).
+(function () {
+  const meta = document.querySelector('meta[name="server-time"]');
+  const skew = meta ? Number(meta.content) - Date.now() / 1000 : 0;
+  const now = () => Date.now() / 1000 + skew;
+  function took(s) {
+    if (s < 60) {
+      return s.toFixed(0) + "s";
+    }
+    const m = Math.floor(s / 60);
+    return m < 60 ? m + "m" + String(Math.floor(s % 60)).padStart(2, "0") + "s"
+      : Math.floor(m / 60) + "h" + String(m % 60).padStart(2, "0") + "m";
+  }
+  function ago(s) {
+    const units = [[86400, " day"], [3600, " h"], [60, " min"]];
+    for (const [size, unit] of units) {
+      if (s >= size) {
+        const n = Math.floor(s / size);
+        return n + unit + (unit === " day" && n > 1 ? "s" : "") + " ago";
+      }
+    }
+    return s < 10 ? "just now" : Math.floor(s) + " s ago";
+  }
+  function tick() {
+    const t = now();
+    document.querySelectorAll(".elapsed[data-since]").forEach((e) => {
+      e.textContent = "running " + took(Math.max(0, t - Number(e.dataset.since)));
+    });
+    document.querySelectorAll(".ago[data-t]").forEach((e) => {
+      e.textContent = "(" + ago(t - Number(e.dataset.t)) + ")";
+    });
+  }
+  window.setInterval(tick, 1000);
+})();
+
 // Ask before a form that says so (cancel) is sent.
 document.addEventListener("submit", (event) => {
   const ask = event.target.dataset && event.target.dataset.confirm;

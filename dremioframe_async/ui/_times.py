@@ -1,0 +1,67 @@
+"""Times as the pages show them: UTC with "3 min ago" beside it, and a running
+task's or run's elapsed time. The script (``static/ui.js``) keeps both current
+between reloads, from the server's clock (``<meta name="server-time">``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from ._html import Markup, el, join
+
+__all__ = ["ago", "elapsed", "stamp", "took", "when"]
+
+
+def when(t: float | None) -> str:
+    """Epoch seconds as UTC text."""
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def took(seconds: float | None) -> str:
+    """A duration as text."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def ago(seconds: float) -> str:
+    """How long ago, in the largest whole unit (``3 min ago``)."""
+    if seconds < 0:
+        return "in the future"
+    for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''} ago"
+    return "just now" if seconds < 10 else f"{int(seconds)} s ago"
+
+
+def stamp(t: float | None, now: float | None = None) -> Markup | str:
+    """UTC time and, beside it, how long ago (kept current by the script)."""
+    if t is None:
+        return "-"
+    now = time.time() if now is None else now
+    iso = datetime.fromtimestamp(t, UTC).isoformat()
+    return join(
+        el("time", {"datetime": iso}, when(t)),
+        " ",
+        el("span", {"class": "ago", "data-t": f"{t:.3f}"}, f"({ago(now - t)})"),
+    )
+
+
+def elapsed(
+    started: float | None, finished: float | None, running: bool, now: float | None = None
+) -> Markup | str:
+    """A finished span's duration, or a running one's time so far (ticking in the page)."""
+    if not running or started is None or finished is not None:
+        return took(None if started is None or finished is None else finished - started)
+    now = time.time() if now is None else now
+    return el(
+        "span",
+        {"class": "elapsed", "data-since": f"{started:.3f}"},
+        f"running {took(now - started)}",
+    )
