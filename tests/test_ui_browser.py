@@ -103,7 +103,7 @@ async def test_runs_page_and_run_graph(served, page) -> None:
     await row.wait_for()
     assert "SUCCESS" in await row.inner_text()
     await shot(page, "runs")
-    await row.locator("a").click()
+    await row.locator("a").first.click()
     await page.wait_for_url(f"**/runs/{run_id}")
     node = page.locator('svg.dag g.node[data-key="b"]')
     await node.wait_for()
