@@ -358,3 +358,28 @@ async def test_oversized_requests_get_the_uis_headers_and_no_echo(
     assert "Server: dremioframe_async" in normal.decode()
     assert "aiohttp" not in normal.decode().partition("\r\n\r\n")[0]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+# ---------------------------------------------------------------- stale buttons
+
+
+async def test_a_second_resume_from_another_tab_is_refused_on_the_page(ui: UI) -> None:
+    run_id = await ui.trigger("flaky")
+    await ui.finish(run_id)
+    page = await (await ui.client.get(f"/runs/{run_id}")).text()
+    token = form_token(page)
+    assert "Resume" in page
+    assert "Cancel run" not in page  # it FAILED: nothing left to cancel
+    ui.gate.fail_flaky = False
+    first = await ui.client.post(
+        f"/runs/{run_id}/resume", data={"csrf_token": token}, allow_redirects=False
+    )
+    assert first.status == 303
+    second = await ui.client.post(
+        f"/runs/{run_id}/resume", data={"csrf_token": token}, allow_redirects=False
+    )
+    assert second.status == 409
+    text = await second.text()
+    assert "<h1>Refused</h1>" in text
+    assert "resum" in text
+    await ui.finish(first.headers["Location"].rsplit("/", 1)[1])
