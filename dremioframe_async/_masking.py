@@ -32,7 +32,9 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 __all__ = [
     "MASK",
     "SECRET_WORDS",
+    "head_without_secrets",
     "is_secret_key",
+    "margin",
     "mask_text",
     "mask_url_password",
     "mask_value",
@@ -196,6 +198,13 @@ def tail_without_secrets(text: str, limit: int, secrets: Iterable[str | None] = 
     """
     masked = mask_text(text, secrets)
     return masked if len(masked) <= limit else masked[len(masked) - limit :]
+
+
+def head_without_secrets(text: str, limit: int, secrets: Iterable[str | None] = ()) -> str:
+    """The first ``limit`` characters of ``text`` once masked, with no piece of a secret
+    (``text`` must run :func:`margin` characters past the cut, when there is more)."""
+    masked = mask_text(text, secrets)
+    return masked if len(masked) <= limit else masked[:limit]
 
 
 def margin(secrets: Iterable[str | None] = ()) -> int:

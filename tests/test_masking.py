@@ -275,3 +275,28 @@ def test_store_rows_ui_json_and_cli_show_are_masked(
     assert "S3cret" not in out
     assert '"author": "Ada"' in out
     assert "etl:***@db" in out
+
+
+@pytest.mark.asyncio
+async def test_an_error_body_cut_at_its_limit_keeps_no_fragment_of_a_secret() -> None:
+    token = "tok-0123456789abcdefghijklmnop"
+
+    async def handle(request: web.Request) -> web.Response:
+        # the echoed token straddles the 500 characters an error keeps of a body
+        return web.Response(status=400, text="x" * 488 + request.headers["X-Api-Key"] + "y" * 50)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        t = HttpTask("call", f"http://127.0.0.1:{port}/x", headers={"X-Api-Key": token})
+        error = str((await Pipeline("p").add_task(t).run()).tasks["call"].error)
+    finally:
+        await runner.cleanup()
+    assert "xxxx" in error
+    for n in range(4, len(token) + 1):
+        assert token[:n] not in error, error[-80:]
