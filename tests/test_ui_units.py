@@ -141,3 +141,11 @@ def test_read_params_accepts_an_object_or_nothing(text, expected) -> None:
 def test_read_params_refuses_anything_else(text: str) -> None:
     with pytest.raises(ValueError, match="JSON object"):
         read_params(text)
+
+
+def test_an_interrupted_run_shows_its_time_as_a_lower_bound() -> None:
+    from dremioframe_async.ui._pages import _run_took
+
+    gone = RunInfo("r", "p", RunStatus.INTERRUPTED, T0, T0 + 3)
+    assert "≥ 3.00s" in _run_took(gone)
+    assert _run_took(RunInfo("r", "p", RunStatus.FAILED, T0, T0 + 3)) == "3.00s"

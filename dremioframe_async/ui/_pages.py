@@ -141,6 +141,13 @@ def _filters(urls: Urls, pipelines: Sequence[str], pipeline: str, status: str) -
 def _run_took(run: RunInfo) -> Markup | str:
     if run.status is RunStatus.RUNNING:
         return elapsed(run.started, None, True)
+    if run.status is RunStatus.INTERRUPTED:
+        # Its process died: the store knows only when the run last recorded something.
+        return el(
+            "span",
+            {"title": "until its last record; the run's process ended without a word"},
+            f"≥ {took(run.duration)}",
+        )
     return took(run.duration)
 
 
