@@ -17,7 +17,7 @@ from ._state import UI_KEY, UIState
 
 log = logging.getLogger("dremioframe_async.ui")
 
-__all__ = ["serve"]
+__all__ = ["app_runner", "serve"]
 
 
 async def serve(
@@ -37,7 +37,7 @@ async def serve(
     """
     for ui in _uis(app):
         check_bind(host, ui.guard.auth)
-    runner = _Runner(app, access_log=None, shutdown_timeout=5.0)
+    runner = app_runner(app)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -99,3 +99,9 @@ class _Runner(web.AppRunner):
         # handler class: the subclass only swaps which RequestHandler it makes.
         server.__class__ = _QuietServer
         return server
+
+
+def app_runner(app: web.Application) -> web.AppRunner:
+    """An ``AppRunner`` for an application that holds a UI: requests aiohttp refuses
+    before any handler (oversized, malformed) are answered with the UI's headers."""
+    return _Runner(app, access_log=None, shutdown_timeout=5.0)
