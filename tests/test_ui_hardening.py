@@ -383,3 +383,28 @@ async def test_a_second_resume_from_another_tab_is_refused_on_the_page(ui: UI) -
     assert "<h1>Refused</h1>" in text
     assert "resum" in text
     await ui.finish(first.headers["Location"].rsplit("/", 1)[1])
+
+
+async def test_over_https_the_cookies_are_host_only_secure_cookies() -> None:
+    import ssl
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from dremioframe_async.ui._app import _guard
+
+    app = ui_app(MemoryStore(), auth=BearerAuth(TOKEN))
+    app.freeze()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="in")
+
+    headers = {"Host": "ui.example", "Authorization": f"Bearer {TOKEN}"}
+    for context, name in ((ssl.create_default_context(), "__Host-dfa_csrf"), (None, "dfa_csrf")):
+        request = make_mocked_request("GET", "/", headers=headers, app=app, sslcontext=context)
+        response = await _guard(request, handler)
+        assert list(response.cookies) == [name]
+        morsel = response.cookies[name]
+        assert morsel["path"] == "/"
+        assert not morsel["domain"]
+        assert bool(morsel["secure"]) is (context is not None)
