@@ -98,3 +98,25 @@ def test_ui_refuses_an_empty_password(env: dict[str, str]) -> None:
     )
     assert proc.returncode == 2
     assert "the password is empty" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--max-streams", "0"], "max_streams must be >= 1"),
+        (["--session-hours", "0"], "session_seconds must be > 0"),
+    ],
+)
+def test_ui_refuses_bad_stream_and_session_settings(
+    env: dict[str, str], option: list[str], message: str
+) -> None:
+    proc = subprocess.run(
+        [*COMMAND, "ui", "--port", "0", *option],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
