@@ -162,6 +162,10 @@ def _hide(match: re.Match[str]) -> str:
     value = match["val"]
     if value in _MASKED or not is_secret_key(match["key"]):
         return match[0]
+    if match.re is _PAIR and match["key"].lower() == "key":
+        # In free text a bare "key=value" is usually prose ("--param takes key=value");
+        # api_key=..., key names in data (mask_value) and JSON pairs are still masked.
+        return match[0]
     quote_char = value[0] if value[0] in "\"'" and value[-1] == value[0] else ""
     return f"{match['prefix']}{quote_char}{MASK}{quote_char}"
 

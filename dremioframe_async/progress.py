@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from ._masking import mask_text
 from .orchestration import (
     FINAL_STATES,
     Event,
@@ -75,8 +76,9 @@ def printable(text: str, *, newlines: bool = True) -> str:
 
 
 def describe(error: BaseException) -> str:
-    """``TypeName: message``, whole and printable."""
-    text = str(error)
+    """``TypeName: message``, whole, printable and masked (no secret-keyed value or
+    URL password is printed)."""
+    text = mask_text(str(error))
     name = type(error).__name__
     return printable(f"{name}: {text}" if text else name)
 
