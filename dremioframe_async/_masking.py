@@ -69,6 +69,7 @@ SECRET_WORDS = frozenset(
         "authorization",
         "cookie",
         "signature",
+        "sig",
         "sessionid",
         "sslpassword",
     }
