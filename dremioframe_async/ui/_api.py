@@ -11,6 +11,7 @@ and the tasks that changed since the last one) until the run ends, then one
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -254,7 +255,9 @@ async def _stream(
     )
     await resp.prepare(request)
     diff = _Diff()
-    quiet_since = anyio.current_time()
+    # Streams opened together would all send their heartbeat at the same instant, every
+    # time: spread the first one over half a period so that they stay spread.
+    quiet_since = anyio.current_time() - random.uniform(0, HEARTBEAT / 2)
     try:
         while True:
             if (payload := diff.update(run, tasks)) is not None:
