@@ -163,12 +163,19 @@ def runs_page(
     urls: Urls, page: RunPage, pipelines: Sequence[str], pipeline: str, status: str
 ) -> Markup:
     """The runs list: filters, one row per run, and newer/older links."""
+    by_pipeline: dict[str, str] = {}
+
+    def pipeline_link(name: str) -> Markup:
+        if name not in by_pipeline:
+            by_pipeline[name] = urls.runs(pipeline=name)
+        return el("a", {"href": by_pipeline[name]}, name)
+
     rows = [
         el(
             "tr",
             {"data-run": r.run_id},
             el("td", None, el("a", {"href": urls.run(r.run_id)}, r.run_id[:12])),
-            el("td", None, el("a", {"href": urls.runs(pipeline=r.pipeline)}, r.pipeline)),
+            el("td", None, pipeline_link(r.pipeline)),
             el("td", None, badge(r.status.value)),
             el("td", None, stamp(r.started)),
             el("td", None, _run_took(r)),
