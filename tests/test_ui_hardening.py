@@ -408,3 +408,19 @@ async def test_over_https_the_cookies_are_host_only_secure_cookies() -> None:
         assert morsel["path"] == "/"
         assert not morsel["domain"]
         assert bool(morsel["secure"]) is (context is not None)
+
+
+async def test_a_task_page_of_a_script_like_key_is_escaped(ui: UI) -> None:
+    from _ui_fixtures import EVIL, EVIL_ERROR
+
+    run_id = await ui.trigger("evil")
+    await ui.finish(run_id)
+    run_page = await (await ui.client.get(f"/runs/{run_id}")).text()
+    href = re.search(r'<a href="([^"]*/tasks/[^"]*)">&lt;script', run_page)
+    assert href is not None
+    response = await ui.client.get(href.group(1).replace("&#x27;", "'"))
+    assert response.status == 200
+    page = await response.text()
+    assert EVIL not in page
+    assert EVIL_ERROR not in page
+    assert "&lt;script&gt;" in page

@@ -156,7 +156,7 @@ def _routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", runs_handler, name="runs")
     router.add_get("/runs/{run_id}", run_handler, name="run")
     router.add_get("/runs/{run_id}/live", run_live_handler, name="run_live")
-    router.add_get("/runs/{run_id}/tasks/{key}", task_handler, name="task")
+    router.add_get("/runs/{run_id}/tasks/{key:.+}", task_handler, name="task")  # keys may hold "/"
     router.add_post("/runs/{run_id}/cancel", form_cancel, name="form_cancel")
     router.add_post("/runs/{run_id}/resume", form_resume, name="form_resume")
     router.add_get("/pipelines", pipelines_handler, name="pipelines")
