@@ -157,6 +157,14 @@ async def test_runs_paginate_with_cursors_and_filters(ui: UI) -> None:
     assert 'data-refresh="15"' in page  # nothing running: refreshed less often, not never
     assert "older →" in page
     assert "7 runs" in page
+    assert "page 1 of 3" in page
+    for expected in ("page 2 of 3", "page 3 of 3"):
+        older = re.search(r'<a href="([^"]+)" rel="next">', page).group(1)
+        page = await (await ui.client.get(older.replace("&amp;", "&"))).text()
+        assert expected in page
+    newer = re.search(r'<a href="([^"]+)" rel="prev">', page).group(1)
+    page = await (await ui.client.get(newer.replace("&amp;", "&"))).text()
+    assert "page 2 of 3" in page
     for bad in ("limit=0", "status=NOPE", "before=zzz", "limit=x"):
         response = await ui.client.get(f"/api/runs?{bad}")
         assert response.status == 400, bad

@@ -344,12 +344,16 @@ async def runs_handler(request: web.Request) -> web.Response:
     except ValueError as exc:
         return _html(request, "Runs", pages.message_page("Bad filter", str(exc)), 400)
     page = await ui.store.query_runs(query)
+    number = request.query.get("page", "1")
     body = pages.runs_page(
         RequestUrls(request),
         page,
         sorted(ui.pipelines),
         query.pipeline or "",
         query.status.value if query.status else "",
+        # The first page is page 1 whatever a link said (no cursor: the newest runs).
+        int(number) if number.isdigit() and int(number) > 0 and page.newer else 1,
+        query.limit,
     )
     return _html(request, "Runs", body)
 

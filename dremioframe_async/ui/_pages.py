@@ -160,9 +160,16 @@ def _params_preview(params: Mapping[str, object], limit: int = 60) -> Markup | s
 
 
 def runs_page(
-    urls: Urls, page: RunPage, pipelines: Sequence[str], pipeline: str, status: str
+    urls: Urls,
+    page: RunPage,
+    pipelines: Sequence[str],
+    pipeline: str,
+    status: str,
+    number: int = 1,
+    size: int = 50,
 ) -> Markup:
-    """The runs list: filters, one row per run, and newer/older links."""
+    """The runs list: filters, one row per run, and newer/older links with the page
+    ``number`` (counted along the links: the cursors themselves carry no position)."""
     by_pipeline: dict[str, str] = {}
 
     def pipeline_link(name: str) -> Markup:
@@ -184,15 +191,25 @@ def runs_page(
         )
         for r in page.runs
     ]
-    keep = {k: v for k, v in (("pipeline", pipeline), ("status", status)) if v}
+    limit = str(size) if size != 50 else ""  # a page size given stays on the next pages
+    keep = {k: v for k, v in (("pipeline", pipeline), ("status", status), ("limit", limit)) if v}
     links = el(
         "p",
         {"class": "pager"},
-        el("a", {"href": urls.runs(**keep, after=page.newer), "rel": "prev"}, "← newer")
+        el(
+            "a",
+            {"href": urls.runs(**keep, after=page.newer, page=str(number - 1)), "rel": "prev"},
+            "← newer",
+        )
         if page.newer
         else None,
-        f" {page.total} run{'s' if page.total != 1 else ''} ",
-        el("a", {"href": urls.runs(**keep, before=page.older), "rel": "next"}, "older →")
+        f" page {number} of {max(1, -(-page.total // size))} · "
+        f"{page.total} run{'s' if page.total != 1 else ''} ",
+        el(
+            "a",
+            {"href": urls.runs(**keep, before=page.older, page=str(number + 1)), "rel": "next"},
+            "older →",
+        )
         if page.older
         else None,
     )
