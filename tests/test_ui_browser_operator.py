@@ -289,3 +289,49 @@ async def test_running_times_tick_and_runs_show_params_and_pipeline_links(served
         ui.gate.opened.set()
         await ui.finish(run_id)
     assert errors == []
+
+
+async def test_an_interrupted_run_is_coloured_apart_and_timed_as_a_lower_bound(
+    browser, tmp_path
+) -> None:
+    from dremioframe_async.orchestration import (
+        RunFinished,
+        RunStarted,
+        TaskState,
+        TaskStateChanged,
+    )
+    from dremioframe_async.store import SQLiteStore
+
+    t0 = 1_700_000_000.0
+    async with SQLiteStore(tmp_path / "r.sqlite", heartbeat=0.1, dead_after=0.3) as store:
+        await store.record(
+            [
+                RunStarted("gone", "etl", t0, {}, ("x",)),
+                TaskStateChanged("gone", "etl", "x", TaskState.RUNNING, t0 + 3, 1),
+                RunStarted("stopped", "etl", t0 + 10, {}, ("x",)),
+                RunFinished("stopped", "etl", RunStatus.CANCELLED, t0 + 13, t0 + 10),
+            ]
+        )
+        with anyio.fail_after(10):
+            while (await store.get_run("gone")).status is not RunStatus.INTERRUPTED:
+                await anyio.sleep(0.05)
+        app = ui_app(store)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            base = str(client.make_url("/"))
+            context = await browser.new_context()
+            try:
+                errors: list[str] = []
+                page = await new_page(context, errors)
+                await page.goto(base)
+                colour = "(e) => getComputedStyle(e).backgroundColor"
+                gone = page.locator('tr[data-run="gone"] .badge')
+                stopped = page.locator('tr[data-run="stopped"] .badge')
+                assert await gone.inner_text() == "INTERRUPTED"
+                assert await gone.evaluate(colour) != await stopped.evaluate(colour)
+                await page.goto(f"{base}runs/gone")
+                summary = await page.locator("dl.summary").inner_text()
+                assert "≥ 3.00s" in summary
+                await shot(page, "interrupted-run")
+                assert errors == []
+            finally:
+                await context.close()
