@@ -14,9 +14,16 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ui_auth_flood.py"
 
 
 @pytest.mark.timeout(120)
-def test_wrong_passwords_leave_memory_and_signed_in_users_alone() -> None:
+@pytest.mark.parametrize("clients", [1, 50], ids=["one-client", "fifty-addresses"])
+def test_wrong_passwords_leave_memory_and_signed_in_users_alone(clients: int) -> None:
+    """One client (throttled after 5 tries) and 50 loopback addresses (5 free tries each,
+    so 250+ real scrypt checks)."""
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--attempts", "1000", "--concurrency", "50"],
+        [
+            sys.executable,
+            str(SCRIPT),
+            *("--attempts", "1000", "--concurrency", "50", "--clients", str(clients)),
+        ],
         capture_output=True,
         text=True,
         timeout=110,

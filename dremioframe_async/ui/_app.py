@@ -46,6 +46,7 @@ _OPEN_ROUTES = frozenset({"login", "login_post", "static"})
 # Headers a reverse proxy adds: without auth, the UI answers only its own host's
 # clients, and a proxy on that host would hand it the network's.
 _FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+TARPIT = 1.0  # seconds a throttled request waits before its 429
 MAX_STREAMS = 1000  # open live-update streams; each holds a connection and a coroutine
 MAX_PARAMS_ECHO = 4000  # characters of refused params carried back to the form
 RENDER_IN_THREAD = 500  # tasks; a 10,000-task run page takes about 0.1 s to build
@@ -282,8 +283,11 @@ async def _csrf_sent(request: web.Request) -> str | None:
     return None
 
 
-def too_many(exc: TooManyFailures) -> web.Response:
-    """429 with ``Retry-After`` for a client that failed to sign in too often."""
+async def too_many(exc: TooManyFailures) -> web.Response:
+    """429 with ``Retry-After`` for a client that failed to sign in too often, after a
+    short pause: a client hammering the UI then holds its connections instead of the
+    event loop, and signed-in users stay served."""
+    await anyio.sleep(min(TARPIT, exc.retry_after / 2))  # never past the lockout itself
     response = json_error(str(exc), 429)
     response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
     return response
@@ -297,7 +301,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         found = await _identify(request, guard)
     except TooManyFailures as exc:
-        return too_many(exc)
+        return await too_many(exc)
     if found is None and name not in _OPEN_ROUTES:
         return _refuse(request, guard)
     kind, binding = found or ("", "")
@@ -511,7 +515,7 @@ async def login_post(request: web.Request) -> web.Response:
     try:
         ok = await _signed_in(request, guard)
     except TooManyFailures as exc:
-        return too_many(exc)
+        return await too_many(exc)
     if not ok:
         raise web.HTTPSeeOther(urls.login() + "?failed=1")
     response = web.HTTPSeeOther(urls.runs())
