@@ -213,9 +213,11 @@ def test_default_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_public_names() -> None:
     assert sorted(store_pkg.__all__) == [
         "AttemptInfo",
+        "CancelOutcome",
         "HistoryIncomplete",
         "MemoryStore",
         "PostgresStore",
+        "QueuedRun",
         "RunInfo",
         "RunNotFound",
         "RunPage",
@@ -223,6 +225,8 @@ def test_public_names() -> None:
         "RunStatus",
         "RunStore",
         "SQLiteStore",
+        "StateEntry",
+        "StateStore",
         "StoreConfigError",
         "StoreError",
         "StoreSchemaError",

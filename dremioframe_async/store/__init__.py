@@ -23,7 +23,15 @@ from ._errors import (
     StoreURLError,
 )
 from ._memory import MemoryStore
-from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
+from ._model import (
+    AttemptInfo,
+    RunInfo,
+    RunStatus,
+    RunStore,
+    StateEntry,
+    StateStore,
+    TaskInfo,
+)
 from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
@@ -43,6 +51,8 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "SQLiteStore",
+    "StateEntry",
+    "StateStore",
     "StoreConfigError",
     "StoreError",
     "StoreSchemaError",

@@ -355,6 +355,7 @@ async def runs_handler(request: web.Request) -> web.Response:
         sorted(ui.pipelines),
         query.pipeline or "",
         query.status.value if query.status else "",
+        query.backfill or "",
         # The first page is page 1 whatever a link said (no cursor: the newest runs).
         int(number) if number.isdigit() and int(number) > 0 and page.newer else 1,
         query.limit,

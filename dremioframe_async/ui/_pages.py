@@ -165,11 +165,15 @@ def runs_page(
     pipelines: Sequence[str],
     pipeline: str,
     status: str,
+    backfill: str = "",
     number: int = 1,
     size: int = 50,
 ) -> Markup:
     """The runs list: filters, one row per run, and newer/older links with the page
-    ``number`` (counted along the links: the cursors themselves carry no position)."""
+    ``number`` (counted along the links: the cursors themselves carry no position).
+
+    With ``backfill``, only that backfill's runs: one group, named above the list.
+    """
     by_pipeline: dict[str, str] = {}
 
     def pipeline_link(name: str) -> Markup:
@@ -192,7 +196,8 @@ def runs_page(
         for r in page.runs
     ]
     limit = str(size) if size != 50 else ""  # a page size given stays on the next pages
-    keep = {k: v for k, v in (("pipeline", pipeline), ("status", status), ("limit", limit)) if v}
+    chosen = (("pipeline", pipeline), ("status", status), ("backfill", backfill), ("limit", limit))
+    keep = {k: v for k, v in chosen if v}
     links = el(
         "p",
         {"class": "pager"},
@@ -229,6 +234,14 @@ def runs_page(
         {"id": "runs", "data-refresh": "5" if running else "15"},
         el("h1", None, "Runs"),
         _filters(urls, pipelines, pipeline, status),
+        el(
+            "p",
+            {"class": "backfill"},
+            f"backfill {backfill} ",
+            el("a", {"href": urls.runs(pipeline=pipeline, status=status)}, "(all runs)"),
+        )
+        if backfill
+        else None,
         el(
             "div",
             {"id": "runs-list"},
@@ -312,6 +325,10 @@ def _summary(urls: Urls, run: RunInfo, counts: Mapping[str, int] | None = None) 
         rows.append(("Resumed by", el("a", {"href": urls.run(run.resumed_by)}, run.resumed_by)))
     if run.cancel_requests:
         rows.append(("Cancel", f"requested {run.cancel_requests} time(s)"))
+    if run.interval is not None:
+        rows.append(("Data interval", f"{run.interval[0]} → {run.interval[1]}"))
+    if run.backfill:
+        rows.append(("Backfill", el("a", {"href": urls.runs(backfill=run.backfill)}, run.backfill)))
     return el(
         "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
     )
