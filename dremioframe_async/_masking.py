@@ -76,8 +76,12 @@ SECRET_WORDS = frozenset(
 )
 MIN_SECRET = 4  # shorter known values are too common in ordinary text to replace
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-# scheme://user:password@  (an unencoded "/" is allowed: AWS secret keys carry them)
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*:)(?P<pw>[^\s@\"'<>]*)@")
+# scheme://user:password@ : the userinfo as urlsplit reads it, which ends at the first
+# "/", "?" or "#" (a "/" in a password must be sent as %2F), so that an "@" further on,
+# in a path or a query (email=a@b.com), is not taken for one.
+_USERINFO = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*:)(?P<pw>[^\s@/?#\"'<>]*)@"
+)
 # Each pattern's group "prefix" is kept and its group "val" replaced when "key" is secret.
 # key=value (query strings, libpq DSNs, echoed forms); key%3Dvalue once percent-encoded
 _PAIR = re.compile(

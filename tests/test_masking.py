@@ -88,7 +88,7 @@ URL_CASES = [
     ("postgresql://etl:S3cret@db/warehouse", "S3cret", "postgresql://etl:***@db/warehouse"),
     ("dsn=postgresql://etl:S3cret@db/x?sslmode=require", "S3cret", "etl:***@db/x?sslmode"),
     ("failed to reach https://u:p%40ss@host:8443/api: refused", "p%40ss", "https://u:***@host"),
-    ("see s3://AKIAX:wJalr/XUtnF@bucket/k", "wJalr", "s3://AKIAX:***@"),
+    ("see s3://AKIAX:wJalr%2FXUtnF@bucket/k", "wJalr", "s3://AKIAX:***@bucket/k"),
     ("ok https://host/path?token=abc123&page=2", "abc123", "token=***&page=2"),
     ("conn host=db user=etl password=S3cret dbname=x", "S3cret", "password=*** dbname=x"),
     ("Authorization: Bearer tok-5f2a9c81e7", "tok-5f2a9c81e7", "Authorization: ***"),
@@ -113,6 +113,7 @@ def test_prose_is_not_mistaken_for_secrets() -> None:
         "mailto:someone@example.com",
         "ratio: 3:1 @ noon",
         "--param takes key=value, got 'novalue'",
+        "GET https://api.example.com:8443/users?email=ops@example.com failed",
     ):
         assert mask_text(text) == text
 
