@@ -55,7 +55,8 @@ class ShellTask(Task):
     ``max_output`` bytes of stdout and stderr (read to the end, so a chatty
     command never blocks). With ``check=True`` a non-zero exit fails the task
     with the stderr tail. ``env`` is added to the current environment (values
-    may be :class:`Credential`; they are masked in errors and output); set
+    may be :class:`Credential`; they are masked in errors and output, raw or
+    percent-encoded, before the output is cut, so no piece of one is kept); set
     ``inherit_env=False`` to pass only ``env``. On ``timeout`` or cancellation
     the command's whole process group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds, and so do its processes that left the group (on
