@@ -14,6 +14,7 @@ from yarl import URL
 
 from ..orchestration import Pipeline
 from ..store import RunInfo, RunNotFound, RunStore, TaskInfo
+from . import _forms as forms
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
@@ -346,7 +347,7 @@ async def runs_handler(request: web.Request) -> web.Response:
     try:
         query = parse_query(request.query)
     except ValueError as exc:
-        return _html(request, "Runs", pages.message_page("Bad filter", str(exc)), 400)
+        return _html(request, "Runs", forms.message_page("Bad filter", str(exc)), 400)
     page = await ui.store.query_runs(query)
     number = request.query.get("page", "1")
     body = pages.runs_page(
@@ -392,7 +393,7 @@ async def run_handler(request: web.Request) -> web.Response:
     found = await _run_body(request)
     if found is None:
         text = f"no run {request.match_info['run_id']!r} in the store"
-        return _html(request, "Not found", pages.message_page("Not found", text), 404)
+        return _html(request, "Not found", forms.message_page("Not found", text), 404)
     run, body = found
     return _html(request, f"Run {run.run_id[:12]}", pages.run_page(RequestUrls(request), run, body))
 
@@ -407,7 +408,7 @@ async def task_handler(request: web.Request) -> web.Response:
     task = next((t for t in tasks if t.key == key), None)
     if run is None or task is None:
         text = f"no task {key!r} in run {run_id!r}"
-        return _html(request, "Not found", pages.message_page("Not found", text), 404)
+        return _html(request, "Not found", forms.message_page("Not found", text), 404)
     groups = {g.task.key: g for g in group_tasks(tasks)}
     instances = groups[key].instances if key in groups else ()
     state = request.query.get("state", "")
@@ -433,7 +434,7 @@ async def pipelines_handler(
         last = await ui.store.query_runs(parse_query({"pipeline": name, "limit": "5"}))
         mine = refused == name
         sections.append(
-            pages.pipeline_section(
+            forms.pipeline_section(
                 RequestUrls(request),
                 entry.pipeline,
                 entry.schedule,
@@ -443,7 +444,7 @@ async def pipelines_handler(
                 error=f"{name} was not triggered: {why}" if mine and why else None,
             )
         )
-    return _html(request, "Pipelines", pages.pipelines_page(sections, error), status)
+    return _html(request, "Pipelines", forms.pipelines_page(sections, error), status)
 
 
 async def _form_action(
@@ -452,7 +453,7 @@ async def _form_action(
     try:
         run_id = await act(_ui(request))
     except ActionRefused as exc:
-        return _html(request, "Refused", pages.message_page("Refused", str(exc)), exc.status)
+        return _html(request, "Refused", forms.message_page("Refused", str(exc)), exc.status)
     raise web.HTTPSeeOther(RequestUrls(request).run(run_id))
 
 
@@ -489,7 +490,7 @@ async def form_resume(request: web.Request) -> web.Response:
 async def login_handler(request: web.Request) -> web.Response:
     failed = request.query.get("failed") == "1"
     guard = _ui(request).guard
-    form = pages.login_page(
+    form = forms.login_page(
         RequestUrls(request), request[CSRF_KEY], failed, token=guard.bearer, password=guard.basic
     )
     return _html(request, "Sign in", form)

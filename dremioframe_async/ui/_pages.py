@@ -8,11 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .._masking import mask_text
-from ..orchestration import MappedTask, Pipeline
 from ..store import RunInfo, RunPage, RunStatus, TaskInfo
 from ._graph import GraphNode, graph_svg
 from ._html import Markup, el, join
-from ._launcher import planned_edges
 from ._model import (
     TaskGroup,
     group_tasks,
@@ -25,7 +23,7 @@ from ._model import (
 from ._timeline import timeline_svg
 from ._times import elapsed, stamp, took, when
 
-__all__ = ["Urls", "layout", "login_page", "pipelines_page", "run_body", "runs_page"]
+__all__ = ["Urls", "badge", "csrf_field", "layout", "run_body", "run_page", "runs_page"]
 
 MAX_LISTED = 200  # instances, errors, results: a page stays light whatever the fan-out
 STATES = (
@@ -82,7 +80,7 @@ def layout(urls: Urls, title: str, csrf: str, body: Markup, signed_in: bool = Fa
         el(
             "form",
             {"method": "post", "action": urls.logout(), "class": "logout"},
-            _csrf_field(csrf),
+            csrf_field(csrf),
             el("button", {"type": "submit"}, "Sign out"),
         )
         if signed_in
@@ -105,7 +103,7 @@ def counts_line(counts: Mapping[str, int]) -> Markup:
     return el("span", {"class": "counts"}, parts or "no tasks")
 
 
-def _csrf_field(csrf: str) -> Markup:
+def csrf_field(csrf: str) -> Markup:
     return el("input", {"type": "hidden", "name": "csrf_token", "value": csrf})
 
 
@@ -286,7 +284,7 @@ def _actions(urls: Urls, run: RunInfo, csrf: str, can_cancel: bool, can_resume: 
                     "action": urls.cancel(run.run_id),
                     "data-confirm": f"Cancel run {run.run_id[:12]} of {run.pipeline}?",
                 },
-                _csrf_field(csrf),
+                csrf_field(csrf),
                 el("button", {"class": "danger", "type": "submit"}, "Cancel run"),
             )
         )
@@ -295,7 +293,7 @@ def _actions(urls: Urls, run: RunInfo, csrf: str, can_cancel: bool, can_resume: 
             el(
                 "form",
                 {"method": "post", "action": urls.resume(run.run_id)},
-                _csrf_field(csrf),
+                csrf_field(csrf),
                 el("button", {"type": "submit"}, "Resume"),
             )
         )
@@ -506,114 +504,3 @@ def run_page(urls: Urls, run: RunInfo, body: Markup) -> Markup:
         "data-live": urls.live(run.run_id) if live else None,
     }
     return el("main", attrs, el("h1", None, "Run ", el("code", None, run.run_id)), body)
-
-
-# ---------------------------------------------------------------- pipelines
-
-
-def pipeline_graph(pipeline: Pipeline) -> Markup:
-    edges = planned_edges(pipeline)
-    if isinstance(edges, str):
-        return el("p", {"class": "error-box"}, f"the graph cannot run: {edges}")
-    plan = pipeline.plan()  # valid (and cached) once planned_edges succeeded
-    mapped = {k for k, t in zip(plan.keys, plan.tasks, strict=True) if isinstance(t, MappedTask)}
-    nodes = [
-        GraphNode(k, up, "PLANNED", "(mapped)" if k in mapped else "") for k, up in edges.items()
-    ]
-    return graph_svg(nodes, title=f"graph of {pipeline.name}")
-
-
-def pipeline_section(
-    urls: Urls,
-    pipeline: Pipeline,
-    schedule: str | None,
-    last: Sequence[RunInfo],
-    csrf: str,
-    params: str = "{}",
-    error: str | None = None,
-) -> Markup:
-    """One served pipeline: graph, schedule, last runs and the trigger form (``params``
-    and ``error`` refill it after a refused trigger)."""
-    runs = [
-        el(
-            "li",
-            None,
-            el("a", {"href": urls.run(r.run_id)}, r.run_id[:12]),
-            " ",
-            badge(r.status.value),
-            " ",
-            when(r.started),
-        )
-        for r in last
-    ]
-    form = el(
-        "form",
-        {"class": "trigger", "method": "post", "action": urls.trigger(pipeline.name)},
-        _csrf_field(csrf),
-        el(
-            "label",
-            None,
-            "Params (JSON object)",
-            el("textarea", {"name": "params", "rows": 3, "spellcheck": "false"}, params),
-        ),
-        el("button", {"type": "submit"}, f"Trigger {pipeline.name}"),
-    )
-    return el(
-        "section",
-        {"class": "pipeline", "data-pipeline": pipeline.name, "id": f"pipeline-{pipeline.name}"},
-        el("h2", None, pipeline.name),
-        el("p", {"class": "error-box", "role": "alert"}, error) if error else None,
-        el("p", None, "Schedule: ", schedule or "none (triggered by hand or by the application)"),
-        el("div", {"class": "scroll"}, pipeline_graph(pipeline)),
-        el("h3", None, "Last runs"),
-        el("ul", {"class": "last-runs"}, runs)
-        if runs
-        else el("p", {"class": "muted"}, "no runs yet"),
-        form,
-    )
-
-
-def pipelines_page(sections: Sequence[Markup], error: str | None = None) -> Markup:
-    return el(
-        "main",
-        None,
-        el("h1", None, "Pipelines"),
-        el("p", {"class": "error-box"}, error) if error else None,
-        sections
-        or el("p", {"class": "muted"}, "this UI serves no pipelines (pass pipelines=[...])"),
-    )
-
-
-def login_page(
-    urls: Urls, csrf: str, failed: bool, token: bool = True, password: bool = False
-) -> Markup:
-    """The sign-in form: the access token, and/or a user name and password."""
-
-    def field(label: str, name: str, kind: str, complete: str) -> Markup:
-        attrs = {"type": kind, "name": name, "autocomplete": complete}
-        return el("label", None, label, el("input", attrs))
-
-    fields = []
-    if token:
-        fields.append(field("Access token", "token", "password", "current-password"))
-    if password:
-        fields.append(field("User", "user", "text", "username"))
-        fields.append(field("Password", "password", "password", "current-password"))
-    wrong = "wrong token" if not password else "wrong token, user or password"
-    return el(
-        "main",
-        None,
-        el("h1", None, "Sign in"),
-        el("p", {"class": "error-box"}, wrong) if failed else None,
-        el(
-            "form",
-            {"method": "post", "action": urls.login()},
-            _csrf_field(csrf),
-            fields,
-            el("button", {"type": "submit"}, "Sign in"),
-        ),
-    )
-
-
-def message_page(title: str, text: str) -> Markup:
-    return el("main", None, el("h1", None, title), el("p", None, text))
