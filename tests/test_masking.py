@@ -314,3 +314,26 @@ def test_the_cli_and_flight_settings_print_errors_masked() -> None:
     assert "p4ss" not in shown
     assert shown.startswith("ConnectionError: cannot reach postgresql://etl:***@db/x")
     assert _redact("grpc+tls://u:S3cret@h:443") == "grpc+tls://u:***@h:443"
+
+
+@pytest.mark.asyncio
+async def test_captured_log_lines_are_masked_before_they_are_stored() -> None:
+    import logging
+
+    from dremioframe_async.store import LogQuery, MemoryStore
+
+    @task(name="chatty")
+    async def chatty() -> None:
+        log = logging.getLogger("tests.masking.chatty")
+        log.setLevel(logging.INFO)
+        log.info("connecting to postgresql://etl:S3cret@db/x with api_key=K3y-123456")
+        log.info("author=Ada passenger_count=3")
+
+    store = MemoryStore()
+    result = await Pipeline("logs").add_task(chatty()).run(store=store)
+    page = await store.get_logs(LogQuery(result.run_id, key="chatty"))
+    text = "\n".join(x.message for x in page.lines)
+    assert "postgresql://etl:***@db/x with api_key=***" in text
+    assert "S3cret" not in text
+    assert "K3y-123456" not in text
+    assert "author=Ada passenger_count=3" in text

@@ -244,16 +244,16 @@ async def test_task_pages_from_the_graph_with_instances_filtered_by_state(served
     page = await new_page(context, errors)
     await page.goto(f"{base}runs/{run_id}")
     await page.locator('svg.dag g.node[data-key="process_partition"]').click()
-    await page.wait_for_url(f"**/runs/{run_id}/tasks/process_partition")
+    await page.wait_for_url(f"**/runs/{run_id}/task?key=process_partition")
     assert "Mapped instances (200)" in await page.locator("h2").all_inner_texts()
     await page.get_by_role("link", name="failed (6)").click()
-    await page.wait_for_url("**/tasks/process_partition?state=FAILED")
+    await page.wait_for_url("**/task?key=process_partition&state=FAILED")
     rows = page.locator("table.instances tr")
     assert await rows.count() == 6
     assert set(await rows.locator(".badge").all_inner_texts()) == {"FAILED"}
     await rows.first.get_by_role("link").click()
-    await page.wait_for_url("**/tasks/process_partition%5B3%5D")
-    attempt = page.locator("table.attempts tr[data-attempt='1']")
+    await page.wait_for_url("**/task?key=process_partition*3*")
+    attempt = page.locator("section.attempt[data-attempt='1']")
     assert "ValueError: partition 3 is corrupt" in await attempt.inner_text()
     await shot(page, "task-page")
     assert errors == []

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import anyio
 import anyio.to_thread
 
+from ._logs import ShippedLogs
+
 if TYPE_CHECKING:
     from ._options import TaskOptions
 
@@ -63,6 +65,9 @@ class TaskCall:
         the work has ended (or, where it cannot tell, when it has been cancelled).
         The runner keeps the attempt's concurrency slots until then. Without
         it, a cancelled call returns once the work has stopped or been cancelled.
+    :param logs: set when the attempt captures its log lines: an executor that runs
+        the work in another process captures them there within ``logs.limits`` and
+        hands them back with ``logs.add(lines, dropped)``, also when the work fails.
     """
 
     key: str
@@ -70,6 +75,7 @@ class TaskCall:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     release: Callable[[], None] | None = None
+    logs: ShippedLogs | None = None
 
     def __call__(self) -> Any:
         """Run the function here, in the calling thread."""

@@ -12,6 +12,7 @@ import anyio
 from aiohttp import web
 from yarl import URL
 
+from .._metrics import enable_metrics
 from ..orchestration import Pipeline
 from ..store import RunInfo, RunNotFound, RunStore, TaskInfo
 from . import _forms as forms
@@ -20,7 +21,8 @@ from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
 from ._launcher import CANCELLABLE, ActionRefused, PipelineEntry, RunLauncher, planned_edges
 from ._live import LiveRuns
-from ._model import group_tasks
+from ._logs import add_log_routes
+from ._metrics import add_metrics_route
 from ._security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
@@ -35,7 +37,6 @@ from ._security import (
 )
 from ._state import CSRF_KEY, KIND_KEY, UI_KEY, RequestUrls, UIState
 from ._streams import StreamHub
-from ._taskpage import task_page
 
 __all__ = ["run_launcher", "run_listener", "ui_app"]
 
@@ -99,6 +100,7 @@ def ui_app(
         poll_interval=poll_interval,
         streams=streams,
     )
+    enable_metrics()  # GET /metrics reports this process's runs from now on
     app = web.Application(middlewares=[_headers, _guard])
     app[UI_KEY] = state
     app.cleanup_ctx.append(_lifespan)
@@ -158,7 +160,6 @@ def _routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", runs_handler, name="runs")
     router.add_get("/runs/{run_id}", run_handler, name="run")
     router.add_get("/runs/{run_id}/live", run_live_handler, name="run_live")
-    router.add_get("/runs/{run_id}/tasks/{key:.+}", task_handler, name="task")  # keys may hold "/"
     router.add_post("/runs/{run_id}/cancel", form_cancel, name="form_cancel")
     router.add_post("/runs/{run_id}/resume", form_resume, name="form_resume")
     router.add_get("/pipelines", pipelines_handler, name="pipelines")
@@ -167,6 +168,8 @@ def _routes(router: web.UrlDispatcher) -> None:
     router.add_post("/login", login_post, name="login_post")
     router.add_post("/logout", logout_post, name="logout")
     add_api_routes(router)
+    add_log_routes(router)
+    add_metrics_route(router)
     router.add_static("/static/", STATIC, name="static", append_version=False)
 
 
@@ -396,24 +399,6 @@ async def run_handler(request: web.Request) -> web.Response:
         return _html(request, "Not found", forms.message_page("Not found", text), 404)
     run, body = found
     return _html(request, f"Run {run.run_id[:12]}", pages.run_page(RequestUrls(request), run, body))
-
-
-async def task_handler(request: web.Request) -> web.Response:
-    ui = _ui(request)
-    run_id, key = request.match_info["run_id"], request.match_info["key"]
-    try:
-        run, tasks = await ui.read_run(run_id)
-    except RunNotFound:
-        run, tasks = None, ()
-    task = next((t for t in tasks if t.key == key), None)
-    if run is None or task is None:
-        text = f"no task {key!r} in run {run_id!r}"
-        return _html(request, "Not found", forms.message_page("Not found", text), 404)
-    groups = {g.task.key: g for g in group_tasks(tasks)}
-    instances = groups[key].instances if key in groups else ()
-    state = request.query.get("state", "")
-    body = task_page(RequestUrls(request), run, task, instances, state)
-    return _html(request, f"Task {key}", body)
 
 
 async def run_live_handler(request: web.Request) -> web.Response:

@@ -397,7 +397,7 @@ def _more(total: int) -> Markup | None:
     )
 
 
-def _errors(tasks: Sequence[TaskInfo]) -> Markup:
+def _errors(urls: Urls, tasks: Sequence[TaskInfo]) -> Markup:
     items = []
     for t in tasks:
         previous = None
@@ -416,6 +416,7 @@ def _errors(tasks: Sequence[TaskInfo]) -> Markup:
                     {"class": "error"},
                     el("summary", None, head),
                     el("pre", None, mask_text(a.error_traceback or message)),
+                    el("a", {"href": urls.task(t.run_id, t.key)}, "log lines and attempts"),
                 )
             )
             previous = message
@@ -490,7 +491,7 @@ def run_body(
             el("div", {"class": "scroll"}, timeline_svg(run, tasks, groups)),
         ),
         el("section", None, el("h2", None, "Tasks"), _task_table(urls, groups)),
-        _errors(tasks),
+        _errors(urls, tasks),
         _results(groups),
     )
 

@@ -94,6 +94,13 @@ class RequestUrls:
     def events(self, run_id: str) -> str:
         return str(self._url("api_run_events", run_id=run_id))
 
+    def task(self, run_id: str, key: str, **query: str) -> str:
+        return str(self._url("task", run_id=run_id).with_query({"key": key, **query}))
+
+    def log_events(self, run_id: str, key: str, after: int) -> str:
+        query = {"task": key, "after": str(after)}
+        return str(self._url("api_run_log_events", run_id=run_id).with_query(query))
+
     def pipelines(self) -> str:
         return str(self._url("pipelines"))
 
@@ -114,7 +121,3 @@ class RequestUrls:
 
     def logout(self) -> str:
         return str(self._url("logout"))
-
-    def task(self, run_id: str, key: str, **query: str) -> str:
-        url = self._url("task", run_id=run_id, key=key)
-        return str(url.with_query(query) if query else url)

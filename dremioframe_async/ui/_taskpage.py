@@ -1,5 +1,5 @@
-"""The page of one task of a run: its state, its attempts with their errors, its result,
-and for a mapped task its instances, filtered by state."""
+"""Parts of a task's page besides its attempts and log lines (``_logs.py``): its summary,
+its stored result, and for a mapped task its instances, filtered by state."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .._masking import mask_text
-from ..store import AttemptInfo, RunInfo, TaskInfo
+from ..store import RunInfo, TaskInfo
 from ._html import Markup, el, join
 from ._model import result_text, shorten
-from ._times import elapsed, stamp, took
+from ._times import elapsed, stamp
 
-__all__ = ["TaskUrls", "task_page"]
+__all__ = ["TaskUrls", "task_instances", "task_result", "task_summary"]
 
 MAX_INSTANCES = 500  # listed on one page; the JSON API has them all
 
@@ -25,44 +25,6 @@ class TaskUrls(Protocol):
 
 def _badge(state: str) -> Markup:
     return el("span", {"class": f"badge s-{state}"}, state)
-
-
-def _attempt_row(a: AttemptInfo) -> Markup:
-    running = a.state.value == "RUNNING"
-    error: Markup | str = ""
-    if a.error_type:
-        message = mask_text(f"{a.error_type}: {a.error_message}")
-        short, _ = shorten(message)
-        trace = mask_text(a.error_traceback or message)
-        error = el(
-            "details", {"class": "error"}, el("summary", None, short), el("pre", None, trace)
-        )
-    return el(
-        "tr",
-        {"data-attempt": a.number},
-        el("td", None, a.number),
-        el("td", None, _badge(a.state.value)),
-        el("td", None, stamp(a.started)),
-        el("td", None, elapsed(a.started, a.finished, running)),
-        el("td", None, took(a.retry_delay) if a.retry_delay is not None else ""),
-        el("td", {"class": "note error" if a.error_type else "note"}, error),
-    )
-
-
-def _attempts(task: TaskInfo) -> Markup:
-    if not task.attempts:
-        return el("p", {"class": "muted"}, "no attempt (the task did not run)")
-    head = el(
-        "tr",
-        None,
-        [el("th", None, h) for h in ("#", "State", "Started", "Duration", "Retry in", "Error")],
-    )
-    return el(
-        "table",
-        {"class": "attempts"},
-        el("thead", None, head),
-        el("tbody", None, [_attempt_row(a) for a in task.attempts]),
-    )
 
 
 def _instances(urls: TaskUrls, task: TaskInfo, instances: Sequence[TaskInfo], state: str) -> Markup:
@@ -111,44 +73,39 @@ def _note(task: TaskInfo) -> str:
     return shorten(mask_text(task.reason))[0] if task.reason else ""
 
 
-def task_page(
-    urls: TaskUrls,
-    run: RunInfo,
-    task: TaskInfo,
-    instances: Sequence[TaskInfo] = (),
-    state: str = "",
-) -> Markup:
-    """The page of ``task`` in ``run``; ``instances`` when it was mapped, filtered by ``state``."""
+def task_summary(urls: TaskUrls, run: RunInfo, task: TaskInfo) -> Markup:
+    """State, times (ticking while it runs), upstream tasks (linked) and reason."""
     running = task.state.value == "RUNNING"
     rows: list[tuple[str, object]] = [
         ("Run", el("a", {"href": urls.run(run.run_id)}, f"{run.pipeline} · {run.run_id[:12]}")),
-        ("State", _badge(task.state.value)),
         ("Started", stamp(task.started)),
         ("Finished", stamp(task.finished)),
         ("Duration", elapsed(task.started, task.finished, running)),
         (
             "Upstream",
-            join(*[el("a", {"href": urls.task(run.run_id, u)}, u) for u in task.upstream])
+            join(*[el("a", {"href": urls.task(run.run_id, u)}, u, " ") for u in task.upstream])
             if task.upstream
             else "-",
         ),
     ]
     if task.reason:
         rows.append(("Reason", mask_text(task.reason)))
-    summary = el(
+    return el(
         "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
     )
-    result: Markup | None = None
+
+
+def task_instances(
+    urls: TaskUrls, task: TaskInfo, instances: Sequence[TaskInfo], state: str = ""
+) -> Markup | None:
+    """A mapped task's instances, filtered by ``state`` (None for a task not mapped)."""
+    return _instances(urls, task, instances, state) if instances else None
+
+
+def task_result(task: TaskInfo) -> Markup | None:
+    """The stored result (masked), or why none was stored."""
     if task.result_stored:
-        result = el("section", None, el("h2", None, "Result"), el("pre", None, result_text(task)))
-    elif task.result_note:
-        result = el("p", {"class": "muted"}, f"result {task.result_type}: {task.result_note}")
-    return el(
-        "main",
-        {"id": "task", "data-key": task.key},
-        el("h1", None, "Task ", el("code", None, task.key)),
-        summary,
-        _instances(urls, task, instances, state) if instances else None,
-        el("section", None, el("h2", None, "Attempts"), _attempts(task)),
-        result,
-    )
+        return el("section", None, el("h2", None, "Result"), el("pre", None, result_text(task)))
+    if task.result_note:
+        return el("p", {"class": "muted"}, f"result {task.result_type}: {task.result_note}")
+    return None
