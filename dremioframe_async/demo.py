@@ -31,7 +31,7 @@ import anyio
 import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
-from ._interrupts import interruptible
+from ._interrupts import EXIT_INTERRUPTED, interruptible
 from .dremio import DremioClient, DremioConfigError, Via, split_path
 from .orchestration import Event, TaskStateChanged
 from .progress import Progress, format_duration, format_table
@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (2 when the embedded server needs the ``testing`` extra).
 
     Ctrl-C cancels it (130): the cleanup task still runs and the table is printed;
-    a second Ctrl-C stops the cleanup.
+    a second Ctrl-C stops the cleanup, a third exits at once.
     """
     args = _parser().parse_args(list(argv) if argv is not None else None)
     if not args.url and (missing := _missing_testing_extra()):
@@ -419,7 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes.append(outcome)
         return 0 if outcome.result.status == "SUCCESS" else 1
 
-    code = anyio.run(interruptible, go)
+    try:
+        code = anyio.run(interruptible, go)
+    except KeyboardInterrupt:  # before the signal watcher listens: the same ending as after
+        code = EXIT_INTERRUPTED
     if not outcomes:
         if progress.run_id:
             print(progress.summary())

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from _processes import running
 
 from dremioframe_async.bench import EngineReport, Step, Sweep, dump_sweeps, load_sweeps
 from dremioframe_async.bench._cli import parse_levels, parse_seconds
@@ -132,14 +133,14 @@ def test_engine_report_rejects_other_json() -> None:
 def test_bench_dremio_against_a_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [sys.executable, "-m", "dremioframe_async.bench._fake_process", "--latency", "0.01"]
     argv += ["--rows", "3"]
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+    with running(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
         try:
             assert child.stdout is not None
             fake = json.loads(child.stdout.readline())
             out = tmp_path / "url.json"
             code = main(
                 [
-                    "bench", "dremio", "--url", fake["url"], "--pat", fake["token"],
+                    "bench", "dremio", "--url", fake["url"], f"--pat={fake['token']}",
                     "--flight-url", fake["flight_url"], "--table", "bench.sample",
                     "--sql", "SELECT 1 AS one", "--concurrency", "1,2", "--queries", "4",
                     "--warmup", "0", "--json", str(out),
@@ -162,7 +163,7 @@ def test_ctrl_c_stops_bench_dremio_and_its_fake(tmp_path: Path) -> None:
     out = tmp_path / "never.json"
     argv = [sys.executable, "-m", "dremioframe_async", "bench", "dremio", "--duration", "60s"]
     argv += ["--concurrency", "2", "--warmup", "0", "--json", str(out)]
-    with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as bench:
+    with running(argv, stderr=subprocess.PIPE, text=True) as bench:
         assert bench.stderr is not None
         assert bench.stderr.readline().startswith("benchmarking")
         bench.send_signal(signal.SIGINT)

@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 from _crash_pipeline import ran
+from _processes import running
 
 from dremioframe_async import cli
 
@@ -126,24 +127,24 @@ def test_schedule_runs_and_records(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_sigint_cancels_and_records_cancelled(env: dict[str, str], tmp_path: Path) -> None:
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "run", PIPE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    marker = tmp_path / "w" / "c.started"
-    deadline = time.monotonic() + 30
-    while not marker.exists():  # bounded wait for c to be running
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "recorded as CANCELLED" in err
-    listing = cli_run(env, "runs")
-    assert "CANCELLED" in listing.stdout
-    shown = cli_run(env, "show", latest_run_id(env))
-    assert "c     CANCELLED" in shown.stdout
-    assert ran(tmp_path / "w") == ["a", "b"]
+    ) as proc:
+        marker = tmp_path / "w" / "c.started"
+        deadline = time.monotonic() + 30
+        while not marker.exists():  # bounded wait for c to be running
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "recorded as CANCELLED" in err
+        listing = cli_run(env, "runs")
+        assert "CANCELLED" in listing.stdout
+        shown = cli_run(env, "show", latest_run_id(env))
+        assert "c     CANCELLED" in shown.stdout
+        assert ran(tmp_path / "w") == ["a", "b"]
 
 
 def _wait_for(proc: subprocess.Popen[str], marker: Path) -> None:
@@ -161,46 +162,46 @@ def test_sigint_runs_the_cleanup_and_prints_the_summary(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     env["CLEANUP_DIR"] = str(tmp_path / "w")
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "run", CLEANUP_PIPE],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    _wait_for(proc, tmp_path / "w" / "work.started")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert (tmp_path / "w" / "cleaned").exists()
-    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
-    assert rows == {"work": "CANCELLED", "cleanup": "SUCCESS"}, out
-    assert "recorded as CANCELLED" in err
-    shown = cli_run(env, "show", latest_run_id(env)).stdout
-    assert "status    CANCELLED" in shown
-    assert "cleanup  SUCCESS" in shown
+    ) as proc:
+        _wait_for(proc, tmp_path / "w" / "work.started")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert (tmp_path / "w" / "cleaned").exists()
+        rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+        assert rows == {"work": "CANCELLED", "cleanup": "SUCCESS"}, out
+        assert "recorded as CANCELLED" in err
+        shown = cli_run(env, "show", latest_run_id(env)).stdout
+        assert "status    CANCELLED" in shown
+        assert "cleanup  SUCCESS" in shown
 
 
 def test_second_sigint_stops_the_cleanup(env: dict[str, str], tmp_path: Path) -> None:
     env["CLEANUP_DIR"] = str(tmp_path / "w")
     (tmp_path / "w" / "hang").touch()  # the cleanup blocks; its grace is an hour
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "run", CLEANUP_PIPE],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    _wait_for(proc, tmp_path / "w" / "work.started")
-    proc.send_signal(signal.SIGINT)
-    _wait_for(proc, tmp_path / "w" / "cleanup.started")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "interrupted again" in err
-    assert "cleanup  CANCELLED" in out
-    assert "second cancellation" in out
-    assert not (tmp_path / "w" / "cleaned").exists()
+    ) as proc:
+        _wait_for(proc, tmp_path / "w" / "work.started")
+        proc.send_signal(signal.SIGINT)
+        _wait_for(proc, tmp_path / "w" / "cleanup.started")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "interrupted again" in err
+        assert "cleanup  CANCELLED" in out
+        assert "second cancellation" in out
+        assert not (tmp_path / "w" / "cleaned").exists()
 
 
 def test_demo_delegates_to_the_demo_module(monkeypatch: pytest.MonkeyPatch) -> None:

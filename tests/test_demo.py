@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import pytest
+from _processes import running
 
 from dremioframe_async import TaskState, demo
 from dremioframe_async.demo import run_demo
@@ -123,18 +126,15 @@ def test_demo_without_the_testing_extra_exits_at_once_with_the_install_hint(entr
     assert "Traceback" not in proc.stderr
 
 
-def _start_demo(*argv: str) -> tuple[subprocess.Popen[str], Path]:
+@contextmanager
+def _demo_running(*argv: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     code = "import sys; from dremioframe_async.demo import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    first = proc.stderr.readline()  # "demo: extracting ... into <folder>": the run starts now
-    assert " into " in first, first + proc.communicate()[1]
-    return proc, Path(first.rsplit(" into ", 1)[1].strip())
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with running([sys.executable, "-c", code, *argv], text=True, **pipes) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # "demo: extracting ... into <folder>": the run starts now
+        assert " into " in first, first + proc.communicate()[1]
+        yield proc, Path(first.rsplit(" into ", 1)[1].strip())
 
 
 # Big enough that the extraction is still going when the signal arrives.
@@ -142,10 +142,10 @@ _SLOW = ("--tables", "6", "--rows", "1200000", "--concurrency", "2")
 
 
 def test_ctrl_c_runs_the_cleanup_prints_the_table_and_removes_the_folder() -> None:
-    proc, folder = _start_demo(*_SLOW)
-    assert folder.is_dir()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=50)
+    with _demo_running(*_SLOW) as (proc, folder):
+        assert folder.is_dir()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=50)
     assert proc.returncode == 130, err
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
     assert rows["cleanup"] == "SUCCESS", out
@@ -154,13 +154,13 @@ def test_ctrl_c_runs_the_cleanup_prints_the_table_and_removes_the_folder() -> No
 
 
 def test_two_ctrl_c_end_the_demo_and_remove_the_folder() -> None:
-    proc, folder = _start_demo(*_SLOW)
-    proc.send_signal(signal.SIGINT)
-    assert proc.stderr is not None
-    while "interrupted" not in proc.stderr.readline():  # the first one was heard
-        assert proc.poll() is None
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=50)
+    with _demo_running(*_SLOW) as (proc, folder):
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        while "interrupted" not in proc.stderr.readline():  # the first one was heard
+            assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=50)
     assert proc.returncode == 130, err
     assert not folder.exists()
 

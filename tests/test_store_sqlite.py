@@ -6,9 +6,11 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from _processes import running
 from test_store import T0, sample_run
 
 from dremioframe_async.orchestration import Event, RunStarted, TaskState, TaskStateChanged
@@ -154,13 +156,16 @@ async def test_two_processes_write_one_file(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
     async with SQLiteStore(path):
         pass  # create the schema once so both writers start on an existing file
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), name], stderr=subprocess.PIPE)
-        for name in ("left", "right")
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=50)
-        assert proc.returncode == 0, err.decode()
+    with ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                running([sys.executable, "-c", _WRITER, str(path), name], stderr=subprocess.PIPE)
+            )
+            for name in ("left", "right")
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=50)
+            assert proc.returncode == 0, err.decode()
     async with SQLiteStore(path) as store:
         runs = await store.list_runs(limit=None)
     assert len(runs) == 80
