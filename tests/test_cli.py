@@ -391,3 +391,27 @@ def test_each_command_lives_in_the_module_named_after_it() -> None:
     registered = _main._parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in modules:
         assert registered[name].get_default("handler").__module__ == f"dremioframe_async.cli.{name}"
+
+
+def test_a_param_that_is_not_standard_json_is_kept_as_text(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+    import sqlite3
+
+    assert cli.parse_params(["a=NaN", "b=-Infinity", "c=1.5", "d=[1, 2]"]) == {
+        "a": "NaN",
+        "b": "-Infinity",
+        "c": 1.5,
+        "d": [1, 2],
+    }
+    (tmp_path / "w" / "release").touch()
+    done = cli_run(env, "run", PIPE, "--param", "day=NaN", "--param", "n=Infinity")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        (stored,) = db.execute("SELECT params FROM runs").fetchone()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON stored: {constant}")
+
+    assert json.loads(stored, parse_constant=refuse) == {"day": "NaN", "n": "Infinity"}

@@ -155,9 +155,11 @@ async def test_runs_paginate_with_cursors_and_filters(ui: UI) -> None:
     assert "data-refresh" not in page  # nothing running: the list stays put
     assert "older →" in page
     assert "7 runs" in page
-    for bad in ("limit=0", "status=NOPE", "before=zzz", "limit=x"):
+    for bad in ("limit=0", "status=NOPE", "before=zzz", "after=1.5", "limit=x", "cursor=abc"):
         response = await ui.client.get(f"/api/runs?{bad}")
         assert response.status == 400, bad
+        name = bad.partition("=")[0]
+        assert name in (await response.json())["error"], bad  # it names the parameter
 
 
 # ---------------------------------------------------------------- actions

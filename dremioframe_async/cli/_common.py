@@ -231,6 +231,9 @@ def _import_file(path: Path) -> Any:
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     """``k=v`` pairs; each value is parsed as JSON when it is JSON, else kept as text.
 
+    ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's parser takes
+    them, the run history could not store them as JSON): they stay text.
+
     :raises UsageError: for a pair without ``=``.
     """
     params: dict[str, Any] = {}
@@ -239,10 +242,14 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--param takes key=value, got {pair!r}")
         try:
-            params[key] = json.loads(value)
+            params[key] = json.loads(value, parse_constant=_not_json)
         except ValueError:
             params[key] = value
     return params
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 # ---------------------------------------------------------------- the run store

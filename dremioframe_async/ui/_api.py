@@ -58,6 +58,21 @@ def parse_query(query: Mapping[str, str]) -> RunQuery:
     )
 
 
+QUERY_NAMES = ("pipeline", "status", "before", "after", "limit")
+
+
+def refuse_unknown(query: Mapping[str, str]) -> None:
+    """Refuse a parameter the run list does not take (a ``cursor=`` would else be ignored).
+
+    :raises ValueError: naming the first unknown parameter.
+    """
+    for name in query:
+        if name not in QUERY_NAMES:
+            raise ValueError(
+                f"unknown parameter {name!r}: the run list takes {', '.join(QUERY_NAMES)}"
+            )
+
+
 def read_params(text: str | None) -> dict[str, Any]:
     """Run parameters from JSON text: an object, or nothing.
 
@@ -80,6 +95,7 @@ def _ui(request: web.Request) -> UIState:
 
 async def list_runs(request: web.Request) -> web.Response:
     try:
+        refuse_unknown(request.query)
         query = parse_query(request.query)
     except ValueError as exc:
         return json_error(str(exc), 400)
