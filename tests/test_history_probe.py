@@ -202,8 +202,12 @@ def test_reading_a_store_that_does_not_exist_says_so_and_creates_nothing(
     typo = tmp_path / "typo" / "runs.sqlite"
     proc = cli(env, *command, "--store", f"sqlite:///{typo}")
     assert proc.returncode == 4, proc.stdout  # not "no runs recorded"
-    assert "no such file" in one_error_line(proc)
+    assert f"no such folder: {tmp_path / 'typo'}" in one_error_line(proc)
     assert not (tmp_path / "typo").exists()
+    proc = cli(env, *command, "--store", f"sqlite:///{tmp_path / 'typo.sqlite'}")
+    assert proc.returncode == 4, proc.stdout
+    assert "no such file" in one_error_line(proc)
+    assert not (tmp_path / "typo.sqlite").exists()
 
 
 def test_output_cut_short_by_a_closed_pipe_is_not_an_error(env: dict[str, str]) -> None:

@@ -275,10 +275,15 @@ def existing_store(url: str | None) -> str | None:
     """
     if url is None:
         return url  # the configured file: "no runs recorded" is the truth before a first run
-    store = open_store(url or default_store_url())  # connects on first use only
-    missing = isinstance(store, SQLiteStore) and not Path(store.path).exists()
-    if isinstance(store, SQLiteStore) and missing and store.path != ":memory:":
-        raise StoreUnavailable(store.name, "no such file: nothing was ever recorded there")
+    store = open_store(url)  # connects on first use only
+    if not isinstance(store, SQLiteStore) or store.path == ":memory:":
+        return url
+    path = Path(store.path)
+    if not path.parent.is_dir():
+        raise StoreUnavailable(store.name, f"no such folder: {path.parent}{store.path_hint()}")
+    if not path.exists():
+        why = "no such file: nothing was ever recorded there"
+        raise StoreUnavailable(store.name, why + store.path_hint())
     return url
 
 
