@@ -31,7 +31,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │       ├── HttpError ── HttpStatusError ── HttpTransientError; HttpConnectionError
     │       │   (private subclasses _HttpNotSent, _HttpMaybeSent: was the request sent?)
     │       ├── ShellCommandFailed                     a non-zero exit, with the stderr tail
-    │       ├── EmailError ── EmailTransientError
+    │       ├── EmailError ── EmailTransientError, EmailMaybeSent (lost during DATA)
+    │       │   (private DataLost: the SMTP link's signal, always mapped to EmailMaybeSent)
     │       ├── S3Error ── S3TransientError, S3IntegrityError
     │       ├── DbtError                               names the failed dbt nodes
     │       ├── DataQualityFailed                      carries the QualityReport

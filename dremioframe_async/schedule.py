@@ -2,7 +2,16 @@
 
 ``schedule_pipeline(p, interval=60)`` or ``schedule_pipeline(p, cron="*/5 * * * *")``
 (cron needs the ``cron`` extra: cronsim; evaluated in the local time zone).
-An interval schedule fires first one interval after it starts.
+Interval fires are aligned to the epoch (multiples of the interval: every
+``interval=60`` schedule fires on the minute), as cron fires are aligned to the
+clock, so that every process agrees on the fire times.
+
+Exactly once across processes: with a ``store``, each fire is claimed in the
+store under its (pipeline, fire time) before it runs; a scheduler that loses the
+claim skips that fire. Any number of ``schedule_pipeline`` calls, ``schedule``
+commands and ``serve`` processes on one store run each fire once. The run
+records its fire time (``RunInfo.scheduled_for``), and waits for a free slot
+when its pipeline has ``max_active_runs``.
 
 Overlap policy, when a fire comes while an earlier run is still going:
 
@@ -19,7 +28,12 @@ one. ``catch_up=True`` fires every missed slot instead; with a ``store``, it
 also counts from the start of the pipeline's latest recorded run, so fires
 missed while no scheduler was running at all are made up. The overlap policy
 then treats those fires like any other: ``allow`` runs them all, ``skip`` and
-``queue`` one after the other as above.
+``queue`` one after the other as above. The overlap policy is this process's:
+across processes, bound the runs with ``Pipeline(max_active_runs=1)``.
+
+``Schedule(pipeline, cron=...)`` declares a schedule beside a pipeline, for
+``dremioframe-async serve``, which queues each fire in the store for any of its
+replicas to run.
 """
 
 from __future__ import annotations
@@ -28,8 +42,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -38,7 +53,16 @@ from .errors import DremioFrameError, MissingExtra
 from .orchestration import Event, Pipeline, RunResult
 from .store import RunStore
 
-__all__ = ["Clock", "ScheduleError", "SystemClock", "schedule_pipeline"]
+__all__ = [
+    "Clock",
+    "FireClaims",
+    "Schedule",
+    "ScheduleError",
+    "SystemClock",
+    "claim_and_wait",
+    "queue_fires",
+    "schedule_pipeline",
+]
 
 log = logging.getLogger(__name__)
 Overlap = Literal["skip", "queue", "allow"]
@@ -74,9 +98,10 @@ class SystemClock:
 def _fire_times(interval: float | None, cron: str | None, anchor: float) -> Iterator[float]:
     """Fire times strictly after ``anchor``, ascending, forever."""
     if interval is not None:
-        k = 1
+        # k * interval for whole k: every process computes the same floats.
+        k = math.floor(anchor / interval) + 1
         while True:
-            yield anchor + k * interval
+            yield k * interval
             k += 1
     try:
         from cronsim import CronSim, CronSimError
@@ -162,6 +187,99 @@ class _Scheduler:
         self._wake.set()
 
 
+@runtime_checkable
+class FireClaims(Protocol):
+    """What a store offers schedulers in many processes (every store of ``store``)."""
+
+    async def claim_fire(
+        self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
+    ) -> str | None: ...
+
+    async def claim_next(
+        self, limits: Mapping[str, int | None], *, run_id: str | None = None
+    ) -> Any: ...
+
+    async def wait_queued(self, seconds: float) -> None: ...
+
+    async def request_cancel(self, run_id: str) -> Any: ...
+
+    async def get_run(self, run_id: str) -> Any: ...
+
+
+async def claim_and_wait(
+    store: FireClaims,
+    pipeline: Pipeline,
+    fire: float,
+    params: Mapping[str, Any] | None,
+) -> str | None:
+    """Claim ``fire`` and then its run, once ``max_active_runs`` allows; the run's id.
+
+    ``None`` when another process claimed the fire, or took or cancelled its run.
+    A scheduler cancelled while it waits cancels its queued run, so none lingers.
+    """
+    run_id = await store.claim_fire(pipeline.name, fire, params)
+    if run_id is None:
+        return None
+    limits = {pipeline.name: pipeline.max_active_runs}
+    try:
+        while await store.claim_next(limits, run_id=run_id) is None:
+            if (await store.get_run(run_id)).status != "QUEUED":
+                return None
+            await store.wait_queued(1.0)
+    except BaseException:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            await store.request_cancel(run_id)
+        raise
+    return run_id
+
+
+async def queue_fires(schedule: Schedule, store: FireClaims, clock: Clock | None = None) -> None:
+    """Queue ``schedule``'s fires in ``store`` as they come, until cancelled.
+
+    Each fire is claimed once across every process doing this; its run waits in
+    the queue for a process serving the pipeline (``dremioframe-async serve``).
+    """
+    clock = clock or SystemClock()
+    name = schedule.pipeline.name
+    for fire in schedule.fire_times(clock.now()):
+        await clock.sleep_until(fire)
+        when = datetime.fromtimestamp(fire).astimezone()
+        params = schedule.params(when) if callable(schedule.params) else schedule.params
+        if await store.claim_fire(name, fire, params) is not None:
+            log.info("queued %s for the fire at %s", name, when.isoformat())
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A pipeline's schedule, declared beside it for ``dremioframe-async serve``.
+
+    ``params`` are each run's parameters, or a callable of the fire time (an aware
+    local ``datetime``) returning them.
+
+    :raises ScheduleError: (a ValueError) unless exactly one of a positive ``interval``
+        (seconds) and a valid ``cron`` expression is given.
+    """
+
+    pipeline: Pipeline
+    interval: float | None = None
+    cron: str | None = None
+    params: Mapping[str, Any] | Callable[[datetime], Mapping[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pipeline, Pipeline):
+            raise ScheduleError(f"Schedule needs a Pipeline, got {type(self.pipeline).__name__}")
+        _check(self.interval, self.cron, "skip", None)
+        next(self.fire_times(time.time()))  # a bad cron expression fails here
+
+    def fire_times(self, after: float) -> Iterator[float]:
+        """Fire times strictly after ``after``, ascending, forever."""
+        return _fire_times(self.interval, self.cron, after)
+
+    def describe(self) -> str:
+        """``"every 60 s"`` or ``"cron 0 2 * * *"``."""
+        return f"cron {self.cron}" if self.cron is not None else f"every {self.interval:g} s"
+
+
 def _iso(fire: float) -> str:
     return datetime.fromtimestamp(fire).astimezone().isoformat()
 
@@ -186,6 +304,7 @@ async def schedule_pipeline(
     on_event: Listener | Sequence[Listener] | None = None,
     clock: Clock | None = None,
     stop_cleanup: anyio.Event | None = None,
+    on_result: Callable[[RunResult], Any] | None = None,
 ) -> int:
     """Run ``pipeline`` at every fire time until cancelled (or ``max_runs`` runs started).
 
@@ -193,7 +312,10 @@ async def schedule_pipeline(
     failed run is recorded and the schedule goes on. ``context`` may also be a
     callable that receives the fire time (an aware local ``datetime``) and
     returns the run's context, so each run can be parametrized by its slot.
-    Returns the number of runs started, once they have all finished.
+    Returns the number of fires this process launched, once their runs have all
+    finished (a fire another process claimed is skipped, and not counted).
+    ``on_result`` receives each run's result; a run whose history could not be
+    recorded (``RunResult.history_error``) is also logged as an error.
     Cancelling the schedule cancels the runs in progress, which still run their
     cleanup tasks; ``stop_cleanup`` is handed to each run (see ``Pipeline.run``).
 
@@ -207,11 +329,25 @@ async def schedule_pipeline(
     fires = _fire_times(interval, cron, await _anchor(pipeline, store, catch_up, now))
     next_fire = next(fires)
 
-    async def run(fire: float) -> RunResult:
+    async def run(fire: float) -> RunResult | None:
         when = datetime.fromtimestamp(fire).astimezone()
-        log.info("starting %s for the fire at %s", pipeline.name, when.isoformat())
         params = context(when) if callable(context) else context
-        return await pipeline.run(params, store=store, on_event=on_event, stop_cleanup=stop_cleanup)
+        run_id = None
+        claims: object = store
+        if isinstance(claims, FireClaims):
+            run_id = await claim_and_wait(claims, pipeline, fire, params)
+            if run_id is None:
+                log.info("%s: the fire at %s runs elsewhere", pipeline.name, when.isoformat())
+                return None
+        log.info("starting %s for the fire at %s", pipeline.name, when.isoformat())
+        result = await pipeline.run(
+            params, store=store, on_event=on_event, stop_cleanup=stop_cleanup, run_id=run_id
+        )
+        if result.history_error is not None:
+            log.error("run %s: %s", result.run_id, result.history_error)
+        if on_result is not None:
+            on_result(result)
+        return result
 
     async with anyio.create_task_group() as tg:
         scheduler = _Scheduler(run, overlap, tg)

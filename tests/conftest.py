@@ -8,6 +8,8 @@ layer, which is asyncio-only, use pytest-asyncio.
 from __future__ import annotations
 
 import pytest
+from _service_procs import fresh_pg as fresh_pg  # fresh PostgreSQL databases per test
+from _service_procs import procs as procs  # real processes, all ended after the test
 from _store_fixtures import pg_url as pg_url  # a fresh PostgreSQL database per session
 
 

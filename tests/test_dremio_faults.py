@@ -187,3 +187,17 @@ def test_every_status_is_mapped(status: int, error: type[DremioAPIError], transi
     exc = _api_error("GET", "/x", status, {"errorMessage": "m", "moreInfo": "i"}, {})
     assert type(exc) is error
     assert (exc.error_message, exc.more_info, is_transient(exc)) == ("m", "i", transient)
+
+
+@pytest.mark.asyncio
+async def test_a_dropped_connection_counts_once_per_attempt(
+    client: DremioClient, fake: FakeDremio
+) -> None:
+    """One retry layer: aiohttp's own re-send of a GET must not double the attempts."""
+    job_id = await client.submit("SELECT 1")
+    await client.wait(job_id)
+    before = len(fake.requests_to(f"/job/{job_id}", "GET"))  # the polls of wait()
+    fake.disconnect_next(100, path=f"/job/{job_id}")
+    with pytest.raises(DremioConnectionError):
+        await client.job(job_id)
+    assert len(fake.requests_to(f"/job/{job_id}", "GET")) - before == RETRY.attempts

@@ -210,6 +210,13 @@ async def test_resume_with_other_params_is_refused_unless_allowed(
     # The same params (given again, or not given) are not a change.
     same = await pipeline.run({"day": "2030-01-01", "n": 1}, resume=first.run_id, store=store)
     assert same.status == "SUCCESS"
+    # A run is resumed once: the run that resumed it succeeded, so another resume is refused.
+    with pytest.raises(ResumeRefused, match=f"run {same.run_id} already resumes it"):
+        await pipeline.run(resume=first.run_id, store=store)
+    (tmp_path / "fail_b").touch()
+    first = await pipeline.run({"day": "2030-01-01", "n": 1}, store=store)
+    assert first.status == "FAILED"
+    (tmp_path / "fail_b").unlink()
     changed = await pipeline.run(
         {"day": "2030-01-02"}, resume=first.run_id, store=store, resume_params_changed=True
     )

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from dremioframe_async import Pipeline, TaskState
-from dremioframe_async.tasks import EmailError, EmailSent, EmailTask, EmailTransientError
+from dremioframe_async.tasks import (
+    EmailError,
+    EmailMaybeSent,
+    EmailSent,
+    EmailTask,
+    EmailTransientError,
+)
 
 if os.environ.get("CI") == "true":  # CI installs the test extra: a missing server is a failure
     import aiosmtpd.controller as smtpd
@@ -266,3 +272,153 @@ def test_header_injection_and_bad_arguments_are_rejected() -> None:
         EmailTask("m", [], "s", "b")
     with pytest.raises(ValueError, match="security"):
         EmailTask("m", "a@example.com", "s", "b", security="tls")  # type: ignore[arg-type]
+
+
+@dataclass
+class DropAfterData(Inbox):
+    """Accepts every message, then drops the connection before answering DATA."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        server.transport.close()
+        return "250 OK"
+
+
+@pytest.mark.asyncio
+async def test_a_lost_reply_to_data_is_maybe_sent_and_never_retried(
+    certs: tuple[Path, Path],
+) -> None:
+    box = DropAfterData(free_port())
+    controller = start(box, certs, "none")
+    try:
+        t = EmailTask(
+            "mail", "a@example.com", "s", "b", sender="p@example.com",
+            host="127.0.0.1", port=box.port, security="none", retries=3,
+        )  # fmt: skip
+        result = await run_one(t)
+    finally:
+        controller.stop()
+    error = result.tasks["mail"].error
+    assert isinstance(error, EmailMaybeSent), error
+    assert not isinstance(error, EmailTransientError)
+    assert "may have been sent" in str(error)
+    assert result.tasks["mail"].attempts == 1
+    assert len(box.envelopes) == 1  # one copy, not one per attempt
+
+
+@dataclass
+class DropAtRcpt(Inbox):
+    """Drops the connection at the first RCPT: nothing was sent, so a retry is safe."""
+
+    drops: int = 1
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.drops:
+            self.drops -= 1
+            server.transport.close()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.mark.asyncio
+async def test_a_connection_lost_before_data_is_retried(certs: tuple[Path, Path]) -> None:
+    box = DropAtRcpt(free_port())
+    controller = start(box, certs, "none")
+    try:
+        t = EmailTask(
+            "mail", "a@example.com", "s", "b", sender="p@example.com",
+            host="127.0.0.1", port=box.port, security="none", retries=2,
+        )  # fmt: skip
+        result = await run_one(t)
+    finally:
+        controller.stop()
+    result.raise_for_status()
+    assert result.tasks["mail"].attempts == 2
+    assert len(box.envelopes) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_fan_out_of_100_emails_logs_in_once_per_run(certs: tuple[Path, Path]) -> None:
+    logins: list[bytes] = []
+
+    def counting(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        logins.append(data.login)
+        return authenticate(server, session, envelope, mechanism, data)
+
+    box = Inbox(free_port())
+    controller = smtpd.Controller(
+        box, hostname="127.0.0.1", port=box.port, authenticator=counting, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        p = Pipeline("mails", max_concurrency=16)
+        for i in range(100):
+            p.add_task(
+                EmailTask(
+                    f"m{i}",
+                    f"u{i}@example.com",
+                    f"s{i}",
+                    "b",
+                    sender="p@example.com",
+                    host="127.0.0.1",
+                    port=box.port,
+                    username=USER,
+                    password=PASSWORD,
+                    security="none",
+                )
+            )
+        result = await p.run()
+    finally:
+        controller.stop()
+    result.raise_for_status()
+    assert len(box.envelopes) == 100
+    assert sorted(e.rcpt_tos[0] for e in box.envelopes) == sorted(
+        f"u{i}@example.com" for i in range(100)
+    )
+    assert logins == [USER.encode()]  # one SMTP login for the whole run
+
+
+@dataclass
+class ClosesIdleConnections(Inbox):
+    """Drops a connection when a second message starts on it, as a server whose idle
+    timeout fired just before the client reused the connection."""
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        sent = getattr(session, "messages_started", 0)
+        session.messages_started = sent + 1
+        if sent:
+            server.transport.close()
+        envelope.mail_from = address
+        return "250 OK"
+
+
+@pytest.mark.asyncio
+async def test_a_reused_connection_found_closed_is_replaced_before_sending(
+    certs: tuple[Path, Path],
+) -> None:
+    box = ClosesIdleConnections(free_port())
+    controller = start(box, certs, "none")
+    try:
+        tasks = [
+            EmailTask(
+                f"m{i}",
+                "a@example.com",
+                f"s{i}",
+                "b",
+                sender="p@example.com",
+                host="127.0.0.1",
+                port=box.port,
+                security="none",
+            )
+            for i in range(3)
+        ]
+        tasks[0] >> tasks[1] >> tasks[2]
+        result = await Pipeline("in-turn").add_task(tasks[0]).run()
+    finally:
+        controller.stop()
+    result.raise_for_status()  # no retries asked for: the stale connection was replaced
+    assert [str(box.message(i)["Subject"]) for i in range(3)] == ["s0", "s1", "s2"]

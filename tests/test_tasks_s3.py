@@ -96,7 +96,9 @@ async def proxy_to(
             headers = {
                 k: v
                 for k, v in upstream.headers.items()
-                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+                # moto's server closes every connection; the proxy keeps its clients' alive
+                if k.lower()
+                not in ("content-length", "transfer-encoding", "content-encoding", "connection")
             }
             return web.Response(status=upstream.status, body=body, headers=headers)
 
@@ -313,3 +315,91 @@ def test_bad_arguments() -> None:
         S3Task("x", "copy", BUCKET, "k")
     with pytest.raises(ValueError, match="5 MiB"):
         S3Task("x", "upload", BUCKET, "k", "f", part_size=MiB)
+
+
+@pytest.mark.asyncio
+async def test_a_failed_abort_keeps_the_original_error_and_is_logged(
+    moto_url: str,
+    s3: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Part 3 of the first upload answers 500 and every abort 403: the 500 is what the
+    attempt failed on (so it is retried, and the second attempt succeeds); the failed
+    abort is logged."""
+    uploads: list[str] = []
+
+    async def fail_part_three_then_refuse_aborts(request: web.Request) -> web.Response | None:
+        upload = request.query.get("uploadId")
+        if upload and upload not in uploads:
+            uploads.append(upload)
+        if request.method == "DELETE" and upload:
+            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+        if request.query.get("partNumber") == "3" and upload == uploads[0]:
+            return web.Response(status=500, text="<Error><Code>InternalError</Code></Error>")
+        return None
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's own retries would only slow this
+    src = data_file(tmp_path / "big.bin", 11 * MiB)
+    async with proxy_to(moto_url, intercept=fail_part_three_then_refuse_aborts) as proxy:
+        t = S3Task(
+            "up", "upload", BUCKET, "abort-refused.bin", src, endpoint_url=proxy,
+            part_size=5 * MiB, multipart_threshold=5 * MiB, max_concurrency=1, retries=1,
+        )  # fmt: skip
+        result = await run_one(t)
+    result.raise_for_status()
+    assert result.tasks["up"].attempts == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "dremioframe_async.tasks.s3"]
+    assert len(logged) == 1
+    assert uploads[0] in logged[0]
+    assert "AccessDenied" in logged[0]
+    await s3.abort_multipart_upload(Bucket=BUCKET, Key="abort-refused.bin", UploadId=uploads[0])
+
+
+@pytest.mark.asyncio
+async def test_concurrent_downloads_to_one_path_do_not_collide(
+    moto_url: str, s3: Any, tmp_path: Path
+) -> None:
+    body = os.urandom(3 * MiB)
+    await s3.put_object(Bucket=BUCKET, Key="shared.bin", Body=body)
+    target = tmp_path / "out.bin"
+    p = Pipeline("downloads")
+    for i in range(4):
+        p.add_task(S3Task(f"d{i}", "download", BUCKET, "shared.bin", target, endpoint_url=moto_url))
+    (await p.run()).raise_for_status()
+    assert target.read_bytes() == body
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["out.bin"]  # no temporary left
+
+
+@pytest.mark.asyncio
+async def test_a_configuration_error_is_not_retried(moto_url: str, tmp_path: Path) -> None:
+    # An access key without its secret: botocore's PartialCredentialsError.
+    t = S3Task("list", "list", BUCKET, endpoint_url=moto_url, access_key_id="AKIAONLY", retries=2)
+    result = await run_one(t)
+    error = result.tasks["list"].error
+    assert type(error) is S3Error, repr(error)
+    assert "PartialCredentialsError" in str(error)
+    assert result.tasks["list"].attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_a_fan_out_of_100_s3_tasks_shares_one_client(
+    moto_url: str, s3: Any, tmp_path: Path
+) -> None:
+    """Counted at a proxy: one client per run keeps its connections alive."""
+    peers: set[Any] = set()
+
+    async def count(request: web.Request) -> None:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+
+    await s3.put_object(Bucket=BUCKET, Key="fan/one.txt", Body=b"x")
+    async with proxy_to(moto_url, intercept=count) as proxy:  # type: ignore[arg-type]
+        p = Pipeline("fan", max_concurrency=4)
+        for i in range(100):
+            p.add_task(S3Task(f"l{i}", "list", BUCKET, prefix="fan/", endpoint_url=proxy))
+        result = await p.run()
+    result.raise_for_status()
+    assert all(len(result[f"l{i}"]) == 1 for i in range(100))
+    assert len(peers) <= 4, len(peers)

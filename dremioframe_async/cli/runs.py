@@ -42,12 +42,15 @@ def _runs_table(runs: Sequence[RunInfo]) -> str:
             r.pipeline,
             r.status.value,
             when(r.started),
+            when(r.scheduled_for) if r.scheduled_for is not None else "",
             format_duration(r.duration),
             f"{r.counts.get('SUCCESS', 0)}/{sum(r.counts.values())}",
         )
         for r in runs
     ]
-    return format_table(("RUN ID", "PIPELINE", "STATUS", "STARTED", "DURATION", "OK/TASKS"), rows)
+    return format_table(
+        ("RUN ID", "PIPELINE", "STATUS", "STARTED", "SCHEDULED FOR", "DURATION", "OK/TASKS"), rows
+    )
 
 
 def _positive_int(text: str) -> int:

@@ -52,8 +52,14 @@ def _show(run: RunInfo, tasks: Sequence[TaskInfo]) -> str:
         f"finished  {when(run.finished)}  ({format_duration(run.duration)})",
         f"params    {printable(json.dumps(dict(run.params)))}",
     ]
+    if run.scheduled_for is not None:
+        lines.append(f"scheduled {when(run.scheduled_for)} (the schedule's fire time)")
     if run.resumed_from:
         lines.append(f"resumed   from {run.resumed_from}")
+    if run.resumed_by:
+        lines.append(f"resumed   by {run.resumed_by}")
+    if run.cancel_requests:
+        lines.append(f"cancel    requested {run.cancel_requests} time(s)")
     headers = ("TASK", "STATE", "ATTEMPTS", "DURATION", "ERROR / REASON")
     lines += ["", format_table(headers, _task_rows(tasks))]
     for t in tasks:

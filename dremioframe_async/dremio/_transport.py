@@ -186,6 +186,10 @@ class Transport:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=ssl_value)
         timeout = aiohttp.ClientTimeout(total=self._request_timeout)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        # RetryPolicy.attempts counts every request: aiohttp's own re-send of an
+        # idempotent request on a dropped connection would double them (its switch
+        # is private; aiohttp's test client turns it off the same way).
+        self._session._retry_connection = False
         self._login_lock = anyio.Lock()
         if self.config.auth == "password":
             await self._login(self._login_generation)

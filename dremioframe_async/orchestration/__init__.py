@@ -23,7 +23,7 @@ from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._mapping import MappedTask, PartialTaskFunction
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
-from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunRecorder
+from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, RunStatus, TaskState, TriggerRule
@@ -50,6 +50,7 @@ __all__ = [
     "PriorRun",
     "ResourceError",
     "ResumeRefused",
+    "RunAttendant",
     "RunContext",
     "RunFinished",
     "RunRecorder",

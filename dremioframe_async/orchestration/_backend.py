@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio.lowlevel
@@ -15,6 +15,7 @@ __all__ = [
     "cancel_is_stray",
     "checkpoint_function",
     "checkpoint_if_cancelled_function",
+    "spawn_detached",
 ]
 
 
@@ -81,3 +82,23 @@ def call_soon_from_thread() -> Callable[[Callable[[], Any]], None]:
             raise RuntimeError("the trio run has finished") from exc
 
     return soon
+
+
+_detached: set[asyncio.Task[None]] = set()  # strong references: the loop keeps weak ones
+
+
+def spawn_detached(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str) -> None:
+    """Start ``fn(*args)`` as a task that nothing waits for.
+
+    For work that must be able to outlive the bound its caller waits for, such
+    as a resource's ``__aexit__`` blocked in a worker thread: a task group would
+    wait for it, whatever its deadline. ``fn`` must handle its own errors.
+    """
+    if _on_asyncio():
+        task = asyncio.get_running_loop().create_task(fn(*args), name=name)
+        _detached.add(task)
+        task.add_done_callback(_detached.discard)
+        return
+    import trio  # not on asyncio: anyio's only other backend
+
+    trio.lowlevel.spawn_system_task(fn, *args, name=name)

@@ -139,8 +139,8 @@ def task(
 
     Options: ``name`` and the fields of :class:`TaskOptions` (``retries``,
     ``retry_delay``, ``retry_backoff``, ``retry_jitter``, ``max_retry_delay``,
-    ``retry_on``, ``timeout``, ``trigger_rule``, ``pool``, ``resources``,
-    ``executor``, ``max_map_length``). A resource the function takes as a
+    ``max_retry_after``, ``deadline``, ``retry_on``, ``timeout``, ``trigger_rule``,
+    ``pool``, ``resources``, ``executor``, ``max_map_length``). A resource the function takes as a
     parameter need not be given in the call: the engine passes it, and ``.fn``
     can be called with a stand-in in a unit test.
 

@@ -12,7 +12,7 @@ from ._rules import UpstreamCounts
 from ._states import TaskState
 from ._task import Task
 
-__all__ = ["Node", "Settlement", "task_run"]
+__all__ = ["Node", "Settlement", "elapsed", "task_run", "time_limit"]
 
 _S = TaskState
 
@@ -22,6 +22,7 @@ class Node:
 
     __slots__ = (
         "attempts",
+        "began",
         "children",
         "error",
         "finished",
@@ -33,6 +34,7 @@ class Node:
         "n_skipped",
         "n_success",
         "n_upfailed",
+        "opening",
         "parent",
         "queued",
         "reason",
@@ -55,6 +57,8 @@ class Node:
         self.error: BaseException | None = None
         self.reason = ""
         self.attempts = 0
+        self.began: float | None = None  # anyio clock: when its resources or first attempt began
+        self.opening = 0.0  # seconds its resources took to open, counted in its first attempt
         self.started: float | None = None
         self.finished: float | None = None
         self.n_success = self.n_failed = self.n_upfailed = self.n_skipped = 0
@@ -94,3 +98,24 @@ def task_run(n: Node) -> TaskRun:
     return TaskRun(
         n.key, n.task.name, n.state, n.attempts, n.started, n.finished, n.error, n.reason
     )
+
+
+def elapsed(node: Node) -> float:
+    """Seconds since the task began: its resources' opening, else its first attempt."""
+    return 0.0 if node.began is None else anyio.current_time() - node.began
+
+
+def time_limit(node: Node, *, first: bool) -> float | None:
+    """The time limit of the task's next attempt (or of opening its resources).
+
+    ``timeout`` per attempt, less the resources' opening for the first one, and
+    never past the task's ``deadline``.
+    """
+    options = node.task.options
+    limit = options.timeout
+    if limit is not None and first:
+        limit = max(0.0, limit - node.opening)
+    if options.deadline is not None:
+        left = max(0.0, options.deadline - elapsed(node))
+        limit = left if limit is None else min(limit, left)
+    return limit

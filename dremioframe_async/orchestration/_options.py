@@ -13,6 +13,7 @@ from ._states import TriggerRule
 
 __all__ = [
     "DEFAULT_MAX_MAP_LENGTH",
+    "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_OPTIONS",
     "NON_RETRYABLE",
     "TaskOptionError",
@@ -35,6 +36,10 @@ NON_RETRYABLE: tuple[type[Exception], ...] = (
 # for thousands of tables, small enough that a runaway source fails fast.
 DEFAULT_MAX_MAP_LENGTH = 10_000
 
+# Seconds a server's Retry-After may make a task wait before its next attempt,
+# unless the task says otherwise: a server asking for 31 years is not obeyed.
+DEFAULT_MAX_RETRY_AFTER = 300.0
+
 
 class TaskOptionValues(TypedDict, total=False):
     """The keyword options ``@task`` and ``Task`` accept (the fields of :class:`TaskOptions`)."""
@@ -44,6 +49,8 @@ class TaskOptionValues(TypedDict, total=False):
     retry_backoff: float
     retry_jitter: float
     max_retry_delay: float | None
+    max_retry_after: float
+    deadline: float | None
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None
     timeout: float | None
     trigger_rule: TriggerRule | str
@@ -109,6 +116,12 @@ def _resources(resources: object) -> tuple[str, ...]:
 class TaskOptions:
     """Execution options of a task, valid by construction (read-only).
 
+    ``max_retry_after`` caps the wait a server asks for (an exception's
+    ``retry_after``: HTTP's Retry-After, ``DremioRateLimited``), 5 minutes by
+    default. ``deadline`` bounds a task's attempts together, in seconds from the
+    start of its first: no attempt runs past it (each one's time limit is cut to
+    what is left), and no retry is started that would wait beyond it.
+
     Built once per ``@task`` decoration (or per ``Task(...)`` given options) and
     shared by every Task made from it. A trigger rule may be given as its string
     value, ``retry_on`` as one exception type, ``resources`` (the names of the
@@ -124,6 +137,8 @@ class TaskOptions:
     retry_backoff: float = 1.0
     retry_jitter: float = 0.0
     max_retry_delay: float | None = None
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    deadline: float | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
     timeout: float | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
@@ -141,8 +156,11 @@ class TaskOptions:
         fix("retry_jitter", _number("retry_jitter", self.retry_jitter))
         if self.max_retry_delay is not None:
             fix("max_retry_delay", _number("max_retry_delay", self.max_retry_delay))
+        fix("max_retry_after", _number("max_retry_after", self.max_retry_after))
         if self.timeout is not None:
             fix("timeout", _number("timeout", self.timeout, positive=True))
+        if self.deadline is not None:
+            fix("deadline", _number("deadline", self.deadline, positive=True))
         fix("retry_on", _retry_on(self.retry_on))
         fix("trigger_rule", _trigger_rule(self.trigger_rule))
         fix("resources", _resources(self.resources))

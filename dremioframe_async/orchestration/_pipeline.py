@@ -6,9 +6,9 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -17,7 +17,7 @@ from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
 from ._graph import Plan, build_plan, mermaid
-from ._recorder import PriorRun, ResumeRefused, RunRecorder
+from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
@@ -110,6 +110,12 @@ class Pipeline:
         ``dremioframe_async.executors``): the run's worker threads by default.
         Coroutine tasks, tasks declared ``@task(executor="local")`` and tasks that
         need a resource always run in this process, where the resources live.
+    :param max_active_runs: at most this many runs of this pipeline taken from a
+        store's run queue run at once, across every process serving that store
+        (see ``dremioframe_async.service``); None for no limit. ``run()`` itself
+        does not wait for it.
+    :param resume_interrupted: a process serving this pipeline resumes each of
+        its runs that ends INTERRUPTED, once.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
         a negative ``cleanup_grace``, a resource factory that is not callable, or an
         executor that is not one.
@@ -125,6 +131,8 @@ class Pipeline:
         cleanup_grace: float = 30.0,
         resources: Mapping[str, ResourceFactory] | None = None,
         executor: Executor | None = None,
+        max_active_runs: int | None = None,
+        resume_interrupted: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -133,6 +141,8 @@ class Pipeline:
         self.name = name
         limit = max_concurrency if max_concurrency is not None else max_workers
         self.max_concurrency = _check_limit(name, "max_concurrency", limit)
+        self.max_active_runs = _check_limit(name, "max_active_runs", max_active_runs)
+        self.resume_interrupted = bool(resume_interrupted)
         self.pools: dict[str, int | anyio.CapacityLimiter] = {}
         for pool, size in (pools or {}).items():
             if not isinstance(size, anyio.CapacityLimiter):
@@ -253,33 +263,39 @@ class Pipeline:
         plan = self.plan({**self.resources, **given})
         chosen = _check_executor(executor) if executor is not None else self.executor
         listeners = normalize_listeners(on_event)
-        prior = await self._prior_run(store, resume, context, resume_params_changed)
+        run_id = run_id or uuid.uuid4().hex
+        prior = await self._prior_run(store, resume, context, resume_params_changed, run_id)
         if context is None:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
+        remote = _RemoteCancel(stop_cleanup)
         try:
             async with (
                 self._executor_session(plan, chosen) as session,
                 dispatching(listeners, store) as dispatch,
+                remote.attended(store, run_id),
                 run_resources(
                     run_factories(self._needing_resources(plan), self.resources, given)
                 ) as opened,
             ):
                 run = Run(
                     plan,
-                    run_id=run_id or uuid.uuid4().hex,
+                    run_id=run_id,
                     params=context,
                     run_limiter=run_limiter,
                     pools=pools,
                     emit=dispatch.emit,
                     prior=prior,
                     cleanup_grace=self.cleanup_grace,
-                    stop_cleanup=stop_cleanup,
+                    stop_cleanup=remote.stop_cleanup,
                     on_start=dispatch.flush,
                     executor=session,
                     resources=opened,
                 )
-                result = await run.execute()
+                with remote.scope:
+                    result = await run.execute()
+                if remote.scope.cancelled_caught:  # cancelled from elsewhere: a result still
+                    result = run.result()
             result.history_error = dispatch.history_error
             return result
         except BaseExceptionGroup as group:
@@ -319,6 +335,7 @@ class Pipeline:
         resume: str | None,
         context: Mapping[str, Any] | None,
         params_changed_ok: bool,
+        run_id: str,
     ) -> PriorRun | None:
         if resume is None:
             return None
@@ -345,7 +362,45 @@ class Pipeline:
                 f"its results were computed with other params ({', '.join(changed)} differ); "
                 "pass resume_params_changed=True (CLI: --allow-param-change) to reuse them anyway",
             )
+        if isinstance(store, RunAttendant):  # of two resumes of one run, one is accepted
+            await store.claim_resume(resume, run_id)
         return dataclasses.replace(prior, params_changed=changed) if changed else prior
+
+    async def enqueue(self, store: RunQueue, params: Mapping[str, Any] | None = None) -> str:
+        """Queue a run of this pipeline in ``store``; a process serving it runs it.
+
+        :returns: the queued run's id (its status is QUEUED until a process claims it).
+        """
+        return await store.enqueue(self.name, params)
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r}>"
+
+
+class RunQueue(Protocol):
+    """A store with a run queue (every store of ``dremioframe_async.store``)."""
+
+    async def enqueue(self, pipeline: str, params: Mapping[str, Any] | None = None) -> str: ...
+
+
+class _RemoteCancel:
+    """Cancel requests from other processes, delivered by the store's attendance.
+
+    The first cancels the run as the caller's own cancellation would, so cleanup
+    tasks still run; the second stops them (as a second Ctrl-C does). The run's
+    result is still returned, with status CANCELLED.
+    """
+
+    def __init__(self, stop_cleanup: anyio.Event | None) -> None:
+        self.scope = anyio.CancelScope()
+        self.stop_cleanup = stop_cleanup if stop_cleanup is not None else anyio.Event()
+
+    def __call__(self, requests: int) -> None:
+        self.scope.cancel()
+        if requests >= 2:
+            self.stop_cleanup.set()
+
+    def attended(self, store: object, run_id: str) -> AbstractAsyncContextManager[object]:
+        if isinstance(store, RunAttendant):
+            return store.attend(run_id, self)
+        return nullcontext()

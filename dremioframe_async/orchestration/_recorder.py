@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -10,7 +11,7 @@ from ..errors import StoreError
 from ._errors import ArgumentError
 from ._events import Event
 
-__all__ = ["HistoryIncomplete", "PriorRun", "ResumeRefused", "RunRecorder"]
+__all__ = ["HistoryIncomplete", "PriorRun", "ResumeRefused", "RunAttendant", "RunRecorder"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,23 @@ class RunRecorder(Protocol):
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return the run to resume; raise ``LookupError`` when it is unknown."""
         ...
+
+
+@runtime_checkable
+class RunAttendant(Protocol):
+    """A recorder shared by many processes: it attends the runs it records.
+
+    ``attend`` keeps a run's heartbeat while it runs and calls ``on_cancel(n)``
+    when the n-th cancel request for it arrives from any process (the first
+    cancels the run gracefully, the second stops its cleanup). ``claim_resume``
+    records the one run that resumes another, and refuses a second.
+    """
+
+    def attend(
+        self, run_id: str, on_cancel: Callable[[int], None]
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    async def claim_resume(self, run_id: str, by: str) -> None: ...
 
 
 class HistoryIncomplete(StoreError):

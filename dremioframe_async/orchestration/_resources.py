@@ -8,12 +8,20 @@ it is, never closed). A task declares the names it needs (``@task(resources=
 starts, and all of them in one go at most once, however many tasks start at the
 same moment.
 
-Each opened context manager lives in a host task of its own, in a task group
-that encloses the run: it is entered and exited by the same task (so a resource
-that opens cancel scopes or task groups of its own keeps anyio's rules), and it
-stays open, shielded, while a cancelled run still runs its cleanup tasks. The
-runner closes everything when the run's tasks have ended, whatever the outcome,
-under a shielded scope bounded by :data:`CLOSE_TIMEOUT`.
+Each opened context manager lives in a host task of its own: it is entered and
+exited by the same task (so a resource that opens cancel scopes or task groups
+of its own keeps anyio's rules), and it stays open, shielded, while a cancelled
+run still runs its cleanup tasks. The runner closes everything when the run's
+tasks have ended, whatever the outcome, and waits at most :data:`CLOSE_TIMEOUT`
+for it. Host tasks are detached (no task group waits for them), so that bound
+holds even against an ``__aexit__`` stuck in a worker thread, which no
+cancellation reaches: the run ends on time and reports that resource as not
+closed, and its host finishes whenever the thread returns.
+
+Opening is bounded twice: the task that asked waits at most its own
+``timeout`` (the time is counted in its first attempt: the attempt gets what is
+left), and a resource that has not opened within :data:`OPEN_TIMEOUT` fails for
+the whole run. A failed opening is not retried by the task's retries.
 
 Why open before the task starts, rather than on ``context.resources[...]``: a
 lookup in a mapping cannot wait, and opening a client does. So a task says what
@@ -34,8 +42,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
 
+from ._backend import cancel_is_stray, spawn_detached
 from ._errors import ArgumentError, ResourceError, TaskDefinitionError, UndeclaredResourceError
 
 if TYPE_CHECKING:  # _task imports this module: a runtime import would be circular
@@ -44,6 +52,7 @@ if TYPE_CHECKING:  # _task imports this module: a runtime import would be circul
 __all__ = [
     "CLOSE_TIMEOUT",
     "NO_RESOURCES",
+    "OPEN_TIMEOUT",
     "ResourceFactory",
     "RunResources",
     "TaskResources",
@@ -64,6 +73,10 @@ ResourceFactory = Callable[[], Any]
 # shielded from cancellation; a resource still closing then is abandoned and
 # reported on the result.
 CLOSE_TIMEOUT = 30.0
+
+# Seconds a resource may take to open; past them it fails for the rest of the
+# run (ResourceError). The task that asked waits at most its own timeout.
+OPEN_TIMEOUT = 60.0
 
 NO_RESOURCES: Mapping[str, ResourceFactory] = MappingProxyType({})
 
@@ -194,7 +207,10 @@ def run_factories(
 
 @dataclass(slots=True)
 class _Slot:
-    lock: anyio.Lock
+    settled: anyio.Event  # opened, or failed to open: askers may look
+    ended: anyio.Event  # its host has finished: closed, or never opened
+    open_by: float  # the anyio clock time by which it must have opened
+    scope: anyio.CancelScope | None = None  # the host's, around enter and exit
     open: bool = False
     value: Any = None
     failure: Exception | None = None
@@ -203,41 +219,51 @@ class _Slot:
 class RunResources:
     """The resources of one run: opened on demand, once each; closed by :meth:`aclose`."""
 
-    def __init__(self, factories: Mapping[str, ResourceFactory], hosts: TaskGroup | None) -> None:
+    def __init__(self, factories: Mapping[str, ResourceFactory]) -> None:
         self.factories = MappingProxyType(dict(factories))
         self.close_errors: dict[str, ResourceError] = {}
-        self._hosts = hosts
         self._slots: dict[str, _Slot] = {}
         self._closing = anyio.Event()
-        self._live = 0  # host tasks holding an open context manager
-        self._all_closed = anyio.Event()
         self._deadline = float("inf")
+        self._reported = False  # aclose has returned: later close failures are only logged
 
-    async def acquire(self, names: Iterable[str]) -> None:
-        """Open each named resource that is not open yet.
+    async def acquire(
+        self, names: Iterable[str], asker: str = "", time_limit: float | None = None
+    ) -> None:
+        """Open each named resource that is not open yet, waiting at most ``time_limit``.
 
-        :raises ResourceError: a factory or ``__aenter__`` raised (now, or when an
-            earlier task of this run asked); it is not tried again in this run.
+        :raises ResourceError: a factory or ``__aenter__`` raised, or did not
+            open within :data:`OPEN_TIMEOUT` (now, or when an earlier task of this
+            run asked; it is not tried again in this run), or it did not open
+            within ``time_limit`` (the asking task's; another task may still get it).
         """
+        deadline = float("inf") if time_limit is None else anyio.current_time() + time_limit
         for name in names:
-            slot = self._slots.get(name)
-            if slot is None:
-                slot = self._slots[name] = _Slot(anyio.Lock())
-            if not slot.open:
-                await self._open(name, slot)
+            slot = self._slot(name)
+            if not slot.settled.is_set():
+                wait_until = min(deadline, slot.open_by)
+                with anyio.CancelScope(deadline=wait_until):
+                    await slot.settled.wait()
+            if not slot.settled.is_set() and anyio.current_time() >= slot.open_by:
+                # Its opening may be stuck where cancellation cannot reach (a thread).
+                slot.failure = TimeoutError(f"it did not open within {OPEN_TIMEOUT:g} s")
+                slot.settled.set()
+            if not slot.settled.is_set():
+                assert time_limit is not None
+                why = f"it did not open within the timeout={time_limit:g} s of {asker!r}"
+                raise ResourceError(name, "open", why)
+            if slot.failure is not None:
+                raise ResourceError(name, "open", slot.failure) from slot.failure
 
-    async def _open(self, name: str, slot: _Slot) -> None:
-        async with slot.lock:  # tasks asking at the same moment wait for one opening
-            if slot.failure is None and not slot.open:
-                if self._closing.is_set() or self._hosts is None:  # pragma: no cover - a bug
-                    raise RuntimeError(f"resource {name!r} asked for outside its run")
-                try:
-                    slot.value = await self._hosts.start(self._host, name)
-                    slot.open = True
-                except Exception as exc:
-                    slot.failure = exc
-        if slot.failure is not None:
-            raise ResourceError(name, "open", slot.failure) from slot.failure
+    def _slot(self, name: str) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            if self._closing.is_set():  # pragma: no cover - a bug
+                raise RuntimeError(f"resource {name!r} asked for outside its run")
+            open_by = anyio.current_time() + OPEN_TIMEOUT
+            slot = self._slots[name] = _Slot(anyio.Event(), anyio.Event(), open_by)
+            spawn_detached(self._host, name, slot, name=f"resource {name}")
+        return slot
 
     def value(self, name: str) -> Any:
         return self._slots[name].value
@@ -246,26 +272,43 @@ class RunResources:
         """What ``context.resources`` shows the task ``task_key``, which declared ``names``."""
         return TaskResources(self, task_key, names)
 
-    async def _host(self, name: str, *, task_status: TaskStatus[Any]) -> None:
-        made = self.factories[name]()
-        if inspect.isawaitable(made) and not _is_async_cm(made):
-            made = await made
-        if not _is_async_cm(made):
-            task_status.started(made)  # a plain object: nothing to close
-            return
+    async def _host(self, name: str, slot: _Slot) -> None:
+        # A task of its own that nothing waits for (see _backend.spawn_detached):
+        # the run waits for its close within CLOSE_TIMEOUT, then goes on without it.
+        try:
+            await self._open_and_hold(name, slot)
+        except Exception as exc:  # the factory or __aenter__: the askers get it
+            if not slot.settled.is_set():
+                slot.failure = exc
+        finally:
+            slot.settled.set()
+            slot.ended.set()
+
+    async def _open_and_hold(self, name: str, slot: _Slot) -> None:
         # One scope around enter and exit, so that scopes the resource opens on
-        # enter nest inside it and close in order on exit. Unshielded while
-        # opening (a cancelled asker cancels the opening), shielded once open.
-        with anyio.CancelScope() as scope:
+        # enter nest inside it and close in order on exit. Bounded by OPEN_TIMEOUT
+        # while opening; shielded once open.
+        with anyio.CancelScope(deadline=slot.open_by) as scope:
+            slot.scope = scope
+            made = self.factories[name]()
+            if inspect.isawaitable(made) and not _is_async_cm(made):
+                made = await made
+            if not _is_async_cm(made):
+                slot.value, slot.open = made, True  # a plain object: nothing to close
+                return
             value = await type(made).__aenter__(made)  # failed or cancelled: nothing to exit
-            self._live += 1
+            scope.deadline, scope.shield = float("inf"), True
             try:
-                scope.shield = True
-                task_status.started(value)
-                # Open until the run says so, even through a cancelled run's cleanup.
-                await self._closing.wait()
+                if not slot.settled.is_set():  # else given up on while opening: close now
+                    slot.value, slot.open = value, True
+                    slot.settled.set()
+                    # Open until the run says so, even through a cancelled run's cleanup.
+                    await self._closing.wait()
             finally:
                 await self._exit(name, made, scope)
+        if not slot.open and not slot.settled.is_set():
+            why = "the run ended" if self._closing.is_set() else f"{OPEN_TIMEOUT:g} s passed"
+            slot.failure = TimeoutError(f"it did not open ({why} while it was opening)")
 
     async def _exit(self, name: str, made: Any, scope: anyio.CancelScope) -> None:
         # Runs in the host's shielded scope, which only the close deadline cancels.
@@ -274,33 +317,47 @@ class RunResources:
             await type(made).__aexit__(made, None, None, None)
         except Exception as exc:
             self._close_failed(name, exc)
+        except anyio.get_cancelled_exc_class() as exc:
+            if not cancel_is_stray():
+                raise  # the close deadline (reported below), or the loop shutting down
+            # __aexit__ raised CancelledError of its own: a failed close, not a cancel.
+            self._close_failed(name, RuntimeError(f"__aexit__ raised {type(exc).__name__}"))
         finally:
             if scope.cancel_called:
                 self._close_failed(name, f"it did not close within {CLOSE_TIMEOUT:g} s")
-            self._live -= 1
-            if not self._live:
-                self._all_closed.set()
 
     def _close_failed(self, name: str, problem: Exception | str) -> None:
         error = ResourceError(name, "close", problem)
         if isinstance(problem, Exception):
             error.__cause__ = problem
-        self.close_errors[name] = error
+        if not self._reported:
+            self.close_errors.setdefault(name, error)
         logger.error("%s", error, exc_info=error if isinstance(problem, Exception) else None)
 
     async def aclose(self) -> None:
         """Close every opened resource, concurrently, shielded, within :data:`CLOSE_TIMEOUT`.
 
-        Never raises: a resource that fails to close (or is still closing at the
-        deadline) is recorded in :attr:`close_errors`. Safe to call again.
+        Never raises, and returns by the deadline even when a close is stuck
+        where cancellation cannot reach it (a worker thread): that resource is
+        abandoned, still closing, and recorded in :attr:`close_errors` like one
+        that fails to close. Safe to call again.
         """
         if self._closing.is_set():
             return
         self._deadline = anyio.current_time() + CLOSE_TIMEOUT
         self._closing.set()
-        if self._live:
-            with anyio.CancelScope(shield=True):
-                await self._all_closed.wait()
+        for slot in self._slots.values():
+            if not slot.settled.is_set() and slot.scope is not None:
+                slot.scope.cancel()  # still opening: nobody is left to use it
+        with anyio.CancelScope(shield=True, deadline=self._deadline):
+            for slot in self._slots.values():
+                await slot.ended.wait()
+        for name, slot in self._slots.items():
+            if not slot.ended.is_set():
+                self._close_failed(
+                    name, f"it did not close within {CLOSE_TIMEOUT:g} s (abandoned, still closing)"
+                )
+        self._reported = True
 
 
 def _is_async_cm(value: object) -> bool:
@@ -309,27 +366,28 @@ def _is_async_cm(value: object) -> bool:
 
 @contextlib.asynccontextmanager
 async def run_resources(factories: Mapping[str, ResourceFactory]) -> AsyncIterator[RunResources]:
-    """The resources of one run, in a task group enclosing it; all closed on the way out."""
-    if not factories:
-        yield RunResources(NO_RESOURCES, None)
-        return
-    async with anyio.create_task_group() as hosts:
-        resources = RunResources(factories, hosts)
-        try:
-            yield resources
-        finally:
+    """The resources of one run, all closed (or abandoned at the deadline) on the way out."""
+    resources = RunResources(factories if factories else NO_RESOURCES)
+    try:
+        yield resources
+    finally:
+        if factories:
             await resources.aclose()
 
 
 async def with_resources(
-    resources: RunResources, task: Task, call: Callable[[], Any]
+    resources: RunResources,
+    task: Task,
+    call: Callable[[], Any],
+    asker: str = "",
+    time_limit: float | None = None,
 ) -> Callable[[], Any]:
     """``call`` once the resources ``task`` declared are open, with those it takes as
-    parameters bound.
+    parameters bound; waiting at most ``time_limit`` seconds for them.
 
-    :raises ResourceError: one of them could not be opened.
+    :raises ResourceError: one of them could not be opened (in time).
     """
-    await resources.acquire(task.options.resources)
+    await resources.acquire(task.options.resources, asker, time_limit)
     inject = {name: resources.value(name) for name in injected_names(task)}
     return functools.partial(call, **inject) if inject else call
 

@@ -2,8 +2,12 @@
 
 An exception may carry ``retry_after`` (seconds, a float): a server's
 ``Retry-After`` answer. The next attempt then waits at least that long, bounded
-by ``max_retry_delay`` when the task sets one, so a task never hammers a
-server that asked it to slow down.
+by ``max_retry_after`` (5 minutes by default) and by ``max_retry_delay`` when the
+task sets one, so a task never hammers a server that asked it to slow down, and
+never sleeps for as long as a server says either.
+
+A task's ``deadline`` stops the retries: no retry starts whose wait would end
+past it.
 """
 
 from __future__ import annotations
@@ -36,14 +40,22 @@ def _server_asked(retry_state: tenacity.RetryCallState) -> float:
 
 
 class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
-    def __init__(self, base: Any, cap: float | None) -> None:
+    def __init__(self, base: Any, cap: float) -> None:
         self.base, self.cap = base, cap
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        asked = _server_asked(retry_state)
-        if self.cap is not None:
-            asked = min(asked, self.cap)
+        asked = min(_server_asked(retry_state), self.cap)
         return max(float(self.base(retry_state)), asked)
+
+
+class _StopBeforeDeadline(tenacity.stop.stop_base):
+    """Stop when the next attempt would start at or past the deadline."""
+
+    def __init__(self, deadline: float, elapsed: Callable[[], float]) -> None:
+        self.deadline, self.elapsed = deadline, elapsed
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.elapsed() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
 
 
 @functools.lru_cache(maxsize=256)
@@ -55,7 +67,10 @@ def _strategies(options: TaskOptions) -> tuple[Any, Any, Any]:
     )
     if options.retry_jitter:
         wait = wait + tenacity.wait_random(0, options.retry_jitter)
-    wait = _WaitHonouringRetryAfter(wait, options.max_retry_delay)
+    cap = options.max_retry_after
+    if options.max_retry_delay is not None:
+        cap = min(cap, options.max_retry_delay)
+    wait = _WaitHonouringRetryAfter(wait, cap)
     stop = tenacity.stop_after_attempt(options.retries + 1)
     retry = tenacity.retry_if_exception(_retryable(options.retry_on))
     return stop, wait, retry
@@ -65,9 +80,16 @@ def make_retrying(
     options: TaskOptions,
     sleep: Callable[[float], Awaitable[None]],
     before_sleep: Callable[[tenacity.RetryCallState], Any],
+    elapsed: Callable[[], float] | None = None,
 ) -> tenacity.AsyncRetrying:
-    """A fresh ``AsyncRetrying`` (they keep per-call state) for one task instance."""
+    """A fresh ``AsyncRetrying`` (they keep per-call state) for one task instance.
+
+    ``elapsed`` gives the seconds the task has used since its first attempt
+    began; with a ``deadline`` it decides when to stop retrying.
+    """
     stop, wait, retry = _strategies(options)
+    if options.deadline is not None and elapsed is not None:
+        stop = stop | _StopBeforeDeadline(options.deadline, elapsed)
     return tenacity.AsyncRetrying(
         stop=stop, wait=wait, retry=retry, sleep=sleep, before_sleep=before_sleep, reraise=True
     )

@@ -43,7 +43,7 @@ from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
 from ._mapping import MappedTask
-from ._node import Node, Settlement, task_run
+from ._node import Node, Settlement, elapsed, task_run, time_limit
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
 from ._result import LazyTaskRuns, RunContext, RunResult
@@ -88,7 +88,7 @@ class Run:
     ) -> None:
         self.plan = plan
         self.executor = executor  # None: plain functions in this run's threads
-        self.resources = resources if resources is not None else RunResources(NO_RESOURCES, None)
+        self.resources = resources if resources is not None else RunResources(NO_RESOURCES)
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
@@ -313,11 +313,14 @@ class Run:
             if call is None:
                 return
             if node.task.options.resources:
-                call = await with_resources(self.resources, node.task, call)
+                call = await self._open_resources(node, call)
             result: Any
             if node.task.options.retries:
                 result = await make_retrying(
-                    node.task.options, self._retry_sleep, self._before_sleep(node)
+                    node.task.options,
+                    self._retry_sleep,
+                    self._before_sleep(node),
+                    functools.partial(elapsed, node),
                 )(self._attempt, node, call)
             else:
                 result = await self._attempt(node, call)
@@ -340,6 +343,16 @@ class Run:
         else:
             self._settle(node, _S.SUCCESS, result=result)
 
+    async def _open_resources(self, node: Node, call: Callable[[], Any]) -> Callable[[], Any]:
+        # Opening counts in the first attempt: its timeout bounds the wait, and
+        # what the wait took is taken off that attempt's time limit.
+        node.began = anyio.current_time()
+        call = await with_resources(
+            self.resources, node.task, call, node.key, time_limit(node, first=True)
+        )
+        node.opening = anyio.current_time() - node.began
+        return call
+
     async def _retry_sleep(self, seconds: float) -> None:
         # Between attempts the task holds no concurrency or pool slot: let
         # another runner use them meanwhile.
@@ -352,7 +365,12 @@ class Run:
             # await above had to suspend.
             await self._checkpoint_if_cancelled()
             self._mark_running(node)
-            timeout = node.task.options.timeout
+            options = node.task.options
+            timeout = (
+                None  # the common case, without a call
+                if options.timeout is None and options.deadline is None
+                else time_limit(node, first=node.attempts == 1)
+            )
             if node.task.is_async:
                 if timeout is None:  # the common case, without one more coroutine
                     return check_async(node.key, await call())
@@ -376,6 +394,8 @@ class Run:
         node.attempts += 1
         if node.started is None:
             node.started = time.time()
+        if node.began is None:
+            node.began = anyio.current_time()
         node.state = _S.RUNNING
         if self.emit is not None:
             self._state_event(node)

@@ -11,6 +11,7 @@ class TaskState(StrEnum):
     """Where one task instance stands within one run."""
 
     PENDING = "PENDING"
+    QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
@@ -33,11 +34,13 @@ FINAL_STATES = frozenset(
 class RunStatus(StrEnum):
     """How a run stands: the engine ends a run SUCCESS, FAILED or CANCELLED.
 
+    QUEUED is a run waiting in a store's run queue for a process to claim it;
     RUNNING is a run still going, as a store shows it; INTERRUPTED a run whose
     process died before it finished, as a store finds it. FAILED means some task
     ended FAILED or UPSTREAM_FAILED, even if an alert task ran.
     """
 
+    QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"

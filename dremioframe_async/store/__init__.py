@@ -1,5 +1,8 @@
 """Run history: every run, task instance and attempt, read back as frozen views.
 
+Stores are shared by many processes (see ``_coordination``): they hold the
+run queue, schedule fire claims, heartbeats and cancel requests.
+
 ``open_store(url)`` picks the implementation: :class:`MemoryStore`,
 :class:`SQLiteStore` (the embedded default) or :class:`PostgresStore`. A store
 is passed to ``pipeline.run(store=...)``, which feeds it the run's events in
@@ -9,6 +12,7 @@ succeed (tasks whose results could not be stored as JSON run again).
 
 from __future__ import annotations
 
+from ._coordination import CancelOutcome, QueuedRun
 from ._errors import (
     HistoryIncomplete,
     RunNotFound,
@@ -27,9 +31,11 @@ from ._url import default_store_url, open_store
 
 __all__ = [
     "AttemptInfo",
+    "CancelOutcome",
     "HistoryIncomplete",
     "MemoryStore",
     "PostgresStore",
+    "QueuedRun",
     "RunInfo",
     "RunNotFound",
     "RunPage",

@@ -13,6 +13,7 @@ views derive PENDING from it).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -44,6 +45,11 @@ class RunRow:
     owner: str | None = None
     owner_key: int | None = None
     task_keys: str | None = None
+    scheduled_for: float | None = None
+    heartbeat: float | None = None
+    cancel_requests: int | None = None
+    queued_at: float | None = None
+    resumed_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +85,8 @@ class AttemptRow:
 Row = RunRow | TaskRow | AttemptRow
 R = TypeVar("R", RunRow, TaskRow, AttemptRow)
 
+# Statuses a run never leaves once recorded (mirrors _sql.FINAL_STATUSES).
+_FINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 # Fields where the first stored value wins, and where the larger one wins.
 _FIRST_WINS = frozenset({"started"})
 _MAX_WINS = frozenset({"attempts"})
@@ -105,6 +113,8 @@ def merge(old: R | None, new: R) -> R:
         value = getattr(new, name)
         current = getattr(old, name)
         if value is None or (name in _FIRST_WINS and current is not None):
+            continue
+        if name == "status" and current in _FINAL:
             continue
         if name in _MAX_WINS and current is not None:
             value = max(value, current)
@@ -205,6 +215,7 @@ class Fold:
         row.params = json.dumps(dict(event.params), default=repr)
         row.resumed_from = event.resumed_from
         row.owner, row.owner_key = self.owner, self.owner_key
+        row.heartbeat = time.time()  # the recording clock: liveness compares with it
         row.task_keys = json.dumps([self._text(k) for k in event.task_keys])
 
     def _run_finished(self, event: RunFinished) -> None:

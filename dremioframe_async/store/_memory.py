@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
+import anyio
 import anyio.lowlevel
 
-from ..orchestration import Event, PriorRun
+from ..orchestration import Event, PriorRun, RunStatus
+from ._attendance import DEFAULT_CANCEL_POLL, Attendance
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._coordination import ACTIVE_RESUMER, CancelOutcome, QueuedRun, encode_params, resume_refused
 from ._errors import RunNotFound
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge, task_row
 from ._model import RunInfo, TaskInfo
@@ -25,7 +32,8 @@ class MemoryStore:
 
     Results are JSON-encoded exactly as the database stores do, so a pipeline
     resumes the same way whichever store it uses. Every run it holds was made by
-    this process, so none is ever found interrupted.
+    this process, so none is ever found interrupted. Its run queue, fire claims,
+    cancel requests and resume claims work within the process.
     """
 
     name = "memory://"
@@ -38,6 +46,9 @@ class MemoryStore:
         self._runs: dict[str, RunRow] = {}
         self._tasks: dict[str, dict[str, TaskRow]] = {}
         self._attempts: dict[tuple[str, str], dict[int, AttemptRow]] = {}
+        self._fires: set[tuple[str, float]] = set()
+        self._queued: anyio.Event | None = None
+        self._attendance = Attendance(self._beat, self._poll, 5.0, DEFAULT_CANCEL_POLL)
 
     async def record(self, events: Sequence[Event]) -> None:
         """Fold ``events`` into the history."""
@@ -135,6 +146,121 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         rows = in_plan_order(self._run_row(run_id), self._tasks.get(run_id, {}).values())
         return [task_info(t, self._attempts.get((run_id, t.key), {}).values()) for t in rows]
+
+    # -- the run queue and the other coordination of _coordination, in-process ---------
+
+    def _queue(self, pipeline: str, params: str, scheduled_for: float | None) -> str:
+        run_id, now = uuid.uuid4().hex, time.time()
+        if self._queued is not None:
+            self._queued.set()
+        self._runs[run_id] = RunRow(
+            run_id, pipeline, RunStatus.QUEUED, now, params=params, queued_at=now,
+            scheduled_for=scheduled_for,
+        )  # fmt: skip
+        return run_id
+
+    async def enqueue(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        scheduled_for: float | None = None,
+    ) -> str:
+        """Queue a run of ``pipeline``; returns its id (see ``SQLiteStore.enqueue``)."""
+        await anyio.lowlevel.checkpoint()
+        return self._queue(pipeline, encode_params(params), scheduled_for)
+
+    async def claim_fire(
+        self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Claim a schedule's fire and queue its run; ``None`` when it was claimed before."""
+        await anyio.lowlevel.checkpoint()
+        if (pipeline, scheduled_for) in self._fires:
+            return None
+        self._fires.add((pipeline, scheduled_for))
+        return self._queue(pipeline, encode_params(params), scheduled_for)
+
+    async def claim_next(
+        self, limits: Mapping[str, int | None], *, run_id: str | None = None
+    ) -> QueuedRun | None:
+        """Claim the oldest QUEUED run of these pipelines (name: max active runs, or None)."""
+        await anyio.lowlevel.checkpoint()
+        active = Counter(r.pipeline for r in self._runs.values() if r.status == "RUNNING")
+        queued = sorted(
+            (r for r in self._runs.values() if r.status == "QUEUED" and r.pipeline in limits),
+            key=lambda r: (r.queued_at or 0.0, r.run_id),
+        )
+        for row in queued:
+            limit = limits[row.pipeline or ""]
+            if (run_id is None or row.run_id == run_id) and (
+                limit is None or active[row.pipeline] < limit
+            ):
+                row.status, row.owner = RunStatus.RUNNING, current_owner()
+                row.started = row.heartbeat = time.time()
+                params = decode_json(row.params, {})
+                return QueuedRun(
+                    row.run_id, row.pipeline or "", params, row.scheduled_for, row.queued_at
+                )
+        return None
+
+    async def wait_queued(self, seconds: float) -> None:
+        """Return when a run is queued in this store, or after ``seconds``."""
+        if self._queued is None:
+            self._queued = anyio.Event()
+        with anyio.move_on_after(seconds):
+            await self._queued.wait()
+        self._queued = anyio.Event()
+
+    async def request_cancel(self, run_id: str) -> CancelOutcome:
+        """Ask the run to cancel (a queued run ends at once).
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        await anyio.lowlevel.checkpoint()
+        row = self._run_row(run_id)
+        status = RunStatus(row.status or "RUNNING")
+        if status is RunStatus.QUEUED:
+            row.status, row.finished = RunStatus.CANCELLED, time.time()
+            return CancelOutcome(run_id, RunStatus.CANCELLED, 0)
+        if status is RunStatus.RUNNING:
+            row.cancel_requests = (row.cancel_requests or 0) + 1
+            self._attendance.wake()
+        return CancelOutcome(run_id, status, row.cancel_requests or 0)
+
+    async def claim_resume(self, run_id: str, by: str) -> None:
+        """Record ``by`` as the one run that resumes ``run_id``.
+
+        :raises ResumeRefused: when another resume of it is queued, running or succeeded.
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        await anyio.lowlevel.checkpoint()
+        row = self._run_row(run_id)
+        winner = self._runs.get(row.resumed_by or "")
+        if winner is not None and winner.status in ACTIVE_RESUMER:
+            raise resume_refused(run_id, winner.run_id)
+        row.resumed_by = by
+        now = time.time()
+        self._runs.setdefault(
+            by,
+            RunRow(by, row.pipeline, RunStatus.RUNNING, now, resumed_from=run_id,
+                   owner=current_owner(), heartbeat=now, scheduled_for=row.scheduled_for),
+        )  # fmt: skip
+
+    def attend(
+        self, run_id: str, on_cancel: Callable[[int], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Deliver ``run_id``'s cancel requests while it runs."""
+        return self._attendance.attend(run_id, on_cancel)
+
+    async def _beat(self, run_ids: Sequence[str]) -> None:
+        now = time.time()
+        for run_id in run_ids:
+            if (row := self._runs.get(run_id)) is not None:
+                row.heartbeat = now
+
+    async def _poll(self, run_ids: Sequence[str]) -> dict[str, int]:
+        rows = (self._runs.get(run_id) for run_id in run_ids)
+        return {r.run_id: r.cancel_requests for r in rows if r is not None and r.cancel_requests}
 
     async def aclose(self) -> None:
         """Nothing to release; kept for the protocol."""

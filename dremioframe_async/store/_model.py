@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..orchestration import RunRecorder, RunStatus, TaskState
 
 if TYPE_CHECKING:
+    from ._coordination import CancelOutcome, QueuedRun
     from ._paging import RunPage, RunQuery
 
 __all__ = ["AttemptInfo", "RunInfo", "RunStatus", "RunStore", "TaskInfo"]
@@ -53,7 +55,13 @@ class TaskInfo:
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """One recorded run. ``counts`` maps task state to the number of tasks in it."""
+    """One recorded run. ``counts`` maps task state to the number of tasks in it.
+
+    ``scheduled_for`` is the schedule's fire time (epoch seconds) for a run a
+    schedule started, kept by its resumes; ``queued_at`` when it entered the run
+    queue; ``cancel_requests`` how many cancels were asked for it (the second
+    stops its cleanup); ``resumed_by`` the run that resumes it, once one was accepted.
+    """
 
     run_id: str
     pipeline: str
@@ -64,6 +72,10 @@ class RunInfo:
     resumed_from: str | None = None
     owner: str = ""
     counts: Mapping[str, int] = field(default_factory=dict)
+    scheduled_for: float | None = None
+    queued_at: float | None = None
+    cancel_requests: int = 0
+    resumed_by: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -108,4 +120,46 @@ class RunStore(RunRecorder, Protocol):
 
     async def aclose(self) -> None:
         """Release connections; the store can be reopened by using it again."""
+        ...
+
+    # -- many processes, one store (see _coordination) --------------------------------
+
+    async def enqueue(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        scheduled_for: float | None = None,
+    ) -> str:
+        """Queue a run of ``pipeline`` (status QUEUED); return its id."""
+        ...
+
+    async def claim_fire(
+        self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Claim a schedule's fire once across processes and queue its run; None if lost."""
+        ...
+
+    async def claim_next(
+        self, limits: Mapping[str, int | None], *, run_id: str | None = None
+    ) -> QueuedRun | None:
+        """Claim the oldest QUEUED run of these pipelines within their max active runs."""
+        ...
+
+    async def wait_queued(self, seconds: float) -> None:
+        """Return when a run may have been queued, or after ``seconds``."""
+        ...
+
+    async def request_cancel(self, run_id: str) -> CancelOutcome:
+        """Ask for ``run_id`` to be cancelled wherever it runs."""
+        ...
+
+    async def claim_resume(self, run_id: str, by: str) -> None:
+        """Record ``by`` as the one run resuming ``run_id``; refuse a second."""
+        ...
+
+    def attend(
+        self, run_id: str, on_cancel: Callable[[int], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Keep ``run_id``'s heartbeat and deliver its cancel requests while it runs."""
         ...

@@ -4,25 +4,28 @@ Same logical schema as SQLite, inside one PostgreSQL schema (default
 ``dremioframe_async``), with a ``schema_migrations`` table. Each engine batch
 is one transaction of pipelined upserts.
 
-Liveness across hosts: while a store has recorded a run it holds a
-session-level advisory lock on a dedicated connection, keyed by a random
-``owner_key`` written into each of its runs. The server drops the lock when that
-process dies, so any store that finds a RUNNING run whose key it can lock marks
-the run ``INTERRUPTED``, with its RUNNING tasks and attempts. (A lost lock
-connection in a live process makes its running runs look interrupted; their
-final status still lands when they end.) The lock connection is opened once per
-store, under a lock: two runs starting at once must not each take the owner
-lock on their own connection, as the second would wait for the first forever.
+Liveness across hosts is the heartbeat (see ``_attendance``): a RUNNING run
+whose heartbeat is older than ``dead_after`` is marked ``INTERRUPTED``, with its
+RUNNING tasks and attempts, by any store that looks; on the owner's own host a
+process that is gone is seen at once. No connection stands for a run's life,
+so a server restart, a failover or a terminated backend never makes a live run
+look dead: its store reconnects and renews.
+
+Many processes coordinate through the same tables (``_postgres_queue``). One
+dedicated connection per store ``LISTEN``s for queued runs and cancel requests,
+so they are acted on at once; when it is lost, polling carries on and it is
+opened again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import zlib
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +33,17 @@ import anyio
 import anyio.to_thread
 
 from ..errors import DremioFrameError
-from ..orchestration import Event, PriorRun, RunStarted
+from ..orchestration import Event, PriorRun
+from . import _postgres_queue as queue
+from ._attendance import (
+    DEFAULT_CANCEL_POLL,
+    DEFAULT_DEAD_AFTER,
+    DEFAULT_HEARTBEAT,
+    Attendance,
+    check_liveness,
+)
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import (
     RunNotFound,
     StoreConfigError,
@@ -43,10 +55,12 @@ from ._fold import AttemptRow, Fold, RunRow, TaskRow, TaskValues, WrittenTasks, 
 from ._model import RunInfo, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, interrupt_statements, migration, select, upsert_json
+from ._sql import MIGRATIONS, migration, select, upsert_json
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger("dremioframe_async.store")
 
 SCHEMA_VERSION = len(MIGRATIONS)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -75,7 +89,11 @@ class PostgresStore:
         max_size: int = 10,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         connect_timeout: float = 10.0,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        dead_after: float = DEFAULT_DEAD_AFTER,
+        cancel_poll: float = DEFAULT_CANCEL_POLL,
     ) -> None:
+        check_liveness(heartbeat, dead_after)
         if not _IDENTIFIER.fullmatch(schema):
             raise StoreConfigError(f"schema must be a plain SQL identifier, got {schema!r}")
         if not 1 <= min_size <= max_size:
@@ -98,9 +116,13 @@ class PostgresStore:
         self._insert_tasks = upsert_json(TaskRow, self._prefix, fresh=True)
         self._written = WrittenTasks()
         self._pool: Any = None
-        self._lock_conn: Any = None
         self._open_lock: anyio.Lock | None = None
-        self._owner_lock: anyio.Lock | None = None
+        self.dead_after = dead_after
+        self._attendance = Attendance(self._beat, self._poll, heartbeat, cancel_poll)
+        self._channel = f"{schema}_events"
+        self._listener: Any = None
+        self._listen_lock: anyio.Lock | None = None
+        self._queued: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.name})"
@@ -176,59 +198,8 @@ class PostgresStore:
                 await conn.execute(sql, step)
 
     async def _sweep(self, conn: Any) -> None:
-        """Mark RUNNING runs whose owner's advisory lock is free as INTERRUPTED.
-
-        Their RUNNING tasks and attempts are marked CANCELLED in the same
-        transaction. The probe lock is transaction-scoped, so it is released at
-        commit whatever happens, and a pooled connection never keeps one.
-        """
-        keys = await conn.fetch(
-            f"SELECT DISTINCT owner_key FROM {self._prefix}runs WHERE status = 'RUNNING' "
-            "AND owner_key IS NOT NULL AND owner_key <> $1",
-            self._owner_key,
-        )
-        for (key,) in keys:
-            async with conn.transaction():
-                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key):
-                    continue  # the owner is alive and holds it
-                run_ids = await conn.fetch(
-                    f"SELECT run_id FROM {self._prefix}runs "
-                    "WHERE owner_key = $1 AND status = 'RUNNING'",
-                    key,
-                )
-                for (run_id,) in run_ids:
-                    for sql in interrupt_statements("postgres", self._prefix):
-                        await conn.execute(sql, run_id)
-
-    def _holds_owner_lock(self) -> bool:
-        return self._lock_conn is not None and not self._lock_conn.is_closed()
-
-    async def _hold_owner_lock(self) -> None:
-        """Hold the owner lock on its own connection, opened once (again if it was lost)."""
-        if self._holds_owner_lock():
-            return
-        if self._owner_lock is None:
-            self._owner_lock = anyio.Lock()
-        async with self._owner_lock:
-            if not self._holds_owner_lock():
-                self._lock_conn = await self._lock_owner_key()
-
-    async def _lock_owner_key(self) -> Any:
-        import asyncpg
-
-        try:
-            conn = await asyncpg.connect(self.dsn, timeout=self._pool_args["timeout"])
-        except Exception as exc:
-            raise self._unavailable(exc) from exc
-        try:
-            await conn.execute("SELECT pg_advisory_lock($1)", self._owner_key)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await conn.close()
-            if isinstance(exc, Exception):
-                raise self._unavailable(exc) from exc
-            raise
-        return conn
+        """Mark RUNNING runs INTERRUPTED whose heartbeat is stale or whose process is gone."""
+        await queue.sweep(conn, self._prefix, self.dead_after)
 
     async def record(self, events: Sequence[Event]) -> None:
         """Write one batch of events in one transaction.
@@ -239,8 +210,6 @@ class PostgresStore:
         :raises StoreUnavailable: when the database cannot be reached or refuses the write.
         """
         await self._ensure()
-        if any(isinstance(e, RunStarted) for e in events):
-            await self._hold_owner_lock()
         fold = Fold(current_owner(), self._owner_key, self._max_result_bytes)
         if len(events) > _INLINE_EVENTS:
             # Folding and encoding (results, tracebacks, JSON) is CPU work: off the loop.
@@ -381,13 +350,119 @@ class PostgresStore:
         tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
         return [task_info(task, attempts.get(task.key, ())) for task in tasks]
 
+    # -- many processes, one store (see _coordination) --------------------------------
+
+    async def enqueue(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        scheduled_for: float | None = None,
+    ) -> str:
+        """Queue a run of ``pipeline``; a process serving it claims and runs it. Returns its id."""
+        encoded = encode_params(params)
+        async with self._connection() as conn:
+            return await queue.enqueue(
+                conn, self._prefix, self._channel, pipeline, encoded, scheduled_for
+            )
+
+    async def claim_fire(
+        self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Claim a schedule's fire and queue its run; ``None`` when another process has it."""
+        encoded = encode_params(params)
+        async with self._connection() as conn:
+            return await queue.claim_fire(
+                conn, self._prefix, self._channel, pipeline, scheduled_for, encoded
+            )
+
+    async def claim_next(
+        self, limits: Mapping[str, int | None], *, run_id: str | None = None
+    ) -> QueuedRun | None:
+        """Claim the oldest QUEUED run of these pipelines (name: max active runs, or None)."""
+        async with self._connection() as conn:
+            return await queue.claim_next(conn, self._prefix, limits, run_id)
+
+    async def wait_queued(self, seconds: float) -> None:
+        """Return when a run may have been queued (a NOTIFY), or after ``seconds``."""
+        try:
+            await self._listen()
+        except StoreUnavailable as exc:  # polling goes on without it
+            log.warning("%s", exc)
+            await anyio.sleep(min(seconds, 1.0))
+            return
+        if self._queued is None:
+            self._queued = anyio.Event()
+        with anyio.move_on_after(seconds):
+            await self._queued.wait()
+        self._queued = anyio.Event()
+
+    async def request_cancel(self, run_id: str) -> CancelOutcome:
+        """Ask the process that runs ``run_id`` to cancel it (a queued run ends at once).
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        async with self._connection() as conn:
+            return await queue.request_cancel(conn, self._prefix, self._channel, run_id)
+
+    async def claim_resume(self, run_id: str, by: str) -> None:
+        """Record ``by`` as the one run that resumes ``run_id``.
+
+        :raises ResumeRefused: when another resume of it is queued, running or succeeded.
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        async with self._connection() as conn:
+            await queue.claim_resume(conn, self._prefix, run_id, by)
+
+    def attend(
+        self, run_id: str, on_cancel: Callable[[int], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Renew ``run_id``'s heartbeat and deliver its cancel requests while it runs."""
+        return self._attendance.attend(run_id, on_cancel)
+
+    async def _beat(self, run_ids: Sequence[str]) -> None:
+        async with self._connection() as conn:
+            await queue.beat(conn, self._prefix, run_ids)
+
+    async def _poll(self, run_ids: Sequence[str]) -> dict[str, int]:
+        try:
+            await self._listen()
+        except Exception as exc:  # polling goes on without it; the next tick tries again
+            log.warning("cannot listen for cancel requests on %s: %s", self.name, exc)
+        async with self._connection() as conn:
+            return await queue.poll_cancels(conn, self._prefix, run_ids)
+
+    async def _listen(self) -> None:
+        """Open the LISTEN connection, again if it was lost."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        if self._listen_lock is None:
+            self._listen_lock = anyio.Lock()
+        async with self._listen_lock:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            import asyncpg
+
+            await self._ensure()
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=self._pool_args["timeout"])
+                await conn.add_listener(self._channel, self._notified)
+            except Exception as exc:
+                raise self._unavailable(exc, "cannot listen: ") from exc
+            self._listener = conn
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        self._attendance.wake()
+        if self._queued is not None:
+            self._queued.set()
+
     async def aclose(self) -> None:
-        """Close the pool and release the owner lock; using the store again reopens it."""
+        """Close the pool and the listening connection; using the store again reopens them."""
         pool, self._pool = self._pool, None
-        lock_conn, self._lock_conn = self._lock_conn, None
+        listener, self._listener = self._listener, None
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-            if lock_conn is not None:
-                await lock_conn.close()
+            if listener is not None and not listener.is_closed():
+                await listener.close()
             if pool is not None:
                 await pool.close()
 

@@ -49,6 +49,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX {ip}runs_by_pipeline_started ON {p}runs (pipeline, started, run_id)",
         "CREATE INDEX {ip}runs_by_status_started ON {p}runs (status, started, run_id)",
     ),
+    # Many processes on one store (see _coordination): fire claims, the run queue,
+    # heartbeats, cancel requests and the one accepted resume of a run.
+    (
+        "ALTER TABLE {p}runs ADD COLUMN scheduled_for {real}",
+        "ALTER TABLE {p}runs ADD COLUMN heartbeat {real}",
+        "ALTER TABLE {p}runs ADD COLUMN cancel_requests {int}",
+        "ALTER TABLE {p}runs ADD COLUMN queued_at {real}",
+        "ALTER TABLE {p}runs ADD COLUMN resumed_by TEXT",
+        """CREATE TABLE {p}fires (
+            pipeline TEXT NOT NULL, scheduled_for {real} NOT NULL, run_id TEXT NOT NULL,
+            PRIMARY KEY (pipeline, scheduled_for))""",
+        "CREATE INDEX {ip}runs_queued ON {p}runs (status, queued_at)",
+    ),
 )
 
 
@@ -69,12 +82,22 @@ def columns(cls: type[RunRow | TaskRow | AttemptRow]) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
+# Statuses a run never leaves once recorded (INTERRUPTED may still learn how the run ended).
+FINAL_STATUSES = ("SUCCESS", "FAILED", "CANCELLED")
+FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in FINAL_STATUSES) + ")"
+
 _KEYS = {RunRow: ("run_id",), TaskRow: ("run_id", "key"), AttemptRow: ("run_id", "key", "number")}
 _TABLES = {RunRow: "runs", TaskRow: "tasks", AttemptRow: "attempts"}
 
 
 def _merge_expr(column: str, dialect: Dialect) -> str:
-    # Mirrors _fold.merge: None keeps the stored value, started keeps the first, attempts the max.
+    # Mirrors _fold.merge: None keeps the stored value, started keeps the first, attempts the max,
+    # and a run that ended SUCCESS, FAILED or CANCELLED keeps that status.
+    if column == "status":
+        return (
+            f"CASE WHEN t.status IN {FINAL_SQL} THEN t.status "
+            "ELSE COALESCE(excluded.status, t.status) END"
+        )
     if column == "started":
         return "COALESCE(t.started, excluded.started)"
     if column == "attempts":

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,19 +25,30 @@ import anyio.to_thread
 
 from ..errors import DremioFrameError
 from ..orchestration import Event, PriorRun
+from . import _sqlite_queue as queue
+from ._attendance import (
+    DEFAULT_CANCEL_POLL,
+    DEFAULT_DEAD_AFTER,
+    DEFAULT_HEARTBEAT,
+    Attendance,
+    check_liveness,
+)
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
 from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, WrittenTasks, as_tuple
 from ._model import RunInfo, TaskInfo
-from ._owner import current_owner, is_dead
+from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, interrupt_statements, migration, select, upsert
+from ._sql import MIGRATIONS, migration, select, upsert
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 SCHEMA_VERSION = len(MIGRATIONS)
+# How often a process serving pipelines looks for queued runs (SQLite cannot notify).
+QUEUE_POLL = 0.05
 # Rows per multi-row upsert, at most (and fewer when SQLite binds fewer values).
 _CHUNK = 512
 
@@ -64,9 +76,13 @@ class SQLiteStore:
         busy_timeout: float = 30.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        dead_after: float = DEFAULT_DEAD_AFTER,
+        cancel_poll: float = DEFAULT_CANCEL_POLL,
         url: str | None = None,
         create_folder: bool = False,
     ) -> None:
+        check_liveness(heartbeat, dead_after)
         if synchronous not in ("NORMAL", "FULL"):
             raise StoreConfigError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         if busy_timeout < 0:
@@ -81,6 +97,8 @@ class SQLiteStore:
         self._limiter: anyio.CapacityLimiter | None = None
         self._written = WrittenTasks()
         self._identity: tuple[int, int] | None = None
+        self.dead_after = dead_after
+        self._attendance = Attendance(self._beat, self._poll, heartbeat, cancel_poll)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
@@ -127,7 +145,7 @@ class SQLiteStore:
             _enable_wal(conn, self._busy_timeout)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             _migrate(conn)
-            _sweep(conn)
+            queue.sweep(conn, self.dead_after)
         except BaseException:
             conn.close()
             raise
@@ -180,24 +198,24 @@ class SQLiteStore:
 
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
-        return await self._call(_load_prior, run_id)
+        return await self._call(_load_prior, self.dead_after, run_id)
 
     async def list_runs(
         self, *, pipeline: str | None = None, limit: int | None = 20
     ) -> Sequence[RunInfo]:
         """Return recorded runs, newest first, optionally of one pipeline only."""
-        return await self._call(_list_runs, pipeline, limit)
+        return await self._call(_list_runs, self.dead_after, pipeline, limit)
 
     async def query_runs(self, query: RunQuery) -> RunPage:
         """Return one page of runs matching ``query``, newest first, with the total."""
-        return await self._call(_query_runs, query)
+        return await self._call(_query_runs, self.dead_after, query)
 
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one run.
 
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
-        return await self._call(_get_run, run_id)
+        return await self._call(_get_run, self.dead_after, run_id)
 
     async def get_tasks(self, run_id: str) -> Sequence[TaskInfo]:
         """Return a run's task instances with their attempts, in first-seen order.
@@ -205,6 +223,62 @@ class SQLiteStore:
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
         return await self._call(_get_tasks, run_id)
+
+    # -- many processes, one store (see _coordination) --------------------------------
+
+    async def enqueue(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        scheduled_for: float | None = None,
+    ) -> str:
+        """Queue a run of ``pipeline``; a process serving it claims and runs it. Returns its id."""
+        return await self._call(queue.enqueue, pipeline, encode_params(params), scheduled_for)
+
+    async def claim_fire(
+        self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Claim a schedule's fire and queue its run; ``None`` when another process has it."""
+        encoded = encode_params(params)
+        return await self._call(queue.claim_fire, pipeline, scheduled_for, encoded)
+
+    async def claim_next(
+        self, limits: Mapping[str, int | None], *, run_id: str | None = None
+    ) -> QueuedRun | None:
+        """Claim the oldest QUEUED run of these pipelines (name: max active runs, or None)."""
+        return await self._call(queue.claim_next, dict(limits), run_id)
+
+    async def wait_queued(self, seconds: float) -> None:
+        """Wait before looking for queued runs again: SQLite has no notifications, so poll."""
+        await anyio.sleep(min(seconds, QUEUE_POLL))
+
+    async def request_cancel(self, run_id: str) -> CancelOutcome:
+        """Ask the process that runs ``run_id`` to cancel it (a queued run ends at once).
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        return await self._call(queue.request_cancel, run_id)
+
+    async def claim_resume(self, run_id: str, by: str) -> None:
+        """Record ``by`` as the one run that resumes ``run_id``.
+
+        :raises ResumeRefused: when another resume of it is queued, running or succeeded.
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        await self._call(queue.claim_resume, run_id, by)
+
+    def attend(
+        self, run_id: str, on_cancel: Callable[[int], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Renew ``run_id``'s heartbeat and deliver its cancel requests while it runs."""
+        return self._attendance.attend(run_id, on_cancel)
+
+    async def _beat(self, run_ids: Sequence[str]) -> None:
+        await self._call(queue.beat, run_ids)
+
+    async def _poll(self, run_ids: Sequence[str]) -> dict[str, int]:
+        return await self._call(queue.poll_cancels, run_ids)
 
     async def aclose(self) -> None:
         """Close the connection; using the store again reopens it."""
@@ -304,17 +378,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _sweep(conn: sqlite3.Connection) -> None:
-    """Mark RUNNING runs whose owner process is dead INTERRUPTED, with their RUNNING tasks."""
-    rows = conn.execute("SELECT run_id, owner FROM runs WHERE status = 'RUNNING'").fetchall()
-    dead = [run_id for run_id, owner in rows if is_dead(owner or "")]
-    if not dead:
-        return
-    with _transaction(conn):
-        for sql in interrupt_statements("sqlite", ""):
-            conn.executemany(sql, [(run_id,) for run_id in dead])
-
-
 def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
     row = conn.execute(select(RunRow, "") + " WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
@@ -347,8 +410,8 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _load_prior(conn: sqlite3.Connection, run_id: str) -> PriorRun:
-    _sweep(conn)
+def _load_prior(conn: sqlite3.Connection, dead_after: float, run_id: str) -> PriorRun:
+    queue.sweep(conn, dead_after)
     run = _run_row(conn, run_id)
     rows = conn.execute(
         "SELECT key, result FROM tasks WHERE run_id = ? AND state = 'SUCCESS' AND result_stored",
@@ -359,8 +422,10 @@ def _load_prior(conn: sqlite3.Connection, run_id: str) -> PriorRun:
     return PriorRun(run_id, run.pipeline or "", params, results, run.status or "", run.owner or "")
 
 
-def _list_runs(conn: sqlite3.Connection, pipeline: str | None, limit: int | None) -> list[RunInfo]:
-    _sweep(conn)
+def _list_runs(
+    conn: sqlite3.Connection, dead_after: float, pipeline: str | None, limit: int | None
+) -> list[RunInfo]:
+    queue.sweep(conn, dead_after)
     sql = select(RunRow, "") + (" WHERE pipeline = ?" if pipeline is not None else "")
     sql += " ORDER BY started DESC LIMIT ?"
     params = (*(() if pipeline is None else (pipeline,)), -1 if limit is None else limit)
@@ -368,8 +433,8 @@ def _list_runs(conn: sqlite3.Connection, pipeline: str | None, limit: int | None
     return [run_info(run, _counts(conn, run.run_id)) for run in runs]
 
 
-def _query_runs(conn: sqlite3.Connection, query: RunQuery) -> RunPage:
-    _sweep(conn)
+def _query_runs(conn: sqlite3.Connection, dead_after: float, query: RunQuery) -> RunPage:
+    queue.sweep(conn, dead_after)
     sql = PageSQL(query, "runs", lambda n: "?")
     rows = conn.execute(*sql.rows(query)).fetchall()
     runs = [RunRow(*row) for row in (rows if query.after is None else reversed(rows))]
@@ -381,8 +446,8 @@ def _query_runs(conn: sqlite3.Connection, query: RunQuery) -> RunPage:
     return page_of(query, [run_info(r, _counts(conn, r.run_id)) for r in runs], total, more)
 
 
-def _get_run(conn: sqlite3.Connection, run_id: str) -> RunInfo:
-    _sweep(conn)
+def _get_run(conn: sqlite3.Connection, dead_after: float, run_id: str) -> RunInfo:
+    queue.sweep(conn, dead_after)
     return run_info(_run_row(conn, run_id), _counts(conn, run_id))
 
 

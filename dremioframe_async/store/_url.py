@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._attendance import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
 from ._errors import StoreURLError
 from ._memory import MemoryStore
 from ._model import RunStore
@@ -43,7 +44,9 @@ def open_store(url: str) -> RunStore:
     relative to the working directory, ``sqlite:////var/lib/runs.sqlite`` is
     absolute (``sqlite:///:memory:`` is a SQLite database in memory), or a plain
     file path; ``postgresql://user@host:port/db`` (also ``postgres://``), with an
-    optional ``?schema=name`` (default ``dremioframe_async``). The store's
+    optional ``?schema=name`` (default ``dremioframe_async``). SQLite and
+    PostgreSQL URLs also take the liveness settings ``heartbeat`` and ``dead_after``
+    (seconds): ``sqlite:///runs.sqlite?heartbeat=2&dead_after=10``. The store's
     ``name`` is the URL as given. A SQLite file's folder must exist (except the
     default file's, which is created).
 
@@ -64,16 +67,27 @@ def open_store(url: str) -> RunStore:
     if scheme == "memory" and not rest:
         return MemoryStore()
     if scheme == "sqlite":
-        return _sqlite(_sqlite_path(url, rest), url)
+        rest, _, query = rest.partition("?")
+        heartbeat, dead_after = _liveness(url, parse_qsl(query))
+        path = _sqlite_path(url, rest)
+        return _sqlite(path, url, heartbeat=heartbeat, dead_after=dead_after)
     if scheme in ("postgresql", "postgres"):
         return _postgres(url)
     raise StoreURLError(url)
 
 
-def _sqlite(path: str, url: str) -> SQLiteStore:
+def _sqlite(
+    path: str,
+    url: str,
+    *,
+    heartbeat: float = DEFAULT_HEARTBEAT,
+    dead_after: float = DEFAULT_DEAD_AFTER,
+) -> SQLiteStore:
     # Only the default file's folder is ours to create: a typo elsewhere is an error.
     create = path != ":memory:" and Path(path).resolve() == _default_path()
-    return SQLiteStore(path, url=url, create_folder=create)
+    return SQLiteStore(
+        path, url=url, create_folder=create, heartbeat=heartbeat, dead_after=dead_after
+    )
 
 
 def _sqlite_path(url: str, rest: str) -> str:
@@ -117,5 +131,24 @@ def _postgres(url: str) -> PostgresStore:
     query = parse_qsl(parts.query)
     schema = next((v for k, v in query if k == "schema"), "dremioframe_async")
     # asyncpg would send unknown query parameters to the server as settings.
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema)
+    ours = ("schema", *_LIVENESS)
+    rest = urlencode([(k, v) for k, v in query if k not in ours])
+    dsn = urlunsplit(parts._replace(query=rest))
+    heartbeat, dead_after = _liveness(url, query)
+    return PostgresStore(dsn, schema=schema, heartbeat=heartbeat, dead_after=dead_after)
+
+
+_LIVENESS = ("heartbeat", "dead_after")
+
+
+def _liveness(url: str, query: list[tuple[str, str]]) -> tuple[float, float]:
+    """The ``heartbeat`` and ``dead_after`` settings of a store URL's query."""
+    settings = {"heartbeat": DEFAULT_HEARTBEAT, "dead_after": DEFAULT_DEAD_AFTER}
+    for key, value in query:
+        if key in _LIVENESS:
+            try:
+                settings[key] = float(value)
+            except ValueError:
+                hint = f"{key} must be a number of seconds, got {value!r}"
+                raise StoreURLError(url, hint) from None
+    return settings["heartbeat"], settings["dead_after"]

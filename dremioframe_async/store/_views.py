@@ -24,6 +24,10 @@ def run_info(row: RunRow, counts: Mapping[str, int]) -> RunInfo:
         resumed_from=row.resumed_from,
         owner=row.owner or "",
         counts=dict(counts),
+        scheduled_for=row.scheduled_for,
+        queued_at=row.queued_at,
+        cancel_requests=row.cancel_requests or 0,
+        resumed_by=row.resumed_by,
     )
 
 

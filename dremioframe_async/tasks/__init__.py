@@ -18,6 +18,7 @@ from ._checks import (
     RowCount,
     Unique,
 )
+from ._clients import ClientPool
 from ._common import Credential, TaskLibraryError
 from ._dbt import DbtError, DbtNodeResult, DbtResult, DbtTask
 from ._dremio import (
@@ -30,7 +31,7 @@ from ._dremio import (
     RollbackTableTask,
     VacuumTask,
 )
-from ._email import EmailError, EmailSent, EmailTask, EmailTransientError
+from ._email import EmailError, EmailMaybeSent, EmailSent, EmailTask, EmailTransientError
 from ._http import (
     HttpConnectionError,
     HttpError,
@@ -68,6 +69,7 @@ __all__ = [
     "AcceptedValues",
     "Check",
     "CheckResult",
+    "ClientPool",
     "Credential",
     "CustomSql",
     "DataQualityConfigError",
@@ -80,6 +82,7 @@ __all__ = [
     "DremioQueryTask",
     "DremioSqlTask",
     "EmailError",
+    "EmailMaybeSent",
     "EmailSent",
     "EmailTask",
     "EmailTransientError",

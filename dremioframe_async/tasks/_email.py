@@ -4,11 +4,13 @@ Connection settings come from the arguments, else from ``run(context={...})``
 (``smtp_host``, ``smtp_port``, ``smtp_username``, ``smtp_password``, ``smtp_from``),
 else from the environment (``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_USERNAME``,
 ``SMTP_PASSWORD``, ``SMTP_FROM``). Only failures a later attempt can fix are
-retried by default: connection errors, timeouts and 4xx (temporary) replies.
+retried by default: connection errors, timeouts and 4xx (temporary) replies,
+before the message itself went out.
 """
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import ssl
@@ -17,11 +19,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
 from ..orchestration import RunContext, Task
+from ._clients import client_resource_options, run_client
 from ._common import (
     Credential,
     CredentialValue,
@@ -32,12 +35,15 @@ from ._common import (
     setting,
     with_default_retry,
 )
+from ._smtp import DataLost, Security, Server, open_link, smtp_module
 
-__all__ = ["EmailError", "EmailSent", "EmailTask", "EmailTransientError"]
+__all__ = ["EmailError", "EmailMaybeSent", "EmailSent", "EmailTask", "EmailTransientError"]
 
-Security = Literal["starttls", "ssl", "none"]
 Text = str | Callable[[RunContext | None], str]
 _DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
+
+SMTP_RESOURCE = "smtp"
+"""The run resource an ``EmailTask`` sends through when given no ``client=``."""
 
 
 class EmailError(TaskLibraryError):
@@ -50,6 +56,13 @@ class EmailError(TaskLibraryError):
 
 class EmailTransientError(EmailError):
     """A connection problem, a timeout or a 4xx reply: another attempt may succeed."""
+
+
+class EmailMaybeSent(EmailError):
+    """The connection broke after the message may have been accepted: never retried.
+
+    The server may have delivered it; a second attempt could send a second copy.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,25 +84,6 @@ def _text(value: Text | None, context: RunContext | None) -> str | None:
     return value(context) if callable(value) else value
 
 
-def _smtp() -> Any:
-    try:
-        import aiosmtplib
-    except ImportError as exc:  # pragma: no cover - the email extra is missing
-        raise TaskLibraryError(
-            "EmailTask needs aiosmtplib: pip install 'dremioframe_async[email]'"
-        ) from exc
-    return aiosmtplib
-
-
-@dataclass(frozen=True, slots=True)
-class _Server:
-    host: str
-    port: int
-    security: Security | None
-    username: str | None
-    password: str | None
-
-
 class EmailTask(Task):
     """Send one email; return :class:`EmailSent`.
 
@@ -101,7 +95,14 @@ class EmailTask(Task):
     is never shown in reprs or errors. ``smtp_timeout`` bounds each wait for a
     server reply; the task's ``timeout=`` bounds the whole attempt.
 
+    Messages go through the run's ``"smtp"`` resource: one connection and one
+    login per server per run, however many emails the run sends (``client=``
+    names another run resource, a :class:`~dremioframe_async.tasks.ClientPool`).
+    A connection lost once ``DATA`` started may have delivered the message: that
+    is :class:`EmailMaybeSent`, never retried, so nobody gets two copies.
+
     :raises EmailTransientError: connection problems, timeouts, 4xx replies (retried).
+    :raises EmailMaybeSent: the connection broke during ``DATA`` (not retried).
     :raises EmailError: anything else the server refused (bad auth, 5xx).
     :raises ValueError: no recipient, or a header with a line break (at construction).
     """
@@ -126,6 +127,7 @@ class EmailTask(Task):
         security: Security | None = None,
         tls_context: ssl.SSLContext | None = None,
         smtp_timeout: float = 60.0,
+        client: str | None = None,
         **options: Any,
     ) -> None:
         self.to, self.cc, self.bcc = _addresses(to), _addresses(cc), _addresses(bcc)
@@ -153,6 +155,8 @@ class EmailTask(Task):
         ):
             if value is not None and ("\r" in value or "\n" in value):
                 raise ValueError(f"a header value cannot contain a line break: {value!r}")
+        self.client = client
+        options = client_resource_options(self, client, SMTP_RESOURCE, options)
         transient = (EmailTransientError,)
         super().__init__(name, self._execute, **with_default_retry(options, transient))
 
@@ -160,13 +164,13 @@ class EmailTask(Task):
         count = len(self.to) + len(self.cc) + len(self.bcc)
         return f"<{type(self).__name__} {self.name!r} to {count} recipient(s)>"
 
-    def _server(self, context: RunContext | None) -> _Server:
+    def _server(self, context: RunContext | None) -> Server:
         security = setting(self.security, context, "smtp_security", "SMTP_SECURITY")
         port = setting(self.port, context, "smtp_port", "SMTP_PORT")
         port = int(port) if port is not None else _DEFAULT_PORTS.get(security or "starttls", 587)
         if security is None and port == 465:
             security = "ssl"
-        return _Server(
+        return Server(
             setting(self.host, context, "smtp_host", "SMTP_HOST", "localhost"),
             port,
             security,
@@ -174,7 +178,7 @@ class EmailTask(Task):
             resolve(self.password, context),
         )
 
-    async def _message(self, server: _Server, context: RunContext | None) -> EmailMessage:
+    async def _message(self, server: Server, context: RunContext | None) -> EmailMessage:
         message = EmailMessage()
         sender = setting(self.sender, context, "smtp_from", "SMTP_FROM") or server.username
         if not sender:
@@ -202,30 +206,30 @@ class EmailTask(Task):
         server = self._server(context)
         message = await self._message(server, context)
         recipients = [*self.to, *self.cc, *self.bcc]
-        smtp = _smtp()
+        smtp = smtp_module()
+        opener = functools.partial(open_link, server, self.tls_context, self.smtp_timeout)
+        key = (server, self.tls_context, self.smtp_timeout)
         try:
-            _, response = await smtp.send(
-                message,
-                recipients=recipients,
-                hostname=server.host,
-                port=server.port,
-                username=server.username,
-                password=server.password if server.username else None,
-                use_tls=server.security == "ssl",
-                start_tls={"starttls": True, "none": False}.get(server.security or ""),
-                tls_context=self.tls_context,
-                timeout=self.smtp_timeout,  # per server reply; timeout= bounds the attempt
-            )
+            async with run_client(self.client, SMTP_RESOURCE, context, key, opener) as link:
+                response = await link.send(message, str(message["From"]), recipients)
+        except DataLost as lost:
+            raise EmailMaybeSent(
+                redact(
+                    f"{server.host}:{server.port}: the connection broke during DATA "
+                    f"({lost}); the message may have been sent, so it is not sent again",
+                    [server.password],
+                )
+            ) from lost.cause
         except smtp.SMTPException as exc:
             raise self._mapped(exc, server) from exc
         except OSError as exc:
             raise EmailTransientError(
                 redact(f"{server.host}:{server.port}: {exc}", [server.password])
             ) from exc
-        return EmailSent(str(message["Message-ID"]), tuple(recipients), str(response))
+        return EmailSent(str(message["Message-ID"]), tuple(recipients), response)
 
-    def _mapped(self, exc: Exception, server: _Server) -> EmailError:
-        smtp = _smtp()
+    def _mapped(self, exc: Exception, server: Server) -> EmailError:
+        smtp = smtp_module()
         code = getattr(exc, "code", None)
         text = redact(
             f"{server.host}:{server.port}: {type(exc).__name__}: {exc}", [server.password]

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
+from yarl import URL
 
 from ..orchestration import RunContext, Task
+from ._clients import client_resource_options, run_client
 from ._common import (
     REDACTED,
     Credential,
@@ -50,6 +52,11 @@ _REFUSED_STATUS = frozenset({429, 503})  # the server says it did not act on the
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_TAIL = 500
 _CHUNK = 1 << 16
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+
+HTTP_RESOURCE = "http"
+"""The run resource (one aiohttp session) HTTP tasks use when given no ``session=``."""
 
 
 class HttpError(TaskLibraryError):
@@ -89,6 +96,35 @@ class _HttpNotSent(HttpConnectionError):
 
 class _HttpMaybeSent(HttpConnectionError):
     """The connection broke after the request may have reached the server."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One request of an attempt: the first, or one a redirect asked for."""
+
+    method: str
+    url: str | URL
+    headers: Mapping[str, str]
+    params: Mapping[str, str] | None
+    json: Any
+    data: Any
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return url.scheme, url.host, url.port
+
+
+@asynccontextmanager
+async def open_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp session for the task library: the engine's retries are the only ones.
+
+    aiohttp re-sends an idempotent request once on its own when a connection
+    drops; under ``retries=3`` that made eight requests instead of four. Its
+    switch is private (aiohttp's own test client turns it off the same way).
+    """
+    async with aiohttp.ClientSession() as session:
+        session._retry_connection = False
+        yield session
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +186,29 @@ class HttpTask(Task):
     when the task runs (from ``run(context={...})`` or the environment). Values
     of headers whose names look like credentials (``Authorization``,
     ``X-Api-Key`` ...) and secrets in the URL are never shown in the repr or in
-    errors. Pass ``session=`` to share one aiohttp session (and its connection
-    pool) between tasks; otherwise each attempt opens and closes its own. The
-    body is read whole, up to ``max_bytes`` (64 MiB by default; ``None`` for no
-    limit): a larger one fails the task instead of filling memory.
+    errors. The body is read whole, up to ``max_bytes`` (64 MiB by default;
+    ``None`` for no limit): a larger one fails the task instead of filling memory.
+
+    Every HTTP task of a run shares one aiohttp session (one connection pool),
+    the run's ``"http"`` resource; ``session=`` names another run resource or
+    passes an open ``aiohttp.ClientSession`` (aiohttp then keeps its own single
+    re-send of an idempotent request on a dropped connection; the run's session
+    does not, so ``retries=3`` means at most four requests).
+
+    Redirects (301, 302, 303, 307, 308) are followed, at most
+    :data:`MAX_REDIRECTS` of them, unless ``follow_redirects=False`` (the 3xx is
+    then the response). 303, and 301/302 after a POST, become a GET without a
+    body; 307/308 keep the method and body. A redirect that leaves the origin
+    (another scheme, host or port) never takes credentials along: every header
+    whose name looks like a credential, or whose value is a :class:`Credential`,
+    is dropped, and a request with a body is not followed there at all.
 
     :raises HttpStatusError: a status outside ``expect_status`` (not retried by default).
     :raises HttpTransientError: 429/502/503/504 (retried when ``retries`` is set).
     :raises HttpConnectionError: the request could not be completed.
-    :raises HttpError: a body over ``max_bytes``, or not JSON with ``result="json"``.
+    :raises HttpError: a body over ``max_bytes``, not JSON with ``result="json"``,
+        more than :data:`MAX_REDIRECTS` redirects (the message shows the chain), or
+        a body that a redirect would carry to another origin.
     :raises ValueError: bad ``method``, ``result`` or ``expect_status`` (at construction).
     """
 
@@ -174,8 +224,9 @@ class HttpTask(Task):
         params: Mapping[str, CredentialValue] | None = None,
         expect_status: int | Iterable[int] = range(200, 300),
         result: ResultKind = "json",
-        session: aiohttp.ClientSession | None = None,
+        session: aiohttp.ClientSession | str | None = None,
         max_bytes: int | None = 64 << 20,
+        follow_redirects: bool = True,
         **options: Any,
     ) -> None:
         if result not in _RESULT_KINDS:
@@ -189,6 +240,8 @@ class HttpTask(Task):
         self.json, self.data, self.result_kind = json, data, result
         self.expect_status = _expected(expect_status)
         self.session, self.max_bytes = session, max_bytes
+        self.follow_redirects = follow_redirects
+        options = client_resource_options(self, session, HTTP_RESOURCE, options)
         options = with_default_retry(options, _transient_errors(self.method))
         super().__init__(name, self._execute, **options)
 
@@ -211,10 +264,12 @@ class HttpTask(Task):
         shown = (
             redact(redact_url(url), secrets) if not isinstance(self.url, Credential) else REDACTED
         )
-        body = self.payload(context)
-        async with self._session() as session:
+        json, data = self.payload(context)
+        request = _Request(self.method, url, headers, params or None, json, data)
+        session_of = run_client(self.session, HTTP_RESOURCE, context, "session", open_session)
+        async with session_of as session:
             try:
-                return await self._send(session, url, headers, params, body, shown, secrets)
+                return await self._send(session, request, shown, secrets)
             except aiohttp.ClientConnectorError as exc:
                 raise _HttpNotSent(self.method, shown, redact(str(exc), secrets)) from exc
             except (aiohttp.ClientError, OSError) as exc:
@@ -248,31 +303,70 @@ class HttpTask(Task):
         found += [v.split(" ", 1)[1] for v in list(found) if " " in v]
         return found
 
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[aiohttp.ClientSession]:
-        if self.session is not None:
-            yield self.session
-            return
-        async with aiohttp.ClientSession() as session:
-            yield session
-
     async def _send(
         self,
         session: aiohttp.ClientSession,
-        url: str,
-        headers: Mapping[str, str],
-        params: Mapping[str, str],
-        body: tuple[Any, Any],
+        request: _Request,
         shown: str,
         secrets: list[str],
     ) -> Any:
-        json, data = body
-        async with session.request(
-            self.method, url, headers=headers, params=params or None, json=json, data=data
-        ) as response:
-            if response.status not in self.expect_status:
-                raise await self._status_error(response, shown, secrets)
-            return await self._read(response, shown)
+        chain = [shown]
+        for hop in range(MAX_REDIRECTS + 1):
+            async with session.request(
+                request.method, request.url, headers=request.headers, params=request.params,
+                json=request.json, data=request.data, allow_redirects=False,
+            ) as response:  # fmt: skip
+                target = self._redirect_target(response, shown)
+                if target is None:
+                    if response.status not in self.expect_status:
+                        raise await self._status_error(response, shown, secrets)
+                    return await self._read(response, shown)
+            if hop == MAX_REDIRECTS:
+                break
+            chain.append(redact(redact_url(str(target)), secrets))
+            request = self._redirected(request, response, target, chain[-1], shown)
+        raise HttpError(
+            f"{self.method} {shown}: too many redirects ({MAX_REDIRECTS}): {' -> '.join(chain)}"
+        )
+
+    def _redirect_target(self, response: aiohttp.ClientResponse, shown: str) -> URL | None:
+        location = response.headers.get("Location")
+        if not self.follow_redirects or response.status not in _REDIRECTS or not location:
+            return None
+        try:
+            target = response.url.join(URL(location))
+        except ValueError as exc:
+            raise HttpError(f"{self.method} {shown}: a redirect to a bad URL ({exc})") from exc
+        if target.scheme not in ("http", "https"):
+            raise HttpError(f"{self.method} {shown}: a redirect to a {target.scheme!r} URL")
+        return target
+
+    def _redirected(
+        self, request: _Request, response: aiohttp.ClientResponse, target: URL, to: str, shown: str
+    ) -> _Request:
+        """The request a redirect asks for.
+
+        303 (and 301/302 after a POST) becomes a GET without a body; 307 and 308
+        keep the method and body. Leaving the origin (scheme, host or port)
+        drops every credential header, and refuses to carry a body at all.
+        """
+        status, method = response.status, request.method
+        json, data = request.json, request.data
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method, json, data = "GET", None, None
+        headers = request.headers
+        if _origin(target) != _origin(response.url):
+            if json is not None or data is not None:
+                raise HttpError(
+                    f"{self.method} {shown}: a {status} redirect to another origin ({to}) "
+                    "would send the request body there; not followed"
+                )
+            headers = {k: v for k, v in headers.items() if not self._is_credential(k)}
+        return _Request(method, target, headers, None, json, data)
+
+    def _is_credential(self, header: str) -> bool:
+        """A header that never leaves the origin the task was given."""
+        return is_secret_name(header) or isinstance(self.headers.get(header), Credential)
 
     async def _status_error(
         self, response: aiohttp.ClientResponse, shown: str, secrets: list[str]

@@ -2,7 +2,7 @@
 
 Files are never held whole in memory: uploads above ``multipart_threshold`` go
 in ``part_size`` parts (at most ``max_concurrency`` in flight), downloads are
-streamed to ``<path>.partial`` and renamed into place only once complete.
+streamed to ``<path>.<unique>.partial`` and renamed into place only once complete.
 Every part and every single-request upload carries its MD5 (the server rejects
 a corrupted body) and the returned ETags are checked against it; a download is
 checked against the object's length, and against its MD5 where the ETag is one.
@@ -17,10 +17,13 @@ environment variables, profiles, instance roles; ``AWS_ENDPOINT_URL_S3``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import functools
 import hashlib
+import logging
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from typing import Any, Literal
 import anyio
 
 from ..orchestration import RunContext, Task
+from ._clients import client_resource_options, run_client
 from ._common import (
     Credential,
     CredentialValue,
@@ -43,6 +47,11 @@ from ._common import (
 
 __all__ = ["S3Error", "S3IntegrityError", "S3Object", "S3Task", "S3TransientError"]
 
+logger = logging.getLogger("dremioframe_async.tasks.s3")
+
+S3_RESOURCE = "s3"
+"""The run resource (a :class:`~dremioframe_async.tasks.ClientPool`) S3 tasks use by default."""
+
 Operation = Literal["upload", "download", "list", "delete", "copy"]
 _OPERATIONS = ("upload", "download", "list", "delete", "copy")
 MiB = 1 << 20
@@ -50,6 +59,7 @@ _MIN_PART = 5 * MiB  # S3's smallest part (but the last)
 _TRANSIENT_CODES = frozenset(
     {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
 )
+_ABORT_TIMEOUT = 30.0
 
 
 class S3Error(TaskLibraryError):
@@ -112,7 +122,12 @@ def _mapped(exc: Exception, what: str, secrets: Sequence[str | None]) -> S3Error
         if code in _TRANSIENT_CODES or status >= 500:
             return S3TransientError(text, code)
         return S3Error(text, code)
-    return S3TransientError(redact(f"{what}: {type(exc).__name__}: {exc}", secrets))
+    text = redact(f"{what}: {type(exc).__name__}: {exc}", secrets)
+    # The network failing is worth another attempt; a configuration botocore refuses
+    # (partial credentials, no region, a bad parameter) fails the same way every time.
+    if isinstance(exc, errors.HTTPClientError | errors.IncompleteReadError):
+        return S3TransientError(text)
+    return S3Error(text)
 
 
 class S3Task(Task):
@@ -125,13 +140,17 @@ class S3Task(Task):
     - ``copy``: ``bucket/key`` to ``dest_bucket`` (default ``bucket``) / ``dest_key``;
       server-side, in parts above ``multipart_threshold``; returns the new ETag.
 
-    Pass ``client=`` (an open aiobotocore S3 client) to share one; otherwise each
-    attempt opens its own. ``endpoint_url`` targets MinIO and other S3-compatible
-    stores (path-style addressing is then the default).
+    The S3 tasks of a run share one client per endpoint and credentials (so one
+    connection pool), from the run's ``"s3"`` resource; ``client=`` names another
+    run resource, or passes an open aiobotocore S3 client to use as it is.
+    ``endpoint_url`` targets MinIO and other S3-compatible stores (path-style
+    addressing is then the default). A failed abort of a multipart upload is
+    logged and leaves the error that caused it as the task's error.
 
     :raises S3TransientError: throttling, 5xx, connection problems (retried by default).
     :raises S3IntegrityError: a length, MD5 or ETag mismatch (retried by default).
-    :raises S3Error: anything else S3 refused (no such key, access denied ...).
+    :raises S3Error: anything else S3 refused (no such key, access denied ...), and a
+        configuration botocore refuses (partial credentials, no region ...): not retried.
     :raises ValueError: bad arguments (at construction).
     """
 
@@ -172,6 +191,7 @@ class S3Task(Task):
         self.session_token = session_token or Credential(param="aws_session_token")
         self.part_size, self.multipart_threshold = part_size, multipart_threshold
         self.max_concurrency, self.client = max_concurrency, client
+        options = client_resource_options(self, client, S3_RESOURCE, options)
         transient = (S3TransientError, S3IntegrityError)
         super().__init__(name, self._execute, **with_default_retry(options, transient))
 
@@ -181,26 +201,18 @@ class S3Task(Task):
 
     # -- the client ---------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _client(self, context: RunContext | None) -> AsyncIterator[Any]:
-        if self.client is not None:
-            yield self.client
-            return
-        get_session, _ = _botocore()
-        from aiobotocore.config import AioConfig
-
+    def _client(self, context: RunContext | None) -> contextlib.AbstractAsyncContextManager[Any]:
         endpoint = setting(self.endpoint_url, context, "s3_endpoint_url", "AWS_ENDPOINT_URL_S3")
-        style = self.addressing_style or ("path" if endpoint else "auto")
-        async with get_session().create_client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=setting(self.region, context, "aws_region", "AWS_DEFAULT_REGION"),
-            aws_access_key_id=resolve(self.access_key_id, context),
-            aws_secret_access_key=resolve(self.secret_access_key, context),
-            aws_session_token=resolve(self.session_token, context),
-            config=AioConfig(s3={"addressing_style": style}),
-        ) as client:
-            yield client
+        settings = (
+            endpoint,
+            setting(self.region, context, "aws_region", "AWS_DEFAULT_REGION"),
+            self.addressing_style or ("path" if endpoint else "auto"),
+            resolve(self.access_key_id, context),
+            resolve(self.secret_access_key, context),
+            resolve(self.session_token, context),
+        )
+        opener = functools.partial(_open_client, *settings)
+        return run_client(self.client, S3_RESOURCE, context, settings, opener)
 
     async def _execute(self, context: RunContext | None = None) -> Any:
         require_asyncio(type(self).__name__, "aiobotocore")
@@ -260,10 +272,7 @@ class S3Task(Task):
                 MultipartUpload={"Parts": parts},
             )  # fmt: skip
         except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-                await client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=upload_id
-                )
+            await _abort(client, upload_id, {"Bucket": self.bucket, "Key": key})
             raise
         expected = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
         return _checked_etag(reply["ETag"], f"{expected}-{len(parts)}", key)
@@ -271,7 +280,8 @@ class S3Task(Task):
     async def _download(self, client: Any) -> str:
         assert self.local_path is not None
         assert self.key is not None
-        partial = anyio.Path(f"{self.local_path}.partial")
+        # A name of its own: two downloads to one path must not share a temporary.
+        partial = anyio.Path(f"{self.local_path}.{uuid.uuid4().hex[:12]}.partial")
         md5 = hashlib.md5(usedforsecurity=False)
         received = 0
         try:
@@ -333,10 +343,54 @@ class S3Task(Task):
                 UploadId=upload_id, MultipartUpload={"Parts": parts}, **target
             )
         except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-                await client.abort_multipart_upload(UploadId=upload_id, **target)
+            await _abort(client, upload_id, target)
             raise
         return str(reply["ETag"]).strip('"')
+
+
+@asynccontextmanager
+async def _open_client(
+    endpoint: str | None,
+    region: str | None,
+    style: str,
+    key_id: str | None,
+    secret: str | None,
+    token: str | None,
+) -> AsyncIterator[Any]:
+    get_session, _ = _botocore()
+    from aiobotocore.config import AioConfig
+
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
+        config=AioConfig(s3={"addressing_style": style}),
+    ) as client:
+        yield client
+
+
+async def _abort(client: Any, upload_id: str, target: dict[str, Any]) -> None:
+    """Abort a multipart upload (shielded, bounded); a failure is logged, never raised.
+
+    It runs while another error is on its way to the caller: that error, the
+    reason the upload stopped, is the one the task must report and be retried on.
+    """
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_ABORT_TIMEOUT) as scope:
+        try:
+            await client.abort_multipart_upload(UploadId=upload_id, **target)
+            return
+        except Exception as exc:  # the caller's error wins; this one is only reported
+            problem = f"{type(exc).__name__}: {exc}"
+    if scope.cancelled_caught:
+        problem = f"no answer within {_ABORT_TIMEOUT:g} s"
+    logger.warning(
+        "abort of multipart upload %s (s3://%s/%s) failed: %s; its parts stay stored "
+        "until it is aborted (or a lifecycle rule removes it)",
+        upload_id, target.get("Bucket"), target.get("Key"), problem,
+    )  # fmt: skip
 
 
 async def _all_or_first_error(jobs: list[Callable[[], Awaitable[None]]]) -> None:

@@ -17,7 +17,7 @@ import anyio
 from aiohttp import web
 
 from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, TaskInfo
-from ._launcher import ActionRefused, planned_edges
+from ._launcher import CANCELLABLE, ActionRefused, planned_edges
 from ._model import run_json, task_json, task_state_json
 from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
@@ -121,7 +121,7 @@ async def get_run(request: web.Request) -> web.Response:
         {
             "run": run_json(run),
             "tasks": [task_json(t) for t in tasks],
-            "cancellable": ui.launcher.running_here(run_id),
+            "cancellable": run.status in CANCELLABLE,
             "resumable": ui.can_resume(run),
             "url": RequestUrls(request).run(run_id),
         }
@@ -180,7 +180,7 @@ async def cancel(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
 
     async def act(ui: UIState) -> None:
-        ui.launcher.cancel(run_id)
+        await ui.launcher.cancel(run_id)
 
     return await _action(request, act)
 

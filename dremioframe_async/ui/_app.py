@@ -16,7 +16,7 @@ from ..store import RunInfo, RunNotFound, RunStore
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
-from ._launcher import ActionRefused, PipelineEntry, RunLauncher, planned_edges
+from ._launcher import CANCELLABLE, ActionRefused, PipelineEntry, RunLauncher, planned_edges
 from ._live import LiveRuns
 from ._security import (
     CSRF_COOKIE,
@@ -47,6 +47,7 @@ def ui_app(
     auth: Auth | Sequence[Auth] | None = None,
     *,
     poll_interval: float = 1.0,
+    max_runs: int | None = None,
 ) -> web.Application:
     """The web UI over ``store``, as an application to serve or mount as a sub-app.
 
@@ -55,7 +56,8 @@ def ui_app(
     it shows). Runs of this process show live once their events reach
     :func:`run_listener`; the UI's own runs always do. Other runs are read from the
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
-    are answered.
+    are answered. Triggers queue runs in ``store``; the UI runs the queued runs of
+    its pipelines (at most ``max_runs`` at once), as every process serving them does.
 
     :raises ValueError: for two pipelines with one name, or a ``poll_interval`` <= 0.
     """
@@ -70,7 +72,7 @@ def ui_app(
         store=store,
         pipelines=entries,
         live=live,
-        launcher=RunLauncher(store, entries, live),
+        launcher=RunLauncher(store, entries, live, max_runs=max_runs),
         guard=Guard(auths),
         poll_interval=poll_interval,
     )
@@ -277,7 +279,7 @@ async def _run_body(request: web.Request) -> tuple[RunInfo, Markup] | None:
         tasks,
         csrf=request[CSRF_KEY],
         planned=edges if isinstance(edges, dict) else {},
-        can_cancel=ui.launcher.running_here(run_id),
+        can_cancel=run.status in CANCELLABLE,
         can_resume=ui.can_resume(run),
     )
     # Rendering is pure CPU work over frozen views: a big run's goes off the loop.
@@ -342,7 +344,7 @@ async def form_cancel(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
 
     async def act(ui: UIState) -> str:
-        ui.launcher.cancel(run_id)
+        await ui.launcher.cancel(run_id)
         return run_id
 
     return await _form_action(request, act)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -21,15 +22,20 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import DremioFrameError
-from ..orchestration import Pipeline, PipelineDefinitionError
-from ..store import RunStatus, RunStore
+from ..orchestration import Pipeline, PipelineDefinitionError, RunFinished, RunStarted
+from ..store import QueuedRun, RunStatus, RunStore, StoreError
 from ._live import LiveRuns
 
-__all__ = ["ActionRefused", "PipelineEntry", "RunLauncher", "planned_edges"]
+__all__ = ["CANCELLABLE", "ActionRefused", "PipelineEntry", "RunLauncher", "planned_edges"]
 
 log = logging.getLogger("dremioframe_async.ui")
 START_TIMEOUT = 30.0
+# How long a trigger waits for its queued run to start here before answering.
+QUEUED_START_WAIT = 2.0
+# The longest wait between looks at the queue (PostgreSQL wakes the launcher sooner).
+QUEUE_WAIT = 1.0
 RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
+CANCELLABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
 
 class ActionRefused(DremioFrameError):
@@ -62,24 +68,52 @@ def planned_edges(pipeline: Pipeline) -> dict[str, tuple[str, ...]] | str:
 
 
 class RunLauncher:
-    """Triggers, resumes and cancels runs in the application's loop."""
+    """Triggers, resumes and cancels runs, and runs what the store queues for its pipelines.
 
-    def __init__(self, store: RunStore, pipelines: Mapping[str, PipelineEntry], live: LiveRuns):
+    Triggers write a QUEUED run to the store; this launcher, and every other
+    process serving the pipeline (``dremioframe-async serve`` or ``ui``), claims
+    queued runs of its pipelines, within each pipeline's ``max_active_runs`` and
+    this process's ``max_runs``, and runs them. Cancels are requests written to
+    the store, so a run is cancelled wherever it runs; the first cancels it
+    gracefully, the second stops its cleanup.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        pipelines: Mapping[str, PipelineEntry],
+        live: LiveRuns,
+        *,
+        max_runs: int | None = None,
+    ):
         self.store = store
         self.pipelines = pipelines
         self.live = live
+        self.max_runs = max_runs
+        self.draining = False
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._stops: dict[str, anyio.Event] = {}
         self._done: dict[str, anyio.Event] = {}
+        self._limits = {name: e.pipeline.max_active_runs for name, e in pipelines.items()}
+        self._kicked: anyio.Event | None = None
 
     def running_here(self, run_id: str) -> bool:
-        """Whether this process runs ``run_id`` (so it can be cancelled here)."""
+        """Whether this process runs ``run_id``."""
         return run_id in self._scopes
+
+    @property
+    def running(self) -> list[str]:
+        """The runs this process runs now."""
+        return list(self._scopes)
 
     async def trigger(
         self, name: str, params: Mapping[str, Any] | None, *, resume: str | None = None
     ) -> str:
-        """Start a run of pipeline ``name``; return its id once it has started.
+        """Queue a run of pipeline ``name`` (or start a resume here); return its id.
+
+        A queued run that this process can take at once has started when this
+        returns; one held back by ``max_active_runs`` waits in the queue.
 
         :raises ActionRefused: (404) for an unknown pipeline, (409) when the run
             could not start (a bad graph, a refused resume), (503) when stopping.
@@ -87,19 +121,41 @@ class RunLauncher:
         entry = self.pipelines.get(name)
         if entry is None:
             raise ActionRefused(f"this UI serves no pipeline named {name!r}", 404)
-        if self._tg is None:
+        if self._tg is None or self.draining:
             raise ActionRefused("the UI is not running (or is stopping)", 503)
+        if resume is not None:
+            return await self._start_resume(entry.pipeline, resume)
+        problem = planned_edges(entry.pipeline)
+        if isinstance(problem, str):
+            raise ActionRefused(f"the run could not start: {problem}")
+        try:
+            run_id = await self.store.enqueue(name, params)
+        except (StoreError, ValueError) as exc:
+            raise ActionRefused(f"the run could not be queued: {exc}", 503) from exc
+        started = self.live.expect(run_id)
+        self._kick()
+        with anyio.move_on_after(QUEUED_START_WAIT):
+            await started.wait()
+        return run_id
+
+    async def _start_resume(self, pipeline: Pipeline, resume: str) -> str:
         run_id = uuid.uuid4().hex
         started = self.live.expect(run_id)
         failure: list[BaseException] = []
-        self._scopes[run_id] = scope = anyio.CancelScope()
-        self._done[run_id] = anyio.Event()
-        self._tg.start_soon(self._run, entry.pipeline, params, resume, run_id, scope, failure)
+        scope, stop = self._register(run_id)
+        assert self._tg is not None
+        self._tg.start_soon(self._run, pipeline, None, resume, run_id, scope, stop, failure)
         with anyio.move_on_after(START_TIMEOUT):
             await started.wait()
         if failure and self.live.get(run_id) is None:  # it ended before it began
             raise ActionRefused(f"the run could not start: {failure[0]}") from failure[0]
         return run_id
+
+    def _register(self, run_id: str) -> tuple[anyio.CancelScope, anyio.Event]:
+        self._scopes[run_id] = scope = anyio.CancelScope()
+        self._stops[run_id] = stop = anyio.Event()
+        self._done[run_id] = anyio.Event()
+        return scope, stop
 
     async def _run(
         self,
@@ -108,21 +164,60 @@ class RunLauncher:
         resume: str | None,
         run_id: str,
         scope: anyio.CancelScope,
+        stop: anyio.Event,
         failure: list[BaseException],
     ) -> None:
         try:
             with scope:
                 await pipeline.run(
-                    params, store=self.store, on_event=self.live, resume=resume, run_id=run_id
+                    params,
+                    store=self.store,
+                    on_event=self.live,
+                    resume=resume,
+                    run_id=run_id,
+                    stop_cleanup=stop,
                 )
         except Exception as exc:
             failure.append(exc)
             log.warning("run %s of %s ended with an error: %r", run_id, pipeline.name, exc)
+            if resume is None:
+                await _fail_unstarted(self.store, pipeline.name, run_id)
         finally:
             self._scopes.pop(run_id, None)
+            self._stops.pop(run_id, None)
             self._done.pop(run_id).set()
             self.live.expect(run_id).set()  # wake a trigger() still waiting for the start
             self.live.forget_expected(run_id)
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._kicked is not None:
+            self._kicked.set()
+
+    async def _claim_loop(self) -> None:
+        """Take queued runs of this launcher's pipelines while there is room, until draining."""
+        while not self.draining:
+            claimed = None
+            if self.max_runs is None or len(self._scopes) < self.max_runs:
+                try:
+                    claimed = await self.store.claim_next(self._limits)
+                except StoreError as exc:  # the store is down: try again shortly
+                    log.warning("cannot take queued runs: %s", exc)
+            if claimed is not None:
+                self._start_claimed(claimed)
+                continue
+            self._kicked = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_first_of, tg, self.store.wait_queued(QUEUE_WAIT))
+                tg.start_soon(_first_of, tg, self._kicked.wait())
+
+    def _start_claimed(self, claimed: QueuedRun) -> None:
+        pipeline = self.pipelines[claimed.pipeline].pipeline
+        scope, stop = self._register(claimed.run_id)
+        assert self._tg is not None
+        self._tg.start_soon(
+            self._run, pipeline, claimed.params, None, claimed.run_id, scope, stop, []
+        )
 
     async def wait(self, run_id: str) -> None:
         """Return once run ``run_id`` of this process has ended and been recorded."""
@@ -130,21 +225,62 @@ class RunLauncher:
         if done is not None:
             await done.wait()
 
-    def cancel(self, run_id: str) -> None:
-        """Cancel a run this process is running.
+    async def cancel(self, run_id: str) -> str:
+        """Ask for ``run_id`` to be cancelled, wherever it runs; returns what happened.
 
-        :raises ActionRefused: (409) when this process does not run it.
+        A queued run is cancelled at once. A running one is cancelled gracefully by
+        its process (this one at once); a second request stops its cleanup.
+
+        :raises ActionRefused: (404) for an unknown run, (409) for one that has ended.
         """
-        scope = self._scopes.get(run_id)
-        if scope is None:
-            raise ActionRefused(f"run {run_id} is not running in this process")
-        scope.cancel()
+        try:
+            outcome = await self.store.request_cancel(run_id)
+        except LookupError:
+            raise ActionRefused(f"no run {run_id!r} in the store", 404) from None
+        except StoreError as exc:
+            raise ActionRefused(f"the cancel could not be recorded: {exc}", 503) from exc
+        if outcome.status not in (RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.CANCELLED) or (
+            outcome.status is RunStatus.CANCELLED and outcome.requests
+        ):
+            raise ActionRefused(outcome.message)
+        if run_id in self._scopes:  # running here: no need to wait for the next poll
+            self._scopes[run_id].cancel()
+            if outcome.requests >= 2:
+                self._stops[run_id].set()
+        return outcome.message
+
+    async def drain(self, grace: float, stop_cleanup: anyio.Event | None = None) -> None:
+        """Take no more runs; let running ones end within ``grace`` s, then cancel them.
+
+        Cancelled runs still run their cleanup (within their pipeline's
+        ``cleanup_grace``) unless ``stop_cleanup`` is set meanwhile.
+        """
+        self.draining = True
+        self._kick()
+        with anyio.move_on_after(grace):
+            await self._wait_all()
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        async with anyio.create_task_group() as tg:
+            if stop_cleanup is not None:
+                tg.start_soon(self._stop_cleanups, stop_cleanup)
+            await self._wait_all()
+            tg.cancel_scope.cancel()
+
+    async def _wait_all(self) -> None:
+        while self._done:
+            await next(iter(self._done.values())).wait()
+
+    async def _stop_cleanups(self, stop_cleanup: anyio.Event) -> None:
+        await stop_cleanup.wait()
+        for stop in list(self._stops.values()):
+            stop.set()
 
     async def resume(self, run_id: str) -> str:
         """Start a run that re-runs what ``run_id`` did not finish; return the new id.
 
         :raises ActionRefused: (404) for an unknown run, (409) for one that did not
-            fail or whose pipeline this UI does not serve.
+            fail, whose pipeline this UI does not serve, or that another run resumes.
         """
         try:
             run = await self.store.get_run(run_id)
@@ -163,6 +299,7 @@ class RunLauncher:
         async def supervise() -> None:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self._claim_loop)
                 ready.set()
                 try:
                     await stop.wait()
@@ -180,3 +317,25 @@ class RunLauncher:
             stop.set()
             with suppress(asyncio.CancelledError):
                 await supervisor
+
+
+async def _first_of(tg: TaskGroup, waiting: Awaitable[object]) -> None:
+    """Await ``waiting``, then end its siblings in ``tg``."""
+    await waiting
+    tg.cancel_scope.cancel()
+
+
+async def _fail_unstarted(store: RunStore, pipeline: str, run_id: str) -> None:
+    """Record FAILED a claimed run that failed before it started, so it shows no RUNNING ghost."""
+    try:
+        run = await store.get_run(run_id)
+        if run.status is RunStatus.RUNNING and not run.counts:
+            now = time.time()
+            await store.record(
+                [
+                    RunStarted(run_id, pipeline, now, dict(run.params), ()),
+                    RunFinished(run_id, pipeline, RunStatus.FAILED, now, run.started),
+                ]
+            )
+    except Exception as exc:  # the store is gone: its heartbeat will tell the others
+        log.warning("could not record run %s as failed: %s", run_id, exc)
