@@ -72,3 +72,41 @@ def test_a_third_signal_exits_at_once_when_the_cleanup_does_not_stop() -> None:
         _, err = proc.communicate(timeout=20)  # the stuck cleanup would take 120 s
         assert proc.returncode == 130, err
         assert "exiting now" in err
+
+
+_STALLED_IMPORT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Stall(importlib.abc.MetaPathFinder):
+        # Holds the package's import half-way, as a slow disk would, until the parent
+        # has sent its Ctrl-C.
+        def find_spec(self, name, path, target=None):
+            if name == "dremioframe_async.orchestration":
+                print("importing", flush=True)
+                sys.stdin.readline()
+            return None
+
+    sys.meta_path.insert(0, Stall())
+    sys.argv[1:] = ["runs"]
+    from _dremioframe_async_cli import main  # what the console script runs
+    sys.exit(main())
+    """
+)
+
+
+def test_ctrl_c_while_the_package_imports_is_one_line_not_a_traceback() -> None:
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with running([sys.executable, "-c", _STALLED_IMPORT], text=True, **pipes) as proc:
+        _read_until(proc.stdout, "importing")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate("\n", timeout=30)
+    assert proc.returncode == 130, err
+    assert err == "dremioframe-async runs: error: interrupted\n"
+
+
+def test_the_console_script_is_the_guarded_launcher() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="dremioframe-async")
+    assert script.value == "_dremioframe_async_cli:main"

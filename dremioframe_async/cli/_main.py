@@ -96,6 +96,17 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dremioframe-async``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command's own handler listens (building the parser, a slow
+        # import of the user's module): a plain interruption, never a traceback.
+        command = argv[0] if argv and not argv[0].startswith("-") else None
+        error_line(command, "interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:
         # Everything after "demo" belongs to the demo, options included (REMAINDER
         # in a subparser would reject a leading option).
@@ -109,11 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at devnull so the interpreter's final flush stays quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK if getattr(args, "reads_only", False) else EXIT_FAILED
-    except KeyboardInterrupt:
-        # Ctrl-C before the run's own handler is installed (a slow import of the
-        # user's module, say): a plain interruption, never a traceback.
-        error_line(args.command, "interrupted")
-        return EXIT_INTERRUPTED
     except USAGE_ERRORS as exc:
         return _fail(args, exc, EXIT_USAGE)
     except StoreError as exc:
