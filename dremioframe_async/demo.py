@@ -33,8 +33,9 @@ import pyarrow.parquet as pq
 from . import Pipeline, RunResult, TaskState, task
 from ._interrupts import EXIT_INTERRUPTED, interruptible
 from .dremio import DremioClient, DremioConfigError, Via, split_path
+from .errors import DremioFrameError
 from .orchestration import Event, TaskStateChanged
-from .progress import Progress, format_duration, format_table
+from .progress import Progress, describe, format_duration, format_table
 from .tasks import quote_path
 
 __all__ = ["DemoOutcome", "main", "run_demo"]
@@ -389,7 +390,8 @@ def _missing_testing_extra() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo from the command line; 0 when the pipeline succeeded, 1 otherwise
-    (2 when the embedded server needs the ``testing`` extra).
+    (2 for a bad argument, such as a URL that is not http(s), and when the embedded
+    server needs the ``testing`` extra).
 
     Ctrl-C cancels it (130): the cleanup task still runs and the table is printed;
     a second Ctrl-C stops the cleanup, a third exits at once.
@@ -423,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = anyio.run(interruptible, go)
     except KeyboardInterrupt:  # before the signal watcher listens: the same ending as after
         code = EXIT_INTERRUPTED
+    except DremioFrameError as exc:  # a bad --url or --via: one line, as the CLI prints errors
+        print(f"dremioframe-async demo: error: {describe(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
     if not outcomes:
         if progress.run_id:
             print(progress.summary())

@@ -80,7 +80,23 @@ def test_bad_input_is_a_usage_error(
 ) -> None:
     monkeypatch.delenv("DREMIO_FLIGHT_URL", raising=False)
     assert main(["bench", "dremio", *argv]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("dremioframe-async bench dremio: error: UsageError: "), err
+    assert len(err.splitlines()) == 1
+
+
+def test_an_unreachable_dremio_is_reported_with_its_error_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--url", "http://127.0.0.1:9", "--pat", "x", "--sql", "SELECT 1"]
+    argv += ["--concurrency", "1", "--queries", "2", "--warmup", "0"]
+    assert main(["bench", "dremio", *argv]) == 1
+    out = capsys.readouterr().out
+    assert "DremioConnectionError x2" in out  # in the table
+    # ...and once below it, with what the error said (the host it could not reach)
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("  DremioConnectionError: ")]
+    assert "127.0.0.1:9" in line
 
 
 @pytest.mark.parametrize("argv", [["--concurrency", "0,2"], ["--duration", "soon"]], ids=["c", "d"])

@@ -216,3 +216,26 @@ async def test_the_demo_times_its_run_apart_from_the_setup(monkeypatch: pytest.M
     ran = run.finished - run.started
     assert outcome.seconds >= ran - 0.01  # the whole run is timed...
     assert outcome.seconds < ran + 0.3  # ...and not the 0.4 s of setup before it
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["--url", "ftp://nope"], "DremioConfigError"),
+        (["--url", "http://127.0.0.1:9", "--via", "flight"], "DremioConfigError"),
+    ],
+    ids=["bad-url", "flight-without-url"],
+)
+def test_a_bad_demo_argument_is_one_line_and_exit_2(argv: list[str], kind: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DREMIO_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dremioframe_async", "demo", *argv],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"dremioframe-async demo: error: {kind}: "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
