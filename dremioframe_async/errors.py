@@ -35,6 +35,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │       │   (private DataLost: the SMTP link's signal, always mapped to EmailMaybeSent)
     │       ├── S3Error ── S3TransientError, S3IntegrityError
     │       ├── DbtError                               names the failed dbt nodes
+    │       ├── DbtMissing                             dbt cannot be found; how to install it
     │       ├── DataQualityFailed                      carries the QualityReport
     │       └── DataQualityConfigError (also ValueError)  every bad check definition, at once
     ├── command line (dremioframe_async.cli)

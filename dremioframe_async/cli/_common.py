@@ -241,15 +241,17 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--param takes key=value, got {pair!r}")
-        try:
-            params[key] = json.loads(value, parse_constant=_not_json)
-        except ValueError:
-            params[key] = value
+        params[key] = _json_or_text(value)
     return params
 
 
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
+def _json_or_text(text: str) -> Any:
+    seen: list[str] = []  # NaN, Infinity or -Infinity somewhere in it
+    try:
+        value = json.loads(text, parse_constant=seen.append)
+    except ValueError:
+        return text
+    return text if seen else value
 
 
 # ---------------------------------------------------------------- the run store
