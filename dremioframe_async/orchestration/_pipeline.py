@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from ._awaited import run_call
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
@@ -21,7 +22,7 @@ from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
-from ._task import Task, contains_task
+from ._task import Task, call_hint, contains_task
 
 __all__ = ["Pipeline"]
 
@@ -161,7 +162,9 @@ class Pipeline:
         :raises ArgumentError: if ``task`` is not a Task.
         """
         if not isinstance(task, Task):
-            raise ArgumentError(f"add_task needs a Task, got {type(task).__name__}")
+            raise ArgumentError(
+                f"add_task needs a Task, got {type(task).__name__}{call_hint(task)}"
+            )
         self._added[task] = None
         self._plan = None
         return self
@@ -203,6 +206,7 @@ class Pipeline:
         }
         return run_limiter, pools
 
+    @run_call  # used without ``await``, it says so (see _awaited.py)
     async def run(
         self,
         context: Mapping[str, Any] | None = None,
