@@ -426,3 +426,18 @@ def test_a_param_that_is_not_standard_json_is_kept_as_text(
         raise AssertionError(f"non-standard JSON stored: {constant}")
 
     assert json.loads(stored, parse_constant=refuse) == {"day": "NaN", "n": "Infinity"}
+
+
+def test_resume_takes_a_unique_prefix_of_the_run_id(env: dict[str, str], tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    (work / "release").touch()
+    (work / "fail_b").touch()
+    assert cli_run(env, "run", PIPE).returncode == 1
+    run_id = latest_run_id(env)
+    (work / "fail_b").unlink()
+    resumed = cli_run(env, "run", PIPE, "--resume", run_id[:8])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from run {run_id}" in resumed.stdout
+    unknown = cli_run(env, "run", PIPE, "--resume", "zzzz")
+    assert unknown.returncode == 2
+    assert "no run 'zzzz'" in unknown.stderr
