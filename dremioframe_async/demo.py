@@ -206,7 +206,12 @@ class _DemoProgress:
 
     def __call__(self, event: Event) -> None:
         self.progress(event)
-        if self.progress.live or not isinstance(event, TaskStateChanged):
+        if not isinstance(event, TaskStateChanged):
+            return
+        if event.key == "list_tables" and event.state is TaskState.SUCCESS:
+            # One extract per table: counted now, so "n/total" keeps its total.
+            self.progress.expect(f"extract[{i}]" for i in range(len(event.result)))
+        if self.progress.live:
             return
         counts, total = self.progress.counts(), len(self.progress.tasks)
         quarter = 4 * counts["done"] // max(total, 1)

@@ -441,3 +441,25 @@ def test_resume_takes_a_unique_prefix_of_the_run_id(env: dict[str, str], tmp_pat
     unknown = cli_run(env, "run", PIPE, "--resume", "zzzz")
     assert unknown.returncode == 2
     assert "no run 'zzzz'" in unknown.stderr
+
+
+def test_runs_says_when_its_filter_matched_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "w" / "release").touch()
+    assert cli_run(env, "run", PIPE).returncode == 0
+    listed = cli_run(env, "runs", "--pipeline", "nope")
+    assert listed.returncode == 0
+    assert listed.stdout.strip() == "no runs of pipeline 'nope' (1 run of other pipelines)"
+
+
+def test_a_multi_line_error_reads_as_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    module = tmp_path / "two_lines.py"
+    module.write_text('raise ValueError("first line\\nsecond line")\n')
+    done = cli_run(env, "graph", f"{module}:pipeline")
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()  # still one line, its parts read as a sentence
+    assert line.startswith(
+        "dremioframe-async graph: error: PipelineImportError: ValueError: first line; second line"
+    )
+    assert " | " not in line
+    cycle = cli_run(env, "graph", f"{PIPES}:cycle")
+    assert "(1 problem): cycle: " in cycle.stderr, cycle.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -239,3 +240,15 @@ def test_a_bad_demo_argument_is_one_line_and_exit_2(argv: list[str], kind: str) 
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"dremioframe-async demo: error: {kind}: "), proc.stderr
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_the_demo_progress_lines_keep_one_denominator() -> None:
+    stream = io.StringIO()
+    outcome = await run_demo(
+        tables=8, rows=800, concurrency=2, stream=stream, progress=Progress(stream, live=False)
+    )
+    assert outcome.result.status == "SUCCESS"
+    totals = re.findall(r"demo_extract: \d+/(\d+) done", stream.getvalue())
+    assert len(totals) >= 3, stream.getvalue()
+    assert set(totals) == {str(6 + 8)}, stream.getvalue()  # 6 tasks, 8 extract instances

@@ -26,7 +26,7 @@ EXAMPLES = [
         "parts: ['multipart/alternative', 'text/plain', 'text/html', 'text/csv']",
     ),
     ("examples/12_s3.py", "downloaded copy identical: True"),
-    ("examples/13_dremio_resource.py", "FakeDremio saw 1 login(s) in the whole run"),
+    ("examples/14_dremio_resource.py", "FakeDremio saw 1 login(s) in the whole run"),
     ("examples/main_pipeline.py", "SUCCESS: 24 tables, 192000 rows, 5 retries"),
     ("-m examples.project_layout", "validated rows: 2300"),
 ]

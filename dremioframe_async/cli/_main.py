@@ -80,8 +80,17 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     more = "" if args.traceback or type(exc) is UsageError else " (--traceback for details)"
     text = describe(exc) + ("" if isinstance(exc, PipelineImportError) else hint(exc))
-    error_line(args.command, text.replace("\n", " | ") + more)
+    error_line(args.command, one_line(text) + more)
     return code
+
+
+def one_line(text: str) -> str:
+    """A message of several lines as one: ``problems:`` then its items, ``; `` between."""
+    parts = [line.strip().removeprefix("- ").strip() for line in text.splitlines()]
+    joined = ""
+    for part in filter(None, parts):
+        joined += ("" if not joined else " " if joined.endswith(":") else "; ") + part
+    return joined
 
 
 class _Parser(argparse.ArgumentParser):

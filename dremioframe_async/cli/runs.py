@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from ..progress import format_duration, format_table
-from ..store import RunInfo, RunStore
+from ..store import RunInfo, RunQuery, RunStore
 from ..store._codec import storable_text
 from ._common import EXIT_OK, add_command, existing_store, when, with_store
 
@@ -29,10 +29,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
         # Names are stored escaped (storable_text); an undecodable argument matches its escape.
         pipeline = None if args.pipeline is None else storable_text(args.pipeline)
         runs = await store.list_runs(pipeline=pipeline, limit=args.limit)
-        print(_runs_table(runs) if runs else "no runs recorded")
+        print(_runs_table(runs) if runs else await _nothing_listed(store, args.pipeline))
         return EXIT_OK
 
     return anyio.run(with_store, existing_store(args.store), work)
+
+
+async def _nothing_listed(store: RunStore, pipeline: str | None) -> str:
+    """Why the list is empty: an empty store, or a filter that matched nothing."""
+    if pipeline is None:
+        return "no runs recorded"
+    others = (await store.query_runs(RunQuery(limit=1))).total
+    plural = "run" if others == 1 else "runs"
+    return f"no runs of pipeline {pipeline!r} ({others} {plural} of other pipelines)"
 
 
 def _runs_table(runs: Sequence[RunInfo]) -> str:

@@ -53,6 +53,18 @@ def _changed_params(stored: Mapping[str, Any], given: Mapping[str, Any] | None) 
 _MISSING = object()
 
 
+def _changes(stored: Mapping[str, Any], given: Mapping[str, Any], names: Sequence[str]) -> str:
+    """``day was '2030-01-01', now '2030-01-02'`` for each changed name."""
+
+    def shown(params: Mapping[str, Any], name: str) -> str:
+        if name not in params:
+            return "not given"
+        text = repr(params[name])
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return "; ".join(f"{n} was {shown(stored, n)}, now {shown(given, n)}" for n in names)
+
+
 def _check_grace(pipeline: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ArgumentError(
@@ -361,9 +373,10 @@ class Pipeline:
             )
         changed = _changed_params(prior.params, context)
         if changed and not params_changed_ok:
+            what = _changes(prior.params, context or {}, changed)
             raise ResumeRefused(
                 resume,
-                f"its results were computed with other params ({', '.join(changed)} differ); "
+                f"its results were computed with other params ({what}); "
                 "pass resume_params_changed=True (CLI: --allow-param-change) to reuse them anyway",
             )
         if isinstance(store, RunAttendant):  # of two resumes of one run, one is accepted
