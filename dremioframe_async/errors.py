@@ -24,6 +24,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   └── StoreConfigError (also ValueError)     bad store arguments
     │       └── StoreURLError                      open_store() got a URL it cannot open
     ├── ScheduleError (also ValueError)  (dremioframe_async.schedule)  bad interval, cron, overlap
+    ├── ServeError (also ValueError)  (dremioframe_async.service)  nothing to serve, a name twice
     ├── task library errors (dremioframe_async.tasks)
     │   ├── SensorTimeout (also TimeoutError)      a sensor's condition did not hold in time
     │   ├── SqlArgumentError (also ValueError)     a SQL builder got an argument it cannot use

@@ -380,7 +380,8 @@ async def test_catalog_by_path(client: DremioClient) -> None:
     dataset = await client.catalog_by_path(["shop", "sales"])
     assert dataset["entityType"] == "dataset"
     assert [f["name"] for f in dataset["fields"]] == ["id", "name", "amount", "at"]
-    assert [e["path"] for e in await client.catalog()] == [["shop"]]
+    # The user's home space is listed first, as on Dremio.
+    assert [e["path"] for e in await client.catalog()] == [["@dremio"], ["shop"]]
     with pytest.raises(DremioNotFound):
         await client.catalog_by_path("shop.nothing")
 

@@ -141,7 +141,8 @@ def test_path_spellings_resolve_to_the_table() -> None:
 @pytest.mark.asyncio
 async def test_catalog_lists_spaces_folders_and_datasets(http: aiohttp.ClientSession) -> None:
     _, root = await _json(await http.get("/api/v3/catalog"))
-    assert [e["path"] for e in root["data"]] == [["space"]]
+    # The user's home space comes first, as on Dremio.
+    assert [e["path"] for e in root["data"]] == [["@dremio"], ["space"]]
     _, folder = await _json(await http.get("/api/v3/catalog/by-path/space/folder"))
     assert folder["entityType"] == "folder"
     assert folder["children"][0]["type"] == "DATASET"

@@ -167,13 +167,17 @@ async def test_the_cloud_project_id_travels_as_the_catalog_header(fake: FakeDrem
 @pytest.mark.asyncio
 async def test_types_equal_duckdbs_own_arrow_result(fake: FakeDremio) -> None:
     expected = duckdb.connect().sql(TYPES_SQL).to_arrow_table()
+    # Dremio's vectors are millisecond-based: TIMESTAMP is timestamp[ms], DATE date64.
+    expected = expected.set_column(2, "stamp", expected["stamp"].cast(pa.timestamp("ms")))
+    expected = expected.set_column(6, "day", expected["day"].cast(pa.date64()))
     async with flight_client(fake) as client:
         table = await client.query(TYPES_SQL)
     assert table.schema == expected.schema
     assert table.equals(expected)
     assert {str(t) for t in table.schema.types} >= {
         "decimal128(12, 2)",
-        "timestamp[us]",
+        "timestamp[ms]",
+        "date64[ms]",
         "list<l: int32>",
         "struct<a: int32, b: string>",
     }

@@ -1,10 +1,13 @@
 """FakeDremio's Arrow Flight endpoint: DuckDB results streamed as Arrow record batches.
 
 It speaks the subset of Flight that Dremio serves and its clients use: the
-basic-token handshake (``Authorization: Basic`` in, ``Authorization: Bearer`` out),
-bearer tokens on every call, ``GetFlightInfo`` with the SQL as the descriptor's
-command, and ``DoGet`` streaming the result. Credentials come from the owning
-:class:`FakeDremio`, so a PAT or a login works on REST and Flight alike.
+basic-token handshake (``Authorization: Basic`` in, ``Authorization: Bearer`` out;
+the password may be a personal access token, and the base64 may lack its padding,
+as Arrow's Go client sends it), bearer tokens on every call, ``GetFlightInfo`` with
+the SQL as the descriptor's command, and ``DoGet`` streaming the result. Flight SQL
+commands, prepared statements (``DoAction``) and updates (``DoPut``) are read by
+:mod:`._flightsql`. Credentials come from the owning :class:`FakeDremio`, so a PAT
+or a login works on REST and Flight alike.
 
 gRPC runs every call on its own server thread, so everything here is blocking
 code; the knobs and the call log are guarded by one lock.
@@ -23,18 +26,24 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from . import _protobuf as pb
+from ._ddl import parse_ddl
+from ._flightsql import FlightSql
+
 __all__ = ["FakeFlightServer", "FlightAuth", "FlightCall"]
 
 _MAX_PENDING_TICKETS = 1024
+_DDL_SCHEMA = pa.schema([("ok", pa.bool_()), ("summary", pa.utf8())])
 
 
 @dataclass(frozen=True, slots=True)
 class FlightCall:
     """One Flight call FakeDremio's Flight endpoint received, recorded when it ended.
 
-    ``method`` is ``handshake``, ``get_flight_info`` or ``do_get``; ``status`` is
-    ``ok``, ``failed``, ``cancelled`` (the client cancelled the stream),
-    ``unauthenticated`` or ``unavailable``; ``project`` is the ``catalog`` header
+    ``method`` is ``handshake``, ``get_flight_info``, ``do_get`` or ``do_action`` (its
+    ``sql`` is then the action's type); ``status`` is ``ok``, ``failed``, ``cancelled``
+    (the client cancelled the stream), ``unauthenticated``, ``unavailable`` or
+    ``unsupported`` (an action not served); ``project`` is the ``catalog`` header
     (Dremio Cloud's project id) and ``context`` the ``schema`` session header, when
     sent. No token is recorded.
     """
@@ -138,8 +147,9 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         auth: FlightAuth,
         host: str = "127.0.0.1",
         certificate: tuple[bytes, bytes] | None = None,
+        sql: FlightSql | None = None,
     ) -> None:
-        self.execute, self.auth = execute, auth
+        self.execute, self.auth, self.sql = execute, auth, sql
         self._lock = threading.Lock()
         self._knobs = _Knobs()
         self._pending: dict[bytes, _Pending] = {}
@@ -235,7 +245,9 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
 
     def check_basic(self, credential: str) -> str:
         try:
-            user, _, password = base64.b64decode(credential).decode().partition(":")
+            # Unpadded base64 is accepted, as Dremio's decoder does: Arrow's Go client sends it.
+            padded = credential + "=" * (-len(credential) % 4)
+            user, _, password = base64.b64decode(padded).decode().partition(":")
         except ValueError:
             user, password = "", ""
         if self._take_rejection() or not self.auth.check_password(user, password):
@@ -262,7 +274,13 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     # -- Flight RPCs --------------------------------------------------------------------------
 
     def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
-        sql = bytes(descriptor.command or b"").decode()
+        command = bytes(descriptor.command or b"")
+        request = self.sql.request(command) if self.sql is not None else None
+        # Metadata commands are recorded under their message's name.
+        if request is None:
+            sql = command.decode(errors="replace")
+        else:
+            sql = request.sql or request.command
         caller = context.get_middleware("auth")
         user, where = caller.user, {"project": caller.project, "context": caller.context}
         with self._lock:
@@ -272,23 +290,71 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             self.record(FlightCall("get_flight_info", sql, user, "unavailable", **where))
             raise flight.FlightUnavailableError("injected: the server is unavailable")
         try:
-            table = self.execute(sql)
+            table = request.table if request is not None and request.table is not None else None
+            table = self.execute(sql) if table is None else table
         except Exception as exc:  # the SQL failed: Dremio says so with its message
             message = _first_line(str(exc))
             self.record(FlightCall("get_flight_info", sql, user, "failed", error=message))
             raise flight.FlightServerError(message) from exc
-        ticket = f"{next(self._ids)}-{secrets.token_hex(8)}".encode()
+        handle = f"{next(self._ids)}-{secrets.token_hex(8)}".encode()
         with self._lock:
             while len(self._pending) >= _MAX_PENDING_TICKETS:
                 self._pending.pop(next(iter(self._pending)))
-            self._pending[ticket] = _Pending(sql, table, user)
+            self._pending[handle] = _Pending(sql, table, user)
         self.record(FlightCall("get_flight_info", sql, user, "ok", rows=table.num_rows, **where))
+        # A Flight SQL client gets Flight SQL's ticket message; a plain one, the handle.
+        ticket = FlightSql.ticket(handle) if request is not None else handle
         endpoint = flight.FlightEndpoint(ticket, [self.url])
         return flight.FlightInfo(table.schema, descriptor, [endpoint], table.num_rows, -1)
 
+    def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
+        command = bytes(descriptor.command or b"")
+        schema = self.sql.schema_of(command) if self.sql is not None else None
+        if schema is None:
+            request = self.sql.request(command) if self.sql is not None else None
+            sql = request.sql if request else command.decode(errors="replace")
+            # DDL must not run twice (here and when executed): its answer's shape is known.
+            # A query is planned by Dremio; here it runs.
+            schema = _DDL_SCHEMA if parse_ddl(sql) else self.execute(sql).schema
+        return flight.SchemaResult(schema)
+
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return [
+            ("CreatePreparedStatement", "Flight SQL: prepare a query"),
+            ("ClosePreparedStatement", "Flight SQL: release a prepared query"),
+        ]
+
+    def do_action(self, context: Any, action: flight.Action) -> Iterator[flight.Result]:
+        body = action.body.to_pybytes() if action.body is not None else b""
+        if self.sql is None:
+            raise NotImplementedError(f"action {action.type} is not supported")
+        user = context.get_middleware("auth").user
+        known = action.type in ("CreatePreparedStatement", "ClosePreparedStatement")
+        self.record(FlightCall("do_action", action.type, user, "ok" if known else "unsupported"))
+        if action.type == "CreatePreparedStatement":
+            return iter([flight.Result(pa.py_buffer(self.sql.create_prepared(body)))])
+        if action.type == "ClosePreparedStatement":
+            self.sql.close_prepared(body)
+            return iter([])
+        # CloseSession (ADBC sends it on close) and the rest: gRPC's UNIMPLEMENTED.
+        raise NotImplementedError(f"action {action.type} is not supported")
+
+    def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
+        """Flight SQL updates (``CommandStatementUpdate``): run it, answer the row count."""
+        unpacked = pb.unpack_any(bytes(descriptor.command or b""))
+        if unpacked is None or unpacked[0] != "CommandStatementUpdate":
+            raise NotImplementedError("DoPut serves Flight SQL's CommandStatementUpdate only")
+        sql = pb.text(pb.decode(unpacked[1]) or {}, 1) or ""
+        try:
+            table = self.execute(sql)
+        except Exception as exc:
+            raise flight.FlightServerError(_first_line(str(exc))) from exc
+        records = table.column(1)[0].as_py() if "Records" in table.column_names else -1
+        writer.write(pa.py_buffer(pb.encode([(1, int(records or 0))])))
+
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.GeneratorStream:
         with self._lock:
-            pending = self._pending.pop(bytes(ticket.ticket), None)
+            pending = self._pending.pop(FlightSql.handle(bytes(ticket.ticket)), None)
             knobs = _Knobs(**{f: getattr(self._knobs, f) for f in _Knobs.__dataclass_fields__})
             if self._knobs.fail_count > 0:
                 self._knobs.fail_count -= 1

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from ._json import dremio_type
 
-__all__ = ["InformationSchemaError", "rewrite_information_schema"]
+__all__ = ["Catalog", "InformationSchemaError", "rewrite_information_schema"]
 
 _CATALOG = "DREMIO"
 _SCHEMA = "INFORMATION_SCHEMA"
@@ -29,7 +30,14 @@ _REFERENCE = re.compile(
 )
 _DATA_TYPES = {"VARCHAR": "CHARACTER VARYING", "VARBINARY": "BINARY VARYING"}
 
-Tables = Mapping[tuple[str, ...], pa.Table]
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """What the views describe: datasets (a table or a view's schema), views, folders."""
+
+    tables: Mapping[tuple[str, ...], pa.Table | pa.Schema]
+    views: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
+    folders: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
 
 
 class InformationSchemaError(ValueError):
@@ -40,8 +48,11 @@ def _schema_name(parts: tuple[str, ...]) -> str:
     return ".".join(parts)
 
 
-def _tables(tables: Tables) -> pa.Table:
-    rows = [(_schema_name(p[:-1]), p[-1], "TABLE") for p in tables]
+def _tables(catalog: Catalog) -> pa.Table:
+    rows = [
+        (_schema_name(p[:-1]), p[-1], "VIEW" if p in catalog.views else "TABLE")
+        for p in catalog.tables
+    ]
     rows += [(_SCHEMA, view, "SYSTEM_TABLE") for view in _VIEWS]
     return pa.table(
         {
@@ -53,7 +64,7 @@ def _tables(tables: Tables) -> pa.Table:
     )
 
 
-def _columns(tables: Tables) -> pa.Table:
+def _columns(catalog: Catalog) -> pa.Table:
     out: dict[str, list[object]] = {
         name: []
         for name in (
@@ -68,8 +79,9 @@ def _columns(tables: Tables) -> pa.Table:
             "NUMERIC_SCALE",
         )
     }
-    for parts, table in tables.items():
-        for position, f in enumerate(table.schema, start=1):
+    for parts, table in catalog.tables.items():
+        schema = table if isinstance(table, pa.Schema) else table.schema
+        for position, f in enumerate(schema, start=1):
             kind = dremio_type(f.type)
             values = (
                 _CATALOG,
@@ -89,8 +101,9 @@ def _columns(tables: Tables) -> pa.Table:
     return pa.table({k: pa.array(v, types.get(k, pa.string())) for k, v in out.items()})
 
 
-def _schemata(tables: Tables) -> pa.Table:
-    names = sorted({_schema_name(p[:i]) for p in tables for i in range(1, len(p))} | {_SCHEMA})
+def _schemata(catalog: Catalog) -> pa.Table:
+    found = {_schema_name(p[:i]) for p in catalog.tables for i in range(1, len(p))}
+    names = sorted(found | {_schema_name(f) for f in catalog.folders} | {_SCHEMA})
     return pa.table(
         {
             "CATALOG_NAME": [_CATALOG] * len(names),
@@ -102,14 +115,14 @@ def _schemata(tables: Tables) -> pa.Table:
     )
 
 
-_BUILDERS: dict[str, Callable[[Tables], pa.Table]] = {
+_BUILDERS: dict[str, Callable[[Catalog], pa.Table]] = {
     "TABLES": _tables,
     "COLUMNS": _columns,
     "SCHEMATA": _schemata,
 }
 
 
-def rewrite_information_schema(sql: str, tables: Tables) -> tuple[str, dict[str, pa.Table]]:
+def rewrite_information_schema(sql: str, catalog: Catalog) -> tuple[str, dict[str, pa.Table]]:
     """Replace ``INFORMATION_SCHEMA`` views in ``sql`` by internal names; return their tables.
 
     :raises InformationSchemaError: a view that is not emulated.
@@ -127,7 +140,7 @@ def rewrite_information_schema(sql: str, tables: Tables) -> tuple[str, dict[str,
             )
         name = f"__fake_dremio_information_schema_{view.lower()}"
         if name not in used:
-            used[name] = builder(tables)
+            used[name] = builder(catalog)
         return name
 
     return _REFERENCE.sub(replace, sql), used

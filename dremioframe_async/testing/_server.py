@@ -29,7 +29,9 @@ from aiohttp import web
 
 from ._catalog import CatalogView
 from ._flight import FakeFlightServer, FlightAuth
+from ._flightsql import FlightSql
 from ._json import dremio_schema, json_ready, page_json
+from ._login import session_json
 from ._model import CannedResponse, FakeJob, Fault, Hold, JobSlots, RecordedRequest
 from ._sql import SqlEngine
 
@@ -95,7 +97,8 @@ class FakeDremio:
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, FakeJob] = {}
         self._engine = SqlEngine(engine_connections)
-        self._catalog = CatalogView(self._engine)
+        self._catalog = CatalogView(self._engine, username)
+        self._started_ms = int(time.time() * 1000)
         self._sessions: set[str] = set()
         self._issued: list[str] = []
         self._canned: list[CannedResponse] = []
@@ -140,8 +143,10 @@ class FakeDremio:
         self._runner = runner
         if self._serve_flight:
             auth = FlightAuth(self._password_ok, self._issue_token, self._token_ok)
+            sql = FlightSql(self._engine.snapshot)
+            tls = self._flight_certificate
             self._flight = await anyio.to_thread.run_sync(
-                FakeFlightServer, self._flight_execute, auth, self.host, self._flight_certificate
+                FakeFlightServer, self._flight_execute, auth, self.host, tls, sql
             )
 
     async def close(self) -> None:
@@ -211,7 +216,8 @@ class FakeDremio:
         return self._engine.execute(sql)
 
     def _password_ok(self, username: str, password: str) -> bool:
-        return username == self.username and password == self.password
+        # Dremio takes a personal access token in the password's place (Flight, JDBC, ODBC).
+        return username == self.username and password in (self.password, self.token)
 
     def _issue_token(self) -> str:
         token = secrets.token_urlsafe(24)
@@ -382,7 +388,10 @@ class FakeDremio:
             app.router.add_get(prefix + "/job/{job}/results", self._results)
             app.router.add_post(prefix + "/job/{job}/cancel", self._cancel)
             app.router.add_get(prefix + "/catalog", self._catalog_root)
+            app.router.add_post(prefix + "/catalog", self._catalog_create)
             app.router.add_get(prefix + "/catalog/by-path/{tail:.*}", self._catalog_by_path)
+            app.router.add_get(prefix + "/catalog/{id}", self._catalog_by_id)
+            app.router.add_delete(prefix + "/catalog/{id}", self._catalog_delete)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -462,7 +471,7 @@ class FakeDremio:
         token = secrets.token_urlsafe(24)
         self._sessions.add(token)
         self._issued.append(token)
-        return web.json_response({"token": token, "userName": self.username, "expires": 0})
+        return web.json_response(session_json(self.username, token, self._started_ms))
 
     async def _submit(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -522,6 +531,26 @@ class FakeDremio:
         if entity is None:
             return _error(404, f"Could not find entity with path [{raw}]")
         return web.json_response(entity)
+
+    async def _catalog_by_id(self, request: web.Request) -> web.Response:
+        entity = self._catalog.by_id(request.match_info["id"])
+        if entity is None:
+            return _error(404, f"Could not find entity with id [{request.match_info['id']}]")
+        return web.json_response(entity)
+
+    async def _catalog_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        status, entity = self._catalog.create(body if isinstance(body, dict) else {})
+        if status == 409:
+            return _error(409, f"The entity at [{body.get('name') or body.get('path')}] exists")
+        if entity is None:
+            return _error(400, "Only spaces ({name}) and folders ({path}) can be created here")
+        return web.json_response(entity)
+
+    async def _catalog_delete(self, request: web.Request) -> web.Response:
+        if not self._catalog.delete(request.match_info["id"]):
+            return _error(404, f"Could not delete entity with id [{request.match_info['id']}]")
+        return web.Response(status=204)
 
     # -- jobs ---------------------------------------------------------------------------------
 

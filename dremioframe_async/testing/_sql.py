@@ -6,6 +6,11 @@ internal name, and the SQL is rewritten so that every spelling of a registered
 path (bare or double-quoted parts, any case for bare parts) refers to it.
 Queries run in worker threads on a small pool of DuckDB connections; a
 connection registers the tables it has not seen yet before running a query.
+
+The catalog is mutable as Dremio's is (:mod:`._ddl`): views (kept as SQL and run
+when queried, so they see the tables as they are then), CTAS tables and folders.
+Queries pass through :mod:`._dialect` on the way in, and their results and errors
+through :mod:`._results` on the way out, so names, types and messages are Dremio's.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ._information_schema import rewrite_information_schema
+from ._ddl import Statement, parse_ddl
+from ._dialect import translate
+from ._information_schema import Catalog, rewrite_information_schema
+from ._mutations import apply
+from ._results import dremio_arrow, dremio_error, name_expressions
 
 if TYPE_CHECKING:
     import duckdb
@@ -67,6 +76,15 @@ def _path_regex(parts: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf'(?<![A-Za-z0-9_$."]){body}(?!\s*\.\s*[A-Za-z_"])')
 
 
+_MAX_VIEW_DEPTH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    sql: str
+    schema: pa.Schema
+
+
 @dataclass(slots=True)
 class _Connection:
     con: duckdb.DuckDBPyConnection
@@ -78,6 +96,8 @@ class SqlEngine:
 
     def __init__(self, connections: int = 4) -> None:
         self._tables: dict[str, pa.Table] = {}
+        self._views: dict[str, _View] = {}
+        self._folders: dict[tuple[str, ...], tuple[str, ...]] = {}  # lower-cased -> as created
         self._paths: list[tuple[tuple[str, ...], str, re.Pattern[str]]] = []
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
@@ -91,77 +111,178 @@ class SqlEngine:
 
     @property
     def paths(self) -> list[tuple[str, ...]]:
-        """The registered table paths, in registration order."""
+        """The registered dataset paths (tables and views), longest first."""
         with self._lock:
             return [parts for parts, _, _ in self._paths]
 
-    def table(self, parts: tuple[str, ...]) -> pa.Table | None:
-        """The table registered at ``parts`` (case-insensitive), if any."""
-        wanted = tuple(p.lower() for p in parts)
+    @property
+    def folders(self) -> list[tuple[str, ...]]:
+        """Folders created on their own (``CREATE FOLDER``, ``POST /catalog``)."""
         with self._lock:
-            for registered, name, _ in self._paths:
-                if tuple(p.lower() for p in registered) == wanted:
-                    return self._tables[name]
+            return list(self._folders.values())
+
+    def _find(self, parts: tuple[str, ...]) -> str | None:
+        wanted = tuple(p.lower() for p in parts)
+        for registered, name, _ in self._paths:
+            if tuple(p.lower() for p in registered) == wanted:
+                return name
         return None
 
-    def add_table(self, path: str, table: pa.Table) -> None:
-        """Register (or replace) ``table`` under the dotted Dremio ``path``."""
-        parts = path_parts(path)
+    def table(self, parts: tuple[str, ...]) -> pa.Table | None:
+        """The table registered at ``parts`` (case-insensitive), if any (None for a view)."""
+        with self._lock:
+            name = self._find(parts)
+            return self._tables.get(name) if name is not None else None
+
+    def dataset(self, parts: tuple[str, ...]) -> tuple[str, pa.Schema] | None:
+        """``("TABLE" | "VIEW", schema)`` of the dataset at ``parts`` (case-insensitive)."""
+        with self._lock:
+            name = self._find(parts)
+            if name is None:
+                return None
+            if name in self._views:
+                return "VIEW", self._views[name].schema
+            return "TABLE", self._tables[name].schema
+
+    def is_container(self, parts: tuple[str, ...]) -> bool:
+        """True if a space or folder exists at ``parts`` (case-insensitive)."""
+        wanted = tuple(p.lower() for p in parts)
+        with self._lock:
+            if wanted in self._folders or any(f[: len(wanted)] == wanted for f in self._folders):
+                return True
+            return any(
+                len(p) > len(wanted) and tuple(x.lower() for x in p[: len(wanted)]) == wanted
+                for p, _, _ in self._paths
+            )
+
+    def add_table(self, path: str | tuple[str, ...], table: pa.Table) -> None:
+        """Register (or replace) ``table`` under the Dremio ``path`` (dotted, or its parts)."""
+        self._register(path_parts(path) if isinstance(path, str) else path, table=table)
+
+    def add_view(self, parts: tuple[str, ...], sql: str, schema: pa.Schema) -> None:
+        """Register (or replace) a view: ``sql`` runs each time the view is queried."""
+        self._register(parts, view=_View(sql, schema))
+
+    def add_folder(self, parts: tuple[str, ...]) -> None:
+        """Create a folder (and its parents) at ``parts``."""
+        with self._lock:
+            for i in range(1, len(parts) + 1):
+                self._folders.setdefault(tuple(p.lower() for p in parts[:i]), parts[:i])
+
+    def remove_folder(self, parts: tuple[str, ...]) -> bool:
+        """Remove the folder at ``parts`` (not its datasets); False if there was none."""
+        with self._lock:
+            return self._folders.pop(tuple(p.lower() for p in parts), None) is not None
+
+    def drop(self, parts: tuple[str, ...]) -> bool:
+        """Remove the dataset at ``parts``; False if there was none."""
+        with self._lock:
+            name = self._find(parts)
+            if name is None:
+                return False
+            self._paths = [entry for entry in self._paths if entry[1] != name]
+            self._tables.pop(name, None)
+            self._views.pop(name, None)
+            return True
+
+    def _register(
+        self, parts: tuple[str, ...], table: pa.Table | None = None, view: _View | None = None
+    ) -> None:
         with self._lock:
             name = f"__fake_dremio_{self._serial}"
             self._serial += 1
-            for i, (registered, old, regex) in enumerate(self._paths):
-                if registered == parts:
-                    self._tables[name] = table  # new internal name: connections re-register
-                    del self._tables[old]
-                    self._paths[i] = (parts, name, regex)
-                    return
-            self._tables[name] = table
+            if table is not None:
+                self._tables[name] = table
+            if view is not None:
+                self._views[name] = view
+            old = self._find(parts)
+            if old is not None:  # a new internal name: connections re-register
+                self._tables.pop(old, None)
+                self._views.pop(old, None)
+                self._paths = [
+                    (p, name, regex) if n == old else (p, n, regex) for p, n, regex in self._paths
+                ]
+                return
             self._paths.append((parts, name, _path_regex(parts)))
             # Longest paths first, so "a.b.c" is rewritten before its prefix "a.b".
             self._paths.sort(key=lambda entry: -len(entry[0]))
 
     def rewrite(self, sql: str) -> tuple[str, list[str]]:
         """Replace registered paths in ``sql`` by internal names; return the names used."""
-        sql, used = self._rewrite(sql)
-        return sql, list(used)
+        sql, used, views = self._rewrite(sql)
+        return sql, [*used, *views]
 
-    def _rewrite(self, sql: str) -> tuple[str, dict[str, pa.Table]]:
+    def _rewrite(self, sql: str) -> tuple[str, dict[str, pa.Table], dict[str, _View]]:
         # The tables are taken with the names, under one lock: a replacement made
         # after the rewrite drops the old name, which the query still uses.
         used: dict[str, pa.Table] = {}
+        views: dict[str, _View] = {}
         with self._lock:
             for _, name, regex in self._paths:
                 sql, count = regex.subn(name, sql)
-                if count:
+                if count and name in self._views:
+                    views[name] = self._views[name]
+                elif count:
                     used[name] = self._tables[name]
-        return sql, used
+        return sql, used, views
 
-    def _registered(self) -> dict[tuple[str, ...], pa.Table]:
+    def snapshot(self) -> Catalog:
+        """The datasets, views and folders as they are now."""
         with self._lock:
-            return {parts: self._tables[name] for parts, name, _ in self._paths}
+            tables = {
+                parts: self._tables[name] if name in self._tables else self._views[name].schema
+                for parts, name, _ in self._paths
+            }
+            views = frozenset(parts for parts, name, _ in self._paths if name in self._views)
+            return Catalog(tables, views, frozenset(self._folders.values()))
 
     def execute(self, sql: str) -> pa.Table:
-        """Run ``sql`` (blocking: call from a worker thread).
+        """Run ``sql``, a query or DDL (blocking: call from a worker thread).
 
-        :raises duckdb.Error: the SQL failed.
+        :raises duckdb.Error: the SQL failed; the message is in Dremio's words.
         :raises InformationSchemaError: an ``INFORMATION_SCHEMA`` view that is not emulated.
         """
-        sql, views = rewrite_information_schema(sql, self._registered())
-        rewritten, used = self._rewrite(sql)
+        return self._execute(sql, 0)
+
+    def _execute(self, sql: str, depth: int) -> pa.Table:
+        statement = parse_ddl(sql)
+        try:
+            if statement is not None:
+                return self._ddl(statement, depth)
+            return self._query(sql, depth)
+        except _duckdb().Error as exc:
+            raise type(exc)(dremio_error(str(exc), sql, self.is_container)) from exc
+
+    def _ddl(self, statement: Statement, depth: int) -> pa.Table:
+        return apply(statement, self, lambda query: self._execute(query, depth + 1))
+
+    def _query(self, sql: str, depth: int) -> pa.Table:
+        if depth > _MAX_VIEW_DEPTH:
+            raise _duckdb().InvalidInputException("Views nest too deeply (one refers to itself?)")
+        translated, info = rewrite_information_schema(
+            name_expressions(translate(sql)), self.snapshot()
+        )
+        rewritten, used, views = self._rewrite(translated)
+        for name, view in views.items():  # run before taking a connection: views nest
+            used[name] = self._execute(view.sql, depth + 1)
         conn = self._acquire()
         try:
             for name, table in used.items():
-                if name not in conn.registered:
+                if name not in conn.registered or name in views:
                     conn.con.register(name, table)
                     conn.registered.add(name)
-            for name, view in views.items():  # built per query: the tables may have changed
+            for name, view in info.items():  # built per query: the tables may have changed
                 conn.con.register(name, view)
-            relation = conn.con.sql(rewritten)
-            return relation.to_arrow_table() if relation is not None else pa.table({})
+            # None for statements without a result (DuckDB's own DDL, SET ...).
+            relation: Any = conn.con.sql(rewritten)
+            if relation is None:
+                return pa.table({})
+            hugeint = [i for i, t in enumerate(relation.types) if str(t) == "HUGEINT"]
+            table = relation.to_arrow_table()
         finally:
             self._idle.put(conn)
             self._capacity.release()
+        return dremio_arrow(table, hugeint)
 
     def check(self) -> None:
         """Make sure DuckDB can be imported.
