@@ -23,9 +23,10 @@ from ._errors import (
     StoreURLError,
 )
 from ._memory import MemoryStore
-from ._model import AttemptInfo, RunInfo, RunStatus, RunStore, TaskInfo
+from ._model import AttemptInfo, RunInfo, RunStatus, TaskInfo
 from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
+from ._protocol import RunStore
 from ._sqlite import SQLiteStore
 from ._url import default_store_url, open_store
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ._attendance import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
 from ._errors import StoreURLError
 from ._memory import MemoryStore
-from ._model import RunStore
 from ._postgres import PostgresStore
+from ._protocol import RunStore
 from ._sqlite import SQLiteStore
 
 __all__ = ["default_store_url", "open_store"]
