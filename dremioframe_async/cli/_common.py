@@ -100,6 +100,21 @@ def add_command(
     return sub
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1.
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    # 0 would print "no runs recorded" over a full store; SQLite reads -1 as "all".
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 # ---------------------------------------------------------------- loading pipelines
 
 

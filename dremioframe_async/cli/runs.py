@@ -11,7 +11,7 @@ import anyio
 from ..progress import format_duration, format_table
 from ..store import RunInfo, RunQuery, RunStore
 from ..store._codec import storable_text
-from ._common import EXIT_OK, add_command, existing_store, when, with_store
+from ._common import EXIT_OK, add_command, existing_store, positive_int, when, with_store
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     text = "list recorded runs, newest first"
     sub = add_command(commands, common, "runs", cmd_runs, text, reads_only=True)
     sub.add_argument("--pipeline", metavar="NAME")
-    sub.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+    sub.add_argument("--limit", type=positive_int, default=20, metavar="N")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -60,14 +60,3 @@ def _runs_table(runs: Sequence[RunInfo]) -> str:
     return format_table(
         ("RUN ID", "PIPELINE", "STATUS", "STARTED", "SCHEDULED FOR", "DURATION", "OK/TASKS"), rows
     )
-
-
-def _positive_int(text: str) -> int:
-    # 0 would print "no runs recorded" over a full store; SQLite reads -1 as "all".
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
