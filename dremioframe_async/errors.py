@@ -6,24 +6,29 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     DremioFrameError
     ├── orchestration errors (dremioframe_async.orchestration)
     │   ├── ArgumentError (also TypeError, ValueError)  bad arguments to Pipeline / run()
-    │   │   └── TaskOptionError                    a bad TaskOptions(...) field
+    │   │   ├── TaskOptionError                    a bad TaskOptions(...) field
+    │   │   └── StateValueError                    context.state got a key or value not JSON
     │   ├── TaskDefinitionError (also TypeError, ValueError)  bad arguments to @task / Task
     │   ├── PipelineDefinitionError (also ValueError)  every graph problem found, at once
     │   │   └── CycleError                         names the cycle: a -> b -> a
     │   ├── ExpandError (also TypeError)           a mapped value that cannot be mapped over
     │   ├── MapLengthError (also ValueError)       more mapped instances than max_map_length
+    │   ├── AttemptTimeout (also TimeoutError)     an attempt passed its timeout or deadline
     │   ├── ResourceError                          a run's resource could not be opened or closed
     │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   ├── PipelineFailed                         raise_for_status(); carries the task errors
+    │   ├── RunNotAwaited (also AttributeError, TypeError)  pipeline.run() used without await
     │   └── ResumeRefused (ArgumentError)          resuming that run now would be unsafe
     ├── StoreError (dremioframe_async.store)       run history: reading, writing, opening
     │   ├── RunNotFound (also LookupError)         no run with that id in the store
     │   ├── StoreSchemaError                       the database was written by a newer version
     │   ├── StoreUnavailable                       a store cannot be opened or used (names it)
     │   ├── HistoryIncomplete                      a run's events could not all be recorded
+    │   ├── StateUnavailable                       context.state written in a run without a store
     │   └── StoreConfigError (also ValueError)     bad store arguments
     │       └── StoreURLError                      open_store() got a URL it cannot open
     ├── ScheduleError (also ValueError)  (dremioframe_async.schedule)  bad interval, cron, overlap
+    ├── BackfillError (also ValueError)  (dremioframe_async.backfill)  bad range, duration, cron
     ├── ServeError (also ValueError)  (dremioframe_async.service)  nothing to serve, a name twice
     ├── task library errors (dremioframe_async.tasks)
     │   ├── SensorTimeout (also TimeoutError)      a sensor's condition did not hold in time
@@ -37,6 +42,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │       ├── S3Error ── S3TransientError, S3IntegrityError
     │       ├── DbtError                               names the failed dbt nodes
     │       ├── DbtMissing                             dbt cannot be found; how to install it
+    │       ├── IncrementalExtractError                folder and stored watermark disagree
     │       ├── DataQualityFailed                      carries the QualityReport
     │       └── DataQualityConfigError (also ValueError)  every bad check definition, at once
     ├── command line (dremioframe_async.cli)
@@ -48,7 +54,8 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     ├── executor errors (dremioframe_async.executors)
     │   ├── ExecutorError                          an executor cannot start or keep a task
     │   │   ├── TaskPickleError (also TypeError)   names the task and what cannot be pickled
-    │   │   └── WorkerLostError                    the worker running an attempt died
+    │   │   ├── WorkerLostError                    the worker running an attempt died
+    │   │   └── RemoteTaskError                    a worker's exception that cannot be pickled back
     │   └── ResultSizeWarning (also UserWarning)   a large result came back (a warning)
     ├── MissingExtra (also ImportError)            an optional dependency is not installed
     └── DremioError (dremioframe_async.dremio)      Dremio client errors
@@ -57,9 +64,11 @@ so ``except DremioFrameError`` catches all of them and nothing else::
         ├── DremioConnectionError                  unreachable or no answer within max_time
         ├── DremioTLSError                         the server's certificate was refused
         ├── DremioSubmitUncertain                  a statement may have run; not re-sent
+        ├── DremioStatementUncertain               a write's job was lost track of; not re-sent
         ├── DremioAPIError                         a non-2xx answer (400, 401/403, 404, 429, 5xx)
         ├── DremioJobError                         FAILED (transient or not), CANCELED, timeout
-        └── DremioResultIncomplete                 rows delivered != the job's row count
+        ├── DremioResultIncomplete                 rows delivered != the job's row count
+        └── PartitionCountMismatch                 a partitioned read's parts != COUNT(*)
 
     (``dremioframe_async.dremio._errors`` draws the Dremio part in full.)
 

@@ -11,7 +11,10 @@ store under its (pipeline, fire time) before it runs; a scheduler that loses the
 claim skips that fire. Any number of ``schedule_pipeline`` calls, ``schedule``
 commands and ``serve`` processes on one store run each fire once. The run
 records its fire time (``RunInfo.scheduled_for``), and waits for a free slot
-when its pipeline has ``max_active_runs``.
+when its pipeline has ``max_active_runs``. Each scheduled run carries its data
+interval, from the previous fire time to its own, as ``context.params
+["interval_start"]`` and ``["interval_end"]`` (timezone-aware ISO strings, as a
+backfill's runs do); the store records it as ``RunInfo.interval``.
 
 Overlap policy, when a fire comes while an earlier run is still going:
 
@@ -62,6 +65,7 @@ __all__ = [
     "claim_and_wait",
     "queue_fires",
     "schedule_pipeline",
+    "with_interval",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +117,29 @@ def _fire_times(interval: float | None, cron: str | None, anchor: float) -> Iter
         raise ScheduleError(f"invalid cron expression {cron!r}: {exc}") from exc
     for fire in times:
         yield fire.timestamp()
+
+
+def _previous_fire(interval: float | None, cron: str | None, fire: float) -> float:
+    """The fire time before ``fire``: the start of ``fire``'s data interval."""
+    if interval is not None:
+        return (round(fire / interval) - 1) * interval
+    from cronsim import CronSim  # present: the fire itself came from it
+
+    ticks = CronSim(cron or "", datetime.fromtimestamp(fire).astimezone(), reverse=True)
+    return next(ticks).timestamp()
+
+
+def with_interval(
+    params: Mapping[str, Any] | None, interval: float | None, cron: str | None, fire: float
+) -> dict[str, Any]:
+    """``params`` with the fire's data interval: ``interval_start`` (the previous fire)
+    and ``interval_end`` (this one), as timezone-aware ISO strings, as backfills give.
+
+    Values the caller set under those names win.
+    """
+    start = datetime.fromtimestamp(_previous_fire(interval, cron, fire)).astimezone()
+    end = datetime.fromtimestamp(fire).astimezone()
+    return {"interval_start": start.isoformat(), "interval_end": end.isoformat(), **(params or {})}
 
 
 def _check(interval: float | None, cron: str | None, overlap: str, max_runs: int | None) -> None:
@@ -244,7 +271,8 @@ async def queue_fires(schedule: Schedule, store: FireClaims, clock: Clock | None
     for fire in schedule.fire_times(clock.now()):
         await clock.sleep_until(fire)
         when = datetime.fromtimestamp(fire).astimezone()
-        params = schedule.params(when) if callable(schedule.params) else schedule.params
+        given = schedule.params(when) if callable(schedule.params) else schedule.params
+        params = with_interval(given, schedule.interval, schedule.cron, fire)
         if await store.claim_fire(name, fire, params) is not None:
             log.info("queued %s for the fire at %s", name, when.isoformat())
 
@@ -331,7 +359,8 @@ async def schedule_pipeline(
 
     async def run(fire: float) -> RunResult | None:
         when = datetime.fromtimestamp(fire).astimezone()
-        params = context(when) if callable(context) else context
+        given = context(when) if callable(context) else context
+        params = with_interval(given, interval, cron, fire)
         run_id = None
         claims: object = store
         if isinstance(claims, FireClaims):

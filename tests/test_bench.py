@@ -28,6 +28,7 @@ from dremioframe_async.bench import (
     through_engine,
 )
 from dremioframe_async.bench._svg import bar_chart
+from dremioframe_async.bench._sweep import MIN_DRAIN
 
 pytestmark = pytest.mark.anyio
 
@@ -187,8 +188,30 @@ async def test_cancelling_a_sweep_propagates() -> None:
         ({"concurrency": [1], "duration": 0.0}, "duration"),
         ({"concurrency": [1], "queries": 0}, "queries"),
         ({"concurrency": [1], "queries": 1, "warmup": -1.0}, "warmup"),
+        ({"concurrency": [True], "queries": 1}, "concurrency"),
+        ({"concurrency": [1.5], "queries": 1}, "concurrency"),
+        ({"concurrency": [1], "queries": 1.5}, "queries"),
+        ({"concurrency": [1], "queries": True}, "queries"),
+        ({"concurrency": [1], "duration": math.inf}, "duration"),
+        ({"concurrency": [1], "duration": math.nan}, "duration"),
+        ({"concurrency": [1], "queries": 1, "warmup": math.inf}, "warmup"),
     ],
-    ids=["empty", "zero", "neither", "both", "zero-duration", "zero-queries", "neg-warmup"],
+    ids=[
+        "empty",
+        "zero",
+        "neither",
+        "both",
+        "zero-duration",
+        "zero-queries",
+        "neg-warmup",
+        "bool-concurrency",
+        "fractional-concurrency",
+        "fractional-queries",
+        "bool-queries",
+        "endless-duration",
+        "nan-duration",
+        "endless-warmup",
+    ],
 )
 async def test_bad_arguments_are_rejected(kwargs: dict[str, Any], message: str) -> None:
     async def work() -> None:
@@ -196,6 +219,96 @@ async def test_bad_arguments_are_rejected(kwargs: dict[str, Any], message: str) 
 
     with pytest.raises(ValueError, match=message):
         await sweep(work, **kwargs)
+
+
+# -- steps end on time -----------------------------------------------------------------------
+
+
+async def test_a_step_ends_on_time_and_counts_calls_still_running_as_timeouts() -> None:
+    calls = 0
+
+    async def work() -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 4:  # the first four end at once, then every call hangs
+            await anyio.sleep_forever()
+
+    started = time.monotonic()
+    result = await sweep(work, concurrency=[3], duration=0.3, warmup=0.2)
+    elapsed = time.monotonic() - started
+    # the warm-up and the step, each cut MIN_DRAIN after its end (the calls were quick)
+    bound = 0.5 + 2 * MIN_DRAIN + 1.0
+    assert elapsed < bound, f"the sweep took {elapsed:.1f} s for 0.5 s of steps"
+    (step,) = result.steps
+    assert step.errors == {"StepTimeout": 3}  # three callers, each cut in a hung call
+    assert step.queries == 0  # the warm-up's four calls are not measured
+    assert step.seconds == pytest.approx(0.3 + MIN_DRAIN, abs=0.1)
+    assert step.flagged
+
+
+async def test_slow_calls_in_flight_at_the_end_may_finish() -> None:
+    """A call in flight at the step's end gets twice the slowest call's time to finish."""
+
+    async def work() -> None:
+        await anyio.sleep(0.5)  # the workload itself: longer than the step's tenth
+
+    result = await sweep(work, concurrency=[2], duration=0.6)
+    (step,) = result.steps
+    assert step.errors == {}
+    assert step.queries == 4  # two rounds of two: the second ends after the step's end
+
+
+async def test_calls_that_end_on_time_are_measured_and_the_cut_ones_are_not() -> None:
+    calls = 0
+
+    async def work() -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 5:
+            await anyio.sleep_forever()
+
+    result = await sweep(work, concurrency=[2], duration=0.2)
+    (step,) = result.steps
+    assert step.queries == 5
+    assert step.errors == {"StepTimeout": 2}
+    assert step.peak_concurrency == 2
+
+
+async def test_work_that_blocks_the_event_loop_is_reported_as_such() -> None:
+    async def work() -> None:
+        time.sleep(MIN_DRAIN + 0.5)  # blocking code in an async function: it never yields
+
+    result = await sweep(work, concurrency=[1], duration=0.1)
+    (step,) = result.steps
+    assert step.errors == {"NotYielding": 1}
+    assert step.queries == 0
+
+
+async def test_a_failing_progress_callback_keeps_the_figures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def work() -> None:
+        await anyio.sleep(0)
+
+    def on_progress(progress: Progress) -> None:
+        raise RuntimeError("the terminal went away")
+
+    result = await sweep(
+        work, concurrency=[1, 2], queries=5, on_progress=on_progress, progress_interval=0.01
+    )
+    assert [step.queries for step in result.steps] == [5, 5]
+    assert "the terminal went away" in caplog.text
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # asyncio's loop re-raises it bare itself
+async def test_a_keyboard_interrupt_in_the_work_comes_out_as_itself() -> None:
+    async def work() -> None:
+        await anyio.sleep(0)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        await sweep(work, concurrency=[2], queries=4)
+    assert type(caught.value) is KeyboardInterrupt
 
 
 # -- the knee ---------------------------------------------------------------------------------

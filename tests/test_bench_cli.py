@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from _flight_child import stoppable_fake
 from _processes import running
 
 from dremioframe_async.bench import EngineReport, Step, Sweep, dump_sweeps, load_sweeps
@@ -189,3 +191,34 @@ def test_ctrl_c_stops_bench_dremio_and_its_fake(tmp_path: Path) -> None:
     assert "interrupted" in err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.timeout(90)
+def test_bench_dremio_ends_each_step_on_time_when_the_server_hangs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "hung.json"
+    with stoppable_fake(rows=3) as (child, fake):
+        os.kill(child.pid, signal.SIGSTOP)  # the server accepts connections, answers nothing
+        started = time.monotonic()
+        code = main(
+            [
+                "bench", "dremio", "--url", fake["url"], "--pat", fake["token"],
+                "--flight-url", fake["flight_url"], "--table", "shop.sales",
+                "--sql", "SELECT 1 AS one", "--concurrency", "1,2", "--duration", "1s",
+                "--warmup", "0", "--json", str(out),
+            ]
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    printed = capsys.readouterr()
+    assert code == 1, printed.err  # flagged: every call timed out
+    # Four steps of 1 s (+1 s to drain), each with at most a 2 s bounded cleanup, and
+    # room for a loaded machine; unbounded, one hung REST call waits request_timeout (300 s).
+    assert elapsed < 4 * (2.0 + 2.0) + 10.0, f"bench dremio took {elapsed:.1f} s"
+    sweeps = load_sweeps(out.read_text())
+    assert [s.label for s in sweeps] == ["rest", "flight"]
+    for s in sweeps:
+        for step in s.steps:
+            assert step.queries == 0
+            assert step.errors == {"StepTimeout": step.concurrency}, (s.label, step)
+            assert step.seconds == pytest.approx(2.0, abs=0.2)

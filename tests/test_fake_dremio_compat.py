@@ -107,6 +107,12 @@ COMPAT = [
         "test_dremio_simple_query[v2-pat-as-password]",
     ),
     (
+        "dremio-simple-query",
+        "OAuth client credentials (`/oauth/token` at `base_url`, then the access token)",
+        "`toArrow`",
+        "test_dremio_simple_query[v2-client-credentials]",
+    ),
+    (
         "dremioframe",
         "`mode='v26'`, PAT (username read from the `@user` home space)",
         "`sql().collect`, the builder (`table().select().filter()`), "
@@ -318,7 +324,26 @@ async def test_adbc_metadata(fake: FakeDremio) -> None:
 
 # -- dremio-simple-query ------------------------------------------------------------------------
 
-DSQ_MODES = ["v1-pat", "v1-login-token", "v2-pat", "v2-password", "v2-pat-as-password"]
+DSQ_MODES = [
+    "v1-pat",
+    "v1-login-token",
+    "v2-pat",
+    "v2-password",
+    "v2-pat-as-password",
+    "v2-client-credentials",
+]
+
+
+def _dsq_oauth(fake: FakeDremio, client_secret: str) -> Any:
+    v2 = importlib.import_module("dremio_simple_query.connectv2")
+    # Without base_url the client would ask http://<Flight host>:9047/oauth/token;
+    # base_url is its documented way to name the REST server.
+    return v2.DremioConnection(
+        location=fake.flight_url,
+        client_id=fake.oauth.client_id,
+        client_secret=client_secret,
+        base_url=fake.url,
+    )
 
 
 def _dsq_table(fake: FakeDremio, mode: str, sql: str) -> pa.Table:
@@ -331,6 +356,8 @@ def _dsq_table(fake: FakeDremio, mode: str, sql: str) -> pa.Table:
         token = v1.get_token(f"{fake.url}/apiv2/login", login)
         frame = v1.DremioConnection(token, fake.flight_url).toPandas(sql)
         return pa.Table.from_pandas(frame, preserve_index=False)
+    if mode == "v2-client-credentials":
+        return _dsq_oauth(fake, fake.oauth.client_secret).toArrow(sql).read_all()
     if mode == "v2-pat":
         frame = v2.DremioConnection(location=fake.flight_url, token=fake.token).toPolars(sql)
         return frame.to_arrow()
@@ -348,6 +375,23 @@ async def test_dremio_simple_query(fake: FakeDremio, mode: str) -> None:
     assert rows_of(table) == duckdb_rows(QUERY)
     if "pat" in mode:
         assert not [r for r in fake.requests if r.path == "/apiv2/login"]
+    if mode == "v2-client-credentials":
+        # It posts JSON first, which the token endpoint refuses (form-encoded only),
+        # then the form; the Flight calls then carry the access token, no handshake.
+        assert [r.status for r in fake.requests if r.path == "/oauth/token"] == [400, 200]
+        assert len(fake.issued_tokens) == 1
+        calls = fake.flight.calls
+        assert {c.method for c in calls} == {"get_flight_info", "do_get"}
+        assert {c.status for c in calls} == {"ok"}
+
+
+@pytest.mark.asyncio
+async def test_dremio_simple_query_oauth_with_a_wrong_secret_is_refused(fake: FakeDremio) -> None:
+    need("dremio_simple_query.connectv2", COMPAT_EXTRA)
+    with pytest.raises(ConnectionError, match="401"):
+        await in_thread(lambda: _dsq_oauth(fake, fake.oauth.client_secret + "x"))
+    assert [r.status for r in fake.requests if r.path == "/oauth/token"] == [400, 401]
+    assert fake.issued_tokens == ()
 
 
 # -- dremioframe --------------------------------------------------------------------------------

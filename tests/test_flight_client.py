@@ -365,3 +365,51 @@ async def test_a_closed_client_refuses_flight_reads(fake: FakeDremio) -> None:
         await client.query("SELECT 1 AS one")
     with pytest.raises(DremioError, match="closed"):
         await client.query("SELECT 1 AS one")
+
+
+# -- error texts and the retry budget -------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_plaintext_to_a_tls_server_hints_at_tls(tls_fake: FakeDremio) -> None:
+    url = tls_fake.flight_url.replace("grpc+tls://", "grpc+tcp://")
+    async with DremioClient(tls_fake.url, token=tls_fake.token, flight_url=url, retry=FAST) as c:
+        with pytest.raises(DremioConnectionError) as caught:
+            await c.query("SELECT 1")
+    assert "use a grpc+tls:// flight_url" in str(caught.value)
+    assert not caught.value.sent
+
+
+@pytest.mark.asyncio
+async def test_a_lost_connection_mid_stream_gets_no_tls_hint(fake: FakeDremio) -> None:
+    fake.flight.fail_mid_stream(after_batches=0, message="Socket closed", unavailable=True)
+    async with client_for(fake) as client:
+        with pytest.raises(DremioConnectionError) as caught:
+            await client.query("SELECT * FROM shop.sales")
+    assert "grpc+tls" not in str(caught.value)
+    assert caught.value.sent
+
+
+@pytest.mark.asyncio
+async def test_refused_calls_past_the_retries_say_nothing_was_sent(fake: FakeDremio) -> None:
+    fake.flight.unavailable_next(10)
+    async with client_for(fake) as client:
+        with pytest.raises(DremioConnectionError) as caught:
+            await client.query("SELECT 1")
+    assert not caught.value.sent  # the server refused every GetFlightInfo: nothing ran
+    refused = [c for c in fake.flight.calls if c.method == "get_flight_info"]
+    assert [c.status for c in refused] == ["unavailable"] * FAST.attempts
+
+
+@pytest.mark.asyncio
+async def test_flight_retries_end_within_max_time(fake: FakeDremio) -> None:
+    fake.flight.unavailable_next(1_000)
+    patient = RetryPolicy(attempts=50, max_time=1.0, backoff=0.3, max_backoff=0.3)
+    async with client_for(fake, retry=patient) as client:
+        started = time.monotonic()
+        with pytest.raises(DremioConnectionError) as caught:
+            await client.query("SELECT 1")
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + 0.5, f"{elapsed:.2f} s: 50 attempts would take 15 s"
+    assert not caught.value.sent
+    assert 2 <= len(fake.flight.calls) <= 4

@@ -32,7 +32,7 @@ from dremioframe_async.ui._state import UI_KEY
 
 HERE = Path(__file__).parent
 PIPE = f"{HERE / '_resource_pipeline.py'}:pipeline"
-DREMIO_EXAMPLE = f"{HERE.parent / 'examples' / '14_dremio_resource.py'}:pipeline"
+DREMIO_EXAMPLE = f"{HERE.parent / 'examples' / '16_dremio_resource.py'}:pipeline"
 
 
 @pytest.fixture

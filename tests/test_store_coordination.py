@@ -7,6 +7,7 @@ requests, resume claims, final statuses, liveness settings and heartbeats.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -229,9 +230,13 @@ async def test_schedules_share_fires_through_the_store(store: RunStore) -> None:
                     pipeline, interval=1, store=store, clock=Clock(), max_runs=5, overlap="allow"
                 )
             )
-    fires = sorted(r.scheduled_for or 0 for r in await store.list_runs(pipeline="ticks"))
+    recorded = await store.list_runs(pipeline="ticks")
+    fires = sorted(r.scheduled_for or 0 for r in recorded)
     assert fires == [1_800_000_001.0 + k for k in range(5)]
     assert len(runs) == 5
+    # Each scheduled run carries its data interval: from the previous fire to its own.
+    iso = {t: datetime.fromtimestamp(t).astimezone().isoformat() for t in [*fires, fires[0] - 1]}
+    assert sorted(r.interval or () for r in recorded) == [(iso[t - 1], iso[t]) for t in fires]
 
 
 def test_schedule_objects_validate() -> None:

@@ -62,6 +62,8 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -
         path, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_by%'"
     )
     assert sorted(indexes) == [
+        ("runs_by_backfill",),
+        ("runs_by_interval",),
         ("runs_by_pipeline",),
         ("runs_by_pipeline_started",),
         ("runs_by_started",),

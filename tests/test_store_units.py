@@ -239,9 +239,11 @@ def test_default_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_public_names() -> None:
     assert sorted(store_pkg.__all__) == [
         "AttemptInfo",
+        "CancelOutcome",
         "HistoryIncomplete",
         "MemoryStore",
         "PostgresStore",
+        "QueuedRun",
         "RunInfo",
         "RunNotFound",
         "RunPage",
@@ -249,6 +251,8 @@ def test_public_names() -> None:
         "RunStatus",
         "RunStore",
         "SQLiteStore",
+        "StateEntry",
+        "StateStore",
         "StoreConfigError",
         "StoreError",
         "StoreSchemaError",

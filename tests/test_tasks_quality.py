@@ -23,6 +23,7 @@ from dremioframe_async.tasks import (
     NotNull,
     QualityReport,
     RowCount,
+    SqlArgumentError,
     Unique,
     load_checks,
 )
@@ -258,3 +259,46 @@ def test_bad_definitions_fail_at_construction() -> None:
         DataQualityTask("dq", checks=[AcceptedValues("t", "c", [None])])
     with pytest.raises(ValueError, match="empty"):
         DataQualityTask("dq", checks=[NotNull("t", "")])
+
+
+# -- Freshness's max_age ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param("1d", dt.timedelta(days=1), id="days"),
+        pytest.param("90m", dt.timedelta(minutes=90), id="minutes"),
+        pytest.param(" 1.5 h ", dt.timedelta(hours=1.5), id="spaces"),
+        pytest.param(3600, dt.timedelta(hours=1), id="seconds"),
+        pytest.param(dt.timedelta(hours=2), dt.timedelta(hours=2), id="timedelta"),
+    ],
+)
+def test_freshness_takes_max_age_as_written_in_yaml(given: object, expected: dt.timedelta) -> None:
+    assert Freshness("lake.good", "updated_at", given).max_age == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param("soon", id="word"),
+        pytest.param("1y", id="unit"),
+        pytest.param(-5, id="negative"),
+        pytest.param(dt.timedelta(hours=-1), id="negative-timedelta"),
+        pytest.param(True, id="bool"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_a_bad_max_age_is_refused_at_construction(given: object) -> None:
+    with pytest.raises(ValueError, match="max_age") as caught:
+        Freshness("lake.good", "updated_at", given)  # type: ignore[arg-type]
+    assert isinstance(caught.value, SqlArgumentError)
+
+
+@pytest.mark.asyncio
+async def test_a_freshness_check_with_a_string_max_age_runs(client: DremioClient) -> None:
+    fresh = Freshness("lake.good", "updated_at", "2h")
+    stale = Freshness("lake.bad", "updated_at", "1d")
+    result, report = await run_dq(client, checks=[fresh, stale], on_failure="warn")
+    assert result.states["dq"] is TaskState.SUCCESS
+    assert [r.passed for r in report.results] == [True, False]

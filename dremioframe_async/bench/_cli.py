@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["add_bench_command"]
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+CANCEL_TIMEOUT = 2.0
+"""Seconds the benchmark's client waits for Dremio to cancel the job of a call cut at a
+step's end (the client's default is 10)."""
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -162,6 +165,9 @@ async def _client(target: _Target, args: argparse.Namespace) -> AsyncIterator[Dr
     # The client's own limits must not be what the sweep measures.
     top = max(args.concurrency)
     limits: dict[str, Any] = {"max_connections": max(64, 2 * top), "flight_streams": top}
+    # Calls cut at a step's end cancel their jobs: bounded, so that the next step
+    # starts on time even when the server hangs.
+    limits["cancel_timeout"] = CANCEL_TIMEOUT
     if target.url is not None:
         async with DremioClient(
             target.url, token=target.token, flight_url=target.flight_url, **limits

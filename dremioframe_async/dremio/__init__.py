@@ -28,13 +28,17 @@ from ._errors import (
     DremioTLSError,
 )
 from ._flight import CLOUD_FLIGHT_URL
+from ._partition_reads import PartitionStream
+from ._partitions import Partition, PartitionCountMismatch
 from ._retryable import RETRYABLE_ERRORS
+from ._statements import DATA_CHANGING_VERBS, DremioStatementUncertain, is_data_changing
 from ._stream import BatchStream
 from ._transport import RetryPolicy
 from ._types import arrow_schema, arrow_type
 
 __all__ = [
     "CLOUD_FLIGHT_URL",
+    "DATA_CHANGING_VERBS",
     "FINAL_JOB_STATES",
     "PAGE_SIZE",
     "RETRYABLE_ERRORS",
@@ -56,14 +60,19 @@ __all__ = [
     "DremioRateLimited",
     "DremioResultIncomplete",
     "DremioServerError",
+    "DremioStatementUncertain",
     "DremioSubmitUncertain",
     "DremioTLSError",
     "Job",
+    "Partition",
+    "PartitionCountMismatch",
+    "PartitionStream",
     "RetryPolicy",
     "Secret",
     "TlsOptions",
     "Via",
     "arrow_schema",
     "arrow_type",
+    "is_data_changing",
     "split_path",
 ]

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
@@ -25,7 +26,9 @@ from ._errors import (
 )
 from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
 from ._parquet import write_parquet_atomically
+from ._partition_reads import PartitionStream, partitions_to_parquet
 from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
+from ._statements import follow_statement, is_data_changing
 from ._stream import BatchStream, StreamStats
 from ._transport import RetryPolicy, Transport
 
@@ -104,6 +107,9 @@ class DremioClient:
     can travel over Arrow Flight: ``query``, ``stream`` and ``query_to_parquet``
     use it by default. ``flight_read_ahead`` bounds the record batches a Flight
     stream holds; ``flight_streams`` the Flight reads running at once.
+    ``request_timeout`` and ``retry`` bound Flight as they bound REST: each
+    handshake and GetFlightInfo, and each wait for a stream's next batch, takes
+    at most ``request_timeout``; retries end within ``retry.max_time``.
 
     :raises DremioConfigError: a malformed URL or ``flight_url``, no usable
         credentials, a bad ``ssl``, or a ``page_concurrency`` below 1 or a
@@ -135,6 +141,7 @@ class DremioClient:
         self.page_concurrency = page_concurrency
         self._poll = (poll_interval, max_poll_interval)
         self._cancel_timeout = cancel_timeout
+        self._request_timeout = request_timeout
         self._transport = Transport(
             self.config,
             retry=retry or RetryPolicy(),
@@ -152,7 +159,7 @@ class DremioClient:
         if url is None:
             return None
         options = FlightOptions(url, read_ahead=read_ahead, max_streams=streams)
-        return FlightTransport(self.config, options, retry)
+        return FlightTransport(self.config, options, retry, request_timeout=self._request_timeout)
 
     @property
     def flight_url(self) -> str | None:
@@ -367,21 +374,47 @@ class DremioClient:
 
         A table is returned only once every row has arrived: a stream broken mid-way
         raises. A query that gives up before its job ends cancels the job (see ``wait``).
+        A statement that changes data (:func:`is_data_changing`) always runs as a
+        REST job and is never submitted twice (see :meth:`follow_statement`).
 
         :raises DremioJobFailed: the job FAILED (Dremio's message is carried).
         :raises DremioJobTimeout: the job took longer than ``timeout`` (it is cancelled).
         :raises DremioResultIncomplete: fewer (or more) rows arrived than the job produced.
         :raises DremioSubmitUncertain: the statement may have run, but no reply came back.
+        :raises DremioStatementUncertain: a data-changing statement was submitted, then
+            its job could not be followed to the end.
         :raises DremioConfigError: ``via="flight"`` without a Flight URL, or a
             ``timeout`` that is not positive.
         :raises DremioError: any other failure.
         """
         _check_timeout(timeout)
+        if is_data_changing(sql):
+            self._resolve_via(via)  # still refuse a bad ``via``
+            return await self.follow_statement(await self.submit(sql, context), timeout=timeout)
         if self._resolve_via(via) == "flight":
             return await self._flight_or_fail().table(sql, context=context, timeout=timeout)
         job_id = await self.submit(sql, context)
         job = await self.wait(job_id, timeout=timeout)
         return await self.fetch_arrow(job)
+
+    async def follow_statement(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (a timeout must also cancel the job)
+    ) -> pa.Table:
+        """Wait for the job of a data-changing statement and return its result (row counts).
+
+        Never submits anything: call it again with the same ``job_id`` to pick a
+        job up after a failure. Losing track of the job (status reads failing
+        after the retry budget, ``timeout``) cancels it, as ``wait`` does, and
+        raises :class:`DremioStatementUncertain`, which tasks never retry.
+
+        :raises DremioJobFailed: the job FAILED.
+        :raises DremioJobCancelled: the job was CANCELED.
+        :raises DremioStatementUncertain: the outcome could not be read.
+        """
+        return await follow_statement(self, job_id, timeout)
 
     def stream(
         self,
@@ -402,7 +435,7 @@ class DremioClient:
             ``timeout`` that is not positive.
         """
         _check_timeout(timeout)
-        if self._resolve_via(via) == "flight":
+        if self._resolve_via(via) == "flight" and not is_data_changing(sql):
             stats = StreamStats()
             flight = self._flight_or_fail()
             batches = flight.batches(sql, context=context, timeout=timeout, stats=stats)
@@ -416,6 +449,10 @@ class DremioClient:
         timeout: float | None,  # noqa: ASYNC109
     ) -> AsyncGenerator[pa.RecordBatch, None]:
         job_id = await self.submit(sql, context)
+        if is_data_changing(sql):  # never submitted twice: see follow_statement
+            for batch in (await self.follow_statement(job_id, timeout=timeout)).to_batches():
+                yield batch
+            return
         job = await self.wait(job_id, timeout=timeout)
         async with aclosing(self.iter_batches(job)) as batches:
             async for batch in batches:
@@ -442,6 +479,60 @@ class DremioClient:
         """
         async with self.stream(sql, context, timeout=timeout, via=via) as batches:
             return await write_parquet_atomically(batches, path, row_group_rows=row_group_rows)
+
+    async def partitions_to_parquet(
+        self,
+        source: str | Sequence[str],
+        out_dir: str | os.PathLike[str],
+        *,
+        by: str,
+        parts: int,
+        bounds: tuple[Any, Any] | None = None,
+        via: Via = "auto",
+        streams: int | None = None,
+    ) -> list[Path]:
+        """Read ``source`` (a table or a query) as ``parts`` range streams of the integer,
+        date or timestamp column ``by`` (cut from its MIN/MAX, or ``bounds``; NULLs go to
+        the first part), at most ``streams`` at once, into ``out_dir/part-NNNNN.parquet``.
+        Returns the paths; part files of an earlier read into ``out_dir`` that this one did
+        not write are removed. For skewed data use more parts than streams (``_partitions``).
+
+        :raises PartitionCountMismatch: the parts' rows != ``COUNT(*)`` (files removed).
+        :raises DremioConfigError: ``parts`` below 1, or a column of another type.
+        :raises DremioError: a part failed (the files are removed).
+        """
+        return await partitions_to_parquet(
+            self, source, out_dir, by=by, parts=parts, bounds=bounds, via=via, streams=streams
+        )
+
+    def query_partitions(
+        self,
+        source: str | Sequence[str],
+        *,
+        by: str,
+        parts: int,
+        bounds: tuple[Any, Any] | None = None,
+        via: Via = "auto",
+        streams: int | None = None,
+        buffer: int = 16,
+    ) -> PartitionStream:
+        """Read ``source`` as ``parts`` concurrent range streams of ``by``, as record batches.
+
+        ``async with client.query_partitions(...) as s: async for part, batch in s``
+        (see :class:`PartitionStream`; parts as in :meth:`partitions_to_parquet`).
+
+        :raises PartitionCountMismatch: (by the iteration) rows != ``COUNT(*)``.
+        """
+        return PartitionStream(
+            self,
+            source,
+            by=by,
+            parts=parts,
+            bounds=bounds,
+            via=via,
+            streams=streams,
+            buffer=buffer,
+        )
 
     def _resolve_via(self, via: str) -> Literal["flight", "rest"]:
         if via == "auto":

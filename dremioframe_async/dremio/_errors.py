@@ -12,6 +12,8 @@ Every error the client raises on purpose derives from :class:`DremioError`, a
     ├── DremioTLSError                          the server's certificate was refused (never retried)
     ├── DremioSubmitUncertain                   POST /sql may have reached Dremio but no usable
     │                                           reply came: not re-sent, the statement may have run
+    ├── DremioStatementUncertain                a data-changing statement's job was lost track of
+    │                                           after submission: cancelled, never re-submitted
     ├── DremioAPIError                          a non-2xx response: status, error_message, more_info
     │   ├── DremioBadRequest                    400 (never retried)
     │   ├── DremioAuthError                     401 / 403 (401 re-logs in once with a password)
@@ -24,8 +26,10 @@ Every error the client raises on purpose derives from :class:`DremioError`, a
     │   │   └── DremioJobFailedTransient        ... of the cluster, not the statement (retryable)
     │   ├── DremioJobCancelled                  CANCELED; Dremio's cancellationReason
     │   └── DremioJobTimeout (also TimeoutError)  wait(timeout=) elapsed; the job was cancelled
-    └── DremioResultIncomplete                  the rows delivered do not match the job's row
-                                                count: job_id, expected, received
+    ├── DremioResultIncomplete                  the rows delivered do not match the job's row
+    │                                           count: job_id, expected, received
+    └── PartitionCountMismatch                  a partitioned read's parts do not add up to
+                                                COUNT(*) (``_partitions``)
 
 Messages are built in ``__init__`` from structured arguments and never contain a
 token, a password or a request header.
@@ -109,8 +113,10 @@ class DremioSubmitUncertain(DremioError):
     The request was not sent again, because the statement may already be running
     (an ``INSERT`` sent twice inserts twice). Check Dremio's job list before
     re-running it. ``reason`` says what happened (a timeout, a lost reply, a
-    gateway error).
+    gateway error). Tasks never retry it (``never_retry``), whatever ``retry_on`` says.
     """
+
+    never_retry = True
 
     def __init__(self, path: str, reason: str) -> None:
         self.path, self.reason = path, reason

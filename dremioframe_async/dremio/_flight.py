@@ -8,7 +8,9 @@ worker blocks on the send, so at most ``read_ahead`` batches are held. Closing
 or cancelling the consumer cancels the gRPC call (``reader.cancel()``), which
 makes a blocked ``read_chunk`` return at once, and waits (bounded) for the
 worker to end. Every Flight error is mapped to the ``DremioError`` tree
-(:mod:`._flight_errors`) before it leaves the worker.
+(:mod:`._flight_errors`) before it leaves the worker. Every call has a deadline
+(:mod:`._flight_deadline`): a server that stops answering fails the read within
+``request_timeout``, and its worker ends.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import anyio.from_thread
 import pyarrow as pa
 import pyarrow.flight as flight
 from anyio.lowlevel import EventLoopToken, current_token
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._config import DremioConfig, Secret
 from ._errors import (
@@ -34,14 +36,15 @@ from ._errors import (
     DremioConfigError,
     DremioConnectionError,
     DremioError,
-    DremioJobTimeout,
     DremioResultIncomplete,
 )
+from ._flight_deadline import Deadline, Waiting
 from ._flight_errors import (
     FLIGHT_JOB,
     flight_message,
     is_tls_failure,
     map_flight_error,
+    plaintext_hint,
     unavailable_is_safe_to_retry,
 )
 from ._flight_options import (
@@ -104,18 +107,35 @@ def _may_repeat(failure: _Unavailable) -> bool:
     )
 
 
-def _guarded(call: str, deadline: _Deadline, fn: Callable[..., Any], *args: Any) -> Any:
+def _guarded(call: str, deadline: Deadline, fn: Callable[..., Any], *args: Any) -> Any:
     """Run one blocking Flight call; map its failure (UNAVAILABLE stays retryable)."""
     try:
         return fn(*args)
     except StopIteration:
         raise
+    except flight.FlightTimedOutError as exc:  # a gRPC deadline: say which limit it was
+        raise deadline.expired(call) from exc
     except flight.FlightUnavailableError as exc:
         if is_tls_failure(flight_message(exc)):  # a refused certificate stays refused
             raise map_flight_error(exc, call, deadline.timeout) from exc
         raise _Unavailable(exc, call) from exc
     except Exception as exc:
         raise map_flight_error(exc, call, deadline.timeout) from exc
+
+
+def _final_error(failure: _Unavailable, url: str) -> DremioError:
+    """The error for an UNAVAILABLE that is not retried (again).
+
+    A call that may be repeated never reached Dremio or was refused by it: the
+    statement cannot have run (``sent=False``).
+    """
+    error = map_flight_error(failure.error, failure.call, None)
+    if not isinstance(error, DremioConnectionError):
+        return error
+    reason = error.reason if url.startswith("grpc+tls") else plaintext_hint(error.reason)
+    return DremioConnectionError(
+        "FLIGHT", failure.call, reason, sent=error.sent and not _may_repeat(failure)
+    )
 
 
 @dataclass(slots=True, eq=False)  # compared and hashed by identity: a limiter borrower
@@ -125,6 +145,7 @@ class _Call:
     finished: anyio.Event
     stats: StreamStats
     cancelled: threading.Event = field(default_factory=threading.Event)
+    waiting: Waiting = field(default_factory=Waiting)
     reader: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -160,35 +181,22 @@ class _Query:
         return [(b"schema", path.encode())]
 
 
-@dataclass(slots=True)
-class _Deadline:
-    timeout: float | None
-    at: float | None = None
-
-    def __post_init__(self) -> None:
-        self.at = None if self.timeout is None else time.monotonic() + self.timeout
-
-    def remaining(self) -> float | None:
-        """Seconds left for the next gRPC call (None: no deadline).
-
-        :raises DremioJobTimeout: nothing is left.
-        """
-        if self.at is None:
-            return None
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise DremioJobTimeout(FLIGHT_JOB, self.timeout or 0.0)
-        return left
-
-
 # -- the transport ----------------------------------------------------------------------------
 
 
 class FlightTransport:
     """One pyarrow FlightClient to one Dremio Flight endpoint, with its credentials."""
 
-    def __init__(self, config: DremioConfig, options: FlightOptions, retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        config: DremioConfig,
+        options: FlightOptions,
+        retry: RetryPolicy,
+        *,
+        request_timeout: float = 300.0,
+    ) -> None:
         self.config, self.options, self.retry = config, options, retry
+        self.request_timeout = request_timeout
         validate_flight_url(options.url)
         if options.read_ahead < 1 or options.max_streams < 1:
             raise DremioConfigError("read_ahead and max_streams must be at least 1")
@@ -225,7 +233,8 @@ class FlightTransport:
         ``context`` (a path) is sent as Dremio's ``schema`` session property.
 
         :raises DremioAuthError: the credentials were refused.
-        :raises DremioConnectionError: the endpoint is unreachable, or the stream broke.
+        :raises DremioConnectionError: the endpoint is unreachable, the stream broke, or
+            the server sent nothing for ``request_timeout`` seconds.
         :raises DremioJobFailed: Dremio reported an error (its message is carried).
         :raises DremioJobTimeout: ``timeout`` seconds passed.
         """
@@ -235,9 +244,10 @@ class FlightTransport:
         await self._limiter.acquire_on_behalf_of(call)
         try:
             send, receive = anyio.create_memory_object_stream[_Item](self.options.read_ahead - 1)
+            deadline = Deadline(timeout, self.request_timeout, self.retry.max_time)
             worker = threading.Thread(
                 target=self._work,
-                args=(call, _Query(sql, context), _Deadline(timeout), send, current_token()),
+                args=(call, _Query(sql, context), deadline, send, current_token()),
                 name="dremio-flight-read",
                 # A worker is joined (bounded) when its stream closes; daemon only so
                 # that one stuck in a dead connection cannot hold up interpreter exit.
@@ -246,14 +256,11 @@ class FlightTransport:
             worker.start()
             try:
                 with receive:
-                    async for item in receive:
+                    while not isinstance(item := await self._next(call, deadline, receive), _Done):
                         if isinstance(item, _Failed):
                             raise item.error
-                        if isinstance(item, _Done):
-                            return
                         call.stats.taken()
                         yield item
-                raise DremioConnectionError("FLIGHT", "DoGet", "the stream ended without its end")
             finally:
                 call.cancel()
                 receive.close()
@@ -261,6 +268,31 @@ class FlightTransport:
                     await call.finished.wait()
         finally:
             self._limiter.release_on_behalf_of(call)
+
+    async def _next(
+        self, call: _Call, deadline: Deadline, receive: MemoryObjectReceiveStream[_Item]
+    ) -> _Item:
+        """The worker's next item, unless it has waited on the server past ``request_timeout``.
+
+        A cancelled ``receive`` loses no item: anyio hands none to a receiver whose
+        cancellation is pending, and none is taken from a waiter already woken.
+        """
+        while True:
+            try:
+                return receive.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            except anyio.EndOfStream:
+                break
+            with anyio.move_on_after(call.waiting.patience(self.request_timeout)):
+                try:
+                    return await receive.receive()
+                except anyio.EndOfStream:
+                    break
+            if call.waiting.over(self.request_timeout):
+                call.cancel()  # the worker's blocked read returns at once, or ends later
+                raise deadline.stalled(call.waiting.call)
+        raise DremioConnectionError("FLIGHT", "DoGet", "the stream ended without its end")
 
     async def table(
         self,
@@ -286,7 +318,7 @@ class FlightTransport:
         self,
         call: _Call,
         query: _Query,
-        deadline: _Deadline,
+        deadline: Deadline,
         send: MemoryObjectSendStream[_Item],
         token: EventLoopToken,
     ) -> None:
@@ -319,16 +351,18 @@ class FlightTransport:
                 anyio.from_thread.run(send.send, final, token=token)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the consumer left first: nobody is waiting for the outcome
-        except RuntimeError:  # pragma: no cover - the event loop itself is gone
+        except RuntimeError:  # the event loop itself is gone (its run ended meanwhile)
+            send.close()  # nothing runs on a finished loop: closing here races nobody
             return
         try:
             anyio.from_thread.run_sync(send.close, token=token)
             anyio.from_thread.run_sync(call.finished.set, token=token)
-        except RuntimeError:  # pragma: no cover - the event loop itself is gone
-            pass
+        except RuntimeError:  # the event loop itself is gone (its run ended meanwhile)
+            send.close()
 
-    def _read(self, call: _Call, query: _Query, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
-        """The result's batches; UNAVAILABLE is retried only before the query can have run."""
+    def _read(self, call: _Call, query: _Query, deadline: Deadline) -> Iterator[pa.RecordBatch]:
+        """The result's batches; UNAVAILABLE is retried only before the query can have run,
+        and only while the retry budget lasts."""
         for attempt in range(1, self.retry.attempts + 1):
             delivered = False
             try:
@@ -337,11 +371,17 @@ class FlightTransport:
                     yield batch
                 return
             except _Unavailable as failure:
-                if delivered or attempt == self.retry.attempts or not _may_repeat(failure):
-                    raise map_flight_error(failure.error, failure.call, None) from failure.error
-                self._back_off(call, attempt, failure.error)
+                delay = self._delay(attempt)
+                if (
+                    delivered
+                    or attempt == self.retry.attempts
+                    or not _may_repeat(failure)
+                    or not deadline.may_back_off(delay)
+                ):
+                    raise _final_error(failure, self.options.url) from failure.error
+                self._back_off(call, delay, failure.error)
 
-    def _attempt(self, call: _Call, query: _Query, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
+    def _attempt(self, call: _Call, query: _Query, deadline: Deadline) -> Iterator[pa.RecordBatch]:
         info = self._flight_info(query, deadline)
         call.stats.schema(info.schema)
         rows, schema = 0, None
@@ -350,10 +390,14 @@ class FlightTransport:
             # and a DoGet would start the query on Dremio only to cancel it.
             if call.cancelled.is_set():
                 raise _Cancelled
-            options = self._options(deadline, query.headers())
-            reader = _guarded(
-                "DoGet", deadline, self._connection().do_get, endpoint.ticket, options
-            )
+            options = self._options(deadline.stream(), deadline, query.headers())
+            call.waiting.begin("DoGet")  # pyarrow's do_get waits for the stream's schema
+            try:
+                reader = _guarded(
+                    "DoGet", deadline, self._connection().do_get, endpoint.ticket, options
+                )
+            finally:
+                call.waiting.end()
             call.attach(reader)
             try:
                 for batch in self._chunks(call, reader, deadline):
@@ -371,8 +415,9 @@ class FlightTransport:
         if info.total_records is not None and info.total_records >= 0:
             self._check_rows(rows, info.total_records)
 
-    def _chunks(self, call: _Call, reader: Any, deadline: _Deadline) -> Iterator[pa.RecordBatch]:
+    def _chunks(self, call: _Call, reader: Any, deadline: Deadline) -> Iterator[pa.RecordBatch]:
         while True:
+            call.waiting.begin("DoGet")
             try:
                 chunk = _guarded("DoGet", deadline, reader.read_chunk)
             except StopIteration:
@@ -381,6 +426,8 @@ class FlightTransport:
                 if call.cancelled.is_set():
                     raise _Cancelled from None
                 raise
+            finally:
+                call.waiting.end()
             if chunk.data is not None:
                 yield chunk.data
 
@@ -390,10 +437,10 @@ class FlightTransport:
             detail = "the Flight stream ended early" if received < expected else "too many rows"
             raise DremioResultIncomplete(FLIGHT_JOB, expected, received, detail)
 
-    def _flight_info(self, query: _Query, deadline: _Deadline) -> Any:
+    def _flight_info(self, query: _Query, deadline: Deadline) -> Any:
         descriptor = flight.FlightDescriptor.for_command(query.sql.encode())
         generation = self._generation
-        options = self._options(deadline, query.headers())
+        options = self._options(deadline.unary("GetFlightInfo"), deadline, query.headers())
         try:
             return _guarded(
                 "GetFlightInfo", deadline, self._connection().get_flight_info, descriptor, options
@@ -403,13 +450,15 @@ class FlightTransport:
                 raise
         # The login token expired (or the server restarted): log in again, once.
         self._authenticate(generation, deadline)
-        options = self._options(deadline, query.headers())
+        options = self._options(deadline.unary("GetFlightInfo"), deadline, query.headers())
         return _guarded(
             "GetFlightInfo", deadline, self._connection().get_flight_info, descriptor, options
         )
 
-    def _back_off(self, call: _Call, attempt: int, exc: Exception) -> None:
-        delay = min(self.retry.backoff * 2 ** (attempt - 1), self.retry.max_backoff)
+    def _delay(self, attempt: int) -> float:
+        return float(min(self.retry.backoff * 2 ** (attempt - 1), self.retry.max_backoff))
+
+    def _back_off(self, call: _Call, delay: float, exc: Exception) -> None:
         logger.info("Flight unavailable (%s); retrying in %.2f s", flight_message(exc), delay)
         if call.cancelled.wait(delay):
             raise _Cancelled
@@ -433,28 +482,35 @@ class FlightTransport:
         return []
 
     def _options(
-        self, deadline: _Deadline, extra: list[tuple[bytes, bytes]]
+        self, timeout: float | None, deadline: Deadline, extra: list[tuple[bytes, bytes]]
     ) -> flight.FlightCallOptions:
         if self._bearer is None:
             self._authenticate(self._generation, deadline)
         assert self._bearer is not None
         bearer = (b"authorization", f"Bearer {self._bearer.value}".encode())
         headers = [*self._base_headers(), *extra, bearer]
-        return flight.FlightCallOptions(headers=headers, timeout=deadline.remaining())
+        return flight.FlightCallOptions(headers=headers, timeout=timeout)
 
-    def _authenticate(self, generation: int, deadline: _Deadline) -> None:
+    def _authenticate(self, generation: int, deadline: Deadline) -> None:
         """Flight's basic-token handshake: username/password in, a bearer token out."""
         assert self.config.username is not None
         assert self.config.password is not None
         with self._lock:
             if generation != self._generation and self._bearer is not None:
                 return  # another read logged in again meanwhile
-        options = flight.FlightCallOptions(
-            headers=self._base_headers(), timeout=deadline.remaining()
-        )
+        limit = deadline.unary("Handshake")
+        options = flight.FlightCallOptions(headers=self._base_headers(), timeout=limit)
         handshake = self._connection().authenticate_basic_token
         user, password = self.config.username, self.config.password.value
-        _, value = _guarded("Handshake", deadline, handshake, user, password, options)
+        started = time.monotonic()
+        try:
+            _, value = _guarded("Handshake", deadline, handshake, user, password, options)
+        except DremioError as exc:
+            # On a connection that never opened, gRPC reports the handshake's deadline
+            # as an internal error ("Could not finish writing before closing").
+            if isinstance(exc, DremioAuthError) or time.monotonic() - started < limit - 0.05:
+                raise
+            raise deadline.expired("Handshake") from exc
         token = value.decode() if isinstance(value, bytes) else str(value)
         with self._lock:
             self._bearer = Secret(token.removeprefix("Bearer ").removeprefix("bearer "))

@@ -19,6 +19,7 @@ __all__ = [
     "flight_message",
     "is_tls_failure",
     "map_flight_error",
+    "plaintext_hint",
     "unavailable_is_safe_to_retry",
 ]
 
@@ -70,6 +71,20 @@ def is_tls_failure(message: str) -> bool:
     """Whether gRPC's UNAVAILABLE is a refused certificate (final) rather than a lost peer."""
     lowered = message.lower()
     return any(word in lowered for word in ("certificate", "ssl", "tls", "handshake failed"))
+
+
+def plaintext_hint(message: str) -> str:
+    """``message``, with a hint when a plaintext connection was closed as it opened.
+
+    A TLS server closes a ``grpc+tcp`` connection at its first bytes, and gRPC
+    only says "Socket closed": the likeliest cause is the scheme.
+    """
+    if _never_connected(message) and "socket closed" in message.lower():
+        return (
+            f"{message} (the server closed the connection as soon as it opened: "
+            "if it serves TLS, use a grpc+tls:// flight_url)"
+        )
+    return message
 
 
 def unavailable_is_safe_to_retry(exc: BaseException) -> bool:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingExtra
 from ..orchestration import Executor, ExecutorSession, LocalExecutor, TaskCall
-from ._errors import ExecutorError, ResultSizeWarning, TaskPickleError, WorkerLostError
+from ._errors import (
+    ExecutorError,
+    RemoteTaskError,
+    ResultSizeWarning,
+    TaskPickleError,
+    WorkerLostError,
+)
 
 if TYPE_CHECKING:
     from ._dask import DaskExecutor
@@ -27,6 +33,7 @@ __all__ = [
     "ExecutorError",
     "ExecutorSession",
     "LocalExecutor",
+    "RemoteTaskError",
     "ResultSizeWarning",
     "TaskCall",
     "TaskPickleError",

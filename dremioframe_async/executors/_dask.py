@@ -30,7 +30,13 @@ from distributed.scheduler import KilledWorker
 
 from ..orchestration import ArgumentError, RunContext, TaskCall
 from . import _pickling, _remote
-from ._errors import ExecutorError, ResultSizeWarning, TaskPickleError, WorkerLostError
+from ._errors import (
+    ExecutorError,
+    RemoteTaskError,
+    ResultSizeWarning,
+    TaskPickleError,
+    WorkerLostError,
+)
 
 __all__ = ["DaskExecutor", "DaskSession"]
 
@@ -71,6 +77,23 @@ async def _closing(cluster: LocalCluster) -> None:
     closing = cluster.close()  # typed as maybe-None: it is a coroutine on an async cluster
     if closing is not None:
         await closing
+
+
+def _start_failed(exc: Exception) -> ExecutorError:
+    """The error for a local cluster that did not start, naming its root cause.
+
+    distributed reports a worker that failed to start as "Nanny failed to start",
+    and the reason (an unknown option's TypeError) only in its log and as the cause.
+    """
+    if isinstance(exc, TimeoutError):
+        return ExecutorError(f"DaskExecutor: cannot start a local cluster within {START_BOUND:g} s")
+    text = f"{type(exc).__name__}: {exc}"
+    root = exc
+    while root.__cause__ is not None and isinstance(root.__cause__, Exception):
+        root = root.__cause__
+    if root is not exc and not isinstance(root, AssertionError):
+        text += f" ({type(root).__name__}: {root})"
+    return ExecutorError(f"DaskExecutor: cannot start a local cluster: {text}")
 
 
 class DaskSession:
@@ -125,6 +148,9 @@ class DaskSession:
         if outcome[0] == "unpicklable":
             _, type_name, reason = outcome
             raise TaskPickleError(key, "its result", type_name, reason)
+        if outcome[0] == "raised":
+            _, type_name, message, reason, text = outcome
+            raise RemoteTaskError(key, type_name, message, reason, text)
         data: bytes = outcome[1]
         if len(data) > self._large:
             warnings.warn(ResultSizeWarning(key, len(data), self._large), stacklevel=2)
@@ -279,7 +305,7 @@ class DaskExecutor:
         try:
             cluster = LocalCluster(**options)  # asynchronous: built here, started below
         except Exception as exc:
-            raise ExecutorError(f"DaskExecutor: cannot start a local cluster: {exc}") from exc
+            raise _start_failed(exc) from exc
         client: Client | None = None
         try:
             # A half-started cluster cannot be closed: let the start finish (it
@@ -289,10 +315,12 @@ class DaskExecutor:
             client = await Client(cluster, asynchronous=True)
             # Typed for the sync client; on an asynchronous one it returns a coroutine.
             await client.wait_for_workers(len(cluster.workers))  # type: ignore[misc]
-        except BaseException:
+        except BaseException as exc:
             # No process may outlive a start that failed or was cancelled.
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_BOUND):
                 await self._close(client, cluster)
+            if isinstance(exc, Exception):  # cancellation passes as it is
+                raise _start_failed(exc) from exc
             raise
         self._cluster = cluster
         return client

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from ..errors import DremioFrameError
 
-__all__ = ["ExecutorError", "ResultSizeWarning", "TaskPickleError", "WorkerLostError"]
+__all__ = [
+    "ExecutorError",
+    "RemoteTaskError",
+    "ResultSizeWarning",
+    "TaskPickleError",
+    "WorkerLostError",
+]
 
 
 class ExecutorError(DremioFrameError):
@@ -37,6 +43,33 @@ class WorkerLostError(ExecutorError):
         self.task_key = task_key
         self.detail = detail
         super().__init__(f"task {task_key!r}: the worker running it died ({detail})")
+
+
+class RemoteTaskError(ExecutorError):
+    """A task raised an exception on a worker that cannot be pickled back to the driver.
+
+    Its type cannot be kept, so its qualified ``type_name``, its ``message`` and the
+    worker's ``remote_traceback`` (text) are. An exception that pickles comes back as
+    itself.
+    """
+
+    def __init__(
+        self, task_key: str, type_name: str, message: str, reason: str, remote_traceback: str
+    ) -> None:
+        self._fields = (task_key, type_name, message, reason, remote_traceback)
+        self.task_key = task_key
+        self.type_name = type_name
+        self.message = message
+        self.reason = reason
+        self.remote_traceback = remote_traceback
+        short = type_name.rpartition(".")[2]
+        super().__init__(
+            f"task {task_key!r} raised {short}: {message} (on a Dask worker; the exception "
+            f"could not be pickled back, so only its type name and message are kept: {reason})"
+        )
+
+    def __reduce__(self) -> tuple[type[RemoteTaskError], tuple[str, ...]]:
+        return (type(self), self._fields)  # rebuilt from its fields, not from its message
 
 
 class ResultSizeWarning(DremioFrameError, UserWarning):

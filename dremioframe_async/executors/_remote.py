@@ -8,6 +8,7 @@ It must import nothing from this package.
 from __future__ import annotations
 
 import pickle
+import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -79,11 +80,35 @@ def run_payload(payload: bytes) -> tuple[Any, ...]:
 
     The result is pickled here so that the driver knows its exact size and an
     unpicklable result is reported as such: ``("unpicklable", type name, reason)``.
-    An exception from the function propagates with its traceback.
+    An exception from the function propagates with its traceback, unless it cannot
+    be pickled back (distributed would reduce it to a bare ``Exception``):
+    ``("raised", type name, message, reason, traceback text)``.
     """
     fn, args, kwargs = pickle.loads(payload)
-    result = fn(*args, **kwargs)
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as exc:
+        reason = _cannot_travel(exc)
+        if reason is None:
+            raise
+        text = "".join(traceback.format_exception(exc))
+        return ("raised", _type_name(type(exc)), str(exc), reason, text)
     try:
         return ("ok", cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
         return ("unpicklable", type(result).__qualname__, f"{type(exc).__name__}: {exc}")
+
+
+def _cannot_travel(exc: BaseException) -> str | None:
+    """Why ``exc`` cannot make the round trip through pickle (None: it can)."""
+    try:
+        pickle.loads(cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as problem:
+        return f"{type(problem).__name__}: {problem}"
+    return None
+
+
+def _type_name(cls: type) -> str:
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._decorator import PartialTaskFunction, TaskFunction, task
 from ._errors import (
     ArgumentError,
+    AttemptTimeout,
     CycleError,
     ExpandError,
     MapLengthError,
@@ -23,6 +24,7 @@ from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._mapping import MappedTask
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
+from ._pstate import PipelineState, StateSource, StateUnavailable, StateValueError
 from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_MAP_LENGTH",
     "FINAL_STATES",
     "ArgumentError",
+    "AttemptTimeout",
     "CycleError",
     "Decision",
     "Event",
@@ -47,6 +50,7 @@ __all__ = [
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineFailed",
+    "PipelineState",
     "PriorRun",
     "ResourceError",
     "ResumeRefused",
@@ -57,6 +61,9 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "RunStatus",
+    "StateSource",
+    "StateUnavailable",
+    "StateValueError",
     "Task",
     "TaskCall",
     "TaskDefinitionError",

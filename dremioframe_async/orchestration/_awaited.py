@@ -14,15 +14,23 @@ import warnings
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar
 
-__all__ = ["RunCall", "run_call"]
+from ..errors import DremioFrameError
+
+__all__ = ["RunCall", "RunNotAwaited", "run_call"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_NOT_A_RESULT = "pipeline.run() is a coroutine, not a RunResult"
 _HOW = (
     "write `result = await pipeline.run()` inside async code, or "
     "`result = anyio.run(pipeline.run)` (or `asyncio.run(pipeline.run())`) in a script"
 )
+
+
+class RunNotAwaited(DremioFrameError, AttributeError, TypeError):
+    """``pipeline.run()`` used as its result: an attribute (an ``AttributeError``,
+    so ``hasattr`` still works) or an item (a ``TypeError``) of the coroutine."""
 
 
 class RunCall(Coroutine[Any, Any, T], Generic[T]):
@@ -53,10 +61,12 @@ class RunCall(Coroutine[Any, Any, T], Generic[T]):
     def __getattr__(self, name: str) -> NoReturn:
         if name.startswith("_"):
             raise AttributeError(name)
-        raise AttributeError(f"pipeline.run() is a coroutine, not a RunResult (no .{name}): {_HOW}")
+        raise RunNotAwaited(f"{_NOT_A_RESULT} (no .{name}): {_HOW}")
 
     def __getitem__(self, key: object) -> NoReturn:
-        raise TypeError(f"pipeline.run() is a coroutine, not a RunResult (no [{key!r}]): {_HOW}")
+        raise RunNotAwaited(
+            f"pipeline.run() is a coroutine, not a RunResult (no [{key!r}]): {_HOW}"
+        )
 
     def __repr__(self) -> str:
         return f"<RunCall of {self._coro!r}>"

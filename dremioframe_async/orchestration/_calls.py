@@ -9,13 +9,15 @@ where a timed-out attempt may leave its slots to the thread that still runs.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
 import anyio
 
-from ._errors import TaskDefinitionError
+from ._errors import AttemptTimeout, TaskDefinitionError
+from ._node import AttemptLimit
 from ._threads import SlotHandover
 
 __all__ = ["AttemptSlots", "call_async", "call_sync", "check_async"]
@@ -70,18 +72,23 @@ class AttemptSlots:
         self._held = 0
 
 
-async def call_async(key: str, call: Callable[[], Awaitable[Any]], time_limit: float | None) -> Any:
-    """Await a coroutine function's call on the loop, within ``time_limit`` seconds if given."""
+async def call_async(
+    key: str, call: Callable[[], Awaitable[Any]], time_limit: AttemptLimit | None
+) -> Any:
+    """Await a coroutine function's call on the loop, within ``time_limit`` if given.
+
+    :raises AttemptTimeout: the call passed its time limit.
+    """
     if time_limit is None:
         return check_async(key, await call())
-    with anyio.fail_after(time_limit):
+    with _within(time_limit):
         return check_async(key, await call())
 
 
 async def call_sync(
     key: str,
     call: Callable[[], Any],
-    time_limit: float | None,
+    time_limit: AttemptLimit | None,
     slots: AttemptSlots,
     run: Callable[[Callable[[], Any], SlotHandover | None], Awaitable[Any]],
 ) -> Any:
@@ -96,12 +103,22 @@ async def call_sync(
         return _check_sync(key, await run(call, None))
     handover = slots.handover()
     try:
-        with anyio.fail_after(time_limit):
+        with _within(time_limit):
             return _check_sync(key, await run(call, handover))
     except BaseException:
         if handover.abandon():
             slots.disown()  # the thread still runs: it releases the slots when it ends
         raise
+
+
+@contextmanager
+def _within(limit: AttemptLimit) -> Iterator[None]:
+    """Like ``anyio.fail_after``, but the error names the setting: a bare ``TimeoutError``
+    says nothing in a run's history. A ``TimeoutError`` the task raises itself passes as is."""
+    with anyio.move_on_after(limit.seconds) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise AttemptTimeout(limit.setting)
 
 
 def check_async(key: str, outcome: Any) -> Any:

@@ -9,6 +9,7 @@ from ._states import TaskState
 
 __all__ = [
     "ArgumentError",
+    "AttemptTimeout",
     "CycleError",
     "ExpandError",
     "MapLengthError",
@@ -22,6 +23,20 @@ __all__ = [
 
 class ArgumentError(DremioFrameError, TypeError, ValueError):
     """A pipeline call got an argument it cannot use (caught as TypeError or ValueError)."""
+
+
+class AttemptTimeout(DremioFrameError, TimeoutError):
+    """A task's attempt passed its time limit (``timeout``, or what was left of ``deadline``).
+
+    Still a ``TimeoutError``, for ``retry_on`` and ``except`` clauses that name that.
+    """
+
+    def __init__(self, limit: str) -> None:
+        self.limit = limit
+        super().__init__(f"attempt exceeded {limit}")
+
+    def __reduce__(self) -> tuple[type[AttemptTimeout], tuple[str]]:
+        return (type(self), (self.limit,))  # rebuilt from its field, not from its message
 
 
 class TaskDefinitionError(DremioFrameError, TypeError, ValueError):

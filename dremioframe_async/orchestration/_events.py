@@ -44,7 +44,9 @@ class TaskStateChanged:
     ran). ``error`` is set for FAILED (and for CANCELLED when a timeout or
     cancellation interrupted an attempt); ``result`` for SUCCESS. ``reason``
     says why a task was not run (trigger rule) or came from a resumed run.
-    ``upstream`` lists the keys of the task's upstream tasks.
+    ``upstream`` lists the keys of the task's upstream tasks. ``state_writes``
+    (SUCCESS only) holds the pipeline-state writes the store commits with this
+    record: key -> JSON text, or None for a deletion.
     """
 
     run_id: str
@@ -57,6 +59,7 @@ class TaskStateChanged:
     result: Any = None
     reason: str = ""
     upstream: tuple[str, ...] = field(default=())
+    state_writes: Mapping[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

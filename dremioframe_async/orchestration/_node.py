@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
+from ._pstate import PipelineState
 from ._result import TaskRun
 from ._rules import UpstreamCounts
 from ._states import TaskState
@@ -36,6 +37,7 @@ class Node:
         "n_upfailed",
         "opening",
         "parent",
+        "pstate",
         "queued",
         "reason",
         "result",
@@ -67,6 +69,7 @@ class Node:
         self.left = 0
         self.value: Any = None
         self.limiters: tuple[anyio.CapacityLimiter, ...] = ()
+        self.pstate: PipelineState | None = None  # its context.state, if it takes context
 
     def counts(self) -> UpstreamCounts:
         return UpstreamCounts(
@@ -105,7 +108,14 @@ def elapsed(node: Node) -> float:
     return 0.0 if node.began is None else anyio.current_time() - node.began
 
 
-def time_limit(node: Node, *, first: bool) -> float | None:
+class AttemptLimit(NamedTuple):
+    """An attempt's time limit in seconds, and the setting it comes from (for its error)."""
+
+    seconds: float
+    setting: str
+
+
+def attempt_limit(node: Node, *, first: bool) -> AttemptLimit | None:
     """The time limit of the task's next attempt (or of opening its resources).
 
     ``timeout`` per attempt, less the resources' opening for the first one, and
@@ -117,5 +127,14 @@ def time_limit(node: Node, *, first: bool) -> float | None:
         limit = max(0.0, limit - node.opening)
     if options.deadline is not None:
         left = max(0.0, options.deadline - elapsed(node))
-        limit = left if limit is None else min(limit, left)
-    return limit
+        if limit is None or left < limit:
+            return AttemptLimit(left, f"the task's deadline={float(options.deadline)} s")
+    if limit is None:
+        return None
+    return AttemptLimit(limit, f"timeout={float(options.timeout or 0.0)} s")
+
+
+def time_limit(node: Node, *, first: bool) -> float | None:
+    """:func:`attempt_limit`'s seconds."""
+    limit = attempt_limit(node, first=first)
+    return None if limit is None else limit.seconds

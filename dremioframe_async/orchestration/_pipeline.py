@@ -18,6 +18,7 @@ from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
 from ._graph import Plan, build_plan, mermaid
+from ._pstate import RunState, StateSource
 from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
@@ -307,6 +308,7 @@ class Pipeline:
                     on_start=dispatch.flush,
                     executor=session,
                     resources=opened,
+                    state=RunState(self.name, store if isinstance(store, StateSource) else None),
                 )
                 with remote.scope:
                     result = await run.execute()

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ._errors import PipelineFailed
+from ._pstate import PipelineState
 from ._states import RunStatus, TaskState
 from ._task import Task
 
@@ -31,9 +32,14 @@ class RunContext(Mapping[str, Any]):
     ``resources`` holds the run's resources the task declared
     (``@task(resources=("dremio",))``), by name or as attributes:
     ``context.resources["dremio"]``, ``context.resources.dremio``.
+
+    ``state`` is the pipeline's state (:class:`PipelineState`): JSON values by
+    key, kept in the run store; what the task writes there is committed with
+    its SUCCESS record only.
     """
 
     __slots__ = (
+        "__weakref__",  # tasks may keep per-instance memory that ends with the instance
         "_ancestors",
         "_failures",
         "_is_ancestor",
@@ -42,6 +48,7 @@ class RunContext(Mapping[str, Any]):
         "params",
         "resources",
         "run_id",
+        "state",
     )
 
     def __init__(
@@ -54,8 +61,10 @@ class RunContext(Mapping[str, Any]):
         lookup: Callable[[Task], str | None],
         failures: Callable[[], Mapping[str, BaseException]] | None = None,
         resources: Mapping[str, Any] = _NONE,
+        state: PipelineState | None = None,
     ) -> None:
         self.run_id = run_id
+        self.state = state
         self.resources = resources
         self.params = params
         self._results = results

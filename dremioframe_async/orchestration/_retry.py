@@ -8,6 +8,10 @@ never sleeps for as long as a server says either.
 
 A task's ``deadline`` stops the retries: no retry starts whose wait would end
 past it.
+
+An exception whose ``never_retry`` attribute is True is never retried, whatever
+``retry_on`` says: it reports an action that may have taken effect and must not
+be repeated (a data-changing SQL statement whose outcome was lost, say).
 """
 
 from __future__ import annotations
@@ -24,10 +28,18 @@ from ._options import NON_RETRYABLE, TaskOptions
 __all__ = ["make_retrying"]
 
 
+def _forbids_retry(exc: BaseException) -> bool:
+    return getattr(exc, "never_retry", False) is True
+
+
 def _retryable(retry_on: tuple[type[BaseException], ...] | None) -> Callable[[BaseException], bool]:
     if retry_on is not None:
-        return lambda exc: isinstance(exc, retry_on)
-    return lambda exc: isinstance(exc, Exception) and not isinstance(exc, NON_RETRYABLE)
+        return lambda exc: isinstance(exc, retry_on) and not _forbids_retry(exc)
+    return lambda exc: (
+        isinstance(exc, Exception)
+        and not isinstance(exc, NON_RETRYABLE)
+        and not _forbids_retry(exc)
+    )
 
 
 def _server_asked(retry_state: tenacity.RetryCallState) -> float:

@@ -43,7 +43,8 @@ from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
 from ._graph import Plan
 from ._mapping import MappedTask
-from ._node import Node, Settlement, elapsed, task_run, time_limit
+from ._node import Node, Settlement, attempt_limit, elapsed, task_run, time_limit
+from ._pstate import RunState
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
 from ._result import LazyTaskRuns, RunContext, RunResult
@@ -85,8 +86,10 @@ class Run:
         on_start: Callable[[], Awaitable[None]] | None = None,
         executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
+        state: RunState | None = None,
     ) -> None:
         self.plan = plan
+        self.state = state if state is not None else RunState(plan.pipeline, None)
         self.executor = executor  # None: plain functions in this run's threads
         self.resources = resources if resources is not None else RunResources(NO_RESOURCES)
         self.run_id = run_id
@@ -139,6 +142,8 @@ class Run:
 
     def _state_event(self, node: Node) -> None:
         assert self.emit is not None
+        pstate = node.pstate  # its pipeline-state writes travel on its SUCCESS event
+        writes = pstate.writes if pstate is not None and node.state is _S.SUCCESS else None
         self.emit(
             TaskStateChanged(
                 self.run_id,
@@ -151,6 +156,7 @@ class Run:
                 node.result if node.state is _S.SUCCESS else None,
                 node.reason,
                 self.plan.upstream_keys[node.i] if node.parent is None else (),
+                writes,
             )
         )
 
@@ -197,6 +203,8 @@ class Run:
             if st is _S.SUCCESS:
                 n.result = res
                 self.results[n.key] = res
+                if n.pstate is not None:
+                    self.state.commit(n.pstate.writes)
             self.remaining -= 1
             if self.emit is not None:
                 self._state_event(n)
@@ -309,6 +317,8 @@ class Run:
             if isinstance(node.task, MappedTask) and node.parent is None:
                 self._expand(node)
                 return
+            if node.task.wants_context and not self.state.loaded:
+                await self.state.load()  # once per run, before its first context is made
             call = self._prepare_call(node)
             if call is None:
                 return
@@ -369,7 +379,7 @@ class Run:
             timeout = (
                 None  # the common case, without a call
                 if options.timeout is None and options.deadline is None
-                else time_limit(node, first=node.attempts == 1)
+                else attempt_limit(node, first=node.attempts == 1)
             )
             if node.task.is_async:
                 if timeout is None:  # the common case, without one more coroutine
@@ -392,6 +402,8 @@ class Run:
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1
+        if node.pstate is not None:
+            node.pstate.begin_attempt()
         if node.started is None:
             node.started = time.time()
         if node.began is None:
@@ -445,6 +457,7 @@ class Run:
 
     def _context(self, node: Node) -> RunContext:
         i = node.i
+        node.pstate = self.state.view()
         return RunContext(
             self.run_id,
             self.params,
@@ -454,6 +467,7 @@ class Run:
             self.plan.key_of,
             lambda: self._upstream_failures(i),
             self.resources.view(node.key, node.task.options.resources),
+            node.pstate,
         )
 
     def _upstream_failures(self, i: int) -> dict[str, BaseException]:

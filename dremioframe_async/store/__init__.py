@@ -23,7 +23,7 @@ from ._errors import (
     StoreURLError,
 )
 from ._memory import MemoryStore
-from ._model import AttemptInfo, RunInfo, RunStatus, TaskInfo
+from ._model import AttemptInfo, RunInfo, RunStatus, StateEntry, StateStore, TaskInfo
 from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
 from ._protocol import RunStore
@@ -44,6 +44,8 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "SQLiteStore",
+    "StateEntry",
+    "StateStore",
     "StoreConfigError",
     "StoreError",
     "StoreSchemaError",

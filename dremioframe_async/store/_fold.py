@@ -30,7 +30,16 @@ from ..orchestration import (
 )
 from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields, storable_text
 
-__all__ = ["AttemptRow", "Fold", "RunRow", "TaskRow", "TaskValues", "WrittenTasks", "merge"]
+__all__ = [
+    "AttemptRow",
+    "Fold",
+    "RunRow",
+    "StateRow",
+    "TaskRow",
+    "TaskValues",
+    "WrittenTasks",
+    "merge",
+]
 
 
 @dataclass(slots=True)
@@ -50,6 +59,9 @@ class RunRow:
     cancel_requests: int | None = None
     queued_at: float | None = None
     resumed_by: str | None = None
+    interval_start: str | None = None
+    interval_end: str | None = None
+    backfill: str | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +92,18 @@ class AttemptRow:
     error_message: str | None = None
     error_traceback: str | None = None
     retry_delay: float | None = None
+
+
+@dataclass(slots=True)
+class StateRow:
+    """One pipeline-state write; ``value`` None deletes the key."""
+
+    pipeline: str
+    key: str
+    value: str | None
+    updated: float
+    run_id: str | None
+    task: str | None
 
 
 Row = RunRow | TaskRow | AttemptRow
@@ -162,6 +186,7 @@ class Fold:
         self.runs: dict[str, RunRow] = {}
         self.tasks: dict[tuple[str, str], TaskValues] = {}
         self.attempts: dict[tuple[str, str, int], AttemptRow] = {}
+        self.states: dict[tuple[str, str], StateRow] = {}
 
     def add_all(self, events: Iterable[Event]) -> Fold:
         """Fold every event, in order; returns self."""
@@ -217,6 +242,13 @@ class Fold:
         row.owner, row.owner_key = self.owner, self.owner_key
         row.heartbeat = time.time()  # the recording clock: liveness compares with it
         row.task_keys = json.dumps([self._text(k) for k in event.task_keys])
+        row.interval_start, row.interval_end, row.backfill = self._interval(event.params)
+
+    def _interval(self, params: Any) -> tuple[str | None, str | None, str | None]:
+        """A backfill's or a schedule's data interval, as given in the run's params."""
+        found = (params.get(name) for name in ("interval_start", "interval_end", "backfill_id"))
+        start, end, backfill = (self._text(v) if isinstance(v, str) else None for v in found)
+        return start, end, backfill
 
     def _run_finished(self, event: RunFinished) -> None:
         row = self._run(event.run_id)
@@ -245,8 +277,19 @@ class Fold:
         row[_FINISHED], row[_REASON] = event.time, self._text(reason) if reason else reason
         if state is _SUCCESS:
             row[_RESULT] = encode_result_fields(event.result, self.max_result_bytes)
+            if event.state_writes:
+                self._state_writes(event)
         if attempt > 1 or (attempt and event.error is not None):
             self._end_attempt(event, _VALUES[state])
+
+    def _state_writes(self, event: TaskStateChanged) -> None:
+        # Later writes of a key in one batch win: they succeeded later.
+        assert event.state_writes is not None
+        pipeline, run_id, task = (self._text(t) for t in (event.pipeline, event.run_id, event.key))
+        for key, value in event.state_writes.items():
+            text = self._text(key)
+            stored = None if value is None else self._text(value)
+            self.states[pipeline, text] = StateRow(pipeline, text, stored, event.time, run_id, task)
 
     def _end_attempt(self, event: TaskStateChanged | TaskRetrying, state: str) -> None:
         attempt = self._attempt(event.run_id, event.key, event.attempt)

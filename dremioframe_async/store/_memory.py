@@ -18,10 +18,11 @@ from ._attendance import DEFAULT_CANCEL_POLL, Attendance
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._coordination import ACTIVE_RESUMER, CancelOutcome, QueuedRun, encode_params, resume_refused
 from ._errors import RunNotFound
-from ._fold import AttemptRow, Fold, RunRow, TaskRow, merge, task_row
-from ._model import RunInfo, TaskInfo
+from ._fold import AttemptRow, Fold, RunRow, StateRow, TaskRow, merge, task_row
+from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import Keyset, RunPage, RunQuery, page_of
+from ._state import encode_state_value, entry
 from ._views import in_plan_order, pending_count, run_info, task_info
 
 __all__ = ["MemoryStore"]
@@ -49,6 +50,7 @@ class MemoryStore:
         self._fires: set[tuple[str, float]] = set()
         self._queued: anyio.Event | None = None
         self._attendance = Attendance(self._beat, self._poll, 5.0, DEFAULT_CANCEL_POLL)
+        self._state: dict[str, dict[str, StateRow]] = {}
 
     async def record(self, events: Sequence[Event]) -> None:
         """Fold ``events`` into the history."""
@@ -65,7 +67,47 @@ class MemoryStore:
         for (run_id, key, number), attempt in fold.attempts.items():
             attempts = self._attempts.setdefault((run_id, key), {})
             attempts[number] = merge(attempts.get(number), attempt)
+        for row in fold.states.values():
+            self._put_state(row)
         await anyio.lowlevel.checkpoint()
+
+    def _put_state(self, row: StateRow) -> None:
+        if row.value is None:
+            self._state.get(row.pipeline, {}).pop(row.key, None)
+        else:
+            self._state.setdefault(row.pipeline, {})[row.key] = row
+
+    # -- pipeline state -----------------------------------------------------------
+
+    async def state_entries(self, pipeline: str) -> list[StateEntry]:
+        """Every key of ``pipeline``'s state, sorted, with who last wrote it."""
+        await anyio.lowlevel.checkpoint()
+        rows = sorted(self._state.get(pipeline, {}).values(), key=lambda r: r.key)
+        return [entry((r.pipeline, r.key, r.value, r.updated, r.run_id, r.task)) for r in rows]
+
+    async def list_state(self, pipeline: str) -> dict[str, Any]:
+        """``pipeline``'s state as a dict of JSON values."""
+        return {e.key: e.value for e in await self.state_entries(pipeline)}
+
+    async def get_state(self, pipeline: str, key: str, default: Any = None) -> Any:
+        """The value of one key of ``pipeline``'s state, or ``default``."""
+        await anyio.lowlevel.checkpoint()
+        row = self._state.get(pipeline, {}).get(key)
+        return default if row is None else decode_json(row.value)
+
+    async def set_state(self, pipeline: str, key: str, value: Any) -> None:
+        """Set one key of ``pipeline``'s state outside any run.
+
+        :raises StateValueError: the key is not a non-empty string or the value is not JSON.
+        """
+        text = encode_state_value(key, value)
+        await anyio.lowlevel.checkpoint()
+        self._put_state(StateRow(pipeline, key, text, time.time(), None, None))
+
+    async def delete_state(self, pipeline: str, key: str) -> bool:
+        """Remove one key of ``pipeline``'s state; whether it was there."""
+        await anyio.lowlevel.checkpoint()
+        return self._state.get(pipeline, {}).pop(key, None) is not None
 
     def _run_row(self, run_id: str) -> RunRow:
         try:
@@ -113,6 +155,7 @@ class MemoryStore:
             for r in self._runs.values()
             if (query.pipeline is None or r.pipeline == query.pipeline)
             and (query.status is None or r.status == query.status.value)
+            and (query.backfill is None or r.backfill == query.backfill)
         )
         keys = [k for k, _ in keyed]
         cursor = query.cursor

@@ -1,14 +1,18 @@
-"""Frozen read views of recorded runs (the :class:`RunStore` protocol is in ``_protocol``)."""
+"""Frozen read views of recorded runs and pipeline state, and the StateStore protocol.
+
+The :class:`RunStore` protocol is in ``_protocol``: it names the pages and the
+coordination records, which import these views.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..orchestration import RunStatus, TaskState
 
-__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "TaskInfo"]
+__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "StateEntry", "StateStore", "TaskInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,10 @@ class RunInfo:
     schedule started, kept by its resumes; ``queued_at`` when it entered the run
     queue; ``cancel_requests`` how many cancels were asked for it (the second
     stops its cleanup); ``resumed_by`` the run that resumes it, once one was accepted.
+    ``interval`` is the run's data interval (start, end: timezone-aware ISO
+    strings) when its params carry ``interval_start`` and ``interval_end`` (a
+    backfill's or a schedule's run); ``backfill`` the id of the backfill it
+    belongs to.
     """
 
     run_id: str
@@ -71,8 +79,53 @@ class RunInfo:
     queued_at: float | None = None
     cancel_requests: int = 0
     resumed_by: str | None = None
+    interval: tuple[str, str] | None = None
+    backfill: str | None = None
 
     @property
     def duration(self) -> float | None:
         """Seconds from start to end, or ``None`` while the run has no end."""
         return None if self.finished is None else self.finished - self.started
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """One key of a pipeline's state: its value and who last wrote it.
+
+    ``run_id`` and ``task`` are None for a value set with ``store.set_state``.
+    """
+
+    pipeline: str
+    key: str
+    value: Any
+    updated: float | None
+    run_id: str | None = None
+    task: str | None = None
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """A store that keeps pipeline state (memory, SQLite and PostgreSQL all do)."""
+
+    async def state_entries(self, pipeline: str) -> list[StateEntry]:
+        """Every key of ``pipeline``'s state, sorted, with who last wrote it."""
+        ...
+
+    async def list_state(self, pipeline: str) -> dict[str, Any]:
+        """``pipeline``'s state as a dict of JSON values."""
+        ...
+
+    async def get_state(self, pipeline: str, key: str, default: Any = None) -> Any:
+        """The value of one key of ``pipeline``'s state, or ``default``."""
+        ...
+
+    async def set_state(self, pipeline: str, key: str, value: Any) -> None:
+        """Set one key of ``pipeline``'s state outside any run.
+
+        :raises StateValueError: the key is not a non-empty string or the value is not JSON.
+        """
+        ...
+
+    async def delete_state(self, pipeline: str, key: str) -> bool:
+        """Remove one key of ``pipeline``'s state; whether it was there."""
+        ...

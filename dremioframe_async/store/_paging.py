@@ -58,6 +58,7 @@ class RunQuery:
     before: str | None = None
     after: str | None = None
     limit: int = 50
+    backfill: str | None = None  # only the runs of this backfill (RunInfo.backfill)
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int):
@@ -133,6 +134,8 @@ class PageSQL:
             self._add("pipeline = {}", query.pipeline)
         if query.status is not None:
             self._add("status = {}", query.status.value)
+        if query.backfill is not None:
+            self._add("backfill = {}", query.backfill)
 
     def _add(self, clause: str, *values: object) -> None:
         marks = [self._mark(len(self.params) + i + 1) for i in range(len(values))]

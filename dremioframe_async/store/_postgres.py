@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import secrets
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -51,11 +52,12 @@ from ._errors import (
     StoreUnavailable,
     redact,
 )
-from ._fold import AttemptRow, Fold, RunRow, TaskRow, TaskValues, WrittenTasks, as_tuple
-from ._model import RunInfo, TaskInfo
+from ._fold import AttemptRow, Fold, RunRow, StateRow, TaskRow, TaskValues, WrittenTasks, as_tuple
+from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._sql import MIGRATIONS, migration, select, upsert_json
+from ._state import StateSQL, encode_state_value, entry
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["PostgresStore"]
@@ -115,12 +117,14 @@ class PostgresStore:
         self._upserts = {cls: upsert_json(cls, self._prefix) for cls in _ROWS}
         self._insert_tasks = upsert_json(TaskRow, self._prefix, fresh=True)
         self._written = WrittenTasks()
+        self._state = StateSQL("postgres", self._prefix)
         self._pool: Any = None
         self._open_lock: anyio.Lock | None = None
         self.dead_after = dead_after
         self._attendance = Attendance(self._beat, self._poll, heartbeat, cancel_poll)
         self._channel = f"{schema}_events"
         self._listener: Any = None
+        self._generation = 0  # counts aclose() calls: a LISTEN opened across one is closed
         self._listen_lock: anyio.Lock | None = None
         self._queued: anyio.Event | None = None
 
@@ -240,11 +244,46 @@ class PostgresStore:
             (self._upserts[AttemptRow], attempts),
         ]
         fallback = [(self._upserts[TaskRow], tasks)] if new else []
+        states = self._state.writes(list(fold.states.values()))
+        retry = (writes[0], *fallback, writes[3])
         return _Batch(
-            [(sql, _dumps(rows)) for sql, rows in writes if rows],
-            [(sql, _dumps(rows)) for sql, rows in (writes[0], *fallback, writes[3]) if rows],
+            [*((sql, (_dumps(rows),)) for sql, rows in writes if rows), *states],
+            [*((sql, (_dumps(rows),)) for sql, rows in retry if rows), *states],
             new,
         )
+
+    # -- pipeline state -----------------------------------------------------------
+
+    async def state_entries(self, pipeline: str) -> list[StateEntry]:
+        """Every key of ``pipeline``'s state, sorted, with who last wrote it."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._state.select_all, pipeline)
+        return [entry(tuple(row)) for row in rows]
+
+    async def list_state(self, pipeline: str) -> dict[str, Any]:
+        """``pipeline``'s state as a dict of JSON values."""
+        return {e.key: e.value for e in await self.state_entries(pipeline)}
+
+    async def get_state(self, pipeline: str, key: str, default: Any = None) -> Any:
+        """The value of one key of ``pipeline``'s state, or ``default``."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._state.select_one, pipeline, key)
+        return default if row is None else entry(tuple(row)).value
+
+    async def set_state(self, pipeline: str, key: str, value: Any) -> None:
+        """Set one key of ``pipeline``'s state outside any run.
+
+        :raises StateValueError: the key is not a non-empty string or the value is not JSON.
+        """
+        row = StateRow(pipeline, key, encode_state_value(key, value), time.time(), None, None)
+        async with self._connection() as conn:
+            await _write(conn, self._state.writes([row]))
+
+    async def delete_state(self, pipeline: str, key: str) -> bool:
+        """Remove one key of ``pipeline``'s state; whether it was there."""
+        async with self._connection() as conn:
+            status: str = await conn.execute(self._state.delete, pipeline, key)
+        return status != "DELETE 0"
 
     async def _run_row(self, conn: Any, run_id: str) -> RunRow:
         row = await conn.fetchrow(select(RunRow, self._prefix) + " WHERE run_id = $1", run_id)
@@ -444,11 +483,21 @@ class PostgresStore:
             import asyncpg
 
             await self._ensure()
+            generation = self._generation
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=self._pool_args["timeout"])
-                await conn.add_listener(self._channel, self._notified)
             except Exception as exc:
                 raise self._unavailable(exc, "cannot listen: ") from exc
+            try:
+                await conn.add_listener(self._channel, self._notified)
+            except BaseException as exc:  # cancelled, say: never leave it open behind us
+                await _close_quietly(conn)
+                if isinstance(exc, Exception):
+                    raise self._unavailable(exc, "cannot listen: ") from exc
+                raise
+            if generation != self._generation:  # the store was closed meanwhile
+                await _close_quietly(conn)
+                return
             self._listener = conn
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
@@ -460,6 +509,7 @@ class PostgresStore:
         """Close the pool and the listening connection; using the store again reopens them."""
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
+        self._generation += 1
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             if listener is not None and not listener.is_closed():
                 await listener.close()
@@ -482,22 +532,28 @@ _UNIQUE_VIOLATION = "23505"
 class _Batch:
     """One batch's statements; ``fallback`` upserts every row (if a new one exists)."""
 
-    writes: list[tuple[str, str]]
-    fallback: list[tuple[str, str]]
+    writes: list[tuple[str, tuple[Any, ...]]]
+    fallback: list[tuple[str, tuple[Any, ...]]]
     new: list[TaskValues]
 
 
-async def _write(conn: Any, writes: list[tuple[str, str]]) -> None:
+async def _write(conn: Any, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
     if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
-        await conn.execute(*writes[0])
+        sql, args = writes[0]
+        await conn.execute(sql, *args)
         return
     async with conn.transaction():
-        for sql, rows in writes:
-            await conn.execute(sql, rows)
+        for sql, args in writes:
+            await conn.execute(sql, *args)
 
 
 # Batches up to this many events are folded on the loop (a thread hop costs ~50 µs).
 _INLINE_EVENTS = 16
+
+
+async def _close_quietly(conn: Any) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+        await conn.close()
 
 
 async def _no_reset(conn: Any) -> None:

@@ -62,6 +62,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (pipeline, scheduled_for))""",
         "CREATE INDEX {ip}runs_queued ON {p}runs (status, queued_at)",
     ),
+    # Pipeline state (see store/_state.py), and the data interval and backfill of a run
+    # (from its params interval_start, interval_end and backfill_id).
+    (
+        """CREATE TABLE {p}pipeline_state (
+            pipeline TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated {real},
+            run_id TEXT, task TEXT, PRIMARY KEY (pipeline, key))""",
+        "ALTER TABLE {p}runs ADD COLUMN interval_start TEXT",
+        "ALTER TABLE {p}runs ADD COLUMN interval_end TEXT",
+        "ALTER TABLE {p}runs ADD COLUMN backfill TEXT",
+        "CREATE INDEX {ip}runs_by_interval ON {p}runs (pipeline, interval_start)",
+        "CREATE INDEX {ip}runs_by_backfill ON {p}runs (backfill)",
+    ),
 )
 
 

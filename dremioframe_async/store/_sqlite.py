@@ -36,11 +36,12 @@ from ._attendance import (
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
-from ._fold import AttemptRow, Fold, Row, RunRow, TaskRow, WrittenTasks, as_tuple
-from ._model import RunInfo, TaskInfo
+from ._fold import AttemptRow, Fold, Row, RunRow, StateRow, TaskRow, WrittenTasks, as_tuple
+from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._sql import MIGRATIONS, migration, select, upsert
+from ._state import StateSQL, encode_state_value, entry
 from ._views import in_plan_order, run_info, task_info
 
 __all__ = ["SQLiteStore"]
@@ -177,6 +178,7 @@ class SQLiteStore:
         runs = [as_tuple(r) for r in fold.runs.values()]
         attempts = [as_tuple(r) for r in fold.attempts.values()]
         tasks = list(fold.tasks.values())
+        states = list(fold.states.values())
         fresh, known = self._written.split(tasks)
         try:
             with _transaction(conn):
@@ -184,14 +186,46 @@ class SQLiteStore:
                 _upsert(conn, TaskRow, fresh, fresh=True)
                 _upsert(conn, TaskRow, known)
                 _upsert(conn, AttemptRow, attempts)
+                _write_state(conn, states)
         except sqlite3.IntegrityError:
             # A row taken for new exists (written through another handle): upsert all.
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
                 _upsert(conn, TaskRow, tasks)
                 _upsert(conn, AttemptRow, attempts)
+                _write_state(conn, states)
         self._written.remember(fold.runs.values(), fresh)
         self._check_file()  # after the write, so a deletion during it is seen too
+
+    # -- pipeline state -----------------------------------------------------------
+
+    async def state_entries(self, pipeline: str) -> list[StateEntry]:
+        """Every key of ``pipeline``'s state, sorted, with who last wrote it."""
+        rows = await self._call(_fetch_all, _STATE.select_all, (pipeline,))
+        return [entry(row) for row in rows]
+
+    async def list_state(self, pipeline: str) -> dict[str, Any]:
+        """``pipeline``'s state as a dict of JSON values."""
+        return {e.key: e.value for e in await self.state_entries(pipeline)}
+
+    async def get_state(self, pipeline: str, key: str, default: Any = None) -> Any:
+        """The value of one key of ``pipeline``'s state, or ``default``."""
+        rows = await self._call(_fetch_all, _STATE.select_one, (pipeline, key))
+        return entry(rows[0]).value if rows else default
+
+    async def set_state(self, pipeline: str, key: str, value: Any) -> None:
+        """Set one key of ``pipeline``'s state outside any run.
+
+        :raises StateValueError: the key is not a non-empty string or the value is not JSON.
+        """
+        row = StateRow(pipeline, key, encode_state_value(key, value), time.time(), None, None)
+        await self._call(_write_state_now, [row])
+
+    async def delete_state(self, pipeline: str, key: str) -> bool:
+        """Remove one key of ``pipeline``'s state; whether it was there."""
+        found = await self._call(_fetch_all, _STATE.select_one, (pipeline, key))
+        await self._call(_write_state_now, [StateRow(pipeline, key, None, 0.0, None, None)])
+        return bool(found)
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results and status for resuming.
@@ -316,6 +350,23 @@ def _upsert(
         sql = _upsert_sql(cls, n, fresh)
         conn.execute(sql, list(chain.from_iterable(rows[done : done + n])))
         done += n
+
+
+_STATE = StateSQL("sqlite", "")
+
+
+def _write_state(conn: sqlite3.Connection, rows: Sequence[StateRow]) -> None:
+    for sql, args in _STATE.writes(rows):
+        conn.execute(sql, args)
+
+
+def _write_state_now(conn: sqlite3.Connection, rows: Sequence[StateRow]) -> None:
+    with _transaction(conn):
+        _write_state(conn, rows)
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, args).fetchall()
 
 
 _UPSERT_SQL: dict[tuple[type[Row], int, bool], str] = {}

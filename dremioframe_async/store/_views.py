@@ -28,6 +28,12 @@ def run_info(row: RunRow, counts: Mapping[str, int]) -> RunInfo:
         queued_at=row.queued_at,
         cancel_requests=row.cancel_requests or 0,
         resumed_by=row.resumed_by,
+        interval=(
+            (row.interval_start, row.interval_end)
+            if row.interval_start is not None and row.interval_end is not None
+            else None
+        ),
+        backfill=row.backfill,
     )
 
 

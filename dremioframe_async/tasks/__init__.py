@@ -41,6 +41,9 @@ from ._http import (
     HttpTransientError,
     SlackAlertTask,
 )
+from ._incremental import IncrementalExtractError, IncrementalExtractTask
+from ._load import InsertSelectTask, MergeTask, merge_sql
+from ._partitioned import PartitionedExtractTask
 from ._process import ProcessOutput
 from ._quality import (
     DataQualityConfigError,
@@ -64,6 +67,7 @@ from ._sql import (
     rollback_sql,
     string_literal,
 )
+from ._watermark import Watermark
 
 __all__ = [
     "AcceptedValues",
@@ -97,8 +101,13 @@ __all__ = [
     "HttpStatusError",
     "HttpTask",
     "HttpTransientError",
+    "IncrementalExtractError",
+    "IncrementalExtractTask",
+    "InsertSelectTask",
+    "MergeTask",
     "NotNull",
     "OptimizeTask",
+    "PartitionedExtractTask",
     "ProcessOutput",
     "QualityReport",
     "RefreshReflectionTask",
@@ -119,8 +128,10 @@ __all__ = [
     "TaskLibraryError",
     "Unique",
     "VacuumTask",
+    "Watermark",
     "expire_snapshots_sql",
     "load_checks",
+    "merge_sql",
     "optimize_sql",
     "parse_checks",
     "quote_identifier",

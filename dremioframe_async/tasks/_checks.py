@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._sql import quote_identifier, quote_path, string_literal
+from ._sql import SqlArgumentError, quote_identifier, quote_path, string_literal
 
 __all__ = [
     "AcceptedValues",
@@ -31,6 +32,7 @@ __all__ = [
     "NotNull",
     "RowCount",
     "Unique",
+    "max_age_of",
 ]
 
 FAILING = "__dq_failing"  # the window count column added to failing-row queries
@@ -56,6 +58,30 @@ class CheckResult:
         verdict = "passed" if self.passed else f"FAILED ({self.failing} failing)"
         seen = f", observed {self.observed}" if self.observed is not None else ""
         return f"{self.name}: {verdict}{seen}"
+
+
+_AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def max_age_of(value: object) -> dt.timedelta:
+    """A freshness limit: a timedelta, seconds, or text like ``'30m'``, ``'12h'``, ``'1d'``.
+
+    :raises SqlArgumentError: (a ValueError) anything else, or a negative age.
+    """
+    age: dt.timedelta | None = None
+    if isinstance(value, dt.timedelta):
+        age = value
+    elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        age = dt.timedelta(seconds=value)
+    elif isinstance(value, str) and (match := _AGE.fullmatch(value)) is not None:
+        age = dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    if age is None or age < dt.timedelta(0):
+        raise SqlArgumentError(
+            f"max_age must be a timedelta, seconds, or like '30m', '12h', '1d', '2w' "
+            f"(zero or more), got {value!r}"
+        )
+    return age
 
 
 def _literal(value: object) -> str:
@@ -247,14 +273,23 @@ class RowCount:
 
 @dataclass(frozen=True, slots=True)
 class Freshness:
-    """The newest ``column`` timestamp is at most ``max_age`` old (naive times are UTC)."""
+    """The newest ``column`` timestamp is at most ``max_age`` old (naive times are UTC).
+
+    ``max_age`` is a timedelta, seconds, or text as in YAML (``"1d"``, ``"12h"``);
+    it is a timedelta once constructed.
+
+    :raises SqlArgumentError: (a ValueError) ``max_age`` is none of these.
+    """
 
     table: Table
     column: str
-    max_age: dt.timedelta
+    max_age: dt.timedelta | str | float
     where: str | None = None
     name: str | None = None
     kind = "freshness"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_age", max_age_of(self.max_age))
 
     @property
     def label(self) -> str:
@@ -272,7 +307,8 @@ class Freshness:
             latest = latest.replace(tzinfo=dt.UTC)
         elif isinstance(latest, dt.date) and not isinstance(latest, dt.datetime):
             latest = dt.datetime.combine(latest, dt.time(), dt.UTC)
-        fresh = isinstance(latest, dt.datetime) and now - latest <= self.max_age
+        max_age = max_age_of(self.max_age)  # a timedelta already: narrows the type
+        fresh = isinstance(latest, dt.datetime) and now - latest <= max_age
         return CheckResult(self.label, self.kind, fresh, int(not fresh), (), latest, sql)
 
 

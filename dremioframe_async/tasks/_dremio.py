@@ -25,8 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..dremio import RETRYABLE_ERRORS, DremioClient, Via
+from ..dremio import RETRYABLE_ERRORS, DremioClient, Via, is_data_changing
 from ..orchestration import RunContext, Task
+from ._once import OnceSubmitted
 from ._sql import (
     expire_snapshots_sql,
     optimize_sql,
@@ -154,11 +155,17 @@ class DremioQueryTask(ClientTask):
         self.output_path = None if output_path is None else Path(output_path)
         self.sql_context = list(sql_context) if sql_context else None
         self.query_timeout = query_timeout
+        self._once = OnceSubmitted() if is_data_changing(sql) else None
         options = client_options(self, client, dremio_retry_options(options))
         super().__init__(name, self._execute, **options)
 
     async def _execute(self, context: RunContext) -> pa.Table | str:
         async with client_scope(self, context) as client:
+            if self._once is not None and self.output_path is None:
+                # A statement that changes data: submitted once, followed by retries.
+                return await self._once.run(
+                    client, self.sql, context, self.query_timeout, self.sql_context
+                )
             if self.output_path is None:
                 return await client.query(
                     self.sql, self.sql_context, timeout=self.query_timeout, via=self.via
@@ -178,18 +185,23 @@ class DremioSqlTask(ClientTask):
 
     The client and retries follow :class:`DremioQueryTask`'s rules; a submission
     that may have run (:class:`~dremioframe_async.dremio.DremioSubmitUncertain`)
-    is never retried.
+    is never retried. A statement that changes data is submitted at most once
+    per task instance: a retry follows the job the first attempt submitted.
     """
 
     def __init__(self, name: str, sql: str, *, client: ClientSource = None, **options: Any) -> None:
         self.sql = sql
         self.client = client
+        self._once = OnceSubmitted() if is_data_changing(sql) else None
         options = client_options(self, client, dremio_retry_options(options))
         super().__init__(name, self._execute, **options)
 
     async def _execute(self, context: RunContext) -> list[dict[str, Any]]:
         async with client_scope(self, context) as client:
-            table = await client.query(self.sql)
+            if self._once is not None:
+                table = await self._once.run(client, self.sql, context)
+            else:
+                table = await client.query(self.sql)
             rows: list[dict[str, Any]] = table.to_pylist()
             return rows
 

@@ -4,8 +4,10 @@ The child starts a new session, so it leads a process group that holds every
 process it spawns. When the task is cancelled or times out, the group gets
 SIGTERM, then SIGKILL after ``kill_grace`` seconds, under a shielded scope; when
 the leader exits on its own, whatever it left running in the group is killed
-too, so a command never outlives its task. (A process that starts a session of
-its own, like a daemon, has left the group on purpose and is not followed.)
+too. On timeout or cancellation, processes of the command that left the group
+(``setsid``, ``setpgid``) are found through /proc and signalled with it
+(:mod:`._strays`, which says what still escapes). When the command ends on its own,
+such a process (a daemon it started on purpose) is left running.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 
 from ._common import redact
+from ._strays import MARKER, new_mark, signal_strays
 
 __all__ = ["ProcessOutput", "masked", "run_process_group"]
 
@@ -68,12 +71,18 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _terminate(process: Process, grace: float) -> None:
-    """SIGTERM the group, SIGKILL it after ``grace`` s, then sweep what is left."""
-    _signal_group(process.pid, signal.SIGTERM)
+async def _signal_all(pid: int, mark: str, sig: signal.Signals) -> None:
+    """Signal the command's group, and its processes that left the group."""
+    _signal_group(pid, sig)
+    await anyio.to_thread.run_sync(signal_strays, pid, mark, sig)  # reads /proc: blocking
+
+
+async def _terminate(process: Process, grace: float, mark: str) -> None:
+    """SIGTERM the command's processes, SIGKILL them after ``grace`` s."""
+    await _signal_all(process.pid, mark, signal.SIGTERM)
     with anyio.move_on_after(grace):
         await process.wait()
-    _signal_group(process.pid, signal.SIGKILL)
+    await _signal_all(process.pid, mark, signal.SIGKILL)
     await process.wait()
 
 
@@ -91,13 +100,15 @@ async def run_process_group(
     """
     started = time.monotonic()
     out, err = _Tail(max_output), _Tail(max_output)
+    mark = new_mark()
     process = await anyio.open_process(
         list(argv),
         stdin=subprocess.DEVNULL,
         cwd=cwd,
-        env=dict(env) if env is not None else None,
+        env={**(os.environ if env is None else env), MARKER: mark},
         start_new_session=True,
     )
+    ended = False
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(out.drain, process.stdout)
@@ -105,11 +116,14 @@ async def run_process_group(
             await process.wait()
             # Children left in the group would hold the pipes open (and outlive the task).
             _signal_group(process.pid, signal.SIGKILL)
+        ended = True
     finally:
         # Bounded even if the group ignores SIGKILL's aftermath (a process stuck in the kernel).
         with anyio.CancelScope(shield=True), anyio.move_on_after(kill_grace + 10):
             if process.returncode is None:
-                await _terminate(process, kill_grace)
+                await _terminate(process, kill_grace, mark)
+            elif not ended:  # cut short while the output was still open: by a stray, perhaps
+                await _signal_all(process.pid, mark, signal.SIGKILL)
             else:
                 _signal_group(process.pid, signal.SIGKILL)
             await process.aclose()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("dremioframe_async.tasks.quality")
-
-_AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class DataQualityConfigError(TaskLibraryError, ValueError):
@@ -101,17 +97,6 @@ class DataQualityFailed(TaskLibraryError):
 # -- YAML -------------------------------------------------------------------------------
 
 
-def _max_age(value: object) -> dt.timedelta:
-    if isinstance(value, dt.timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return dt.timedelta(seconds=value)
-    match = _AGE.fullmatch(str(value)) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"max_age must be seconds or like '30m', '12h', '1d', got {value!r}")
-    return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-
-
 def _one_check(table: Any, spec: Mapping[str, Any]) -> Check:
     kind, name, where = spec.get("type"), spec.get("name"), spec.get("where")
     if kind == "not_null":
@@ -123,7 +108,7 @@ def _one_check(table: Any, spec: Mapping[str, Any]) -> Check:
     if kind == "row_count":
         return RowCount(table, spec.get("min"), spec.get("max"), where, name)
     if kind == "freshness":
-        return Freshness(table, spec["column"], _max_age(spec["max_age"]), where, name)
+        return Freshness(table, spec["column"], spec["max_age"], where, name)
     if kind == "expression":
         return Expression(table, spec["expression"], where, name)
     if kind == "custom_sql":

@@ -58,7 +58,8 @@ class ShellTask(Task):
     may be :class:`Credential`; they are masked in errors and output); set
     ``inherit_env=False`` to pass only ``env``. On ``timeout`` or cancellation
     the command's whole process group gets SIGTERM, then SIGKILL after
-    ``kill_grace`` seconds. By default a non-zero exit and a timeout are retried
+    ``kill_grace`` seconds, and so do its processes that left the group (on
+    Linux; see the README for what escapes). By default a non-zero exit and a timeout are retried
     (when ``retries`` is set); a program that cannot start is not.
 
     :raises ShellCommandFailed: non-zero exit with ``check=True``.

@@ -33,7 +33,9 @@ from ._flightsql import FlightSql
 from ._json import dremio_schema, json_ready, page_json
 from ._login import session_json
 from ._model import CannedResponse, FakeJob, Fault, Hold, JobSlots, RecordedRequest
+from ._oauth import OAuthServer
 from ._sql import SqlEngine
+from ._urlpath import remove_dot_segments
 
 __all__ = ["FakeDremio"]
 
@@ -41,6 +43,7 @@ logger = logging.getLogger("dremioframe_async.testing")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_LIMIT = 500
+_SECRET_FIELDS = ("password", "client_secret", "subject_token")
 
 
 def _error(status: int, message: str, more_info: str = "", **headers: str) -> web.Response:
@@ -53,9 +56,10 @@ class FakeDremio:
 
     ``url`` is set once started; ``token`` is a personal access token it accepts;
     ``username``/``password`` are what its ``/apiv2/login`` accepts;
-    ``project_id`` is the Dremio Cloud project it serves. ``job_latency`` is how
-    long each job stays STARTING/RUNNING; ``max_running_jobs`` (None: no limit)
-    is how many jobs run at once, the rest waiting QUEUED in submission order, as
+    ``project_id`` is the Dremio Cloud project it serves; ``oauth`` is its ``/oauth/token``
+    (``oauth.client_id``/``oauth.client_secret``: the client credentials it accepts).
+    ``job_latency`` is how long each job stays STARTING/RUNNING; ``max_running_jobs``
+    (None: no limit) is how many jobs run at once, the rest waiting QUEUED in submission order, as
     on a Dremio with a bounded queue. Flight queries are jobs too: they take
     their turn and their latency before the first batch. ``request_latency``
     delays every response, as a network would. With ``ssl_context`` (a server context holding
@@ -101,11 +105,13 @@ class FakeDremio:
         self._started_ms = int(time.time() * 1000)
         self._sessions: set[str] = set()
         self._issued: list[str] = []
+        self.oauth = OAuthServer(self._issue_token, lambda token: token == self.token)
         self._canned: list[CannedResponse] = []
         self._faults: list[Fault] = []
         self._holds: list[Hold] = []
         self._short_pages: list[Fault] = []
         self._extra_rows: list[tuple[str, int]] = []
+        self._late_cancels = 0
         self._runner: web.AppRunner | None = None
         self._job_locks: dict[str, anyio.Lock] = {}
         self._serve_flight = flight
@@ -298,6 +304,12 @@ class FakeDremio:
         pattern = re.compile(r"/job/[^/]+$")
         self._faults.append(Fault(count, status, method="GET", pattern=pattern))
 
+    def cancel_too_late(self, count: int = 1) -> None:
+        """The next ``count`` cancel requests land after their job ended: the job runs to
+        its end first and the cancel is refused, as when Dremio finishes a statement
+        just before the cancel arrives."""
+        self._late_cancels += count
+
     def short_pages(self, count: int = 1, *, missing: int | None = 1, after: int = 0) -> None:
         """The next ``count`` results pages (after ``after`` good ones) lose their last
         ``missing`` rows (None: all rows).
@@ -362,7 +374,7 @@ class FakeDremio:
 
     @property
     def issued_tokens(self) -> tuple[str, ...]:
-        """Every token ``/apiv2/login`` has handed out (for leak checks in tests)."""
+        """Every session token handed out: logins, Flight handshakes, OAuth (for leak checks)."""
         return tuple(self._issued)
 
     def requests_to(self, path_substring: str, method: str | None = None) -> list[RecordedRequest]:
@@ -382,6 +394,7 @@ class FakeDremio:
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/apiv2/login", self._login)
+        app.router.add_post("/oauth/token", self.oauth.token)
         for prefix in ("/api/v3", "/v0/projects/{project}"):
             app.router.add_post(prefix + "/sql", self._submit)
             app.router.add_get(prefix + "/job/{job}", self._job_status)
@@ -395,7 +408,7 @@ class FakeDremio:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        resolved = _remove_dot_segments(request.rel_url.raw_path)
+        resolved = remove_dot_segments(request.rel_url.raw_path)
         if resolved != request.rel_url.raw_path:
             # Like the web servers and proxies in front of Dremio: a bare "." or ".."
             # segment is resolved, so it can lead to another endpoint.
@@ -431,8 +444,8 @@ class FakeDremio:
             body = json.loads(await request.read())
         except ValueError:
             return None
-        if isinstance(body, dict) and "password" in body:
-            body = {**body, "password": "***"}
+        if isinstance(body, dict):  # secrets stay out of the log
+            body = {k: "***" if k in _SECRET_FIELDS else v for k, v in body.items()}
         return body
 
     def _fault_for(self, request: web.Request) -> Fault | None:
@@ -453,7 +466,7 @@ class FakeDremio:
         return _error(fault.status, fault.message, **headers)
 
     def _auth_failure(self, request: web.Request) -> web.Response | None:
-        if request.path == "/apiv2/login":
+        if request.path in ("/apiv2/login", "/oauth/token"):
             return None
         project = request.match_info.get("project")
         if project is not None and project != self.project_id:
@@ -468,9 +481,7 @@ class FakeDremio:
         body = await request.json()
         if body.get("userName") != self.username or body.get("password") != self.password:
             return _error(401, "Invalid username or password")
-        token = secrets.token_urlsafe(24)
-        self._sessions.add(token)
-        self._issued.append(token)
+        token = self._issue_token()
         return web.json_response(session_json(self.username, token, self._started_ms))
 
     async def _submit(self, request: web.Request) -> web.Response:
@@ -517,6 +528,11 @@ class FakeDremio:
 
     async def _cancel(self, request: web.Request) -> web.Response:
         job = self._job_of(request)
+        if self._late_cancels and job.state not in ("COMPLETED", "FAILED", "CANCELED"):
+            self._late_cancels -= 1
+            async with self._job_locks.setdefault(job.id, anyio.Lock()):
+                if job.state not in ("COMPLETED", "FAILED", "CANCELED"):
+                    await self._run(job)
         if job.state in ("COMPLETED", "FAILED", "CANCELED"):
             return _error(400, f"Job {job.id} has already ended ({job.state})")
         job.finish("CANCELED", reason="Query cancelled by user")
@@ -582,32 +598,12 @@ class FakeDremio:
         if job.state == "CANCELED":  # cancelled while the SQL ran
             return
         job.result, job.ready, job.schema = table, ready, dremio_schema(table.schema)
-        job.nested = any(_nested(f.type) for f in table.schema)
+        job.nested = any(pa.types.is_nested(f.type) for f in table.schema)
         job.finish("COMPLETED")
-
-
-def _remove_dot_segments(raw_path: str) -> str:
-    """RFC 3986's dot-segment removal on an encoded path (``%2E%2E`` is not a dot segment)."""
-    if "/." not in raw_path:
-        return raw_path
-    out: list[str] = []
-    segments = raw_path.split("/")
-    for segment in segments[1:]:
-        if segment == "..":
-            if out:
-                out.pop()
-        elif segment != ".":
-            out.append(segment)
-    trailing = "/" if segments[-1] in (".", "..") else ""
-    return "/" + "/".join(out) + trailing
 
 
 class _SlowJobs(CannedResponse):
     """A latency override only: the SQL still runs normally."""
-
-
-def _nested(t: pa.DataType) -> bool:
-    return bool(pa.types.is_nested(t))
 
 
 def _first_line(text: str) -> str:

@@ -11,6 +11,7 @@ The catalog is mutable as Dremio's is (:mod:`._ddl`): views (kept as SQL and run
 when queried, so they see the tables as they are then), CTAS tables and folders.
 Queries pass through :mod:`._dialect` on the way in, and their results and errors
 through :mod:`._results` on the way out, so names, types and messages are Dremio's.
+INSERT, MERGE, UPDATE and DELETE change registered tables (:mod:`._dml`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow as pa
 
 from ._ddl import Statement, parse_ddl
 from ._dialect import translate
+from ._dml import change, is_dml
 from ._information_schema import Catalog, rewrite_information_schema
 from ._mutations import apply
 from ._results import dremio_arrow, dremio_error, name_expressions
@@ -249,6 +251,8 @@ class SqlEngine:
         try:
             if statement is not None:
                 return self._ddl(statement, depth)
+            if is_dml(sql):
+                return change(self, sql, lambda query: self._execute(query, depth + 1))
             return self._query(sql, depth)
         except _duckdb().Error as exc:
             raise type(exc)(dremio_error(str(exc), sql, self.is_container)) from exc
@@ -283,6 +287,23 @@ class SqlEngine:
             self._idle.put(conn)
             self._capacity.release()
         return dremio_arrow(table, hugeint)
+
+    def scratch(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own on the engine's database (the caller closes it)."""
+        with self._lock:
+            if self._db is None:
+                self._db = _duckdb().connect()
+            return self._db.cursor()
+
+    def replace(self, name: str, table: pa.Table) -> None:
+        """Register ``table`` at the path internal name ``name`` stands for, if still there.
+
+        A path replaced meanwhile (``add_table``) keeps its newer table.
+        """
+        with self._lock:
+            path = next((parts for parts, n, _ in self._paths if n == name), None)
+        if path is not None:
+            self.add_table(path, table)
 
     def check(self) -> None:
         """Make sure DuckDB can be imported.

@@ -16,9 +16,9 @@ from typing import Any
 import anyio
 from aiohttp import web
 
-from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, TaskInfo
+from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, StateStore, TaskInfo
 from ._launcher import CANCELLABLE, ActionRefused, planned_edges
-from ._model import run_json, task_json, task_state_json
+from ._model import mask, run_json, task_json, task_state_json
 from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 
@@ -38,7 +38,8 @@ def json_error(message: str, status: int) -> web.Response:
 
 
 def parse_query(query: Mapping[str, str]) -> RunQuery:
-    """A :class:`RunQuery` from ``pipeline``, ``status``, ``before``, ``after``, ``limit``.
+    """A :class:`RunQuery` from ``pipeline``, ``status``, ``before``, ``after``, ``limit``
+    and ``backfill``.
 
     :raises ValueError: for a bad value (the message says which).
     """
@@ -55,6 +56,7 @@ def parse_query(query: Mapping[str, str]) -> RunQuery:
         before=query.get("before") or None,
         after=query.get("after") or None,
         limit=limit,
+        backfill=query.get("backfill") or None,
     )
 
 
@@ -147,6 +149,29 @@ async def list_pipelines(request: web.Request) -> web.Response:
             }
         )
     return _json({"pipelines": out})
+
+
+async def pipeline_state(request: web.Request) -> web.Response:
+    """``context.state`` of a pipeline: each key's (masked) value and who last wrote it."""
+    store = _ui(request).store
+    if not isinstance(store, StateStore):
+        return json_error(f"{store!r} keeps no pipeline state", 404)
+    entries = await store.state_entries(request.match_info["name"])
+    return _json(
+        {
+            "pipeline": request.match_info["name"],
+            "state": [
+                {
+                    "key": e.key,
+                    "value": mask({e.key: e.value})[e.key],
+                    "updated": e.updated,
+                    "run_id": e.run_id,
+                    "task": e.task,
+                }
+                for e in entries
+            ],
+        }
+    )
 
 
 async def _action(
@@ -294,4 +319,5 @@ def add_api_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/api/runs/{run_id}/resume", resume, name="api_resume")
     router.add_get("/api/pipelines", list_pipelines, name="api_pipelines")
     router.add_post("/api/pipelines/{name}/runs", trigger, name="api_trigger")
+    router.add_get("/api/pipelines/{name}/state", pipeline_state, name="api_state")
     router.add_get("/api/csrf", csrf, name="api_csrf")

@@ -259,6 +259,7 @@ async def runs_handler(request: web.Request) -> web.Response:
         sorted(ui.pipelines),
         query.pipeline or "",
         query.status.value if query.status else "",
+        query.backfill or "",
     )
     return _html(request, "Runs", body)
 

@@ -71,6 +71,8 @@ def run_json(run: RunInfo) -> dict[str, Any]:
         "scheduled_for": run.scheduled_for,
         "queued_at": run.queued_at,
         "cancel_requests": run.cancel_requests,
+        "interval": list(run.interval) if run.interval is not None else None,
+        "backfill": run.backfill,
         "counts": dict(run.counts),
     }
 

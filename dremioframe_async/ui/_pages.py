@@ -124,9 +124,17 @@ def _filters(urls: Urls, pipelines: Sequence[str], pipeline: str, status: str) -
 
 
 def runs_page(
-    urls: Urls, page: RunPage, pipelines: Sequence[str], pipeline: str, status: str
+    urls: Urls,
+    page: RunPage,
+    pipelines: Sequence[str],
+    pipeline: str,
+    status: str,
+    backfill: str = "",
 ) -> Markup:
-    """The runs list: filters, one row per run, and newer/older links."""
+    """The runs list: filters, one row per run, and newer/older links.
+
+    With ``backfill``, only that backfill's runs: one group, named above the list.
+    """
     rows = [
         el(
             "tr",
@@ -140,7 +148,8 @@ def runs_page(
         )
         for r in page.runs
     ]
-    keep = {k: v for k, v in (("pipeline", pipeline), ("status", status)) if v}
+    chosen = (("pipeline", pipeline), ("status", status), ("backfill", backfill))
+    keep = {k: v for k, v in chosen if v}
     links = el(
         "p",
         {"class": "pager"},
@@ -164,6 +173,14 @@ def runs_page(
         {"id": "runs", "data-refresh": "5" if running else None},
         el("h1", None, "Runs"),
         _filters(urls, pipelines, pipeline, status),
+        el(
+            "p",
+            {"class": "backfill"},
+            f"backfill {backfill} ",
+            el("a", {"href": urls.runs(pipeline=pipeline, status=status)}, "(all runs)"),
+        )
+        if backfill
+        else None,
         el(
             "div",
             {"id": "runs-list"},
@@ -238,6 +255,10 @@ def _summary(urls: Urls, run: RunInfo) -> Markup:
         rows.append(("Resumed by", el("a", {"href": urls.run(run.resumed_by)}, run.resumed_by)))
     if run.cancel_requests:
         rows.append(("Cancel", f"requested {run.cancel_requests} time(s)"))
+    if run.interval is not None:
+        rows.append(("Data interval", f"{run.interval[0]} → {run.interval[1]}"))
+    if run.backfill:
+        rows.append(("Backfill", el("a", {"href": urls.runs(backfill=run.backfill)}, run.backfill)))
     return el(
         "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
     )

@@ -51,6 +51,8 @@ class UIState:
                     queued_at=stored.queued_at,
                     cancel_requests=stored.cancel_requests,
                     resumed_by=stored.resumed_by,
+                    interval=stored.interval,
+                    backfill=stored.backfill,
                 ),
                 tasks,
             )
