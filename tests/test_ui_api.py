@@ -176,6 +176,15 @@ async def test_trigger_runs_in_the_ui_loop_and_records_in_the_store(ui: UI) -> N
     assert unknown.status == 404
     bad = await ui.post("/api/pipelines/hello/runs", {"params": [1]})
     assert bad.status == 400
+    # NaN is not JSON (a browser's JSON.parse refuses it): never stored, never served back.
+    token = await ui.csrf()
+    nan = await ui.client.post(
+        "/api/pipelines/hello/runs",
+        data='{"params": {"n": NaN}}',
+        headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
+    )
+    assert nan.status == 400
+    assert "NaN" in (await nan.json())["error"]
 
 
 async def test_a_pipeline_that_cannot_start_is_refused_and_its_page_says_why(ui: UI) -> None:

@@ -75,6 +75,19 @@ def refuse_unknown(query: Mapping[str, str]) -> None:
             )
 
 
+def _standard_json(text: str) -> Any:
+    """``json.loads``, refusing NaN and Infinity: not JSON, and no browser could read
+    them back from the run's page.
+
+    :raises ValueError: for text that is not standard JSON.
+    """
+    seen: list[str] = []
+    value = json.loads(text, parse_constant=seen.append)
+    if seen:
+        raise ValueError(f"{seen[0]} is not a JSON value (give a number or a string)")
+    return value
+
+
 def read_params(text: str | None) -> dict[str, Any]:
     """Run parameters from JSON text: an object, or nothing.
 
@@ -83,7 +96,7 @@ def read_params(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = _standard_json(text)
     except ValueError as exc:
         raise ValueError(f"params must be a JSON object: {exc}") from None
     if not isinstance(value, dict):
@@ -189,7 +202,7 @@ async def _action(
 async def trigger(request: web.Request) -> web.Response:
     try:
         body = await request.text()
-        data = json.loads(body) if body.strip() else {}
+        data = _standard_json(body) if body.strip() else {}
         if not isinstance(data, dict):
             raise ValueError('the body must be a JSON object: {"params": {...}}')
         params = data.get("params") or {}
