@@ -165,9 +165,11 @@ async def test_runs_paginate_with_cursors_and_filters(ui: UI) -> None:
     newer = re.search(r'<a href="([^"]+)" rel="prev">', page).group(1)
     page = await (await ui.client.get(newer.replace("&amp;", "&"))).text()
     assert "page 2 of 3" in page
-    for bad in ("limit=0", "status=NOPE", "before=zzz", "limit=x"):
+    for bad in ("limit=0", "status=NOPE", "before=zzz", "after=1.5", "limit=x", "cursor=abc"):
         response = await ui.client.get(f"/api/runs?{bad}")
         assert response.status == 400, bad
+        name = bad.partition("=")[0]
+        assert name in (await response.json())["error"], bad  # it names the parameter
 
 
 # ---------------------------------------------------------------- actions
@@ -184,6 +186,15 @@ async def test_trigger_runs_in_the_ui_loop_and_records_in_the_store(ui: UI) -> N
     assert unknown.status == 404
     bad = await ui.post("/api/pipelines/hello/runs", {"params": [1]})
     assert bad.status == 400
+    # NaN is not JSON (a browser's JSON.parse refuses it): never stored, never served back.
+    token = await ui.csrf()
+    nan = await ui.client.post(
+        "/api/pipelines/hello/runs",
+        data='{"params": {"n": NaN}}',
+        headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
+    )
+    assert nan.status == 400
+    assert "NaN" in (await nan.json())["error"]
 
 
 async def test_a_pipeline_that_cannot_start_is_refused_and_its_page_says_why(ui: UI) -> None:

@@ -72,6 +72,7 @@ def test_ui_serves_the_store_and_stops_on_sigint(env: dict[str, str]) -> None:
         line = proc.stdout.readline()
         assert line.startswith("serving the UI at http://127.0.0.1:"), proc.stderr.read()
         assert "auth: none (loopback only)" in line
+        assert f"over SQLiteStore({env['DREMIOFRAME_ASYNC_STORE']});" in line  # as given
         url = line.split()[4]
         with urllib.request.urlopen(url + "api/pipelines", timeout=10) as response:
             data = json.load(response)

@@ -99,7 +99,7 @@ class StoreURLError(StoreConfigError):
         self.url = url
         self.hint = hint
         usage = (
-            "use memory://, sqlite:///abs/path.sqlite, sqlite://rel/path.sqlite, a plain file "
-            "path, or postgresql://user@host/db"
+            "use memory://, sqlite:///relative/path.sqlite, sqlite:////absolute/path.sqlite, "
+            "a plain file path, or postgresql://user@host/db"
         )
         super().__init__(f"cannot open a run store from {redact(url)!r}: {hint or usage}")

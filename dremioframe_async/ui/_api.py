@@ -68,6 +68,34 @@ def parse_query(query: Mapping[str, str]) -> RunQuery:
     )
 
 
+QUERY_NAMES = ("pipeline", "status", "before", "after", "limit")
+
+
+def refuse_unknown(query: Mapping[str, str]) -> None:
+    """Refuse a parameter the run list does not take (a ``cursor=`` would else be ignored).
+
+    :raises ValueError: naming the first unknown parameter.
+    """
+    for name in query:
+        if name not in QUERY_NAMES:
+            raise ValueError(
+                f"unknown parameter {name!r}: the run list takes {', '.join(QUERY_NAMES)}"
+            )
+
+
+def _standard_json(text: str) -> Any:
+    """``json.loads``, refusing NaN and Infinity: not JSON, and no browser could read
+    them back from the run's page.
+
+    :raises ValueError: for text that is not standard JSON.
+    """
+    seen: list[str] = []
+    value = json.loads(text, parse_constant=seen.append)
+    if seen:
+        raise ValueError(f"{seen[0]} is not a JSON value (give a number or a string)")
+    return value
+
+
 def read_params(text: str | None) -> dict[str, Any]:
     """Run parameters from JSON text: an object, or nothing.
 
@@ -76,7 +104,7 @@ def read_params(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = _standard_json(text)
     except ValueError as exc:
         raise ValueError(f"params must be a JSON object: {exc}") from None
     if not isinstance(value, dict):
@@ -90,6 +118,7 @@ def _ui(request: web.Request) -> UIState:
 
 async def list_runs(request: web.Request) -> web.Response:
     try:
+        refuse_unknown(request.query)
         query = parse_query(request.query)
     except ValueError as exc:
         return json_error(str(exc), 400)
@@ -181,7 +210,7 @@ async def _action(
 async def trigger(request: web.Request) -> web.Response:
     try:
         body = await request.text()
-        data = json.loads(body) if body.strip() else {}
+        data = _standard_json(body) if body.strip() else {}
         if not isinstance(data, dict):
             raise ValueError('the body must be a JSON object: {"params": {...}}')
         params = data.get("params") or {}
