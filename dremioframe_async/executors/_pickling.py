@@ -30,7 +30,7 @@ from ..orchestration import TaskCall
 from . import _remote
 from ._errors import TaskPickleError
 
-__all__ = ["dumps", "loads", "pack", "register_by_value"]
+__all__ = ["dumps", "loads", "pack", "pack_resources", "register_by_value"]
 
 _SEARCH_DEPTH = 4  # how far into containers and attributes the culprit search goes
 _registered: set[str] = set()
@@ -122,6 +122,27 @@ def pack(call: TaskCall, *, with_function: bool = True) -> bytes:
         found = _find_culprit(call, with_function)
         where, culprit, reason = found or ("the call", call, exc)
         raise TaskPickleError(call.key, where, _type_name(culprit), _describe(reason)) from exc
+
+
+def pack_resources(call: TaskCall) -> bytes:
+    """Pickle ``(factories, inject)`` of the call's worker-scoped resources.
+
+    :raises TaskPickleError: naming the resource whose factory cannot be pickled.
+    """
+    for factory in call.resources.values():
+        register_by_value(factory)
+    try:
+        return dumps((dict(call.resources), call.inject))
+    except Exception as exc:
+        for name, factory in call.resources.items():
+            where = f"the factory of worker-scoped resource {name!r}"
+            found = _search(factory, where, _SEARCH_DEPTH)
+            if found is not None:
+                where, culprit, reason = found
+                raise TaskPickleError(
+                    call.key, where, _type_name(culprit), _describe(reason)
+                ) from exc
+        raise TaskPickleError(call.key, "its resources", "dict", _describe(exc)) from exc
 
 
 def _type_name(value: object) -> str:

@@ -2,19 +2,36 @@
 
 This module is pickled by value with the task (cloudpickle), so workers need
 only dask, cloudpickle and what the task itself imports, not dremioframe_async.
-It must import nothing from this package.
+It must import nothing from this package. Being pickled by value, its globals
+are fresh in every payload: what must outlive one task on a worker (the running
+coroutines, the worker-scoped resources) is kept on the ``distributed.Worker``
+object itself, in plain containers.
+
+Coroutine tasks run on the worker's own event loop, where distributed awaits
+coroutine functions (``Worker.execute``): no thread is taken per task, and the
+worker-scoped resources (an aiohttp session, a Flight client) are bound to that
+one loop, shared by every coroutine task of the worker. distributed does not
+interrupt a running task when its future is cancelled, so each coroutine runs
+in an asyncio task of its own, registered by attempt, that the driver cancels
+with :func:`cancel_attempt` (through ``Client.run``) and waits for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 import pickle
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import cloudpickle
 
-__all__ = ["Context", "run_payload"]
+__all__ = ["Context", "cancel_attempt", "close_scope", "run_coroutine", "run_payload"]
+
+STATE = "_dremioframe_async"  # the attribute of the Worker holding the state below
+CLOSE_BOUND = 30.0  # seconds the worker-scoped resources of a run may take to close
 
 
 class Context(Mapping[str, Any]):
@@ -29,6 +46,11 @@ class Context(Mapping[str, Any]):
         self.run_id = run_id
         self.params = dict(params)
         self._values = dict(values)
+        self._resources: Mapping[str, Any] | None = None
+
+    def bind_resources(self, resources: Mapping[str, Any]) -> None:
+        """Give the task the worker-scoped resources it declared (opened on this worker)."""
+        self._resources = _Resources(resources)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -44,8 +66,8 @@ class Context(Mapping[str, Any]):
 
     @property
     def resources(self) -> Mapping[str, Any]:
-        """None here: a run's resources live in the process that runs the pipeline."""
-        return _NO_RESOURCES
+        """The worker-scoped resources the task declared; the run's others live on the driver."""
+        return _NO_RESOURCES if self._resources is None else self._resources
 
 
 _ON_DRIVER = (
@@ -75,6 +97,32 @@ class _NoResources(Mapping[str, Any]):
 _NO_RESOURCES = _NoResources()
 
 
+class _Resources(Mapping[str, Any]):
+    """``context.resources`` of a coroutine on a worker: its worker-scoped resources."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        raise KeyError(_ON_DRIVER.format(name=name))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 def run_payload(payload: bytes) -> tuple[Any, ...]:
     """Run the pickled ``(fn, args, kwargs)``; return ``("ok", pickled result)``.
 
@@ -88,11 +136,21 @@ def run_payload(payload: bytes) -> tuple[Any, ...]:
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:
-        reason = _cannot_travel(exc)
-        if reason is None:
-            raise
-        text = "".join(traceback.format_exception(exc))
-        return ("raised", _type_name(type(exc)), str(exc), reason, text)
+        return raised(exc)
+    return finished(result)
+
+
+def raised(exc: Exception) -> tuple[Any, ...]:
+    """Re-raise ``exc`` if it can travel back, else ``("raised", ...)``: see :func:`run_payload`."""
+    reason = _cannot_travel(exc)
+    if reason is None:
+        raise exc
+    text = "".join(traceback.format_exception(exc))
+    return ("raised", _type_name(type(exc)), str(exc), reason, text)
+
+
+def finished(result: Any) -> tuple[Any, ...]:
+    """``("ok", pickled result)``, or ``("unpicklable", ...)`` (see :func:`run_payload`)."""
     try:
         return ("ok", cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
@@ -112,3 +170,140 @@ def _type_name(cls: type) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- coroutine tasks on the worker's event loop ----------------------------------------
+
+
+def _state(worker: Any) -> dict[str, Any]:
+    """This worker's running attempts and, per scope (a run's session), its resources."""
+    state: dict[str, Any] | None = getattr(worker, STATE, None)
+    if state is None:
+        state = {"running": {}, "scopes": {}}
+        setattr(worker, STATE, state)
+    return state
+
+
+def _scope(state: dict[str, Any], scope: str) -> dict[str, Any]:
+    found: dict[str, Any] = state["scopes"].setdefault(scope, {"slots": {}, "cancelled": set()})
+    return found
+
+
+async def run_coroutine(payload: bytes, scoped: bytes, attempt: str, scope: str) -> tuple[Any, ...]:
+    """Run the pickled coroutine call on this worker's loop; outcomes as :func:`run_payload`'s.
+
+    ``scoped`` is the pickled ``(factories, inject)`` of its worker-scoped
+    resources. ``("cancelled",)`` when the driver cancelled it (:func:`cancel_attempt`).
+    """
+    from distributed import get_worker  # on the worker: distributed is there
+
+    state = _state(get_worker())
+    resources = _scope(state, scope)
+    if attempt in resources["cancelled"]:
+        return ("cancelled",)  # cancelled before it got here: never starts
+    fn, args, kwargs = pickle.loads(payload)
+    factories, inject = pickle.loads(scoped)
+    inner = asyncio.ensure_future(_call(fn, args, kwargs, factories, inject, resources))
+    state["running"][attempt] = inner
+    try:
+        result = await inner
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if inner.cancelled() and current is not None and not current.cancelling():
+            return ("cancelled",)  # the driver's cancel_attempt, not the worker closing
+        raise
+    except Exception as exc:
+        return raised(exc)
+    finally:
+        state["running"].pop(attempt, None)
+        if not inner.done():
+            inner.cancel()  # the worker is closing and cancelled this task: stop the coroutine
+    return finished(result)
+
+
+async def _call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    factories: Mapping[str, Callable[[], Any]],
+    inject: tuple[str, ...],
+    resources: dict[str, Any],
+) -> Any:
+    if factories:
+        values = {name: await _open(resources["slots"], name, f) for name, f in factories.items()}
+        kwargs.update({name: values[name] for name in inject})
+        context = kwargs.get("context")
+        if context is not None and hasattr(context, "bind_resources"):
+            context.bind_resources(values)
+    return await fn(*args, **kwargs)
+
+
+async def _open(slots: dict[str, Any], name: str, factory: Callable[[], Any]) -> Any:
+    """The worker's one instance of resource ``name`` in this scope, opened on first use."""
+    slot = slots.get(name)
+    if slot is None:
+        loop = asyncio.get_running_loop()
+        slot = slots[name] = {"ready": loop.create_future(), "close": asyncio.Event()}
+        # A task of its own enters and exits the resource, whichever task asked first.
+        slot["host"] = asyncio.ensure_future(_host(slot, factory))
+    return await asyncio.shield(slot["ready"])
+
+
+def _is_async_cm(value: object) -> bool:
+    return hasattr(type(value), "__aenter__") and hasattr(type(value), "__aexit__")
+
+
+async def _host(slot: dict[str, Any], factory: Callable[[], Any]) -> None:
+    ready: asyncio.Future[Any] = slot["ready"]
+    try:
+        made = factory()
+        if inspect.isawaitable(made) and not _is_async_cm(made):
+            made = await made
+        value = await type(made).__aenter__(made) if _is_async_cm(made) else made
+    except Exception as exc:  # every task of this scope that asks gets it
+        ready.set_exception(exc)
+        return
+    ready.set_result(value)
+    if not _is_async_cm(made):
+        return  # a plain object: nothing to close
+    try:
+        await slot["close"].wait()
+    finally:
+        await type(made).__aexit__(made, None, None, None)
+
+
+async def cancel_attempt(attempt: str, scope: str, dask_worker: Any = None) -> bool:
+    """Cancel the attempt's coroutine if it runs here and wait for it to end (True);
+    else remember it, so that it never starts here (False). Run through ``Client.run``."""
+    state = _state(dask_worker)
+    inner = state["running"].get(attempt)
+    if inner is None:
+        _scope(state, scope)["cancelled"].add(attempt)
+        return False
+    inner.cancel()
+    await asyncio.wait([inner], timeout=CLOSE_BOUND)
+    return True
+
+
+async def close_scope(scope: str, dask_worker: Any = None) -> int:
+    """Close the worker-scoped resources of ``scope`` on this worker; how many were open.
+
+    Run through ``Client.run`` when the run's session ends.
+    """
+    state = _state(dask_worker)
+    resources = state["scopes"].pop(scope, None)
+    if resources is None:
+        return 0
+    hosts = []
+    for slot in resources["slots"].values():
+        slot["close"].set()
+        hosts.append(slot["host"])
+    if hosts:
+        await asyncio.wait(hosts, timeout=CLOSE_BOUND)
+    for host in hosts:
+        if host.done() and not host.cancelled() and host.exception() is not None:
+            # Nobody awaits a host: say that a close failed rather than drop it.
+            logging.getLogger("dremioframe_async.executors").error(
+                "a worker-scoped resource failed to close", exc_info=host.exception()
+            )
+    return len(hosts)

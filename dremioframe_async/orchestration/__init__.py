@@ -24,6 +24,7 @@ from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._mapping import MappedTask, PartialTaskFunction
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
+from ._placement import WorkerScoped, worker_scoped
 from ._pstate import PipelineState, StateSource, StateUnavailable, StateValueError
 from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
@@ -79,6 +80,8 @@ __all__ = [
     "UndeclaredResourceError",
     "UpstreamCounts",
     "Verdict",
+    "WorkerScoped",
     "decide",
     "task",
+    "worker_scoped",
 ]

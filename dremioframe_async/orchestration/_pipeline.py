@@ -14,9 +14,10 @@ import anyio
 import anyio.to_thread
 
 from ._dispatch import Listener, dispatching, normalize_listeners
-from ._errors import ArgumentError
-from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
+from ._errors import ArgumentError, PipelineDefinitionError
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._graph import Plan, build_plan, mermaid
+from ._placement import on_executor, placement_problems
 from ._pstate import RunState, StateSource
 from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
@@ -270,14 +271,13 @@ class Pipeline:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
         remote = _RemoteCancel(stop_cleanup)
+        factories = run_factories(self._needing_resources(plan), self.resources, given)
         try:
             async with (
-                self._executor_session(plan, chosen) as session,
+                self._executor_session(plan, chosen, factories) as session,
                 dispatching(listeners, store) as dispatch,
                 remote.attended(store, run_id),
-                run_resources(
-                    run_factories(self._needing_resources(plan), self.resources, given)
-                ) as opened,
+                run_resources(factories) as opened,
             ):
                 run = Run(
                     plan,
@@ -315,14 +315,18 @@ class Pipeline:
 
     @asynccontextmanager
     async def _executor_session(
-        self, plan: Plan, executor: Executor | None
+        self, plan: Plan, executor: Executor | None, factories: Mapping[str, Any]
     ) -> AsyncIterator[ExecutorSession | None]:
         # Open the executor only when some task will use it: a pipeline of
-        # coroutines starts no cluster.
+        # coroutines starts no cluster (unless the executor takes coroutines).
+        named = [(k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if t.options.executor]
+        problems = placement_problems(named, executor, factories)
+        if problems:
+            raise PipelineDefinitionError(self.name, problems)
         tasks = [
             (key, t)
             for key, t in zip(plan.keys, plan.tasks, strict=True)
-            if not t.is_async and not stays_local(t.options)
+            if on_executor(t.is_async, t.options, executor, factories)
         ]
         if executor is None or not tasks:
             yield None

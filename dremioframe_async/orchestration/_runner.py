@@ -40,10 +40,11 @@ from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
-from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
+from ._executor import DEFAULT_THREADS, ExecutorSession
 from ._graph import Plan
 from ._mapping import MappedTask
 from ._node import Node, Settlement, attempt_limit, elapsed, task_run, time_limit
+from ._placement import on_executor, remote_call
 from ._pstate import RunState
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
@@ -322,7 +323,7 @@ class Run:
             call = self._prepare_call(node)
             if call is None:
                 return
-            if node.task.options.resources:
+            if node.task.options.resources and not self._remote(node):
                 call = await self._open_resources(node, call)
             result: Any
             if node.task.options.retries:
@@ -381,7 +382,7 @@ class Run:
                 if options.timeout is None and options.deadline is None
                 else attempt_limit(node, first=node.attempts == 1)
             )
-            if node.task.is_async:
+            if node.task.is_async and not self._remote(node):
                 if timeout is None:  # the common case, without one more coroutine
                     return check_async(node.key, await call())
                 return await call_async(node.key, call, timeout)
@@ -392,13 +393,18 @@ class Run:
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
     ) -> Any:
-        if self.executor is None or stays_local(node.task.options):
+        if self.executor is None or not self._remote(node):
             return await run_in_thread(call, self.thread_limiter, handover)
-        assert isinstance(call, functools.partial)
         release = handover.thread_finished if handover is not None else None
-        return await self.executor.run(
-            TaskCall(node.key, call.func, call.args, call.keywords, release)
-        )
+        factories = self.resources.factories
+        return await self.executor.run(remote_call(node.task, node.key, call, release, factories))
+
+    def _remote(self, node: Node) -> bool:
+        """Whether the node's attempts run on the run's executor (see ``_placement``)."""
+        if self.executor is None:
+            return False
+        task = node.task
+        return on_executor(task.is_async, task.options, self.executor, self.resources.factories)
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1

@@ -1,0 +1,385 @@
+"""Coroutine tasks on a real 2-worker Dask LocalCluster, and worker-scoped resources.
+
+One cluster of 2 worker processes for the module (4 threads each, so that a
+worker runs several coroutines at once); the killed-worker test has its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dremioframe_async import (
+    Pipeline,
+    PipelineDefinitionError,
+    TaskRetrying,
+    TaskState,
+    TaskStateChanged,
+    task,
+)
+from dremioframe_async.dremio import DremioClient
+from dremioframe_async.executors import WorkerLostError, worker_scoped
+from dremioframe_async.orchestration import AttemptTimeout, TaskOptions
+from dremioframe_async.orchestration._placement import on_executor
+from dremioframe_async.store import MemoryStore
+from dremioframe_async.testing import FakeDremio
+
+distributed = pytest.importorskip(
+    "distributed",
+    reason="the Dask executor tests need the dask extra: pip install -e '.[dask]'",
+)
+from dremioframe_async.executors import DaskExecutor  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+BOUND = 30.0  # generous: the machine is shared
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # distributed's client runs on asyncio only
+
+
+@pytest.fixture(scope="module")
+async def dask() -> AsyncIterator[DaskExecutor]:
+    async with DaskExecutor(n_workers=2, threads_per_worker=4) as executor:
+        assert executor.client is not None
+        await executor.client.wait_for_workers(2, timeout=BOUND)
+        yield executor
+
+
+@pytest.fixture
+async def coroutines(dask: DaskExecutor) -> AsyncIterator[DaskExecutor]:
+    """The module's cluster, taking every coroutine task; checks that nothing is left."""
+    executor = DaskExecutor(client=dask.client, coroutines=True)
+    yield executor
+    await nothing_left(dask)
+
+
+async def until(predicate: Callable[[], Any], what: str) -> None:
+    """Poll ``predicate`` (maybe async: a state in another process) until true, within BOUND."""
+    with anyio.fail_after(BOUND):
+        while True:
+            value = predicate()
+            if hasattr(value, "__await__"):
+                value = await value
+            if value:
+                return
+            await anyio.sleep(0.02)
+
+
+def _worker_state(dask_worker: Any) -> tuple[int, int]:
+    state = getattr(dask_worker, "_dremioframe_async", None) or {"running": {}, "scopes": {}}
+    return len(state["running"]), len(state["scopes"])
+
+
+async def nothing_left(dask: DaskExecutor) -> None:
+    """No future on the client or the scheduler; no coroutine or resource left on a worker."""
+    client = dask.client
+    assert client is not None
+
+    async def empty() -> bool:
+        count = await client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+        states = await client.run(_worker_state)
+        return not client.futures and count == 0 and set(states.values()) <= {(0, 0)}
+
+    await until(empty, "the cluster forgot every task")
+
+
+async def worker_pids(dask: DaskExecutor) -> set[int]:
+    assert dask.client is not None
+    return set((await dask.client.run(os.getpid)).values())
+
+
+# -- the tasks -------------------------------------------------------------------------
+
+
+@task(executor="dask")
+async def where(x: int) -> tuple[int, int]:
+    await asyncio.sleep(0)  # a real coroutine, on the worker's loop
+    return os.getpid(), x * 2
+
+
+@task
+async def on_loop() -> int:
+    return os.getpid()
+
+
+@task(executor="dask", retries=1)
+async def flaky(log: str) -> int:
+    with open(log, "a") as f:
+        f.write("x")
+    attempts = len(Path(log).read_text())
+    if attempts == 1:
+        raise RuntimeError("first attempt fails")
+    return attempts
+
+
+async def wait_forever(started: str, seen: str) -> None:
+    """Says it started, then waits; writes ``seen`` when cancelled (on the worker)."""
+    Path(started).write_text(str(os.getpid()))
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        Path(seen).write_text(f"cancelled in {os.getpid()}")
+        raise
+
+
+@task(executor="dask", retries=1)
+async def dies_once(log: str) -> int:
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    attempts = len(Path(log).read_text().split())
+    if attempts == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return attempts
+
+
+# -- where attempts run ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("is_async", "options", "executor", "factories", "expected"),
+    [
+        pytest.param(True, {}, "plain", {}, False, id="coroutine-stays"),
+        pytest.param(True, {}, "coroutines", {}, True, id="coroutine-taken"),
+        pytest.param(True, {"executor": "dask"}, "plain", {}, True, id="coroutine-named"),
+        pytest.param(True, {"executor": "local"}, "coroutines", {}, False, id="coroutine-local"),
+        pytest.param(
+            True, {"resources": ("r",)}, "coroutines", {"r": dict}, False, id="run-scoped-stays"
+        ),
+        pytest.param(
+            True,
+            {"resources": ("r",)},
+            "coroutines",
+            {"r": worker_scoped(dict)},
+            True,
+            id="worker-scoped-goes",
+        ),
+        pytest.param(False, {}, "plain", {}, True, id="function-goes"),
+        pytest.param(
+            False, {"resources": ("r",)}, "plain", {"r": worker_scoped(dict)}, False, id="fn-res"
+        ),
+        pytest.param(True, {"executor": "dask"}, None, {}, False, id="no-executor"),
+    ],
+)
+def test_placement(
+    is_async: bool,
+    options: dict[str, Any],
+    executor: str | None,
+    factories: dict[str, Any],
+    expected: bool,
+) -> None:
+    chosen = None if executor is None else DaskExecutor(coroutines=executor == "coroutines")
+    assert on_executor(is_async, TaskOptions(**options), chosen, factories) is expected
+
+
+async def test_a_named_executor_the_run_lacks_is_a_graph_problem() -> None:
+    with pytest.raises(PipelineDefinitionError, match="runs on executor 'dask'"):
+        await Pipeline("no dask").add_task(where(1)).run()
+
+
+async def test_a_coroutine_sent_with_a_run_scoped_resource_is_a_graph_problem(
+    dask: DaskExecutor,
+) -> None:
+    @task(executor="dask", resources=("r",))
+    async def uses(r: Any) -> Any:
+        return r
+
+    pipeline = Pipeline("scoped", executor=dask, resources={"r": dict})
+    with pytest.raises(PipelineDefinitionError, match=r"run-scoped resource\(s\) 'r'"):
+        await pipeline.add_task(uses()).run()
+
+
+# -- on the cluster --------------------------------------------------------------------
+
+
+async def test_a_coroutine_runs_on_a_worker_and_returns_its_result(dask: DaskExecutor) -> None:
+    here = on_loop()
+    remote = where(21)
+    result = await Pipeline("where", executor=dask).add_task(here).add_task(remote).run()
+    result.raise_for_status()
+    pid, doubled = result["where"]
+    assert doubled == 42
+    assert pid != os.getpid()
+    assert pid in await worker_pids(dask)
+    assert result["on_loop"] == os.getpid()  # not named, and coroutines=False: stays here
+    await nothing_left(dask)
+
+
+async def test_every_coroutine_goes_with_coroutines_true(
+    dask: DaskExecutor, coroutines: DaskExecutor
+) -> None:
+    @task
+    async def double(x: int, context: Any = None) -> tuple[int, int, str]:
+        return os.getpid(), 2 * context["seed"], context.run_id
+
+    @task
+    async def seed() -> int:
+        return 5
+
+    seeded = seed()
+    doubled = double(seeded)
+    result = await Pipeline("all", executor=coroutines).add_task(doubled).run()
+    result.raise_for_status()
+    pid, value, run_id = result["double"]
+    assert pid in await worker_pids(dask)
+    assert pid != os.getpid()
+    assert (value, run_id) == (10, result.run_id)
+
+
+async def test_events_are_those_of_a_local_run(dask: DaskExecutor) -> None:
+    def states(events: list[Any]) -> list[TaskState]:
+        return [e.state for e in events if isinstance(e, TaskStateChanged)]
+
+    local: list[Any] = []
+    remote: list[Any] = []
+    await Pipeline("events").add_task(on_loop()).run(on_event=local.append)
+    await Pipeline("events", executor=dask).add_task(where(1)).run(on_event=remote.append)
+    assert [type(e) for e in remote] == [type(e) for e in local]
+    assert states(remote) == states(local) == [TaskState.RUNNING, TaskState.SUCCESS]
+    await nothing_left(dask)
+
+
+async def test_retries_record_every_attempt(dask: DaskExecutor, tmp_path: Path) -> None:
+    events: list[Any] = []
+    store = MemoryStore()
+    pipeline = Pipeline("retry", executor=dask).add_task(flaky(str(tmp_path / "log")))
+    result = await pipeline.run(on_event=events.append, store=store)
+    assert result["flaky"] == 2
+    retried = [e for e in events if isinstance(e, TaskRetrying)]
+    assert [type(e.error) for e in retried] == [RuntimeError]
+    (info,) = await store.get_tasks(result.run_id)
+    assert [a.number for a in info.attempts] == [1, 2]
+    await nothing_left(dask)
+
+
+async def test_a_timeout_cancels_the_coroutine_on_its_worker(
+    dask: DaskExecutor, tmp_path: Path
+) -> None:
+    started, seen = tmp_path / "started", tmp_path / "seen"
+    slow = task(executor="dask", timeout=3.0)(wait_forever)(str(started), str(seen))
+    result = await Pipeline("timeout", executor=dask).add_task(slow).run()
+    assert result.states["wait_forever"] is TaskState.FAILED
+    assert isinstance(result.errors["wait_forever"], AttemptTimeout)
+    # Seen on the worker before the run returned: the cancel was awaited there.
+    worker = int(started.read_text())
+    assert seen.read_text() == f"cancelled in {worker}"
+    assert worker in await worker_pids(dask)
+    await nothing_left(dask)
+
+
+async def test_cancelling_the_run_cancels_the_coroutine_on_its_worker(
+    dask: DaskExecutor, tmp_path: Path
+) -> None:
+    started, seen = tmp_path / "started", tmp_path / "seen"
+    slow = task(executor="dask")(wait_forever)(str(started), str(seen))
+    events: list[Any] = []
+    pipeline = Pipeline("cancel", executor=dask).add_task(slow)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: pipeline.run(on_event=events.append))
+            await until(started.exists, "the coroutine started on a worker")
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert seen.read_text() == f"cancelled in {int(started.read_text())}"
+    final = [e.state for e in events if isinstance(e, TaskStateChanged)][-1]
+    assert final is TaskState.CANCELLED
+    assert dask.client is not None
+    assert not dask.client.futures
+    await nothing_left(dask)
+
+
+@pytest.fixture
+async def killable() -> AsyncIterator[DaskExecutor]:
+    """A cluster of its own for the test that kills a worker: the shared one stays whole."""
+    async with DaskExecutor(n_workers=2, threads_per_worker=2) as executor:
+        yield executor
+
+
+async def test_a_killed_workers_coroutine_is_retried(
+    killable: DaskExecutor, tmp_path: Path
+) -> None:
+    events: list[Any] = []
+    log = tmp_path / "log"
+    result = (
+        await Pipeline("killed", executor=killable)
+        .add_task(dies_once(str(log)))
+        .run(on_event=events.append)
+    )
+    result.raise_for_status()
+    assert result["dies_once"] == 2
+    (retry,) = [e for e in events if isinstance(e, TaskRetrying)]
+    assert isinstance(retry.error, WorkerLostError)
+    first, second = (int(p) for p in log.read_text().split())
+    assert first != second != os.getpid()
+
+
+# -- worker-scoped resources -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeDremio]:
+    import pyarrow as pa
+
+    async with FakeDremio(password="s3cret") as server:
+        server.add_table("lake.numbers", pa.table({"n": list(range(10))}))
+        yield server
+
+
+def logins(server: FakeDremio) -> int:
+    return len(server.requests_to("/apiv2/login", "POST"))
+
+
+@task(resources=("dremio",))
+async def count(part: int, dremio: DremioClient) -> tuple[int, int]:
+    table = await dremio.query(f"SELECT n FROM lake.numbers WHERE n <= {part % 10}")
+    return os.getpid(), table.num_rows
+
+
+@task(resources=("dremio",))
+async def count_via_context(context: Any = None) -> int:
+    table = await context.resources["dremio"].query("SELECT n FROM lake.numbers")
+    return int(table.num_rows)
+
+
+async def test_a_worker_scoped_client_logs_in_once_per_worker(
+    dask: DaskExecutor, coroutines: DaskExecutor, fake: FakeDremio
+) -> None:
+    url, password = fake.url, fake.password
+    client = worker_scoped(lambda: DremioClient(url, username="dremio", password=password))
+    pipeline = Pipeline("logins", executor=coroutines, resources={"dremio": client})
+    counts = [count(part) for part in range(40)]
+    for t in counts:
+        pipeline.add_task(t)
+    pipeline.add_task(count_via_context())
+    before = logins(fake)
+    result = await pipeline.run()
+    result.raise_for_status()
+    pids = {result[t][0] for t in counts}
+    assert pids <= await worker_pids(dask)
+    assert [result[t][1] for t in counts[:12]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2]
+    assert result["count_via_context"] == 10
+    # One login per worker that ran a task, not one per task.
+    assert logins(fake) - before == len(pids)
+    assert 1 <= len(pids) <= 2
+
+
+async def test_worker_scoped_in_this_process_is_a_run_resource(fake: FakeDremio) -> None:
+    url, password = fake.url, fake.password
+    client = worker_scoped(lambda: DremioClient(url, username="dremio", password=password))
+    pipeline = Pipeline("here", resources={"dremio": client})
+    for part in range(5):
+        pipeline.add_task(count(part))
+    before = logins(fake)
+    result = await pipeline.run()
+    result.raise_for_status()
+    assert {result[k][0] for k in result} == {os.getpid()}
+    assert logins(fake) - before == 1
