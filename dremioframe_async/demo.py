@@ -6,7 +6,10 @@ loopback) holding a dozen generated tables, then runs::
     list_tables -> extract[0..n] (concurrently, each to Parquet) -> validate -> summary
                           \\-> alert (one_failed)                 cleanup (all_done) <-/
 
-and prints a table of tasks, states, rows and timings. ``--url``/``--pat`` (or
+and prints a table of tasks, states, rows and timings. The run is recorded in the
+run store (``--store``, default the user's SQLite file; ``--no-store``), and the
+demo ends with the command that shows it, with its tasks' logs, in the web UI.
+``--url``/``--pat`` (or
 ``DREMIO_URL``/``DREMIO_PAT``) run the same pipeline against a real Dremio, on
 the tables of ``--folder``. Results travel over Arrow Flight when there is a
 Flight endpoint (always on the embedded server; ``--flight-url`` or
@@ -32,9 +35,11 @@ import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
 from ._interrupts import interruptible
+from .cli._common import ui_hint
 from .dremio import DremioClient, DremioConfigError, Via, split_path
-from .orchestration import Event, TaskStateChanged
+from .orchestration import Event, RunRecorder, TaskStateChanged
 from .progress import Progress, format_duration, format_table
+from .store import RunStore, default_store_url, open_store
 from .tasks import quote_path
 
 __all__ = ["DemoOutcome", "main", "run_demo"]
@@ -125,15 +130,20 @@ def build_pipeline(
         return [list(c["path"]) for c in children if c.get("type") == "DATASET"]
 
     @task(name="extract", pool="dremio", retries=2, retry_delay=0.5, resources=("dremio",))
-    async def extract(table: list[str], dremio: DremioClient) -> dict[str, Any]:
+    async def extract(
+        table: list[str], dremio: DremioClient, context: Any = None
+    ) -> dict[str, Any]:
         sql = f"SELECT * FROM {quote_path(table)}" + (f" LIMIT {limit}" if limit else "")
         path = out_dir / (table[-1].replace("/", "_") + ".parquet")
+        context.log.info("extracting %s over %s", ".".join(table), via)  # in the task's log
         if via == "flight":  # the client checks the rows against Dremio's count itself
             written = await dremio.query_to_parquet(sql, path, via="flight")
+            context.log.info("wrote %d rows to %s", written, path.name)
             return {"table": ".".join(table), "path": str(path), "rows": written}
         job_id = await dremio.submit(sql)
         job = await dremio.wait(job_id)
         written = await dremio.to_parquet(job, path)  # the Job: no second status request
+        context.log.info("job %s: wrote %d rows to %s", job_id, job.row_count, path.name)
         return {
             "table": ".".join(table),
             "path": str(path),
@@ -287,6 +297,7 @@ async def run_demo(
     stop_cleanup: anyio.Event | None = None,
     via: Via = "auto",
     flight_url: str | None = None,
+    store: RunRecorder | None = None,
 ) -> DemoOutcome:
     """Run the demo pipeline once; return its outcome (never raises for a failed run).
 
@@ -300,6 +311,7 @@ async def run_demo(
     closed when the run ends; if it cannot log in, the tasks that need it fail.
 
     :param progress: the display to feed (default: a new one on ``stream``).
+    :param store: where to record the run (its tasks, attempts and log lines), if anywhere.
     :raises DremioError: a bad URL, or ``via="flight"`` without a Flight endpoint.
     """
     stream = stream if stream is not None else sys.stderr
@@ -331,7 +343,7 @@ async def run_demo(
             )
             listener = _DemoProgress(stream, progress)
             ran = time.perf_counter()
-            result = await pipeline.run(on_event=listener, stop_cleanup=stop_cleanup)
+            result = await pipeline.run(on_event=listener, stop_cleanup=stop_cleanup, store=store)
             finished = time.perf_counter()
     except BaseException:
         if out_dir is None:  # whatever stopped the run, the temporary folder goes
@@ -377,6 +389,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--flight-url", help="Dremio's Arrow Flight endpoint (env DREMIO_FLIGHT_URL)"
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="record the run there, to see it in the web UI (default: "
+        "$DREMIOFRAME_ASYNC_STORE or the user's SQLite file)",
+    )
+    parser.add_argument("--no-store", action="store_true", help="record nothing")
     return parser
 
 
@@ -401,7 +420,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(sys.stderr)
     outcomes: list[DemoOutcome] = []
 
+    store_url = None if args.no_store else (args.store or default_store_url())
+
     async def go(stop_cleanup: anyio.Event) -> int:
+        if store_url is None:
+            return await demo_run(stop_cleanup, None)
+        store = open_store(store_url)
+        try:
+            return await demo_run(stop_cleanup, store)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await store.aclose()
+
+    async def demo_run(stop_cleanup: anyio.Event, store: RunStore | None) -> int:
         outcome = await run_demo(
             url=args.url,
             pat=args.pat,
@@ -415,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop_cleanup=stop_cleanup,
             via=args.via,
             flight_url=args.flight_url,
+            store=store,
         )
         outcomes.append(outcome)
         return 0 if outcome.result.status == "SUCCESS" else 1
@@ -435,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Setup before the run: {outcome.setup_seconds:.2f}s")
     kept = outcome.out_dir.exists()
     print(f"Parquet files: {outcome.out_dir}" + ("" if kept else " (removed by the cleanup task)"))
+    if store_url is not None:
+        print("\n" + ui_hint(store_url, outcome.result.run_id))
     return code
 
 

@@ -215,6 +215,10 @@ class Progress:
         self.stream.write("\r\x1b[2K" + self.status_line())
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """Print a line of text above the status line (which is redrawn after it)."""
+        self._note(text)
+
     def _note(self, text: str) -> None:
         if self.live:
             self.stream.write("\r\x1b[2K")

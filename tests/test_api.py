@@ -62,6 +62,7 @@ def test_every_event_type_is_a_frozen_slotted_value() -> None:
         orchestration.TaskStateChanged,
         orchestration.TaskRetrying,
         orchestration.RunFinished,
+        orchestration.TaskLogged,
     }
     for kind in kinds:
         assert dataclasses.is_dataclass(kind)
@@ -90,6 +91,28 @@ def test_package_and_pytest_plugin_import_without_the_testing_extra() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'dremioframe_async[testing]'" in proc.stdout
+
+
+def test_package_imports_and_runs_without_opentelemetry() -> None:
+    """The ``otel`` extra is optional: blocked, the package imports and a run is not traced."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "import anyio, dremioframe_async\n"
+        "from dremioframe_async import Pipeline, task, _telemetry\n"
+        "assert _telemetry.trace is None and _telemetry.current_tracer() is None\n"
+        "@task\n"
+        "async def one(): return 1\n"
+        "r = anyio.run(Pipeline('p').add_task(one()).run)\n"
+        "print(r.status)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "SUCCESS"
 
 
 def test_other_packages_use_only_public_engine_names() -> None:

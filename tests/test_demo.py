@@ -19,10 +19,19 @@ from dremioframe_async.orchestration import Event, TaskStateChanged
 from dremioframe_async.progress import Progress
 from dremioframe_async.testing import FakeDremio, sample_table
 
+
+@pytest.fixture(autouse=True)
+def demo_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo records its run in the default store: here, a file of this test's own."""
+    path = tmp_path / "demo-runs.sqlite"
+    monkeypatch.setenv("DREMIOFRAME_ASYNC_STORE", f"sqlite:///{path}")
+    return path
+
+
 DISK_FULL = "disk full on executor 3 while spilling: " + "the cause is at the end, " * 6 + "END"
 
 
-def test_demo_runs_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_in_a_subprocess(tmp_path: Path, demo_store: Path) -> None:
     code = "import sys; from dremioframe_async.demo import main; sys.exit(main(sys.argv[1:]))"
     argv = ["--tables", "3", "--rows", "3000", "--out", str(tmp_path / "out")]
     proc = subprocess.run(
@@ -34,6 +43,27 @@ def test_demo_runs_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
     assert "demo_extract: " in proc.stderr  # progress lines when stderr is not a terminal
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["orders_apac.parquet", "orders_eu.parquet", "orders_us.parquet"]
+    # The run is in the default store, with its tasks' log lines, and the demo says how
+    # to see it in the UI.
+    run_id = proc.stdout.rsplit("/runs/", 1)[1].split()[0]
+    assert "  dremioframe-async ui\n" in proc.stdout
+    anyio.run(_check_recorded, demo_store, run_id)
+
+
+async def _check_recorded(path: Path, run_id: str) -> None:
+    from dremioframe_async.store import LogQuery, SQLiteStore
+
+    store = SQLiteStore(path)
+    try:
+        assert (await store.get_run(run_id)).status.value == "SUCCESS"
+        page = await store.get_logs(LogQuery(run_id, limit=100))
+    finally:
+        await store.aclose()
+    keys = {line.key for line in page.lines}
+    assert keys == {"extract[0]", "extract[1]", "extract[2]"}
+    assert any(
+        "wrote 1,000 rows" in x.message or "wrote 1000 rows" in x.message for x in page.lines
+    )
 
 
 @pytest.mark.asyncio

@@ -215,6 +215,10 @@ def test_public_names() -> None:
         "AttemptInfo",
         "CancelOutcome",
         "HistoryIncomplete",
+        "LogEntry",
+        "LogPage",
+        "LogQuery",
+        "LogReader",
         "MemoryStore",
         "PostgresStore",
         "QueuedRun",
@@ -234,6 +238,7 @@ def test_public_names() -> None:
         "StoreUnavailable",
         "TaskInfo",
         "default_store_url",
+        "drop_marker",
         "open_store",
     ]
 

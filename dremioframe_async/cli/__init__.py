@@ -5,6 +5,7 @@
     dremioframe-async run module:pipeline [--store URL] [--param k=v ...] [--resume RUN_ID]
     dremioframe-async runs [--pipeline NAME] [--limit N]
     dremioframe-async show RUN_ID
+    dremioframe-async logs RUN_ID [TASK] [--attempt N] [--follow] [--format json]
     dremioframe-async graph module:pipeline
     dremioframe-async schedule module:pipeline (--cron EXPR | --interval SECONDS)
     dremioframe-async demo [args ...]

@@ -8,6 +8,7 @@ import importlib.util
 import inspect
 import json
 import os
+import shlex
 import sys
 import typing
 from collections.abc import Awaitable, Callable, Sequence
@@ -273,6 +274,17 @@ def existing_store(url: str | None) -> str | None:
     if isinstance(store, SQLiteStore) and missing and store.path != ":memory:":
         raise StoreUnavailable(store.name, "no such file: nothing was ever recorded there")
     return url
+
+
+def ui_hint(store_url: str | None, run_id: str) -> str:
+    """How to see run ``run_id`` (its graph, timeline and task logs) in the web UI."""
+    given = store_url and store_url != default_store_url()
+    store = f" --store {shlex.quote(store_url)}" if given and store_url else ""
+    return (
+        f"See this run, its timeline and its tasks' logs in the web UI:\n"
+        f"  dremioframe-async ui{store}\n"
+        f"  then open http://127.0.0.1:8080/runs/{run_id}"
+    )
 
 
 async def find_run(store: RunStore, prefix: str) -> RunInfo:

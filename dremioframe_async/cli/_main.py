@@ -19,7 +19,21 @@ from ..bench import add_bench_command
 from ..orchestration import ArgumentError, PipelineDefinitionError, TaskDefinitionError
 from ..progress import describe, printable
 from ..store import RunNotFound, StoreConfigError, StoreError
-from . import backfill, cancel, demo, graph, run, runs, schedule, serve, show, state, trigger, ui
+from . import (
+    backfill,
+    cancel,
+    demo,
+    graph,
+    logs,
+    run,
+    runs,
+    schedule,
+    serve,
+    show,
+    state,
+    trigger,
+    ui,
+)
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -32,7 +46,21 @@ from ._common import (
 )
 
 # Each registers its subcommand; --help lists them in this order.
-COMMANDS = (run, runs, show, graph, schedule, backfill, state, serve, trigger, cancel, ui, demo)
+COMMANDS = (
+    run,
+    runs,
+    show,
+    logs,
+    graph,
+    schedule,
+    backfill,
+    state,
+    serve,
+    trigger,
+    cancel,
+    ui,
+    demo,
+)
 
 # Errors in what the user gave us: arguments, the pipeline's module, its definition.
 USAGE_ERRORS: tuple[type[BaseException], ...] = (

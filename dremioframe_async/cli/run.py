@@ -21,8 +21,10 @@ from ._common import (
     error_line,
     load_pipeline,
     parse_params,
+    ui_hint,
     with_store,
 )
+from .logs import LogPrinter, add_log_options
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -38,6 +40,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --resume: reuse results although --param differs from that run's params",
     )
+    add_log_options(sub)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,18 +48,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline)
     params = parse_params(args.param)
     progress = Progress(sys.stderr)
+    listeners: list[Any] = [progress]
+    if args.log_level is not None:
+        listeners.append(LogPrinter(args.log_level, args.log_format, progress.note))
 
     async def work(store: RunStore) -> int:
         async def go(stop_cleanup: anyio.Event) -> int:
             result = await pipeline.run(
                 params or None,
                 store=store,
-                on_event=progress,
+                on_event=listeners,
                 resume=args.resume,
                 resume_params_changed=args.allow_param_change,
                 stop_cleanup=stop_cleanup,
             )
-            return _report(result, progress)
+            return _report(result, progress, args.store)
 
         code = await interruptible(go)
         if code == EXIT_INTERRUPTED:
@@ -72,9 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return anyio.run(with_store, args.store, work)
 
 
-def _report(result: RunResult, progress: Progress) -> int:
+def _report(result: RunResult, progress: Progress, store_url: str | None) -> int:
     print(progress.summary())
     print(f"\nrun {result.run_id} {result.status} in {format_duration(result.duration)}")
+    print(ui_hint(store_url, result.run_id))
     if result.history_error is not None:
         error_line("run", describe(result.history_error))
         return EXIT_HISTORY_LOST

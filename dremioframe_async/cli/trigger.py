@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import anyio
 
+from .._telemetry import continuing
 from ..store import RunStore
 from ._common import EXIT_OK, UsageError, add_command, parse_params, with_store
 
@@ -27,7 +29,10 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
     async def work(store: RunStore) -> int:
         try:
-            run_id = await store.enqueue(args.pipeline, params)
+            # TRACEPARENT (a W3C trace context, as CI systems and tools pass it): the
+            # queued run's span becomes a child of that span, wherever it runs.
+            with continuing(os.environ.get("TRACEPARENT")):
+                run_id = await store.enqueue(args.pipeline, params)
         except ValueError as exc:  # a parameter JSON cannot hold (NaN, say)
             raise UsageError(f"cannot queue these params: {exc}") from None
         print(run_id)

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import anyio
 import pyarrow as pa
 
+from .._metrics import REGISTRY
+from .._telemetry import current_tracer
 from ._config import SslOption, redact_url, resolve_config
 from ._errors import (
     DremioConfigError,
@@ -30,6 +32,7 @@ from ._partition_reads import PartitionStream, partitions_to_parquet
 from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
 from ._statements import follow_statement, is_data_changing
 from ._stream import BatchStream, StreamStats
+from ._tracing import measured_query, query_span, untraced
 from ._transport import RetryPolicy, Transport
 
 __all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job", "Via"]
@@ -388,6 +391,12 @@ class DremioClient:
         :raises DremioError: any other failure.
         """
         _check_timeout(timeout)
+        tracer = current_tracer()
+        if tracer is not None or REGISTRY.enabled:
+            with measured_query(self._resolve_via(via)) as measure:
+                table = await self._traced_query(tracer, sql, context, timeout, via)
+                measure(table.num_rows, table.nbytes)
+                return table
         if is_data_changing(sql):
             self._resolve_via(via)  # still refuse a bad ``via``
             return await self.follow_statement(await self.submit(sql, context), timeout=timeout)
@@ -396,6 +405,35 @@ class DremioClient:
         job_id = await self.submit(sql, context)
         job = await self.wait(job_id, timeout=timeout)
         return await self.fetch_arrow(job)
+
+    async def _traced_query(
+        self,
+        tracer: Any,
+        sql: str,
+        context: Sequence[str] | None,
+        timeout: float | None,  # noqa: ASYNC109
+        via: Via,
+    ) -> pa.Table:
+        """``query`` inside its span (see ``_tracing``)."""
+        resolved = self._resolve_via(via)
+        changing = is_data_changing(sql)  # submitted once over REST and followed, as untraced
+        if changing:
+            resolved = "rest"
+        with query_span(tracer, sql, resolved) if tracer is not None else untraced() as span:
+            if resolved == "flight":
+                span.submitted(None)
+                table = await self._flight_or_fail().table(sql, context=context, timeout=timeout)
+            elif changing:
+                job_id = await self.submit(sql, context)
+                span.submitted(job_id)
+                table = await self.follow_statement(job_id, timeout=timeout)
+            else:
+                job_id = await self.submit(sql, context)
+                span.submitted(job_id)
+                job = await self.wait(job_id, timeout=timeout, on_status=span.status)
+                table = await self.fetch_arrow(job)
+            span.done(table.num_rows, table.nbytes)
+            return table
 
     async def follow_statement(
         self,

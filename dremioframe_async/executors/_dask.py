@@ -42,6 +42,7 @@ from distributed import Client, LocalCluster
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
+from .._telemetry import traceparent
 from ..orchestration import ArgumentError, RunContext, TaskCall
 from . import _pickling, _remote
 from ._errors import (
@@ -77,7 +78,8 @@ def _portable(call: TaskCall) -> TaskCall:
     context = call.kwargs.get("context")
     if not isinstance(context, RunContext):
         return call
-    copy = _remote.Context(context.run_id, context.params, {k: context[k] for k in context})
+    values = {k: context[k] for k in context}
+    copy = _remote.Context(context.run_id, context.params, values, context.log.logger.name)
     return dataclasses.replace(call, kwargs={**call.kwargs, "context": copy})
 
 
@@ -85,6 +87,13 @@ async def _off_loop(fn: Any, arg: Any, nbytes: int) -> Any:
     if nbytes <= OFF_LOOP_BYTES:
         return fn(arg)
     return await anyio.to_thread.run_sync(fn, arg)
+
+
+def _hand_back_lines(call: TaskCall, shipped: Any) -> None:
+    """File the log lines a worker captured under the attempt (see ``TaskCall.logs``)."""
+    if call.logs is not None and isinstance(shipped, tuple) and len(shipped) == 2:
+        lines, dropped = shipped
+        call.logs.add(lines, dropped)
 
 
 async def _closing(cluster: LocalCluster) -> None:
@@ -150,10 +159,19 @@ class DaskSession:
             except Exception:  # an estimate only: pickle it and see
                 size = OFF_LOOP_BYTES + 1
             payload = await _off_loop(_pickling.pack, call, size)
-            if call.is_async:
-                outcome = await self._submit_coroutine(call, payload)
-            else:
-                outcome = await self._submit(call.key, payload)
+            # Coroutines share their worker's thread: their lines cannot be told apart.
+            capture = call.logs.limits if call.logs is not None and not call.is_async else None
+            try:
+                if call.is_async:
+                    outcome = await self._submit_coroutine(call, payload)
+                else:
+                    outcome = await self._submit(call.key, payload, capture)
+            except Exception as exc:
+                _hand_back_lines(call, getattr(exc, "dremioframe_log_lines", None))
+                raise
+            if capture is not None:
+                _hand_back_lines(call, outcome[-1])
+                outcome = outcome[:-1]
         finally:
             # A cancelled future stops the task if it has not started; a running
             # one cannot be interrupted and ends in the worker's own thread.
@@ -166,13 +184,27 @@ class DaskSession:
         self.sent_coroutines = True
         attempt = f"{call.key}-{uuid.uuid4().hex}"
         future = self.client.submit(
-            _remote.run_coroutine, payload, scoped, attempt, self.scope, key=attempt, pure=False
+            _remote.run_coroutine,
+            payload,
+            scoped,
+            attempt,
+            self.scope,
+            traceparent(),
+            key=attempt,
+            pure=False,
         )
         return await self._await(call.key, future, attempt)
 
-    async def _submit(self, key: str, payload: bytes) -> tuple[Any, ...]:
+    async def _submit(
+        self, key: str, payload: bytes, capture: tuple[int, int, int] | None
+    ) -> tuple[Any, ...]:
         future = self.client.submit(
-            _remote.run_payload, payload, key=f"{key}-{uuid.uuid4().hex}", pure=False
+            _remote.run_payload,
+            payload,
+            capture,
+            traceparent(),  # the attempt's span: work on the worker joins its trace
+            key=f"{key}-{uuid.uuid4().hex}",
+            pure=False,
         )
         return await self._await(key, future, None)
 

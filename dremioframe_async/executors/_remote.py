@@ -22,7 +22,10 @@ import asyncio
 import inspect
 import logging
 import pickle
+import sys
+import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -42,10 +45,17 @@ class Context(Mapping[str, Any]):
     ``params`` as attributes. Looking up by Task object needs the driver.
     """
 
-    def __init__(self, run_id: str, params: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        params: Mapping[str, Any],
+        values: Mapping[str, Any],
+        logger: str = "dremioframe_async.task",
+    ) -> None:
         self.run_id = run_id
         self.params = dict(params)
         self._values = dict(values)
+        self._logger = logger
         self._resources: Mapping[str, Any] | None = None
 
     def bind_resources(self, resources: Mapping[str, Any]) -> None:
@@ -63,6 +73,11 @@ class Context(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<Context run_id={self.run_id} keys={list(self._values)}>"
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The task's logger, as on the driver: its INFO lines are always in the task's log."""
+        return _WorkerLog(logging.getLogger(self._logger), {"dremioframe_run_id": self.run_id})
 
     @property
     def resources(self) -> Mapping[str, Any]:
@@ -123,7 +138,29 @@ class _Resources(Mapping[str, Any]):
         return len(self._values)
 
 
-def run_payload(payload: bytes) -> tuple[Any, ...]:
+class _WorkerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``context.log`` on a worker: a record its logger's level drops still reaches the
+    task's capture (at INFO and above), and no other handler."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.logger.isEnabledFor(level):
+            super().log(level, msg, *args, **kwargs)
+            return
+        capture = _capture_of_this_thread()
+        if capture is None or level < max(logging.INFO, capture.level):
+            return
+        exc_info = kwargs.get("exc_info")
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        record = logging.LogRecord(self.logger.name, level, "", 0, msg, args, exc_info or None)
+        capture.handle(record)
+
+
+def run_payload(
+    payload: bytes, capture: tuple[int, int, int] | None = None, traceparent: str | None = None
+) -> tuple[Any, ...]:
     """Run the pickled ``(fn, args, kwargs)``; return ``("ok", pickled result)``.
 
     The result is pickled here so that the driver knows its exact size and an
@@ -131,30 +168,109 @@ def run_payload(payload: bytes) -> tuple[Any, ...]:
     An exception from the function propagates with its traceback, unless it cannot
     be pickled back (distributed would reduce it to a bare ``Exception``):
     ``("raised", type name, message, reason, traceback text)``.
+
+    With ``capture`` (``(max_lines, max_bytes, level)``), the log records this
+    thread emits while the function runs are kept, bounded, and appended to the
+    outcome as ``(lines, dropped)``; on an exception that travels they ride on it
+    as its ``dremioframe_log_lines`` attribute.
+
+    With ``traceparent`` (the attempt's span) and OpenTelemetry on the worker, the
+    function runs in that trace context: spans it makes are the attempt's children.
     """
     fn, args, kwargs = pickle.loads(payload)
+    token = _join_trace(traceparent) if traceparent else None
+    try:
+        return _run(fn, args, kwargs, capture)
+    finally:
+        if token is not None:
+            from opentelemetry import context
+
+            context.detach(token)
+
+
+def _join_trace(traceparent: str) -> Any:
+    try:
+        from opentelemetry import context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:  # no OpenTelemetry on the worker: nothing to join
+        return None
+    return context.attach(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+
+
+def _run(fn: Any, args: Any, kwargs: Any, capture: tuple[int, int, int] | None) -> tuple[Any, ...]:
+    handler = _ThreadLines(*capture) if capture is not None else None
+    root = logging.getLogger()
+    if handler is not None:
+        root.addHandler(handler)
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:
-        return raised(exc)
-    return finished(result)
+        reason = _cannot_travel(exc)
+        if reason is None:
+            if handler is not None:
+                exc.dremioframe_log_lines = handler.shipped()  # type: ignore[attr-defined]
+            raise
+        text = "".join(traceback.format_exception(exc))
+        raised = ("raised", _type_name(type(exc)), str(exc), reason, text)
+        return raised if handler is None else (*raised, handler.shipped())
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+    outcome = _pickled(result)
+    return outcome if handler is None else (*outcome, handler.shipped())
 
 
-def raised(exc: Exception) -> tuple[Any, ...]:
-    """Re-raise ``exc`` if it can travel back, else ``("raised", ...)``: see :func:`run_payload`."""
-    reason = _cannot_travel(exc)
-    if reason is None:
-        raise exc
-    text = "".join(traceback.format_exception(exc))
-    return ("raised", _type_name(type(exc)), str(exc), reason, text)
-
-
-def finished(result: Any) -> tuple[Any, ...]:
-    """``("ok", pickled result)``, or ``("unpicklable", ...)`` (see :func:`run_payload`)."""
+def _pickled(result: Any) -> tuple[Any, ...]:
     try:
         return ("ok", cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
         return ("unpicklable", type(result).__qualname__, f"{type(exc).__name__}: {exc}")
+
+
+def _capture_of_this_thread() -> logging.Handler | None:
+    # Found on the root logger rather than kept in a global: this module travels by
+    # value (cloudpickle), and a thread-local or a context variable cannot. Matched by
+    # name: the call and its context arrive in separate pickles, each with its own
+    # copy of this module's classes.
+    me = threading.get_ident()
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "_ThreadLines" and getattr(handler, "thread", None) == me:
+            return handler
+    return None
+
+
+class _ThreadLines(logging.Handler):
+    """Keeps the newest records of one thread (the task's) within the capture's bounds.
+
+    Other threads of the worker run other tasks: their records are not ours.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int, level: int) -> None:
+        super().__init__(level)
+        self.thread = threading.get_ident()
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.lines: deque[tuple[float, str, str, str]] = deque()
+        self.bytes = 0
+        self.dropped = 0
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
+        try:
+            message = self.format(record)[: self.max_bytes]
+        except Exception:
+            self.handleError(record)
+            return
+        self.lines.append((record.created, record.levelname, record.name, message))
+        self.bytes += len(message)
+        while len(self.lines) > self.max_lines or self.bytes > self.max_bytes:
+            self.bytes -= len(self.lines.popleft()[3])
+            self.dropped += 1
+
+    def shipped(self) -> tuple[list[tuple[float, str, str, str]], int]:
+        return list(self.lines), self.dropped
 
 
 def _cannot_travel(exc: BaseException) -> str | None:
@@ -189,11 +305,15 @@ def _scope(state: dict[str, Any], scope: str) -> dict[str, Any]:
     return found
 
 
-async def run_coroutine(payload: bytes, scoped: bytes, attempt: str, scope: str) -> tuple[Any, ...]:
+async def run_coroutine(
+    payload: bytes, scoped: bytes, attempt: str, scope: str, traceparent: str | None = None
+) -> tuple[Any, ...]:
     """Run the pickled coroutine call on this worker's loop; outcomes as :func:`run_payload`'s.
 
     ``scoped`` is the pickled ``(factories, inject)`` of its worker-scoped
     resources. ``("cancelled",)`` when the driver cancelled it (:func:`cancel_attempt`).
+    Log lines are not captured: the coroutines of a worker share its loop's thread,
+    which is how :func:`run_payload` tells a task's records from the others'.
     """
     from distributed import get_worker  # on the worker: distributed is there
 
@@ -203,7 +323,14 @@ async def run_coroutine(payload: bytes, scoped: bytes, attempt: str, scope: str)
         return ("cancelled",)  # cancelled before it got here: never starts
     fn, args, kwargs = pickle.loads(payload)
     factories, inject = pickle.loads(scoped)
-    inner = asyncio.ensure_future(_call(fn, args, kwargs, factories, inject, resources))
+    token = _join_trace(traceparent) if traceparent else None
+    try:  # the task copies the context as it is now: the trace goes with it
+        inner = asyncio.ensure_future(_call(fn, args, kwargs, factories, inject, resources))
+    finally:
+        if token is not None:
+            from opentelemetry import context
+
+            context.detach(token)
     state["running"][attempt] = inner
     try:
         result = await inner
@@ -213,12 +340,16 @@ async def run_coroutine(payload: bytes, scoped: bytes, attempt: str, scope: str)
             return ("cancelled",)  # the driver's cancel_attempt, not the worker closing
         raise
     except Exception as exc:
-        return raised(exc)
+        reason = _cannot_travel(exc)
+        if reason is None:
+            raise
+        text = "".join(traceback.format_exception(exc))
+        return ("raised", _type_name(type(exc)), str(exc), reason, text)
     finally:
         state["running"].pop(attempt, None)
         if not inner.done():
             inner.cancel()  # the worker is closing and cancelled this task: stop the coroutine
-    return finished(result)
+    return _pickled(result)
 
 
 async def _call(

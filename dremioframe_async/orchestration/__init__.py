@@ -19,8 +19,17 @@ from ._errors import (
     TaskDefinitionError,
     UndeclaredResourceError,
 )
-from ._events import Event, RunFinished, RunStarted, TaskRetrying, TaskStateChanged
+from ._events import (
+    Event,
+    LogLine,
+    RunFinished,
+    RunStarted,
+    TaskLogged,
+    TaskRetrying,
+    TaskStateChanged,
+)
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
+from ._logs import LogCapture, TaskLogger
 from ._mapping import MappedTask, PartialTaskFunction
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
@@ -45,6 +54,8 @@ __all__ = [
     "ExpandError",
     "HistoryIncomplete",
     "LocalExecutor",
+    "LogCapture",
+    "LogLine",
     "MapLengthError",
     "MappedTask",
     "PartialTaskFunction",
@@ -69,6 +80,8 @@ __all__ = [
     "TaskCall",
     "TaskDefinitionError",
     "TaskFunction",
+    "TaskLogged",
+    "TaskLogger",
     "TaskOptionError",
     "TaskOptionValues",
     "TaskOptions",

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 
+from .._metrics import REGISTRY
 from ..errors import DremioFrameError, StoreError
 from ._errors import ArgumentError
 from ._events import Event, RunFinished, RunStarted
@@ -164,7 +165,7 @@ async def _record_with_retries(recorder: RunRecorder, events: Sequence[Event]) -
     deadline = anyio.current_time() + RECORD_RETRY_BUDGET
     for delay in RECORD_BACKOFF:
         try:
-            await recorder.record(events)
+            await _timed_record(recorder, events)
         except Exception:
             # A store that waits on its own before failing (SQLite's busy timeout,
             # a connect timeout) has used the budget already: do not multiply it.
@@ -173,7 +174,21 @@ async def _record_with_retries(recorder: RunRecorder, events: Sequence[Event]) -
             await anyio.sleep(delay)
         else:
             return
-    await recorder.record(events)
+    await _timed_record(recorder, events)
+
+
+async def _timed_record(recorder: RunRecorder, events: Sequence[Event]) -> None:
+    """``recorder.record(events)``, timed into the process metrics when they are on."""
+    if not REGISTRY.enabled:
+        await recorder.record(events)
+        return
+    started, outcome = time.perf_counter(), "error"
+    try:
+        await recorder.record(events)
+        outcome = "ok"
+    finally:
+        elapsed = time.perf_counter() - started
+        REGISTRY.store_seconds.observe((type(recorder).__name__, outcome), elapsed)
 
 
 class Dispatcher:
@@ -210,7 +225,7 @@ class Dispatcher:
             try:
                 # One attempt: a store that cannot take a run's start fails the run
                 # before any task starts, at once, rather than after a retry budget.
-                await self._recording.recorder.record(batch)
+                await _timed_record(self._recording.recorder, batch)
             except DremioFrameError:
                 raise
             except Exception as exc:

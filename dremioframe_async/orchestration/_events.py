@@ -3,8 +3,10 @@
 A run emits, in order: one :class:`RunStarted`; for each task instance any number
 of :class:`TaskStateChanged` (``RUNNING`` at the start of every attempt, then one
 final state) with a :class:`TaskRetrying` between a failed attempt and the next;
-and one :class:`RunFinished`. Events are delivered to listeners in emission order
-by one dispatcher per run, off the tasks' own path.
+and one :class:`RunFinished`. When the run captures logs, :class:`TaskLogged`
+events carry each attempt's log lines, before that attempt's final state.
+Events are delivered to listeners in emission order by one dispatcher per run,
+off the tasks' own path.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from ._states import RunStatus, TaskState
 
 __all__ = [
     "Event",
+    "LogLine",
     "RunFinished",
     "RunStarted",
+    "TaskLogged",
     "TaskRetrying",
     "TaskStateChanged",
 ]
@@ -26,7 +30,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class RunStarted:
-    """A run began. ``params`` is the context given to ``run(context=...)``."""
+    """A run began. ``params`` is the context given to ``run(context=...)``.
+
+    ``traceparent`` is the W3C trace context of the run's span when the run is
+    traced (extra ``otel``), so that a resumed run's span can link to it.
+    """
 
     run_id: str
     pipeline: str
@@ -34,6 +42,7 @@ class RunStarted:
     params: Mapping[str, Any]
     task_keys: tuple[str, ...]
     resumed_from: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,4 +95,32 @@ class RunFinished:
     started: float
 
 
-Event = RunStarted | TaskStateChanged | TaskRetrying | RunFinished
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One captured log line: its number in the attempt (from 1), time, level, logger, text."""
+
+    seq: int
+    time: float
+    level: str
+    logger: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLogged:
+    """New log lines of attempt ``attempt`` of ``key``.
+
+    ``lines`` are the lines not sent before, oldest first. ``first_seq`` is the
+    number of the oldest line the attempt still keeps: lines before it were
+    dropped to stay within the capture's bounds (a reader shows a marker).
+    """
+
+    run_id: str
+    pipeline: str
+    key: str
+    attempt: int
+    lines: tuple[LogLine, ...]
+    first_seq: int
+
+
+Event = RunStarted | TaskStateChanged | TaskRetrying | RunFinished | TaskLogged

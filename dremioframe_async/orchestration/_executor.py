@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import anyio
 import anyio.to_thread
 
+from ._logs import ShippedLogs
+
 if TYPE_CHECKING:
     from ._options import TaskOptions
 
@@ -66,6 +68,9 @@ class TaskCall:
         the work has ended (or, where it cannot tell, when it has been cancelled).
         The runner keeps the attempt's concurrency slots until then. Without
         it, a cancelled call returns once the work has stopped or been cancelled.
+    :param logs: set when the attempt captures its log lines: an executor that runs
+        the work in another process captures them there within ``logs.limits`` and
+        hands them back with ``logs.add(lines, dropped)``, also when the work fails.
     :param is_async: ``fn`` is a coroutine function (only executors that take
         coroutines are given one; see ``_placement``).
     :param resources: worker-scoped resources the task declared, name -> factory,
@@ -79,6 +84,7 @@ class TaskCall:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     release: Callable[[], None] | None = None
+    logs: ShippedLogs | None = None
     is_async: bool = False
     resources: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
     inject: tuple[str, ...] = ()

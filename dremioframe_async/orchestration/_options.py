@@ -58,6 +58,7 @@ class TaskOptionValues(TypedDict, total=False):
     resources: Iterable[str]
     executor: str | None
     max_map_length: int
+    capture_logs: bool
 
 
 class TaskOptionError(ArgumentError):
@@ -146,6 +147,7 @@ class TaskOptions:
     resources: tuple[str, ...] = ()
     executor: str | None = None
     max_map_length: int = DEFAULT_MAX_MAP_LENGTH
+    capture_logs: bool = True  # False: this task's log lines are never captured
 
     def __post_init__(self) -> None:
         fix = functools.partial(object.__setattr__, self)  # frozen: normalise in place once
@@ -170,6 +172,8 @@ class TaskOptions:
                 f"('dask': the run's executor must be that one) or left unset (the run's "
                 f"executor), got {self.executor!r}"
             )
+        if not isinstance(self.capture_logs, bool):
+            raise TaskOptionError(f"capture_logs must be True or False, got {self.capture_logs!r}")
         if self.pool is not None and (not isinstance(self.pool, str) or not self.pool):
             raise TaskOptionError(f"pool must be a non-empty string, got {self.pool!r}")
 

@@ -17,6 +17,9 @@ from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError, PipelineDefinitionError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._graph import Plan, build_plan, mermaid
+from ._logs import LogCapture, capture_settings, run_logs
+from ._metering import run_metrics
+from ._observe import observers
 from ._placement import on_executor, placement_problems
 from ._pstate import RunState, StateSource
 from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
@@ -24,6 +27,7 @@ from ._resources import ResourceFactory, check_factories, run_factories, run_res
 from ._result import RunResult
 from ._runner import Run
 from ._task import Task, contains_task
+from ._tracing import run_tracing
 
 __all__ = ["Pipeline"]
 
@@ -217,6 +221,8 @@ class Pipeline:
         stop_cleanup: anyio.Event | None = None,
         resources: Mapping[str, ResourceFactory] | None = None,
         executor: Executor | None = None,
+        capture_logs: bool | LogCapture = True,
+        tracer_provider: Any = None,
     ) -> RunResult:
         """Run every task once, within the caller's event loop.
 
@@ -246,6 +252,14 @@ class Pipeline:
         :param executor: where this run's plain-function tasks run, instead of the
             pipeline's executor. It is opened before the first task starts (a
             local Dask cluster starts then) and closed after the last one ends.
+        :param capture_logs: keep each task attempt's log lines (any logger, any
+            thread of the task) and send them with the run's events, to ``store``
+            and ``on_event`` (see :class:`LogCapture` for the bounds); False: off.
+            A task opts out with ``@task(capture_logs=False)``. Nothing is
+            captured when nobody listens (no ``store``, no ``on_event``).
+        :param tracer_provider: an OpenTelemetry ``TracerProvider`` for this run's
+            spans (extra ``otel``); None: the global provider when one is set,
+            else no tracing at all.
         :returns: the :class:`RunResult`; its ``history_error`` is set when some of
             the run's events could not be recorded in ``store``.
         :raises CycleError: for a cycle, before any task starts.
@@ -255,6 +269,7 @@ class Pipeline:
         :raises ResumeRefused: (an ``ArgumentError``) when resuming that run now is unsafe.
         :raises StoreError: when ``store`` cannot record the run's start (no task ran).
         :raises ArgumentError: for ``resume`` without ``store`` or a run of another pipeline,
+            a ``capture_logs`` that is not a bool or a LogCapture,
             a ``context`` that is not a mapping, an ``on_event`` that is not callable,
             a resource factory that is not callable, or an executor that is not one.
         :raises ExecutorError: when the executor cannot start (see ``dremioframe_async.executors``).
@@ -265,6 +280,7 @@ class Pipeline:
         plan = self.plan({**self.resources, **given})
         chosen = _check_executor(executor) if executor is not None else self.executor
         listeners = normalize_listeners(on_event)
+        logging_to = capture_settings(capture_logs)
         run_id = run_id or uuid.uuid4().hex
         prior = await self._prior_run(store, resume, context, resume_params_changed, run_id)
         if context is None:
@@ -278,6 +294,15 @@ class Pipeline:
                 dispatching(listeners, store) as dispatch,
                 remote.attended(store, run_id),
                 run_resources(factories) as opened,
+                run_logs(run_id, self.name, logging_to, dispatch.emit) as logs,
+                run_tracing(
+                    tracer_provider,
+                    self.name,
+                    run_id,
+                    prior.run_id if prior else None,
+                    getattr(store, "get_traceparent", None),  # a store that keeps them
+                ) as tracing,
+                run_metrics(self.name, run_limiter, pools) as metrics,
             ):
                 run = Run(
                     plan,
@@ -292,12 +317,17 @@ class Pipeline:
                     on_start=dispatch.flush,
                     executor=session,
                     resources=opened,
+                    observe=observers(logs, tracing, metrics),
                     state=RunState(self.name, store if isinstance(store, StateSource) else None),
                 )
                 with remote.scope:
                     result = await run.execute()
                 if remote.scope.cancelled_caught:  # cancelled from elsewhere: a result still
                     result = run.result()
+                if tracing is not None:
+                    tracing.finish(result.status.value)
+                if metrics is not None:
+                    metrics.finished(result)
             result.history_error = dispatch.history_error
             return result
         except BaseExceptionGroup as group:

@@ -23,6 +23,7 @@ from ._executor import TaskCall
 from ._resources import ResourceFactory, injected_names
 
 if TYPE_CHECKING:
+    from ._logs import ShippedLogs
     from ._options import TaskOptions
     from ._task import Task
 
@@ -121,6 +122,7 @@ def remote_call(
     key: str,
     call: Callable[[], Any],
     release: Callable[[], None] | None,
+    logs: ShippedLogs | None,
     factories: Mapping[str, ResourceFactory],
 ) -> TaskCall:
     """The :class:`TaskCall` of an attempt that runs on the executor, with the factories
@@ -133,5 +135,5 @@ def remote_call(
         scoped[name] = factory.factory
     inject = injected_names(task) if scoped else ()
     return TaskCall(
-        key, call.func, call.args, call.keywords, release, task.is_async, scoped, inject
+        key, call.func, call.args, call.keywords, release, logs, task.is_async, scoped, inject
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ._errors import PipelineFailed
+from ._logs import TaskLogger, task_logger
 from ._pstate import PipelineState
 from ._states import RunStatus, TaskState
 from ._task import Task
@@ -36,6 +37,9 @@ class RunContext(Mapping[str, Any]):
     ``state`` is the pipeline's state (:class:`PipelineState`): JSON values by
     key, kept in the run store; what the task writes there is committed with
     its SUCCESS record only.
+
+    ``log`` is a logger bound to the task (see :class:`TaskLogger`): its lines
+    are in the task's captured log even when the logger's level would drop them.
     """
 
     __slots__ = (
@@ -43,8 +47,11 @@ class RunContext(Mapping[str, Any]):
         "_ancestors",
         "_failures",
         "_is_ancestor",
+        "_log",
         "_lookup",
         "_results",
+        "_task_key",
+        "_task_name",
         "params",
         "resources",
         "run_id",
@@ -62,9 +69,14 @@ class RunContext(Mapping[str, Any]):
         failures: Callable[[], Mapping[str, BaseException]] | None = None,
         resources: Mapping[str, Any] = _NONE,
         state: PipelineState | None = None,
+        task_key: str = "",
+        task_name: str = "",
     ) -> None:
         self.run_id = run_id
         self.state = state
+        self._task_key = task_key
+        self._task_name = task_name
+        self._log: TaskLogger | None = None
         self.resources = resources
         self.params = params
         self._results = results
@@ -72,6 +84,13 @@ class RunContext(Mapping[str, Any]):
         self._ancestors = ancestors
         self._lookup = lookup
         self._failures = failures
+
+    @property
+    def log(self) -> TaskLogger:
+        """A logger bound to this task (``dremioframe_async.task.<name>``)."""
+        if self._log is None:
+            self._log = task_logger(self._task_name or "task", self.run_id, self._task_key)
+        return self._log
 
     @property
     def failures(self) -> Mapping[str, BaseException]:

@@ -42,8 +42,18 @@ from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
 from ._graph import Plan
+from ._logs import shipped_logs
 from ._mapping import MappedTask
-from ._node import Node, Settlement, attempt_limit, elapsed, task_run, time_limit
+from ._node import (
+    AttemptLimit,
+    Node,
+    Settlement,
+    attempt_limit,
+    elapsed,
+    task_run,
+    time_limit,
+)
+from ._observe import Observers
 from ._placement import on_executor, remote_call
 from ._pstate import RunState
 from ._recorder import PriorRun
@@ -87,9 +97,11 @@ class Run:
         on_start: Callable[[], Awaitable[None]] | None = None,
         executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
+        observe: Observers | None = None,
         state: RunState | None = None,
     ) -> None:
         self.plan = plan
+        self.observe = observe  # log capture, tracing and metrics of attempts; None: none
         self.state = state if state is not None else RunState(plan.pipeline, None)
         self.executor = executor  # None: plain functions in this run's threads
         self.resources = resources if resources is not None else RunResources(NO_RESOURCES)
@@ -261,6 +273,8 @@ class Run:
             work.append(Settlement(parent, _S.FAILED, error=first.error, reason=why))
         else:
             work.append(Settlement(parent, _S.SUCCESS, [c.result for c in parent.children]))
+        if self.observe is not None and self.observe.tracing is not None:
+            self.observe.tracing.mapped_done(parent, work[-1].state)
 
     def _enqueue(self, node: Node, work: list[Settlement]) -> None:
         node.queued = True
@@ -382,13 +396,26 @@ class Run:
                 if options.timeout is None and options.deadline is None
                 else attempt_limit(node, first=node.attempts == 1)
             )
-            if node.task.is_async and not self._remote(node):
-                if timeout is None:  # the common case, without one more coroutine
+            scope = self.observe(node) if self.observe is not None else None
+            if node.task.is_async and timeout is None and not self._remote(node):
+                # The common case, without one more coroutine.
+                if scope is None:
                     return check_async(node.key, await call())
-                return await call_async(node.key, call, timeout)
-            return await call_sync(
-                node.key, call, timeout, slots, functools.partial(self._call_sync, node)
-            )
+                with scope:
+                    return check_async(node.key, await call())
+            if scope is None:
+                return await self._invoke(node, call, slots, timeout)
+            with scope:
+                return await self._invoke(node, call, slots, timeout)
+
+    async def _invoke(
+        self, node: Node, call: Callable[[], Any], slots: AttemptSlots, limit: AttemptLimit | None
+    ) -> Any:
+        if node.task.is_async and not self._remote(node):
+            return await call_async(node.key, call, limit)
+        return await call_sync(
+            node.key, call, limit, slots, functools.partial(self._call_sync, node)
+        )
 
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
@@ -397,7 +424,9 @@ class Run:
             return await run_in_thread(call, self.thread_limiter, handover)
         release = handover.thread_finished if handover is not None else None
         factories = self.resources.factories
-        return await self.executor.run(remote_call(node.task, node.key, call, release, factories))
+        return await self.executor.run(
+            remote_call(node.task, node.key, call, release, shipped_logs(), factories)
+        )
 
     def _remote(self, node: Node) -> bool:
         """Whether the node's attempts run on the run's executor (see ``_placement``)."""
@@ -474,6 +503,8 @@ class Run:
             lambda: self._upstream_failures(i),
             self.resources.view(node.key, node.task.options.resources),
             node.pstate,
+            node.key,
+            node.task.name,
         )
 
     def _upstream_failures(self, i: int) -> dict[str, BaseException]:
@@ -545,7 +576,13 @@ class Run:
             resumed = self.prior.run_id if self.prior is not None else None
             self.emit(
                 RunStarted(
-                    self.run_id, self.plan.pipeline, self.started, params, self.plan.keys, resumed
+                    self.run_id,
+                    self.plan.pipeline,
+                    self.started,
+                    params,
+                    self.plan.keys,
+                    resumed,
+                    self.observe.traceparent() if self.observe is not None else None,
                 )
             )
         if self.on_start is not None:

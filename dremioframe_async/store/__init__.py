@@ -22,6 +22,7 @@ from ._errors import (
     StoreUnavailable,
     StoreURLError,
 )
+from ._logs import LogEntry, LogPage, LogQuery, LogReader, drop_marker
 from ._memory import MemoryStore
 from ._model import (
     AttemptInfo,
@@ -41,6 +42,10 @@ __all__ = [
     "AttemptInfo",
     "CancelOutcome",
     "HistoryIncomplete",
+    "LogEntry",
+    "LogPage",
+    "LogQuery",
+    "LogReader",
     "MemoryStore",
     "PostgresStore",
     "QueuedRun",
@@ -60,5 +65,6 @@ __all__ = [
     "StoreUnavailable",
     "TaskInfo",
     "default_store_url",
+    "drop_marker",
     "open_store",
 ]

@@ -24,11 +24,13 @@ from ..orchestration import (
     RunFinished,
     RunStarted,
     RunStatus,
+    TaskLogged,
     TaskRetrying,
     TaskState,
     TaskStateChanged,
 )
 from ._codec import DEFAULT_MAX_RESULT_BYTES, encode_error, encode_result_fields, storable_text
+from ._logs import LogFold
 
 __all__ = [
     "AttemptRow",
@@ -186,6 +188,7 @@ class Fold:
         self.runs: dict[str, RunRow] = {}
         self.tasks: dict[tuple[str, str], TaskValues] = {}
         self.attempts: dict[tuple[str, str, int], AttemptRow] = {}
+        self.logs = LogFold(self._text)
         self.states: dict[tuple[str, str], StateRow] = {}
 
     def add_all(self, events: Iterable[Event]) -> Fold:
@@ -201,6 +204,8 @@ class Fold:
                 self._retrying(event)
             elif isinstance(event, RunStarted):
                 self._run_started(event)
+            elif isinstance(event, TaskLogged):
+                self.logs.add(event)
             else:
                 self._run_finished(event)
         return self
@@ -243,6 +248,7 @@ class Fold:
         row.heartbeat = time.time()  # the recording clock: liveness compares with it
         row.task_keys = json.dumps([self._text(k) for k in event.task_keys])
         row.interval_start, row.interval_end, row.backfill = self._interval(event.params)
+        self.logs.trace(event)
 
     def _interval(self, params: Any) -> tuple[str | None, str | None, str | None]:
         """A backfill's or a schedule's data interval, as given in the run's params."""

@@ -13,12 +13,14 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from .._telemetry import traceparent
 from ..orchestration import Event, PriorRun, RunStatus
 from ._attendance import DEFAULT_CANCEL_POLL, Attendance
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._coordination import ACTIVE_RESUMER, CancelOutcome, QueuedRun, encode_params, resume_refused
 from ._errors import RunNotFound
 from ._fold import AttemptRow, Fold, RunRow, StateRow, TaskRow, merge, task_row
+from ._logs import LogPage, LogQuery, MemoryLogs
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import Keyset, RunPage, RunQuery, page_of
@@ -47,6 +49,7 @@ class MemoryStore:
         self._runs: dict[str, RunRow] = {}
         self._tasks: dict[str, dict[str, TaskRow]] = {}
         self._attempts: dict[tuple[str, str], dict[int, AttemptRow]] = {}
+        self._logs = MemoryLogs()
         self._fires: set[tuple[str, float]] = set()
         self._queued: anyio.Event | None = None
         self._attendance = Attendance(self._beat, self._poll, 5.0, DEFAULT_CANCEL_POLL)
@@ -67,6 +70,7 @@ class MemoryStore:
         for (run_id, key, number), attempt in fold.attempts.items():
             attempts = self._attempts.setdefault((run_id, key), {})
             attempts[number] = merge(attempts.get(number), attempt)
+        self._logs.apply(fold.logs)
         for row in fold.states.values():
             self._put_state(row)
         await anyio.lowlevel.checkpoint()
@@ -190,6 +194,21 @@ class MemoryStore:
         rows = in_plan_order(self._run_row(run_id), self._tasks.get(run_id, {}).values())
         return [task_info(t, self._attempts.get((run_id, t.key), {}).values()) for t in rows]
 
+    async def run_counts(self) -> dict[tuple[str, str], int]:
+        """The number of runs by (pipeline, status)."""
+        await anyio.lowlevel.checkpoint()
+        return dict(Counter((r.pipeline or "", r.status or "") for r in self._runs.values()))
+
+    async def get_traceparent(self, run_id: str) -> str | None:
+        """The W3C trace context of a traced run's span, or None."""
+        await anyio.lowlevel.checkpoint()
+        return self._logs.traces.get(run_id)
+
+    async def get_logs(self, query: LogQuery) -> LogPage:
+        """Return one page of a run's captured log lines, in the order they were stored."""
+        await anyio.lowlevel.checkpoint()
+        return self._logs.page(query)
+
     # -- the run queue and the other coordination of _coordination, in-process ---------
 
     def _queue(self, pipeline: str, params: str, scheduled_for: float | None) -> str:
@@ -211,7 +230,10 @@ class MemoryStore:
     ) -> str:
         """Queue a run of ``pipeline``; returns its id (see ``SQLiteStore.enqueue``)."""
         await anyio.lowlevel.checkpoint()
-        return self._queue(pipeline, encode_params(params), scheduled_for)
+        run_id = self._queue(pipeline, encode_params(params), scheduled_for)
+        if (caller := traceparent()) is not None:  # the caller's trace, for the run to continue
+            self._logs.traces[run_id] = caller
+        return run_id
 
     async def claim_fire(
         self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None

@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .._telemetry import traceparent
 from ..errors import DremioFrameError
 from ..orchestration import Event, PriorRun
 from . import _postgres_queue as queue
@@ -53,6 +54,7 @@ from ._errors import (
     redact,
 )
 from ._fold import AttemptRow, Fold, RunRow, StateRow, TaskRow, TaskValues, WrittenTasks, as_tuple
+from ._logs import LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
@@ -116,6 +118,7 @@ class PostgresStore:
         self._owner_key = secrets.randbits(63)
         self._upserts = {cls: upsert_json(cls, self._prefix) for cls in _ROWS}
         self._insert_tasks = upsert_json(TaskRow, self._prefix, fresh=True)
+        self._logs = log_sql("postgres", self._prefix)
         self._written = WrittenTasks()
         self._state = StateSQL("postgres", self._prefix)
         self._pool: Any = None
@@ -246,9 +249,15 @@ class PostgresStore:
         fallback = [(self._upserts[TaskRow], tasks)] if new else []
         states = self._state.writes(list(fold.states.values()))
         retry = (writes[0], *fallback, writes[3])
+        logs: list[tuple[str, list[Any]]] = [
+            (self._logs.insert, fold.logs.rows),
+            (self._logs.trim, fold.logs.trim_rows()),
+            (self._logs.trace, [list(t) for t in fold.logs.traces.items()]),
+        ]
+        logged = [(sql, (_dumps(rows),)) for sql, rows in logs if rows]
         return _Batch(
-            [*((sql, (_dumps(rows),)) for sql, rows in writes if rows), *states],
-            [*((sql, (_dumps(rows),)) for sql, rows in retry if rows), *states],
+            [*((sql, (_dumps(rows),)) for sql, rows in writes if rows), *states, *logged],
+            [*((sql, (_dumps(rows),)) for sql, rows in retry if rows), *states, *logged],
             new,
         )
 
@@ -389,6 +398,36 @@ class PostgresStore:
         tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
         return [task_info(task, attempts.get(task.key, ())) for task in tasks]
 
+    async def run_counts(self) -> dict[tuple[str, str], int]:
+        """The number of runs by (pipeline, status).
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        sql = f"SELECT pipeline, status, count(*) FROM {self._prefix}runs GROUP BY pipeline, status"
+        async with self._connection() as conn:
+            await self._sweep(conn)
+            rows = await conn.fetch(sql)
+        return {(p or "", s or ""): n for p, s, n in rows}
+
+    async def get_traceparent(self, run_id: str) -> str | None:
+        """The W3C trace context of a traced run's span, or None.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        async with self._connection() as conn:
+            found = await conn.fetchval(self._logs.traceparent, run_id)
+        return None if found is None else str(found)
+
+    async def get_logs(self, query: LogQuery) -> LogPage:
+        """Return one page of a run's captured log lines, in the order they were stored.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        sql, args = self._logs.page(query)
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *args)
+        return log_page_of(query, rows)
+
     # -- many processes, one store (see _coordination) --------------------------------
 
     async def enqueue(
@@ -401,8 +440,9 @@ class PostgresStore:
         """Queue a run of ``pipeline``; a process serving it claims and runs it. Returns its id."""
         encoded = encode_params(params)
         async with self._connection() as conn:
+            # The caller's trace context, if any, goes with the run to the process running it.
             return await queue.enqueue(
-                conn, self._prefix, self._channel, pipeline, encoded, scheduled_for
+                conn, self._prefix, self._channel, pipeline, encoded, scheduled_for, traceparent()
             )
 
     async def claim_fire(

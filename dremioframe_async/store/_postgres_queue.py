@@ -56,11 +56,23 @@ async def _insert_queued(
 
 
 async def enqueue(
-    conn: Any, p: str, channel: str, pipeline: str, params: str, scheduled_for: float | None
+    conn: Any,
+    p: str,
+    channel: str,
+    pipeline: str,
+    params: str,
+    scheduled_for: float | None,
+    traceparent: str | None = None,
 ) -> str:
     run_id = uuid.uuid4().hex
     async with conn.transaction():
         await _insert_queued(conn, p, run_id, pipeline, params, scheduled_for)
+        if traceparent is not None:  # the caller's trace, for the run to continue
+            await conn.execute(
+                f"INSERT INTO {p}run_traces (run_id, traceparent) VALUES ($1, $2)",
+                run_id,
+                traceparent,
+            )
         await conn.execute("SELECT pg_notify($1, $2)", channel, pipeline)
     return run_id
 

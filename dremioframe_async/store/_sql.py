@@ -16,8 +16,19 @@ __all__ = ["MIGRATIONS", "Dialect", "columns", "interrupt_statements", "upsert",
 Dialect = Literal["sqlite", "postgres"]
 
 _TYPES = {
-    "sqlite": {"real": "REAL", "bool": "INTEGER", "int": "INTEGER"},
-    "postgres": {"real": "DOUBLE PRECISION", "bool": "BOOLEAN", "int": "BIGINT"},
+    "sqlite": {
+        "real": "REAL",
+        "bool": "INTEGER",
+        "int": "INTEGER",
+        # AUTOINCREMENT: an id is never reused, so a reader following new lines misses none.
+        "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    },
+    "postgres": {
+        "real": "DOUBLE PRECISION",
+        "bool": "BOOLEAN",
+        "int": "BIGINT",
+        "serial": "BIGSERIAL PRIMARY KEY",
+    },
 }
 
 # Version N is reached by running MIGRATIONS[N - 1]; never edit a released entry, append one.
@@ -73,6 +84,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE {p}runs ADD COLUMN backfill TEXT",
         "CREATE INDEX {ip}runs_by_interval ON {p}runs (pipeline, interval_start)",
         "CREATE INDEX {ip}runs_by_backfill ON {p}runs (backfill)",
+    ),
+    # Captured task log lines, per attempt, in insertion order, and the trace
+    # context of traced runs (see _logs).
+    (
+        """CREATE TABLE {p}task_logs (
+            id {serial}, run_id TEXT NOT NULL, key TEXT NOT NULL, attempt {int} NOT NULL,
+            seq {int} NOT NULL, time {real}, level TEXT, logger TEXT, message TEXT,
+            UNIQUE (run_id, key, attempt, seq))""",
+        "CREATE INDEX {ip}task_logs_by_run ON {p}task_logs (run_id, id)",
+        # A traced run's span (W3C traceparent), for the span of a resume to link to.
+        "CREATE TABLE {p}run_traces (run_id TEXT PRIMARY KEY, traceparent TEXT NOT NULL)",
     ),
 )
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
+from .._telemetry import traceparent
 from ..errors import DremioFrameError
 from ..orchestration import Event, PriorRun
 from . import _sqlite_queue as queue
@@ -37,6 +38,7 @@ from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
 from ._fold import AttemptRow, Fold, Row, RunRow, StateRow, TaskRow, WrittenTasks, as_tuple
+from ._logs import LogFold, LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
@@ -166,6 +168,7 @@ class SQLiteStore:
                 _upsert(conn, TaskRow, known)
                 _upsert(conn, AttemptRow, attempts)
                 _write_state(conn, states)
+                _write_logs(conn, fold.logs)
         except sqlite3.IntegrityError:
             # A row taken for new exists (written through another handle): upsert all.
             with _transaction(conn):
@@ -173,6 +176,7 @@ class SQLiteStore:
                 _upsert(conn, TaskRow, tasks)
                 _upsert(conn, AttemptRow, attempts)
                 _write_state(conn, states)
+                _write_logs(conn, fold.logs)
         self._written.remember(fold.runs.values(), fresh)
         self._check_file()  # after the write, so a deletion during it is seen too
 
@@ -237,6 +241,18 @@ class SQLiteStore:
         """
         return await self._call(_get_tasks, run_id)
 
+    async def run_counts(self) -> dict[tuple[str, str], int]:
+        """The number of runs by (pipeline, status)."""
+        return await self._call(_run_counts, self.dead_after)
+
+    async def get_logs(self, query: LogQuery) -> LogPage:
+        """Return one page of a run's captured log lines, in the order they were stored."""
+        return await self._call(_get_logs, query)
+
+    async def get_traceparent(self, run_id: str) -> str | None:
+        """The W3C trace context of a traced run's span, or None."""
+        return await self._call(_get_traceparent, run_id)
+
     # -- many processes, one store (see _coordination) --------------------------------
 
     async def enqueue(
@@ -247,7 +263,9 @@ class SQLiteStore:
         scheduled_for: float | None = None,
     ) -> str:
         """Queue a run of ``pipeline``; a process serving it claims and runs it. Returns its id."""
-        return await self._call(queue.enqueue, pipeline, encode_params(params), scheduled_for)
+        encoded = encode_params(params)
+        # The caller's trace context, if any, goes with the run to the process that runs it.
+        return await self._call(queue.enqueue, pipeline, encoded, scheduled_for, traceparent())
 
     async def claim_fire(
         self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
@@ -490,3 +508,31 @@ def _get_tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskInfo]:
     sql = select(TaskRow, "") + " WHERE run_id = ? ORDER BY rowid"
     tasks = in_plan_order(run, (TaskRow(*row) for row in conn.execute(sql, (run_id,))))
     return [task_info(task, attempts.get(task.key, ())) for task in tasks]
+
+
+_LOGS = log_sql("sqlite", "")
+
+
+def _write_logs(conn: sqlite3.Connection, logs: LogFold) -> None:
+    if logs.traces:
+        conn.executemany(_LOGS.trace, list(logs.traces.items()))
+    if logs.rows:
+        conn.executemany(_LOGS.insert, logs.rows)
+    if logs.trims:
+        conn.executemany(_LOGS.trim, logs.trim_rows())
+
+
+def _get_logs(conn: sqlite3.Connection, query: LogQuery) -> LogPage:
+    sql, args = _LOGS.page(query)
+    return log_page_of(query, conn.execute(sql, args).fetchall())
+
+
+def _run_counts(conn: sqlite3.Connection, dead_after: float) -> dict[tuple[str, str], int]:
+    queue.sweep(conn, dead_after)
+    rows = conn.execute("SELECT pipeline, status, count(*) FROM runs GROUP BY pipeline, status")
+    return {(p or "", s or ""): n for p, s, n in rows}
+
+
+def _get_traceparent(conn: sqlite3.Connection, run_id: str) -> str | None:
+    row = conn.execute(_LOGS.traceparent, (run_id,)).fetchone()
+    return None if row is None else str(row[0])

@@ -17,6 +17,7 @@ from ..orchestration import RunStatus
 from ._codec import decode_json
 from ._coordination import ACTIVE_RESUMER, CancelOutcome, QueuedRun, resume_refused
 from ._errors import RunNotFound
+from ._logs import log_sql
 from ._owner import current_owner, is_dead
 from ._sql import interrupt_statements
 
@@ -43,6 +44,9 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+_TRACES = log_sql("sqlite", "")
+
+
 def _insert_queued(
     conn: sqlite3.Connection,
     run_id: str,
@@ -59,11 +63,17 @@ def _insert_queued(
 
 
 def enqueue(
-    conn: sqlite3.Connection, pipeline: str, params: str, scheduled_for: float | None
+    conn: sqlite3.Connection,
+    pipeline: str,
+    params: str,
+    scheduled_for: float | None,
+    traceparent: str | None = None,
 ) -> str:
     run_id = uuid.uuid4().hex
     with _immediate(conn):
         _insert_queued(conn, run_id, pipeline, params, scheduled_for, time.time())
+        if traceparent is not None:  # the caller's trace, for the run to continue
+            conn.execute(_TRACES.trace, (run_id, traceparent))
     return run_id
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
+from .._telemetry import traceparent
 from ..orchestration import RunContext, Task
 from ._clients import client_resource_options, run_client
 from ._common import (
@@ -259,6 +260,8 @@ class HttpTask(Task):
         if not url:
             raise HttpError(f"{self.name}: no URL (the secret {self.url!r} is not set)")
         headers = {k: resolve(v, context) or "" for k, v in self.headers.items()}
+        if (parent := traceparent()) is not None and "traceparent" not in headers:
+            headers["traceparent"] = parent  # the called service joins the attempt's trace
         params = {k: resolve(v, context) or "" for k, v in self.params.items()}
         secrets = self._secrets(url, headers, params, context)
         shown = (

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from .._telemetry import continuing
 from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, StateStore, TaskInfo
 from ._launcher import CANCELLABLE, ActionRefused, planned_edges
 from ._model import mask, run_json, task_json, task_state_json
@@ -182,7 +183,9 @@ async def trigger(request: web.Request) -> web.Response:
     except ValueError as exc:
         return json_error(str(exc), 400)
     name = request.match_info["name"]
-    return await _action(request, lambda ui: ui.launcher.trigger(name, params))
+    # A caller's traceparent goes with the queued run: its span is the caller's child.
+    with continuing(request.headers.get("traceparent")):
+        return await _action(request, lambda ui: ui.launcher.trigger(name, params))
 
 
 async def cancel(request: web.Request) -> web.Response:

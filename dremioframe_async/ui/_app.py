@@ -11,6 +11,7 @@ import anyio
 from aiohttp import web
 from yarl import URL
 
+from .._metrics import enable_metrics
 from ..orchestration import Pipeline
 from ..store import RunInfo, RunNotFound, RunStore
 from . import _pages as pages
@@ -18,6 +19,8 @@ from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
 from ._launcher import CANCELLABLE, ActionRefused, PipelineEntry, RunLauncher, planned_edges
 from ._live import LiveRuns
+from ._logs import add_log_routes
+from ._metrics import add_metrics_route
 from ._security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
@@ -76,6 +79,7 @@ def ui_app(
         guard=Guard(auths),
         poll_interval=poll_interval,
     )
+    enable_metrics()  # GET /metrics reports this process's runs from now on
     app = web.Application(middlewares=[_headers, _guard])
     app[UI_KEY] = state
     app.cleanup_ctx.append(_lifespan)
@@ -134,6 +138,8 @@ def _routes(router: web.UrlDispatcher) -> None:
     router.add_get("/login", login_handler, name="login")
     router.add_post("/login", login_post, name="login_post")
     add_api_routes(router)
+    add_log_routes(router)
+    add_metrics_route(router)
     router.add_static("/static/", STATIC, name="static", append_version=False)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from ..orchestration import Event, RunFinished, RunStarted
+from ..orchestration import Event, RunFinished, RunStarted, TaskLogged
 from ..store import MemoryStore, RunInfo, TaskInfo
 
 __all__ = ["LiveRun", "LiveRuns"]
@@ -33,6 +33,8 @@ class LiveRun:
         self._changed = anyio.Event()
 
     def add(self, event: Event) -> None:
+        if isinstance(event, TaskLogged):
+            return  # log lines are read from the store: no second copy of them here
         self._pending.append(event)
         self.version += 1
         if isinstance(event, RunFinished):

@@ -29,6 +29,7 @@ class Urls(Protocol):
     def live(self, run_id: str) -> str: ...
     def events(self, run_id: str) -> str: ...
     def pipelines(self) -> str: ...
+    def task(self, run_id: str, key: str) -> str: ...
     def trigger(self, name: str) -> str: ...
     def cancel(self, run_id: str) -> str: ...
     def resume(self, run_id: str) -> str: ...
@@ -264,7 +265,7 @@ def _summary(urls: Urls, run: RunInfo) -> Markup:
     )
 
 
-def _task_row(task: TaskInfo, cls: str = "") -> Markup:
+def _task_row(urls: Urls, task: TaskInfo, cls: str = "") -> Markup:
     last = task.attempts[-1] if task.attempts else None
     error = f"{last.error_type}: {last.error_message}" if last and last.error_type else ""
     note = (
@@ -275,7 +276,7 @@ def _task_row(task: TaskInfo, cls: str = "") -> Markup:
     return el(
         "tr",
         {"class": cls or None, "data-key": task.key},
-        el("td", None, task.key),
+        el("td", None, el("a", {"href": urls.task(task.run_id, task.key)}, task.key)),
         el("td", None, badge(task.state.value)),
         el("td", None, len(task.attempts)),
         el("td", None, when(task.started)),
@@ -292,12 +293,12 @@ def _task_row(task: TaskInfo, cls: str = "") -> Markup:
     )
 
 
-def _task_table(groups: Sequence[TaskGroup]) -> Markup:
+def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
     body = []
     for g in groups:
-        body.append(_task_row(g.task))
+        body.append(_task_row(urls, g.task))
         if g.instances:
-            shown = [_task_row(t, "instance") for t in g.instances[:MAX_LISTED]]
+            shown = [_task_row(urls, t, "instance") for t in g.instances[:MAX_LISTED]]
             inner = join(el("table", {"class": "instances"}, shown), _more(len(g.instances)))
             summary = el("summary", None, f"{len(g.instances)} mapped instances of {g.task.key}")
             body.append(
@@ -326,13 +327,14 @@ def _more(total: int) -> Markup | None:
     )
 
 
-def _errors(tasks: Sequence[TaskInfo]) -> Markup:
+def _errors(urls: Urls, tasks: Sequence[TaskInfo]) -> Markup:
     items = [
         el(
             "details",
             {"class": "error"},
             el("summary", None, f"{t.key} · attempt {a.number}: {a.error_type}: {a.error_message}"),
             el("pre", None, a.error_traceback or "(no traceback)"),
+            el("a", {"href": urls.task(t.run_id, t.key)}, "log lines and attempts"),
         )
         for t in tasks
         for a in t.attempts
@@ -383,8 +385,8 @@ def run_body(
             el("h2", None, "Timeline"),
             el("div", {"class": "scroll"}, timeline_svg(run, tasks, groups)),
         ),
-        el("section", None, el("h2", None, "Tasks"), _task_table(groups)),
-        _errors(tasks),
+        el("section", None, el("h2", None, "Tasks"), _task_table(urls, groups)),
+        _errors(urls, tasks),
         _results(tasks),
     )
 

@@ -91,6 +91,13 @@ class RequestUrls:
     def events(self, run_id: str) -> str:
         return str(self._url("api_run_events", run_id=run_id))
 
+    def task(self, run_id: str, key: str) -> str:
+        return str(self._url("task", run_id=run_id).with_query({"key": key}))
+
+    def log_events(self, run_id: str, key: str, after: int) -> str:
+        query = {"task": key, "after": str(after)}
+        return str(self._url("api_run_log_events", run_id=run_id).with_query(query))
+
     def pipelines(self) -> str:
         return str(self._url("pipelines"))
 

@@ -89,3 +89,58 @@
     queue();
   });
 })();
+
+// A task page while its run goes: new log lines arrive over server-sent events and are
+// appended as text (textContent: a line is never parsed as HTML).
+(function () {
+  const main = document.getElementById("task");
+  if (!main || !main.dataset.follow || !window.EventSource) {
+    return;
+  }
+  const attempts = document.getElementById("attempts");
+
+  function logOf(number) {
+    const found = attempts.querySelector(`pre.log[data-attempt="${number}"]`);
+    if (found) {
+      return found;
+    }
+    const section = document.createElement("section");
+    section.className = "attempt";
+    section.dataset.attempt = String(number);
+    const heading = document.createElement("h2");
+    heading.textContent = `Attempt ${number}`;
+    const pre = document.createElement("pre");
+    pre.className = "log";
+    pre.dataset.attempt = String(number);
+    section.append(heading, pre);
+    attempts.append(section);
+    return pre;
+  }
+
+  function span(className, text) {
+    const node = document.createElement("span");
+    node.className = className;
+    node.textContent = text;
+    return node;
+  }
+
+  const source = new EventSource(main.dataset.follow);
+  source.addEventListener("lines", (event) => {
+    const lines = JSON.parse(event.data);
+    for (const line of lines) {
+      const pre = logOf(line.attempt);
+      if (line.marker) {
+        pre.append(span("line dropped", `${line.marker}\n`));
+      }
+      const clock = new Date(line.time * 1000).toISOString().slice(11, 19);
+      const text = `${clock} ${line.level.padEnd(8)} ${line.logger}: ${line.message}\n`;
+      pre.append(span(`line lvl-${line.level}`, text));
+    }
+    main.dataset.tailed = String(Number(main.dataset.tailed || "0") + lines.length);
+  });
+  source.addEventListener("end", () => {
+    source.close();
+    main.dataset.ended = "1";
+    window.location.reload(); // the final states and tracebacks, rendered by the server
+  });
+})();

@@ -1,0 +1,350 @@
+"""Task log capture: every log record emitted during a task attempt, kept per attempt.
+
+Capture is one :class:`logging.Handler` on the root logger, added while at least
+one capturing run is going and removed after the last one: the user's own
+loggers, levels and handlers are never changed. Which attempt a record belongs
+to is carried by a context variable set around each attempt, so it follows the
+task into the coroutines it starts and the worker thread of a plain function
+(anyio copies the context into the thread). A record emitted outside any
+attempt is ignored.
+
+Each attempt keeps a bounded buffer (the newest ``max_lines`` lines and
+``max_bytes`` bytes of text). The lines travel on the run's event stream as
+:class:`~._events.TaskLogged` events: while the attempt runs, a flusher sends
+what is new every ``flush_interval`` seconds (so a UI can tail it), and the
+attempt's end sends the rest before its final state. Each event says which line
+is the oldest still kept, so a store drops what the buffer dropped, and a
+reader shows a marker where lines were lost.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, MutableMapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from ._errors import ArgumentError
+from ._events import LogLine, TaskLogged
+
+__all__ = [
+    "AttemptLog",
+    "LogCapture",
+    "RunLogs",
+    "ShippedLogs",
+    "TaskLogger",
+    "run_logs",
+    "shipped_logs",
+    "task_logger",
+]
+
+_CURRENT: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
+    "dremioframe_async_attempt_log", default=None
+)
+_FORMAT = logging.Formatter("%(message)s")  # message, then the traceback of exc_info
+
+
+@dataclass(frozen=True, slots=True)
+class LogCapture:
+    """How a run captures its tasks' log lines (``pipeline.run(capture_logs=...)``).
+
+    :param max_lines: newest lines kept per attempt; older ones are dropped, with a marker.
+    :param max_bytes: at most this much message text (UTF-8) kept per attempt.
+    :param level: records below this level are not kept (the loggers' own levels
+        apply first: capture never changes them).
+    :param flush_interval: seconds between sending a running attempt's new lines.
+    :raises ArgumentError: for a limit that is not a whole number >= 1, or an
+        interval that is not a positive number.
+    """
+
+    max_lines: int = 1000
+    max_bytes: int = 1 << 20
+    level: int = logging.NOTSET
+    flush_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("max_lines", "max_bytes", "level"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ArgumentError(f"LogCapture: {name} must be a whole number, got {value!r}")
+        if self.max_lines < 1 or self.max_bytes < 1:
+            raise ArgumentError("LogCapture: max_lines and max_bytes must be >= 1")
+        interval = self.flush_interval
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+            raise ArgumentError(
+                f"LogCapture: flush_interval must be a positive number, got {interval!r}"
+            )
+
+
+class AttemptLog:
+    """The bounded buffer of one attempt's lines; written from any thread.
+
+    Also the attempt's capture scope (``with``): entering makes it the current
+    attempt of this context, leaving sends its lines. Its buffers are made with
+    the first line, so an attempt that logs nothing costs little.
+    """
+
+    __slots__ = ("attempt", "bytes", "key", "lines", "open", "run", "sent", "seq", "sizes", "token")
+
+    def __init__(self, run: RunLogs, key: str, attempt: int) -> None:
+        self.run = run
+        self.key = key
+        self.attempt = attempt
+        self.lines: deque[LogLine] | None = None
+        self.sizes: deque[int] | None = None
+        self.bytes = 0
+        self.seq = 0  # lines appended so far
+        self.sent = 0  # the seq of the last line handed to the event stream
+        self.open = True
+        self.token: contextvars.Token[AttemptLog | None] | None = None
+
+    def __enter__(self) -> AttemptLog:
+        self.run.open.add(self)
+        self.token = _CURRENT.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self.token is not None
+        _CURRENT.reset(self.token)
+        self.run.open.discard(self)
+        with _LOCK:
+            self.open = False  # a thread left behind by a timeout logs no more here
+        if self.seq:
+            self.run.send(self)
+
+    def append(self, record: logging.LogRecord | _Shipped, message: str) -> None:
+        """Keep one line (the caller holds the capture lock)."""
+        settings = self.run.settings
+        limit = settings.max_bytes
+        size = len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
+        if size > limit:  # one line larger than the whole budget: keep its start
+            message = message.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+            size = limit
+        if self.lines is None or self.sizes is None:
+            self.lines, self.sizes = deque(), deque()
+        self.seq += 1
+        self.lines.append(LogLine(self.seq, record.created, record.levelname, record.name, message))
+        self.sizes.append(size)
+        self.bytes += size
+        while len(self.lines) > settings.max_lines or self.bytes > limit:
+            self.lines.popleft()
+            self.bytes -= self.sizes.popleft()
+
+    def take_new(self) -> tuple[tuple[LogLine, ...], int] | None:
+        """Lines not sent yet and the oldest seq still kept; None when nothing changed."""
+        new = self.seq - self.sent
+        if not new or self.lines is None:
+            return None
+        kept = len(self.lines)
+        lines = tuple(self.lines[i] for i in range(max(0, kept - new), kept))
+        self.sent = self.seq
+        first = self.lines[0].seq if self.lines else self.seq + 1
+        return lines, first
+
+
+class ShippedLogs:
+    """What an executor needs to capture an attempt's lines elsewhere and hand them back.
+
+    ``limits`` is ``(max_lines, max_bytes, level)`` for the capture on the worker;
+    ``add(lines, dropped)`` files the lines it sends back, as
+    ``(time, level, logger, message)`` tuples, under the attempt (``dropped``: lines
+    the worker had to drop first, counted so the marker says how many).
+    """
+
+    __slots__ = ("limits", "log")
+
+    def __init__(self, log: AttemptLog) -> None:
+        self.log = log
+        settings = log.run.settings
+        self.limits = (settings.max_lines, settings.max_bytes, settings.level)
+
+    def add(self, lines: Sequence[tuple[float, str, str, str]], dropped: int = 0) -> None:
+        log = self.log
+        with _LOCK:
+            if not log.open:
+                return
+            log.seq += dropped
+            for created, level, logger, message in lines:
+                log.append(_Shipped(created, level, logger), message)
+
+
+class _Shipped:
+    """The fields of a record that came back from another process."""
+
+    __slots__ = ("created", "levelname", "name")
+
+    def __init__(self, created: float, levelname: str, name: str) -> None:
+        self.created = created
+        self.levelname = levelname
+        self.name = name
+
+
+def shipped_logs() -> ShippedLogs | None:
+    """The current attempt's :class:`ShippedLogs`, or None when it captures nothing."""
+    log = _CURRENT.get()
+    return ShippedLogs(log) if log is not None and log.open else None
+
+
+class _CaptureHandler(logging.Handler):
+    """The one root handler: files each record under the attempt in the context."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.users = 0
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Overridden rather than ``emit`` to skip Handler.handle's lock: the
+        # buffers have their own, and most records (outside attempts) need none.
+        log = _CURRENT.get()
+        if log is None or not log.open or record.levelno < log.run.settings.level:
+            return False
+        try:
+            message = _FORMAT.format(record)
+        except Exception:
+            self.handleError(record)
+            return False
+        with _LOCK:
+            if log.open:
+                log.append(record, message)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() is used
+        self.handle(record)
+
+
+_LOCK = threading.Lock()
+_HANDLER = _CaptureHandler()
+
+
+def _install() -> None:
+    with _LOCK:
+        _HANDLER.users += 1
+        if _HANDLER.users == 1:
+            logging.getLogger().addHandler(_HANDLER)
+
+
+def _uninstall() -> None:
+    with _LOCK:
+        _HANDLER.users -= 1
+        if _HANDLER.users == 0:
+            logging.getLogger().removeHandler(_HANDLER)
+
+
+class RunLogs:
+    """One run's capture: an :class:`AttemptLog` per attempt, and sending their lines."""
+
+    def __init__(self, run_id: str, pipeline: str, settings: LogCapture, emit: Any) -> None:
+        self.run_id = run_id
+        self.pipeline = pipeline
+        self.settings = settings
+        self._emit = emit
+        self.open: set[AttemptLog] = set()
+
+    def attempt(self, key: str, number: int) -> AttemptLog:
+        """The scope capturing what is logged in it as attempt ``number`` of ``key``."""
+        return AttemptLog(self, key, number)
+
+    def send(self, log: AttemptLog) -> None:
+        """Emit ``log``'s lines not sent yet, if any."""
+        with _LOCK:
+            new = log.take_new()
+        if new is not None:
+            lines, first = new
+            self._emit(TaskLogged(self.run_id, self.pipeline, log.key, log.attempt, lines, first))
+
+    def flush(self) -> None:
+        """Send the new lines of every running attempt."""
+        for log in list(self.open):
+            if log.seq != log.sent:
+                self.send(log)
+
+    async def flusher(self) -> None:
+        """Flush every ``flush_interval`` seconds until cancelled."""
+        while True:
+            await anyio.sleep(self.settings.flush_interval)
+            self.flush()
+
+
+@asynccontextmanager
+async def run_logs(
+    run_id: str, pipeline: str, settings: LogCapture | None, emit: Any
+) -> AsyncIterator[RunLogs | None]:
+    """Capture for one run while the block runs; None when off or nobody listens."""
+    if settings is None or emit is None:
+        yield None
+        return
+    logs = RunLogs(run_id, pipeline, settings, emit)
+    _install()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(logs.flusher)
+            try:
+                yield logs
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        _uninstall()
+
+
+def capture_settings(value: object) -> LogCapture | None:
+    """``run(capture_logs=...)``: True (defaults), False (off) or a :class:`LogCapture`.
+
+    :raises ArgumentError: for anything else.
+    """
+    if value is True:
+        return _DEFAULT
+    if value is False:
+        return None
+    if isinstance(value, LogCapture):
+        return value
+    raise ArgumentError(
+        f"capture_logs must be True, False or a LogCapture, got {type(value).__name__}"
+    )
+
+
+_DEFAULT = LogCapture()
+
+
+class TaskLogger(logging.LoggerAdapter[logging.Logger]):
+    """``context.log``: a logger bound to the task, whose INFO lines are always captured.
+
+    Records go through the logger as usual (to the user's handlers, at the user's
+    levels). A record the logger's level would drop is still kept in the task's
+    log, at INFO and above, without reaching any other handler.
+    """
+
+    def __init__(self, logger: logging.Logger, run_id: str, key: str) -> None:
+        super().__init__(logger, {"dremioframe_run_id": run_id, "dremioframe_task": key})
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}  # type: ignore[dict-item]
+        return msg, kwargs
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.logger.isEnabledFor(level):
+            super().log(level, msg, *args, **kwargs)
+            return
+        log = _CURRENT.get()
+        if log is None or level < max(logging.INFO, log.run.settings.level):
+            return
+        exc_info = kwargs.get("exc_info")
+        if exc_info is True or (isinstance(exc_info, BaseException)):
+            exc_info = (
+                sys.exc_info()
+                if exc_info is True
+                else (type(exc_info), exc_info, exc_info.__traceback__)
+            )
+        record = logging.LogRecord(self.logger.name, level, "", 0, msg, args, exc_info or None)
+        _HANDLER.handle(record)
+
+
+def task_logger(name: str, run_id: str, key: str) -> TaskLogger:
+    """The ``context.log`` of task instance ``key`` (a task named ``name``) in ``run_id``."""
+    return TaskLogger(logging.getLogger(f"dremioframe_async.task.{name}"), run_id, key)

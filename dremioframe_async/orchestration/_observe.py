@@ -1,0 +1,57 @@
+"""What watches each task attempt: log capture, tracing and metrics, joined for the runner."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, ExitStack
+
+from ._logs import RunLogs
+from ._metering import RunMetrics
+from ._node import Node
+from ._tracing import RunTracing
+
+__all__ = ["Observers", "observers"]
+
+
+class Observers:
+    """The run's attempt observers; calling it gives the scope of one attempt, or None."""
+
+    __slots__ = ("logs", "metrics", "tracing")
+
+    def __init__(
+        self, logs: RunLogs | None, tracing: RunTracing | None, metrics: RunMetrics | None
+    ) -> None:
+        self.logs = logs
+        self.tracing = tracing
+        self.metrics = metrics
+
+    def traceparent(self) -> str | None:
+        """The run span's W3C trace context, when the run is traced."""
+        return self.tracing.traceparent() if self.tracing is not None else None
+
+    def __call__(self, node: Node) -> AbstractContextManager[object] | None:
+        logs = self.logs if node.task.options.capture_logs else None
+        if self.tracing is None and self.metrics is None:  # the common case: capture only
+            return logs.attempt(node.key, node.attempts) if logs is not None else None
+        scopes: list[AbstractContextManager[object]] = []
+        # Outermost first: the span holds the attempt's time and log lines fall inside it.
+        if self.tracing is not None:
+            scopes.append(self.tracing.attempt(node))
+        if self.metrics is not None:
+            scopes.append(self.metrics.attempt(node))
+        if logs is not None:
+            scopes.append(logs.attempt(node.key, node.attempts))
+        if len(scopes) == 1:
+            return scopes[0]
+        stack = ExitStack()
+        for scope in scopes:
+            stack.enter_context(scope)
+        return stack
+
+
+def observers(
+    logs: RunLogs | None, tracing: RunTracing | None, metrics: RunMetrics | None
+) -> Observers | None:
+    """The run's observers; None when nothing watches attempts (the runner's fast path)."""
+    if logs is None and tracing is None and metrics is None:
+        return None
+    return Observers(logs, tracing, metrics)

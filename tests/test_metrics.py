@@ -1,0 +1,268 @@
+"""``GET /metrics``: Prometheus text, parsed with prometheus_client's own parser, whose
+counts equal the runs' own (the store's runs, this process's attempts, retries,
+Dremio queries on FakeDremio, pool occupancy while tasks hold their slots)."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import _store_fixtures
+import anyio
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from dremioframe_async import Pipeline, _metrics, task
+from dremioframe_async.dremio import DremioClient
+from dremioframe_async.orchestration import RunFinished, RunStarted, RunStatus
+from dremioframe_async.store import SQLiteStore
+from dremioframe_async.tasks import DremioQueryTask
+from dremioframe_async.testing import FakeDremio, sample_table
+from dremioframe_async.ui import BearerAuth, ui_app
+
+parser = pytest.importorskip("prometheus_client.parser")
+pytestmark = pytest.mark.asyncio
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    found: Samples = {}
+    for family in parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, frozenset(sample.labels.items())] = sample.value
+    return found
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "runs.sqlite")
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+async def scrape(client: TestClient, **headers: str) -> Samples:
+    response = await client.get("/metrics", headers=headers)
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return parse(await response.text())
+
+
+def pipelines(name: str, client: DremioClient, calls: dict[str, int]) -> tuple[Pipeline, Pipeline]:
+    @task(name="flaky", retries=2)
+    async def flaky() -> list[int]:
+        calls["flaky"] = calls.get("flaky", 0) + 1
+        if calls["flaky"] < 3:
+            raise RuntimeError("not yet")
+        return [1, 2, 3]
+
+    @task(name="double")
+    async def double(x: int) -> int:
+        if x == 2:
+            raise ValueError("two")
+        return x * 2
+
+    good = Pipeline(name).add_task(DremioQueryTask("q", "SELECT * FROM lake.t", client=client))
+    bad = Pipeline(name).add_task(double.expand(x=flaky()))
+    return good, bad
+
+
+async def test_metrics_equal_the_runs_own_counts(store: SQLiteStore) -> None:
+    name = f"metered_{secrets.token_hex(4)}"
+    app = ui_app(store)
+    async with (
+        TestClient(TestServer(app, host="127.0.0.1")) as http,
+        FakeDremio() as fake,
+        DremioClient(fake.url, token=fake.token, poll_interval=0.01) as dremio,
+    ):
+        fake.add_table("lake.t", sample_table(40))
+        before = await scrape(http)
+        good, bad = pipelines(name, dremio, {})
+        results = [await good.run(store=store), await good.run(store=store)]
+        results.append(await bad.run(store=store))
+        # A run another process recorded: in the store, not in this process's counters.
+        await store.record(
+            [
+                RunStarted("elsewhere", name, time.time(), {}, ("a",)),
+                RunFinished("elsewhere", name, RunStatus.SUCCESS, time.time(), time.time()),
+            ]
+        )
+        after = await scrape(http)
+
+    assert [r.status.value for r in results] == ["SUCCESS", "SUCCESS", "FAILED"]
+    assert value(after, "dremioframe_runs", pipeline=name, status="SUCCESS") == 3
+    assert value(after, "dremioframe_runs", pipeline=name, status="FAILED") == 1
+    finished = "dremioframe_runs_finished_total"
+    assert value(after, finished, pipeline=name, status="SUCCESS") == 2
+    assert value(after, finished, pipeline=name, status="FAILED") == 1
+    attempts = "dremioframe_task_attempt_duration_seconds_count"
+    assert value(after, attempts, pipeline=name, task="q", state="SUCCESS") == 2
+    assert value(after, attempts, pipeline=name, task="flaky", state="FAILED") == 2
+    assert value(after, attempts, pipeline=name, task="flaky", state="SUCCESS") == 1
+    assert value(after, attempts, pipeline=name, task="double", state="SUCCESS") == 2
+    assert value(after, attempts, pipeline=name, task="double", state="FAILED") == 1
+    assert value(after, "dremioframe_task_retries_total", pipeline=name, task="flaky") == 2
+    assert value(after, "dremioframe_tasks_running", pipeline=name) == 0
+    assert value(after, "dremioframe_runs_running", pipeline=name) == 0
+
+    def delta(metric: str, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    assert delta("dremioframe_dremio_queries_total", via="rest", outcome="ok") == 2
+    assert delta("dremioframe_dremio_rows_total", via="rest") == 80
+    assert delta("dremioframe_dremio_bytes_total", via="rest") > 0
+    assert delta("dremioframe_dremio_query_duration_seconds_count", via="rest", outcome="ok") == 2
+    writes = delta(
+        "dremioframe_store_write_duration_seconds_count", store="SQLiteStore", outcome="ok"
+    )
+    assert writes >= 3  # at least each run's start
+
+
+async def test_pool_and_concurrency_occupancy_while_tasks_hold_slots(store: SQLiteStore) -> None:
+    name = f"pooled_{secrets.token_hex(4)}"
+    entered, release = anyio.Event(), anyio.Event()
+    holding = 0
+
+    @task(name="hold", pool="db")
+    async def hold(i: int) -> None:
+        nonlocal holding
+        holding += 1
+        if holding == 2:
+            entered.set()
+        await release.wait()
+
+    p = Pipeline(name, max_concurrency=5, pools={"db": 2})
+    for i in range(3):
+        p.add_task(hold(i))
+    app = ui_app(store)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(p.run)
+            with anyio.fail_after(10):
+                await entered.wait()
+            during = await scrape(http)
+            release.set()
+        after = await scrape(http)
+    assert value(during, "dremioframe_pool_slots_in_use", pipeline=name, pool="db") == 2
+    assert value(during, "dremioframe_concurrency_slots_in_use", pipeline=name) == 2
+    assert value(during, "dremioframe_tasks_running", pipeline=name) == 2
+    assert value(during, "dremioframe_runs_running", pipeline=name) == 1
+    assert value(after, "dremioframe_pool_slots_in_use", pipeline=name, pool="db") == 0
+    assert value(after, "dremioframe_tasks_running", pipeline=name) == 0
+
+
+async def test_metrics_need_the_uis_auth(store: SQLiteStore) -> None:
+    token = secrets.token_urlsafe(24)
+    app = ui_app(store, auth=BearerAuth(token))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+        refused = await http.get("/metrics")
+        assert refused.status == 401
+        allowed = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status == 200
+        text = await allowed.text()
+    families = list(parser.text_string_to_metric_families(text))
+    assert "dremioframe_task_attempt_duration_seconds" in {f.name for f in families}
+    assert all(f.name.startswith("dremioframe_") for f in families)
+
+
+store_factory = _store_fixtures.store_factory
+any_store = _store_fixtures.store
+
+
+async def test_every_store_counts_its_runs_by_pipeline_and_status(any_store: Any) -> None:
+    now = time.time()
+    events: list[Any] = []
+    for i, (pipeline, status) in enumerate(
+        [("a", RunStatus.SUCCESS), ("a", RunStatus.SUCCESS), ("a", RunStatus.FAILED), ("b", None)]
+    ):
+        events.append(RunStarted(f"r{i}", pipeline, now + i, {}, ("t",)))
+        if status is not None:
+            events.append(RunFinished(f"r{i}", pipeline, status, now + i, now + i))
+    await any_store.record(events)
+    assert await any_store.run_counts() == {
+        ("a", "SUCCESS"): 2,
+        ("a", "FAILED"): 1,
+        ("b", "RUNNING"): 1,
+    }
+
+
+async def test_the_same_values_go_out_through_opentelemetry_metrics(store: SQLiteStore) -> None:
+    sdk_metrics = pytest.importorskip("opentelemetry.sdk.metrics")
+    export = pytest.importorskip("opentelemetry.sdk.metrics.export")
+    reader = export.InMemoryMetricReader()
+    provider = sdk_metrics.MeterProvider(metric_readers=[reader])
+    registry = _metrics.REGISTRY
+    bound = [m for m in registry.metrics() if m.otel is not None]
+    name = f"otel_{secrets.token_hex(4)}"
+
+    @task(name="one")
+    async def one() -> int:
+        return 1
+
+    try:
+        _metrics.enable_metrics(provider)
+        await Pipeline(name).add_task(one()).run(store=store)
+        data = reader.get_metrics_data()
+    finally:
+        for metric in registry.metrics():
+            if metric not in bound:
+                metric.otel = None  # unbind: later tests must not feed this provider
+        provider.shutdown()
+    points = {
+        m.name: [p for p in m.data.data_points if p.attributes.get("pipeline") == name]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    (finished,) = points["dremioframe_runs_finished_total"]
+    assert finished.value == 1
+    assert finished.attributes["status"] == "SUCCESS"
+    (attempt,) = points["dremioframe_task_attempt_duration_seconds"]
+    assert attempt.count == 1
+    assert dict(attempt.attributes) == {"pipeline": name, "task": "one", "state": "SUCCESS"}
+
+
+async def test_serve_answers_metrics_with_the_runs_it_ran(store: SQLiteStore) -> None:
+    import aiohttp
+
+    from dremioframe_async.service import serve
+
+    name = f"served_{secrets.token_hex(4)}"
+
+    @task(name="one")
+    async def one() -> int:
+        return 1
+
+    urls: list[str] = []
+    ready = anyio.Event()
+
+    def on_ready(url: str) -> None:
+        urls.append(url)
+        ready.set()
+
+    pipeline = Pipeline(name).add_task(one())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(serve, [pipeline], store, port=0, on_ready=on_ready))
+        with anyio.fail_after(20):
+            await ready.wait()
+            run_id = await store.enqueue(name)
+            while (await store.get_run(run_id)).status is not RunStatus.SUCCESS:
+                await anyio.sleep(0.05)  # bounded by fail_after: the served process runs it
+        async with aiohttp.ClientSession() as http, http.get(urls[0] + "metrics") as response:
+            assert response.status == 200
+            samples = parse(await response.text())
+        tg.cancel_scope.cancel()
+    assert value(samples, "dremioframe_runs", pipeline=name, status="SUCCESS") == 1
+    assert value(samples, "dremioframe_runs_finished_total", pipeline=name, status="SUCCESS") == 1
+    attempts = "dremioframe_task_attempt_duration_seconds_count"
+    assert value(samples, attempts, pipeline=name, task="one", state="SUCCESS") == 1

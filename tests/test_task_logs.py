@@ -1,0 +1,337 @@
+"""Task log capture: attribution under concurrency, bounds, opt-outs, the user's config kept.
+
+Engine tests run on asyncio and trio; the store tests run on memory, SQLite and
+PostgreSQL (asyncio, through the shared store fixtures).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import _store_fixtures
+import anyio
+import pytest
+
+from dremioframe_async import Pipeline, task
+from dremioframe_async.orchestration import ArgumentError, Event, LogCapture, TaskLogged
+from dremioframe_async.store import LogEntry, LogQuery, MemoryStore, RunStore, drop_marker
+from dremioframe_async.store._codec import storable_text
+
+store_factory = _store_fixtures.store_factory
+store = _store_fixtures.store
+
+SHARED = logging.getLogger("tests.shared_library")
+
+
+@pytest.fixture
+def shared_logger_at_info() -> Iterator[None]:
+    """The user's configuration in these tests: a library logger at INFO."""
+    before = SHARED.level
+    SHARED.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        SHARED.setLevel(before)
+
+
+def library_call(who: str, n: int) -> None:
+    """A third-party function, shared by every task, that logs through its own logger."""
+    SHARED.info("%s library line %d", who, n)
+
+
+async def read_all(store: Any, run_id: str, **kw: Any) -> list[LogEntry]:
+    lines: list[LogEntry] = []
+    after = 0
+    while True:
+        page = await store.get_logs(LogQuery(run_id, after=after, limit=700, **kw))
+        lines.extend(page.lines)
+        after = page.next_after
+        if not page.more:
+            return lines
+
+
+def build_concurrent(n: int, attempts: dict[str, int], lock: threading.Lock) -> Pipeline:
+    """``n`` tasks, each logging 5 lines naming its key and attempt.
+
+    A third of them are plain functions (worker threads); the others are
+    coroutines whose lines come from a child task they start, the shared library
+    logger and ``context.log``. Every tenth fails its first attempt and retries.
+    """
+    p = Pipeline("many", max_concurrency=n)
+
+    def attempt_of(key: str) -> int:
+        with lock:
+            attempts[key] = attempts.get(key, 0) + 1
+            return attempts[key]
+
+    for i in range(n):
+        key = f"t{i}"
+        if i % 3 == 0:
+
+            def sync_body(key: str = key, i: int = i) -> None:
+                a = attempt_of(key)
+                for j in range(5):
+                    library_call(f"{key}#{a}", j)
+                if i % 10 == 0 and a == 1:
+                    raise RuntimeError("first attempt fails")
+
+            p.add_task(task(name=key, retries=1)(sync_body)())
+        else:
+
+            async def async_body(context: Any = None, key: str = key, i: int = i) -> None:
+                a = attempt_of(key)
+                context.log.info("%s#%d own line 0", key, a)
+                async with anyio.create_task_group() as tg:  # a child task of the task
+                    tg.start_soon(_child_logs, f"{key}#{a}")
+                library_call(f"{key}#{a}", 3)
+                await anyio.sleep(0)
+                context.log.warning("%s#%d own line 4", key, a)
+                if i % 10 == 0 and a == 1:
+                    raise RuntimeError("first attempt fails")
+
+            p.add_task(task(name=key, retries=1)(async_body)())
+    return p
+
+
+async def _child_logs(who: str) -> None:
+    for j in (1, 2):
+        await anyio.sleep(0)  # interleave with every other task's lines
+        SHARED.info("%s child line %d", who, j)
+
+
+@pytest.mark.anyio
+async def test_every_line_belongs_to_its_task_and_attempt(shared_logger_at_info: None) -> None:
+    n = 1000
+    attempts: dict[str, int] = {}
+    memory = MemoryStore()
+    result = await build_concurrent(n, attempts, threading.Lock()).run(store=memory)
+    assert result.status == "SUCCESS"
+    lines = await read_all(memory, result.run_id)
+    per_attempt: dict[tuple[str, int], list[LogEntry]] = {}
+    for line in lines:
+        who = re.match(r"(t\d+)#(\d+) ", line.message)
+        assert who is not None, line
+        # Attributed to the task and attempt that emitted it, none to another.
+        assert (line.key, line.attempt) == (who[1], int(who[2])), line
+        per_attempt.setdefault((line.key, line.attempt), []).append(line)
+    expected = {(f"t{i}", a) for i in range(n) for a in (1, 2) if a == 1 or i % 10 == 0}
+    assert set(per_attempt) == expected  # none lost: every attempt has its lines
+    for found in per_attempt.values():
+        assert [x.seq for x in found] == [1, 2, 3, 4, 5]
+        assert all(x.dropped_before == 0 for x in found)
+
+
+@pytest.mark.anyio
+async def test_capture_leaves_the_users_logging_config_alone() -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    mine = logging.getLogger("dremioframe_async.task.quiet")
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    user_handler = Collect()
+    root.addHandler(user_handler)
+    during: list[list[logging.Handler]] = []
+
+    @task(name="quiet")
+    async def quiet(context: Any = None) -> None:
+        during.append(list(root.handlers))
+        context.log.info("kept in the task log only")
+        logging.getLogger("tests.unconfigured").info("dropped by the user's levels")
+
+    events: list[Event] = []
+    try:
+        await Pipeline("cfg").add_task(quiet()).run(on_event=events.append)
+    finally:
+        root.removeHandler(user_handler)
+    assert root.handlers == handlers
+    assert root.level == level
+    assert mine.level == logging.NOTSET
+    assert len(during[0]) == len(handlers) + 2  # the user's and, for the run, the capture's
+    # context.log's INFO line is captured though the root level (WARNING) drops it ...
+    logged = [e for e in events if isinstance(e, TaskLogged)]
+    assert [line.message for e in logged for line in e.lines] == ["kept in the task log only"]
+    # ... and the user's own handler did not get it: their levels still rule there.
+    assert [r.getMessage() for r in seen] == []
+
+
+@pytest.mark.anyio
+async def test_opting_out_per_run_and_per_task(shared_logger_at_info: None) -> None:
+    @task(name="chatty")
+    async def chatty() -> None:
+        SHARED.info("chatty line")
+
+    @task(name="secret", capture_logs=False)
+    async def secret() -> None:
+        SHARED.info("secret line")
+
+    def pipeline() -> Pipeline:
+        return Pipeline("opt").add_task(chatty()).add_task(secret())
+
+    events: list[Event] = []
+    await pipeline().run(on_event=events.append)
+    logged = [
+        (e.key, line.message) for e in events if isinstance(e, TaskLogged) for line in e.lines
+    ]
+    assert logged == [("chatty", "chatty line")]
+    events.clear()
+    await pipeline().run(on_event=events.append, capture_logs=False)
+    assert not any(isinstance(e, TaskLogged) for e in events)
+    assert logging.getLogger().handlers == [
+        h for h in logging.getLogger().handlers if type(h).__name__ != "_CaptureHandler"
+    ]
+
+
+def test_capture_settings_are_checked() -> None:
+    with pytest.raises(ArgumentError, match="max_lines"):
+        LogCapture(max_lines=0)
+    with pytest.raises(ArgumentError, match="flush_interval"):
+        LogCapture(flush_interval=0)
+    with pytest.raises(ArgumentError, match="capture_logs"):
+        anyio.run(functools.partial(Pipeline("x").run, capture_logs="yes"))  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="capture_logs must be True or False"):
+        task(capture_logs=1)(lambda: None)  # type: ignore[call-overload]
+
+
+def _chatty_pipeline(lines: int, halfway: anyio.Event) -> Pipeline:
+    @task(name="chatty")
+    async def chatty() -> None:
+        log = logging.getLogger("tests.chatty")
+        log.setLevel(logging.INFO)
+        try:
+            for i in range(1, lines // 2 + 1):
+                log.info("line %d", i)
+            await halfway.wait()  # the first half has been sent and stored: trims hit rows
+            for i in range(lines // 2 + 1, lines + 1):
+                log.info("line %d", i)
+        finally:
+            log.setLevel(logging.NOTSET)
+
+    return Pipeline("bounded").add_task(chatty())
+
+
+def _when_logged(halfway: anyio.Event) -> Any:
+    def listener(event: Event) -> None:
+        if isinstance(event, TaskLogged):
+            halfway.set()
+
+    return listener
+
+
+@pytest.mark.asyncio
+async def test_ten_thousand_lines_keep_the_newest_thousand(store: RunStore) -> None:
+    halfway = anyio.Event()
+    result = await _chatty_pipeline(10_000, halfway).run(
+        store=store,
+        on_event=_when_logged(halfway),
+        capture_logs=LogCapture(flush_interval=0.01),
+    )
+    lines = await read_all(store, result.run_id, key="chatty")
+    assert [x.message for x in lines] == [f"line {i}" for i in range(9001, 10_001)]
+    assert [x.seq for x in lines] == list(range(9001, 10_001))
+    assert lines[0].dropped_before == 9000
+    assert not any(x.dropped_before for x in lines[1:])
+    assert "9000 earlier lines dropped" in drop_marker(lines[0].dropped_before)
+    # Paging by id reads the same lines in pages, and an attempt filter selects them.
+    page = await store.get_logs(LogQuery(result.run_id, key="chatty", attempt=1, limit=10))
+    assert page.more
+    assert [x.seq for x in page.lines] == list(range(9001, 9011))
+    after = await store.get_logs(LogQuery(result.run_id, after=page.next_after, limit=5))
+    assert [x.seq for x in after.lines] == list(range(9011, 9016))
+
+
+@pytest.mark.asyncio
+async def test_the_byte_bound_keeps_the_newest_megabyte(store: RunStore) -> None:
+    @task(name="wide")
+    async def wide() -> None:
+        log = logging.getLogger("tests.wide")
+        log.setLevel(logging.INFO)
+        try:
+            for i in range(300):
+                log.info("%03d %s", i, "x" * 9_996)  # 10,000 bytes a line
+        finally:
+            log.setLevel(logging.NOTSET)
+
+    result = await Pipeline("wide").add_task(wide()).run(store=store)
+    lines = await read_all(store, result.run_id)
+    assert len(lines) == 104  # 1 MiB / 10,000 bytes: the newest 104 lines
+    assert lines[0].message.startswith("196 ")
+    assert lines[0].dropped_before == 196
+    assert sum(len(x.message) for x in lines) <= 1 << 20
+
+
+@pytest.mark.anyio
+async def test_a_timed_out_threads_later_lines_belong_to_no_attempt(
+    shared_logger_at_info: None,
+) -> None:
+    attempt_two_logged, late_line_logged = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    @task(name="stuck", retries=1, timeout=0.5)
+    def stuck() -> None:
+        calls.append(len(calls) + 1)
+        n = calls[-1]
+        SHARED.info("attempt %d starts", n)
+        if n == 1:  # times out; its thread goes on and logs once attempt 2 runs
+            attempt_two_logged.wait(20)
+            SHARED.info("late line of attempt 1")
+            late_line_logged.set()
+            return
+        attempt_two_logged.set()
+        late_line_logged.wait(20)  # attempt 2 is still open when the late line comes
+
+    memory = MemoryStore()
+    result = await Pipeline("late").add_task(stuck()).run(store=memory)
+    assert result.status == "SUCCESS"
+    assert late_line_logged.is_set()
+    lines = await read_all(memory, result.run_id)
+    assert [(x.attempt, x.message) for x in lines] == [
+        (1, "attempt 1 starts"),
+        (2, "attempt 2 starts"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_the_capture_level_drops_lower_records(shared_logger_at_info: None) -> None:
+    @task(name="mixed")
+    async def mixed(context: Any = None) -> None:
+        SHARED.info("library info")
+        SHARED.warning("library warning")
+        context.log.info("own info")
+        try:
+            raise KeyError("k")
+        except KeyError:
+            context.log.error("own error", exc_info=True)
+
+    events: list[Event] = []
+    settings = LogCapture(level=logging.WARNING)
+    await Pipeline("levels").add_task(mixed()).run(on_event=events.append, capture_logs=settings)
+    lines = [line for e in events if isinstance(e, TaskLogged) for line in e.lines]
+    assert [(x.level, x.message.splitlines()[0]) for x in lines] == [
+        ("WARNING", "library warning"),
+        ("ERROR", "own error"),
+    ]
+    assert "KeyError: 'k'" in lines[1].message  # the traceback is part of the line
+
+
+@pytest.mark.asyncio
+async def test_lines_a_database_cannot_hold_are_stored_escaped(store: RunStore) -> None:
+    @task(name="odd")
+    async def odd() -> None:
+        logging.getLogger("tests.odd").warning("nul \x00 and lone \udc80 here")
+
+    result = await Pipeline("odd").add_task(odd()).run(store=store)
+    assert result.history_error is None
+    (line,) = await read_all(store, result.run_id)
+    expected = "nul \x00 and lone \udc80 here"
+    if not isinstance(store, MemoryStore):
+        expected = storable_text(expected)
+    assert line.message == expected
