@@ -15,7 +15,9 @@ Two modes, taking turns for ``--reps`` repetitions (the median is reported):
   outside the timed runs (its start-up has a line of its own).
 
 Where the time goes, per mode: wall time; rows/s; the median extraction
-attempt (submit, Flight read, Parquet write); CPU seconds of this process's
+attempt (submit, Flight read, Parquet write) as the engine saw it and, on Dask,
+the part of it computing on a worker (the rest is pickling, scheduling and
+transfers, from Dask's task stream); CPU seconds of this process's
 event-loop thread (the engine, FakeDremio's REST side, and in ``one process``
 the client), of its other threads (FakeDremio's Flight server and DuckDB, and in
 ``one process`` the Flight reads and Parquet writes) and of the worker
@@ -56,6 +58,7 @@ class Figures:
     wall: float
     rows: int
     extract_median: float
+    on_worker: float  # of an extraction attempt, the median time computing on a worker
     loop_cpu: float
     threads_cpu: float
     workers_cpu: float
@@ -96,11 +99,26 @@ async def workers_cpu(dask: DaskExecutor | None) -> float:
     return sum((await dask.client.run(_worker_cpu)).values())
 
 
+async def worker_compute(dask: DaskExecutor | None, since: float) -> float:
+    """The median time extraction attempts spent computing on a worker, from Dask's task
+    stream (the rest of an attempt is pickling, scheduling and transfers)."""
+    if dask is None or dask.client is None:
+        return 0.0
+    stream = await dask.client.get_task_stream(start=since)
+    spans = [
+        sum(s["stop"] - s["start"] for s in entry["startstops"] if s["action"] == "compute")
+        for entry in stream
+        if str(entry["key"]).startswith("extract")
+    ]
+    return statistics.median(spans) if spans else 0.0
+
+
 async def measure(
     run: Callable[[], Awaitable[RunResult]], dask: DaskExecutor | None, tables: int
 ) -> Figures:
     loop0, rest0 = cpu_split()
     workers0 = await workers_cpu(dask)
+    since = time.time()
     start = time.perf_counter()
     result = await run()
     wall = time.perf_counter() - start
@@ -116,6 +134,7 @@ async def measure(
         wall,
         int(summary["rows"]),
         statistics.median(durations),
+        await worker_compute(dask, since),
         loop1 - loop0,
         rest1 - rest0,
         workers1 - workers0,
@@ -130,6 +149,7 @@ def median_figures(runs: list[Figures]) -> Figures:
         mid("wall"),
         runs[0].rows,
         mid("extract_median"),
+        mid("on_worker"),
         mid("loop_cpu"),
         mid("threads_cpu"),
         mid("workers_cpu"),
@@ -144,9 +164,10 @@ def load() -> str:
 def report(name: str, f: Figures) -> None:
     cores = os.cpu_count() or 1
     busy = (f.loop_cpu + f.threads_cpu + f.workers_cpu) / (f.wall * cores)
+    on_worker = f"{f.on_worker * 1e3:10.1f}" if f.on_worker else f"{'-':>10}"
     print(
         f"{name:<14} {f.wall:8.2f} {f.rows / f.wall:12,.0f} {f.extract_median * 1e3:12.1f} "
-        f"{f.loop_cpu:9.2f} {f.threads_cpu:9.2f} {f.workers_cpu:9.2f} {busy:7.0%}"
+        f"{on_worker} {f.loop_cpu:9.2f} {f.threads_cpu:9.2f} {f.workers_cpu:9.2f} {busy:7.0%}"
     )
 
 
@@ -189,6 +210,8 @@ async def compare(
             f"{time.perf_counter() - start:.2f} s (not in the figures below)"
         )
         scoped = {"dremio": worker_scoped(make_client)}
+        assert dask.client is not None
+        await dask.client.get_task_stream(start=0, stop=0)  # starts recording it
         local: list[Figures] = []
         remote: list[Figures] = []
         for _ in range(args.reps):
@@ -200,7 +223,7 @@ async def compare(
     one, many = median_figures(local), median_figures(remote)
     print(f"\nmedian of {args.reps}; CPU seconds by where they were spent")
     print(
-        f"{'mode':<14} {'wall s':>8} {'rows/s':>12} {'extract ms':>12} "
+        f"{'mode':<14} {'wall s':>8} {'rows/s':>12} {'extract ms':>12} {'on worker':>10} "
         f"{'loop cpu':>9} {'threads':>9} {'workers':>9} {'busy':>7}"
     )
     report("one process", one)
