@@ -25,7 +25,7 @@ from dremioframe_async import (
     task,
 )
 from dremioframe_async.dremio import DremioClient
-from dremioframe_async.executors import WorkerLostError, worker_scoped
+from dremioframe_async.executors import TaskPickleError, WorkerLostError, worker_scoped
 from dremioframe_async.orchestration import AttemptTimeout, TaskOptions
 from dremioframe_async.orchestration._placement import on_executor
 from dremioframe_async.store import MemoryStore
@@ -383,3 +383,35 @@ async def test_worker_scoped_in_this_process_is_a_run_resource(fake: FakeDremio)
     result.raise_for_status()
     assert {result[k][0] for k in result} == {os.getpid()}
     assert logins(fake) - before == 1
+
+
+async def test_an_unpicklable_worker_scoped_factory_is_named(
+    dask: DaskExecutor, coroutines: DaskExecutor
+) -> None:
+    import threading
+
+    lock = threading.Lock()
+
+    @task(resources=("r",))
+    async def uses(r: Any) -> Any:
+        return r
+
+    factory = worker_scoped(lambda: lock)
+    result = (
+        await Pipeline("unpicklable", executor=coroutines, resources={"r": factory})
+        .add_task(uses())
+        .run()
+    )
+    error = result.errors["uses"]
+    assert isinstance(error, TaskPickleError)
+    assert "worker-scoped resource 'r', through its nonlocal 'lock'" in str(error)
+
+
+def test_coroutines_option_is_checked_and_shown() -> None:
+    from dremioframe_async.orchestration import ArgumentError
+
+    with pytest.raises(ArgumentError, match="coroutines must be True or False"):
+        DaskExecutor(coroutines="yes")  # type: ignore[arg-type]
+    assert repr(DaskExecutor(n_workers=2, coroutines=True)) == (
+        "DaskExecutor(n_workers=2, coroutines=True)"
+    )
