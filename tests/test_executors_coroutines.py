@@ -415,3 +415,41 @@ def test_coroutines_option_is_checked_and_shown() -> None:
     assert repr(DaskExecutor(n_workers=2, coroutines=True)) == (
         "DaskExecutor(n_workers=2, coroutines=True)"
     )
+
+
+async def test_dremio_query_tasks_share_a_worker_scoped_client(
+    dask: DaskExecutor, coroutines: DaskExecutor, fake: FakeDremio
+) -> None:
+    from dremioframe_async.tasks import DremioQueryTask
+
+    url, password = fake.url, fake.password
+    client = worker_scoped(lambda: DremioClient(url, username="dremio", password=password))
+    queries = [
+        DremioQueryTask(f"q{i}", f"SELECT n FROM lake.numbers WHERE n < {i}") for i in range(24)
+    ]
+    for q in queries[1:]:
+        queries[0].set_downstream(q)
+    before = logins(fake)
+    result = (
+        await Pipeline("dremio tasks", resources={"dremio": client})
+        .add_task(queries[0])
+        .run(executor=coroutines)
+    )
+    result.raise_for_status()
+    assert [result[q].num_rows for q in queries[:4]] == [0, 1, 2, 3]
+    # The tasks ran on the workers: logins there, one per worker at most.
+    assert 1 <= logins(fake) - before <= 2
+
+
+def test_a_task_crosses_without_the_graph_around_it() -> None:
+    from dremioframe_async.executors import TaskCall
+    from dremioframe_async.executors._pickling import pack
+    from dremioframe_async.tasks import DremioQueryTask
+
+    def payload(fan_out: int) -> int:
+        queries = [DremioQueryTask(f"q{i}", "SELECT 1") for i in range(fan_out)]
+        for q in queries[1:]:
+            queries[0].set_downstream(q)
+        return len(pack(TaskCall("q1", queries[1].action)))
+
+    assert payload(500) < payload(5) + 64  # the order counter may take a byte more

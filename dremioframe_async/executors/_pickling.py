@@ -10,6 +10,7 @@ reference: the workers need them installed.
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import inspect
 import io
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
-from ..orchestration import TaskCall
+from ..orchestration import Task, TaskCall
 from . import _remote
 from ._errors import TaskPickleError
 
@@ -92,10 +93,24 @@ def _code_reduce(code: types.CodeType) -> Any:
     return rebuild, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
 
 
+def _task_reduce(task: Task) -> tuple[Any, ...]:
+    # A task's action is often its own bound method (the Dremio tasks'), so the Task
+    # travels with each attempt: it needs what the action reads, not the graph around
+    # it. With its edges, one attempt of a 1,000-task fan-out pickled all 1,000 tasks
+    # (219 KB, 16 ms); without them, one.
+    state = {**task.__dict__, "_upstream": {}, "_downstream": {}}
+    return (copyreg.__newobj__, (type(task),), state)
+
+
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
         {types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table
     )
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, Task):
+            return _task_reduce(obj)
+        return super().reducer_override(obj)
 
 
 def dumps(value: Any) -> bytes:
