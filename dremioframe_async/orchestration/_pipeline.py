@@ -114,8 +114,11 @@ class Pipeline:
         ``@task(resources=("dremio",))``.
     :param executor: where plain-function tasks run (see
         ``dremioframe_async.executors``): the run's worker threads by default.
-        Coroutine tasks, tasks declared ``@task(executor="local")`` and tasks that
-        need a resource always run in this process, where the resources live.
+        Tasks declared ``@task(executor="local")``, plain-function tasks that need a
+        resource, and coroutine tasks run in this process, unless a coroutine task
+        names the executor (``@task(executor="dask")``) or the executor takes them
+        all (``DaskExecutor(coroutines=True)``) and each resource it needs is
+        :func:`worker_scoped` (opened once per worker).
     :param max_active_runs: at most this many runs of this pipeline taken from a
         store's run queue run at once, across every process serving that store
         (see ``dremioframe_async.service``); None for no limit. ``run()`` itself
