@@ -26,7 +26,7 @@ from dremioframe_async import (
 )
 from dremioframe_async.dremio import DremioClient
 from dremioframe_async.executors import TaskPickleError, WorkerLostError, worker_scoped
-from dremioframe_async.orchestration import AttemptTimeout, TaskOptions
+from dremioframe_async.orchestration import AttemptTimeout, ResourceError, TaskOptions
 from dremioframe_async.orchestration._placement import on_executor
 from dremioframe_async.store import MemoryStore
 from dremioframe_async.testing import FakeDremio
@@ -397,14 +397,31 @@ async def test_an_unpicklable_worker_scoped_factory_is_named(
         return r
 
     factory = worker_scoped(lambda: lock)
-    result = (
-        await Pipeline("unpicklable", executor=coroutines, resources={"r": factory})
-        .add_task(uses())
-        .run()
-    )
-    error = result.errors["uses"]
-    assert isinstance(error, TaskPickleError)
-    assert "worker-scoped resource 'r', through its nonlocal 'lock'" in str(error)
+    pipeline = Pipeline("unpicklable", executor=coroutines, resources={"r": factory})
+    with pytest.raises(TaskPickleError) as info:  # before anything runs
+        await pipeline.add_task(uses()).run()
+    assert "worker-scoped resource 'r', through its nonlocal 'lock'" in str(info.value)
+
+
+def refuse_to_open() -> Any:
+    raise RuntimeError("no login today")
+
+
+async def test_a_worker_scoped_resource_that_cannot_open_fails_its_tasks(
+    dask: DaskExecutor, coroutines: DaskExecutor
+) -> None:
+    @task(resources=("r",))
+    async def uses(r: Any) -> Any:
+        return r
+
+    pipeline = Pipeline("unopened", resources={"r": worker_scoped(refuse_to_open)})
+    pipeline.add_task(uses())
+    local = (await pipeline.run()).errors["uses"]
+    remote = (await pipeline.run(executor=coroutines)).errors["uses"]
+    assert isinstance(local, ResourceError)
+    assert isinstance(remote, ResourceError)
+    assert str(local) == "resource 'r' could not be opened: RuntimeError: no login today"
+    assert str(remote) == f"{local} (on a Dask worker)"
 
 
 def test_coroutines_option_is_checked_and_shown() -> None:

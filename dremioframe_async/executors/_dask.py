@@ -43,7 +43,7 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from .._telemetry import traceparent
-from ..orchestration import ArgumentError, RunContext, TaskCall
+from ..orchestration import ArgumentError, ResourceError, RunContext, TaskCall
 from . import _pickling, _remote
 from ._errors import (
     ExecutorError,
@@ -230,6 +230,9 @@ class DaskSession:
     async def _unpack(self, key: str, outcome: tuple[Any, ...]) -> Any:
         if outcome[0] == "cancelled":  # only when this run's attempt was cancelled meanwhile
             raise ExecutorError(f"task {key!r}: cancelled on its Dask worker")
+        if outcome[0] == "resource":
+            _, name, detail = outcome
+            raise ResourceError(name, "open", f"{detail} (on a Dask worker)")
         if outcome[0] == "unpicklable":
             _, type_name, reason = outcome
             raise TaskPickleError(key, "its result", type_name, reason)
@@ -326,7 +329,8 @@ class DaskExecutor:
         return self._cluster
 
     def check(self, call: TaskCall) -> None:
-        """Pickle the function and the arguments known before the run.
+        """Pickle the function, the arguments known before the run and the factories
+        of the worker-scoped resources it needs.
 
         :raises TaskPickleError: naming the task and what cannot be pickled.
         """
@@ -338,6 +342,12 @@ class DaskExecutor:
         _pickling.pack(call, with_function=not known)
         with contextlib.suppress(TypeError):
             self._checked.add(call.fn)
+        unchecked = [f for f in call.resources.values() if f not in self._checked]
+        if unchecked:  # a fan-out shares its factories: pickle each once
+            _pickling.pack_resources(call)
+            for factory in unchecked:
+                with contextlib.suppress(TypeError):
+                    self._checked.add(factory)
 
     def session(self, *, concurrency: int | None) -> AbstractAsyncContextManager[DaskSession]:
         """Open the executor for one run (the cluster bounds nothing of its own)."""

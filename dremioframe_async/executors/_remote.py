@@ -339,6 +339,8 @@ async def run_coroutine(
         if inner.cancelled() and current is not None and not current.cancelling():
             return ("cancelled",)  # the driver's cancel_attempt, not the worker closing
         raise
+    except _OpenFailed as exc:  # the driver raises ResourceError, as for a run resource
+        return ("resource", exc.name, exc.detail)
     except Exception as exc:
         reason = _cannot_travel(exc)
         if reason is None:
@@ -361,12 +363,26 @@ async def _call(
     resources: dict[str, Any],
 ) -> Any:
     if factories:
-        values = {name: await _open(resources["slots"], name, f) for name, f in factories.items()}
+        values = {}
+        for name, factory in factories.items():
+            try:
+                values[name] = await _open(resources["slots"], name, factory)
+            except Exception as exc:
+                raise _OpenFailed(name, f"{type(exc).__name__}: {exc}") from exc
         kwargs.update({name: values[name] for name in inject})
         context = kwargs.get("context")
         if context is not None and hasattr(context, "bind_resources"):
             context.bind_resources(values)
     return await fn(*args, **kwargs)
+
+
+class _OpenFailed(Exception):
+    """A worker-scoped resource could not be opened (``detail`` says why)."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(name, detail)
+        self.name = name
+        self.detail = detail
 
 
 async def _open(slots: dict[str, Any], name: str, factory: Callable[[], Any]) -> Any:

@@ -77,12 +77,15 @@ def _check_executor(executor: object) -> Executor | None:
     return executor
 
 
-def _check_calls(executor: Executor, tasks: Sequence[tuple[str, Task]]) -> None:
+def _check_calls(
+    executor: Executor, tasks: Sequence[tuple[str, Task]], factories: Mapping[str, Any]
+) -> None:
     """Let the executor refuse a call before anything runs (an unpicklable argument, say)."""
     for key, t in tasks:
         args = tuple(a for a in t.args if not contains_task(a))
         kwargs = {k: v for k, v in t.kwargs.items() if not contains_task(v)}
-        executor.check(TaskCall(key, t.action, args, kwargs))
+        scoped = {n: factories[n].factory for n in t.options.resources} if t.is_async else {}
+        executor.check(TaskCall(key, t.action, args, kwargs, is_async=t.is_async, resources=scoped))
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -364,7 +367,7 @@ class Pipeline:
         if executor is None or not tasks:
             yield None
             return
-        await anyio.to_thread.run_sync(_check_calls, executor, tasks)
+        await anyio.to_thread.run_sync(_check_calls, executor, tasks, factories)
         async with executor.session(concurrency=self.max_concurrency) as session:
             yield session
 
