@@ -213,12 +213,17 @@ class DaskSession:
             outcome: tuple[Any, ...] = await future
             return outcome
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_BOUND):
+            with anyio.CancelScope(shield=True):
                 if attempt is not None:  # a coroutine: cancel it where it runs, and wait
-                    await self.client.run(
-                        _remote.cancel_attempt, attempt, self.scope, on_error="return"
-                    )
-                await self.client.cancel([future], force=True, reason=f"task {key!r} cancelled")
+                    # Bounded on its own: a coroutine that ignores its cancellation
+                    # must not keep the future from being cancelled below.
+                    with anyio.move_on_after(CANCEL_BOUND):
+                        await self.client.run(
+                            _remote.cancel_attempt, attempt, self.scope, on_error="return"
+                        )
+                with anyio.move_on_after(CANCEL_BOUND):
+                    reason = f"task {key!r} cancelled"
+                    await self.client.cancel([future], force=True, reason=reason)
             raise
         except KilledWorker as exc:
             raise WorkerLostError(key, str(exc)) from exc
