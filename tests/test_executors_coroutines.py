@@ -7,6 +7,7 @@ worker runs several coroutines at once); the killed-worker test has its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -470,3 +471,34 @@ def test_a_task_crosses_without_the_graph_around_it() -> None:
         return len(pack(TaskCall("q1", queries[1].action)))
 
     assert payload(500) < payload(5) + 64  # the order counter may take a byte more
+
+
+@task(executor="dask")
+async def chatty(name: str, context: Any = None) -> str:
+    log = logging.getLogger("tests.on_worker")
+    for i in range(3):
+        log.warning("%s line %d", name, i)
+        await asyncio.sleep(0.01)  # let the other coroutine on the loop log meanwhile
+    await asyncio.to_thread(log.warning, "%s from a thread", name)
+    context.log.info("%s through context.log", name)
+    return name
+
+
+async def test_a_coroutines_log_lines_are_its_own(dask: DaskExecutor) -> None:
+    from test_task_logs import read_all
+
+    store = MemoryStore()
+    pipeline = Pipeline("logs", executor=dask)
+    for name in "abcdef":  # six on two workers: some share a worker's loop, at once
+        pipeline.add_task(chatty(name))
+    result = await pipeline.run(store=store)
+    result.raise_for_status()
+    for key in result:
+        name = result[key]
+        lines = [(x.attempt, x.message) for x in await read_all(store, result.run_id, key=key)]
+        assert lines == [
+            *[(1, f"{name} line {i}") for i in range(3)],
+            (1, f"{name} from a thread"),
+            (1, f"{name} through context.log"),
+        ]
+    await nothing_left(dask)

@@ -159,11 +159,10 @@ class DaskSession:
             except Exception:  # an estimate only: pickle it and see
                 size = OFF_LOOP_BYTES + 1
             payload = await _off_loop(_pickling.pack, call, size)
-            # Coroutines share their worker's thread: their lines cannot be told apart.
-            capture = call.logs.limits if call.logs is not None and not call.is_async else None
+            capture = call.logs.limits if call.logs is not None else None
             try:
                 if call.is_async:
-                    outcome = await self._submit_coroutine(call, payload)
+                    outcome = await self._submit_coroutine(call, payload, capture)
                 else:
                     outcome = await self._submit(call.key, payload, capture)
             except Exception as exc:
@@ -179,7 +178,9 @@ class DaskSession:
                 call.release()
         return await self._unpack(call.key, outcome)
 
-    async def _submit_coroutine(self, call: TaskCall, payload: bytes) -> tuple[Any, ...]:
+    async def _submit_coroutine(
+        self, call: TaskCall, payload: bytes, capture: tuple[int, int, int] | None
+    ) -> tuple[Any, ...]:
         scoped = _pickling.pack_resources(call)
         self.sent_coroutines = True
         attempt = f"{call.key}-{uuid.uuid4().hex}"
@@ -190,6 +191,7 @@ class DaskSession:
             attempt,
             self.scope,
             traceparent(),
+            capture,
             key=attempt,
             pure=False,
         )

@@ -19,6 +19,7 @@ with :func:`cancel_attempt` (through ``Client.run``) and waits for.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import pickle
@@ -234,7 +235,10 @@ def _capture_of_this_thread() -> logging.Handler | None:
     # copy of this module's classes.
     me = threading.get_ident()
     for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "_ThreadLines" and getattr(handler, "thread", None) == me:
+        kind = type(handler).__name__
+        if kind == "_ThreadLines" and getattr(handler, "thread", None) == me:
+            return handler
+        if kind == "_TaskLines" and handler.mine():  # type: ignore[attr-defined]
             return handler
     return None
 
@@ -256,8 +260,10 @@ class _ThreadLines(logging.Handler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self.thread:
-            return
+        if record.thread == self.thread:
+            self.keep(record)
+
+    def keep(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)[: self.max_bytes]
         except Exception:
@@ -270,7 +276,30 @@ class _ThreadLines(logging.Handler):
             self.dropped += 1
 
     def shipped(self) -> tuple[list[tuple[float, str, str, str]], int]:
+        """The lines kept, oldest first, and how many were dropped before them."""
         return list(self.lines), self.dropped
+
+
+class _TaskLines(_ThreadLines):
+    """Keeps the records of one coroutine task (and of the tasks and threads it starts,
+    which inherit its context) within the capture's bounds.
+
+    The coroutines of a worker share its loop's thread, so a thread says nothing:
+    a context variable of this handler's own, set in the task's context, does.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int, level: int) -> None:
+        super().__init__(max_lines, max_bytes, level)
+        self.var: contextvars.ContextVar[_TaskLines | None] = contextvars.ContextVar(
+            "dremioframe_async_task_lines", default=None
+        )
+
+    def mine(self) -> bool:
+        return self.var.get() is self
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.mine():
+            self.keep(record)
 
 
 def _cannot_travel(exc: BaseException) -> str | None:
@@ -306,15 +335,44 @@ def _scope(state: dict[str, Any], scope: str) -> dict[str, Any]:
 
 
 async def run_coroutine(
-    payload: bytes, scoped: bytes, attempt: str, scope: str, traceparent: str | None = None
+    payload: bytes,
+    scoped: bytes,
+    attempt: str,
+    scope: str,
+    traceparent: str | None = None,
+    capture: tuple[int, int, int] | None = None,
 ) -> tuple[Any, ...]:
     """Run the pickled coroutine call on this worker's loop; outcomes as :func:`run_payload`'s.
 
     ``scoped`` is the pickled ``(factories, inject)`` of its worker-scoped
     resources. ``("cancelled",)`` when the driver cancelled it (:func:`cancel_attempt`).
-    Log lines are not captured: the coroutines of a worker share its loop's thread,
-    which is how :func:`run_payload` tells a task's records from the others'.
+    With ``capture``, the records of the coroutine (and of the tasks and threads it
+    starts) are kept and shipped as :func:`run_payload` ships a function's.
     """
+    handler = _TaskLines(*capture) if capture is not None else None
+    root = logging.getLogger()
+    if handler is not None:
+        root.addHandler(handler)
+    try:
+        outcome = await _run_coroutine(payload, scoped, attempt, scope, traceparent, handler)
+    except Exception as exc:
+        if handler is not None:
+            exc.dremioframe_log_lines = handler.shipped()  # type: ignore[attr-defined]
+        raise
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+    return outcome if handler is None else (*outcome, handler.shipped())
+
+
+async def _run_coroutine(
+    payload: bytes,
+    scoped: bytes,
+    attempt: str,
+    scope: str,
+    traceparent: str | None,
+    handler: _TaskLines | None,
+) -> tuple[Any, ...]:
     from distributed import get_worker  # on the worker: distributed is there
 
     state = _state(get_worker())
@@ -324,9 +382,12 @@ async def run_coroutine(
     fn, args, kwargs = pickle.loads(payload)
     factories, inject = pickle.loads(scoped)
     token = _join_trace(traceparent) if traceparent else None
-    try:  # the task copies the context as it is now: the trace goes with it
+    mark = handler.var.set(handler) if handler is not None else None
+    try:  # the task copies the context as it is now: the trace and the capture go with it
         inner = asyncio.ensure_future(_call(fn, args, kwargs, factories, inject, resources))
     finally:
+        if handler is not None and mark is not None:
+            handler.var.reset(mark)
         if token is not None:
             from opentelemetry import context
 
