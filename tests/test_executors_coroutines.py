@@ -502,3 +502,33 @@ async def test_a_coroutines_log_lines_are_its_own(dask: DaskExecutor) -> None:
             (1, f"{name} through context.log"),
         ]
     await nothing_left(dask)
+
+
+async def touch_async(path: str) -> str:
+    Path(path).touch()
+    return path
+
+
+async def test_an_attempt_cancelled_before_it_reaches_its_worker_never_starts(
+    dask: DaskExecutor, tmp_path: Path
+) -> None:
+    from dremioframe_async.executors import TaskCall, _pickling, _remote
+
+    client = dask.client
+    assert client is not None
+    ran = tmp_path / "ran"
+    payload = _pickling.pack(TaskCall("early", touch_async, (str(ran),), is_async=True))
+    scoped = _pickling.dumps(({}, ()))
+    # The driver's cancel reached every worker before the attempt reached one.
+    found = await client.run(_remote.cancel_attempt, "early-1", "scope-1")
+    assert set(found.values()) == {False}
+    future = client.submit(
+        _remote.run_coroutine, payload, scoped, "early-1", "scope-1", key="early-1", pure=False
+    )
+    try:
+        assert await future == ("cancelled",)
+    finally:
+        future.release()
+    assert not ran.exists()
+    await client.run(_remote.close_scope, "scope-1")
+    await nothing_left(dask)
