@@ -15,12 +15,13 @@ import anyio.to_thread
 
 from ._awaited import run_call
 from ._dispatch import Listener, dispatching, normalize_listeners
-from ._errors import ArgumentError
-from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
+from ._errors import ArgumentError, PipelineDefinitionError
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._graph import KEEP_RESULTS, KeepResults, Plan, build_plan, mermaid
 from ._logs import LogCapture, capture_settings, run_logs
 from ._metering import run_metrics
 from ._observe import observers
+from ._placement import on_executor, placement_problems
 from ._pstate import RunState, StateSource
 from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
@@ -89,12 +90,15 @@ def _check_executor(executor: object) -> Executor | None:
     return executor
 
 
-def _check_calls(executor: Executor, tasks: Sequence[tuple[str, Task]]) -> None:
+def _check_calls(
+    executor: Executor, tasks: Sequence[tuple[str, Task]], factories: Mapping[str, Any]
+) -> None:
     """Let the executor refuse a call before anything runs (an unpicklable argument, say)."""
     for key, t in tasks:
         args = tuple(a for a in t.args if not contains_task(a))
         kwargs = {k: v for k, v in t.kwargs.items() if not contains_task(v)}
-        executor.check(TaskCall(key, t.action, args, kwargs))
+        scoped = {n: factories[n].factory for n in t.options.resources} if t.is_async else {}
+        executor.check(TaskCall(key, t.action, args, kwargs, is_async=t.is_async, resources=scoped))
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -126,8 +130,11 @@ class Pipeline:
         ``@task(resources=("dremio",))``.
     :param executor: where plain-function tasks run (see
         ``dremioframe_async.executors``): the run's worker threads by default.
-        Coroutine tasks, tasks declared ``@task(executor="local")`` and tasks that
-        need a resource always run in this process, where the resources live.
+        Tasks declared ``@task(executor="local")``, plain-function tasks that need a
+        resource, and coroutine tasks run in this process, unless a coroutine task
+        names the executor (``@task(executor="dask")``) or the executor takes them
+        all (``DaskExecutor(coroutines=True)``) and each resource it needs is
+        :func:`worker_scoped` (opened once per worker).
     :param max_active_runs: at most this many runs of this pipeline taken from a
         store's run queue run at once, across every process serving that store
         (see ``dremioframe_async.service``); None for no limit. ``run()`` itself
@@ -316,14 +323,13 @@ class Pipeline:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
         remote = _RemoteCancel(stop_cleanup)
+        factories = run_factories(self._needing_resources(plan), self.resources, given)
         try:
             async with (
-                self._executor_session(plan, chosen) as session,
+                self._executor_session(plan, chosen, factories) as session,
                 dispatching(listeners, store) as dispatch,
                 remote.attended(store, run_id),
-                run_resources(
-                    run_factories(self._needing_resources(plan), self.resources, given)
-                ) as opened,
+                run_resources(factories) as opened,
                 run_logs(run_id, self.name, logging_to, dispatch.emit) as logs,
                 run_tracing(
                     tracer_provider,
@@ -376,19 +382,23 @@ class Pipeline:
 
     @asynccontextmanager
     async def _executor_session(
-        self, plan: Plan, executor: Executor | None
+        self, plan: Plan, executor: Executor | None, factories: Mapping[str, Any]
     ) -> AsyncIterator[ExecutorSession | None]:
         # Open the executor only when some task will use it: a pipeline of
-        # coroutines starts no cluster.
+        # coroutines starts no cluster (unless the executor takes coroutines).
+        named = [(k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if t.options.executor]
+        problems = placement_problems(named, executor, factories)
+        if problems:
+            raise PipelineDefinitionError(self.name, problems)
         tasks = [
             (key, t)
             for key, t in zip(plan.keys, plan.tasks, strict=True)
-            if not t.is_async and not stays_local(t.options)
+            if on_executor(t.is_async, t.options, executor, factories)
         ]
         if executor is None or not tasks:
             yield None
             return
-        await anyio.to_thread.run_sync(_check_calls, executor, tasks)
+        await anyio.to_thread.run_sync(_check_calls, executor, tasks, factories)
         async with executor.session(concurrency=self.max_concurrency) as session:
             yield session
 

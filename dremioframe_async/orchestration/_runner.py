@@ -41,7 +41,7 @@ from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
-from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
+from ._executor import DEFAULT_THREADS, ExecutorSession
 from ._graph import KeepResults, Plan
 from ._logs import shipped_logs
 from ._mapping import MappedTask
@@ -57,6 +57,7 @@ from ._node import (
     time_limit,
 )
 from ._observe import Observers
+from ._placement import on_executor, remote_call
 from ._pstate import RunState
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
@@ -403,7 +404,7 @@ class Run:
             call = self._prepare_call(node)
             if call is None:
                 return
-            if node.task.options.resources:
+            if node.task.options.resources and not self._remote(node):
                 call = await self._open_resources(node, call)
             result: Any
             if node.task.options.retries:
@@ -463,7 +464,7 @@ class Run:
                 else attempt_limit(node, first=node.attempts == 1)
             )
             scope = self.observe(node) if self.observe is not None else None
-            if node.task.is_async and timeout is None:
+            if node.task.is_async and timeout is None and not self._remote(node):
                 # The common case, without one more coroutine.
                 if scope is None:
                     return check_async(node.key, await call())
@@ -477,7 +478,7 @@ class Run:
     async def _invoke(
         self, node: Node, call: Callable[[], Any], slots: AttemptSlots, limit: AttemptLimit | None
     ) -> Any:
-        if node.task.is_async:
+        if node.task.is_async and not self._remote(node):
             return await call_async(node.key, call, limit)
         return await call_sync(
             node.key, call, limit, slots, functools.partial(self._call_sync, node)
@@ -486,13 +487,20 @@ class Run:
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
     ) -> Any:
-        if self.executor is None or stays_local(node.task.options):
+        if self.executor is None or not self._remote(node):
             return await run_in_thread(call, self.thread_limiter, handover)
-        assert isinstance(call, functools.partial)
         release = handover.thread_finished if handover is not None else None
+        factories = self.resources.factories
         return await self.executor.run(
-            TaskCall(node.key, call.func, call.args, call.keywords, release, shipped_logs())
+            remote_call(node.task, node.key, call, release, shipped_logs(), factories)
         )
+
+    def _remote(self, node: Node) -> bool:
+        """Whether the node's attempts run on the run's executor (see ``_placement``)."""
+        if self.executor is None:
+            return False
+        task = node.task
+        return on_executor(task.is_async, task.options, self.executor, self.resources.factories)
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1
