@@ -10,14 +10,24 @@ deadline, never by fixed sleeps.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from _store_fixtures import drop_schema
+from _service_procs import PIPELINES, Procs, all_runs, eventually, terminate_backends
+from _store_fixtures import _admin, drop_schema
 
-from dremioframe_async.store import PostgresStore, RunStatus, RunStore, SQLiteStore
+from dremioframe_async.store import (
+    PostgresStore,
+    RunInfo,
+    RunStatus,
+    RunStore,
+    SQLiteStore,
+    open_store,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -64,3 +74,58 @@ async def test_a_full_pipeline_queue_does_not_hide_other_pipelines_runs(
     assert (await store.get_run(first)).status is RunStatus.RUNNING
     # And the full pipeline still gets nothing until a run of it ends.
     assert (await store.claim_next({"busy": 1})) is None
+
+
+# ---------------------------------------------------------------- a database outage
+
+
+async def _outage(url: str, allow: bool) -> None:
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    await _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allow).lower()}')
+    if not allow:
+        await terminate_backends(url)
+
+
+async def _new_success(store: RunStore, after: float) -> RunInfo | None:
+    runs = await all_runs(store, "ticker")
+    return next((r for r in runs if r.status is RunStatus.SUCCESS and r.started > after), None)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["serve", f"{PIPELINES}:every_second", "--port", "0"], id="serve"),
+        pytest.param(["schedule", f"{PIPELINES}:ticker", "--interval", "1"], id="schedule"),
+    ],
+)
+async def test_a_short_database_outage_at_a_fire_does_not_end_the_scheduler(
+    procs: Procs, fresh_pg: Callable[[], Awaitable[str]], command: list[str]
+) -> None:
+    # The database refuses connections for a while, across at least one fire time.
+    # The scheduler must live through it and go on firing once it is back (it ended
+    # with "unhandled errors in a TaskGroup": the fire's claim raised StoreUnavailable).
+    url = await fresh_pg()
+    proc = procs.start(*command, "--store", url)
+    store = open_store(url)
+    try:
+        await eventually(lambda: _new_success(store, 0.0), 60, "a first scheduled run")
+        await store.aclose()
+        await _outage(url, allow=False)
+        try:
+            await eventually(
+                lambda: _said(procs, proc, "store unavailable"), 30, "the scheduler to notice"
+            )
+        finally:
+            await _outage(url, allow=True)
+        back = time.time()
+        await eventually(lambda: _new_success(store, back), 30, "a run after the outage")
+        assert proc.poll() is None, procs.output(proc)
+    finally:
+        await store.aclose()
+
+
+async def _said(procs: Procs, proc: subprocess.Popen[bytes], text: str) -> bool | None:
+    if proc.poll() is not None:  # it died: fail now, with what it printed
+        raise AssertionError(f"exited {proc.returncode}:\n{procs.output(proc)[-3000:]}")
+    return True if text in procs.output(proc) else None
