@@ -10,11 +10,13 @@ deadline, never by fixed sleeps.
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 import pytest_asyncio
 from _service_procs import PIPELINES, Procs, all_runs, eventually, terminate_backends
@@ -129,3 +131,62 @@ async def _said(procs: Procs, proc: subprocess.Popen[bytes], text: str) -> bool 
     if proc.poll() is not None:  # it died: fail now, with what it printed
         raise AssertionError(f"exited {proc.returncode}:\n{procs.output(proc)[-3000:]}")
     return True if text in procs.output(proc) else None
+
+
+# ---------------------------------------------------------------- stopping serve
+
+
+async def _exited_or_serving(procs: Procs, proc: subprocess.Popen[bytes]) -> str | None:
+    if proc.poll() is not None:
+        return "exited"
+    return "serving" if "serving " in procs.output(proc) else None
+
+
+@pytest.mark.parametrize("grace", ["nan", "-1"])
+async def test_a_drain_grace_that_is_no_duration_is_refused_at_start(
+    procs: Procs, tmp_path: Path, grace: str
+) -> None:
+    # It was accepted, and `nan` failed only when SIGTERM came: "deadline must not be NaN".
+    store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    proc = procs.start(
+        "serve", f"{PIPELINES}:ticker", "--port", "0", "--drain-grace", grace, "--store", store
+    )
+    what = await eventually(lambda: _exited_or_serving(procs, proc), 60, "exit or serving")
+    assert what == "exited", procs.output(proc)
+    assert proc.returncode == 2
+    assert "--drain-grace" in procs.output(proc)
+
+
+@pytest.mark.timeout(120)
+async def test_a_second_sigterm_ends_the_drain_grace_at_once(procs: Procs, tmp_path: Path) -> None:
+    # The first SIGTERM drains (runs get --drain-grace to finish); the second must not
+    # leave the operator waiting out the grace: it cancels the runs, cleanup stopped.
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    started, never = tmp_path / "started", tmp_path / "never"
+    proc = procs.start(
+        "serve", f"{PIPELINES}:held", "--port", "0", "--drain-grace", "600", "--store", url
+    )
+    await eventually(lambda: _exited_or_serving(procs, proc), 60, "serving")
+    store = open_store(url)
+    try:
+        run_id = await store.enqueue("held", {"started": str(started), "release": str(never)})
+        await eventually(lambda: _exists(started), 30, "the run to start")
+        proc.send_signal(signal.SIGTERM)
+        await eventually(lambda: _said(procs, proc, "interrupted:"), 30, "the first SIGTERM")
+        proc.send_signal(signal.SIGTERM)
+        code = await anyio.to_thread.run_sync(lambda: _wait(proc, 30))
+        assert code == 0, procs.output(proc)
+        assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
+    finally:
+        await store.aclose()
+
+
+async def _exists(path: Path) -> bool | None:
+    return True if path.exists() else None
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None

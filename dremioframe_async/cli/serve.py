@@ -44,7 +44,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument("--max-runs", type=_at_least_one, metavar="N", help="runs at once here")
     sub.add_argument(
         "--drain-grace",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="on SIGTERM/Ctrl-C, how long running runs get to finish before they are cancelled",
@@ -58,6 +58,16 @@ def _at_least_one(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
     return value
 
 

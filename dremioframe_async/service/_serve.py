@@ -11,7 +11,8 @@ Its parts, each a task of one task group:
 Stopping (the caller's cancellation, which the command line makes of SIGTERM
 and Ctrl-C) drains: nothing new is claimed, running runs get ``drain_grace``
 seconds to finish, then they are cancelled gracefully, so their cleanup tasks
-run; ``stop_cleanup`` (a second signal) ends those too. Queued runs stay queued
+run; ``stop_cleanup`` (a second signal) ends the grace at once and stops those
+cleanup tasks too. Queued runs stay queued
 for the other processes.
 """
 
@@ -79,14 +80,18 @@ async def serve(
     :param drain_grace: on stopping, seconds running runs get to finish before
         they are cancelled (gracefully: their cleanup tasks still run).
     :param auth: the UI's and API's authentication (without it, loopback only).
-    :param stop_cleanup: once set while draining, cleanup tasks are cancelled too.
+    :param stop_cleanup: once set while draining, the grace ends and cleanup tasks
+        are cancelled too (the command line sets it on a second SIGTERM or Ctrl-C).
     :param on_ready: called with the UI's URL once it listens (``port=0``: any free port).
-    :raises ServeError: (a ``ValueError``) for nothing to serve, or two pipelines of one name.
+    :raises ServeError: (a ``ValueError``) for nothing to serve, two pipelines of one
+        name, ``max_runs`` under 1 or a negative or NaN ``drain_grace``.
     :raises UnsafeBind: (a ``ValueError``) for a non-loopback host without auth.
     """
     pipelines, schedules = _collect(items)
     if max_runs is not None and max_runs < 1:
         raise ServeError(f"max_runs must be at least 1, got {max_runs!r}")
+    if not drain_grace >= 0:  # NaN too: found only at the first SIGTERM otherwise
+        raise ServeError(f"drain_grace must be 0 or more seconds, got {drain_grace!r}")
     auths: tuple[Auth, ...] = (auth,) if isinstance(auth, Auth) else tuple(auth or ())
     check_bind(host, auths)
     shown = {s.pipeline.name: s.describe() for s in schedules}

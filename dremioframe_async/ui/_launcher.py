@@ -253,12 +253,17 @@ class RunLauncher:
         """Take no more runs; let running ones end within ``grace`` s, then cancel them.
 
         Cancelled runs still run their cleanup (within their pipeline's
-        ``cleanup_grace``) unless ``stop_cleanup`` is set meanwhile.
+        ``cleanup_grace``) unless ``stop_cleanup`` is set meanwhile; setting it
+        during the grace also ends the grace.
         """
         self.draining = True
         self._kick()
         with anyio.move_on_after(grace):
-            await self._wait_all()
+            async with anyio.create_task_group() as tg:
+                if stop_cleanup is not None:  # a second signal: stop now, not after the grace
+                    tg.start_soon(_first_of, tg, stop_cleanup.wait())
+                await self._wait_all()
+                tg.cancel_scope.cancel()
         for scope in list(self._scopes.values()):
             scope.cancel()
         async with anyio.create_task_group() as tg:
