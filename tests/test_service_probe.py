@@ -190,3 +190,48 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
         return None
+
+
+# ---------------------------------------------------------------- what serve loads
+
+SHARED = """
+from dremioframe_async import Pipeline, task
+
+@task(name="t")
+async def t() -> int:
+    return 1
+
+pipeline = Pipeline({name!r}).add_task(t())
+"""
+SCHEDULED = """
+from {module} import pipeline
+from dremioframe_async.schedule import Schedule
+
+every_hour = Schedule(pipeline, interval=3600)
+"""
+
+
+async def test_a_folder_whose_modules_import_each_others_pipelines_is_served(
+    procs: Procs, tmp_path: Path
+) -> None:
+    # pipelines/a_daily.py schedules the pipeline of b_shared.py (imported before
+    # serve reaches b_shared.py), e_weekly.py that of d_more.py (reached first, after
+    # the folder is on sys.path). serve refused: "two different pipelines are named".
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    tag = secrets.token_hex(3)  # module names no other test process has imported
+    files = {
+        f"a_daily_{tag}": SCHEDULED.format(module=f"b_shared_{tag}"),
+        f"b_shared_{tag}": SHARED.format(name="shared"),
+        f"c_other_{tag}": SHARED.format(name="other"),
+        f"d_more_{tag}": SHARED.format(name="more"),
+        f"e_weekly_{tag}": SCHEDULED.format(module=f"d_more_{tag}"),
+    }
+    for name, text in files.items():
+        (folder / f"{name}.py").write_text(text)
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    proc = procs.start("serve", str(folder), "--port", "0", "--store", url)
+    what = await eventually(lambda: _exited_or_serving(procs, proc), 60, "exit or serving")
+    assert what == "serving", procs.output(proc)
+    assert "serving more, other, shared at" in procs.output(proc)
+    assert procs.output(proc).count("schedule: ") == 2
