@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -30,8 +31,6 @@ from dremioframe_async.store import (
     SQLiteStore,
     open_store,
 )
-
-pytestmark = pytest.mark.asyncio
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])
@@ -57,6 +56,7 @@ async def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 # ---------------------------------------------------------------- the run queue
 
 
+@pytest.mark.asyncio
 async def test_a_full_pipeline_queue_does_not_hide_other_pipelines_runs(
     shared_store: RunStore,
 ) -> None:
@@ -101,6 +101,7 @@ async def _new_success(store: RunStore, after: float) -> RunInfo | None:
         pytest.param(["schedule", f"{PIPELINES}:ticker", "--interval", "1"], id="schedule"),
     ],
 )
+@pytest.mark.asyncio
 async def test_a_short_database_outage_at_a_fire_does_not_end_the_scheduler(
     procs: Procs, fresh_pg: Callable[[], Awaitable[str]], command: list[str]
 ) -> None:
@@ -143,6 +144,7 @@ async def _exited_or_serving(procs: Procs, proc: subprocess.Popen[bytes]) -> str
 
 
 @pytest.mark.parametrize("grace", ["nan", "-1"])
+@pytest.mark.asyncio
 async def test_a_drain_grace_that_is_no_duration_is_refused_at_start(
     procs: Procs, tmp_path: Path, grace: str
 ) -> None:
@@ -158,6 +160,7 @@ async def test_a_drain_grace_that_is_no_duration_is_refused_at_start(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.asyncio
 async def test_a_second_sigterm_ends_the_drain_grace_at_once(procs: Procs, tmp_path: Path) -> None:
     # The first SIGTERM drains (runs get --drain-grace to finish); the second must not
     # leave the operator waiting out the grace: it cancels the runs, cleanup stopped.
@@ -211,6 +214,7 @@ every_hour = Schedule(pipeline, interval=3600)
 """
 
 
+@pytest.mark.asyncio
 async def test_a_folder_whose_modules_import_each_others_pipelines_is_served(
     procs: Procs, tmp_path: Path
 ) -> None:
@@ -235,3 +239,65 @@ async def test_a_folder_whose_modules_import_each_others_pipelines_is_served(
     assert what == "serving", procs.output(proc)
     assert "serving more, other, shared at" in procs.output(proc)
     assert procs.output(proc).count("schedule: ") == 2
+
+
+# ---------------------------------------------------------------- trigger and cancel
+
+
+def _cli(*args: str | bytes, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dremioframe_async", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_trigger_refuses_a_store_file_that_does_not_exist(tmp_path: Path) -> None:
+    # A typo in --store made a new file (and folders) holding a run nobody serves.
+    typo = tmp_path / "typo" / "runs.sqlite"
+    done = _cli("trigger", "ticker", "--store", f"sqlite:///{typo}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "no such file" in done.stderr
+    assert not typo.parent.exists()
+
+
+def test_trigger_of_a_pipeline_the_store_never_ran_says_so(tmp_path: Path) -> None:
+    # `trigger tikcer` queued a run that no process will ever take, and said nothing.
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    assert _cli("trigger", "ticker", "--store", url.replace("runs", "x")).returncode == 4
+    first = anyio.run(_enqueue_and_finish, url, "ticker")
+    done = _cli("trigger", "tikcer", "--store", url)
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    assert len(run_id) == 32
+    assert "no run of pipeline 'tikcer'" in done.stderr
+    again = _cli("trigger", "ticker", "--store", url)  # a pipeline the store knows: no note
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+    assert first != run_id
+
+
+async def _enqueue_and_finish(url: str, pipeline: str) -> str:
+    """A store file with one finished run of ``pipeline``, as a serve process leaves it."""
+    store = open_store(url)
+    try:
+        run_id = await store.enqueue(pipeline)
+        claimed = await store.claim_next({pipeline: None}, run_id=run_id)
+        assert claimed is not None
+        await store.request_cancel(run_id)
+        return run_id
+    finally:
+        await store.aclose()
+
+
+def test_trigger_of_an_undecodable_pipeline_name_blames_the_name(tmp_path: Path) -> None:
+    # A Latin-1 terminal's byte: SQLite said "cannot queue these params", PostgreSQL
+    # "StoreUnavailable: DataError" (exit 4), about a name, not the params or the store.
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    done = _cli("trigger", b"caf\xe9", "--store", url)
+    assert done.returncode == 2, done.stderr
+    assert "PIPELINE" in done.stderr
+    assert "params" not in done.stderr
