@@ -21,7 +21,7 @@ import anyio
 import pytest
 import pytest_asyncio
 from _service_procs import PIPELINES, Procs, all_runs, eventually, terminate_backends
-from _store_fixtures import _admin, drop_schema
+from _store_fixtures import PG_SERVER, _admin, drop_schema, with_database
 
 from dremioframe_async.store import (
     PostgresStore,
@@ -301,3 +301,16 @@ def test_trigger_of_an_undecodable_pipeline_name_blames_the_name(tmp_path: Path)
     assert done.returncode == 2, done.stderr
     assert "PIPELINE" in done.stderr
     assert "params" not in done.stderr
+
+
+@pytest.mark.asyncio
+async def test_serve_on_a_database_that_does_not_exist_exits_instead_of_serving(
+    procs: Procs,
+) -> None:
+    # It printed "serving ..." and then logged two errors a second, forever.
+    url = with_database(PG_SERVER, f"dfa_missing_{secrets.token_hex(4)}")
+    proc = procs.start("serve", f"{PIPELINES}:ticker", "--port", "0", "--store", url)
+    what = await eventually(lambda: _exited_or_serving(procs, proc), 60, "exit or serving")
+    assert what == "exited", procs.output(proc)
+    assert proc.returncode == 4
+    assert "does not exist" in procs.output(proc)

@@ -3,7 +3,8 @@
 ``PATH`` is a folder of pipeline modules (every ``*.py`` in it not starting with
 ``_``) or ``module:attr``. Every :class:`Pipeline` and :class:`Schedule` at the
 top level of a module is served. A module that fails to import is reported, and
-the others are served. SIGTERM and Ctrl-C drain (see ``dremioframe_async.service``).
+the others are served. A store that cannot be opened at start is an error (exit 4);
+one lost later is retried. SIGTERM and Ctrl-C drain (see ``dremioframe_async.service``).
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     auth = auth_from_env()
 
     async def work(store: RunStore) -> int:
+        # A store that cannot be opened now (a wrong URL, a database that does not
+        # exist) is an error at start, not a "serving" line followed by retries.
+        await store.list_runs(limit=1)
+
         def ready(url: str) -> None:
             names = sorted({(i.pipeline if isinstance(i, Schedule) else i).name for i in items})
             print(f"serving {', '.join(names)} at {url} over {store!r}", flush=True)
