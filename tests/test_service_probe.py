@@ -314,3 +314,53 @@ async def test_serve_on_a_database_that_does_not_exist_exits_instead_of_serving(
     assert what == "exited", procs.output(proc)
     assert proc.returncode == 4
     assert "does not exist" in procs.output(proc)
+
+
+# ---------------------------------------------------------------- SIGKILL mid-run
+
+
+async def _status(store: RunStore, run_id: str, *wanted: RunStatus) -> RunInfo | None:
+    run = await store.get_run(run_id)
+    return run if run.status in wanted else None
+
+
+async def _resumes(store: RunStore, run_id: str) -> list[RunInfo] | None:
+    runs = [r for r in await all_runs(store, "held") if r.resumed_from == run_id]
+    return runs or None
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_sigkill_of_the_owner_on_sqlite_is_seen_and_resumed_once(
+    procs: Procs, tmp_path: Path
+) -> None:
+    # Two serve processes on one SQLite file; the owner of a run is SIGKILLed. The other
+    # (and any reader) sees the run INTERRUPTED at once (same host: its process is
+    # gone), and, the pipeline being resume_interrupted, exactly one resume follows.
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}?heartbeat=0.5&dead_after=3"
+    started, release = tmp_path / "started", tmp_path / "release"
+    serving = [
+        procs.start("serve", f"{PIPELINES}:held", "--port", "0", "--store", url) for _ in range(2)
+    ]
+    for proc in serving:
+        await eventually(lambda p=proc: _said(procs, p, "serving "), 60, "serving")
+    store = open_store(url)
+    try:
+        run_id = await store.enqueue("held", {"started": str(started), "release": str(release)})
+        await eventually(lambda: _exists(started), 30, "the run to start")
+        owner_pid = int((await store.get_run(run_id)).owner.split(":")[1])
+        (victim,) = [p for p in serving if p.pid == owner_pid]
+        started.unlink()
+        victim.kill()
+        victim.wait(30)
+        await eventually(lambda: _status(store, run_id, RunStatus.INTERRUPTED), 10, "INTERRUPTED")
+        (resume,) = await eventually(lambda: _resumes(store, run_id), 30, "a resume")
+        await eventually(lambda: _exists(started), 30, "the resume to start")
+        release.touch()
+        await eventually(lambda: _status(store, resume.run_id, RunStatus.SUCCESS), 30, "SUCCESS")
+        assert (await store.get_run(run_id)).resumed_by == resume.run_id
+        assert [r.run_id for r in await all_runs(store, "held")] == [resume.run_id, run_id]
+        survivor = next(p for p in serving if p is not victim)
+        assert survivor.poll() is None, procs.output(survivor)
+    finally:
+        await store.aclose()
