@@ -364,3 +364,35 @@ async def test_sigkill_of_the_owner_on_sqlite_is_seen_and_resumed_once(
         assert survivor.poll() is None, procs.output(survivor)
     finally:
         await store.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_cancel_of_a_queued_an_ended_and_an_unknown_run(procs: Procs, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    store = open_store(url)
+    try:
+        first = tmp_path / "first"
+        queued = await store.enqueue("held", {"started": str(first)})
+        done = await anyio.to_thread.run_sync(lambda: _cli("cancel", queued[:8], "--store", url))
+        assert done.returncode == 0, done.stderr
+        assert f"run {queued} was cancelled before it started" in done.stdout
+        assert (await store.get_run(queued)).status is RunStatus.CANCELLED
+        # A serve process started afterwards never runs it: it takes the next run
+        # (queued later, so behind the cancelled one in the queue) and only that.
+        second = tmp_path / "second"
+        later = await store.enqueue("held", {"started": str(second)})
+        proc = procs.start("serve", f"{PIPELINES}:held", "--port", "0", "--store", url)
+        await eventually(lambda: _status(store, later, RunStatus.SUCCESS), 60, "the later run")
+        assert second.exists()
+        assert not first.exists()
+        assert (await store.get_run(queued)).status is RunStatus.CANCELLED
+        ended = await anyio.to_thread.run_sync(lambda: _cli("cancel", later, "--store", url))
+        assert ended.returncode == 1, ended.stderr
+        assert f"run {later} already ended SUCCESS: nothing to cancel" in ended.stdout
+        unknown = await anyio.to_thread.run_sync(lambda: _cli("cancel", "f" * 32, "--store", url))
+        assert unknown.returncode == 2
+        assert "no run" in unknown.stderr
+        assert proc.poll() is None, procs.output(proc)
+    finally:
+        await store.aclose()
