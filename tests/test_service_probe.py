@@ -396,3 +396,45 @@ async def test_cancel_of_a_queued_an_ended_and_an_unknown_run(procs: Procs, tmp_
         assert proc.poll() is None, procs.output(proc)
     finally:
         await store.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_a_run_asked_to_cancel_whose_owner_died_is_not_resumed(
+    procs: Procs, tmp_path: Path
+) -> None:
+    # resume_interrupted brought back a run its user had cancelled: the owner died
+    # (frozen, then killed) before acting on the request, the run was INTERRUPTED,
+    # and another serve process resumed it, undoing the cancel.
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    store = open_store(url)
+    victim = procs.start("serve", f"{PIPELINES}:held", "--port", "0", "--store", url)
+    try:
+        await eventually(lambda: _said(procs, victim, "serving "), 60, "serving")
+        marks = [tmp_path / "kept", tmp_path / "cancelled"]
+        # `kept` is queued first, so the resume scan (newest first) meets `cancelled`
+        # before it: once `kept` is resumed, `cancelled` has been looked at.
+        never = str(tmp_path / "never")
+        kept, cancelled = [
+            await store.enqueue("held", {"started": str(m), "release": never}) for m in marks
+        ]
+        for mark in marks:
+            await eventually(lambda m=mark: _exists(m), 30, f"{mark.name} to start")
+        survivor = procs.start("serve", f"{PIPELINES}:held", "--port", "0", "--store", url)
+        await eventually(lambda: _said(procs, survivor, "serving "), 60, "serving")
+        victim.send_signal(signal.SIGSTOP)  # alive but deaf: the request stays unanswered
+        asked = await anyio.to_thread.run_sync(lambda: _cli("cancel", cancelled, "--store", url))
+        assert asked.returncode == 0, asked.stderr
+        assert "cancel requested" in asked.stdout
+        victim.kill()
+        victim.wait(30)
+        (resume,) = await eventually(lambda: _resumes(store, kept), 60, "the other run's resume")
+        assert await _resumes(store, cancelled) is None
+        run = await store.get_run(cancelled)
+        assert run.status is RunStatus.INTERRUPTED
+        assert run.resumed_by is None
+        assert resume.resumed_from == kept
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        await store.aclose()

@@ -125,8 +125,8 @@ async def _resume_interrupted(
     """Resume, once, each INTERRUPTED run of a pipeline declared ``resume_interrupted``.
 
     A run that is itself a resume is left alone, so a run that keeps dying is
-    resumed once, not forever. Of several processes trying, the store's resume
-    claim lets one through.
+    resumed once, not forever; so is a run that was asked to cancel. Of several
+    processes trying, the store's resume claim lets one through.
     """
     names = [name for name, p in pipelines.items() if p.resume_interrupted]
     if not names:
@@ -142,7 +142,9 @@ async def _resume_interrupted(
                 log.warning("cannot look for interrupted runs: %s", exc)
                 continue
             for run in page.runs:
-                if run.resumed_by is None and run.resumed_from is None:
+                # A run someone asked to cancel stays interrupted: its owner died
+                # before it could act on the request, which still stands.
+                if run.resumed_by is None and run.resumed_from is None and not run.cancel_requests:
                     try:
                         new = await launcher.trigger(name, None, resume=run.run_id)
                     except ActionRefused as exc:  # another process resumes it
