@@ -125,6 +125,17 @@ def test_schedule_runs_and_records(env: dict[str, str], tmp_path: Path) -> None:
     assert cli_run(env, "runs").stdout.count("SUCCESS") == 2
 
 
+def test_schedule_says_when_it_fires_and_what_failed(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "w" / "release").touch()
+    (tmp_path / "w" / "fail_b").touch()
+    done = cli_run(env, "schedule", PIPE, "--interval", "0.01", "--max-runs", "1")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert re.fullmatch(r"scheduling \S+ every 0\.01 s over .+; next fire at \S+", first), first
+    assert "FAILED in" in done.stdout
+    assert re.search(r"^  b: \w+: ", done.stdout, re.MULTILINE), done.stdout  # the task and error
+
+
 def test_sigint_cancels_and_records_cancelled(env: dict[str, str], tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*COMMAND, "run", PIPE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

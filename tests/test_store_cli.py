@@ -126,6 +126,24 @@ def test_a_run_whose_history_is_lost_exits_3(
     assert "Traceback" not in done.stderr
 
 
+def test_a_schedule_whose_history_is_lost_exits_3(
+    env: dict[str, str], tmp_path: Path, pg_url: str
+) -> None:
+    schema = f"dfa_test_{secrets.token_hex(6)}"
+    (tmp_path / "breaks.py").write_text(_BREAKS)
+    env = {**env, "BREAK_URL": pg_url, "BREAK_SCHEMA": schema}
+    store = f"{pg_url}?schema={schema}"
+    try:
+        args = ("--interval", "0.2", "--max-runs", "1", "--store", store)
+        done = cli(env, "schedule", f"{tmp_path / 'breaks.py'}:pipeline", *args)
+    finally:
+        anyio.run(drop_schema, pg_url, schema)
+    assert done.returncode == 3, done.stderr
+    assert "SUCCESS" in done.stdout
+    assert "could not be recorded" in done.stderr
+    assert "1 run(s) lost part of their history" in done.stderr
+
+
 def test_the_exit_codes_are_documented(env: dict[str, str]) -> None:
     shown = cli(env, "--help").stdout
     assert "3 the run finished but its history could not be recorded" in " ".join(shown.split())

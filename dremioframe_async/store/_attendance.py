@@ -122,7 +122,7 @@ class Attendance:
 
     async def _tick(self) -> None:
         assert self._wake is not None
-        with anyio.move_on_after(self.cancel_poll):
+        with anyio.move_on_after(min(self.cancel_poll, self.heartbeat)):
             await self._wake.wait()
         self._wake = anyio.Event()
         run_ids = list(self._runs)

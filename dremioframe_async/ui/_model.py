@@ -67,6 +67,10 @@ def run_json(run: RunInfo) -> dict[str, Any]:
         "duration": run.duration,
         "params": mask(dict(run.params)),
         "resumed_from": run.resumed_from,
+        "resumed_by": run.resumed_by,
+        "scheduled_for": run.scheduled_for,
+        "queued_at": run.queued_at,
+        "cancel_requests": run.cancel_requests,
         "counts": dict(run.counts),
     }
 

@@ -228,10 +228,16 @@ def _summary(urls: Urls, run: RunInfo) -> Markup:
             el("code", None, json.dumps(mask(dict(run.params)), sort_keys=True, default=str)),
         ),
     ]
+    if run.scheduled_for is not None:
+        rows.insert(2, ("Scheduled for", when(run.scheduled_for)))
     if run.resumed_from:
         rows.append(
             ("Resumed from", el("a", {"href": urls.run(run.resumed_from)}, run.resumed_from))
         )
+    if run.resumed_by:
+        rows.append(("Resumed by", el("a", {"href": urls.run(run.resumed_by)}, run.resumed_by)))
+    if run.cancel_requests:
+        rows.append(("Cancel", f"requested {run.cancel_requests} time(s)"))
     return el(
         "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
     )

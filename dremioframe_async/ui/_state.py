@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -36,7 +37,23 @@ class UIState:
         """
         live = self.live.get(run_id)
         if live is not None:
-            return await live.read()
+            run, tasks = await live.read()
+            # What other processes write (cancel requests) and what preceded the run
+            # (its fire time, its queueing) is in the store, not in this process's events.
+            try:
+                stored = await self.store.get_run(run_id)
+            except LookupError:
+                return run, tasks
+            return (
+                dataclasses.replace(
+                    run,
+                    scheduled_for=stored.scheduled_for,
+                    queued_at=stored.queued_at,
+                    cancel_requests=stored.cancel_requests,
+                    resumed_by=stored.resumed_by,
+                ),
+                tasks,
+            )
         run = await self.store.get_run(run_id)
         return run, await self.store.get_tasks(run_id)
 
