@@ -438,3 +438,28 @@ async def test_a_run_asked_to_cancel_whose_owner_died_is_not_resumed(
         if victim.poll() is None:
             victim.kill()
         await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_two_modules_defining_one_pipeline_name_are_named_and_the_rest_served(
+    procs: Procs, tmp_path: Path
+) -> None:
+    # serve refused everything with "two different pipelines are named 'dup'", naming
+    # no module; one bad module must not stop the rest, and the message must say where.
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    tag = secrets.token_hex(3)
+    (folder / f"a_{tag}.py").write_text(SHARED.format(name="dup"))
+    (folder / f"b_{tag}.py").write_text(SHARED.format(name="dup"))
+    (folder / f"c_{tag}.py").write_text(SHARED.format(name="fine"))
+    (folder / f"d_{tag}.py").write_text(SCHEDULED.format(module=f"a_{tag}"))
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    proc = procs.start("serve", str(folder), "--port", "0", "--store", url)
+    what = await eventually(lambda: _exited_or_serving(procs, proc), 60, "exit or serving")
+    out = procs.output(proc)
+    assert what == "serving", out
+    assert "serving fine at" in out
+    assert "schedule: " not in out  # the schedule of a 'dup' is not served either
+    (line,) = [x for x in out.splitlines() if "'dup'" in x]
+    assert f"a_{tag}.py" in line
+    assert f"b_{tag}.py" in line

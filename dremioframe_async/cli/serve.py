@@ -73,16 +73,40 @@ def _seconds(text: str) -> float:
 
 
 def load_targets(paths: list[str]) -> tuple[list[Pipeline | Schedule], list[str]]:
-    """Pipelines and schedules found in ``paths``, and one line per module that failed."""
-    found: list[Pipeline | Schedule] = []
+    """Pipelines and schedules found in ``paths``, and one line per module that failed.
+
+    Different pipelines sharing a name are all left out (with their schedules),
+    with one line naming their modules: which one was meant cannot be told.
+    """
+    found: list[tuple[str, Pipeline | Schedule]] = []
     errors: list[str] = []
     for path in paths:
         for source, load in _loaders(path):
             try:
-                found.extend(load())
+                found.extend((source, item) for item in load())
             except Exception as exc:
                 errors.append(f"{source}: {exc}")
-    return found, errors
+    clashes = _clashes(found)
+    for name, sources in clashes.items():
+        errors.append(
+            f"{', '.join(sources)}: different pipelines are named {name!r}; none of them is served"
+        )
+    return [item for _, item in found if _pipeline(item).name not in clashes], errors
+
+
+def _pipeline(item: Pipeline | Schedule) -> Pipeline:
+    return item.pipeline if isinstance(item, Schedule) else item
+
+
+def _clashes(found: list[tuple[str, Pipeline | Schedule]]) -> dict[str, list[str]]:
+    """The names two different pipelines share, each with the modules defining them."""
+    seen: dict[str, list[tuple[Pipeline, str]]] = {}
+    for source, item in found:
+        pipeline = _pipeline(item)
+        same = seen.setdefault(pipeline.name, [])
+        if not any(known is pipeline for known, _ in same):
+            same.append((pipeline, source))
+    return {name: [s for _, s in same] for name, same in seen.items() if len(same) > 1}
 
 
 def _loaders(path: str) -> Iterator[tuple[str, Any]]:
