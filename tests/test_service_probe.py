@@ -463,3 +463,15 @@ async def test_two_modules_defining_one_pipeline_name_are_named_and_the_rest_ser
     (line,) = [x for x in out.splitlines() if "'dup'" in x]
     assert f"a_{tag}.py" in line
     assert f"b_{tag}.py" in line
+
+
+@pytest.mark.parametrize("query", ["dead_afer=10", "heartbeat="])
+def test_a_sqlite_store_url_with_a_misspelt_or_empty_setting_is_refused(
+    tmp_path: Path, query: str
+) -> None:
+    # `?dead_afer=10` was ignored in silence (the run judged dead after 30 s, not 10).
+    path = tmp_path / "runs.sqlite"
+    done = _cli("runs", "--store", f"sqlite:///{path}?{query}")
+    assert done.returncode == 2, done.stdout
+    assert query.split("=")[0] in done.stderr
+    assert not path.exists()
