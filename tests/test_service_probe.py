@@ -475,3 +475,34 @@ def test_a_sqlite_store_url_with_a_misspelt_or_empty_setting_is_refused(
     assert done.returncode == 2, done.stdout
     assert query.split("=")[0] in done.stderr
     assert not path.exists()
+
+
+@pytest.mark.asyncio
+async def test_the_api_answers_a_trigger_with_nan_params_400_not_503(tmp_path: Path) -> None:
+    # {"params": {"x": NaN}} was answered 503 ("service unavailable"), which clients
+    # retry; it is the caller's error, and nothing was queued.
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dremioframe_async import Pipeline, task
+    from dremioframe_async.ui import ui_app
+
+    @task(name="t")
+    async def t() -> int:
+        return 1
+
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    client = TestClient(TestServer(ui_app(store, [Pipeline("p").add_task(t())])))
+    await client.start_server()
+    try:
+        token = (await (await client.get("/api/csrf")).json())["csrf_token"]
+        response = await client.post(
+            "/api/pipelines/p/runs",
+            data='{"params": {"x": NaN}}',
+            headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
+        )
+        assert response.status == 400, await response.text()
+        assert "float values are not JSON compliant" in (await response.json())["error"]
+        assert await store.list_runs() == []
+    finally:
+        await client.close()
+        await store.aclose()

@@ -115,8 +115,9 @@ class RunLauncher:
         A queued run that this process can take at once has started when this
         returns; one held back by ``max_active_runs`` waits in the queue.
 
-        :raises ActionRefused: (404) for an unknown pipeline, (409) when the run
-            could not start (a bad graph, a refused resume), (503) when stopping.
+        :raises ActionRefused: (404) for an unknown pipeline, (400) for params JSON
+            cannot hold (NaN), (409) when the run could not start (a bad graph, a
+            refused resume), (503) when stopping or when the store cannot be reached.
         """
         entry = self.pipelines.get(name)
         if entry is None:
@@ -130,8 +131,10 @@ class RunLauncher:
             raise ActionRefused(f"the run could not start: {problem}")
         try:
             run_id = await self.store.enqueue(name, params)
-        except (StoreError, ValueError) as exc:
+        except StoreError as exc:
             raise ActionRefused(f"the run could not be queued: {exc}", 503) from exc
+        except ValueError as exc:  # params JSON cannot hold (NaN): the caller's, not retried
+            raise ActionRefused(f"the run could not be queued: {exc}", 400) from exc
         started = self.live.expect(run_id)
         self._kick()
         with anyio.move_on_after(QUEUED_START_WAIT):
