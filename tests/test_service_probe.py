@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -540,4 +541,55 @@ async def test_an_owner_frozen_past_dead_after_does_not_turn_its_run_back_to_suc
         assert procs.terminate(proc) == 0  # drains: every run of it has ended and been recorded
         assert (await store.get_run(run_id)).status is RunStatus.INTERRUPTED
     finally:
+        await store.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.xfail(
+    strict=True,
+    reason="a resume starts at once in the process asked (the store's claim_resume writes it "
+    "RUNNING), bypassing the queue and max_active_runs; holding the limit needs resumes to "
+    "go through the queue (a queued run carrying resumed_from), a change to the store API",
+)
+async def test_a_resume_does_not_exceed_max_active_runs(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dremioframe_async import Pipeline, task
+    from dremioframe_async.ui import ui_app
+
+    release, fail = anyio.Event(), [True]
+
+    @task(name="hold")
+    async def hold() -> None:
+        if fail[0]:
+            raise RuntimeError("first run fails")
+        await release.wait()
+
+    pipeline = Pipeline("limited_one", max_active_runs=1).add_task(hold())
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    client = TestClient(TestServer(ui_app(store, [pipeline])))
+    await client.start_server()
+    try:
+        token = (await (await client.get("/api/csrf")).json())["csrf_token"]
+        headers = {"X-CSRF-Token": token}
+
+        async def post(path: str) -> Any:
+            response = await client.post(path, json={"params": {}}, headers=headers)
+            assert response.status == 202, await response.text()
+            return await response.json()
+
+        failed = (await post("/api/pipelines/limited_one/runs"))["run_id"]
+        await eventually(lambda: _status(store, failed, RunStatus.FAILED), 10, "FAILED")
+        fail[0] = False
+        running = (await post("/api/pipelines/limited_one/runs"))["run_id"]
+        await eventually(lambda: _status(store, running, RunStatus.RUNNING), 10, "RUNNING")
+        resumed = (await post(f"/api/runs/{failed}/resume"))["run_id"]
+        try:
+            now = [r.run_id for r in await all_runs(store) if r.status is RunStatus.RUNNING]
+            assert now == [running], f"{resumed} runs beside {running}: max_active_runs=1"
+        finally:
+            release.set()
+            await eventually(lambda: _status(store, resumed, RunStatus.SUCCESS), 10, "resumed")
+    finally:
+        await client.close()
         await store.aclose()
