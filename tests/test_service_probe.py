@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from typing import Any
 import anyio
 import pytest
 import pytest_asyncio
-from _service_procs import PIPELINES, Procs, all_runs, eventually, terminate_backends
+from _service_procs import (
+    PIPELINES,
+    Procs,
+    all_runs,
+    eventually,
+    overlap,
+    terminate_backends,
+)
 from _store_fixtures import PG_SERVER, _admin, drop_schema, with_database
 
 from dremioframe_async.store import (
@@ -592,4 +600,41 @@ async def test_a_resume_does_not_exceed_max_active_runs(tmp_path: Path) -> None:
             await eventually(lambda: _status(store, resumed, RunStatus.SUCCESS), 10, "resumed")
     finally:
         await client.close()
+        await store.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(180)
+async def test_four_serve_processes_on_one_sqlite_file_run_300_triggers_once_each(
+    procs: Procs, tmp_path: Path
+) -> None:
+    # SQLite across processes: one write lock for claims, heartbeats and every run's
+    # recording. Each run must run exactly once and end SUCCESS, max_active_runs held.
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    servers = [
+        procs.start("serve", f"{PIPELINES}:limited", "--port", "0", "--store", url)
+        for _ in range(4)
+    ]
+    for proc in servers:
+        await eventually(lambda p=proc: _said(procs, p, "serving "), 60, "serving")
+    store = open_store(url)
+    try:
+        queued = [await store.enqueue("limited", {"sleep": 0}) for _ in range(300)]
+
+        async def ended() -> list[RunInfo] | None:
+            runs = await all_runs(store, "limited")
+            done = [r for r in runs if r.status not in (RunStatus.QUEUED, RunStatus.RUNNING)]
+            return runs if len(done) == len(queued) else None
+
+        runs = await eventually(ended, 150, "300 runs to end")
+        assert {r.status for r in runs} == {RunStatus.SUCCESS}
+        steps = (tmp_path / "service.log").read_text().split("\n")
+        ran = Counter(line.split()[1] for line in steps if line.startswith("step "))
+        assert set(ran) == set(queued)
+        assert set(ran.values()) == {1}
+        assert overlap(runs) <= 2
+        for proc in servers:
+            assert proc.poll() is None, procs.output(proc)
+            assert "locked" not in procs.output(proc)
+    finally:
         await store.aclose()
