@@ -638,3 +638,55 @@ async def test_four_serve_processes_on_one_sqlite_file_run_300_triggers_once_eac
             assert "locked" not in procs.output(proc)
     finally:
         await store.aclose()
+
+
+class _CountingStore(PostgresStore):
+    """A real PostgreSQL store counting its attendance's database ticks."""
+
+    ticks = 0
+
+    async def _beat(self, run_ids: Any) -> None:
+        self.ticks += 1
+        await super()._beat(run_ids)
+
+    async def _poll(self, run_ids: Any) -> dict[str, int]:
+        self.ticks += 1
+        return await super()._poll(run_ids)
+
+
+@pytest.mark.asyncio
+async def test_triggers_do_not_make_every_process_poll_for_cancels(pg_url: str) -> None:
+    # Each trigger's NOTIFY woke the attendance of every listening process, so each
+    # serve process ran a heartbeat/cancel query per trigger; only a cancel request
+    # for a run it attends should.
+    schema = f"dfa_probe_{secrets.token_hex(5)}"
+    owner = _CountingStore(pg_url, schema=schema, heartbeat=30, dead_after=60, cancel_poll=30)
+    other = PostgresStore(pg_url, schema=schema, max_size=2)
+    cancels: list[int] = []
+    asked = anyio.Event()
+    try:
+        run_id = await owner.enqueue("p")
+        assert await owner.claim_next({"p": None}) is not None
+
+        def on_cancel(n: int) -> None:
+            cancels.append(n)
+            asked.set()
+
+        async with owner.attend(run_id, on_cancel):
+            await owner.wait_queued(0)  # listening from now on
+            await anyio.wait_all_tasks_blocked()
+            before = owner.ticks
+            for _ in range(10):
+                await other.enqueue("p")
+            with anyio.fail_after(10):
+                await owner.wait_queued(10)  # the triggers' NOTIFYs have arrived
+            await anyio.wait_all_tasks_blocked()
+            assert owner.ticks == before, "a trigger woke the cancel poll"
+            await other.request_cancel(run_id)
+            with anyio.fail_after(10):  # long before the 30 s poll: the NOTIFY woke it
+                await asked.wait()
+        assert cancels == [1]
+    finally:
+        await owner.aclose()
+        await other.aclose()
+        await drop_schema(pg_url, schema)
