@@ -690,3 +690,39 @@ async def test_triggers_do_not_make_every_process_poll_for_cancels(pg_url: str) 
         await owner.aclose()
         await other.aclose()
         await drop_schema(pg_url, schema)
+
+
+async def _running(store: RunStore, pipeline: str) -> RunInfo | None:
+    runs = [r for r in await all_runs(store, pipeline) if r.status is RunStatus.RUNNING]
+    return runs[0] if runs else None
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_a_second_remote_cancel_stops_only_that_runs_cleanup_in_schedule(
+    procs: Procs, tmp_path: Path
+) -> None:
+    # `schedule` hands one stop_cleanup event to all its runs, and a second cancel of
+    # one run from another process set it: every later run of that process then had
+    # its cleanup skipped when stopped, Ctrl-C's first, graceful stop included.
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    names = ("started", "cleanup_started", "cleanup_done", "release")
+    marks = {k: tmp_path / k for k in names}
+    params = [f"--param={k}={v}" for k, v in marks.items()] + ["--param=cleanup_sleep=3"]
+    proc = procs.start("schedule", f"{PIPELINES}:held", "--interval", "1", *params, "--store", url)
+    store = open_store(url)
+    try:
+        await eventually(lambda: _exists(marks["started"]), 60, "the first run")
+        first = await eventually(lambda: _running(store, "held"), 10, "the first run RUNNING")
+        assert (await store.request_cancel(first.run_id)).requests == 1
+        await eventually(lambda: _exists(marks["cleanup_started"]), 10, "its cleanup")
+        assert (await store.request_cancel(first.run_id)).requests == 2
+        await eventually(lambda: _status(store, first.run_id, RunStatus.CANCELLED), 10, "ended")
+        assert not marks["cleanup_done"].exists()  # the second cancel stopped that cleanup
+        marks["started"].unlink()
+        await eventually(lambda: _exists(marks["started"]), 30, "the next fire's run")
+        proc.send_signal(signal.SIGTERM)  # one, graceful: this run's cleanup must run
+        assert await anyio.to_thread.run_sync(lambda: _wait(proc, 30)) is not None
+        assert marks["cleanup_done"].exists(), procs.output(proc)[-2000:]
+    finally:
+        await store.aclose()
