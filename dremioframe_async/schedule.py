@@ -117,10 +117,18 @@ def _fire_times(interval: float | None, cron: str | None, anchor: float) -> Iter
         yield fire.timestamp()
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_finite(value: float) -> bool:
+    return value > 0 and math.isfinite(value)
+
+
 def _check(interval: float | None, cron: str | None, overlap: str, max_runs: int | None) -> None:
     if (interval is None) == (cron is None):
         raise ScheduleError("give exactly one of interval= (seconds) or cron= (an expression)")
-    if interval is not None and not (interval > 0 and math.isfinite(interval)):
+    if interval is not None and not (_is_number(interval) and _positive_finite(interval)):
         raise ScheduleError(f"interval must be a positive number of seconds, got {interval!r}")
     if overlap not in ("skip", "queue", "allow"):
         raise ScheduleError(f"overlap must be 'skip', 'queue' or 'allow', got {overlap!r}")

@@ -726,3 +726,18 @@ async def test_a_second_remote_cancel_stops_only_that_runs_cleanup_in_schedule(
         assert marks["cleanup_done"].exists(), procs.output(proc)[-2000:]
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("interval", ["5", True, [1]])
+def test_a_schedule_interval_that_is_not_a_number_is_a_schedule_error(interval: Any) -> None:
+    # "5" raised a bare TypeError (outside the library's errors), True ran every second.
+    from dremioframe_async import Pipeline, task
+    from dremioframe_async.schedule import Schedule, ScheduleError
+
+    @task(name="t")
+    async def t() -> int:
+        return 1
+
+    pipeline = Pipeline("p").add_task(t())
+    with pytest.raises(ScheduleError, match="interval"):
+        Schedule(pipeline, interval=interval)
