@@ -741,3 +741,58 @@ def test_a_schedule_interval_that_is_not_a_number_is_a_schedule_error(interval: 
     pipeline = Pipeline("p").add_task(t())
     with pytest.raises(ScheduleError, match="interval"):
         Schedule(pipeline, interval=interval)
+
+
+class _HeldClaims(SQLiteStore):
+    """A real SQLite store whose first successful claim is held before it returns.
+
+    The run is RUNNING in the file while its claimer has not started it yet: the
+    moment a stop can come.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.claimed, self.gate = anyio.Event(), anyio.Event()
+
+    async def claim_next(self, limits: Any, *, run_id: str | None = None) -> Any:
+        got = await super().claim_next(limits, run_id=run_id)
+        if got is not None and not self.gate.is_set():
+            self.claimed.set()
+            await self.gate.wait()
+        return got
+
+
+@pytest.mark.asyncio  # the UI's launcher runs in aiohttp: asyncio only
+@pytest.mark.timeout(60)
+async def test_a_drain_during_a_claim_leaves_no_run_running_unattended(tmp_path: Path) -> None:
+    # The drain saw no run and returned while the launcher was claiming one; the
+    # claim then started a run no drain would cancel (or, cut off by the stop, left it
+    # RUNNING in the store with no one running it until dead_after).
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dremioframe_async import Pipeline, task
+    from dremioframe_async.ui import ui_app
+    from dremioframe_async.ui._app import run_launcher
+
+    @task(name="forever")
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    store = _HeldClaims(tmp_path / "runs.sqlite")
+    app = ui_app(store, [Pipeline("forever").add_task(forever())])
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        launcher = run_launcher(app)
+        run_id = await store.enqueue("forever")
+        await store.claimed.wait()  # RUNNING in the store, not started here yet
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(launcher.drain, 0.0)
+            await anyio.wait_all_tasks_blocked()  # the drain is waiting, or has returned
+            store.gate.set()
+        await anyio.wait_all_tasks_blocked()
+        assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
+        assert launcher.running == []
+    finally:
+        await client.close()
+        await store.aclose()

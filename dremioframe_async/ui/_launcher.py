@@ -34,6 +34,9 @@ START_TIMEOUT = 30.0
 QUEUED_START_WAIT = 2.0
 # The longest wait between looks at the queue (PostgreSQL wakes the launcher sooner).
 QUEUE_WAIT = 1.0
+# How long a drain waits for a claim in flight to end (one statement; a hung store
+# must not hang the stop).
+CLAIM_STOP_WAIT = 15.0
 RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
 CANCELLABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
@@ -97,6 +100,7 @@ class RunLauncher:
         self._done: dict[str, anyio.Event] = {}
         self._limits = {name: e.pipeline.max_active_runs for name, e in pipelines.items()}
         self._kicked: anyio.Event | None = None
+        self._claims_stopped: anyio.Event | None = None
 
     def running_here(self, run_id: str) -> bool:
         """Whether this process runs ``run_id``."""
@@ -199,6 +203,13 @@ class RunLauncher:
 
     async def _claim_loop(self) -> None:
         """Take queued runs of this launcher's pipelines while there is room, until draining."""
+        try:
+            await self._claim_until_draining()
+        finally:
+            if self._claims_stopped is not None:
+                self._claims_stopped.set()
+
+    async def _claim_until_draining(self) -> None:
         while not self.draining:
             claimed = None
             if self.max_runs is None or len(self._scopes) < self.max_runs:
@@ -261,6 +272,11 @@ class RunLauncher:
         """
         self.draining = True
         self._kick()
+        if self._claims_stopped is not None:
+            # A claim in flight ends by starting its run here, where this drain sees it;
+            # cut off, it would leave the run RUNNING in the store with no one running it.
+            with anyio.move_on_after(CLAIM_STOP_WAIT):
+                await self._claims_stopped.wait()
         with anyio.move_on_after(grace):
             async with anyio.create_task_group() as tg:
                 if stop_cleanup is not None:  # a second signal: stop now, not after the grace
@@ -307,6 +323,7 @@ class RunLauncher:
         async def supervise() -> None:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self._claims_stopped = anyio.Event()
                 tg.start_soon(self._claim_loop)
                 ready.set()
                 try:
