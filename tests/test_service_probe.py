@@ -796,3 +796,28 @@ async def test_a_drain_during_a_claim_leaves_no_run_running_unattended(tmp_path:
     finally:
         await client.close()
         await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_serve_on_a_port_in_use_leaves_the_queue_alone(procs: Procs, tmp_path: Path) -> None:
+    # The launcher started claiming when the application started, before the port was
+    # bound: a serve that could not bind took a queued run, then died, leaving it
+    # INTERRUPTED (and its error read "ExceptionGroup: unhandled errors in a TaskGroup").
+    import socket
+
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    store = open_store(url)
+    taken = socket.socket()
+    try:
+        queued = [await store.enqueue("held", {"release": str(tmp_path / "never")})]
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = procs.start("serve", f"{PIPELINES}:held", "--port", port, "--store", url)
+        code = await anyio.to_thread.run_sync(lambda: _wait(proc, 60))
+        assert code == 1, procs.output(proc)
+        assert "address already in use" in procs.output(proc)
+        assert [(await store.get_run(r)).status for r in queued] == [RunStatus.QUEUED]
+    finally:
+        taken.close()
+        await store.aclose()

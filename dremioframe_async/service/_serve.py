@@ -97,12 +97,16 @@ async def serve(
     shown = {s.pipeline.name: s.describe() for s in schedules}
     entries = [PipelineEntry(p, schedule=shown.get(name)) for name, p in pipelines.items()]
     app = ui_app(store, entries, auths, max_runs=max_runs)
+    launcher = run_launcher(app)
+    # Nothing is claimed before the port is bound: a serve that cannot start (a port
+    # in use) must leave the queue to the others, not take a run and die with it.
+    launcher.holding = True
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        launcher = run_launcher(app)
+        launcher.release()
         if on_ready is not None:
             bound = runner.addresses[0][1] if runner.addresses else port
             on_ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}/")

@@ -94,6 +94,8 @@ class RunLauncher:
         self.live = live
         self.max_runs = max_runs
         self.draining = False
+        # While set, nothing is claimed (serve() holds claims until its port is bound).
+        self.holding = False
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._stops: dict[str, anyio.Event] = {}
@@ -197,6 +199,11 @@ class RunLauncher:
             self.live.forget_expected(run_id)
             self._kick()
 
+    def release(self) -> None:
+        """Start claiming queued runs, after :attr:`holding`."""
+        self.holding = False
+        self._kick()
+
     def _kick(self) -> None:
         if self._kicked is not None:
             self._kicked.set()
@@ -212,7 +219,7 @@ class RunLauncher:
     async def _claim_until_draining(self) -> None:
         while not self.draining:
             claimed = None
-            if self.max_runs is None or len(self._scopes) < self.max_runs:
+            if not self.holding and (self.max_runs is None or len(self._scopes) < self.max_runs):
                 try:
                     claimed = await self.store.claim_next(self._limits)
                 except StoreError as exc:  # the store is down: try again shortly
