@@ -6,7 +6,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -462,11 +462,14 @@ class _RemoteCancel:
 
     The first cancels the run as the caller's own cancellation would, so cleanup
     tasks still run; the second stops them (as a second Ctrl-C does). The run's
-    result is still returned, with status CANCELLED.
+    result is still returned, with status CANCELLED. The second stops this run's
+    cleanup only: the caller's ``stop_cleanup`` (which a scheduler shares between
+    its runs) is forwarded to the run, never set from here.
     """
 
     def __init__(self, stop_cleanup: anyio.Event | None) -> None:
         self.scope = anyio.CancelScope()
+        self.given = stop_cleanup
         self.stop_cleanup = stop_cleanup if stop_cleanup is not None else anyio.Event()
 
     def __call__(self, requests: int) -> None:
@@ -474,7 +477,24 @@ class _RemoteCancel:
         if requests >= 2:
             self.stop_cleanup.set()
 
-    def attended(self, store: object, run_id: str) -> AbstractAsyncContextManager[object]:
-        if isinstance(store, RunAttendant):
-            return store.attend(run_id, self)
-        return nullcontext()
+    @asynccontextmanager
+    async def attended(self, store: object, run_id: str) -> AsyncIterator[None]:
+        """Attend the run in ``store`` while it runs (nothing without a store to attend it)."""
+        if not isinstance(store, RunAttendant):
+            yield None
+            return
+        given = self.given
+        if given is not None:
+            self.stop_cleanup = anyio.Event()  # this run's own, set by the caller's too
+        async with store.attend(run_id, self), anyio.create_task_group() as tg:
+            if given is not None:
+                tg.start_soon(_forward, given, self.stop_cleanup)
+            try:
+                yield None
+            finally:
+                tg.cancel_scope.cancel()
+
+
+async def _forward(given: anyio.Event, own: anyio.Event) -> None:
+    await given.wait()
+    own.set()
