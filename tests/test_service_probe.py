@@ -269,8 +269,13 @@ def test_trigger_refuses_a_store_file_that_does_not_exist(tmp_path: Path) -> Non
     typo = tmp_path / "typo" / "runs.sqlite"
     done = _cli("trigger", "ticker", "--store", f"sqlite:///{typo}")
     assert done.returncode == 4, done.stdout + done.stderr
-    assert "no such file" in done.stderr
+    assert "no such folder" in done.stderr
     assert not typo.parent.exists()
+    typo.parent.mkdir()  # the folder exists, the file does not: still refused, not created
+    done = _cli("trigger", "ticker", "--store", f"sqlite:///{typo}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "no such file" in done.stderr
+    assert not typo.exists()
 
 
 def test_trigger_of_a_pipeline_the_store_never_ran_says_so(tmp_path: Path) -> None:
@@ -510,7 +515,7 @@ async def test_the_api_answers_a_trigger_with_nan_params_400_not_503(tmp_path: P
             headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
         )
         assert response.status == 400, await response.text()
-        assert "float values are not JSON compliant" in (await response.json())["error"]
+        assert "NaN is not a JSON value" in (await response.json())["error"]
         assert await store.list_runs() == []
     finally:
         await client.close()

@@ -486,15 +486,20 @@ class _RemoteCancel:
         given = self.given
         if given is not None:
             self.stop_cleanup = anyio.Event()  # this run's own, set by the caller's too
+        # Shielded: the caller's second Ctrl-C comes while the caller's scope is
+        # cancelled (the first one), and must still reach the run's cleanup.
+        forwarding = anyio.CancelScope(shield=True)
         async with store.attend(run_id, self), anyio.create_task_group() as tg:
             if given is not None:
-                tg.start_soon(_forward, given, self.stop_cleanup)
+                tg.start_soon(_forward, given, self.stop_cleanup, forwarding)
             try:
                 yield None
             finally:
+                forwarding.cancel()
                 tg.cancel_scope.cancel()
 
 
-async def _forward(given: anyio.Event, own: anyio.Event) -> None:
-    await given.wait()
-    own.set()
+async def _forward(given: anyio.Event, own: anyio.Event, scope: anyio.CancelScope) -> None:
+    with scope:
+        await given.wait()
+        own.set()
