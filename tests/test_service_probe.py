@@ -524,14 +524,6 @@ async def test_the_api_answers_a_trigger_with_nan_params_400_not_503(tmp_path: P
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="no fencing: an owner frozen past dead_after (SIGSTOP, a VM pause, a partition) "
-    "wakes up, finishes the run it no longer owns and records it SUCCESS over INTERRUPTED, "
-    "while resume_interrupted has resumed it elsewhere: the work runs twice. Needs a design "
-    "decision (INTERRUPTED final in the store, and the owner's heartbeat noticing that its "
-    "run is no longer RUNNING and cancelling it)",
-)
 async def test_an_owner_frozen_past_dead_after_does_not_turn_its_run_back_to_success(
     procs: Procs, tmp_path: Path
 ) -> None:

@@ -285,3 +285,35 @@ async def test_an_attended_run_keeps_its_heartbeat(tmp_path: Path) -> None:
                 await anyio.sleep(0.1)
                 assert (await store.get_run("r")).status is RunStatus.RUNNING
         assert began is RunStatus.RUNNING
+
+
+@pytest.mark.asyncio
+async def test_an_owner_found_interrupted_is_fenced_off(tmp_path: Path) -> None:
+    # Judged dead (a stale heartbeat) while it was only frozen: when it wakes, its run is
+    # cancelled by its own attendance, and its end never turns INTERRUPTED back.
+    started = anyio.Event()
+
+    @task(name="slow")
+    async def slow() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    pipeline = Pipeline("fenced").add_task(slow())
+    async with SQLiteStore(tmp_path / "r.sqlite", heartbeat=0.1, dead_after=0.3) as store:
+        results: list[Any] = []
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+
+                async def go() -> None:
+                    results.append(await pipeline.run(store=store, run_id="frozen"))
+
+                tg.start_soon(go)
+                await started.wait()
+                # What another process's sweep does when the heartbeat went stale.
+                await store._call(
+                    lambda conn: conn.execute(
+                        "UPDATE runs SET status = 'INTERRUPTED' WHERE run_id = 'frozen'"
+                    )
+                )
+        assert results[0].status == "CANCELLED"  # fenced off by its own attendance
+        assert (await store.get_run("frozen")).status is RunStatus.INTERRUPTED

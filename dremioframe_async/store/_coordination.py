@@ -14,6 +14,10 @@ The stores implement the statements (``_sqlite_queue``, ``_postgres_queue``,
   heartbeat is older than ``dead_after`` is INTERRUPTED, whoever looks.
 * **Cancel requests** are a counter on the run; the owner's attendance reads it.
   A QUEUED run is CANCELLED at once.
+* **Fencing.** INTERRUPTED is final, as SUCCESS, FAILED and CANCELLED are: an
+  owner that was frozen or cut off past ``dead_after`` (its run may be resumed
+  elsewhere meanwhile) never turns it back, and its attendance, finding the run
+  INTERRUPTED, cancels it as a cancel request would.
 * **Resume claims.** A run records the one run that resumes it (``resumed_by``);
   a second resume is refused while that one is queued, running or succeeded.
 """

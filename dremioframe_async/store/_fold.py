@@ -113,7 +113,7 @@ Row = RunRow | TaskRow | AttemptRow
 R = TypeVar("R", RunRow, TaskRow, AttemptRow)
 
 # Statuses a run never leaves once recorded (mirrors _sql.FINAL_STATUSES).
-_FINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+_FINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "INTERRUPTED"})
 # Fields where the first stored value wins, and where the larger one wins.
 _FIRST_WINS = frozenset({"started"})
 _MAX_WINS = frozenset({"attempts"})

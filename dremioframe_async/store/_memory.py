@@ -324,8 +324,12 @@ class MemoryStore:
                 row.heartbeat = now
 
     async def _poll(self, run_ids: Sequence[str]) -> dict[str, int]:
-        rows = (self._runs.get(run_id) for run_id in run_ids)
-        return {r.run_id: r.cancel_requests for r in rows if r is not None and r.cancel_requests}
+        found: dict[str, int] = {}
+        for row in (self._runs.get(run_id) for run_id in run_ids):
+            if row is not None and (row.cancel_requests or row.status == "INTERRUPTED"):
+                fenced = 1 if row.status == "INTERRUPTED" else 0  # see _coordination
+                found[row.run_id] = max(row.cancel_requests or 0, fenced)
+        return found
 
     async def aclose(self) -> None:
         """Nothing to release; kept for the protocol."""

@@ -178,9 +178,13 @@ async def beat(conn: Any, p: str, run_ids: Sequence[str]) -> None:
 
 
 async def poll_cancels(conn: Any, p: str, run_ids: Sequence[str]) -> dict[str, int]:
+    # A run found INTERRUPTED (its owner was judged dead: frozen or cut off past
+    # dead_after) counts as asked to cancel: its owner is fenced off.
     rows = await conn.fetch(
-        f"SELECT run_id, cancel_requests FROM {p}runs WHERE run_id = ANY($1::text[]) "
-        "AND cancel_requests > 0",
+        "SELECT run_id, CASE WHEN status = 'INTERRUPTED' "
+        "THEN GREATEST(COALESCE(cancel_requests, 0), 1) ELSE cancel_requests END "
+        f"FROM {p}runs WHERE run_id = ANY($1::text[]) "
+        "AND (cancel_requests > 0 OR status = 'INTERRUPTED')",
         list(run_ids),
     )
     return {run_id: count for run_id, count in rows}  # noqa: C416 (Records)

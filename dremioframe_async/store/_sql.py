@@ -116,8 +116,10 @@ def columns(cls: type[RunRow | TaskRow | AttemptRow]) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
-# Statuses a run never leaves once recorded (INTERRUPTED may still learn how the run ended).
-FINAL_STATUSES = ("SUCCESS", "FAILED", "CANCELLED")
+# Statuses a run never leaves once recorded. INTERRUPTED is one: a run judged dead (its
+# heartbeat stale past dead_after) may be resumed elsewhere, so an owner that was only
+# frozen or cut off must not turn it back; its attendance cancels it (see _coordination).
+FINAL_STATUSES = ("SUCCESS", "FAILED", "CANCELLED", "INTERRUPTED")
 FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in FINAL_STATUSES) + ")"
 
 _KEYS = {RunRow: ("run_id",), TaskRow: ("run_id", "key"), AttemptRow: ("run_id", "key", "number")}

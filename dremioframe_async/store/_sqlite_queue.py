@@ -169,8 +169,11 @@ def beat(conn: sqlite3.Connection, run_ids: Sequence[str]) -> None:
 def poll_cancels(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, int]:
     marks = ", ".join("?" for _ in run_ids)
     rows = conn.execute(
-        f"SELECT run_id, cancel_requests FROM runs WHERE run_id IN ({marks}) "
-        "AND cancel_requests > 0",
+        # A run found INTERRUPTED (its owner was judged dead: frozen or cut off past
+        # dead_after) counts as asked to cancel: its owner is fenced off.
+        "SELECT run_id, CASE WHEN status = 'INTERRUPTED' THEN max(COALESCE(cancel_requests, 0), 1) "
+        f"ELSE cancel_requests END FROM runs WHERE run_id IN ({marks}) "
+        "AND (cancel_requests > 0 OR status = 'INTERRUPTED')",
         list(run_ids),
     ).fetchall()
     return dict(rows)
