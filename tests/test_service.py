@@ -98,7 +98,9 @@ async def test_triggers_run_once_each_within_max_active_runs(
     servers.append(procs.start("serve", f"{PIPELINES}:limited", "--port", "0", "--store", url))
     store = open_store(url)
     try:
-        queued = [await store.enqueue("limited", {"sleep": 0.02}) for _ in range(200)]
+        for server in servers:  # both take part only once both listen
+            await eventually(lambda s=server: _said(procs, s, "serving "), 60, "serving")
+        queued = [await store.enqueue("limited", {"sleep": 0.05}) for _ in range(200)]
 
         async def finished() -> list[RunInfo] | None:
             runs = await all_runs(store, "limited")
