@@ -550,12 +550,6 @@ async def test_an_owner_frozen_past_dead_after_does_not_turn_its_run_back_to_suc
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume starts at once in the process asked (the store's claim_resume writes it "
-    "RUNNING), bypassing the queue and max_active_runs; holding the limit needs resumes to "
-    "go through the queue (a queued run carrying resumed_from), a change to the store API",
-)
 async def test_a_resume_does_not_exceed_max_active_runs(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 

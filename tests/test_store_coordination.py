@@ -317,3 +317,29 @@ async def test_an_owner_found_interrupted_is_fenced_off(tmp_path: Path) -> None:
                 )
         assert results[0].status == "CANCELLED"  # fenced off by its own attendance
         assert (await store.get_run("frozen")).status is RunStatus.INTERRUPTED
+
+
+@pytest.mark.asyncio
+async def test_a_queued_resume_waits_for_max_active_runs_and_is_claimed_once(
+    store: RunStore,
+) -> None:
+    failed = await store.enqueue("etl", {"day": 1})
+    await store.claim_next({"etl": 1}, run_id=failed)
+    await store.record([RunFinished(failed, "etl", RunStatus.FAILED, 2.0, 1.0)])
+    busy = await store.enqueue("etl")
+    await store.claim_next({"etl": 1}, run_id=busy)  # the pipeline's one slot is taken
+    resume = await store.enqueue_resume(failed)
+    with pytest.raises(ResumeRefused, match=f"run {resume} already resumes it"):
+        await store.enqueue_resume(failed)  # a second tab's resume
+    queued = await store.get_run(resume)
+    assert (queued.status, queued.resumed_from, queued.params) == (
+        RunStatus.QUEUED,
+        failed,
+        {"day": 1},
+    )
+    assert await store.claim_next({"etl": 1}) is None  # held back by max_active_runs
+    await store.record([RunFinished(busy, "etl", RunStatus.SUCCESS, 3.0, 1.0)])
+    claimed = await store.claim_next({"etl": 1})
+    assert claimed is not None
+    assert (claimed.run_id, claimed.resumed_from) == (resume, failed)
+    await store.claim_resume(failed, resume)  # what run(resume=) then does: let through

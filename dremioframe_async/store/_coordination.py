@@ -20,6 +20,10 @@ The stores implement the statements (``_sqlite_queue``, ``_postgres_queue``,
   INTERRUPTED, cancels it as a cancel request would.
 * **Resume claims.** A run records the one run that resumes it (``resumed_by``);
   a second resume is refused while that one is queued, running or succeeded.
+  ``enqueue_resume`` claims the resume and queues the resuming run (it then waits
+  for its pipeline's ``max_active_runs`` like any queued run); ``claim_resume``
+  claims it for a run starting at once (``Pipeline.run(resume=...)``), and lets
+  through the run that already holds the claim.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class QueuedRun:
     params: Mapping[str, Any] = field(default_factory=dict)
     scheduled_for: float | None = None
     queued_at: float | None = None
+    resumed_from: str | None = None  # a queued resume: run it with run(resume=...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -264,7 +264,12 @@ class MemoryStore:
                 row.started = row.heartbeat = time.time()
                 params = decode_json(row.params, {})
                 return QueuedRun(
-                    row.run_id, row.pipeline or "", params, row.scheduled_for, row.queued_at
+                    row.run_id,
+                    row.pipeline or "",
+                    params,
+                    row.scheduled_for,
+                    row.queued_at,
+                    row.resumed_from,
                 )
         return None
 
@@ -299,16 +304,34 @@ class MemoryStore:
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
         await anyio.lowlevel.checkpoint()
+        self._claim_resume(run_id, by, queued=False)
+
+    async def enqueue_resume(self, run_id: str) -> str:
+        """Queue the one run resuming ``run_id`` (see ``SQLiteStore.enqueue_resume``).
+
+        :raises ResumeRefused: when another resume of it is queued, running or succeeded.
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        await anyio.lowlevel.checkpoint()
+        by = uuid.uuid4().hex
+        self._claim_resume(run_id, by, queued=True)
+        if self._queued is not None:
+            self._queued.set()
+        return by
+
+    def _claim_resume(self, run_id: str, by: str, *, queued: bool) -> None:
         row = self._run_row(run_id)
         winner = self._runs.get(row.resumed_by or "")
-        if winner is not None and winner.status in ACTIVE_RESUMER:
+        if winner is not None and winner.run_id != by and winner.status in ACTIVE_RESUMER:
             raise resume_refused(run_id, winner.run_id)
         row.resumed_by = by
         now = time.time()
+        status = RunStatus.QUEUED if queued else RunStatus.RUNNING
         self._runs.setdefault(
             by,
-            RunRow(by, row.pipeline, RunStatus.RUNNING, now, resumed_from=run_id,
-                   owner=current_owner(), heartbeat=now, scheduled_for=row.scheduled_for),
+            RunRow(by, row.pipeline, status, now, resumed_from=run_id, params=row.params,
+                   owner=None if queued else current_owner(), heartbeat=None if queued else now,
+                   scheduled_for=row.scheduled_for, queued_at=now if queued else None),
         )  # fmt: skip
 
     def attend(

@@ -24,6 +24,7 @@ import logging
 import re
 import secrets
 import time
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -491,7 +492,20 @@ class PostgresStore:
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
         async with self._connection() as conn:
-            await queue.claim_resume(conn, self._prefix, run_id, by)
+            await queue.claim_resume(conn, self._prefix, self._channel, run_id, by, False)
+
+    async def enqueue_resume(self, run_id: str) -> str:
+        """Queue a run that resumes ``run_id``, claimed as its one resume; return its id.
+
+        It waits in the queue, within its pipeline's ``max_active_runs``, like any run.
+
+        :raises ResumeRefused: when another resume of it is queued, running or succeeded.
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        by = uuid.uuid4().hex
+        async with self._connection() as conn:
+            await queue.claim_resume(conn, self._prefix, self._channel, run_id, by, True)
+        return by
 
     def attend(
         self, run_id: str, on_cancel: Callable[[int], None]

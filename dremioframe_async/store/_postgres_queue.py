@@ -133,7 +133,7 @@ async def _claim_oldest(
         f"WHERE run_id = (SELECT run_id FROM {p}runs WHERE status = 'QUEUED' "
         "AND pipeline = ANY($3::text[]) AND ($4::text IS NULL OR run_id = $4) "
         "ORDER BY queued_at, run_id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-        "RETURNING run_id, pipeline, params, scheduled_for, queued_at",
+        "RETURNING run_id, pipeline, params, scheduled_for, queued_at, resumed_from",
         current_owner(),
         time.time(),
         list(names),
@@ -141,8 +141,9 @@ async def _claim_oldest(
     )
     if row is None:
         return None
-    rid, pipeline, params, scheduled_for, queued_at = row
-    return QueuedRun(rid, pipeline, decode_json(params, {}), scheduled_for, queued_at)
+    rid, pipeline, params, scheduled_for, queued_at, resumed_from = row
+    params = decode_json(params, {})
+    return QueuedRun(rid, pipeline, params, scheduled_for, queued_at, resumed_from)
 
 
 async def request_cancel(conn: Any, p: str, channel: str, run_id: str) -> CancelOutcome:
@@ -190,33 +191,36 @@ async def poll_cancels(conn: Any, p: str, run_ids: Sequence[str]) -> dict[str, i
     return {run_id: count for run_id, count in rows}  # noqa: C416 (Records)
 
 
-async def claim_resume(conn: Any, p: str, run_id: str, by: str) -> None:
+async def claim_resume(conn: Any, p: str, channel: str, run_id: str, by: str, queued: bool) -> None:
     async with conn.transaction():
-        row = await conn.fetchrow(
-            f"SELECT resumed_by, pipeline, scheduled_for FROM {p}runs WHERE run_id = $1 FOR UPDATE",
-            run_id,
+        winner = await conn.fetchrow(
+            f"SELECT resumed_by FROM {p}runs WHERE run_id = $1 FOR UPDATE", run_id
         )
-        if row is None:
+        if winner is None:
             raise RunNotFound(run_id)
-        winner, pipeline, scheduled_for = row
-        if winner is not None:
+        (winner,) = winner
+        if winner is not None and winner != by:
             status = await conn.fetchval(f"SELECT status FROM {p}runs WHERE run_id = $1", winner)
             if status in ACTIVE_RESUMER:
                 raise resume_refused(run_id, winner)
         now = time.time()
         await conn.execute(f"UPDATE {p}runs SET resumed_by = $1 WHERE run_id = $2", by, run_id)
-        # The resuming run exists from now on, so a second claim sees it RUNNING.
+        # The resuming run exists from now on, so a second claim sees it.
         await conn.execute(
             f"INSERT INTO {p}runs (run_id, pipeline, status, started, heartbeat, owner, "
-            "resumed_from, scheduled_for) VALUES ($1, $2, 'RUNNING', $3, $3, $4, $5, $6) "
-            "ON CONFLICT (run_id) DO NOTHING",
+            "resumed_from, scheduled_for, params, queued_at) "
+            "SELECT $1, pipeline, $2, $3, $4, $5, run_id, scheduled_for, params, $6 "
+            f"FROM {p}runs WHERE run_id = $7 ON CONFLICT (run_id) DO NOTHING",
             by,
-            pipeline,
+            "QUEUED" if queued else "RUNNING",
             now,
-            current_owner(),
+            None if queued else now,
+            None if queued else current_owner(),
+            now if queued else None,
             run_id,
-            scheduled_for,
         )
+        if queued:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, "queued")
 
 
 async def sweep(conn: Any, p: str, dead_after: float) -> None:

@@ -93,6 +93,10 @@ class RunStore(RunRecorder, Protocol):
         """Record ``by`` as the one run resuming ``run_id``; refuse a second."""
         ...
 
+    async def enqueue_resume(self, run_id: str) -> str:
+        """Queue the one run resuming ``run_id``; refuse a second. Returns its id."""
+        ...
+
     def attend(
         self, run_id: str, on_cancel: Callable[[int], None]
     ) -> AbstractAsyncContextManager[None]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from itertools import chain
@@ -318,7 +319,19 @@ class SQLiteStore:
         :raises ResumeRefused: when another resume of it is queued, running or succeeded.
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
-        await self._call(queue.claim_resume, run_id, by)
+        await self._call(queue.claim_resume, run_id, by, False)
+
+    async def enqueue_resume(self, run_id: str) -> str:
+        """Queue a run that resumes ``run_id``, claimed as its one resume; return its id.
+
+        It waits in the queue, within its pipeline's ``max_active_runs``, like any run.
+
+        :raises ResumeRefused: when another resume of it is queued, running or succeeded.
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
+        by = uuid.uuid4().hex
+        await self._call(queue.claim_resume, run_id, by, True)
+        return by
 
     def attend(
         self, run_id: str, on_cancel: Callable[[int], None]

@@ -116,21 +116,22 @@ def claim_next(
         marks = ", ".join("?" for _ in names)
         only = " AND run_id = ?" if run_id is not None else ""
         row = conn.execute(
-            "SELECT run_id, pipeline, params, scheduled_for, queued_at FROM runs "
+            "SELECT run_id, pipeline, params, scheduled_for, queued_at, resumed_from FROM runs "
             f"WHERE status = 'QUEUED' AND pipeline IN ({marks}){only} "
             "ORDER BY queued_at, run_id LIMIT 1",
             (*names, *(() if run_id is None else (run_id,))),
         ).fetchone()
         if row is None:
             return None
-        rid, pipeline, params, scheduled_for, queued_at = row
+        rid, pipeline, params, scheduled_for, queued_at, resumed_from = row
         now = time.time()
         conn.execute(
             "UPDATE runs SET status = 'RUNNING', owner = ?, started = ?, heartbeat = ? "
             "WHERE run_id = ? AND status = 'QUEUED'",
             (current_owner(), now, now, rid),
         )
-        return QueuedRun(rid, pipeline, decode_json(params, {}), scheduled_for, queued_at)
+        params = decode_json(params, {})
+        return QueuedRun(rid, pipeline, params, scheduled_for, queued_at, resumed_from)
 
 
 def _below(limit: int | None, active: int) -> bool:
@@ -179,26 +180,30 @@ def poll_cancels(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, 
     return dict(rows)
 
 
-def claim_resume(conn: sqlite3.Connection, run_id: str, by: str) -> None:
+def claim_resume(conn: sqlite3.Connection, run_id: str, by: str, queued: bool) -> None:
     with _immediate(conn):
         row = conn.execute(
-            "SELECT r.resumed_by, w.status, r.pipeline, r.scheduled_for FROM runs AS r "
+            "SELECT r.resumed_by, w.status FROM runs AS r "
             "LEFT JOIN runs AS w ON w.run_id = r.resumed_by WHERE r.run_id = ?",
             (run_id,),
         ).fetchone()
         if row is None:
             raise RunNotFound(run_id)
-        winner, winner_status, pipeline, scheduled_for = row
-        if winner is not None and winner_status in ACTIVE_RESUMER:
+        winner, winner_status = row
+        if winner is not None and winner != by and winner_status in ACTIVE_RESUMER:
             raise resume_refused(run_id, winner)
         now = time.time()
         conn.execute("UPDATE runs SET resumed_by = ? WHERE run_id = ?", (by, run_id))
-        # The resuming run exists from now on, so a second claim sees it RUNNING.
+        # The resuming run exists from now on, so a second claim sees it.
+        status, owner, heartbeat = (
+            ("QUEUED", None, None) if queued else ("RUNNING", current_owner(), now)
+        )
         conn.execute(
             "INSERT INTO runs (run_id, pipeline, status, started, heartbeat, owner, "
-            "resumed_from, scheduled_for) VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?) "
-            "ON CONFLICT (run_id) DO NOTHING",
-            (by, pipeline, now, now, current_owner(), run_id, scheduled_for),
+            "resumed_from, scheduled_for, params, queued_at) "
+            "SELECT ?, pipeline, ?, ?, ?, ?, run_id, scheduled_for, params, ? FROM runs "
+            "WHERE run_id = ? ON CONFLICT (run_id) DO NOTHING",
+            (by, status, now, heartbeat, owner, now if queued else None, run_id),
         )
 
 

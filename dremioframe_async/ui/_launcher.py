@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -23,14 +22,19 @@ from anyio.abc import TaskGroup
 
 from .._masking import mask_text
 from ..errors import DremioFrameError
-from ..orchestration import Pipeline, PipelineDefinitionError, RunFinished, RunStarted
+from ..orchestration import (
+    Pipeline,
+    PipelineDefinitionError,
+    ResumeRefused,
+    RunFinished,
+    RunStarted,
+)
 from ..store import QueuedRun, RunStatus, RunStore, StoreError
 from ._live import LiveRuns
 
 __all__ = ["CANCELLABLE", "ActionRefused", "PipelineEntry", "RunLauncher", "planned_edges"]
 
 log = logging.getLogger("dremioframe_async.ui")
-START_TIMEOUT = 30.0
 # How long a trigger waits for its queued run to start here before answering.
 QUEUED_START_WAIT = 2.0
 # The longest wait between looks at the queue (PostgreSQL wakes the launcher sooner).
@@ -117,7 +121,8 @@ class RunLauncher:
     async def trigger(
         self, name: str, params: Mapping[str, Any] | None, *, resume: str | None = None
     ) -> str:
-        """Queue a run of pipeline ``name`` (or start a resume here); return its id.
+        """Queue a run of pipeline ``name`` (with ``resume``: the one run resuming that
+        run); return its id.
 
         A queued run that this process can take at once has started when this
         returns; one held back by ``max_active_runs`` waits in the queue.
@@ -131,13 +136,18 @@ class RunLauncher:
             raise ActionRefused(f"this UI serves no pipeline named {name!r}", 404)
         if self._tg is None or self.draining:
             raise ActionRefused("the UI is not running (or is stopping)", 503)
-        if resume is not None:
-            return await self._start_resume(entry.pipeline, resume)
         problem = planned_edges(entry.pipeline)
         if isinstance(problem, str):
             raise ActionRefused(f"the run could not start: {problem}")
         try:
-            run_id = await self.store.enqueue(name, params)
+            if resume is not None:  # claimed as its one resume, then queued like any run
+                run_id = await self.store.enqueue_resume(resume)
+            else:
+                run_id = await self.store.enqueue(name, params)
+        except ResumeRefused as exc:
+            raise ActionRefused(str(exc)) from exc
+        except LookupError:
+            raise ActionRefused(f"no run {resume!r} in the store", 404) from None
         except StoreError as exc:
             raise ActionRefused(f"the run could not be queued: {exc}", 503) from exc
         except ValueError as exc:  # params JSON cannot hold (NaN): the caller's, not retried
@@ -146,19 +156,6 @@ class RunLauncher:
         self._kick()
         with anyio.move_on_after(QUEUED_START_WAIT):
             await started.wait()
-        return run_id
-
-    async def _start_resume(self, pipeline: Pipeline, resume: str) -> str:
-        run_id = uuid.uuid4().hex
-        started = self.live.expect(run_id)
-        failure: list[BaseException] = []
-        scope, stop = self._register(run_id)
-        assert self._tg is not None
-        self._tg.start_soon(self._run, pipeline, None, resume, run_id, scope, stop, failure)
-        with anyio.move_on_after(START_TIMEOUT):
-            await started.wait()
-        if failure and self.live.get(run_id) is None:  # it ended before it began
-            raise ActionRefused(f"the run could not start: {failure[0]}") from failure[0]
         return run_id
 
     def _register(self, run_id: str) -> tuple[anyio.CancelScope, anyio.Event]:
@@ -191,8 +188,7 @@ class RunLauncher:
             failure.append(exc)
             shown = mask_text(repr(exc))
             log.warning("run %s of %s ended with an error: %s", run_id, pipeline.name, shown)
-            if resume is None:
-                await _fail_unstarted(self.store, pipeline.name, run_id)
+            await _fail_unstarted(self.store, pipeline.name, run_id)
         finally:
             self._scopes.pop(run_id, None)
             self._stops.pop(run_id, None)
@@ -239,7 +235,14 @@ class RunLauncher:
         scope, stop = self._register(claimed.run_id)
         assert self._tg is not None
         self._tg.start_soon(
-            self._run, pipeline, claimed.params, None, claimed.run_id, scope, stop, []
+            self._run,
+            pipeline,
+            claimed.params,
+            claimed.resumed_from,
+            claimed.run_id,
+            scope,
+            stop,
+            [],
         )
 
     async def wait(self, run_id: str) -> None:
