@@ -57,6 +57,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   │   ├── TaskPickleError (also TypeError)   names the task and what cannot be pickled
     │   │   ├── WorkerLostError                    the worker running an attempt died
     │   │   └── RemoteTaskError                    a worker's exception that cannot be pickled back
+    │   │       (private _OpenFailed: a worker-scoped resource's failure, mapped to ResourceError)
     │   └── ResultSizeWarning (also UserWarning)   a large result came back (a warning)
     ├── MissingExtra (also ImportError)            an optional dependency is not installed
     └── DremioError (dremioframe_async.dremio)      Dremio client errors

@@ -32,6 +32,8 @@ from typing import Any
 
 import cloudpickle
 
+from ..errors import DremioFrameError
+
 __all__ = ["Context", "cancel_attempt", "close_scope", "run_coroutine", "run_payload"]
 
 STATE = "_dremioframe_async"  # the attribute of the Worker holding the state below
@@ -437,7 +439,7 @@ async def _call(
     return await fn(*args, **kwargs)
 
 
-class _OpenFailed(Exception):
+class _OpenFailed(DremioFrameError):
     """A worker-scoped resource could not be opened (``detail`` says why)."""
 
     def __init__(self, name: str, detail: str) -> None:
