@@ -261,3 +261,19 @@ def _bind_otel(registry: Registry, provider: Any) -> None:
             metric.otel = meter.create_histogram(metric.name, unit=unit, description=metric.help)
         elif isinstance(metric, Gauge) and metric.read is None:
             metric.otel = meter.create_up_down_counter(metric.name, description=metric.help)
+        elif isinstance(metric, Gauge):  # read when collected: pool occupancy
+            metric.otel = meter.create_observable_gauge(
+                metric.name, callbacks=[_observe(metric, metrics)], description=metric.help
+            )
+
+
+def _observe(gauge: Gauge, metrics: Any) -> Callable[[Any], Iterable[Any]]:
+    """An OpenTelemetry callback reporting ``gauge``'s current values."""
+
+    def callback(options: Any) -> Iterable[Any]:
+        return [
+            metrics.Observation(value, dict(zip(gauge.label_names, labels, strict=True)))
+            for labels, value in gauge.current()
+        ]
+
+    return callback

@@ -11,6 +11,7 @@ being told.
 from __future__ import annotations
 
 import contextvars
+import importlib.metadata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,9 +54,15 @@ def tracer_for(provider: Any = None) -> Any:
         provider = trace.get_tracer_provider()
         if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             return None
-    from . import __version__
+    return provider.get_tracer(_NAME, _version())
 
-    return provider.get_tracer(_NAME, __version__)
+
+def _version() -> str:
+    # From the installed metadata: importing the package's front would import everything.
+    try:
+        return importlib.metadata.version("dremioframe_async")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
+        return "unknown"
 
 
 def using_tracer(tracer: Any) -> contextvars.Token[Any]:

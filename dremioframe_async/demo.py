@@ -34,11 +34,12 @@ import anyio
 import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
-from ._interrupts import interruptible
+from ._interrupts import EXIT_INTERRUPTED, interruptible
 from .cli._common import ui_hint
 from .dremio import DremioClient, DremioConfigError, Via, split_path
+from .errors import DremioFrameError
 from .orchestration import Event, RunRecorder, TaskStateChanged
-from .progress import Progress, format_duration, format_table
+from .progress import Progress, describe, format_duration, format_table
 from .store import RunStore, default_store_url, open_store
 from .tasks import quote_path
 
@@ -215,7 +216,12 @@ class _DemoProgress:
 
     def __call__(self, event: Event) -> None:
         self.progress(event)
-        if self.progress.live or not isinstance(event, TaskStateChanged):
+        if not isinstance(event, TaskStateChanged):
+            return
+        if event.key == "list_tables" and event.state is TaskState.SUCCESS:
+            # One extract per table: counted now, so "n/total" keeps its total.
+            self.progress.expect(f"extract[{i}]" for i in range(len(event.result)))
+        if self.progress.live:
             return
         counts, total = self.progress.counts(), len(self.progress.tasks)
         quarter = 4 * counts["done"] // max(total, 1)
@@ -408,10 +414,11 @@ def _missing_testing_extra() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo from the command line; 0 when the pipeline succeeded, 1 otherwise
-    (2 when the embedded server needs the ``testing`` extra).
+    (2 for a bad argument, such as a URL that is not http(s), and when the embedded
+    server needs the ``testing`` extra).
 
     Ctrl-C cancels it (130): the cleanup task still runs and the table is printed;
-    a second Ctrl-C stops the cleanup.
+    a second Ctrl-C stops the cleanup, a third exits at once.
     """
     args = _parser().parse_args(list(argv) if argv is not None else None)
     if not args.url and (missing := _missing_testing_extra()):
@@ -451,7 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes.append(outcome)
         return 0 if outcome.result.status == "SUCCESS" else 1
 
-    code = anyio.run(interruptible, go)
+    try:
+        code = anyio.run(interruptible, go)
+    except KeyboardInterrupt:  # before the signal watcher listens: the same ending as after
+        code = EXIT_INTERRUPTED
+    except DremioFrameError as exc:  # a bad --url or --via: one line, as the CLI prints errors
+        print(f"dremioframe-async demo: error: {describe(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
     if not outcomes:
         if progress.run_id:
             print(progress.summary())

@@ -17,6 +17,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │   ├── ResourceError                          a run's resource could not be opened or closed
     │   ├── UndeclaredResourceError (also KeyError)  context.resources[name] not declared
     │   ├── PipelineFailed                         raise_for_status(); carries the task errors
+    │   ├── RunNotAwaited (also AttributeError, TypeError)  pipeline.run() used without await
     │   └── ResumeRefused (ArgumentError)          resuming that run now would be unsafe
     ├── StoreError (dremioframe_async.store)       run history: reading, writing, opening
     │   ├── RunNotFound (also LookupError)         no run with that id in the store
@@ -40,6 +41,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │       │   (private DataLost: the SMTP link's signal, always mapped to EmailMaybeSent)
     │       ├── S3Error ── S3TransientError, S3IntegrityError
     │       ├── DbtError                               names the failed dbt nodes
+    │       ├── DbtMissing                             dbt cannot be found; how to install it
     │       ├── IncrementalExtractError                folder and stored watermark disagree
     │       ├── DataQualityFailed                      carries the QualityReport
     │       └── DataQualityConfigError (also ValueError)  every bad check definition, at once
@@ -48,6 +50,7 @@ so ``except DremioFrameError`` catches all of them and nothing else::
     │       └── PipelineImportError                the named module raised on import
     ├── web UI (dremioframe_async.ui)
     │   ├── ActionRefused                          a trigger, cancel or resume that cannot be done
+    │   ├── TooManyFailures                        a client failed to sign in too often (429)
     │   └── UnsafeBind (also ValueError)           a public bind without auth
     ├── executor errors (dremioframe_async.executors)
     │   ├── ExecutorError                          an executor cannot start or keep a task

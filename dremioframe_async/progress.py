@@ -18,10 +18,11 @@ import sys
 import textwrap
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from ._masking import mask_text
 from .orchestration import (
     FINAL_STATES,
     Event,
@@ -75,8 +76,9 @@ def printable(text: str, *, newlines: bool = True) -> str:
 
 
 def describe(error: BaseException) -> str:
-    """``TypeName: message``, whole and printable."""
-    text = str(error)
+    """``TypeName: message``, whole, printable and masked (no secret-keyed value or
+    URL password is printed)."""
+    text = mask_text(str(error))
     name = type(error).__name__
     return printable(f"{name}: {text}" if text else name)
 
@@ -187,6 +189,12 @@ class Progress:
             line.error = _err(event.error)
         if event.state is TaskState.FAILED:
             self._note(f"failed {event.key}: {line.error}")
+
+    def expect(self, keys: Iterable[str]) -> None:
+        """Count ``keys`` (a fan-out's instances, once their number is known) before
+        their first event, so the totals shown stay put while they start."""
+        for key in keys:
+            self.tasks.setdefault(key, _TaskLine())
 
     def counts(self) -> dict[str, int]:
         """Tasks done (in a final state), running, failed, and retries so far."""

@@ -333,8 +333,12 @@ async def schedule_pipeline(
     clock: Clock | None = None,
     stop_cleanup: anyio.Event | None = None,
     on_result: Callable[[RunResult], Any] | None = None,
+    interval_seconds: float | None = None,
 ) -> int:
     """Run ``pipeline`` at every fire time until cancelled (or ``max_runs`` runs started).
+
+    ``interval_seconds=`` is accepted as an alias of ``interval=`` (the keyword
+    ``dremioframe.orchestration`` uses).
 
     Each run is ``pipeline.run(context, store=store, on_event=on_event)``; a
     failed run is recorded and the schedule goes on. ``context`` may also be a
@@ -348,9 +352,13 @@ async def schedule_pipeline(
     cleanup tasks; ``stop_cleanup`` is handed to each run (see ``Pipeline.run``).
 
     :raises ScheduleError: (a ValueError) for a bad interval, cron expression, overlap
-        or max_runs.
+        or max_runs, or both ``interval=`` and ``interval_seconds=``.
     :raises MissingExtra: (an ImportError) for ``cron=`` without cronsim installed.
     """
+    if interval_seconds is not None:
+        if interval is not None:
+            raise ScheduleError("give interval= or its alias interval_seconds=, not both")
+        interval = interval_seconds
     _check(interval, cron, overlap, max_runs)
     clock = clock or SystemClock()
     now = clock.now()

@@ -1,7 +1,7 @@
 """DataQualityTask: checks from Python and from a YAML directory, run on (Fake)Dremio.
 
 Against a real Dremio, pass ``client=DremioClient(url, token=...)`` or set DREMIO_URL and
-DREMIO_TOKEN; here a FakeDremio on 127.0.0.1 serves a small table (needs the testing extra).
+DREMIO_PAT; here a FakeDremio on 127.0.0.1 serves a small table (needs the testing extra).
 """
 
 from __future__ import annotations

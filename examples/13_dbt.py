@@ -1,7 +1,8 @@
 """DbtTask: run a tiny dbt project on DuckDB; a failing model fails the task by name.
 
 Needs dbt with the DuckDB adapter: `pip install 'dbt-core<1.12' dbt-duckdb`, in this
-environment or another one (set DBT_EXECUTABLE to its dbt, e.g. .venv-dbt/bin/dbt).
+environment or another one (set DBT_EXECUTABLE to its dbt, e.g. .venv-dbt/bin/dbt, a
+path taken from the directory you run this from). Without dbt it says so.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import anyio
 
 from dremioframe_async import Pipeline
-from dremioframe_async.tasks import DbtTask
+from dremioframe_async.tasks import DbtError, DbtTask
 
 PROJECT = """
 name: shop
@@ -40,6 +41,9 @@ async def main() -> None:
         result = await Pipeline("dbt").add_task(build).run()
     error = result.tasks["dbt_run"].error
     print("dbt_run:", result.states["dbt_run"].value)
+    if not isinstance(error, DbtError):  # dbt did not run: DbtMissing says how to install it
+        print(f"  {type(error).__name__}: {error}")
+        return
     for node in error.result.nodes:
         print(f"  {node.name}: {node.status} in {node.execution_time:.2f} s")
 

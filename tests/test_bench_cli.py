@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from _flight_child import stoppable_fake
+from _processes import running
 
 from dremioframe_async.bench import EngineReport, Step, Sweep, dump_sweeps, load_sweeps
 from dremioframe_async.bench._cli import parse_levels, parse_seconds
@@ -81,7 +82,23 @@ def test_bad_input_is_a_usage_error(
 ) -> None:
     monkeypatch.delenv("DREMIO_FLIGHT_URL", raising=False)
     assert main(["bench", "dremio", *argv]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("dremioframe-async bench dremio: error: UsageError: "), err
+    assert len(err.splitlines()) == 1
+
+
+def test_an_unreachable_dremio_is_reported_with_its_error_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--url", "http://127.0.0.1:9", "--pat", "x", "--sql", "SELECT 1"]
+    argv += ["--concurrency", "1", "--queries", "2", "--warmup", "0"]
+    assert main(["bench", "dremio", *argv]) == 1
+    out = capsys.readouterr().out
+    assert "DremioConnectionError x2" in out  # in the table
+    # ...and once below it, with what the error said (the host it could not reach)
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("  DremioConnectionError: ")]
+    assert "127.0.0.1:9" in line
 
 
 @pytest.mark.parametrize("argv", [["--concurrency", "0,2"], ["--duration", "soon"]], ids=["c", "d"])
@@ -134,14 +151,14 @@ def test_engine_report_rejects_other_json() -> None:
 def test_bench_dremio_against_a_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [sys.executable, "-m", "dremioframe_async.bench._fake_process", "--latency", "0.01"]
     argv += ["--rows", "3"]
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+    with running(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
         try:
             assert child.stdout is not None
             fake = json.loads(child.stdout.readline())
             out = tmp_path / "url.json"
             code = main(
                 [
-                    "bench", "dremio", "--url", fake["url"], "--pat", fake["token"],
+                    "bench", "dremio", "--url", fake["url"], f"--pat={fake['token']}",
                     "--flight-url", fake["flight_url"], "--table", "bench.sample",
                     "--sql", "SELECT 1 AS one", "--concurrency", "1,2", "--queries", "4",
                     "--warmup", "0", "--json", str(out),
@@ -164,7 +181,7 @@ def test_ctrl_c_stops_bench_dremio_and_its_fake(tmp_path: Path) -> None:
     out = tmp_path / "never.json"
     argv = [sys.executable, "-m", "dremioframe_async", "bench", "dremio", "--duration", "60s"]
     argv += ["--concurrency", "2", "--warmup", "0", "--json", str(out)]
-    with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as bench:
+    with running(argv, stderr=subprocess.PIPE, text=True) as bench:
         assert bench.stderr is not None
         assert bench.stderr.readline().startswith("benchmarking")
         bench.send_signal(signal.SIGINT)

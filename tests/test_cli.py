@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 from _crash_pipeline import ran
+from _processes import running
 
 from dremioframe_async import cli
 
@@ -137,24 +138,24 @@ def test_schedule_says_when_it_fires_and_what_failed(env: dict[str, str], tmp_pa
 
 
 def test_sigint_cancels_and_records_cancelled(env: dict[str, str], tmp_path: Path) -> None:
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "run", PIPE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    marker = tmp_path / "w" / "c.started"
-    deadline = time.monotonic() + 30
-    while not marker.exists():  # bounded wait for c to be running
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "recorded as CANCELLED" in err
-    listing = cli_run(env, "runs")
-    assert "CANCELLED" in listing.stdout
-    shown = cli_run(env, "show", latest_run_id(env))
-    assert "c     CANCELLED" in shown.stdout
-    assert ran(tmp_path / "w") == ["a", "b"]
+    ) as proc:
+        marker = tmp_path / "w" / "c.started"
+        deadline = time.monotonic() + 30
+        while not marker.exists():  # bounded wait for c to be running
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "recorded as CANCELLED" in err
+        listing = cli_run(env, "runs")
+        assert "CANCELLED" in listing.stdout
+        shown = cli_run(env, "show", latest_run_id(env))
+        assert "c     CANCELLED" in shown.stdout
+        assert ran(tmp_path / "w") == ["a", "b"]
 
 
 def _wait_for(proc: subprocess.Popen[str], marker: Path) -> None:
@@ -172,46 +173,46 @@ def test_sigint_runs_the_cleanup_and_prints_the_summary(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     env["CLEANUP_DIR"] = str(tmp_path / "w")
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "run", CLEANUP_PIPE],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    _wait_for(proc, tmp_path / "w" / "work.started")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert (tmp_path / "w" / "cleaned").exists()
-    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
-    assert rows == {"work": "CANCELLED", "cleanup": "SUCCESS"}, out
-    assert "recorded as CANCELLED" in err
-    shown = cli_run(env, "show", latest_run_id(env)).stdout
-    assert "status    CANCELLED" in shown
-    assert "cleanup  SUCCESS" in shown
+    ) as proc:
+        _wait_for(proc, tmp_path / "w" / "work.started")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert (tmp_path / "w" / "cleaned").exists()
+        rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+        assert rows == {"work": "CANCELLED", "cleanup": "SUCCESS"}, out
+        assert "recorded as CANCELLED" in err
+        shown = cli_run(env, "show", latest_run_id(env)).stdout
+        assert "status    CANCELLED" in shown
+        assert "cleanup  SUCCESS" in shown
 
 
 def test_second_sigint_stops_the_cleanup(env: dict[str, str], tmp_path: Path) -> None:
     env["CLEANUP_DIR"] = str(tmp_path / "w")
     (tmp_path / "w" / "hang").touch()  # the cleanup blocks; its grace is an hour
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "run", CLEANUP_PIPE],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    _wait_for(proc, tmp_path / "w" / "work.started")
-    proc.send_signal(signal.SIGINT)
-    _wait_for(proc, tmp_path / "w" / "cleanup.started")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "interrupted again" in err
-    assert "cleanup  CANCELLED" in out
-    assert "second cancellation" in out
-    assert not (tmp_path / "w" / "cleaned").exists()
+    ) as proc:
+        _wait_for(proc, tmp_path / "w" / "work.started")
+        proc.send_signal(signal.SIGINT)
+        _wait_for(proc, tmp_path / "w" / "cleanup.started")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "interrupted again" in err
+        assert "cleanup  CANCELLED" in out
+        assert "second cancellation" in out
+        assert not (tmp_path / "w" / "cleaned").exists()
 
 
 def test_demo_delegates_to_the_demo_module(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -401,3 +402,64 @@ def test_each_command_lives_in_the_module_named_after_it() -> None:
     registered = _main._parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in modules:
         assert registered[name].get_default("handler").__module__ == f"dremioframe_async.cli.{name}"
+
+
+def test_a_param_that_is_not_standard_json_is_kept_as_text(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+    import sqlite3
+
+    assert cli.parse_params(["a=NaN", "b=-Infinity", "c=1.5", "d=[1, 2]"]) == {
+        "a": "NaN",
+        "b": "-Infinity",
+        "c": 1.5,
+        "d": [1, 2],
+    }
+    (tmp_path / "w" / "release").touch()
+    done = cli_run(env, "run", PIPE, "--param", "day=NaN", "--param", "n=Infinity")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        (stored,) = db.execute("SELECT params FROM runs").fetchone()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON stored: {constant}")
+
+    assert json.loads(stored, parse_constant=refuse) == {"day": "NaN", "n": "Infinity"}
+
+
+def test_resume_takes_a_unique_prefix_of_the_run_id(env: dict[str, str], tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    (work / "release").touch()
+    (work / "fail_b").touch()
+    assert cli_run(env, "run", PIPE).returncode == 1
+    run_id = latest_run_id(env)
+    (work / "fail_b").unlink()
+    resumed = cli_run(env, "run", PIPE, "--resume", run_id[:8])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from run {run_id}" in resumed.stdout
+    unknown = cli_run(env, "run", PIPE, "--resume", "zzzz")
+    assert unknown.returncode == 2
+    assert "no run 'zzzz'" in unknown.stderr
+
+
+def test_runs_says_when_its_filter_matched_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "w" / "release").touch()
+    assert cli_run(env, "run", PIPE).returncode == 0
+    listed = cli_run(env, "runs", "--pipeline", "nope")
+    assert listed.returncode == 0
+    assert listed.stdout.strip() == "no runs of pipeline 'nope' (1 run of other pipelines)"
+
+
+def test_a_multi_line_error_reads_as_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    module = tmp_path / "two_lines.py"
+    module.write_text('raise ValueError("first line\\nsecond line")\n')
+    done = cli_run(env, "graph", f"{module}:pipeline")
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()  # still one line, its parts read as a sentence
+    assert line.startswith(
+        "dremioframe-async graph: error: PipelineImportError: ValueError: first line; second line"
+    )
+    assert " | " not in line
+    cycle = cli_run(env, "graph", f"{PIPES}:cycle")
+    assert "(1 problem): cycle: " in cycle.stderr, cycle.stderr

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import pytest
+from _processes import running
 
 from dremioframe_async import TaskState, demo
 from dremioframe_async.demo import run_demo
@@ -153,18 +157,15 @@ def test_demo_without_the_testing_extra_exits_at_once_with_the_install_hint(entr
     assert "Traceback" not in proc.stderr
 
 
-def _start_demo(*argv: str) -> tuple[subprocess.Popen[str], Path]:
+@contextmanager
+def _demo_running(*argv: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     code = "import sys; from dremioframe_async.demo import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    first = proc.stderr.readline()  # "demo: extracting ... into <folder>": the run starts now
-    assert " into " in first, first + proc.communicate()[1]
-    return proc, Path(first.rsplit(" into ", 1)[1].strip())
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with running([sys.executable, "-c", code, *argv], text=True, **pipes) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # "demo: extracting ... into <folder>": the run starts now
+        assert " into " in first, first + proc.communicate()[1]
+        yield proc, Path(first.rsplit(" into ", 1)[1].strip())
 
 
 # Big enough that the extraction is still going when the signal arrives.
@@ -172,10 +173,10 @@ _SLOW = ("--tables", "6", "--rows", "1200000", "--concurrency", "2")
 
 
 def test_ctrl_c_runs_the_cleanup_prints_the_table_and_removes_the_folder() -> None:
-    proc, folder = _start_demo(*_SLOW)
-    assert folder.is_dir()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=50)
+    with _demo_running(*_SLOW) as (proc, folder):
+        assert folder.is_dir()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=50)
     assert proc.returncode == 130, err
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
     assert rows["cleanup"] == "SUCCESS", out
@@ -184,13 +185,13 @@ def test_ctrl_c_runs_the_cleanup_prints_the_table_and_removes_the_folder() -> No
 
 
 def test_two_ctrl_c_end_the_demo_and_remove_the_folder() -> None:
-    proc, folder = _start_demo(*_SLOW)
-    proc.send_signal(signal.SIGINT)
-    assert proc.stderr is not None
-    while "interrupted" not in proc.stderr.readline():  # the first one was heard
-        assert proc.poll() is None
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=50)
+    with _demo_running(*_SLOW) as (proc, folder):
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        while "interrupted" not in proc.stderr.readline():  # the first one was heard
+            assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=50)
     assert proc.returncode == 130, err
     assert not folder.exists()
 
@@ -246,3 +247,38 @@ async def test_the_demo_times_its_run_apart_from_the_setup(monkeypatch: pytest.M
     ran = run.finished - run.started
     assert outcome.seconds >= ran - 0.01  # the whole run is timed...
     assert outcome.seconds < ran + 0.3  # ...and not the 0.4 s of setup before it
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["--url", "ftp://nope"], "DremioConfigError"),
+        (["--url", "http://127.0.0.1:9", "--via", "flight"], "DremioConfigError"),
+    ],
+    ids=["bad-url", "flight-without-url"],
+)
+def test_a_bad_demo_argument_is_one_line_and_exit_2(argv: list[str], kind: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DREMIO_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dremioframe_async", "demo", *argv],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"dremioframe-async demo: error: {kind}: "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_the_demo_progress_lines_keep_one_denominator() -> None:
+    stream = io.StringIO()
+    outcome = await run_demo(
+        tables=8, rows=800, concurrency=2, stream=stream, progress=Progress(stream, live=False)
+    )
+    assert outcome.result.status == "SUCCESS"
+    totals = re.findall(r"demo_extract: \d+/(\d+) done", stream.getvalue())
+    assert len(totals) >= 3, stream.getvalue()
+    assert set(totals) == {str(6 + 8)}, stream.getvalue()  # 6 tasks, 8 extract instances

@@ -13,11 +13,14 @@ A block's page may put one marker on the line just above its fence:
   ``PAT``, ``flight_url`` and an open ``client`` are defined (see ``_SETUPS``);
 - ``<!-- example: setup=pipeline -->``: the names a page defined earlier, a small
   ``pipeline`` (also ``etl``; ``other`` is a second one), a ``store`` and ``task``;
+- ``<!-- example: continues -->``: the block goes on from the page's block before it
+  (the two run together, in one process, with that block's setup);
 - ``<!-- example: not-runnable: REASON -->``: the block is only compiled (a syntax error
   still fails), never run; the reason is shown in the test's id. Kept to a minimum.
 
-A ``print(...)`` line with a trailing ``# comment`` promises that line of output: the
-block's output must contain the promised lines, in order.
+A ``print(...)`` line with a trailing ``# comment`` promises output: each such comment
+must be found in a line the block prints, in order (a line holding all of a short
+comment, or the whole line for an exact one).
 """
 
 from __future__ import annotations
@@ -55,20 +58,21 @@ class Block:
 
 
 def _blocks() -> list[Block]:
-    found = []
+    found: list[Block] = []
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         for match in _FENCE.finditer(text):
             before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
             marker = _MARKER.search(before)
-            found.append(
-                Block(
-                    page=str(page.relative_to(ROOT)),
-                    line=text.count("\n", 0, match.start()) + 1,
-                    code=textwrap.dedent(match.group("body")),
-                    marker=marker.group("what") if marker else "",
-                )
-            )
+            what = marker.group("what") if marker else ""
+            code = textwrap.dedent(match.group("body"))
+            page_name = str(page.relative_to(ROOT))
+            if what == "continues":
+                previous = found[-1]
+                assert previous.page == page_name, f"{page_name}: nothing to continue"
+                code, what = previous.code + "\n" + code, previous.marker
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(Block(page=page_name, line=line, code=code, marker=what))
     return found
 
 
@@ -177,7 +181,7 @@ def test_code_block_runs_and_prints_what_it_promises(block: Block, tmp_path: Pat
     promised = [m.group("line") for m in map(_PROMISE.match, block.code.splitlines()) if m]
     printed = iter(proc.stdout.splitlines())
     for line in promised:  # in order: each promised line after the one before
-        assert any(out == line for out in printed), (
+        assert any(line in out for out in printed), (
             f"{block.id} did not print {line!r} where promised; it printed:\n{proc.stdout}"
         )
 

@@ -26,12 +26,12 @@ EXAMPLES = [
         "parts: ['multipart/alternative', 'text/plain', 'text/html', 'text/csv']",
     ),
     ("examples/12_s3.py", "downloaded copy identical: True"),
-    ("examples/13_dremio_resource.py", "FakeDremio saw 1 login(s) in the whole run"),
     (
         "examples/14_incremental_nightly.py",
         "3 nights: 100 rows in 2 files, watermark 2026-11-02T00:49:00",
     ),
     ("examples/15_backfill.py", "again: 0 runs, 7 days already done"),
+    ("examples/16_dremio_resource.py", "FakeDremio saw 1 login(s) in the whole run"),
     ("examples/main_pipeline.py", "SUCCESS: 24 tables, 192000 rows, 5 retries"),
     ("-m examples.project_layout", "validated rows: 2300"),
 ]

@@ -249,3 +249,45 @@ def test_failed_connections_give_their_slot_back(monkeypatch: pytest.MonkeyPatch
         assert outcome[0].to_pylist() == [{"n": 1}]  # type: ignore[attr-defined]
     finally:
         engine.close()
+
+
+@pytest.mark.asyncio
+async def test_clear_faults_undoes_every_fault_knob_and_keeps_the_data() -> None:
+    sql = "SELECT * FROM space.folder.sales"
+    async with FakeDremio(flight=True) as fake:
+        fake.add_table("space.folder.sales", sample_table(3))
+        fake.add_response("SELECT 42 AS answer", table=pa.table({"answer": [42]}))
+        fake.fail_jobs("sales", "boom")
+        fake.slow_jobs("orders", 3600)
+        fake.fail_next(5, 503)
+        fake.rate_limit_next(5)
+        fake.disconnect_next(5)
+        fake.lose_reply_next(5)
+        fake.fail_status_polls(5)
+        fake.short_pages(5)
+        fake.inflate_row_count(10, "sales")
+        hold = fake.hold_next(None, path="/catalog")
+        fake.flight.fail_mid_stream(0, count=5)
+        fake.flight.reject_tokens()
+        fake.flight.unavailable_next(5)
+
+        fake.clear_faults()
+
+        assert hold.released.is_set()  # a held request would be answered now
+        client = DremioClient(fake.url, token=fake.token, flight_url=fake.flight_url)
+        async with client:
+            rest = await client.query(sql, via="rest")
+            assert rest.num_rows == 3
+            assert (await client.query(sql, via="flight")).num_rows == 3
+            canned = await client.query("SELECT 42 AS answer", via="rest")
+            assert canned.column("answer").to_pylist() == [42]  # data stays
+
+
+@pytest.mark.asyncio
+async def test_a_fault_cleared_mid_test_stops_at_once(fake: FakeDremio) -> None:
+    fake.fail_jobs("sales", "boom")
+    async with DremioClient(fake.url, token=fake.token, poll_interval=0.01) as client:
+        with pytest.raises(DremioJobFailed, match="boom"):
+            await client.query("SELECT * FROM space.folder.sales")
+        fake.clear_faults()
+        assert (await client.query("SELECT * FROM space.folder.sales")).num_rows == 3

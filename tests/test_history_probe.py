@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _processes import running
 
 HERE = Path(__file__).parent
 PIPES = HERE / "_probe_pipelines.py"
@@ -47,20 +48,20 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_ctrl_c_while_the_module_imports_is_interrupted_not_a_traceback(
     env: dict[str, str],
 ) -> None:
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "run", f"{PIPES}:one_task"],
         env={**env, "PROBE_SLOW_IMPORT": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    assert proc.stderr is not None
-    assert proc.stderr.readline().strip() == "importing"
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
-    assert "interrupted" in err
+    ) as proc:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().strip() == "importing"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert "interrupted" in err
 
 
 def test_a_coroutine_function_is_refused_without_being_called(env: dict[str, str]) -> None:
@@ -104,7 +105,7 @@ def test_undecodable_arguments_are_not_store_errors(
         assert "no run" in err
     else:
         assert proc.returncode == 0, err
-        assert b"no runs recorded" in proc.stdout
+        assert b"no runs of pipeline" in proc.stdout
 
 
 def test_an_unparsable_postgres_url_is_a_usage_error(env: dict[str, str]) -> None:
@@ -201,25 +202,29 @@ def test_reading_a_store_that_does_not_exist_says_so_and_creates_nothing(
     typo = tmp_path / "typo" / "runs.sqlite"
     proc = cli(env, *command, "--store", f"sqlite:///{typo}")
     assert proc.returncode == 4, proc.stdout  # not "no runs recorded"
-    assert "no such file" in one_error_line(proc)
+    assert f"no such folder: {tmp_path / 'typo'}" in one_error_line(proc)
     assert not (tmp_path / "typo").exists()
+    proc = cli(env, *command, "--store", f"sqlite:///{tmp_path / 'typo.sqlite'}")
+    assert proc.returncode == 4, proc.stdout
+    assert "no such file" in one_error_line(proc)
+    assert not (tmp_path / "typo.sqlite").exists()
 
 
 def test_output_cut_short_by_a_closed_pipe_is_not_an_error(env: dict[str, str]) -> None:
     assert cli(env, "run", f"{PIPES}:one_task").returncode == 0
     # `dremioframe-async show ID | head -1`: the reader goes away before the output ends.
-    proc = subprocess.Popen(
+    with running(
         [*COMMAND, "runs", "--limit", "5"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    proc.stdout.close()
-    with proc.stderr:
-        err = proc.stderr.read()
-    assert proc.wait(timeout=30) == 0, err
-    assert "BrokenPipeError" not in err
-    assert err == ""
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()
+        with proc.stderr:
+            err = proc.stderr.read()
+        assert proc.wait(timeout=30) == 0, err
+        assert "BrokenPipeError" not in err
+        assert err == ""

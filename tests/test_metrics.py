@@ -205,13 +205,16 @@ async def test_the_same_values_go_out_through_opentelemetry_metrics(store: SQLit
     bound = [m for m in registry.metrics() if m.otel is not None]
     name = f"otel_{secrets.token_hex(4)}"
 
-    @task(name="one")
+    during: list[Any] = []
+
+    @task(name="one", pool="db")
     async def one() -> int:
+        during.append(reader.get_metrics_data())  # collected while the task holds its slot
         return 1
 
     try:
         _metrics.enable_metrics(provider)
-        await Pipeline(name).add_task(one()).run(store=store)
+        await Pipeline(name, pools={"db": 2}).add_task(one()).run(store=store)
         data = reader.get_metrics_data()
     finally:
         for metric in registry.metrics():
@@ -230,6 +233,16 @@ async def test_the_same_values_go_out_through_opentelemetry_metrics(store: SQLit
     (attempt,) = points["dremioframe_task_attempt_duration_seconds"]
     assert attempt.count == 1
     assert dict(attempt.attributes) == {"pipeline": name, "task": "one", "state": "SUCCESS"}
+    pool = [
+        p
+        for rm in during[0].resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "dremioframe_pool_slots_in_use"
+        for p in m.data.data_points
+        if p.attributes.get("pipeline") == name
+    ]
+    assert [(p.attributes["pool"], p.value) for p in pool] == [("db", 1)]
 
 
 async def test_serve_answers_metrics_with_the_runs_it_ran(store: SQLiteStore) -> None:

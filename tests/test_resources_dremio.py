@@ -213,3 +213,39 @@ async def test_data_quality_and_query_tasks_share_the_run_s_client(
     assert result["dq"].passed
     assert (counting.opened, counting.closed) == (1, 1)
     assert _logins(fake) == 1
+
+
+# ---------------------------------------------------------------- a user's own Dremio task
+
+
+@pytest.mark.parametrize(
+    ("error", "retry_on", "attempts"),
+    [
+        ("PARSE ERROR: no viable alternative", None, 3),  # the default rule retries it
+        ("PARSE ERROR: no viable alternative", "dremio", 1),  # a SQL error: once
+        ("RESOURCE ERROR: out of memory on executor 2", "dremio", 3),  # transient: retried
+    ],
+    ids=["default-retries-bad-sql", "dremio-rule-bad-sql", "dremio-rule-transient"],
+)
+async def test_a_users_own_dremio_task_takes_the_dremio_retry_rule(
+    fake: FakeDremio, error: str, retry_on: str | None, attempts: int
+) -> None:
+    """What docs/concepts.md's Retries paragraph says: ``retry_on=RETRYABLE_ERRORS``."""
+    from dremioframe_async.dremio import RETRYABLE_ERRORS
+
+    fake.fail_jobs("lake.sales", error)
+    options: dict[str, Any] = {"retries": 2, "retry_delay": 0, "resources": ("dremio",)}
+    if retry_on == "dremio":
+        options["retry_on"] = RETRYABLE_ERRORS
+
+    @task(**options)
+    async def count(dremio: DremioClient) -> int:
+        return (await dremio.query("SELECT * FROM lake.sales")).num_rows
+
+    def client() -> DremioClient:
+        return DremioClient(fake.url, token=fake.token, poll_interval=0.01)
+
+    with anyio.fail_after(GUARD):
+        result = await Pipeline("own", resources={"dremio": client}).add_task(count()).run()
+    assert result.states["count"] is TaskState.FAILED
+    assert result.tasks["count"].attempts == attempts

@@ -12,12 +12,13 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from _processes import running
 from _resource_pipeline import logged
 from _ui_fixtures import UI, Gate
 from aiohttp.test_utils import TestClient, TestServer
@@ -31,7 +32,7 @@ from dremioframe_async.ui._state import UI_KEY
 
 HERE = Path(__file__).parent
 PIPE = f"{HERE / '_resource_pipeline.py'}:pipeline"
-DREMIO_EXAMPLE = f"{HERE.parent / 'examples' / '13_dremio_resource.py'}:pipeline"
+DREMIO_EXAMPLE = f"{HERE.parent / 'examples' / '16_dremio_resource.py'}:pipeline"
 
 
 @pytest.fixture
@@ -70,17 +71,17 @@ def _wait_for(proc: subprocess.Popen[str], marker: Path) -> None:
         time.sleep(0.02)
 
 
-def _start(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def _start(env: dict[str, str]) -> AbstractContextManager[subprocess.Popen[str]]:
+    return running(
         [*COMMAND, "run", PIPE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
 def test_cli_ctrl_c_closes_after_the_cleanup(env: dict[str, str], workdir: Path) -> None:
-    proc = _start(env)
-    _wait_for(proc, workdir / "hold.started")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    with _start(env) as proc:
+        _wait_for(proc, workdir / "hold.started")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert logged(workdir) == ["open", "cleanup closed=False", "close"]
 
@@ -89,12 +90,12 @@ def test_cli_second_ctrl_c_stops_the_cleanup_and_still_closes(
     env: dict[str, str], workdir: Path
 ) -> None:
     (workdir / "hold_cleanup").touch()
-    proc = _start(env)
-    _wait_for(proc, workdir / "hold.started")
-    proc.send_signal(signal.SIGINT)
-    _wait_for(proc, workdir / "cleanup.started")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    with _start(env) as proc:
+        _wait_for(proc, workdir / "hold.started")
+        proc.send_signal(signal.SIGINT)
+        _wait_for(proc, workdir / "cleanup.started")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert logged(workdir) == ["open", "close"]
 

@@ -203,7 +203,8 @@ async def test_resume_with_other_params_is_refused_unless_allowed(
     first = await pipeline.run({"day": "2030-01-01", "n": 1}, store=store)
     assert first.status == "FAILED"
     (tmp_path / "fail_b").unlink()
-    with pytest.raises(ResumeRefused, match=r"other params \(day differ\)") as info:
+    changed = r"other params \(day was '2030-01-01', now '2030-01-02'\)"
+    with pytest.raises(ResumeRefused, match=changed) as info:
         await pipeline.run({"day": "2030-01-02", "n": 1}, resume=first.run_id, store=store)
     assert "resume_params_changed=True" in str(info.value)
     assert ran(tmp_path) == ["a"]  # nothing ran

@@ -12,7 +12,7 @@ import pytest
 
 from dremioframe_async import Pipeline, task
 from dremioframe_async.orchestration import RunFinished
-from dremioframe_async.schedule import _fire_times, schedule_pipeline
+from dremioframe_async.schedule import ScheduleError, _fire_times, schedule_pipeline
 from dremioframe_async.store import MemoryStore
 
 START = datetime(2024, 1, 1, 10, 2).astimezone().timestamp()
@@ -283,3 +283,22 @@ async def test_real_clock_sleeps_until_its_deadline() -> None:
     assert clock.now() >= deadline - 0.005
     with anyio.fail_after(5):  # a deadline already past returns at once
         await clock.sleep_until(clock.now() - 3600)
+
+
+@pytest.mark.asyncio
+async def test_interval_seconds_is_an_alias_of_interval() -> None:
+    # dremioframe.orchestration's keyword keeps working.
+    probe = Probe()
+    clock = FakeClock(START)
+    runs = await schedule_pipeline(
+        probe.pipeline,
+        interval_seconds=10,
+        context=probe.context,
+        max_runs=2,
+        clock=clock,
+        overlap="allow",
+    )
+    assert runs == 2
+    assert [s - probe.slots[0] for s in probe.slots] == [0, 10]
+    with pytest.raises(ScheduleError, match="not both"):
+        await schedule_pipeline(probe.pipeline, interval=1, interval_seconds=1)

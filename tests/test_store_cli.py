@@ -52,8 +52,33 @@ def test_a_malformed_store_url_is_a_usage_error(
     done = cli(env, command, *args, "--store", "sqlite:x.sqlite", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     line = _one_line(done.stderr)
-    assert "did you mean sqlite://x.sqlite" in line
+    assert "did you mean sqlite:///x.sqlite" in line
     assert list(tmp_path.glob("sqlite*")) == []  # no file named after the URL
+    assert ran(tmp_path / "w") == []
+
+
+def test_a_three_slash_sqlite_url_is_relative_to_the_working_directory(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "w" / "release").touch()
+    done = cli(env, "run", PIPE, "--store", "sqlite:///here.sqlite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "here.sqlite").is_file()
+    listed = cli(env, "runs", "--store", "sqlite:///here.sqlite", cwd=tmp_path)
+    assert "crashy" in listed.stdout, listed.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "runs"])
+def test_a_store_in_a_missing_folder_is_an_error_naming_it(
+    env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    args = [PIPE] if command == "run" else []
+    done = cli(env, command, *args, "--store", "sqlite:///nope/runs.sqlite", cwd=tmp_path)
+    assert done.returncode == 4, done.stderr
+    line = _one_line(done.stderr)
+    assert "sqlite:///nope/runs.sqlite" in line  # the URL as given
+    assert "nope" in line.split("sqlite:///nope/runs.sqlite", 1)[1]  # and the folder
+    assert not (tmp_path / "nope").exists()
     assert ran(tmp_path / "w") == []
 
 

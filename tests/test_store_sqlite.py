@@ -6,13 +6,22 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from _processes import running
 from test_store import T0, sample_run
 
 from dremioframe_async.orchestration import Event, RunStarted, TaskState, TaskStateChanged
-from dremioframe_async.store import RunStatus, SQLiteStore, StoreSchemaError
+from dremioframe_async.store import (
+    RunStatus,
+    SQLiteStore,
+    StoreSchemaError,
+    StoreUnavailable,
+    default_store_url,
+    open_store,
+)
 from dremioframe_async.store._sql import MIGRATIONS, migration
 from dremioframe_async.store._sqlite import SCHEMA_VERSION
 
@@ -27,7 +36,7 @@ def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 @pytest.mark.asyncio
 async def test_new_file_is_wal_and_at_the_latest_version(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "runs.sqlite"
+    path = tmp_path / "runs.sqlite"
     async with SQLiteStore(path) as store:
         await store.record(sample_run())
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
@@ -156,13 +165,16 @@ async def test_two_processes_write_one_file(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
     async with SQLiteStore(path):
         pass  # create the schema once so both writers start on an existing file
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), name], stderr=subprocess.PIPE)
-        for name in ("left", "right")
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=50)
-        assert proc.returncode == 0, err.decode()
+    with ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                running([sys.executable, "-c", _WRITER, str(path), name], stderr=subprocess.PIPE)
+            )
+            for name in ("left", "right")
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=50)
+            assert proc.returncode == 0, err.decode()
     async with SQLiteStore(path) as store:
         runs = await store.list_runs(limit=None)
     assert len(runs) == 80
@@ -227,3 +239,41 @@ async def test_rows_written_through_another_handle_are_merged_not_duplicated(
         }
         assert first._written.runs() == {"r1": {"a"}}  # still running, as far as it knows
         assert second._written.runs() == {}  # it saw the run end
+
+
+@pytest.mark.asyncio
+async def test_a_missing_folder_is_an_error_naming_it_and_is_not_created(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'typo' / 'runs.sqlite'}")
+    with pytest.raises(StoreUnavailable, match=r"no such folder: .*typo") as info:
+        await store.list_runs()
+    assert f"sqlite:///{tmp_path}/typo/runs.sqlite" in str(info.value)  # the URL as given
+    assert not (tmp_path / "typo").exists()
+    await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_relative_sqlite_url_that_meant_an_absolute_path_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "abs").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    old_style = f"sqlite://{tmp_path / 'abs' / 'runs.sqlite'}"  # three slashes, meant absolute
+    store = open_store(old_style)
+    with pytest.raises(StoreUnavailable) as info:
+        await store.list_runs()
+    assert f"did you mean sqlite:///{tmp_path / 'abs' / 'runs.sqlite'}, four slashes" in str(
+        info.value
+    )
+    await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_default_file_s_folder_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DREMIOFRAME_ASYNC_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    async with open_store(default_store_url()) as store:
+        await store.list_runs()
+    assert (tmp_path / "data" / "dremioframe_async" / "runs.sqlite").is_file()

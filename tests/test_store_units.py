@@ -118,9 +118,6 @@ def test_open_store(url: str, kind: type) -> None:
 
 
 def test_open_store_details() -> None:
-    sqlite = open_store("sqlite:///tmp/x/runs.sqlite")
-    assert isinstance(sqlite, SQLiteStore)
-    assert sqlite.path == "/tmp/x/runs.sqlite"
     pg = open_store("postgresql://u:pw@h:5432/db?schema=s1&sslmode=disable")
     assert isinstance(pg, PostgresStore)
     assert (pg.schema, pg.dsn) == ("s1", "postgresql://u:pw@h:5432/db?sslmode=disable")
@@ -128,15 +125,40 @@ def test_open_store_details() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///runs.sqlite", "runs.sqlite"),
+        ("sqlite:///tmp/x/runs.sqlite", "tmp/x/runs.sqlite"),
+        ("sqlite:////tmp/x/runs.sqlite", "/tmp/x/runs.sqlite"),
+        ("SQLite:////tmp/x/runs.sqlite", "/tmp/x/runs.sqlite"),
+        ("sqlite:///:memory:", ":memory:"),
+        ("runs/x.sqlite", "runs/x.sqlite"),
+    ],
+    ids=["relative", "relative-folder", "absolute", "upper-case", "in-memory", "plain-path"],
+)
+def test_sqlite_urls_read_as_sqlalchemy_reads_them_and_show_as_given(url: str, path: str) -> None:
+    """Three slashes and a relative path, four and an absolute one, as in SQLAlchemy."""
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore)
+    assert store.path == path
+    assert store.name == url
+    assert repr(store) == f"SQLiteStore({url})"
+
+
+@pytest.mark.parametrize(
     ("url", "hint"),
     [
         ("", "use memory://"),
         ("mysql://x/y", "use memory://"),
-        ("sqlite://", "use memory://"),
+        ("sqlite://", "sqlite:// needs a path"),
+        ("sqlite:///", "sqlite:// needs a path"),
         ("memory://x", "use memory://"),
-        ("sqlite:/tmp/x.sqlite", "did you mean sqlite:///tmp/x.sqlite"),
-        ("SQLite:/tmp/x.sqlite", "did you mean sqlite:///tmp/x.sqlite"),
-        ("sqlite:runs.sqlite", "did you mean sqlite://runs.sqlite or the plain path"),
+        ("sqlite://runs.sqlite", "did you mean sqlite:///runs.sqlite (relative"),
+        ("sqlite://tmp/x.sqlite", "or sqlite:////tmp/x.sqlite (absolute"),
+        ("sqlite://///tmp/x.sqlite", "did you mean sqlite:////tmp/x.sqlite (four slashes"),
+        ("sqlite:/tmp/x.sqlite", "did you mean sqlite:////tmp/x.sqlite"),
+        ("SQLite:/tmp/x.sqlite", "did you mean sqlite:////tmp/x.sqlite"),
+        ("sqlite:runs.sqlite", "did you mean sqlite:///runs.sqlite or the plain path"),
         ("sqlite:", "sqlite: needs a path"),
         ("memory:", "did you mean memory://"),
         ("postgresql:/h/db", "did you mean postgresql://h/db"),
@@ -146,7 +168,11 @@ def test_open_store_details() -> None:
         "empty",
         "mysql",
         "sqlite-no-path",
+        "sqlite-three-slashes-no-path",
         "memory-with-path",
+        "sqlite-two-slashes",
+        "sqlite-two-slashes-folder",
+        "sqlite-five-slashes",
         "sqlite-one-slash",
         "sqlite-upper-case",
         "sqlite-no-slash",

@@ -92,7 +92,8 @@ async def test_mapped_instances_are_grouped_under_their_task(ui: UI) -> None:
     await ui.finish(run_id)
     html = await (await ui.client.get(f"/runs/{run_id}")).text()
     assert "3 mapped instances of double" in html
-    assert "double ×3 (3 ok)" in html
+    assert '>double</text><text class="note" x="' in html
+    assert ">×3 (3 ok)</text>" in html
     # One graph node for the mapped task, none per instance.
     assert 'data-key="double"' in html
     assert 'class="node' in html
@@ -105,7 +106,8 @@ async def test_pipelines_page_has_graph_schedule_and_a_csrf_protected_form(ui: U
     await ui.finish(run_id)
     html = await (await ui.client.get("/pipelines")).text()
     assert "cron */5 * * * *" in html
-    assert "double (mapped)</text>" in html
+    assert ">double</text>" in html
+    assert ">(mapped)</text>" in html
     assert 'data-pipeline="gated"' in html
     assert run_id[:12] in html
     token = re.search(r'name="csrf_token" value="([^"]+)"', html)
@@ -152,12 +154,22 @@ async def test_runs_paginate_with_cursors_and_filters(ui: UI) -> None:
     failed = await (await ui.client.get("/api/runs?status=FAILED&pipeline=hello")).json()
     assert [r["run_id"] for r in failed["runs"]] == ["r5"]
     page = await (await ui.client.get("/?limit=3")).text()
-    assert "data-refresh" not in page  # nothing running: the list stays put
+    assert 'data-refresh="15"' in page  # nothing running: refreshed less often, not never
     assert "older →" in page
     assert "7 runs" in page
-    for bad in ("limit=0", "status=NOPE", "before=zzz", "limit=x"):
+    assert "page 1 of 3" in page
+    for expected in ("page 2 of 3", "page 3 of 3"):
+        older = re.search(r'<a href="([^"]+)" rel="next">', page).group(1)
+        page = await (await ui.client.get(older.replace("&amp;", "&"))).text()
+        assert expected in page
+    newer = re.search(r'<a href="([^"]+)" rel="prev">', page).group(1)
+    page = await (await ui.client.get(newer.replace("&amp;", "&"))).text()
+    assert "page 2 of 3" in page
+    for bad in ("limit=0", "status=NOPE", "before=zzz", "after=1.5", "limit=x", "cursor=abc"):
         response = await ui.client.get(f"/api/runs?{bad}")
         assert response.status == 400, bad
+        name = bad.partition("=")[0]
+        assert name in (await response.json())["error"], bad  # it names the parameter
 
 
 # ---------------------------------------------------------------- actions
@@ -174,6 +186,15 @@ async def test_trigger_runs_in_the_ui_loop_and_records_in_the_store(ui: UI) -> N
     assert unknown.status == 404
     bad = await ui.post("/api/pipelines/hello/runs", {"params": [1]})
     assert bad.status == 400
+    # NaN is not JSON (a browser's JSON.parse refuses it): never stored, never served back.
+    token = await ui.csrf()
+    nan = await ui.client.post(
+        "/api/pipelines/hello/runs",
+        data='{"params": {"n": NaN}}',
+        headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
+    )
+    assert nan.status == 400
+    assert "NaN" in (await nan.json())["error"]
 
 
 async def test_a_pipeline_that_cannot_start_is_refused_and_its_page_says_why(ui: UI) -> None:
@@ -204,10 +225,16 @@ async def test_form_trigger_redirects_to_the_new_run(ui: UI) -> None:
     await ui.finish(run_id)
     assert dict((await ui.store.get_run(run_id)).params) == {"n": 2}
     bad = await ui.client.post(
-        "/pipelines/hello/trigger", data={"csrf_token": token, "params": "{oops"}
+        "/pipelines/hello/trigger",
+        data={"csrf_token": token, "params": "{oops"},
+        allow_redirects=False,
     )
-    assert bad.status == 400
-    assert "params must be a JSON object" in await bad.text()
+    assert bad.status == 303  # post/redirect/get, back to the form
+    assert bad.headers["Location"].startswith("/pipelines?refused=hello")
+    assert bad.headers["Location"].endswith("#pipeline-hello")
+    form = await (await ui.client.get(bad.headers["Location"])).text()
+    assert "hello was not triggered: params must be a JSON object" in form
+    assert ">{oops</textarea>" in form
 
 
 async def test_cancel_a_running_run(ui: UI) -> None:

@@ -103,7 +103,7 @@ async def test_runs_page_and_run_graph(served, page) -> None:
     await row.wait_for()
     assert "SUCCESS" in await row.inner_text()
     await shot(page, "runs")
-    await row.locator("a").click()
+    await row.locator("a").first.click()
     await page.wait_for_url(f"**/runs/{run_id}")
     node = page.locator('svg.dag g.node[data-key="b"]')
     await node.wait_for()
@@ -143,9 +143,17 @@ async def test_trigger_from_the_form_then_cancel(served, page) -> None:
     assert dict(run.params) == {"day": "2026-12-01"}
     with anyio.fail_after(10):
         await ui.gate.entered.wait()
+    asked: list[str] = []
+
+    async def confirm(dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.once("dialog", confirm)
     await page.get_by_role("button", name="Cancel run").click()
     await page.locator('#run-live[data-status="CANCELLED"]').wait_for()
     await page.locator('svg.dag g.node[data-key="hold"][data-state="CANCELLED"]').wait_for()
     await shot(page, "cancelled")
+    assert asked == [f"Cancel run {run_id[:12]} of gated?"]
     await ui.finish(run_id)
     assert (await ui.store.get_run(run_id)).status is RunStatus.CANCELLED

@@ -72,6 +72,7 @@ def test_ui_serves_the_store_and_stops_on_sigint(env: dict[str, str]) -> None:
         line = proc.stdout.readline()
         assert line.startswith("serving the UI at http://127.0.0.1:"), proc.stderr.read()
         assert "auth: none (loopback only)" in line
+        assert f"over SQLiteStore({env['DREMIOFRAME_ASYNC_STORE']});" in line  # as given
         url = line.split()[4]
         with urllib.request.urlopen(url + "api/pipelines", timeout=10) as response:
             data = json.load(response)
@@ -98,3 +99,25 @@ def test_ui_refuses_an_empty_password(env: dict[str, str]) -> None:
     )
     assert proc.returncode == 2
     assert "the password is empty" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--max-streams", "0"], "max_streams must be >= 1"),
+        (["--session-hours", "0"], "session_seconds must be > 0"),
+    ],
+)
+def test_ui_refuses_bad_stream_and_session_settings(
+    env: dict[str, str], option: list[str], message: str
+) -> None:
+    proc = subprocess.run(
+        [*COMMAND, "ui", "--port", "0", *option],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr

@@ -149,8 +149,12 @@ async def test_browsers_sign_in_with_the_token_and_still_need_csrf(bearer_ui: UI
     assert TOKEN not in await page.text()
     refused = await client.post("/api/pipelines/hello/runs", json={})
     assert refused.status == 403
+    # The token /login gave out is bound to no session: worthless once signed in.
+    stale = await client.post("/api/pipelines/hello/runs", json={}, headers={"X-CSRF-Token": token})
+    assert stale.status == 403
+    page_token = re.search(r'name="csrf-token" content="([^"]+)"', await page.text()).group(1)
     accepted = await client.post(
-        "/api/pipelines/hello/runs", json={}, headers={"X-CSRF-Token": token}
+        "/api/pipelines/hello/runs", json={}, headers={"X-CSRF-Token": page_token}
     )
     assert accepted.status == 202
     await bearer_ui.finish((await accepted.json())["run_id"])

@@ -16,6 +16,7 @@ import anyio
 
 from .._interrupts import EXIT_INTERRUPTED, interruptible
 from ..errors import DremioFrameError
+from ..progress import describe
 from ._engine import EngineReport, measure_engine
 from ._report import ProgressLine, engine_table, machine_line, sweep_table
 from ._results import SAMPLE_TABLE, Sweep, dump_sweeps
@@ -275,10 +276,11 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         try:
             return handler(args)
         except ValueError as exc:  # bad input; DremioConfigError is a ValueError too
-            print(f"dremioframe-async bench {args.bench}: error: {exc}", file=sys.stderr)
+            what = describe(exc) if isinstance(exc, DremioFrameError) else f"UsageError: {exc}"
+            print(f"dremioframe-async bench {args.bench}: error: {what}", file=sys.stderr)
             return EXIT_USAGE
         except DremioFrameError as exc:
-            print(f"dremioframe-async bench {args.bench}: {exc}", file=sys.stderr)
+            print(f"dremioframe-async bench {args.bench}: error: {describe(exc)}", file=sys.stderr)
             return EXIT_ERRORS
 
     return run

@@ -79,7 +79,13 @@ def sweep_table(sweep: Sweep) -> str:
         "real = measured concurrency (time-averaged calls in flight); knee = the last step "
         "whose q/s grew >= 10% with p95 <= 2x the first step's"
     )
-    return f"{head}\n{table}\n{note}"
+    examples: dict[str, str] = {}
+    for step in sweep.steps:
+        for name, message in step.error_examples.items():
+            examples.setdefault(name, message)
+    said = "".join(f"\n  {name}: {message}" for name, message in examples.items())
+    errors = f"\nerrors, as first seen:{said}" if said else ""
+    return f"{head}\n{table}{errors}\n{note}"
 
 
 def engine_table(report: EngineReport) -> str:

@@ -79,8 +79,9 @@ def percentile(ordered: Sequence[float], pct: float) -> float:
 class Step:
     """One step of a sweep: ``concurrency`` callers running the work back to back.
 
-    ``queries`` counts successful calls, ``errors`` failed ones by exception type;
-    a step with any error is ``flagged``. Rates are over ``seconds``, the step's
+    ``queries`` counts successful calls, ``errors`` failed ones by exception type,
+    and ``error_examples`` holds the first message of each type; a step with any
+    error is ``flagged``. Rates are over ``seconds``, the step's
     measured wall time (monotonic clock, warm-up excluded). ``measured_concurrency``
     is the time-averaged number of calls in flight; ``peak_concurrency`` the most
     at once. ``phases`` holds a :class:`Latency` per phase the work reported.
@@ -99,6 +100,7 @@ class Step:
     peak_concurrency: int
     rows: int = 0
     bytes: int = 0
+    error_examples: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def flagged(self) -> bool:
@@ -245,6 +247,7 @@ def _step(data: Mapping[str, Any]) -> Step:
         peak_concurrency=int(data["peak_concurrency"]),
         rows=int(data["rows"]),
         bytes=int(data["bytes"]),
+        error_examples={str(k): str(v) for k, v in data.get("error_examples", {}).items()},
     )
 
 

@@ -83,6 +83,7 @@ class _Tally:
     latencies: list[float] = field(default_factory=list)
     phases: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # the first message per type
     rows: int = 0
     bytes: int = 0
     in_flight: int = 0
@@ -137,6 +138,15 @@ class _Tally:
         self._account(now)
         self.in_flight -= 1
 
+    def fail(self, exc: Exception, late: str | None = None) -> None:
+        """Count a failed call: by its lateness (past the step's end), else by its type."""
+        if late is not None:
+            self.errors[late] += 1
+            return
+        name = type(exc).__name__
+        self.errors[name] += 1
+        self.examples.setdefault(name, " ".join(str(exc).split()) or "(no message)")
+
     def succeed(self, seconds: float, outcome: Outcome) -> None:
         self.latencies.append(seconds)
         self.rows += outcome.rows
@@ -160,6 +170,7 @@ class _Tally:
             latency=Latency.of(self.latencies),
             phases={name: Latency.of(values) for name, values in self.phases.items()},
             errors=dict(sorted(self.errors.items())),
+            error_examples=dict(sorted(self.examples.items())),
             measured_concurrency=self.area / seconds,
             peak_concurrency=self.peak,
             rows=self.rows,
@@ -292,7 +303,7 @@ async def _caller(work: Work, tally: _Tally) -> None:
         except Exception as exc:  # counted and flagged on the step, never averaged away
             end = time.monotonic()
             tally.leave(end)
-            tally.errors[tally.late(end) or type(exc).__name__] += 1
+            tally.fail(exc, tally.late(end))
         else:
             end = time.monotonic()
             tally.leave(end)

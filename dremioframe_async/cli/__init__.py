@@ -29,7 +29,7 @@ on stderr naming the exception type; ``--traceback`` prints the rest.
 Ctrl-C (SIGINT, or SIGTERM) cancels the run: running tasks are cancelled, its
 ``all_done``/``always`` cleanup tasks still run (for up to the pipeline's
 ``cleanup_grace``), the summary table is printed and the run is recorded as
-CANCELLED. A second Ctrl-C stops the cleanup too.
+CANCELLED. A second Ctrl-C stops the cleanup too; a third exits at once.
 
 Exit codes: 0 success, 1 the pipeline failed (or an unexpected error), 2 usage
 or definition error (bad arguments, a module that cannot be imported, a

@@ -101,6 +101,21 @@ def add_command(
     return sub
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1.
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    # 0 would print "no runs recorded" over a full store; SQLite reads -1 as "all".
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 # ---------------------------------------------------------------- loading pipelines
 
 
@@ -232,6 +247,9 @@ def _import_file(path: Path) -> Any:
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     """``k=v`` pairs; each value is parsed as JSON when it is JSON, else kept as text.
 
+    ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's parser takes
+    them, the run history could not store them as JSON): they stay text.
+
     :raises UsageError: for a pair without ``=``.
     """
     params: dict[str, Any] = {}
@@ -239,11 +257,17 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--param takes key=value, got {pair!r}")
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
+        params[key] = _json_or_text(value)
     return params
+
+
+def _json_or_text(text: str) -> Any:
+    seen: list[str] = []  # NaN, Infinity or -Infinity somewhere in it
+    try:
+        value = json.loads(text, parse_constant=seen.append)
+    except ValueError:
+        return text
+    return text if seen else value
 
 
 # ---------------------------------------------------------------- the run store
@@ -269,10 +293,15 @@ def existing_store(url: str | None) -> str | None:
     """
     if url is None:
         return url  # the configured file: "no runs recorded" is the truth before a first run
-    store = open_store(url or default_store_url())  # connects on first use only
-    missing = isinstance(store, SQLiteStore) and not Path(store.path).exists()
-    if isinstance(store, SQLiteStore) and missing and store.path != ":memory:":
-        raise StoreUnavailable(store.name, "no such file: nothing was ever recorded there")
+    store = open_store(url)  # connects on first use only
+    if not isinstance(store, SQLiteStore) or store.path == ":memory:":
+        return url
+    path = Path(store.path)
+    if not path.parent.is_dir():
+        raise StoreUnavailable(store.name, f"no such folder: {path.parent}{store.path_hint()}")
+    if not path.exists():
+        why = "no such file: nothing was ever recorded there"
+        raise StoreUnavailable(store.name, why + store.path_hint())
     return url
 
 

@@ -108,8 +108,17 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     more = "" if args.traceback or type(exc) is UsageError else " (--traceback for details)"
     text = describe(exc) + ("" if isinstance(exc, PipelineImportError) else hint(exc))
-    error_line(args.command, text.replace("\n", " | ") + more)
+    error_line(args.command, one_line(text) + more)
     return code
+
+
+def one_line(text: str) -> str:
+    """A message of several lines as one: ``problems:`` then its items, ``; `` between."""
+    parts = [line.strip().removeprefix("- ").strip() for line in text.splitlines()]
+    joined = ""
+    for part in filter(None, parts):
+        joined += ("" if not joined else " " if joined.endswith(":") else "; ") + part
+    return joined
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,6 +133,17 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dremioframe-async``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command's own handler listens (building the parser, a slow
+        # import of the user's module): a plain interruption, never a traceback.
+        command = argv[0] if argv and not argv[0].startswith("-") else None
+        error_line(command, "interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:
         # Everything after "demo" belongs to the demo, options included (REMAINDER
         # in a subparser would reject a leading option).
@@ -137,11 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at devnull so the interpreter's final flush stays quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK if getattr(args, "reads_only", False) else EXIT_FAILED
-    except KeyboardInterrupt:
-        # Ctrl-C before the run's own handler is installed (a slow import of the
-        # user's module, say): a plain interruption, never a traceback.
-        error_line(args.command, "interrupted")
-        return EXIT_INTERRUPTED
     except USAGE_ERRORS as exc:
         return _fail(args, exc, EXIT_USAGE)
     except StoreError as exc:

@@ -19,6 +19,7 @@ from ._common import (
     EXIT_USAGE,
     add_command,
     error_line,
+    find_run,
     load_pipeline,
     parse_params,
     ui_hint,
@@ -34,7 +35,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     sub = add_command(commands, common, "run", cmd_run, text, refusal_exit=EXIT_USAGE)
     sub.add_argument("pipeline", metavar="module:pipeline")
     sub.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    sub.add_argument("--resume", metavar="RUN_ID", help="re-run only what did not succeed")
+    sub.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="re-run only what did not succeed (a run id, or any unique prefix of one)",
+    )
     sub.add_argument(
         "--allow-param-change",
         action="store_true",
@@ -53,12 +58,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         listeners.append(LogPrinter(args.log_level, args.log_format, progress.note))
 
     async def work(store: RunStore) -> int:
+        # Like `show`, --resume takes any unique prefix of a run id.
+        resume = None if args.resume is None else (await find_run(store, args.resume)).run_id
+
         async def go(stop_cleanup: anyio.Event) -> int:
             result = await pipeline.run(
                 params or None,
                 store=store,
                 on_event=listeners,
-                resume=args.resume,
+                resume=resume,
                 resume_params_changed=args.allow_param_change,
                 stop_cleanup=stop_cleanup,
             )

@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 
 from ..progress import format_duration, format_table
-from ..store import RunInfo, RunStore
+from ..store import RunInfo, RunQuery, RunStore
 from ..store._codec import storable_text
-from ._common import EXIT_OK, add_command, existing_store, when, with_store
+from ._common import EXIT_OK, add_command, existing_store, positive_int, when, with_store
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     text = "list recorded runs, newest first"
     sub = add_command(commands, common, "runs", cmd_runs, text, reads_only=True)
     sub.add_argument("--pipeline", metavar="NAME")
-    sub.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+    sub.add_argument("--limit", type=positive_int, default=20, metavar="N")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -29,10 +29,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
         # Names are stored escaped (storable_text); an undecodable argument matches its escape.
         pipeline = None if args.pipeline is None else storable_text(args.pipeline)
         runs = await store.list_runs(pipeline=pipeline, limit=args.limit)
-        print(_runs_table(runs) if runs else "no runs recorded")
+        print(_runs_table(runs) if runs else await _nothing_listed(store, args.pipeline))
         return EXIT_OK
 
     return anyio.run(with_store, existing_store(args.store), work)
+
+
+async def _nothing_listed(store: RunStore, pipeline: str | None) -> str:
+    """Why the list is empty: an empty store, or a filter that matched nothing."""
+    if pipeline is None:
+        return "no runs recorded"
+    others = (await store.query_runs(RunQuery(limit=1))).total
+    plural = "run" if others == 1 else "runs"
+    return f"no runs of pipeline {pipeline!r} ({others} {plural} of other pipelines)"
 
 
 def _runs_table(runs: Sequence[RunInfo]) -> str:
@@ -51,14 +60,3 @@ def _runs_table(runs: Sequence[RunInfo]) -> str:
     return format_table(
         ("RUN ID", "PIPELINE", "STATUS", "STARTED", "SCHEDULED FOR", "DURATION", "OK/TASKS"), rows
     )
-
-
-def _positive_int(text: str) -> int:
-    # 0 would print "no runs recorded" over a full store; SQLite reads -1 as "all".
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value

@@ -28,6 +28,7 @@ from ._common import (
     add_command,
     error_line,
     load_pipeline,
+    positive_int,
     with_store,
 )
 
@@ -41,7 +42,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--host", default="127.0.0.1", help="other than loopback needs auth")
     sub.add_argument("--port", type=int, default=8080)
-    sub.add_argument("--max-runs", type=_at_least_one, metavar="N", help="runs at once here")
+    sub.add_argument("--max-runs", type=positive_int, metavar="N", help="runs at once here")
     sub.add_argument(
         "--drain-grace",
         type=float,
@@ -49,16 +50,6 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGTERM/Ctrl-C, how long running runs get to finish before they are cancelled",
     )
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def load_targets(paths: list[str]) -> tuple[list[Pipeline | Schedule], list[str]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 
+from .._masking import mask_text, mask_value
 from ..progress import format_duration, format_table, printable
 from ..store import RunInfo, RunStore, TaskInfo
 from ._common import EXIT_OK, add_command, existing_store, find_run, when, with_store
@@ -38,7 +39,11 @@ def _task_rows(tasks: Sequence[TaskInfo]) -> list[tuple[object, ...]]:
         took = None if t.started is None or t.finished is None else t.finished - t.started
         last = t.attempts[-1] if t.attempts else None
         error = f"{last.error_type}: {last.error_message}" if last and last.error_type else ""
-        note = error or t.reason or (t.result_note and f"result {t.result_type}: {t.result_note}")
+        note = (
+            mask_text(error)
+            or mask_text(t.reason or "")
+            or (t.result_note and f"result {t.result_type}: {t.result_note}")
+        )
         rows.append((t.key, t.state.value, len(t.attempts), format_duration(took), note or ""))
     return rows
 
@@ -50,7 +55,7 @@ def _show(run: RunInfo, tasks: Sequence[TaskInfo]) -> str:
         f"status    {run.status.value}",
         f"started   {when(run.started)}",
         f"finished  {when(run.finished)}  ({format_duration(run.duration)})",
-        f"params    {printable(json.dumps(dict(run.params)))}",
+        f"params    {printable(json.dumps(mask_value(dict(run.params)), default=str))}",
     ]
     if run.scheduled_for is not None:
         lines.append(f"scheduled {when(run.scheduled_for)} (the schedule's fire time)")
@@ -66,7 +71,7 @@ def _show(run: RunInfo, tasks: Sequence[TaskInfo]) -> str:
         for a in t.attempts:
             if a.error_type:
                 head = f"{t.key} attempt {a.number}: {a.error_type}: {a.error_message}"
-                lines += ["", printable(head)]
-                trace = printable((a.error_traceback or "").rstrip())
+                lines += ["", printable(mask_text(head))]
+                trace = printable(mask_text(a.error_traceback or "").rstrip())
                 lines += ["    " + ln for ln in trace.splitlines()]
     return "\n".join(lines)

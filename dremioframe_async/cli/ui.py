@@ -27,6 +27,18 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument("--host", default="127.0.0.1", help="other than loopback needs auth")
     sub.add_argument("--port", type=int, default=8080)
     sub.add_argument(
+        "--session-hours",
+        type=float,
+        default=12.0,
+        help="how long a browser stays signed in after /login (default 12)",
+    )
+    sub.add_argument(
+        "--max-streams",
+        type=int,
+        default=1000,
+        help="live-update streams open at once; more get 503 (default 1000)",
+    )
+    sub.add_argument(
         "--hash-password",
         action="store_true",
         help="read a password from stdin, print its hash for DREMIOFRAME_ASYNC_UI_PASSWORD_HASH",
@@ -47,7 +59,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     async def work(store: RunStore) -> int:
         async def go(stop_cleanup: anyio.Event) -> int:
-            await serve_store(store, pipelines, args.host, args.port)
+            await serve_store(
+                store,
+                pipelines,
+                args.host,
+                args.port,
+                session_seconds=args.session_hours * 3600,
+                max_streams=args.max_streams,
+            )
             return EXIT_OK  # pragma: no cover - serving ends by a signal
 
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
+from .._masking import mask_text
 from ._errors import DremioConfigError
 
 __all__ = [
@@ -105,14 +106,15 @@ class DremioConfig:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` replaced by ``***@`` (for messages and reprs)."""
+    """``url`` with any ``user:password@`` replaced by ``***@`` and secret-keyed query
+    values masked (for messages and reprs)."""
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url
     authority, slash, tail = rest.partition("/")
     if "@" in authority:
         authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{head}{sep}{authority}{slash}{tail}"
+    return mask_text(f"{head}{sep}{authority}{slash}{tail}")
 
 
 def _check_url(url: str) -> SplitResult:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.flight as flight
 
+from .._masking import mask_text
 from ._config import TlsOptions
 from ._errors import DremioConfigError
 
@@ -90,10 +91,7 @@ def grpc_tls(tls: TlsOptions) -> dict[str, Any]:
 
 
 def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    return mask_text(url)
 
 
 class _CookieMiddleware(flight.ClientMiddleware):  # type: ignore[misc]

@@ -6,7 +6,7 @@ exception root), so it can be used without the Dremio client.
 
 from __future__ import annotations
 
-from ._decorator import TaskFunction, task
+from ._decorator import PartialTaskFunction, TaskFunction, task
 from ._errors import (
     ArgumentError,
     AttemptTimeout,
@@ -30,7 +30,7 @@ from ._events import (
 )
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
 from ._logs import LogCapture, TaskLogger
-from ._mapping import MappedTask, PartialTaskFunction
+from ._mapping import MappedTask
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
 from ._pstate import PipelineState, StateSource, StateUnavailable, StateValueError

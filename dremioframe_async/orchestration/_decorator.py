@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
-from ._errors import TaskDefinitionError
-from ._mapping import MappedTask, PartialTaskFunction
+from ._errors import ExpandError, TaskDefinitionError
+from ._mapping import MappedTask, materialise
 from ._options import TaskOptions, TaskOptionValues
 from ._resources import check_task_resources
 from ._task import Task, profile_of
 
-__all__ = ["TaskFunction", "task"]
+__all__ = ["PartialTaskFunction", "TaskFunction", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -162,3 +162,88 @@ def task(
     if name is not None:
         TaskOptions.of(name, options)  # fail at @task(...) already when the name is known
     return decorate if fn is None else decorate(fn)
+
+
+class PartialTaskFunction:
+    """A task function with some arguments fixed, waiting for ``expand``/``expand_kwargs``."""
+
+    def __init__(self, function: TaskFunction[Any, Any], constants: Mapping[str, Any]) -> None:
+        self.function = function
+        self.constants = dict(constants)
+        if "context" in self.constants:
+            raise TaskDefinitionError(function.name, "partial(context=...): the engine sets it")
+        function._check_binding((), self.constants, partial=True)
+
+    def _literal(self, label: str, source: object) -> Any:
+        """A Task as it is; a literal iterable materialised now, once for every run."""
+        if isinstance(source, Task):
+            return source
+        if isinstance(source, str | bytes) or not isinstance(source, Iterable):
+            raise TaskDefinitionError(
+                self.function.name,
+                f"{label} needs a Task or an iterable, got {type(source).__name__}",
+            )
+        return materialise(source, self.function.options.max_map_length, self.function.name, label)
+
+    def expand(self, **mapped: Any) -> MappedTask:
+        """Map over the cross product of the keyword arguments' elements.
+
+        Each value is an upstream Task (its result is mapped at run time) or a
+        literal iterable, materialised here, once: a generator serves every run.
+
+        :raises TaskDefinitionError: for no argument, an argument the function
+            does not take or ``partial()`` already fixed, or a value that is
+            neither a Task nor an iterable (str and bytes are refused).
+        :raises MapLengthError: when a literal has more than ``max_map_length`` elements.
+        """
+        fn = self.function
+        if not mapped:
+            raise TaskDefinitionError(fn.name, "expand() needs at least one keyword argument")
+        for param in mapped:
+            if param not in fn._signature.parameters or param == "context":
+                raise TaskDefinitionError(
+                    fn.name, f"expand({param}=...): {param!r} is not a parameter of the function"
+                )
+            if param in self.constants:
+                raise TaskDefinitionError(
+                    fn.name, f"{param!r} is given to both partial() and expand()"
+                )
+        fn._check_binding((), {**self.constants, **mapped})
+        sources = {p: self._literal(f"expand({p}=...)", v) for p, v in mapped.items()}
+        return MappedTask(
+            fn.name, fn.fn, options=fn.options, constants=self.constants, mapped=sources
+        )
+
+    def expand_kwargs(self, source: Any) -> MappedTask:
+        """Map over a list of keyword-argument dicts (or a Task returning one).
+
+        Each dict, merged with the ``partial()`` arguments, is one instance's
+        arguments. Literal dicts are checked against the signature now; dicts
+        from a Task when the task runs (a bad one fails the task with ExpandError).
+
+        :raises TaskDefinitionError: for a literal that is not a list of such dicts.
+        :raises MapLengthError: when a literal has more than ``max_map_length`` elements.
+        """
+        fn = self.function
+        items = self._literal("expand_kwargs(...)", source)
+
+        def check(kwargs: Mapping[str, Any]) -> None:
+            fn._check_binding((), {**self.constants, **kwargs})
+
+        mapped = MappedTask(
+            fn.name,
+            fn.fn,
+            options=fn.options,
+            constants=self.constants,
+            kwargs_source=items,
+            check=check,
+        )
+        if not isinstance(items, Task):
+            try:
+                mapped.instances(lambda value: value, fn.name)
+            except ExpandError as exc:
+                raise TaskDefinitionError(fn.name, exc.problem) from None
+        return mapped
+
+    def __repr__(self) -> str:
+        return f"<partial task function {self.function.name!r} {sorted(self.constants)}>"

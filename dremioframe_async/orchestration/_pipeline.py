@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from ._awaited import run_call
 from ._dispatch import Listener, dispatching, normalize_listeners
 from ._errors import ArgumentError
 from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
@@ -25,7 +26,7 @@ from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
 from ._result import RunResult
 from ._runner import Run
-from ._task import Task, contains_task
+from ._task import Task, call_hint, contains_task
 from ._tracing import run_tracing
 
 __all__ = ["Pipeline"]
@@ -55,6 +56,18 @@ def _changed_params(stored: Mapping[str, Any], given: Mapping[str, Any] | None) 
 
 
 _MISSING = object()
+
+
+def _changes(stored: Mapping[str, Any], given: Mapping[str, Any], names: Sequence[str]) -> str:
+    """``day was '2030-01-01', now '2030-01-02'`` for each changed name."""
+
+    def shown(params: Mapping[str, Any], name: str) -> str:
+        if name not in params:
+            return "not given"
+        text = repr(params[name])
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return "; ".join(f"{n} was {shown(stored, n)}, now {shown(given, n)}" for n in names)
 
 
 def _check_grace(pipeline: str, value: object) -> float:
@@ -166,7 +179,9 @@ class Pipeline:
         :raises ArgumentError: if ``task`` is not a Task.
         """
         if not isinstance(task, Task):
-            raise ArgumentError(f"add_task needs a Task, got {type(task).__name__}")
+            raise ArgumentError(
+                f"add_task needs a Task, got {type(task).__name__}{call_hint(task)}"
+            )
         self._added[task] = None
         self._plan = None
         return self
@@ -208,6 +223,7 @@ class Pipeline:
         }
         return run_limiter, pools
 
+    @run_call  # used without ``await``, it says so (see _awaited.py)
     async def run(
         self,
         context: Mapping[str, Any] | None = None,
@@ -389,9 +405,10 @@ class Pipeline:
             )
         changed = _changed_params(prior.params, context)
         if changed and not params_changed_ok:
+            what = _changes(prior.params, context or {}, changed)
             raise ResumeRefused(
                 resume,
-                f"its results were computed with other params ({', '.join(changed)} differ); "
+                f"its results were computed with other params ({what}); "
                 "pass resume_params_changed=True (CLI: --allow-param-change) to reuse them anyway",
             )
         if isinstance(store, RunAttendant):  # of two resumes of one run, one is accepted

@@ -39,15 +39,13 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
 from ._backend import cancel_is_stray, spawn_detached
 from ._errors import ArgumentError, ResourceError, TaskDefinitionError, UndeclaredResourceError
-
-if TYPE_CHECKING:  # _task imports this module: a runtime import would be circular
-    from ._task import Task
+from ._options import TaskOptions
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -63,6 +61,23 @@ __all__ = [
     "run_resources",
     "with_resources",
 ]
+
+
+class ResourceUser(Protocol):
+    """What this module reads of a task (``_task`` imports this module, not the reverse)."""
+
+    @property
+    def action(self) -> Callable[..., Any]: ...
+
+    @property
+    def options(self) -> TaskOptions: ...
+
+    @property
+    def kwargs(self) -> Mapping[str, Any]: ...
+
+    @property
+    def default_resources(self) -> Mapping[str, ResourceFactory]: ...
+
 
 logger = logging.getLogger("dremioframe_async.orchestration")
 
@@ -139,7 +154,7 @@ def _params_of(action: Callable[..., Any]) -> frozenset[str] | None:
     return found
 
 
-def injected_names(task: Task) -> tuple[str, ...]:
+def injected_names(task: ResourceUser) -> tuple[str, ...]:
     """The resources ``task`` receives as keyword arguments (the others via its context)."""
     params = _params_of(task.action) or frozenset()
     return tuple(n for n in task.options.resources if n in params and n not in task.kwargs)
@@ -163,7 +178,7 @@ def check_task_resources(task_name: str, action: Callable[..., Any], names: Iter
 
 
 def resource_problems(
-    tasks: Iterable[Task], keys: Iterable[str], declared: Collection[str]
+    tasks: Iterable[ResourceUser], keys: Iterable[str], declared: Collection[str]
 ) -> list[str]:
     """One line per resource that tasks need but nobody declared (graph problems)."""
     needed_by: dict[str, list[str]] = {}
@@ -183,7 +198,7 @@ def resource_problems(
 
 
 def run_factories(
-    tasks: Iterable[Task],
+    tasks: Iterable[ResourceUser],
     pipeline: Mapping[str, ResourceFactory],
     given: Mapping[str, ResourceFactory],
 ) -> dict[str, ResourceFactory]:
@@ -377,7 +392,7 @@ async def run_resources(factories: Mapping[str, ResourceFactory]) -> AsyncIterat
 
 async def with_resources(
     resources: RunResources,
-    task: Task,
+    task: ResourceUser,
     call: Callable[[], Any],
     asker: str = "",
     time_limit: float | None = None,

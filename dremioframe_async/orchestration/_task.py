@@ -129,6 +129,14 @@ def profile_of(action: Callable[..., Any]) -> _Profile:
     return profile
 
 
+def call_hint(value: object) -> str:
+    """For a function given where a Task belongs (``set_downstream(alert)``): call it."""
+    if not callable(value) or isinstance(value, type):
+        return ""
+    name = getattr(value, "__name__", None) or getattr(value, "name", "the function")
+    return f" ({name} itself: call it, {name}(), to make a Task; the call runs nothing)"
+
+
 class Task:
     """One unit of work in a pipeline.
 
@@ -238,7 +246,8 @@ class Task:
         if not isinstance(up, Task) or not isinstance(down, Task):
             bad, near = (down, up) if isinstance(up, Task) else (up, down)
             raise TaskDefinitionError(
-                getattr(near, "name", "?"), f"can only depend on a Task, got {type(bad).__name__}"
+                getattr(near, "name", "?"),
+                f"can only depend on a Task, got {type(bad).__name__}{call_hint(bad)}",
             )
         if up is down:
             raise TaskDefinitionError(up.name, "a task cannot depend on itself")

@@ -31,6 +31,7 @@ from ..ui import ActionRefused, PipelineEntry, ui_app
 from ..ui._app import run_launcher
 from ..ui._launcher import RunLauncher
 from ..ui._security import Auth, check_bind
+from ..ui._serve import app_runner
 
 __all__ = ["ServeError", "serve"]
 
@@ -92,7 +93,7 @@ async def serve(
     shown = {s.pipeline.name: s.describe() for s in schedules}
     entries = [PipelineEntry(p, schedule=shown.get(name)) for name, p in pipelines.items()]
     app = ui_app(store, entries, auths, max_runs=max_runs)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    runner = app_runner(app)  # the UI's headers even on requests aiohttp refuses
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

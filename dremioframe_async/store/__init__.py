@@ -24,17 +24,10 @@ from ._errors import (
 )
 from ._logs import LogEntry, LogPage, LogQuery, LogReader, drop_marker
 from ._memory import MemoryStore
-from ._model import (
-    AttemptInfo,
-    RunInfo,
-    RunStatus,
-    RunStore,
-    StateEntry,
-    StateStore,
-    TaskInfo,
-)
+from ._model import AttemptInfo, RunInfo, RunStatus, StateEntry, StateStore, TaskInfo
 from ._paging import RunPage, RunQuery
 from ._postgres import PostgresStore
+from ._protocol import RunStore
 from ._sqlite import SQLiteStore
 from ._url import default_store_url, open_store
 

@@ -24,6 +24,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from .._masking import mask_text
+
 __all__ = [
     "EncodedError",
     "EncodedResult",
@@ -110,11 +112,12 @@ def _skipped(value: Any, note: str) -> ResultFields:
 
 
 def encode_error(error: BaseException) -> EncodedError:
-    """Encode an exception with its full formatted traceback (chained causes included)."""
+    """Encode an exception with its full formatted traceback (chained causes included),
+    masked (secret-keyed values, URL passwords) before anything is stored."""
     return EncodedError(
         type=type_name(error),
-        message=str(error),
-        traceback="".join(traceback.format_exception(error)),
+        message=mask_text(str(error)),
+        traceback=mask_text("".join(traceback.format_exception(error))),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._masking import is_secret_key
 from ..errors import StoreError
 from ..orchestration import HistoryIncomplete
 
@@ -43,10 +44,14 @@ def redact(url: str) -> str:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.partition(':')[0]}:***@{host}"
     query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k in _SECRET_PARAMS for k, _ in query):
-        query = [(k, "***" if k in _SECRET_PARAMS else v) for k, v in query]
+    if any(_secret_param(k) for k, _ in query):
+        query = [(k, "***" if _secret_param(k) else v) for k, v in query]
         return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _secret_param(name: str) -> bool:
+    return name in _SECRET_PARAMS or is_secret_key(name)
 
 
 class RunNotFound(StoreError, LookupError):
@@ -94,7 +99,7 @@ class StoreURLError(StoreConfigError):
         self.url = url
         self.hint = hint
         usage = (
-            "use memory://, sqlite:///abs/path.sqlite, sqlite://rel/path.sqlite, a plain file "
-            "path, or postgresql://user@host/db"
+            "use memory://, sqlite:///relative/path.sqlite, sqlite:////absolute/path.sqlite, "
+            "a plain file path, or postgresql://user@host/db"
         )
         super().__init__(f"cannot open a run store from {redact(url)!r}: {hint or usage}")

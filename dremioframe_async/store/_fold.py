@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from .._masking import mask_text
 from ..orchestration import (
     Event,
     RunFinished,
@@ -280,7 +281,10 @@ class Fold:
         if state is _PENDING:
             return
         reason = event.reason
-        row[_FINISHED], row[_REASON] = event.time, self._text(reason) if reason else reason
+        row[_FINISHED], row[_REASON] = (
+            event.time,
+            self._text(mask_text(reason)) if reason else reason,
+        )
         if state is _SUCCESS:
             row[_RESULT] = encode_result_fields(event.result, self.max_result_bytes)
             if event.state_writes:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from .._masking import mask_text
 from ..orchestration import RunStarted, TaskLogged
 from ._errors import StoreConfigError
 
@@ -136,7 +137,8 @@ class LogFold:
                     line.time,
                     line.level,
                     text(line.logger),
-                    text(line.message),
+                    # Captured output is masked before it is stored (dremioframe_async._masking).
+                    text(mask_text(line.message)),
                 )
             )
         where = (run_id, key, event.attempt)

@@ -1,27 +1,18 @@
-"""Frozen read views of recorded runs, and the :class:`RunStore` protocol."""
+"""Frozen read views of recorded runs and pipeline state, and the StateStore protocol.
+
+The :class:`RunStore` protocol is in ``_protocol``: it names the pages and the
+coordination records, which import these views.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from ..orchestration import RunRecorder, RunStatus, TaskState
+from ..orchestration import RunStatus, TaskState
 
-if TYPE_CHECKING:
-    from ._coordination import CancelOutcome, QueuedRun
-    from ._paging import RunPage, RunQuery
-
-__all__ = [
-    "AttemptInfo",
-    "RunInfo",
-    "RunStatus",
-    "RunStore",
-    "StateEntry",
-    "StateStore",
-    "TaskInfo",
-]
+__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "StateEntry", "StateStore", "TaskInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,86 +128,4 @@ class StateStore(Protocol):
 
     async def delete_state(self, pipeline: str, key: str) -> bool:
         """Remove one key of ``pipeline``'s state; whether it was there."""
-        ...
-
-
-@runtime_checkable
-class RunStore(RunRecorder, Protocol):
-    """A run recorder whose history can be listed and read back.
-
-    Every store marks runs whose owning process died as ``INTERRUPTED`` when it
-    is opened and whenever runs are listed or read (see ``_owner`` for the rule).
-    """
-
-    async def list_runs(
-        self, *, pipeline: str | None = None, limit: int | None = 20
-    ) -> Sequence[RunInfo]:
-        """Return recorded runs, newest first."""
-        ...
-
-    async def get_run(self, run_id: str) -> RunInfo:
-        """Return one run.
-
-        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
-        """
-        ...
-
-    async def query_runs(self, query: RunQuery) -> RunPage:
-        """Return one page of runs matching ``query``, newest first, with the total.
-
-        Database stores answer from indexes, so deep pages cost what the first does.
-        """
-        ...
-
-    async def get_tasks(self, run_id: str) -> Sequence[TaskInfo]:
-        """Return a run's task instances with their attempts, in first-seen order.
-
-        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
-        """
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections; the store can be reopened by using it again."""
-        ...
-
-    # -- many processes, one store (see _coordination) --------------------------------
-
-    async def enqueue(
-        self,
-        pipeline: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        scheduled_for: float | None = None,
-    ) -> str:
-        """Queue a run of ``pipeline`` (status QUEUED); return its id."""
-        ...
-
-    async def claim_fire(
-        self, pipeline: str, scheduled_for: float, params: Mapping[str, Any] | None = None
-    ) -> str | None:
-        """Claim a schedule's fire once across processes and queue its run; None if lost."""
-        ...
-
-    async def claim_next(
-        self, limits: Mapping[str, int | None], *, run_id: str | None = None
-    ) -> QueuedRun | None:
-        """Claim the oldest QUEUED run of these pipelines within their max active runs."""
-        ...
-
-    async def wait_queued(self, seconds: float) -> None:
-        """Return when a run may have been queued, or after ``seconds``."""
-        ...
-
-    async def request_cancel(self, run_id: str) -> CancelOutcome:
-        """Ask for ``run_id`` to be cancelled wherever it runs."""
-        ...
-
-    async def claim_resume(self, run_id: str, by: str) -> None:
-        """Record ``by`` as the one run resuming ``run_id``; refuse a second."""
-        ...
-
-    def attend(
-        self, run_id: str, on_cancel: Callable[[int], None]
-    ) -> AbstractAsyncContextManager[None]:
-        """Keep ``run_id``'s heartbeat and deliver its cancel requests while it runs."""
         ...

@@ -67,9 +67,14 @@ class RunQuery:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {self.limit}")
         if self.before is not None and self.after is not None:
             raise ValueError("give before= or after=, not both")
-        for cursor in (self.before, self.after):
+        for name, cursor in (("before", self.before), ("after", self.after)):
             if cursor is not None:
-                decode_cursor(cursor)
+                try:
+                    decode_cursor(cursor)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"{name}=: {exc} (give a page's older or newer value)"
+                    ) from None
         if self.status is not None:
             object.__setattr__(self, "status", RunStatus(self.status))
 

@@ -60,7 +60,10 @@ class SQLiteStore:
     """A :class:`RunStore` in one SQLite file, safe to share between processes on one host.
 
     The connection opens on first use (or ``async with``); opening migrates the
-    schema and marks runs whose owner process died as ``INTERRUPTED``.
+    schema and marks runs whose owner process died as ``INTERRUPTED``. The file's
+    folder must exist, unless ``create_folder``. ``url`` is how the store is shown
+    (``name``, errors): the URL it was opened from; by default ``sqlite:///`` and
+    the path (three slashes before a relative path, four before an absolute one).
 
     :raises StoreConfigError: (a ``ValueError``) for a ``synchronous`` other than
         NORMAL or FULL, or a negative ``busy_timeout``.
@@ -79,6 +82,8 @@ class SQLiteStore:
         heartbeat: float = DEFAULT_HEARTBEAT,
         dead_after: float = DEFAULT_DEAD_AFTER,
         cancel_poll: float = DEFAULT_CANCEL_POLL,
+        url: str | None = None,
+        create_folder: bool = False,
     ) -> None:
         check_liveness(heartbeat, dead_after)
         if synchronous not in ("NORMAL", "FULL"):
@@ -86,9 +91,8 @@ class SQLiteStore:
         if busy_timeout < 0:
             raise StoreConfigError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
         self.path = str(path)
-        self.name = (
-            f"sqlite:///{Path(self.path).absolute()}" if self.path != ":memory:" else ":memory:"
-        )
+        self.name = url or f"sqlite:///{self.path}"
+        self._create_folder = create_folder
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._max_result_bytes = max_result_bytes
@@ -101,6 +105,20 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
+
+    def path_hint(self) -> str:
+        """For a relative path that exists only as an absolute one: a "did you mean".
+
+        ``sqlite:///tmp/x.sqlite`` is ``./tmp/x.sqlite``, as in SQLAlchemy; this
+        package used to read it as ``/tmp/x.sqlite``.
+        """
+        path = Path(self.path)
+        if self.path == ":memory:" or path.is_absolute():
+            return ""
+        hint = f" (a relative path, from {Path.cwd()}"
+        if Path("/", path).parent.is_dir():
+            hint += f"; did you mean sqlite:////{path}, four slashes for an absolute path?"
+        return hint + ")"
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:
@@ -117,8 +135,11 @@ class SQLiteStore:
             raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(self.path).parent
+        if self.path != ":memory:" and not folder.is_dir():
+            if not self._create_folder:
+                raise StoreUnavailable(self.name, f"no such folder: {folder}{self.path_hint()}")
+            folder.mkdir(parents=True, exist_ok=True)
         # The limiter serialises all use, so any worker thread may use the connection.
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False

@@ -20,7 +20,7 @@ from ._checks import (
 )
 from ._clients import ClientPool
 from ._common import Credential, TaskLibraryError
-from ._dbt import DbtError, DbtNodeResult, DbtResult, DbtTask
+from ._dbt import DbtError, DbtMissing, DbtNodeResult, DbtResult, DbtTask
 from ._dremio import (
     DremioQueryTask,
     DremioSqlTask,
@@ -80,6 +80,7 @@ __all__ = [
     "DataQualityFailed",
     "DataQualityTask",
     "DbtError",
+    "DbtMissing",
     "DbtNodeResult",
     "DbtResult",
     "DbtTask",

@@ -13,7 +13,6 @@ reads the run context, so ``context.resources`` becomes one more lookup.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sniffio
 
+from .._masking import MASK, is_secret_key, mask_text
 from ..errors import DremioFrameError
 
 __all__ = [
@@ -37,8 +37,7 @@ __all__ = [
     "with_default_retry",
 ]
 
-REDACTED = "***"
-_SECRETISH = re.compile(r"auth|token|secret|password|passwd|key|signature|cookie|session", re.I)
+REDACTED = MASK
 
 
 class TaskLibraryError(DremioFrameError):
@@ -105,10 +104,10 @@ def setting(
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every non-trivial secret (4+ characters) replaced by ``***``."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+    """``text`` masked by the package's one masking rule (``dremioframe_async._masking``):
+    every non-trivial secret (4+ characters) raw, percent-encoded or as a URL path,
+    secret-keyed values and URL passwords, replaced by ``***``."""
+    return mask_text(text, secrets)
 
 
 def redact_url(url: str) -> str:
@@ -125,15 +124,13 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, REDACTED if _SECRETISH.search(k) else v) for k, v in pairs], safe="*"
-        )
+        query = urlencode([(k, REDACTED if is_secret_key(k) else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a header, parameter or variable name looks like it holds a credential."""
-    return bool(_SECRETISH.search(name))
+    """Whether a header, parameter or variable name holds a credential (by its words)."""
+    return is_secret_key(name)
 
 
 def with_default_retry(

@@ -22,9 +22,9 @@ import anyio
 
 from ..orchestration import RunContext, Task
 from ._common import Credential, CredentialValue, TaskLibraryError, redact, resolve, setting
-from ._process import ProcessOutput, masked, run_process_group
+from ._process import ProcessOutput, run_process_group
 
-__all__ = ["DbtError", "DbtNodeResult", "DbtResult", "DbtTask"]
+__all__ = ["DbtError", "DbtMissing", "DbtNodeResult", "DbtResult", "DbtTask"]
 
 _FAILED = frozenset({"error", "fail", "runtime error"})
 _MESSAGE_CHARS = 300
@@ -83,6 +83,21 @@ class DbtError(TaskLibraryError):
         super().__init__(text)
 
 
+_INSTALL = (
+    "install it with pip install 'dbt-core<1.12' dbt-duckdb (or your warehouse's adapter), "
+    "here or in a virtualenv of its own, and point DBT_EXECUTABLE (or dbt_executable=) "
+    "at that dbt"
+)
+
+
+class DbtMissing(TaskLibraryError):
+    """The dbt executable was not found; the message says how to install or point to it."""
+
+    def __init__(self, task: str, executable: str, where: str) -> None:
+        self.task, self.executable = task, executable
+        super().__init__(f"dbt {task!r}: no dbt executable {executable!r} {where}; {_INSTALL}")
+
+
 def _node(raw: Mapping[str, Any]) -> DbtNodeResult:
     unique_id = str(raw.get("unique_id", ""))
     return DbtNodeResult(
@@ -108,6 +123,25 @@ def _default_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
+def _find_executable(task: str, given: str | None) -> str:
+    """The dbt to start: a path is taken from the caller's working directory (dbt itself
+    runs in the project's), a bare name is looked up on ``PATH``.
+
+    :raises DbtMissing: when there is no such program.
+    """
+    name = given or _default_executable()
+    if os.sep in name or (os.altsep is not None and os.altsep in name):
+        path = Path(name).absolute()
+        if not path.is_file():
+            raise DbtMissing(task, name, f"(no such file: {path})")
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        where = "on PATH" if given else f"beside {sys.executable} or on PATH"
+        raise DbtMissing(task, name, where)
+    return found
+
+
 class DbtTask(Task):
     """Run a dbt command (``run``, ``build``, ``test``, ``seed`` ...) in a subprocess.
 
@@ -120,6 +154,9 @@ class DbtTask(Task):
     ``retry_on=DbtError`` to retry them.
 
     :raises DbtError: a node failed or dbt exited non-zero.
+    :raises DbtMissing: there is no dbt executable (the message says how to install one).
+        A relative ``dbt_executable`` (or ``$DBT_EXECUTABLE``) is taken from the
+        caller's working directory, not from the project folder dbt runs in.
     :raises OSError: the dbt executable could not be started.
     """
 
@@ -185,22 +222,23 @@ class DbtTask(Task):
         return argv + self.extra_args
 
     async def _execute(self, context: RunContext | None = None) -> DbtResult:
-        executable = setting(self.dbt_executable, context, "dbt_executable", "DBT_EXECUTABLE")
+        given = setting(self.dbt_executable, context, "dbt_executable", "DBT_EXECUTABLE")
+        executable = _find_executable(self.name, given)
         extra = {k: resolve(v, context) or "" for k, v in self.env.items()}
         secrets = [extra[k] for k, v in self.env.items() if isinstance(v, Credential)]
         env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "False", **os.environ, **extra}
         # A stale file from an earlier run must never pass for this run's results.
         await anyio.Path(self.results_path).unlink(missing_ok=True)
         output = await run_process_group(
-            self.argv(executable or _default_executable()),
+            self.argv(executable),
             cwd=self.project_dir,
             env=env,
             max_output=self.max_output,
             kill_grace=self.kill_grace,
+            secrets=secrets,
         )
         nodes, elapsed = await anyio.to_thread.run_sync(_read_results, self.results_path)
         if secrets:
-            output = masked(output, secrets)
             nodes = tuple(_masked_node(n, secrets) for n in nodes)
         result = DbtResult(self.command, output.returncode, nodes, elapsed, output)
         if not result.success:

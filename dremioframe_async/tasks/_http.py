@@ -20,6 +20,7 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
+from .._masking import head_without_secrets, margin
 from .._telemetry import traceparent
 from ..orchestration import RunContext, Task
 from ._clients import client_resource_options, run_client
@@ -374,8 +375,10 @@ class HttpTask(Task):
     async def _status_error(
         self, response: aiohttp.ClientResponse, shown: str, secrets: list[str]
     ) -> HttpStatusError:
-        raw = await response.content.read(_BODY_TAIL)
-        body = redact(raw.decode("utf-8", errors="replace").strip(), secrets)
+        raw = await response.content.read(_BODY_TAIL + margin(secrets))
+        body = head_without_secrets(
+            raw.decode("utf-8", errors="replace").strip(), _BODY_TAIL, secrets
+        )
         if response.status in _TRANSIENT_STATUS:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if self.method in _IDEMPOTENT or response.status in _REFUSED_STATUS:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
-from ._common import redact
+from .._masking import margin, mask_text
 from ._strays import MARKER, new_mark, signal_strays
 
 __all__ = ["ProcessOutput", "masked", "run_process_group"]
@@ -46,10 +46,13 @@ class _Tail:
     """Keeps the last ``limit`` bytes of a stream while reading all of it.
 
     Reading to the end matters: a child blocked on a full pipe would never exit.
+    ``keep`` more bytes are held before the tail, so that a secret the cut would
+    split is still whole when the text is masked (and then cut): the tail never
+    shows a piece of one.
     """
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, limit: int, keep: int = 0) -> None:
+        self.limit, self.keep = limit, keep
         self.buffer = bytearray()
         self.truncated = False
 
@@ -59,11 +62,16 @@ class _Tail:
         async for chunk in stream:
             self.buffer += chunk
             if len(self.buffer) > self.limit:
-                del self.buffer[: len(self.buffer) - self.limit]
                 self.truncated = True
+                if len(self.buffer) > self.limit + self.keep:
+                    del self.buffer[: len(self.buffer) - self.limit - self.keep]
 
-    def text(self) -> str:
-        return self.buffer.decode("utf-8", errors="replace")
+    def text(self, secrets: Sequence[str] = ()) -> str:
+        text = mask_text(self.buffer.decode("utf-8", errors="replace"), secrets)
+        if not self.truncated:
+            return text
+        data = text.encode("utf-8")
+        return data[-self.limit :].decode("utf-8", errors="ignore")
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -93,13 +101,18 @@ async def run_process_group(
     env: Mapping[str, str] | None = None,
     max_output: int = 1 << 20,
     kill_grace: float = 5.0,
+    secrets: Sequence[str] = (),
 ) -> ProcessOutput:
     """Run ``argv`` (no shell) to completion; kill its whole group if cancelled.
+
+    The output kept is masked (``secrets`` in every form, secret-keyed values, URL
+    passwords) before it is cut to ``max_output``, so no piece of a secret is kept.
 
     :raises OSError: the program could not be started (missing, not executable, bad cwd).
     """
     started = time.monotonic()
-    out, err = _Tail(max_output), _Tail(max_output)
+    keep = margin(secrets)
+    out, err = _Tail(max_output, keep), _Tail(max_output, keep)
     mark = new_mark()
     process = await anyio.open_process(
         list(argv),
@@ -128,10 +141,10 @@ async def run_process_group(
                 _signal_group(process.pid, signal.SIGKILL)
             await process.aclose()
     return ProcessOutput(
-        tuple(argv),
+        tuple(mask_text(a, secrets) for a in argv),
         process.returncode if process.returncode is not None else -1,
-        out.text(),
-        err.text(),
+        out.text(secrets),
+        err.text(secrets),
         out.truncated,
         err.truncated,
         time.monotonic() - started,
@@ -139,12 +152,12 @@ async def run_process_group(
 
 
 def masked(output: ProcessOutput, secrets: list[str]) -> ProcessOutput:
-    """``output`` with every secret value replaced by ``***``."""
+    """``output`` with every secret value (in every form) replaced by ``***``."""
     if not secrets:
         return output
     return replace(
         output,
-        argv=tuple(redact(a, secrets) for a in output.argv),
-        stdout=redact(output.stdout, secrets),
-        stderr=redact(output.stderr, secrets),
+        argv=tuple(mask_text(a, secrets) for a in output.argv),
+        stdout=mask_text(output.stdout, secrets),
+        stderr=mask_text(output.stderr, secrets),
     )

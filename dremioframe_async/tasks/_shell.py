@@ -14,7 +14,7 @@ from ._common import (
     resolve,
     with_default_retry,
 )
-from ._process import ProcessOutput, masked, run_process_group
+from ._process import ProcessOutput, run_process_group
 
 __all__ = ["ShellCommandFailed", "ShellTask"]
 
@@ -55,7 +55,8 @@ class ShellTask(Task):
     ``max_output`` bytes of stdout and stderr (read to the end, so a chatty
     command never blocks). With ``check=True`` a non-zero exit fails the task
     with the stderr tail. ``env`` is added to the current environment (values
-    may be :class:`Credential`; they are masked in errors and output); set
+    may be :class:`Credential`; they are masked in errors and output, raw or
+    percent-encoded, before the output is cut, so no piece of one is kept); set
     ``inherit_env=False`` to pass only ``env``. On ``timeout`` or cancellation
     the command's whole process group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds, and so do its processes that left the group (on
@@ -102,9 +103,8 @@ class ShellTask(Task):
             env=env,
             max_output=self.max_output,
             kill_grace=self.kill_grace,
+            secrets=secrets,
         )
-        if secrets:
-            output = masked(output, secrets)
         if self.check and output.returncode != 0:
             raise ShellCommandFailed(self.argv[0], output, output.stderr)
         return output

@@ -198,6 +198,14 @@ class FakeFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             self._knobs.fail_count, self._knobs.fail_unavailable = count, unavailable
             self._knobs.fail_silently = silently
 
+    def clear_faults(self) -> None:
+        """Undo ``fail_mid_stream``, ``reject_tokens`` and ``unavailable_next``
+        (``batch_rows`` and ``batch_delay`` stay)."""
+        with self._lock:
+            self._knobs = _Knobs(
+                batch_delay=self._knobs.batch_delay, batch_rows=self._knobs.batch_rows
+            )
+
     def reject_tokens(self, count: int = 1_000_000) -> None:
         """Refuse the next ``count`` calls as unauthenticated, whatever their credentials."""
         with self._lock:

@@ -351,6 +351,23 @@ class FakeDremio:
             hold.release()
         self._holds.clear()
 
+    def clear_faults(self) -> None:
+        """Undo every fault injected so far, for the requests and jobs that come next.
+
+        Failing and slow jobs (``fail_jobs``, ``slow_jobs``, ``add_response(error=)``),
+        the ``*_next`` faults, ``fail_status_polls``, ``short_pages``,
+        ``inflate_row_count`` and held requests (released) all end; so do the
+        Flight endpoint's (``flight.clear_faults()``). Tables, canned results and
+        latencies stay. Jobs already submitted keep what they were given.
+        """
+        self._canned = [c for c in self._canned if c.error is None and not isinstance(c, _SlowJobs)]
+        self._faults.clear()
+        self._short_pages.clear()
+        self._extra_rows.clear()
+        self.resume()
+        if self._flight is not None:
+            self._flight.clear_faults()
+
     def expire_sessions(self) -> None:
         """Forget every login token, so the next request with one gets 401."""
         self._sessions.clear()

@@ -4,14 +4,17 @@ Live updates: ``GET /api/runs/{run_id}/events`` streams ``run`` events (the run
 and the tasks that changed since the last one) until the run ends, then one
 ``end`` event. A run of this process is read from its own events, at most
 :data:`UPDATE_GAP` apart; any other run is read from the store every
-``poll_interval`` seconds.
+``poll_interval`` seconds, once for all of its streams (:mod:`._streams`). Past
+``max_streams`` open streams a new one gets 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 from aiohttp import web
@@ -19,14 +22,18 @@ from aiohttp import web
 from .._telemetry import continuing
 from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, StateStore, TaskInfo
 from ._launcher import CANCELLABLE, ActionRefused, planned_edges
+from ._live import LiveRun
 from ._model import mask, run_json, task_json, task_state_json
 from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+from ._streams import RunWatch
 
 __all__ = ["add_api_routes", "parse_query", "read_params"]
 
 UPDATE_GAP = 0.1  # coalesce bursts of events into at most ten updates a second
 HEARTBEAT = 15.0  # a comment line now and then, so a closed client is noticed
+STREAMS_RETRY_AFTER = 5  # seconds, for a stream refused because too many are open
+T = TypeVar("T")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -61,6 +68,34 @@ def parse_query(query: Mapping[str, str]) -> RunQuery:
     )
 
 
+QUERY_NAMES = ("pipeline", "status", "before", "after", "limit")
+
+
+def refuse_unknown(query: Mapping[str, str]) -> None:
+    """Refuse a parameter the run list does not take (a ``cursor=`` would else be ignored).
+
+    :raises ValueError: naming the first unknown parameter.
+    """
+    for name in query:
+        if name not in QUERY_NAMES:
+            raise ValueError(
+                f"unknown parameter {name!r}: the run list takes {', '.join(QUERY_NAMES)}"
+            )
+
+
+def _standard_json(text: str) -> Any:
+    """``json.loads``, refusing NaN and Infinity: not JSON, and no browser could read
+    them back from the run's page.
+
+    :raises ValueError: for text that is not standard JSON.
+    """
+    seen: list[str] = []
+    value = json.loads(text, parse_constant=seen.append)
+    if seen:
+        raise ValueError(f"{seen[0]} is not a JSON value (give a number or a string)")
+    return value
+
+
 def read_params(text: str | None) -> dict[str, Any]:
     """Run parameters from JSON text: an object, or nothing.
 
@@ -69,7 +104,7 @@ def read_params(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = _standard_json(text)
     except ValueError as exc:
         raise ValueError(f"params must be a JSON object: {exc}") from None
     if not isinstance(value, dict):
@@ -83,6 +118,7 @@ def _ui(request: web.Request) -> UIState:
 
 async def list_runs(request: web.Request) -> web.Response:
     try:
+        refuse_unknown(request.query)
         query = parse_query(request.query)
     except ValueError as exc:
         return json_error(str(exc), 400)
@@ -174,7 +210,7 @@ async def _action(
 async def trigger(request: web.Request) -> web.Response:
     try:
         body = await request.text()
-        data = json.loads(body) if body.strip() else {}
+        data = _standard_json(body) if body.strip() else {}
         if not isinstance(data, dict):
             raise ValueError('the body must be a JSON object: {"params": {...}}')
         params = data.get("params") or {}
@@ -237,8 +273,34 @@ async def _send(resp: web.StreamResponse, event: str, data: Any) -> None:
 async def run_events(request: web.Request) -> web.StreamResponse:
     ui = _ui(request)
     run_id = request.match_info["run_id"]
+    hub = ui.streams
+    if hub.full:
+        response = json_error(
+            f"too many open event streams ({hub.max_streams}); try again shortly", 503
+        )
+        response.headers["Retry-After"] = str(STREAMS_RETRY_AFTER)
+        return response
+    hub.enter()
+    watch = None if ui.live.get(run_id) is not None else hub.watch(run_id)
     try:
-        run, tasks = await ui.read_run(run_id)
+        return await _stream(request, ui, run_id, watch)
+    finally:
+        if watch is not None:
+            hub.release(watch)
+        hub.leave()
+
+
+async def _stream(
+    request: web.Request, ui: UIState, run_id: str, watch: RunWatch | None
+) -> web.StreamResponse:
+    seen = 0
+    try:
+        if watch is not None:
+            seen, snapshot = await watch.next(0)
+            assert snapshot is not None  # version 1 and later carry one
+            run, tasks = snapshot
+        else:
+            run, tasks = await ui.read_run(run_id)
     except RunNotFound as exc:
         return json_error(str(exc), 404)
     resp = web.StreamResponse(
@@ -250,51 +312,70 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     diff = _Diff()
-    quiet_since = anyio.current_time()
+    # Streams opened together would all send their heartbeat at the same instant, every
+    # time: spread the first one over half a period so that they stay spread.
+    quiet_since = anyio.current_time() - random.uniform(0, HEARTBEAT / 2)
     try:
         while True:
-            version = live.version if (live := ui.live.get(run_id)) is not None else 0
             if (payload := diff.update(run, tasks)) is not None:
                 await _send(resp, "run", payload)
                 quiet_since = anyio.current_time()
-            elif anyio.current_time() - quiet_since > HEARTBEAT:
+            elif anyio.current_time() - quiet_since >= HEARTBEAT:
                 await resp.write(b": still running\n\n")  # fails once the client has gone
                 quiet_since = anyio.current_time()
             if run.status is not RunStatus.RUNNING:
                 await _send(resp, "end", {"status": run.status.value})
                 break
-            if not await _wait(ui, run_id, version):
-                break  # the application is stopping
+            if watch is not None:
+                # Another process's run: the read shared by every stream of the run.
+                wait = HEARTBEAT - (anyio.current_time() - quiet_since)
+                got = await _unless_closing(ui, partial(watch.next, seen, max(wait, 0.0)))
+                if got is None:
+                    break  # the application is stopping
+                seen, snapshot = got
+                if snapshot is not None:
+                    run, tasks = snapshot
+                continue
+            live = ui.live.get(run_id)
+            version = live.version if live is not None else 0
+            if await _unless_closing(ui, partial(_change, ui, live, version)) is None:
+                break
             run, tasks = await ui.read_run(run_id)
     except (ConnectionError, RunNotFound):
         pass  # the client went away, or the run left the store
     return resp
 
 
-async def _wait(ui: UIState, run_id: str, version: int) -> bool:
-    """Wait for the next change (or a poll or heartbeat); False when the UI is closing."""
+async def _change(ui: UIState, live: LiveRun | None, version: int) -> bool:
+    """Wait for the next change of a live run (or a poll or heartbeat)."""
+    if live is not None:
+        with anyio.move_on_after(HEARTBEAT):
+            await live.wait_changed(version)
+        await anyio.sleep(UPDATE_GAP)
+    else:
+        await anyio.sleep(ui.poll_interval)
+    return True
+
+
+async def _unless_closing(ui: UIState, wait: Callable[[], Awaitable[T]]) -> T | None:
+    """``await wait()``, or None once the UI is closing."""
     closing = ui.closing
     if closing is None or closing.is_set():
-        return False
-    live = ui.live.get(run_id)
-
-    async def change() -> None:
-        if live is not None:
-            with anyio.move_on_after(HEARTBEAT):
-                await live.wait_changed(version)
-            await anyio.sleep(UPDATE_GAP)
-        else:
-            await anyio.sleep(ui.poll_interval)
-
+        return None
+    result: list[T] = []
     async with anyio.create_task_group() as tg:
 
-        async def first(wait: Callable[[], Awaitable[Any]]) -> None:
-            await wait()
+        async def waiting() -> None:
+            result.append(await wait())
             tg.cancel_scope.cancel()
 
-        tg.start_soon(first, change)
-        tg.start_soon(first, closing.wait)
-    return not closing.is_set()
+        async def stopping() -> None:
+            await closing.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(waiting)
+        tg.start_soon(stopping)
+    return result[0] if result and not closing.is_set() else None
 
 
 def add_api_routes(router: web.UrlDispatcher) -> None:

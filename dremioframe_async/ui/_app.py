@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -13,7 +14,8 @@ from yarl import URL
 
 from .._metrics import enable_metrics
 from ..orchestration import Pipeline
-from ..store import RunInfo, RunNotFound, RunStore
+from ..store import RunInfo, RunNotFound, RunStore, TaskInfo
+from . import _forms as forms
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
 from ._html import Markup
@@ -25,13 +27,16 @@ from ._security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
     SESSION_COOKIE,
+    SESSION_SECONDS,
     Auth,
     BasicAuth,
     BearerAuth,
     Guard,
+    TooManyFailures,
     is_loopback,
 )
-from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+from ._state import CSRF_KEY, KIND_KEY, UI_KEY, RequestUrls, UIState
+from ._streams import StreamHub
 
 __all__ = ["run_launcher", "run_listener", "ui_app"]
 
@@ -40,6 +45,12 @@ STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Reachable without credentials: the sign-in page and the stylesheet and script.
 _OPEN_ROUTES = frozenset({"login", "login_post", "static"})
+# Headers a reverse proxy adds: without auth, the UI answers only its own host's
+# clients, and a proxy on that host would hand it the network's.
+_FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+TARPIT = 1.0  # seconds a throttled request waits before its 429
+MAX_STREAMS = 1000  # open live-update streams; each holds a connection and a coroutine
+MAX_PARAMS_ECHO = 4000  # characters of refused params carried back to the form
 RENDER_IN_THREAD = 500  # tasks; a 10,000-task run page takes about 0.1 s to build
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -51,6 +62,8 @@ def ui_app(
     *,
     poll_interval: float = 1.0,
     max_runs: int | None = None,
+    session_seconds: float = SESSION_SECONDS,
+    max_streams: int = MAX_STREAMS,
 ) -> web.Application:
     """The web UI over ``store``, as an application to serve or mount as a sub-app.
 
@@ -59,10 +72,16 @@ def ui_app(
     it shows). Runs of this process show live once their events reach
     :func:`run_listener`; the UI's own runs always do. Other runs are read from the
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
-    are answered. Triggers queue runs in ``store``; the UI runs the queued runs of
-    its pipelines (at most ``max_runs`` at once), as every process serving them does.
+    are answered, and never through a proxy (a request with ``Forwarded`` or
+    ``X-Forwarded-*`` headers is refused). Triggers queue runs in ``store``; the UI
+    runs the queued runs of its pipelines (at most ``max_runs`` at once), as every
+    process serving them does. A browser session opened on ``/login`` lasts
+    ``session_seconds`` (12 h by default) or until ``/logout``. At most
+    ``max_streams`` live-update streams are open at once; more get 503 with
+    ``Retry-After``.
 
-    :raises ValueError: for two pipelines with one name, or a ``poll_interval`` <= 0.
+    :raises ValueError: for two pipelines with one name, a ``poll_interval`` or
+        ``session_seconds`` <= 0, or ``max_streams`` < 1.
     """
     entries = _entries(pipelines or ())
     if poll_interval <= 0:
@@ -71,13 +90,15 @@ def ui_app(
         (auth,) if isinstance(auth, BearerAuth | BasicAuth) else tuple(auth or ())
     )
     live = LiveRuns()
+    streams = StreamHub(max_streams, partial(_read_stored, store), poll_interval)
     state = UIState(
         store=store,
         pipelines=entries,
         live=live,
         launcher=RunLauncher(store, entries, live, max_runs=max_runs),
-        guard=Guard(auths),
+        guard=Guard(auths, session_seconds=session_seconds),
         poll_interval=poll_interval,
+        streams=streams,
     )
     enable_metrics()  # GET /metrics reports this process's runs from now on
     app = web.Application(middlewares=[_headers, _guard])
@@ -86,6 +107,11 @@ def ui_app(
     app.on_shutdown.append(_closing)
     _routes(app.router)
     return app
+
+
+async def _read_stored(store: RunStore, run_id: str) -> tuple[RunInfo, Sequence[TaskInfo]]:
+    run = await store.get_run(run_id)
+    return run, await store.get_tasks(run_id)
 
 
 def run_listener(app: web.Application) -> LiveRuns:
@@ -117,8 +143,11 @@ def _entries(pipelines: Iterable[Pipeline | PipelineEntry]) -> dict[str, Pipelin
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     state = app[UI_KEY]
     state.closing = anyio.Event()
-    async for _ in state.launcher.lifespan():
-        yield
+    try:
+        async for _ in state.launcher.lifespan():
+            yield
+    finally:
+        state.guard.close()
 
 
 async def _closing(app: web.Application) -> None:
@@ -137,6 +166,7 @@ def _routes(router: web.UrlDispatcher) -> None:
     router.add_post("/pipelines/{name}/trigger", form_trigger, name="form_trigger")
     router.add_get("/login", login_handler, name="login")
     router.add_post("/login", login_post, name="login_post")
+    router.add_post("/logout", logout_post, name="logout")
     add_api_routes(router)
     add_log_routes(router)
     add_metrics_route(router)
@@ -172,31 +202,75 @@ def _api_prefix(request: web.Request) -> str:
     return str(request.app.router["api_runs"].url_for()).rsplit("/runs", 1)[0]
 
 
-async def _identify(request: web.Request, guard: Guard) -> str | None:
-    """``bearer``, ``basic``, ``session`` or ``anonymous``; None when not allowed in."""
+def cookie_name(request: web.Request, name: str) -> str:
+    """``name``, as a ``__Host-`` cookie over HTTPS: a sibling host or a plain-HTTP page
+    of the same host cannot set those (nor can they carry a Domain)."""
+    return f"__Host-{name}" if request.secure else name
+
+
+async def _identify(request: web.Request, guard: Guard) -> tuple[str, str] | None:
+    """``(kind, binding)``: kind is ``bearer``, ``basic``, ``session`` or ``anonymous``,
+    and binding what a CSRF token of this requester is bound to. None: not allowed in.
+
+    :raises TooManyFailures: for a client that failed to sign in too often lately.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
+    client = request.remote or ""
     if scheme.lower() == "bearer" and guard.bearer:
-        return "bearer" if guard.token_ok(credentials.strip()) else None
+        return ("bearer", "") if guard.token_ok(credentials.strip(), client) else None
     if scheme.lower() == "basic" and guard.basic:
-        return "basic" if await guard.basic_ok(credentials.strip()) else None
-    if guard.session_ok(request.cookies.get(SESSION_COOKIE)):
-        return "session"
+        if await guard.basic_ok(credentials.strip(), client):
+            return "basic", f"basic {credentials.strip()}"
+        return None
+    session = request.cookies.get(cookie_name(request, SESSION_COOKIE))
+    if guard.session_ok(session):
+        return "session", f"session {session}"
     if not guard.auth:
         # A loopback peer, and a loopback Host too: a page whose DNS name was rebound
-        # to 127.0.0.1 (the browser then sends its own name) gets nothing.
+        # to 127.0.0.1 (the browser then sends its own name) gets nothing. Nor does a
+        # request a proxy passed on: its peer is the proxy, not the client.
         host = URL(f"//{request.host}").host
-        return "anonymous" if is_loopback(request.remote) and is_loopback(host) else None
+        proxied = any(h in request.headers for h in _FORWARDED)
+        local = is_loopback(request.remote) and is_loopback(host) and not proxied
+        return ("anonymous", "") if local else None
     return None
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Whether a state-changing request comes from the UI's own pages, as far as the
+    browser says: ``Origin`` equal to the UI's (scheme aside: a proxy may end TLS),
+    else a ``Sec-Fetch-Site`` of ``same-origin`` or ``none``. Under the UI's
+    ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null`` even for its own
+    forms, so ``null`` defers to ``Sec-Fetch-Site`` (and is refused without it).
+    Clients that send neither header (scripts, curl) are judged by the CSRF token."""
+    origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
+    if origin is not None and origin != "null":
+        try:
+            sent, ours = URL(origin), URL(f"//{request.host}")
+        except ValueError:
+            return False
+        return (
+            sent.host is not None
+            and sent.host.lower() == (ours.host or "").lower()
+            and sent.explicit_port == ours.explicit_port
+        )
+    if origin == "null" and site is None:
+        return False
+    return site in (None, "same-origin", "none")
 
 
 def _refuse(request: web.Request, guard: Guard) -> web.StreamResponse:
     if not guard.auth:
         text = (
-            "this UI has no auth configured and answers loopback clients (by a loopback name) only"
+            "this UI has no auth configured and answers loopback clients (by a loopback name, "
+            "not through a proxy) only"
         )
         return json_error(text, 403)
-    if _wants_html(request) and guard.bearer and not guard.basic:
+    if _wants_html(request) and guard.bearer and "Authorization" not in request.headers:
+        # The sign-in page takes the token (and the password when basic auth is on too):
+        # a basic challenge here would leave a browser no way to give the token.
         raise web.HTTPSeeOther(RequestUrls(request).login())
     response = json_error("authentication required", 401)
     challenge = 'Basic realm="dremioframe_async", charset="UTF-8"' if guard.basic else "Bearer"
@@ -213,24 +287,42 @@ async def _csrf_sent(request: web.Request) -> str | None:
     return None
 
 
+async def too_many(exc: TooManyFailures) -> web.Response:
+    """429 with ``Retry-After`` for a client that failed to sign in too often, after a
+    short pause: a client hammering the UI then holds its connections instead of the
+    event loop, and signed-in users stay served."""
+    await anyio.sleep(min(TARPIT, exc.retry_after / 2))  # never past the lockout itself
+    response = json_error(str(exc), 429)
+    response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return response
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[UI_KEY].guard
     route = request.match_info.route.resource
     name = route.name if route is not None else None
-    kind = await _identify(request, guard)
-    if kind is None and name not in _OPEN_ROUTES:
+    try:
+        found = await _identify(request, guard)
+    except TooManyFailures as exc:
+        return await too_many(exc)
+    if found is None and name not in _OPEN_ROUTES:
         return _refuse(request, guard)
-    cookie = request.cookies.get(CSRF_COOKIE)
-    fresh = not guard.csrf_valid(cookie)
-    request[CSRF_KEY] = guard.new_csrf() if fresh or cookie is None else cookie
-    unsafe = request.method not in _SAFE_METHODS and kind != "bearer"
-    if unsafe and not guard.csrf_matches(cookie, await _csrf_sent(request)):
-        return json_error("missing or wrong CSRF token (reload the page and try again)", 403)
+    kind, binding = found or ("", "")
+    request[KIND_KEY] = kind
+    csrf_cookie = cookie_name(request, CSRF_COOKIE)
+    cookie = request.cookies.get(csrf_cookie)
+    fresh = not guard.csrf_valid(cookie, binding)
+    request[CSRF_KEY] = guard.new_csrf(binding) if fresh or cookie is None else cookie
+    if request.method not in _SAFE_METHODS and kind != "bearer":
+        if not _same_origin(request):
+            return json_error("cross-origin request refused", 403)
+        if not guard.csrf_matches(cookie, await _csrf_sent(request), binding):
+            return json_error("missing or wrong CSRF token (reload the page and try again)", 403)
     response = await handler(request)
     if fresh and not response.prepared:
         response.set_cookie(
-            CSRF_COOKIE,
+            csrf_cookie,
             request[CSRF_KEY],
             httponly=True,
             samesite="Strict",
@@ -248,7 +340,8 @@ def _ui(request: web.Request) -> UIState:
 
 
 def _html(request: web.Request, title: str, body: Markup, status: int = 200) -> web.Response:
-    text = pages.layout(RequestUrls(request), title, request[CSRF_KEY], body)
+    signed_in = request.get(KIND_KEY) == "session"
+    text = pages.layout(RequestUrls(request), title, request[CSRF_KEY], body, signed_in)
     return web.Response(text=text, content_type="text/html", status=status)
 
 
@@ -257,8 +350,9 @@ async def runs_handler(request: web.Request) -> web.Response:
     try:
         query = parse_query(request.query)
     except ValueError as exc:
-        return _html(request, "Runs", pages.message_page("Bad filter", str(exc)), 400)
+        return _html(request, "Runs", forms.message_page("Bad filter", str(exc)), 400)
     page = await ui.store.query_runs(query)
+    number = request.query.get("page", "1")
     body = pages.runs_page(
         RequestUrls(request),
         page,
@@ -266,6 +360,9 @@ async def runs_handler(request: web.Request) -> web.Response:
         query.pipeline or "",
         query.status.value if query.status else "",
         query.backfill or "",
+        # The first page is page 1 whatever a link said (no cursor: the newest runs).
+        int(number) if number.isdigit() and int(number) > 0 and page.newer else 1,
+        query.limit,
     )
     return _html(request, "Runs", body)
 
@@ -299,7 +396,7 @@ async def run_handler(request: web.Request) -> web.Response:
     found = await _run_body(request)
     if found is None:
         text = f"no run {request.match_info['run_id']!r} in the store"
-        return _html(request, "Not found", pages.message_page("Not found", text), 404)
+        return _html(request, "Not found", forms.message_page("Not found", text), 404)
     run, body = found
     return _html(request, f"Run {run.run_id[:12]}", pages.run_page(RequestUrls(request), run, body))
 
@@ -315,15 +412,24 @@ async def pipelines_handler(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:
     ui = _ui(request)
+    # After a refused trigger (post/redirect/get): which pipeline, why, and its text.
+    refused, why = request.query.get("refused"), request.query.get("error")
     sections = []
     for name, entry in ui.pipelines.items():
         last = await ui.store.query_runs(parse_query({"pipeline": name, "limit": "5"}))
+        mine = refused == name
         sections.append(
-            pages.pipeline_section(
-                RequestUrls(request), entry.pipeline, entry.schedule, last.runs, request[CSRF_KEY]
+            forms.pipeline_section(
+                RequestUrls(request),
+                entry.pipeline,
+                entry.schedule,
+                last.runs,
+                request[CSRF_KEY],
+                params=request.query.get("params", "{}") if mine else "{}",
+                error=f"{name} was not triggered: {why}" if mine and why else None,
             )
         )
-    return _html(request, "Pipelines", pages.pipelines_page(sections, error), status)
+    return _html(request, "Pipelines", forms.pipelines_page(sections, error), status)
 
 
 async def _form_action(
@@ -332,18 +438,22 @@ async def _form_action(
     try:
         run_id = await act(_ui(request))
     except ActionRefused as exc:
-        return _html(request, "Refused", pages.message_page("Refused", str(exc)), exc.status)
+        return _html(request, "Refused", forms.message_page("Refused", str(exc)), exc.status)
     raise web.HTTPSeeOther(RequestUrls(request).run(run_id))
 
 
 async def form_trigger(request: web.Request) -> web.Response:
     form = await request.post()
     raw = form.get("params")
+    name = request.match_info["name"]
     try:
         params = read_params(raw if isinstance(raw, str) else None)
     except ValueError as exc:
-        return await pipelines_handler(request, str(exc), 400)
-    name = request.match_info["name"]
+        # Back to the form (post/redirect/get), with the text as typed and the reason.
+        text = raw[:MAX_PARAMS_ECHO] if isinstance(raw, str) else ""
+        query = {"refused": name, "error": str(exc), "params": text}
+        target = URL(RequestUrls(request).pipelines()).with_query(query)
+        raise web.HTTPSeeOther(f"{target}#pipeline-{name}") from None
     return await _form_action(request, lambda ui: ui.launcher.trigger(name, params))
 
 
@@ -364,24 +474,54 @@ async def form_resume(request: web.Request) -> web.Response:
 
 async def login_handler(request: web.Request) -> web.Response:
     failed = request.query.get("failed") == "1"
-    return _html(
-        request, "Sign in", pages.login_page(RequestUrls(request), request[CSRF_KEY], failed)
+    guard = _ui(request).guard
+    form = forms.login_page(
+        RequestUrls(request), request[CSRF_KEY], failed, token=guard.bearer, password=guard.basic
     )
+    return _html(request, "Sign in", form)
+
+
+async def _signed_in(request: web.Request, guard: Guard) -> bool:
+    """Whether the sign-in form holds the bearer token, or a basic user's password.
+
+    :raises TooManyFailures: for a client that failed too often lately.
+    """
+    form = await request.post()
+    token, user, password = (form.get(k) for k in ("token", "user", "password"))
+    client = request.remote or ""
+    if guard.bearer and isinstance(token, str) and token:
+        return guard.token_ok(token, client)
+    if guard.basic and isinstance(user, str) and isinstance(password, str) and user:
+        return await guard.password_ok(user, password, client)
+    return False
 
 
 async def login_post(request: web.Request) -> web.Response:
     guard = _ui(request).guard
-    token = (await request.post()).get("token")
     urls = RequestUrls(request)
-    if not guard.bearer or not isinstance(token, str) or not guard.token_ok(token):
+    try:
+        ok = await _signed_in(request, guard)
+    except TooManyFailures as exc:
+        return await too_many(exc)
+    if not ok:
         raise web.HTTPSeeOther(urls.login() + "?failed=1")
     response = web.HTTPSeeOther(urls.runs())
     response.set_cookie(
-        SESSION_COOKIE,
+        cookie_name(request, SESSION_COOKIE),
         guard.open_session(),
         httponly=True,
         samesite="Strict",
         secure=request.secure,
         path="/",
+        max_age=max(1, math.ceil(guard.session_seconds)),
     )
+    raise response
+
+
+async def logout_post(request: web.Request) -> web.Response:
+    guard = _ui(request).guard
+    name = cookie_name(request, SESSION_COOKIE)
+    guard.close_session(request.cookies.get(name))
+    response = web.HTTPSeeOther(RequestUrls(request).login())
+    response.del_cookie(name, path="/")
     raise response

@@ -16,8 +16,10 @@ from ._html import Markup, el
 __all__ = ["MAX_NODES", "GraphNode", "graph_svg"]
 
 MAX_NODES = 300  # past this an SVG is unreadable and heavy; the task table stays
-NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 150, 30, 40, 12, 8
-LABEL_CHARS = 19
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 170, 36, 40, 12, 8
+# Characters that fit a box at the stylesheet's sizes (12px key, 10.5px note) with
+# room to spare for wide glyphs; the rest is cut with an ellipsis (the title has all).
+LABEL_CHARS, NOTE_CHARS = 22, 27
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,7 @@ class GraphNode:
     upstream: tuple[str, ...]
     state: str = "PENDING"
     note: str = ""
+    href: str = ""  # the task's page, when it has one
 
 
 def _layers(nodes: Mapping[str, GraphNode]) -> dict[str, int]:
@@ -65,8 +68,8 @@ def _barycentre(keys: Sequence[str], pos: Mapping[str, int], default: int) -> fl
     return sum(found) / len(found) if found else float(default)
 
 
-def _label(key: str) -> str:
-    return key if len(key) <= LABEL_CHARS else key[: LABEL_CHARS - 1] + "…"
+def _label(key: str, limit: int = LABEL_CHARS) -> str:
+    return key if len(key) <= limit else key[: limit - 1] + "…"
 
 
 def graph_svg(nodes: Sequence[GraphNode], *, title: str = "task graph") -> Markup:
@@ -110,11 +113,22 @@ def _edge(src: tuple[int, int], dst: tuple[int, int]) -> Markup:
 
 
 def _box(node: GraphNode, x: int, y: int) -> Markup:
-    text = _label(node.key) + (f" {node.note}" if node.note else "")
-    return el(
+    # The key on one line and the note ("×200 (194 ok)") on its own below it, each cut
+    # to the box: a long mapped label used to run into the next node.
+    if node.note:
+        texts = [
+            el("text", {"class": "key", "x": x + 8, "y": y + 15}, _label(node.key)),
+            el("text", {"class": "note", "x": x + 8, "y": y + 29}, _label(node.note, NOTE_CHARS)),
+        ]
+    else:
+        texts = [
+            el("text", {"class": "key", "x": x + 8, "y": y + NODE_H // 2 + 4}, _label(node.key))
+        ]
+    box = el(
         "g",
         {"class": f"node s-{node.state}", "data-key": node.key, "data-state": node.state},
         el("title", None, f"{node.key}: {node.state}" + (f" ({node.note})" if node.note else "")),
         el("rect", {"x": x, "y": y, "width": NODE_W, "height": NODE_H, "rx": 5}),
-        el("text", {"x": x + 8, "y": y + NODE_H // 2 + 4}, text),
+        texts,
     )
+    return el("a", {"href": node.href}, box) if node.href else box

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from .._masking import mask_text
 from ..errors import DremioFrameError
 from ..orchestration import Pipeline, PipelineDefinitionError, RunFinished, RunStarted
 from ..store import QueuedRun, RunStatus, RunStore, StoreError
@@ -179,7 +180,8 @@ class RunLauncher:
                 )
         except Exception as exc:
             failure.append(exc)
-            log.warning("run %s of %s ended with an error: %r", run_id, pipeline.name, exc)
+            shown = mask_text(repr(exc))
+            log.warning("run %s of %s ended with an error: %s", run_id, pipeline.name, shown)
             if resume is None:
                 await _fail_unstarted(self.store, pipeline.name, run_id)
         finally:

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from .._masking import mask_text
 from ..store import (
     LogEntry,
     LogPage,
@@ -31,9 +32,12 @@ from ..store import (
     drop_marker,
 )
 from ._html import Markup, el, join
-from ._pages import badge, layout, took, when
+from ._model import group_tasks
+from ._pages import badge, layout
 from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+from ._taskpage import task_instances, task_result, task_summary
+from ._times import took, when
 
 __all__ = ["add_log_routes", "entry_json", "log_query"]
 
@@ -178,7 +182,8 @@ def _line(line: LogEntry) -> Markup:
         if line.dropped_before
         else None
     )
-    text = f"{when(line.time)[11:19]} {line.level:<8} {line.logger}: {line.message}\n"
+    message = mask_text(line.message)
+    text = f"{when(line.time)[11:19]} {line.level:<8} {line.logger}: {message}\n"
     return join(marker, el("span", {"class": f"line lvl-{line.level}"}, text))
 
 
@@ -193,8 +198,8 @@ def _attempt_section(task: TaskInfo, number: int, lines: Sequence[LogEntry], mor
         el(
             "details",
             {"class": "error", "open": True},
-            el("summary", None, f"{attempt.error_type}: {attempt.error_message}"),
-            el("pre", None, attempt.error_traceback or "(no traceback)"),
+            el("summary", None, mask_text(f"{attempt.error_type}: {attempt.error_message}")),
+            el("pre", None, mask_text(attempt.error_traceback or "(no traceback)")),
         )
         if attempt is not None and attempt.error_type
         else None
@@ -217,6 +222,8 @@ def task_page(
     lines: Sequence[LogEntry],
     after: int,
     more: bool,
+    instances: Sequence[TaskInfo] = (),
+    state: str = "",
 ) -> Markup:
     """A task's attempts, each with its error and log lines; followed live while it runs."""
     by_attempt: dict[int, list[LogEntry]] = {}
@@ -229,12 +236,14 @@ def task_page(
         "main",
         {"id": "task", "data-run": run.run_id, "data-task": task.key, "data-follow": follow},
         el("h1", None, "Task ", el("code", None, task.key), " ", badge(task.state.value)),
-        el("p", None, "Run ", el("a", {"href": urls.run(run.run_id)}, run.run_id)),
+        task_summary(urls, run, task),
+        task_instances(urls, task, instances, state),
         el(
             "div",
             {"id": "attempts"},
             [_attempt_section(task, n, by_attempt.get(n, ()), more) for n in numbers],
         ),
+        task_result(task),
     )
 
 
@@ -254,7 +263,19 @@ async def task_handler(request: web.Request) -> web.Response:
     if not found:
         return html_page(request, "Not found", el("p", None, f"no task {key!r} in run"), 404)
     page: LogPage = await _reader(ui).get_logs(LogQuery(run_id, key, limit=PAGE_LINES))
-    body = task_page(RequestUrls(request), run, found[0], page.lines, page.next_after, page.more)
+    groups = {g.task.key: g for g in group_tasks(tasks)}
+    instances = groups[key].instances if key in groups else ()
+    state = request.query.get("state", "")
+    body = task_page(
+        RequestUrls(request),
+        run,
+        found[0],
+        page.lines,
+        page.next_after,
+        page.more,
+        instances,
+        state,
+    )
     return html_page(request, f"Task {key}", body)
 
 

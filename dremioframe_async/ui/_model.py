@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._masking import MASK, mask_text, mask_value
 from ..store import AttemptInfo, RunInfo, TaskInfo
 
 __all__ = [
@@ -21,21 +22,15 @@ __all__ = [
     "task_state_json",
 ]
 
-MASK = "********"
-# Values under keys like these are never shown (params, stored results).
-_SECRET = re.compile(r"pass|secret|token|credential|api[_-]?key|auth|private", re.IGNORECASE)
 _INSTANCE = re.compile(r"^(?P<parent>.+)\[(?P<index>\d+)\]$")
 MAX_RESULT_CHARS = 4000
 MAX_PREVIEW_ITEMS = 100
 
 
 def mask(value: Any) -> Any:
-    """``value`` with every entry under a secret-looking key replaced by :data:`MASK`."""
-    if isinstance(value, Mapping):
-        return {str(k): MASK if _SECRET.search(str(k)) else mask(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask(v) for v in value]
-    return value
+    """``value`` with every entry under a secret key, and every URL password in its
+    strings, replaced by :data:`MASK` (the package's one masking rule)."""
+    return mask_value(value)
 
 
 def result_text(task: TaskInfo) -> str | None:
@@ -85,17 +80,22 @@ def attempt_json(attempt: AttemptInfo) -> dict[str, Any]:
         "started": attempt.started,
         "finished": attempt.finished,
         "error_type": attempt.error_type,
-        "error_message": attempt.error_message,
-        "error_traceback": attempt.error_traceback,
+        "error_message": _masked(attempt.error_message),
+        "error_traceback": _masked(attempt.error_traceback),
         "retry_delay": attempt.retry_delay,
     }
+
+
+def _masked(text: str | None) -> str | None:
+    # Stores mask errors as they record them; rows written before that are masked here.
+    return mask_text(text) if text else text
 
 
 def task_json(task: TaskInfo) -> dict[str, Any]:
     """One task instance, with attempts and its stored result, as the API returns it."""
     return {
         **task_state_json(task),
-        "reason": task.reason,
+        "reason": _masked(task.reason),
         "upstream": list(task.upstream),
         "attempts": [attempt_json(a) for a in task.attempts],
         "result": mask(task.result) if task.result_stored else None,
@@ -140,6 +140,24 @@ def group_tasks(tasks: Iterable[TaskInfo]) -> list[TaskGroup]:
         TaskGroup(t, tuple(c for _, c in sorted(children.get(t.key, []), key=lambda p: p[0])))
         for t in top
     ]
+
+
+def task_counts(groups: Iterable[TaskGroup]) -> dict[str, int]:
+    """Task states counted as the operator sees them: each mapped instance once, and the
+    mapped task itself not at all (it only sums its instances up)."""
+    counts: dict[str, int] = {}
+    for g in groups:
+        for t in g.instances or (g.task,):
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+    return counts
+
+
+def shorten(text: str, limit: int = 160) -> tuple[str, bool]:
+    """``text`` cut to ``limit`` characters on its first line, and whether it was cut."""
+    first = text.split("\n", 1)[0]
+    if len(first) <= limit and first == text:
+        return text, False
+    return (first[: limit - 1] + "…" if len(first) > limit else first + " …"), True
 
 
 def instance_note(instances: Sequence[TaskInfo]) -> str:

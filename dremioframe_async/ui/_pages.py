@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Protocol
 
-from ..orchestration import MappedTask, Pipeline
+from .._masking import mask_text
 from ..store import RunInfo, RunPage, RunStatus, TaskInfo
 from ._graph import GraphNode, graph_svg
 from ._html import Markup, el, join
-from ._launcher import planned_edges
-from ._model import TaskGroup, group_tasks, instance_note, mask, result_text
+from ._model import (
+    TaskGroup,
+    group_tasks,
+    instance_note,
+    mask,
+    result_text,
+    shorten,
+    task_counts,
+)
 from ._timeline import timeline_svg
+from ._times import elapsed, stamp, took, when
 
-__all__ = ["Urls", "layout", "login_page", "pipelines_page", "run_body", "runs_page"]
+__all__ = ["Urls", "badge", "csrf_field", "layout", "run_body", "run_page", "runs_page"]
 
 MAX_LISTED = 200  # instances, errors, results: a page stays light whatever the fan-out
-STATES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "UPSTREAM_FAILED", "SKIPPED", "CANCELLED")
+STATES = (
+    "PENDING",
+    "RUNNING",
+    "SUCCESS",
+    "FAILED",
+    "UPSTREAM_FAILED",
+    "SKIPPED",
+    "CANCELLED",
+    "INTERRUPTED",
+)
 
 
 class Urls(Protocol):
@@ -29,39 +46,26 @@ class Urls(Protocol):
     def live(self, run_id: str) -> str: ...
     def events(self, run_id: str) -> str: ...
     def pipelines(self) -> str: ...
-    def task(self, run_id: str, key: str) -> str: ...
     def trigger(self, name: str) -> str: ...
     def cancel(self, run_id: str) -> str: ...
     def resume(self, run_id: str) -> str: ...
     def static(self, name: str) -> str: ...
     def login(self) -> str: ...
 
+    def logout(self) -> str: ...
 
-def when(t: float | None) -> str:
-    """Epoch seconds as UTC text."""
-    if t is None:
-        return "-"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    def task(self, run_id: str, key: str, **query: str) -> str: ...
 
 
-def took(seconds: float | None) -> str:
-    """A duration as text."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def layout(urls: Urls, title: str, csrf: str, body: Markup) -> str:
-    """A whole page around ``body``."""
+def layout(urls: Urls, title: str, csrf: str, body: Markup, signed_in: bool = False) -> str:
+    """A whole page around ``body`` (with a sign-out button in a browser session)."""
     head = el(
         "head",
         None,
         el("meta", {"charset": "utf-8"}),
         el("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}),
         el("meta", {"name": "csrf-token", "content": csrf}),
+        el("meta", {"name": "server-time", "content": f"{time.time():.3f}"}),
         el("title", None, f"{title} · dremioframe_async"),
         el("link", {"rel": "stylesheet", "href": urls.static("ui.css")}),
         el("link", {"rel": "icon", "href": "data:,"}),  # no favicon request
@@ -73,6 +77,14 @@ def layout(urls: Urls, title: str, csrf: str, body: Markup) -> str:
         el("a", {"href": urls.runs(), "class": "brand"}, "dremioframe_async"),
         el("a", {"href": urls.runs()}, "Runs"),
         el("a", {"href": urls.pipelines()}, "Pipelines"),
+        el(
+            "form",
+            {"method": "post", "action": urls.logout(), "class": "logout"},
+            csrf_field(csrf),
+            el("button", {"type": "submit"}, "Sign out"),
+        )
+        if signed_in
+        else None,
     )
     return "<!doctype html>" + el("html", {"lang": "en"}, head, el("body", None, nav, body))
 
@@ -91,7 +103,7 @@ def counts_line(counts: Mapping[str, int]) -> Markup:
     return el("span", {"class": "counts"}, parts or "no tasks")
 
 
-def _csrf_field(csrf: str) -> Markup:
+def csrf_field(csrf: str) -> Markup:
     return el("input", {"type": "hidden", "name": "csrf_token", "value": csrf})
 
 
@@ -124,6 +136,27 @@ def _filters(urls: Urls, pipelines: Sequence[str], pipeline: str, status: str) -
     )
 
 
+def _run_took(run: RunInfo) -> Markup | str:
+    if run.status is RunStatus.RUNNING:
+        return elapsed(run.started, None, True)
+    if run.status is RunStatus.INTERRUPTED:
+        # Its process died: the store knows only when the run last recorded something.
+        return el(
+            "span",
+            {"title": "until its last record; the run's process ended without a word"},
+            f"≥ {took(run.duration)}",
+        )
+    return took(run.duration)
+
+
+def _params_preview(params: Mapping[str, object], limit: int = 60) -> Markup | str:
+    if not params:
+        return ""
+    text = json.dumps(mask(dict(params)), sort_keys=True, default=str)
+    short = text if len(text) <= limit else text[: limit - 1] + "…"
+    return el("code", {"title": text}, short)
+
+
 def runs_page(
     urls: Urls,
     page: RunPage,
@@ -131,47 +164,72 @@ def runs_page(
     pipeline: str,
     status: str,
     backfill: str = "",
+    number: int = 1,
+    size: int = 50,
 ) -> Markup:
-    """The runs list: filters, one row per run, and newer/older links.
+    """The runs list: filters, one row per run, and newer/older links with the page
+    ``number`` (counted along the links: the cursors themselves carry no position).
 
     With ``backfill``, only that backfill's runs: one group, named above the list.
     """
+    by_pipeline: dict[str, str] = {}
+
+    def pipeline_link(name: str) -> Markup:
+        if name not in by_pipeline:
+            by_pipeline[name] = urls.runs(pipeline=name)
+        return el("a", {"href": by_pipeline[name]}, name)
+
     rows = [
         el(
             "tr",
             {"data-run": r.run_id},
             el("td", None, el("a", {"href": urls.run(r.run_id)}, r.run_id[:12])),
-            el("td", None, r.pipeline),
+            el("td", None, pipeline_link(r.pipeline)),
             el("td", None, badge(r.status.value)),
-            el("td", None, when(r.started)),
-            el("td", None, took(r.duration)),
+            el("td", None, stamp(r.started)),
+            el("td", None, _run_took(r)),
             el("td", None, counts_line(r.counts)),
+            el("td", {"class": "params"}, _params_preview(r.params)),
         )
         for r in page.runs
     ]
-    chosen = (("pipeline", pipeline), ("status", status), ("backfill", backfill))
+    limit = str(size) if size != 50 else ""  # a page size given stays on the next pages
+    chosen = (("pipeline", pipeline), ("status", status), ("backfill", backfill), ("limit", limit))
     keep = {k: v for k, v in chosen if v}
     links = el(
         "p",
         {"class": "pager"},
-        el("a", {"href": urls.runs(**keep, after=page.newer), "rel": "prev"}, "← newer")
+        el(
+            "a",
+            {"href": urls.runs(**keep, after=page.newer, page=str(number - 1)), "rel": "prev"},
+            "← newer",
+        )
         if page.newer
         else None,
-        f" {page.total} run{'s' if page.total != 1 else ''} ",
-        el("a", {"href": urls.runs(**keep, before=page.older), "rel": "next"}, "older →")
+        f" page {number} of {max(1, -(-page.total // size))} · "
+        f"{page.total} run{'s' if page.total != 1 else ''} ",
+        el(
+            "a",
+            {"href": urls.runs(**keep, before=page.older, page=str(number + 1)), "rel": "next"},
+            "older →",
+        )
         if page.older
         else None,
     )
     head = el(
         "tr",
         None,
-        [el("th", None, h) for h in ("Run", "Pipeline", "Status", "Started", "Duration", "Tasks")],
+        [
+            el("th", None, h)
+            for h in ("Run", "Pipeline", "Status", "Started", "Duration", "Tasks", "Params")
+        ],
     )
     table = el("table", {"class": "runs"}, el("thead", None, head), el("tbody", None, rows))
     running = any(r.status is RunStatus.RUNNING for r in page.runs)
     return el(
         "main",
-        {"id": "runs", "data-refresh": "5" if running else None},
+        # Every 5 s while a run is RUNNING, else every 15 s: new runs appear either way.
+        {"id": "runs", "data-refresh": "5" if running else "15"},
         el("h1", None, "Runs"),
         _filters(urls, pipelines, pipeline, status),
         el(
@@ -195,15 +253,20 @@ def runs_page(
 
 
 def run_graph(
-    tasks: Sequence[TaskInfo], groups: Sequence[TaskGroup], planned: Mapping[str, tuple[str, ...]]
+    tasks: Sequence[TaskInfo],
+    groups: Sequence[TaskGroup],
+    planned: Mapping[str, tuple[str, ...]],
+    urls: Urls | None = None,
 ) -> Markup:
-    """The run's DAG; edges of tasks not yet started come from the served pipeline's plan."""
+    """The run's DAG; edges of tasks not yet started come from the served pipeline's plan.
+    Each node links to its task's page."""
     nodes = [
         GraphNode(
             g.task.key,
             g.task.upstream or planned.get(g.task.key, ()),
             g.task.state.value,
             instance_note(g.instances),
+            urls.task(g.task.run_id, g.task.key) if urls is not None else "",
         )
         for g in groups
     ]
@@ -216,8 +279,12 @@ def _actions(urls: Urls, run: RunInfo, csrf: str, can_cancel: bool, can_resume: 
         forms.append(
             el(
                 "form",
-                {"method": "post", "action": urls.cancel(run.run_id)},
-                _csrf_field(csrf),
+                {
+                    "method": "post",
+                    "action": urls.cancel(run.run_id),
+                    "data-confirm": f"Cancel run {run.run_id[:12]} of {run.pipeline}?",
+                },
+                csrf_field(csrf),
                 el("button", {"class": "danger", "type": "submit"}, "Cancel run"),
             )
         )
@@ -226,21 +293,21 @@ def _actions(urls: Urls, run: RunInfo, csrf: str, can_cancel: bool, can_resume: 
             el(
                 "form",
                 {"method": "post", "action": urls.resume(run.run_id)},
-                _csrf_field(csrf),
+                csrf_field(csrf),
                 el("button", {"type": "submit"}, "Resume"),
             )
         )
     return el("div", {"class": "actions"}, forms)
 
 
-def _summary(urls: Urls, run: RunInfo) -> Markup:
+def _summary(urls: Urls, run: RunInfo, counts: Mapping[str, int] | None = None) -> Markup:
     rows = [
         ("Pipeline", run.pipeline),
         ("Status", badge(run.status.value)),
-        ("Started", when(run.started)),
-        ("Finished", when(run.finished)),
-        ("Duration", took(run.duration)),
-        ("Tasks", counts_line(run.counts)),
+        ("Started", stamp(run.started)),
+        ("Finished", stamp(run.finished)),
+        ("Duration", _run_took(run)),
+        ("Tasks", counts_line(run.counts if counts is None else counts)),
         (
             "Params",
             el("code", None, json.dumps(mask(dict(run.params)), sort_keys=True, default=str)),
@@ -268,29 +335,32 @@ def _summary(urls: Urls, run: RunInfo) -> Markup:
 def _task_row(urls: Urls, task: TaskInfo, cls: str = "") -> Markup:
     last = task.attempts[-1] if task.attempts else None
     error = f"{last.error_type}: {last.error_message}" if last and last.error_type else ""
-    note = (
-        error
-        or task.reason
-        or (task.result_note and f"result {task.result_type}: {task.result_note}")
-    )
+    if error:
+        note = _expander(mask_text(error))
+        kind = "note error"
+    elif task.reason:  # why it was skipped or resumed: information, not an error
+        note, kind = _expander(mask_text(task.reason)), "note reason"
+    else:
+        note = task.result_note and f"result {task.result_type}: {task.result_note}"
+        kind = "note"
     return el(
         "tr",
         {"class": cls or None, "data-key": task.key},
         el("td", None, el("a", {"href": urls.task(task.run_id, task.key)}, task.key)),
         el("td", None, badge(task.state.value)),
         el("td", None, len(task.attempts)),
-        el("td", None, when(task.started)),
-        el(
-            "td",
-            None,
-            took(
-                None
-                if task.started is None or task.finished is None
-                else task.finished - task.started
-            ),
-        ),
-        el("td", {"class": "note"}, note),
+        el("td", None, stamp(task.started)),
+        el("td", None, elapsed(task.started, task.finished, task.state.value == "RUNNING")),
+        el("td", {"class": kind}, note),
     )
+
+
+def _expander(text: str) -> Markup | str:
+    """A long text as its first line, with the whole of it one click away."""
+    short, cut = shorten(text)
+    if not cut:
+        return text
+    return el("details", {"class": "long"}, el("summary", None, short), el("pre", None, text))
 
 
 def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
@@ -328,32 +398,67 @@ def _more(total: int) -> Markup | None:
 
 
 def _errors(urls: Urls, tasks: Sequence[TaskInfo]) -> Markup:
-    items = [
-        el(
-            "details",
-            {"class": "error"},
-            el("summary", None, f"{t.key} · attempt {a.number}: {a.error_type}: {a.error_message}"),
-            el("pre", None, a.error_traceback or "(no traceback)"),
-            el("a", {"href": urls.task(t.run_id, t.key)}, "log lines and attempts"),
-        )
-        for t in tasks
-        for a in t.attempts
-        if a.error_type
-    ]
+    items = []
+    for t in tasks:
+        previous = None
+        for a in t.attempts:
+            if not a.error_type:
+                continue
+            message = mask_text(f"{a.error_type}: {a.error_message}")
+            short, _ = shorten(message)
+            same = message == previous
+            head = f"{t.key} · attempt {a.number}: " + (
+                f"same error as attempt {a.number - 1}" if same else short
+            )
+            items.append(
+                el(
+                    "details",
+                    {"class": "error"},
+                    el("summary", None, head),
+                    el("pre", None, mask_text(a.error_traceback or message)),
+                    el("a", {"href": urls.task(t.run_id, t.key)}, "log lines and attempts"),
+                )
+            )
+            previous = message
     if not items:
         return Markup("")
     return el("section", None, el("h2", None, "Errors"), items[:MAX_LISTED], _more(len(items)))
 
 
-def _results(tasks: Sequence[TaskInfo]) -> Markup:
-    stored = [t for t in tasks if t.result_stored]
-    items = [
-        el("details", None, el("summary", None, t.key), el("pre", None, result_text(t)))
-        for t in stored[:MAX_LISTED]
-    ]
+def _results(groups: Sequence[TaskGroup]) -> Markup:
+    items = []
+    total = 0
+    for g in groups:
+        stored = [t for t in g.instances if t.result_stored]
+        if g.task.result_stored and not g.instances:
+            total += 1
+            items.append(
+                el(
+                    "details",
+                    None,
+                    el("summary", None, g.task.key),
+                    el("pre", None, result_text(g.task)),
+                )
+            )
+        elif stored:
+            total += len(stored)
+            inner = [
+                el("details", None, el("summary", None, t.key), el("pre", None, result_text(t)))
+                for t in stored[:MAX_LISTED]
+            ]
+            summary = f"{g.task.key}: {len(stored)} mapped instance results"
+            items.append(
+                el(
+                    "details",
+                    {"class": "group"},
+                    el("summary", None, summary),
+                    inner,
+                    _more(len(stored)),
+                )
+            )
     if not items:
         return Markup("")
-    return el("section", None, el("h2", None, "Stored results"), items, _more(len(stored)))
+    return el("section", None, el("h2", None, "Stored results"), items[:MAX_LISTED])
 
 
 def run_body(
@@ -372,12 +477,12 @@ def run_body(
         "div",
         {"id": "run-live", "data-status": run.status.value},
         _actions(urls, run, csrf, can_cancel, can_resume),
-        _summary(urls, run),
+        _summary(urls, run, task_counts(groups)),
         el(
             "section",
             None,
             el("h2", None, "Graph"),
-            el("div", {"class": "scroll"}, run_graph(tasks, groups, planned)),
+            el("div", {"class": "scroll"}, run_graph(tasks, groups, planned, urls)),
         ),
         el(
             "section",
@@ -387,7 +492,7 @@ def run_body(
         ),
         el("section", None, el("h2", None, "Tasks"), _task_table(urls, groups)),
         _errors(urls, tasks),
-        _results(tasks),
+        _results(groups),
     )
 
 
@@ -400,98 +505,3 @@ def run_page(urls: Urls, run: RunInfo, body: Markup) -> Markup:
         "data-live": urls.live(run.run_id) if live else None,
     }
     return el("main", attrs, el("h1", None, "Run ", el("code", None, run.run_id)), body)
-
-
-# ---------------------------------------------------------------- pipelines
-
-
-def pipeline_graph(pipeline: Pipeline) -> Markup:
-    edges = planned_edges(pipeline)
-    if isinstance(edges, str):
-        return el("p", {"class": "error-box"}, f"the graph cannot run: {edges}")
-    plan = pipeline.plan()  # valid (and cached) once planned_edges succeeded
-    mapped = {k for k, t in zip(plan.keys, plan.tasks, strict=True) if isinstance(t, MappedTask)}
-    nodes = [
-        GraphNode(k, up, "PLANNED", "(mapped)" if k in mapped else "") for k, up in edges.items()
-    ]
-    return graph_svg(nodes, title=f"graph of {pipeline.name}")
-
-
-def pipeline_section(
-    urls: Urls, pipeline: Pipeline, schedule: str | None, last: Sequence[RunInfo], csrf: str
-) -> Markup:
-    runs = [
-        el(
-            "li",
-            None,
-            el("a", {"href": urls.run(r.run_id)}, r.run_id[:12]),
-            " ",
-            badge(r.status.value),
-            " ",
-            when(r.started),
-        )
-        for r in last
-    ]
-    form = el(
-        "form",
-        {"class": "trigger", "method": "post", "action": urls.trigger(pipeline.name)},
-        _csrf_field(csrf),
-        el(
-            "label",
-            None,
-            "Params (JSON object)",
-            el("textarea", {"name": "params", "rows": 3, "spellcheck": "false"}, "{}"),
-        ),
-        el("button", {"type": "submit"}, f"Trigger {pipeline.name}"),
-    )
-    return el(
-        "section",
-        {"class": "pipeline", "data-pipeline": pipeline.name},
-        el("h2", None, pipeline.name),
-        el("p", None, "Schedule: ", schedule or "none (triggered by hand or by the application)"),
-        el("div", {"class": "scroll"}, pipeline_graph(pipeline)),
-        el("h3", None, "Last runs"),
-        el("ul", {"class": "last-runs"}, runs)
-        if runs
-        else el("p", {"class": "muted"}, "no runs yet"),
-        form,
-    )
-
-
-def pipelines_page(sections: Sequence[Markup], error: str | None = None) -> Markup:
-    return el(
-        "main",
-        None,
-        el("h1", None, "Pipelines"),
-        el("p", {"class": "error-box"}, error) if error else None,
-        sections
-        or el("p", {"class": "muted"}, "this UI serves no pipelines (pass pipelines=[...])"),
-    )
-
-
-def login_page(urls: Urls, csrf: str, failed: bool) -> Markup:
-    return el(
-        "main",
-        None,
-        el("h1", None, "Sign in"),
-        el("p", {"class": "error-box"}, "wrong token") if failed else None,
-        el(
-            "form",
-            {"method": "post", "action": urls.login()},
-            _csrf_field(csrf),
-            el(
-                "label",
-                None,
-                "Access token",
-                el(
-                    "input",
-                    {"type": "password", "name": "token", "autocomplete": "current-password"},
-                ),
-            ),
-            el("button", {"type": "submit"}, "Sign in"),
-        ),
-    )
-
-
-def message_page(title: str, text: str) -> Markup:
-    return el("main", None, el("h1", None, title), el("p", None, text))

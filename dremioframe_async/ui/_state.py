@@ -14,8 +14,9 @@ from ..store import RunInfo, RunStore, TaskInfo
 from ._launcher import PipelineEntry, RunLauncher
 from ._live import LiveRuns
 from ._security import Guard
+from ._streams import StreamHub
 
-__all__ = ["CSRF_KEY", "UI_KEY", "RequestUrls", "UIState"]
+__all__ = ["CSRF_KEY", "KIND_KEY", "UI_KEY", "RequestUrls", "UIState"]
 
 
 @dataclass(slots=True)
@@ -28,6 +29,7 @@ class UIState:
     launcher: RunLauncher
     guard: Guard
     poll_interval: float
+    streams: StreamHub
     closing: anyio.Event | None = field(default=None)
 
     async def read_run(self, run_id: str) -> tuple[RunInfo, Sequence[TaskInfo]]:
@@ -67,6 +69,7 @@ class UIState:
 
 UI_KEY = web.AppKey("dremioframe_async.ui", UIState)
 CSRF_KEY = web.RequestKey("dremioframe_async.ui.csrf", str)
+KIND_KEY = web.RequestKey("dremioframe_async.ui.kind", str)  # bearer, basic, session, ...
 
 
 class RequestUrls:
@@ -91,8 +94,8 @@ class RequestUrls:
     def events(self, run_id: str) -> str:
         return str(self._url("api_run_events", run_id=run_id))
 
-    def task(self, run_id: str, key: str) -> str:
-        return str(self._url("task", run_id=run_id).with_query({"key": key}))
+    def task(self, run_id: str, key: str, **query: str) -> str:
+        return str(self._url("task", run_id=run_id).with_query({"key": key, **query}))
 
     def log_events(self, run_id: str, key: str, after: int) -> str:
         query = {"task": key, "after": str(after)}
@@ -115,3 +118,6 @@ class RequestUrls:
 
     def login(self) -> str:
         return str(self._url("login"))
+
+    def logout(self) -> str:
+        return str(self._url("logout"))

@@ -12,6 +12,7 @@ from ._model import TaskGroup, group_tasks
 __all__ = ["MAX_ROWS", "timeline_svg"]
 
 MAX_ROWS = 200
+MAX_INSTANCE_ROWS = 50  # per mapped task: the table lists them all, the chart shows a sample
 LABEL_W, CHART_W, ROW_H, BAR_H, AXIS_H = 200, 700, 18, 12, 20
 LABEL_CHARS = 28
 
@@ -28,13 +29,32 @@ def _seconds(s: float) -> str:
     return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f}m"
 
 
-def _rows(groups: Sequence[TaskGroup]) -> list[tuple[TaskInfo, bool]]:
-    """Tasks in plan order, each mapped task followed by its instances (flagged True)."""
-    rows: list[tuple[TaskInfo, bool]] = []
-    for group in groups:
+Row = tuple[TaskInfo, bool] | tuple[str, int]  # a task (True: an instance), or "n more"
+
+
+def _rows(groups: Sequence[TaskGroup]) -> tuple[list[Row], int]:
+    """Tasks in plan order, each mapped task followed by its instances, and how many
+    top-level tasks did not fit.
+
+    Every top-level task that started gets a row (up to :data:`MAX_ROWS` of them);
+    the rows left are shared by the mapped tasks' instances, and the instances that
+    do not fit collapse into one "n more" row under their task. A fan-out of 200 no
+    longer pushes the tasks after it off the chart.
+    """
+    top = [g for g in groups if g.task.started is not None][:MAX_ROWS]
+    hidden_top = sum(1 for g in groups if g.task.started is not None) - len(top)
+    started = [[t for t in g.instances if t.started is not None] for g in top]
+    mapped = sum(1 for s in started if s)
+    budget = max(0, MAX_ROWS - len(top) - mapped)  # a "more" row each, at most
+    share = min(MAX_INSTANCE_ROWS, budget // mapped) if mapped else 0
+    rows: list[Row] = []
+    for group, instances in zip(top, started, strict=True):
         rows.append((group.task, False))
-        rows.extend((t, True) for t in group.instances)
-    return [(t, inst) for t, inst in rows if t.started is not None]
+        shown = instances if len(instances) <= share + 1 else instances[:share]
+        rows.extend((t, True) for t in shown)
+        if len(shown) < len(instances):
+            rows.append((group.task.key, len(instances) - len(shown)))
+    return rows, hidden_top
 
 
 def _bar(cls: str, x: float, y: int, w: float, h: int, tip: str) -> Markup:
@@ -49,17 +69,20 @@ def timeline_svg(
 
     A mapped task's row spans its instances (a thin bar); each instance follows it.
     """
-    rows = _rows(groups if groups is not None else group_tasks(tasks))
+    rows, hidden = _rows(groups if groups is not None else group_tasks(tasks))
     if not rows:
         return el("p", {"class": "muted"}, "no attempt has started yet")
-    hidden = max(0, len(rows) - MAX_ROWS)
-    rows = rows[:MAX_ROWS]
-    t0, t1 = _span(run, [t for t, _ in rows])
+    t0, t1 = _span(run, [r[0] for r in rows if isinstance(r[0], TaskInfo)])
     scale = CHART_W / (t1 - t0)
     now = min(time.time(), t1)
     body = []
-    for i, (task, instance) in enumerate(rows):
+    for i, row in enumerate(rows):
         y = AXIS_H + i * ROW_H
+        if isinstance(row[0], str):
+            more = f"… {row[1]} more instances of {row[0]} (see the table)"
+            body.append(el("text", {"class": "tl-more", "x": 16, "y": y + BAR_H}, more))
+            continue
+        task, instance = row
         name = task.key if len(task.key) <= LABEL_CHARS else task.key[: LABEL_CHARS - 1] + "…"
         x_label = 16 if instance else 4
         body.append(el("text", {"class": "tl-label", "x": x_label, "y": y + BAR_H}, name))
@@ -91,7 +114,7 @@ def timeline_svg(
         _axis(t1 - t0, height),
         body,
     )
-    note = el("p", {"class": "muted"}, f"{hidden} more rows not drawn") if hidden else None
+    note = el("p", {"class": "muted"}, f"{hidden} more tasks not drawn") if hidden else None
     return Markup(svg + (note or ""))
 
 

@@ -2,33 +2,108 @@
 // changing part of the page is fetched again, rendered (and escaped) by the server.
 "use strict";
 
-// The runs list, while some run on it is RUNNING, is fetched again every few seconds.
+// A banner for when the server cannot be reached (stopped, restarting, network).
+function notice(text) {
+  let box = document.getElementById("notice");
+  if (!box) {
+    box = document.createElement("p");
+    box.id = "notice";
+    box.className = "notice";
+    box.setAttribute("role", "status");
+    const main = document.querySelector("main");
+    main.insertBefore(box, main.firstChild);
+  }
+  box.textContent = text || "";
+  box.hidden = !text;
+}
+
+// A page fetched again; null (and a notice) when the server cannot be reached.
+async function fetchPage(url) {
+  try {
+    const response = await fetch(url, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+    });
+    notice("");
+    return response.ok ? await response.text() : null;
+  } catch (err) {
+    notice("disconnected from the server, retrying…");
+    // What the page shows may be stale: no button may act on it meanwhile.
+    document.querySelectorAll("#run-live .actions").forEach((a) => (a.hidden = true));
+    return null;
+  }
+}
+
+// Relative times ("3 min ago") and running elapsed times stay current, by the
+// server's clock (its time when the page was made, plus the time since).
+(function () {
+  const meta = document.querySelector('meta[name="server-time"]');
+  const skew = meta ? Number(meta.content) - Date.now() / 1000 : 0;
+  const now = () => Date.now() / 1000 + skew;
+  function took(s) {
+    if (s < 60) {
+      return s.toFixed(0) + "s";
+    }
+    const m = Math.floor(s / 60);
+    return m < 60 ? m + "m" + String(Math.floor(s % 60)).padStart(2, "0") + "s"
+      : Math.floor(m / 60) + "h" + String(m % 60).padStart(2, "0") + "m";
+  }
+  function ago(s) {
+    const units = [[86400, " day"], [3600, " h"], [60, " min"]];
+    for (const [size, unit] of units) {
+      if (s >= size) {
+        const n = Math.floor(s / size);
+        return n + unit + (unit === " day" && n > 1 ? "s" : "") + " ago";
+      }
+    }
+    return s < 10 ? "just now" : Math.floor(s) + " s ago";
+  }
+  function tick() {
+    const t = now();
+    document.querySelectorAll(".elapsed[data-since]").forEach((e) => {
+      e.textContent = "running " + took(Math.max(0, t - Number(e.dataset.since)));
+    });
+    document.querySelectorAll(".ago[data-t]").forEach((e) => {
+      e.textContent = "(" + ago(t - Number(e.dataset.t)) + ")";
+    });
+  }
+  window.setInterval(tick, 1000);
+})();
+
+// Ask before a form that says so (cancel) is sent.
+document.addEventListener("submit", (event) => {
+  const ask = event.target.dataset && event.target.dataset.confirm;
+  if (ask && !window.confirm(ask)) {
+    event.preventDefault();
+  }
+});
+
+// The runs list is fetched again every few seconds (more often while a run on it is
+// RUNNING), so runs started after the page loaded appear too.
 (function () {
   const runs = document.getElementById("runs");
   if (!runs || !runs.dataset.refresh) {
     return;
   }
-  const every = Number(runs.dataset.refresh) * 1000;
   async function refresh() {
-    const response = await fetch(window.location.href, {
-      credentials: "same-origin",
-      headers: { Accept: "text/html" },
-    });
-    if (!response.ok) {
-      return;
+    const text = await fetchPage(window.location.href);
+    let every = Number(runs.dataset.refresh) * 1000;
+    if (text !== null) {
+      const fresh = new DOMParser().parseFromString(text, "text/html");
+      const list = fresh.getElementById("runs-list");
+      const old = document.getElementById("runs-list");
+      if (list && old) {
+        old.replaceWith(list);
+      }
+      const next = fresh.getElementById("runs");
+      if (next && next.dataset.refresh) {
+        runs.dataset.refresh = next.dataset.refresh;
+        every = Number(next.dataset.refresh) * 1000;
+      }
     }
-    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    const list = fresh.getElementById("runs-list");
-    const old = document.getElementById("runs-list");
-    if (list && old) {
-      old.replaceWith(list);
-    }
-    const next = fresh.getElementById("runs");
-    if (next && next.dataset.refresh) {
-      window.setTimeout(refresh, every);
-    }
+    window.setTimeout(refresh, every);
   }
-  window.setTimeout(refresh, every);
+  window.setTimeout(refresh, Number(runs.dataset.refresh) * 1000);
 })();
 
 (function () {
@@ -47,15 +122,12 @@
 
   async function refresh() {
     queued = false;
-    const response = await fetch(fragmentUrl, {
-      credentials: "same-origin",
-      headers: { Accept: "text/html" },
-    });
-    if (!response.ok) {
+    const text = await fetchPage(fragmentUrl);
+    if (text === null) {
       return;
     }
     const template = document.createElement("template");
-    template.innerHTML = await response.text();
+    template.innerHTML = text;
     const fresh = template.content.getElementById("run-live");
     const old = document.getElementById("run-live");
     if (!fresh || !old) {
@@ -80,6 +152,20 @@
 
   const source = new EventSource(main.dataset.events);
   source.addEventListener("run", queue);
+  // The browser reconnects by itself; meanwhile say so, and hide what may be stale
+  // (the run may have ended, so Cancel may no longer apply). Reconnected: reconcile.
+  source.addEventListener("error", () => {
+    notice("disconnected from the server, retrying…");
+    document.querySelectorAll("#run-live .actions").forEach((a) => (a.hidden = true));
+    main.dataset.disconnected = "1";
+  });
+  source.addEventListener("open", () => {
+    if (main.dataset.disconnected) {
+      delete main.dataset.disconnected;
+      notice("");
+      queue();
+    }
+  });
   // Running attempts grow on the timeline even while no task changes state.
   const tick = window.setInterval(queue, 5000);
   source.addEventListener("end", () => {

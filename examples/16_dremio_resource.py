@@ -1,7 +1,7 @@
 """A module-level pipeline whose tasks share one Dremio client per run, run by the command line.
 
     export DREMIO_URL=http://localhost:9047 DREMIO_PAT=...   # or DREMIO_USERNAME/DREMIO_PASSWORD
-    dremioframe-async run examples/13_dremio_resource.py:pipeline --param folder=sales
+    dremioframe-async run examples/16_dremio_resource.py:pipeline --param folder=sales
 
 The pipeline is built at import time, where no event loop runs, so it declares
 how to make its client (``DremioClient``, configured from the environment)
@@ -9,7 +9,7 @@ rather than an open one. Each run opens one client when its first task needs
 it, shares it between all of its tasks (one login with username/password), and
 closes it when the run ends, also on failure or Ctrl-C.
 
-Without a Dremio at hand, ``python examples/13_dremio_resource.py`` starts an
+Without a Dremio at hand, ``python examples/16_dremio_resource.py`` starts an
 embedded FakeDremio (``pip install 'dremioframe_async[testing]'``) and runs the
 command above against it.
 """
