@@ -63,3 +63,15 @@ async def test_a_backfills_runs_are_one_group_in_the_ui(ui: UI) -> None:
     assert ids[2][:12] not in html
     page = await (await ui.client.get(f"/runs/{ids[0]}")).text()
     assert 'href="/?backfill=bf-1"' in page
+
+
+async def test_the_pipelines_page_shows_the_state_masked_and_escaped(ui: UI) -> None:
+    store = ui.store
+    await store.set_state("hello", "events.watermark", "<b>2026-12-01</b>")  # type: ignore[attr-defined]
+    await store.set_state("hello", "api_token", "s3cr3t")  # type: ignore[attr-defined]
+    html = await (await ui.client.get("/pipelines")).text()
+    assert "events.watermark" in html
+    assert "&lt;b&gt;2026-12-01&lt;/b&gt;" in html
+    assert "<b>2026-12-01</b>" not in html
+    assert "s3cr3t" not in html
+    assert "set by hand" in html

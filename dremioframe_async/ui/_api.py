@@ -68,7 +68,7 @@ def parse_query(query: Mapping[str, str]) -> RunQuery:
     )
 
 
-QUERY_NAMES = ("pipeline", "status", "before", "after", "limit")
+QUERY_NAMES = ("pipeline", "status", "before", "after", "limit", "backfill")
 
 
 def refuse_unknown(query: Mapping[str, str]) -> None:

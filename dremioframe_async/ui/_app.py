@@ -14,7 +14,7 @@ from yarl import URL
 
 from .._metrics import enable_metrics
 from ..orchestration import Pipeline
-from ..store import RunInfo, RunNotFound, RunStore, TaskInfo
+from ..store import RunInfo, RunNotFound, RunStore, StateStore, TaskInfo
 from . import _forms as forms
 from . import _pages as pages
 from ._api import add_api_routes, json_error, parse_query, read_params
@@ -417,6 +417,7 @@ async def pipelines_handler(
     sections = []
     for name, entry in ui.pipelines.items():
         last = await ui.store.query_runs(parse_query({"pipeline": name, "limit": "5"}))
+        state = await ui.store.state_entries(name) if isinstance(ui.store, StateStore) else []
         mine = refused == name
         sections.append(
             forms.pipeline_section(
@@ -427,6 +428,7 @@ async def pipelines_handler(
                 request[CSRF_KEY],
                 params=request.query.get("params", "{}") if mine else "{}",
                 error=f"{name} was not triggered: {why}" if mine and why else None,
+                state=state,
             )
         )
     return _html(request, "Pipelines", forms.pipelines_page(sections, error), status)

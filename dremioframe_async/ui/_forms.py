@@ -3,13 +3,15 @@ message pages."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from ..orchestration import MappedTask, Pipeline
-from ..store import RunInfo
+from ..store import RunInfo, StateEntry
 from ._graph import GraphNode, graph_svg
 from ._html import Markup, el
 from ._launcher import planned_edges
+from ._model import mask
 from ._pages import Urls, badge, csrf_field
 from ._times import when
 
@@ -36,9 +38,11 @@ def pipeline_section(
     csrf: str,
     params: str = "{}",
     error: str | None = None,
+    state: Sequence[StateEntry] = (),
 ) -> Markup:
-    """One served pipeline: graph, schedule, last runs and the trigger form (``params``
-    and ``error`` refill it after a refused trigger)."""
+    """One served pipeline: graph, schedule, last runs, its state (``context.state``,
+    masked) and the trigger form (``params`` and ``error`` refill it after a refused
+    trigger)."""
     runs = [
         el(
             "li",
@@ -74,7 +78,33 @@ def pipeline_section(
         el("ul", {"class": "last-runs"}, runs)
         if runs
         else el("p", {"class": "muted"}, "no runs yet"),
+        _state_table(state) if state else None,
         form,
+    )
+
+
+def _state_table(entries: Sequence[StateEntry]) -> Markup:
+    rows = [
+        el(
+            "tr",
+            None,
+            el("td", None, el("code", None, e.key)),
+            el(
+                "td", None, el("code", None, json.dumps(mask({e.key: e.value})[e.key], default=str))
+            ),
+            el("td", None, when(e.updated)),
+            el(
+                "td", None, f"{e.task} in {e.run_id[:12]}" if e.run_id and e.task else "set by hand"
+            ),
+        )
+        for e in entries
+    ]
+    head = el("tr", None, [el("th", None, h) for h in ("Key", "Value", "Updated", "Written by")])
+    return el(
+        "div",
+        {"class": "state"},
+        el("h3", None, "State"),
+        el("table", {"class": "state"}, el("thead", None, head), el("tbody", None, rows)),
     )
 
 
