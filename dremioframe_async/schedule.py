@@ -54,7 +54,7 @@ from anyio.abc import TaskGroup
 
 from .errors import DremioFrameError, MissingExtra
 from .orchestration import Event, Pipeline, RunResult
-from .store import RunStore
+from .store import RunStore, StoreError
 
 __all__ = [
     "Clock",
@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# How often a fire's claim is tried again while the store cannot be reached.
+STORE_RETRY = 1.0
 Overlap = Literal["skip", "queue", "allow"]
 Listener = Callable[[Event], Any]
 
@@ -142,10 +144,18 @@ def with_interval(
     return {"interval_start": start.isoformat(), "interval_end": end.isoformat(), **(params or {})}
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_finite(value: float) -> bool:
+    return value > 0 and math.isfinite(value)
+
+
 def _check(interval: float | None, cron: str | None, overlap: str, max_runs: int | None) -> None:
     if (interval is None) == (cron is None):
         raise ScheduleError("give exactly one of interval= (seconds) or cron= (an expression)")
-    if interval is not None and not (interval > 0 and math.isfinite(interval)):
+    if interval is not None and not (_is_number(interval) and _positive_finite(interval)):
         raise ScheduleError(f"interval must be a positive number of seconds, got {interval!r}")
     if overlap not in ("skip", "queue", "allow"):
         raise ScheduleError(f"overlap must be 'skip', 'queue' or 'allow', got {overlap!r}")
@@ -249,15 +259,47 @@ async def claim_and_wait(
         return None
     limits = {pipeline.name: pipeline.max_active_runs}
     try:
-        while await store.claim_next(limits, run_id=run_id) is None:
-            if (await store.get_run(run_id)).status != "QUEUED":
-                return None
-            await store.wait_queued(1.0)
+        while True:
+            try:
+                if await store.claim_next(limits, run_id=run_id) is not None:
+                    return run_id
+                if (await store.get_run(run_id)).status != "QUEUED":
+                    return None
+            except StoreError as exc:  # the run stays queued: claim it once the store is back
+                log.warning("store unavailable, waiting for run %s: %s", run_id, exc)
+            await store.wait_queued(STORE_RETRY)
     except BaseException:
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await store.request_cancel(run_id)
         raise
-    return run_id
+
+
+async def _claim_fire(
+    store: FireClaims,
+    name: str,
+    fire: float,
+    params: Mapping[str, Any] | None,
+    clock: Clock,
+    give_up_at: float,
+) -> str | None:
+    """``store.claim_fire``, tried again each second while the store cannot be reached.
+
+    Given up (``None``, logged) once ``give_up_at`` (the next fire) comes: a
+    scheduler lives through a database outage instead of ending with it.
+    """
+    while True:
+        try:
+            return await store.claim_fire(name, fire, params)
+        except StoreError as exc:
+            if clock.now() + STORE_RETRY >= give_up_at:
+                log.error(
+                    "store unavailable: the fire of %s at %s is lost: %s", name, _iso(fire), exc
+                )
+                return None
+            log.warning(
+                "store unavailable, trying again: the fire of %s at %s: %s", name, _iso(fire), exc
+            )
+            await clock.sleep_until(clock.now() + STORE_RETRY)
 
 
 async def queue_fires(schedule: Schedule, store: FireClaims, clock: Clock | None = None) -> None:
@@ -268,13 +310,17 @@ async def queue_fires(schedule: Schedule, store: FireClaims, clock: Clock | None
     """
     clock = clock or SystemClock()
     name = schedule.pipeline.name
-    for fire in schedule.fire_times(clock.now()):
+    fires = schedule.fire_times(clock.now())
+    fire = next(fires)
+    while True:
         await clock.sleep_until(fire)
+        following = next(fires)
         when = datetime.fromtimestamp(fire).astimezone()
         given = schedule.params(when) if callable(schedule.params) else schedule.params
         params = with_interval(given, schedule.interval, schedule.cron, fire)
-        if await store.claim_fire(name, fire, params) is not None:
+        if await _claim_fire(store, name, fire, params, clock, following) is not None:
             log.info("queued %s for the fire at %s", name, when.isoformat())
+        fire = following
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +418,11 @@ async def schedule_pipeline(
         run_id = None
         claims: object = store
         if isinstance(claims, FireClaims):
-            run_id = await claim_and_wait(claims, pipeline, fire, params)
+            try:
+                run_id = await claim_and_wait(claims, pipeline, fire, params)
+            except StoreError as exc:  # the next fire tries again: the schedule goes on
+                log.error("store unavailable: the fire at %s is skipped: %s", _iso(fire), exc)
+                return None
             if run_id is None:
                 log.info("%s: the fire at %s runs elsewhere", pipeline.name, when.isoformat())
                 return None

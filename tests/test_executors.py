@@ -816,7 +816,9 @@ def test_task_executor_option_is_checked_at_decoration() -> None:
     from dremioframe_async import TaskDefinitionError
 
     with pytest.raises(TaskDefinitionError, match="executor must be 'local'"):
-        task(executor="dask")(plain_pid)
+        task(executor="")(plain_pid)
+    with pytest.raises(TaskDefinitionError, match="an executor's name"):
+        task(executor=3)(plain_pid)  # type: ignore[arg-type]
 
 
 async def test_a_cancelled_run_still_runs_its_cleanup_task_on_dask(

@@ -215,20 +215,34 @@ def _add_to_path(folder: str) -> None:
 
 
 def _module_name(path: Path) -> str:
-    """The file's stem, unless that name belongs to a module already importable."""
+    """The file's stem, unless that name belongs to another module already importable."""
     stem = path.stem
     if stem.isidentifier() and stem not in sys.modules:
         try:
-            if importlib.util.find_spec(stem) is None:
-                return stem
+            spec = importlib.util.find_spec(stem)
         except (ImportError, ValueError):
-            pass
+            spec = None
+        else:
+            # Importable as itself (its folder is on sys.path): the name a sibling's
+            # `from stem import pipeline` gives it too, so both share one module.
+            if spec is None or _same_file(spec.origin, path):
+                return stem
     return f"_dremioframe_async_user_{abs(hash(str(path.resolve())))}_{stem}"
+
+
+def _same_file(origin: str | None, path: Path) -> bool:
+    try:
+        return origin is not None and Path(origin).resolve() == path.resolve()
+    except OSError:
+        return False
 
 
 def _import_file(path: Path) -> Any:
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
+    loaded = sys.modules.get(path.stem)
+    if loaded is not None and _same_file(getattr(loaded, "__file__", None), path):
+        return loaded  # a sibling imported it already: one module, one Pipeline object
     name = _module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

@@ -3,7 +3,8 @@
 ``PATH`` is a folder of pipeline modules (every ``*.py`` in it not starting with
 ``_``) or ``module:attr``. Every :class:`Pipeline` and :class:`Schedule` at the
 top level of a module is served. A module that fails to import is reported, and
-the others are served. SIGTERM and Ctrl-C drain (see ``dremioframe_async.service``).
+the others are served. A store that cannot be opened at start is an error (exit 4);
+one lost later is retried. SIGTERM and Ctrl-C drain (see ``dremioframe_async.service``).
 """
 
 from __future__ import annotations
@@ -45,24 +46,58 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument("--max-runs", type=positive_int, metavar="N", help="runs at once here")
     sub.add_argument(
         "--drain-grace",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="on SIGTERM/Ctrl-C, how long running runs get to finish before they are cancelled",
     )
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
+
+
 def load_targets(paths: list[str]) -> tuple[list[Pipeline | Schedule], list[str]]:
-    """Pipelines and schedules found in ``paths``, and one line per module that failed."""
-    found: list[Pipeline | Schedule] = []
+    """Pipelines and schedules found in ``paths``, and one line per module that failed.
+
+    Different pipelines sharing a name are all left out (with their schedules),
+    with one line naming their modules: which one was meant cannot be told.
+    """
+    found: list[tuple[str, Pipeline | Schedule]] = []
     errors: list[str] = []
     for path in paths:
         for source, load in _loaders(path):
             try:
-                found.extend(load())
+                found.extend((source, item) for item in load())
             except Exception as exc:
                 errors.append(f"{source}: {exc}")
-    return found, errors
+    clashes = _clashes(found)
+    for name, sources in clashes.items():
+        errors.append(
+            f"{', '.join(sources)}: different pipelines are named {name!r}; none of them is served"
+        )
+    return [item for _, item in found if _pipeline(item).name not in clashes], errors
+
+
+def _pipeline(item: Pipeline | Schedule) -> Pipeline:
+    return item.pipeline if isinstance(item, Schedule) else item
+
+
+def _clashes(found: list[tuple[str, Pipeline | Schedule]]) -> dict[str, list[str]]:
+    """The names two different pipelines share, each with the modules defining them."""
+    seen: dict[str, list[tuple[Pipeline, str]]] = {}
+    for source, item in found:
+        pipeline = _pipeline(item)
+        same = seen.setdefault(pipeline.name, [])
+        if not any(known is pipeline for known, _ in same):
+            same.append((pipeline, source))
+    return {name: [s for _, s in same] for name, same in seen.items() if len(same) > 1}
 
 
 def _loaders(path: str) -> Iterator[tuple[str, Any]]:
@@ -102,6 +137,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     auth = auth_from_env()
 
     async def work(store: RunStore) -> int:
+        # A store that cannot be opened now (a wrong URL, a database that does not
+        # exist) is an error at start, not a "serving" line followed by retries.
+        await store.list_runs(limit=1)
+
         def ready(url: str) -> None:
             names = sorted({(i.pipeline if isinstance(i, Schedule) else i).name for i in items})
             print(f"serving {', '.join(names)} at {url} over {store!r}", flush=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import anyio
 
 from .._telemetry import continuing
 from ..store import RunStore
-from ._common import EXIT_OK, UsageError, add_command, parse_params, with_store
+from ._common import EXIT_OK, UsageError, add_command, existing_store, parse_params, with_store
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -22,12 +23,17 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    """Write a QUEUED run and print its id."""
+    """Write a QUEUED run and print its id; note a pipeline the store never ran."""
     if not args.pipeline.strip():
         raise UsageError("PIPELINE is empty: give the name of a pipeline a serve process serves")
+    try:
+        args.pipeline.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the terminal's encoding could not decode
+        raise UsageError(f"PIPELINE {args.pipeline!r} is not valid UTF-8 text") from None
     params = parse_params(args.param)
 
     async def work(store: RunStore) -> int:
+        known = await store.list_runs(pipeline=args.pipeline, limit=1)
         try:
             # TRACEPARENT (a W3C trace context, as CI systems and tools pass it): the
             # queued run's span becomes a child of that span, wherever it runs.
@@ -36,6 +42,13 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         except ValueError as exc:  # a parameter JSON cannot hold (NaN, say)
             raise UsageError(f"cannot queue these params: {exc}") from None
         print(run_id)
+        if not known:  # a typo queues a run that no process will ever take
+            print(
+                f"note: this store has no run of pipeline {args.pipeline!r} yet; the run waits "
+                "until a process serving a pipeline of that name takes it",
+                file=sys.stderr,
+            )
         return EXIT_OK
 
-    return anyio.run(with_store, args.store, work)
+    # A typo in --store would otherwise make a new file holding a run nobody serves.
+    return anyio.run(with_store, existing_store(args.store), work)

@@ -1,13 +1,17 @@
-"""Where plain-function tasks run: this process's threads, or a Dask cluster.
+"""Where tasks run: this process's threads and loop, or a Dask cluster.
 
-``LocalExecutor`` (the default) runs them in the run's worker threads.
+``LocalExecutor`` (the default) runs plain functions in the run's worker threads.
 ``DaskExecutor`` runs them on Dask workers; it needs the ``dask`` extra
 (``pip install 'dremioframe_async[dask]'``) and is imported on first use.
-Coroutine tasks always run on the caller's event loop.
+Coroutine tasks run on the caller's event loop, unless declared
+``@task(executor="dask")`` or given to ``DaskExecutor(coroutines=True)``: then
+they run on the workers' event loops.
 
 Resources (``context.resources``) are opened on the driver, in the caller's
 process; they do not cross to Dask workers, so a plain-function task that
 declares one (``@task(resources=...)``) always runs in the run's own threads.
+A factory marked :func:`worker_scoped` is opened on each worker instead, once
+per run, and shared by the coroutine tasks that run there.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingExtra
-from ..orchestration import Executor, ExecutorSession, LocalExecutor, TaskCall
+from ..orchestration import (
+    Executor,
+    ExecutorSession,
+    LocalExecutor,
+    TaskCall,
+    WorkerScoped,
+    worker_scoped,
+)
 from ._errors import (
     ExecutorError,
     RemoteTaskError,
@@ -38,6 +49,8 @@ __all__ = [
     "TaskCall",
     "TaskPickleError",
     "WorkerLostError",
+    "WorkerScoped",
+    "worker_scoped",
 ]
 
 

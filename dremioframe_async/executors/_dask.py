@@ -6,6 +6,20 @@ unpicklable part fails before anything is sent, with its name), submits it with
 ``pure=False`` (identical calls are separate attempts, never merged), and awaits
 the future through distributed's asynchronous client, which never blocks the
 loop. The worker pickles the result itself, so its size is known exactly.
+
+Coroutine tasks (``@task(executor="dask")`` on an ``async def``, or every one
+with ``DaskExecutor(coroutines=True)``) run on the worker's own event loop,
+where distributed awaits coroutine functions, rather than in a worker thread
+with a loop of its own. Why: no thread is held per task; and worker-scoped
+resources (:func:`~dremioframe_async.orchestration.worker_scoped`: a Dremio
+client, an HTTP session) are bound to an event loop, so only one loop per
+worker lets every coroutine task there share them. The cost is the rule that
+holds on the driver's loop too: a coroutine must not block (blocking work goes
+to a thread, as the Dremio client's Flight reads do), or it stalls the worker's
+heartbeats and transfers as well. distributed does not interrupt a running task
+whose future is cancelled; a cancelled or timed-out coroutine attempt is
+cancelled on its worker (:func:`._remote.cancel_attempt`), and its future
+released, before the cancellation reaches the engine.
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from .._telemetry import traceparent
-from ..orchestration import ArgumentError, RunContext, TaskCall
+from ..orchestration import ArgumentError, ResourceError, RunContext, TaskCall
 from . import _pickling, _remote
 from ._errors import (
     ExecutorError,
@@ -106,11 +120,29 @@ def _start_failed(exc: Exception) -> ExecutorError:
 
 
 class DaskSession:
-    """A connected Dask client, used by one run."""
+    """A connected Dask client, used by one run.
 
-    def __init__(self, client: Client, large_result_bytes: int) -> None:
+    ``scope`` names the run's worker-scoped resources on the workers; they are
+    closed by :meth:`close_scope` when the run ends.
+    """
+
+    name = "dask"
+
+    def __init__(self, client: Client, large_result_bytes: int, coroutines: bool = False) -> None:
         self.client = client
+        self.coroutines = coroutines
+        self.scope = uuid.uuid4().hex
+        self.sent_coroutines = False
         self._large = large_result_bytes
+
+    async def close_scope(self) -> None:
+        """Close this run's worker-scoped resources on every worker (bounded, shielded)."""
+        if not self.sent_coroutines:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_BOUND) as bound:
+            await self.client.run(_remote.close_scope, self.scope, on_error="return")
+        if bound.cancelled_caught:
+            logger.warning("closing worker-scoped resources took over %ss", CLOSE_BOUND)
 
     async def run(self, call: TaskCall) -> Any:
         """Run ``call`` on a Dask worker; see :class:`~dremioframe_async.executors.Executor`.
@@ -129,7 +161,10 @@ class DaskSession:
             payload = await _off_loop(_pickling.pack, call, size)
             capture = call.logs.limits if call.logs is not None else None
             try:
-                outcome = await self._submit(call.key, payload, capture)
+                if call.is_async:
+                    outcome = await self._submit_coroutine(call, payload, capture)
+                else:
+                    outcome = await self._submit(call.key, payload, capture)
             except Exception as exc:
                 _hand_back_lines(call, getattr(exc, "dremioframe_log_lines", None))
                 raise
@@ -143,6 +178,25 @@ class DaskSession:
                 call.release()
         return await self._unpack(call.key, outcome)
 
+    async def _submit_coroutine(
+        self, call: TaskCall, payload: bytes, capture: tuple[int, int, int] | None
+    ) -> tuple[Any, ...]:
+        scoped = _pickling.pack_resources(call)
+        self.sent_coroutines = True
+        attempt = f"{call.key}-{uuid.uuid4().hex}"
+        future = self.client.submit(
+            _remote.run_coroutine,
+            payload,
+            scoped,
+            attempt,
+            self.scope,
+            traceparent(),
+            capture,
+            key=attempt,
+            pure=False,
+        )
+        return await self._await(call.key, future, attempt)
+
     async def _submit(
         self, key: str, payload: bytes, capture: tuple[int, int, int] | None
     ) -> tuple[Any, ...]:
@@ -154,12 +208,24 @@ class DaskSession:
             key=f"{key}-{uuid.uuid4().hex}",
             pure=False,
         )
+        return await self._await(key, future, None)
+
+    async def _await(self, key: str, future: Any, attempt: str | None) -> tuple[Any, ...]:
         try:
             outcome: tuple[Any, ...] = await future
             return outcome
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_BOUND):
-                await self.client.cancel([future], force=True, reason=f"task {key!r} cancelled")
+            with anyio.CancelScope(shield=True):
+                if attempt is not None:  # a coroutine: cancel it where it runs, and wait
+                    # Bounded on its own: a coroutine that ignores its cancellation
+                    # must not keep the future from being cancelled below.
+                    with anyio.move_on_after(CANCEL_BOUND):
+                        await self.client.run(
+                            _remote.cancel_attempt, attempt, self.scope, on_error="return"
+                        )
+                with anyio.move_on_after(CANCEL_BOUND):
+                    reason = f"task {key!r} cancelled"
+                    await self.client.cancel([future], force=True, reason=reason)
             raise
         except KilledWorker as exc:
             raise WorkerLostError(key, str(exc)) from exc
@@ -169,6 +235,11 @@ class DaskSession:
             future.release()
 
     async def _unpack(self, key: str, outcome: tuple[Any, ...]) -> Any:
+        if outcome[0] == "cancelled":  # only when this run's attempt was cancelled meanwhile
+            raise ExecutorError(f"task {key!r}: cancelled on its Dask worker")
+        if outcome[0] == "resource":
+            _, name, detail = outcome
+            raise ResourceError(name, "open", f"{detail} (on a Dask worker)")
         if outcome[0] == "unpicklable":
             _, type_name, reason = outcome
             raise TaskPickleError(key, "its result", type_name, reason)
@@ -182,11 +253,13 @@ class DaskSession:
 
 
 class DaskExecutor:
-    """Run plain-function tasks on a Dask cluster (needs the ``dask`` extra).
+    """Run plain-function tasks, and coroutine tasks that ask, on a Dask cluster (needs
+    the ``dask`` extra).
 
-    Coroutine tasks stay on the event loop, as do tasks declared with
-    ``@task(executor="local")``. Retries, timeouts, pools and ``max_concurrency``
-    keep their meaning: an attempt holds its slots while its future is out.
+    Coroutine tasks stay on the event loop unless declared ``@task(executor="dask")``,
+    or unless ``coroutines=True``; tasks declared ``@task(executor="local")`` stay
+    here. Retries, timeouts, pools and ``max_concurrency`` keep their meaning: an
+    attempt holds its slots while its future is out.
 
     :param address: a running scheduler (``"tcp://scheduler:8786"``). The
         executor connects at the start of each run and disconnects at its end.
@@ -194,6 +267,12 @@ class DaskExecutor:
         ``asynchronous=True`` on the same event loop; never closed here.
     :param large_result_bytes: results larger than this, pickled, raise a
         :class:`ResultSizeWarning` naming the task (default 16 MiB).
+    :param coroutines: run every coroutine task on the workers' event loops too,
+        except those that need a run-scoped resource (they stay here; mark the
+        factory :func:`~dremioframe_async.orchestration.worker_scoped` to send them).
+        A worker runs at most its thread count of tasks at once, coroutines
+        included (distributed counts them so): size ``threads_per_worker`` for the
+        I/O concurrency wanted per worker.
     :param cluster_options: with neither ``address`` nor ``client``, options for
         the ``distributed.LocalCluster`` the executor starts (``n_workers=2``,
         ``threads_per_worker=1``, ...). Worker processes, a random dashboard
@@ -216,6 +295,7 @@ class DaskExecutor:
         client: Client | None = None,
         *,
         large_result_bytes: int = LARGE_RESULT_BYTES,
+        coroutines: bool = False,
         **cluster_options: Any,
     ) -> None:
         if address is not None and client is not None:
@@ -232,7 +312,10 @@ class DaskExecutor:
             )
         if isinstance(large_result_bytes, bool) or not isinstance(large_result_bytes, int):
             raise ArgumentError(f"large_result_bytes must be an int, got {large_result_bytes!r}")
+        if not isinstance(coroutines, bool):
+            raise ArgumentError(f"coroutines must be True or False, got {coroutines!r}")
         self.address = address
+        self.coroutines = coroutines
         self._given_client = client
         self._large = large_result_bytes
         self._cluster_options = cluster_options
@@ -253,7 +336,8 @@ class DaskExecutor:
         return self._cluster
 
     def check(self, call: TaskCall) -> None:
-        """Pickle the function and the arguments known before the run.
+        """Pickle the function, the arguments known before the run and the factories
+        of the worker-scoped resources it needs.
 
         :raises TaskPickleError: naming the task and what cannot be pickled.
         """
@@ -265,6 +349,12 @@ class DaskExecutor:
         _pickling.pack(call, with_function=not known)
         with contextlib.suppress(TypeError):
             self._checked.add(call.fn)
+        unchecked = [f for f in call.resources.values() if f not in self._checked]
+        if unchecked:  # a fan-out shares its factories: pickle each once
+            _pickling.pack_resources(call)
+            for factory in unchecked:
+                with contextlib.suppress(TypeError):
+                    self._checked.add(factory)
 
     def session(self, *, concurrency: int | None) -> AbstractAsyncContextManager[DaskSession]:
         """Open the executor for one run (the cluster bounds nothing of its own)."""
@@ -274,7 +364,11 @@ class DaskExecutor:
     async def _session(self) -> AsyncIterator[DaskSession]:
         client = await self._acquire()
         try:
-            yield DaskSession(client, self._large)
+            session = DaskSession(client, self._large, self.coroutines)
+            try:
+                yield session
+            finally:
+                await session.close_scope()
         finally:
             await self._release()
 
@@ -362,4 +456,6 @@ class DaskExecutor:
             where = f"address={self.address!r}"
         else:
             where = ", ".join(f"{k}={v!r}" for k, v in self._cluster_options.items())
+        if self.coroutines:
+            where += ", coroutines=True" if where else "coroutines=True"
         return f"DaskExecutor({where})"

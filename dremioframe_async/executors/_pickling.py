@@ -26,11 +26,11 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
-from ..orchestration import TaskCall
+from ..orchestration import Task, TaskCall
 from . import _remote
 from ._errors import TaskPickleError
 
-__all__ = ["dumps", "loads", "pack", "register_by_value"]
+__all__ = ["dumps", "loads", "pack", "pack_resources", "register_by_value"]
 
 _SEARCH_DEPTH = 4  # how far into containers and attributes the culprit search goes
 _registered: set[str] = set()
@@ -92,10 +92,24 @@ def _code_reduce(code: types.CodeType) -> Any:
     return rebuild, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
 
 
+def _task_reduce(task: Task) -> tuple[Any, ...]:
+    # A task's action is often its own bound method (the Dremio tasks'), so the Task
+    # travels with each attempt: it needs what the action reads, not the graph around
+    # it. With its edges, one attempt of a 1,000-task fan-out pickled all 1,000 tasks
+    # (219 KB, 16 ms); without them, one.
+    state = {**task.__dict__, "_upstream": {}, "_downstream": {}}
+    return (object.__new__, (type(task),), state)
+
+
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
         {types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table
     )
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, Task):
+            return _task_reduce(obj)
+        return super().reducer_override(obj)
 
 
 def dumps(value: Any) -> bytes:
@@ -122,6 +136,27 @@ def pack(call: TaskCall, *, with_function: bool = True) -> bytes:
         found = _find_culprit(call, with_function)
         where, culprit, reason = found or ("the call", call, exc)
         raise TaskPickleError(call.key, where, _type_name(culprit), _describe(reason)) from exc
+
+
+def pack_resources(call: TaskCall) -> bytes:
+    """Pickle ``(factories, inject)`` of the call's worker-scoped resources.
+
+    :raises TaskPickleError: naming the resource whose factory cannot be pickled.
+    """
+    for factory in call.resources.values():
+        register_by_value(factory)
+    try:
+        return dumps((dict(call.resources), call.inject))
+    except Exception as exc:
+        for name, factory in call.resources.items():
+            where = f"the factory of worker-scoped resource {name!r}"
+            found = _search(factory, where, _SEARCH_DEPTH)
+            if found is not None:
+                where, culprit, reason = found
+                raise TaskPickleError(
+                    call.key, where, _type_name(culprit), _describe(reason)
+                ) from exc
+        raise TaskPickleError(call.key, "its resources", "dict", _describe(exc)) from exc
 
 
 def _type_name(value: object) -> str:

@@ -2,23 +2,40 @@
 
 This module is pickled by value with the task (cloudpickle), so workers need
 only dask, cloudpickle and what the task itself imports, not dremioframe_async.
-It must import nothing from this package.
+It must import nothing from this package. Being pickled by value, its globals
+are fresh in every payload: what must outlive one task on a worker (the running
+coroutines, the worker-scoped resources) is kept on the ``distributed.Worker``
+object itself, in plain containers.
+
+Coroutine tasks run on the worker's own event loop, where distributed awaits
+coroutine functions (``Worker.execute``): no thread is taken per task, and the
+worker-scoped resources (an aiohttp session, a Flight client) are bound to that
+one loop, shared by every coroutine task of the worker. distributed does not
+interrupt a running task when its future is cancelled, so each coroutine runs
+in an asyncio task of its own, registered by attempt, that the driver cancels
+with :func:`cancel_attempt` (through ``Client.run``) and waits for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
 import logging
 import pickle
 import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import cloudpickle
 
-__all__ = ["Context", "run_payload"]
+__all__ = ["Context", "cancel_attempt", "close_scope", "run_coroutine", "run_payload"]
+
+STATE = "_dremioframe_async"  # the attribute of the Worker holding the state below
+CLOSE_BOUND = 30.0  # seconds the worker-scoped resources of a run may take to close
 
 
 class Context(Mapping[str, Any]):
@@ -40,6 +57,11 @@ class Context(Mapping[str, Any]):
         self.params = dict(params)
         self._values = dict(values)
         self._logger = logger
+        self._resources: Mapping[str, Any] | None = None
+
+    def bind_resources(self, resources: Mapping[str, Any]) -> None:
+        """Give the task the worker-scoped resources it declared (opened on this worker)."""
+        self._resources = _Resources(resources)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -60,8 +82,8 @@ class Context(Mapping[str, Any]):
 
     @property
     def resources(self) -> Mapping[str, Any]:
-        """None here: a run's resources live in the process that runs the pipeline."""
-        return _NO_RESOURCES
+        """The worker-scoped resources the task declared; the run's others live on the driver."""
+        return _NO_RESOURCES if self._resources is None else self._resources
 
 
 _ON_DRIVER = (
@@ -89,6 +111,32 @@ class _NoResources(Mapping[str, Any]):
 
 
 _NO_RESOURCES = _NoResources()
+
+
+class _Resources(Mapping[str, Any]):
+    """``context.resources`` of a coroutine on a worker: its worker-scoped resources."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        raise KeyError(_ON_DRIVER.format(name=name))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class _WorkerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -187,7 +235,10 @@ def _capture_of_this_thread() -> logging.Handler | None:
     # copy of this module's classes.
     me = threading.get_ident()
     for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "_ThreadLines" and getattr(handler, "thread", None) == me:
+        kind = type(handler).__name__
+        if kind == "_ThreadLines" and getattr(handler, "thread", None) == me:
+            return handler
+        if kind == "_TaskLines" and handler.mine():  # type: ignore[attr-defined]
             return handler
     return None
 
@@ -209,8 +260,10 @@ class _ThreadLines(logging.Handler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self.thread:
-            return
+        if record.thread == self.thread:
+            self.keep(record)
+
+    def keep(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)[: self.max_bytes]
         except Exception:
@@ -223,7 +276,30 @@ class _ThreadLines(logging.Handler):
             self.dropped += 1
 
     def shipped(self) -> tuple[list[tuple[float, str, str, str]], int]:
+        """The lines kept, oldest first, and how many were dropped before them."""
         return list(self.lines), self.dropped
+
+
+class _TaskLines(_ThreadLines):
+    """Keeps the records of one coroutine task (and of the tasks and threads it starts,
+    which inherit its context) within the capture's bounds.
+
+    The coroutines of a worker share its loop's thread, so a thread says nothing:
+    a context variable of this handler's own, set in the task's context, does.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int, level: int) -> None:
+        super().__init__(max_lines, max_bytes, level)
+        self.var: contextvars.ContextVar[_TaskLines | None] = contextvars.ContextVar(
+            "dremioframe_async_task_lines", default=None
+        )
+
+    def mine(self) -> bool:
+        return self.var.get() is self
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.mine():
+            self.keep(record)
 
 
 def _cannot_travel(exc: BaseException) -> str | None:
@@ -239,3 +315,203 @@ def _type_name(cls: type) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- coroutine tasks on the worker's event loop ----------------------------------------
+
+
+def _state(worker: Any) -> dict[str, Any]:
+    """This worker's running attempts and, per scope (a run's session), its resources."""
+    state: dict[str, Any] | None = getattr(worker, STATE, None)
+    if state is None:
+        state = {"running": {}, "scopes": {}}
+        setattr(worker, STATE, state)
+    return state
+
+
+def _scope(state: dict[str, Any], scope: str) -> dict[str, Any]:
+    found: dict[str, Any] = state["scopes"].setdefault(scope, {"slots": {}, "cancelled": set()})
+    return found
+
+
+async def run_coroutine(
+    payload: bytes,
+    scoped: bytes,
+    attempt: str,
+    scope: str,
+    traceparent: str | None = None,
+    capture: tuple[int, int, int] | None = None,
+) -> tuple[Any, ...]:
+    """Run the pickled coroutine call on this worker's loop; outcomes as :func:`run_payload`'s.
+
+    ``scoped`` is the pickled ``(factories, inject)`` of its worker-scoped
+    resources. ``("cancelled",)`` when the driver cancelled it (:func:`cancel_attempt`).
+    With ``capture``, the records of the coroutine (and of the tasks and threads it
+    starts) are kept and shipped as :func:`run_payload` ships a function's.
+    """
+    handler = _TaskLines(*capture) if capture is not None else None
+    root = logging.getLogger()
+    if handler is not None:
+        root.addHandler(handler)
+    try:
+        outcome = await _run_coroutine(payload, scoped, attempt, scope, traceparent, handler)
+    except Exception as exc:
+        if handler is not None:
+            exc.dremioframe_log_lines = handler.shipped()  # type: ignore[attr-defined]
+        raise
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+    return outcome if handler is None else (*outcome, handler.shipped())
+
+
+async def _run_coroutine(
+    payload: bytes,
+    scoped: bytes,
+    attempt: str,
+    scope: str,
+    traceparent: str | None,
+    handler: _TaskLines | None,
+) -> tuple[Any, ...]:
+    from distributed import get_worker  # on the worker: distributed is there
+
+    state = _state(get_worker())
+    resources = _scope(state, scope)
+    if attempt in resources["cancelled"]:
+        return ("cancelled",)  # cancelled before it got here: never starts
+    fn, args, kwargs = pickle.loads(payload)
+    factories, inject = pickle.loads(scoped)
+    token = _join_trace(traceparent) if traceparent else None
+    mark = handler.var.set(handler) if handler is not None else None
+    try:  # the task copies the context as it is now: the trace and the capture go with it
+        inner = asyncio.ensure_future(_call(fn, args, kwargs, factories, inject, resources))
+    finally:
+        if handler is not None and mark is not None:
+            handler.var.reset(mark)
+        if token is not None:
+            from opentelemetry import context
+
+            context.detach(token)
+    state["running"][attempt] = inner
+    try:
+        result = await inner
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if inner.cancelled() and current is not None and not current.cancelling():
+            return ("cancelled",)  # the driver's cancel_attempt, not the worker closing
+        raise
+    except _OpenFailed as exc:  # the driver raises ResourceError, as for a run resource
+        return ("resource", exc.name, exc.detail)
+    except Exception as exc:
+        reason = _cannot_travel(exc)
+        if reason is None:
+            raise
+        text = "".join(traceback.format_exception(exc))
+        return ("raised", _type_name(type(exc)), str(exc), reason, text)
+    finally:
+        state["running"].pop(attempt, None)
+        if not inner.done():
+            inner.cancel()  # the worker is closing and cancelled this task: stop the coroutine
+    return _pickled(result)
+
+
+async def _call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    factories: Mapping[str, Callable[[], Any]],
+    inject: tuple[str, ...],
+    resources: dict[str, Any],
+) -> Any:
+    if factories:
+        values = {}
+        for name, factory in factories.items():
+            try:
+                values[name] = await _open(resources["slots"], name, factory)
+            except Exception as exc:
+                raise _OpenFailed(name, f"{type(exc).__name__}: {exc}") from exc
+        kwargs.update({name: values[name] for name in inject})
+        context = kwargs.get("context")
+        if context is not None and hasattr(context, "bind_resources"):
+            context.bind_resources(values)
+    return await fn(*args, **kwargs)
+
+
+class _OpenFailed(Exception):
+    """A worker-scoped resource could not be opened (``detail`` says why)."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(name, detail)
+        self.name = name
+        self.detail = detail
+
+
+async def _open(slots: dict[str, Any], name: str, factory: Callable[[], Any]) -> Any:
+    """The worker's one instance of resource ``name`` in this scope, opened on first use."""
+    slot = slots.get(name)
+    if slot is None:
+        loop = asyncio.get_running_loop()
+        slot = slots[name] = {"ready": loop.create_future(), "close": asyncio.Event()}
+        # A task of its own enters and exits the resource, whichever task asked first.
+        slot["host"] = asyncio.ensure_future(_host(slot, factory))
+    return await asyncio.shield(slot["ready"])
+
+
+def _is_async_cm(value: object) -> bool:
+    return hasattr(type(value), "__aenter__") and hasattr(type(value), "__aexit__")
+
+
+async def _host(slot: dict[str, Any], factory: Callable[[], Any]) -> None:
+    ready: asyncio.Future[Any] = slot["ready"]
+    try:
+        made = factory()
+        if inspect.isawaitable(made) and not _is_async_cm(made):
+            made = await made
+        value = await type(made).__aenter__(made) if _is_async_cm(made) else made
+    except Exception as exc:  # every task of this scope that asks gets it
+        ready.set_exception(exc)
+        return
+    ready.set_result(value)
+    if not _is_async_cm(made):
+        return  # a plain object: nothing to close
+    try:
+        await slot["close"].wait()
+    finally:
+        await type(made).__aexit__(made, None, None, None)
+
+
+async def cancel_attempt(attempt: str, scope: str, dask_worker: Any = None) -> bool:
+    """Cancel the attempt's coroutine if it runs here and wait for it to end (True);
+    else remember it, so that it never starts here (False). Run through ``Client.run``."""
+    state = _state(dask_worker)
+    inner = state["running"].get(attempt)
+    if inner is None:
+        _scope(state, scope)["cancelled"].add(attempt)
+        return False
+    inner.cancel()
+    await asyncio.wait([inner], timeout=CLOSE_BOUND)
+    return True
+
+
+async def close_scope(scope: str, dask_worker: Any = None) -> int:
+    """Close the worker-scoped resources of ``scope`` on this worker; how many were open.
+
+    Run through ``Client.run`` when the run's session ends.
+    """
+    state = _state(dask_worker)
+    resources = state["scopes"].pop(scope, None)
+    if resources is None:
+        return 0
+    hosts = []
+    for slot in resources["slots"].values():
+        slot["close"].set()
+        hosts.append(slot["host"])
+    if hosts:
+        await asyncio.wait(hosts, timeout=CLOSE_BOUND)
+    for host in hosts:
+        if host.done() and not host.cancelled() and host.exception() is not None:
+            # Nobody awaits a host: say that a close failed rather than drop it.
+            logging.getLogger("dremioframe_async.executors").error(
+                "a worker-scoped resource failed to close", exc_info=host.exception()
+            )
+    return len(hosts)

@@ -33,6 +33,7 @@ from ._logs import LogCapture, TaskLogger
 from ._mapping import MappedTask
 from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, TaskOptionValues
 from ._pipeline import Pipeline
+from ._placement import WorkerScoped, worker_scoped
 from ._pstate import PipelineState, StateSource, StateUnavailable, StateValueError
 from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._result import RunContext, RunResult, TaskRun
@@ -92,6 +93,8 @@ __all__ = [
     "UndeclaredResourceError",
     "UpstreamCounts",
     "Verdict",
+    "WorkerScoped",
     "decide",
     "task",
+    "worker_scoped",
 ]

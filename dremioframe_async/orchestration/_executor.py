@@ -7,7 +7,10 @@ the function's return value, or its exception with the traceback it had where
 it ran. Cancelling that await (the run is cancelled, the attempt timed out)
 stops or abandons the work: the session re-raises the cancellation promptly.
 
-Coroutine functions never go through an executor: they run on the loop.
+Coroutine functions run on the loop, unless the executor takes them (an
+executor whose ``coroutines`` attribute is true takes every one it can; a task
+declared ``@task(executor=NAME)`` goes to the executor of that ``name``). Where
+an attempt runs is decided in ``_placement``.
 
 :class:`LocalExecutor` is the default: worker threads of this process, one set
 per run, sized to the run's concurrency.
@@ -68,6 +71,12 @@ class TaskCall:
     :param logs: set when the attempt captures its log lines: an executor that runs
         the work in another process captures them there within ``logs.limits`` and
         hands them back with ``logs.add(lines, dropped)``, also when the work fails.
+    :param is_async: ``fn`` is a coroutine function (only executors that take
+        coroutines are given one; see ``_placement``).
+    :param resources: worker-scoped resources the task declared, name -> factory,
+        for the executor to open where the call runs.
+    :param inject: those of ``resources`` the function takes as keyword arguments;
+        the others it reads through ``context.resources``.
     """
 
     key: str
@@ -76,6 +85,9 @@ class TaskCall:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     release: Callable[[], None] | None = None
     logs: ShippedLogs | None = None
+    is_async: bool = False
+    resources: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+    inject: tuple[str, ...] = ()
 
     def __call__(self) -> Any:
         """Run the function here, in the calling thread."""
@@ -99,9 +111,12 @@ class ExecutorSession(Protocol):
 class Executor(Protocol):
     """Where plain-function tasks run: ``Pipeline(executor=...)``, ``run(executor=...)``.
 
-    ``name`` identifies the executor in errors and logs. ``session`` opens it for
-    one run; the runner enters the session before the first task starts and
-    leaves it (shielded) after the last one ended, also when the run is cancelled.
+    ``name`` identifies the executor in errors and logs, and is what
+    ``@task(executor=NAME)`` names. An optional ``coroutines`` attribute, true,
+    says it takes coroutine tasks too (its sessions must say so as well, with
+    the same ``name``). ``session`` opens it for one run; the runner enters the
+    session before the first task starts and leaves it (shielded) after the last
+    one ended, also when the run is cancelled.
     """
 
     name: str

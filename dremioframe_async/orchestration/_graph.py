@@ -10,13 +10,17 @@ import graphlib
 import operator
 import re
 from collections.abc import Collection, Iterable, Mapping
+from typing import Literal
 
 from ._errors import CycleError, PipelineDefinitionError
 from ._resources import resource_problems
-from ._rules import may_start_early
+from ._rules import may_start_early, passes_without_upstream
 from ._task import Task
 
-__all__ = ["Plan", "build_plan", "collect_tasks", "mermaid"]
+__all__ = ["KEEP_RESULTS", "KeepResults", "Plan", "build_plan", "collect_tasks", "mermaid"]
+
+KeepResults = Literal["all", "leaves", "none"]
+KEEP_RESULTS: tuple[KeepResults, ...] = ("all", "leaves", "none")
 
 
 class Plan:
@@ -28,7 +32,9 @@ class Plan:
     """
 
     __slots__ = (
+        "_kept",
         "_key_index",
+        "_starts",
         "_upstream_keys",
         "downstream",
         "index",
@@ -55,6 +61,8 @@ class Plan:
         self.downstream = downstream
         self._upstream_keys: tuple[tuple[str, ...], ...] | None = None
         self._key_index: dict[str, int] | None = None
+        self._kept: dict[str, bytearray | None] = {}
+        self._starts: tuple[int, ...] | None = None
 
     @property
     def upstream_keys(self) -> tuple[tuple[str, ...], ...]:
@@ -70,6 +78,43 @@ class Plan:
         if self._key_index is None:
             self._key_index = {k: i for i, k in enumerate(self.keys)}
         return self._key_index
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """Tasks a run may start at once: those without upstream tasks, and ``always``."""
+        if self._starts is None:
+            self._starts = tuple(
+                i
+                for i, t in enumerate(self.tasks)
+                if not self.upstream[i] or passes_without_upstream(t.options.trigger_rule)
+            )
+        return self._starts
+
+    def kept_results(self, keep: KeepResults) -> bytearray | None:
+        """Which tasks' results a run keeps, by index (None: every task's).
+
+        ``leaves``: the tasks nothing depends on; ``none``: no task's. The
+        results other tasks take as arguments are kept whatever ``keep`` says,
+        and every result when some task takes ``context`` (it may read any
+        upstream result).
+        """
+        if keep == "all":
+            return None
+        if keep not in self._kept:
+            tasks = self.tasks
+            flags: bytearray | None = None
+            if not any(t.wants_context for t in tasks):
+                flags = bytearray(len(tasks))
+                if keep == "leaves":
+                    for i, down in enumerate(self.downstream):
+                        if not down:
+                            flags[i] = 1
+                for t in tasks:
+                    if t.has_task_args:
+                        for up in t.data_dependencies():
+                            flags[self.index[up]] = 1
+            self._kept[keep] = flags
+        return self._kept[keep]
 
     def key_of(self, task: Task) -> str | None:
         i = self.index.get(task)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import anyio
@@ -13,31 +13,28 @@ from ._rules import UpstreamCounts
 from ._states import TaskState
 from ._task import Task
 
-__all__ = ["Node", "Settlement", "elapsed", "task_run", "time_limit"]
+__all__ = ["ChildNode", "Node", "NodesByKey", "Settlement", "elapsed", "task_run", "time_limit"]
 
 _S = TaskState
 
 
 class Node:
-    """Per-run state of one task instance (a plan task or one element of a fan-out)."""
+    """Per-run state of one task instance (a plan task or one element of a fan-out).
+
+    A large fan-out holds one per instance, so only what every task uses is a
+    slot. What few tasks use (resources, deadlines, context, fan-outs, pools,
+    failed upstream tasks) is a class-level default, overridden in the
+    instance's ``__dict__`` by the tasks that need it (made on first write).
+    """
 
     __slots__ = (
+        "__dict__",
         "attempts",
-        "began",
-        "children",
         "error",
         "finished",
         "i",
         "key",
-        "left",
-        "limiters",
-        "n_failed",
-        "n_skipped",
         "n_success",
-        "n_upfailed",
-        "opening",
-        "parent",
-        "pstate",
         "queued",
         "reason",
         "result",
@@ -45,8 +42,19 @@ class Node:
         "state",
         "task",
         "upstream",
-        "value",
     )
+
+    began: float | None = None  # anyio clock: when its resources or first attempt began
+    opening: float = 0.0  # seconds its resources took to open, counted in its first attempt
+    n_failed: int = 0
+    n_skipped: int = 0
+    n_upfailed: int = 0
+    parent: Node | None = None
+    children: Sequence[Node] = ()  # a fan-out's instances, once expanded
+    left: int = 0
+    value: Any = None
+    limiters: tuple[anyio.CapacityLimiter, ...] = ()
+    pstate: PipelineState | None = None  # its context.state, if it takes context
 
     def __init__(self, i: int, key: str, task: Task, upstream: tuple[int, ...]) -> None:
         self.i = i
@@ -59,17 +67,9 @@ class Node:
         self.error: BaseException | None = None
         self.reason = ""
         self.attempts = 0
-        self.began: float | None = None  # anyio clock: when its resources or first attempt began
-        self.opening = 0.0  # seconds its resources took to open, counted in its first attempt
         self.started: float | None = None
         self.finished: float | None = None
-        self.n_success = self.n_failed = self.n_upfailed = self.n_skipped = 0
-        self.parent: Node | None = None
-        self.children: Sequence[Node] = ()  # a fan-out's instances, once expanded
-        self.left = 0
-        self.value: Any = None
-        self.limiters: tuple[anyio.CapacityLimiter, ...] = ()
-        self.pstate: PipelineState | None = None  # its context.state, if it takes context
+        self.n_success = 0
 
     def counts(self) -> UpstreamCounts:
         return UpstreamCounts(
@@ -85,6 +85,62 @@ class Node:
             self.n_upfailed += 1
         else:
             self.n_failed += 1
+
+
+class ChildNode(Node):
+    """One instance of a fan-out: its parent and its mapped arguments are slots too."""
+
+    __slots__ = ("parent", "value")
+
+    def __init__(self, parent: Node, j: int, value: Any) -> None:
+        super().__init__(parent.i, f"{parent.key}[{j}]", parent.task, ())
+        self.parent = parent
+        self.value = value
+        if parent.limiters:
+            self.limiters = parent.limiters
+
+
+class NodesByKey(Mapping[str, Node]):
+    """A run's nodes by key, looked up through the plan's key index.
+
+    A run of a million tasks returns without building a million-entry dict
+    (which would also hold the loop for as long); the plan's index is built on
+    the first lookup and shared by every run of the plan. Fan-out instances,
+    appended after the plan's nodes, are indexed on first use, and win over a
+    plan task of the same key.
+    """
+
+    __slots__ = ("_extra", "_index", "_nodes", "_planned")
+
+    def __init__(
+        self, nodes: list[Node], planned: int, index: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self._nodes = nodes
+        self._planned = planned
+        self._index = index  # called on lookup: the index is made on first use
+        self._extra: dict[str, Node] | None = None
+
+    def _instances(self) -> dict[str, Node]:
+        if self._extra is None:
+            self._extra = {n.key: n for n in self._nodes[self._planned :]}
+        return self._extra
+
+    def __getitem__(self, key: str) -> Node:
+        if len(self._nodes) > self._planned:
+            found = self._instances().get(key)
+            if found is not None:
+                return found
+        return self._nodes[self._index()[key]]
+
+    def __iter__(self) -> Iterator[str]:
+        extra = self._instances() if len(self._nodes) > self._planned else {}
+        for n in self._nodes[: self._planned]:
+            if n.key not in extra:
+                yield n.key
+        yield from extra
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self) if len(self._nodes) > self._planned else self._planned
 
 
 class Settlement(NamedTuple):

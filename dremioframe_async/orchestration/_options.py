@@ -166,10 +166,11 @@ class TaskOptions:
         fix("retry_on", _retry_on(self.retry_on))
         fix("trigger_rule", _trigger_rule(self.trigger_rule))
         fix("resources", _resources(self.resources))
-        if self.executor not in (None, "local"):
+        if self.executor is not None and (not isinstance(self.executor, str) or not self.executor):
             raise TaskOptionError(
-                f"executor must be 'local' (always run in this process) or left unset "
-                f"(the run's executor), got {self.executor!r}"
+                f"executor must be 'local' (always run in this process), an executor's name "
+                f"('dask': the run's executor must be that one) or left unset (the run's "
+                f"executor), got {self.executor!r}"
             )
         if not isinstance(self.capture_logs, bool):
             raise TaskOptionError(f"capture_logs must be True or False, got {self.capture_logs!r}")

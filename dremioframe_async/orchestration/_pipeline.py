@@ -6,7 +6,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,12 +15,13 @@ import anyio.to_thread
 
 from ._awaited import run_call
 from ._dispatch import Listener, dispatching, normalize_listeners
-from ._errors import ArgumentError
-from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall, stays_local
-from ._graph import Plan, build_plan, mermaid
+from ._errors import ArgumentError, PipelineDefinitionError
+from ._executor import Executor, ExecutorSession, LocalExecutor, TaskCall
+from ._graph import KEEP_RESULTS, KeepResults, Plan, build_plan, mermaid
 from ._logs import LogCapture, capture_settings, run_logs
 from ._metering import run_metrics
 from ._observe import observers
+from ._placement import on_executor, placement_problems
 from ._pstate import RunState, StateSource
 from ._recorder import PriorRun, ResumeRefused, RunAttendant, RunRecorder
 from ._resources import ResourceFactory, check_factories, run_factories, run_resources
@@ -89,12 +90,15 @@ def _check_executor(executor: object) -> Executor | None:
     return executor
 
 
-def _check_calls(executor: Executor, tasks: Sequence[tuple[str, Task]]) -> None:
+def _check_calls(
+    executor: Executor, tasks: Sequence[tuple[str, Task]], factories: Mapping[str, Any]
+) -> None:
     """Let the executor refuse a call before anything runs (an unpicklable argument, say)."""
     for key, t in tasks:
         args = tuple(a for a in t.args if not contains_task(a))
         kwargs = {k: v for k, v in t.kwargs.items() if not contains_task(v)}
-        executor.check(TaskCall(key, t.action, args, kwargs))
+        scoped = {n: factories[n].factory for n in t.options.resources} if t.is_async else {}
+        executor.check(TaskCall(key, t.action, args, kwargs, is_async=t.is_async, resources=scoped))
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -126,15 +130,25 @@ class Pipeline:
         ``@task(resources=("dremio",))``.
     :param executor: where plain-function tasks run (see
         ``dremioframe_async.executors``): the run's worker threads by default.
-        Coroutine tasks, tasks declared ``@task(executor="local")`` and tasks that
-        need a resource always run in this process, where the resources live.
+        Tasks declared ``@task(executor="local")``, plain-function tasks that need a
+        resource, and coroutine tasks run in this process, unless a coroutine task
+        names the executor (``@task(executor="dask")``) or the executor takes them
+        all (``DaskExecutor(coroutines=True)``) and each resource it needs is
+        :func:`worker_scoped` (opened once per worker).
     :param max_active_runs: at most this many runs of this pipeline taken from a
         store's run queue run at once, across every process serving that store
         (see ``dremioframe_async.service``); None for no limit. ``run()`` itself
         does not wait for it.
     :param resume_interrupted: a process serving this pipeline resumes each of
         its runs that ends INTERRUPTED, once.
+    :param keep_results: which results a run's :class:`RunResult` holds:
+        ``"all"``, ``"leaves"`` (the tasks nothing depends on) or ``"none"``. A
+        run of a large fan-out whose results nobody reads then holds none of them
+        in memory. Results other tasks take as arguments are kept for the run
+        whatever this says, every result when some task takes ``context``, and
+        a store attached to the run records every result as usual.
     :raises ArgumentError: for an empty name, a limit that is not a whole number >= 1,
+        a ``keep_results`` other than those three,
         a negative ``cleanup_grace``, a resource factory that is not callable, or an
         executor that is not one.
     """
@@ -151,6 +165,7 @@ class Pipeline:
         executor: Executor | None = None,
         max_active_runs: int | None = None,
         resume_interrupted: bool = False,
+        keep_results: KeepResults = "all",
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"a pipeline needs a non-empty name, got {name!r}")
@@ -161,6 +176,12 @@ class Pipeline:
         self.max_concurrency = _check_limit(name, "max_concurrency", limit)
         self.max_active_runs = _check_limit(name, "max_active_runs", max_active_runs)
         self.resume_interrupted = bool(resume_interrupted)
+        if keep_results not in KEEP_RESULTS:
+            raise ArgumentError(
+                f"pipeline {name!r}: keep_results must be one of {', '.join(KEEP_RESULTS)}, "
+                f"got {keep_results!r}"
+            )
+        self.keep_results: KeepResults = keep_results
         self.pools: dict[str, int | anyio.CapacityLimiter] = {}
         for pool, size in (pools or {}).items():
             if not isinstance(size, anyio.CapacityLimiter):
@@ -302,14 +323,13 @@ class Pipeline:
             context = prior.params if prior is not None else {}
         run_limiter, pools = self._limiters()
         remote = _RemoteCancel(stop_cleanup)
+        factories = run_factories(self._needing_resources(plan), self.resources, given)
         try:
             async with (
-                self._executor_session(plan, chosen) as session,
+                self._executor_session(plan, chosen, factories) as session,
                 dispatching(listeners, store) as dispatch,
                 remote.attended(store, run_id),
-                run_resources(
-                    run_factories(self._needing_resources(plan), self.resources, given)
-                ) as opened,
+                run_resources(factories) as opened,
                 run_logs(run_id, self.name, logging_to, dispatch.emit) as logs,
                 run_tracing(
                     tracer_provider,
@@ -335,6 +355,7 @@ class Pipeline:
                     resources=opened,
                     observe=observers(logs, tracing, metrics),
                     state=RunState(self.name, store if isinstance(store, StateSource) else None),
+                    keep_results=self.keep_results,
                 )
                 with remote.scope:
                     result = await run.execute()
@@ -361,19 +382,23 @@ class Pipeline:
 
     @asynccontextmanager
     async def _executor_session(
-        self, plan: Plan, executor: Executor | None
+        self, plan: Plan, executor: Executor | None, factories: Mapping[str, Any]
     ) -> AsyncIterator[ExecutorSession | None]:
         # Open the executor only when some task will use it: a pipeline of
-        # coroutines starts no cluster.
+        # coroutines starts no cluster (unless the executor takes coroutines).
+        named = [(k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if t.options.executor]
+        problems = placement_problems(named, executor, factories)
+        if problems:
+            raise PipelineDefinitionError(self.name, problems)
         tasks = [
             (key, t)
             for key, t in zip(plan.keys, plan.tasks, strict=True)
-            if not t.is_async and not stays_local(t.options)
+            if on_executor(t.is_async, t.options, executor, factories)
         ]
         if executor is None or not tasks:
             yield None
             return
-        await anyio.to_thread.run_sync(_check_calls, executor, tasks)
+        await anyio.to_thread.run_sync(_check_calls, executor, tasks, factories)
         async with executor.session(concurrency=self.max_concurrency) as session:
             yield session
 
@@ -437,11 +462,14 @@ class _RemoteCancel:
 
     The first cancels the run as the caller's own cancellation would, so cleanup
     tasks still run; the second stops them (as a second Ctrl-C does). The run's
-    result is still returned, with status CANCELLED.
+    result is still returned, with status CANCELLED. The second stops this run's
+    cleanup only: the caller's ``stop_cleanup`` (which a scheduler shares between
+    its runs) is forwarded to the run, never set from here.
     """
 
     def __init__(self, stop_cleanup: anyio.Event | None) -> None:
         self.scope = anyio.CancelScope()
+        self.given = stop_cleanup
         self.stop_cleanup = stop_cleanup if stop_cleanup is not None else anyio.Event()
 
     def __call__(self, requests: int) -> None:
@@ -449,7 +477,24 @@ class _RemoteCancel:
         if requests >= 2:
             self.stop_cleanup.set()
 
-    def attended(self, store: object, run_id: str) -> AbstractAsyncContextManager[object]:
-        if isinstance(store, RunAttendant):
-            return store.attend(run_id, self)
-        return nullcontext()
+    @asynccontextmanager
+    async def attended(self, store: object, run_id: str) -> AsyncIterator[None]:
+        """Attend the run in ``store`` while it runs (nothing without a store to attend it)."""
+        if not isinstance(store, RunAttendant):
+            yield None
+            return
+        given = self.given
+        if given is not None:
+            self.stop_cleanup = anyio.Event()  # this run's own, set by the caller's too
+        async with store.attend(run_id, self), anyio.create_task_group() as tg:
+            if given is not None:
+                tg.start_soon(_forward, given, self.stop_cleanup)
+            try:
+                yield None
+            finally:
+                tg.cancel_scope.cancel()
+
+
+async def _forward(given: anyio.Event, own: anyio.Event) -> None:
+    await given.wait()
+    own.set()

@@ -254,10 +254,12 @@ class RunResult(Mapping[str, Any]):
         k = (self._key_of(key) or "") if isinstance(key, Task) else key
         if k in self._results:
             return self._results[k]
-        state = self.states.get(k)
-        if state is None:
+        task = self.tasks.get(k)
+        if task is None:
             raise KeyError(key)
-        raise KeyError(f"{k!r} has no result: it ended {state.value}")
+        if task.state is TaskState.SUCCESS:
+            raise KeyError(f"{k!r} succeeded, but the run did not keep its result (keep_results)")
+        raise KeyError(f"{k!r} has no result: it ended {task.state.value}")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._results)

@@ -27,6 +27,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -40,13 +41,15 @@ from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._dispatch import Emit
 from ._errors import ExpandError, MapLengthError
 from ._events import RunFinished, RunStarted, TaskRetrying, TaskStateChanged
-from ._executor import DEFAULT_THREADS, ExecutorSession, TaskCall, stays_local
-from ._graph import Plan
+from ._executor import DEFAULT_THREADS, ExecutorSession
+from ._graph import KeepResults, Plan
 from ._logs import shipped_logs
 from ._mapping import MappedTask
 from ._node import (
     AttemptLimit,
+    ChildNode,
     Node,
+    NodesByKey,
     Settlement,
     attempt_limit,
     elapsed,
@@ -54,6 +57,7 @@ from ._node import (
     time_limit,
 )
 from ._observe import Observers
+from ._placement import on_executor, remote_call
 from ._pstate import RunState
 from ._recorder import PriorRun
 from ._resources import NO_RESOURCES, RunResources, with_resources
@@ -63,7 +67,6 @@ from ._rules import (
     Verdict,
     decide,
     only_successes_matter,
-    passes_without_upstream,
     reevaluated_on_resume,
     runs_on_cancel,
 )
@@ -74,7 +77,12 @@ from ._threads import SlotHandover, run_in_thread
 __all__ = ["Run"]
 
 _S = TaskState
+_BAD = frozenset({_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED})  # a run with one is FAILED
 YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the loop
+# Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between
+# two yields to the loop: a wide run must not hold the application's loop for ms on end.
+SLICE = 2048
+TELL_SLICE = 512
 _RUNNER_NAME = f"{__name__}.Run._runner"  # given, not derived by anyio per task
 
 
@@ -98,6 +106,7 @@ class Run:
         resources: RunResources | None = None,
         observe: Observers | None = None,
         state: RunState | None = None,
+        keep_results: KeepResults = "all",
     ) -> None:
         self.plan = plan
         self.observe = observe  # log capture, tracing and metrics of attempts; None: none
@@ -117,8 +126,14 @@ class Run:
         self.thread_limiter = anyio.CapacityLimiter(
             run_limiter.total_tokens if run_limiter is not None else DEFAULT_THREADS
         )
-        self.nodes = self._make_nodes(plan, run_limiter, pools)
-        self.remaining = len(self.nodes)
+        self._limits = (run_limiter, pools)
+        self.nodes: list[Node] = []  # made at the start of execute(), a slice at a time
+        self.remaining = 0
+        # Settled nodes whose downstream tasks are still to be told, by a runner, a
+        # slice at a time: (node, its state, how many were told so far).
+        self.spill: deque[tuple[Node, TaskState, int]] = deque()
+        self.n_bad = 0  # nodes settled FAILED, UPSTREAM_FAILED or CANCELLED
+        self.keep = plan.kept_results(keep_results)
         self.workers = 0
         self.busy = 0
         self.cancelling = False  # the caller cancelled: only cleanup tasks may start
@@ -132,23 +147,34 @@ class Run:
         self._checkpoint = checkpoint_function()
         self._checkpoint_if_cancelled = checkpoint_if_cancelled_function()
 
-    @staticmethod
-    def _make_nodes(
-        plan: Plan,
-        run_limiter: anyio.CapacityLimiter | None,
-        pools: Mapping[str, anyio.CapacityLimiter],
-    ) -> list[Node]:
-        nodes = [Node(i, plan.keys[i], t, plan.upstream[i]) for i, t in enumerate(plan.tasks)]
+    async def _make_nodes(self) -> None:
+        """One node per plan task, yielding to the loop between slices.
+
+        Shielded: a cancellation waits for the last slice (a few milliseconds),
+        so the run always has all its nodes to settle.
+        """
+        plan, (run_limiter, pools) = self.plan, self._limits
+        keys, ups, nodes = plan.keys, plan.upstream, self.nodes
+        limited = run_limiter is not None or bool(pools)
         # One limiters tuple per pool, shared by its tasks.
         shared: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
-        for node in nodes:
-            pool = node.task.options.pool
-            lims = shared.get(pool)
-            if lims is None:
-                own = (pools[pool],) if pool is not None else ()
-                lims = shared[pool] = (*own, run_limiter) if run_limiter is not None else own
-            node.limiters = lims
-        return nodes
+        planned = iter(plan.index.items())  # the index's own ints: 28 bytes a node less
+        with anyio.CancelScope(shield=True):
+            while chunk := [Node(i, keys[i], t, ups[i]) for t, i in islice(planned, SLICE)]:
+                if limited:
+                    for node in chunk:
+                        pool = node.task.options.pool
+                        lims = shared.get(pool)
+                        if lims is None:
+                            own = (pools[pool],) if pool is not None else ()
+                            lims = (*own, run_limiter) if run_limiter is not None else own
+                            shared[pool] = lims
+                        if lims:  # none: the class default, without a per-node __dict__
+                            node.limiters = lims
+                nodes.extend(chunk)
+                if len(chunk) == SLICE:
+                    await self._checkpoint()
+        self.remaining = len(nodes)
 
     # -- events --------------------------------------------------------------------
 
@@ -208,24 +234,33 @@ class Run:
 
     def _drain(self, work: list[Settlement]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
-        nodes = self.nodes
+        nodes, keep = self.nodes, self.keep
         while work:
             n, st, res, err, why = work.pop()
             n.state, n.error, n.reason, n.finished = st, err, why, time.time()
             if st is _S.SUCCESS:
                 n.result = res
-                self.results[n.key] = res
+                if keep is None or keep[n.i]:
+                    self.results[n.key] = res
                 if n.pstate is not None:
                     self.state.commit(n.pstate.writes)
+            elif st in _BAD:
+                self.n_bad += 1  # counted here: the run's status reads no node at its end
             self.remaining -= 1
             if self.emit is not None:
                 self._state_event(n)
+            if keep is not None and not keep[n.i] and n.parent is None:
+                n.result = None  # on its event (for the store) but kept by nobody
             if self.closing:
                 continue
             if n.parent is not None:
                 self._child_done(n.parent, work)
                 continue
-            for d in self.plan.downstream[n.i]:
+            downs = self.plan.downstream[n.i]
+            if len(downs) > TELL_SLICE and not self.cancelling:
+                self.spill.append((n, st, TELL_SLICE))  # the rest, from a runner (_tell_more)
+                downs = downs[:TELL_SLICE]
+            for d in downs:
                 self._upstream_done(nodes[d], st, work)
 
     def _upstream_done(self, d: Node, state: TaskState, work: list[Settlement]) -> None:
@@ -291,15 +326,41 @@ class Run:
     # -- runners -------------------------------------------------------------------
 
     def _maybe_spawn(self) -> None:
-        """Start runners when ready tasks wait and every runner is busy."""
-        if not self.ready or self.workers > self.busy or self._tg is None or self._paused():
+        """Start runners when ready tasks (or downstream tasks to tell) wait and every
+        runner is busy."""
+        if self.workers > self.busy or self._tg is None or self._paused():
             return
-        want = min(len(self.ready), max(1, self.busy))
+        if not self.ready and not self.spill:
+            return
+        want = min(len(self.ready) or 1, max(1, self.busy))
         if self.run_limiter is not None:
             want = min(want, int(self.run_limiter.available_tokens))
+        if self.spill and not self.workers:
+            want = max(want, 1)  # telling takes no slot
         for _ in range(want):
             self.workers += 1
             self._tg.start_soon(self._runner, name=_RUNNER_NAME)
+
+    def _tell_more(self) -> None:
+        """Tell the next slice of a settled task's downstream tasks that it ended."""
+        n, st, told = self.spill[0]
+        downs = self.plan.downstream[n.i]
+        end = told + TELL_SLICE
+        if end >= len(downs):
+            self.spill.popleft()
+        else:
+            self.spill[0] = (n, st, end)
+        work: list[Settlement] = []
+        nodes = self.nodes
+        for d in downs[told:end]:
+            self._upstream_done(nodes[d], st, work)
+        self._drain(work)
+        self._maybe_spawn()
+
+    def _tell_all(self) -> None:
+        """Tell every spilled downstream task at once (the run is being cancelled)."""
+        while self.spill:
+            self._tell_more()
 
     def _paused(self) -> bool:
         # Once cancelled, nothing new starts until the wind-down picks the cleanup tasks.
@@ -308,19 +369,26 @@ class Run:
     async def _runner(self) -> None:
         last_yield = time.perf_counter()
         try:
-            while self.ready and not self._paused():
-                node = self.ready.popleft()
-                self.busy += 1
-                self._maybe_spawn()
-                try:
-                    await self._run_node(node)
-                finally:
-                    self.busy -= 1
+            while not self._paused():
+                if self.spill and len(self.ready) < SLICE:
+                    self._tell_more()  # keeps the ready queue fed, a slice at a time
+                elif not self.ready:
+                    break
+                else:
+                    node = self.ready.popleft()
+                    self.busy += 1
+                    self._maybe_spawn()
+                    try:
+                        await self._run_node(node)
+                    finally:
+                        self.busy -= 1
                 # Yield between tasks (never while counted busy) at least every
                 # YIELD_INTERVAL: tasks that never wait must not starve the loop or
                 # delay cancellation, but a yield per task would double their cost.
                 # A runner with nothing left to take returns to the loop anyway.
-                if self.ready and time.perf_counter() - last_yield >= YIELD_INTERVAL:
+                if (
+                    self.ready or self.spill
+                ) and time.perf_counter() - last_yield >= YIELD_INTERVAL:
                     await self._checkpoint()
                     last_yield = time.perf_counter()
         finally:
@@ -336,7 +404,7 @@ class Run:
             call = self._prepare_call(node)
             if call is None:
                 return
-            if node.task.options.resources:
+            if node.task.options.resources and not self._remote(node):
                 call = await self._open_resources(node, call)
             result: Any
             if node.task.options.retries:
@@ -396,7 +464,7 @@ class Run:
                 else attempt_limit(node, first=node.attempts == 1)
             )
             scope = self.observe(node) if self.observe is not None else None
-            if node.task.is_async and timeout is None:
+            if node.task.is_async and timeout is None and not self._remote(node):
                 # The common case, without one more coroutine.
                 if scope is None:
                     return check_async(node.key, await call())
@@ -410,7 +478,7 @@ class Run:
     async def _invoke(
         self, node: Node, call: Callable[[], Any], slots: AttemptSlots, limit: AttemptLimit | None
     ) -> Any:
-        if node.task.is_async:
+        if node.task.is_async and not self._remote(node):
             return await call_async(node.key, call, limit)
         return await call_sync(
             node.key, call, limit, slots, functools.partial(self._call_sync, node)
@@ -419,13 +487,20 @@ class Run:
     async def _call_sync(
         self, node: Node, call: Callable[[], Any], handover: SlotHandover | None
     ) -> Any:
-        if self.executor is None or stays_local(node.task.options):
+        if self.executor is None or not self._remote(node):
             return await run_in_thread(call, self.thread_limiter, handover)
-        assert isinstance(call, functools.partial)
         release = handover.thread_finished if handover is not None else None
+        factories = self.resources.factories
         return await self.executor.run(
-            TaskCall(node.key, call.func, call.args, call.keywords, release, shipped_logs())
+            remote_call(node.task, node.key, call, release, shipped_logs(), factories)
         )
+
+    def _remote(self, node: Node) -> bool:
+        """Whether the node's attempts run on the run's executor (see ``_placement``)."""
+        if self.executor is None:
+            return False
+        task = node.task
+        return on_executor(task.is_async, task.options, self.executor, self.resources.factories)
 
     def _mark_running(self, node: Node) -> None:
         node.attempts += 1
@@ -433,8 +508,8 @@ class Run:
             node.pstate.begin_attempt()
         if node.started is None:
             node.started = time.time()
-        if node.began is None:
-            node.began = anyio.current_time()
+        if node.began is None and node.task.options.deadline is not None:
+            node.began = anyio.current_time()  # only a deadline reads it (``elapsed``)
         node.state = _S.RUNNING
         if self.emit is not None:
             self._state_event(node)
@@ -549,8 +624,7 @@ class Run:
         node.left = len(values)
         children: list[Node] = []
         for j, value in enumerate(values):
-            child = Node(node.i, f"{node.key}[{j}]", task, ())
-            child.parent, child.value, child.limiters = node, value, node.limiters
+            child = ChildNode(node, j, value)
             child.queued = True
             children.append(child)
             self.ready.append(child)
@@ -563,6 +637,7 @@ class Run:
 
     async def execute(self) -> RunResult:
         """Run every task; return the result, or re-raise the caller's cancellation."""
+        await self._make_nodes()
         if self.emit is not None:
             params = dict(self.params)
             resumed = self.prior.run_id if self.prior is not None else None
@@ -603,12 +678,10 @@ class Run:
 
     def _start_roots(self) -> None:
         work: list[Settlement] = []
-        for node in list(self.nodes):
-            if (
-                node.state is _S.PENDING
-                and not node.queued
-                and (not node.upstream or passes_without_upstream(node.task.options.trigger_rule))
-            ):
+        nodes = self.nodes
+        for i in self.plan.starts:  # not every node: a wide run starts from a few
+            node = nodes[i]
+            if node.state is _S.PENDING and not node.queued:
                 self._enqueue(node, work)
                 self._drain(work)
 
@@ -620,6 +693,7 @@ class Run:
     async def _wind_down(self) -> None:
         """Run the cleanup tasks a cancelled run may still run: shielded, within the grace."""
         self.cancelling = True
+        self._tell_all()  # before sorting: a cleanup task must see how its upstream tasks ended
         self._sort_ready()
         if not self.ready or self.cleanup_grace <= 0:
             return
@@ -666,8 +740,7 @@ class Run:
     def status(self) -> RunStatus:
         if self.cancelling:
             return RunStatus.CANCELLED
-        bad = (_S.FAILED, _S.UPSTREAM_FAILED, _S.CANCELLED)
-        failed = self.resources.close_errors or any(n.state in bad for n in self.nodes)
+        failed = self.resources.close_errors or self.n_bad
         return RunStatus.FAILED if failed else RunStatus.SUCCESS
 
     def _finish(self) -> None:
@@ -680,11 +753,12 @@ class Run:
             )
 
     def result(self) -> RunResult:
+        plan = self.plan
         return RunResult(
             self.plan.pipeline,
             self.run_id,
             self.status(),
-            LazyTaskRuns({n.key: n for n in self.nodes}, task_run),
+            LazyTaskRuns(NodesByKey(self.nodes, len(plan.tasks), lambda: plan.key_index), task_run),
             self.results,
             self.plan.key_of,
             self.started,

@@ -24,6 +24,31 @@ __all__ = ["Task", "contains_task", "profile_of"]
 
 _creation_order = itertools.count()
 
+# A task's edges: a tuple while there are few (most tasks have one or two: a
+# one-item tuple is 48 bytes, a one-item dict 184), a dict (an ordered set with
+# constant-time membership) past that.
+_FEW_EDGES = 8
+Edges = tuple["Task", ...] | dict["Task", None]
+_NO_KWARGS: dict[str, Any] = {}  # shared by tasks without keyword arguments; never mutated
+
+
+def _with_edge(edges: Edges, task: Task) -> Edges:
+    """``edges`` with ``task`` added (the caller checked that it is not there)."""
+    if type(edges) is tuple:
+        if not edges:
+            # Most tasks have one edge each way, to the same few tasks: share the tuple.
+            alone = task._alone
+            if alone is None:
+                alone = task._alone = (task,)
+            return alone
+        if len(edges) < _FEW_EDGES:
+            return (*edges, task)
+        grown = dict.fromkeys(edges)
+        grown[task] = None
+        return grown
+    edges[task] = None  # type: ignore[index]  # a dict
+    return edges
+
 
 # Values that cannot hold a Task: the common arguments skip the container checks.
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
@@ -161,6 +186,25 @@ class Task:
     # of that name (a Dremio task's client from the environment). Subclasses set it.
     default_resources: Mapping[str, ResourceFactory] = NO_RESOURCES
 
+    # Slots: a large fan-out holds one Task per instance (subclasses may add a __dict__).
+    __slots__ = (
+        "__weakref__",
+        "_alone",
+        "_data_deps",
+        "_downstream",
+        "_upstream",
+        "action",
+        "args",
+        "edits",
+        "has_task_args",
+        "is_async",
+        "kwargs",
+        "name",
+        "options",
+        "order",
+        "wants_context",
+    )
+
     def __init__(
         self,
         name: str,
@@ -186,13 +230,14 @@ class Task:
         self.action = action
         self.options = options
         self.args = tuple(args)
-        self.kwargs = dict(kwargs) if kwargs else {}
+        self.kwargs = dict(kwargs) if kwargs else _NO_KWARGS
         self.is_async = profile.is_async
         self.wants_context = profile.accepts_context and "context" not in self.kwargs
         self.order = next(_creation_order)
         self.edits = 0  # bumped on every edge change, so cached plans know to rebuild
-        self._upstream: dict[Task, None] = {}
-        self._downstream: dict[Task, None] = {}
+        self._alone: tuple[Task] | None = None  # (self,): the edges of tasks linked to it alone
+        self._upstream: Edges = ()
+        self._downstream: Edges = ()
         self._data_deps: tuple[Task, ...] = ()
         inputs = self._inputs()
         for value in inputs:
@@ -229,11 +274,11 @@ class Task:
 
     def edges_up(self) -> Iterable[Task]:
         """Upstream tasks without copying them into a tuple (for graph walks)."""
-        return self._upstream.keys()
+        return self._upstream
 
     def edges_down(self) -> Iterable[Task]:
         """Downstream tasks without copying them into a tuple (for graph walks)."""
-        return self._downstream.keys()
+        return self._downstream
 
     def data_dependencies(self) -> tuple[Task, ...]:
         """Tasks passed as arguments: their results replace them at run time."""
@@ -252,8 +297,8 @@ class Task:
         if up is down:
             raise TaskDefinitionError(up.name, "a task cannot depend on itself")
         if down not in up._downstream:
-            up._downstream[down] = None
-            down._upstream[up] = None
+            up._downstream = _with_edge(up._downstream, down)
+            down._upstream = _with_edge(down._upstream, up)
             up.edits += 1
             down.edits += 1
 
@@ -276,8 +321,8 @@ class Task:
     def __rshift__(self, other: Task) -> Task:
         if isinstance(other, Task) and other is not self and other not in self._downstream:
             # ``_link`` inlined for the common case: this is most of building a graph.
-            self._downstream[other] = None
-            other._upstream[self] = None
+            self._downstream = _with_edge(self._downstream, other)
+            other._upstream = _with_edge(other._upstream, self)
             self.edits += 1
             other.edits += 1
         else:

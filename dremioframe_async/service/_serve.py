@@ -11,7 +11,8 @@ Its parts, each a task of one task group:
 Stopping (the caller's cancellation, which the command line makes of SIGTERM
 and Ctrl-C) drains: nothing new is claimed, running runs get ``drain_grace``
 seconds to finish, then they are cancelled gracefully, so their cleanup tasks
-run; ``stop_cleanup`` (a second signal) ends those too. Queued runs stay queued
+run; ``stop_cleanup`` (a second signal) ends the grace at once and stops those
+cleanup tasks too. Queued runs stay queued
 for the other processes.
 """
 
@@ -80,25 +81,33 @@ async def serve(
     :param drain_grace: on stopping, seconds running runs get to finish before
         they are cancelled (gracefully: their cleanup tasks still run).
     :param auth: the UI's and API's authentication (without it, loopback only).
-    :param stop_cleanup: once set while draining, cleanup tasks are cancelled too.
+    :param stop_cleanup: once set while draining, the grace ends and cleanup tasks
+        are cancelled too (the command line sets it on a second SIGTERM or Ctrl-C).
     :param on_ready: called with the UI's URL once it listens (``port=0``: any free port).
-    :raises ServeError: (a ``ValueError``) for nothing to serve, or two pipelines of one name.
+    :raises ServeError: (a ``ValueError``) for nothing to serve, two pipelines of one
+        name, ``max_runs`` under 1 or a negative or NaN ``drain_grace``.
     :raises UnsafeBind: (a ``ValueError``) for a non-loopback host without auth.
     """
     pipelines, schedules = _collect(items)
     if max_runs is not None and max_runs < 1:
         raise ServeError(f"max_runs must be at least 1, got {max_runs!r}")
+    if not drain_grace >= 0:  # NaN too: found only at the first SIGTERM otherwise
+        raise ServeError(f"drain_grace must be 0 or more seconds, got {drain_grace!r}")
     auths: tuple[Auth, ...] = (auth,) if isinstance(auth, Auth) else tuple(auth or ())
     check_bind(host, auths)
     shown = {s.pipeline.name: s.describe() for s in schedules}
     entries = [PipelineEntry(p, schedule=shown.get(name)) for name, p in pipelines.items()]
     app = ui_app(store, entries, auths, max_runs=max_runs)
+    launcher = run_launcher(app)
+    # Nothing is claimed before the port is bound: a serve that cannot start (a port
+    # in use) must leave the queue to the others, not take a run and die with it.
+    launcher.holding = True
     runner = app_runner(app)  # the UI's headers even on requests aiohttp refuses
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        launcher = run_launcher(app)
+        launcher.release()
         if on_ready is not None:
             bound = runner.addresses[0][1] if runner.addresses else port
             on_ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}/")
@@ -121,8 +130,8 @@ async def _resume_interrupted(
     """Resume, once, each INTERRUPTED run of a pipeline declared ``resume_interrupted``.
 
     A run that is itself a resume is left alone, so a run that keeps dying is
-    resumed once, not forever. Of several processes trying, the store's resume
-    claim lets one through.
+    resumed once, not forever; so is a run that was asked to cancel. Of several
+    processes trying, the store's resume claim lets one through.
     """
     names = [name for name, p in pipelines.items() if p.resume_interrupted]
     if not names:
@@ -138,7 +147,9 @@ async def _resume_interrupted(
                 log.warning("cannot look for interrupted runs: %s", exc)
                 continue
             for run in page.runs:
-                if run.resumed_by is None and run.resumed_from is None:
+                # A run someone asked to cancel stays interrupted: its owner died
+                # before it could act on the request, which still stands.
+                if run.resumed_by is None and run.resumed_from is None and not run.cancel_requests:
                     try:
                         new = await launcher.trigger(name, None, resume=run.run_id)
                     except ActionRefused as exc:  # another process resumes it

@@ -78,6 +78,10 @@ class Attendance:
         """The runs attended now."""
         return list(self._runs)
 
+    def attends(self, run_id: str) -> bool:
+        """Whether ``run_id`` is attended now."""
+        return run_id in self._runs
+
     def wake(self) -> None:
         """Look for cancel requests now rather than at the next tick."""
         if self._wake is not None:

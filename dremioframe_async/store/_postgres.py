@@ -541,8 +541,12 @@ class PostgresStore:
             self._listener = conn
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        self._attendance.wake()
-        if self._queued is not None:
+        # A cancel request names its run; a queued run, its pipeline. Only a request for
+        # a run attended here is worth a cancel poll: waking the attendance on every
+        # trigger cost each serve process one query per trigger.
+        if self._attendance.attends(payload):
+            self._attendance.wake()
+        elif self._queued is not None:
             self._queued.set()
 
     async def aclose(self) -> None:

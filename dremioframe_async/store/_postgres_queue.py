@@ -102,40 +102,47 @@ async def claim_next(
     if not limits:
         return None
     names = sorted(limits)
+    limited = [n for n in names if limits[n] is not None]
+    if not limited:  # one statement, one round trip: the common case
+        return await _claim_oldest(conn, p, names, run_id)
     async with conn.transaction():
-        limited = [n for n in names if limits[n] is not None]
         for name in limited:  # sorted: two claimers never wait for each other in a cycle
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _pipeline_lock(p, name))
-        rows = await conn.fetch(
-            "SELECT run_id, pipeline, params, scheduled_for, queued_at FROM "
-            f"{p}runs WHERE status = 'QUEUED' AND pipeline = ANY($1::text[]) "
-            "AND ($2::text IS NULL OR run_id = $2) ORDER BY queued_at, run_id "
-            "LIMIT 64 FOR UPDATE SKIP LOCKED",
-            names,
-            run_id,
+        counted = await conn.fetch(
+            f"SELECT pipeline, count(*) FROM {p}runs WHERE status = 'RUNNING' "
+            "AND pipeline = ANY($1::text[]) GROUP BY pipeline",
+            limited,
         )
-        active: dict[str, int] = {}
-        if limited:
-            counted = await conn.fetch(
-                f"SELECT pipeline, count(*) FROM {p}runs WHERE status = 'RUNNING' "
-                "AND pipeline = ANY($1::text[]) GROUP BY pipeline",
-                limited,
-            )
-            active = {name: count for name, count in counted}  # noqa: C416 (Records)
-        for rid, pipeline, params, scheduled_for, queued_at in rows:
-            limit = limits.get(pipeline)
-            if limit is not None and active.get(pipeline, 0) >= limit:
-                continue
-            now = time.time()
-            await conn.execute(
-                f"UPDATE {p}runs SET status = 'RUNNING', owner = $1, started = $2, "
-                "heartbeat = $2 WHERE run_id = $3",
-                current_owner(),
-                now,
-                rid,
-            )
-            return QueuedRun(rid, pipeline, decode_json(params, {}), scheduled_for, queued_at)
-    return None
+        active = {name: count for name, count in counted}  # noqa: C416 (Records)
+        # Only pipelines below their limit are looked at, so a long queue of a
+        # pipeline at its limit never hides the runs of the others behind it.
+        open_names = [n for n in names if _below(limits[n], active.get(n, 0))]
+        return await _claim_oldest(conn, p, open_names, run_id) if open_names else None
+
+
+def _below(limit: int | None, active: int) -> bool:
+    return limit is None or active < limit
+
+
+async def _claim_oldest(
+    conn: Any, p: str, names: Sequence[str], run_id: str | None
+) -> QueuedRun | None:
+    """Take the oldest QUEUED run of ``names`` (``FOR UPDATE SKIP LOCKED``: claimers pass)."""
+    row = await conn.fetchrow(
+        f"UPDATE {p}runs SET status = 'RUNNING', owner = $1, started = $2, heartbeat = $2 "
+        f"WHERE run_id = (SELECT run_id FROM {p}runs WHERE status = 'QUEUED' "
+        "AND pipeline = ANY($3::text[]) AND ($4::text IS NULL OR run_id = $4) "
+        "ORDER BY queued_at, run_id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+        "RETURNING run_id, pipeline, params, scheduled_for, queued_at",
+        current_owner(),
+        time.time(),
+        list(names),
+        run_id,
+    )
+    if row is None:
+        return None
+    rid, pipeline, params, scheduled_for, queued_at = row
+    return QueuedRun(rid, pipeline, decode_json(params, {}), scheduled_for, queued_at)
 
 
 async def request_cancel(conn: Any, p: str, channel: str, run_id: str) -> CancelOutcome:

@@ -100,14 +100,7 @@ def claim_next(
         return None
     names = list(limits)
     marks = ", ".join("?" for _ in names)
-    only = " AND run_id = ?" if run_id is not None else ""
     with _immediate(conn):
-        candidates = conn.execute(
-            "SELECT run_id, pipeline, params, scheduled_for, queued_at FROM runs "
-            f"WHERE status = 'QUEUED' AND pipeline IN ({marks}){only} "
-            "ORDER BY queued_at, run_id LIMIT 64",
-            (*names, *(() if run_id is None else (run_id,))),
-        ).fetchall()
         active = dict(
             conn.execute(
                 f"SELECT pipeline, count(*) FROM runs WHERE status = 'RUNNING' "
@@ -115,18 +108,33 @@ def claim_next(
                 names,
             ).fetchall()
         )
-        for rid, pipeline, params, scheduled_for, queued_at in candidates:
-            limit = limits.get(pipeline)
-            if limit is not None and active.get(pipeline, 0) >= limit:
-                continue
-            now = time.time()
-            conn.execute(
-                "UPDATE runs SET status = 'RUNNING', owner = ?, started = ?, heartbeat = ? "
-                "WHERE run_id = ? AND status = 'QUEUED'",
-                (current_owner(), now, now, rid),
-            )
-            return QueuedRun(rid, pipeline, decode_json(params, {}), scheduled_for, queued_at)
-    return None
+        # Only pipelines below their limit are looked at, so a long queue of a
+        # pipeline at its limit never hides the runs of the others behind it.
+        names = [n for n in names if _below(limits[n], active.get(n, 0))]
+        if not names:
+            return None
+        marks = ", ".join("?" for _ in names)
+        only = " AND run_id = ?" if run_id is not None else ""
+        row = conn.execute(
+            "SELECT run_id, pipeline, params, scheduled_for, queued_at FROM runs "
+            f"WHERE status = 'QUEUED' AND pipeline IN ({marks}){only} "
+            "ORDER BY queued_at, run_id LIMIT 1",
+            (*names, *(() if run_id is None else (run_id,))),
+        ).fetchone()
+        if row is None:
+            return None
+        rid, pipeline, params, scheduled_for, queued_at = row
+        now = time.time()
+        conn.execute(
+            "UPDATE runs SET status = 'RUNNING', owner = ?, started = ?, heartbeat = ? "
+            "WHERE run_id = ? AND status = 'QUEUED'",
+            (current_owner(), now, now, rid),
+        )
+        return QueuedRun(rid, pipeline, decode_json(params, {}), scheduled_for, queued_at)
+
+
+def _below(limit: int | None, active: int) -> bool:
+    return limit is None or active < limit
 
 
 def request_cancel(conn: sqlite3.Connection, run_id: str) -> CancelOutcome:

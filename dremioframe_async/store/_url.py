@@ -68,7 +68,12 @@ def open_store(url: str) -> RunStore:
         return MemoryStore()
     if scheme == "sqlite":
         rest, _, query = rest.partition("?")
-        heartbeat, dead_after = _liveness(url, parse_qsl(query))
+        settings = parse_qsl(query, keep_blank_values=True)
+        unknown = sorted({key for key, _ in settings if key not in _LIVENESS})
+        if unknown:  # a misspelt dead_after would otherwise be dropped in silence
+            hint = f"a SQLite store URL takes only heartbeat= and dead_after=, not {unknown}"
+            raise StoreURLError(url, hint)
+        heartbeat, dead_after = _liveness(url, settings)
         path = _sqlite_path(url, rest)
         return _sqlite(path, url, heartbeat=heartbeat, dead_after=dead_after)
     if scheme in ("postgresql", "postgres"):

@@ -78,7 +78,8 @@ def client_resource_options(
     """
     if source is None:
         name = default_name
-        task.default_resources = {name: ClientPool}
+        # The task types calling this are subclasses of Task, which keep a __dict__.
+        task.default_resources = {name: ClientPool}  # type: ignore[misc]
     elif isinstance(source, str):
         name = source
     else:

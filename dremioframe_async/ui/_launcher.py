@@ -35,6 +35,9 @@ START_TIMEOUT = 30.0
 QUEUED_START_WAIT = 2.0
 # The longest wait between looks at the queue (PostgreSQL wakes the launcher sooner).
 QUEUE_WAIT = 1.0
+# How long a drain waits for a claim in flight to end (one statement; a hung store
+# must not hang the stop).
+CLAIM_STOP_WAIT = 15.0
 RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
 CANCELLABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
@@ -92,12 +95,15 @@ class RunLauncher:
         self.live = live
         self.max_runs = max_runs
         self.draining = False
+        # While set, nothing is claimed (serve() holds claims until its port is bound).
+        self.holding = False
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._stops: dict[str, anyio.Event] = {}
         self._done: dict[str, anyio.Event] = {}
         self._limits = {name: e.pipeline.max_active_runs for name, e in pipelines.items()}
         self._kicked: anyio.Event | None = None
+        self._claims_stopped: anyio.Event | None = None
 
     def running_here(self, run_id: str) -> bool:
         """Whether this process runs ``run_id``."""
@@ -116,8 +122,9 @@ class RunLauncher:
         A queued run that this process can take at once has started when this
         returns; one held back by ``max_active_runs`` waits in the queue.
 
-        :raises ActionRefused: (404) for an unknown pipeline, (409) when the run
-            could not start (a bad graph, a refused resume), (503) when stopping.
+        :raises ActionRefused: (404) for an unknown pipeline, (400) for params JSON
+            cannot hold (NaN), (409) when the run could not start (a bad graph, a
+            refused resume), (503) when stopping or when the store cannot be reached.
         """
         entry = self.pipelines.get(name)
         if entry is None:
@@ -131,8 +138,10 @@ class RunLauncher:
             raise ActionRefused(f"the run could not start: {problem}")
         try:
             run_id = await self.store.enqueue(name, params)
-        except (StoreError, ValueError) as exc:
+        except StoreError as exc:
             raise ActionRefused(f"the run could not be queued: {exc}", 503) from exc
+        except ValueError as exc:  # params JSON cannot hold (NaN): the caller's, not retried
+            raise ActionRefused(f"the run could not be queued: {exc}", 400) from exc
         started = self.live.expect(run_id)
         self._kick()
         with anyio.move_on_after(QUEUED_START_WAIT):
@@ -192,15 +201,27 @@ class RunLauncher:
             self.live.forget_expected(run_id)
             self._kick()
 
+    def release(self) -> None:
+        """Start claiming queued runs, after :attr:`holding`."""
+        self.holding = False
+        self._kick()
+
     def _kick(self) -> None:
         if self._kicked is not None:
             self._kicked.set()
 
     async def _claim_loop(self) -> None:
         """Take queued runs of this launcher's pipelines while there is room, until draining."""
+        try:
+            await self._claim_until_draining()
+        finally:
+            if self._claims_stopped is not None:
+                self._claims_stopped.set()
+
+    async def _claim_until_draining(self) -> None:
         while not self.draining:
             claimed = None
-            if self.max_runs is None or len(self._scopes) < self.max_runs:
+            if not self.holding and (self.max_runs is None or len(self._scopes) < self.max_runs):
                 try:
                     claimed = await self.store.claim_next(self._limits)
                 except StoreError as exc:  # the store is down: try again shortly
@@ -255,12 +276,22 @@ class RunLauncher:
         """Take no more runs; let running ones end within ``grace`` s, then cancel them.
 
         Cancelled runs still run their cleanup (within their pipeline's
-        ``cleanup_grace``) unless ``stop_cleanup`` is set meanwhile.
+        ``cleanup_grace``) unless ``stop_cleanup`` is set meanwhile; setting it
+        during the grace also ends the grace.
         """
         self.draining = True
         self._kick()
+        if self._claims_stopped is not None:
+            # A claim in flight ends by starting its run here, where this drain sees it;
+            # cut off, it would leave the run RUNNING in the store with no one running it.
+            with anyio.move_on_after(CLAIM_STOP_WAIT):
+                await self._claims_stopped.wait()
         with anyio.move_on_after(grace):
-            await self._wait_all()
+            async with anyio.create_task_group() as tg:
+                if stop_cleanup is not None:  # a second signal: stop now, not after the grace
+                    tg.start_soon(_first_of, tg, stop_cleanup.wait())
+                await self._wait_all()
+                tg.cancel_scope.cancel()
         for scope in list(self._scopes.values()):
             scope.cancel()
         async with anyio.create_task_group() as tg:
@@ -301,6 +332,7 @@ class RunLauncher:
         async def supervise() -> None:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self._claims_stopped = anyio.Event()
                 tg.start_soon(self._claim_loop)
                 ready.set()
                 try:

@@ -1,0 +1,239 @@
+"""Lean per-run state for large graphs: which results a run keeps, and the views over its nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from dremioframe_async import Pipeline, task
+from dremioframe_async.orchestration import ArgumentError, Task, TaskState
+from dremioframe_async.orchestration._runner import SLICE
+from dremioframe_async.store import MemoryStore
+
+pytestmark = pytest.mark.anyio
+
+
+def _fan_out(keep: str = "all", width: int = 5) -> Pipeline:
+    @task(name="root")
+    async def root() -> int:
+        return 10
+
+    @task(name="mid")
+    async def mid(x: int, j: int) -> int:
+        return x + j
+
+    @task(name="sink")
+    async def sink() -> str:
+        return "done"
+
+    top, bottom = root(), sink()
+    for j in range(width):
+        node = mid(top, j)  # takes root's result as an argument
+        node >> bottom
+    return Pipeline("scale", keep_results=keep).add_task(top)  # type: ignore[arg-type]
+
+
+async def test_keep_all_is_the_default() -> None:
+    result = await _fan_out().run()
+    assert dict(result) == {
+        "root": 10,
+        "mid": 10,
+        "mid_2": 11,
+        "mid_3": 12,
+        "mid_4": 13,
+        "mid_5": 14,
+        "sink": "done",
+    }
+
+
+async def test_keep_leaves_keeps_the_leaves_and_the_inputs_other_tasks_take() -> None:
+    result = await _fan_out("leaves").run()
+    assert result.status == "SUCCESS"
+    # root's result is an argument of the mid tasks: kept; mid's results are dropped.
+    assert dict(result) == {"root": 10, "sink": "done"}
+    assert all(t.state is TaskState.SUCCESS for t in result.tasks.values())
+    with pytest.raises(KeyError, match="did not keep its result"):
+        result["mid_2"]
+
+
+async def test_keep_none_still_records_every_result_in_the_store() -> None:
+    store = MemoryStore()
+    result = await _fan_out("none").run(store=store)
+    assert dict(result) == {"root": 10}  # only the input the mid tasks took
+    assert len(result.tasks) == 7
+    stored = {t.key: t.result for t in await store.get_tasks(result.run_id) if t.result_stored}
+    assert stored == {
+        "root": 10,
+        "mid": 10,
+        "mid_2": 11,
+        "mid_3": 12,
+        "mid_4": 13,
+        "mid_5": 14,
+        "sink": "done",
+    }
+
+
+async def test_a_context_task_keeps_every_result() -> None:
+    @task(name="a")
+    async def a() -> int:
+        return 1
+
+    @task(name="b")
+    async def b(context: Any) -> int:
+        return int(context["a"]) + 1
+
+    @task(name="c")
+    async def c() -> int:
+        return 3
+
+    first = a()
+    first >> b() >> c()
+    result = await Pipeline("ctx", keep_results="none").add_task(first).run()
+    assert dict(result) == {"a": 1, "b": 2, "c": 3}
+
+
+async def test_keep_results_reaches_fan_out_instances() -> None:
+    @task(name="items")
+    async def items() -> list[int]:
+        return [1, 2, 3]
+
+    @task(name="double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @task(name="total")
+    async def total(xs: list[int]) -> int:
+        return sum(xs)
+
+    for keep, expected in (
+        ("all", {"items": [1, 2, 3], "double": [2, 4, 6], "total": 12}),
+        ("leaves", {"items": [1, 2, 3], "double": [2, 4, 6], "total": 12}),
+        ("none", {"items": [1, 2, 3], "double": [2, 4, 6]}),
+    ):
+        doubled = double.expand(x=items())
+        pipeline = Pipeline(f"map_{keep}", keep_results=keep).add_task(total(doubled))  # type: ignore[arg-type]
+        result = await pipeline.run()
+        assert result.status == "SUCCESS"
+        kept = {k: v for k, v in result.items() if "[" not in k}
+        assert kept == expected, keep
+        instances = {k: v for k, v in result.items() if "[" in k}
+        # Instances' results are kept with their fan-out's (here an input of ``total``).
+        assert instances == {"double[0]": 2, "double[1]": 4, "double[2]": 6}, keep
+        # Every node is in the task views, instances included, by key.
+        assert list(result.tasks) == [
+            "items",
+            "double",
+            "total",
+            "double[0]",
+            "double[1]",
+            "double[2]",
+        ]
+        assert len(result.tasks) == 6
+        assert result.tasks["double[1]"].state is TaskState.SUCCESS
+        with pytest.raises(KeyError):
+            result.tasks["double[3]"]
+
+
+async def test_an_unknown_keep_results_is_refused() -> None:
+    with pytest.raises(ArgumentError, match="keep_results must be one of all, leaves, none"):
+        Pipeline("p", keep_results="some")  # type: ignore[arg-type]
+
+
+async def test_a_failed_run_is_failed_without_scanning_its_nodes() -> None:
+    @task(name="ok")
+    async def ok() -> int:
+        return 1
+
+    @task(name="bad")
+    async def bad() -> int:
+        raise ValueError("boom")
+
+    first = ok()
+    first >> bad()
+    result = await Pipeline("fails", keep_results="none").add_task(first).run()
+    assert result.status == "FAILED"
+    assert set(result.errors) == {"bad"}
+
+
+def test_tasks_hold_no_instance_dict() -> None:
+    async def noop() -> None:
+        return None
+
+    one = Task("one", noop)
+    assert not hasattr(one, "__dict__")
+    fan = [Task(f"t{i}", noop) for i in range(3)]
+    for t in fan:
+        one >> t
+    assert one.downstream == tuple(fan)
+    assert fan[0].upstream == (one,)
+    # Past a few edges a task keeps them in a dict, with the order they were added.
+    many = [Task(f"m{i}", noop) for i in range(20)]
+    for t in many:
+        one >> t
+        one >> t  # a repeat adds nothing
+    assert one.downstream == (*fan, *many)
+    assert all(t.upstream == (one,) for t in many)
+
+
+WIDE = 3 * SLICE + 5  # more downstream tasks than one slice tells at once
+
+
+async def test_a_wide_fan_out_starts_its_tasks_in_edge_order() -> None:
+    started: list[int] = []
+
+    async def root() -> None:
+        return None
+
+    async def mid(j: int) -> None:
+        started.append(j)
+
+    async def sink() -> str:
+        return "done"
+
+    top, bottom = Task("root", root), Task("sink", sink)
+    for j in range(WIDE):
+        t = Task(f"m{j}", mid, args=(j,))
+        top >> t
+        t >> bottom
+    result = await Pipeline("wide", keep_results="leaves").add_task(top).run()
+    assert result.status == "SUCCESS"
+    assert started == list(range(WIDE))
+    assert dict(result) == {"sink": "done"}
+    assert len(result.tasks) == WIDE + 2
+
+
+async def test_cancelling_a_wide_fan_out_still_runs_its_cleanup() -> None:
+    first_started = anyio.Event()
+    ran: list[str] = []
+
+    async def root() -> None:
+        return None
+
+    async def mid() -> None:
+        first_started.set()
+        await anyio.sleep_forever()
+
+    async def cleanup() -> None:
+        ran.append("cleanup")
+
+    top = Task("root", root)
+    bottom = Task("cleanup", cleanup, trigger_rule="all_done")
+    for j in range(WIDE):
+        t = Task(f"m{j}", mid)
+        top >> t
+        t >> bottom
+    pipeline = Pipeline("wide_cancel", max_concurrency=4).add_task(top)
+    outcome: list[Any] = []
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def go() -> None:
+                outcome.append(await pipeline.run())
+
+            tg.start_soon(go)
+            await first_started.wait()
+            scope.cancel()
+    assert ran == ["cleanup"]  # every mid ended (cancelled), so the all_done task ran
+    assert outcome == []  # the caller's cancellation is re-raised, not a result
