@@ -1,6 +1,6 @@
 """The engine against its contract, written from the specification alone.
 
-The contract is the engine's documented semantics, stated in the README ("Writing
+The contract is the engine's documented semantics, stated in docs/concepts.md ("Writing
 pipelines") and docs/architecture.md. The suite was written from it, apart from
 test_engine.py.
 
@@ -79,7 +79,7 @@ class Recorder:
 
 
 def status_rule(result: RunResult) -> str:
-    """The run status the contract derives from the task states (README, "Trigger rules")."""
+    """The run status the contract derives from the task states (docs/concepts.md)."""
     return "FAILED" if FAILING_STATES & set(result.states.values()) else "SUCCESS"
 
 

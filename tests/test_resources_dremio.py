@@ -230,7 +230,7 @@ async def test_data_quality_and_query_tasks_share_the_run_s_client(
 async def test_a_users_own_dremio_task_takes_the_dremio_retry_rule(
     fake: FakeDremio, error: str, retry_on: str | None, attempts: int
 ) -> None:
-    """What the README's Retries paragraph says: ``retry_on=RETRYABLE_ERRORS``."""
+    """What docs/concepts.md's Retries paragraph says: ``retry_on=RETRYABLE_ERRORS``."""
     from dremioframe_async.dremio import RETRYABLE_ERRORS
 
     fake.fail_jobs("lake.sales", error)

@@ -103,7 +103,7 @@ async def test_task_timeout_cancels_the_dremio_job(client: DremioClient, fake: F
     fake.slow_jobs("slow", latency=30)
     query = DremioQueryTask("q", "SELECT 'slow' AS s", client=client, timeout=0.2)
     result = await Pipeline("p").add_task(query).run()
-    assert result.states["q"] == TaskState.FAILED  # a timed-out attempt fails (README)
+    assert result.states["q"] == TaskState.FAILED  # a timed-out attempt fails (docs/concepts.md)
     assert isinstance(result.errors["q"], TimeoutError)
     (job_id,) = fake.cancelled_jobs
     assert fake.jobs[job_id].state == "CANCELED"

@@ -60,7 +60,7 @@ class ShellTask(Task):
     ``inherit_env=False`` to pass only ``env``. On ``timeout`` or cancellation
     the command's whole process group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds, and so do its processes that left the group (on
-    Linux; see the README for what escapes). By default a non-zero exit and a timeout are retried
+    Linux; see docs/tasks.md for what escapes). By default a non-zero exit and a timeout are retried
     (when ``retries`` is set); a program that cannot start is not.
 
     :raises ShellCommandFailed: non-zero exit with ``check=True``.

@@ -1,4 +1,4 @@
-"""The README's "FakeDremio outside pytest" example runs and prints what its comments say."""
+"""The FakeDremio page's "FakeDremio outside pytest" example runs and prints what it says."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "fake-dremio.md"
 
 
 def _example() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     block = re.search(r"<!-- fake-dremio-example -->\n```python\n(.*?)```", text, re.DOTALL)
-    assert block is not None, "the README lost its FakeDremio example"
+    assert block is not None, "docs/fake-dremio.md lost its FakeDremio example"
     return block.group(1)
 
 
-def test_readme_fake_dremio_example_prints_what_it_promises() -> None:
+def test_fake_dremio_page_example_prints_what_it_promises() -> None:
     code = _example()
     promised = [line.split("# ", 1)[1] for line in code.splitlines() if "print(" in line]
     proc = subprocess.run(
