@@ -45,7 +45,7 @@ from ._attendance import (
     Attendance,
     check_liveness,
 )
-from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._codec import DEFAULT_MAX_RESULT_BYTES
 from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import (
     RunNotFound,
@@ -61,7 +61,7 @@ from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._sql import MIGRATIONS, migration, select, upsert_json
 from ._state import StateSQL, encode_state_value, entry
-from ._views import in_plan_order, run_info, task_info
+from ._views import prior_run, run_info, task_infos
 
 __all__ = ["PostgresStore"]
 
@@ -333,11 +333,7 @@ class PostgresStore:
                 "WHERE run_id = $1 AND state = 'SUCCESS' AND result_stored",
                 run_id,
             )
-        results = {key: decode_json(text) for key, text in rows}
-        params = decode_json(run.params, {})
-        return PriorRun(
-            run_id, run.pipeline or "", params, results, run.status or "", run.owner or ""
-        )
+        return prior_run(run, rows)
 
     async def list_runs(
         self, *, pipeline: str | None = None, limit: int | None = 20
@@ -392,12 +388,8 @@ class PostgresStore:
             attempt_rows = await conn.fetch(select(AttemptRow, self._prefix) + where, run_id)
             sql = select(TaskRow, self._prefix) + where + " ORDER BY seq"
             task_rows = await conn.fetch(sql, run_id)
-        attempts: dict[str, list[AttemptRow]] = {}
-        for row in attempt_rows:
-            attempt = AttemptRow(*row)
-            attempts.setdefault(attempt.key, []).append(attempt)
-        tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
-        return [task_info(task, attempts.get(task.key, ())) for task in tasks]
+        tasks = (TaskRow(*row) for row in task_rows)
+        return task_infos(run, tasks, (AttemptRow(*row) for row in attempt_rows))
 
     async def run_counts(self) -> dict[tuple[str, str], int]:
         """The number of runs by (pipeline, status).
