@@ -4,7 +4,10 @@ Readiness is bookkeeping, not waiting: each task instance keeps counts of how
 its upstream tasks ended, and when an upstream task finishes the run updates
 its downstream tasks' counts and evaluates their trigger rules right there. A
 task whose rule is met goes on the ready queue; a rule that can no longer be
-met settles the task (and, in turn, its downstream tasks) at once.
+met settles the task (and, in turn, its downstream tasks) at once. A task with
+more downstream tasks than ``TELL_SLICE`` tells the rest later, a slice at a
+time (``spill``, worked through by the runners), so a wide fan-out never holds
+the loop.
 """
 
 from __future__ import annotations
