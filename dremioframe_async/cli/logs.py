@@ -73,19 +73,7 @@ def _text_line(run_id: str, line: LogEntry) -> str:
 
 
 def _json_line(run_id: str, line: LogEntry) -> str:
-    return json.dumps(
-        {
-            "run_id": run_id,
-            "task": line.key,
-            "attempt": line.attempt,
-            "seq": line.seq,
-            "time": line.time,
-            "level": line.level,
-            "logger": line.logger,
-            "message": line.message,
-            "dropped_before": line.dropped_before,
-        }
-    )
+    return json.dumps({"run_id": run_id, **line.json_fields()})
 
 
 # ---------------------------------------------------------------- run --log-level

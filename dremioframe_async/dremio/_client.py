@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -20,16 +18,14 @@ from .._telemetry import current_tracer
 from ._config import SslOption, redact_url, resolve_config
 from ._errors import (
     DremioConfigError,
-    DremioError,
-    DremioJobCancelled,
     DremioJobError,
     DremioJobTimeout,
-    job_failed,
 )
 from ._flight import CLOUD_FLIGHT_URL, FlightOptions, FlightTransport
+from ._jobs import FINAL_JOB_STATES, Job, cancel_quietly, poll_until_final, post_sql
 from ._parquet import write_parquet_atomically
 from ._partition_reads import PartitionStream, partitions_to_parquet
-from ._results import PAGE_SIZE, ResultPager, path_segment, row_count
+from ._results import PAGE_SIZE, ResultPager, path_segment
 from ._statements import follow_statement, is_data_changing
 from ._stream import BatchStream, StreamStats
 from ._tracing import measured_query, query_span, untraced
@@ -37,57 +33,12 @@ from ._transport import RetryPolicy, Transport
 
 __all__ = ["FINAL_JOB_STATES", "PAGE_SIZE", "DremioClient", "Job", "Via"]
 
-logger = logging.getLogger("dremioframe_async.dremio")
-
-FINAL_JOB_STATES = frozenset({"COMPLETED", "FAILED", "CANCELED"})
 _CLOUD_FLIGHT = {
     "api.dremio.cloud": CLOUD_FLIGHT_URL,
     "api.eu.dremio.cloud": "grpc+tls://data.eu.dremio.cloud:443",
 }
 Via = Literal["auto", "flight", "rest"]
 """How a query's result travels: ``auto`` is Flight when a Flight URL is set, else REST."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A snapshot of a Dremio job's status."""
-
-    id: str
-    state: str
-    row_count: int = 0
-    error_message: str = ""
-    cancellation_reason: str = ""
-    started_at: str | None = None
-    ended_at: str | None = None
-
-    @property
-    def final(self) -> bool:
-        """Whether the job has ended (COMPLETED, FAILED or CANCELED)."""
-        return self.state in FINAL_JOB_STATES
-
-    @classmethod
-    def from_json(cls, job_id: str, body: Mapping[str, Any]) -> Job:
-        """Build a snapshot from ``GET /job/{id}``'s body.
-
-        :raises DremioError: its ``rowCount`` is not a number of rows.
-        """
-        return cls(
-            id=job_id,
-            state=str(body.get("jobState", "")),
-            row_count=row_count(body.get("rowCount") or 0, job_id),
-            error_message=str(body.get("errorMessage") or ""),
-            cancellation_reason=str(body.get("cancellationReason") or ""),
-            started_at=body.get("startedAt"),
-            ended_at=body.get("endedAt"),
-        )
-
-
-@dataclass(slots=True)
-class _Submission:
-    """What the POST /sql of one ``submit`` produced (filled in by its shielded task)."""
-
-    job_id: str | None = None
-    error: Exception | None = None
 
 
 class DremioClient:
@@ -240,53 +191,7 @@ class DremioClient:
         body: dict[str, Any] = {"sql": sql}
         if context:
             body["context"] = list(context)
-        return await self._post_sql(body)
-
-    async def _post_sql(self, body: dict[str, Any]) -> str:
-        # The POST runs in its own shielded task: a cancelled caller cannot abort it
-        # half-way, but bounds it by cancel_timeout and cancels the job it created.
-        outcome = _Submission()
-        shield = anyio.CancelScope(shield=True)
-        done = anyio.Event()
-
-        async def post() -> None:
-            try:
-                with shield:
-                    reply = await self._transport.request(
-                        "POST", "/sql", body=body, idempotent=False
-                    )
-                    outcome.job_id = _job_id(reply)
-            except Exception as exc:  # handed to the caller below, outside the task group
-                outcome.error = exc
-            finally:
-                done.set()
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(post)
-                try:
-                    await done.wait()
-                except anyio.get_cancelled_exc_class():
-                    # The job may exist already: learn its id (bounded) to cancel it.
-                    shield.deadline = anyio.current_time() + self._cancel_timeout
-                    raise
-        except anyio.get_cancelled_exc_class():
-            await self._abandon_submission(outcome)
-            raise
-        if outcome.error is not None:
-            raise outcome.error
-        assert outcome.job_id is not None  # post() sets one of the two
-        return outcome.job_id
-
-    async def _abandon_submission(self, outcome: _Submission) -> None:
-        if outcome.job_id is not None:
-            await self._cancel_quietly(outcome.job_id)
-        elif outcome.error is None:
-            logger.warning(
-                "a SQL submission was cancelled and Dremio did not answer within %g s: "
-                "a job may have been created and left running",
-                self._cancel_timeout,
-            )
+        return await post_sql(self._transport, body, self._cancel_timeout, self._cancel_quietly)
 
     async def job(self, job_id: str) -> Job:
         """Return the job's current status.
@@ -328,7 +233,7 @@ class DremioClient:
         _check_timeout(timeout)
         with anyio.move_on_after(timeout):
             try:
-                return await self._poll_until_final(job_id, on_status)
+                return await poll_until_final(self.job, job_id, on_status, self._poll)
             except DremioJobError:
                 raise  # the job has ended: there is nothing to cancel
             except BaseException:
@@ -336,33 +241,8 @@ class DremioClient:
                 raise
         raise DremioJobTimeout(job_id, timeout or 0.0)
 
-    async def _poll_until_final(
-        self, job_id: str, on_status: Callable[[Job], object] | None
-    ) -> Job:
-        delay, max_delay = self._poll
-        while True:
-            job = await self.job(job_id)
-            if on_status is not None:
-                on_status(job)
-            if job.state == "COMPLETED":
-                return job
-            if job.state == "FAILED":
-                raise job_failed(job_id, job.error_message)
-            if job.state == "CANCELED":
-                raise DremioJobCancelled(job_id, job.cancellation_reason)
-            await anyio.sleep(delay)
-            delay = min(delay * 1.5, max_delay)
-
     async def _cancel_quietly(self, job_id: str) -> None:
-        with anyio.move_on_after(self._cancel_timeout, shield=True) as scope:
-            try:
-                await self.cancel(job_id)
-            except DremioError as exc:
-                logger.warning("could not cancel Dremio job %s: %s", job_id, exc)
-            else:
-                logger.info("cancelled Dremio job %s", job_id)
-        if scope.cancelled_caught:
-            logger.warning("cancelling Dremio job %s took over %g s", job_id, self._cancel_timeout)
+        await cancel_quietly(self.cancel, job_id, self._cancel_timeout)
 
     async def query(
         self,
@@ -689,12 +569,6 @@ def _check_timeout(timeout: float | None) -> None:
     # A timeout already over would submit the statement only to cancel it at once.
     if timeout is not None and not timeout > 0:
         raise DremioConfigError(f"timeout must be positive (or None), got {timeout!r}")
-
-
-def _job_id(reply: Any) -> str:
-    if isinstance(reply, dict) and reply.get("id"):
-        return str(reply["id"])
-    raise DremioError("Dremio accepted the SQL but its reply holds no job id")
 
 
 def _cloud_flight_url(url: str | None) -> str | None:

@@ -29,16 +29,20 @@ The stores implement the statements (``_sqlite_queue``, ``_postgres_queue``,
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..orchestration import ResumeRefused, RunStatus
+from ._owner import is_dead
 
 __all__ = [
     "ACTIVE_RESUMER",
     "CancelOutcome",
     "QueuedRun",
+    "below_limit",
+    "dead_runs",
     "encode_params",
     "resume_refused",
 ]
@@ -93,3 +97,25 @@ def resume_refused(run_id: str, winner: str) -> ResumeRefused:
         f"run {winner} already resumes it (queued, running or succeeded); "
         f"resume {winner} instead if it fails",
     )
+
+
+def below_limit(limit: int | None, active: int) -> bool:
+    """Whether a pipeline with ``active`` RUNNING runs may start one more (None: no limit)."""
+    return limit is None or active < limit
+
+
+def dead_runs(
+    running: Iterable[tuple[str, str | None, float | None]], dead_after: float
+) -> list[tuple[str, float | None]]:
+    """The runs to mark INTERRUPTED among RUNNING runs given as (run_id, owner, last seen).
+
+    Each comes with the cutoff its heartbeat must still be older than when it is
+    marked (it may have been renewed since it was read), or None when its process
+    is gone, which no heartbeat can undo.
+    """
+    cutoff = time.time() - dead_after
+    return [
+        (run_id, None if is_dead(owner or "") else cutoff)
+        for run_id, owner, seen in running
+        if (seen or 0.0) < cutoff or is_dead(owner or "")
+    ]

@@ -54,6 +54,19 @@ class LogEntry:
     message: str
     dropped_before: int = 0
 
+    def json_fields(self) -> dict[str, Any]:
+        """The line as JSON, as ``logs --format json`` prints it and the UI's API serves it."""
+        return {
+            "task": self.key,
+            "attempt": self.attempt,
+            "seq": self.seq,
+            "time": self.time,
+            "level": self.level,
+            "logger": self.logger,
+            "message": self.message,
+            "dropped_before": self.dropped_before,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class LogQuery:

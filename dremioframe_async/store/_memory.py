@@ -25,7 +25,7 @@ from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import Keyset, RunPage, RunQuery, page_of
 from ._state import encode_state_value, entry
-from ._views import in_plan_order, pending_count, run_info, task_info
+from ._views import in_plan_order, pending_count, prior_run, run_info, task_info
 
 __all__ = ["MemoryStore"]
 
@@ -134,12 +134,8 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         run = self._run_row(run_id)
         tasks = self._tasks.get(run_id, {}).values()
-        results = {
-            t.key: decode_json(t.result) for t in tasks if t.state == "SUCCESS" and t.result_stored
-        }
-        params = decode_json(run.params, {})
-        return PriorRun(
-            run_id, run.pipeline or "", params, results, run.status or "", run.owner or ""
+        return prior_run(
+            run, ((t.key, t.result) for t in tasks if t.state == "SUCCESS" and t.result_stored)
         )
 
     async def list_runs(

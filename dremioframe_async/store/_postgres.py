@@ -2,7 +2,7 @@
 
 Same logical schema as SQLite, inside one PostgreSQL schema (default
 ``dremioframe_async``), with a ``schema_migrations`` table. Each engine batch
-is one transaction of pipelined upserts.
+is one transaction of pipelined upserts (``_postgres_batch``).
 
 Liveness across hosts is the heartbeat (see ``_attendance``): a RUNNING run
 whose heartbeat is older than ``dead_after`` is marked ``INTERRUPTED``, with its
@@ -19,7 +19,6 @@ opened again.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -28,11 +27,9 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from .._telemetry import traceparent
 from ..errors import DremioFrameError
@@ -45,7 +42,7 @@ from ._attendance import (
     Attendance,
     check_liveness,
 )
-from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._codec import DEFAULT_MAX_RESULT_BYTES
 from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import (
     RunNotFound,
@@ -54,14 +51,15 @@ from ._errors import (
     StoreUnavailable,
     redact,
 )
-from ._fold import AttemptRow, Fold, RunRow, StateRow, TaskRow, TaskValues, WrittenTasks, as_tuple
+from ._fold import AttemptRow, Fold, RunRow, StateRow, TaskRow
 from ._logs import LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, migration, select, upsert_json
+from ._postgres_batch import BatchWriter, write_all
+from ._sql import MIGRATIONS, migration, select
 from ._state import StateSQL, encode_state_value, entry
-from ._views import in_plan_order, run_info, task_info
+from ._views import prior_run, run_info, task_infos
 
 __all__ = ["PostgresStore"]
 
@@ -117,11 +115,9 @@ class PostgresStore:
         }
         self._max_result_bytes = max_result_bytes
         self._owner_key = secrets.randbits(63)
-        self._upserts = {cls: upsert_json(cls, self._prefix) for cls in _ROWS}
-        self._insert_tasks = upsert_json(TaskRow, self._prefix, fresh=True)
         self._logs = log_sql("postgres", self._prefix)
-        self._written = WrittenTasks()
         self._state = StateSQL("postgres", self._prefix)
+        self._batches = BatchWriter(self._prefix, self._logs, self._state)
         self._pool: Any = None
         self._open_lock: anyio.Lock | None = None
         self.dead_after = dead_after
@@ -219,48 +215,7 @@ class PostgresStore:
         """
         await self._ensure()
         fold = Fold(current_owner(), self._owner_key, self._max_result_bytes)
-        if len(events) > _INLINE_EVENTS:
-            # Folding and encoding (results, tracebacks, JSON) is CPU work: off the loop.
-            batch = await anyio.to_thread.run_sync(self._encode, fold, list(events))
-        else:  # a run's start, say: a thread hop would cost more than the work
-            batch = self._encode(fold, events)
-        async with self._connection() as conn:
-            try:
-                await _write(conn, batch.writes)
-            except Exception as exc:
-                if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION or not batch.new:
-                    raise
-                # A row taken for new exists (written through another handle): upsert all.
-                await _write(conn, batch.fallback)
-        self._written.remember(fold.runs.values(), batch.new)
-
-    def _encode(self, fold: Fold, events: Sequence[Event]) -> _Batch:
-        """Fold ``events``; each write with its rows as JSON (see ``upsert_json``)."""
-        fold.add_all(events)
-        runs = [as_tuple(r) for r in fold.runs.values()]
-        attempts = [as_tuple(r) for r in fold.attempts.values()]
-        tasks = list(fold.tasks.values())
-        new, written = self._written.split(tasks)
-        writes = [
-            (self._upserts[RunRow], runs),
-            (self._insert_tasks, new),
-            (self._upserts[TaskRow], written),
-            (self._upserts[AttemptRow], attempts),
-        ]
-        fallback = [(self._upserts[TaskRow], tasks)] if new else []
-        states = self._state.writes(list(fold.states.values()))
-        retry = (writes[0], *fallback, writes[3])
-        logs: list[tuple[str, list[Any]]] = [
-            (self._logs.insert, fold.logs.rows),
-            (self._logs.trim, fold.logs.trim_rows()),
-            (self._logs.trace, [list(t) for t in fold.logs.traces.items()]),
-        ]
-        logged = [(sql, (_dumps(rows),)) for sql, rows in logs if rows]
-        return _Batch(
-            [*((sql, (_dumps(rows),)) for sql, rows in writes if rows), *states, *logged],
-            [*((sql, (_dumps(rows),)) for sql, rows in retry if rows), *states, *logged],
-            new,
-        )
+        await self._batches.record(fold, events, self._connection)
 
     # -- pipeline state -----------------------------------------------------------
 
@@ -287,7 +242,7 @@ class PostgresStore:
         """
         row = StateRow(pipeline, key, encode_state_value(key, value), time.time(), None, None)
         async with self._connection() as conn:
-            await _write(conn, self._state.writes([row]))
+            await write_all(conn, self._state.writes([row]))
 
     async def delete_state(self, pipeline: str, key: str) -> bool:
         """Remove one key of ``pipeline``'s state; whether it was there."""
@@ -333,11 +288,7 @@ class PostgresStore:
                 "WHERE run_id = $1 AND state = 'SUCCESS' AND result_stored",
                 run_id,
             )
-        results = {key: decode_json(text) for key, text in rows}
-        params = decode_json(run.params, {})
-        return PriorRun(
-            run_id, run.pipeline or "", params, results, run.status or "", run.owner or ""
-        )
+        return prior_run(run, rows)
 
     async def list_runs(
         self, *, pipeline: str | None = None, limit: int | None = 20
@@ -392,12 +343,8 @@ class PostgresStore:
             attempt_rows = await conn.fetch(select(AttemptRow, self._prefix) + where, run_id)
             sql = select(TaskRow, self._prefix) + where + " ORDER BY seq"
             task_rows = await conn.fetch(sql, run_id)
-        attempts: dict[str, list[AttemptRow]] = {}
-        for row in attempt_rows:
-            attempt = AttemptRow(*row)
-            attempts.setdefault(attempt.key, []).append(attempt)
-        tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
-        return [task_info(task, attempts.get(task.key, ())) for task in tasks]
+        tasks = (TaskRow(*row) for row in task_rows)
+        return task_infos(run, tasks, (AttemptRow(*row) for row in attempt_rows))
 
     async def run_counts(self) -> dict[tuple[str, str], int]:
         """The number of runs by (pipeline, status).
@@ -582,33 +529,6 @@ class PostgresStore:
         await self.aclose()
 
 
-_ROWS = (RunRow, TaskRow, AttemptRow)
-_UNIQUE_VIOLATION = "23505"
-
-
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """One batch's statements; ``fallback`` upserts every row (if a new one exists)."""
-
-    writes: list[tuple[str, tuple[Any, ...]]]
-    fallback: list[tuple[str, tuple[Any, ...]]]
-    new: list[TaskValues]
-
-
-async def _write(conn: Any, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
-    if len(writes) == 1:  # one statement is atomic by itself: save BEGIN and COMMIT
-        sql, args = writes[0]
-        await conn.execute(sql, *args)
-        return
-    async with conn.transaction():
-        for sql, args in writes:
-            await conn.execute(sql, *args)
-
-
-# Batches up to this many events are folded on the loop (a thread hop costs ~50 µs).
-_INLINE_EVENTS = 16
-
-
 async def _close_quietly(conn: Any) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(10):
         await conn.close()
@@ -624,9 +544,6 @@ def _first(runs: list[RunRow]) -> tuple[float, str] | None:
 
 def _last(runs: list[RunRow]) -> tuple[float, str] | None:
     return (runs[-1].started or 0.0, runs[-1].run_id) if runs else None
-
-
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _lock_id(schema: str) -> int:

@@ -18,9 +18,16 @@ from typing import Any
 
 from ..orchestration import RunStatus
 from ._codec import decode_json
-from ._coordination import ACTIVE_RESUMER, CancelOutcome, QueuedRun, resume_refused
+from ._coordination import (
+    ACTIVE_RESUMER,
+    CancelOutcome,
+    QueuedRun,
+    below_limit,
+    dead_runs,
+    resume_refused,
+)
 from ._errors import RunNotFound
-from ._owner import current_owner, is_dead
+from ._owner import current_owner
 from ._sql import interrupt_statements
 
 __all__ = [
@@ -116,12 +123,8 @@ async def claim_next(
         active = {name: count for name, count in counted}  # noqa: C416 (Records)
         # Only pipelines below their limit are looked at, so a long queue of a
         # pipeline at its limit never hides the runs of the others behind it.
-        open_names = [n for n in names if _below(limits[n], active.get(n, 0))]
+        open_names = [n for n in names if below_limit(limits[n], active.get(n, 0))]
         return await _claim_oldest(conn, p, open_names, run_id) if open_names else None
-
-
-def _below(limit: int | None, active: int) -> bool:
-    return limit is None or active < limit
 
 
 async def _claim_oldest(
@@ -225,15 +228,10 @@ async def claim_resume(conn: Any, p: str, channel: str, run_id: str, by: str, qu
 
 async def sweep(conn: Any, p: str, dead_after: float) -> None:
     """Mark RUNNING runs INTERRUPTED whose heartbeat is stale or whose process is gone."""
-    cutoff = time.time() - dead_after
     rows = await conn.fetch(
         f"SELECT run_id, owner, COALESCE(heartbeat, started) FROM {p}runs WHERE status = 'RUNNING'"
     )
-    dead = [
-        (run_id, None if is_dead(owner or "") else cutoff)
-        for run_id, owner, seen in rows
-        if (seen or 0.0) < cutoff or is_dead(owner or "")
-    ]
+    dead = dead_runs(rows, dead_after)
     if not dead:
         return
     first, *rest = interrupt_statements("postgres", p)

@@ -35,7 +35,7 @@ from ._attendance import (
     Attendance,
     check_liveness,
 )
-from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
+from ._codec import DEFAULT_MAX_RESULT_BYTES
 from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
 from ._fold import AttemptRow, Fold, Row, RunRow, StateRow, TaskRow, WrittenTasks, as_tuple
@@ -45,7 +45,7 @@ from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._sql import MIGRATIONS, migration, select, upsert
 from ._state import StateSQL, encode_state_value, entry
-from ._views import in_plan_order, run_info, task_info
+from ._views import prior_run, run_info, task_infos
 
 __all__ = ["SQLiteStore"]
 
@@ -499,9 +499,7 @@ def _load_prior(conn: sqlite3.Connection, dead_after: float, run_id: str) -> Pri
         "SELECT key, result FROM tasks WHERE run_id = ? AND state = 'SUCCESS' AND result_stored",
         (run_id,),
     ).fetchall()
-    results = {key: decode_json(text) for key, text in rows}
-    params = decode_json(run.params, {})
-    return PriorRun(run_id, run.pipeline or "", params, results, run.status or "", run.owner or "")
+    return prior_run(run, rows)
 
 
 def _list_runs(
@@ -535,13 +533,10 @@ def _get_run(conn: sqlite3.Connection, dead_after: float, run_id: str) -> RunInf
 
 def _get_tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskInfo]:
     run = _run_row(conn, run_id)
-    attempts: dict[str, list[AttemptRow]] = {}
-    for row in conn.execute(select(AttemptRow, "") + " WHERE run_id = ?", (run_id,)):
-        attempt = AttemptRow(*row)
-        attempts.setdefault(attempt.key, []).append(attempt)
+    sql = select(AttemptRow, "") + " WHERE run_id = ?"
+    attempts = [AttemptRow(*row) for row in conn.execute(sql, (run_id,))]
     sql = select(TaskRow, "") + " WHERE run_id = ? ORDER BY rowid"
-    tasks = in_plan_order(run, (TaskRow(*row) for row in conn.execute(sql, (run_id,))))
-    return [task_info(task, attempts.get(task.key, ())) for task in tasks]
+    return task_infos(run, (TaskRow(*row) for row in conn.execute(sql, (run_id,))), attempts)
 
 
 _LOGS = log_sql("sqlite", "")

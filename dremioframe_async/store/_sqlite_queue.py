@@ -15,10 +15,17 @@ from contextlib import contextmanager
 
 from ..orchestration import RunStatus
 from ._codec import decode_json
-from ._coordination import ACTIVE_RESUMER, CancelOutcome, QueuedRun, resume_refused
+from ._coordination import (
+    ACTIVE_RESUMER,
+    CancelOutcome,
+    QueuedRun,
+    below_limit,
+    dead_runs,
+    resume_refused,
+)
 from ._errors import RunNotFound
 from ._logs import log_sql
-from ._owner import current_owner, is_dead
+from ._owner import current_owner
 from ._sql import interrupt_statements
 
 __all__ = [
@@ -110,7 +117,7 @@ def claim_next(
         )
         # Only pipelines below their limit are looked at, so a long queue of a
         # pipeline at its limit never hides the runs of the others behind it.
-        names = [n for n in names if _below(limits[n], active.get(n, 0))]
+        names = [n for n in names if below_limit(limits[n], active.get(n, 0))]
         if not names:
             return None
         marks = ", ".join("?" for _ in names)
@@ -132,10 +139,6 @@ def claim_next(
         )
         params = decode_json(params, {})
         return QueuedRun(rid, pipeline, params, scheduled_for, queued_at, resumed_from)
-
-
-def _below(limit: int | None, active: int) -> bool:
-    return limit is None or active < limit
 
 
 def request_cancel(conn: sqlite3.Connection, run_id: str) -> CancelOutcome:
@@ -209,16 +212,10 @@ def claim_resume(conn: sqlite3.Connection, run_id: str, by: str, queued: bool) -
 
 def sweep(conn: sqlite3.Connection, dead_after: float) -> None:
     """Mark RUNNING runs INTERRUPTED whose heartbeat is stale or whose process is gone."""
-    now = time.time()
-    cutoff = now - dead_after
     rows = conn.execute(
         "SELECT run_id, owner, COALESCE(heartbeat, started) FROM runs WHERE status = 'RUNNING'"
     ).fetchall()
-    dead = [
-        (run_id, None if is_dead(owner or "") else cutoff)
-        for run_id, owner, seen in rows
-        if is_dead(owner or "") or (seen or 0.0) < cutoff
-    ]
+    dead = dead_runs(rows, dead_after)
     if not dead:
         return
     first, *rest = interrupt_statements("sqlite", "")

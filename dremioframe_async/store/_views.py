@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from ..orchestration import TaskState
+from ..orchestration import PriorRun, TaskState
 from ._codec import decode_json
 from ._fold import AttemptRow, RunRow, TaskRow
 from ._model import AttemptInfo, RunInfo, RunStatus, TaskInfo
 
-__all__ = ["in_plan_order", "pending_count", "run_info", "task_info"]
+__all__ = [
+    "in_plan_order",
+    "pending_count",
+    "prior_run",
+    "run_info",
+    "task_info",
+    "task_infos",
+]
 
 
 def run_info(row: RunRow, counts: Mapping[str, int]) -> RunInfo:
@@ -82,6 +89,26 @@ def task_info(row: TaskRow, attempts: Iterable[AttemptRow]) -> TaskInfo:
         result_stored=stored,
         result_type=row.result_type,
         result_note=row.result_note or "",
+    )
+
+
+def task_infos(
+    run: RunRow, tasks: Iterable[TaskRow], attempts: Iterable[AttemptRow]
+) -> list[TaskInfo]:
+    """A run's :class:`TaskInfo` views in first-seen order (see :func:`in_plan_order`),
+    each with its attempts."""
+    by_key: dict[str, list[AttemptRow]] = {}
+    for attempt in attempts:
+        by_key.setdefault(attempt.key, []).append(attempt)
+    return [task_info(task, by_key.get(task.key, ())) for task in in_plan_order(run, tasks)]
+
+
+def prior_run(run: RunRow, results: Iterable[tuple[str, str | None]]) -> PriorRun:
+    """What resuming ``run`` needs, given its stored successful results as (key, JSON)."""
+    decoded = {key: decode_json(text) for key, text in results}
+    params = decode_json(run.params, {})
+    return PriorRun(
+        run.run_id, run.pipeline or "", params, decoded, run.status or "", run.owner or ""
     )
 
 

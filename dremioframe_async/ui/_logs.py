@@ -62,18 +62,8 @@ def log_query(run_id: str, query: Mapping[str, str]) -> LogQuery:
 
 def entry_json(line: LogEntry) -> dict[str, Any]:
     """One line as the API gives it."""
-    return {
-        "id": line.id,
-        "task": line.key,
-        "attempt": line.attempt,
-        "seq": line.seq,
-        "time": line.time,
-        "level": line.level,
-        "logger": line.logger,
-        "message": line.message,
-        "dropped_before": line.dropped_before,
-        "marker": drop_marker(line.dropped_before) if line.dropped_before else None,
-    }
+    marker = drop_marker(line.dropped_before) if line.dropped_before else None
+    return {"id": line.id, **line.json_fields(), "marker": marker}
 
 
 def _ui(request: web.Request) -> UIState:

@@ -1,0 +1,175 @@
+"""The state of one run of a plan: its nodes, queues and counters, and its events.
+
+``RunCore`` is the base of ``Run`` (``_runner``). Each class above it adds one
+concern, in a module of its own, and calls only what the classes below it define
+(``_maybe_spawn``, the runner pool's, is the one hook called from below):
+
+* ``_settle.Settling``: final states and their propagation (trigger rules),
+* ``_arguments.Arguments``: a task's arguments and context for this run,
+* ``_attempts.Attempts``: running a node: its attempts, retries and fan-out,
+* ``_runner.Run``: the runner pool, the run's start, its wind-down and its end.
+
+One class split over modules rather than objects that call each other: the
+hot paths keep plain method calls on one instance.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from itertools import islice
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._backend import checkpoint_function, checkpoint_if_cancelled_function
+from ._dispatch import Emit
+from ._events import TaskStateChanged
+from ._executor import DEFAULT_THREADS, ExecutorSession
+from ._graph import KeepResults, Plan
+from ._node import Node
+from ._observe import Observers
+from ._pstate import RunState
+from ._recorder import PriorRun
+from ._resources import NO_RESOURCES, RunResources
+from ._rules import runs_on_cancel
+from ._states import TaskState
+
+__all__ = ["SLICE", "TELL_SLICE", "RunCore"]
+
+_S = TaskState
+# Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between
+# two yields to the loop: a wide run must not hold the application's loop for ms on end.
+SLICE = 2048
+TELL_SLICE = 512
+
+
+class RunCore:
+    """The state of one execution of a :class:`Plan`, and the events it emits."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        run_id: str,
+        params: Mapping[str, Any],
+        run_limiter: anyio.CapacityLimiter | None,
+        pools: Mapping[str, anyio.CapacityLimiter],
+        emit: Emit | None,
+        prior: PriorRun | None,
+        cleanup_grace: float = math.inf,
+        stop_cleanup: anyio.Event | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+        executor: ExecutorSession | None = None,
+        resources: RunResources | None = None,
+        observe: Observers | None = None,
+        state: RunState | None = None,
+        keep_results: KeepResults = "all",
+    ) -> None:
+        self.plan = plan
+        self.observe = observe  # log capture, tracing and metrics of attempts; None: none
+        self.state = state if state is not None else RunState(plan.pipeline, None)
+        self.executor = executor  # None: plain functions in this run's threads
+        self.resources = resources if resources is not None else RunResources(NO_RESOURCES)
+        self.run_id = run_id
+        self.params = MappingProxyType(dict(params))
+        self.emit = emit
+        self.prior = prior
+        self.on_start = on_start
+        self.results: dict[str, Any] = {}
+        self.ready: deque[Node] = deque()
+        self.run_limiter = run_limiter
+        # Each run has its own threads for plain functions, sized to its concurrency,
+        # so runs nested in sync tasks cannot starve each other of threads.
+        self.thread_limiter = anyio.CapacityLimiter(
+            run_limiter.total_tokens if run_limiter is not None else DEFAULT_THREADS
+        )
+        self._limits = (run_limiter, pools)
+        self.nodes: list[Node] = []  # made at the start of execute(), a slice at a time
+        self.remaining = 0
+        # Settled nodes whose downstream tasks are still to be told, by a runner, a
+        # slice at a time: (node, its state, how many were told so far).
+        self.spill: deque[tuple[Node, TaskState, int]] = deque()
+        self.n_bad = 0  # nodes settled FAILED, UPSTREAM_FAILED or CANCELLED
+        self.keep = plan.kept_results(keep_results)
+        self.workers = 0
+        self.busy = 0
+        self.cancelling = False  # the caller cancelled: only cleanup tasks may start
+        self.closing = False  # the run is over: settle what is left, no more propagation
+        self.cleanup_grace = cleanup_grace
+        self.stop_cleanup = stop_cleanup
+        self._grace: anyio.CancelScope | None = None  # set while cleanup runs after a cancel
+        self._tg: TaskGroup | None = None
+        self.started = time.time()
+        self.finished = self.started
+        self._checkpoint = checkpoint_function()
+        self._checkpoint_if_cancelled = checkpoint_if_cancelled_function()
+
+    async def _make_nodes(self) -> None:
+        """One node per plan task, yielding to the loop between slices.
+
+        Shielded: a cancellation waits for the last slice (a few milliseconds),
+        so the run always has all its nodes to settle.
+        """
+        plan, (run_limiter, pools) = self.plan, self._limits
+        keys, ups, nodes = plan.keys, plan.upstream, self.nodes
+        limited = run_limiter is not None or bool(pools)
+        # One limiters tuple per pool, shared by its tasks.
+        shared: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
+        planned = iter(plan.index.items())  # the index's own ints: 28 bytes a node less
+        with anyio.CancelScope(shield=True):
+            while chunk := [Node(i, keys[i], t, ups[i]) for t, i in islice(planned, SLICE)]:
+                if limited:
+                    for node in chunk:
+                        pool = node.task.options.pool
+                        lims = shared.get(pool)
+                        if lims is None:
+                            own = (pools[pool],) if pool is not None else ()
+                            lims = (*own, run_limiter) if run_limiter is not None else own
+                            shared[pool] = lims
+                        if lims:  # none: the class default, without a per-node __dict__
+                            node.limiters = lims
+                nodes.extend(chunk)
+                if len(chunk) == SLICE:
+                    await self._checkpoint()
+        self.remaining = len(nodes)
+
+    # -- events --------------------------------------------------------------------
+
+    def _state_event(self, node: Node) -> None:
+        assert self.emit is not None
+        pstate = node.pstate  # its pipeline-state writes travel on its SUCCESS event
+        writes = pstate.writes if pstate is not None and node.state is _S.SUCCESS else None
+        self.emit(
+            TaskStateChanged(
+                self.run_id,
+                self.plan.pipeline,
+                node.key,
+                node.state,
+                time.time(),
+                node.attempts,
+                node.error,
+                node.result if node.state is _S.SUCCESS else None,
+                node.reason,
+                self.plan.upstream_keys[node.i] if node.parent is None else (),
+                writes,
+            )
+        )
+
+    # -- cancellation --------------------------------------------------------------
+
+    def _why_cancelled(self) -> str:
+        if self._grace is None or not self._grace.cancel_called:
+            return "run cancelled"
+        if self.stop_cleanup is not None and self.stop_cleanup.is_set():
+            return "run cancelled; cleanup stopped by a second cancellation"
+        grace = f"{self.cleanup_grace:g}s"
+        return f"run cancelled; cleanup cut short when cleanup_grace ({grace}) ran out"
+
+    def _is_cleanup(self, node: Node) -> bool:
+        """Whether a cancelled run may still start ``node``: cleanup whose upstream ended."""
+        return runs_on_cancel(node.task.options.trigger_rule) and not node.counts().pending
