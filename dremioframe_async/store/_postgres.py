@@ -59,7 +59,8 @@ from ._logs import LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, migration, select, upsert_json
+from ._pauses import PauseSQL
+from ._sql import MIGRATIONS, migration, not_mapped, select, upsert_json
 from ._state import StateSQL, encode_state_value, entry
 from ._views import in_plan_order, run_info, task_info
 
@@ -122,6 +123,7 @@ class PostgresStore:
         self._logs = log_sql("postgres", self._prefix)
         self._written = WrittenTasks()
         self._state = StateSQL("postgres", self._prefix)
+        self._pauses = PauseSQL("postgres", self._prefix)
         self._pool: Any = None
         self._open_lock: anyio.Lock | None = None
         self.dead_after = dead_after
@@ -305,8 +307,8 @@ class PostgresStore:
         p = self._prefix
         # Planned tasks without a row yet are PENDING (see _views.in_plan_order).
         rows = await conn.fetch(
-            f"""SELECT run_id, state, count(*) FROM {p}tasks
-                WHERE run_id = ANY($1::text[]) GROUP BY run_id, state
+            f"""SELECT run_id, state, count(*) FROM {p}tasks AS t
+                WHERE run_id = ANY($1::text[]) AND {not_mapped(p)} GROUP BY run_id, state
             UNION ALL
             SELECT r.run_id, 'PENDING', count(*) FROM {p}runs AS r
                 CROSS JOIN LATERAL jsonb_array_elements_text(r.task_keys::jsonb) AS j(key)
@@ -398,6 +400,31 @@ class PostgresStore:
             attempts.setdefault(attempt.key, []).append(attempt)
         tasks = in_plan_order(run, (TaskRow(*row) for row in task_rows))
         return [task_info(task, attempts.get(task.key, ())) for task in tasks]
+
+    async def pause_schedule(self, pipeline: str, paused: bool = True) -> bool:
+        """Pause (or resume) ``pipeline``'s schedule for every process; whether it changed.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        sql, args = (
+            (self._pauses.pause, (pipeline, time.time()))
+            if paused
+            else (
+                self._pauses.resume,
+                (pipeline,),
+            )
+        )
+        async with self._connection() as conn:
+            status: str = await conn.execute(sql, *args)
+        return not status.endswith(" 0")
+
+    async def paused_schedules(self) -> dict[str, float]:
+        """The paused pipelines, each with when it was paused.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        async with self._connection() as conn:
+            return {row[0]: row[1] for row in await conn.fetch(self._pauses.select)}
 
     async def run_counts(self) -> dict[tuple[str, str], int]:
         """The number of runs by (pipeline, status).

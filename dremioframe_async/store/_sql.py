@@ -10,8 +10,17 @@ from dataclasses import fields
 from typing import Literal
 
 from ._fold import AttemptRow, RunRow, TaskRow
+from ._model import INTERRUPTED_REASON
 
-__all__ = ["MIGRATIONS", "Dialect", "columns", "interrupt_statements", "upsert", "upsert_json"]
+__all__ = [
+    "MIGRATIONS",
+    "Dialect",
+    "columns",
+    "interrupt_statements",
+    "not_mapped",
+    "upsert",
+    "upsert_json",
+]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -95,6 +104,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX {ip}task_logs_by_run ON {p}task_logs (run_id, id)",
         # A traced run's span (W3C traceparent), for the span of a resume to link to.
         "CREATE TABLE {p}run_traces (run_id TEXT PRIMARY KEY, traceparent TEXT NOT NULL)",
+    ),
+    # Paused schedules, for every scheduler on the store (see _pauses).
+    (
+        """CREATE TABLE {p}schedule_pauses (
+            pipeline TEXT PRIMARY KEY, paused_at {real} NOT NULL)""",
     ),
 )
 
@@ -210,7 +224,14 @@ def select(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
     return f"SELECT {', '.join(columns(cls))} FROM {prefix}{_TABLES[cls]}"
 
 
-INTERRUPTED_REASON = "interrupted: the run's process ended while this was running"
+def not_mapped(prefix: str) -> str:
+    """A condition on task row ``t``: not a mapped task. A run's task counts count the
+    instances of a mapped task (``key[0]``, ``key[1]``...) in its place, as the UI
+    groups them, so 6 failed instances read "6 failed", not 7."""
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {prefix}tasks AS c "
+        "WHERE c.run_id = t.run_id AND c.key = t.key || '[0]')"
+    )
 
 
 def _greatest(dialect: Dialect, a: str, b: str) -> str:
@@ -224,17 +245,21 @@ def _greatest(dialect: Dialect, a: str, b: str) -> str:
 def interrupt_statements(dialect: Dialect, prefix: str) -> tuple[str, ...]:
     """Statements (one parameter: the run id) that mark a RUNNING run INTERRUPTED.
 
-    The run ends when it last recorded something; its RUNNING tasks and attempts
-    end CANCELLED then, so nothing of an interrupted run still shows RUNNING.
+    The run ends at its last sign of life: the later of what it last recorded and
+    its last heartbeat (a task that ran for minutes records nothing meanwhile, but
+    its process renews the heartbeat). Its RUNNING tasks and attempts end
+    CANCELLED then, with :data:`INTERRUPTED_REASON`, so nothing of an interrupted
+    run still shows RUNNING.
     """
     p, arg = prefix, "$1" if dialect == "postgres" else "?1"
-    last = _greatest(
+    recorded = _greatest(
         dialect,
         f"(SELECT max({_greatest(dialect, 't.finished', 't.started')}) FROM {p}tasks AS t "
         "WHERE t.run_id = r.run_id)",
         f"(SELECT max({_greatest(dialect, 'a.finished', 'a.started')}) FROM {p}attempts AS a "
         "WHERE a.run_id = r.run_id)",
     )
+    last = _greatest(dialect, recorded, "r.heartbeat")
     end = f"COALESCE(finished, (SELECT finished FROM {p}runs WHERE run_id = {arg}))"
     reason = INTERRUPTED_REASON.replace("'", "''")
     return (
