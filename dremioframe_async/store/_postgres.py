@@ -60,7 +60,7 @@ from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._pauses import PauseSQL
-from ._sql import MIGRATIONS, migration, not_mapped, select, upsert_json
+from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert_json
 from ._state import StateSQL, encode_state_value, entry
 from ._views import in_plan_order, run_info, task_info
 
@@ -307,8 +307,10 @@ class PostgresStore:
         p = self._prefix
         # Planned tasks without a row yet are PENDING (see _views.in_plan_order).
         rows = await conn.fetch(
-            f"""SELECT run_id, state, count(*) FROM {p}tasks AS t
-                WHERE run_id = ANY($1::text[]) AND {not_mapped(p)} GROUP BY run_id, state
+            f"""SELECT run_id, state, count(*) FROM {p}tasks
+                WHERE run_id = ANY($1::text[]) GROUP BY run_id, state
+            UNION ALL
+            {mapped_parents(p, "c.run_id = ANY($1::text[])")}
             UNION ALL
             SELECT r.run_id, 'PENDING', count(*) FROM {p}runs AS r
                 CROSS JOIN LATERAL jsonb_array_elements_text(r.task_keys::jsonb) AS j(key)
@@ -320,7 +322,7 @@ class PostgresStore:
         counts: dict[str, dict[str, int]] = {run_id: {} for run_id in run_ids}
         for run_id, state, count in rows:
             counts[run_id][state] = counts[run_id].get(state, 0) + count
-        return counts
+        return {run_id: {s: n for s, n in c.items() if n} for run_id, c in counts.items()}
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results and status for resuming.

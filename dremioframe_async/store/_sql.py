@@ -17,7 +17,7 @@ __all__ = [
     "Dialect",
     "columns",
     "interrupt_statements",
-    "not_mapped",
+    "mapped_parents",
     "upsert",
     "upsert_json",
 ]
@@ -224,13 +224,21 @@ def select(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
     return f"SELECT {', '.join(columns(cls))} FROM {prefix}{_TABLES[cls]}"
 
 
-def not_mapped(prefix: str) -> str:
-    """A condition on task row ``t``: not a mapped task. A run's task counts count the
-    instances of a mapped task (``key[0]``, ``key[1]``...) in its place, as the UI
-    groups them, so 6 failed instances read "6 failed", not 7."""
+def mapped_parents(prefix: str, runs: str) -> str:
+    """``SELECT run_id, state, -count(*)`` of the mapped tasks of the runs ``runs``
+    selects (a condition on ``c.run_id``), to add to a run's task counts.
+
+    A run's task counts count the instances of a mapped task (``key[0]``,
+    ``key[1]``...) in its place, as the UI groups them, so 6 failed instances read
+    "6 failed", not 7. A mapped task is found from its instance ``key[0]``: that is
+    a few rows per run to join, where testing every row for instances costs a
+    lookup each (2.7 times the count of a 10,000-task run in SQLite).
+    """
     return (
-        f"NOT EXISTS (SELECT 1 FROM {prefix}tasks AS c "
-        "WHERE c.run_id = t.run_id AND c.key = t.key || '[0]')"
+        f"SELECT c.run_id, p.state, -count(*) FROM {prefix}tasks AS c "
+        f"JOIN {prefix}tasks AS p ON p.run_id = c.run_id "
+        "AND p.key = substr(c.key, 1, length(c.key) - 3) "
+        f"WHERE {runs} AND substr(c.key, length(c.key) - 2) = '[0]' GROUP BY c.run_id, p.state"
     )
 
 

@@ -44,7 +44,7 @@ from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._pauses import PauseSQL
-from ._sql import MIGRATIONS, migration, not_mapped, select, upsert
+from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert
 from ._state import StateSQL, encode_state_value, entry
 from ._views import in_plan_order, run_info, task_info
 
@@ -488,16 +488,19 @@ def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
 
 
 def _counts(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
-    sql = (
-        f"SELECT state, count(*) FROM tasks AS t WHERE run_id = ? AND {_NOT_MAPPED} GROUP BY state"
-    )
-    counts: dict[str, int] = dict(conn.execute(sql, (run_id,)).fetchall())
+    counts: dict[str, int] = {}
+    for _, state, n in conn.execute(_COUNTS, (run_id,)):
+        counts[state] = counts.get(state, 0) + n
     if pending := conn.execute(_PENDING, (run_id,)).fetchone()[0]:
         counts["PENDING"] = counts.get("PENDING", 0) + pending
-    return counts
+    return {state: n for state, n in counts.items() if n}
 
 
-_NOT_MAPPED = not_mapped("")
+# Task states, less the mapped tasks (counted as their instances: see _sql.mapped_parents).
+_COUNTS = (
+    "SELECT run_id, state, count(*) FROM tasks WHERE run_id = ?1 GROUP BY state UNION ALL "
+    + mapped_parents("", "c.run_id = ?1")
+)
 # Planned tasks of a run that have no row yet (see _views.in_plan_order).
 _PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
     WHERE r.run_id = ?1 AND r.task_keys IS NOT NULL
