@@ -166,7 +166,6 @@ def test_form_fields_follow_the_defaults_types_and_hide_secrets() -> None:
             "tables": ["a"],
             "dremio_pat": "abc",
             "dsn": "postgresql://etl:hunter2@db/x",
-            "interval_end": "2026-12-02T00:00:00+00:00",
         },
     )
     assert [(f.name, f.kind, f.text) for f in fields] == [

@@ -67,8 +67,10 @@ def ui_app(
     """The web UI over ``store``, as an application to serve or mount as a sub-app.
 
     ``app.add_subapp("/pipelines/", ui_app(store, [etl]))``. ``pipelines`` are the
-    ones the UI can trigger and resume (a :class:`PipelineEntry` adds the schedule
-    it shows). Runs of this process show live once their events reach
+    ones the UI can trigger and resume (a :class:`PipelineEntry` adds a schedule,
+    which the UI runs and can pause, and the trigger form's default params); the
+    pipelines page also lists every other pipeline the store has runs of. Runs of
+    this process show live once their events reach
     :func:`run_listener`; the UI's own runs always do. Other runs are read from the
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
     are answered, and never through a proxy (a request with ``Forwarded`` or

@@ -26,7 +26,14 @@ from typing import Any, Literal
 
 from .._masking import is_secret_key, mask_value
 
-__all__ = ["PREFIX", "ParamField", "param_fields", "read_fields", "standard_json"]
+__all__ = [
+    "ADDED_BY_SCHEDULERS",
+    "PREFIX",
+    "ParamField",
+    "param_fields",
+    "read_fields",
+    "standard_json",
+]
 
 Kind = Literal["text", "date", "int", "float", "bool", "json", "secret"]
 KINDS: tuple[Kind, ...] = ("text", "date", "int", "float", "bool", "json", "secret")
@@ -75,11 +82,7 @@ def param_fields(*sources: Mapping[str, Any] | None) -> list[ParamField]:
     """The fields of the first non-empty source (see the module docstring), in its order."""
     for source in sources:
         if source:
-            return [
-                ParamField(k, _kind(k, v), v)
-                for k, v in source.items()
-                if k not in ADDED_BY_SCHEDULERS
-            ]
+            return [ParamField(k, _kind(k, v), v) for k, v in source.items()]
     return []
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..store import RunInfo, RunQuery, RunStore, SchedulePauses, StateEntry, StateStore
 from ._launcher import PipelineEntry, planned_edges
 from ._model import mask, run_json
-from ._params import ParamField, param_fields
+from ._params import ADDED_BY_SCHEDULERS, ParamField, param_fields
 from ._state import UIState
 
 __all__ = ["PipelineView", "pipeline_json", "pipeline_views"]
@@ -73,7 +73,9 @@ async def _view(
     schedules = entry.schedules if entry is not None else ()
     declared = entry.params if entry is not None else None
     scheduled = next((s.params for s in schedules if isinstance(s.params, Mapping)), None)
-    latest = last[0].params if last else None
+    latest = (
+        {k: v for k, v in last[0].params.items() if k not in ADDED_BY_SCHEDULERS} if last else None
+    )
     fields = param_fields(declared, scheduled, latest) if entry is not None else []
     return PipelineView(
         name,
