@@ -342,3 +342,46 @@ async def test_without_declared_params_the_latest_run_gives_the_fields(ui: UI) -
         {"name": "n", "kind": "int", "default": 4},
         {"name": "password", "kind": "secret", "default": None},
     ]
+
+
+async def test_serve_gives_its_schedules_to_the_ui_to_run_and_pause() -> None:
+    import aiohttp
+
+    from dremioframe_async.service import serve
+
+    store = MemoryStore()
+    pipeline = _ticker("hourly")
+    urls: list[str] = []
+    ready = anyio.Event()
+
+    def on_ready(url: str) -> None:
+        urls.append(url)
+        ready.set()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: serve(
+                    [pipeline, Schedule(pipeline, interval=3600)],
+                    store,
+                    port=0,
+                    drain_grace=0,
+                    on_ready=on_ready,
+                )
+            )
+            await ready.wait()
+            jar = aiohttp.CookieJar(unsafe=True)  # keeps the CSRF cookie of an IP host
+            async with aiohttp.ClientSession(urls[0], cookie_jar=jar) as http:
+                data = await (await http.get("api/pipelines")).json()
+                (hourly,) = data["pipelines"]
+                assert (hourly["schedule"], hourly["schedule_runs_here"]) == ("every 3600 s", True)
+                assert hourly["next_fire"] % 3600 == 0
+                token = (await (await http.get("api/csrf")).json())["csrf_token"]
+                answer = await http.post(
+                    "api/pipelines/hourly/pause",
+                    json={"paused": True},
+                    headers={"X-CSRF-Token": token},
+                )
+                assert answer.status == 200
+            tg.cancel_scope.cancel()
+    assert list(await store.paused_schedules()) == ["hourly"]
