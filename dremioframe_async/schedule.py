@@ -34,6 +34,12 @@ then treats those fires like any other: ``allow`` runs them all, ``skip`` and
 ``queue`` one after the other as above. The overlap policy is this process's:
 across processes, bound the runs with ``Pipeline(max_active_runs=1)``.
 
+Pausing: a schedule paused in its store (``store.pause_schedule(name)``, the UI's
+pause switch) fires nothing, in every process on the store, until resumed: each
+scheduler reads the pauses before it claims a fire, and skips the fire (logged)
+while its pipeline is paused. Fires that fall during a pause are not made up
+after it, even with ``catch_up=True``; runs already queued or running go on.
+
 ``Schedule(pipeline, cron=...)`` declares a schedule beside a pipeline, for
 ``dremioframe-async serve``, which queues each fire in the store for any of its
 replicas to run.
@@ -54,7 +60,7 @@ from anyio.abc import TaskGroup
 
 from .errors import DremioFrameError, MissingExtra
 from .orchestration import Event, Pipeline, RunResult
-from .store import RunStore, StoreError
+from .store import RunStore, SchedulePauses, StoreError
 
 __all__ = [
     "Clock",
@@ -63,6 +69,7 @@ __all__ = [
     "ScheduleError",
     "SystemClock",
     "claim_and_wait",
+    "is_paused",
     "queue_fires",
     "schedule_pipeline",
     "with_interval",
@@ -274,6 +281,14 @@ async def claim_and_wait(
         raise
 
 
+async def is_paused(store: object, pipeline: str) -> bool:
+    """Whether ``pipeline``'s schedule is paused in ``store`` (see ``store.SchedulePauses``).
+
+    :raises StoreError: when the store cannot be reached.
+    """
+    return isinstance(store, SchedulePauses) and pipeline in await store.paused_schedules()
+
+
 async def _claim_fire(
     store: FireClaims,
     name: str,
@@ -285,10 +300,14 @@ async def _claim_fire(
     """``store.claim_fire``, tried again each second while the store cannot be reached.
 
     Given up (``None``, logged) once ``give_up_at`` (the next fire) comes: a
-    scheduler lives through a database outage instead of ending with it.
+    scheduler lives through a database outage instead of ending with it. A
+    schedule paused in the store claims nothing (``None``, logged).
     """
     while True:
         try:
+            if await is_paused(store, name):
+                log.info("%s is paused: the fire at %s is skipped", name, _iso(fire))
+                return None
             return await store.claim_fire(name, fire, params)
         except StoreError as exc:
             if clock.now() + STORE_RETRY >= give_up_at:
@@ -419,6 +438,9 @@ async def schedule_pipeline(
         claims: object = store
         if isinstance(claims, FireClaims):
             try:
+                if await is_paused(claims, pipeline.name):
+                    log.info("%s is paused: the fire at %s is skipped", pipeline.name, _iso(fire))
+                    return None
                 run_id = await claim_and_wait(claims, pipeline, fire, params)
             except StoreError as exc:  # the next fire tries again: the schedule goes on
                 log.error("store unavailable: the fire at %s is skipped: %s", _iso(fire), exc)

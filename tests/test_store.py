@@ -147,6 +147,24 @@ async def test_running_run_and_dynamic_task_keys(store: RunStore) -> None:
 
 
 @pytest.mark.asyncio
+async def test_counts_count_a_mapped_task_as_its_instances(store: RunStore) -> None:
+    events = [RunStarted("m", "etl", T0, {}, ("split", "part", "merge"))]
+    events.append(state("m", "split", TaskState.SUCCESS, 1, 1, result=[1, 2, 3, 4]))
+    events.append(state("m", "part", TaskState.FAILED, 3, 0))  # the mapped task itself
+    for i, st in enumerate(
+        [TaskState.SUCCESS, TaskState.FAILED, TaskState.FAILED, TaskState.SUCCESS]
+    ):
+        events.append(state("m", f"part[{i}]", st, 2, 1, result=None))
+    events.append(state("m", "merge", TaskState.UPSTREAM_FAILED, 4, 0))
+    events.append(RunFinished("m", "etl", "FAILED", T0 + 5, T0))
+    await store.record(events)
+    counts = {"SUCCESS": 3, "FAILED": 2, "UPSTREAM_FAILED": 1}  # not 3 failed: no "part"
+    assert (await store.get_run("m")).counts == counts
+    assert (await store.list_runs())[0].counts == counts
+    assert len(await store.get_tasks("m")) == 7  # the mapped task is still listed
+
+
+@pytest.mark.asyncio
 async def test_a_reopened_store_sees_everything(store_factory: StoreFactory) -> None:
     first = store_factory()
     await first.record(sample_run())

@@ -7,6 +7,7 @@ requests, resume claims, final statuses, liveness settings and heartbeats.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,13 @@ import anyio
 import pytest
 
 from dremioframe_async import Pipeline, task
-from dremioframe_async.orchestration import ResumeRefused, RunFinished, RunStarted
+from dremioframe_async.orchestration import (
+    ResumeRefused,
+    RunFinished,
+    RunStarted,
+    TaskState,
+    TaskStateChanged,
+)
 from dremioframe_async.schedule import Schedule, ScheduleError, schedule_pipeline
 from dremioframe_async.store import (
     RunStatus,
@@ -343,3 +350,40 @@ async def test_a_queued_resume_waits_for_max_active_runs_and_is_claimed_once(
     assert claimed is not None
     assert (claimed.run_id, claimed.resumed_from) == (resume, failed)
     await store.claim_resume(failed, resume)  # what run(resume=) then does: let through
+
+
+async def _set_owner(store: Any, owner: str, heartbeat: float) -> None:
+    """What a dead owner leaves in the database: its id and its last heartbeat."""
+    if isinstance(store, SQLiteStore):
+        sql = "UPDATE runs SET owner = ?, heartbeat = ?"
+        await store._call(lambda conn: conn.execute(sql, (owner, heartbeat)))
+        return
+    async with store._connection() as conn:
+        await conn.execute(
+            f"UPDATE {store._prefix}runs SET owner = $1, heartbeat = $2", owner, heartbeat
+        )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("store_factory", ["sqlite", "postgres"], indirect=True)
+async def test_an_interrupted_run_ends_at_its_last_heartbeat(store: RunStore) -> None:
+    # A task that ran for a while records nothing meanwhile; its process's heartbeats
+    # are the last sign of life, so the run and the task end there, not at the start.
+    # (A memory store lives and dies with its one process: it marks nothing.)
+    import socket
+
+    now = time.time()
+    await store.record(
+        [
+            RunStarted("gone", "etl", now - 10, {}, ("a",)),
+            TaskStateChanged("gone", "etl", "a", TaskState.RUNNING, now - 9.9, 1),
+        ]
+    )
+    await _set_owner(store, f"{socket.gethostname()}:999999999:x", now - 2)  # no such pid
+    run = await store.get_run("gone")
+    assert run.status is RunStatus.INTERRUPTED
+    assert run.finished == pytest.approx(now - 2, abs=1e-3)
+    (task_a,) = await store.get_tasks("gone")
+    assert (task_a.state, task_a.interrupted) == (TaskState.CANCELLED, True)
+    assert task_a.finished == pytest.approx(now - 2, abs=1e-3)
+    assert task_a.attempts[-1].finished == pytest.approx(now - 2, abs=1e-3)

@@ -79,19 +79,43 @@ async def test_page_carries_counts_and_status(store: RunStore) -> None:
     assert (empty.runs, empty.total, empty.older, empty.newer) == ((), 0, None, None)
 
 
+@pytest.mark.asyncio
+async def test_pipeline_substring_and_date_range(store: RunStore) -> None:
+    names = ["etl_daily", "ETL_hourly", "load", "a%b", "a_b", "axb"]
+    events: list[Event] = []
+    for i, name in enumerate(names):
+        events.append(RunStarted(f"s{i}", name, T0 + i * 100, {}, ()))
+        events.append(RunFinished(f"s{i}", name, "SUCCESS", T0 + i * 100 + 1, T0 + i * 100))
+    await store.record(events)
+
+    async def ids(**filters) -> list[str]:
+        forward, backward, total = await walk(store, **filters)
+        assert forward == backward
+        assert total == len(forward)
+        return forward
+
+    assert await ids(pipeline_contains="etl") == ["s1", "s0"]  # any case
+    assert await ids(pipeline_contains="a%b") == ["s3"]  # % and _ are literal
+    assert await ids(pipeline_contains="a_b") == ["s4"]
+    assert await ids(since=T0 + 100, until=T0 + 300) == ["s2", "s1"]  # until excluded
+    assert await ids(pipeline_contains="L", since=T0 + 100) == ["s2", "s1"]
+    assert await ids(pipeline_contains="nothing") == []
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
+        {"since": 2.0, "until": 1.0},
         {"limit": 0},
         {"limit": 1001},
         {"limit": True},
         {"before": "x", "after": "y"},
         {"before": "7"},
     ],
-    ids=["zero", "too-big", "bool", "both-cursors", "bad-cursor"],
+    ids=["since-after-until", "zero", "too-big", "bool", "both-cursors", "bad-cursor"],
 )
 def test_bad_queries_are_refused(kwargs: dict) -> None:
-    with pytest.raises(ValueError, match=r"limit|before|cursor"):
+    with pytest.raises(ValueError, match=r"limit|before|cursor|since"):
         RunQuery(**kwargs)
 
 

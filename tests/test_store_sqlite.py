@@ -136,6 +136,9 @@ async def test_running_runs_of_dead_owners_are_interrupted(
     owner = owner.format(host=socket.gethostname(), pid=os.getpid(), me=current_owner())
     conn = sqlite3.connect(path)
     conn.execute("UPDATE runs SET owner = ?", (owner,))
+    if status is RunStatus.INTERRUPTED:
+        # Its last heartbeat came before its last record: the record is its last sign of life.
+        conn.execute("UPDATE runs SET heartbeat = ?", (T0 + 1,))
     conn.commit()
     conn.close()
     async with SQLiteStore(path) as store:

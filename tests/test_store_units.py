@@ -255,6 +255,7 @@ def test_public_names() -> None:
         "RunStatus",
         "RunStore",
         "SQLiteStore",
+        "SchedulePauses",
         "StateEntry",
         "StateStore",
         "StoreConfigError",

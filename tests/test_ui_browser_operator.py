@@ -4,6 +4,7 @@ Screenshots go to ``test-artifacts/ui/`` (ignored by git)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import anyio
@@ -14,8 +15,9 @@ from _ui_fixtures import UI, Gate
 from aiohttp.test_utils import TestClient, TestServer
 
 from dremioframe_async import Pipeline, task
+from dremioframe_async.schedule import Schedule
 from dremioframe_async.store import MemoryStore, RunStatus
-from dremioframe_async.ui import ui_app
+from dremioframe_async.ui import PipelineEntry, ui_app
 from dremioframe_async.ui._state import UI_KEY
 
 browser = test_ui_browser.browser
@@ -25,7 +27,7 @@ LONG = "the partition manifest is inconsistent: " + "row group mismatch; " * 64 
 FAILING = {3, 50, 99, 120, 160, 199}
 
 
-def operator_pipelines(gate: Gate) -> list[Pipeline]:
+def operator_pipelines(gate: Gate) -> list[Pipeline | PipelineEntry]:
     @task(name="list_partitions")
     async def list_partitions() -> list[int]:
         return list(range(200))
@@ -58,7 +60,18 @@ def operator_pipelines(gate: Gate) -> list[Pipeline]:
         await gate.opened.wait()
 
     gated = Pipeline("gated").add_task(hold())
-    return [fanout, checked, gated]
+
+    @task(name="build_report")
+    async def build_report() -> None:
+        return None
+
+    report = Pipeline("report").add_task(build_report())
+    scheduled = PipelineEntry(
+        report,
+        schedule=Schedule(report, interval=3600),
+        params={"day": "2026-12-01", "limit": 10, "full": False, "tables": ["a", "b"]},
+    )
+    return [fanout, checked, gated, scheduled]
 
 
 @pytest_asyncio.fixture
@@ -118,6 +131,10 @@ async def test_a_200_instance_mapped_run_reads_well(served, context) -> None:
     results = await page.locator("section:has(h2:text('Stored results'))").inner_text()
     assert "process_partition: 194 mapped instance results" in results
     await shot(page, "mapped-200-run")
+    await page.goto(base)  # the runs list counts as the run page does
+    counts = await page.locator(f'tr[data-run="{run_id}"] .counts').inner_text()
+    assert "6 failed" in counts
+    assert "196 success" in counts  # 194 instances, list_partitions and merge_partitions
     await page.goto(f"{base}pipelines")
     assert await page.evaluate(OVERFLOWING_LABELS) == []
     assert errors == []
@@ -222,7 +239,13 @@ async def test_dark_mode_and_a_phone_screen(served, browser, name: str, options:
     try:
         errors: list[str] = []
         page = await new_page(context, errors)
-        for path, label in ((f"runs/{run_id}", "run"), ("", "runs"), ("pipelines", "pipelines")):
+        pages = (
+            (f"runs/{run_id}", "run"),
+            ("", "runs"),
+            ("pipelines", "pipelines"),
+            (f"runs/{run_id}/task?key=process_partition", "task"),
+        )
+        for path, label in pages:
             await page.goto(f"{base}{path}")
             if name == "dark-mode":
                 background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
@@ -269,6 +292,7 @@ async def test_running_times_tick_and_runs_show_params_and_pipeline_links(served
     try:
         await page.goto(base)
         row = page.locator(f'tr[data-run="{run_id}"]')
+        assert (await row.locator(".elapsed").inner_text()).startswith("running ")
         assert '"day": "2026-12-01"' in await row.locator("td.params").inner_text()
         assert "k-123456" not in await row.inner_text()
         assert "just now" in await row.inner_text()
@@ -291,9 +315,11 @@ async def test_running_times_tick_and_runs_show_params_and_pipeline_links(served
     assert errors == []
 
 
-async def test_an_interrupted_run_is_coloured_apart_and_timed_as_a_lower_bound(
+async def test_an_interrupted_run_is_coloured_apart_and_timed_to_its_last_heartbeat(
     browser, tmp_path
 ) -> None:
+    import time
+
     from dremioframe_async.orchestration import (
         RunFinished,
         RunStarted,
@@ -302,14 +328,18 @@ async def test_an_interrupted_run_is_coloured_apart_and_timed_as_a_lower_bound(
     )
     from dremioframe_async.store import SQLiteStore
 
-    t0 = 1_700_000_000.0
+    # Both runs ran about 3 s; "gone" recorded nothing after its task started, then its
+    # process died (its heartbeat, written as it recorded, is never renewed).
+    t0 = time.time() - 3
     async with SQLiteStore(tmp_path / "r.sqlite", heartbeat=0.1, dead_after=0.3) as store:
         await store.record(
             [
+                RunStarted("stopped", "etl", t0, {}, ("x",)),
+                TaskStateChanged("stopped", "etl", "x", TaskState.RUNNING, t0 + 0.01, 1),
+                TaskStateChanged("stopped", "etl", "x", TaskState.CANCELLED, t0 + 3, 1),
+                RunFinished("stopped", "etl", RunStatus.CANCELLED, t0 + 3, t0),
                 RunStarted("gone", "etl", t0, {}, ("x",)),
-                TaskStateChanged("gone", "etl", "x", TaskState.RUNNING, t0 + 3, 1),
-                RunStarted("stopped", "etl", t0 + 10, {}, ("x",)),
-                RunFinished("stopped", "etl", RunStatus.CANCELLED, t0 + 13, t0 + 10),
+                TaskStateChanged("gone", "etl", "x", TaskState.RUNNING, t0 + 0.01, 1),
             ]
         )
         with anyio.fail_after(10):
@@ -328,10 +358,24 @@ async def test_an_interrupted_run_is_coloured_apart_and_timed_as_a_lower_bound(
                 stopped = page.locator('tr[data-run="stopped"] .badge')
                 assert await gone.inner_text() == "INTERRUPTED"
                 assert await gone.evaluate(colour) != await stopped.evaluate(colour)
-                await page.goto(f"{base}runs/gone")
-                summary = await page.locator("dl.summary").inner_text()
-                assert "≥ 3.00s" in summary
-                await shot(page, "interrupted-run")
+                fill = "(e) => getComputedStyle(e).fill"
+                bars = {}
+                for run_id in ("gone", "stopped"):
+                    await page.goto(f"{base}runs/{run_id}")
+                    summary = await page.locator("dl.summary").inner_text()
+                    assert re.search(r"≥ 3\.\d\ds" if run_id == "gone" else r"3\.\d\ds", summary)
+                    bar = page.locator("svg.timeline rect.bar")
+                    width = float(await bar.get_attribute("width") or 0)
+                    assert width > 600, (run_id, width)  # about 3 s of a 3 s chart
+                    bars[run_id] = await bar.evaluate(fill)
+                    if run_id == "gone":
+                        assert "s-INTERRUPTED" in (await bar.get_attribute("class") or "")
+                        node = page.locator('svg.dag g.node[data-key="x"]')
+                        assert await node.get_attribute("data-state") == "INTERRUPTED"
+                        reason = page.locator('tr[data-key="x"] td.note')
+                        assert "interrupted" in await reason.inner_text()
+                        await shot(page, "interrupted-run")
+                assert bars["gone"] != bars["stopped"]  # not the colour of a cancel
                 assert errors == []
             finally:
                 await context.close()

@@ -7,7 +7,7 @@ import pytest
 import dremioframe_async.ui as ui_pkg
 from dremioframe_async.orchestration import TaskState
 from dremioframe_async.store import AttemptInfo, RunInfo, RunStatus, TaskInfo
-from dremioframe_async.ui._api import read_params
+from dremioframe_async.ui._actions import read_params
 from dremioframe_async.ui._graph import MAX_NODES, GraphNode, graph_svg
 from dremioframe_async.ui._html import Markup, el, join
 from dremioframe_async.ui._model import MASK, group_tasks, mask, result_text
@@ -144,8 +144,108 @@ def test_read_params_refuses_anything_else(text: str) -> None:
 
 
 def test_an_interrupted_run_shows_its_time_as_a_lower_bound() -> None:
-    from dremioframe_async.ui._pages import _run_took
+    from dremioframe_async.ui._pages import run_took
 
     gone = RunInfo("r", "p", RunStatus.INTERRUPTED, T0, T0 + 3)
-    assert "≥ 3.00s" in _run_took(gone)
-    assert _run_took(RunInfo("r", "p", RunStatus.FAILED, T0, T0 + 3)) == "3.00s"
+    assert "≥ 3.00s" in run_took(gone)
+    assert run_took(RunInfo("r", "p", RunStatus.FAILED, T0, T0 + 3)) == "3.00s"
+
+
+def test_form_fields_follow_the_defaults_types_and_hide_secrets() -> None:
+    from dremioframe_async.ui._params import param_fields
+
+    fields = param_fields(
+        None,
+        {},
+        {
+            "day": "2026-12-01",
+            "table": "sales",
+            "n": 3,
+            "ratio": 0.5,
+            "full": True,
+            "tables": ["a"],
+            "dremio_pat": "abc",
+            "dsn": "postgresql://etl:hunter2@db/x",
+        },
+    )
+    assert [(f.name, f.kind, f.text) for f in fields] == [
+        ("day", "date", "2026-12-01"),
+        ("table", "text", "sales"),
+        ("n", "int", "3"),
+        ("ratio", "float", "0.5"),
+        ("full", "bool", "true"),
+        ("tables", "json", '["a"]'),
+        ("dremio_pat", "secret", ""),  # never shown
+        ("dsn", "secret", ""),  # a URL with a password in it
+    ]
+    assert param_fields({"a": 1}, {"b": 2}) == param_fields({"a": 1})  # the first source wins
+
+
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        ([("p.int.n", "7"), ("p.text.t", "")], {"n": 7}),  # empty: left out
+        ([("p.bool.f", "false"), ("p.bool.f", "true")], {"f": True}),
+        ([("p.bool.f", "false")], {"f": False}),
+        ([("p.json.j", '{"a": [1]}'), ("p.float.x", "2.5")], {"j": {"a": [1]}, "x": 2.5}),
+        ([("params", "{}"), ("p.bogus.x", "1"), ("csrf_token", "t")], {}),
+    ],
+    ids=["int", "checked", "unchecked", "json-float", "other-names"],
+)
+def test_form_fields_read_back_as_typed_params(form, expected) -> None:
+    from dremioframe_async.ui._params import read_fields
+
+    assert read_fields(form) == expected
+
+
+@pytest.mark.parametrize(
+    ("form", "problem"),
+    [
+        ([("p.int.n", "x")], "n must be a whole number"),
+        ([("p.float.x", "nan")], "x must be a finite number"),
+        ([("p.json.j", "NaN")], "j must be JSON"),
+    ],
+    ids=["int", "nan", "json-nan"],
+)
+def test_form_fields_refuse_what_their_kind_cannot_hold(form, problem: str) -> None:
+    from dremioframe_async.ui._params import read_fields
+
+    with pytest.raises(ValueError, match=problem):
+        read_fields(form)
+
+
+def test_times_read_and_said() -> None:
+    from dremioframe_async.ui._times import ago, parse_time
+
+    assert parse_time("2026-03-10") == 1_773_100_800.0
+    assert parse_time("2026-03-10", end=True) == 1_773_100_800.0 + 86_400
+    assert parse_time("2026-03-10T01:00:00") == 1_773_104_400.0  # UTC unless it says
+    assert parse_time("2026-03-10T01:00:00+01:00") == 1_773_100_800.0
+    assert parse_time("12.5") == 12.5
+    with pytest.raises(ValueError, match="not a date"):
+        parse_time("yesterday")
+    assert [ago(s) for s in (5, 200, -200, -7200, 90_000 * 2)] == [
+        "just now",
+        "3 min ago",
+        "in 3 min",
+        "in 2 h",
+        "2 days ago",
+    ]
+
+
+def test_a_task_its_runs_death_ended_shows_interrupted() -> None:
+    from dremioframe_async.store._model import INTERRUPTED_REASON
+    from dremioframe_async.ui._model import task_counts
+    from dremioframe_async.ui._pages import task_badge
+
+    attempt = AttemptInfo(1, TaskState.CANCELLED, T0, T0 + 3)
+    died = _task("x", TaskState.CANCELLED, (attempt,), reason=INTERRUPTED_REASON, finished=T0 + 3)
+    stopped = _task("y", TaskState.CANCELLED, (attempt,), reason="", finished=T0 + 3)
+    assert "s-INTERRUPTED" in task_badge(died)
+    assert ">INTERRUPTED<" in task_badge(died)
+    assert "s-CANCELLED" in task_badge(stopped)
+    assert task_counts(group_tasks([died, stopped])) == {"INTERRUPTED": 1, "CANCELLED": 1}
+    run = RunInfo("r", "p", RunStatus.INTERRUPTED, T0, T0 + 3)
+    svg = timeline_svg(run, [died, stopped])
+    assert svg.count('class="bar s-INTERRUPTED"') == 1
+    assert svg.count('class="bar s-CANCELLED"') == 1

@@ -2,9 +2,10 @@
 
 Its parts, each a task of one task group:
 
-* one task per :class:`Schedule` queueing its fires (``schedule.queue_fires``);
-* the UI application, whose launcher claims queued runs of the served
-  pipelines and runs them (``ui._launcher``);
+* the UI application, whose launcher queues the fires of each
+  :class:`Schedule` (``schedule.queue_fires``; none while the schedule is paused
+  in the store) and claims queued runs of the served pipelines and runs them
+  (``ui._launcher``);
 * a watcher that resumes, once, the INTERRUPTED runs of pipelines declared
   ``Pipeline(resume_interrupted=True)``.
 
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from ..errors import DremioFrameError
 from ..orchestration import Pipeline
-from ..schedule import Schedule, queue_fires
+from ..schedule import Schedule
 from ..store import RunQuery, RunStatus, RunStore, StoreError
 from ..ui import ActionRefused, PipelineEntry, ui_app
 from ..ui._app import run_launcher
@@ -95,8 +96,12 @@ async def serve(
         raise ServeError(f"drain_grace must be 0 or more seconds, got {drain_grace!r}")
     auths: tuple[Auth, ...] = (auth,) if isinstance(auth, Auth) else tuple(auth or ())
     check_bind(host, auths)
-    shown = {s.pipeline.name: s.describe() for s in schedules}
-    entries = [PipelineEntry(p, schedule=shown.get(name)) for name, p in pipelines.items()]
+    # The UI runs the schedules (its launcher queues their fires, once it claims runs),
+    # so its pages show each one's next fire and can pause it.
+    entries = [
+        PipelineEntry(p, schedule=tuple(s for s in schedules if s.pipeline is p) or None)
+        for p in pipelines.values()
+    ]
     app = ui_app(store, entries, auths, max_runs=max_runs)
     launcher = run_launcher(app)
     # Nothing is claimed before the port is bound: a serve that cannot start (a port
@@ -112,10 +117,7 @@ async def serve(
             bound = runner.addresses[0][1] if runner.addresses else port
             on_ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}/")
         try:
-            async with anyio.create_task_group() as tg:
-                for schedule in schedules:
-                    tg.start_soon(queue_fires, schedule, store)
-                tg.start_soon(_resume_interrupted, launcher, pipelines, store)
+            await _resume_interrupted(launcher, pipelines, store)
         finally:
             with anyio.CancelScope(shield=True):
                 await launcher.drain(drain_grace, stop_cleanup)

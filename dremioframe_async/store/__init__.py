@@ -26,6 +26,7 @@ from ._logs import LogEntry, LogPage, LogQuery, LogReader, drop_marker
 from ._memory import MemoryStore
 from ._model import AttemptInfo, RunInfo, RunStatus, StateEntry, StateStore, TaskInfo
 from ._paging import RunPage, RunQuery
+from ._pauses import SchedulePauses
 from ._postgres import PostgresStore
 from ._protocol import RunStore
 from ._sqlite import SQLiteStore
@@ -49,6 +50,7 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "SQLiteStore",
+    "SchedulePauses",
     "StateEntry",
     "StateStore",
     "StoreConfigError",

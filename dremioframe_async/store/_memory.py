@@ -54,6 +54,7 @@ class MemoryStore:
         self._queued: anyio.Event | None = None
         self._attendance = Attendance(self._beat, self._poll, 5.0, DEFAULT_CANCEL_POLL)
         self._state: dict[str, dict[str, StateRow]] = {}
+        self._pauses: dict[str, float] = {}  # paused schedules: pipeline -> since when
 
     async def record(self, events: Sequence[Event]) -> None:
         """Fold ``events`` into the history."""
@@ -121,7 +122,9 @@ class MemoryStore:
 
     def _info(self, row: RunRow) -> RunInfo:
         tasks = self._tasks.get(row.run_id, {})
-        counts = Counter(t.state or "PENDING" for t in tasks.values())
+        counts = Counter(
+            t.state or "PENDING" for k, t in tasks.items() if f"{k}[0]" not in tasks
+        )  # a mapped task counts as its instances (see _sql.not_mapped)
         if pending := pending_count(row, tasks):
             counts["PENDING"] += pending
         return run_info(row, counts)
@@ -153,9 +156,7 @@ class MemoryStore:
         keyed = sorted(
             ((r.started or 0.0, r.run_id), r)
             for r in self._runs.values()
-            if (query.pipeline is None or r.pipeline == query.pipeline)
-            and (query.status is None or r.status == query.status.value)
-            and (query.backfill is None or r.backfill == query.backfill)
+            if query.admits(r.pipeline or "", r.status or "", r.backfill, r.started or 0.0)
         )
         keys = [k for k, _ in keyed]
         cursor = query.cursor
@@ -189,6 +190,21 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         rows = in_plan_order(self._run_row(run_id), self._tasks.get(run_id, {}).values())
         return [task_info(t, self._attempts.get((run_id, t.key), {}).values()) for t in rows]
+
+    async def pause_schedule(self, pipeline: str, paused: bool = True) -> bool:
+        """Pause (or resume) ``pipeline``'s schedule; whether that changed anything."""
+        await anyio.lowlevel.checkpoint()
+        if not paused:
+            return self._pauses.pop(pipeline, None) is not None
+        if pipeline in self._pauses:
+            return False
+        self._pauses[pipeline] = time.time()
+        return True
+
+    async def paused_schedules(self) -> dict[str, float]:
+        """The paused pipelines, each with when it was paused."""
+        await anyio.lowlevel.checkpoint()
+        return dict(self._pauses)
 
     async def run_counts(self) -> dict[tuple[str, str], int]:
         """The number of runs by (pipeline, status)."""

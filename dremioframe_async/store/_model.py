@@ -12,7 +12,19 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..orchestration import RunStatus, TaskState
 
-__all__ = ["AttemptInfo", "RunInfo", "RunStatus", "StateEntry", "StateStore", "TaskInfo"]
+__all__ = [
+    "INTERRUPTED_REASON",
+    "AttemptInfo",
+    "RunInfo",
+    "RunStatus",
+    "StateEntry",
+    "StateStore",
+    "TaskInfo",
+]
+
+# The reason of a task that was RUNNING when its run's process died: the store ends
+# it CANCELLED, with this reason, when it marks the run INTERRUPTED.
+INTERRUPTED_REASON = "interrupted: the run's process ended while this was running"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,11 @@ class TaskInfo:
     result_stored: bool = False
     result_type: str | None = None
     result_note: str = ""
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the task was running when its run's process died (see INTERRUPTED)."""
+        return self.reason == INTERRUPTED_REASON
 
 
 @dataclass(frozen=True, slots=True)

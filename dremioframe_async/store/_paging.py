@@ -49,8 +49,12 @@ class RunQuery:
 
     ``before`` lists the runs older than that cursor (the next page), ``after``
     the runs newer than it (the previous page); neither lists the newest.
+    ``pipeline`` is a pipeline's name; ``pipeline_contains`` keeps the pipelines
+    whose name holds that text, in any case. ``since`` and ``until`` (epoch
+    seconds) keep the runs started at or after ``since`` and before ``until``.
 
-    :raises ValueError: for a ``limit`` outside 1..1000, both cursors, or a bad cursor.
+    :raises ValueError: for a ``limit`` outside 1..1000, both cursors, a bad cursor,
+        or ``since`` past ``until``.
     """
 
     pipeline: str | None = None
@@ -59,8 +63,13 @@ class RunQuery:
     after: str | None = None
     limit: int = 50
     backfill: str | None = None  # only the runs of this backfill (RunInfo.backfill)
+    pipeline_contains: str | None = None
+    since: float | None = None
+    until: float | None = None
 
     def __post_init__(self) -> None:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError(f"since ({self.since}) must not be after until ({self.until})")
         if isinstance(self.limit, bool) or not isinstance(self.limit, int):
             raise ValueError(f"limit must be a whole number, got {self.limit!r}")
         if not 1 <= self.limit <= MAX_PAGE:
@@ -77,6 +86,18 @@ class RunQuery:
                     ) from None
         if self.status is not None:
             object.__setattr__(self, "status", RunStatus(self.status))
+
+    def admits(self, pipeline: str, status: str, backfill: str | None, started: float) -> bool:
+        """Whether a run passes the filters (for a store that filters in Python)."""
+        contains = self.pipeline_contains
+        return (
+            (self.pipeline is None or pipeline == self.pipeline)
+            and (self.status is None or status == self.status.value)
+            and (self.backfill is None or backfill == self.backfill)
+            and (contains is None or contains.lower() in pipeline.lower())
+            and (self.since is None or started >= self.since)
+            and (self.until is None or started < self.until)
+        )
 
     @property
     def cursor(self) -> Keyset | None:
@@ -117,6 +138,11 @@ def page_of(
     )
 
 
+def _like(text: str) -> str:
+    """``text`` lower-cased, as a LIKE pattern that matches it literally (``!`` escapes)."""
+    return "".join(f"!{c}" if c in "!%_" else c for c in text.lower())
+
+
 class PageSQL:
     """The statements behind a :class:`RunQuery`, for one placeholder style.
 
@@ -136,6 +162,12 @@ class PageSQL:
             self._add("status = {}", query.status.value)
         if query.backfill is not None:
             self._add("backfill = {}", query.backfill)
+        if query.pipeline_contains is not None:
+            self._add("lower(pipeline) LIKE {} ESCAPE '!'", f"%{_like(query.pipeline_contains)}%")
+        if query.since is not None:
+            self._add("started >= {}", query.since)
+        if query.until is not None:
+            self._add("started < {}", query.until)
 
     def _add(self, clause: str, *values: object) -> None:
         marks = [self._mark(len(self.params) + i + 1) for i in range(len(values))]

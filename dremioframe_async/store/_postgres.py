@@ -56,8 +56,9 @@ from ._logs import LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
+from ._pauses import PauseSQL
 from ._postgres_batch import BatchWriter, write_all
-from ._sql import MIGRATIONS, migration, select
+from ._sql import MIGRATIONS, mapped_parents, migration, select
 from ._state import StateSQL, encode_state_value, entry
 from ._views import prior_run, run_info, task_infos
 
@@ -118,6 +119,7 @@ class PostgresStore:
         self._logs = log_sql("postgres", self._prefix)
         self._state = StateSQL("postgres", self._prefix)
         self._batches = BatchWriter(self._prefix, self._logs, self._state)
+        self._pauses = PauseSQL("postgres", self._prefix)
         self._pool: Any = None
         self._open_lock: anyio.Lock | None = None
         self.dead_after = dead_after
@@ -263,6 +265,8 @@ class PostgresStore:
             f"""SELECT run_id, state, count(*) FROM {p}tasks
                 WHERE run_id = ANY($1::text[]) GROUP BY run_id, state
             UNION ALL
+            {mapped_parents(p, "c.run_id = ANY($1::text[])")}
+            UNION ALL
             SELECT r.run_id, 'PENDING', count(*) FROM {p}runs AS r
                 CROSS JOIN LATERAL jsonb_array_elements_text(r.task_keys::jsonb) AS j(key)
                 WHERE r.run_id = ANY($1::text[]) AND NOT EXISTS (
@@ -273,7 +277,7 @@ class PostgresStore:
         counts: dict[str, dict[str, int]] = {run_id: {} for run_id in run_ids}
         for run_id, state, count in rows:
             counts[run_id][state] = counts[run_id].get(state, 0) + count
-        return counts
+        return {run_id: {s: n for s, n in c.items() if n} for run_id, c in counts.items()}
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return ``run_id``'s stored successful results and status for resuming.
@@ -345,6 +349,31 @@ class PostgresStore:
             task_rows = await conn.fetch(sql, run_id)
         tasks = (TaskRow(*row) for row in task_rows)
         return task_infos(run, tasks, (AttemptRow(*row) for row in attempt_rows))
+
+    async def pause_schedule(self, pipeline: str, paused: bool = True) -> bool:
+        """Pause (or resume) ``pipeline``'s schedule for every process; whether it changed.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        sql, args = (
+            (self._pauses.pause, (pipeline, time.time()))
+            if paused
+            else (
+                self._pauses.resume,
+                (pipeline,),
+            )
+        )
+        async with self._connection() as conn:
+            status: str = await conn.execute(sql, *args)
+        return not status.endswith(" 0")
+
+    async def paused_schedules(self) -> dict[str, float]:
+        """The paused pipelines, each with when it was paused.
+
+        :raises StoreUnavailable: when the database cannot be reached.
+        """
+        async with self._connection() as conn:
+            return {row[0]: row[1] for row in await conn.fetch(self._pauses.select)}
 
     async def run_counts(self) -> dict[tuple[str, str], int]:
         """The number of runs by (pipeline, status).

@@ -10,8 +10,17 @@ from dataclasses import fields
 from typing import Literal
 
 from ._fold import AttemptRow, RunRow, TaskRow
+from ._model import INTERRUPTED_REASON
 
-__all__ = ["MIGRATIONS", "Dialect", "columns", "interrupt_statements", "upsert", "upsert_json"]
+__all__ = [
+    "MIGRATIONS",
+    "Dialect",
+    "columns",
+    "interrupt_statements",
+    "mapped_parents",
+    "upsert",
+    "upsert_json",
+]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -95,6 +104,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX {ip}task_logs_by_run ON {p}task_logs (run_id, id)",
         # A traced run's span (W3C traceparent), for the span of a resume to link to.
         "CREATE TABLE {p}run_traces (run_id TEXT PRIMARY KEY, traceparent TEXT NOT NULL)",
+    ),
+    # Paused schedules, for every scheduler on the store (see _pauses).
+    (
+        """CREATE TABLE {p}schedule_pauses (
+            pipeline TEXT PRIMARY KEY, paused_at {real} NOT NULL)""",
     ),
 )
 
@@ -210,7 +224,22 @@ def select(cls: type[RunRow | TaskRow | AttemptRow], prefix: str) -> str:
     return f"SELECT {', '.join(columns(cls))} FROM {prefix}{_TABLES[cls]}"
 
 
-INTERRUPTED_REASON = "interrupted: the run's process ended while this was running"
+def mapped_parents(prefix: str, runs: str) -> str:
+    """``SELECT run_id, state, -count(*)`` of the mapped tasks of the runs ``runs``
+    selects (a condition on ``c.run_id``), to add to a run's task counts.
+
+    A run's task counts count the instances of a mapped task (``key[0]``,
+    ``key[1]``...) in its place, as the UI groups them, so 6 failed instances read
+    "6 failed", not 7. A mapped task is found from its instance ``key[0]``: that is
+    a few rows per run to join, where testing every row for instances costs a
+    lookup each (2.7 times the count of a 10,000-task run in SQLite).
+    """
+    return (
+        f"SELECT c.run_id, p.state, -count(*) FROM {prefix}tasks AS c "
+        f"JOIN {prefix}tasks AS p ON p.run_id = c.run_id "
+        "AND p.key = substr(c.key, 1, length(c.key) - 3) "
+        f"WHERE {runs} AND substr(c.key, length(c.key) - 2) = '[0]' GROUP BY c.run_id, p.state"
+    )
 
 
 def _greatest(dialect: Dialect, a: str, b: str) -> str:
@@ -224,17 +253,21 @@ def _greatest(dialect: Dialect, a: str, b: str) -> str:
 def interrupt_statements(dialect: Dialect, prefix: str) -> tuple[str, ...]:
     """Statements (one parameter: the run id) that mark a RUNNING run INTERRUPTED.
 
-    The run ends when it last recorded something; its RUNNING tasks and attempts
-    end CANCELLED then, so nothing of an interrupted run still shows RUNNING.
+    The run ends at its last sign of life: the later of what it last recorded and
+    its last heartbeat (a task that ran for minutes records nothing meanwhile, but
+    its process renews the heartbeat). Its RUNNING tasks and attempts end
+    CANCELLED then, with :data:`INTERRUPTED_REASON`, so nothing of an interrupted
+    run still shows RUNNING.
     """
     p, arg = prefix, "$1" if dialect == "postgres" else "?1"
-    last = _greatest(
+    recorded = _greatest(
         dialect,
         f"(SELECT max({_greatest(dialect, 't.finished', 't.started')}) FROM {p}tasks AS t "
         "WHERE t.run_id = r.run_id)",
         f"(SELECT max({_greatest(dialect, 'a.finished', 'a.started')}) FROM {p}attempts AS a "
         "WHERE a.run_id = r.run_id)",
     )
+    last = _greatest(dialect, recorded, "r.heartbeat")
     end = f"COALESCE(finished, (SELECT finished FROM {p}runs WHERE run_id = {arg}))"
     reason = INTERRUPTED_REASON.replace("'", "''")
     return (

@@ -43,7 +43,8 @@ from ._logs import LogFold, LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
-from ._sql import MIGRATIONS, migration, select, upsert
+from ._pauses import PauseSQL
+from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert
 from ._state import StateSQL, encode_state_value, entry
 from ._views import prior_run, run_info, task_infos
 
@@ -267,6 +268,17 @@ class SQLiteStore:
         """The number of runs by (pipeline, status)."""
         return await self._call(_run_counts, self.dead_after)
 
+    async def pause_schedule(self, pipeline: str, paused: bool = True) -> bool:
+        """Pause (or resume) ``pipeline``'s schedule for every process; whether it changed."""
+        sql, args = (
+            (_PAUSES.pause, (pipeline, time.time())) if paused else (_PAUSES.resume, (pipeline,))
+        )
+        return bool(await self._call(_change, sql, args))
+
+    async def paused_schedules(self) -> dict[str, float]:
+        """The paused pipelines, each with when it was paused."""
+        return dict(await self._call(_fetch_all, _PAUSES.select, ()))
+
     async def get_logs(self, query: LogQuery) -> LogPage:
         """Return one page of a run's captured log lines, in the order they were stored."""
         return await self._call(_get_logs, query)
@@ -396,6 +408,14 @@ def _write_state_now(conn: sqlite3.Connection, rows: Sequence[StateRow]) -> None
         _write_state(conn, rows)
 
 
+_PAUSES = PauseSQL("sqlite", "")
+
+
+def _change(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    with _transaction(conn):
+        return conn.execute(sql, args).rowcount
+
+
 def _fetch_all(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
     return conn.execute(sql, args).fetchall()
 
@@ -468,13 +488,19 @@ def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
 
 
 def _counts(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
-    sql = "SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state"
-    counts: dict[str, int] = dict(conn.execute(sql, (run_id,)).fetchall())
+    counts: dict[str, int] = {}
+    for _, state, n in conn.execute(_COUNTS, (run_id,)):
+        counts[state] = counts.get(state, 0) + n
     if pending := conn.execute(_PENDING, (run_id,)).fetchone()[0]:
         counts["PENDING"] = counts.get("PENDING", 0) + pending
-    return counts
+    return {state: n for state, n in counts.items() if n}
 
 
+# Task states, less the mapped tasks (counted as their instances: see _sql.mapped_parents).
+_COUNTS = (
+    "SELECT run_id, state, count(*) FROM tasks WHERE run_id = ?1 GROUP BY state UNION ALL "
+    + mapped_parents("", "c.run_id = ?1")
+)
 # Planned tasks of a run that have no row yet (see _views.in_plan_order).
 _PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
     WHERE r.run_id = ?1 AND r.task_keys IS NOT NULL

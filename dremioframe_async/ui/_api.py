@@ -10,7 +10,6 @@ and the tasks that changed since the last one) until the run ends, then one
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -19,16 +18,17 @@ from typing import Any, TypeVar
 import anyio
 from aiohttp import web
 
-from .._telemetry import continuing
-from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, StateStore, TaskInfo
-from ._launcher import CANCELLABLE, ActionRefused, planned_edges
+from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, StateStore, StoreError, TaskInfo
+from ._launcher import CANCELLABLE
 from ._live import LiveRun
 from ._model import mask, run_json, task_json, task_state_json
-from ._security import SECURITY_HEADERS
+from ._pipelines import pipeline_json, pipeline_views
+from ._respond import json_error, json_response, open_stream, send_event
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 from ._streams import RunWatch
+from ._times import parse_time
 
-__all__ = ["add_api_routes", "parse_query", "read_params"]
+__all__ = ["add_api_routes", "parse_query"]
 
 UPDATE_GAP = 0.1  # coalesce bursts of events into at most ten updates a second
 HEARTBEAT = 15.0  # a comment line now and then, so a closed client is noticed
@@ -36,18 +36,20 @@ STREAMS_RETRY_AFTER = 5  # seconds, for a stream refused because too many are op
 T = TypeVar("T")
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
-
-
-def json_error(message: str, status: int) -> web.Response:
-    """``{"error": message}`` with ``status``."""
-    return _json({"error": message}, status)
+def _time(query: Mapping[str, str], name: str, end: bool = False) -> float | None:
+    text = query.get(name) or None
+    if text is None:
+        return None
+    try:
+        return parse_time(text, end=end)
+    except ValueError as exc:
+        raise ValueError(f"{name}=: {exc}") from None
 
 
 def parse_query(query: Mapping[str, str]) -> RunQuery:
-    """A :class:`RunQuery` from ``pipeline``, ``status``, ``before``, ``after``, ``limit``
-    and ``backfill``.
+    """A :class:`RunQuery` from ``pipeline``, ``pipeline_contains``, ``status``,
+    ``since``, ``until`` (dates or times in UTC, or epoch seconds; a date ``until``
+    includes its day), ``before``, ``after``, ``limit`` and ``backfill``.
 
     :raises ValueError: for a bad value (the message says which).
     """
@@ -65,10 +67,23 @@ def parse_query(query: Mapping[str, str]) -> RunQuery:
         after=query.get("after") or None,
         limit=limit,
         backfill=query.get("backfill") or None,
+        pipeline_contains=query.get("pipeline_contains") or None,
+        since=_time(query, "since"),
+        until=_time(query, "until", end=True),
     )
 
 
-QUERY_NAMES = ("pipeline", "status", "before", "after", "limit", "backfill")
+QUERY_NAMES = (
+    "pipeline",
+    "pipeline_contains",
+    "status",
+    "since",
+    "until",
+    "before",
+    "after",
+    "limit",
+    "backfill",
+)
 
 
 def refuse_unknown(query: Mapping[str, str]) -> None:
@@ -83,35 +98,6 @@ def refuse_unknown(query: Mapping[str, str]) -> None:
             )
 
 
-def _standard_json(text: str) -> Any:
-    """``json.loads``, refusing NaN and Infinity: not JSON, and no browser could read
-    them back from the run's page.
-
-    :raises ValueError: for text that is not standard JSON.
-    """
-    seen: list[str] = []
-    value = json.loads(text, parse_constant=seen.append)
-    if seen:
-        raise ValueError(f"{seen[0]} is not a JSON value (give a number or a string)")
-    return value
-
-
-def read_params(text: str | None) -> dict[str, Any]:
-    """Run parameters from JSON text: an object, or nothing.
-
-    :raises ValueError: when the text is not a JSON object.
-    """
-    if text is None or not text.strip():
-        return {}
-    try:
-        value = _standard_json(text)
-    except ValueError as exc:
-        raise ValueError(f"params must be a JSON object: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError('params must be a JSON object, e.g. {"day": "2026-12-01"}')
-    return value
-
-
 def _ui(request: web.Request) -> UIState:
     return request.app[UI_KEY]
 
@@ -123,7 +109,7 @@ async def list_runs(request: web.Request) -> web.Response:
     except ValueError as exc:
         return json_error(str(exc), 400)
     page = await _ui(request).store.query_runs(query)
-    return _json(
+    return json_response(
         {
             "runs": [run_json(r) for r in page.runs],
             "total": page.total,
@@ -140,7 +126,7 @@ async def get_run(request: web.Request) -> web.Response:
         run, tasks = await ui.read_run(run_id)
     except RunNotFound as exc:
         return json_error(str(exc), 404)
-    return _json(
+    return json_response(
         {
             "run": run_json(run),
             "tasks": [task_json(t) for t in tasks],
@@ -152,24 +138,12 @@ async def get_run(request: web.Request) -> web.Response:
 
 
 async def list_pipelines(request: web.Request) -> web.Response:
-    ui = _ui(request)
-    out = []
-    for name, entry in ui.pipelines.items():
-        edges = planned_edges(entry.pipeline)
-        last = await ui.store.query_runs(RunQuery(pipeline=name, limit=5))
-        out.append(
-            {
-                "name": name,
-                "tasks": [
-                    {"key": k, "upstream": list(up)}
-                    for k, up in (edges.items() if isinstance(edges, dict) else ())
-                ],
-                "graph_error": edges if isinstance(edges, str) else None,
-                "schedule": entry.schedule,
-                "last_runs": [run_json(r) for r in last.runs],
-            }
-        )
-    return _json({"pipelines": out})
+    """Every pipeline the UI serves or the store has runs of (see ``ui._pipelines``)."""
+    try:
+        views = await pipeline_views(_ui(request))
+    except StoreError as exc:
+        return json_error(f"the store cannot be read: {exc}", 503)
+    return json_response({"pipelines": [pipeline_json(v) for v in views]})
 
 
 async def pipeline_state(request: web.Request) -> web.Response:
@@ -178,7 +152,7 @@ async def pipeline_state(request: web.Request) -> web.Response:
     if not isinstance(store, StateStore):
         return json_error(f"{store!r} keeps no pipeline state", 404)
     entries = await store.state_entries(request.match_info["name"])
-    return _json(
+    return json_response(
         {
             "pipeline": request.match_info["name"],
             "state": [
@@ -195,51 +169,8 @@ async def pipeline_state(request: web.Request) -> web.Response:
     )
 
 
-async def _action(
-    request: web.Request, act: Callable[[UIState], Awaitable[str | None]]
-) -> web.Response:
-    try:
-        run_id = await act(_ui(request))
-    except ActionRefused as exc:
-        return json_error(str(exc), exc.status)
-    if run_id is None:
-        return _json({"ok": True}, 202)
-    return _json({"run_id": run_id, "url": RequestUrls(request).run(run_id)}, 202)
-
-
-async def trigger(request: web.Request) -> web.Response:
-    try:
-        body = await request.text()
-        data = _standard_json(body) if body.strip() else {}
-        if not isinstance(data, dict):
-            raise ValueError('the body must be a JSON object: {"params": {...}}')
-        params = data.get("params") or {}
-        if not isinstance(params, dict):
-            raise ValueError("params must be a JSON object")
-    except ValueError as exc:
-        return json_error(str(exc), 400)
-    name = request.match_info["name"]
-    # A caller's traceparent goes with the queued run: its span is the caller's child.
-    with continuing(request.headers.get("traceparent")):
-        return await _action(request, lambda ui: ui.launcher.trigger(name, params))
-
-
-async def cancel(request: web.Request) -> web.Response:
-    run_id = request.match_info["run_id"]
-
-    async def act(ui: UIState) -> None:
-        await ui.launcher.cancel(run_id)
-
-    return await _action(request, act)
-
-
-async def resume(request: web.Request) -> web.Response:
-    run_id = request.match_info["run_id"]
-    return await _action(request, lambda ui: ui.launcher.resume(run_id))
-
-
 async def csrf(request: web.Request) -> web.Response:
-    return _json({"csrf_token": request[CSRF_KEY]})
+    return json_response({"csrf_token": request[CSRF_KEY]})
 
 
 # ---------------------------------------------------------------- server-sent events
@@ -264,10 +195,6 @@ class _Diff:
             return None
         self._run = run_data
         return {"run": run_data, "tasks": changed}
-
-
-async def _send(resp: web.StreamResponse, event: str, data: Any) -> None:
-    await resp.write(f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode())
 
 
 async def run_events(request: web.Request) -> web.StreamResponse:
@@ -303,14 +230,7 @@ async def _stream(
             run, tasks = await ui.read_run(run_id)
     except RunNotFound as exc:
         return json_error(str(exc), 404)
-    resp = web.StreamResponse(
-        headers={
-            **SECURITY_HEADERS,
-            "Content-Type": "text/event-stream",
-            "X-Accel-Buffering": "no",  # a proxy must pass events on at once
-        }
-    )
-    await resp.prepare(request)
+    resp = await open_stream(request)
     diff = _Diff()
     # Streams opened together would all send their heartbeat at the same instant, every
     # time: spread the first one over half a period so that they stay spread.
@@ -318,13 +238,13 @@ async def _stream(
     try:
         while True:
             if (payload := diff.update(run, tasks)) is not None:
-                await _send(resp, "run", payload)
+                await send_event(resp, "run", payload)
                 quiet_since = anyio.current_time()
             elif anyio.current_time() - quiet_since >= HEARTBEAT:
                 await resp.write(b": still running\n\n")  # fails once the client has gone
                 quiet_since = anyio.current_time()
             if run.status is not RunStatus.RUNNING:
-                await _send(resp, "end", {"status": run.status.value})
+                await send_event(resp, "end", {"status": run.status.value})
                 break
             if watch is not None:
                 # Another process's run: the read shared by every stream of the run.
@@ -383,9 +303,6 @@ def add_api_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/runs", list_runs, name="api_runs")
     router.add_get("/api/runs/{run_id}", get_run, name="api_run")
     router.add_get("/api/runs/{run_id}/events", run_events, name="api_run_events")
-    router.add_post("/api/runs/{run_id}/cancel", cancel, name="api_cancel")
-    router.add_post("/api/runs/{run_id}/resume", resume, name="api_resume")
     router.add_get("/api/pipelines", list_pipelines, name="api_pipelines")
-    router.add_post("/api/pipelines/{name}/runs", trigger, name="api_trigger")
     router.add_get("/api/pipelines/{name}/state", pipeline_state, name="api_state")
     router.add_get("/api/csrf", csrf, name="api_csrf")

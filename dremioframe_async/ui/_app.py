@@ -1,4 +1,4 @@
-"""``ui_app()``: the aiohttp application, its middleware and its HTML pages."""
+"""``ui_app()``: the aiohttp application, its middleware (auth, CSRF, headers) and sign-in."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from yarl import URL
 
 from .._metrics import enable_metrics
 from ..orchestration import Pipeline
-from ..store import RunInfo, RunNotFound, RunStore, StateStore, TaskInfo
+from ..store import RunInfo, RunStore, TaskInfo
 from . import _forms as forms
-from . import _pages as pages
-from ._api import add_api_routes, json_error, parse_query, read_params
-from ._html import Markup
-from ._launcher import CANCELLABLE, ActionRefused, PipelineEntry, RunLauncher, planned_edges
+from ._actions import add_action_routes
+from ._api import add_api_routes
+from ._launcher import PipelineEntry, RunLauncher
 from ._live import LiveRuns
 from ._logs import add_log_routes
 from ._metrics import add_metrics_route
+from ._respond import html_page, json_error
 from ._security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
@@ -37,6 +37,7 @@ from ._security import (
 )
 from ._state import CSRF_KEY, KIND_KEY, UI_KEY, RequestUrls, UIState
 from ._streams import StreamHub
+from ._views import add_page_routes
 
 __all__ = ["run_launcher", "run_listener", "ui_app"]
 
@@ -50,8 +51,6 @@ _OPEN_ROUTES = frozenset({"login", "login_post", "static"})
 _FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 TARPIT = 1.0  # seconds a throttled request waits before its 429
 MAX_STREAMS = 1000  # open live-update streams; each holds a connection and a coroutine
-MAX_PARAMS_ECHO = 4000  # characters of refused params carried back to the form
-RENDER_IN_THREAD = 500  # tasks; a 10,000-task run page takes about 0.1 s to build
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -68,8 +67,10 @@ def ui_app(
     """The web UI over ``store``, as an application to serve or mount as a sub-app.
 
     ``app.add_subapp("/pipelines/", ui_app(store, [etl]))``. ``pipelines`` are the
-    ones the UI can trigger and resume (a :class:`PipelineEntry` adds the schedule
-    it shows). Runs of this process show live once their events reach
+    ones the UI can trigger and resume (a :class:`PipelineEntry` adds a schedule,
+    which the UI runs and can pause, and the trigger form's default params); the
+    pipelines page also lists every other pipeline the store has runs of. Runs of
+    this process show live once their events reach
     :func:`run_listener`; the UI's own runs always do. Other runs are read from the
     store every ``poll_interval`` seconds. Without ``auth`` only loopback clients
     are answered, and never through a proxy (a request with ``Forwarded`` or
@@ -157,13 +158,8 @@ async def _closing(app: web.Application) -> None:
 
 
 def _routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/", runs_handler, name="runs")
-    router.add_get("/runs/{run_id}", run_handler, name="run")
-    router.add_get("/runs/{run_id}/live", run_live_handler, name="run_live")
-    router.add_post("/runs/{run_id}/cancel", form_cancel, name="form_cancel")
-    router.add_post("/runs/{run_id}/resume", form_resume, name="form_resume")
-    router.add_get("/pipelines", pipelines_handler, name="pipelines")
-    router.add_post("/pipelines/{name}/trigger", form_trigger, name="form_trigger")
+    add_page_routes(router)
+    add_action_routes(router)
     router.add_get("/login", login_handler, name="login")
     router.add_post("/login", login_post, name="login_post")
     router.add_post("/logout", logout_post, name="logout")
@@ -332,155 +328,16 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-# ---------------------------------------------------------------- pages
-
-
-def _ui(request: web.Request) -> UIState:
-    return request.app[UI_KEY]
-
-
-def _html(request: web.Request, title: str, body: Markup, status: int = 200) -> web.Response:
-    signed_in = request.get(KIND_KEY) == "session"
-    text = pages.layout(RequestUrls(request), title, request[CSRF_KEY], body, signed_in)
-    return web.Response(text=text, content_type="text/html", status=status)
-
-
-async def runs_handler(request: web.Request) -> web.Response:
-    ui = _ui(request)
-    try:
-        query = parse_query(request.query)
-    except ValueError as exc:
-        return _html(request, "Runs", forms.message_page("Bad filter", str(exc)), 400)
-    page = await ui.store.query_runs(query)
-    number = request.query.get("page", "1")
-    body = pages.runs_page(
-        RequestUrls(request),
-        page,
-        sorted(ui.pipelines),
-        query.pipeline or "",
-        query.status.value if query.status else "",
-        query.backfill or "",
-        # The first page is page 1 whatever a link said (no cursor: the newest runs).
-        int(number) if number.isdigit() and int(number) > 0 and page.newer else 1,
-        query.limit,
-    )
-    return _html(request, "Runs", body)
-
-
-async def _run_body(request: web.Request) -> tuple[RunInfo, Markup] | None:
-    ui = _ui(request)
-    run_id = request.match_info["run_id"]
-    try:
-        run, tasks = await ui.read_run(run_id)
-    except RunNotFound:
-        return None
-    entry = ui.pipelines.get(run.pipeline)
-    edges = planned_edges(entry.pipeline) if entry is not None else {}
-    render = partial(
-        pages.run_body,
-        RequestUrls(request),
-        run,
-        tasks,
-        csrf=request[CSRF_KEY],
-        planned=edges if isinstance(edges, dict) else {},
-        can_cancel=run.status in CANCELLABLE,
-        can_resume=ui.can_resume(run),
-    )
-    # Rendering is pure CPU work over frozen views: a big run's goes off the loop.
-    if len(tasks) > RENDER_IN_THREAD:
-        return run, await anyio.to_thread.run_sync(render)
-    return run, render()
-
-
-async def run_handler(request: web.Request) -> web.Response:
-    found = await _run_body(request)
-    if found is None:
-        text = f"no run {request.match_info['run_id']!r} in the store"
-        return _html(request, "Not found", forms.message_page("Not found", text), 404)
-    run, body = found
-    return _html(request, f"Run {run.run_id[:12]}", pages.run_page(RequestUrls(request), run, body))
-
-
-async def run_live_handler(request: web.Request) -> web.Response:
-    found = await _run_body(request)
-    if found is None:
-        return web.Response(status=404, text="no such run")
-    return web.Response(text=found[1], content_type="text/html")
-
-
-async def pipelines_handler(
-    request: web.Request, error: str | None = None, status: int = 200
-) -> web.Response:
-    ui = _ui(request)
-    # After a refused trigger (post/redirect/get): which pipeline, why, and its text.
-    refused, why = request.query.get("refused"), request.query.get("error")
-    sections = []
-    for name, entry in ui.pipelines.items():
-        last = await ui.store.query_runs(parse_query({"pipeline": name, "limit": "5"}))
-        state = await ui.store.state_entries(name) if isinstance(ui.store, StateStore) else []
-        mine = refused == name
-        sections.append(
-            forms.pipeline_section(
-                RequestUrls(request),
-                entry.pipeline,
-                entry.schedule,
-                last.runs,
-                request[CSRF_KEY],
-                params=request.query.get("params", "{}") if mine else "{}",
-                error=f"{name} was not triggered: {why}" if mine and why else None,
-                state=state,
-            )
-        )
-    return _html(request, "Pipelines", forms.pipelines_page(sections, error), status)
-
-
-async def _form_action(
-    request: web.Request, act: Callable[[UIState], Awaitable[str]]
-) -> web.Response:
-    try:
-        run_id = await act(_ui(request))
-    except ActionRefused as exc:
-        return _html(request, "Refused", forms.message_page("Refused", str(exc)), exc.status)
-    raise web.HTTPSeeOther(RequestUrls(request).run(run_id))
-
-
-async def form_trigger(request: web.Request) -> web.Response:
-    form = await request.post()
-    raw = form.get("params")
-    name = request.match_info["name"]
-    try:
-        params = read_params(raw if isinstance(raw, str) else None)
-    except ValueError as exc:
-        # Back to the form (post/redirect/get), with the text as typed and the reason.
-        text = raw[:MAX_PARAMS_ECHO] if isinstance(raw, str) else ""
-        query = {"refused": name, "error": str(exc), "params": text}
-        target = URL(RequestUrls(request).pipelines()).with_query(query)
-        raise web.HTTPSeeOther(f"{target}#pipeline-{name}") from None
-    return await _form_action(request, lambda ui: ui.launcher.trigger(name, params))
-
-
-async def form_cancel(request: web.Request) -> web.Response:
-    run_id = request.match_info["run_id"]
-
-    async def act(ui: UIState) -> str:
-        await ui.launcher.cancel(run_id)
-        return run_id
-
-    return await _form_action(request, act)
-
-
-async def form_resume(request: web.Request) -> web.Response:
-    run_id = request.match_info["run_id"]
-    return await _form_action(request, lambda ui: ui.launcher.resume(run_id))
+# ---------------------------------------------------------------- signing in
 
 
 async def login_handler(request: web.Request) -> web.Response:
     failed = request.query.get("failed") == "1"
-    guard = _ui(request).guard
+    guard = request.app[UI_KEY].guard
     form = forms.login_page(
         RequestUrls(request), request[CSRF_KEY], failed, token=guard.bearer, password=guard.basic
     )
-    return _html(request, "Sign in", form)
+    return html_page(request, "Sign in", form)
 
 
 async def _signed_in(request: web.Request, guard: Guard) -> bool:
@@ -499,7 +356,7 @@ async def _signed_in(request: web.Request, guard: Guard) -> bool:
 
 
 async def login_post(request: web.Request) -> web.Response:
-    guard = _ui(request).guard
+    guard = request.app[UI_KEY].guard
     urls = RequestUrls(request)
     try:
         ok = await _signed_in(request, guard)
@@ -521,7 +378,7 @@ async def login_post(request: web.Request) -> web.Response:
 
 
 async def logout_post(request: web.Request) -> web.Response:
-    guard = _ui(request).guard
+    guard = request.app[UI_KEY].guard
     name = cookie_name(request, SESSION_COOKIE)
     guard.close_session(request.cookies.get(name))
     response = web.HTTPSeeOther(RequestUrls(request).login())

@@ -1,21 +1,32 @@
-"""The pipelines page (graph, last runs, trigger form), the sign-in page and plain
-message pages."""
+"""The pipelines page (schedule and pause switch, graph, last runs, trigger form),
+the sign-in page and plain message pages."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ..orchestration import MappedTask, Pipeline
-from ..store import RunInfo, StateEntry
+from ..store import StateEntry
 from ._graph import GraphNode, graph_svg
-from ._html import Markup, el
+from ._html import Markup, el, header_row
 from ._launcher import planned_edges
 from ._model import mask
 from ._pages import Urls, badge, csrf_field
-from ._times import when
+from ._params import ParamField
+from ._pipelines import PipelineView
+from ._times import stamp, when
 
-__all__ = ["login_page", "message_page", "pipeline_graph", "pipeline_section", "pipelines_page"]
+__all__ = [
+    "Refill",
+    "login_page",
+    "message_page",
+    "pipeline_graph",
+    "pipeline_section",
+    "pipelines_page",
+    "trigger_form",
+]
 
 
 def pipeline_graph(pipeline: Pipeline) -> Markup:
@@ -30,19 +41,112 @@ def pipeline_graph(pipeline: Pipeline) -> Markup:
     return graph_svg(nodes, title=f"graph of {pipeline.name}")
 
 
-def pipeline_section(
-    urls: Urls,
-    pipeline: Pipeline,
-    schedule: str | None,
-    last: Sequence[RunInfo],
-    csrf: str,
-    params: str = "{}",
-    error: str | None = None,
-    state: Sequence[StateEntry] = (),
+@dataclass(frozen=True, slots=True)
+class Refill:
+    """A refused trigger's form as it was sent, and why it was refused."""
+
+    params: str = "{}"
+    fields: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _field(f: ParamField, refill: Mapping[str, str]) -> Markup:
+    value = refill.get(f.input_name, f.text)
+    attrs: dict[str, object] = {"name": f.input_name, "value": value}
+    if f.kind == "bool":
+        box = {"type": "checkbox", "name": f.input_name, "value": "true"}
+        checked = value == "true"
+        return el(
+            "label",
+            {"class": "check"},
+            el("input", {"type": "hidden", "name": f.input_name, "value": "false"}),
+            el("input", {**box, "checked": checked}),
+            f.name,
+        )
+    kinds = {"int": "number", "float": "number", "date": "date", "secret": "password"}
+    attrs["type"] = kinds.get(f.kind, "text")
+    if f.kind == "int":
+        attrs["step"] = "1"
+    elif f.kind == "float":
+        attrs["step"] = "any"
+    elif f.kind == "secret":
+        attrs.update(value="", autocomplete="off", placeholder="secret: never shown")
+    elif f.kind == "json":
+        attrs.update(spellcheck="false", placeholder="JSON")
+    return el("label", None, f.name, el("input", attrs))
+
+
+def trigger_form(
+    urls: Urls, name: str, fields: Sequence[ParamField], csrf: str, refill: Refill
 ) -> Markup:
-    """One served pipeline: graph, schedule, last runs, its state (``context.state``,
-    masked) and the trigger form (``params`` and ``error`` refill it after a refused
-    trigger)."""
+    """The trigger form: a field per declared param (see ``ui._params``), then raw JSON."""
+    json_label = "More params (JSON object)" if fields else "Params (JSON object)"
+    return el(
+        "form",
+        {"class": "trigger", "method": "post", "action": urls.trigger(name)},
+        csrf_field(csrf),
+        el("fieldset", {"class": "params"}, [_field(f, refill.fields) for f in fields])
+        if fields
+        else None,
+        el(
+            "label",
+            None,
+            json_label,
+            el("textarea", {"name": "params", "rows": 3, "spellcheck": "false"}, refill.params),
+        ),
+        el("button", {"type": "submit"}, f"Trigger {name}"),
+    )
+
+
+def _schedule(urls: Urls, view: PipelineView, csrf: str) -> Markup:
+    if view.schedule is None and view.paused_since is None:
+        return el("p", None, "Schedule: none (triggered by hand or by the application)")
+    parts: list[object] = ["Schedule: ", view.schedule or "run elsewhere"]
+    if view.paused_since is not None:
+        parts += [
+            " · ",
+            el("strong", {"class": "paused"}, "paused"),
+            " since ",
+            stamp(view.paused_since),
+        ]
+    elif view.next_fire is not None:
+        parts += [" · next fire ", stamp(view.next_fire)]
+    switch = None
+    if view.runs_schedule:
+        paused = view.paused_since is not None
+        switch = el(
+            "form",
+            {"class": "pause", "method": "post", "action": urls.pause(view.name)},
+            csrf_field(csrf),
+            el("input", {"type": "hidden", "name": "paused", "value": "0" if paused else "1"}),
+            el(
+                "button",
+                {
+                    "type": "submit",
+                    "class": "switch",
+                    "aria-pressed": "true" if paused else "false",
+                },
+                "Resume schedule" if paused else "Pause schedule",
+            ),
+        )
+    return el("div", {"class": "schedule"}, el("p", None, parts), switch)
+
+
+def _runs_line(urls: Urls, view: PipelineView) -> Markup:
+    total = sum(view.runs.values())
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(view.runs.items()))
+    return el(
+        "p",
+        {"class": "runs-count"},
+        el("a", {"href": urls.runs(pipeline=view.name)}, f"{total} run{'s' if total != 1 else ''}"),
+        f" ({counts})" if counts else "",
+    )
+
+
+def pipeline_section(urls: Urls, view: PipelineView, csrf: str, refill: Refill | None) -> Markup:
+    """One pipeline: schedule (next fire, pause switch), runs, graph, last runs, its
+    state (``context.state``, masked) and, when served, the trigger form (``refill``
+    brings back a refused trigger's text and the reason)."""
     runs = [
         el(
             "li",
@@ -51,35 +155,32 @@ def pipeline_section(
             " ",
             badge(r.status.value),
             " ",
-            when(r.started),
+            stamp(r.started),
         )
-        for r in last
+        for r in view.last
     ]
-    form = el(
-        "form",
-        {"class": "trigger", "method": "post", "action": urls.trigger(pipeline.name)},
-        csrf_field(csrf),
-        el(
-            "label",
-            None,
-            "Params (JSON object)",
-            el("textarea", {"name": "params", "rows": 3, "spellcheck": "false"}, params),
-        ),
-        el("button", {"type": "submit"}, f"Trigger {pipeline.name}"),
-    )
+    entry = view.entry
     return el(
         "section",
-        {"class": "pipeline", "data-pipeline": pipeline.name, "id": f"pipeline-{pipeline.name}"},
-        el("h2", None, pipeline.name),
-        el("p", {"class": "error-box", "role": "alert"}, error) if error else None,
-        el("p", None, "Schedule: ", schedule or "none (triggered by hand or by the application)"),
-        el("div", {"class": "scroll"}, pipeline_graph(pipeline)),
+        {"class": "pipeline", "data-pipeline": view.name, "id": f"pipeline-{view.name}"},
+        el("h2", None, view.name),
+        el("p", {"class": "error-box", "role": "alert"}, refill.error)
+        if refill and refill.error
+        else None,
+        None
+        if entry is not None
+        else el("p", {"class": "muted"}, "not served by this UI: its runs are in the store"),
+        _schedule(urls, view, csrf),
+        _runs_line(urls, view),
+        el("div", {"class": "scroll"}, pipeline_graph(entry.pipeline)) if entry else None,
         el("h3", None, "Last runs"),
         el("ul", {"class": "last-runs"}, runs)
         if runs
         else el("p", {"class": "muted"}, "no runs yet"),
-        _state_table(state) if state else None,
-        form,
+        _state_table(view.state) if view.state else None,
+        trigger_form(urls, view.name, view.fields, csrf, refill or Refill())
+        if entry is not None
+        else None,
     )
 
 
@@ -99,7 +200,7 @@ def _state_table(entries: Sequence[StateEntry]) -> Markup:
         )
         for e in entries
     ]
-    head = el("tr", None, [el("th", None, h) for h in ("Key", "Value", "Updated", "Written by")])
+    head = header_row("Key", "Value", "Updated", "Written by")
     return el(
         "div",
         {"class": "state"},
@@ -115,7 +216,7 @@ def pipelines_page(sections: Sequence[Markup], error: str | None = None) -> Mark
         el("h1", None, "Pipelines"),
         el("p", {"class": "error-box"}, error) if error else None,
         sections
-        or el("p", {"class": "muted"}, "this UI serves no pipelines (pass pipelines=[...])"),
+        or el("p", {"class": "muted"}, "no pipelines: none served (pipelines=[...]), no runs"),
     )
 
 

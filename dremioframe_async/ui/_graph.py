@@ -11,7 +11,7 @@ import graphlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ._html import Markup, el
+from ._html import Markup, el, svg
 
 __all__ = ["MAX_NODES", "GraphNode", "graph_svg"]
 
@@ -89,17 +89,11 @@ def graph_svg(nodes: Sequence[GraphNode], *, title: str = "task graph") -> Marku
     height = PAD * 2 + max(len(col) for col in columns) * (NODE_H + GAP_Y) - GAP_Y
     edges = [_edge(xy[u], xy[n.key]) for n in nodes for u in n.upstream if u in xy]
     boxes = [_box(n, *xy[n.key]) for n in nodes]
-    return el(
-        "svg",
-        {
-            "class": "dag",
-            "role": "img",
-            "aria-label": title,
-            "viewBox": f"0 0 {width} {height}",
-            "width": width,
-            "height": height,
-            "xmlns": "http://www.w3.org/2000/svg",
-        },
+    return svg(
+        "dag",
+        title,
+        width,
+        height,
         el("g", {"class": "edges"}, edges),
         el("g", {"class": "nodes"}, boxes),
     )

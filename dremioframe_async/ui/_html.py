@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 
-__all__ = ["Markup", "el", "join"]
+__all__ = ["Markup", "el", "header_row", "join", "svg"]
 
 
 class Markup(str):
@@ -62,3 +62,23 @@ def el(tag: str, attrs: Mapping[str, object] | None = None, *children: object) -
 def join(*children: object) -> Markup:
     """Several children as one piece of markup (each escaped unless Markup)."""
     return Markup(_render(children))
+
+
+def header_row(*names: str) -> Markup:
+    """A table's header row: one ``<th>`` per name."""
+    return el("tr", None, [el("th", None, n) for n in names])
+
+
+def svg(cls: str, label: str, width: int, height: int, *children: object) -> Markup:
+    """An ``<svg>`` drawing of ``width`` x ``height`` (scaled down by the stylesheet),
+    read out as an image named ``label``."""
+    attrs = {
+        "class": cls,
+        "role": "img",
+        "aria-label": label,
+        "viewBox": f"0 0 {width} {height}",
+        "width": width,
+        "height": height,
+        "xmlns": "http://www.w3.org/2000/svg",
+    }
+    return el("svg", attrs, *children)

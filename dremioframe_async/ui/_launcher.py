@@ -29,7 +29,8 @@ from ..orchestration import (
     RunFinished,
     RunStarted,
 )
-from ..store import QueuedRun, RunStatus, RunStore, StoreError
+from ..schedule import Clock, Schedule, SystemClock, queue_fires
+from ..store import QueuedRun, RunStatus, RunStore, SchedulePauses, StoreError
 from ._live import LiveRuns
 
 __all__ = ["CANCELLABLE", "ActionRefused", "PipelineEntry", "RunLauncher", "planned_edges"]
@@ -56,14 +57,42 @@ class ActionRefused(DremioFrameError):
 
 @dataclass(frozen=True, slots=True)
 class PipelineEntry:
-    """A pipeline the UI serves, with the schedule it runs on (text shown on its page).
+    """A pipeline the UI serves, with its schedule and the defaults of its trigger form.
 
-    ``schedule`` is descriptive (e.g. ``"cron 0 * * * *"``): the UI shows it but
-    does not run it; ``schedule_pipeline`` does.
+    A :class:`~dremioframe_async.schedule.Schedule` (or several) is run by the UI:
+    its fires are queued in the store (each claimed once across every process on
+    it) while the UI runs, and its page shows the next fire and a switch that
+    pauses it. Text (e.g. ``"cron 0 * * * *"``) only describes a schedule run
+    elsewhere. ``params`` are the trigger form's fields and their defaults (see
+    ``ui._params``).
+
+    :raises TypeError: for a schedule of another pipeline.
     """
 
     pipeline: Pipeline
-    schedule: str | None = None
+    schedule: str | Schedule | tuple[Schedule, ...] | None = None
+    params: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for schedule in self.schedules:
+            if schedule.pipeline is not self.pipeline:
+                raise TypeError(
+                    f"a schedule of {schedule.pipeline.name!r} was given for "
+                    f"{getattr(self.pipeline, 'name', self.pipeline)!r}"
+                )
+
+    @property
+    def schedules(self) -> tuple[Schedule, ...]:
+        """The schedules the UI runs for this pipeline."""
+        if isinstance(self.schedule, Schedule):
+            return (self.schedule,)
+        return self.schedule if isinstance(self.schedule, tuple) else ()
+
+    def describe(self) -> str | None:
+        """The schedule as text (``"every 60 s"``, ``"cron 0 2 * * *"``), if any."""
+        if isinstance(self.schedule, str) or self.schedule is None:
+            return self.schedule
+        return " and ".join(s.describe() for s in self.schedules) or None
 
 
 def planned_edges(pipeline: Pipeline) -> dict[str, tuple[str, ...]] | str:
@@ -83,7 +112,9 @@ class RunLauncher:
     queued runs of its pipelines, within each pipeline's ``max_active_runs`` and
     this process's ``max_runs``, and runs them. Cancels are requests written to
     the store, so a run is cancelled wherever it runs; the first cancels it
-    gracefully, the second stops its cleanup.
+    gracefully, the second stops its cleanup. The schedules of its entries
+    (:attr:`PipelineEntry.schedules`) queue their fires from here, skipping
+    those that come while the schedule is paused in the store.
     """
 
     def __init__(
@@ -108,6 +139,10 @@ class RunLauncher:
         self._limits = {name: e.pipeline.max_active_runs for name, e in pipelines.items()}
         self._kicked: anyio.Event | None = None
         self._claims_stopped: anyio.Event | None = None
+        self._released: anyio.Event | None = None
+        self._scheduling: anyio.CancelScope | None = None
+        # Where the schedules' fire times come from (tests swap in a virtual clock).
+        self.clock: Clock = SystemClock()
 
     def running_here(self, run_id: str) -> bool:
         """Whether this process runs ``run_id``."""
@@ -198,8 +233,10 @@ class RunLauncher:
             self._kick()
 
     def release(self) -> None:
-        """Start claiming queued runs, after :attr:`holding`."""
+        """Start claiming queued runs (and queueing fires), after :attr:`holding`."""
         self.holding = False
+        if self._released is not None:
+            self._released.set()
         self._kick()
 
     def _kick(self) -> None:
@@ -276,13 +313,16 @@ class RunLauncher:
         return outcome.message
 
     async def drain(self, grace: float, stop_cleanup: anyio.Event | None = None) -> None:
-        """Take no more runs; let running ones end within ``grace`` s, then cancel them.
+        """Take no more runs (and queue no more fires); let running ones end within
+        ``grace`` s, then cancel them.
 
         Cancelled runs still run their cleanup (within their pipeline's
         ``cleanup_grace``) unless ``stop_cleanup`` is set meanwhile; setting it
         during the grace also ends the grace.
         """
         self.draining = True
+        if self._scheduling is not None:
+            self._scheduling.cancel()
         self._kick()
         if self._claims_stopped is not None:
             # A claim in flight ends by starting its run here, where this drain sees it;
@@ -328,6 +368,38 @@ class RunLauncher:
             raise ActionRefused(f"this UI does not serve pipeline {run.pipeline!r}")
         return await self.trigger(run.pipeline, None, resume=run_id)
 
+    async def _run_schedules(self) -> None:
+        """Queue the fires of the schedules this launcher runs, once it claims runs."""
+        schedules = [s for e in self.pipelines.values() for s in e.schedules]
+        if not schedules:
+            return
+        while self.holding:  # serve() holds until its port is bound: so do the fires
+            self._released = anyio.Event()
+            await self._released.wait()
+        async with anyio.create_task_group() as tg:
+            self._scheduling = tg.cancel_scope  # a drain ends it: no fire is queued past it
+            if self.draining:
+                tg.cancel_scope.cancel()
+            for schedule in schedules:
+                tg.start_soon(queue_fires, schedule, self.store, self.clock)
+
+    async def pause(self, name: str, paused: bool = True) -> bool:
+        """Pause (or resume) the schedule of ``name`` that this launcher runs, in the
+        store: every process on the store then skips its fires. Whether it changed.
+
+        :raises ActionRefused: (404) when this launcher runs no schedule of ``name``,
+            (409) for a store that keeps no pauses, (503) when the store cannot be reached.
+        """
+        entry = self.pipelines.get(name)
+        if entry is None or not entry.schedules:
+            raise ActionRefused(f"this UI runs no schedule of {name!r}", 404)
+        if not isinstance(self.store, SchedulePauses):
+            raise ActionRefused(f"{self.store!r} keeps no paused schedules")
+        try:
+            return await self.store.pause_schedule(name, paused)
+        except StoreError as exc:
+            raise ActionRefused(f"the pause could not be recorded: {exc}", 503) from exc
+
     async def lifespan(self) -> AsyncIterator[None]:
         """Own the task group for the application's lifetime (an aiohttp ``cleanup_ctx``)."""
         ready, stop = asyncio.Event(), asyncio.Event()
@@ -337,6 +409,7 @@ class RunLauncher:
                 self._tg = tg
                 self._claims_stopped = anyio.Event()
                 tg.start_soon(self._claim_loop)
+                tg.start_soon(self._run_schedules)
                 ready.set()
                 try:
                     await stop.wait()

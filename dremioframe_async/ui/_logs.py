@@ -12,7 +12,6 @@ stream follows); a run's state, from its own events when this process runs it.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,10 +31,10 @@ from ..store import (
     drop_marker,
 )
 from ._html import Markup, el, join
-from ._model import group_tasks
-from ._pages import badge, layout
-from ._security import SECURITY_HEADERS
-from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+from ._model import group_tasks, shown_attempt_state, shown_state
+from ._pages import badge, task_badge
+from ._respond import html_page, json_error, json_response, open_stream, send_event
+from ._state import UI_KEY, RequestUrls, UIState
 from ._taskpage import task_instances, task_result, task_summary
 from ._times import took, when
 
@@ -70,10 +69,6 @@ def _ui(request: web.Request) -> UIState:
     return request.app[UI_KEY]
 
 
-def _error(message: str, status: int) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _reader(ui: UIState) -> LogReader:
     store = ui.store
     if not isinstance(store, LogReader):  # pragma: no cover - every store here reads logs
@@ -91,17 +86,26 @@ async def _status(ui: UIState, run_id: str) -> RunStatus:
     return run.status
 
 
-async def logs_api(request: web.Request) -> web.Response:
+async def _checked(
+    request: web.Request, query: Mapping[str, str]
+) -> tuple[LogQuery, RunStatus] | web.Response:
+    """The log query of ``request`` and its run's status, or the error answer (400 for a
+    bad parameter, 404 for an unknown run)."""
     run_id = request.match_info["run_id"]
     try:
-        query = log_query(run_id, request.query)
-        await _status(_ui(request), run_id)  # a 404 for an unknown run
+        return log_query(run_id, query), await _status(_ui(request), run_id)
     except ValueError as exc:
-        return _error(str(exc), 400)
+        return json_error(str(exc), 400)
     except RunNotFound as exc:
-        return _error(str(exc), 404)
-    page = await _reader(_ui(request)).get_logs(query)
-    return web.json_response(
+        return json_error(str(exc), 404)
+
+
+async def logs_api(request: web.Request) -> web.Response:
+    checked = await _checked(request, request.query)
+    if isinstance(checked, web.Response):
+        return checked
+    page = await _reader(_ui(request)).get_logs(checked[0])
+    return json_response(
         {
             "lines": [entry_json(x) for x in page.lines],
             "next_after": page.next_after,
@@ -110,27 +114,16 @@ async def logs_api(request: web.Request) -> web.Response:
     )
 
 
-async def _send(resp: web.StreamResponse, event: str, data: Any) -> None:
-    await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
-
-
 async def log_events(request: web.Request) -> web.StreamResponse:
     ui = _ui(request)
-    run_id = request.match_info["run_id"]
-    try:
-        query = log_query(run_id, {**request.query, "limit": "1000", "attempt": ""})
-        status = await _status(ui, run_id)
-    except ValueError as exc:
-        return _error(str(exc), 400)
-    except RunNotFound as exc:
-        return _error(str(exc), 404)
-    resp = web.StreamResponse(
-        headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
-    )
-    await resp.prepare(request)
+    checked = await _checked(request, {**request.query, "limit": "1000", "attempt": ""})
+    if isinstance(checked, web.Response):
+        return checked
+    query, status = checked
+    resp = await open_stream(request)
     # The client may go away, or the run leave the store: the stream just ends.
     with contextlib.suppress(ConnectionError, RunNotFound):
-        await _tail(ui, resp, _reader(ui), query, run_id, status in _GOING)
+        await _tail(ui, resp, _reader(ui), query, query.run_id, status in _GOING)
     return resp
 
 
@@ -147,12 +140,12 @@ async def _tail(
     while True:
         page = await reader.get_logs(_after(query, after))
         if page.lines:
-            await _send(resp, "lines", [entry_json(x) for x in page.lines])
+            await send_event(resp, "lines", [entry_json(x) for x in page.lines])
             after = page.next_after
         if page.more:
             continue
         if not running or closing is None or closing.is_set():
-            await _send(resp, "end", {"after": after})
+            await send_event(resp, "end", {"after": after})
             return
         await anyio.sleep(TAIL_GAP)
         # Read the lines once more after the run ends: the last ones land with its end.
@@ -180,7 +173,7 @@ def _line(line: LogEntry) -> Markup:
 def _attempt_section(task: TaskInfo, number: int, lines: Sequence[LogEntry], more: bool) -> Markup:
     found = [a for a in task.attempts if a.number == number]
     attempt = found[0] if found else None
-    state = attempt.state.value if attempt is not None else task.state.value
+    state = shown_attempt_state(task, attempt) if attempt is not None else shown_state(task)
     started = attempt.started if attempt is not None else task.started
     finished = attempt.finished if attempt is not None else task.finished
     duration = None if started is None or finished is None else finished - started
@@ -225,7 +218,7 @@ def task_page(
     return el(
         "main",
         {"id": "task", "data-run": run.run_id, "data-task": task.key, "data-follow": follow},
-        el("h1", None, "Task ", el("code", None, task.key), " ", badge(task.state.value)),
+        el("h1", None, "Task ", el("code", None, task.key), " ", task_badge(task)),
         task_summary(urls, run, task),
         task_instances(urls, task, instances, state),
         el(
@@ -235,11 +228,6 @@ def task_page(
         ),
         task_result(task),
     )
-
-
-def html_page(request: web.Request, title: str, body: Markup, status: int = 200) -> web.Response:
-    text = layout(RequestUrls(request), title, request[CSRF_KEY], body)
-    return web.Response(text=text, content_type="text/html", status=status)
 
 
 async def task_handler(request: web.Request) -> web.Response:

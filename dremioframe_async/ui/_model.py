@@ -18,6 +18,8 @@ __all__ = [
     "group_tasks",
     "mask",
     "run_json",
+    "shown_attempt_state",
+    "shown_state",
     "task_json",
     "task_state_json",
 ]
@@ -143,13 +145,26 @@ def group_tasks(tasks: Iterable[TaskInfo]) -> list[TaskGroup]:
 
 
 def task_counts(groups: Iterable[TaskGroup]) -> dict[str, int]:
-    """Task states counted as the operator sees them: each mapped instance once, and the
-    mapped task itself not at all (it only sums its instances up)."""
+    """Task states counted as the operator sees them: each mapped instance once, the
+    mapped task itself not at all (it only sums its instances up), and a task its run's
+    death ended as INTERRUPTED."""
     counts: dict[str, int] = {}
     for g in groups:
         for t in g.instances or (g.task,):
-            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+            state = shown_state(t)
+            counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+def shown_state(task: TaskInfo) -> str:
+    """The state a task is coloured by: INTERRUPTED for one its run's death ended (the
+    store records it CANCELLED, with that reason), else its own."""
+    return "INTERRUPTED" if task.interrupted else task.state.value
+
+
+def shown_attempt_state(task: TaskInfo, attempt: AttemptInfo) -> str:
+    """An attempt's state as shown: the one its run's death ended is INTERRUPTED."""
+    return shown_state(task) if attempt is task.attempts[-1] else attempt.state.value
 
 
 def shorten(text: str, limit: int = 160) -> tuple[str, bool]:

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .._masking import mask_text
-from ..store import RunInfo, RunPage, RunStatus, TaskInfo
+from ..store import RunInfo, RunStatus, TaskInfo
 from ._graph import GraphNode, graph_svg
-from ._html import Markup, el, join
+from ._html import Markup, el, header_row, join
 from ._model import (
     TaskGroup,
     group_tasks,
@@ -18,12 +18,23 @@ from ._model import (
     mask,
     result_text,
     shorten,
+    shown_state,
     task_counts,
 )
 from ._timeline import timeline_svg
 from ._times import elapsed, stamp, took, when
 
-__all__ = ["Urls", "badge", "csrf_field", "layout", "run_body", "run_page", "runs_page"]
+__all__ = [
+    "Urls",
+    "badge",
+    "csrf_field",
+    "layout",
+    "run_body",
+    "run_page",
+    "run_took",
+    "summary_list",
+    "task_badge",
+]
 
 MAX_LISTED = 200  # instances, errors, results: a page stays light whatever the fan-out
 STATES = (
@@ -47,6 +58,7 @@ class Urls(Protocol):
     def events(self, run_id: str) -> str: ...
     def pipelines(self) -> str: ...
     def trigger(self, name: str) -> str: ...
+    def pause(self, name: str) -> str: ...
     def cancel(self, run_id: str) -> str: ...
     def resume(self, run_id: str) -> str: ...
     def static(self, name: str) -> str: ...
@@ -89,8 +101,16 @@ def layout(urls: Urls, title: str, csrf: str, body: Markup, signed_in: bool = Fa
     return "<!doctype html>" + el("html", {"lang": "en"}, head, el("body", None, nav, body))
 
 
-def badge(state: str) -> Markup:
-    return el("span", {"class": f"badge s-{state}"}, state)
+def badge(state: str, title: str | None = None) -> Markup:
+    """A state as a coloured label."""
+    return el("span", {"class": f"badge s-{state}", "title": title}, state)
+
+
+def task_badge(task: TaskInfo) -> Markup:
+    """A task's state as the pages show it: INTERRUPTED for one its run's death ended
+    (stored CANCELLED, with that reason; see shown_state)."""
+    shown = shown_state(task)
+    return badge(shown, title=task.reason if task.interrupted else None)
 
 
 def counts_line(counts: Mapping[str, int]) -> Markup:
@@ -103,40 +123,18 @@ def counts_line(counts: Mapping[str, int]) -> Markup:
     return el("span", {"class": "counts"}, parts or "no tasks")
 
 
+def summary_list(rows: Sequence[tuple[str, object]]) -> Markup:
+    """Labelled values (a run's or a task's summary)."""
+    return el(
+        "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
+    )
+
+
 def csrf_field(csrf: str) -> Markup:
     return el("input", {"type": "hidden", "name": "csrf_token", "value": csrf})
 
 
-# ---------------------------------------------------------------- runs
-
-
-def _filters(urls: Urls, pipelines: Sequence[str], pipeline: str, status: str) -> Markup:
-    options = [el("option", {"value": ""}, "any status")] + [
-        el("option", {"value": s.value, "selected": s.value == status}, s.value) for s in RunStatus
-    ]
-    names = el(
-        "datalist", {"id": "pipeline-names"}, [el("option", {"value": n}) for n in pipelines]
-    )
-    return el(
-        "form",
-        {"class": "filters", "method": "get", "action": urls.runs()},
-        el(
-            "input",
-            {
-                "name": "pipeline",
-                "value": pipeline,
-                "placeholder": "pipeline",
-                "list": "pipeline-names",
-                "aria-label": "pipeline",
-            },
-        ),
-        names,
-        el("select", {"name": "status", "aria-label": "status"}, options),
-        el("button", {"type": "submit"}, "Filter"),
-    )
-
-
-def _run_took(run: RunInfo) -> Markup | str:
+def run_took(run: RunInfo) -> Markup | str:
     if run.status is RunStatus.RUNNING:
         return elapsed(run.started, None, True)
     if run.status is RunStatus.INTERRUPTED:
@@ -147,106 +145,6 @@ def _run_took(run: RunInfo) -> Markup | str:
             f"≥ {took(run.duration)}",
         )
     return took(run.duration)
-
-
-def _params_preview(params: Mapping[str, object], limit: int = 60) -> Markup | str:
-    if not params:
-        return ""
-    text = json.dumps(mask(dict(params)), sort_keys=True, default=str)
-    short = text if len(text) <= limit else text[: limit - 1] + "…"
-    return el("code", {"title": text}, short)
-
-
-def runs_page(
-    urls: Urls,
-    page: RunPage,
-    pipelines: Sequence[str],
-    pipeline: str,
-    status: str,
-    backfill: str = "",
-    number: int = 1,
-    size: int = 50,
-) -> Markup:
-    """The runs list: filters, one row per run, and newer/older links with the page
-    ``number`` (counted along the links: the cursors themselves carry no position).
-
-    With ``backfill``, only that backfill's runs: one group, named above the list.
-    """
-    by_pipeline: dict[str, str] = {}
-
-    def pipeline_link(name: str) -> Markup:
-        if name not in by_pipeline:
-            by_pipeline[name] = urls.runs(pipeline=name)
-        return el("a", {"href": by_pipeline[name]}, name)
-
-    rows = [
-        el(
-            "tr",
-            {"data-run": r.run_id},
-            el("td", None, el("a", {"href": urls.run(r.run_id)}, r.run_id[:12])),
-            el("td", None, pipeline_link(r.pipeline)),
-            el("td", None, badge(r.status.value)),
-            el("td", None, stamp(r.started)),
-            el("td", None, _run_took(r)),
-            el("td", None, counts_line(r.counts)),
-            el("td", {"class": "params"}, _params_preview(r.params)),
-        )
-        for r in page.runs
-    ]
-    limit = str(size) if size != 50 else ""  # a page size given stays on the next pages
-    chosen = (("pipeline", pipeline), ("status", status), ("backfill", backfill), ("limit", limit))
-    keep = {k: v for k, v in chosen if v}
-    links = el(
-        "p",
-        {"class": "pager"},
-        el(
-            "a",
-            {"href": urls.runs(**keep, after=page.newer, page=str(number - 1)), "rel": "prev"},
-            "← newer",
-        )
-        if page.newer
-        else None,
-        f" page {number} of {max(1, -(-page.total // size))} · "
-        f"{page.total} run{'s' if page.total != 1 else ''} ",
-        el(
-            "a",
-            {"href": urls.runs(**keep, before=page.older, page=str(number + 1)), "rel": "next"},
-            "older →",
-        )
-        if page.older
-        else None,
-    )
-    head = el(
-        "tr",
-        None,
-        [
-            el("th", None, h)
-            for h in ("Run", "Pipeline", "Status", "Started", "Duration", "Tasks", "Params")
-        ],
-    )
-    table = el("table", {"class": "runs"}, el("thead", None, head), el("tbody", None, rows))
-    running = any(r.status is RunStatus.RUNNING for r in page.runs)
-    return el(
-        "main",
-        # Every 5 s while a run is RUNNING, else every 15 s: new runs appear either way.
-        {"id": "runs", "data-refresh": "5" if running else "15"},
-        el("h1", None, "Runs"),
-        _filters(urls, pipelines, pipeline, status),
-        el(
-            "p",
-            {"class": "backfill"},
-            f"backfill {backfill} ",
-            el("a", {"href": urls.runs(pipeline=pipeline, status=status)}, "(all runs)"),
-        )
-        if backfill
-        else None,
-        el(
-            "div",
-            {"id": "runs-list"},
-            table if rows else el("p", {"class": "muted"}, "no runs match"),
-            links,
-        ),
-    )
 
 
 # ---------------------------------------------------------------- run detail
@@ -264,7 +162,7 @@ def run_graph(
         GraphNode(
             g.task.key,
             g.task.upstream or planned.get(g.task.key, ()),
-            g.task.state.value,
+            shown_state(g.task),
             instance_note(g.instances),
             urls.task(g.task.run_id, g.task.key) if urls is not None else "",
         )
@@ -306,7 +204,7 @@ def _summary(urls: Urls, run: RunInfo, counts: Mapping[str, int] | None = None) 
         ("Status", badge(run.status.value)),
         ("Started", stamp(run.started)),
         ("Finished", stamp(run.finished)),
-        ("Duration", _run_took(run)),
+        ("Duration", run_took(run)),
         ("Tasks", counts_line(run.counts if counts is None else counts)),
         (
             "Params",
@@ -327,9 +225,7 @@ def _summary(urls: Urls, run: RunInfo, counts: Mapping[str, int] | None = None) 
         rows.append(("Data interval", f"{run.interval[0]} → {run.interval[1]}"))
     if run.backfill:
         rows.append(("Backfill", el("a", {"href": urls.runs(backfill=run.backfill)}, run.backfill)))
-    return el(
-        "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
-    )
+    return summary_list(rows)
 
 
 def _task_row(urls: Urls, task: TaskInfo, cls: str = "") -> Markup:
@@ -347,7 +243,7 @@ def _task_row(urls: Urls, task: TaskInfo, cls: str = "") -> Markup:
         "tr",
         {"class": cls or None, "data-key": task.key},
         el("td", None, el("a", {"href": urls.task(task.run_id, task.key)}, task.key)),
-        el("td", None, badge(task.state.value)),
+        el("td", None, task_badge(task)),
         el("td", None, len(task.attempts)),
         el("td", None, stamp(task.started)),
         el("td", None, elapsed(task.started, task.finished, task.state.value == "RUNNING")),
@@ -378,14 +274,7 @@ def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
                     el("td", {"colspan": 6}, el("details", None, summary, inner)),
                 )
             )
-    head = el(
-        "tr",
-        None,
-        [
-            el("th", None, h)
-            for h in ("Task", "State", "Attempts", "Started", "Duration", "Error / reason")
-        ],
-    )
+    head = header_row("Task", "State", "Attempts", "Started", "Duration", "Error / reason")
     return el("table", {"class": "tasks"}, el("thead", None, head), el("tbody", None, body))
 
 

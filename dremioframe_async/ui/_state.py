@@ -107,6 +107,9 @@ class RequestUrls:
     def trigger(self, name: str) -> str:
         return str(self._url("form_trigger", name=name))
 
+    def pause(self, name: str) -> str:
+        return str(self._url("form_pause", name=name))
+
     def cancel(self, run_id: str) -> str:
         return str(self._url("form_cancel", run_id=run_id))
 

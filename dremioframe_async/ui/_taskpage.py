@@ -10,7 +10,8 @@ from typing import Protocol
 from .._masking import mask_text
 from ..store import RunInfo, TaskInfo
 from ._html import Markup, el, join
-from ._model import result_text, shorten
+from ._model import result_text, shorten, shown_state
+from ._pages import summary_list, task_badge
 from ._times import elapsed, stamp
 
 __all__ = ["TaskUrls", "task_instances", "task_result", "task_summary"]
@@ -23,13 +24,9 @@ class TaskUrls(Protocol):
     def task(self, run_id: str, key: str, **query: str) -> str: ...
 
 
-def _badge(state: str) -> Markup:
-    return el("span", {"class": f"badge s-{state}"}, state)
-
-
 def _instances(urls: TaskUrls, task: TaskInfo, instances: Sequence[TaskInfo], state: str) -> Markup:
-    counts = Counter(t.state.value for t in instances)
-    shown = [t for t in instances if not state or t.state.value == state]
+    counts = Counter(shown_state(t) for t in instances)
+    shown = [t for t in instances if not state or shown_state(t) == state]
     filters = [
         el(
             "a",
@@ -46,7 +43,7 @@ def _instances(urls: TaskUrls, task: TaskInfo, instances: Sequence[TaskInfo], st
             "tr",
             {"data-key": t.key},
             el("td", None, el("a", {"href": urls.task(t.run_id, t.key)}, t.key)),
-            el("td", None, _badge(t.state.value)),
+            el("td", None, task_badge(t)),
             el("td", None, len(t.attempts)),
             el("td", None, elapsed(t.started, t.finished, t.state.value == "RUNNING")),
             el("td", {"class": "note"}, _note(t)),
@@ -90,9 +87,7 @@ def task_summary(urls: TaskUrls, run: RunInfo, task: TaskInfo) -> Markup:
     ]
     if task.reason:
         rows.append(("Reason", mask_text(task.reason)))
-    return el(
-        "dl", {"class": "summary"}, [join(el("dt", None, k), el("dd", None, v)) for k, v in rows]
-    )
+    return summary_list(rows)
 
 
 def task_instances(

@@ -6,8 +6,8 @@ import time
 from collections.abc import Sequence
 
 from ..store import RunInfo, TaskInfo
-from ._html import Markup, el
-from ._model import TaskGroup, group_tasks
+from ._html import Markup, el, svg
+from ._model import TaskGroup, group_tasks, shown_attempt_state, shown_state
 
 __all__ = ["MAX_ROWS", "timeline_svg"]
 
@@ -90,32 +90,21 @@ def timeline_svg(
             if a.started is None:
                 continue
             end = a.finished if a.finished is not None else now
-            tip = f"{task.key} attempt {a.number}: {a.state.value}, {_seconds(end - a.started)}"
+            state = shown_attempt_state(task, a)  # INTERRUPTED apart from CANCELLED
+            tip = f"{task.key} attempt {a.number}: {state}, {_seconds(end - a.started)}"
             x, w = LABEL_W + (a.started - t0) * scale, max(2.0, (end - a.started) * scale)
-            body.append(_bar(f"bar s-{a.state.value}", x, y + 2, w, BAR_H, tip))
+            body.append(_bar(f"bar s-{state}", x, y + 2, w, BAR_H, tip))
         if not task.attempts and task.started is not None:  # a mapped task: its span
             end = task.finished if task.finished is not None else now
-            tip = f"{task.key}: {task.state.value}, {_seconds(end - task.started)}"
+            state = shown_state(task)
+            tip = f"{task.key}: {state}, {_seconds(end - task.started)}"
             x, w = LABEL_W + (task.started - t0) * scale, max(2.0, (end - task.started) * scale)
-            body.append(_bar(f"bar span s-{task.state.value}", x, y + 5, w, BAR_H - 6, tip))
+            body.append(_bar(f"bar span s-{state}", x, y + 5, w, BAR_H - 6, tip))
     height = AXIS_H + len(rows) * ROW_H + 4
     width = LABEL_W + CHART_W + 10
-    svg = el(
-        "svg",
-        {
-            "class": "timeline",
-            "role": "img",
-            "aria-label": "attempts timeline",
-            "viewBox": f"0 0 {width} {height}",
-            "width": width,
-            "height": height,
-            "xmlns": "http://www.w3.org/2000/svg",
-        },
-        _axis(t1 - t0, height),
-        body,
-    )
+    chart = svg("timeline", "attempts timeline", width, height, _axis(t1 - t0, height), body)
     note = el("p", {"class": "muted"}, f"{hidden} more tasks not drawn") if hidden else None
-    return Markup(svg + (note or ""))
+    return Markup(chart + (note or ""))
 
 
 def _axis(span: float, height: int) -> list[Markup]:

@@ -5,11 +5,11 @@ between reloads, from the server's clock (``<meta name="server-time">``)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ._html import Markup
 
-__all__ = ["ago", "elapsed", "stamp", "took", "when"]
+__all__ = ["ago", "elapsed", "parse_time", "stamp", "took", "when"]
 
 
 def when(t: float | None) -> str:
@@ -30,14 +30,38 @@ def took(seconds: float | None) -> str:
 
 
 def ago(seconds: float) -> str:
-    """How long ago, in the largest whole unit (``3 min ago``)."""
-    if seconds < 0:
-        return "in the future"
+    """How long ago, in the largest whole unit (``3 min ago``); a time to come reads
+    ``in 3 min``."""
+    future, seconds = seconds < 0, abs(seconds)
     for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
         if seconds >= size:
             n = int(seconds // size)
-            return f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''} ago"
-    return "just now" if seconds < 10 else f"{int(seconds)} s ago"
+            span = f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''}"
+            return f"in {span}" if future else f"{span} ago"
+    if seconds < 10:
+        return "in a few s" if future else "just now"
+    return f"in {int(seconds)} s" if future else f"{int(seconds)} s ago"
+
+
+def parse_time(text: str, *, end: bool = False) -> float:
+    """Epoch seconds from a number, an ISO date (UTC; with ``end``, the end of that
+    day) or an ISO date and time (UTC unless it says otherwise).
+
+    :raises ValueError: for anything else.
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a date, a time or epoch seconds: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end and len(text) == 10:  # a bare date: up to the end of that day
+        moment += timedelta(days=1)
+    return moment.timestamp()
 
 
 def stamp(t: float | None, now: float | None = None) -> Markup | str:

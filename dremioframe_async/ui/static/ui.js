@@ -49,14 +49,21 @@ async function fetchPage(url) {
       : Math.floor(m / 60) + "h" + String(m % 60).padStart(2, "0") + "m";
   }
   function ago(s) {
+    // As _times.ago: "3 min ago", and for a time to come "in 3 min".
+    const future = s < 0;
+    s = Math.abs(s);
     const units = [[86400, " day"], [3600, " h"], [60, " min"]];
     for (const [size, unit] of units) {
       if (s >= size) {
         const n = Math.floor(s / size);
-        return n + unit + (unit === " day" && n > 1 ? "s" : "") + " ago";
+        const span = n + unit + (unit === " day" && n > 1 ? "s" : "");
+        return future ? "in " + span : span + " ago";
       }
     }
-    return s < 10 ? "just now" : Math.floor(s) + " s ago";
+    if (s < 10) {
+      return future ? "in a few s" : "just now";
+    }
+    return future ? "in " + Math.floor(s) + " s" : Math.floor(s) + " s ago";
   }
   function tick() {
     const t = now();

@@ -1,0 +1,54 @@
+"""How the UI answers: JSON, whole HTML pages, and server-sent event streams."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ._html import Markup
+from ._pages import layout
+from ._security import SECURITY_HEADERS
+from ._state import CSRF_KEY, KIND_KEY, RequestUrls
+
+__all__ = ["html_page", "json_error", "json_response", "open_stream", "send_event"]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """``data`` as JSON (anything JSON cannot hold as its ``str``)."""
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+def json_error(message: str, status: int) -> web.Response:
+    """``{"error": message}`` with ``status``."""
+    return json_response({"error": message}, status)
+
+
+def html_page(request: web.Request, title: str, body: Markup, status: int = 200) -> web.Response:
+    """A whole page around ``body`` (a sign-out button in a browser session)."""
+    signed_in = request.get(KIND_KEY) == "session"
+    text = layout(RequestUrls(request), title, request[CSRF_KEY], body, signed_in)
+    return web.Response(text=text, content_type="text/html", status=status)
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    """A started ``text/event-stream`` answer, with the UI's headers."""
+    response = web.StreamResponse(
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Type": "text/event-stream",
+            "X-Accel-Buffering": "no",  # a proxy must pass events on at once
+        }
+    )
+    await response.prepare(request)
+    return response
+
+
+async def send_event(response: web.StreamResponse, event: str, data: Any) -> None:
+    """One server-sent event, its data as JSON.
+
+    :raises ConnectionError: once the client has gone.
+    """
+    line = f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+    await response.write(line.encode())
