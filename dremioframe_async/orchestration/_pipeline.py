@@ -351,6 +351,7 @@ class Pipeline:
                     cleanup_grace=self.cleanup_grace,
                     stop_cleanup=remote.stop_cleanup,
                     on_start=dispatch.flush,
+                    task_records=dispatch.task_records,
                     executor=session,
                     resources=opened,
                     observe=observers(logs, tracing, metrics),

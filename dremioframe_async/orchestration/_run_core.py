@@ -64,6 +64,7 @@ class RunCore:
         cleanup_grace: float = math.inf,
         stop_cleanup: anyio.Event | None = None,
         on_start: Callable[[], Awaitable[None]] | None = None,
+        task_records: bool = False,
         executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
         observe: Observers | None = None,
@@ -78,6 +79,8 @@ class RunCore:
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
+        # Only a store reads this run's events: task changes go to it as plain tuples.
+        self.task_records = task_records
         self.prior = prior
         self.on_start = on_start
         self.results: dict[str, Any] = {}
@@ -144,6 +147,23 @@ class RunCore:
         assert self.emit is not None
         pstate = node.pstate  # its pipeline-state writes travel on its SUCCESS event
         writes = pstate.writes if pstate is not None and node.state is _S.SUCCESS else None
+        if self.task_records:
+            self.emit(
+                (
+                    self.run_id,
+                    node.key,
+                    node.state,
+                    time.time(),
+                    node.attempts,
+                    node.error,
+                    node.result if node.state is _S.SUCCESS else None,
+                    node.reason,
+                    self.plan.upstream_keys[node.i] if node.parent is None else (),
+                    writes,
+                    self.plan.pipeline,
+                )
+            )
+            return
         self.emit(
             TaskStateChanged(
                 self.run_id,
