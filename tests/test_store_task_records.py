@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import _store_fixtures
+import anyio
 import pytest
 
 from dremioframe_async import Pipeline, task
@@ -141,7 +142,13 @@ async def test_a_store_alone_gets_task_records_and_with_a_listener_events() -> N
     await pipeline.run(store=listened, on_event=lambda event: None)
     handed = [r for batch in listened.batches for r in batch]
     assert not any(isinstance(r, tuple) for r in handed)
-    assert sum(isinstance(r, TaskStateChanged) for r in handed) == len(records)
+    changes = [r for r in handed if isinstance(r, TaskStateChanged)]
+    # The same final states; a first start is a record only while the task still runs.
+    running = TaskState.RUNNING
+    assert sorted((r[1], r[2]) for r in records if r[2] is not running) == sorted(
+        (e.key, e.state) for e in changes if e.state is not running
+    )
+    assert all(r[11] is not None for r in records if r[1] != "after_broken")
 
 
 class EventsOnly:
@@ -164,3 +171,89 @@ async def test_a_recorder_that_does_not_take_task_records_gets_events() -> None:
     assert result.status == "FAILED"
     assert all(not isinstance(e, tuple) for e in recorder.events)
     assert sum(isinstance(e, TaskStateChanged) for e in recorder.events) >= 4
+
+
+@pytest.mark.asyncio
+async def test_a_running_task_is_on_record_while_it_runs(store: RunStore) -> None:
+    release = anyio.Event()
+    run_ids: list[str] = []
+
+    @task(name="slow")
+    async def slow(context: Any = None) -> str:
+        run_ids.append(context.run_id)
+        await release.wait()
+        return "done"
+
+    pipeline = Pipeline("slow_one").add_task(slow())
+
+    async def watch() -> None:
+        with anyio.fail_after(10):
+            while True:
+                if run_ids:
+                    tasks = await store.get_tasks(run_ids[0])
+                    if [(t.key, t.state) for t in tasks] == [("slow", TaskState.RUNNING)]:
+                        assert tasks[0].started is not None
+                        break
+                await anyio.sleep(0.01)  # polling the store, not ordering anything
+        release.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        result = await pipeline.run(store=store)
+    assert result.status == "SUCCESS"
+    (info,) = await store.get_tasks(result.run_id)
+    assert info.state == TaskState.SUCCESS
+    assert info.started is not None
+    assert info.finished is not None
+    assert info.started <= info.finished
+
+
+@pytest.mark.asyncio
+async def test_a_task_that_starts_with_nothing_else_to_record_is_on_record(
+    store: RunStore,
+) -> None:
+    # The second run's task starts when another run frees the pool they share: at
+    # that moment its run has nothing else to record, and its start must still be.
+    pool = anyio.CapacityLimiter(1)
+    first_running, release_first, release_second = anyio.Event(), anyio.Event(), anyio.Event()
+    second_ids: list[str] = []
+
+    @task(name="holder", pool="shared")
+    async def holder() -> None:
+        first_running.set()
+        await release_first.wait()
+
+    @task(name="waiter", pool="shared")
+    async def waiter(context: Any = None) -> None:
+        await release_second.wait()
+
+    first = Pipeline("holds", pools={"shared": pool}).add_task(holder())
+    second = Pipeline("waits", pools={"shared": pool}).add_task(waiter())
+
+    async def states(run_id: str) -> list[TaskState] | None:
+        try:
+            return [t.state for t in await store.get_tasks(run_id)]
+        except LookupError:
+            return None
+
+    async def run_second() -> None:
+        result = await second.run(store=store, run_id="second-run")
+        second_ids.append(result.run_id)
+
+    async def watch() -> None:
+        await first_running.wait()
+        tg.start_soon(run_second)
+        with anyio.fail_after(10):
+            while await states("second-run") is None:
+                await anyio.sleep(0.01)  # polling the store until the run is on record
+            await anyio.wait_all_tasks_blocked()  # its task waits for the pool
+            assert await states("second-run") == [TaskState.PENDING]
+            release_first.set()
+            while await states("second-run") != [TaskState.RUNNING]:
+                await anyio.sleep(0.01)  # polling the store, not ordering anything
+        release_second.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        assert (await first.run(store=store)).status == "SUCCESS"
+    assert second_ids == ["second-run"]

@@ -226,6 +226,8 @@ class Dispatcher:
         recorder = recording.recorder if recording is not None else None
         self.task_records = not listeners and getattr(recorder, "takes_task_records", False) is True
         self._recorded_ahead = 0  # leading events of the next batch already recorded
+        # With task records: the run's starts still to record (``Run.started_records``).
+        self.started_records: Callable[[], Sequence[Record]] | None = None
 
     async def _flush(self) -> None:
         assert self._outbox is not None
@@ -281,7 +283,10 @@ class Dispatcher:
             await _deliver(listener, cast(list[Event], batch))
         if self._recording is not None:
             ahead, self._recorded_ahead = self._recorded_ahead, 0
-            if rest := batch[ahead:]:
+            rest = batch[ahead:]
+            if self.started_records is not None and (starts := self.started_records()):
+                rest = [*starts, *rest]
+            if rest:
                 await self._recording.record(rest)
 
     def finish(self) -> None:

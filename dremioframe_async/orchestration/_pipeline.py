@@ -358,6 +358,8 @@ class Pipeline:
                     state=RunState(self.name, store if isinstance(store, StateSource) else None),
                     keep_results=self.keep_results,
                 )
+                if dispatch.task_records:
+                    dispatch.started_records = run.started_records
                 with remote.scope:
                     result = await run.execute()
                 if remote.scope.cancelled_caught:  # cancelled from elsewhere: a result still

@@ -35,11 +35,14 @@ TaskRecord = tuple[
     tuple[str, ...],  # upstream
     Mapping[str, str | None] | None,  # state_writes
     str,  # pipeline
+    float | None,  # started: the task's first start, or None when a record said it
 ]
 """A :class:`TaskStateChanged` as a plain tuple, for a :class:`DirectRecorder`.
 
 Building a frozen event costs more than a tuple of the same fields; when
 nobody but the store reads a run's task changes, the runner hands these over.
+A first attempt's ``RUNNING`` is handed over only when the task is still
+running as the store takes a batch; ``started`` on a later record carries it.
 """
 
 Record = Event | TaskRecord

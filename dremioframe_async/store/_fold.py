@@ -286,11 +286,14 @@ class Fold:
         upstream: tuple[str, ...],
         writes: Mapping[str, str | None] | None,
         pipeline: str,
+        started: float | None = None,
     ) -> None:
         """Fold a task's change of state (a ``TaskStateChanged`` or a ``TaskRecord``)."""
         row = self.tasks.get((run_id, key))
         if row is None:
             row = self.tasks[run_id, key] = self._new_task(run_id, key)
+        if started is not None and row[_STARTED] is None:
+            row[_STARTED] = started  # the start of a task whose RUNNING was not recorded
         row[_STATE] = _VALUES[state]
         if row[_UPSTREAM] is None and upstream:
             row[_UPSTREAM] = _upstream_json(upstream, self.escape)
@@ -303,8 +306,8 @@ class Fold:
             if row[_STARTED] is None:
                 row[_STARTED] = at
             if attempt > 1:
-                started = self._attempt(run_id, key, attempt)
-                started.state, started.started = _RUNNING.value, at
+                begun = self._attempt(run_id, key, attempt)
+                begun.state, begun.started = _RUNNING.value, at
             return
         if state is _PENDING:
             return
