@@ -35,7 +35,16 @@ from ._options import DEFAULT_MAX_MAP_LENGTH, TaskOptionError, TaskOptions, Task
 from ._pipeline import Pipeline
 from ._placement import WorkerScoped, worker_scoped
 from ._pstate import PipelineState, StateSource, StateUnavailable, StateValueError
-from ._recorder import HistoryIncomplete, PriorRun, ResumeRefused, RunAttendant, RunRecorder
+from ._recorder import (
+    DirectRecorder,
+    HistoryIncomplete,
+    PriorRun,
+    Record,
+    ResumeRefused,
+    RunAttendant,
+    RunRecorder,
+    TaskRecord,
+)
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
 from ._states import FINAL_STATES, RunStatus, TaskState, TriggerRule
@@ -48,6 +57,7 @@ __all__ = [
     "AttemptTimeout",
     "CycleError",
     "Decision",
+    "DirectRecorder",
     "Event",
     "Executor",
     "ExecutorSession",
@@ -64,6 +74,7 @@ __all__ = [
     "PipelineFailed",
     "PipelineState",
     "PriorRun",
+    "Record",
     "ResourceError",
     "ResumeRefused",
     "RunAttendant",
@@ -85,6 +96,7 @@ __all__ = [
     "TaskOptionError",
     "TaskOptionValues",
     "TaskOptions",
+    "TaskRecord",
     "TaskRetrying",
     "TaskRun",
     "TaskState",

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -26,7 +26,7 @@ from .._metrics import REGISTRY
 from ..errors import DremioFrameError, StoreError
 from ._errors import ArgumentError
 from ._events import Event, RunFinished, RunStarted
-from ._recorder import HistoryIncomplete, RunRecorder
+from ._recorder import DirectRecorder, HistoryIncomplete, Record, RunRecorder
 from ._states import RunStatus
 
 __all__ = ["Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners"]
@@ -34,7 +34,7 @@ __all__ = ["Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners
 logger = logging.getLogger("dremioframe_async.orchestration")
 
 Listener = Callable[[Event], Any]
-Emit = Callable[[Event], None]
+Emit = Callable[[Record], None]
 
 # How long a cancelled run may still spend handing its last events to listeners.
 DRAIN_BOUND_ON_CANCEL = 10.0
@@ -81,11 +81,11 @@ class _Outbox:
     """Events on their way to the pump; appending is all that a running task pays."""
 
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.events: list[Record] = []
         self._waiting = anyio.Event()
         self._closed = anyio.Event()
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: Record) -> None:
         self.events.append(event)
         if len(self.events) == 1:
             self._waiting.set()
@@ -94,7 +94,7 @@ class _Outbox:
         self._closed.set()
         self._waiting.set()
 
-    async def take(self) -> list[Event] | None:
+    async def take(self) -> list[Record] | None:
         """The next batch, or None once closed and empty."""
         while True:
             await self._waiting.wait()
@@ -106,7 +106,7 @@ class _Outbox:
             if batch or self._closed.is_set():
                 return batch or None
 
-    def take_now(self, *, rearm: bool = True) -> list[Event]:
+    def take_now(self, *, rearm: bool = True) -> list[Record]:
         """Whatever has been emitted so far (possibly nothing); ``rearm=False``
         leaves the pump's wake-up set (for events put back with :meth:`requeue`)."""
         batch, self.events = self.events, []
@@ -114,7 +114,7 @@ class _Outbox:
             self._waiting = anyio.Event()
         return batch
 
-    def requeue(self, batch: list[Event]) -> None:
+    def requeue(self, batch: list[Record]) -> None:
         """Put ``batch`` back in front of what was emitted since it was taken."""
         self.events[:0] = batch
         self._waiting.set()
@@ -131,10 +131,10 @@ class _Recording:
 
     def __init__(self, recorder: RunRecorder) -> None:
         self.recorder = recorder
-        self.unrecorded: list[Event] = []
+        self.unrecorded: list[Record] = []
         self.cause: Exception | None = None
 
-    async def record(self, batch: list[Event]) -> None:
+    async def record(self, batch: list[Record]) -> None:
         events = [*self.unrecorded, *batch] if self.unrecorded else batch
         try:
             await _record_with_retries(self.recorder, events)
@@ -154,13 +154,13 @@ class _Recording:
     def history_error(self) -> HistoryIncomplete | None:
         if self.cause is None or not self.unrecorded:
             return None
-        run_id = self.unrecorded[0].run_id
+        run_id = _run_id(self.unrecorded[0])
         error = HistoryIncomplete(run_id, repr(self.recorder), len(self.unrecorded), self.cause)
         error.__cause__ = self.cause
         return error
 
 
-async def _record_with_retries(recorder: RunRecorder, events: Sequence[Event]) -> None:
+async def _record_with_retries(recorder: RunRecorder, events: Sequence[Record]) -> None:
     """Record ``events``, retrying with backoff while the budget lasts; raise the last error."""
     deadline = anyio.current_time() + RECORD_RETRY_BUDGET
     for delay in RECORD_BACKOFF:
@@ -177,18 +177,26 @@ async def _record_with_retries(recorder: RunRecorder, events: Sequence[Event]) -
     await _timed_record(recorder, events)
 
 
-async def _timed_record(recorder: RunRecorder, events: Sequence[Event]) -> None:
-    """``recorder.record(events)``, timed into the process metrics when they are on."""
+async def _timed_record(recorder: RunRecorder, events: Sequence[Record]) -> None:
+    """``recorder.record(events)``, timed into the process metrics when they are on.
+
+    ``events`` holds task records only when the recorder is a :class:`DirectRecorder`.
+    """
+    write = cast(DirectRecorder, recorder).record
     if not REGISTRY.enabled:
-        await recorder.record(events)
+        await write(events)
         return
     started, outcome = time.perf_counter(), "error"
     try:
-        await recorder.record(events)
+        await write(events)
         outcome = "ok"
     finally:
         elapsed = time.perf_counter() - started
         REGISTRY.store_seconds.observe((type(recorder).__name__, outcome), elapsed)
+
+
+def _run_id(record: Record) -> str:
+    return record[0] if isinstance(record, tuple) else record.run_id
 
 
 class Dispatcher:
@@ -213,7 +221,13 @@ class Dispatcher:
             self._flush if recording is not None else None
         )
         self.history_error: HistoryIncomplete | None = None
+        # Nobody but a recorder that takes them reads the events: the runner emits
+        # task changes as TaskRecord tuples.
+        recorder = recording.recorder if recording is not None else None
+        self.task_records = not listeners and getattr(recorder, "takes_task_records", False) is True
         self._recorded_ahead = 0  # leading events of the next batch already recorded
+        # With task records: the run's starts still to record (``Run.started_records``).
+        self.started_records: Callable[[], Sequence[Record]] | None = None
 
     async def _flush(self) -> None:
         assert self._outbox is not None
@@ -230,7 +244,7 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 raise StoreError(
-                    f"run {batch[0].run_id} not started: {self._recording.recorder!r} could not "
+                    f"run {_run_id(batch[0])} not started: {self._recording.recorder!r} could not "
                     f"record its start ({type(exc).__name__}: {exc})"
                 ) from exc
             except BaseException:
@@ -244,7 +258,7 @@ class Dispatcher:
             self._outbox.requeue(batch)
             self._recorded_ahead = len(batch)
 
-    def _end_unstarted(self, batch: list[Event]) -> None:
+    def _end_unstarted(self, batch: list[Record]) -> None:
         assert self._outbox is not None
         for event in batch:
             self._outbox.emit(event)
@@ -264,12 +278,15 @@ class Dispatcher:
         finally:
             done.set()
 
-    async def _deliver(self, batch: list[Event]) -> None:
-        for listener in self._listeners:
-            await _deliver(listener, batch)
+    async def _deliver(self, batch: list[Record]) -> None:
+        for listener in self._listeners:  # with listeners, the batch holds events only
+            await _deliver(listener, cast(list[Event], batch))
         if self._recording is not None:
             ahead, self._recorded_ahead = self._recorded_ahead, 0
-            if rest := batch[ahead:]:
+            rest = batch[ahead:]
+            if self.started_records is not None and (starts := self.started_records()):
+                rest = [*starts, *rest]
+            if rest:
                 await self._recording.record(rest)
 
     def finish(self) -> None:

@@ -351,12 +351,15 @@ class Pipeline:
                     cleanup_grace=self.cleanup_grace,
                     stop_cleanup=remote.stop_cleanup,
                     on_start=dispatch.flush,
+                    task_records=dispatch.task_records,
                     executor=session,
                     resources=opened,
                     observe=observers(logs, tracing, metrics),
                     state=RunState(self.name, store if isinstance(store, StateSource) else None),
                     keep_results=self.keep_results,
                 )
+                if dispatch.task_records:
+                    dispatch.started_records = run.started_records
                 with remote.scope:
                     result = await run.execute()
                 if remote.scope.cancelled_caught:  # cancelled from elsewhere: a result still

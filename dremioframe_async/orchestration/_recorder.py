@@ -5,13 +5,48 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import StoreError
 from ._errors import ArgumentError
 from ._events import Event
+from ._states import TaskState
 
-__all__ = ["HistoryIncomplete", "PriorRun", "ResumeRefused", "RunAttendant", "RunRecorder"]
+__all__ = [
+    "DirectRecorder",
+    "HistoryIncomplete",
+    "PriorRun",
+    "Record",
+    "ResumeRefused",
+    "RunAttendant",
+    "RunRecorder",
+    "TaskRecord",
+]
+
+TaskRecord = tuple[
+    str,  # run_id
+    str,  # key
+    TaskState,  # state
+    float,  # time
+    int,  # attempt
+    BaseException | None,  # error
+    Any,  # result
+    str,  # reason
+    tuple[str, ...],  # upstream
+    Mapping[str, str | None] | None,  # state_writes
+    str,  # pipeline
+    float | None,  # started: the task's first start, or None when a record said it
+]
+"""A :class:`TaskStateChanged` as a plain tuple, for a :class:`DirectRecorder`.
+
+Building a frozen event costs more than a tuple of the same fields; when
+nobody but the store reads a run's task changes, the runner hands these over.
+A first attempt's ``RUNNING`` is handed over only when the task is still
+running as the store takes a batch; ``started`` on a later record carries it.
+"""
+
+Record = Event | TaskRecord
+"""What a :class:`DirectRecorder` may find in a batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +94,20 @@ class RunRecorder(Protocol):
     async def load_prior_run(self, run_id: str) -> PriorRun:
         """Return the run to resume; raise ``LookupError`` when it is unknown."""
         ...
+
+
+@runtime_checkable
+class DirectRecorder(Protocol):
+    """A recorder that folds :data:`TaskRecord` tuples as it folds events.
+
+    When a run has no listener, the runner emits a ``TaskRecord`` instead of
+    each ``TaskStateChanged`` (every other event as usual): the store gets the
+    same batches, in the same order, with the same meaning.
+    """
+
+    takes_task_records: Literal[True]
+
+    async def record(self, events: Sequence[Record]) -> None: ...
 
 
 @runtime_checkable

@@ -34,10 +34,10 @@ from ._graph import KeepResults, Plan
 from ._node import Node
 from ._observe import Observers
 from ._pstate import RunState
-from ._recorder import PriorRun
+from ._recorder import PriorRun, TaskRecord
 from ._resources import NO_RESOURCES, RunResources
 from ._rules import runs_on_cancel
-from ._states import TaskState
+from ._states import FINAL_STATES, TaskState
 
 __all__ = ["SLICE", "TELL_SLICE", "RunCore"]
 
@@ -64,6 +64,7 @@ class RunCore:
         cleanup_grace: float = math.inf,
         stop_cleanup: anyio.Event | None = None,
         on_start: Callable[[], Awaitable[None]] | None = None,
+        task_records: bool = False,
         executor: ExecutorSession | None = None,
         resources: RunResources | None = None,
         observe: Observers | None = None,
@@ -78,6 +79,9 @@ class RunCore:
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
+        # Only a store reads this run's events: task changes go to it as plain tuples.
+        self.task_records = task_records
+        self.starting: list[Node] = []  # first attempts begun since the last batch
         self.prior = prior
         self.on_start = on_start
         self.results: dict[str, Any] = {}
@@ -142,8 +146,36 @@ class RunCore:
 
     def _state_event(self, node: Node) -> None:
         assert self.emit is not None
+        state = node.state
         pstate = node.pstate  # its pipeline-state writes travel on its SUCCESS event
-        writes = pstate.writes if pstate is not None and node.state is _S.SUCCESS else None
+        writes = pstate.writes if pstate is not None and state is _S.SUCCESS else None
+        if self.task_records:
+            if state is _S.RUNNING and node.attempts <= 1 and self.starting:
+                # Recorded when the store takes its next batch, and only if the task
+                # is still running then (``started_records``); a task that ends first
+                # has its start on its final record. The first start after a batch is
+                # emitted, so that a batch is on its way.
+                self.starting.append(node)
+                return
+            self.emit(
+                (
+                    self.run_id,
+                    node.key,
+                    state,
+                    time.time(),
+                    node.attempts,
+                    node.error,
+                    node.result if state is _S.SUCCESS else None,
+                    node.reason,
+                    self.plan.upstream_keys[node.i] if node.parent is None else (),
+                    writes,
+                    self.plan.pipeline,
+                    node.started,
+                )
+            )
+            if state is _S.RUNNING:
+                self.starting.append(node)  # the first since the last batch: marks it taken
+            return
         self.emit(
             TaskStateChanged(
                 self.run_id,
@@ -159,6 +191,34 @@ class RunCore:
                 writes,
             )
         )
+
+    def started_records(self) -> list[TaskRecord]:
+        """The starts of the tasks begun since the last call and still running.
+
+        Called as the store takes a batch, and put in front of it: a task's start
+        comes before any other record of it in that batch or later ones.
+        """
+        starting, self.starting = self.starting, []
+        run_id, pipeline, upstream = self.run_id, self.plan.pipeline, self.plan.upstream_keys
+        running, final = _S.RUNNING, FINAL_STATES
+        return [
+            (
+                run_id,
+                node.key,
+                running,
+                node.started or 0.0,
+                min(node.attempts, 1),
+                None,
+                None,
+                "",
+                upstream[node.i] if node.parent is None else (),
+                None,
+                pipeline,
+                None,
+            )
+            for node in starting
+            if node.state not in final
+        ]
 
     # -- cancellation --------------------------------------------------------------
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeVar
 
 from .._masking import mask_text
 from ..orchestration import (
-    Event,
+    Record,
     RunFinished,
     RunStarted,
     RunStatus,
@@ -192,15 +192,27 @@ class Fold:
         self.logs = LogFold(self._text)
         self.states: dict[tuple[str, str], StateRow] = {}
 
-    def add_all(self, events: Iterable[Event]) -> Fold:
-        """Fold every event, in order; returns self."""
-        tasks = self.tasks
+    def add_all(self, events: Iterable[Record]) -> Fold:
+        """Fold every event (or task record), in order; returns self."""
+        change = self._change
         for event in events:
-            if isinstance(event, TaskStateChanged):
-                row = tasks.get((event.run_id, event.key))
-                if row is None:
-                    row = tasks[event.run_id, event.key] = self._new_task(event.run_id, event.key)
-                self._task_state(row, event)
+            if isinstance(event, tuple):
+                change(*event)
+            elif isinstance(event, TaskStateChanged):
+                e = event
+                change(
+                    e.run_id,
+                    e.key,
+                    e.state,
+                    e.time,
+                    e.attempt,
+                    e.error,
+                    e.result,
+                    e.reason,
+                    e.upstream,
+                    e.state_writes,
+                    e.pipeline,
+                )
             elif isinstance(event, TaskRetrying):
                 self._retrying(event)
             elif isinstance(event, RunStarted):
@@ -261,11 +273,30 @@ class Fold:
         row = self._run(event.run_id)
         row.status, row.finished = event.status, event.time
 
-    def _task_state(self, row: TaskValues, event: TaskStateChanged) -> None:
-        state, attempt = event.state, event.attempt
+    def _change(
+        self,
+        run_id: str,
+        key: str,
+        state: TaskState,
+        at: float,
+        attempt: int,
+        error: BaseException | None,
+        result: Any,
+        reason: str,
+        upstream: tuple[str, ...],
+        writes: Mapping[str, str | None] | None,
+        pipeline: str,
+        started: float | None = None,
+    ) -> None:
+        """Fold a task's change of state (a ``TaskStateChanged`` or a ``TaskRecord``)."""
+        row = self.tasks.get((run_id, key))
+        if row is None:
+            row = self.tasks[run_id, key] = self._new_task(run_id, key)
+        if started is not None and row[_STARTED] is None:
+            row[_STARTED] = started  # the start of a task whose RUNNING was not recorded
         row[_STATE] = _VALUES[state]
-        if row[_UPSTREAM] is None and event.upstream:
-            row[_UPSTREAM] = _upstream_json(event.upstream, self.escape)
+        if row[_UPSTREAM] is None and upstream:
+            row[_UPSTREAM] = _upstream_json(upstream, self.escape)
         if attempt and (row[_ATTEMPTS] or 0) < attempt:
             row[_ATTEMPTS] = attempt
         # A first attempt that ends without an error gets no attempt row: the task
@@ -273,46 +304,52 @@ class Fold:
         # the writes of a typical run; later and failed attempts are written.
         if state is _RUNNING:
             if row[_STARTED] is None:
-                row[_STARTED] = event.time
+                row[_STARTED] = at
             if attempt > 1:
-                started = self._attempt(event.run_id, event.key, attempt)
-                started.state, started.started = _RUNNING.value, event.time
+                begun = self._attempt(run_id, key, attempt)
+                begun.state, begun.started = _RUNNING.value, at
             return
         if state is _PENDING:
             return
-        reason = event.reason
-        row[_FINISHED], row[_REASON] = (
-            event.time,
-            self._text(mask_text(reason)) if reason else reason,
-        )
+        row[_FINISHED], row[_REASON] = at, self._text(mask_text(reason)) if reason else reason
         if state is _SUCCESS:
-            row[_RESULT] = encode_result_fields(event.result, self.max_result_bytes)
-            if event.state_writes:
-                self._state_writes(event)
-        if attempt > 1 or (attempt and event.error is not None):
-            self._end_attempt(event, _VALUES[state])
+            row[_RESULT] = encode_result_fields(result, self.max_result_bytes)
+            if writes:
+                self._state_writes(pipeline, run_id, key, at, writes)
+        if attempt > 1 or (attempt and error is not None):
+            self._end_attempt(run_id, key, attempt, at, error, _VALUES[state])
 
-    def _state_writes(self, event: TaskStateChanged) -> None:
+    def _state_writes(
+        self, pipeline: str, run_id: str, task: str, at: float, writes: Mapping[str, str | None]
+    ) -> None:
         # Later writes of a key in one batch win: they succeeded later.
-        assert event.state_writes is not None
-        pipeline, run_id, task = (self._text(t) for t in (event.pipeline, event.run_id, event.key))
-        for key, value in event.state_writes.items():
+        pipeline, run_id, task = (self._text(t) for t in (pipeline, run_id, task))
+        for key, value in writes.items():
             text = self._text(key)
             stored = None if value is None else self._text(value)
-            self.states[pipeline, text] = StateRow(pipeline, text, stored, event.time, run_id, task)
+            self.states[pipeline, text] = StateRow(pipeline, text, stored, at, run_id, task)
 
-    def _end_attempt(self, event: TaskStateChanged | TaskRetrying, state: str) -> None:
-        attempt = self._attempt(event.run_id, event.key, event.attempt)
-        attempt.state, attempt.finished = state, event.time
-        if event.error is not None:
-            error = encode_error(event.error)
-            attempt.error_type, attempt.error_message = error.type, self._text(error.message)
-            attempt.error_traceback = self._text(error.traceback)
+    def _end_attempt(
+        self,
+        run_id: str,
+        key: str,
+        number: int,
+        at: float,
+        error: BaseException | None,
+        state: str,
+    ) -> None:
+        attempt = self._attempt(run_id, key, number)
+        attempt.state, attempt.finished = state, at
+        if error is not None:
+            encoded = encode_error(error)
+            attempt.error_type, attempt.error_message = encoded.type, self._text(encoded.message)
+            attempt.error_traceback = self._text(encoded.traceback)
 
     def _retrying(self, event: TaskRetrying) -> None:
         row = self._task(event.run_id, event.key)
         row[_ATTEMPTS] = max(row[_ATTEMPTS] or 0, event.attempt)
-        self._end_attempt(event, TaskState.FAILED.value)
+        failed = TaskState.FAILED.value
+        self._end_attempt(event.run_id, event.key, event.attempt, event.time, event.error, failed)
         self._attempt(event.run_id, event.key, event.attempt).retry_delay = event.delay
 
 

@@ -8,13 +8,13 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
 
 from .._telemetry import traceparent
-from ..orchestration import Event, PriorRun, RunStatus
+from ..orchestration import PriorRun, Record, RunStatus
 from ._attendance import DEFAULT_CANCEL_POLL, Attendance
 from ._codec import DEFAULT_MAX_RESULT_BYTES, decode_json
 from ._coordination import ACTIVE_RESUMER, CancelOutcome, QueuedRun, encode_params, resume_refused
@@ -44,6 +44,9 @@ class MemoryStore:
     def __repr__(self) -> str:
         return "MemoryStore()"
 
+    # Its record() folds the runner's task records as it folds events (DirectRecorder).
+    takes_task_records: Literal[True] = True
+
     def __init__(self, *, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> None:
         self._max_result_bytes = max_result_bytes
         self._runs: dict[str, RunRow] = {}
@@ -56,7 +59,7 @@ class MemoryStore:
         self._state: dict[str, dict[str, StateRow]] = {}
         self._pauses: dict[str, float] = {}  # paused schedules: pipeline -> since when
 
-    async def record(self, events: Sequence[Event]) -> None:
+    async def record(self, events: Sequence[Record]) -> None:
         """Fold ``events`` into the history."""
         fold = Fold(current_owner(), None, self._max_result_bytes, escape=False).add_all(events)
         for run_id, run in fold.runs.items():

@@ -27,13 +27,13 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
 from .._telemetry import traceparent
 from ..errors import DremioFrameError
-from ..orchestration import Event, PriorRun
+from ..orchestration import PriorRun, Record
 from . import _postgres_queue as queue
 from ._attendance import (
     DEFAULT_CANCEL_POLL,
@@ -83,6 +83,9 @@ class PostgresStore:
     :raises StoreConfigError: (a ``ValueError``) when ``schema`` is not a plain SQL
         identifier or the pool sizes are not whole numbers with ``1 <= min <= max``.
     """
+
+    # Its record() folds the runner's task records as it folds events (DirectRecorder).
+    takes_task_records: Literal[True] = True
 
     def __init__(
         self,
@@ -207,7 +210,7 @@ class PostgresStore:
         """Mark RUNNING runs INTERRUPTED whose heartbeat is stale or whose process is gone."""
         await queue.sweep(conn, self._prefix, self.dead_after)
 
-    async def record(self, events: Sequence[Event]) -> None:
+    async def record(self, events: Sequence[Record]) -> None:
         """Write one batch of events in one transaction.
 
         Text PostgreSQL cannot hold (NUL, unpaired surrogates) is stored escaped

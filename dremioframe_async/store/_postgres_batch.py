@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ..orchestration import Event
+from ..orchestration import Record
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, TaskValues, WrittenTasks, as_tuple
 from ._logs import LogSQL
 from ._sql import upsert_json
@@ -58,7 +58,7 @@ class BatchWriter:
     async def record(
         self,
         fold: Fold,
-        events: Sequence[Event],
+        events: Sequence[Record],
         connection: Callable[[], AbstractAsyncContextManager[Any]],
     ) -> None:
         """Fold ``events`` into ``fold`` and write them on one of ``connection()``'s."""
@@ -77,7 +77,7 @@ class BatchWriter:
                 await write_all(conn, batch.fallback)
         self._written.remember(fold.runs.values(), batch.new)
 
-    def _encode(self, fold: Fold, events: Sequence[Event]) -> _Batch:
+    def _encode(self, fold: Fold, events: Sequence[Record]) -> _Batch:
         """Fold ``events``; each write with its rows as JSON (see ``upsert_json``)."""
         fold.add_all(events)
         runs = [as_tuple(r) for r in fold.runs.values()]

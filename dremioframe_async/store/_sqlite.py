@@ -26,7 +26,7 @@ import anyio.to_thread
 
 from .._telemetry import traceparent
 from ..errors import DremioFrameError
-from ..orchestration import Event, PriorRun
+from ..orchestration import PriorRun, Record
 from . import _sqlite_queue as queue
 from ._attendance import (
     DEFAULT_CANCEL_POLL,
@@ -73,6 +73,9 @@ class SQLiteStore:
     :raises StoreUnavailable: on any use, when the file cannot be opened, read or
         written (the message names it).
     """
+
+    # Its record() folds the runner's task records as it folds events (DirectRecorder).
+    takes_task_records: Literal[True] = True
 
     def __init__(
         self,
@@ -167,7 +170,7 @@ class SQLiteStore:
                 "what was written to it since is lost",
             )
 
-    async def record(self, events: Sequence[Event]) -> None:
+    async def record(self, events: Sequence[Record]) -> None:
         """Write one batch of events in one transaction.
 
         Text SQLite cannot hold (unpaired surrogates; NUL too, for one rule with
@@ -177,7 +180,7 @@ class SQLiteStore:
         """
         await self._call(self._write, list(events))
 
-    def _write(self, conn: sqlite3.Connection, events: list[Event]) -> None:
+    def _write(self, conn: sqlite3.Connection, events: list[Record]) -> None:
         fold = Fold(current_owner(), None, self._max_result_bytes).add_all(events)
         runs = [as_tuple(r) for r in fold.runs.values()]
         attempts = [as_tuple(r) for r in fold.attempts.values()]

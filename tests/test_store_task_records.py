@@ -1,0 +1,259 @@
+"""Task records: a store that is a run's only reader gets task changes as plain tuples.
+
+With no listener, the runner hands a ``DirectRecorder`` (every built-in store)
+a ``TaskRecord`` tuple instead of each ``TaskStateChanged``; with a listener, or
+for a recorder that does not take them, everything is an event as before. The
+history a store keeps must be the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import _store_fixtures
+import anyio
+import pytest
+
+from dremioframe_async import Pipeline, task
+from dremioframe_async.orchestration import (
+    Event,
+    PriorRun,
+    Record,
+    RunStarted,
+    TaskState,
+    TaskStateChanged,
+)
+from dremioframe_async.store import MemoryStore, RunStore
+
+store_factory = _store_fixtures.store_factory
+store = _store_fixtures.store
+
+
+def mixed_pipeline() -> Pipeline:
+    """Success with a result and a state write, a retry, a failure, a skipped task."""
+    calls = {"flaky": 0}
+
+    @task(name="root")
+    async def root(context: Any = None) -> dict[str, int]:
+        context.state["cursor"] = 3
+        return {"rows": 2}
+
+    @task(name="flaky", retries=1, retry_delay=0)
+    async def flaky() -> str:
+        calls["flaky"] += 1
+        if calls["flaky"] % 2:
+            raise ValueError("first attempt fails")
+        return "ok"
+
+    @task(name="broken")
+    def broken() -> None:
+        raise RuntimeError("always fails")
+
+    @task(name="after_broken")
+    async def after_broken() -> None:
+        return None
+
+    top = root()
+    top >> flaky()
+    top >> broken() >> after_broken()
+    return Pipeline("mixed").add_task(top)
+
+
+async def history(store: RunStore, run_id: str) -> list[tuple[Any, ...]]:
+    """What the store keeps of a run's tasks, without times."""
+    rows = []
+    for t in sorted(await store.get_tasks(run_id), key=lambda t: t.key):
+        attempts = tuple(
+            (a.number, a.state, a.error_type, a.error_message, a.retry_delay) for a in t.attempts
+        )
+        rows.append(
+            (
+                t.key,
+                t.state,
+                t.started is not None,
+                t.finished is not None,
+                attempts,
+                t.reason,
+                t.upstream,
+                t.result,
+                t.result_stored,
+                t.result_type,
+                t.result_note,
+            )
+        )
+    return rows
+
+
+@pytest.mark.asyncio
+async def test_a_run_with_or_without_a_listener_leaves_the_same_history(store: RunStore) -> None:
+    pipeline = mixed_pipeline()
+    heard: list[Event] = []
+    listened = await pipeline.run(store=store, on_event=heard.append)
+    quiet = await pipeline.run(store=store)  # last: the state entry must be its write
+    assert quiet.status == listened.status == "FAILED"
+    assert quiet.history_error is None
+    assert listened.history_error is None
+    quiet_rows = await history(store, quiet.run_id)
+    assert quiet_rows == await history(store, listened.run_id)
+    assert {row[0]: row[1] for row in quiet_rows} == {
+        "root": TaskState.SUCCESS,
+        "flaky": TaskState.SUCCESS,
+        "broken": TaskState.FAILED,
+        "after_broken": TaskState.UPSTREAM_FAILED,
+    }
+    assert [a[:2] for a in {r[0]: r[4] for r in quiet_rows}["flaky"]] == [
+        (1, TaskState.FAILED),
+        (2, TaskState.SUCCESS),
+    ]
+    assert await store.get_state("mixed", "cursor") == 3
+    entries = {e.key: (e.run_id, e.task) for e in await store.state_entries("mixed")}
+    assert entries["cursor"] == (quiet.run_id, "root")
+    # The listener heard every change as an event.
+    changes = [e for e in heard if isinstance(e, TaskStateChanged)]
+    assert {e.key for e in changes} == {"root", "flaky", "broken", "after_broken"}
+
+
+class Spying(MemoryStore):
+    """A MemoryStore that keeps what it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[Record]] = []
+
+    async def record(self, events: Sequence[Record]) -> None:
+        self.batches.append(list(events))
+        await super().record(events)
+
+
+@pytest.mark.asyncio
+async def test_a_store_alone_gets_task_records_and_with_a_listener_events() -> None:
+    pipeline = mixed_pipeline()
+    alone = Spying()
+    result = await pipeline.run(store=alone)
+    handed = [r for batch in alone.batches for r in batch]
+    assert isinstance(handed[0], RunStarted)
+    assert not any(isinstance(r, TaskStateChanged) for r in handed)
+    records = [r for r in handed if isinstance(r, tuple)]
+    assert {(r[0], r[1]) for r in records} == {
+        (result.run_id, key) for key in ("root", "flaky", "broken", "after_broken")
+    }
+    listened = Spying()
+    await pipeline.run(store=listened, on_event=lambda event: None)
+    handed = [r for batch in listened.batches for r in batch]
+    assert not any(isinstance(r, tuple) for r in handed)
+    changes = [r for r in handed if isinstance(r, TaskStateChanged)]
+    # The same final states; a first start is a record only while the task still runs.
+    running = TaskState.RUNNING
+    assert sorted((r[1], r[2]) for r in records if r[2] is not running) == sorted(
+        (e.key, e.state) for e in changes if e.state is not running
+    )
+    assert all(r[11] is not None for r in records if r[1] != "after_broken")
+
+
+class EventsOnly:
+    """A recorder of its own that knows nothing of task records."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def record(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
+
+    async def load_prior_run(self, run_id: str) -> PriorRun:
+        raise LookupError(run_id)
+
+
+@pytest.mark.asyncio
+async def test_a_recorder_that_does_not_take_task_records_gets_events() -> None:
+    recorder = EventsOnly()
+    result = await mixed_pipeline().run(store=recorder)
+    assert result.status == "FAILED"
+    assert all(not isinstance(e, tuple) for e in recorder.events)
+    assert sum(isinstance(e, TaskStateChanged) for e in recorder.events) >= 4
+
+
+@pytest.mark.asyncio
+async def test_a_running_task_is_on_record_while_it_runs(store: RunStore) -> None:
+    release = anyio.Event()
+    run_ids: list[str] = []
+
+    @task(name="slow")
+    async def slow(context: Any = None) -> str:
+        run_ids.append(context.run_id)
+        await release.wait()
+        return "done"
+
+    pipeline = Pipeline("slow_one").add_task(slow())
+
+    async def watch() -> None:
+        with anyio.fail_after(10):
+            while True:
+                if run_ids:
+                    tasks = await store.get_tasks(run_ids[0])
+                    if [(t.key, t.state) for t in tasks] == [("slow", TaskState.RUNNING)]:
+                        assert tasks[0].started is not None
+                        break
+                await anyio.sleep(0.01)  # polling the store, not ordering anything
+        release.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        result = await pipeline.run(store=store)
+    assert result.status == "SUCCESS"
+    (info,) = await store.get_tasks(result.run_id)
+    assert info.state == TaskState.SUCCESS
+    assert info.started is not None
+    assert info.finished is not None
+    assert info.started <= info.finished
+
+
+@pytest.mark.asyncio
+async def test_a_task_that_starts_with_nothing_else_to_record_is_on_record(
+    store: RunStore,
+) -> None:
+    # The second run's task starts when another run frees the pool they share: at
+    # that moment its run has nothing else to record, and its start must still be.
+    pool = anyio.CapacityLimiter(1)
+    first_running, release_first, release_second = anyio.Event(), anyio.Event(), anyio.Event()
+    second_ids: list[str] = []
+
+    @task(name="holder", pool="shared")
+    async def holder() -> None:
+        first_running.set()
+        await release_first.wait()
+
+    @task(name="waiter", pool="shared")
+    async def waiter(context: Any = None) -> None:
+        await release_second.wait()
+
+    first = Pipeline("holds", pools={"shared": pool}).add_task(holder())
+    second = Pipeline("waits", pools={"shared": pool}).add_task(waiter())
+
+    async def states(run_id: str) -> list[TaskState] | None:
+        try:
+            return [t.state for t in await store.get_tasks(run_id)]
+        except LookupError:
+            return None
+
+    async def run_second() -> None:
+        result = await second.run(store=store, run_id="second-run")
+        second_ids.append(result.run_id)
+
+    async def watch() -> None:
+        await first_running.wait()
+        tg.start_soon(run_second)
+        with anyio.fail_after(10):
+            while await states("second-run") is None:
+                await anyio.sleep(0.01)  # polling the store until the run is on record
+            await anyio.wait_all_tasks_blocked()  # its task waits for the pool
+            assert await states("second-run") == [TaskState.PENDING]
+            release_first.set()
+            while await states("second-run") != [TaskState.RUNNING]:
+                await anyio.sleep(0.01)  # polling the store, not ordering anything
+        release_second.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        assert (await first.run(store=store)).status == "SUCCESS"
+    assert second_ids == ["second-run"]
