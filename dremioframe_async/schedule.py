@@ -37,8 +37,12 @@ across processes, bound the runs with ``Pipeline(max_active_runs=1)``.
 Pausing: a schedule paused in its store (``store.pause_schedule(name)``, the UI's
 pause switch) fires nothing, in every process on the store, until resumed: each
 scheduler reads the pauses before it claims a fire, and skips the fire (logged)
-while its pipeline is paused. Fires that fall during a pause are not made up
-after it, even with ``catch_up=True``; runs already queued or running go on.
+while its pipeline is paused. A scheduler that runs through the pause does not
+make up the fires that fell during it, even with ``catch_up=True``; one started
+after the pause was lifted, with ``catch_up=True``, counts from the latest run and
+so does make them up (the store keeps no record of a lifted pause). Runs already
+queued or running go on, and a fire whose claim was under way as the pause was
+written may still run.
 
 ``Schedule(pipeline, cron=...)`` declares a schedule beside a pipeline, for
 ``dremioframe-async serve``, which queues each fire in the store for any of its
@@ -409,8 +413,10 @@ async def schedule_pipeline(
     failed run is recorded and the schedule goes on. ``context`` may also be a
     callable that receives the fire time (an aware local ``datetime``) and
     returns the run's context, so each run can be parametrized by its slot.
-    Returns the number of fires this process launched, once their runs have all
-    finished (a fire another process claimed is skipped, and not counted).
+    Returns the number of fires this process took up, once their runs have all
+    finished. ``max_runs`` counts the same fires: one skipped because the schedule
+    is paused or another process claimed it counts too, so ``max_runs`` bounds how
+    many fires this process waits for, not how many runs it starts.
     ``on_result`` receives each run's result; a run whose history could not be
     recorded (``RunResult.history_error``) is also logged as an error.
     Cancelling the schedule cancels the runs in progress, which still run their

@@ -81,7 +81,7 @@ async def test_page_carries_counts_and_status(store: RunStore) -> None:
 
 @pytest.mark.asyncio
 async def test_pipeline_substring_and_date_range(store: RunStore) -> None:
-    names = ["etl_daily", "ETL_hourly", "load", "a%b", "a_b", "axb"]
+    names = ["etl_daily", "ETL_hourly", "load", "a%b", "a_b", "axb", "Étape_nuit"]
     events: list[Event] = []
     for i, name in enumerate(names):
         events.append(RunStarted(f"s{i}", name, T0 + i * 100, {}, ()))
@@ -100,6 +100,8 @@ async def test_pipeline_substring_and_date_range(store: RunStore) -> None:
     assert await ids(since=T0 + 100, until=T0 + 300) == ["s2", "s1"]  # until excluded
     assert await ids(pipeline_contains="L", since=T0 + 100) == ["s2", "s1"]
     assert await ids(pipeline_contains="nothing") == []
+    for text in ("Étape", "étape", "ÉTAPE_N"):  # beyond ASCII, in any case (SQLite too)
+        assert await ids(pipeline_contains=text) == ["s6"], text
 
 
 @pytest.mark.parametrize(
@@ -111,11 +113,17 @@ async def test_pipeline_substring_and_date_range(store: RunStore) -> None:
         {"limit": True},
         {"before": "x", "after": "y"},
         {"before": "7"},
+        {"until": float("nan")},
+        {"since": float("inf")},
+        {"since": "2026-01-01"},
     ],
-    ids=["since-after-until", "zero", "too-big", "bool", "both-cursors", "bad-cursor"],
+    ids=[
+        *("since-after-until", "zero", "too-big", "bool", "both-cursors", "bad-cursor"),
+        *("nan", "infinite", "text"),
+    ],
 )
 def test_bad_queries_are_refused(kwargs: dict) -> None:
-    with pytest.raises(ValueError, match=r"limit|before|cursor|since"):
+    with pytest.raises(ValueError, match=r"limit|before|cursor|since|until"):
         RunQuery(**kwargs)
 
 

@@ -257,3 +257,33 @@ async def test_a_task_that_starts_with_nothing_else_to_record_is_on_record(
         tg.start_soon(watch)
         assert (await first.run(store=store)).status == "SUCCESS"
     assert second_ids == ["second-run"]
+
+
+def reverse_finishing(n: int) -> Pipeline:
+    """A mapped task whose instances all start, then finish last index first."""
+    finished = [anyio.Event() for _ in range(n)]
+
+    @task(name="item")
+    async def item(i: int) -> int:
+        if i + 1 < n:
+            await finished[i + 1].wait()
+        finished[i].set()
+        return i
+
+    return Pipeline("reverse-finishing", max_concurrency=n).add_task(item.expand(i=list(range(n))))
+
+
+@pytest.mark.asyncio
+async def test_mapped_instances_read_back_by_index_with_or_without_a_listener(
+    store: RunStore,
+) -> None:
+    """Without a listener a quick instance's start travels on its final record, so
+    the store first hears of the instances in finish order; they still read back
+    by index, as they do with events (start order)."""
+    n = 12
+    expected = ["item", *(f"item[{i}]" for i in range(n))]
+    quiet = await reverse_finishing(n).run(store=store)
+    listened = await reverse_finishing(n).run(store=store, on_event=lambda event: None)
+    for result in (quiet, listened):
+        result.raise_for_status()
+        assert [t.key for t in await store.get_tasks(result.run_id)] == expected

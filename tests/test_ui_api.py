@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from functools import partial
+from urllib.parse import unquote
 
 import _store_fixtures
 import _ui_fixtures
@@ -235,6 +236,20 @@ async def test_form_trigger_redirects_to_the_new_run(ui: UI) -> None:
     form = await (await ui.client.get(bad.headers["Location"])).text()
     assert "hello was not triggered: params must be a JSON object" in form
     assert ">{oops</textarea>" in form
+    # A refused box holding a secret: the redirect (browser history, access logs) keeps none.
+    leaky = await ui.client.post(
+        "/pipelines/hello/trigger",
+        data={
+            "csrf_token": token,
+            "params": '{"dremio_pat": "s3cr3t-pat", "dsn": "pg://u:pw9@h/db"',
+        },
+        allow_redirects=False,
+    )
+    assert leaky.status == 303
+    location = unquote(leaky.headers["Location"])
+    assert "refused=hello" in location
+    assert "s3cr3t-pat" not in location
+    assert "pw9" not in location
 
 
 async def test_cancel_a_running_run(ui: UI) -> None:

@@ -101,6 +101,8 @@ async def test_runs_filter_by_pipeline_substring_and_start_date(ui: UI) -> None:
     assert "since=" in (await bad.json())["error"]
     reversed_range = await ui.client.get("/?since=2026-03-12&until=2026-03-10")
     assert reversed_range.status == 400
+    for query in ("until=nan", "since=-inf", "since=20260311"):
+        assert (await ui.client.get(f"/api/runs?{query}")).status == 400, query
 
 
 async def test_a_pipeline_link_filters_exactly_and_says_so(ui: UI) -> None:
@@ -385,3 +387,17 @@ async def test_serve_gives_its_schedules_to_the_ui_to_run_and_pause() -> None:
                 assert answer.status == 200
             tg.cancel_scope.cancel()
     assert list(await store.paused_schedules()) == ["hourly"]
+
+
+async def test_a_pipeline_entry_takes_a_list_of_schedules_and_refuses_what_is_not_one() -> None:
+    pipeline = _ticker("listed")
+    every, hourly = Schedule(pipeline, interval=60), Schedule(pipeline, interval=3600)
+    entry = PipelineEntry(pipeline, schedule=[every, hourly])  # type: ignore[arg-type]
+    assert entry.schedules == (every, hourly)
+    assert entry.describe() == "every 60 s and every 3600 s"
+    for wrong in (60, [every, "cron 0 * * * *"], {every}):
+        with pytest.raises(TypeError, match="schedule must be"):
+            PipelineEntry(pipeline, schedule=wrong)  # type: ignore[arg-type]
+    other = Schedule(_ticker("other"), interval=60)
+    with pytest.raises(TypeError, match="a schedule of 'other'"):
+        PipelineEntry(pipeline, schedule=other)

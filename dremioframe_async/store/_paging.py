@@ -8,6 +8,7 @@ however deep the user pages, where ``OFFSET`` would read every skipped row.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,13 @@ class RunQuery:
     until: float | None = None
 
     def __post_init__(self) -> None:
+        for name, moment in (("since", self.since), ("until", self.until)):
+            if moment is not None and (
+                isinstance(moment, bool)
+                or not isinstance(moment, int | float)
+                or not math.isfinite(moment)
+            ):
+                raise ValueError(f"{name} must be finite epoch seconds, got {moment!r}")
         if self.since is not None and self.until is not None and self.since > self.until:
             raise ValueError(f"since ({self.since}) must not be after until ({self.until})")
         if isinstance(self.limit, bool) or not isinstance(self.limit, int):
@@ -147,11 +155,14 @@ class PageSQL:
     """The statements behind a :class:`RunQuery`, for one placeholder style.
 
     ``mark(n)`` returns the n-th placeholder (``?`` for SQLite, ``$n`` for
-    PostgreSQL). Filters come first so each statement can use the
-    ``(pipeline|status, started, run_id)`` indexes.
+    PostgreSQL); ``lower`` names the SQL function that lower-cases as Python's
+    ``str.lower`` does (SQLite's own folds ASCII only). Filters come first so each
+    statement can use the ``(pipeline|status, started, run_id)`` indexes.
     """
 
-    def __init__(self, query: RunQuery, table: str, mark: Callable[[int], str]) -> None:
+    def __init__(
+        self, query: RunQuery, table: str, mark: Callable[[int], str], lower: str = "lower"
+    ) -> None:
         self.table = table
         self._mark = mark
         self.where: list[str] = []
@@ -163,7 +174,8 @@ class PageSQL:
         if query.backfill is not None:
             self._add("backfill = {}", query.backfill)
         if query.pipeline_contains is not None:
-            self._add("lower(pipeline) LIKE {} ESCAPE '!'", f"%{_like(query.pipeline_contains)}%")
+            pattern = f"%{_like(query.pipeline_contains)}%"
+            self._add(f"{lower}(pipeline) LIKE {{}} ESCAPE '!'", pattern)
         if query.since is not None:
             self._add("started >= {}", query.since)
         if query.until is not None:

@@ -150,6 +150,8 @@ class SQLiteStore:
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
+            # SQLite's lower() folds ASCII only: the runs filter lower-cases as Python does.
+            conn.create_function(UNICODE_LOWER, 1, _lower, deterministic=True)
             _enable_wal(conn, self._busy_timeout)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             _migrate(conn)
@@ -542,9 +544,16 @@ def _list_runs(
     return [run_info(run, _counts(conn, run.run_id)) for run in runs]
 
 
+UNICODE_LOWER = "dfa_lower"
+
+
+def _lower(text: str | None) -> str | None:
+    return None if text is None else text.lower()
+
+
 def _query_runs(conn: sqlite3.Connection, dead_after: float, query: RunQuery) -> RunPage:
     queue.sweep(conn, dead_after)
-    sql = PageSQL(query, "runs", lambda n: "?")
+    sql = PageSQL(query, "runs", lambda n: "?", lower=UNICODE_LOWER)
     rows = conn.execute(*sql.rows(query)).fetchall()
     runs = [RunRow(*row) for row in (rows if query.after is None else reversed(rows))]
     total: int = conn.execute(*sql.count()).fetchone()[0]

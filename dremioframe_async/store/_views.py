@@ -95,7 +95,7 @@ def task_info(row: TaskRow, attempts: Iterable[AttemptRow]) -> TaskInfo:
 def task_infos(
     run: RunRow, tasks: Iterable[TaskRow], attempts: Iterable[AttemptRow]
 ) -> list[TaskInfo]:
-    """A run's :class:`TaskInfo` views in first-seen order (see :func:`in_plan_order`),
+    """A run's :class:`TaskInfo` views in plan order (see :func:`in_plan_order`),
     each with its attempts."""
     by_key: dict[str, list[AttemptRow]] = {}
     for attempt in attempts:
@@ -113,12 +113,13 @@ def prior_run(run: RunRow, results: Iterable[tuple[str, str | None]]) -> PriorRu
 
 
 def in_plan_order(run: RunRow, rows: Iterable[TaskRow]) -> list[TaskRow]:
-    """A run's task rows in first-seen order, with a PENDING row for each task not yet seen.
+    """A run's task rows in plan order, with a PENDING row for each task not yet seen.
 
     ``rows`` come in the order they were first written. The run's planned tasks
     come first, in plan order (their PENDING rows used to be written first), then
-    the dynamic ones (``expand`` children). Runs recorded without ``task_keys``
-    have real PENDING rows and are returned as they are.
+    the dynamic ones (``expand`` children), each mapped task's by index. Runs
+    recorded without ``task_keys`` have real PENDING rows and are returned as they
+    are.
     """
     if run.task_keys is None:
         return list(rows)
@@ -127,8 +128,29 @@ def in_plan_order(run: RunRow, rows: Iterable[TaskRow]) -> list[TaskRow]:
         by_key.pop(key, None) or TaskRow(run.run_id, key, TaskState.PENDING.value)
         for key in decode_json(run.task_keys)
     ]
-    ordered.extend(row for row in by_key.values() if row is not None)
+    ordered.extend(_instances_in_index_order([row for row in by_key.values() if row is not None]))
     return ordered
+
+
+def _instances_in_index_order(rows: list[TaskRow]) -> list[TaskRow]:
+    """Dynamic rows with each mapped task's instances together and by index.
+
+    Rows are first written in the order the store first hears of them, which is
+    start order with events and may be finish order with task records (a quick
+    task's start travels on its final record): either way not the order to show.
+    """
+    if not rows:
+        return rows
+    keyed: list[tuple[int, int, TaskRow]] = []
+    groups: dict[str, int] = {}
+    for pos, row in enumerate(rows):
+        parent, bracket, index = row.key[:-1].rpartition("[")
+        if bracket and row.key.endswith("]") and index.isdigit():
+            keyed.append((groups.setdefault(parent, pos), 1 + int(index), row))
+        else:
+            keyed.append((pos, 0, row))
+    keyed.sort(key=lambda entry: (entry[0], entry[1]))
+    return [row for _, _, row in keyed]
 
 
 def pending_count(run: RunRow, seen: Collection[str]) -> int:

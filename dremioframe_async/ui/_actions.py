@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from .._masking import mask_text
 from .._telemetry import continuing
 from . import _forms as forms
 from ._launcher import ActionRefused
@@ -139,8 +140,9 @@ async def _trigger_form_input(request: web.Request) -> dict[str, Any]:
         name = _name(request)
         query = {
             "refused": name,
-            "error": str(exc),
-            "params": raw[:MAX_ECHO] if isinstance(raw, str) else "",
+            # The URL lands in browser history and access logs: no secret rides on it.
+            "error": mask_text(str(exc)),
+            "params": mask_text(raw[:MAX_ECHO]) if isinstance(raw, str) else "",
             **{k: v[:MAX_ECHO] for k, v in texts if k.startswith(PREFIX) and "secret" not in k},
         }
         target = URL(RequestUrls(request).pipelines()).with_query(query)

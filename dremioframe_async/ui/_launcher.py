@@ -66,7 +66,8 @@ class PipelineEntry:
     elsewhere. ``params`` are the trigger form's fields and their defaults (see
     ``ui._params``).
 
-    :raises TypeError: for a schedule of another pipeline.
+    :raises TypeError: for a schedule of another pipeline, or a schedule that is
+        none of these (a list of Schedules is taken as a tuple).
     """
 
     pipeline: Pipeline
@@ -74,6 +75,15 @@ class PipelineEntry:
     params: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        given: object = self.schedule  # checked: callers are not always type-checked
+        if isinstance(given, list):  # frozen: store the tuple the annotation promises
+            object.__setattr__(self, "schedule", given := tuple(given))
+        if not (
+            given is None
+            or isinstance(given, str | Schedule)
+            or (isinstance(given, tuple) and all(isinstance(s, Schedule) for s in given))
+        ):
+            raise TypeError(f"schedule must be text, a Schedule or Schedules, got {given!r}")
         for schedule in self.schedules:
             if schedule.pipeline is not self.pipeline:
                 raise TypeError(

@@ -4,6 +4,7 @@ between reloads, from the server's clock (``<meta name="server-time">``)."""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -49,14 +50,21 @@ def parse_time(text: str, *, end: bool = False) -> float:
 
     :raises ValueError: for anything else.
     """
-    try:
-        return float(text)
-    except ValueError:
-        pass
+    bad = ValueError(f"not a date (YYYY-MM-DD), a time or epoch seconds: {text!r}")
+    if len(text) == 8 and text.isdigit():  # 1970's epoch seconds, or a date?
+        raise ValueError(f"ambiguous: write the date as {text[:4]}-{text[4:6]}-{text[6:]}")
+    if "-" not in text.lstrip("+-"):  # epoch seconds
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise bad from None
+        if not math.isfinite(seconds):  # nan matches nothing, or everything in PostgreSQL
+            raise bad
+        return seconds
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a date, a time or epoch seconds: {text!r}") from None
+        raise bad from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     if end and len(text) == 10:  # a bare date: up to the end of that day
