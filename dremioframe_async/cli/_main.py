@@ -25,6 +25,7 @@ from . import (
     demo,
     graph,
     logs,
+    pause,
     run,
     runs,
     schedule,
@@ -58,6 +59,7 @@ COMMANDS = (
     serve,
     trigger,
     cancel,
+    pause,
     ui,
     demo,
 )
