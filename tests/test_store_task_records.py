@@ -115,7 +115,9 @@ async def test_a_run_with_or_without_a_listener_leaves_the_same_history(store: R
 
 
 class Spying(MemoryStore):
-    """A MemoryStore that keeps what it was handed."""
+    """A MemoryStore that keeps what it was handed (and says it takes task records)."""
+
+    takes_task_records = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,6 +126,26 @@ class Spying(MemoryStore):
     async def record(self, events: Sequence[Record]) -> None:
         self.batches.append(list(events))
         await super().record(events)
+
+
+class Inspecting(MemoryStore):
+    """A user's subclass written for events: its ``record`` reads their attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    async def record(self, events: Sequence[Record]) -> None:
+        self.keys.extend(e.key for e in events if isinstance(e, TaskStateChanged))
+        await super().record(events)
+
+
+@pytest.mark.asyncio
+async def test_a_subclass_overriding_record_gets_events_unless_it_says_otherwise() -> None:
+    inspecting = Inspecting()
+    result = await mixed_pipeline().run(store=inspecting)
+    assert result.status == "FAILED"
+    assert set(inspecting.keys) == {"root", "flaky", "broken", "after_broken"}
 
 
 @pytest.mark.asyncio

@@ -199,6 +199,20 @@ def _run_id(record: Record) -> str:
     return record[0] if isinstance(record, tuple) else record.run_id
 
 
+def takes_task_records(recorder: object) -> bool:
+    """Whether ``recorder``'s ``record`` is declared to take task records.
+
+    The declaration must sit on the class that defines the ``record`` in use: a
+    subclass of a built-in store that overrides ``record`` (to inspect or filter
+    what is recorded) gets events, as it did before task records existed, unless
+    it declares ``takes_task_records = True`` itself.
+    """
+    for cls in type(recorder).__mro__:
+        if "record" in cls.__dict__:
+            return cls.__dict__.get("takes_task_records", False) is True
+    return False
+
+
 class Dispatcher:
     """One run's event delivery: ``emit`` (None when nobody listens) and ``flush``.
 
@@ -224,7 +238,7 @@ class Dispatcher:
         # Nobody but a recorder that takes them reads the events: the runner emits
         # task changes as TaskRecord tuples.
         recorder = recording.recorder if recording is not None else None
-        self.task_records = not listeners and getattr(recorder, "takes_task_records", False) is True
+        self.task_records = not listeners and takes_task_records(recorder)
         self._recorded_ahead = 0  # leading events of the next batch already recorded
         # With task records: the run's starts still to record (``Run.started_records``).
         self.started_records: Callable[[], Sequence[Record]] | None = None

@@ -102,7 +102,9 @@ class DirectRecorder(Protocol):
 
     When a run has no listener, the runner emits a ``TaskRecord`` instead of
     each ``TaskStateChanged`` (every other event as usual): the store gets the
-    same batches, in the same order, with the same meaning.
+    same batches, in the same order, with the same meaning. The declaration
+    counts only on the class that defines the ``record`` in use, so a subclass
+    that overrides ``record`` gets events unless it declares it again.
     """
 
     takes_task_records: Literal[True]
