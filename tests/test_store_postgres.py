@@ -10,11 +10,13 @@ import _store_fixtures
 import anyio
 import pytest
 import pytest_asyncio
-from test_store import sample_run
+from test_store import T0, sample_run, state
 
 from dremioframe_async import Pipeline, RunResult, task
+from dremioframe_async.orchestration import Event, RunFinished, RunStarted, TaskState
 from dremioframe_async.store import PostgresStore, RunStatus
 from dremioframe_async.store._postgres import SCHEMA_VERSION
+from dremioframe_async.store._postgres_batch import COPY_ROWS
 from dremioframe_async.store._sql import migration
 
 
@@ -158,3 +160,67 @@ async def test_lost_connections_are_replaced_and_leave_no_run_interrupted(
         assert (result.status, result.history_error) == ("SUCCESS", None)
         runs = {r.run_id: r.status for r in await store.list_runs()}
     assert runs == {first.run_id: RunStatus.SUCCESS, result.run_id: RunStatus.SUCCESS}
+
+
+def _wide_run(n: int) -> tuple[RunStarted, list[Event], RunFinished]:
+    keys = tuple(f"t{i}" for i in range(n))
+    ends = [
+        state("wide", k, TaskState.SUCCESS, 2 + i / n, 1, result={"i": i})
+        for i, k in enumerate(keys)
+    ]
+    return (
+        RunStarted("wide", "etl", T0, {}, keys),
+        ends,
+        RunFinished("wide", "etl", RunStatus.SUCCESS, T0 + 3, T0),
+    )
+
+
+def _check_wide(tasks: dict[str, Any], n: int) -> None:
+    assert len(tasks) == n
+    for i in range(n):
+        task_ = tasks[f"t{i}"]
+        assert (task_.state, task_.result, task_.finished) == (
+            TaskState.SUCCESS,
+            {"i": i},
+            T0 + 2 + i / n,
+        )
+
+
+@pytest.mark.asyncio
+async def test_a_batch_of_many_new_task_rows_is_copied(pg_url: str, schema: str) -> None:
+    n = COPY_ROWS + 44
+    started, ends, finished = _wide_run(n)
+    queries: list[str] = []
+    async with PostgresStore(pg_url, schema=schema, min_size=1, max_size=1) as store:
+        await store.record([started])
+        pool = await store._ensure()
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: queries.append(record.query))
+        await store.record([*ends, finished])
+        tasks = {t.key: t for t in await store.get_tasks("wide")}
+        run = await store.get_run("wide")
+    # asyncpg logs no COPY: the rows arrived, and no statement inserted them.
+    assert not [q for q in queries if q.startswith(f'INSERT INTO "{schema}".tasks')]
+    assert any(q.startswith(f'INSERT INTO "{schema}".runs') for q in queries)
+    assert run.counts == {"SUCCESS": n}
+    _check_wide(tasks, n)
+
+
+@pytest.mark.asyncio
+async def test_a_copied_batch_with_a_row_written_elsewhere_is_upserted(
+    pg_url: str, schema: str
+) -> None:
+    # The first handle takes every row of the batch for new and copies them; one
+    # exists (another handle wrote it), so the whole batch falls back to upserts.
+    n = COPY_ROWS + 44
+    started, ends, finished = _wide_run(n)
+    async with (
+        PostgresStore(pg_url, schema=schema) as first,
+        PostgresStore(pg_url, schema=schema) as second,
+    ):
+        await first.record([started])
+        await second.record([state("wide", "t7", TaskState.RUNNING, 1, 1)])
+        await first.record([*ends, finished])
+        tasks = {t.key: t for t in await second.get_tasks("wide")}
+    _check_wide(tasks, n)
+    assert tasks["t7"].started == T0 + 1  # kept from the other handle's row

@@ -121,7 +121,7 @@ class PostgresStore:
         self._owner_key = secrets.randbits(63)
         self._logs = log_sql("postgres", self._prefix)
         self._state = StateSQL("postgres", self._prefix)
-        self._batches = BatchWriter(self._prefix, self._logs, self._state)
+        self._batches = BatchWriter(self._prefix, self._logs, self._state, schema)
         self._pauses = PauseSQL("postgres", self._prefix)
         self._pool: Any = None
         self._open_lock: anyio.Lock | None = None
