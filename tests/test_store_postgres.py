@@ -8,15 +8,17 @@ from typing import Any
 
 import _store_fixtures
 import anyio
+import anyio.lowlevel
 import pytest
 import pytest_asyncio
 from test_store import T0, sample_run, state
 
 from dremioframe_async import Pipeline, RunResult, task
 from dremioframe_async.orchestration import Event, RunFinished, RunStarted, TaskState
-from dremioframe_async.store import PostgresStore, RunStatus
+from dremioframe_async.store import PostgresStore, RunStatus, _postgres_batch
+from dremioframe_async.store._fold import Fold
 from dremioframe_async.store._postgres import SCHEMA_VERSION
-from dremioframe_async.store._postgres_batch import COPY_ROWS
+from dremioframe_async.store._postgres_batch import COPY_ROWS, JSON_ROWS
 from dremioframe_async.store._sql import migration
 
 
@@ -224,3 +226,42 @@ async def test_a_copied_batch_with_a_row_written_elsewhere_is_upserted(
         tasks = {t.key: t for t in await second.get_tasks("wide")}
     _check_wide(tasks, n)
     assert tasks["t7"].started == T0 + 1  # kept from the other handle's row
+
+
+@pytest.mark.asyncio
+async def test_updates_of_more_rows_than_one_json_argument_holds_all_land(
+    pg_url: str, schema: str
+) -> None:
+    n = JSON_ROWS + 76
+    started, ends, finished = _wide_run(n)
+    running = [state("wide", f"t{i}", TaskState.RUNNING, 1 + i / n, 1) for i in range(n)]
+    async with PostgresStore(pg_url, schema=schema) as store:
+        await store.record([started, *running])  # new rows: copied
+        await store.record([*ends, finished])  # written rows: upserted, in two statements
+        tasks = {t.key: t for t in await store.get_tasks("wide")}
+    _check_wide(tasks, n)
+    assert [tasks[f"t{i}"].started for i in (0, n - 1)] == [T0 + 1, T0 + 1 + (n - 1) / n]
+
+
+@pytest.mark.asyncio
+async def test_a_big_batch_is_folded_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Folding runs on the loop: other tasks must get their turn meanwhile.
+    monkeypatch.setattr(_postgres_batch, "HOLD", 0.0)
+    _, ends, _ = _wide_run(1000)
+    turns = 0
+    folded = anyio.Event()
+
+    async def other() -> None:
+        nonlocal turns
+        while not folded.is_set():
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await anyio.lowlevel.checkpoint()  # let it start
+        before = turns
+        fold = await _postgres_batch.fold_sliced(Fold("me", None), ends)
+        folded.set()
+    assert len(fold.tasks) == 1000
+    assert turns - before >= 1000 // 64 - 1  # a turn between every two slices

@@ -7,18 +7,25 @@ than upserted (``WrittenTasks``); many of them at once go by ``COPY`` (binary),
 which costs the client a quarter of the CPU of encoding them as JSON and the
 server a third of the time. When a row taken for new exists after all (written
 through another handle), the batch is written again with upserts only.
+
+Folding and encoding run on the event loop, a slice at a time, yielding at least
+every ``HOLD`` seconds, and rows are encoded ``JSON_ROWS`` at a time as they are
+sent, so the server writes one part while the next is encoded. A worker thread
+would not help: it needs the GIL for the same work, and while the loop is busy
+(a wide no-op fan-out, say) it waits for the GIL until the loop goes idle, so a
+run's rows reached the server only after its last task.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import anyio.to_thread
+import anyio.lowlevel
 
 from ..orchestration import Record
 from ._fold import AttemptRow, Fold, RunRow, TaskRow, TaskValues, WrittenTasks, as_tuple
@@ -26,39 +33,48 @@ from ._logs import LogSQL
 from ._sql import columns, upsert_json
 from ._state import StateSQL
 
-__all__ = ["BatchWriter", "Statements", "write_all"]
+__all__ = ["BatchWriter", "Statements", "fold_sliced", "write_all"]
 
 Statements = list[tuple[str, tuple[Any, ...]]]
 """SQL statements with their arguments, written in order in one transaction."""
 
+Step = tuple[str, tuple[Any, ...] | list[Any]]
+"""A statement with its arguments, or with rows to send as one JSON argument (a list)."""
+
 _ROWS = (RunRow, TaskRow, AttemptRow)
 _UNIQUE_VIOLATION = "23505"
-# Batches up to this many events are folded on the loop (a thread hop costs ~50 µs).
-_INLINE_EVENTS = 16
 # New task rows from this many on are copied (COPY asks the server for the table's
 # column types first: one more round trip, which pays for itself from here on).
 COPY_ROWS = 256
+_COPY = "COPY tasks"  # the step that copies a batch's new task rows
 _TASK_COLUMNS = tuple(columns(TaskRow))
+HOLD = 0.001  # seconds of folding or encoding between two yields to the loop
+_FOLD_SLICE = 64  # events folded between two looks at the clock
+JSON_ROWS = 1024  # rows per JSON argument: about 2 ms of encoding
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+async def fold_sliced(fold: Fold, events: Sequence[Record]) -> Fold:
+    """``fold.add_all(events)`` on the loop, yielding at least every ``HOLD`` seconds."""
+    if len(events) <= _FOLD_SLICE:
+        return fold.add_all(events)
+    since = time.perf_counter()
+    for i in range(0, len(events), _FOLD_SLICE):
+        fold.add_all(events[i : i + _FOLD_SLICE])
+        if time.perf_counter() - since >= HOLD:
+            await anyio.lowlevel.checkpoint()
+            since = time.perf_counter()
+    return fold
 
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """One batch's statements, and what ``fallback()`` upserts if a new row exists.
+    """One batch's steps, and what ``fallback`` upserts if a new row exists after all."""
 
-    ``copied`` are new task rows to ``COPY`` after the first ``leading`` of
-    ``writes`` (the run rows, when the batch has any), in place of an insert.
-    """
-
-    writes: Statements
-    retry: list[tuple[str, list[Any]]]  # every row upserted, encoded only when needed
-    tail: Statements  # the state and log writes, the same either way
+    steps: list[Step]
+    fallback: list[Step]
     new: list[TaskValues]
     copied: list[TaskValues]
-    leading: int
-
-    def fallback(self) -> Statements:
-        return [*((sql, (_dumps(rows),)) for sql, rows in self.retry if rows), *self.tail]
 
 
 class BatchWriter:
@@ -79,67 +95,74 @@ class BatchWriter:
         connection: Callable[[], AbstractAsyncContextManager[Any]],
     ) -> None:
         """Fold ``events`` into ``fold`` and write them on one of ``connection()``'s."""
-        if len(events) > _INLINE_EVENTS:
-            # Folding and encoding (results, tracebacks, JSON) is CPU work: off the loop.
-            batch = await anyio.to_thread.run_sync(self._encode, fold, list(events))
-        else:  # a run's start, say: a thread hop would cost more than the work
-            batch = self._encode(fold, events)
+        batch = self._steps(await fold_sliced(fold, events))
         async with connection() as conn:
             try:
-                if batch.copied:
-                    await self._write_copying(conn, batch)
-                else:
-                    await write_all(conn, batch.writes)
+                await self._send(conn, batch.steps, batch.copied)
             except Exception as exc:
                 if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION or not batch.new:
                     raise
                 # A row taken for new exists (written through another handle): upsert all.
-                await write_all(conn, batch.fallback())
+                await self._send(conn, batch.fallback, [])
         self._written.remember(fold.runs.values(), batch.new)
 
-    async def _write_copying(self, conn: Any, batch: _Batch) -> None:
-        """``batch.writes`` in one transaction, its new task rows copied after the runs'."""
-        runs, rest = batch.writes[: batch.leading], batch.writes[batch.leading :]
-        async with conn.transaction():
-            for sql, args in runs:
-                await conn.execute(sql, *args)
-            await conn.copy_records_to_table(
-                "tasks", records=batch.copied, columns=_TASK_COLUMNS, schema_name=self._schema
-            )
-            for sql, args in rest:
-                await conn.execute(sql, *args)
-
-    def _encode(self, fold: Fold, events: Sequence[Record]) -> _Batch:
-        """Fold ``events``; each write with its rows as JSON (see ``upsert_json``)."""
-        fold.add_all(events)
+    def _steps(self, fold: Fold) -> _Batch:
+        """The batch's writes in order: runs, tasks, attempts, state, logs."""
         runs = [as_tuple(r) for r in fold.runs.values()]
         attempts = [as_tuple(r) for r in fold.attempts.values()]
         tasks = list(fold.tasks.values())
         new, written = self._written.split(tasks)
         copied = new if len(new) >= COPY_ROWS else []
-        writes: list[tuple[str, list[Any]]] = [
+        logs = fold.logs
+        tail: list[Step] = [
+            *self._state.writes(list(fold.states.values())),
+            (self._logs.insert, logs.rows),
+            (self._logs.trim, logs.trim_rows()),
+            (self._logs.trace, [list(t) for t in logs.traces.items()]),
+        ]
+        steps: list[Step] = [
             (self._upserts[RunRow], runs),
-            (self._insert_tasks, [] if copied else new),
+            (_COPY, ()) if copied else (self._insert_tasks, new),
             (self._upserts[TaskRow], written),
             (self._upserts[AttemptRow], attempts),
+            *tail,
         ]
-        fallback: list[tuple[str, list[Any]]] = [(self._upserts[TaskRow], tasks)] if new else []
-        states = self._state.writes(list(fold.states.values()))
-        retry = [writes[0], *fallback, writes[3]]
-        logs: list[tuple[str, list[Any]]] = [
-            (self._logs.insert, fold.logs.rows),
-            (self._logs.trim, fold.logs.trim_rows()),
-            (self._logs.trace, [list(t) for t in fold.logs.traces.items()]),
+        fallback: list[Step] = [
+            (self._upserts[RunRow], runs),
+            (self._upserts[TaskRow], tasks if new else []),
+            (self._upserts[AttemptRow], attempts),
+            *tail,
         ]
-        tail = [*states, *((sql, (_dumps(rows),)) for sql, rows in logs if rows)]
-        return _Batch(
-            [*((sql, (_dumps(rows),)) for sql, rows in writes if rows), *tail],
-            retry,
-            tail,
-            new,
-            copied,
-            1 if runs else 0,
-        )
+        return _Batch(_present(steps), _present(fallback), new, copied)
+
+    async def _send(self, conn: Any, steps: list[Step], copied: list[TaskValues]) -> None:
+        """Execute ``steps`` in one transaction (one statement needs none)."""
+        if len(steps) == 1 and steps[0][0] is not _COPY and len(steps[0][1]) <= JSON_ROWS:
+            await _execute(conn, *steps[0])
+            return
+        async with conn.transaction():
+            for sql, args in steps:
+                if sql is _COPY:
+                    await conn.copy_records_to_table(
+                        "tasks", records=copied, columns=_TASK_COLUMNS, schema_name=self._schema
+                    )
+                elif isinstance(args, list):
+                    for i in range(0, len(args), JSON_ROWS):
+                        await _execute(conn, sql, args[i : i + JSON_ROWS])
+                else:
+                    await conn.execute(sql, *args)
+
+
+def _present(steps: list[Step]) -> list[Step]:
+    """The steps that write something: statements, the copy, and rows that are there."""
+    return [(sql, args) for sql, args in steps if not isinstance(args, list) or args]
+
+
+async def _execute(conn: Any, sql: str, args: tuple[Any, ...] | list[Any]) -> None:
+    if isinstance(args, list):
+        await conn.execute(sql, _dumps(args))
+    else:
+        await conn.execute(sql, *args)
 
 
 async def write_all(conn: Any, writes: Statements) -> None:
