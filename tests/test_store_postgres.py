@@ -15,8 +15,8 @@ from test_store import T0, sample_run, state
 
 from dremioframe_async import Pipeline, RunResult, task
 from dremioframe_async.orchestration import Event, RunFinished, RunStarted, TaskState
-from dremioframe_async.store import PostgresStore, RunStatus, _postgres_batch
-from dremioframe_async.store._fold import Fold
+from dremioframe_async.store import PostgresStore, RunStatus, _fold
+from dremioframe_async.store._fold import Fold, fold_sliced
 from dremioframe_async.store._postgres import SCHEMA_VERSION
 from dremioframe_async.store._postgres_batch import COPY_ROWS, JSON_ROWS
 from dremioframe_async.store._sql import migration
@@ -246,7 +246,7 @@ async def test_updates_of_more_rows_than_one_json_argument_holds_all_land(
 @pytest.mark.asyncio
 async def test_a_big_batch_is_folded_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # Folding runs on the loop: other tasks must get their turn meanwhile.
-    monkeypatch.setattr(_postgres_batch, "HOLD", 0.0)
+    monkeypatch.setattr(_fold, "HOLD", 0.0)
     _, ends, _ = _wide_run(1000)
     turns = 0
     folded = anyio.Event()
@@ -261,7 +261,7 @@ async def test_a_big_batch_is_folded_a_slice_at_a_time(monkeypatch: pytest.Monke
         tg.start_soon(other)
         await anyio.lowlevel.checkpoint()  # let it start
         before = turns
-        fold = await _postgres_batch.fold_sliced(Fold("me", None), ends)
+        fold = await fold_sliced(Fold("me", None), ends)
         folded.set()
     assert len(fold.tasks) == 1000
     assert turns - before >= 1000 // 64 - 1  # a turn between every two slices

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeVar
+
+import anyio.lowlevel
 
 from .._masking import mask_text
 from ..orchestration import (
@@ -41,6 +43,7 @@ __all__ = [
     "TaskRow",
     "TaskValues",
     "WrittenTasks",
+    "fold_sliced",
     "merge",
 ]
 
@@ -354,6 +357,26 @@ class Fold:
 
 
 _EMPTY = (None,) * (len(_NAMES[TaskRow]) - 2)
+
+HOLD = 0.001  # seconds of folding between two yields to the loop
+_FOLD_SLICE = 64  # events folded between two looks at the clock
+
+
+async def fold_sliced(fold: Fold, events: Sequence[Record]) -> Fold:
+    """``fold.add_all(events)`` on the loop, yielding at least every ``HOLD`` seconds.
+
+    Folding is CPU work under the GIL in any thread; a worker thread doing it
+    while the loop is busy waits for the GIL until the loop goes idle.
+    """
+    if len(events) <= _FOLD_SLICE:
+        return fold.add_all(events)
+    since = time.perf_counter()
+    for i in range(0, len(events), _FOLD_SLICE):
+        fold.add_all(events[i : i + _FOLD_SLICE])
+        if time.perf_counter() - since >= HOLD:
+            await anyio.lowlevel.checkpoint()
+            since = time.perf_counter()
+    return fold
 
 
 class WrittenTasks:

@@ -9,7 +9,7 @@ server a third of the time. When a row taken for new exists after all (written
 through another handle), the batch is written again with upserts only.
 
 Folding and encoding run on the event loop, a slice at a time, yielding at least
-every ``HOLD`` seconds, and rows are encoded ``JSON_ROWS`` at a time as they are
+every millisecond (``_fold.fold_sliced``), and rows are encoded ``JSON_ROWS`` at a time as they are
 sent, so the server writes one part while the next is encoded. A worker thread
 would not help: it needs the GIL for the same work, and while the loop is busy
 (a wide no-op fan-out, say) it waits for the GIL until the loop goes idle, so a
@@ -19,21 +19,27 @@ run's rows reached the server only after its last task.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.lowlevel
-
 from ..orchestration import Record
-from ._fold import AttemptRow, Fold, RunRow, TaskRow, TaskValues, WrittenTasks, as_tuple
+from ._fold import (
+    AttemptRow,
+    Fold,
+    RunRow,
+    TaskRow,
+    TaskValues,
+    WrittenTasks,
+    as_tuple,
+    fold_sliced,
+)
 from ._logs import LogSQL
 from ._sql import columns, upsert_json
 from ._state import StateSQL
 
-__all__ = ["BatchWriter", "Statements", "fold_sliced", "write_all"]
+__all__ = ["BatchWriter", "Statements", "write_all"]
 
 Statements = list[tuple[str, tuple[Any, ...]]]
 """SQL statements with their arguments, written in order in one transaction."""
@@ -48,23 +54,8 @@ _UNIQUE_VIOLATION = "23505"
 COPY_ROWS = 256
 _COPY = "COPY tasks"  # the step that copies a batch's new task rows
 _TASK_COLUMNS = tuple(columns(TaskRow))
-HOLD = 0.001  # seconds of folding or encoding between two yields to the loop
-_FOLD_SLICE = 64  # events folded between two looks at the clock
 JSON_ROWS = 1024  # rows per JSON argument: about 2 ms of encoding
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-
-async def fold_sliced(fold: Fold, events: Sequence[Record]) -> Fold:
-    """``fold.add_all(events)`` on the loop, yielding at least every ``HOLD`` seconds."""
-    if len(events) <= _FOLD_SLICE:
-        return fold.add_all(events)
-    since = time.perf_counter()
-    for i in range(0, len(events), _FOLD_SLICE):
-        fold.add_all(events[i : i + _FOLD_SLICE])
-        if time.perf_counter() - since >= HOLD:
-            await anyio.lowlevel.checkpoint()
-            since = time.perf_counter()
-    return fold
 
 
 @dataclass(frozen=True, slots=True)
