@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -265,3 +266,10 @@ async def test_a_big_batch_is_folded_a_slice_at_a_time(monkeypatch: pytest.Monke
         folded.set()
     assert len(fold.tasks) == 1000
     assert turns - before >= 1000 // 64 - 1  # a turn between every two slices
+
+
+@pytest.mark.asyncio
+async def test_a_batch_that_cannot_be_sliced_is_folded_whole() -> None:
+    _, ends, _ = _wide_run(200)
+    fold = await fold_sliced(Fold("me", None), deque(ends))
+    assert len(fold.tasks) == 200

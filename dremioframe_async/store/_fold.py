@@ -370,6 +370,8 @@ async def fold_sliced(fold: Fold, events: Sequence[Record]) -> Fold:
     """
     if len(events) <= _FOLD_SLICE:
         return fold.add_all(events)
+    if not isinstance(events, list | tuple):
+        events = list(events)  # a deque, say: sliced below
     since = time.perf_counter()
     for i in range(0, len(events), _FOLD_SLICE):
         fold.add_all(events[i : i + _FOLD_SLICE])
