@@ -203,7 +203,7 @@ def test_bench_dremio_ends_each_step_on_time_when_the_server_hangs(
         started = time.monotonic()
         code = main(
             [
-                "bench", "dremio", "--url", fake["url"], "--pat", fake["token"],
+                "bench", "dremio", "--url", fake["url"], f"--pat={fake['token']}",
                 "--flight-url", fake["flight_url"], "--table", "shop.sales",
                 "--sql", "SELECT 1 AS one", "--concurrency", "1,2", "--duration", "1s",
                 "--warmup", "0", "--json", str(out),
