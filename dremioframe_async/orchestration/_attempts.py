@@ -55,23 +55,58 @@ class Attempts(Arguments):
             else:
                 result = await self._attempt(node, call)
         except anyio.get_cancelled_exc_class() as exc:
-            if cancel_is_stray():
-                # The task awaited something that had been cancelled on its own:
-                # that is this task failing, not the run being cancelled.
-                self._settle(node, _S.FAILED, error=exc)
-                return
-            # The run's own cancellation (a task's inner scopes catch theirs;
-            # timeouts arrive as TimeoutError): wind down and re-raise.
-            self.cancelling = True
-            if node.attempts == 0 and self._is_cleanup(node):
-                self.ready.append(node)  # never started: the wind-down may still run it
-            else:
-                self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
-            raise
+            if self._cancelled(node, exc):
+                raise
         except Exception as exc:
             self._settle(node, _S.FAILED, error=exc)
         else:
             self._settle(node, _S.SUCCESS, result=result)
+
+    async def _run_plain(self, node: Node, cancel_called: Callable[[], bool] | None) -> None:
+        """``_run_node`` for a plain task (``Plan.plain``) in a run without slots
+        or executor: one attempt, a call of its function in its observers' scope,
+        and nothing else to set up (most of a wide no-op fan-out's cost was that).
+
+        ``cancel_called``: the runner's quick check for a cancelled scope around
+        it (see ``_backend.cancel_called_function``); None: always the full one.
+        """
+        task = node.task
+        try:
+            # As in ``_attempt``: no body starts once the run is being cancelled.
+            if cancel_called is None or cancel_called():
+                await self._checkpoint_if_cancelled()
+            self._mark_running(node)
+            scope = self.observe(node) if self.observe is not None else None
+            if scope is None:
+                result = await task.action(*task.args, **task.kwargs)
+            else:
+                with scope:
+                    result = await task.action(*task.args, **task.kwargs)
+            if result is not None:
+                result = check_async(node.key, result)
+        except anyio.get_cancelled_exc_class() as exc:
+            if self._cancelled(node, exc):
+                raise
+        except Exception as exc:
+            self._settle(node, _S.FAILED, error=exc)
+        else:
+            self._settle(node, _S.SUCCESS, result=result)
+
+    def _cancelled(self, node: Node, exc: BaseException) -> bool:
+        """Settle ``node``, whose attempt was cancelled; whether the run is (re-raise)."""
+        if cancel_is_stray():
+            # The task awaited something that had been cancelled on its own:
+            # that is this task failing, not the run being cancelled.
+            self._settle(node, _S.FAILED, error=exc)
+            return False
+        # The run's own cancellation (a task's inner scopes catch theirs;
+        # timeouts arrive as TimeoutError): wind down and re-raise.
+        self.cancelling = True
+        if node.attempts == 0 and self._is_cleanup(node):
+            self.ready.append(node)  # never started: the wind-down may still run it
+        else:
+            self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
+        return True
 
     async def _open_resources(self, node: Node, call: Callable[[], Any]) -> Callable[[], Any]:
         # Opening counts in the first attempt: its timeout bounds the wait, and

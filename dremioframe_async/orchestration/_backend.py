@@ -12,6 +12,7 @@ import sniffio
 
 __all__ = [
     "call_soon_from_thread",
+    "cancel_called_function",
     "cancel_is_stray",
     "checkpoint_function",
     "checkpoint_if_cancelled_function",
@@ -47,6 +48,42 @@ def checkpoint_if_cancelled_function() -> Callable[[], Awaitable[None]]:
         get_async_backend(), "checkpoint_if_cancelled", None
     )
     return check if check is not None else anyio.lowlevel.checkpoint_if_cancelled
+
+
+def cancel_called_function() -> Callable[[], bool] | None:
+    """For the current task: a quick check whether any cancel scope it runs in
+    has been cancelled, or None where there is none (call the full check).
+
+    anyio's ``checkpoint_if_cancelled`` finds the task's scope and walks its
+    parents on every call; a runner's scopes stay the same while it runs, so it
+    walks them once here. The check may say True for a scope whose
+    cancellation a shield stops: the caller then makes the full check, which
+    knows. It reads anyio's asyncio internals; an anyio that moved them gets None.
+    """
+    if not _on_asyncio():
+        return None
+    try:
+        from anyio._backends._asyncio import _task_states
+
+        state = _task_states.get(asyncio.current_task())  # type: ignore[arg-type]
+        scope = state.cancel_scope if state is not None else None
+        scopes = []
+        while scope is not None:
+            scopes.append(scope)
+            scope = scope._parent_scope
+    except (ImportError, AttributeError):  # pragma: no cover - an anyio that moved its internals
+        return None
+    if not scopes:
+        return None
+    chain = tuple(scopes)
+
+    def cancel_called() -> bool:
+        for scope in chain:  # noqa: SIM110 -- a loop: this runs once per task
+            if scope.cancel_called:
+                return True
+        return False
+
+    return cancel_called
 
 
 def cancel_is_stray() -> bool:

@@ -23,6 +23,19 @@ KeepResults = Literal["all", "leaves", "none"]
 KEEP_RESULTS: tuple[KeepResults, ...] = ("all", "leaves", "none")
 
 
+def _is_plain(t: Task) -> bool:
+    if type(t) is not Task or not t.is_async or t.wants_context or t.has_task_args:
+        return False
+    o = t.options
+    return (
+        not o.retries
+        and o.timeout is None
+        and o.deadline is None
+        and not o.resources
+        and o.pool is None
+    )
+
+
 class Plan:
     """The validated graph: tasks in creation order, their unique keys, and edges
     as index tuples. Runs share it and never change it.
@@ -34,6 +47,7 @@ class Plan:
     __slots__ = (
         "_kept",
         "_key_index",
+        "_plain",
         "_starts",
         "_upstream_keys",
         "downstream",
@@ -63,6 +77,20 @@ class Plan:
         self._key_index: dict[str, int] | None = None
         self._kept: dict[str, bytearray | None] = {}
         self._starts: tuple[int, ...] | None = None
+        self._plain: bytearray | None = None
+
+    @property
+    def plain(self) -> bytearray:
+        """1 for each task a runner may run without its general machinery.
+
+        A plain task is an exact :class:`Task` of an ``async def`` without
+        context, task arguments, retries, time limits, resources or pool: its
+        one attempt is a call of its function and nothing else. (Whether the run
+        adds slots, observers or an executor is the run's to check.)
+        """
+        if self._plain is None:
+            self._plain = bytearray(map(_is_plain, self.tasks))
+        return self._plain
 
     @property
     def upstream_keys(self) -> tuple[tuple[str, ...], ...]:

@@ -75,6 +75,8 @@ class RunCore:
         self.observe = observe  # log capture, tracing and metrics of attempts; None: none
         self.state = state if state is not None else RunState(plan.pipeline, None)
         self.executor = executor  # None: plain functions in this run's threads
+        # Which tasks a runner may run by ``_run_plain`` (None: none, in this run).
+        self.plain = plan.plain if executor is None else None
         self.resources = resources if resources is not None else RunResources(NO_RESOURCES)
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))

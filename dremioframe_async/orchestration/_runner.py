@@ -24,6 +24,7 @@ import anyio
 import anyio.lowlevel
 
 from ._attempts import Attempts
+from ._backend import cancel_called_function
 from ._events import RunFinished, RunStarted
 from ._node import NodesByKey, Settlement, task_run
 from ._result import LazyTaskRuns, RunResult
@@ -65,6 +66,8 @@ class Run(Attempts):
 
     async def _runner(self) -> None:
         last_yield = time.perf_counter()
+        plain = self.plain
+        cancel_called = cancel_called_function() if plain is not None else None
         try:
             while not self._paused():
                 if self.spill and len(self.ready) < SLICE:
@@ -76,7 +79,10 @@ class Run(Attempts):
                     self.busy += 1
                     self._maybe_spawn()
                     try:
-                        await self._run_node(node)
+                        if plain is not None and plain[node.i] and not node.limiters:
+                            await self._run_plain(node, cancel_called)
+                        else:
+                            await self._run_node(node)
                     finally:
                         self.busy -= 1
                 # Yield between tasks (never while counted busy) at least every
