@@ -63,25 +63,34 @@ class Attempts(Arguments):
             self._settle(node, _S.SUCCESS, result=result)
 
     async def _run_plain(self, node: Node, cancel_called: Callable[[], bool] | None) -> None:
-        """``_run_node`` for a plain task (``Plan.plain``) in a run without slots
-        or executor: one attempt, a call of its function in its observers' scope,
-        and nothing else to set up (most of a wide no-op fan-out's cost was that).
+        """``_run_node`` for a plain task (``Plan.plain``) in a run without an
+        executor: one attempt, in its slots if it has any, a call of its function
+        in its observers' scope, and nothing else to set up (most of a wide no-op
+        fan-out's cost was that set-up).
 
         ``cancel_called``: the runner's quick check for a cancelled scope around
         it (see ``_backend.cancel_called_function``); None: always the full one.
         """
-        task = node.task
+        slots = AttemptSlots(node.limiters) if node.limiters else None
         try:
-            # As in ``_attempt``: no body starts once the run is being cancelled.
-            if cancel_called is None or cancel_called():
-                await self._checkpoint_if_cancelled()
-            self._mark_running(node)
-            scope = self.observe(node) if self.observe is not None else None
-            if scope is None:
-                result = await task.action(*task.args, **task.kwargs)
-            else:
-                with scope:
+            if slots is not None:
+                await slots.__aenter__()
+            try:
+                # As in ``_attempt``: no body starts once the run is being cancelled,
+                # even when taking the slots did not have to wait.
+                if cancel_called is None or cancel_called():
+                    await self._checkpoint_if_cancelled()
+                self._mark_running(node)
+                task = node.task
+                scope = self.observe(node) if self.observe is not None else None
+                if scope is None:
                     result = await task.action(*task.args, **task.kwargs)
+                else:
+                    with scope:
+                        result = await task.action(*task.args, **task.kwargs)
+            finally:
+                if slots is not None:
+                    slots.release()
             if result is not None:
                 result = check_async(node.key, result)
         except anyio.get_cancelled_exc_class() as exc:

@@ -46,7 +46,7 @@ class AttemptSlots:
                     await limiter.acquire_on_behalf_of(self)
                 self._held += 1
         except BaseException:
-            self._release()  # cancelled while waiting: give back what was taken
+            self.release()  # cancelled while waiting: give back what was taken
             raise
         return self
 
@@ -56,9 +56,10 @@ class AttemptSlots:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._release()
+        self.release()
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give back the slots taken (what leaving the ``async with`` does)."""
         for limiter in self._limiters[: self._held]:
             limiter.release_on_behalf_of(self)
         self._held = 0

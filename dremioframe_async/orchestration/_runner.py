@@ -79,7 +79,7 @@ class Run(Attempts):
                     self.busy += 1
                     self._maybe_spawn()
                     try:
-                        if plain is not None and plain[node.i] and not node.limiters:
+                        if plain is not None and plain[node.i]:
                             await self._run_plain(node, cancel_called)
                         else:
                             await self._run_node(node)
