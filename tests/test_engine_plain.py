@@ -107,7 +107,7 @@ def test_only_tasks_with_nothing_to_set_up_are_plain() -> None:
         "plain": True,
         "retries": False,
         "timeout": False,
-        "pool": False,
+        "pool": True,  # its pool slot is taken on the plain path too
         "context": False,
         "sync": False,
         "takes": False,

@@ -27,13 +27,7 @@ def _is_plain(t: Task) -> bool:
     if type(t) is not Task or not t.is_async or t.wants_context or t.has_task_args:
         return False
     o = t.options
-    return (
-        not o.retries
-        and o.timeout is None
-        and o.deadline is None
-        and not o.resources
-        and o.pool is None
-    )
+    return not o.retries and o.timeout is None and o.deadline is None and not o.resources
 
 
 class Plan:
@@ -84,9 +78,9 @@ class Plan:
         """1 for each task a runner may run without its general machinery.
 
         A plain task is an exact :class:`Task` of an ``async def`` without
-        context, task arguments, retries, time limits, resources or pool: its
-        one attempt is a call of its function and nothing else. (Whether the run
-        adds slots, observers or an executor is the run's to check.)
+        context, task arguments, retries, time limits or resources: its one
+        attempt is a call of its function in its slots (pool, concurrency) and
+        its observers' scope. (Whether the run has an executor is the run's to check.)
         """
         if self._plain is None:
             self._plain = bytearray(map(_is_plain, self.tasks))
