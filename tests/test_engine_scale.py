@@ -237,3 +237,16 @@ async def test_cancelling_a_wide_fan_out_still_runs_its_cleanup() -> None:
             scope.cancel()
     assert ran == ["cleanup"]  # every mid ended (cancelled), so the all_done task ran
     assert outcome == []  # the caller's cancellation is re-raised, not a result
+
+
+async def test_a_run_of_tasks_with_arguments_needs_no_index_of_every_task() -> None:
+    # A plan of a million tasks would hold a dict of them all: a run looks up
+    # only the tasks whose results others take; the full index waits for key_of.
+    pipeline = _fan_out(width=50)
+    result = await pipeline.run()
+    assert result.status == "SUCCESS"
+    plan = pipeline.plan()
+    assert plan._index is None
+    assert set(plan.inputs) == {plan.tasks[0]}  # root, each mid's argument
+    assert plan.key_of(plan.tasks[-1]) == plan.keys[-1]
+    assert plan._index is not None and len(plan.index) == 52

@@ -42,9 +42,9 @@ class Arguments(Settling):
 
     def _missing_inputs(self, node: Node) -> tuple[TaskState, str] | None:
         for up in node.task.data_dependencies():
-            key = self.plan.keys[self.plan.index[up]]
+            key = self.plan.keys[self.plan.inputs[up]]
             if key not in self.results:
-                state = self.nodes[self.plan.index[up]].state
+                state = self.nodes[self.plan.inputs[up]].state
                 verdict = _S.SKIPPED if state is _S.SKIPPED else _S.UPSTREAM_FAILED
                 return verdict, f"input {key!r} has no result: it ended {state.value}"
         return None
@@ -52,7 +52,7 @@ class Arguments(Settling):
     def _resolve(self, value: Any) -> Any:
         """``value`` with each Task in it replaced by its result; others kept as given."""
         if isinstance(value, Task):
-            return self.results[self.plan.keys[self.plan.index[value]]]
+            return self.results[self.plan.keys[self.plan.inputs[value]]]
         if not contains_task(value):
             return value
         if isinstance(value, dict):

@@ -34,18 +34,19 @@ class Plan:
     """The validated graph: tasks in creation order, their unique keys, and edges
     as index tuples. Runs share it and never change it.
 
-    ``upstream_keys`` and ``key_index`` are derived on first use: a run without
+    ``upstream_keys``, ``index`` and ``key_index`` are derived on first use: a run without
     listeners or context lookups never needs them.
     """
 
     __slots__ = (
+        "_index",
         "_kept",
         "_key_index",
         "_plain",
         "_starts",
         "_upstream_keys",
         "downstream",
-        "index",
+        "inputs",
         "keys",
         "pipeline",
         "tasks",
@@ -57,14 +58,15 @@ class Plan:
         pipeline: str,
         tasks: tuple[Task, ...],
         keys: tuple[str, ...],
-        index: Mapping[Task, int],
+        inputs: Mapping[Task, int],
         upstream: tuple[tuple[int, ...], ...],
         downstream: tuple[tuple[int, ...], ...],
     ) -> None:
         self.pipeline = pipeline
         self.tasks = tasks
         self.keys = keys
-        self.index = index
+        self.inputs = inputs  # the position of each task whose result another takes
+        self._index: dict[Task, int] | None = None
         self.upstream = upstream
         self.downstream = downstream
         self._upstream_keys: tuple[tuple[str, ...], ...] | None = None
@@ -93,6 +95,14 @@ class Plan:
             key_at = self.keys.__getitem__
             self._upstream_keys = tuple([tuple(map(key_at, up)) for up in self.upstream])
         return self._upstream_keys
+
+    @property
+    def index(self) -> Mapping[Task, int]:
+        """Each task's position in ``tasks``, made on first use (a run looks up
+        only ``inputs``; a million-task plan need not hold both)."""
+        if self._index is None:
+            self._index = {t: i for i, t in enumerate(self.tasks)}
+        return self._index
 
     @property
     def key_index(self) -> Mapping[str, int]:
@@ -134,7 +144,7 @@ class Plan:
                 for t in tasks:
                     if t.has_task_args:
                         for up in t.data_dependencies():
-                            flags[self.index[up]] = 1
+                            flags[self.inputs[up]] = 1
             self._kept[keep] = flags
         return self._kept[keep]
 
@@ -172,6 +182,8 @@ def assign_keys(tasks: list[Task]) -> list[str]:
     A suffixed key never takes a name that another task in the graph carries.
     """
     names = {t.name for t in tasks}
+    if len(names) == len(tasks):  # the common case: every name is its key
+        return [t.name for t in tasks]
     used: set[str] = set()
     next_suffix: dict[str, int] = {}
     keys = []
@@ -247,11 +259,23 @@ def build_plan(
     # Equal edge tuples are shared (a fan-out's tasks all have the same ones): a
     # large graph keeps a few tuples instead of two per task.
     shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+    # Tasks linked to one task alone share its edge tuple (``Task._alone``), and
+    # a fan-out's tasks come one after another: the last edges mapped are reused.
+    last_up: object = None
+    last_down: object = None
+    up: tuple[int, ...] = ()
+    down: tuple[int, ...] = ()
     for i, t in enumerate(tasks):
-        up = tuple(map(at, t._upstream))
-        upstream.append(shared.setdefault(up, up))
-        down = tuple(map(at, t._downstream))
-        downstream.append(shared.setdefault(down, down))
+        if t._upstream is not last_up:
+            last_up = t._upstream
+            up = tuple(map(at, last_up))
+            up = shared.setdefault(up, up)
+        upstream.append(up)
+        if t._downstream is not last_down:
+            last_down = t._downstream
+            down = tuple(map(at, last_down))
+            down = shared.setdefault(down, down)
+        downstream.append(down)
         options = t.options
         if options.pool is not None and options.pool not in pools:
             in_pools.append(i)
@@ -278,7 +302,8 @@ def build_plan(
         raise CycleError(name, cycles, problems)
     if problems:
         raise PipelineDefinitionError(name, problems)
-    return Plan(name, tuple(tasks), tuple(keys), index, ups, downs)
+    inputs = {up: index[up] for t in tasks if t.has_task_args for up in t.data_dependencies()}
+    return Plan(name, tuple(tasks), tuple(keys), inputs, ups, downs)
 
 
 _PLAIN_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -30,7 +30,6 @@ class Node:
     __slots__ = (
         "__dict__",
         "attempts",
-        "error",
         "finished",
         "i",
         "key",
@@ -44,6 +43,7 @@ class Node:
         "upstream",
     )
 
+    error: BaseException | None = None  # why it failed (a failure's exception outweighs a dict)
     began: float | None = None  # anyio clock: when its resources or first attempt began
     opening: float = 0.0  # seconds its resources took to open, counted in its first attempt
     n_failed: int = 0
@@ -64,7 +64,6 @@ class Node:
         self.state = _S.PENDING
         self.queued = False
         self.result: Any = None
-        self.error: BaseException | None = None
         self.reason = ""
         self.attempts = 0
         self.started: float | None = None

@@ -126,9 +126,9 @@ class RunCore:
         limited = run_limiter is not None or bool(pools)
         # One limiters tuple per pool, shared by its tasks.
         shared: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
-        planned = iter(plan.index.items())  # the index's own ints: 28 bytes a node less
+        planned = enumerate(plan.tasks)
         with anyio.CancelScope(shield=True):
-            while chunk := [Node(i, keys[i], t, ups[i]) for t, i in islice(planned, SLICE)]:
+            while chunk := [Node(i, keys[i], t, ups[i]) for i, t in islice(planned, SLICE)]:
                 if limited:
                     for node in chunk:
                         pool = node.task.options.pool

@@ -52,7 +52,9 @@ class Settling(RunCore):
         nodes, keep = self.nodes, self.keep
         while work:
             n, st, res, err, why = work.pop()
-            n.state, n.error, n.reason, n.finished = st, err, why, time.time()
+            n.state, n.reason, n.finished = st, why, time.time()
+            if err is not None:  # rare: kept in the node's __dict__, not in a slot each
+                n.error = err
             if st is _S.SUCCESS:
                 n.result = res
                 if keep is None or keep[n.i]:
