@@ -249,4 +249,5 @@ async def test_a_run_of_tasks_with_arguments_needs_no_index_of_every_task() -> N
     assert plan._index is None
     assert set(plan.inputs) == {plan.tasks[0]}  # root, each mid's argument
     assert plan.key_of(plan.tasks[-1]) == plan.keys[-1]
-    assert plan._index is not None and len(plan.index) == 52
+    assert plan._index is not None
+    assert len(plan.index) == 52
