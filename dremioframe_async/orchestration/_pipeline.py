@@ -193,6 +193,7 @@ class Pipeline:
         self._added: dict[Task, None] = {}
         self._plan: tuple[list[int], frozenset[str] | None, Plan] | None = None
         self._needing: tuple[Plan, tuple[Task, ...]] | None = None  # tasks needing resources
+        self._naming: tuple[Plan, list[tuple[str, Task]]] | None = None  # tasks naming executors
 
     def add_task(self, task: Task) -> Pipeline:
         """Add ``task`` (and so every task connected to it); returns self to chain.
@@ -383,22 +384,35 @@ class Pipeline:
             self._needing = (plan, tuple(t for t in plan.tasks if t.options.resources))
         return self._needing[1]
 
+    def _naming_executors(self, plan: Plan) -> list[tuple[str, Task]]:
+        # Once per plan, as ``_needing_resources``: the tasks that name an executor.
+        if self._naming is None or self._naming[0] is not plan:
+            named = [
+                (k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if t.options.executor
+            ]
+            self._naming = (plan, named)
+        return self._naming[1]
+
     @asynccontextmanager
     async def _executor_session(
         self, plan: Plan, executor: Executor | None, factories: Mapping[str, Any]
     ) -> AsyncIterator[ExecutorSession | None]:
         # Open the executor only when some task will use it: a pipeline of
         # coroutines starts no cluster (unless the executor takes coroutines).
-        named = [(k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if t.options.executor]
-        problems = placement_problems(named, executor, factories)
+        # Without an executor nothing else is scanned: a wide plan's scan held the
+        # loop for milliseconds on every run.
+        problems = placement_problems(self._naming_executors(plan), executor, factories)
         if problems:
             raise PipelineDefinitionError(self.name, problems)
+        if executor is None:
+            yield None
+            return
         tasks = [
             (key, t)
             for key, t in zip(plan.keys, plan.tasks, strict=True)
             if on_executor(t.is_async, t.options, executor, factories)
         ]
-        if executor is None or not tasks:
+        if not tasks:
             yield None
             return
         await anyio.to_thread.run_sync(_check_calls, executor, tasks, factories)
