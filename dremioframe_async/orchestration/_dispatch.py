@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 
@@ -29,7 +29,7 @@ from ._events import Event, RunFinished, RunStarted
 from ._recorder import DirectRecorder, HistoryIncomplete, Record, RunRecorder
 from ._states import RunStatus
 
-__all__ = ["Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners"]
+__all__ = ["Backlog", "Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners"]
 
 logger = logging.getLogger("dremioframe_async.orchestration")
 
@@ -44,6 +44,11 @@ BATCH_WINDOW = 0.005
 # that a run whose store is gone still ends promptly.
 RECORD_BACKOFF = (0.05, 0.25, 1.0)
 RECORD_RETRY_BUDGET = 5.0  # no retry starts later than this after the first attempt
+# Events waiting for the pump past which the runners wait for it to take them. A
+# run makes events faster than a store writes them (and a store's worker thread
+# gets the GIL only when the loop waits): without a bound, a million-task run held
+# every record until its end, and wrote them all after it.
+BACKLOG_LIMIT = 20_000
 
 
 def normalize_listeners(on_event: Listener | Sequence[Listener] | None) -> tuple[Listener, ...]:
@@ -77,6 +82,14 @@ async def _deliver(listener: Listener, batch: Sequence[Event]) -> None:
             logger.exception("event listener %r failed on %s", listener, type(event).__name__)
 
 
+class Backlog(Protocol):
+    """The events a run made that its pump has not taken yet (see ``BACKLOG_LIMIT``)."""
+
+    def full(self) -> bool: ...
+
+    async def room(self) -> None: ...
+
+
 class _Outbox:
     """Events on their way to the pump; appending is all that a running task pays."""
 
@@ -84,6 +97,18 @@ class _Outbox:
         self.events: list[Record] = []
         self._waiting = anyio.Event()
         self._closed = anyio.Event()
+        self._room: anyio.Event | None = None  # set when the pump takes the backlog
+
+    def full(self) -> bool:
+        """Whether the runners should wait (:meth:`room`) before making more events."""
+        return len(self.events) >= BACKLOG_LIMIT
+
+    async def room(self) -> None:
+        """Wait until the pump has taken the backlog (at once when there is room)."""
+        while len(self.events) >= BACKLOG_LIMIT and not self._closed.is_set():
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
 
     def emit(self, event: Record) -> None:
         self.events.append(event)
@@ -112,6 +137,9 @@ class _Outbox:
         batch, self.events = self.events, []
         if rearm and not self._closed.is_set():
             self._waiting = anyio.Event()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
         return batch
 
     def requeue(self, batch: list[Record]) -> None:
@@ -231,6 +259,7 @@ class Dispatcher:
         self._recording = recording
         self._lock = anyio.Lock()
         self.emit: Emit | None = outbox.emit if outbox is not None else None
+        self.backlog: Backlog | None = outbox  # what the runners wait on when it is full
         self.flush: Callable[[], Awaitable[None]] | None = (
             self._flush if recording is not None else None
         )

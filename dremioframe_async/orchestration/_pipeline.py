@@ -358,6 +358,7 @@ class Pipeline:
                     observe=observers(logs, tracing, metrics),
                     state=RunState(self.name, store if isinstance(store, StateSource) else None),
                     keep_results=self.keep_results,
+                    backlog=dispatch.backlog,
                 )
                 if dispatch.task_records:
                     dispatch.started_records = run.started_records

@@ -27,7 +27,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._backend import checkpoint_function, checkpoint_if_cancelled_function
-from ._dispatch import Emit
+from ._dispatch import Backlog, Emit
 from ._events import TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
 from ._graph import KeepResults, Plan
@@ -70,6 +70,7 @@ class RunCore:
         observe: Observers | None = None,
         state: RunState | None = None,
         keep_results: KeepResults = "all",
+        backlog: Backlog | None = None,
     ) -> None:
         self.plan = plan
         self.observe = observe  # log capture, tracing and metrics of attempts; None: none
@@ -81,6 +82,7 @@ class RunCore:
         self.run_id = run_id
         self.params = MappingProxyType(dict(params))
         self.emit = emit
+        self.backlog = backlog  # events not yet taken by the pump: runners wait when full
         # Only a store reads this run's events: task changes go to it as plain tuples.
         self.task_records = task_records
         self.starting: list[Node] = []  # first attempts begun since the last batch

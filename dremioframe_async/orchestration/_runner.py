@@ -92,7 +92,10 @@ class Run(Attempts):
                 if (
                     self.ready or self.spill
                 ) and time.perf_counter() - last_yield >= YIELD_INTERVAL:
-                    await self._checkpoint()
+                    if self.backlog is not None and self.backlog.full():
+                        await self.backlog.room()  # the store catches up (``BACKLOG_LIMIT``)
+                    else:
+                        await self._checkpoint()
                     last_yield = time.perf_counter()
         finally:
             self.workers -= 1

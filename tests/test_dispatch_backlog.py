@@ -1,0 +1,75 @@
+"""A run waits for its store when the events it made pile up (``BACKLOG_LIMIT``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+
+from dremioframe_async.orchestration import Pipeline, Task, _dispatch
+from dremioframe_async.store import MemoryStore
+
+pytestmark = pytest.mark.anyio
+
+WIDTH = 3000
+LIMIT = 200
+
+
+class HeldStore(MemoryStore):
+    """A MemoryStore whose writes wait, after the run's start, until released."""
+
+    takes_task_records: Literal[True] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = anyio.Event()
+        self.held = anyio.Event()
+        self.batches = 0
+
+    async def record(self, events: Sequence[Any]) -> None:
+        self.batches += 1
+        if self.batches > 1:  # the first is the run's start, which the run awaits
+            self.held.set()
+            await self.release.wait()
+        await super().record(events)
+
+
+async def test_the_runners_wait_while_the_store_has_not_taken_the_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_dispatch, "BACKLOG_LIMIT", LIMIT)
+    ran = 0
+
+    async def count() -> None:
+        nonlocal ran
+        ran += 1
+        await checkpoint()  # each task yields: the runners see the backlog often
+
+    root = Task("root", count)
+    for i in range(WIDTH):
+        root >> Task(f"t{i}", count)
+    store = HeldStore()
+    result = None
+
+    async def run() -> None:
+        nonlocal result
+        result = await Pipeline("backlog").add_task(root).run(store=store)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await store.held.wait()
+        await wait_all_tasks_blocked()
+        # The store holds one batch; the runners stopped once the next one was full.
+        assert ran < WIDTH / 2
+        store.release.set()
+    assert result is not None
+    assert result.status == "SUCCESS"
+    assert ran == WIDTH + 1
+    runs = await store.list_runs()
+    tasks = await store.get_tasks(runs[0].run_id)
+    assert len(tasks) == WIDTH + 1
+    assert {t.state.value for t in tasks} == {"SUCCESS"}
