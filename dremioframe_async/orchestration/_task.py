@@ -239,14 +239,16 @@ class Task:
         self._upstream: Edges = ()
         self._downstream: Edges = ()
         self._data_deps: tuple[Task, ...] = ()
-        inputs = self._inputs()
-        for value in inputs:
-            if contains_task(value):
-                self._data_deps = tuple(dict.fromkeys(_tasks_in(inputs)))
-                for up in self._data_deps:
-                    self._link(up, self)
-                break
-        self.has_task_args = bool(self._data_deps)
+        self.has_task_args = False
+        if self.args or self.kwargs or type(self) is not Task:  # else no input holds a Task
+            inputs = self._inputs()
+            for value in inputs:
+                if contains_task(value):
+                    self._data_deps = tuple(dict.fromkeys(_tasks_in(inputs)))
+                    for up in self._data_deps:
+                        self._link(up, self)
+                    self.has_task_args = True
+                    break
 
     def _inputs(self) -> tuple[Any, ...]:
         """Every value given to the task that may hold a Task (a data edge)."""
