@@ -13,6 +13,7 @@ the loop.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ._node import Node, Settlement
@@ -49,7 +50,7 @@ class Settling(RunCore):
 
     def _drain(self, work: list[Settlement]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
-        nodes, keep = self.nodes, self.keep
+        keep = self.keep
         while work:
             n, st, res, err, why = work.pop()
             n.state, n.reason, n.finished = st, why, time.time()
@@ -77,13 +78,34 @@ class Settling(RunCore):
             if len(downs) > TELL_SLICE and not self.cancelling:
                 self.spill.append((n, st, TELL_SLICE))  # the rest, from a runner (_tell_more)
                 downs = downs[:TELL_SLICE]
+            self._tell(downs, st, work)
+
+    def _tell(self, downs: Sequence[int], state: TaskState, work: list[Settlement]) -> None:
+        """Tell the ``downs`` tasks that an upstream task ended ``state``."""
+        nodes = self.nodes
+        if state is not _S.SUCCESS or self.cancelling:
             for d in downs:
-                self._upstream_done(nodes[d], st, work)
+                self._upstream_done(nodes[d], state, work)
+            return
+        for d in downs:  # ``_upstream_done`` inlined for the common case
+            node = nodes[d]
+            node.n_success += 1
+            if node.queued or node.state in FINAL_STATES:
+                continue
+            if only_successes_matter(node.task.options.trigger_rule):
+                if node.n_success == len(node.upstream):
+                    self._enqueue(node, work)
+            else:
+                self._react(node, state, work)
 
     def _upstream_done(self, d: Node, state: TaskState, work: list[Settlement]) -> None:
         d.count(state)
         if d.queued or d.state in FINAL_STATES:
             return
+        self._react(d, state, work)
+
+    def _react(self, d: Node, state: TaskState, work: list[Settlement]) -> None:
+        """Decide ``d``, whose upstream ``state`` is counted, unless it is queued or settled."""
         rule = d.task.options.trigger_rule
         if self.cancelling:
             self._decide_cancelled(d, work)
@@ -150,9 +172,7 @@ class Settling(RunCore):
         else:
             self.spill[0] = (n, st, end)
         work: list[Settlement] = []
-        nodes = self.nodes
-        for d in downs[told:end]:
-            self._upstream_done(nodes[d], st, work)
+        self._tell(downs[told:end], st, work)
         self._drain(work)
         self._maybe_spawn()
 
