@@ -73,3 +73,63 @@ async def test_the_runners_wait_while_the_store_has_not_taken_the_backlog(
     tasks = await store.get_tasks(runs[0].run_id)
     assert len(tasks) == WIDTH + 1
     assert {t.state.value for t in tasks} == {"SUCCESS"}
+
+
+async def test_a_listener_that_waits_for_a_later_task_is_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The listener waits for the last task; had the runners waited for the
+    # listener's backlog, the last task would never run.
+    monkeypatch.setattr(_dispatch, "BACKLOG_LIMIT", LIMIT)
+    gate = anyio.Event()
+
+    async def work() -> None:
+        await checkpoint()
+
+    async def last() -> None:
+        gate.set()
+
+    async def listener(event: object) -> None:
+        await gate.wait()
+
+    root, end = Task("root", work), Task("last", last)
+    for i in range(WIDTH):
+        root >> Task(f"t{i}", work) >> end
+    with anyio.fail_after(30):
+        result = await Pipeline("listened").add_task(root).run(on_event=listener)
+    assert result.status == "SUCCESS"
+
+
+async def test_a_cancelled_runs_cleanup_does_not_wait_for_a_stuck_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_dispatch, "BACKLOG_LIMIT", LIMIT)
+    monkeypatch.setattr(_dispatch, "DRAIN_BOUND_ON_CANCEL", 0.5)  # the stuck store's bound
+    cleaned = 0
+    started = anyio.Event()
+
+    async def work() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def cleanup() -> None:
+        nonlocal cleaned
+        cleaned += 1
+        await checkpoint()
+
+    root = Task("root", work)
+    for i in range(WIDTH):
+        root >> Task(f"clean{i}", cleanup, trigger_rule="all_done")
+    store = HeldStore()  # never released: the store takes the start, then hangs
+    pipeline = Pipeline("stuck", cleanup_grace=30).add_task(root)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                await pipeline.run(store=store)
+
+            tg.start_soon(run)
+            await started.wait()
+            await store.held.wait()
+            tg.cancel_scope.cancel()
+    assert cleaned == WIDTH  # every cleanup ran, none waited for the store's backlog

@@ -364,3 +364,24 @@ async def test_the_api_and_the_cli_queue_runs_with_the_callers_traceparent(
         assert await reopened.get_traceparent(done.stdout.strip()) == CALLER
     finally:
         await reopened.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_plain_task_that_returns_an_awaitable_has_a_failed_span(
+    traced: tuple[Any, Any],
+) -> None:
+    # A plain task (no options to set up) checks its result inside its span.
+    provider, exporter = traced
+
+    async def inner() -> int:
+        return 1
+
+    @task(name="forgets_await")
+    async def forgets_await() -> object:
+        return inner()
+
+    result = await Pipeline("plain").add_task(forgets_await()).run(tracer_provider=provider)
+    assert result.tasks["forgets_await"].state.value == "FAILED"
+    (span,) = by_name(list(exporter.get_finished_spans()), "task forgets_await")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["dremioframe.state"] == "FAILED"

@@ -83,16 +83,20 @@ class Attempts(Arguments):
                 self._mark_running(node)
                 task = node.task
                 scope = self.observe(node) if self.observe is not None else None
+                # The awaitable check inside the scope, as in ``_attempt``: a span and
+                # the metrics see an attempt that returned an awaitable fail.
                 if scope is None:
                     result = await task.action(*task.args, **task.kwargs)
+                    if result is not None:
+                        result = check_async(node.key, result)
                 else:
                     with scope:
                         result = await task.action(*task.args, **task.kwargs)
+                        if result is not None:
+                            result = check_async(node.key, result)
             finally:
                 if slots is not None:
                     slots.release()
-            if result is not None:
-                result = check_async(node.key, result)
         except anyio.get_cancelled_exc_class() as exc:
             if self._cancelled(node, exc):
                 raise

@@ -44,10 +44,11 @@ BATCH_WINDOW = 0.005
 # that a run whose store is gone still ends promptly.
 RECORD_BACKOFF = (0.05, 0.25, 1.0)
 RECORD_RETRY_BUDGET = 5.0  # no retry starts later than this after the first attempt
-# Events waiting for the pump past which the runners wait for it to take them. A
-# run makes events faster than a store writes them (and a store's worker thread
-# gets the GIL only when the loop waits): without a bound, a million-task run held
-# every record until its end, and wrote them all after it.
+# Events waiting for the pump past which the runners wait for it to take them, in
+# a run with a store and no listener. A run makes events faster than a store writes
+# them (and a store's worker thread gets the GIL only when the loop waits): without
+# a bound, a million-task run held every record until its end, and wrote them all
+# after it. Listeners are not waited for: one may wait for what the run does later.
 BACKLOG_LIMIT = 20_000
 
 
@@ -259,7 +260,9 @@ class Dispatcher:
         self._recording = recording
         self._lock = anyio.Lock()
         self.emit: Emit | None = outbox.emit if outbox is not None else None
-        self.backlog: Backlog | None = outbox  # what the runners wait on when it is full
+        # What the runners wait on when it is full: only without listeners, since a
+        # listener may wait for something the run does later (the run would hang).
+        self.backlog: Backlog | None = outbox if not listeners else None
         self.flush: Callable[[], Awaitable[None]] | None = (
             self._flush if recording is not None else None
         )

@@ -271,8 +271,8 @@ class Pipeline:
             lifecycle event in order; one that raises is logged and ignored.
         :param store: a run recorder (see ``dremioframe_async.store``) that gets
             every event, batched, before ``run()`` returns. Events are handed over
-            off the tasks' path; when 20,000 of them wait for a listener or the
-            store, the run's tasks wait too (memory stays bounded).
+            off the tasks' path; without ``on_event``, when 20,000 of them wait
+            for the store, the run's tasks wait too (memory stays bounded).
         :param resume: with ``store``, the id of an earlier run of this pipeline
             whose successful, stored results are reused instead of re-running
             those tasks; its parameters are reused unless ``context`` is given.

@@ -92,8 +92,10 @@ class Run(Attempts):
                 if (
                     self.ready or self.spill
                 ) and time.perf_counter() - last_yield >= YIELD_INTERVAL:
-                    if self.backlog is not None and self.backlog.full():
-                        await self.backlog.room()  # the store catches up (``BACKLOG_LIMIT``)
+                    if self.backlog is not None and self.backlog.full() and not self.cancelling:
+                        # The store catches up (``BACKLOG_LIMIT``). Not in a cancelled
+                        # run's wind-down: its cleanup must not wait on a stuck store.
+                        await self.backlog.room()
                     else:
                         await self._checkpoint()
                     last_yield = time.perf_counter()
