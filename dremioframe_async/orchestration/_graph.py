@@ -141,10 +141,8 @@ class Plan:
                     for i, down in enumerate(self.downstream):
                         if not down:
                             flags[i] = 1
-                for t in tasks:
-                    if t.has_task_args:
-                        for up in t.data_dependencies():
-                            flags[self.inputs[up]] = 1
+                for i in self.inputs.values():  # the tasks whose results others take
+                    flags[i] = 1
             self._kept[keep] = flags
         return self._kept[keep]
 
