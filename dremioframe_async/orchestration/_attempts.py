@@ -15,6 +15,7 @@ from ._backend import cancel_is_stray
 from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._errors import ExpandError, MapLengthError
 from ._events import TaskRetrying
+from ._gc import freezing, made_frozen, thaw
 from ._logs import shipped_logs
 from ._mapping import MappedTask
 from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_limit
@@ -222,6 +223,16 @@ class Attempts(Arguments):
 
     # -- dynamic fan-out -----------------------------------------------------------
 
+    def _instances(self, node: Node, values: list[Any]) -> list[Node]:
+        """A fan-out's instances, queued to run."""
+        children: list[Node] = []
+        for j, value in enumerate(values):
+            child = ChildNode(node, j, value)
+            child.queued = True
+            children.append(child)
+        self.ready.extend(children)
+        return children
+
     def _expand(self, node: Node) -> None:
         task = node.task
         assert isinstance(task, MappedTask)
@@ -241,12 +252,12 @@ class Attempts(Arguments):
             self._settle(node, _S.SUCCESS, result=[])
             return
         node.left = len(values)
-        children: list[Node] = []
-        for j, value in enumerate(values):
-            child = ChildNode(node, j, value)
-            child.queued = True
-            children.append(child)
-            self.ready.append(child)
+        if freezing(len(values)):  # a wide fan-out's instances, made frozen (``_gc``)
+            with made_frozen():
+                children = self._instances(node, values)
+            thaw()
+        else:
+            children = self._instances(node, values)
         node.children = children
         self.nodes.extend(children)
         self.remaining += len(values)

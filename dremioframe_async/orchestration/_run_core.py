@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from itertools import islice
 from types import MappingProxyType
 from typing import Any
@@ -30,6 +30,7 @@ from ._backend import checkpoint_function, checkpoint_if_cancelled_function
 from ._dispatch import Backlog, Emit
 from ._events import TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
+from ._gc import freezing, made_frozen, thaw
 from ._graph import KeepResults, Plan
 from ._node import Node
 from ._observe import Observers
@@ -38,6 +39,7 @@ from ._recorder import PriorRun, TaskRecord
 from ._resources import NO_RESOURCES, RunResources
 from ._rules import runs_on_cancel
 from ._states import FINAL_STATES, TaskState
+from ._task import Task
 
 __all__ = ["SLICE", "TELL_SLICE", "RunCore"]
 
@@ -97,6 +99,7 @@ class RunCore:
             run_limiter.total_tokens if run_limiter is not None else DEFAULT_THREADS
         )
         self._limits = (run_limiter, pools)
+        self._shared_limiters: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
         self.nodes: list[Node] = []  # made at the start of execute(), a slice at a time
         self.remaining = 0
         # Settled nodes whose downstream tasks are still to be told, by a runner, a
@@ -121,30 +124,45 @@ class RunCore:
         """One node per plan task, yielding to the loop between slices.
 
         Shielded: a cancellation waits for the last slice (a few milliseconds),
-        so the run always has all its nodes to settle.
+        so the run always has all its nodes to settle. A large run makes them
+        frozen, out of the cyclic collector's count (``_gc``).
         """
-        plan, (run_limiter, pools) = self.plan, self._limits
-        keys, ups, nodes = plan.keys, plan.upstream, self.nodes
-        limited = run_limiter is not None or bool(pools)
-        # One limiters tuple per pool, shared by its tasks.
-        shared: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
-        planned = enumerate(plan.tasks)
+        planned = enumerate(self.plan.tasks)
+        frozen = freezing(len(self.plan.tasks))
         with anyio.CancelScope(shield=True):
-            while chunk := [Node(i, keys[i], t, ups[i]) for i, t in islice(planned, SLICE)]:
-                if limited:
-                    for node in chunk:
-                        pool = node.task.options.pool
-                        lims = shared.get(pool)
-                        if lims is None:
-                            own = (pools[pool],) if pool is not None else ()
-                            lims = (*own, run_limiter) if run_limiter is not None else own
-                            shared[pool] = lims
-                        if lims:  # none: the class default, without a per-node __dict__
-                            node.limiters = lims
-                nodes.extend(chunk)
-                if len(chunk) == SLICE:
+            try:
+                while True:
+                    if frozen:
+                        with made_frozen():
+                            made = self._node_slice(planned)
+                    else:
+                        made = self._node_slice(planned)
+                    if made < SLICE:
+                        break
                     await self._checkpoint()
-        self.remaining = len(nodes)
+            finally:
+                if frozen:
+                    thaw()
+        self.remaining = len(self.nodes)
+
+    def _node_slice(self, planned: Iterator[tuple[int, Task]]) -> int:
+        """Make the next ``SLICE`` nodes, with their limiters; return how many."""
+        plan, (run_limiter, pools) = self.plan, self._limits
+        keys, ups = plan.keys, plan.upstream
+        chunk = [Node(i, keys[i], t, ups[i]) for i, t in islice(planned, SLICE)]
+        if run_limiter is not None or pools:
+            shared = self._shared_limiters  # one limiters tuple per pool, shared by its tasks
+            for node in chunk:
+                pool = node.task.options.pool
+                lims = shared.get(pool)
+                if lims is None:
+                    own = (pools[pool],) if pool is not None else ()
+                    lims = (*own, run_limiter) if run_limiter is not None else own
+                    shared[pool] = lims
+                if lims:  # none: the class default, without a per-node __dict__
+                    node.limiters = lims
+        self.nodes.extend(chunk)
+        return len(chunk)
 
     # -- events --------------------------------------------------------------------
 
