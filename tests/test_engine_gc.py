@@ -1,88 +1,74 @@
-"""A large run makes its per-task state without the cyclic collector running, and
-leaves the collector as it found it: nothing of its own frozen, a host's freeze
-and a host's disabled collector untouched."""
+"""A large run makes its nodes frozen, so that they enter the cyclic collector's
+oldest generation without counting towards a full collection, and leaves the
+collector as it found it:
+- nothing of its own stays frozen;
+- the application's young garbage is still collected young;
+- a finished run's nodes are freed without the collector;
+- a run that may leave cycles stops the freezing until a full collection;
+- the application's own freeze and a disabled collector are left alone."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import anyio
 import pytest
 
-from dremioframe_async.orchestration import Pipeline, Task, task
-from dremioframe_async.orchestration._gc import FREEZE_MIN, made_frozen
-from dremioframe_async.orchestration._node import ChildNode
+from dremioframe_async.orchestration import Pipeline, Task, _gc, task
+from dremioframe_async.orchestration._gc import FREEZE_MIN, Freezing
+from dremioframe_async.orchestration._node import ChildNode, Node
 
 pytestmark = pytest.mark.anyio
 
-WIDTH = 3 * FREEZE_MIN  # a few slices' worth of young collections if made unfrozen
+WIDTH = 3 * FREEZE_MIN  # made plainly, the last few hundred nodes are still young
 
 
-class Collections:
-    """The cyclic collections started while ``on``."""
-
-    def __init__(self) -> None:
-        self.on = False
-        self.seen: list[int] = []
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if self.on and phase == "start":
-            self.seen.append(info["generation"])
-
-
-@pytest.fixture
-def collections() -> Iterator[Collections]:
-    watch = Collections()
-    gc.callbacks.append(watch)
-    try:
-        yield watch
-    finally:
-        gc.callbacks.remove(watch)
-
-
-def _fan_out(width: int, first: Task | None = None) -> Pipeline:
-    async def noop() -> None:
-        return None
-
-    root = Task("root", noop)
-    if first is not None:
-        root >> first
-    for j in range(width):
-        root >> Task(f"t{j}", noop)
-    return Pipeline("gc").add_task(root)
-
-
-async def test_a_large_run_makes_its_nodes_without_a_collection(
-    collections: Collections,
-) -> None:
-    seen_at_start: list[list[int]] = []
-
-    async def root() -> None:
-        collections.on = False  # every node is made before a task starts
-        seen_at_start.append(list(collections.seen))
-
-    async def noop() -> None:
-        return None
-
-    first = Task("root", root)
-    for j in range(WIDTH):
-        first >> Task(f"t{j}", noop)
-    pipeline = Pipeline("gc").add_task(first)
-    pipeline.plan(())  # planned beforehand: only the run's own work is watched
-    gc.collect()  # the young generation empty: the run's own allocations count
-    collections.on = True
-    result = await pipeline.run()
-    assert result.status == "SUCCESS"
-    assert seen_at_start[0] == []  # made unfrozen: a young collection every 700 nodes
+@pytest.fixture(autouse=True)
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with a collector that freezes, and leaves it so."""
+    monkeypatch.setattr(_gc, "_hosts_own", False)
+    gc.collect()  # a full collection: no earlier run's cycles are waiting
+    yield
+    assert gc.isenabled()
     assert gc.get_freeze_count() == 0
 
 
-async def test_a_wide_fan_out_makes_its_instances_straight_into_the_oldest_generation() -> None:
-    # Made frozen and thawed, every instance is old at once: none is left among
-    # the young objects, which a young collection would promote (and count
-    # towards a full one). Made plainly, the last few hundred are still young.
-    young_instances: list[int] = []
+def young_nodes() -> int:
+    """Nodes still in the young generations (made frozen, every node is old at once)."""
+    return sum(1 for g in (0, 1) for o in gc.get_objects(generation=g) if isinstance(o, Node))
+
+
+async def noop() -> None:
+    return None
+
+
+def _fan_out(width: int, first: Task) -> Pipeline:
+    """first -> t0..t{width-1}: ``first`` runs before any other task."""
+    for j in range(width):
+        first >> Task(f"t{j}", noop)
+    return Pipeline("gc").add_task(first)
+
+
+async def _young_at_start() -> int:
+    """How many of a WIDTH-task run's nodes are young when its first task starts."""
+    seen: list[int] = []
+
+    async def look() -> None:
+        seen.append(young_nodes())
+
+    result = await _fan_out(WIDTH, Task("look", look)).run()
+    assert result.status == "SUCCESS"
+    return seen[0]
+
+
+async def test_a_large_run_makes_its_nodes_old_at_once() -> None:
+    assert await _young_at_start() == 0
+
+
+async def test_a_wide_fan_out_makes_its_instances_old_at_once() -> None:
+    young: list[int] = []
 
     @task
     async def parts() -> list[int]:
@@ -90,74 +76,137 @@ async def test_a_wide_fan_out_makes_its_instances_straight_into_the_oldest_gener
 
     @task
     async def extract(part: int) -> int:
-        if not young_instances:
-            young = [o for g in (0, 1) for o in gc.get_objects(generation=g)]
-            young_instances.append(sum(1 for o in young if type(o) is ChildNode))
+        if not young:
+            young.append(
+                sum(1 for g in (0, 1) for o in gc.get_objects(generation=g) if type(o) is ChildNode)
+            )
         return part
 
     result = await Pipeline("gc").add_task(extract.expand(part=parts())).run()
     assert result.status == "SUCCESS"
     assert result["extract"] == list(range(WIDTH))
-    assert young_instances == [0]
-    assert gc.get_freeze_count() == 0
+    assert young == [0]
+
+
+async def test_the_applications_young_garbage_is_not_frozen_with_the_nodes() -> None:
+    # Cycles made just before each run: a young collection frees them, as it would
+    # without the run. Frozen along with the nodes, they would be thawed into the
+    # oldest generation, where only a full collection looks.
+    class Cycle:
+        pass
+
+    refs = []
+    pipeline = _fan_out(WIDTH, Task("root", noop))
+    for _ in range(3):
+        for _ in range(50):
+            c = Cycle()
+            c.me = c  # type: ignore[attr-defined]
+            refs.append(weakref.ref(c))
+            del c
+        assert (await pipeline.run()).status == "SUCCESS"
+    gc.collect(1)  # the young generations only
+    assert [r for r in refs if r() is not None] == []
+
+
+async def test_a_finished_fan_out_is_freed_without_the_collector() -> None:
+    @task
+    async def parts() -> list[int]:
+        return list(range(WIDTH))
+
+    @task
+    async def extract(part: int) -> int:
+        return part
+
+    result = await Pipeline("gc").add_task(extract.expand(part=parts())).run()
+    assert result.status == "SUCCESS"
+    gc.disable()
+    try:
+        del result
+        left = sum(1 for o in gc.get_objects() if type(o) is ChildNode)
+    finally:
+        gc.enable()
+    assert left == 0  # a parent holding its instances (and they it) would keep them all
+
+
+@pytest.mark.parametrize("how", ["failure", "retry"])
+async def test_a_run_that_may_leave_cycles_stops_freezing_until_a_full_collection(
+    how: str,
+) -> None:
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if how == "failure" or calls == 1:
+            raise ValueError("no")
+
+    options = {"retries": 1, "retry_delay": 0} if how == "retry" else {}
+    result = await _fan_out(WIDTH, Task("flaky", flaky, **options)).run()  # type: ignore[arg-type]
+    assert result.status == ("FAILED" if how == "failure" else "SUCCESS")
+    del result  # its nodes may be garbage now, in cycles through the error's frames
+    assert await _young_at_start() > 0  # made plainly: they count towards a full collection
+    gc.collect()
+    assert await _young_at_start() == 0  # frozen again
 
 
 async def test_nothing_stays_frozen_once_the_nodes_are_made() -> None:
-    frozen_while_running: list[int] = []
+    frozen: list[int] = []
 
     async def look() -> None:
-        frozen_while_running.append(gc.get_freeze_count())
+        frozen.append(gc.get_freeze_count())
 
-    result = await _fan_out(WIDTH, Task("look", look)).run()
-    assert result.status == "SUCCESS"
-    assert frozen_while_running == [0]  # thawed before any task starts
-    assert gc.get_freeze_count() == 0
+    assert (await _fan_out(WIDTH, Task("look", look)).run()).status == "SUCCESS"
+    assert frozen == [0]  # thawed before any task starts
 
 
-async def test_a_cancelled_run_leaves_nothing_frozen() -> None:
-    pipeline = _fan_out(WIDTH)
+async def test_a_cancelled_run_leaves_nothing_frozen_and_the_next_one_freezes() -> None:
+    pipeline = _fan_out(WIDTH, Task("root", noop))
     with anyio.CancelScope() as scope:
         scope.cancel()  # cancelled before it starts: its nodes are still made, shielded
         await pipeline.run()
     assert gc.get_freeze_count() == 0
+    gc.collect()  # a cancelled run may leave cycles: the next full collection clears that
+    assert await _young_at_start() == 0
 
 
-async def test_the_hosts_own_freeze_is_left_alone() -> None:
+async def test_the_applications_own_freeze_is_left_alone() -> None:
     marker = [object()]
     gc.freeze()  # as a pre-fork server does
     try:
         # Frozen with the rest: in none of the collector's generations.
         assert not any(o is marker for o in gc.get_objects())
-        result = await _fan_out(WIDTH).run()
-        assert result.status == "SUCCESS"
+        assert await _young_at_start() > 0  # made plainly
         assert not any(o is marker for o in gc.get_objects())  # not thawed by the run
     finally:
         gc.unfreeze()
+    assert await _young_at_start() > 0  # and never again in this process
 
 
 async def test_a_disabled_collector_stays_disabled() -> None:
     gc.disable()
     try:
-        result = await _fan_out(WIDTH).run()
-        assert result.status == "SUCCESS"
+        assert (await _fan_out(WIDTH, Task("root", noop)).run()).status == "SUCCESS"
         assert not gc.isenabled()
     finally:
         gc.enable()
 
 
-def test_made_frozen_resumes_only_a_collector_that_ran() -> None:
+def test_a_slice_resumes_only_a_collector_that_ran() -> None:
+    claim = Freezing()
     gc.disable()
     try:
-        with made_frozen():
+        with claim.slice():
             assert not gc.isenabled()
         assert not gc.isenabled()
     finally:
-        gc.unfreeze()
+        claim.thaw()
         gc.enable()
-    with made_frozen():
-        assert not gc.isenabled()
-        made = [object()]
-    assert gc.isenabled()
-    assert gc.get_freeze_count() > 0  # frozen, with what the block made
-    gc.unfreeze()
-    assert made
+    try:
+        with claim.slice():
+            assert not gc.isenabled()
+            made = [object()]
+        assert gc.isenabled()
+        assert not any(o is made for o in gc.get_objects())  # frozen
+    finally:
+        claim.thaw()
+    assert any(o is made for o in gc.get_objects(generation=2))  # thawed into the oldest

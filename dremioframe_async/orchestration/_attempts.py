@@ -15,7 +15,7 @@ from ._backend import cancel_is_stray
 from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._errors import ExpandError, MapLengthError
 from ._events import TaskRetrying
-from ._gc import freezing, made_frozen, thaw
+from ._gc import freezing
 from ._logs import shipped_logs
 from ._mapping import MappedTask
 from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_limit
@@ -203,6 +203,7 @@ class Attempts(Arguments):
 
     def _before_sleep(self, node: Node) -> Callable[[tenacity.RetryCallState], None]:
         def hook(state: tenacity.RetryCallState) -> None:
+            self.retried = True
             if self.emit is None or state.outcome is None or state.next_action is None:
                 return
             error = state.outcome.exception()
@@ -252,10 +253,14 @@ class Attempts(Arguments):
             self._settle(node, _S.SUCCESS, result=[])
             return
         node.left = len(values)
-        if freezing(len(values)):  # a wide fan-out's instances, made frozen (``_gc``)
-            with made_frozen():
-                children = self._instances(node, values)
-            thaw()
+        claim = freezing(len(values))  # a wide fan-out's instances are made frozen (``_gc``)
+        if claim is not None:
+            self.froze = True
+            try:
+                with claim.slice():
+                    children = self._instances(node, values)
+            finally:
+                claim.thaw()
         else:
             children = self._instances(node, values)
         node.children = children

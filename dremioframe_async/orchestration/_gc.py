@@ -1,68 +1,128 @@
 """A run's per-task state, kept out of the cyclic collector's full collections.
 
-CPython's collector scans the whole heap (the application's modules, its own
-objects, every pipeline's graph) in a full collection. It runs one when the
-objects that survived two younger collections since the last full one reach a
-quarter of what the last one found. A run makes one node per task up front and
-keeps it to the run's end, so a 20,000-task run adds 20,000 such survivors: an
-application that runs such pipelines back to back got a full collection every
-few runs, and its loop stalled 20-50 ms each time. At 10^6 tasks, making the
-nodes cost 1.6 s of collections on top of 0.4 s of work.
+CPython's collector (up to 3.13) scans the whole heap in a full collection: the
+application's modules and objects, and every pipeline's graph. It runs one when
+the objects that survived two younger collections since the last full one reach
+a quarter of what the last one found. A run makes one node per task up front and
+keeps it to the run's end, so a 20,000-task run adds 20,000 such survivors. An
+application that runs such pipelines back to back got a full collection every few
+runs, and its loop stalled 20-50 ms each time. At 10^6 tasks, making the nodes
+cost 1.6 s of collections on top of 0.4 s of work.
 
-So a run of ``FREEZE_MIN`` tasks or more makes its nodes a slice at a time with
-the collector paused, and moves each slice to the permanent generation
-(``gc.freeze()``) as soon as it is made. Frozen, the nodes are never counted
-as survivors. Once the last slice is made, ``gc.unfreeze()`` puts everything
-back into the oldest generation: the nodes are old without having triggered a
-collection, and everything else frozen meanwhile is collectable again.
+So a run of ``FREEZE_MIN`` tasks or more (and a fan-out of as many instances)
+makes its nodes this way:
+1. It collects the young generations first (``gc.collect(1)``, then
+   ``gc.collect(0)`` before each later slice). So the application's young
+   garbage is freed as usual, not frozen with the rest.
+2. It makes each slice with the collector paused.
+3. It moves everything to the permanent generation (``gc.freeze()``) as soon as
+   the slice is made.
+4. Once the last slice is made, ``gc.unfreeze()`` puts it all into the oldest
+   generation.
 
-What this costs the application:
-- Objects it made while the nodes were being made (a few ms between slices,
-  0.5 s at 10^6 tasks) join the oldest generation at once. A cycle among them
-  that became garbage waits for the next full collection rather than the next
-  young one.
-- While the slices are made, a full collection skips the frozen objects.
+The nodes are then old without counting as survivors. So are the application's
+objects that were alive at a freeze: they skip their remaining young
+collections.
+
+A finished run's nodes are freed by reference counting when its result is
+dropped: a fan-out's parent lets go of its instances once they have all ended.
+A run in which a task failed, was cancelled or retried may still hold cycles:
+an error's traceback holds the engine's frames, which hold the nodes. Only a
+full collection frees those. So once such a run has made its nodes frozen, no
+run freezes again until the collector has made a full collection. At most one
+run's cycles wait uncounted.
 
 It is skipped when the application manages the collector itself: collection
 disabled (``gc.disable()``), or objects already frozen (``gc.freeze()``, as
-pre-fork servers do). ``gc.unfreeze()`` would hand those back to collection.
+pre-fork servers do; ``gc.unfreeze()`` would hand those back). Once objects
+frozen by somebody else are seen, the process never freezes again. Runs in other
+threads (each loop its own) freeze one at a time. A thread that disables the
+collector, or freezes objects, while another thread's run makes a slice (about a
+millisecond) may find that undone.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["FREEZE_MIN", "freezing", "made_frozen", "thaw"]
+__all__ = ["FREEZE_MIN", "Freezing", "freezing", "may_hold_cycles"]
 
 FREEZE_MIN = 1_000  # fewer nodes than this cannot trigger a full collection of note
 
+_lock = threading.Lock()
+_busy = False  # a run is between its first freeze and its thaw
+_hosts_own = False  # somebody else froze objects: the collector is theirs to manage
+_suspect = False  # a frozen run may have left cycles: wait for a full collection
 
-def freezing(count: int) -> bool:
-    """Whether ``count`` new nodes are to be made frozen (see the module's doc)."""
-    return count >= FREEZE_MIN and gc.isenabled() and gc.get_freeze_count() == 0
+
+def _on_collection(phase: str, info: dict[str, Any]) -> None:
+    global _suspect
+    if phase == "stop" and info.get("generation") == 2:
+        _suspect = False  # whatever cycles a frozen run left have been looked at
 
 
-@contextmanager
-def made_frozen() -> Iterator[None]:
-    """Make objects with the collector paused, then move them to the permanent generation.
+gc.callbacks.append(_on_collection)
 
-    Synchronous: nothing else runs on this thread until the objects are frozen.
-    The collector is resumed only if it ran before (the application may have
-    disabled it between two slices).
-    """
-    enabled = gc.isenabled()
-    if enabled:
-        gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
+
+class Freezing:
+    """One run's (or one fan-out's) claim on freezing, from its first slice to its thaw."""
+
+    __slots__ = ("_young",)
+
+    def __init__(self) -> None:
+        self._young = 1  # the first slice collects both young generations
+
+    @contextmanager
+    def slice(self) -> Iterator[None]:
+        """Make objects with the collector paused, then freeze everything.
+
+        Synchronous: nothing else runs on this thread until the objects are
+        frozen. The collector is resumed only if it ran before.
+        """
+        gc.collect(self._young)  # the young garbage is freed, not frozen
+        self._young = 0
+        enabled = gc.isenabled()
         if enabled:
-            gc.enable()
+            gc.disable()
+        try:
+            yield
+        finally:
+            gc.freeze()
+            if enabled:
+                gc.enable()
+
+    def thaw(self) -> None:
+        """Everything frozen back into the oldest generation; the claim ends."""
+        global _busy
+        gc.unfreeze()
+        with _lock:
+            _busy = False
 
 
-def thaw() -> None:
-    """Everything frozen back into the oldest generation: collectable again."""
-    gc.unfreeze()
+def may_hold_cycles() -> None:
+    """A run that made nodes frozen ended with a failure, a cancellation or a retry.
+
+    Its nodes may be cyclic garbage once its result is dropped: no run freezes
+    again until the collector's next full collection.
+    """
+    global _suspect
+    _suspect = True
+
+
+def freezing(count: int) -> Freezing | None:
+    """A claim on freezing ``count`` new nodes, or None to make them plainly."""
+    global _busy, _hosts_own
+    if count < FREEZE_MIN or not gc.isenabled():
+        return None
+    with _lock:
+        if _busy or _suspect or _hosts_own:
+            return None
+        if gc.get_freeze_count():  # walks the frozen list: none of ours is frozen now
+            _hosts_own = True
+            return None
+        _busy = True
+    return Freezing()

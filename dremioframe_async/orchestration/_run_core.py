@@ -30,7 +30,7 @@ from ._backend import checkpoint_function, checkpoint_if_cancelled_function
 from ._dispatch import Backlog, Emit
 from ._events import TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
-from ._gc import freezing, made_frozen, thaw
+from ._gc import freezing
 from ._graph import KeepResults, Plan
 from ._node import Node
 from ._observe import Observers
@@ -100,6 +100,8 @@ class RunCore:
         )
         self._limits = (run_limiter, pools)
         self._shared_limiters: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
+        self.froze = False  # some of its nodes were made frozen (``_gc``)
+        self.retried = False  # some task was retried (its errors may hold cycles: ``_gc``)
         self.nodes: list[Node] = []  # made at the start of execute(), a slice at a time
         self.remaining = 0
         # Settled nodes whose downstream tasks are still to be told, by a runner, a
@@ -128,12 +130,13 @@ class RunCore:
         frozen, out of the cyclic collector's count (``_gc``).
         """
         planned = enumerate(self.plan.tasks)
-        frozen = freezing(len(self.plan.tasks))
+        claim = freezing(len(self.plan.tasks))
         with anyio.CancelScope(shield=True):
             try:
                 while True:
-                    if frozen:
-                        with made_frozen():
+                    if claim is not None:
+                        self.froze = True
+                        with claim.slice():
                             made = self._node_slice(planned)
                     else:
                         made = self._node_slice(planned)
@@ -141,8 +144,8 @@ class RunCore:
                         break
                     await self._checkpoint()
             finally:
-                if frozen:
-                    thaw()
+                if claim is not None:
+                    claim.thaw()
         self.remaining = len(self.nodes)
 
     def _node_slice(self, planned: Iterator[tuple[int, Task]]) -> int:

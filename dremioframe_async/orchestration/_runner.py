@@ -26,6 +26,7 @@ import anyio.lowlevel
 from ._attempts import Attempts
 from ._backend import cancel_called_function
 from ._events import RunFinished, RunStarted
+from ._gc import may_hold_cycles
 from ._node import NodesByKey, Settlement, task_run
 from ._result import LazyTaskRuns, RunResult
 from ._rules import runs_on_cancel
@@ -107,6 +108,13 @@ class Run(Attempts):
     async def execute(self) -> RunResult:
         """Run every task; return the result, or re-raise the caller's cancellation."""
         await self._make_nodes()
+        try:
+            return await self._execute()
+        finally:
+            if self.froze and (self.n_bad or self.retried or self.cancelling):
+                may_hold_cycles()  # its nodes may be cyclic garbage: see ``_gc``
+
+    async def _execute(self) -> RunResult:
         if self.emit is not None:
             params = dict(self.params)
             resumed = self.prior.run_id if self.prior is not None else None

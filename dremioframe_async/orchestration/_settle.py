@@ -136,16 +136,21 @@ class Settling(RunCore):
         parent.left -= 1
         if parent.left:
             return
-        if any(c.state is _S.CANCELLED for c in parent.children):
+        children = parent.children
+        # The last instance has ended: the parent lets go of them, so that a finished
+        # run's nodes hold no cycle and are freed as soon as its result is dropped (its
+        # nodes may have been made frozen, uncounted by the cyclic collector: ``_gc``).
+        parent.children = ()
+        if any(c.state is _S.CANCELLED for c in children):
             work.append(Settlement(parent, _S.CANCELLED, reason=self._why_cancelled()))
             return
-        failed = [c for c in parent.children if c.state is not _S.SUCCESS]
+        failed = [c for c in children if c.state is not _S.SUCCESS]
         if failed:
             first = failed[0]
-            why = f"{len(failed)} of {len(parent.children)} instances did not succeed"
+            why = f"{len(failed)} of {len(children)} instances did not succeed"
             work.append(Settlement(parent, _S.FAILED, error=first.error, reason=why))
         else:
-            work.append(Settlement(parent, _S.SUCCESS, [c.result for c in parent.children]))
+            work.append(Settlement(parent, _S.SUCCESS, [c.result for c in children]))
         if self.observe is not None and self.observe.tracing is not None:
             self.observe.tracing.mapped_done(parent, work[-1].state)
 
