@@ -266,11 +266,14 @@ class Pipeline:
         Task failures do not raise: they are in the result (see
         :meth:`RunResult.raise_for_status`).
 
-        A run of 1,000 tasks or more makes its per-task state with Python's
-        cyclic collector paused, a slice at a time, freezing each slice
-        (``gc.freeze()``) and unfreezing all once the last is made, so that state
-        triggers no full collection of the application's heap. Skipped when the
-        application has disabled the collector or frozen objects itself.
+        A run of 1,000 tasks or more makes its per-task state frozen, so that it
+        triggers no full collection of the application's heap: it collects the
+        young generations, then makes each slice with Python's cyclic collector
+        paused and freezes it (``gc.freeze()``). Once the last slice is made it
+        unfreezes everything, the application's objects frozen meanwhile
+        included. Skipped when the application has disabled the collector or
+        frozen objects itself, and after a run that failed, was cancelled or
+        retried, until the collector's next full collection.
 
         :param context: parameters every task's context can read.
         :param on_event: a callable (sync or async), or several, receiving each
