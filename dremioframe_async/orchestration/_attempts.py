@@ -22,6 +22,7 @@ from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_l
 from ._placement import on_executor, remote_call
 from ._resources import with_resources
 from ._retry import make_retrying
+from ._run_core import SLICE
 from ._states import TaskState
 from ._threads import SlotHandover, run_in_thread
 
@@ -36,7 +37,7 @@ class Attempts(Arguments):
     async def _run_node(self, node: Node) -> None:
         try:
             if isinstance(node.task, MappedTask) and node.parent is None:
-                self._expand(node)
+                await self._expand(node)
                 return
             if node.task.wants_context and not self.state.loaded:
                 await self.state.load()  # once per run, before its first context is made
@@ -224,17 +225,18 @@ class Attempts(Arguments):
 
     # -- dynamic fan-out -----------------------------------------------------------
 
-    def _instances(self, node: Node, values: list[Any]) -> list[Node]:
-        """A fan-out's instances, queued to run."""
-        children: list[Node] = []
-        for j, value in enumerate(values):
-            child = ChildNode(node, j, value)
+    def _instances(self, node: Node, values: list[Any], first: int, children: list[Node]) -> int:
+        """Queue instances ``first``... of a fan-out, a slice of them; return how many."""
+        end = min(first + SLICE, len(values))
+        made = [ChildNode(node, j, values[j]) for j in range(first, end)]
+        for child in made:
             child.queued = True
-            children.append(child)
-        self.ready.extend(children)
-        return children
+        children.extend(made)
+        self.nodes.extend(made)
+        self.ready.extend(made)
+        return len(made)
 
-    def _expand(self, node: Node) -> None:
+    async def _expand(self, node: Node) -> None:
         task = node.task
         assert isinstance(task, MappedTask)
         missing = self._missing_inputs(node)
@@ -253,17 +255,26 @@ class Attempts(Arguments):
             self._settle(node, _S.SUCCESS, result=[])
             return
         node.left = len(values)
+        self.remaining += len(values)
+        children: list[Node] = []
+        node.children = children  # filled a slice at a time; read once the last has ended
         claim = freezing(len(values))  # a wide fan-out's instances are made frozen (``_gc``)
         if claim is not None:
             self.froze = True
+        # A slice at a time, the first ones running meanwhile, as a run makes its nodes.
+        # Shielded: every counted instance is made, so that the run can settle it.
+        with anyio.CancelScope(shield=True):
             try:
-                with claim.slice():
-                    children = self._instances(node, values)
+                made = 0
+                while made < len(values):
+                    if claim is not None:
+                        with claim.slice():
+                            made += self._instances(node, values, made, children)
+                    else:
+                        made += self._instances(node, values, made, children)
+                    self._maybe_spawn()
+                    if made < len(values):
+                        await self._checkpoint()
             finally:
-                claim.thaw()
-        else:
-            children = self._instances(node, values)
-        node.children = children
-        self.nodes.extend(children)
-        self.remaining += len(values)
-        self._maybe_spawn()
+                if claim is not None:
+                    claim.thaw()

@@ -1,0 +1,70 @@
+"""A wide fan-out makes its instances a slice at a time, yielding to the loop in
+between: the first ones run meanwhile, and a cancellation meanwhile still
+settles every instance."""
+
+from __future__ import annotations
+
+import gc
+
+import anyio
+import pytest
+
+from dremioframe_async.orchestration import Pipeline, TaskState, TaskStateChanged, task
+from dremioframe_async.orchestration._node import ChildNode
+from dremioframe_async.orchestration._run_core import SLICE
+
+pytestmark = pytest.mark.anyio
+
+WIDTH = 3 * SLICE + 1
+
+
+async def test_the_first_instances_run_before_the_last_are_made() -> None:
+    made_when_first_ran: list[int] = []
+
+    @task(max_map_length=WIDTH)
+    async def parts() -> list[int]:
+        return list(range(WIDTH))
+
+    @task(max_map_length=WIDTH)
+    async def extract(part: int) -> int:
+        if part == 0:
+            made_when_first_ran.append(sum(1 for o in gc.get_objects() if type(o) is ChildNode))
+        return part
+
+    result = await Pipeline("slices").add_task(extract.expand(part=parts())).run()
+    assert result.status == "SUCCESS"
+    assert result["extract"] == list(range(WIDTH))  # every instance, in order
+    assert len(made_when_first_ran) == 1
+    assert made_when_first_ran[0] < WIDTH  # made all at once, all would exist
+
+
+async def test_a_cancellation_while_instances_are_made_settles_every_instance() -> None:
+    outer = anyio.CancelScope()
+    final: dict[str, TaskState] = {}
+
+    def note(event: object) -> None:
+        if isinstance(event, TaskStateChanged) and event.state in (
+            TaskState.SUCCESS,
+            TaskState.CANCELLED,
+            TaskState.FAILED,
+        ):
+            final[event.key] = event.state
+
+    @task(max_map_length=WIDTH)
+    async def parts() -> list[int]:
+        return list(range(WIDTH))
+
+    @task(max_map_length=WIDTH)
+    async def extract(part: int) -> int:
+        if part == 0:
+            outer.cancel()  # while later slices are still to be made
+            await anyio.sleep_forever()
+        return part
+
+    with outer:
+        await Pipeline("slices").add_task(extract.expand(part=parts())).run(on_event=note)
+    assert outer.cancelled_caught
+    instances = {k: s for k, s in final.items() if k.startswith("extract[")}
+    assert len(instances) == WIDTH  # every instance made, and settled
+    assert instances["extract[0]"] is TaskState.CANCELLED
+    assert final["extract"] is TaskState.CANCELLED
