@@ -68,3 +68,45 @@ async def test_a_cancellation_while_instances_are_made_settles_every_instance() 
     assert len(instances) == WIDTH  # every instance made, and settled
     assert instances["extract[0]"] is TaskState.CANCELLED
     assert final["extract"] is TaskState.CANCELLED
+
+
+def test_combinations_read_by_position_match_the_cross_product() -> None:
+    import itertools
+
+    from dremioframe_async.orchestration._mapping import Combinations
+
+    values = [(1, 2, 3), ("a", "b"), (None, 4.5, "x", 7)]
+    combos = Combinations(["n", "s", "v"], values)
+    expected = [dict(zip("nsv", c, strict=True)) for c in itertools.product(*values)]
+    assert len(combos) == len(expected) == 24
+    assert [combos[j] for j in range(len(combos))] == expected
+    assert list(combos) == expected
+    assert combos[-1] == expected[-1]
+    assert combos[5:9] == expected[5:9]
+    with pytest.raises(IndexError):
+        combos[24]
+    with pytest.raises(IndexError):
+        combos[-25]
+    assert len(Combinations(["n", "s"], [(1, 2), ()])) == 0
+    assert Combinations(["n"], [("only",)])[0] == {"n": "only"}
+
+
+async def test_a_failed_instance_fails_the_mapped_task_with_the_first_error() -> None:
+    @task
+    async def parts() -> list[int]:
+        return list(range(6))
+
+    @task
+    async def extract(part: int) -> int:
+        if part in (2, 4):
+            raise ValueError(f"part {part}")
+        return part
+
+    mapped = extract.expand(part=parts())
+    result = await Pipeline("slices").add_task(mapped).run()
+    assert result.states["extract"] is TaskState.FAILED
+    assert result.tasks["extract"].reason == "2 of 6 instances did not succeed"
+    assert str(result.tasks["extract"].error) == "part 2"  # the first failed instance's
+    assert result.states["extract[2]"] is TaskState.FAILED
+    assert result.states["extract[3]"] is TaskState.SUCCESS
+    assert result.status == "FAILED"

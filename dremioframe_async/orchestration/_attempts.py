@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -225,7 +225,9 @@ class Attempts(Arguments):
 
     # -- dynamic fan-out -----------------------------------------------------------
 
-    def _instances(self, node: Node, values: list[Any], first: int, children: list[Node]) -> int:
+    def _instances(
+        self, node: Node, values: Sequence[dict[str, Any]], first: int, children: list[Node]
+    ) -> int:
         """Queue instances ``first``... of a fan-out, a slice of them; return how many."""
         end = min(first + SLICE, len(values))
         made = [ChildNode(node, j, values[j]) for j in range(first, end)]

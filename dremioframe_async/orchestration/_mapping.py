@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, overload
 
 from ._errors import ExpandError, MapLengthError, TaskDefinitionError
 from ._options import TaskOptions
@@ -32,6 +32,45 @@ def materialise(source: object, limit: int, task_key: str, label: str) -> tuple[
     if len(items) > limit:
         raise MapLengthError(task_key, limit, f"{label} has more than {limit} elements")
     return items
+
+
+class Combinations(Sequence[dict[str, Any]]):
+    """The keyword arguments of each instance of an ``expand``, made when read.
+
+    The cross product of the mapped values, the first argument varying slowest
+    (as ``itertools.product``). Read by position, so that a wide fan-out makes
+    them a slice at a time rather than all in one step of the loop.
+    """
+
+    __slots__ = ("_len", "_names", "_values")
+
+    def __init__(self, names: Sequence[str], values: Sequence[tuple[Any, ...]]) -> None:
+        self._names = tuple(names)
+        self._values = tuple(values)
+        self._len = math.prod(len(v) for v in self._values)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, j: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, j: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, j: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(self._len))]
+        if j < 0:
+            j += self._len
+        if not 0 <= j < self._len:
+            raise IndexError("instance index out of range")
+        names, values = self._names, self._values
+        if len(values) == 1:
+            return {names[0]: values[0][j]}
+        picked: list[Any] = [None] * len(values)
+        for k in range(len(values) - 1, -1, -1):
+            j, r = divmod(j, len(values[k]))
+            picked[k] = values[k][r]
+        return dict(zip(names, picked, strict=True))
 
 
 class MappedTask(Task):
@@ -70,8 +109,11 @@ class MappedTask(Task):
         """The one mapped argument of a single-argument ``expand``; None otherwise."""
         return next(iter(self.mapped)) if len(self.mapped) == 1 else None
 
-    def instances(self, resolve: Callable[[Any], Any], key: str) -> list[dict[str, Any]]:
+    def instances(self, resolve: Callable[[Any], Any], key: str) -> Sequence[dict[str, Any]]:
         """The keyword arguments of each instance, given ``resolve`` for upstream results.
+
+        For ``expand``, each instance's arguments are made when read (see
+        :class:`Combinations`): a run reads them a slice at a time.
 
         :raises ExpandError: for a value that cannot be mapped over.
         :raises MapLengthError: when there would be more than ``max_map_length`` instances.
@@ -88,7 +130,7 @@ class MappedTask(Task):
         if total > limit:
             sizes = " x ".join(str(len(v)) for v in values)
             raise MapLengthError(key, limit, f"the cross product has {sizes} = {total} elements")
-        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+        return Combinations(names, values)
 
     def _checked_kwargs(self, key: str, j: int, item: object) -> dict[str, Any]:
         if not isinstance(item, Mapping) or not all(isinstance(k, str) for k in item):

@@ -52,6 +52,8 @@ class Node:
     parent: Node | None = None
     children: Sequence[Node] = ()  # a fan-out's instances, once expanded
     left: int = 0
+    children_bad: int = 0  # a fan-out's instances that ended otherwise than SUCCESS
+    children_cancelled: int = 0  # ... of them CANCELLED
     value: Any = None
     limiters: tuple[anyio.CapacityLimiter, ...] = ()
     pstate: PipelineState | None = None  # its context.state, if it takes context

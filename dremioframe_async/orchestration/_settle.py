@@ -72,7 +72,7 @@ class Settling(RunCore):
             if self.closing:
                 continue
             if n.parent is not None:
-                self._child_done(n.parent, work)
+                self._child_done(n.parent, st, work)
                 continue
             downs = self.plan.downstream[n.i]
             if len(downs) > TELL_SLICE and not self.cancelling:
@@ -132,7 +132,11 @@ class Settling(RunCore):
             d.queued = True
             work.append(Settlement(d, _S.CANCELLED, reason=self._why_cancelled()))
 
-    def _child_done(self, parent: Node, work: list[Settlement]) -> None:
+    def _child_done(self, parent: Node, state: TaskState, work: list[Settlement]) -> None:
+        if state is not _S.SUCCESS:  # counted as they end: no scan of every instance at the end
+            parent.children_bad += 1
+            if state is _S.CANCELLED:
+                parent.children_cancelled += 1
         parent.left -= 1
         if parent.left:
             return
@@ -141,11 +145,11 @@ class Settling(RunCore):
         # run's nodes hold no cycle and are freed as soon as its result is dropped (its
         # nodes may have been made frozen, uncounted by the cyclic collector: ``_gc``).
         parent.children = ()
-        if any(c.state is _S.CANCELLED for c in children):
+        if parent.children_cancelled:
             work.append(Settlement(parent, _S.CANCELLED, reason=self._why_cancelled()))
             return
-        failed = [c for c in children if c.state is not _S.SUCCESS]
-        if failed:
+        if parent.children_bad:
+            failed = [c for c in children if c.state is not _S.SUCCESS]
             first = failed[0]
             why = f"{len(failed)} of {len(children)} instances did not succeed"
             work.append(Settlement(parent, _S.FAILED, error=first.error, reason=why))
