@@ -4,12 +4,12 @@ settles every instance."""
 
 from __future__ import annotations
 
-import gc
+from typing import Any
 
 import anyio
 import pytest
 
-from dremioframe_async.orchestration import Pipeline, TaskState, TaskStateChanged, task
+from dremioframe_async.orchestration import Pipeline, TaskState, TaskStateChanged, _attempts, task
 from dremioframe_async.orchestration._node import ChildNode
 from dremioframe_async.orchestration._run_core import SLICE
 
@@ -18,7 +18,19 @@ pytestmark = pytest.mark.anyio
 WIDTH = 3 * SLICE + 1
 
 
-async def test_the_first_instances_run_before_the_last_are_made() -> None:
+async def test_the_first_instances_run_before_the_last_are_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[int] = [0]  # this run's instances, counted as they are made
+
+    class Counted(ChildNode):
+        __slots__ = ()
+
+        def __init__(self, *args: Any) -> None:
+            made[0] += 1
+            super().__init__(*args)
+
+    monkeypatch.setattr(_attempts, "ChildNode", Counted)
     made_when_first_ran: list[int] = []
 
     @task(max_map_length=WIDTH)
@@ -28,14 +40,37 @@ async def test_the_first_instances_run_before_the_last_are_made() -> None:
     @task(max_map_length=WIDTH)
     async def extract(part: int) -> int:
         if part == 0:
-            made_when_first_ran.append(sum(1 for o in gc.get_objects() if type(o) is ChildNode))
+            made_when_first_ran.append(made[0])
         return part
 
     result = await Pipeline("slices").add_task(extract.expand(part=parts())).run()
     assert result.status == "SUCCESS"
     assert result["extract"] == list(range(WIDTH))  # every instance, in order
-    assert len(made_when_first_ran) == 1
-    assert made_when_first_ran[0] < WIDTH  # made all at once, all would exist
+    assert made[0] == WIDTH
+    assert 0 < made_when_first_ran[0] < WIDTH  # made all at once, all would exist
+
+
+async def test_two_wide_fan_outs_at_once_keep_their_instances_together() -> None:
+    # Made a slice at a time, two fan-outs' instances interleave as they are made;
+    # the result lists each fan-out's together, in order.
+    @task(max_map_length=WIDTH)
+    async def parts() -> list[int]:
+        return list(range(WIDTH))
+
+    @task(max_map_length=WIDTH)
+    async def a(part: int) -> int:
+        return part
+
+    @task(max_map_length=WIDTH)
+    async def b(part: int) -> int:
+        return part
+
+    source = parts()
+    pipeline = Pipeline("slices").add_task(a.expand(part=source)).add_task(b.expand(part=source))
+    result = await pipeline.run()
+    assert result.status == "SUCCESS"
+    keys = [k for k in result.states if "[" in k]
+    assert keys == [f"a[{j}]" for j in range(WIDTH)] + [f"b[{j}]" for j in range(WIDTH)]
 
 
 async def test_a_cancellation_while_instances_are_made_settles_every_instance() -> None:

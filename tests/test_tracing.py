@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from dremioframe_async import Pipeline, task
 from dremioframe_async.dremio import DremioClient
 from dremioframe_async.orchestration import _tracing
+from dremioframe_async.orchestration._run_core import SLICE
 from dremioframe_async.tasks import DremioQueryTask, HttpTask
 from dremioframe_async.testing import FakeDremio, sample_table
 
@@ -207,6 +208,33 @@ async def test_a_large_fan_out_makes_a_bounded_number_of_spans(
     failed_events = [e for e in mapped.events if e.name == "instance failed"]
     assert len(failed_events) == 10 - 1  # check[7] had a span of its own
     assert failed_events[0].attributes["exception.type"] == "ValueError"
+
+
+@pytest.mark.anyio
+async def test_a_fan_out_wider_than_a_slice_counts_all_its_instances(
+    traced: tuple[Any, Any],
+) -> None:
+    # Instances are made a slice at a time and the first run meanwhile: the
+    # mapped task's span, opened by the first, still counts every instance.
+    provider, exporter = traced
+    width = 2 * SLICE + 5
+
+    @task(name="items", max_map_length=width)
+    async def items() -> list[int]:
+        return list(range(width))
+
+    @task(name="check", max_map_length=width)
+    async def check(x: int) -> int:
+        return x
+
+    await Pipeline("fan").add_task(check.expand(x=items())).run(tracer_provider=provider)
+    (mapped,) = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "task check" and "dremioframe.map_index" not in s.attributes
+    ]
+    assert mapped.attributes["dremioframe.instances"] == width
+    assert mapped.attributes["dremioframe.instances.succeeded"] == width
 
 
 @pytest.mark.anyio

@@ -256,7 +256,7 @@ class Attempts(Arguments):
         if not values:
             self._settle(node, _S.SUCCESS, result=[])
             return
-        node.left = len(values)
+        node.left = node.width = len(values)
         self.remaining += len(values)
         children: list[Node] = []
         node.children = children  # filled a slice at a time; read once the last has ended

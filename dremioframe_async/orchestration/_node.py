@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -52,6 +53,7 @@ class Node:
     parent: Node | None = None
     children: Sequence[Node] = ()  # a fan-out's instances, once expanded
     left: int = 0
+    width: int = 0  # a fan-out's instances, all of them (made a slice at a time)
     children_bad: int = 0  # a fan-out's instances that ended otherwise than SUCCESS
     children_cancelled: int = 0  # ... of them CANCELLED
     value: Any = None
@@ -101,6 +103,9 @@ class ChildNode(Node):
             self.limiters = parent.limiters
 
 
+_PLAN_POSITION = operator.attrgetter("i")  # an instance's is its fan-out's
+
+
 class NodesByKey(Mapping[str, Node]):
     """A run's nodes by key, looked up through the plan's key index.
 
@@ -123,7 +128,10 @@ class NodesByKey(Mapping[str, Node]):
 
     def _instances(self) -> dict[str, Node]:
         if self._extra is None:
-            self._extra = {n.key: n for n in self._nodes[self._planned :]}
+            # Fan-outs make their instances a slice at a time, so two at once interleave
+            # in the run's list: each fan-out's are put together, in their order.
+            extra = sorted(self._nodes[self._planned :], key=_PLAN_POSITION)
+            self._extra = {n.key: n for n in extra}
         return self._extra
 
     def __getitem__(self, key: str) -> Node:

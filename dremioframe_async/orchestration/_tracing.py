@@ -79,7 +79,7 @@ class RunTracing:
                     "dremioframe.pipeline": self.pipeline,
                     "dremioframe.run_id": self.run_id,
                     "dremioframe.task": parent.key,
-                    "dremioframe.instances": len(parent.children),
+                    "dremioframe.instances": parent.width,
                     "cicd.pipeline.name": self.pipeline,
                     "cicd.pipeline.run.id": self.run_id,
                     "cicd.pipeline.task.name": parent.key,
