@@ -33,8 +33,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+from embedded_latency import fan_out  # the same shape: root -> N no-op tasks -> sink
 
-from dremioframe_async.orchestration import Pipeline, Task, _gc, task
+from dremioframe_async.orchestration import Pipeline, _gc, task
 from dremioframe_async.orchestration._node import ChildNode
 
 CYCLES_PER_PAIR = 300
@@ -46,19 +47,6 @@ class Garbage:
     def __init__(self) -> None:
         self.me = self
         self.pad = bytearray(1024)
-
-
-async def noop() -> None:
-    return
-
-
-def fan_out(width: int) -> Pipeline:
-    root, sink = Task("root", noop), Task("sink", noop)
-    for i in range(width):
-        mid = Task(f"t{i}", noop)
-        root >> mid
-        mid >> sink
-    return Pipeline("churn_fan_out").add_task(root)
 
 
 def mapped(instances: int) -> Pipeline:
