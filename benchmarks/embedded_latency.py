@@ -2,13 +2,15 @@
 
 An aiohttp endpoint runs in this process, on the same event loop as the
 pipelines; another process pings it every 10 ms (one keep-alive connection)
-and records each round trip. Three loads, one after the other:
+and records each round trip. Three loads, one after the other (a fourth on request):
 
 * idle: nothing else runs;
 * fan-out: 20,000-task no-op fan-outs run back to back;
 * flight: four 2,000,000-row Flight extractions (``client.query(..., via="flight")``,
   the whole result as one Arrow table) run back to back, as a pipeline of four
-  tasks, against FakeDremio in its own process.
+  tasks, against FakeDremio in its own process;
+* mapped (not run unless named in ``--loads``): a task's result mapped over by
+  ``expand``, 100,000 no-op instances per run (``--instances``), back to back.
 
 Per load: the round trip's p50, p99 and max (ms), pings sent, the loop's own lag
 (how late a 5 ms sleep in the host wakes, bounded by the CPU time the loop's
@@ -20,6 +22,7 @@ average. Targets: p99 <= 10 ms and max <= 20 ms under each load.
     python benchmarks/embedded_latency.py                 # 10 s per load
     python benchmarks/embedded_latency.py --seconds 5 --loads idle fan-out
     python benchmarks/embedded_latency.py --quick         # 2 s per load, 200,000 rows
+    python benchmarks/embedded_latency.py --loads idle mapped
 
 The flight load needs the ``testing`` extra (DuckDB); without it that row says so.
 """
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 import anyio
 from aiohttp import web
 
-from dremioframe_async.orchestration import Pipeline, Task
+from dremioframe_async.orchestration import Pipeline, Task, task
 
 PING_EVERY = 0.010
 FREEZE = False  # --freeze
@@ -129,6 +132,30 @@ def fan_out_load(width: int) -> Load:
             assert result.status == "SUCCESS", result.status
             tasks += width + 2
         return f"{tasks / (time.perf_counter() - start):,.0f} tasks/s"
+
+    return load
+
+
+def mapped_load(instances: int) -> Load:
+    """One task's result mapped over by ``expand``: ``instances`` no-op instances per run."""
+
+    @task(max_map_length=instances)
+    async def parts() -> list[int]:
+        return list(range(instances))
+
+    @task(max_map_length=instances)
+    async def extract(part: int) -> int:
+        return part
+
+    pipeline = Pipeline("latency_mapped").add_task(extract.expand(part=parts()))
+
+    async def load(stop: anyio.Event) -> str:
+        made, start = 0, time.perf_counter()
+        while not stop.is_set():
+            result = await pipeline.run()
+            assert result.status == "SUCCESS", result.status
+            made += instances
+        return f"{made / (time.perf_counter() - start):,.0f} instances/s"
 
     return load
 
@@ -242,7 +269,12 @@ def report(rows: list[Figures]) -> None:
 
 
 async def main_async(
-    loads: Sequence[str], seconds: float, width: int, rows: int, freeze: bool = False
+    loads: Sequence[str],
+    seconds: float,
+    width: int,
+    rows: int,
+    freeze: bool = False,
+    instances: int = 100_000,
 ) -> None:
     global FREEZE
     FREEZE = freeze
@@ -250,6 +282,7 @@ async def main_async(
         "idle": lambda: idle,
         "fan-out": lambda: fan_out_load(width),
         "flight": lambda: flight_load(rows),
+        "mapped": lambda: mapped_load(instances),
     }
     figures = []
     for name in loads:
@@ -270,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=20_000, help="fan-out tasks")
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows per extraction")
     parser.add_argument(
+        "--instances", type=int, default=100_000, help="instances of the mapped load's fan-out"
+    )
+    parser.add_argument(
         "--freeze", action="store_true", help="gc.freeze() once the pipelines are built"
     )
     parser.add_argument("--quick", action="store_true", help="2 s per load, 200,000 rows")
@@ -280,7 +316,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.quick:
         args.seconds, args.rows = 2.0, 200_000
-    anyio.run(main_async, args.loads, args.seconds, args.width, args.rows, args.freeze)
+    anyio.run(
+        main_async, args.loads, args.seconds, args.width, args.rows, args.freeze, args.instances
+    )
 
 
 if __name__ == "__main__":
