@@ -34,6 +34,7 @@ import anyio
 import pyarrow.parquet as pq
 
 from . import Pipeline, RunResult, TaskState, task
+from ._argv import glue_dash_values
 from ._interrupts import EXIT_INTERRUPTED, interruptible
 from .cli._common import ui_hint
 from .dremio import DremioClient, DremioConfigError, Via, split_path
@@ -420,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C cancels it (130): the cleanup task still runs and the table is printed;
     a second Ctrl-C stops the cleanup, a third exits at once.
     """
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+    given = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(glue_dash_values(given))
     if not args.url and (missing := _missing_testing_extra()):
         print(f"demo: {missing}", file=sys.stderr)  # the embedded server cannot run
         return 2

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .._argv import glue_dash_values
 from .._interrupts import EXIT_INTERRUPTED
 from ..bench import add_bench_command
 from ..orchestration import ArgumentError, PipelineDefinitionError, TaskDefinitionError
@@ -151,7 +152,7 @@ def _main(argv: list[str]) -> int:
         # in a subparser would reject a leading option).
         return demo.run_demo(argv[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(glue_dash_values(argv))
     try:
         return int(args.handler(args))
     except BrokenPipeError:
