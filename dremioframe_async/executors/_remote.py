@@ -218,9 +218,18 @@ def _run(fn: Any, args: Any, kwargs: Any, capture: tuple[int, int, int] | None) 
         return raised if handler is None else (*raised, handler.shipped())
     finally:
         if handler is not None:
-            root.removeHandler(handler)
+            _detach(root, handler)
     outcome = _pickled(result)
     return outcome if handler is None else (*outcome, handler.shipped())
+
+
+def _detach(root: logging.Logger, handler: logging.Handler) -> None:
+    # Not root.removeHandler: it deletes in place from the list that another thread
+    # (another task's) may be walking, and that walk then skips the handler that moved
+    # into the removed one's place, another task's capture (CPython gh-79366). A copy
+    # replaces the list, so a walk in progress finishes on the one it started with.
+    with getattr(logging, "_lock", None) or threading.RLock():
+        root.handlers = [h for h in root.handlers if h is not handler]
 
 
 def _pickled(result: Any) -> tuple[Any, ...]:
@@ -363,7 +372,7 @@ async def run_coroutine(
         raise
     finally:
         if handler is not None:
-            root.removeHandler(handler)
+            _detach(root, handler)
     return outcome if handler is None else (*outcome, handler.shipped())
 
 

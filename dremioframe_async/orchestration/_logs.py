@@ -221,6 +221,7 @@ class _CaptureHandler(logging.Handler):
 
 _LOCK = threading.Lock()
 _HANDLER = _CaptureHandler()
+_HANDLERS_LOCK = getattr(logging, "_lock", None) or threading.RLock()  # logging's own
 
 
 def _install() -> None:
@@ -234,7 +235,23 @@ def _uninstall() -> None:
     with _LOCK:
         _HANDLER.users -= 1
         if _HANDLER.users == 0:
-            logging.getLogger().removeHandler(_HANDLER)
+            remove_handler(logging.getLogger(), _HANDLER)
+
+
+def remove_handler(logger: logging.Logger, handler: logging.Handler) -> None:
+    """``logger.removeHandler(handler)`` without making a record in flight skip a handler.
+
+    ``Logger.removeHandler`` deletes from the list that another thread may be
+    walking in ``callHandlers`` at that moment, and the walk then skips the handler
+    that moved into the removed one's place: the user's handler, or another task's
+    capture (CPython gh-79366). The list is replaced by a
+    copy instead, so a walk in progress finishes on the list it started with.
+    (``addHandler`` appends, which skips nothing.) Taken under logging's own lock,
+    as its methods do.
+    """
+    with _HANDLERS_LOCK:
+        if handler in logger.handlers:
+            logger.handlers = [h for h in logger.handlers if h is not handler]
 
 
 class RunLogs:
