@@ -251,3 +251,77 @@ async def test_a_run_of_tasks_with_arguments_needs_no_index_of_every_task() -> N
     assert plan.key_of(plan.tasks[-1]) == plan.keys[-1]
     assert plan._index is not None
     assert len(plan.index) == 52
+
+
+async def test_results_are_read_from_the_nodes_in_the_order_of_the_tasks() -> None:
+    slow_may_end = anyio.Event()
+
+    @task(name="slow")
+    async def slow() -> str:
+        await slow_may_end.wait()
+        return "slow"
+
+    @task(name="fast")
+    async def fast() -> str:
+        slow_may_end.set()  # ``fast`` settles first
+        return "fast"
+
+    @task(name="mapped")
+    async def mapped(x: int) -> int:
+        return x
+
+    @task(name="gone")
+    async def gone() -> int:
+        raise ValueError("no result")
+
+    pipeline = Pipeline("order").add_task(slow()).add_task(fast()).add_task(gone())
+    pipeline.add_task(mapped.expand(x=[7, 8]))
+    result = await pipeline.run()
+    assert result.status == "FAILED"
+    # Keys in the order of ``result.tasks`` (plan tasks, then fan-out instances),
+    # whatever order the tasks ended in; a task without a result is not a key.
+    assert list(result) == ["slow", "fast", "mapped", "mapped[0]", "mapped[1]"]
+    assert list(result.tasks) == ["slow", "fast", "gone", "mapped", "mapped[0]", "mapped[1]"]
+    assert len(result) == 5
+    assert result["mapped[1]"] == 8
+    assert result["mapped"] == [7, 8]
+    assert "gone" not in result
+    assert "nothing" not in result
+    with pytest.raises(KeyError, match="ended FAILED"):
+        result["gone"]
+
+
+def _held_per_task(keep: str, width: int) -> float:
+    """Bytes per task the engine's modules still hold once a no-op fan-out has run."""
+    import gc
+    import tracemalloc
+
+    async def noop() -> None:
+        return None
+
+    root, sink = Task("root", noop), Task("sink", noop)
+    for i in range(width):
+        root >> Task(f"t{i}", noop) >> sink
+    pipeline = Pipeline("held", keep_results=keep).add_task(root)  # type: ignore[arg-type]
+    pipeline.plan(())
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        result = anyio.run(pipeline.run)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    assert result.status == "SUCCESS"
+    engine = [tracemalloc.Filter(True, "*dremioframe_async*")]
+    grown = after.filter_traces(engine).compare_to(before.filter_traces(engine), "filename")
+    return sum(stat.size_diff for stat in grown) / width
+
+
+def test_keeping_every_result_costs_no_memory_per_task() -> None:
+    # A kept result is read from its task's node: keeping them all adds no
+    # per-task entry (a dict of a million results would be ~40 MB).
+    width = 20_000
+    every, none = _held_per_task("all", width), _held_per_task("none", width)
+    assert every - none < 8, (every, none)

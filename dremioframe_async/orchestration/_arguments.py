@@ -42,17 +42,18 @@ class Arguments(Settling):
 
     def _missing_inputs(self, node: Node) -> tuple[TaskState, str] | None:
         for up in node.task.data_dependencies():
-            key = self.plan.keys[self.plan.inputs[up]]
-            if key not in self.results:
-                state = self.nodes[self.plan.inputs[up]].state
+            i = self.plan.inputs[up]
+            state = self.nodes[i].state  # an input's result is always kept
+            if state is not _S.SUCCESS:
                 verdict = _S.SKIPPED if state is _S.SKIPPED else _S.UPSTREAM_FAILED
+                key = self.plan.keys[i]
                 return verdict, f"input {key!r} has no result: it ended {state.value}"
         return None
 
     def _resolve(self, value: Any) -> Any:
         """``value`` with each Task in it replaced by its result; others kept as given."""
         if isinstance(value, Task):
-            return self.results[self.plan.keys[self.plan.inputs[value]]]
+            return self.nodes[self.plan.inputs[value]].result
         if not contains_task(value):
             return value
         if isinstance(value, dict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import anyio
@@ -14,7 +14,16 @@ from ._rules import UpstreamCounts
 from ._states import TaskState
 from ._task import Task
 
-__all__ = ["ChildNode", "Node", "NodesByKey", "Settlement", "elapsed", "task_run", "time_limit"]
+__all__ = [
+    "ChildNode",
+    "KeptResults",
+    "Node",
+    "NodesByKey",
+    "Settlement",
+    "elapsed",
+    "task_run",
+    "time_limit",
+]
 
 _S = TaskState
 
@@ -142,14 +151,83 @@ class NodesByKey(Mapping[str, Node]):
         return self._nodes[self._index()[key]]
 
     def __iter__(self) -> Iterator[str]:
+        return (n.key for n in self.ordered())
+
+    def ordered(self) -> Iterator[Node]:
+        """The nodes, one per key, in this mapping's order (no lookup by key)."""
         extra = self._instances() if len(self._nodes) > self._planned else {}
         for n in self._nodes[: self._planned]:
             if n.key not in extra:
-                yield n.key
-        yield from extra
+                yield n
+        yield from extra.values()
 
     def __len__(self) -> int:
         return sum(1 for _ in self) if len(self._nodes) > self._planned else self._planned
+
+
+class KeptResults(Mapping[str, Any]):
+    """The results a run keeps, by key, read from its nodes.
+
+    A result is on its node from the node's settlement, so the run copies none
+    into a dict of its own (a million-task run would hold a million entries).
+    A key maps to its node's result when the node ended SUCCESS and the run
+    keeps that task's results (``keep``, by plan position: None keeps all).
+
+    While the run goes on, keys are plan keys (what tasks' arguments and
+    contexts read); ``final`` then makes every key of the ended run readable,
+    its fan-out instances' too, in the order of ``RunResult.tasks``.
+    """
+
+    __slots__ = ("_by_key", "_index", "_keep", "_len", "_nodes")
+
+    def __init__(
+        self, nodes: list[Node], index: Callable[[], Mapping[str, int]], keep: bytearray | None
+    ) -> None:
+        self._nodes = nodes
+        self._index = index  # plan key -> position, made on first use
+        self._keep = keep
+        self._by_key: NodesByKey | None = None
+        self._len: int | None = None
+
+    def final(self, by_key: NodesByKey) -> None:
+        """The run has ended: look keys up among all of ``by_key``'s nodes."""
+        self._by_key = by_key
+
+    def _node(self, key: object) -> Node | None:
+        if not isinstance(key, str):
+            return None
+        if self._by_key is not None:
+            return self._by_key.get(key)
+        i = self._index().get(key)
+        return None if i is None or i >= len(self._nodes) else self._nodes[i]
+
+    def _kept(self, node: Node) -> bool:
+        keep = self._keep
+        return node.state is _S.SUCCESS and (keep is None or bool(keep[node.i]))
+
+    def __getitem__(self, key: str) -> Any:
+        node = self._node(key)
+        if node is None or not self._kept(node):
+            raise KeyError(key)
+        return node.result
+
+    def __contains__(self, key: object) -> bool:
+        node = self._node(key)
+        return node is not None and self._kept(node)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._by_key is None:  # the run goes on: its plan tasks (nothing reads this)
+            nodes: Iterable[Node] = (n for n in self._nodes if n.parent is None)
+        else:
+            nodes = self._by_key.ordered()
+        return (n.key for n in nodes if self._kept(n))
+
+    def __len__(self) -> int:
+        if self._by_key is None:
+            return sum(1 for _ in self)
+        if self._len is None:  # the run has ended: its count no longer changes
+            self._len = sum(1 for _ in self)
+        return self._len
 
 
 class Settlement(NamedTuple):

@@ -179,6 +179,10 @@ class LazyTaskRuns(Mapping[str, TaskRun]):
 class RunResult(Mapping[str, Any]):
     """The outcome of one run: a mapping of successful results by task key.
 
+    Its keys come in the order of ``tasks`` (the plan's tasks, then fan-out
+    instances), whatever order the tasks ended in; a task whose result the run
+    did not keep (``keep_results``) or that did not succeed is not among them.
+
     ``status`` is a :class:`RunStatus` (a str): ``SUCCESS``, ``FAILED`` (some task ended FAILED or
     UPSTREAM_FAILED) or ``"CANCELLED"``; ``states``, ``errors`` and ``tasks``
     give the per-task detail. ``result[task_object]`` works as well as

@@ -32,7 +32,7 @@ from ._events import TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
 from ._gc import freezing
 from ._graph import KeepResults, Plan
-from ._node import Node
+from ._node import KeptResults, Node
 from ._observe import Observers
 from ._pstate import RunState
 from ._recorder import PriorRun, TaskRecord
@@ -90,7 +90,6 @@ class RunCore:
         self.starting: list[Node] = []  # first attempts begun since the last batch
         self.prior = prior
         self.on_start = on_start
-        self.results: dict[str, Any] = {}
         self.ready: deque[Node] = deque()
         self.run_limiter = run_limiter
         # Each run has its own threads for plain functions, sized to its concurrency,
@@ -109,6 +108,8 @@ class RunCore:
         self.spill: deque[tuple[Node, TaskState, int]] = deque()
         self.n_bad = 0  # nodes settled FAILED, UPSTREAM_FAILED or CANCELLED
         self.keep = plan.kept_results(keep_results)
+        # The kept results, read from the nodes (no dict of its own).
+        self.results = KeptResults(self.nodes, lambda: plan.key_index, self.keep)
         self.workers = 0
         self.busy = 0
         self.cancelling = False  # the caller cancelled: only cleanup tasks may start

@@ -220,11 +220,13 @@ class Run(Attempts):
 
     def result(self) -> RunResult:
         plan = self.plan
+        by_key = NodesByKey(self.nodes, len(plan.tasks), lambda: plan.key_index)
+        self.results.final(by_key)
         return RunResult(
             self.plan.pipeline,
             self.run_id,
             self.status(),
-            LazyTaskRuns(NodesByKey(self.nodes, len(plan.tasks), lambda: plan.key_index), task_run),
+            LazyTaskRuns(by_key, task_run),
             self.results,
             self.plan.key_of,
             self.started,

@@ -57,9 +57,7 @@ class Settling(RunCore):
             if err is not None:  # rare: kept in the node's __dict__, not in a slot each
                 n.error = err
             if st is _S.SUCCESS:
-                n.result = res
-                if keep is None or keep[n.i]:
-                    self.results[n.key] = res
+                n.result = res  # ``self.results`` reads it there, if the run keeps it
                 if n.pstate is not None:
                     self.state.commit(n.pstate.writes)
             elif st in _BAD:
