@@ -325,3 +325,40 @@ def test_keeping_every_result_costs_no_memory_per_task() -> None:
     width = 20_000
     every, none = _held_per_task("all", width), _held_per_task("none", width)
     assert every - none < 8, (every, none)
+
+
+def test_a_wide_task_keeps_its_edges_in_a_list_of_references() -> None:
+    import sys
+
+    async def noop() -> None:
+        return None
+
+    root, sink = Task("root", noop), Task("sink", noop)
+    mids = [Task(f"t{i}", noop) for i in range(10_000)]
+    for t in mids:
+        root >> t >> sink
+        root >> t  # a repeat, asked of the task with one edge
+    # About 8 bytes an edge at each wide end (a dict takes about 40).
+    assert sys.getsizeof(root._downstream) < 10 * len(mids)
+    assert sys.getsizeof(sink._upstream) < 10 * len(mids)
+    assert root.downstream == tuple(mids)
+    assert sink.upstream == tuple(mids)
+
+
+def test_edges_between_tasks_with_many_edges_each_are_added_once_in_order() -> None:
+    async def noop() -> None:
+        return None
+
+    tops = [Task(f"a{i}", noop) for i in range(12)]
+    bottoms = [Task(f"b{i}", noop) for i in range(20)]
+    for _ in range(2):  # the second pass repeats every edge: nothing is added
+        for a in tops:
+            for b in bottoms:
+                a >> b
+                b.set_upstream(a)
+    assert all(a.downstream == tuple(bottoms) for a in tops)
+    assert all(b.upstream == tuple(tops) for b in bottoms)
+    assert all(a.edits == len(bottoms) for a in tops)
+    pipeline = Pipeline("bipartite").add_task(tops[0])
+    assert len(pipeline.plan().tasks) == len(tops) + len(bottoms)
+    assert pipeline.plan().downstream[0] == tuple(range(12, 32))

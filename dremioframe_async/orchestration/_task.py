@@ -25,10 +25,13 @@ __all__ = ["Task", "contains_task", "profile_of"]
 _creation_order = itertools.count()
 
 # A task's edges: a tuple while there are few (most tasks have one or two: a
-# one-item tuple is 48 bytes, a one-item dict 184), a dict (an ordered set with
-# constant-time membership) past that.
+# one-item tuple is 48 bytes, a one-item dict 184), a list past that (8 bytes an
+# edge, where a dict takes about 40: a fan-out's root holds a million), and a
+# dict (an ordered set with constant-time membership) once a new edge finds
+# many at both its ends. Whether an edge exists is asked of the end with fewer
+# (``_linked``): the two ends always hold the same edges.
 _FEW_EDGES = 8
-Edges = tuple["Task", ...] | dict["Task", None]
+Edges = tuple["Task", ...] | list["Task"] | dict["Task", None]
 _NO_KWARGS: dict[str, Any] = {}  # shared by tasks without keyword arguments; never mutated
 
 
@@ -43,11 +46,35 @@ def _with_edge(edges: Edges, task: Task) -> Edges:
             return alone
         if len(edges) < _FEW_EDGES:
             return (*edges, task)
-        grown = dict.fromkeys(edges)
-        grown[task] = None
-        return grown
-    edges[task] = None  # type: ignore[index]  # a dict
+        return [*edges, task]
+    if type(edges) is list:
+        edges.append(task)
+        return edges
+    edges[task] = None  # type: ignore[index,call-overload]  # a dict
     return edges
+
+
+def _linked(up: Task, down: Task) -> bool:
+    """Whether ``down`` already waits for ``up``.
+
+    Asked of an end that answers at once: a few edges (a tuple) or a dict. When
+    both ends hold a list of many, the shorter one becomes a dict first.
+    """
+    ups = down._upstream
+    if type(ups) is tuple:
+        return up in ups
+    downs = up._downstream
+    if type(downs) is tuple:
+        return down in downs
+    if type(ups) is dict:
+        return up in ups
+    if type(downs) is dict:
+        return down in downs
+    if len(ups) <= len(downs):
+        down._upstream = ups = dict.fromkeys(ups)
+        return up in ups
+    up._downstream = downs = dict.fromkeys(downs)
+    return down in downs
 
 
 # Values that cannot hold a Task: the common arguments skip the container checks.
@@ -298,7 +325,7 @@ class Task:
             )
         if up is down:
             raise TaskDefinitionError(up.name, "a task cannot depend on itself")
-        if down not in up._downstream:
+        if not _linked(up, down):
             up._downstream = _with_edge(up._downstream, down)
             down._upstream = _with_edge(down._upstream, up)
             up.edits += 1
@@ -321,7 +348,7 @@ class Task:
         return self
 
     def __rshift__(self, other: Task) -> Task:
-        if isinstance(other, Task) and other is not self and other not in self._downstream:
+        if isinstance(other, Task) and other is not self and not _linked(self, other):
             # ``_link`` inlined for the common case: this is most of building a graph.
             self._downstream = _with_edge(self._downstream, other)
             other._upstream = _with_edge(other._upstream, self)
