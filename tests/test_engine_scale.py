@@ -362,3 +362,31 @@ def test_edges_between_tasks_with_many_edges_each_are_added_once_in_order() -> N
     pipeline = Pipeline("bipartite").add_task(tops[0])
     assert len(pipeline.plan().tasks) == len(tops) + len(bottoms)
     assert pipeline.plan().downstream[0] == tuple(range(12, 32))
+
+
+def test_plan_is_rebuilt_when_an_edge_joins_two_of_its_tasks() -> None:
+    async def noop() -> None:
+        return None
+
+    a, b, c = Task("a", noop), Task("b", noop), Task("c", noop)
+    a >> b
+    a >> c
+    pipeline = Pipeline("joined").add_task(a)
+    plan = pipeline.plan()
+    assert pipeline.plan() is plan  # nothing changed: the cached plan
+    b >> c  # no new task, one more edge between two of the plan's
+    assert pipeline.plan() is not plan
+    assert pipeline.plan().upstream[2] == (0, 1)
+
+
+async def test_a_runs_nodes_share_the_plans_positions() -> None:
+    # A node's position is the int object its plan already holds (the edge
+    # tuples hold the same), not one more per task: 28 bytes each past 256.
+    pipeline = _fan_out(width=600)
+    result = await pipeline.run()
+    plan = pipeline.plan(())  # as the run asked for it: no resources declared
+    nodes = result.tasks._sources  # type: ignore[attr-defined]  # the run's NodesByKey
+    mids = [nodes[key] for key in plan.keys[300:400]]
+    assert all(node.i is plan.positions[node.i] for node in mids)
+    held_by_edges = {id(i) for i in plan.downstream[0]}  # root -> every mid
+    assert all(id(node.i) in held_by_edges for node in mids)

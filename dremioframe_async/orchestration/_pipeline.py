@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -57,6 +58,9 @@ def _changed_params(stored: Mapping[str, Any], given: Mapping[str, Any] | None) 
 
 
 _MISSING = object()
+# Edits only ever grow, so a plan's tasks have the same sum of them exactly when
+# none of their edges changed: one int tells a cached plan apart from a stale one.
+_EDITS = operator.attrgetter("edits")
 
 
 def _changes(stored: Mapping[str, Any], given: Mapping[str, Any], names: Sequence[str]) -> str:
@@ -191,7 +195,7 @@ class Pipeline:
         self.resources = check_factories(f"pipeline {name!r}", resources)
         self.executor = _check_executor(executor)
         self._added: dict[Task, None] = {}
-        self._plan: tuple[list[int], frozenset[str] | None, Plan] | None = None
+        self._plan: tuple[int, frozenset[str] | None, Plan] | None = None
         self._needing: tuple[Plan, tuple[Task, ...]] | None = None  # tasks needing resources
         self._naming: tuple[Plan, list[tuple[str, Task]]] | None = None  # tasks naming executors
 
@@ -223,11 +227,11 @@ class Pipeline:
         """
         names = None if resources is None else frozenset(resources)
         if self._plan is not None:
-            stamps, checked, plan = self._plan
-            if checked == names and [t.edits for t in plan.tasks] == stamps:
+            stamp, checked, plan = self._plan
+            if checked == names and sum(map(_EDITS, plan.tasks)) == stamp:
                 return plan
         plan = build_plan(self.name, self._added, self.pools, names)
-        self._plan = ([t.edits for t in plan.tasks], names, plan)
+        self._plan = (sum(map(_EDITS, plan.tasks)), names, plan)
         return plan
 
     def visualize(self, path: str | Path | None = None) -> str:

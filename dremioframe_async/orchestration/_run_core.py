@@ -130,7 +130,7 @@ class RunCore:
         so the run always has all its nodes to settle. A large run makes them
         frozen, out of the cyclic collector's count (``_gc``).
         """
-        planned = enumerate(self.plan.tasks)
+        planned = zip(self.plan.positions, self.plan.tasks, strict=True)
         claim = freezing(len(self.plan.tasks))
         with anyio.CancelScope(shield=True):
             try:
