@@ -390,3 +390,52 @@ async def test_a_runs_nodes_share_the_plans_positions() -> None:
     assert all(node.i is plan.positions[node.i] for node in mids)
     held_by_edges = {id(i) for i in plan.downstream[0]}  # root -> every mid
     assert all(id(node.i) in held_by_edges for node in mids)
+
+
+async def test_each_task_has_its_first_start_and_its_end() -> None:
+    import time
+
+    attempts: list[float] = []
+
+    @task(name="flaky", retries=1, retry_delay=0)
+    async def flaky() -> int:
+        attempts.append(time.time())
+        if len(attempts) == 1:
+            raise ValueError("first attempt fails")
+        return 1
+
+    @task(name="bad")
+    async def bad() -> None:
+        raise ValueError("no")
+
+    @task(name="never")
+    async def never() -> None:
+        return None
+
+    @task(name="each")
+    async def each(x: int) -> int:
+        return x
+
+    first = flaky()
+    first >> each.expand(x=[1, 2, 3])
+    pipeline = Pipeline("times").add_task(first).add_task(bad().set_downstream(never()))
+    result = await pipeline.run()
+    tasks = result.tasks
+    flaky_run = tasks["flaky"]
+    assert flaky_run.attempts == 2
+    assert flaky_run.started is not None
+    assert flaky_run.finished is not None
+    # Its first start, before either attempt's body ran; not the retry's.
+    assert result.started <= flaky_run.started <= attempts[0] < attempts[1] <= flaky_run.finished
+    assert tasks["never"].state is TaskState.UPSTREAM_FAILED
+    assert tasks["never"].started is None  # it never ran
+    assert tasks["never"].finished is not None
+    fan_out = tasks["each"]
+    assert fan_out.started is not None
+    for j in range(3):
+        instance = tasks[f"each[{j}]"]
+        assert instance.started is not None
+        assert instance.finished is not None
+        assert fan_out.started <= instance.started <= instance.finished <= result.finished
+    assert fan_out.finished is not None
+    assert fan_out.finished >= max(tasks[f"each[{j}]"].finished or 0.0 for j in range(3))

@@ -194,8 +194,7 @@ class Attempts(Arguments):
         node.attempts += 1
         if node.pstate is not None:
             node.pstate.begin_attempt()
-        if node.started is None:
-            node.started = time.time()
+        self.times.start(node, time.time())
         if node.began is None and node.task.options.deadline is not None:
             node.began = anyio.current_time()  # only a deadline reads it (``elapsed``)
         node.state = _S.RUNNING
@@ -250,7 +249,8 @@ class Attempts(Arguments):
         except (ExpandError, MapLengthError) as exc:
             self._settle(node, _S.FAILED, error=exc)
             return
-        node.state, node.started = _S.RUNNING, time.time()
+        node.state = _S.RUNNING
+        self.times.start(node, time.time())
         if self.emit is not None:
             self._state_event(node)
         if not values:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import operator
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -20,8 +22,8 @@ __all__ = [
     "Node",
     "NodesByKey",
     "Settlement",
+    "Times",
     "elapsed",
-    "task_run",
     "time_limit",
 ]
 
@@ -40,14 +42,12 @@ class Node:
     __slots__ = (
         "__dict__",
         "attempts",
-        "finished",
         "i",
         "key",
         "n_success",
         "queued",
         "reason",
         "result",
-        "started",
         "state",
         "task",
         "upstream",
@@ -79,8 +79,6 @@ class Node:
         self.result: Any = None
         self.reason = ""
         self.attempts = 0
-        self.started: float | None = None
-        self.finished: float | None = None
         self.n_success = 0
 
     def counts(self) -> UpstreamCounts:
@@ -100,14 +98,20 @@ class Node:
 
 
 class ChildNode(Node):
-    """One instance of a fan-out: its parent and its mapped arguments are slots too."""
+    """One instance of a fan-out: its parent, its mapped arguments and its times are slots too.
 
-    __slots__ = ("parent", "value")
+    (A plan task's times are in its run's ``Times``, by plan position, which an
+    instance shares with its fan-out.)
+    """
+
+    __slots__ = ("finished", "parent", "started", "value")
 
     def __init__(self, parent: Node, j: int, value: Any) -> None:
         super().__init__(parent.i, f"{parent.key}[{j}]", parent.task, ())
         self.parent = parent
         self.value = value
+        self.started: float | None = None
+        self.finished: float | None = None
         if parent.limiters:
             self.limiters = parent.limiters
 
@@ -240,10 +244,57 @@ class Settlement(NamedTuple):
     reason: str = ""
 
 
-def task_run(n: Node) -> TaskRun:
-    return TaskRun(
-        n.key, n.task.name, n.state, n.attempts, n.started, n.finished, n.error, n.reason
-    )
+class Times:
+    """When each task of a run first started and when it ended (``time.time()``).
+
+    A plan task's two times are in two arrays of doubles, by plan position (NaN
+    until set): 16 bytes a task, where two float objects in two slots of its
+    node took 64. A fan-out's instances share their fan-out's position, so
+    theirs stay on their nodes (``ChildNode``).
+    """
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, tasks: int) -> None:
+        unset = array("d", [math.nan])
+        self.starts = unset * tasks
+        self.ends = unset * tasks
+
+    def started(self, node: Node) -> float | None:
+        """When ``node`` first started; None if it never did."""
+        if isinstance(node, ChildNode):
+            return node.started
+        t = self.starts[node.i]
+        return None if t != t else t  # NaN: not yet
+
+    def finished(self, node: Node) -> float | None:
+        """When ``node`` ended; None while it has not."""
+        if isinstance(node, ChildNode):
+            return node.finished
+        t = self.ends[node.i]
+        return None if t != t else t
+
+    def start(self, node: Node, now: float) -> None:
+        """``node`` starts now: kept if it is its first start."""
+        if isinstance(node, ChildNode):
+            if node.started is None:
+                node.started = now
+        else:
+            starts, i = self.starts, node.i
+            if starts[i] != starts[i]:
+                starts[i] = now
+
+    def task_run(self, n: Node) -> TaskRun:
+        return TaskRun(
+            n.key,
+            n.task.name,
+            n.state,
+            n.attempts,
+            self.started(n),
+            self.finished(n),
+            n.error,
+            n.reason,
+        )
 
 
 def elapsed(node: Node) -> float:

@@ -32,7 +32,7 @@ from ._events import TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
 from ._gc import freezing
 from ._graph import KeepResults, Plan
-from ._node import KeptResults, Node
+from ._node import KeptResults, Node, Times
 from ._observe import Observers
 from ._pstate import RunState
 from ._recorder import PriorRun, TaskRecord
@@ -110,6 +110,7 @@ class RunCore:
         self.keep = plan.kept_results(keep_results)
         # The kept results, read from the nodes (no dict of its own).
         self.results = KeptResults(self.nodes, lambda: plan.key_index, self.keep)
+        self.times = Times(len(plan.tasks))  # each plan task's first start and its end
         self.workers = 0
         self.busy = 0
         self.cancelling = False  # the caller cancelled: only cleanup tasks may start
@@ -196,7 +197,7 @@ class RunCore:
                     self.plan.upstream_keys[node.i] if node.parent is None else (),
                     writes,
                     self.plan.pipeline,
-                    node.started,
+                    self.times.started(node),
                 )
             )
             if state is _S.RUNNING:
@@ -232,7 +233,7 @@ class RunCore:
                 run_id,
                 node.key,
                 running,
-                node.started or 0.0,
+                self.times.started(node) or 0.0,
                 min(node.attempts, 1),
                 None,
                 None,

@@ -27,7 +27,7 @@ from ._attempts import Attempts
 from ._backend import cancel_called_function
 from ._events import RunFinished, RunStarted
 from ._gc import may_hold_cycles
-from ._node import NodesByKey, Settlement, task_run
+from ._node import NodesByKey, Settlement
 from ._result import LazyTaskRuns, RunResult
 from ._rules import runs_on_cancel
 from ._run_core import SLICE
@@ -226,7 +226,7 @@ class Run(Attempts):
             self.plan.pipeline,
             self.run_id,
             self.status(),
-            LazyTaskRuns(by_key, task_run),
+            LazyTaskRuns(by_key, self.times.task_run),
             self.results,
             self.plan.key_of,
             self.started,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._node import Node, Settlement
+from ._node import ChildNode, Node, Settlement
 from ._rules import (
     Verdict,
     decide,
@@ -50,10 +50,14 @@ class Settling(RunCore):
 
     def _drain(self, work: list[Settlement]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
-        keep = self.keep
+        keep, ends = self.keep, self.times.ends
         while work:
             n, st, res, err, why = work.pop()
-            n.state, n.reason, n.finished = st, why, time.time()
+            n.state, n.reason = st, why
+            if type(n) is ChildNode:
+                n.finished = time.time()
+            else:
+                ends[n.i] = time.time()  # a plan task's, by its position
             if err is not None:  # rare: kept in the node's __dict__, not in a slot each
                 n.error = err
             if st is _S.SUCCESS:
