@@ -208,6 +208,8 @@ async def test_terminated_connections_never_make_a_live_run_look_dead(
 
 async def _running(store: RunStore, run_id: str) -> bool | None:
     run = await store.get_run(run_id)
+    # Ended before it was seen running (INTERRUPTED: its heartbeat came late): say so at once.
+    assert run.status not in FINAL, f"run {run_id} ended {run.status} before it was seen running"
     return True if run.status is RunStatus.RUNNING and run.counts.get("SUCCESS") else None
 
 
