@@ -143,3 +143,38 @@ def test_plan_is_kept_when_unrelated_tasks_change() -> None:
     assert p.plan() is plan
     b >> x  # now connected: the plan must grow
     assert p.plan().tasks == (a, b, x, y)
+
+
+def test_only_the_part_downstream_of_back_edges_is_sorted_and_nothing_is_missed() -> None:
+    import random
+
+    from dremioframe_async.orchestration._graph import _unsorted
+
+    rng = random.Random(7)
+    cyclic = 0
+    for _ in range(300):
+        n = rng.randint(2, 14)
+        edges = {(rng.randrange(n), rng.randrange(n)) for _ in range(rng.randint(1, 2 * n))}
+        edges = {(u, d) for u, d in edges if u != d}
+        ups = tuple(tuple(sorted(u for u, d in edges if d == i)) for i in range(n))
+        downs = tuple(tuple(sorted(d for u, d in edges if u == i)) for i in range(n))
+        back = [i for i in range(n) if any(u > i for u in ups[i])]
+        everything = _unsorted(ups, downs, list(range(n)))  # a sort of the whole graph
+        assert _unsorted(ups, downs, back) == everything, edges
+        cyclic += bool(everything)
+    assert 30 < cyclic < 270  # both kinds of graph were tried
+
+
+def test_a_cycle_among_tasks_made_in_any_order_is_found() -> None:
+    @task
+    async def t() -> None: ...
+
+    later_first = [t() for _ in range(5)]  # t, t_2 ... t_5
+    a, b, c, d, e = later_first
+    e >> a  # the upstream task made after: a back edge, no cycle yet
+    a >> c >> b >> d  # b's upstream c was made after it
+    assert Pipeline("ok").add_task(a).plan().keys == ("t", "t_2", "t_3", "t_4", "t_5")
+    d >> c  # c -> b -> d -> c, entered through a back edge into b
+    with pytest.raises(CycleError) as info:
+        Pipeline("cyclic").add_task(a).plan()
+    assert [set(cycle) for cycle in info.value.cycles] == [{"t_2", "t_3", "t_4"}]

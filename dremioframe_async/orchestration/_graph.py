@@ -203,17 +203,35 @@ def assign_keys(tasks: list[Task]) -> list[str]:
 
 
 def _unsorted(
-    upstream: tuple[tuple[int, ...], ...], downstream: tuple[tuple[int, ...], ...]
+    upstream: tuple[tuple[int, ...], ...],
+    downstream: tuple[tuple[int, ...], ...],
+    back: list[int],
 ) -> list[int]:
-    """Tasks that no topological order reaches: those on or after a cycle (Kahn, linear)."""
-    waiting = [len(up) for up in upstream]
-    ready = [i for i, n in enumerate(waiting) if n == 0]
+    """Tasks that no topological order reaches: those on or after a cycle (Kahn, linear).
+
+    ``back`` are the tasks with an upstream task made after them. Every other
+    edge goes from an earlier task to a later one, so a cycle has a task of
+    ``back`` on it, and the tasks on or after a cycle are all downstream of
+    ``back``: only that part of the graph is sorted (none of it, usually).
+    """
+    if not back:
+        return []
+    part = set(back)
+    walk = list(part)
+    for i in walk:  # grows while it is walked
+        for d in downstream[i]:
+            if d not in part:
+                part.add(d)
+                walk.append(d)
+    # Upstream tasks outside ``part`` are on no cycle: only edges inside it count.
+    waiting = {i: sum(1 for u in upstream[i] if u in part) for i in walk}
+    ready = [i for i in walk if not waiting[i]]
     for i in ready:  # grows while it is walked
         for d in downstream[i]:
             waiting[d] -= 1
             if waiting[d] == 0:
                 ready.append(d)
-    return [i for i, n in enumerate(waiting) if n] if len(ready) < len(upstream) else []
+    return sorted(i for i in walk if waiting[i]) if len(ready) < len(walk) else []
 
 
 def _find_cycles(deps: dict[int, set[int]], keys: list[str]) -> list[list[str]]:
@@ -259,6 +277,8 @@ def build_plan(
     downstream: list[tuple[int, ...]] = []
     in_pools: list[int] = []
     early: list[int] = []
+    needing: list[int] = []  # tasks that need resources
+    back: list[int] = []  # tasks with an upstream task made after them
     # Equal edge tuples are shared (a fan-out's tasks all have the same ones): a
     # large graph keeps a few tuples instead of two per task.
     shared: dict[tuple[int, ...], tuple[int, ...]] = {}
@@ -268,11 +288,15 @@ def build_plan(
     last_down: object = None
     up: tuple[int, ...] = ()
     down: tuple[int, ...] = ()
+    latest = -1  # the last-made upstream task of ``up``
     for i, t in enumerate(tasks):
         if t._upstream is not last_up:
             last_up = t._upstream
             up = tuple(map(at, last_up))
             up = shared.setdefault(up, up)
+            latest = up[0] if len(up) == 1 else max(up, default=-1)
+        if latest > i:
+            back.append(i)
         upstream.append(up)
         if t._downstream is not last_down:
             last_down = t._downstream
@@ -284,6 +308,8 @@ def build_plan(
             in_pools.append(i)
         if t.has_task_args and may_start_early(options.trigger_rule):
             early.append(i)
+        if options.resources:
+            needing.append(i)
     problems = [
         f"task {keys[i]!r} uses pool {tasks[i].options.pool!r}, which the pipeline does not "
         f"define (add it: Pipeline(..., pools={{{tasks[i].options.pool!r}: N}}))"
@@ -296,10 +322,11 @@ def build_plan(
         for i in early
         for up in tasks[i].data_dependencies()
     ]
-    if resources is not None:
-        problems += resource_problems(tasks, keys, resources)
+    if resources is not None and needing:
+        users = [tasks[i] for i in needing]
+        problems += resource_problems(users, [keys[i] for i in needing], resources)
     ups, downs = tuple(upstream), tuple(downstream)
-    stuck = _unsorted(ups, downs)
+    stuck = _unsorted(ups, downs, back)
     cycles = _find_cycles({i: set(ups[i]) for i in stuck}, keys) if stuck else []
     if cycles:
         raise CycleError(name, cycles, problems)
