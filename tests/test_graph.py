@@ -178,3 +178,53 @@ def test_a_cycle_among_tasks_made_in_any_order_is_found() -> None:
     with pytest.raises(CycleError) as info:
         Pipeline("cyclic").add_task(a).plan()
     assert [set(cycle) for cycle in info.value.cycles] == [{"t_2", "t_3", "t_4"}]
+
+
+def test_the_planning_pass_finds_what_runs_read_for_every_kind_of_task() -> None:
+    from typing import Any
+
+    from dremioframe_async.orchestration import Task
+
+    async def fn() -> int:
+        return 1
+
+    async def with_context(context: Any) -> int:
+        return 1
+
+    def sync() -> int:
+        return 1
+
+    async def with_db(db: object) -> int:
+        return 1
+
+    class Custom(Task):
+        pass
+
+    kinds: dict[str, tuple[Task, bool]] = {}  # key -> (task, plain by its definition)
+
+    def add(key: str, made: Task, plain: bool) -> Task:
+        kinds[key] = (made, plain)
+        return made
+
+    root = add("root", Task("root", fn), True)
+    # Interleaved kinds, so that a task never just repeats the one before it.
+    for i in range(3):
+        root >> add(f"p{i}", Task(f"p{i}", fn), True)
+        root >> add(f"s{i}", Task(f"s{i}", sync), False)
+        root >> add(f"r{i}", Task(f"r{i}", fn, retries=1), False)
+        root >> add(f"c{i}", Task(f"c{i}", with_context), False)
+        root >> add(f"a{i}", Task(f"a{i}", fn, args=(root,)), False)
+        root >> add(f"t{i}", Task(f"t{i}", fn, timeout=5), False)
+        root >> add(f"x{i}", Custom(f"x{i}", fn), False)
+        root >> add(f"u{i}", Task(f"u{i}", with_db, resources=("db",)), False)
+        root >> add(f"e{i}", Task(f"e{i}", fn, executor="local"), True)
+        root >> add(f"w{i}", Task(f"w{i}", fn, trigger_rule="always"), True)
+        add(f"alone{i}", Task(f"alone{i}", fn, pool="slow"), True) >> root
+    plan = Pipeline("kinds", pools={"slow": 2}, resources={"db": object}).add_task(root).plan()
+    assert set(plan.keys) == set(kinds)
+    plain = {k for k, (_, p) in kinds.items() if p}
+    assert {plan.keys[i] for i, flag in enumerate(plan.plain) if flag} == plain
+    starts = [k for k in plan.keys if k.startswith(("w", "alone"))]
+    assert [plan.keys[i] for i in plan.starts] == starts  # in plan order
+    assert [plan.keys[i] for i in plan.needing] == [k for k in plan.keys if k[0] == "u"]
+    assert [plan.keys[i] for i in plan.naming] == [k for k in plan.keys if k[0] == "e"]

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Literal
 
 from ._errors import CycleError, PipelineDefinitionError
+from ._options import TaskOptions
 from ._resources import resource_problems
 from ._rules import may_start_early, passes_without_upstream
 from ._task import Task
@@ -23,11 +24,20 @@ KeepResults = Literal["all", "leaves", "none"]
 KEEP_RESULTS: tuple[KeepResults, ...] = ("all", "leaves", "none")
 
 
-def _is_plain(t: Task) -> bool:
-    if type(t) is not Task or not t.is_async or t.wants_context or t.has_task_args:
-        return False
-    o = t.options
+def _plain_options(o: TaskOptions) -> bool:
     return not o.retries and o.timeout is None and o.deadline is None and not o.resources
+
+
+class PlanScan:
+    """What the planning pass finds about each task, by position, for a :class:`Plan`."""
+
+    __slots__ = ("naming", "needing", "plain", "starts")
+
+    def __init__(self, tasks: int) -> None:
+        self.starts: list[int] = []
+        self.plain = bytearray(tasks)
+        self.needing: list[int] = []
+        self.naming: list[int] = []
 
 
 class Plan:
@@ -35,21 +45,34 @@ class Plan:
     as index tuples. Runs share it and never change it.
 
     ``upstream_keys``, ``index`` and ``key_index`` are derived on first use: a run without
-    listeners or context lookups never needs them.
+    listeners or context lookups never needs them. What every run reads is found
+    while planning, in the one pass over the tasks (``PlanScan``):
+
+    * ``starts``: the tasks a run may start at once, those without upstream
+      tasks and those whose trigger rule passes without them (``always``);
+    * ``plain``: 1 for each task a runner may run without its general machinery,
+      an exact :class:`Task` of an ``async def`` without context, task
+      arguments, retries, time limits or resources (its one attempt is a call of
+      its function in its slots and its observers' scope; whether the run has an
+      executor is the run's to check);
+    * ``needing`` and ``naming``: the tasks that need resources, and that name
+      an executor.
     """
 
     __slots__ = (
         "_index",
         "_kept",
         "_key_index",
-        "_plain",
-        "_starts",
         "_upstream_keys",
         "downstream",
         "inputs",
         "keys",
+        "naming",
+        "needing",
         "pipeline",
+        "plain",
         "positions",
+        "starts",
         "tasks",
         "upstream",
     )
@@ -62,12 +85,13 @@ class Plan:
         inputs: Mapping[Task, int],
         upstream: tuple[tuple[int, ...], ...],
         downstream: tuple[tuple[int, ...], ...],
-        positions: tuple[int, ...] | None = None,
+        positions: tuple[int, ...],
+        scan: PlanScan,
     ) -> None:
         self.pipeline = pipeline
         # 0, 1, ... as the int objects the edge tuples hold: a run's nodes take
         # theirs from here rather than making a million more (28 bytes each).
-        self.positions = positions if positions is not None else tuple(range(len(tasks)))
+        self.positions = positions
         self.tasks = tasks
         self.keys = keys
         self.inputs = inputs  # the position of each task whose result another takes
@@ -77,21 +101,10 @@ class Plan:
         self._upstream_keys: tuple[tuple[str, ...], ...] | None = None
         self._key_index: dict[str, int] | None = None
         self._kept: dict[str, bytearray | None] = {}
-        self._starts: tuple[int, ...] | None = None
-        self._plain: bytearray | None = None
-
-    @property
-    def plain(self) -> bytearray:
-        """1 for each task a runner may run without its general machinery.
-
-        A plain task is an exact :class:`Task` of an ``async def`` without
-        context, task arguments, retries, time limits or resources: its one
-        attempt is a call of its function in its slots (pool, concurrency) and
-        its observers' scope. (Whether the run has an executor is the run's to check.)
-        """
-        if self._plain is None:
-            self._plain = bytearray(map(_is_plain, self.tasks))
-        return self._plain
+        self.starts = tuple(scan.starts)
+        self.plain = scan.plain
+        self.needing = tuple(scan.needing)
+        self.naming = tuple(scan.naming)
 
     @property
     def upstream_keys(self) -> tuple[tuple[str, ...], ...]:
@@ -115,17 +128,6 @@ class Plan:
         if self._key_index is None:
             self._key_index = {k: i for i, k in enumerate(self.keys)}
         return self._key_index
-
-    @property
-    def starts(self) -> tuple[int, ...]:
-        """Tasks a run may start at once: those without upstream tasks, and ``always``."""
-        if self._starts is None:
-            self._starts = tuple(
-                i
-                for i, t in enumerate(self.tasks)
-                if not self.upstream[i] or passes_without_upstream(t.options.trigger_rule)
-            )
-        return self._starts
 
     def kept_results(self, keep: KeepResults) -> bytearray | None:
         """Which tasks' results a run keeps, by index (None: every task's).
@@ -277,8 +279,13 @@ def build_plan(
     downstream: list[tuple[int, ...]] = []
     in_pools: list[int] = []
     early: list[int] = []
-    needing: list[int] = []  # tasks that need resources
+    scan = PlanScan(len(tasks))
+    starts, plain, needing, naming = scan.starts, scan.plain, scan.needing, scan.naming
     back: list[int] = []  # tasks with an upstream task made after them
+    last_options: TaskOptions | None = None
+    bad_pool = early_rule = alone = plain_options = False
+    uses: tuple[str, ...] = ()
+    names: str | None = None
     # Equal edge tuples are shared (a fan-out's tasks all have the same ones): a
     # large graph keeps a few tuples instead of two per task.
     shared: dict[tuple[int, ...], tuple[int, ...]] = {}
@@ -303,13 +310,31 @@ def build_plan(
             down = tuple(map(at, last_down))
             down = shared.setdefault(down, down)
         downstream.append(down)
+        if not up:
+            starts.append(i)
         options = t.options
-        if options.pool is not None and options.pool not in pools:
+        if options is not last_options:  # options are shared: tasks of one @task share one
+            last_options, rule = options, options.trigger_rule
+            bad_pool = options.pool is not None and options.pool not in pools
+            early_rule, alone = may_start_early(rule), passes_without_upstream(rule)
+            uses, names, plain_options = (
+                options.resources,
+                options.executor,
+                _plain_options(options),
+            )
+        if alone and up:
+            starts.append(i)
+        if t.has_task_args:
+            if early_rule:
+                early.append(i)
+        elif plain_options and type(t) is Task and t.is_async and not t.wants_context:
+            plain[i] = 1
+        if bad_pool:
             in_pools.append(i)
-        if t.has_task_args and may_start_early(options.trigger_rule):
-            early.append(i)
-        if options.resources:
+        if uses:
             needing.append(i)
+        if names:
+            naming.append(i)
     problems = [
         f"task {keys[i]!r} uses pool {tasks[i].options.pool!r}, which the pipeline does not "
         f"define (add it: Pipeline(..., pools={{{tasks[i].options.pool!r}: N}}))"
@@ -333,7 +358,8 @@ def build_plan(
     if problems:
         raise PipelineDefinitionError(name, problems)
     inputs = {up: index[up] for t in tasks if t.has_task_args for up in t.data_dependencies()}
-    return Plan(name, tuple(tasks), tuple(keys), inputs, ups, downs, tuple(index.values()))
+    positions = tuple(index.values())
+    return Plan(name, tuple(tasks), tuple(keys), inputs, ups, downs, positions, scan)
 
 
 _PLAIN_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -196,8 +196,6 @@ class Pipeline:
         self.executor = _check_executor(executor)
         self._added: dict[Task, None] = {}
         self._plan: tuple[int, frozenset[str] | None, Plan] | None = None
-        self._needing: tuple[Plan, tuple[Task, ...]] | None = None  # tasks needing resources
-        self._naming: tuple[Plan, list[tuple[str, Task]]] | None = None  # tasks naming executors
 
     def add_task(self, task: Task) -> Pipeline:
         """Add ``task`` (and so every task connected to it); returns self to chain.
@@ -394,20 +392,13 @@ class Pipeline:
             sole = _sole_exception(group)
             raise sole from sole.__cause__
 
-    def _needing_resources(self, plan: Plan) -> tuple[Task, ...]:
-        # Once per plan, not per run: a warm run of a large graph skips the scan.
-        if self._needing is None or self._needing[0] is not plan:
-            self._needing = (plan, tuple(t for t in plan.tasks if t.options.resources))
-        return self._needing[1]
+    @staticmethod
+    def _needing_resources(plan: Plan) -> tuple[Task, ...]:
+        return tuple(plan.tasks[i] for i in plan.needing)  # found while planning
 
-    def _naming_executors(self, plan: Plan) -> list[tuple[str, Task]]:
-        # Once per plan, as ``_needing_resources``: the tasks that name an executor.
-        if self._naming is None or self._naming[0] is not plan:
-            named = [
-                (k, t) for k, t in zip(plan.keys, plan.tasks, strict=True) if t.options.executor
-            ]
-            self._naming = (plan, named)
-        return self._naming[1]
+    @staticmethod
+    def _naming_executors(plan: Plan) -> list[tuple[str, Task]]:
+        return [(plan.keys[i], plan.tasks[i]) for i in plan.naming]  # found while planning
 
     @asynccontextmanager
     async def _executor_session(
