@@ -439,3 +439,77 @@ async def test_each_task_has_its_first_start_and_its_end() -> None:
         assert fan_out.started <= instance.started <= instance.finished <= result.finished
     assert fan_out.finished is not None
     assert fan_out.finished >= max(tasks[f"each[{j}]"].finished or 0.0 for j in range(3))
+
+
+async def test_a_settling_task_is_never_seen_succeeded_without_its_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A task in a worker thread may read its context while another task settles,
+    # whenever the loop's thread lets go of the GIL: here, at the clock call
+    # made as the node settles. What the results say then must be whole.
+    import sys
+    import time as real_time
+
+    from dremioframe_async.orchestration import _settle
+
+    seen: list[tuple[str, Any]] = []
+
+    class Clock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_time, name)
+
+        def time(self) -> float:
+            frame = sys._getframe(1)
+            if frame.f_code.co_name == "_drain":
+                run, node = frame.f_locals["self"], frame.f_locals["n"]
+                if node.key in run.results:
+                    seen.append((node.key, run.results[node.key]))
+            return real_time.time()
+
+    monkeypatch.setattr(_settle, "time", Clock())
+
+    @task(name="a")
+    async def a() -> str:
+        return "a's result"
+
+    @task(name="b")
+    def b(context: Any) -> str:
+        return f"b read {context['a']}"
+
+    first = a()
+    first >> b()
+    result = await Pipeline("whole").add_task(first).run()
+    assert dict(result) == {"a": "a's result", "b": "b read a's result"}
+    assert seen == [("a", "a's result"), ("b", "b read a's result")]
+
+
+async def test_a_plan_task_keyed_like_a_fan_out_instance_keeps_its_result() -> None:
+    @task(name="src")
+    async def src() -> list[int]:
+        return [1, 2]
+
+    @task(name="m")
+    async def m(x: int) -> int:
+        if x == 1:
+            raise ValueError("m[0] fails")
+        return x
+
+    @task(name="m[0]")
+    async def namesake() -> str:
+        return "the plan task's"
+
+    @task(name="m[1]")
+    async def other() -> str:
+        return "the other plan task's"
+
+    mine, theirs = namesake(), other()
+    pipeline = Pipeline("keys").add_task(m.expand(x=src())).add_task(mine).add_task(theirs)
+    result = await pipeline.run()
+    # m[0] failed: its key reads the plan task's result; m[1] succeeded: the
+    # instance's, as result.tasks["m[1]"] is the instance.
+    assert result["m[0]"] == "the plan task's"
+    assert result[mine] == "the plan task's"
+    assert result["m[1]"] == 2
+    assert result.tasks["m[1]"].state is TaskState.SUCCESS
+    assert sorted(result) == ["m[0]", "m[1]", "src"]
+    assert len(result) == 3

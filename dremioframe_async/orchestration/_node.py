@@ -179,7 +179,10 @@ class KeptResults(Mapping[str, Any]):
 
     While the run goes on, keys are plan keys (what tasks' arguments and
     contexts read); ``final`` then makes every key of the ended run readable,
-    its fan-out instances' too, in the order of ``RunResult.tasks``.
+    its fan-out instances' too, in the order of ``RunResult.tasks``. A fan-out
+    instance's key that a plan task also has (a task named ``"m[0]"`` beside a
+    fan-out ``m``) reads the instance's result, as ``RunResult.tasks`` reads the
+    instance, or the plan task's when the instance has none.
     """
 
     __slots__ = ("_by_key", "_index", "_keep", "_len", "_nodes")
@@ -201,7 +204,13 @@ class KeptResults(Mapping[str, Any]):
         if not isinstance(key, str):
             return None
         if self._by_key is not None:
-            return self._by_key.get(key)
+            node = self._by_key.get(key)
+            if node is not None and node.parent is not None and not self._kept(node):
+                # An instance without a result: a plan task of its key may have one.
+                i = self._index().get(key)
+                if i is not None and self._kept(self._nodes[i]):
+                    return self._nodes[i]
+            return node
         i = self._index().get(key)
         return None if i is None or i >= len(self._nodes) else self._nodes[i]
 
@@ -222,9 +231,12 @@ class KeptResults(Mapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         if self._by_key is None:  # the run goes on: its plan tasks (nothing reads this)
             nodes: Iterable[Node] = (n for n in self._nodes if n.parent is None)
-        else:
-            nodes = self._by_key.ordered()
-        return (n.key for n in nodes if self._kept(n))
+            return (n.key for n in nodes if self._kept(n))
+        return (
+            n.key
+            for n in self._by_key.ordered()
+            if self._kept(n) or (n.parent is not None and n.key in self)  # see ``_node``
+        )
 
     def __len__(self) -> int:
         if self._by_key is None:

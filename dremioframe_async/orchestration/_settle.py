@@ -53,15 +53,18 @@ class Settling(RunCore):
         keep, ends = self.keep, self.times.ends
         while work:
             n, st, res, err, why = work.pop()
+            # Its result and error before its state: a task in a thread that reads the
+            # state (``self.results``, through its context) then finds them there.
+            if st is _S.SUCCESS:
+                n.result = res  # ``self.results`` reads it there, if the run keeps it
+            if err is not None:  # rare: kept in the node's __dict__, not in a slot each
+                n.error = err
             n.state, n.reason = st, why
             if type(n) is ChildNode:
                 n.finished = time.time()
             else:
                 ends[n.i] = time.time()  # a plan task's, by its position
-            if err is not None:  # rare: kept in the node's __dict__, not in a slot each
-                n.error = err
             if st is _S.SUCCESS:
-                n.result = res  # ``self.results`` reads it there, if the run keeps it
                 if n.pstate is not None:
                     self.state.commit(n.pstate.writes)
             elif st in _BAD:
