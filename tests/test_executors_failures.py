@@ -11,6 +11,7 @@ import pytest
 
 from dremioframe_async import Pipeline, task
 from dremioframe_async.executors import ExecutorError, RemoteTaskError
+from dremioframe_async.orchestration import Task
 
 distributed = pytest.importorskip(
     "distributed",
@@ -102,3 +103,35 @@ def test_remote_task_error_survives_pickling() -> None:
     error = RemoteTaskError("t", "m.Jammed", "the widget jammed", "TypeError: lock", "tb")
     back = pickle.loads(pickle.dumps(error))
     assert (str(back), back.type_name, back.remote_traceback) == (str(error), "m.Jammed", "tb")
+
+
+class _Described(Task):
+    """A Task subclass whose action is its own bound method, as the Dremio tasks' are."""
+
+    def __init__(self, name: str, sql: str) -> None:
+        self.sql = sql  # a subclass field, in its __dict__
+        super().__init__(name, self.describe, retries=2)
+
+    def describe(self) -> str:
+        return f"{self.name} runs {self.sql} with {self.options.retries} retries"
+
+
+def test_a_task_travels_to_a_worker_with_its_fields_but_not_its_graph() -> None:
+    from dremioframe_async.executors._pickling import dumps, loads
+
+    def noop() -> None:
+        return None
+
+    root = Task("root", noop)
+    mine = _Described("mine", "SELECT 1")
+    for i in range(1_000):
+        root >> Task(f"t{i}", noop) >> mine
+    root >> mine
+    sent = dumps(mine)
+    assert len(sent) < 4_000  # not the 1,000 tasks around it
+    back = loads(sent)
+    assert type(back) is _Described
+    assert back.describe() == "mine runs SELECT 1 with 2 retries"  # slots and __dict__ both
+    assert (back.upstream, back.downstream) == ((), ())
+    plain = loads(dumps(Task("plain", noop, retries=1)))
+    assert (plain.name, plain.options.retries, plain.upstream) == ("plain", 1, ())
