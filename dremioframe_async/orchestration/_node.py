@@ -148,11 +148,24 @@ class NodesByKey(Mapping[str, Node]):
         return self._extra
 
     def __getitem__(self, key: str) -> Node:
+        found = self.find(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    @property
+    def planned_only(self) -> bool:
+        """Whether every node is a plan task's (no fan-out made instances)."""
+        return len(self._nodes) == self._planned
+
+    def find(self, key: str) -> Node | None:
+        """The node of ``key``, or None: ``get`` without ``Mapping``'s exception round trip."""
         if len(self._nodes) > self._planned:
             found = self._instances().get(key)
             if found is not None:
                 return found
-        return self._nodes[self._index()[key]]
+        i = self._index().get(key)
+        return None if i is None else self._nodes[i]
 
     def __iter__(self) -> Iterator[str]:
         return (n.key for n in self.ordered())
@@ -204,7 +217,7 @@ class KeptResults(Mapping[str, Any]):
         if not isinstance(key, str):
             return None
         if self._by_key is not None:
-            node = self._by_key.get(key)
+            node = self._by_key.find(key)
             if node is not None and node.parent is not None and not self._kept(node):
                 # An instance without a result: a plan task of its key may have one.
                 i = self._index().get(key)
@@ -219,6 +232,15 @@ class KeptResults(Mapping[str, Any]):
         return node.state is _S.SUCCESS and (keep is None or bool(keep[node.i]))
 
     def __getitem__(self, key: str) -> Any:
+        if self._by_key is not None and self._by_key.planned_only and type(key) is str:
+            # The common case once a run without fan-outs has ended, inlined: a result
+            # read is one index lookup (``dict(result)`` reads every key).
+            i = self._index().get(key)
+            if i is not None:
+                found, keep = self._nodes[i], self._keep
+                if found.state is _S.SUCCESS and (keep is None or keep[i]):
+                    return found.result
+            raise KeyError(key)
         node = self._node(key)
         if node is None or not self._kept(node):
             raise KeyError(key)

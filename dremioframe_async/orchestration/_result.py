@@ -256,8 +256,10 @@ class RunResult(Mapping[str, Any]):
 
     def __getitem__(self, key: str | Task) -> Any:
         k = (self._key_of(key) or "") if isinstance(key, Task) else key
-        if k in self._results:
+        try:
             return self._results[k]
+        except KeyError:
+            pass
         task = self.tasks.get(k)
         if task is None:
             raise KeyError(key)
