@@ -8,6 +8,8 @@ layer, which is asyncio-only, use pytest-asyncio.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -37,3 +39,38 @@ def _default_store_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> I
         yield
     finally:
         del os.environ["DREMIOFRAME_ASYNC_STORE"]
+
+
+# A socket left open is reported when the collector frees it, which for one held in a
+# reference cycle is at the next full collection: often many tests after the one that
+# made it. So each socket remembers the test that made it (an accepted one too), and
+# the report of an unclosed socket says which test that was (in its captured stderr).
+_running = ["(no test)"]
+_made_in: dict[int, str] = {}
+_socket_init = socket.socket.__init__
+
+
+def _remember_the_test(self: socket.socket, *args: object, **kwargs: object) -> None:
+    _socket_init(self, *args, **kwargs)  # type: ignore[arg-type]
+    _made_in[id(self)] = _running[0]
+
+
+socket.socket.__init__ = _remember_the_test  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    _running[0] = item.nodeid
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure() -> None:
+    report = sys.unraisablehook
+
+    def name_the_test(unraisable: sys.UnraisableHookArgs) -> None:
+        found = unraisable.object
+        if isinstance(found, socket.socket) and id(found) in _made_in:
+            print(f"{found!r} was made during {_made_in[id(found)]}", file=sys.stderr)
+        report(unraisable)
+
+    sys.unraisablehook = name_the_test
