@@ -105,11 +105,11 @@ def _task_reduce(task: Task) -> tuple[Any, ...]:
         for name in cls.__dict__.get("__slots__", ())
         if name not in _NOT_SENT and hasattr(task, name)
     }
-    slots.update(_upstream=(), _downstream=(), _alone=None)
+    slots.update(_upstream=(), _downstream=(), _alone=None)  # not the graph around it
     return (object.__new__, (type(task),), (getattr(task, "__dict__", None) or None, slots))
 
 
-_NOT_SENT = frozenset({"__dict__", "__weakref__", "_upstream", "_downstream", "_alone"})
+_NOT_SENT = frozenset({"__dict__", "__weakref__"})
 
 
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped

@@ -216,7 +216,7 @@ class KeptResults(Mapping[str, Any]):
     def _node(self, key: object) -> Node | None:
         if not isinstance(key, str):
             return None
-        if self._by_key is not None:
+        if self._by_key is not None and not self._by_key.planned_only:
             node = self._by_key.find(key)
             if node is not None and node.parent is not None and not self._kept(node):
                 # An instance without a result: a plan task of its key may have one.
@@ -224,6 +224,8 @@ class KeptResults(Mapping[str, Any]):
                 if i is not None and self._kept(self._nodes[i]):
                     return self._nodes[i]
             return node
+        # Plan keys alone (the run goes on, or it made no fan-out instances): one
+        # index lookup (``dict(result)`` reads every key).
         i = self._index().get(key)
         return None if i is None or i >= len(self._nodes) else self._nodes[i]
 
@@ -232,15 +234,6 @@ class KeptResults(Mapping[str, Any]):
         return node.state is _S.SUCCESS and (keep is None or bool(keep[node.i]))
 
     def __getitem__(self, key: str) -> Any:
-        if self._by_key is not None and self._by_key.planned_only and type(key) is str:
-            # The common case once a run without fan-outs has ended, inlined: a result
-            # read is one index lookup (``dict(result)`` reads every key).
-            i = self._index().get(key)
-            if i is not None:
-                found, keep = self._nodes[i], self._keep
-                if found.state is _S.SUCCESS and (keep is None or keep[i]):
-                    return found.result
-            raise KeyError(key)
         node = self._node(key)
         if node is None or not self._kept(node):
             raise KeyError(key)
