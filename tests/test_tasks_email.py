@@ -190,11 +190,6 @@ async def test_delivered_over_tls_with_auth_and_headers(
 
 
 @pytest.mark.asyncio
-# Over SSL, aiosmtplib closes the refused connection without awaiting the TLS
-# shutdown; the transport can still be "closing" when the failed attempt's error (and
-# the frames it holds) is collected, which asyncio reports as an unclosed transport.
-# The mail itself is refused and never sent; what this test guards is asserted below.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_wrong_password_is_not_retried_and_not_shown(inbox: Inbox) -> None:
     t = EmailTask(
         "mail",

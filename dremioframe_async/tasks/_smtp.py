@@ -130,19 +130,22 @@ class SmtpLink:
         smtp = smtp_module().SMTP(
             hostname=server.host,
             port=server.port,
-            username=server.username,
-            password=server.password if server.username else None,
             use_tls=server.security == "ssl",
             start_tls={"starttls": True, "none": False}.get(server.security or ""),
             tls_context=self.tls_context,
             timeout=self.timeout,  # per server reply; the task's timeout= bounds the attempt
         )
         self.connects += 1
-        try:
-            await smtp.connect()  # and STARTTLS and LOGIN, as the settings say
-        except BaseException:
-            smtp.close()  # a refused login leaves the socket open otherwise
-            raise
+        await smtp.connect()  # and STARTTLS, as the settings say; it closes on failure
+        if server.username:
+            try:
+                await smtp.login(server.username, server.password or "")
+            except BaseException:
+                # Abort rather than close: a closed TLS connection waits for the
+                # server's close_notify, and a loop that ends first (a script, a
+                # test) leaves its socket open and reported as unclosed.
+                _abort(smtp)
+                raise
         self._smtp = smtp
         return smtp
 
@@ -159,6 +162,13 @@ class SmtpLink:
         with anyio.move_on_after(_QUIT_TIMEOUT), contextlib.suppress(Exception):
             await smtp.quit()
         smtp.close()
+
+
+def _abort(smtp: Any) -> None:
+    transport = smtp.transport
+    if transport is not None:
+        transport.abort()
+    smtp.close()
 
 
 @contextlib.asynccontextmanager
