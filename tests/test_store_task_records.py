@@ -23,6 +23,7 @@ from dremioframe_async.orchestration import (
     RunStarted,
     TaskState,
     TaskStateChanged,
+    _run_core,
 )
 from dremioframe_async.store import MemoryStore, RunStore
 
@@ -279,6 +280,131 @@ async def test_a_task_that_starts_with_nothing_else_to_record_is_on_record(
         tg.start_soon(watch)
         assert (await first.run(store=store)).status == "SUCCESS"
     assert second_ids == ["second-run"]
+
+
+class Signalling(Spying):
+    """Sets ``seen`` once a batch holds the SUCCESS record of task ``key``."""
+
+    takes_task_records = True
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+        self.seen = anyio.Event()
+
+    async def record(self, events: Sequence[Record]) -> None:
+        await super().record(events)
+        if any(isinstance(r, tuple) and r[1:3] == (self.key, TaskState.SUCCESS) for r in events):
+            self.seen.set()
+
+
+def starts_recorded(store: Spying, key: str) -> list[Record]:
+    return [
+        r
+        for batch in store.batches
+        for r in batch
+        if isinstance(r, tuple) and r[1] == key and r[2] is TaskState.RUNNING
+    ]
+
+
+def outlived(store: Signalling) -> Pipeline:
+    """``long`` runs until ``quick``'s end has been recorded, so across a batch."""
+
+    @task(name="quick")
+    async def quick() -> None:
+        return None
+
+    @task(name="long")
+    async def long() -> str:
+        await store.seen.wait()
+        return "done"
+
+    return Pipeline("outlived").add_task(quick()).add_task(long())
+
+
+@pytest.mark.asyncio
+async def test_a_task_that_ends_within_the_grace_has_its_start_only_on_its_final_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A grace longer than this test: "long" runs across a batch, and ends within it.
+    monkeypatch.setattr(_run_core, "START_GRACE", 60.0)
+    spy = Signalling("quick")
+    result = await outlived(spy).run(store=spy)
+    assert result.status == "SUCCESS"
+    assert starts_recorded(spy, "long") == []
+    (final,) = [r for b in spy.batches for r in b if isinstance(r, tuple) and r[1] == "long"]
+    assert final[2] is TaskState.SUCCESS
+    assert final[11] is not None  # its start travels on it
+    (row,) = [t for t in await spy.get_tasks(result.run_id) if t.key == "long"]
+    assert row.started is not None
+    assert row.finished is not None
+    assert row.started <= row.finished
+
+
+@pytest.mark.asyncio
+async def test_a_task_running_past_the_grace_has_its_start_recorded_before_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_run_core, "START_GRACE", 0.0)
+    spy = Signalling("quick")
+    result = await outlived(spy).run(store=spy)
+    assert result.status == "SUCCESS"
+    (start,) = starts_recorded(spy, "long")
+    at = [i for i, b in enumerate(spy.batches) for r in b if r is start]
+    end = [
+        i
+        for i, b in enumerate(spy.batches)
+        for r in b
+        if isinstance(r, tuple) and r[1:3] == ("long", TaskState.SUCCESS)
+    ]
+    assert at[0] < end[0]
+
+
+class Watching(Spying):
+    """Sets ``seen[key]`` once a batch holds the start of task ``key``."""
+
+    takes_task_records = True
+
+    def __init__(self, *keys: str) -> None:
+        super().__init__()
+        self.seen = {key: anyio.Event() for key in keys}
+
+    async def record(self, events: Sequence[Record]) -> None:
+        await super().record(events)
+        for r in events:
+            if isinstance(r, tuple) and r[2] is TaskState.RUNNING and r[1] in self.seen:
+                self.seen[r[1]].set()
+
+
+@pytest.mark.asyncio
+async def test_a_start_still_young_when_an_older_one_is_due_is_recorded_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "first" is due after the grace; "second" starts half a grace later, so it is
+    # still young then, and nothing but its own start is left to record.
+    grace = 0.2
+    monkeypatch.setattr(_run_core, "START_GRACE", grace)
+    spy = Watching("first", "second")
+
+    @task(name="first")
+    async def first() -> None:
+        await spy.seen["second"].wait()
+
+    @task(name="gap")
+    async def gap() -> None:
+        await anyio.sleep(grace / 2)  # the time between the two starts under test
+
+    @task(name="second")
+    async def second() -> None:
+        await spy.seen["second"].wait()
+
+    pipeline = Pipeline("staggered").add_task(first())
+    pipeline.add_task(gap() >> second())
+    with anyio.fail_after(10):
+        result = await pipeline.run(store=spy)
+    assert result.status == "SUCCESS"
+    assert spy.seen["first"].is_set()
+    assert len(starts_recorded(spy, "second")) == 1
 
 
 def reverse_finishing(n: int) -> Pipeline:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -99,6 +100,10 @@ class _Outbox:
         self._waiting = anyio.Event()
         self._closed = anyio.Event()
         self._room: anyio.Event | None = None  # set when the pump takes the backlog
+        # When the pump must take a batch even if nothing was emitted (``wake_at``),
+        # and the scope of its wait, whose deadline that moves.
+        self._wake = math.inf
+        self._idle: anyio.CancelScope | None = None
 
     def full(self) -> bool:
         """Whether the runners should wait (:meth:`room`) before making more events."""
@@ -120,17 +125,32 @@ class _Outbox:
         self._closed.set()
         self._waiting.set()
 
+    def wake_at(self, deadline: float) -> None:
+        """Have the pump take a batch by ``deadline`` (anyio's clock), events or not."""
+        if deadline < self._wake:
+            self._wake = deadline
+            if self._idle is not None:
+                self._idle.deadline = deadline
+
     async def take(self) -> list[Record] | None:
-        """The next batch, or None once closed and empty."""
+        """The next batch (empty when only ``wake_at`` was due), or None once closed
+        and empty."""
         while True:
-            await self._waiting.wait()
-            # Let events pile up briefly: one wake-up per few milliseconds rather than
-            # per event keeps the pump's cost off a busy run. Closing cuts it short.
-            with anyio.move_on_after(BATCH_WINDOW):
-                await self._closed.wait()
+            with anyio.CancelScope(deadline=self._wake) as self._idle:
+                await self._waiting.wait()
+            self._idle = None
+            if self._waiting.is_set():
+                # Let events pile up briefly: one wake-up per few milliseconds rather
+                # than per event keeps the pump's cost off a busy run. Closing cuts it
+                # short.
+                with anyio.move_on_after(BATCH_WINDOW):
+                    await self._closed.wait()
+            due = anyio.current_time() >= self._wake
+            if due:
+                self._wake = math.inf
             batch = self.take_now()
-            if batch or self._closed.is_set():
-                return batch or None
+            if batch or self._closed.is_set() or due:
+                return batch or (None if self._closed.is_set() else [])
 
     def take_now(self, *, rearm: bool = True) -> list[Record]:
         """Whatever has been emitted so far (possibly nothing); ``rearm=False``
@@ -274,6 +294,10 @@ class Dispatcher:
         self._recorded_ahead = 0  # leading events of the next batch already recorded
         # With task records: the run's starts still to record (``Run.started_records``).
         self.started_records: Callable[[], Sequence[Record]] | None = None
+        # Asks the pump for a batch by a deadline (anyio's clock): for those starts.
+        self.wake_at: Callable[[float], None] | None = (
+            outbox.wake_at if outbox is not None else None
+        )
 
     async def _flush(self) -> None:
         assert self._outbox is not None

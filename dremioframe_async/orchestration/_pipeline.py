@@ -375,6 +375,7 @@ class Pipeline:
                 )
                 if dispatch.task_records:
                     dispatch.started_records = run.started_records
+                    run.wake_at = dispatch.wake_at
                 with remote.scope:
                     result = await run.execute()
                 if remote.scope.cancelled_caught:  # cancelled from elsewhere: a result still

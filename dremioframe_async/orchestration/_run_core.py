@@ -47,6 +47,11 @@ _S = TaskState
 # Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between
 # two yields to the loop: a wide run must not hold the application's loop for ms on end.
 SLICE = 2048
+# How long a task runs before a store records its start on its own (see
+# ``RunCore.started_records``): below what an operator can tell apart on a
+# refreshing page, above a short query or a sleep. A shorter task's start is
+# written once, on its final row.
+START_GRACE = 0.1
 TELL_SLICE = 512
 
 
@@ -87,7 +92,10 @@ class RunCore:
         self.backlog = backlog  # events not yet taken by the pump: runners wait when full
         # Only a store reads this run's events: task changes go to it as plain tuples.
         self.task_records = task_records
-        self.starting: list[Node] = []  # first attempts begun since the last batch
+        # First attempts begun and not recorded yet (``started_records``), in start
+        # order, and how to have the pump take a batch when the oldest is due.
+        self.starting: list[Node] = []
+        self.wake_at: Callable[[float], None] | None = None
         self.prior = prior
         self.on_start = on_start
         self.ready: deque[Node] = deque()
@@ -177,11 +185,13 @@ class RunCore:
         pstate = node.pstate  # its pipeline-state writes travel on its SUCCESS event
         writes = pstate.writes if pstate is not None and state is _S.SUCCESS else None
         if self.task_records:
-            if state is _S.RUNNING and node.attempts <= 1 and self.starting:
-                # Recorded when the store takes its next batch, and only if the task
-                # is still running then (``started_records``); a task that ends first
-                # has its start on its final record. The first start after a batch is
-                # emitted, so that a batch is on its way.
+            if state is _S.RUNNING and node.attempts <= 1:
+                # Recorded only once the task has run for START_GRACE, as the store
+                # takes a batch (``started_records``); a task that ends first has its
+                # start on its final record. The first start waiting asks the pump
+                # for a batch when it is due, in case nothing else is emitted.
+                if not self.starting and self.wake_at is not None:
+                    self.wake_at(anyio.current_time() + START_GRACE)
                 self.starting.append(node)
                 return
             self.emit(
@@ -200,8 +210,6 @@ class RunCore:
                     self.times.started(node),
                 )
             )
-            if state is _S.RUNNING:
-                self.starting.append(node)  # the first since the last batch: marks it taken
             return
         self.emit(
             TaskStateChanged(
@@ -220,12 +228,30 @@ class RunCore:
         )
 
     def started_records(self) -> list[TaskRecord]:
-        """The starts of the tasks begun since the last call and still running.
+        """The starts of the tasks still running that began ``START_GRACE`` ago or more.
 
         Called as the store takes a batch, and put in front of it: a task's start
-        comes before any other record of it in that batch or later ones.
+        comes before any other record of it in that batch or later ones. Younger
+        starts wait for a later batch, which the pump is asked to take when the
+        oldest of them is due. Most tasks of a wide run end within the grace: their
+        rows are written once, with their start, instead of twice.
         """
-        starting, self.starting = self.starting, []
+        starting, times = self.starting, self.times
+        due = time.time() - START_GRACE
+        young = len(starting)
+        for i, node in enumerate(starting):
+            began = times.started(node)
+            if began is not None and began > due and node.state is _S.RUNNING:
+                young = i  # in start order: this one and those after it wait
+                break
+        if young < len(starting):
+            self.starting = starting[young:]
+            if self.wake_at is not None:
+                began = times.started(self.starting[0]) or due
+                self.wake_at(anyio.current_time() + max(0.0, began - due))
+            starting = starting[:young]
+        else:
+            self.starting = []
         run_id, pipeline, upstream = self.run_id, self.plan.pipeline, self.plan.upstream_keys
         running, final = _S.RUNNING, FINAL_STATES
         return [
