@@ -87,36 +87,32 @@ class AttemptLog:
     """The bounded buffer of one attempt's lines; written from any thread.
 
     Also the attempt's capture scope (``with``): entering makes it the current
-    attempt of this context, leaving sends its lines. Its buffers are made with
-    the first line, so an attempt that logs nothing costs little.
+    attempt of this context, leaving sends its lines. Its buffer is made, and the
+    run's flusher told of it, with the first line: an attempt that logs nothing
+    costs a context variable and one lock.
     """
 
-    __slots__ = ("attempt", "bytes", "key", "lines", "open", "run", "sent", "seq", "sizes", "token")
+    __slots__ = ("attempt", "buffer", "key", "open", "run", "sent", "seq", "token")
 
     def __init__(self, run: RunLogs, key: str, attempt: int) -> None:
         self.run = run
         self.key = key
         self.attempt = attempt
-        self.lines: deque[LogLine] | None = None
-        self.sizes: deque[int] | None = None
-        self.bytes = 0
-        self.seq = 0  # lines appended so far
+        self.buffer: _Buffer | None = None
+        self.seq = 0  # lines appended so far (and lines dropped before they came back)
         self.sent = 0  # the seq of the last line handed to the event stream
         self.open = True
-        self.token: contextvars.Token[AttemptLog | None] | None = None
 
     def __enter__(self) -> AttemptLog:
-        self.run.open.add(self)
         self.token = _CURRENT.set(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self.token is not None
         _CURRENT.reset(self.token)
-        self.run.open.discard(self)
         with _LOCK:
             self.open = False  # a thread left behind by a timeout logs no more here
-        if self.seq:
+        if self.buffer is not None:
+            self.run.open.discard(self)
             self.run.send(self)
 
     def append(self, record: logging.LogRecord | _Shipped, message: str) -> None:
@@ -127,26 +123,41 @@ class AttemptLog:
         if size > limit:  # one line larger than the whole budget: keep its start
             message = message.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
             size = limit
-        if self.lines is None or self.sizes is None:
-            self.lines, self.sizes = deque(), deque()
+        buffer = self.buffer
+        if buffer is None:
+            buffer = self.buffer = _Buffer()
+            self.run.open.add(self)  # the flusher sends its lines while it runs
         self.seq += 1
-        self.lines.append(LogLine(self.seq, record.created, record.levelname, record.name, message))
-        self.sizes.append(size)
-        self.bytes += size
-        while len(self.lines) > settings.max_lines or self.bytes > limit:
-            self.lines.popleft()
-            self.bytes -= self.sizes.popleft()
+        buffer.lines.append(
+            LogLine(self.seq, record.created, record.levelname, record.name, message)
+        )
+        buffer.sizes.append(size)
+        buffer.bytes += size
+        while len(buffer.lines) > settings.max_lines or buffer.bytes > limit:
+            buffer.lines.popleft()
+            buffer.bytes -= buffer.sizes.popleft()
 
     def take_new(self) -> tuple[tuple[LogLine, ...], int] | None:
         """Lines not sent yet and the oldest seq still kept; None when nothing changed."""
         new = self.seq - self.sent
-        if not new or self.lines is None:
+        if not new or self.buffer is None:
             return None
-        kept = len(self.lines)
-        lines = tuple(self.lines[i] for i in range(max(0, kept - new), kept))
+        kept = self.buffer.lines
+        lines = tuple(kept[i] for i in range(max(0, len(kept) - new), len(kept)))
         self.sent = self.seq
-        first = self.lines[0].seq if self.lines else self.seq + 1
+        first = kept[0].seq if kept else self.seq + 1
         return lines, first
+
+
+class _Buffer:
+    """An attempt's kept lines and their sizes, made with its first line."""
+
+    __slots__ = ("bytes", "lines", "sizes")
+
+    def __init__(self) -> None:
+        self.lines: deque[LogLine] = deque()
+        self.sizes: deque[int] = deque()
+        self.bytes = 0
 
 
 class ShippedLogs:
