@@ -8,6 +8,7 @@ history a store keeps must be the same either way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -405,6 +406,57 @@ async def test_a_start_still_young_when_an_older_one_is_due_is_recorded_later(
     assert result.status == "SUCCESS"
     assert spy.seen["first"].is_set()
     assert len(starts_recorded(spy, "second")) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_retry_within_the_grace_keeps_the_first_start(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first attempt fails at once; the second runs across a batch and ends, all
+    # within the grace: the start is never recorded on its own, and the row still
+    # holds the first attempt's start, not the second's.
+    monkeypatch.setattr(_run_core, "START_GRACE", 60.0)
+    recorded = anyio.Event()
+    attempts: list[float] = []
+
+    @task(name="flaky", retries=1, retry_delay=0)
+    async def flaky() -> str:
+        attempts.append(time.time())
+        if len(attempts) == 1:
+            raise ValueError("first attempt fails")
+        await recorded.wait()
+        return "ok"
+
+    @task(name="quick")
+    async def quick() -> None:
+        return None
+
+    pipeline = Pipeline("retried").add_task(flaky()).add_task(quick())
+    async with anyio.create_task_group() as tg:
+
+        async def release() -> None:
+            with anyio.fail_after(10):
+                while not await _quick_done(store):
+                    await anyio.sleep(0.01)  # polling the store, not ordering anything
+            recorded.set()
+
+        tg.start_soon(release)
+        result = await pipeline.run(store=store)
+    assert result.status == "SUCCESS"
+    (row,) = [t for t in await store.get_tasks(result.run_id) if t.key == "flaky"]
+    assert row.state == TaskState.SUCCESS
+    assert len(attempts) == 2
+    assert row.started is not None
+    assert row.started <= attempts[0]  # marked running before its body ran
+    assert [a.number for a in row.attempts] == [1, 2]
+
+
+async def _quick_done(store: RunStore) -> bool:
+    runs = await store.list_runs(pipeline="retried", limit=1)
+    if not runs:
+        return False
+    tasks = await store.get_tasks(runs[0].run_id)
+    return any(t.key == "quick" and t.state == TaskState.SUCCESS for t in tasks)
 
 
 def reverse_finishing(n: int) -> Pipeline:

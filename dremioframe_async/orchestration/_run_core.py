@@ -230,11 +230,13 @@ class RunCore:
     def started_records(self) -> list[TaskRecord]:
         """The starts of the tasks still running that began ``START_GRACE`` ago or more.
 
-        Called as the store takes a batch, and put in front of it: a task's start
-        comes before any other record of it in that batch or later ones. Younger
-        starts wait for a later batch, which the pump is asked to take when the
-        oldest of them is due. Most tasks of a wide run end within the grace: their
-        rows are written once, with their start, instead of twice.
+        Called as the store takes a batch, and put in front of it. Younger starts
+        wait for a later batch, which the pump is asked to take when the oldest of
+        them is due. Most tasks of a wide run end within the grace: their rows are
+        written once, with their start, instead of twice. A start may so come after
+        a later attempt's records (a retry within the grace): every record carries
+        the task's first start, and the stores keep the first start and the highest
+        attempt, so the row is the same in any order.
         """
         starting, times = self.starting, self.times
         due = time.time() - START_GRACE
