@@ -241,9 +241,9 @@ class RunCore:
         starting, times = self.starting, self.times
         due = time.time() - START_GRACE
         young = len(starting)
+        running = _S.RUNNING
         for i, node in enumerate(starting):
-            began = times.started(node)
-            if began is not None and began > due and node.state is _S.RUNNING:
+            if node.state is running and (times.started(node) or 0.0) > due:
                 young = i  # in start order: this one and those after it wait
                 break
         if young < len(starting):
@@ -255,7 +255,7 @@ class RunCore:
         else:
             self.starting = []
         run_id, pipeline, upstream = self.run_id, self.plan.pipeline, self.plan.upstream_keys
-        running, final = _S.RUNNING, FINAL_STATES
+        final = FINAL_STATES
         return [
             (
                 run_id,
