@@ -383,7 +383,7 @@ async def test_a_start_still_young_when_an_older_one_is_due_is_recorded_later(
 ) -> None:
     # "first" is due after the grace; "second" starts half a grace later, so it is
     # still young then, and nothing but its own start is left to record.
-    grace = 0.2
+    grace = 1.0
     monkeypatch.setattr(_run_core, "START_GRACE", grace)
     spy = Watching("first", "second")
 
@@ -449,6 +449,43 @@ async def test_a_retry_within_the_grace_keeps_the_first_start(
     assert row.started is not None
     assert row.started <= attempts[0]  # marked running before its body ran
     assert [a.number for a in row.attempts] == [1, 2]
+
+
+@pytest.mark.asyncio
+async def test_a_task_waiting_to_retry_within_the_grace_is_on_record_as_running(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its first attempt fails at once, so its start has not reached the store by
+    # the grace; while it waits to retry, its row must not read PENDING.
+    monkeypatch.setattr(_run_core, "START_GRACE", 60.0)
+    seen: list[tuple[Any, ...]] = []
+    failed = anyio.Event()
+
+    @task(name="flaky", retries=1, retry_delay=1.0)
+    async def flaky(context: Any = None) -> str:
+        if not failed.is_set():
+            failed.set()
+            raise ValueError("first attempt fails")
+        return "ok"
+
+    async def watch() -> None:
+        await failed.wait()
+        with anyio.fail_after(10):
+            while True:
+                runs = await store.list_runs(pipeline="waits_to_retry", limit=1)
+                tasks = await store.get_tasks(runs[0].run_id) if runs else []
+                if tasks and [a.state for a in tasks[0].attempts] == [TaskState.FAILED]:
+                    seen.append((tasks[0].state, tasks[0].started))
+                    return
+                await anyio.sleep(0.01)  # polling the store, not ordering anything
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        result = await Pipeline("waits_to_retry").add_task(flaky()).run(store=store)
+    assert result.status == "SUCCESS"
+    ((state, started),) = seen
+    assert state == TaskState.RUNNING
+    assert started is not None
 
 
 async def _quick_done(store: RunStore) -> bool:

@@ -208,6 +208,10 @@ class Attempts(Arguments):
                 return
             error = state.outcome.exception()
             assert error is not None
+            if self.task_records and state.attempt_number == 1:
+                # Its start may still wait for the grace: without it, the row would
+                # show a failed attempt of a PENDING task until the next attempt.
+                self.emit(self._start_record(node))
             self.emit(
                 TaskRetrying(
                     self.run_id,

@@ -247,33 +247,34 @@ class RunCore:
                 young = i  # in start order: this one and those after it wait
                 break
         if young < len(starting):
-            self.starting = starting[young:]
             if self.wake_at is not None:
-                began = times.started(self.starting[0]) or due
+                began = times.started(starting[young]) or due
                 self.wake_at(anyio.current_time() + max(0.0, began - due))
-            starting = starting[:young]
+            if not young:
+                return []
+            self.starting, starting = starting[young:], starting[:young]
         else:
             self.starting = []
-        run_id, pipeline, upstream = self.run_id, self.plan.pipeline, self.plan.upstream_keys
         final = FINAL_STATES
-        return [
-            (
-                run_id,
-                node.key,
-                running,
-                self.times.started(node) or 0.0,
-                min(node.attempts, 1),
-                None,
-                None,
-                "",
-                upstream[node.i] if node.parent is None else (),
-                None,
-                pipeline,
-                None,
-            )
-            for node in starting
-            if node.state not in final
-        ]
+        return [self._start_record(node) for node in starting if node.state not in final]
+
+    def _start_record(self, node: Node) -> TaskRecord:
+        """The record of ``node``'s first start, as ``started_records`` hands it over."""
+        started = self.times.started(node)
+        return (
+            self.run_id,
+            node.key,
+            _S.RUNNING,
+            started or 0.0,
+            min(node.attempts, 1),
+            None,
+            None,
+            "",
+            self.plan.upstream_keys[node.i] if node.parent is None else (),
+            None,
+            self.plan.pipeline,
+            started,
+        )
 
     # -- cancellation --------------------------------------------------------------
 
