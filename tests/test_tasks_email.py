@@ -212,10 +212,25 @@ async def test_wrong_password_is_not_retried_and_not_shown(inbox: Inbox) -> None
     assert result.tasks["mail"].attempts == 1
     assert "wrong-secret-123" not in f"{error} {t!r}"
     assert inbox.envelopes == []
-    # Collect the refused connection here, under this test's warning filter, rather
-    # than in whichever test happens to run the garbage collector next.
+    # The refused connection is dropped at once, not left waiting for the server's
+    # TLS close_notify (a loop that ended first would leak its socket).
+    assert open_sockets_to(inbox.port) == []
     del error, result
     gc.collect()
+
+
+def open_sockets_to(port: int) -> list[socket.socket]:
+    """This process's sockets still open to ``port`` on this machine."""
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, socket.socket) and obj.fileno() != -1:
+            try:
+                peer = obj.getpeername()
+            except OSError:
+                continue
+            if isinstance(peer, tuple) and peer[1] == port:
+                found.append(obj)
+    return found
 
 
 @pytest.mark.asyncio

@@ -11,6 +11,7 @@ a POST).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -136,16 +137,20 @@ class SmtpLink:
             timeout=self.timeout,  # per server reply; the task's timeout= bounds the attempt
         )
         self.connects += 1
-        await smtp.connect()  # and STARTTLS, as the settings say; it closes on failure
-        if server.username:
-            try:
+        # A connection that fails before it is ready is aborted rather than closed,
+        # by aiosmtplib's own error path too: a closed TLS connection waits for the
+        # server's close_notify, and a loop that ends first (a script, a test)
+        # leaves its socket open, reported as unclosed at some later collection.
+        smtp.close = functools.partial(_abort, smtp)
+        try:
+            await smtp.connect()  # and STARTTLS, as the settings say
+            if server.username:
                 await smtp.login(server.username, server.password or "")
-            except BaseException:
-                # Abort rather than close: a closed TLS connection waits for the
-                # server's close_notify, and a loop that ends first (a script, a
-                # test) leaves its socket open and reported as unclosed.
-                _abort(smtp)
-                raise
+        except BaseException:
+            _abort(smtp)
+            raise
+        finally:
+            del smtp.close  # a ready connection closes gracefully (after QUIT)
         self._smtp = smtp
         return smtp
 
@@ -165,10 +170,11 @@ class SmtpLink:
 
 
 def _abort(smtp: Any) -> None:
+    """Drop ``smtp``'s connection at once, without the TLS shutdown."""
     transport = smtp.transport
-    if transport is not None:
+    if transport is not None and not transport.is_closing():
         transport.abort()
-    smtp.close()
+    type(smtp).close(smtp)  # resets its state and releases its connect lock
 
 
 @contextlib.asynccontextmanager
