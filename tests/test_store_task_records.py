@@ -323,20 +323,26 @@ def outlived(store: Signalling) -> Pipeline:
     return Pipeline("outlived").add_task(quick()).add_task(long())
 
 
+async def run_outlived(monkeypatch: pytest.MonkeyPatch, grace: float) -> tuple[Signalling, str]:
+    """Run ``outlived`` with ``START_GRACE`` at ``grace``: the store, and the run's id."""
+    monkeypatch.setattr(_run_core, "START_GRACE", grace)
+    spy = Signalling("quick")
+    result = await outlived(spy).run(store=spy)
+    assert result.status == "SUCCESS"
+    return spy, result.run_id
+
+
 @pytest.mark.asyncio
 async def test_a_task_that_ends_within_the_grace_has_its_start_only_on_its_final_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A grace longer than this test: "long" runs across a batch, and ends within it.
-    monkeypatch.setattr(_run_core, "START_GRACE", 60.0)
-    spy = Signalling("quick")
-    result = await outlived(spy).run(store=spy)
-    assert result.status == "SUCCESS"
+    spy, run_id = await run_outlived(monkeypatch, 60.0)
     assert starts_recorded(spy, "long") == []
     (final,) = [r for b in spy.batches for r in b if isinstance(r, tuple) and r[1] == "long"]
     assert final[2] is TaskState.SUCCESS
     assert final[11] is not None  # its start travels on it
-    (row,) = [t for t in await spy.get_tasks(result.run_id) if t.key == "long"]
+    (row,) = [t for t in await spy.get_tasks(run_id) if t.key == "long"]
     assert row.started is not None
     assert row.finished is not None
     assert row.started <= row.finished
@@ -346,10 +352,7 @@ async def test_a_task_that_ends_within_the_grace_has_its_start_only_on_its_final
 async def test_a_task_running_past_the_grace_has_its_start_recorded_before_its_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_run_core, "START_GRACE", 0.0)
-    spy = Signalling("quick")
-    result = await outlived(spy).run(store=spy)
-    assert result.status == "SUCCESS"
+    spy, _ = await run_outlived(monkeypatch, 0.0)
     (start,) = starts_recorded(spy, "long")
     at = [i for i, b in enumerate(spy.batches) for r in b if r is start]
     end = [
