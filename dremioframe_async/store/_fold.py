@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -135,7 +135,7 @@ def _upstream_json(upstream: tuple[str, ...], escape: bool) -> str:
     return json.dumps([storable_text(k) for k in upstream] if escape else list(upstream))
 
 
-def _keys_json(keys: Sequence[str], text: Any) -> str:
+def _keys_json(keys: Sequence[str], text: Callable[[str], str]) -> str:
     """A run's task keys as stored text, each as ``text`` stores it.
 
     One look at all of them first: keys that are ASCII and hold no NUL are stored
@@ -143,7 +143,7 @@ def _keys_json(keys: Sequence[str], text: Any) -> str:
     """
     joined = "".join(keys)
     if text is _keep or (joined.isascii() and "\x00" not in joined):
-        return json.dumps(keys if isinstance(keys, list) else list(keys))
+        return json.dumps(keys)  # a tuple is written as a JSON array too
     return json.dumps([text(k) for k in keys])
 
 
