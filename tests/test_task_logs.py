@@ -6,6 +6,7 @@ PostgreSQL (asyncio, through the shared store fixtures).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import re
@@ -18,7 +19,7 @@ import anyio
 import pytest
 
 from dremioframe_async import Pipeline, task
-from dremioframe_async.orchestration import ArgumentError, Event, LogCapture, TaskLogged
+from dremioframe_async.orchestration import ArgumentError, Event, LogCapture, TaskLogged, _logs
 from dremioframe_async.store import LogEntry, LogQuery, MemoryStore, RunStore, drop_marker
 from dremioframe_async.store._codec import storable_text
 
@@ -297,6 +298,68 @@ async def test_a_timed_out_threads_later_lines_belong_to_no_attempt(
         (1, "attempt 1 starts"),
         (2, "attempt 2 starts"),
     ]
+
+
+@pytest.mark.anyio
+async def test_a_bare_coroutine_tasks_lines_are_its_own(shared_logger_at_info: None) -> None:
+    """Tasks without retries or a timeout (the runner's inline capture): each line is
+    filed under its task, and a thread one leaves behind logs into no attempt."""
+    ended, late_logged = threading.Event(), threading.Event()
+
+    def late() -> None:
+        ended.wait(20)
+        SHARED.info("late line of quiet")
+        late_logged.set()
+
+    @task(name="quiet")
+    async def quiet() -> None:
+        threading.Thread(target=contextvars.copy_context().run, args=(late,)).start()
+
+    @task(name="loud")
+    async def loud() -> None:
+        SHARED.info("line of loud")
+        await anyio.sleep(0)
+        SHARED.info("second line of loud")
+
+    @task(name="after")
+    def after() -> None:  # in a thread: waits for the late line without holding the loop
+        ended.set()
+        assert late_logged.wait(20)
+
+    q, lo, af = quiet(), loud(), after()
+    q >> af
+    lo >> af
+    memory = MemoryStore()
+    result = await Pipeline("left").add_task(q).add_task(lo).run(store=memory)
+    assert result.status == "SUCCESS"
+    lines = await read_all(memory, result.run_id)
+    assert [(x.key, x.attempt, x.seq, x.message) for x in lines] == [
+        ("loud", 1, 1, "line of loud"),
+        ("loud", 1, 2, "second line of loud"),
+    ]
+
+
+def test_a_closed_attempt_files_no_line_even_with_none_before(
+    shared_logger_at_info: None,
+) -> None:
+    """An attempt that logged nothing, then closed: a line from its context after that
+    (a thread left behind) is neither filed nor sent by the run's flusher."""
+    sent: list[Any] = []
+    run = _logs.RunLogs("r", "p", LogCapture(), sent.append)
+    log = run.attempt("quiet", 1)
+    _logs._install()
+    try:
+        token = _logs.CURRENT_LOG.set(log)
+        left_behind = contextvars.copy_context()
+        _logs.CURRENT_LOG.reset(token)
+        log.close()
+        left_behind.run(SHARED.info, "late line")
+        run.flush()
+    finally:
+        _logs._uninstall()
+    assert sent == []
+    assert log.buffer is None
+    assert run.open == set()
 
 
 @pytest.mark.anyio

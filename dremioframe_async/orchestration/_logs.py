@@ -35,6 +35,7 @@ from ._errors import ArgumentError
 from ._events import LogLine, TaskLogged
 
 __all__ = [
+    "CURRENT_LOG",
     "AttemptLog",
     "LogCapture",
     "RunLogs",
@@ -45,7 +46,7 @@ __all__ = [
     "task_logger",
 ]
 
-_CURRENT: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
+CURRENT_LOG: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
     "dremioframe_async_attempt_log", default=None
 )
 _FORMAT = logging.Formatter("%(message)s")  # message, then the traceback of exc_info
@@ -104,13 +105,27 @@ class AttemptLog:
         self.open = True
 
     def __enter__(self) -> AttemptLog:
-        self.token = _CURRENT.set(self)
+        self.token = CURRENT_LOG.set(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        _CURRENT.reset(self.token)
-        with _LOCK:
-            self.open = False  # a thread left behind by a timeout logs no more here
+        CURRENT_LOG.reset(self.token)
+        self.close()
+
+    def close(self) -> None:
+        """End the attempt: a thread left behind by a timeout logs no more here, and
+        the lines not sent yet are sent.
+
+        Without the capture lock when no thread is filing a line: a handler checks
+        ``open`` under the lock, so one that holds it may have seen it still open;
+        waiting for the lock then lets that line in before the rest is sent. One
+        that takes the lock after ``open`` went False files nothing (an attempt
+        that logs nothing costs no lock).
+        """
+        self.open = False
+        if _LOCK.locked():
+            with _LOCK:
+                pass
         if self.buffer is not None:
             self.run.open.discard(self)
             self.run.send(self)
@@ -199,7 +214,7 @@ class _Shipped:
 
 def shipped_logs() -> ShippedLogs | None:
     """The current attempt's :class:`ShippedLogs`, or None when it captures nothing."""
-    log = _CURRENT.get()
+    log = CURRENT_LOG.get()
     return ShippedLogs(log) if log is not None and log.open else None
 
 
@@ -213,7 +228,7 @@ class _CaptureHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         # Overridden rather than ``emit`` to skip Handler.handle's lock: the
         # buffers have their own, and most records (outside attempts) need none.
-        log = _CURRENT.get()
+        log = CURRENT_LOG.get()
         if log is None or not log.open or record.levelno < log.run.settings.level:
             return False
         try:
@@ -359,7 +374,7 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
         if self.logger.isEnabledFor(level):
             super().log(level, msg, *args, **kwargs)
             return
-        log = _CURRENT.get()
+        log = CURRENT_LOG.get()
         if log is None or level < max(logging.INFO, log.run.settings.level):
             return
         exc_info = kwargs.get("exc_info")

@@ -15,7 +15,7 @@ __all__ = ["Observers", "observers"]
 class Observers:
     """The run's attempt observers; calling it gives the scope of one attempt, or None."""
 
-    __slots__ = ("logs", "metrics", "tracing")
+    __slots__ = ("capture", "logs", "metrics", "tracing")
 
     def __init__(
         self, logs: RunLogs | None, tracing: RunTracing | None, metrics: RunMetrics | None
@@ -23,6 +23,8 @@ class Observers:
         self.logs = logs
         self.tracing = tracing
         self.metrics = metrics
+        # The common case, which the runner opens inline: log capture and nothing else.
+        self.capture = logs if tracing is None and metrics is None else None
 
     def traceparent(self) -> str | None:
         """The run span's W3C trace context, when the run is traced."""
