@@ -527,3 +527,39 @@ async def test_mapped_instances_read_back_by_index_with_or_without_a_listener(
     for result in (quiet, listened):
         result.raise_for_status()
         assert [t.key for t in await store.get_tasks(result.run_id)] == expected
+
+
+@pytest.mark.asyncio
+async def test_many_alike_task_rows_keep_each_their_own_key_and_times(store: RunStore) -> None:
+    """Rows that differ only in key and times (SQLite binds the rest once per group),
+    among rows that differ in more, as new rows and then as updates of written ones."""
+    run_id, base = "alike", 1_700_000_000.0
+    keys = ["root", *(f"leaf_{i}" for i in range(40)), "sink"]
+    ups: dict[str, tuple[str, ...]] = dict.fromkeys(keys[1:-1], ("root",))
+    ups |= {"root": (), "sink": tuple(keys[1:-1])}
+    started = {k: base + i * 0.37 for i, k in enumerate(keys)}
+    finished = {k: started[k] + 0.5 + i * 0.011 for i, k in enumerate(keys)}
+    outcome = dict.fromkeys(keys, (TaskState.SUCCESS, None, ""))
+    outcome["leaf_7"] = (TaskState.SUCCESS, {"rows": 7}, "")
+    outcome["leaf_9"] = (TaskState.SKIPPED, None, "skipped by a branch")
+    outcome["sink"] = (TaskState.SUCCESS, "done", "")
+
+    def record(key: str, state: TaskState, at: float, result: Any, reason: str) -> Record:
+        return (run_id, key, state, at, 1, None, result, reason, ups[key], None, "p", None)
+
+    start = RunStarted(run_id, "p", base, {}, tuple(keys), None, None)
+    # First batch: half the tasks start (new rows); second: every task ends, the
+    # first half as updates of written rows, the rest as new rows.
+    first = [record(k, TaskState.RUNNING, started[k], None, "") for k in keys[:21]]
+    second = [record(k, s, finished[k], r, why) for k, (s, r, why) in outcome.items()]
+    second[21:] = [
+        (*rec[:11], started[rec[1]]) for rec in second[21:]
+    ]  # a start that travels on the final record
+    await store.record([start, *first])
+    await store.record(second)
+    tasks = {t.key: t for t in await store.get_tasks(run_id)}
+    assert set(tasks) == set(keys)
+    for k in keys:
+        t, (state, result, reason) = tasks[k], outcome[k]
+        assert (t.state, t.started, t.finished) == (state, started[k], finished[k]), k
+        assert (t.reason, t.upstream, t.result) == (reason, ups[k], result), k

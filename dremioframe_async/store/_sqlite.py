@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -38,13 +39,23 @@ from ._attendance import (
 from ._codec import DEFAULT_MAX_RESULT_BYTES
 from ._coordination import CancelOutcome, QueuedRun, encode_params
 from ._errors import RunNotFound, StoreConfigError, StoreSchemaError, StoreUnavailable
-from ._fold import AttemptRow, Fold, Row, RunRow, StateRow, TaskRow, WrittenTasks, as_tuple
+from ._fold import (
+    AttemptRow,
+    Fold,
+    Row,
+    RunRow,
+    StateRow,
+    TaskRow,
+    TaskValues,
+    WrittenTasks,
+    as_tuple,
+)
 from ._logs import LogFold, LogPage, LogQuery, log_page_of, log_sql
 from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._pauses import PauseSQL
-from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert
+from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert, upsert_shared
 from ._state import StateSQL, encode_state_value, entry
 from ._views import prior_run, run_info, task_infos
 
@@ -192,8 +203,8 @@ class SQLiteStore:
         try:
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
-                _upsert(conn, TaskRow, fresh, fresh=True)
-                _upsert(conn, TaskRow, known)
+                _upsert_tasks(conn, fresh, fresh=True)
+                _upsert_tasks(conn, known)
                 _upsert(conn, AttemptRow, attempts)
                 _write_state(conn, states)
                 _write_logs(conn, fold.logs)
@@ -201,7 +212,7 @@ class SQLiteStore:
             # A row taken for new exists (written through another handle): upsert all.
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
-                _upsert(conn, TaskRow, tasks)
+                _upsert_tasks(conn, tasks)
                 _upsert(conn, AttemptRow, attempts)
                 _write_state(conn, states)
                 _write_logs(conn, fold.logs)
@@ -398,6 +409,60 @@ def _upsert(
         sql = _upsert_sql(cls, n, fresh)
         conn.execute(sql, list(chain.from_iterable(rows[done : done + n])))
         done += n
+
+
+# Task rows of one batch share most columns as a rule (its run, state, upstream
+# tasks, an empty result): only the key and the times (positions 1, 4, 5) differ.
+# Rows grouped on the others are written with those bound once (``upsert_shared``);
+# groups smaller than ``_SHARED_MIN`` go as they are.
+_OWN = (1, 4, 5)
+_SHARED = tuple(i for i in range(12) if i not in _OWN)
+_shared_of = itemgetter(*_SHARED)
+_own_of = itemgetter(*_OWN)
+_SHARED_MIN = 8
+
+
+def _upsert_tasks(
+    conn: sqlite3.Connection, rows: Sequence[TaskValues], *, fresh: bool = False
+) -> None:
+    """``_upsert`` of task rows, those that share their other columns written together."""
+    if len(rows) < _SHARED_MIN:
+        _upsert(conn, TaskRow, rows, fresh=fresh)
+        return
+    groups: dict[tuple[Any, ...], list[TaskValues]] = {}
+    for row in rows:
+        shared = _shared_of(row)
+        group = groups.get(shared)
+        if group is None:
+            groups[shared] = [row]
+        else:
+            group.append(row)
+    alone: list[TaskValues] = []
+    cap = min(
+        _CHUNK, (conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - len(_SHARED)) // len(_OWN)
+    )
+    for shared, group in groups.items():
+        if len(group) < _SHARED_MIN:
+            alone.extend(group)
+            continue
+        done, total = 0, len(group)
+        while done < total:
+            n = min(cap, 1 << ((total - done).bit_length() - 1))
+            args = list(shared)
+            args.extend(chain.from_iterable(map(_own_of, group[done : done + n])))
+            conn.execute(_upsert_shared_sql(n, fresh), args)
+            done += n
+    _upsert(conn, TaskRow, alone, fresh=fresh)
+
+
+_SHARED_SQL: dict[tuple[int, bool], str] = {}
+
+
+def _upsert_shared_sql(rows: int, fresh: bool) -> str:
+    sql = _SHARED_SQL.get((rows, fresh))
+    if sql is None:
+        sql = _SHARED_SQL[rows, fresh] = upsert_shared(TaskRow, "", _SHARED, rows, fresh=fresh)
+    return sql
 
 
 _STATE = StateSQL("sqlite", "")
