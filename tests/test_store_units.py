@@ -81,6 +81,17 @@ def test_encode_result(value: object, stored: bool, type_name: str | None) -> No
         assert (decoded, type(decoded)) == (value, type(value))
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("", "plain", 'quo"te\\', "é 日本", "\x00\n\t", "\ud800"),
+        *(0, -7, 10**40, True, False, 0.1, -0.0, 1e300, 5e-324, 2.0**63),
+    ],
+)
+def test_a_scalar_result_is_stored_as_json_writes_it(value: object) -> None:
+    assert encode_result(value).json == json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
 def test_encode_error_keeps_the_chain() -> None:
     try:
         try:

@@ -19,8 +19,10 @@ key read back is the escaped key). The memory store keeps text exactly.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,7 @@ class EncodedError:
 ResultFields = tuple[str | None, bool, str | None, str]
 _NONE: ResultFields = ("null", True, None, "")
 _DUMPS = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_ascii_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def type_name(obj: object) -> str:
@@ -86,8 +89,16 @@ def encode_result_fields(value: Any, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) 
     # Exact scalar types survive a JSON round trip unchanged by construction
     # (floats print as their shortest repr), so they skip the check below.
     if cls is str or cls is int or cls is bool or (cls is float and math.isfinite(value)):
+        # What json writes for each, without its encoder's set-up per call (which
+        # cost more than the text): ASCII-escaped strings, true/false, and the
+        # repr of ints and finite floats.
         try:
-            text = _DUMPS(value)
+            if cls is str:
+                text = _ascii_string(value)
+            elif cls is bool:
+                text = "true" if value else "false"
+            else:
+                text = repr(value)
         except ValueError:  # an int past sys.get_int_max_str_digits()
             return _skipped(value, "not JSON-serialisable; the task runs again on resume")
         if len(text) <= max_bytes:

@@ -175,6 +175,7 @@ _STATE, _ATTEMPTS, _STARTED, _FINISHED, _REASON, _UPSTREAM = 2, 3, 4, 5, 6, 7
 _RESULT = slice(8, 12)  # result, result_stored, result_type, result_note
 _RUNNING, _PENDING, _SUCCESS = TaskState.RUNNING, TaskState.PENDING, TaskState.SUCCESS
 _VALUES = {state: state.value for state in TaskState}
+_NONE_RESULT = encode_result_fields(None)
 
 
 def task_row(values: TaskValues) -> TaskRow:
@@ -198,6 +199,7 @@ class Fold:
         self.escape = escape
         self._text = storable_text if escape else _keep
         self._run_ids: dict[str, str] = {}
+        self._upstreams: dict[tuple[str, ...], str] = {}  # each upstream tuple's JSON
         self.owner = owner
         self.owner_key = owner_key
         self.max_result_bytes = max_result_bytes
@@ -304,14 +306,29 @@ class Fold:
         started: float | None = None,
     ) -> None:
         """Fold a task's change of state (a ``TaskStateChanged`` or a ``TaskRecord``)."""
-        row = self.tasks.get((run_id, key))
+        where = (run_id, key)
+        row = self.tasks.get(where)
         if row is None:
-            row = self.tasks[run_id, key] = self._new_task(run_id, key)
+            # A new row, inline (most records of a batch make one). Its key is stored
+            # as it is when it is ASCII without NUL, without a call (``storable_text``).
+            stored = self._run_ids.get(run_id)
+            if stored is None:
+                stored = self._run_ids[run_id] = self._text(run_id)
+            if not self.escape or (key.isascii() and "\x00" not in key):
+                text = key
+            else:
+                text = self._text(key)
+            row = self.tasks[where] = [stored, text, *_EMPTY]
+            if upstream:
+                ups = self._upstreams.get(upstream)
+                if ups is None:
+                    ups = self._upstreams[upstream] = _upstream_json(upstream, self.escape)
+                row[_UPSTREAM] = ups
+        elif row[_UPSTREAM] is None and upstream:
+            row[_UPSTREAM] = _upstream_json(upstream, self.escape)
         if started is not None and row[_STARTED] is None:
             row[_STARTED] = started  # the start of a task whose RUNNING was not recorded
         row[_STATE] = _VALUES[state]
-        if row[_UPSTREAM] is None and upstream:
-            row[_UPSTREAM] = _upstream_json(upstream, self.escape)
         if attempt and (row[_ATTEMPTS] or 0) < attempt:
             row[_ATTEMPTS] = attempt
         # A first attempt that ends without an error gets no attempt row: the task
@@ -328,7 +345,11 @@ class Fold:
             return
         row[_FINISHED], row[_REASON] = at, self._text(mask_text(reason)) if reason else reason
         if state is _SUCCESS:
-            row[_RESULT] = encode_result_fields(result, self.max_result_bytes)
+            row[_RESULT] = (
+                _NONE_RESULT
+                if result is None
+                else encode_result_fields(result, self.max_result_bytes)
+            )
             if writes:
                 self._state_writes(pipeline, run_id, key, at, writes)
         if attempt > 1 or (attempt and error is not None):
