@@ -213,7 +213,9 @@ class Attempts(Arguments):
         if node.began is None and node.task.options.deadline is not None:
             node.began = anyio.current_time()  # only a deadline reads it (``elapsed``)
         node.state = _S.RUNNING
-        if self.emit is not None:
+        if self.task_records and node.attempts == 1:
+            self._first_start(node)  # not through ``_state_event``: one call less
+        elif self.emit is not None:
             self._state_event(node)
 
     def _before_sleep(self, node: Node) -> Callable[[tenacity.RetryCallState], None]:

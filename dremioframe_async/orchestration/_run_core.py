@@ -186,13 +186,7 @@ class RunCore:
         writes = pstate.writes if pstate is not None and state is _S.SUCCESS else None
         if self.task_records:
             if state is _S.RUNNING and node.attempts <= 1:
-                # Recorded only once the task has run for START_GRACE, as the store
-                # takes a batch (``started_records``); a task that ends first has its
-                # start on its final record. The first start waiting asks the pump
-                # for a batch when it is due, in case nothing else is emitted.
-                if not self.starting and self.wake_at is not None:
-                    self.wake_at(anyio.current_time() + START_GRACE)
-                self.starting.append(node)
+                self._first_start(node)
                 return
             self.emit(
                 (
@@ -226,6 +220,16 @@ class RunCore:
                 writes,
             )
         )
+
+    def _first_start(self, node: Node) -> None:
+        """With task records: ``node``'s first start, recorded only once the task has
+        run for START_GRACE, as the store takes a batch (``started_records``); a task
+        that ends first has its start on its final record. The first start waiting
+        asks the pump for a batch when it is due, in case nothing else is emitted.
+        """
+        if not self.starting and self.wake_at is not None:
+            self.wake_at(anyio.current_time() + START_GRACE)
+        self.starting.append(node)
 
     def started_records(self) -> list[TaskRecord]:
         """The starts of the tasks still running that began ``START_GRACE`` ago or more.

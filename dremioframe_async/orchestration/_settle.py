@@ -51,6 +51,10 @@ class Settling(RunCore):
     def _drain(self, work: list[Settlement]) -> None:
         # A work list rather than recursion: long chains settle without deep stacks.
         keep, ends = self.keep, self.times.ends
+        # With task records (a store is the only reader), each final state is emitted
+        # here as a ``TaskRecord`` (as ``_state_event`` would make it), without a call.
+        records = self.emit if self.task_records else None
+        plan, run_id, starts = self.plan, self.run_id, self.times.starts
         while work:
             n, st, res, err, why = work.pop()
             # Its result and error before its state: a task in a thread that reads the
@@ -60,17 +64,44 @@ class Settling(RunCore):
             if err is not None:  # rare: kept in the node's __dict__, not in a slot each
                 n.error = err
             n.state, n.reason = st, why
+            now = time.time()
             if type(n) is ChildNode:
-                n.finished = time.time()
+                n.finished = now
             else:
-                ends[n.i] = time.time()  # a plan task's, by its position
+                ends[n.i] = now  # a plan task's, by its position
+            writes = None
             if st is _S.SUCCESS:
                 if n.pstate is not None:
-                    self.state.commit(n.pstate.writes)
+                    writes = n.pstate.writes  # they travel on its record
+                    self.state.commit(writes)
             elif st in _BAD:
                 self.n_bad += 1  # counted here: the run's status reads no node at its end
             self.remaining -= 1
-            if self.emit is not None:
+            if records is not None:
+                if n.parent is None:
+                    began: float | None = starts[n.i]
+                    if began != began:  # NaN: never started
+                        began = None
+                    upstream = plan.upstream_keys[n.i]
+                else:
+                    began, upstream = self.times.started(n), ()
+                records(
+                    (
+                        run_id,
+                        n.key,
+                        st,
+                        now,
+                        n.attempts,
+                        n.error,
+                        res if st is _S.SUCCESS else None,
+                        why,
+                        upstream,
+                        writes,
+                        plan.pipeline,
+                        began,
+                    )
+                )
+            elif self.emit is not None:
                 self._state_event(n)
             if keep is not None and not keep[n.i] and n.parent is None:
                 n.result = None  # on its event (for the store) but kept by nobody
