@@ -36,7 +36,7 @@ from ._fold import (
     fold_sliced,
 )
 from ._logs import LogSQL
-from ._sql import columns, upsert_json
+from ._sql import columns, upsert, upsert_json
 from ._state import StateSQL
 
 __all__ = ["BatchWriter", "Statements", "write_all"]
@@ -74,6 +74,7 @@ class BatchWriter:
     def __init__(self, prefix: str, logs: LogSQL, state: StateSQL, schema: str) -> None:
         self._schema = schema
         self._upserts = {cls: upsert_json(cls, prefix) for cls in _ROWS}
+        self._upsert_run = upsert(RunRow, "postgres", prefix)
         self._insert_tasks = upsert_json(TaskRow, prefix, fresh=True)
         self._logs = logs
         self._state = state
@@ -111,15 +112,18 @@ class BatchWriter:
             (self._logs.trim, logs.trim_rows()),
             (self._logs.trace, [list(t) for t in logs.traces.items()]),
         ]
+        # A run row goes as its own parameters: as JSON, its task keys (JSON text of
+        # every key) would be escaped a second time and parsed twice by the server.
+        run_steps: list[Step] = [(self._upsert_run, run) for run in runs]
         steps: list[Step] = [
-            (self._upserts[RunRow], runs),
+            *run_steps,
             (_COPY, ()) if copied else (self._insert_tasks, new),
             (self._upserts[TaskRow], written),
             (self._upserts[AttemptRow], attempts),
             *tail,
         ]
         fallback: list[Step] = [
-            (self._upserts[RunRow], runs),
+            *run_steps,
             (self._upserts[TaskRow], tasks if new else []),
             (self._upserts[AttemptRow], attempts),
             *tail,
