@@ -563,3 +563,23 @@ async def test_many_alike_task_rows_keep_each_their_own_key_and_times(store: Run
         t, (state, result, reason) = tasks[k], outcome[k]
         assert (t.state, t.started, t.finished) == (state, started[k], finished[k]), k
         assert (t.reason, t.upstream, t.result) == (reason, ups[k], result), k
+
+
+@pytest.mark.asyncio
+async def test_a_batch_recorded_again_leaves_the_same_rows(store: RunStore) -> None:
+    """A batch retried after its write landed (its reply lost): rows already written
+    in a final state, which the store no longer tracks as written, are merged again."""
+    run_id, at = "again", 1_700_000_000.0
+    keys = [f"t{i}" for i in range(20)]
+    start = RunStarted(run_id, "p", at, {}, tuple(keys), None, None)
+    ends: list[Record] = [
+        (run_id, k, TaskState.SUCCESS, at + i + 1, 1, None, i, "", (), None, "p", at + i)
+        for i, k in enumerate(keys)
+    ]
+    await store.record([start])
+    await store.record(ends)
+    await store.record(ends)
+    tasks = await store.get_tasks(run_id)
+    assert sorted((t.key, t.state, t.started, t.finished, t.result) for t in tasks) == sorted(
+        (k, TaskState.SUCCESS, at + i, at + i + 1, i) for i, k in enumerate(keys)
+    )

@@ -23,6 +23,7 @@ import anyio.lowlevel
 
 from .._masking import mask_text
 from ..orchestration import (
+    FINAL_STATES,
     Record,
     RunFinished,
     RunStarted,
@@ -176,6 +177,7 @@ _RESULT = slice(8, 12)  # result, result_stored, result_type, result_note
 _RUNNING, _PENDING, _SUCCESS = TaskState.RUNNING, TaskState.PENDING, TaskState.SUCCESS
 _VALUES = {state: state.value for state in TaskState}
 _NONE_RESULT = encode_result_fields(None)
+_FINAL_VALUES = frozenset(state.value for state in FINAL_STATES)
 
 
 def task_row(values: TaskValues) -> TaskRow:
@@ -437,8 +439,15 @@ class WrittenTasks:
         return new, written
 
     def remember(self, runs: Iterable[RunRow], new: list[TaskValues]) -> None:
-        """Note ``new`` rows as written (call after the commit); forget runs that ended."""
+        """Note ``new`` rows as written (call after the commit); forget runs that ended.
+
+        A row written in a final state is not noted: its task changes no more (most
+        rows of a wide run, whose keys would otherwise be held until its end). Were
+        one written again, its insert would fail and the batch be upserted instead.
+        """
         for row in new:
+            if row[_STATE] in _FINAL_VALUES:
+                continue
             keys = self._runs.get(row[0])
             if keys is None:
                 keys = self._runs[row[0]] = set()
