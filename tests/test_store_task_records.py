@@ -583,3 +583,25 @@ async def test_a_batch_recorded_again_leaves_the_same_rows(store: RunStore) -> N
     assert sorted((t.key, t.state, t.started, t.finished, t.result) for t in tasks) == sorted(
         (k, TaskState.SUCCESS, at + i, at + i + 1, i) for i, k in enumerate(keys)
     )
+
+
+@pytest.mark.asyncio
+async def test_tasks_read_back_in_the_order_first_heard_of_as_in_memory(store: RunStore) -> None:
+    """Mapped tasks are ordered by their first instance heard of: runs of alike rows
+    (SQLite writes those together) must not move ahead of rows heard of before them."""
+    run_id, at = "order", 1_700_000_000.0
+
+    def ended(key: str, state: TaskState, error: BaseException | None = None) -> Record:
+        return (run_id, key, state, at + 1, 1, error, None, "", (), None, "p", at)
+
+    records: list[Record] = [RunStarted(run_id, "p", at, {}, ("a", "b", "c"), None, None)]
+    records.append(ended("a[0]", TaskState.FAILED, RuntimeError("first")))
+    records += [ended(f"b[{j}]", TaskState.SUCCESS) for j in range(9)]
+    records.append(ended("c[0]", TaskState.SKIPPED))
+    records += [ended(f"a[{j}]", TaskState.SUCCESS) for j in range(1, 10)]
+    memory = MemoryStore()
+    for recorder in (memory, store):
+        await recorder.record(records)
+    expected = [t.key for t in await memory.get_tasks(run_id)]
+    assert expected[:5] == ["a", "b", "c", "a[0]", "a[1]"]  # a's block first: heard of first
+    assert [t.key for t in await store.get_tasks(run_id)] == expected

@@ -413,8 +413,10 @@ def _upsert(
 
 # Task rows of one batch share most columns as a rule (its run, state, upstream
 # tasks, an empty result): only the key and the times (positions 1, 4, 5) differ.
-# Rows grouped on the others are written with those bound once (``upsert_shared``);
-# groups smaller than ``_SHARED_MIN`` go as they are.
+# A run of at least ``_SHARED_MIN`` consecutive rows alike in the others is written
+# with those bound once (``upsert_shared``); other rows go as they are. Rows keep
+# their order: their rowids are the order the store first heard of them, which
+# orders a run's mapped tasks (``_views.in_plan_order``).
 _OWN = (1, 4, 5)
 _SHARED = tuple(i for i in range(12) if i not in _OWN)
 _shared_of = itemgetter(*_SHARED)
@@ -425,34 +427,34 @@ _SHARED_MIN = 8
 def _upsert_tasks(
     conn: sqlite3.Connection, rows: Sequence[TaskValues], *, fresh: bool = False
 ) -> None:
-    """``_upsert`` of task rows, those that share their other columns written together."""
-    if len(rows) < _SHARED_MIN:
+    """``_upsert`` of task rows, in order, runs of rows alike but for key and times
+    written together."""
+    total = len(rows)
+    if total < _SHARED_MIN:
         _upsert(conn, TaskRow, rows, fresh=fresh)
         return
-    groups: dict[tuple[Any, ...], list[TaskValues]] = {}
-    for row in rows:
-        shared = _shared_of(row)
-        group = groups.get(shared)
-        if group is None:
-            groups[shared] = [row]
-        else:
-            group.append(row)
-    alone: list[TaskValues] = []
     cap = min(
         _CHUNK, (conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - len(_SHARED)) // len(_OWN)
     )
-    for shared, group in groups.items():
-        if len(group) < _SHARED_MIN:
-            alone.extend(group)
+    pending = 0  # rows[pending:first] are still to write as they are
+    first = 0
+    shared = _shared_of(rows[0])
+    for i in range(1, total + 1):
+        following = _shared_of(rows[i]) if i < total else None
+        if following == shared:
             continue
-        done, total = 0, len(group)
-        while done < total:
-            n = min(cap, 1 << ((total - done).bit_length() - 1))
-            args = list(shared)
-            args.extend(chain.from_iterable(map(_own_of, group[done : done + n])))
-            conn.execute(_upsert_shared_sql(n, fresh), args)
-            done += n
-    _upsert(conn, TaskRow, alone, fresh=fresh)
+        if i - first >= _SHARED_MIN:  # rows[first:i] are alike
+            _upsert(conn, TaskRow, rows[pending:first], fresh=fresh)
+            done = first
+            while done < i:
+                n = min(cap, 1 << ((i - done).bit_length() - 1))
+                args = list(shared)
+                args.extend(chain.from_iterable(map(_own_of, rows[done : done + n])))
+                conn.execute(_upsert_shared_sql(n, fresh), args)
+                done += n
+            pending = i
+        first, shared = i, following
+    _upsert(conn, TaskRow, rows[pending:], fresh=fresh)
 
 
 _SHARED_SQL: dict[tuple[int, bool], str] = {}
