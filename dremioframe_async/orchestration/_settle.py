@@ -54,7 +54,7 @@ class Settling(RunCore):
         # With task records (a store is the only reader), each final state is emitted
         # here as a ``TaskRecord`` (as ``_state_event`` would make it), without a call.
         records = self.emit if self.task_records else None
-        plan, run_id, starts = self.plan, self.run_id, self.times.starts
+        plan, run_id, times = self.plan, self.run_id, self.times
         while work:
             n, st, res, err, why = work.pop()
             # Its result and error before its state: a task in a thread that reads the
@@ -78,13 +78,7 @@ class Settling(RunCore):
                 self.n_bad += 1  # counted here: the run's status reads no node at its end
             self.remaining -= 1
             if records is not None:
-                if n.parent is None:
-                    began: float | None = starts[n.i]
-                    if began != began:  # NaN: never started
-                        began = None
-                    upstream = plan.upstream_keys[n.i]
-                else:
-                    began, upstream = self.times.started(n), ()
+                upstream = plan.upstream_keys[n.i] if n.parent is None else ()
                 records(
                     (
                         run_id,
@@ -98,7 +92,7 @@ class Settling(RunCore):
                         upstream,
                         writes,
                         plan.pipeline,
-                        began,
+                        times.started(n),
                     )
                 )
             elif self.emit is not None:
