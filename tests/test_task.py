@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -70,6 +71,34 @@ def test_data_edges_from_arguments() -> None:
     assert t.upstream == (a, b)
     assert t.data_dependencies() == (a, b)
     assert a.downstream == (t,)
+
+
+def test_a_copied_task_has_its_own_edges_and_keeps_its_data_edges() -> None:
+    a, b = extract("a"), extract("b")
+    a >> b  # ``a`` now has a single-edge tuple naming it, shared by tasks linked to it alone
+    t = transform(a)
+    twin = copy.copy(a)
+    assert twin is not a
+    assert twin.name == a.name
+    assert twin.args == a.args
+    assert twin.upstream == ()
+    assert twin.downstream == ()
+    c = extract("c")
+    twin >> c
+    assert c.upstream[0] is twin
+    assert a.downstream == (b, t)
+    assert twin.downstream == (c,)
+    # A copy of a task with data edges is fed by the same tasks, both ways.
+    t2 = copy.copy(t)
+    assert t2.upstream == (a,)
+    assert t2.data_dependencies() == (a,)
+    assert a.downstream == (b, t, t2)
+    mapped = extract.expand(table=a)
+    m2 = copy.copy(mapped)
+    assert isinstance(m2, MappedTask)
+    assert m2.mapped == mapped.mapped
+    assert m2.upstream == (a,)
+    assert m2.order > mapped.order
 
 
 @pytest.mark.parametrize(

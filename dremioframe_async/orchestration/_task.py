@@ -362,5 +362,32 @@ class Task:
         Task._link(other, self)
         return self
 
+    def __copy__(self) -> Task:
+        """``copy.copy(task)``: a task with this one's definition and none of its edges
+        but those its arguments make.
+
+        Its action, arguments and options are this task's; the tasks among its
+        arguments feed it too (data edges, as if it had been called with them).
+        ``>>`` edges stay with the original. The default copy shared the edge
+        containers and the single-edge tuple that names this task, so linking the
+        copy rewired the original's graph.
+        """
+        cls = type(self)
+        twin = cls.__new__(cls)
+        for klass in cls.__mro__:
+            for name in getattr(klass, "__slots__", ()):
+                if name != "__weakref__" and hasattr(self, name):
+                    setattr(twin, name, getattr(self, name))
+        if hasattr(self, "__dict__"):
+            twin.__dict__.update(self.__dict__)
+        twin.kwargs = dict(self.kwargs) if self.kwargs else _NO_KWARGS
+        twin.order = next(_creation_order)
+        twin.edits = 0
+        twin._alone = None
+        twin._upstream = twin._downstream = ()
+        for up in self._data_deps:
+            Task._link(up, twin)
+        return twin
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
