@@ -47,7 +47,6 @@ import gc
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 __all__ = ["FREEZE_MIN", "Freezing", "freezing", "may_hold_cycles"]
 
@@ -56,16 +55,24 @@ FREEZE_MIN = 1_000  # fewer nodes than this cannot trigger a full collection of 
 _lock = threading.Lock()
 _busy = False  # a run is between its first freeze and its thaw
 _hosts_own = False  # somebody else froze objects: the collector is theirs to manage
-_suspect = False  # a frozen run may have left cycles: wait for a full collection
+# The collector's count of full collections when a frozen run may have left cycles
+# (None: none may have): no run freezes until that count moves. Read from the
+# collector's statistics rather than kept by a ``gc.callbacks`` hook, which ran
+# Python code in every collection, where a Ctrl-C that landed was swallowed
+# ("Exception ignored in ...") and the process went on.
+_suspect_at: int | None = None
 
 
-def _on_collection(phase: str, info: dict[str, Any]) -> None:
-    global _suspect
-    if phase == "stop" and info.get("generation") == 2:
-        _suspect = False  # whatever cycles a frozen run left have been looked at
+def _full_collections() -> int:
+    return int(gc.get_stats()[2]["collections"])
 
 
-gc.callbacks.append(_on_collection)
+def _suspect() -> bool:
+    """Whether a frozen run's cycles may still wait for a full collection."""
+    global _suspect_at
+    if _suspect_at is not None and _full_collections() != _suspect_at:
+        _suspect_at = None  # whatever cycles it left have been looked at
+    return _suspect_at is not None
 
 
 class Freezing:
@@ -109,8 +116,8 @@ def may_hold_cycles() -> None:
     Its nodes may be cyclic garbage once its result is dropped: no run freezes
     again until the collector's next full collection.
     """
-    global _suspect
-    _suspect = True
+    global _suspect_at
+    _suspect_at = _full_collections()
 
 
 def freezing(count: int) -> Freezing | None:
@@ -119,7 +126,7 @@ def freezing(count: int) -> Freezing | None:
     if count < FREEZE_MIN or not gc.isenabled():
         return None
     with _lock:
-        if _busy or _suspect or _hosts_own:
+        if _busy or _hosts_own or _suspect():
             return None
         if gc.get_freeze_count():  # walks the frozen list: none of ours is frozen now
             _hosts_own = True
