@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._attendance import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
@@ -46,7 +47,8 @@ def open_store(url: str) -> RunStore:
     file path; ``postgresql://user@host:port/db`` (also ``postgres://``), with an
     optional ``?schema=name`` (default ``dremioframe_async``). SQLite and
     PostgreSQL URLs also take the liveness settings ``heartbeat`` and ``dead_after``
-    (seconds): ``sqlite:///runs.sqlite?heartbeat=2&dead_after=10``. The store's
+    (seconds): ``sqlite:///runs.sqlite?heartbeat=2&dead_after=10``; SQLite URLs take
+    ``writer=process`` (the default) or ``writer=thread`` (see SQLiteStore). The store's
     ``name`` is the URL as given. A SQLite file's folder must exist (except the
     default file's, which is created).
 
@@ -69,13 +71,24 @@ def open_store(url: str) -> RunStore:
     if scheme == "sqlite":
         rest, _, query = rest.partition("?")
         settings = parse_qsl(query, keep_blank_values=True)
-        unknown = sorted({key for key, _ in settings if key not in _LIVENESS})
+        unknown = sorted({key for key, _ in settings if key not in (*_LIVENESS, "writer")})
         if unknown:  # a misspelt dead_after would otherwise be dropped in silence
-            hint = f"a SQLite store URL takes only heartbeat= and dead_after=, not {unknown}"
+            hint = (
+                f"a SQLite store URL takes only heartbeat=, dead_after= and writer=, not {unknown}"
+            )
             raise StoreURLError(url, hint)
         heartbeat, dead_after = _liveness(url, settings)
+        writer = dict(settings).get("writer", "process")
+        if writer not in ("process", "thread"):
+            raise StoreURLError(url, f"writer must be process or thread, got {writer!r}")
         path = _sqlite_path(url, rest)
-        return _sqlite(path, url, heartbeat=heartbeat, dead_after=dead_after)
+        return _sqlite(
+            path,
+            url,
+            heartbeat=heartbeat,
+            dead_after=dead_after,
+            writer="thread" if writer == "thread" else "process",
+        )
     if scheme in ("postgresql", "postgres"):
         return _postgres(url)
     raise StoreURLError(url)
@@ -87,11 +100,17 @@ def _sqlite(
     *,
     heartbeat: float = DEFAULT_HEARTBEAT,
     dead_after: float = DEFAULT_DEAD_AFTER,
+    writer: Literal["process", "thread"] = "process",
 ) -> SQLiteStore:
     # Only the default file's folder is ours to create: a typo elsewhere is an error.
     create = path != ":memory:" and Path(path).resolve() == _default_path()
     return SQLiteStore(
-        path, url=url, create_folder=create, heartbeat=heartbeat, dead_after=dead_after
+        path,
+        url=url,
+        create_folder=create,
+        heartbeat=heartbeat,
+        dead_after=dead_after,
+        writer=writer,
     )
 
 

@@ -1,0 +1,310 @@
+"""SQLiteStore's writer process: plain batches written off the event loop's process.
+
+Folding a batch and binding its rows hold the GIL, so a writer thread in the
+run's own process takes the loop's CPU (and gets the GIL only when the loop
+waits): a wide run's rows were written after its last task. A child process has
+its own GIL and, on a second core, writes one batch while the loop runs the
+tasks that make the next.
+
+The store hands the child a batch when it is plain: task records whose error is
+None and whose result is None or a small scalar, and run ends. Pickling those
+costs the loop about 0.2 µs a record. Anything else (a run's start with its
+parameters, errors with their tracebacks, arbitrary results, log lines) is
+written by the store's thread, as before. The pump records one batch at a time
+per run, so a run's batches still land in order whichever writer takes them.
+
+The child is bound to the store by a socket pair:
+
+* store -> child: frames of ``<8-byte length><pickle of (owner, batch)>``;
+* child -> store: ``R`` once its connection is open, or ``E`` and a message
+  when it cannot open one; then, per frame, ``\\0`` (committed) or ``\\1`` and
+  a length-prefixed message (not written; the store raises StoreUnavailable).
+
+The child leaves when its socket closes: the store closed, or its process is
+gone (even by SIGKILL), so it never outlives the store. It ignores SIGINT and
+SIGTERM (the terminal's Ctrl-C and a service manager reach the whole process
+group): the store's process decides when writing ends, and may still be
+recording a cancelled run's end. A child that dies, or a frame cut short by a
+cancellation, retires it: the store writes in its thread from then on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..orchestration import Record, RunFinished
+
+__all__ = ["WriterProcess", "plain_batch"]
+
+logger = logging.getLogger("dremioframe_async.store")
+
+_HEAD = struct.Struct("<Q")
+_READY, _FAILED_TO_OPEN = b"R", b"E"
+_OK, _ERROR = b"\x00", b"\x01"
+# Results a record may carry to the child: they pickle small and fold the same there.
+_SCALARS = frozenset({int, float, bool})
+_MAX_TEXT_RESULT = 1024
+CHECKPOINT_ROWS = 50_000  # the writer checkpoints at least this often, busy or not
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def plain_batch(events: Sequence[Record]) -> bool:
+    """Whether the child can take ``events``: task records without an error and
+    with no result or a small scalar one, and run ends."""
+    for event in events:
+        if type(event) is tuple:
+            if event[5] is not None:
+                return False
+            result = event[6]
+            kind = type(result)
+            if not (result is None or kind in _SCALARS or kind is str) or (
+                kind is str and len(result) > _MAX_TEXT_RESULT
+            ):
+                return False
+        elif type(event) is not RunFinished:
+            return False
+    return True
+
+
+class WriterProcess:
+    """The store's side of one writer process (see the module docstring)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self._process = process
+        self._sock = sock
+        self._pid = os.getpid()  # a forked copy of the store's process must not write here
+        self._lock = anyio.Lock()
+        self.ready = False
+        self.retired = False
+        # A store dropped without aclose() (or still open at exit) ends its child too.
+        self._finalizer = weakref.finalize(self, _abandon, process, sock, self._pid)
+
+    @classmethod
+    def spawn(cls, settings: dict[str, Any]) -> WriterProcess | None:
+        """Start a child for the store with ``settings`` (blocking: call it in a
+        thread); None, with a warning, when no child can be started here."""
+        if not sys.executable:
+            return None
+        ours, theirs = socket.socketpair()
+        code = (
+            f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+            "from dremioframe_async.store._sqlite_writer import child_main; child_main()"
+        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", code, str(theirs.fileno()), json.dumps(settings)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            ours.close()
+            logger.warning("SQLite writer process not started (%s); writing in a thread", exc)
+            return None
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        return cls(process, ours)
+
+    def usable(self) -> bool:
+        """Whether a batch may go to the child now (it is ready, and still in step)."""
+        if self.retired or os.getpid() != self._pid:
+            return False
+        if not self.ready:
+            try:
+                first = self._sock.recv(1)
+            except BlockingIOError:
+                return False  # still starting: the store's thread writes meanwhile
+            except OSError as exc:
+                self.retire(f"{type(exc).__name__}: {exc}")
+                return False
+            if first == _READY:
+                self.ready = True
+            else:
+                self.retire(self._message() if first == _FAILED_TO_OPEN else "it exited")
+                return False
+        return True
+
+    async def write(self, owner: str, events: Sequence[Record]) -> str | None:
+        """Have the child write ``events``; None once committed, else why not.
+
+        :raises ConnectionError: when the child is gone or the exchange was cut
+            short (it is retired: nothing more goes to it).
+        """
+        frame = pickle.dumps((owner, events), protocol=pickle.HIGHEST_PROTOCOL)
+        async with self._lock:
+            if self.retired:
+                raise ConnectionError("the writer process is retired")
+            done = False
+            try:
+                await self._send(_HEAD.pack(len(frame)) + frame)
+                status = await self._recv(1)
+                reply = None if status == _OK else (await self._reply_message())
+                done = True
+            except OSError as exc:
+                self.retire(f"{type(exc).__name__}: {exc}")
+                raise ConnectionError(str(exc)) from exc
+            finally:
+                if not done:  # cancelled mid-exchange: the stream is out of step
+                    self.retire("its batch exchange was interrupted")
+        return reply
+
+    async def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self._sock.send(view)
+            except BlockingIOError:
+                await anyio.wait_writable(self._sock)
+                continue
+            view = view[sent:]
+
+    async def _recv(self, size: int) -> bytes:
+        parts: list[bytes] = []
+        while size:
+            try:
+                part = self._sock.recv(size)
+            except BlockingIOError:
+                await anyio.wait_readable(self._sock)
+                continue
+            if not part:
+                raise ConnectionError("the writer process exited")
+            parts.append(part)
+            size -= len(part)
+        return b"".join(parts)
+
+    async def _reply_message(self) -> str:
+        (size,) = _HEAD.unpack(await self._recv(_HEAD.size))
+        return (await self._recv(size)).decode("utf-8", "replace")
+
+    def _message(self) -> str:
+        """A startup failure's message (the child wrote it whole before exiting)."""
+        self._sock.setblocking(True)
+        try:
+            (size,) = _HEAD.unpack(self._sock.recv(_HEAD.size, socket.MSG_WAITALL))
+            return self._sock.recv(size, socket.MSG_WAITALL).decode("utf-8", "replace")
+        except (OSError, struct.error):
+            return "it could not open the file"
+
+    def retire(self, why: str) -> None:
+        """Send nothing more to the child, and kill it.
+
+        Killed, not left to finish: a batch it holds (sent before a cancellation cut
+        the exchange short) must not commit after a later batch of the same run,
+        which the store's thread writes next, once ``reap`` has seen the child gone.
+        A transaction a killed child had not committed is rolled back by SQLite.
+        """
+        if not self.retired:
+            self.retired = True
+            if os.getpid() == self._pid:
+                logger.warning("SQLite writer process retired (%s); writing in a thread", why)
+                self._sock.close()
+                self._process.kill()
+
+    def reap(self) -> None:
+        """Wait until a retired child has exited (blocking, briefly: in a thread)."""
+        if self.retired and os.getpid() == self._pid:
+            self._process.wait()
+
+    def close(self) -> None:
+        """Retire the child and reap it (blocking, briefly: call it in a thread)."""
+        if os.getpid() != self._pid:
+            return
+        self._finalizer.detach()
+        self.retired = True
+        self._sock.close()
+        try:
+            self._process.wait(timeout=5.0)  # it leaves at end of file, after its batch
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+
+def _abandon(process: subprocess.Popen[bytes], sock: socket.socket, pid: int) -> None:
+    """End the child of a store that was never closed: every batch it was sent has
+    been answered, so killing it loses nothing."""
+    if os.getpid() == pid:
+        sock.close()
+        process.kill()
+        process.wait()
+
+
+def child_main() -> None:
+    """The child: open the file, then write each batch it is sent (see module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    settings = json.loads(sys.argv[2])
+    from ._sqlite import SQLiteStore  # after the socket: a failed import still ends at EOF
+
+    try:
+        store = SQLiteStore(settings.pop("path"), writer="thread", **settings)
+        conn = store.open_writer()
+    except Exception as exc:
+        _send_message(sock, _FAILED_TO_OPEN, f"{type(exc).__name__}: {exc}")
+        return
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints after each reply instead
+    sock.sendall(_READY)
+    unchecked = 0  # rows written since the last checkpoint
+    try:
+        while True:
+            head = _read_exact(sock, _HEAD.size)
+            if head is None:
+                break  # the store closed, or its process is gone
+            (size,) = _HEAD.unpack(head)
+            body = _read_exact(sock, size)
+            if body is None:
+                break  # cut short: write nothing of it
+            owner, events = pickle.loads(body)
+            try:
+                store.write_batch(conn, events, owner)
+            except Exception as exc:
+                _send_message(sock, _ERROR, f"{type(exc).__name__}: {exc}")
+                continue
+            sock.sendall(_OK)
+            # The WAL's pages go back into the database while no batch waits, not
+            # within the commit that crosses the threshold (10-17 ms at the end of
+            # a wide run, which the run waited for); at least every CHECKPOINT_ROWS.
+            unchecked += len(events)
+            if unchecked >= CHECKPOINT_ROWS or not select.select([sock], [], [], 0)[0]:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                unchecked = 0
+    except OSError:
+        pass  # the store's end is gone mid-reply: nothing waits for it
+    finally:
+        conn.close()
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes from ``sock``; None at its end (unbuffered: ``select`` then
+    tells whether another frame waits)."""
+    data = sock.recv(size, socket.MSG_WAITALL) if size else b""
+    while len(data) < size:
+        more = sock.recv(size - len(data), socket.MSG_WAITALL)
+        if not more:
+            return None
+        data += more
+    return data
+
+
+def _send_message(sock: socket.socket, status: bytes, message: str) -> None:
+    data = message.encode("utf-8", "replace")
+    sock.sendall(status + _HEAD.pack(len(data)) + data)

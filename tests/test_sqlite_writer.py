@@ -1,0 +1,293 @@
+"""SQLiteStore's writer process: plain batches written by a child process, and the
+ways that child can go (killed, cut short, failing, outlived)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+
+from dremioframe_async import Pipeline, task
+from dremioframe_async.orchestration import Record, RunStarted, TaskRecord, TaskState
+from dremioframe_async.store import (
+    SQLiteStore,
+    StoreConfigError,
+    StoreUnavailable,
+    StoreURLError,
+    open_store,
+)
+from dremioframe_async.store._sqlite_writer import WriterProcess
+
+pytestmark = pytest.mark.anyio
+
+
+def fan(width: int, leaf_result: object = None) -> Pipeline:
+    @task(name="root")
+    async def root() -> int:
+        return 0
+
+    @task(name="leaf")
+    async def leaf() -> object:
+        await checkpoint()
+        return leaf_result
+
+    top = root()
+    for _ in range(width):
+        top >> leaf()
+    return Pipeline("fan", max_concurrency=width + 1).add_task(top)
+
+
+async def ready(store: SQLiteStore) -> WriterProcess:
+    """The store's writer process once it takes batches (it starts with the first record)."""
+    await fan(2).run(store=store)
+    with anyio.fail_after(30):
+        while store._writer is None or not store._writer.usable():
+            await anyio.sleep(0.01)
+    return store._writer
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class Spy:
+    """Counts the batches this process's thread writes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        original = SQLiteStore._write
+
+        def spy(
+            store: SQLiteStore, conn: sqlite3.Connection, events: list[Record], owner: str
+        ) -> None:
+            self.sizes.append(len(events))
+            original(store, conn, events, owner)
+
+        monkeypatch.setattr(SQLiteStore, "_write", spy)
+
+
+async def test_plain_batches_are_written_by_the_writer_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        await ready(store)
+        here = Spy(monkeypatch)
+        result = await fan(300, leaf_result=7).run(store=store)
+        assert result.history_error is None
+        tasks = await store.get_tasks(result.run_id)
+        assert len(tasks) == 301
+        assert {t.state for t in tasks} == {TaskState.SUCCESS}
+        assert {t.result for t in tasks if t.key != "root"} == {7}
+        assert (await store.get_run(result.run_id)).status == "SUCCESS"
+        # Only the run's start (its parameters are not plain) went through this
+        # process's thread; every record and the run's end went to the child.
+        assert here.sizes == [1]
+
+
+async def test_batches_that_are_not_plain_are_written_here_with_their_tracebacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @task(name="boom")
+    async def boom() -> None:
+        raise ValueError("no good")
+
+    @task(name="locked")
+    async def locked() -> object:
+        return threading.Lock()  # cannot be pickled: it must not reach the child
+
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        await ready(store)
+        here = Spy(monkeypatch)
+        pipeline = Pipeline("mixed").add_task(boom()).add_task(locked())
+        result = await pipeline.run(store=store)
+        assert result.history_error is None
+        tasks = {t.key: t for t in await store.get_tasks(result.run_id)}
+        assert tasks["boom"].state == TaskState.FAILED
+        attempt = tasks["boom"].attempts[-1]
+        assert attempt.error_type == "ValueError"
+        assert "in boom" in (attempt.error_traceback or "")  # its frames, formatted here
+        assert tasks["locked"].result_type == "_thread.lock"
+        assert len(here.sizes) >= 2  # the start, and the batch with the error and the lock
+
+
+async def test_a_killed_writer_is_retired_and_the_run_is_recorded_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = anyio.Event()
+
+    @task(name="wait")
+    async def wait() -> None:
+        await release.wait()
+
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        writer = await ready(store)
+        top = wait()
+        for _ in range(200):
+            top >> fan_leaf()
+        async with anyio.create_task_group() as tg:
+            outcome = []
+
+            async def run() -> None:
+                outcome.append(await Pipeline("killed").add_task(top).run(store=store))
+
+            tg.start_soon(run)
+            await wait_all_tasks_blocked()
+            os.kill(writer.pid, signal.SIGKILL)
+            await anyio.to_thread.run_sync(writer._process.wait)
+            release.set()
+        result = outcome[0]
+        assert result.status == "SUCCESS"
+        assert result.history_error is None
+        tasks = await store.get_tasks(result.run_id)
+        assert len(tasks) == 201
+        assert {t.state for t in tasks} == {TaskState.SUCCESS}
+        assert "writer process retired" in caplog.text
+        assert store._writer is None  # the thread writes from now on
+
+
+@task(name="leaf")
+async def fan_leaf() -> None:
+    await checkpoint()
+
+
+def _record(run_id: str, key: str, state: TaskState, at: float) -> TaskRecord:
+    return (run_id, key, state, at, 1, None, None, "", (), None, "p", at - 1.0)
+
+
+async def test_a_batch_cut_short_never_lands_after_the_next_one(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path, busy_timeout=10.0) as store:
+        writer = await ready(store)
+        run_id, now = "r1", time.time()
+        start = RunStarted(run_id, "p", now, {}, ("a",))
+        await store.record([start, _record(run_id, "a", TaskState.RUNNING, now)])
+        # Another connection holds the write lock: the child waits on it with the
+        # next batch, which is then cancelled while the store waits for the reply.
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(store.record, [_record(run_id, "a", TaskState.FAILED, now + 1)])
+                    await wait_all_tasks_blocked()
+                    scope.cancel()
+            assert writer.retired
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        # The later state, written by this process's thread once the child is gone.
+        await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 2)])
+        assert gone(writer.pid)
+        (a,) = await store.get_tasks(run_id)
+        assert a.state == TaskState.SUCCESS
+        assert a.finished == pytest.approx(now + 2)
+
+
+async def test_a_failed_write_in_the_child_is_the_callers_error(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path) as store:
+        writer = await ready(store)
+        path.unlink()
+        sqlite3.connect(path).close()  # another file where the store's was
+        with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+            await store.record([_record("r2", "a", TaskState.SUCCESS, time.time())])
+        assert not writer.retired  # it answered: it stays
+
+
+async def test_closing_the_store_ends_its_writer_and_reopening_starts_another(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    first = await ready(store)
+    await store.aclose()
+    assert first._process.poll() is not None
+    second = await ready(store)
+    assert second.pid != first.pid
+    await store.aclose()
+    assert second._process.poll() is not None
+
+
+
+async def test_a_store_dropped_without_closing_ends_its_writer(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    pid = (await ready(store)).pid
+    del store
+    gc.collect()
+    assert gone(pid)
+
+
+async def test_thread_writer_and_memory_databases_start_no_process(tmp_path: Path) -> None:
+    for store in (SQLiteStore(tmp_path / "t.sqlite", writer="thread"), SQLiteStore(":memory:")):
+        async with store:
+            result = await fan(20).run(store=store)
+            await fan(20).run(store=store)
+            assert len(await store.get_tasks(result.run_id)) == 21
+            assert store._writer is None
+    with pytest.raises(StoreConfigError, match="writer must be 'process' or 'thread'"):
+        SQLiteStore(tmp_path / "x.sqlite", writer="fork")  # type: ignore[arg-type]
+
+
+def test_store_urls_choose_the_writer(tmp_path: Path) -> None:
+    thread = open_store(f"sqlite:///{tmp_path / 'a.sqlite'}?writer=thread")
+    process = open_store(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    assert isinstance(thread, SQLiteStore)
+    assert isinstance(process, SQLiteStore)
+    assert not thread._process_writer
+    assert process._process_writer
+    with pytest.raises(StoreURLError, match="writer must be process or thread"):
+        open_store(f"sqlite:///{tmp_path / 'a.sqlite'}?writer=fork")
+
+
+_OUTLIVED = """
+import sys, anyio
+sys.path.insert(0, sys.argv[2])
+from test_sqlite_writer import ready
+from dremioframe_async.store import SQLiteStore
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    writer = await ready(store)
+    print(writer.pid, flush=True)
+    await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_writer_leaves_when_its_store_process_is_killed(tmp_path: Path) -> None:
+    here = str(Path(__file__).parent)
+    argv = [sys.executable, "-c", _OUTLIVED, str(tmp_path / "runs.sqlite"), here]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=False)
+    try:
+        assert proc.stdout is not None
+        line = await anyio.to_thread.run_sync(proc.stdout.readline)
+        pid = int(line)
+        assert not gone(pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with anyio.fail_after(30):
+            while not gone(pid):
+                await anyio.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
