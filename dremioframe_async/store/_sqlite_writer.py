@@ -60,6 +60,7 @@ _OK, _ERROR = b"\x00", b"\x01"
 _SCALARS = frozenset({int, float, bool})
 _MAX_TEXT_RESULT = 1024
 CHECKPOINT_ROWS = 50_000  # the writer checkpoints at least this often, busy or not
+IDLE_CHECKPOINT_ROWS = 5_000  # and from this many on when no batch waits
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
@@ -282,9 +283,12 @@ def child_main() -> None:
             sock.sendall(_OK)
             # The WAL's pages go back into the database while no batch waits, not
             # within the commit that crosses the threshold (10-17 ms at the end of
-            # a wide run, which the run waited for); at least every CHECKPOINT_ROWS.
+            # a wide run, which the run waited for): from IDLE_CHECKPOINT_ROWS on
+            # when idle (each checkpoint syncs the file), at CHECKPOINT_ROWS anyway.
             unchecked += len(events)
-            if unchecked >= CHECKPOINT_ROWS or not select.select([sock], [], [], 0)[0]:
+            if unchecked >= CHECKPOINT_ROWS or (
+                unchecked >= IDLE_CHECKPOINT_ROWS and not select.select([sock], [], [], 0)[0]
+            ):
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 unchecked = 0
     except OSError:
