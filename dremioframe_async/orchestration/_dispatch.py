@@ -40,6 +40,7 @@ Emit = Callable[[Record], None]
 # How long a cancelled run may still spend handing its last events to listeners.
 DRAIN_BOUND_ON_CANCEL = 10.0
 BATCH_WINDOW = 0.005
+BATCH_ENOUGH = 256  # events waiting that the pump takes at once, without the window
 # Pauses between the attempts to record one batch (so four attempts, about 1.3 s):
 # enough to ride out a restarting server or a locked SQLite file, short enough
 # that a run whose store is gone still ends promptly.
@@ -139,10 +140,12 @@ class _Outbox:
             with anyio.CancelScope(deadline=self._wake) as self._idle:
                 await self._waiting.wait()
             self._idle = None
-            if self._waiting.is_set():
+            if self._waiting.is_set() and len(self.events) < BATCH_ENOUGH:
                 # Let events pile up briefly: one wake-up per few milliseconds rather
                 # than per event keeps the pump's cost off a busy run. Closing cuts it
-                # short.
+                # short, and so does a pile that is a batch already (events made while
+                # the last batch was written): waiting would only grow the batch that
+                # is still unwritten when the run ends.
                 with anyio.move_on_after(BATCH_WINDOW):
                     await self._closed.wait()
             due = anyio.current_time() >= self._wake
