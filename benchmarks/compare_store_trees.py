@@ -51,6 +51,8 @@ async def main(width, sleep, repeat):
             for store in (sqlite, pg):
                 if store is not None:
                     await store.list_runs(limit=1)
+            if hasattr(sqlite, "start_writer"):  # a tree with SQLite's writer process
+                await sqlite.start_writer()
             medians = await so.measure(pipeline, configs, repeat)
         finally:
             await sqlite.aclose()

@@ -150,6 +150,9 @@ async def main(width: int, sleep_width: int, repeat: int) -> None:
             for store in (sqlite, pg):
                 if store is not None:  # open (connect, migrate) outside the timings
                     await store.list_runs(limit=1)
+            # SQLite's writer process starts with a store's first record; a store that
+            # has recorded runs before has it running. Start it outside the timings.
+            await sqlite.start_writer()
             results = [
                 (shape, tasks, await measure(pipeline, configs, repeat))
                 for shape, pipeline, tasks in shapes

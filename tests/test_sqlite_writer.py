@@ -49,11 +49,10 @@ def fan(width: int, leaf_result: object = None) -> Pipeline:
 
 
 async def ready(store: SQLiteStore) -> WriterProcess:
-    """The store's writer process once it takes batches (it starts with the first record)."""
-    await fan(2).run(store=store)
-    with anyio.fail_after(30):
-        while store._writer is None or not store._writer.usable():
-            await anyio.sleep(0.01)
+    """The store's writer process once it takes batches."""
+    with anyio.fail_after(60):
+        assert await store.start_writer()
+    assert store._writer is not None
     return store._writer
 
 
@@ -210,6 +209,42 @@ async def test_a_failed_write_in_the_child_is_the_callers_error(tmp_path: Path) 
         assert not writer.retired  # it answered: it stays
 
 
+async def test_the_writer_starts_with_the_first_record(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        await store.list_runs()
+        assert store._writer is None  # reading starts no process
+        await fan(2).run(store=store)
+        assert store._writer is not None
+        with anyio.fail_after(60):
+            assert await store._writer.wait_ready()
+
+
+async def test_a_writer_that_cannot_start_leaves_the_writes_to_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No interpreter to start: no child at all.
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    async with SQLiteStore(tmp_path / "a.sqlite") as store:
+        assert not await store.start_writer()
+        result = await fan(20).run(store=store)
+        assert len(await store.get_tasks(result.run_id)) == 21
+    assert "writer process not started" in caplog.text
+    monkeypatch.undo()
+    # A child that starts but cannot open the file says why, and is retired.
+    spawn = WriterProcess.spawn
+
+    def bad_settings(settings: dict[str, object]) -> WriterProcess | None:
+        return spawn({**settings, "busy_timeout": -1.0})
+
+    monkeypatch.setattr(WriterProcess, "spawn", staticmethod(bad_settings))
+    async with SQLiteStore(tmp_path / "b.sqlite") as store:
+        with anyio.fail_after(60):
+            assert not await store.start_writer()
+        result = await fan(20).run(store=store)
+        assert len(await store.get_tasks(result.run_id)) == 21
+    assert "busy_timeout must be >= 0" in caplog.text
+
+
 async def test_closing_the_store_ends_its_writer_and_reopening_starts_another(
     tmp_path: Path,
 ) -> None:
@@ -221,7 +256,6 @@ async def test_closing_the_store_ends_its_writer_and_reopening_starts_another(
     assert second.pid != first.pid
     await store.aclose()
     assert second._process.poll() is not None
-
 
 
 async def test_a_store_dropped_without_closing_ends_its_writer(tmp_path: Path) -> None:
@@ -239,6 +273,7 @@ async def test_thread_writer_and_memory_databases_start_no_process(tmp_path: Pat
             await fan(20).run(store=store)
             assert len(await store.get_tasks(result.run_id)) == 21
             assert store._writer is None
+            assert not await store.start_writer()
     with pytest.raises(StoreConfigError, match="writer must be 'process' or 'thread'"):
         SQLiteStore(tmp_path / "x.sqlite", writer="fork")  # type: ignore[arg-type]
 

@@ -237,8 +237,27 @@ class SQLiteStore:
         writer.reap()  # nothing it was sent may commit after this batch
         self._write(conn, events, owner)
 
+    async def start_writer(self) -> bool:
+        """Start the writer process now (else it starts with the first record) and
+        wait until it takes batches; False when this store writes in its thread
+        (``writer="thread"``, an in-memory database, or a child that could not start).
+
+        An application that records runs at once after starting can call it first,
+        so that its first runs' batches do not wait for the child.
+        """
+        if self._spawn:
+            self._spawn = False
+            await self._call(lambda conn: self._start_writer())
+        writer = self._writer
+        if writer is None:
+            return False
+        return await writer.wait_ready()
+
     def _write_and_spawn(self, conn: sqlite3.Connection, events: list[Record], owner: str) -> None:
         self._write(conn, events, owner)
+        self._start_writer()
+
+    def _start_writer(self) -> None:
         self._writer = WriterProcess.spawn(
             {
                 "path": self.path,

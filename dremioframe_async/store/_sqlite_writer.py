@@ -140,6 +140,14 @@ class WriterProcess:
                 return False
         return True
 
+    async def wait_ready(self) -> bool:
+        """Wait until the child takes batches; False once it is retired instead."""
+        while not self.usable():
+            if self.retired:
+                return False
+            await anyio.wait_readable(self._sock)  # its first byte: ready, or why not
+        return True
+
     async def write(self, owner: str, events: Sequence[Record]) -> str | None:
         """Have the child write ``events``; None once committed, else why not.
 
