@@ -245,6 +245,16 @@ async def test_a_writer_that_cannot_start_leaves_the_writes_to_the_thread(
     assert "busy_timeout must be >= 0" in caplog.text
 
 
+async def test_the_writer_starts_from_a_folder_with_files_named_like_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pickle.py").write_text("raise SystemExit('not the module')\n")
+    monkeypatch.chdir(tmp_path)
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        with anyio.fail_after(60):
+            assert await store.start_writer()
+
+
 async def test_closing_the_store_ends_its_writer_and_reopening_starts_another(
     tmp_path: Path,
 ) -> None:

@@ -108,7 +108,9 @@ class WriterProcess:
         )
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", code, str(theirs.fileno()), json.dumps(settings)],
+                # -P: not the working directory first on the path, where a file named
+                # like a module it imports would be imported instead.
+                [sys.executable, "-P", "-c", code, str(theirs.fileno()), json.dumps(settings)],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
