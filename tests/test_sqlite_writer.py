@@ -255,6 +255,28 @@ async def test_the_writer_starts_from_a_folder_with_files_named_like_modules(
             assert await store.start_writer()
 
 
+async def test_the_writer_opens_the_stores_own_file_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    spawn = WriterProcess.spawn
+
+    def replaced_then_spawn(settings: dict[str, object]) -> WriterProcess | None:
+        path.unlink()
+        sqlite3.connect(path).close()  # another (empty) file where the store's was
+        return spawn(settings)
+
+    monkeypatch.setattr(WriterProcess, "spawn", staticmethod(replaced_then_spawn))
+    async with SQLiteStore(path) as store:
+        with anyio.fail_after(60):
+            assert not await store.start_writer()
+        with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+            await store.record([_record("r3", "a", TaskState.SUCCESS, time.time())])
+    assert "deleted or replaced before the writer started" in caplog.text
+    with sqlite3.connect(path) as other:  # the child made no tables in the other file
+        assert other.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
 async def test_closing_the_store_ends_its_writer_and_reopening_starts_another(
     tmp_path: Path,
 ) -> None:

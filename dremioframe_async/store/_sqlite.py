@@ -188,12 +188,12 @@ class SQLiteStore:
             conn.close()
             raise
         self._conn = conn
-        self._identity = _file_identity(self.path)
+        self._identity = file_identity(self.path)
         return conn
 
     def _check_file(self) -> None:
         """Fail when the file was deleted or replaced: writes to it would vanish silently."""
-        if self._identity is not None and _file_identity(self.path) != self._identity:
+        if self._identity is not None and file_identity(self.path) != self._identity:
             raise StoreUnavailable(
                 self.name,
                 "the file was deleted or replaced while this store had it open; "
@@ -266,6 +266,7 @@ class SQLiteStore:
                 "synchronous": self._synchronous,
                 "max_result_bytes": self._max_result_bytes,
                 "dead_after": self.dead_after,
+                "identity": self._identity,  # the file this store has open, no other
             }
         )
 
@@ -669,7 +670,7 @@ _PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
     AND NOT EXISTS (SELECT 1 FROM tasks AS t WHERE t.run_id = ?1 AND t.key = j.value)"""
 
 
-def _file_identity(path: str) -> tuple[int, int] | None:
+def file_identity(path: str) -> tuple[int, int] | None:
     """(device, inode) of ``path``: None for ``:memory:``, (-1, -1) for a file that is gone."""
     if path == ":memory:":
         return None

@@ -13,7 +13,9 @@ parameters, errors with their tracebacks, arbitrary results, log lines) is
 written by the store's thread, as before. The pump records one batch at a time
 per run, so a run's batches still land in order whichever writer takes them.
 
-The child is bound to the store by a socket pair:
+The child (``_sqlite_child``) opens the very file the store has open, or none:
+a file put at the path since (after a deletion, say) is not the store's. It is
+bound to the store by a socket pair:
 
 * store -> child: frames of ``<8-byte length><pickle of (owner, batch)>``;
 * child -> store: ``R`` once its connection is open, or ``E`` and a message
@@ -34,8 +36,6 @@ import json
 import logging
 import os
 import pickle
-import select
-import signal
 import socket
 import struct
 import subprocess
@@ -53,9 +53,10 @@ __all__ = ["WriterProcess", "plain_batch"]
 
 logger = logging.getLogger("dremioframe_async.store")
 
-_HEAD = struct.Struct("<Q")
-_READY, _FAILED_TO_OPEN = b"R", b"E"
-_OK, _ERROR = b"\x00", b"\x01"
+# The exchange (see the module docstring), shared with ``_sqlite_child``.
+HEAD = struct.Struct("<Q")
+READY, FAILED_TO_OPEN = b"R", b"E"
+OK, ERROR = b"\x00", b"\x01"
 # Results a record may carry to the child: they pickle small and fold the same there.
 _SCALARS = frozenset({int, float, bool})
 _MAX_TEXT_RESULT = 1024
@@ -104,7 +105,7 @@ class WriterProcess:
         ours, theirs = socket.socketpair()
         code = (
             f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
-            "from dremioframe_async.store._sqlite_writer import child_main; child_main()"
+            "from dremioframe_async.store._sqlite_child import main; main()"
         )
         try:
             process = subprocess.Popen(
@@ -135,10 +136,10 @@ class WriterProcess:
             except OSError as exc:
                 self.retire(f"{type(exc).__name__}: {exc}")
                 return False
-            if first == _READY:
+            if first == READY:
                 self.ready = True
             else:
-                self.retire(self._message() if first == _FAILED_TO_OPEN else "it exited")
+                self.retire(self._message() if first == FAILED_TO_OPEN else "it exited")
                 return False
         return True
 
@@ -162,9 +163,9 @@ class WriterProcess:
                 raise ConnectionError("the writer process is retired")
             done = False
             try:
-                await self._send(_HEAD.pack(len(frame)) + frame)
+                await self._send(HEAD.pack(len(frame)) + frame)
                 status = await self._recv(1)
-                reply = None if status == _OK else (await self._reply_message())
+                reply = None if status == OK else (await self._reply_message())
                 done = True
             except OSError as exc:
                 self.retire(f"{type(exc).__name__}: {exc}")
@@ -199,14 +200,14 @@ class WriterProcess:
         return b"".join(parts)
 
     async def _reply_message(self) -> str:
-        (size,) = _HEAD.unpack(await self._recv(_HEAD.size))
+        (size,) = HEAD.unpack(await self._recv(HEAD.size))
         return (await self._recv(size)).decode("utf-8", "replace")
 
     def _message(self) -> str:
         """A startup failure's message (the child wrote it whole before exiting)."""
         self._sock.setblocking(True)
         try:
-            (size,) = _HEAD.unpack(self._sock.recv(_HEAD.size, socket.MSG_WAITALL))
+            (size,) = HEAD.unpack(self._sock.recv(HEAD.size, socket.MSG_WAITALL))
             return self._sock.recv(size, socket.MSG_WAITALL).decode("utf-8", "replace")
         except (OSError, struct.error):
             return "it could not open the file"
@@ -256,69 +257,3 @@ def _abandon(process: subprocess.Popen[bytes], sock: socket.socket, pid: int) ->
         sock.close()
         process.kill()
         process.wait()
-
-
-def child_main() -> None:
-    """The child: open the file, then write each batch it is sent (see module docstring)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    settings = json.loads(sys.argv[2])
-    from ._sqlite import SQLiteStore  # after the socket: a failed import still ends at EOF
-
-    try:
-        store = SQLiteStore(settings.pop("path"), writer="thread", **settings)
-        conn = store.open_writer()
-    except Exception as exc:
-        _send_message(sock, _FAILED_TO_OPEN, f"{type(exc).__name__}: {exc}")
-        return
-    conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints after each reply instead
-    sock.sendall(_READY)
-    unchecked = 0  # rows written since the last checkpoint
-    try:
-        while True:
-            head = _read_exact(sock, _HEAD.size)
-            if head is None:
-                break  # the store closed, or its process is gone
-            (size,) = _HEAD.unpack(head)
-            body = _read_exact(sock, size)
-            if body is None:
-                break  # cut short: write nothing of it
-            owner, events = pickle.loads(body)
-            try:
-                store.write_batch(conn, events, owner)
-            except Exception as exc:
-                _send_message(sock, _ERROR, f"{type(exc).__name__}: {exc}")
-                continue
-            sock.sendall(_OK)
-            # The WAL's pages go back into the database while no batch waits, not
-            # within the commit that crosses the threshold (10-17 ms at the end of
-            # a wide run, which the run waited for): from IDLE_CHECKPOINT_ROWS on
-            # when idle (each checkpoint syncs the file), at CHECKPOINT_ROWS anyway.
-            unchecked += len(events)
-            if unchecked >= CHECKPOINT_ROWS or (
-                unchecked >= IDLE_CHECKPOINT_ROWS and not select.select([sock], [], [], 0)[0]
-            ):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                unchecked = 0
-    except OSError:
-        pass  # the store's end is gone mid-reply: nothing waits for it
-    finally:
-        conn.close()
-
-
-def _read_exact(sock: socket.socket, size: int) -> bytes | None:
-    """``size`` bytes from ``sock``; None at its end (unbuffered: ``select`` then
-    tells whether another frame waits)."""
-    data = sock.recv(size, socket.MSG_WAITALL) if size else b""
-    while len(data) < size:
-        more = sock.recv(size - len(data), socket.MSG_WAITALL)
-        if not more:
-            return None
-        data += more
-    return data
-
-
-def _send_message(sock: socket.socket, status: bytes, message: str) -> None:
-    data = message.encode("utf-8", "replace")
-    sock.sendall(status + _HEAD.pack(len(data)) + data)
