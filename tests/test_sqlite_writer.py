@@ -19,7 +19,14 @@ from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
 
 from dremioframe_async import Pipeline, task
-from dremioframe_async.orchestration import Record, RunStarted, TaskRecord, TaskState
+from dremioframe_async.orchestration import (
+    Record,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    TaskRecord,
+    TaskState,
+)
 from dremioframe_async.store import (
     SQLiteStore,
     StoreConfigError,
@@ -110,10 +117,14 @@ async def test_batches_that_are_not_plain_are_written_here_with_their_tracebacks
     async def locked() -> object:
         return threading.Lock()  # cannot be pickled: it must not reach the child
 
+    @task(name="huge")
+    async def huge() -> int:
+        return 10**5000  # past the interpreter's digit limit: skipped, not an error
+
     async with SQLiteStore(tmp_path / "runs.sqlite") as store:
         await ready(store)
         here = Spy(monkeypatch)
-        pipeline = Pipeline("mixed").add_task(boom()).add_task(locked())
+        pipeline = Pipeline("mixed").add_task(boom()).add_task(locked()).add_task(huge())
         result = await pipeline.run(store=store)
         assert result.history_error is None
         tasks = {t.key: t for t in await store.get_tasks(result.run_id)}
@@ -122,6 +133,8 @@ async def test_batches_that_are_not_plain_are_written_here_with_their_tracebacks
         assert attempt.error_type == "ValueError"
         assert "in boom" in (attempt.error_traceback or "")  # its frames, formatted here
         assert tasks["locked"].result_type == "_thread.lock"
+        assert tasks["huge"].result_type == "int"
+        assert not tasks["huge"].result_stored
         assert len(here.sizes) >= 2  # the start, and the batch with the error and the lock
 
 
@@ -204,8 +217,9 @@ async def test_a_failed_write_in_the_child_is_the_callers_error(tmp_path: Path) 
         writer = await ready(store)
         path.unlink()
         sqlite3.connect(path).close()  # another file where the store's was
-        with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+        with pytest.raises(StoreUnavailable, match="deleted or replaced") as caught:
             await store.record([_record("r2", "a", TaskState.SUCCESS, time.time())])
+        assert str(caught.value).count(store.name) == 1
         assert not writer.retired  # it answered: it stays
 
 
@@ -214,9 +228,10 @@ async def test_the_writer_starts_with_the_first_record(tmp_path: Path) -> None:
         await store.list_runs()
         assert store._writer is None  # reading starts no process
         await fan(2).run(store=store)
-        assert store._writer is not None
+        writer: WriterProcess | None = getattr(store, "_writer")  # noqa: B009 -- unnarrowed
+        assert writer is not None
         with anyio.fail_after(60):
-            assert await store._writer.wait_ready()
+            assert await writer.wait_ready()
 
 
 async def test_a_writer_that_cannot_start_leaves_the_writes_to_the_thread(
@@ -358,3 +373,154 @@ async def test_the_writer_leaves_when_its_store_process_is_killed(tmp_path: Path
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def test_closing_the_store_mid_exchange_sends_the_batch_to_the_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    store = SQLiteStore(path, busy_timeout=20.0)
+    writer = await ready(store)
+    run_id, now = "r4", time.time()
+    await store.record([RunStarted(run_id, "p", now, {}, ("a",))])
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the child waits on it with the next batch
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.record, [_record(run_id, "a", TaskState.SUCCESS, now)])
+                await wait_all_tasks_blocked()
+                tg.start_soon(store.aclose)
+                await wait_all_tasks_blocked()  # the exchange failed; both wait on threads
+                blocker.execute("ROLLBACK")
+    finally:
+        blocker.close()
+    assert writer.retired
+    assert writer._process.poll() is not None
+    async with store:
+        (a,) = await store.get_tasks(run_id)
+        assert a.state == TaskState.SUCCESS
+
+
+async def test_concurrent_starts_and_records_share_one_writer(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        started: list[bool] = []
+        results = []
+
+        async def start() -> None:
+            started.append(await store.start_writer())
+
+        async def run() -> None:
+            results.append(await fan(50).run(store=store))
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(start)
+                    tg.start_soon(run)
+        assert started == [True, True, True]
+        assert store._writer is not None
+        assert not store._writer.retired
+        for result in results:
+            assert result.history_error is None
+            assert len(await store.get_tasks(result.run_id)) == 51
+
+
+async def test_a_writer_whose_socket_number_is_past_1023_keeps_writing(tmp_path: Path) -> None:
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # numbers past 1023
+    try:
+        async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+            writer = await ready(store)
+            now = time.time()
+            for batch in range(3):  # past the rows after which it looks for idle time
+                records = [
+                    _record(f"r{batch}", f"t{i}", TaskState.SUCCESS, now) for i in range(3000)
+                ]
+                await store.record(records)
+            assert not writer.retired
+            with sqlite3.connect(tmp_path / "runs.sqlite") as check:
+                (rows,) = check.execute("SELECT count(*) FROM tasks").fetchone()
+            assert rows == 9000
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+async def test_a_failed_first_record_still_starts_the_writer(tmp_path: Path) -> None:
+    folder = tmp_path / "later"
+    store = SQLiteStore(folder / "runs.sqlite")
+    try:
+        with pytest.raises(StoreUnavailable, match="no such folder"):
+            await store.record([RunStarted("r5", "p", time.time(), {}, ())])
+        folder.mkdir()
+        with anyio.fail_after(60):
+            assert await store.start_writer()
+    finally:
+        await store.aclose()
+
+
+async def test_runs_the_child_ended_are_forgotten_here(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        await ready(store)
+        run_id, now = "r6", time.time()
+        failed = (
+            run_id,
+            "b",
+            TaskState.FAILED,
+            now,
+            1,
+            ValueError("x"),
+            None,
+            "",
+            (),
+            None,
+            "p",
+            now,
+        )
+        # Not plain (an error): this process's thread writes "a" RUNNING, and keeps it.
+        await store.record(
+            [
+                RunStarted(run_id, "p", now, {}, ("a", "b")),
+                _record(run_id, "a", TaskState.RUNNING, now),
+                failed,
+            ]
+        )
+        assert store._written.runs() == {run_id: {"a"}}
+        end = RunFinished(run_id, "p", RunStatus.FAILED, now + 1, now)
+        await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 1), end])  # the child
+        assert store._written.runs() == {}
+        assert (await store.get_run(run_id)).status == "FAILED"
+
+
+_FORKED = """
+import os, sys, anyio
+sys.path.insert(0, sys.argv[2])
+from test_sqlite_writer import ready
+from dremioframe_async.store import SQLiteStore
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    writer = await ready(store)
+    pid = os.fork()
+    if pid == 0:  # a copy that outlives the store: it must not hold the writer's socket open
+        import time
+        time.sleep(30)
+        os._exit(0)
+    try:
+        await store.aclose()
+        print(writer._process.returncode, flush=True)  # 0: it left at its socket's end
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_forked_copy_does_not_keep_the_writer_alive(tmp_path: Path) -> None:
+    here = str(Path(__file__).parent)
+    argv = [sys.executable, "-c", _FORKED, str(tmp_path / "runs.sqlite"), here]
+    proc = await anyio.run_process(argv, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == "0"

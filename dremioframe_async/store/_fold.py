@@ -456,6 +456,11 @@ class WrittenTasks:
             if run.finished is not None:
                 self._runs.pop(run.run_id, None)
 
+    def forget(self, run_ids: Iterable[str]) -> None:
+        """Forget runs whose end another writer wrote."""
+        for run_id in run_ids:
+            self._runs.pop(run_id, None)
+
     def runs(self) -> dict[str, set[str]]:
         """A copy of what is remembered, by run id (for tests)."""
         return {run_id: set(keys) for run_id, keys in self._runs.items()}

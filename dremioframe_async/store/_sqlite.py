@@ -17,7 +17,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from itertools import chain
 from operator import itemgetter
@@ -29,7 +29,7 @@ import anyio.to_thread
 
 from .._telemetry import traceparent
 from ..errors import DremioFrameError
-from ..orchestration import PriorRun, Record
+from ..orchestration import PriorRun, Record, RunFinished
 from . import _sqlite_queue as queue
 from ._attendance import (
     DEFAULT_CANCEL_POLL,
@@ -135,6 +135,7 @@ class SQLiteStore:
         self._process_writer = writer == "process" and self.path != ":memory:"
         self._spawn = self._process_writer  # at the next record
         self._writer: WriterProcess | None = None
+        self._ended_here: list[str] = []  # runs ended by the thread, for the child to forget
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
@@ -213,29 +214,30 @@ class SQLiteStore:
         writer = self._writer
         if writer is not None:
             if plain_batch(batch) and writer.usable():
+                ended, self._ended_here = self._ended_here, []
                 try:
-                    failure = await writer.write(owner, batch)
+                    failure = await writer.write(owner, batch, ended)
                 except ConnectionError:
                     pass  # retired: the thread writes it (again, if it landed: see _write)
                 else:
                     if failure is not None:
                         raise StoreUnavailable(self.name, failure)
+                    # Runs the child ended: their rows written here are not new any more.
+                    self._written.forget(e.run_id for e in batch if type(e) is RunFinished)
                     return
             if writer.retired:
                 await self._call(self._write_after, writer, batch, owner)
                 self._writer = None
                 return
-        if self._spawn:
-            self._spawn = False
-            await self._call(self._write_and_spawn, batch, owner)
-        else:
-            await self._call(self._write, batch, owner)
+        ended = await self._call(self._write_and_spawn, batch, owner)
+        if self._writer is not None and ended:
+            self._ended_here.extend(ended)  # the child forgets them with its next batch
 
     def _write_after(
         self, conn: sqlite3.Connection, writer: WriterProcess, events: list[Record], owner: str
-    ) -> None:
+    ) -> list[str]:
         writer.reap()  # nothing it was sent may commit after this batch
-        self._write(conn, events, owner)
+        return self._write(conn, events, owner)
 
     async def start_writer(self) -> bool:
         """Start the writer process now (else it starts with the first record) and
@@ -246,18 +248,24 @@ class SQLiteStore:
         so that its first runs' batches do not wait for the child.
         """
         if self._spawn:
-            self._spawn = False
             await self._call(lambda conn: self._start_writer())
         writer = self._writer
         if writer is None:
             return False
         return await writer.wait_ready()
 
-    def _write_and_spawn(self, conn: sqlite3.Connection, events: list[Record], owner: str) -> None:
-        self._write(conn, events, owner)
-        self._start_writer()
+    def _write_and_spawn(
+        self, conn: sqlite3.Connection, events: list[Record], owner: str
+    ) -> list[str]:
+        ended = self._write(conn, events, owner)
+        self._start_writer()  # once a write went through: the file is there, and is the store's
+        return ended
 
     def _start_writer(self) -> None:
+        """Start the writer process if it is due (in the worker thread: one call at a time)."""
+        if not self._spawn:
+            return
+        self._spawn = False
         self._writer = WriterProcess.spawn(
             {
                 "path": self.path,
@@ -278,7 +286,12 @@ class SQLiteStore:
         """Write one batch for the writer process, for runs of ``owner``."""
         self._write(conn, events, owner)
 
-    def _write(self, conn: sqlite3.Connection, events: list[Record], owner: str) -> None:
+    def forget_runs(self, run_ids: Iterable[str]) -> None:
+        """For the writer process: runs whose end the store's thread wrote."""
+        self._written.forget(run_ids)
+
+    def _write(self, conn: sqlite3.Connection, events: list[Record], owner: str) -> list[str]:
+        """Write one batch in one transaction; the ids of the runs it ended."""
         fold = Fold(owner, None, self._max_result_bytes).add_all(events)
         runs = [as_tuple(r) for r in fold.runs.values()]
         attempts = [as_tuple(r) for r in fold.attempts.values()]
@@ -303,6 +316,7 @@ class SQLiteStore:
                 _write_logs(conn, fold.logs)
         self._written.remember(fold.runs.values(), fresh)
         self._check_file()  # after the write, so a deletion during it is seen too
+        return [run.run_id for run in fold.runs.values() if run.finished is not None]
 
     # -- pipeline state -----------------------------------------------------------
 
@@ -461,16 +475,18 @@ class SQLiteStore:
     async def aclose(self) -> None:
         """Close the connection and end the writer process; using the store again
         reopens them."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(writer.close)
-        self._spawn = self._process_writer
         if self._conn is not None:
             conn, self._conn = self._conn, None
             limiter = self._limiter or anyio.CapacityLimiter(1)
             with anyio.CancelScope(shield=True):
+                # After the worker thread's call under way, which may start the writer.
                 await anyio.to_thread.run_sync(conn.close, limiter=limiter)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown()  # a batch's exchange waiting on it fails (and goes to the thread)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(writer.finish)
+        self._spawn, self._ended_here = self._process_writer, []
 
     async def __aenter__(self) -> SQLiteStore:
         await self._call(lambda conn: None)

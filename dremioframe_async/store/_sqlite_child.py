@@ -7,10 +7,10 @@ would look recorded), then reads frames from its socket until the socket closes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import select
-import signal
 import socket
 import sqlite3
 import sys
@@ -18,13 +18,15 @@ import sys
 from ._errors import StoreUnavailable
 from ._sqlite import SQLiteStore, file_identity
 from ._sqlite_writer import (
-    CHECKPOINT_ROWS,
     ERROR,
     FAILED_TO_OPEN,
     HEAD,
+    IDLE_CHECKPOINT_COMMITS,
     IDLE_CHECKPOINT_ROWS,
+    IDLE_SECONDS,
     OK,
     READY,
+    WAL_PAGES,
 )
 
 __all__ = ["main"]
@@ -45,8 +47,6 @@ def _open(store: SQLiteStore, identity: tuple[int, int] | None) -> sqlite3.Conne
 
 def main() -> None:
     """Open the store's file, then write each batch it is sent (see the module docstring)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=int(sys.argv[1]))
     settings = json.loads(sys.argv[2])
     identity = settings.pop("identity")
@@ -54,45 +54,58 @@ def main() -> None:
         store = SQLiteStore(settings.pop("path"), writer="thread", **settings)
         conn = _open(store, None if identity is None else (identity[0], identity[1]))
     except Exception as exc:
-        _send_message(sock, FAILED_TO_OPEN, f"{type(exc).__name__}: {exc}")
+        _send_message(sock, FAILED_TO_OPEN, _why(exc))
         return
-    conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints after each reply instead
-    sock.sendall(READY)
-    unchecked = 0  # rows written since the last checkpoint
     try:
-        while True:
-            head = _read_exact(sock, HEAD.size)
-            if head is None:
-                break  # the store closed, or its process is gone
-            (size,) = HEAD.unpack(head)
-            body = _read_exact(sock, size)
-            if body is None:
-                break  # cut short: write nothing of it
-            owner, events = pickle.loads(body)
-            try:
-                store.write_batch(conn, events, owner)
-            except Exception as exc:
-                _send_message(sock, ERROR, f"{type(exc).__name__}: {exc}")
-                continue
-            sock.sendall(OK)
-            # The WAL's pages go back into the database while no batch waits, not
-            # within the commit that crosses the threshold (10-17 ms at the end of
-            # a wide run, which the run waited for): from IDLE_CHECKPOINT_ROWS on
-            # when idle (each checkpoint syncs the file), at CHECKPOINT_ROWS anyway.
-            unchecked += len(events)
-            if unchecked >= CHECKPOINT_ROWS or (
-                unchecked >= IDLE_CHECKPOINT_ROWS and not select.select([sock], [], [], 0)[0]
-            ):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                unchecked = 0
+        # SQLite's own checkpoint, inside the commit that crosses it, only bounds the
+        # WAL while batches keep coming; the checkpoints go between batches instead
+        # (10-17 ms at the end of a wide run, which the run waited for).
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        sock.sendall(READY)
+        _serve(sock, store, conn)
     except OSError:
-        pass  # the store's end is gone mid-reply: nothing waits for it
+        pass  # the store's end is gone (closed before it was ready, or mid-reply)
     finally:
         conn.close()
 
 
+def _serve(sock: socket.socket, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+    incoming = select.poll()  # not select(): the socket's number may be past 1023
+    incoming.register(sock, select.POLLIN)
+    rows = commits = 0  # written since the last checkpoint
+    while True:
+        head = _read_exact(sock, HEAD.size)
+        if head is None:
+            return  # the store closed, or its process is gone
+        (size,) = HEAD.unpack(head)
+        body = _read_exact(sock, size)
+        if body is None:
+            return  # cut short: write nothing of it
+        owner, events, ended = pickle.loads(body)
+        store.forget_runs(ended)
+        try:
+            store.write_batch(conn, events, owner)
+        except Exception as exc:
+            _send_message(sock, ERROR, _why(exc))
+            continue
+        sock.sendall(OK)
+        rows, commits = rows + len(events), commits + 1
+        if rows < IDLE_CHECKPOINT_ROWS and commits < IDLE_CHECKPOINT_COMMITS:
+            continue
+        if not incoming.poll(IDLE_SECONDS * 1000):  # no batch came: checkpoint now
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            rows = commits = 0
+
+
+def _why(exc: Exception) -> str:
+    """What the store's StoreUnavailable says (its problem, without the store's name)."""
+    if isinstance(exc, StoreUnavailable):
+        return exc.problem
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _read_exact(sock: socket.socket, size: int) -> bytes | None:
-    """``size`` bytes from ``sock``; None at its end (unbuffered: ``select`` then
+    """``size`` bytes from ``sock``; None at its end (unbuffered: ``poll`` then
     tells whether another frame waits)."""
     data = sock.recv(size, socket.MSG_WAITALL) if size else b""
     while len(data) < size:
@@ -105,4 +118,5 @@ def _read_exact(sock: socket.socket, size: int) -> bytes | None:
 
 def _send_message(sock: socket.socket, status: bytes, message: str) -> None:
     data = message.encode("utf-8", "replace")
-    sock.sendall(status + HEAD.pack(len(data)) + data)
+    with contextlib.suppress(OSError):  # the store's end is gone: nobody reads it
+        sock.sendall(status + HEAD.pack(len(data)) + data)

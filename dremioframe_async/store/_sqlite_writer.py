@@ -17,21 +17,26 @@ The child (``_sqlite_child``) opens the very file the store has open, or none:
 a file put at the path since (after a deletion, say) is not the store's. It is
 bound to the store by a socket pair:
 
-* store -> child: frames of ``<8-byte length><pickle of (owner, batch)>``;
+* store -> child: frames of ``<8-byte length><pickle of (owner, batch, ended)>``,
+  ``ended`` the runs whose end the store's thread wrote (the child forgets them);
 * child -> store: ``R`` once its connection is open, or ``E`` and a message
   when it cannot open one; then, per frame, ``\\0`` (committed) or ``\\1`` and
   a length-prefixed message (not written; the store raises StoreUnavailable).
 
-The child leaves when its socket closes: the store closed, or its process is
-gone (even by SIGKILL), so it never outlives the store. It ignores SIGINT and
-SIGTERM (the terminal's Ctrl-C and a service manager reach the whole process
-group): the store's process decides when writing ends, and may still be
-recording a cancelled run's end. A child that dies, or a frame cut short by a
-cancellation, retires it: the store writes in its thread from then on.
+The child leaves when its socket closes: the store closed or was dropped, or its
+process is gone (even by SIGKILL), so it never outlives the store (a forked copy
+of the store's process closes its copy of the socket). It ignores SIGINT and
+SIGTERM from its first statement (the terminal's Ctrl-C and a service manager
+reach the whole process group): the store's process decides when writing ends,
+and may still be recording a cancelled run's end. A child that dies, or an
+exchange cut short (a cancellation, ``aclose``), retires it: it is killed, and
+the store writes in its thread from then on. Each child costs about 35 MB of
+memory, one per store instance that records runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -57,30 +62,56 @@ logger = logging.getLogger("dremioframe_async.store")
 HEAD = struct.Struct("<Q")
 READY, FAILED_TO_OPEN = b"R", b"E"
 OK, ERROR = b"\x00", b"\x01"
-# Results a record may carry to the child: they pickle small and fold the same there.
-_SCALARS = frozenset({int, float, bool})
-_MAX_TEXT_RESULT = 1024
-CHECKPOINT_ROWS = 50_000  # the writer checkpoints at least this often, busy or not
-IDLE_CHECKPOINT_ROWS = 5_000  # and from this many on when no batch waits
+# Results a record may carry to the child: they pickle small and fold the same there
+# (ints within 64 bits: no digit limit of the interpreter comes into play).
+_SCALARS = frozenset({float, bool})
+_MAX_INT = 1 << 63
+_MAX_TEXT = 1024  # a plain record's result or reason, in characters
+# The child checkpoints the WAL when no batch comes for IDLE_SECONDS after one from
+# IDLE_CHECKPOINT_ROWS rows or IDLE_CHECKPOINT_COMMITS batches on; SQLite's own
+# checkpoint at WAL_PAGES bounds the WAL while batches keep coming.
+IDLE_SECONDS = 0.005
+IDLE_CHECKPOINT_ROWS = 5_000
+IDLE_CHECKPOINT_COMMITS = 256
+WAL_PAGES = 4_000
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+# The child's first statements, before any import: Ctrl-C and a service manager's
+# SIGTERM reach the whole process group, and the store's process decides when
+# writing ends (it may still be recording a cancelled run's end). The package's
+# folder goes last on the path: found there only if not installed.
+_CHILD_CODE = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    f"import sys; sys.path.append({_PACKAGE_PARENT!r}); "
+    "from dremioframe_async.store._sqlite_child import main; main()"
+)
 
 
 def plain_batch(events: Sequence[Record]) -> bool:
-    """Whether the child can take ``events``: task records without an error and
-    with no result or a small scalar one, and run ends."""
+    """Whether the child can take ``events``: task records without an error or
+    pipeline-state writes, with no result or a small scalar one, and run ends."""
     for event in events:
         if type(event) is tuple:
-            if event[5] is not None:
+            if event[5] is not None or event[9] is not None or len(event[7]) > _MAX_TEXT:
                 return False
             result = event[6]
+            if result is None:
+                continue
             kind = type(result)
-            if not (result is None or kind in _SCALARS or kind is str) or (
-                kind is str and len(result) > _MAX_TEXT_RESULT
-            ):
+            if kind is int:
+                if not -_MAX_INT <= result < _MAX_INT:
+                    return False
+            elif kind is str:
+                if len(result) > _MAX_TEXT:
+                    return False
+            elif kind not in _SCALARS:
                 return False
         elif type(event) is not RunFinished:
             return False
     return True
+
+
+_LIVE: weakref.WeakSet[WriterProcess] = weakref.WeakSet()
 
 
 class WriterProcess:
@@ -95,25 +126,32 @@ class WriterProcess:
         self.retired = False
         # A store dropped without aclose() (or still open at exit) ends its child too.
         self._finalizer = weakref.finalize(self, _abandon, process, sock, self._pid)
+        _LIVE.add(self)
 
     @classmethod
     def spawn(cls, settings: dict[str, Any]) -> WriterProcess | None:
         """Start a child for the store with ``settings`` (blocking: call it in a
         thread); None, with a warning, when no child can be started here."""
-        if not sys.executable:
-            return None
+        if not sys.executable or getattr(sys, "frozen", False):
+            return None  # no interpreter to run it (a frozen application's is the app)
         ours, theirs = socket.socketpair()
-        code = (
-            f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
-            "from dremioframe_async.store._sqlite_child import main; main()"
-        )
+        argv = [
+            sys.executable,
+            *_interpreter_flags(),
+            # -P: not the working directory first on the path, where a file named
+            # like a module it imports would be imported instead.
+            "-P",
+            "-c",
+            _CHILD_CODE,
+            str(theirs.fileno()),
+            json.dumps(settings),
+        ]
         try:
             process = subprocess.Popen(
-                # -P: not the working directory first on the path, where a file named
-                # like a module it imports would be imported instead.
-                [sys.executable, "-P", "-c", code, str(theirs.fileno()), json.dumps(settings)],
+                argv,
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the store's group only
             )
         except OSError as exc:
             ours.close()
@@ -144,20 +182,25 @@ class WriterProcess:
         return True
 
     async def wait_ready(self) -> bool:
-        """Wait until the child takes batches; False once it is retired instead."""
+        """Wait until the child takes batches; False once it is retired instead.
+
+        It looks every few milliseconds rather than waiting on the socket, where a
+        batch's exchange may be waiting too once the child is ready.
+        """
         while not self.usable():
             if self.retired:
                 return False
-            await anyio.wait_readable(self._sock)  # its first byte: ready, or why not
+            await anyio.sleep(0.005)
         return True
 
-    async def write(self, owner: str, events: Sequence[Record]) -> str | None:
+    async def write(self, owner: str, events: Sequence[Record], ended: list[str]) -> str | None:
         """Have the child write ``events``; None once committed, else why not.
+        ``ended``: runs whose end the store's thread wrote (the child forgets them).
 
         :raises ConnectionError: when the child is gone or the exchange was cut
             short (it is retired: nothing more goes to it).
         """
-        frame = pickle.dumps((owner, events), protocol=pickle.HIGHEST_PROTOCOL)
+        frame = pickle.dumps((owner, events, ended), protocol=pickle.HIGHEST_PROTOCOL)
         async with self._lock:
             if self.retired:
                 raise ConnectionError("the writer process is retired")
@@ -167,9 +210,9 @@ class WriterProcess:
                 status = await self._recv(1)
                 reply = None if status == OK else (await self._reply_message())
                 done = True
-            except OSError as exc:
+            except Exception as exc:  # the child gone, or its socket closed by aclose()
                 self.retire(f"{type(exc).__name__}: {exc}")
-                raise ConnectionError(str(exc)) from exc
+                raise ConnectionError(str(exc) or type(exc).__name__) from exc
             finally:
                 if not done:  # cancelled mid-exchange: the stream is out of step
                     self.retire("its batch exchange was interrupted")
@@ -204,43 +247,61 @@ class WriterProcess:
         return (await self._recv(size)).decode("utf-8", "replace")
 
     def _message(self) -> str:
-        """A startup failure's message (the child wrote it whole before exiting)."""
-        self._sock.setblocking(True)
+        """A startup failure's message: the child sent it in one piece with its
+        ``E`` before it exited, so it is there to read without waiting."""
         try:
-            (size,) = HEAD.unpack(self._sock.recv(HEAD.size, socket.MSG_WAITALL))
-            return self._sock.recv(size, socket.MSG_WAITALL).decode("utf-8", "replace")
+            (size,) = HEAD.unpack(self._sock.recv(HEAD.size))
+            return self._sock.recv(size).decode("utf-8", "replace")
         except (OSError, struct.error):
             return "it could not open the file"
 
     def retire(self, why: str) -> None:
-        """Send nothing more to the child, and kill it.
+        """Send nothing more to the child, and kill it (on the loop's thread).
 
         Killed, not left to finish: a batch it holds (sent before a cancellation cut
         the exchange short) must not commit after a later batch of the same run,
         which the store's thread writes next, once ``reap`` has seen the child gone.
         A transaction a killed child had not committed is rolled back by SQLite.
         """
-        if not self.retired:
-            self.retired = True
-            if os.getpid() == self._pid:
-                logger.warning("SQLite writer process retired (%s); writing in a thread", why)
-                self._sock.close()
-                self._process.kill()
+        if self.retired:
+            return
+        self.retired = True
+        if os.getpid() == self._pid:
+            logger.warning("SQLite writer process retired (%s); writing in a thread", why)
+            self._close_socket()
+            self._process.kill()
+            self._process.poll()  # reaped now if it is gone already
+
+    def _close_socket(self) -> None:
+        with contextlib.suppress(Exception):  # no event loop here (a finalizer, a thread)
+            anyio.notify_closing(self._sock)  # an exchange waiting on it fails at once
+        self._sock.close()
 
     def reap(self) -> None:
         """Wait until a retired child has exited (blocking, briefly: in a thread)."""
         if self.retired and os.getpid() == self._pid:
             self._process.wait()
 
-    def close(self) -> None:
-        """Retire the child and reap it (blocking, briefly: call it in a thread)."""
+    def shutdown(self) -> None:
+        """End the child (on the loop's thread; then ``reap`` in a thread).
+
+        A ready child sees the end of its socket and leaves after the batch it may
+        be writing; one still starting is killed (it holds nothing).
+        """
         if os.getpid() != self._pid:
             return
         self._finalizer.detach()
-        self.retired = True
-        self._sock.close()
+        ready, self.retired = self.ready and not self.retired, True
+        self._close_socket()
+        if not ready:
+            self._process.kill()
+
+    def finish(self) -> None:
+        """``reap`` after ``shutdown``: a child that does not leave within 5 s is killed."""
+        if os.getpid() != self._pid:
+            return
         try:
-            self._process.wait(timeout=5.0)  # it leaves at end of file, after its batch
+            self._process.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
@@ -250,6 +311,13 @@ class WriterProcess:
         return self._process.pid
 
 
+def _interpreter_flags() -> list[str]:
+    """This interpreter's flags (-X dev, -W ..., -O), for the child: as multiprocessing
+    passes them to the processes it spawns."""
+    flags = getattr(subprocess, "_args_from_interpreter_flags", None)
+    return list(flags()) if callable(flags) else []
+
+
 def _abandon(process: subprocess.Popen[bytes], sock: socket.socket, pid: int) -> None:
     """End the child of a store that was never closed: every batch it was sent has
     been answered, so killing it loses nothing."""
@@ -257,3 +325,18 @@ def _abandon(process: subprocess.Popen[bytes], sock: socket.socket, pid: int) ->
         sock.close()
         process.kill()
         process.wait()
+
+
+def _forget_after_fork() -> None:
+    """In a forked copy of the store's process: the children are not its own. Their
+    sockets are closed here (so each child still sees its store's end), and nothing
+    waits for or warns about them."""
+    for writer in list(_LIVE):
+        writer._finalizer.detach()
+        writer.retired = True
+        with contextlib.suppress(OSError):
+            writer._sock.close()
+        writer._process.returncode = 0  # not this process's child: Popen must not wait
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
