@@ -16,7 +16,7 @@ from test_store import T0, sample_run, state
 
 from dremioframe_async import Pipeline, RunResult, task
 from dremioframe_async.orchestration import Event, RunFinished, RunStarted, TaskState
-from dremioframe_async.store import PostgresStore, RunStatus, _fold
+from dremioframe_async.store import PostgresStore, RunStatus, StoreUnavailable, _fold
 from dremioframe_async.store._fold import Fold, fold_sliced
 from dremioframe_async.store._postgres import SCHEMA_VERSION
 from dremioframe_async.store._postgres_batch import COPY_ROWS, JSON_ROWS
@@ -227,6 +227,37 @@ async def test_a_copied_batch_with_a_row_written_elsewhere_is_upserted(
         tasks = {t.key: t for t in await second.get_tasks("wide")}
     _check_wide(tasks, n)
     assert tasks["t7"].started == T0 + 1  # kept from the other handle's row
+
+
+@pytest.mark.asyncio
+async def test_a_run_whose_copied_task_rows_fail_is_not_recorded_ended(
+    pg_url: str, schema: str
+) -> None:
+    # A run's end and its many new task rows go as two statements, the copy first:
+    # when the copy fails, the run's row still says RUNNING, never ended.
+    import asyncpg
+
+    n = COPY_ROWS + 44
+    started, ends, finished = _wide_run(n)
+    async with PostgresStore(pg_url, schema=schema) as store:
+        await store.record([started])
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(
+                f"""CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'no task rows today'; END $$"""
+            )
+            await conn.execute(
+                f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".tasks '
+                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
+            )
+        finally:
+            await conn.close()
+        with pytest.raises(StoreUnavailable, match="no task rows today"):
+            await store.record([*ends, finished])
+        run = await store.get_run("wide")
+    assert run.status == RunStatus.RUNNING
+    assert run.counts == {"PENDING": n}  # no task row landed
 
 
 @pytest.mark.asyncio

@@ -1,5 +1,11 @@
 """Engine events as PostgreSQL statements: one batch, one transaction.
 
+Except where fewer round trips keep the same promise: a batch of one statement (a
+``COPY`` included) needs no transaction, and a batch of run rows and new task rows
+(a wide run's last batch, say) is copied first, then the run rows are written, each
+a statement of its own: a crash between them leaves the run RUNNING with its tasks
+recorded, never ended with tasks missing.
+
 A batch is folded into rows (``_fold``) and each table's rows travel as one JSON
 parameter of one statement (``upsert_json``), so a batch costs a few round trips
 whatever its size. Task rows this store has not written yet are inserted rather
@@ -132,20 +138,35 @@ class BatchWriter:
 
     async def _send(self, conn: Any, steps: list[Step], copied: list[TaskValues]) -> None:
         """Execute ``steps`` in one transaction (one statement needs none)."""
-        if len(steps) == 1 and steps[0][0] is not _COPY and len(steps[0][1]) <= JSON_ROWS:
-            await _execute(conn, *steps[0])
+        if len(steps) == 1 and (steps[0][0] is _COPY or len(steps[0][1]) <= JSON_ROWS):
+            await self._step(conn, *steps[0], copied)
+            return
+        if copied and all(sql is _COPY or sql is self._upsert_run for sql, _ in steps):
+            # A run's rows and its new task rows only: the tasks first, then the run,
+            # each a statement of its own (two round trips fewer than a transaction).
+            # A crash between them leaves the run RUNNING with its tasks recorded,
+            # never ended with tasks missing.
+            await self._step(conn, _COPY, (), copied)
+            for sql, args in steps:
+                if sql is not _COPY:
+                    await conn.execute(sql, *args)
             return
         async with conn.transaction():
             for sql, args in steps:
-                if sql is _COPY:
-                    await conn.copy_records_to_table(
-                        "tasks", records=copied, columns=_TASK_COLUMNS, schema_name=self._schema
-                    )
-                elif isinstance(args, list):
-                    for i in range(0, len(args), JSON_ROWS):
-                        await _execute(conn, sql, args[i : i + JSON_ROWS])
-                else:
-                    await conn.execute(sql, *args)
+                await self._step(conn, sql, args, copied)
+
+    async def _step(
+        self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any], copied: list[TaskValues]
+    ) -> None:
+        if sql is _COPY:
+            await conn.copy_records_to_table(
+                "tasks", records=copied, columns=_TASK_COLUMNS, schema_name=self._schema
+            )
+        elif isinstance(args, list):
+            for i in range(0, len(args), JSON_ROWS):
+                await _execute(conn, sql, args[i : i + JSON_ROWS])
+        else:
+            await conn.execute(sql, *args)
 
 
 def _present(steps: list[Step]) -> list[Step]:
