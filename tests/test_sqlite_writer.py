@@ -32,6 +32,7 @@ from dremioframe_async.store import (
     StoreConfigError,
     StoreUnavailable,
     StoreURLError,
+    _sqlite,
     open_store,
 )
 from dremioframe_async.store._sqlite_writer import WriterProcess
@@ -80,10 +81,14 @@ class Spy:
         original = SQLiteStore._write
 
         def spy(
-            store: SQLiteStore, conn: sqlite3.Connection, events: list[Record], owner: str
-        ) -> None:
+            store: SQLiteStore,
+            conn: sqlite3.Connection,
+            events: list[Record],
+            owner: str,
+            **how: bool,
+        ) -> list[str]:
             self.sizes.append(len(events))
-            original(store, conn, events, owner)
+            return original(store, conn, events, owner, **how)
 
         monkeypatch.setattr(SQLiteStore, "_write", spy)
 
@@ -461,35 +466,22 @@ async def test_a_failed_first_record_still_starts_the_writer(tmp_path: Path) -> 
 
 async def test_runs_the_child_ended_are_forgotten_here(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "runs.sqlite") as store:
-        await ready(store)
         run_id, now = "r6", time.time()
-        failed = (
-            run_id,
-            "b",
-            TaskState.FAILED,
-            now,
-            1,
-            ValueError("x"),
-            None,
-            "",
-            (),
-            None,
-            "p",
-            now,
-        )
-        # Not plain (an error): this process's thread writes "a" RUNNING, and keeps it.
+        # Before the child is ready, this process's thread writes "a" RUNNING, and
+        # keeps its key (a later insert of it would fail).
         await store.record(
             [
-                RunStarted(run_id, "p", now, {}, ("a", "b")),
+                RunStarted(run_id, "p", now, {}, ("a",)),
                 _record(run_id, "a", TaskState.RUNNING, now),
-                failed,
             ]
         )
         assert store._written.runs() == {run_id: {"a"}}
-        end = RunFinished(run_id, "p", RunStatus.FAILED, now + 1, now)
+        with anyio.fail_after(60):
+            assert await store.start_writer()
+        end = RunFinished(run_id, "p", RunStatus.SUCCESS, now + 1, now)
         await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 1), end])  # the child
         assert store._written.runs() == {}
-        assert (await store.get_run(run_id)).status == "FAILED"
+        assert (await store.get_run(run_id)).status == "SUCCESS"
 
 
 _FORKED = """
@@ -524,3 +516,62 @@ async def test_a_forked_copy_does_not_keep_the_writer_alive(tmp_path: Path) -> N
     proc = await anyio.run_process(argv, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().strip() == "0"
+
+
+class Weird(str):
+    """A str subclass of this test module, which the writer process cannot import."""
+
+
+async def test_a_batch_the_child_cannot_read_is_written_here(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        writer = await ready(store)
+        now = time.time()
+        odd = ("r7", "a", TaskState.SUCCESS, now, 1, None, None, "", (Weird("up"),), None, "p", now)
+        await store.record([odd])  # plain to look at; its upstream key does not unpickle there
+        assert not writer.retired
+        with sqlite3.connect(tmp_path / "runs.sqlite") as check:
+            row = check.execute("SELECT state, upstream FROM tasks WHERE key = 'a'").fetchone()
+        assert row[0] == "SUCCESS"
+        assert "up" in row[1]
+
+
+async def test_rows_the_child_wrote_are_updated_here_without_a_second_write(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        await ready(store)
+        run_id, now = "r8", time.time()
+        await store.record([RunStarted(run_id, "p", now, {}, ("a",))])
+        await store.record([_record(run_id, "a", TaskState.RUNNING, now)])  # the child
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        failed = (
+            run_id,
+            "a",
+            TaskState.FAILED,
+            now + 1,
+            1,
+            ValueError("x"),
+            None,
+            "",
+            (),
+            None,
+            "p",
+            now,
+        )
+        await store.record([failed])  # not plain: this process's thread
+        store._conn.set_trace_callback(None)
+        assert not [sql for sql in statements if sql.startswith("ROLLBACK")]
+        (a,) = await store.get_tasks(run_id)
+        assert a.state == TaskState.FAILED
+
+
+async def test_a_writer_of_another_copy_of_the_package_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_sqlite, "PACKAGE_FILE", str(tmp_path / "elsewhere" / "__init__.py"))
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        with anyio.fail_after(60):
+            assert not await store.start_writer()
+    assert "another copy of dremioframe_async" in caplog.text

@@ -261,6 +261,36 @@ async def test_a_run_whose_copied_task_rows_fail_is_not_recorded_ended(
 
 
 @pytest.mark.asyncio
+async def test_a_carried_run_start_lands_with_its_task_rows_or_neither_does(
+    pg_url: str, schema: str
+) -> None:
+    # A run's start whose write failed is carried into the next batch, with its many
+    # new task rows: one transaction, so no task row lands without its run.
+    import asyncpg
+
+    n = COPY_ROWS + 44
+    started, ends, finished = _wide_run(n)
+    async with PostgresStore(pg_url, schema=schema) as store:
+        await store.list_runs(limit=1)  # the schema exists
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(
+                f"""CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'no runs today'; END $$"""
+            )
+            await conn.execute(
+                f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".runs '
+                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
+            )
+            with pytest.raises(StoreUnavailable, match="no runs today"):
+                await store.record([started, *ends, finished])
+            count = await conn.fetchval(f'SELECT count(*) FROM "{schema}".tasks')
+        finally:
+            await conn.close()
+    assert count == 0
+
+
+@pytest.mark.asyncio
 async def test_updates_of_more_rows_than_one_json_argument_holds_all_land(
     pg_url: str, schema: str
 ) -> None:

@@ -72,6 +72,7 @@ class _Batch:
     fallback: list[Step]
     new: list[TaskValues]
     copied: list[TaskValues]
+    starts_run: bool  # a run's first row is among them: one transaction, run first
 
 
 class BatchWriter:
@@ -96,12 +97,12 @@ class BatchWriter:
         batch = self._steps(await fold_sliced(fold, events))
         async with connection() as conn:
             try:
-                await self._send(conn, batch.steps, batch.copied)
+                await self._send(conn, batch.steps, batch.copied, batch.starts_run)
             except Exception as exc:
                 if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION or not batch.new:
                     raise
                 # A row taken for new exists (written through another handle): upsert all.
-                await self._send(conn, batch.fallback, [])
+                await self._send(conn, batch.fallback, [], batch.starts_run)
         self._written.remember(fold.runs.values(), batch.new)
 
     def _steps(self, fold: Fold) -> _Batch:
@@ -134,14 +135,23 @@ class BatchWriter:
             (self._upserts[AttemptRow], attempts),
             *tail,
         ]
-        return _Batch(_present(steps), _present(fallback), new, copied)
+        # A run's start (its pipeline) in the batch: a start whose write failed, carried
+        # into this one. Its task rows must not land before it.
+        starts = any(run.pipeline is not None for run in fold.runs.values())
+        return _Batch(_present(steps), _present(fallback), new, copied, starts)
 
-    async def _send(self, conn: Any, steps: list[Step], copied: list[TaskValues]) -> None:
+    async def _send(
+        self, conn: Any, steps: list[Step], copied: list[TaskValues], starts_run: bool
+    ) -> None:
         """Execute ``steps`` in one transaction (one statement needs none)."""
         if len(steps) == 1 and (steps[0][0] is _COPY or len(steps[0][1]) <= JSON_ROWS):
             await self._step(conn, *steps[0], copied)
             return
-        if copied and all(sql is _COPY or sql is self._upsert_run for sql, _ in steps):
+        if (
+            copied
+            and not starts_run
+            and all(sql is _COPY or sql is self._upsert_run for sql, _ in steps)
+        ):
             # A run's rows and its new task rows only: the tasks first, then the run,
             # each a statement of its own (two round trips fewer than a transaction).
             # A crash between them leaves the run RUNNING with its tasks recorded,

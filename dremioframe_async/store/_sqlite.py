@@ -58,7 +58,7 @@ from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._pauses import PauseSQL
 from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert, upsert_shared
-from ._sqlite_writer import WriterProcess, plain_batch
+from ._sqlite_writer import NOT_TAKEN, PACKAGE_FILE, WriterProcess, plain_batch
 from ._state import StateSQL, encode_state_value, entry
 from ._views import prior_run, run_info, task_infos
 
@@ -70,6 +70,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 QUEUE_POLL = 0.05
 # Rows per multi-row upsert, at most (and fewer when SQLite binds fewer values).
 _CHUNK = 512
+# Runs ended by the store's thread that its writer process is yet to hear of, at most
+# (it forgets them with its next batch; one it never hears of keeps a few keys).
+_ENDED_KEPT = 10_000
 
 
 class SQLiteStore:
@@ -220,24 +223,29 @@ class SQLiteStore:
                 except ConnectionError:
                     pass  # retired: the thread writes it (again, if it landed: see _write)
                 else:
-                    if failure is not None:
+                    if failure is None:
+                        # Runs the child ended: rows written here are not new any more.
+                        self._written.forget(e.run_id for e in batch if type(e) is RunFinished)
+                        return
+                    if failure != NOT_TAKEN:
                         raise StoreUnavailable(self.name, failure)
-                    # Runs the child ended: their rows written here are not new any more.
-                    self._written.forget(e.run_id for e in batch if type(e) is RunFinished)
-                    return
             if writer.retired:
                 await self._call(self._write_after, writer, batch, owner)
                 self._writer = None
                 return
-        ended = await self._call(self._write_and_spawn, batch, owner)
+        # While the child writes too, rows it wrote are unknown here: upsert them all
+        # (an insert of one it wrote would fail, and the batch be written twice).
+        shared = writer is not None and writer.ready and not writer.retired
+        ended = await self._call(self._write_and_spawn, batch, owner, shared)
         if self._writer is not None and ended:
             self._ended_here.extend(ended)  # the child forgets them with its next batch
+            del self._ended_here[:-_ENDED_KEPT]
 
     def _write_after(
         self, conn: sqlite3.Connection, writer: WriterProcess, events: list[Record], owner: str
     ) -> list[str]:
         writer.reap()  # nothing it was sent may commit after this batch
-        return self._write(conn, events, owner)
+        return self._write(conn, events, owner, upsert=True)
 
     async def start_writer(self) -> bool:
         """Start the writer process now (else it starts with the first record) and
@@ -247,17 +255,18 @@ class SQLiteStore:
         An application that records runs at once after starting can call it first,
         so that its first runs' batches do not wait for the child.
         """
-        if self._spawn:
-            await self._call(lambda conn: self._start_writer())
+        # In the worker thread even when the writer is started already: after a start
+        # under way there (which may not have set ``_writer`` yet).
+        await self._call(lambda conn: self._start_writer())
         writer = self._writer
         if writer is None:
             return False
         return await writer.wait_ready()
 
     def _write_and_spawn(
-        self, conn: sqlite3.Connection, events: list[Record], owner: str
+        self, conn: sqlite3.Connection, events: list[Record], owner: str, upsert: bool
     ) -> list[str]:
-        ended = self._write(conn, events, owner)
+        ended = self._write(conn, events, owner, upsert=upsert)
         self._start_writer()  # once a write went through: the file is there, and is the store's
         return ended
 
@@ -275,6 +284,7 @@ class SQLiteStore:
                 "max_result_bytes": self._max_result_bytes,
                 "dead_after": self.dead_after,
                 "identity": self._identity,  # the file this store has open, no other
+                "package": PACKAGE_FILE,  # this copy of the package, no other
             }
         )
 
@@ -290,14 +300,19 @@ class SQLiteStore:
         """For the writer process: runs whose end the store's thread wrote."""
         self._written.forget(run_ids)
 
-    def _write(self, conn: sqlite3.Connection, events: list[Record], owner: str) -> list[str]:
-        """Write one batch in one transaction; the ids of the runs it ended."""
+    def _write(
+        self, conn: sqlite3.Connection, events: list[Record], owner: str, *, upsert: bool = False
+    ) -> list[str]:
+        """Write one batch in one transaction; the ids of the runs it ended.
+
+        ``upsert``: every task row as an upsert, none taken for new (see ``record``).
+        """
         fold = Fold(owner, None, self._max_result_bytes).add_all(events)
         runs = [as_tuple(r) for r in fold.runs.values()]
         attempts = [as_tuple(r) for r in fold.attempts.values()]
         tasks = list(fold.tasks.values())
         states = list(fold.states.values())
-        fresh, known = self._written.split(tasks)
+        fresh, known = ([], tasks) if upsert else self._written.split(tasks)
         try:
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
@@ -475,18 +490,23 @@ class SQLiteStore:
     async def aclose(self) -> None:
         """Close the connection and end the writer process; using the store again
         reopens them."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            limiter = self._limiter or anyio.CapacityLimiter(1)
-            with anyio.CancelScope(shield=True):
-                # After the worker thread's call under way, which may start the writer.
-                await anyio.to_thread.run_sync(conn.close, limiter=limiter)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        with anyio.CancelScope(shield=True):
+            # After the worker thread's call under way, which may open the file and
+            # start the writer.
+            await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.shutdown()  # a batch's exchange waiting on it fails (and goes to the thread)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(writer.finish)
         self._spawn, self._ended_here = self._process_writer, []
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     async def __aenter__(self) -> SQLiteStore:
         await self._call(lambda conn: None)

@@ -14,6 +14,9 @@ import select
 import socket
 import sqlite3
 import sys
+from pathlib import Path
+
+import dremioframe_async
 
 from ._errors import StoreUnavailable
 from ._sqlite import SQLiteStore, file_identity
@@ -26,6 +29,7 @@ from ._sqlite_writer import (
     IDLE_SECONDS,
     OK,
     READY,
+    UNREADABLE,
     WAL_PAGES,
 )
 
@@ -49,12 +53,17 @@ def main() -> None:
     """Open the store's file, then write each batch it is sent (see the module docstring)."""
     sock = socket.socket(fileno=int(sys.argv[1]))
     settings = json.loads(sys.argv[2])
-    identity = settings.pop("identity")
+    identity, package = settings.pop("identity"), settings.pop("package")
     try:
+        if str(Path(dremioframe_async.__file__).resolve()) != package:
+            # Its fold and schema may differ from the store's (an installed release
+            # beside a checkout, say): writing with them could migrate the file.
+            raise ImportError(f"another copy of dremioframe_async: {dremioframe_async.__file__}")
         store = SQLiteStore(settings.pop("path"), writer="thread", **settings)
         conn = _open(store, None if identity is None else (identity[0], identity[1]))
     except Exception as exc:
         _send_message(sock, FAILED_TO_OPEN, _why(exc))
+        sock.close()
         return
     try:
         # SQLite's own checkpoint, inside the commit that crosses it, only bounds the
@@ -67,6 +76,7 @@ def main() -> None:
         pass  # the store's end is gone (closed before it was ready, or mid-reply)
     finally:
         conn.close()
+        sock.close()
 
 
 def _serve(sock: socket.socket, store: SQLiteStore, conn: sqlite3.Connection) -> None:
@@ -81,7 +91,11 @@ def _serve(sock: socket.socket, store: SQLiteStore, conn: sqlite3.Connection) ->
         body = _read_exact(sock, size)
         if body is None:
             return  # cut short: write nothing of it
-        owner, events, ended = pickle.loads(body)
+        try:
+            owner, events, ended = pickle.loads(body)
+        except Exception:
+            sock.sendall(UNREADABLE)  # the store writes it in its thread instead
+            continue
         store.forget_runs(ended)
         try:
             store.write_batch(conn, events, owner)

@@ -61,7 +61,8 @@ logger = logging.getLogger("dremioframe_async.store")
 # The exchange (see the module docstring), shared with ``_sqlite_child``.
 HEAD = struct.Struct("<Q")
 READY, FAILED_TO_OPEN = b"R", b"E"
-OK, ERROR = b"\x00", b"\x01"
+OK, ERROR, UNREADABLE = b"\x00", b"\x01", b"\x02"
+NOT_TAKEN = "the writer process could not read the batch"  # write()'s answer to UNREADABLE
 # Results a record may carry to the child: they pickle small and fold the same there
 # (ints within 64 bits: no digit limit of the interpreter comes into play).
 _SCALARS = frozenset({float, bool})
@@ -78,13 +79,17 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 # The child's first statements, before any import: Ctrl-C and a service manager's
 # SIGTERM reach the whole process group, and the store's process decides when
 # writing ends (it may still be recording a cancelled run's end). The package's
-# folder goes last on the path: found there only if not installed.
+# folder goes first on the path unless the path has it already (an installed
+# package: its folder is site-packages, which must not go before the standard
+# library); the child checks that it imported this very copy (``PACKAGE_FILE``).
 _CHILD_CODE = (
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-    f"import sys; sys.path.append({_PACKAGE_PARENT!r}); "
+    f"import sys; p = {_PACKAGE_PARENT!r}; "
+    "p in sys.path or sys.path.insert(0, p); "
     "from dremioframe_async.store._sqlite_child import main; main()"
 )
+PACKAGE_FILE = str(Path(__file__).resolve().parents[1] / "__init__.py")
 
 
 def plain_batch(events: Sequence[Record]) -> bool:
@@ -94,6 +99,8 @@ def plain_batch(events: Sequence[Record]) -> bool:
         if type(event) is tuple:
             if event[5] is not None or event[9] is not None or len(event[7]) > _MAX_TEXT:
                 return False
+            if type(event[0]) is not str or type(event[1]) is not str:
+                return False  # a str subclass may not unpickle in the child
             result = event[6]
             if result is None:
                 continue
@@ -194,7 +201,8 @@ class WriterProcess:
         return True
 
     async def write(self, owner: str, events: Sequence[Record], ended: list[str]) -> str | None:
-        """Have the child write ``events``; None once committed, else why not.
+        """Have the child write ``events``; None once committed, else why not
+        (``NOT_TAKEN``: it could not read them, and they are the caller's to write).
         ``ended``: runs whose end the store's thread wrote (the child forgets them).
 
         :raises ConnectionError: when the child is gone or the exchange was cut
@@ -208,7 +216,12 @@ class WriterProcess:
             try:
                 await self._send(HEAD.pack(len(frame)) + frame)
                 status = await self._recv(1)
-                reply = None if status == OK else (await self._reply_message())
+                if status == OK:
+                    reply = None
+                elif status == UNREADABLE:
+                    reply = NOT_TAKEN
+                else:
+                    reply = await self._reply_message()
                 done = True
             except Exception as exc:  # the child gone, or its socket closed by aclose()
                 self.retire(f"{type(exc).__name__}: {exc}")
