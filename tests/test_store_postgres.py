@@ -229,6 +229,18 @@ async def test_a_copied_batch_with_a_row_written_elsewhere_is_upserted(
     assert tasks["t7"].started == T0 + 1  # kept from the other handle's row
 
 
+async def _refuse_inserts(conn: Any, schema: str, table: str, message: str) -> None:
+    """A trigger that makes every insert into ``table`` fail with ``message``."""
+    await conn.execute(
+        f"""CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION '{message}'; END $$"""
+    )
+    await conn.execute(
+        f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".{table} '
+        f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
+    )
+
+
 @pytest.mark.asyncio
 async def test_a_run_whose_copied_task_rows_fail_is_not_recorded_ended(
     pg_url: str, schema: str
@@ -243,14 +255,7 @@ async def test_a_run_whose_copied_task_rows_fail_is_not_recorded_ended(
         await store.record([started])
         conn = await asyncpg.connect(pg_url)
         try:
-            await conn.execute(
-                f"""CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS
-                $$ BEGIN RAISE EXCEPTION 'no task rows today'; END $$"""
-            )
-            await conn.execute(
-                f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".tasks '
-                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
-            )
+            await _refuse_inserts(conn, schema, "tasks", "no task rows today")
         finally:
             await conn.close()
         with pytest.raises(StoreUnavailable, match="no task rows today"):
@@ -274,14 +279,7 @@ async def test_a_carried_run_start_lands_with_its_task_rows_or_neither_does(
         await store.list_runs(limit=1)  # the schema exists
         conn = await asyncpg.connect(pg_url)
         try:
-            await conn.execute(
-                f"""CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS
-                $$ BEGIN RAISE EXCEPTION 'no runs today'; END $$"""
-            )
-            await conn.execute(
-                f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".runs '
-                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
-            )
+            await _refuse_inserts(conn, schema, "runs", "no runs today")
             with pytest.raises(StoreUnavailable, match="no runs today"):
                 await store.record([started, *ends, finished])
             count = await conn.fetchval(f'SELECT count(*) FROM "{schema}".tasks')
