@@ -29,7 +29,7 @@ import anyio.to_thread
 
 from .._telemetry import traceparent
 from ..errors import DremioFrameError
-from ..orchestration import PriorRun, Record, RunFinished
+from ..orchestration import PriorRun, Record
 from . import _sqlite_queue as queue
 from ._attendance import (
     DEFAULT_CANCEL_POLL,
@@ -58,7 +58,7 @@ from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._pauses import PauseSQL
 from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert, upsert_shared
-from ._sqlite_writer import NOT_TAKEN, PACKAGE_FILE, WriterProcess, plain_batch
+from ._sqlite_writer import NOT_TAKEN, PACKAGE_FILE, WriterProcess, plain_ends
 from ._state import StateSQL, encode_state_value, entry
 from ._views import prior_run, run_info, task_infos
 
@@ -216,7 +216,8 @@ class SQLiteStore:
         owner = current_owner()
         writer = self._writer
         if writer is not None:
-            if plain_batch(batch) and writer.usable():
+            # Ready first: a batch is not looked through while the child is starting.
+            if writer.usable() and (ends := plain_ends(batch)) is not None:
                 ended, self._ended_here = self._ended_here, []
                 try:
                     failure = await writer.write(owner, batch, ended)
@@ -225,7 +226,7 @@ class SQLiteStore:
                 else:
                     if failure is None:
                         # Runs the child ended: rows written here are not new any more.
-                        self._written.forget(e.run_id for e in batch if type(e) is RunFinished)
+                        self._written.forget(ends)
                         return
                     if failure != NOT_TAKEN:
                         raise StoreUnavailable(self.name, failure)

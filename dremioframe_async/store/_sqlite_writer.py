@@ -54,7 +54,7 @@ import anyio
 
 from ..orchestration import Record, RunFinished
 
-__all__ = ["WriterProcess", "plain_batch"]
+__all__ = ["WriterProcess", "plain_ends"]
 
 logger = logging.getLogger("dremioframe_async.store")
 
@@ -92,30 +92,34 @@ _CHILD_CODE = (
 PACKAGE_FILE = str(Path(__file__).resolve().parents[1] / "__init__.py")
 
 
-def plain_batch(events: Sequence[Record]) -> bool:
-    """Whether the child can take ``events``: task records without an error or
-    pipeline-state writes, with no result or a small scalar one, and run ends."""
+def plain_ends(events: Sequence[Record]) -> list[str] | None:
+    """The runs ``events`` end when the child can take them (task records without an
+    error or pipeline-state writes, with no result or a small scalar one, and run
+    ends); None when it cannot. One pass: it runs on the loop, for every batch."""
+    ends: list[str] = []
     for event in events:
         if type(event) is tuple:
             if event[5] is not None or event[9] is not None or len(event[7]) > _MAX_TEXT:
-                return False
+                return None
             if type(event[0]) is not str or type(event[1]) is not str:
-                return False  # a str subclass may not unpickle in the child
+                return None  # a str subclass may not unpickle in the child
             result = event[6]
             if result is None:
                 continue
             kind = type(result)
             if kind is int:
                 if not -_MAX_INT <= result < _MAX_INT:
-                    return False
+                    return None
             elif kind is str:
                 if len(result) > _MAX_TEXT:
-                    return False
+                    return None
             elif kind not in _SCALARS:
-                return False
-        elif type(event) is not RunFinished:
-            return False
-    return True
+                return None
+        elif type(event) is RunFinished:
+            ends.append(event.run_id)
+        else:
+            return None
+    return ends
 
 
 _LIVE: weakref.WeakSet[WriterProcess] = weakref.WeakSet()
