@@ -26,6 +26,7 @@ from dremioframe_async.orchestration import (
     RunStatus,
     TaskRecord,
     TaskState,
+    handed_back,
 )
 from dremioframe_async.store import (
     SQLiteStore,
@@ -195,13 +196,16 @@ async def test_a_batch_cut_short_never_lands_after_the_next_one(tmp_path: Path) 
         start = RunStarted(run_id, "p", now, {}, ("a",))
         await store.record([start, _record(run_id, "a", TaskState.RUNNING, now)])
         # Another connection holds the write lock: the child waits on it with the
-        # next batch, which is then cancelled while the store waits for the reply.
+        # next batch (a run's end: the store waits for its answer), which is then
+        # cancelled while the store waits.
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
+        end = RunFinished(run_id, "p", RunStatus.FAILED, now + 1, now)
         try:
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(store.record, [_record(run_id, "a", TaskState.FAILED, now + 1)])
+                    failed = _record(run_id, "a", TaskState.FAILED, now + 1)
+                    tg.start_soon(store.record, [failed, end])
                     await wait_all_tasks_blocked()
                     scope.cancel()
             assert writer.retired
@@ -216,16 +220,143 @@ async def test_a_batch_cut_short_never_lands_after_the_next_one(tmp_path: Path) 
         assert a.finished == pytest.approx(now + 2)
 
 
+def _end(run_id: str, at: float) -> RunFinished:
+    return RunFinished(run_id, "p", RunStatus.SUCCESS, at, at - 1.0)
+
+
 async def test_a_failed_write_in_the_child_is_the_callers_error(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     async with SQLiteStore(path) as store:
         writer = await ready(store)
         path.unlink()
         sqlite3.connect(path).close()  # another file where the store's was
+        now = time.time()
         with pytest.raises(StoreUnavailable, match="deleted or replaced") as caught:
-            await store.record([_record("r2", "a", TaskState.SUCCESS, time.time())])
+            await store.record([_record("r2", "a", TaskState.SUCCESS, now), _end("r2", now)])
         assert str(caught.value).count(store.name) == 1
-        assert not writer.retired  # it answered: it stays
+        # It left after the batch it could not write; this process's thread then
+        # found the file replaced too.
+        assert writer.retired
+        assert handed_back(caught.value) == []  # nothing of r2 was answered early
+
+
+async def test_early_batches_are_answered_before_the_child_writes_them(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path, busy_timeout=20.0) as store:
+        writer = await ready(store)
+        run_id, now = "e1", time.time()
+        await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the child cannot write until it is released
+        try:
+            with anyio.fail_after(10):  # answered without the child: it waits on the lock
+                await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])
+            assert writer.owed == 1
+            ended = anyio.Event()
+
+            async def finish() -> None:
+                await store.record(
+                    [_record(run_id, "b", TaskState.SUCCESS, now), _end(run_id, now)]
+                )
+                ended.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(finish)
+                await wait_all_tasks_blocked()
+                assert not ended.is_set()  # the run's end waits for the child
+                blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        assert writer.owed == 0
+        assert not writer.retired
+        assert {t.key: t.state for t in await store.get_tasks(run_id)} == {
+            "a": TaskState.SUCCESS,
+            "b": TaskState.SUCCESS,
+        }
+
+
+async def test_a_read_waits_for_the_early_batches(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path, busy_timeout=20.0) as store:
+        await ready(store)
+        run_id, now = "e2", time.time()
+        await store.record([RunStarted(run_id, "p", now, {}, ("a",))])
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])  # early
+            read: list[list[TaskState]] = []
+
+            async def look() -> None:
+                read.append([t.state for t in await store.get_tasks(run_id)])
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(look)
+                await wait_all_tasks_blocked()
+                assert not read  # it waits for the child's answer, not only for the lock
+                blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        assert read == [[TaskState.SUCCESS]]
+
+
+async def test_early_batches_of_a_killed_child_are_written_here_in_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path, busy_timeout=20.0) as store:
+        writer = await ready(store)
+        run_id, now = "e3", time.time()
+        await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            await store.record([_record(run_id, "a", TaskState.RUNNING, now)])
+            await store.record([_record(run_id, "b", TaskState.RUNNING, now)])
+            await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 1)])
+            assert writer.owed == 3  # all answered: none written yet
+            os.kill(writer.pid, signal.SIGKILL)
+            await anyio.to_thread.run_sync(writer._process.wait)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await store.record(
+            [_record(run_id, "b", TaskState.SUCCESS, now + 2), _end(run_id, now + 3)]
+        )
+        assert writer.retired
+        assert "writer process retired" in caplog.text
+        tasks = await store.get_tasks(run_id)
+        assert [(t.key, t.state) for t in tasks] == [
+            ("a", TaskState.SUCCESS),  # its later record won: the batches kept their order
+            ("b", TaskState.SUCCESS),
+        ]
+        assert tasks[0].finished == pytest.approx(now + 1)
+        with sqlite3.connect(path) as check:  # rows in the order the store heard of them
+            keys = [k for (k,) in check.execute("SELECT key FROM tasks ORDER BY rowid")]
+        assert keys == ["a", "b"]
+
+
+async def test_early_batches_that_cannot_be_written_go_back_to_their_run(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path) as store:
+        writer = await ready(store)
+        now = time.time()
+        await store.record([RunStarted("mine", "p", now, {}, ("a",))])
+        await store.record([RunStarted("other", "p", now, {}, ("x",))])
+        path.unlink()
+        sqlite3.connect(path).close()  # another file where the store's was
+        early = [_record("mine", "a", TaskState.RUNNING, now)]
+        await store.record(early)  # answered at once; the child will refuse it
+        await store.record([_record("other", "x", TaskState.RUNNING, now)])
+        with pytest.raises(StoreUnavailable, match="deleted or replaced") as caught:
+            await store.record([_record("mine", "a", TaskState.SUCCESS, now), _end("mine", now)])
+        assert writer.retired
+        # Handed back to the run they belong to, in order, for its runner to retry
+        # and count; the other run's early batch stays with the store.
+        assert handed_back(caught.value) == early
+        assert [r[0] for r in store._carry] == ["other"]
 
 
 async def test_the_writer_starts_with_the_first_record(tmp_path: Path) -> None:
@@ -438,10 +569,11 @@ async def test_a_writer_whose_socket_number_is_past_1023_keeps_writing(tmp_path:
             writer = await ready(store)
             now = time.time()
             for batch in range(3):  # past the rows after which it looks for idle time
-                records = [
-                    _record(f"r{batch}", f"t{i}", TaskState.SUCCESS, now) for i in range(3000)
+                run_id = f"r{batch}"
+                records: list[Record] = [
+                    _record(run_id, f"t{i}", TaskState.SUCCESS, now) for i in range(3000)
                 ]
-                await store.record(records)
+                await store.record([*records, _end(run_id, now)])
             assert not writer.retired
             with sqlite3.connect(tmp_path / "runs.sqlite") as check:
                 (rows,) = check.execute("SELECT count(*) FROM tasks").fetchone()
@@ -528,11 +660,40 @@ async def test_a_batch_the_child_cannot_read_is_written_here(tmp_path: Path) -> 
         now = time.time()
         odd = ("r7", "a", TaskState.SUCCESS, now, 1, None, None, "", (Weird("up"),), None, "p", now)
         await store.record([odd])  # plain to look at; its upstream key does not unpickle there
-        assert not writer.retired
+        await store.record([_record("r7", "b", TaskState.SUCCESS, now)])  # sent after it
+        with anyio.fail_after(30):  # it leaves on its own: "b" must not land before "a"
+            await anyio.to_thread.run_sync(writer._process.wait)
+        await store.list_runs()  # the store's next call reads the child's answer
+        assert writer.retired
         with sqlite3.connect(tmp_path / "runs.sqlite") as check:
-            row = check.execute("SELECT state, upstream FROM tasks WHERE key = 'a'").fetchone()
-        assert row[0] == "SUCCESS"
-        assert "up" in row[1]
+            rows = check.execute("SELECT key, state, upstream FROM tasks ORDER BY rowid").fetchall()
+        assert [(key, state) for key, state, _ in rows] == [("a", "SUCCESS"), ("b", "SUCCESS")]
+        assert "up" in rows[0][2]
+
+
+async def test_closing_the_store_writes_every_early_batch(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    store = SQLiteStore(path, busy_timeout=20.0)
+    writer = await ready(store)
+    run_id, now = "e4", time.time()
+    await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])
+        await store.record([_record(run_id, "b", TaskState.SUCCESS, now)])
+        assert writer.owed == 2
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.aclose)
+                await wait_all_tasks_blocked()
+                blocker.execute("ROLLBACK")
+    finally:
+        blocker.close()
+    assert writer._process.poll() is not None
+    async with store:
+        states = {t.key: t.state for t in await store.get_tasks(run_id)}
+    assert states == {"a": TaskState.SUCCESS, "b": TaskState.SUCCESS}
 
 
 async def test_rows_the_child_wrote_are_updated_here_without_a_second_write(

@@ -16,7 +16,7 @@ import pytest
 from _store_fixtures import drop_schema
 
 from dremioframe_async import DremioFrameError, Pipeline, PipelineFailed, task
-from dremioframe_async.orchestration import Event
+from dremioframe_async.orchestration import Event, Record, RunFinished, RunStarted, hand_back
 from dremioframe_async.store import (
     HistoryIncomplete,
     PostgresStore,
@@ -232,6 +232,80 @@ class _Refuses:
 
     async def load_prior_run(self, run_id: str) -> Any:
         raise LookupError(run_id)
+
+
+class _AnswersEarly:
+    """A recorder that returns for a run's middle batches before writing them, and
+    hands them back with the error of its next failed ``record`` (``fails`` times)."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+        self.written: list[Record] = []
+        self.held: list[Record] = []
+        self.holding = anyio.Event()
+
+    async def record(self, events: Sequence[Record]) -> None:
+        if any(isinstance(e, RunStarted) for e in events):
+            self.written.extend(events)
+            return
+        if not any(isinstance(e, RunFinished) for e in events):
+            self.held.extend(events)  # "recorded", to the runner
+            self.holding.set()
+            return
+        if self.fails:
+            self.fails -= 1
+            error = RuntimeError("the writer behind went away")
+            hand_back(error, self.held)
+            self.held = []
+            raise error
+        self.written.extend(events)
+
+    async def load_prior_run(self, run_id: str) -> Any:
+        raise LookupError(run_id)
+
+
+def _holding_pipeline(recorder: _AnswersEarly) -> Pipeline:
+    @task(name="first")
+    async def first() -> int:
+        await recorder.holding.wait()  # its RUNNING was answered early
+        return 1
+
+    @task(name="second")
+    async def second() -> int:
+        return 2
+
+    return Pipeline("early").add_task(first() >> second())
+
+
+async def test_events_a_recorder_hands_back_are_recorded_again_in_order() -> None:
+    recorder = _AnswersEarly(fails=1)
+    with anyio.fail_after(30):
+        result = await _holding_pipeline(recorder).run(store=recorder)
+    assert result.history_error is None
+    kinds = [
+        (type(e).__name__, getattr(e, "key", ""), getattr(e, "state", "")) for e in recorder.written
+    ]
+    assert kinds[0][0] == "RunStarted"
+    assert kinds[-1][0] == "RunFinished"
+    # first's RUNNING, handed back, went in again ahead of what followed it
+    changes = [(key, str(state)) for name, key, state in kinds if name == "TaskStateChanged"]
+    assert changes == [
+        ("first", "RUNNING"),
+        ("first", "SUCCESS"),
+        ("second", "RUNNING"),
+        ("second", "SUCCESS"),
+    ]
+
+
+async def test_events_a_recorder_hands_back_count_as_lost() -> None:
+    recorder = _AnswersEarly(fails=1_000)
+    with anyio.fail_after(60):
+        result = await _holding_pipeline(recorder).run(store=recorder)
+    error = result.history_error
+    assert isinstance(error, HistoryIncomplete)
+    assert "the writer behind went away" in str(error)
+    # All five after the start: two per task and the run's end, the handed-back too.
+    assert error.lost == 5
 
 
 async def test_any_recorder_that_cannot_record_the_start_stops_the_run() -> None:

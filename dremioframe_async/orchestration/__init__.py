@@ -44,6 +44,8 @@ from ._recorder import (
     RunAttendant,
     RunRecorder,
     TaskRecord,
+    hand_back,
+    handed_back,
 )
 from ._result import RunContext, RunResult, TaskRun
 from ._rules import Decision, UpstreamCounts, Verdict, decide
@@ -107,6 +109,8 @@ __all__ = [
     "Verdict",
     "WorkerScoped",
     "decide",
+    "hand_back",
+    "handed_back",
     "task",
     "worker_scoped",
 ]

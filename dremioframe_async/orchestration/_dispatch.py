@@ -27,7 +27,7 @@ from .._metrics import REGISTRY
 from ..errors import DremioFrameError, StoreError
 from ._errors import ArgumentError
 from ._events import Event, RunFinished, RunStarted
-from ._recorder import DirectRecorder, HistoryIncomplete, Record, RunRecorder
+from ._recorder import DirectRecorder, HistoryIncomplete, Record, RunRecorder, handed_back
 from ._states import RunStatus
 
 __all__ = ["Backlog", "Dispatcher", "Emit", "Listener", "dispatching", "normalize_listeners"]
@@ -187,6 +187,8 @@ class _Recording:
         self.cause: Exception | None = None
 
     async def record(self, batch: list[Record]) -> None:
+        # Events the recorder hands back go in front of ``events``, in place: ``batch``
+        # is this pump's own list.
         events = [*self.unrecorded, *batch] if self.unrecorded else batch
         try:
             await _record_with_retries(self.recorder, events)
@@ -212,21 +214,25 @@ class _Recording:
         return error
 
 
-async def _record_with_retries(recorder: RunRecorder, events: Sequence[Record]) -> None:
-    """Record ``events``, retrying with backoff while the budget lasts; raise the last error."""
+async def _record_with_retries(recorder: RunRecorder, events: list[Record]) -> None:
+    """Record ``events``, retrying with backoff while the budget lasts; raise the last error.
+
+    Events the recorder hands back with an error (``_recorder.hand_back``: earlier
+    batches of the run it had returned for) are put in front of ``events``, in place.
+    """
     deadline = anyio.current_time() + RECORD_RETRY_BUDGET
-    for delay in RECORD_BACKOFF:
+    for delay in (*RECORD_BACKOFF, None):
         try:
             await _timed_record(recorder, events)
-        except Exception:
+        except Exception as exc:
+            events[:0] = handed_back(exc)
             # A store that waits on its own before failing (SQLite's busy timeout,
             # a connect timeout) has used the budget already: do not multiply it.
-            if anyio.current_time() + delay > deadline:
+            if delay is None or anyio.current_time() + delay > deadline:
                 raise
             await anyio.sleep(delay)
         else:
             return
-    await _timed_record(recorder, events)
 
 
 async def _timed_record(recorder: RunRecorder, events: Sequence[Record]) -> None:

@@ -21,6 +21,8 @@ __all__ = [
     "RunAttendant",
     "RunRecorder",
     "TaskRecord",
+    "hand_back",
+    "handed_back",
 ]
 
 TaskRecord = tuple[
@@ -87,6 +89,12 @@ class RunRecorder(Protocol):
     one (shielded, bounded) before ``run()`` returns or re-raises. A batch that
     fails is retried, together with the events that follow it, within a budget;
     what is still unrecorded then is reported as ``RunResult.history_error``.
+
+    A recorder may return from ``record`` before a batch in the middle of a run is
+    written, if the run's last batch waits for it. One that then cannot write it
+    hands it back: the exception a later ``record`` of the same run raises carries
+    those events (:func:`hand_back`), and the runner retries them ahead of that
+    batch and counts them in ``HistoryIncomplete.lost``.
     """
 
     async def record(self, events: Sequence[Event]) -> None: ...
@@ -153,3 +161,19 @@ class ResumeRefused(ArgumentError):
         self.run_id = run_id
         self.problem = problem
         super().__init__(f"cannot resume run {run_id}: {problem}")
+
+
+_HANDED_BACK = "dremioframe_async_unrecorded"
+
+
+def hand_back(error: BaseException, records: Sequence[Record]) -> None:
+    """Have ``error``, raised by ``record``, carry ``records``: events of the same
+    run that ``record`` had returned for but could not write, in order."""
+    if records:
+        setattr(error, _HANDED_BACK, [*handed_back(error), *records])
+
+
+def handed_back(error: BaseException) -> list[Record]:
+    """The events ``error`` carries back to the runner (see :func:`hand_back`)."""
+    carried = getattr(error, _HANDED_BACK, None)
+    return list(carried) if isinstance(carried, list) else []

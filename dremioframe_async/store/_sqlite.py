@@ -13,8 +13,11 @@ survive power loss as well).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +32,7 @@ import anyio.to_thread
 
 from .._telemetry import traceparent
 from ..errors import DremioFrameError
-from ..orchestration import PriorRun, Record
+from ..orchestration import PriorRun, Record, hand_back
 from . import _sqlite_queue as queue
 from ._attendance import (
     DEFAULT_CANCEL_POLL,
@@ -58,13 +61,14 @@ from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._pauses import PauseSQL
 from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert, upsert_shared
-from ._sqlite_writer import NOT_TAKEN, PACKAGE_FILE, WriterProcess, plain_ends
+from ._sqlite_writer import EARLY_FRAMES, PACKAGE_FILE, WriterProcess, plain_ends
 from ._state import StateSQL, encode_state_value, entry
 from ._views import prior_run, run_info, task_infos
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
+logger = logging.getLogger("dremioframe_async.store")
 SCHEMA_VERSION = len(MIGRATIONS)
 # How often a process serving pipelines looks for queued runs (SQLite cannot notify).
 QUEUE_POLL = 0.05
@@ -139,6 +143,11 @@ class SQLiteStore:
         self._spawn = self._process_writer  # at the next record
         self._writer: WriterProcess | None = None
         self._ended_here: list[str] = []  # runs ended by the thread, for the child to forget
+        # A retired writer's early batches it may not have written (``_sqlite_writer``),
+        # which the thread writes before anything else, and the child to reap first.
+        self._carry: list[Record] = []
+        self._carry_lock = threading.Lock()  # the loop hands some back; the thread writes
+        self._to_reap: list[WriterProcess] = []
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
@@ -158,13 +167,40 @@ class SQLiteStore:
         return hint + ")"
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` in the worker thread, after every batch the writer
+        process was sent: what the store reads or writes here follows them."""
+        writer = self._writer
+        if writer is not None:
+            if writer.owed:
+                with contextlib.suppress(ConnectionError):  # retired: dropped below
+                    await writer.answer()
+            if writer.retired:
+                self._drop_writer(writer)
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(1)
         return await anyio.to_thread.run_sync(self._in_thread, fn, args, limiter=self._limiter)
 
+    def _drop_writer(self, writer: WriterProcess) -> None:
+        """Write in the thread from now on, starting with what ``writer`` may not
+        have written, once it has exited (on the loop's thread)."""
+        lost = writer.take_lost()
+        if lost:
+            with self._carry_lock:
+                self._carry.extend(lost)
+        if writer not in self._to_reap:
+            self._to_reap.append(writer)
+        if self._writer is writer:
+            self._writer = None
+
     def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
             conn = self._conn if self._conn is not None else self._connect()
+            while self._to_reap:
+                # Nothing a retired child was sent may commit after what is written here.
+                self._to_reap[0].reap()
+                del self._to_reap[0]
+            if self._carry:
+                self._write_carry(conn)
             return fn(conn, *args)
         except DremioFrameError:
             raise
@@ -210,6 +246,12 @@ class SQLiteStore:
         Text SQLite cannot hold (unpaired surrogates; NUL too, for one rule with
         PostgreSQL) is stored escaped (see ``_codec``) rather than failing the batch.
 
+        A plain batch that ends no run goes to the writer process and is answered
+        once sent; a run's end, and anything the store does next, waits until the
+        child has written it (see ``_sqlite_writer``). If the child then cannot, this
+        process's thread writes it, ahead of anything else, and the exception of a
+        later ``record()`` of its run hands it back when the thread cannot either.
+
         :raises StoreUnavailable: when the file cannot be written.
         """
         batch = list(events)
@@ -219,34 +261,61 @@ class SQLiteStore:
             # Ready first: a batch is not looked through while the child is starting.
             if writer.usable() and (ends := plain_ends(batch)) is not None:
                 ended, self._ended_here = self._ended_here, []
+                # The pump takes the run's next batch while the child writes this one,
+                # a few batches at most; a run's end waits for all of them.
+                early = not ends and writer.owed < EARLY_FRAMES
                 try:
-                    failure = await writer.write(owner, batch, ended)
-                except ConnectionError:
-                    pass  # retired: the thread writes it (again, if it landed: see _write)
-                else:
-                    if failure is None:
-                        # Runs the child ended: rows written here are not new any more.
-                        self._written.forget(ends)
+                    frame = await writer.send(owner, batch, ended, early=early)
+                    if early:
                         return
-                    if failure != NOT_TAKEN:
-                        raise StoreUnavailable(self.name, failure)
+                    await writer.answer(frame)
+                except ConnectionError:
+                    pass  # retired: the thread writes it (again, if it landed), below
+                else:
+                    # Runs the child ended: rows written here are not new any more.
+                    self._written.forget(ends)
+                    return
             if writer.retired:
-                await self._call(self._write_after, writer, batch, owner)
-                self._writer = None
+                self._drop_writer(writer)
+                await self._recording(batch, self._write_upserting, batch, owner)
                 return
         # While the child writes too, rows it wrote are unknown here: upsert them all
         # (an insert of one it wrote would fail, and the batch be written twice).
         shared = writer is not None and writer.ready and not writer.retired
-        ended = await self._call(self._write_and_spawn, batch, owner, shared)
+        ended = await self._recording(batch, self._write_and_spawn, batch, owner, shared)
         if self._writer is not None and ended:
             self._ended_here.extend(ended)  # the child forgets them with its next batch
             del self._ended_here[:-_ENDED_KEPT]
 
-    def _write_after(
-        self, conn: sqlite3.Connection, writer: WriterProcess, events: list[Record], owner: str
-    ) -> list[str]:
-        writer.reap()  # nothing it was sent may commit after this batch
-        return self._write(conn, events, owner, upsert=True)
+    async def _recording(self, batch: list[Record], fn: Callable[..., T], *args: Any) -> T:
+        """``_call(fn, *args)`` for ``record(batch)``: when it fails, the events of
+        ``batch``'s runs that the store still carries go back on the exception."""
+        try:
+            return await self._call(fn, *args)
+        except Exception as exc:
+            if self._carry:
+                runs = {_run_of(record) for record in batch}
+                with self._carry_lock:
+                    mine = [r for r in self._carry if _run_of(r) in runs]
+                    if mine:
+                        self._carry = [r for r in self._carry if _run_of(r) not in runs]
+                hand_back(exc, mine)
+            raise
+
+    def _write_upserting(self, conn: sqlite3.Connection, events: list[Record], owner: str) -> None:
+        self._write(conn, events, owner, upsert=True)
+
+    def _write_carry(self, conn: sqlite3.Connection) -> None:
+        """Write the carried batches (see ``_drop_writer``), upserting: some may have
+        landed. They stay carried when they cannot be written."""
+        with self._carry_lock:
+            carried, self._carry = self._carry, []
+        try:
+            self._write(conn, carried, current_owner(), upsert=True)
+        except BaseException:
+            with self._carry_lock:
+                self._carry[:0] = carried
+            raise
 
     async def start_writer(self) -> bool:
         """Start the writer process now (else it starts with the first record) and
@@ -494,6 +563,8 @@ class SQLiteStore:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(1)
         with anyio.CancelScope(shield=True):
+            # The batches the writer process was answered for are written first.
+            await self._write_owed()
             # After the worker thread's call under way, which may open the file and
             # start the writer.
             await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
@@ -502,7 +573,24 @@ class SQLiteStore:
             writer.shutdown()  # a batch's exchange waiting on it fails (and goes to the thread)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(writer.finish)
+                self._drop_writer(writer)
+                if self._carry or self._to_reap:
+                    await self._write_owed()
+                    await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
         self._spawn, self._ended_here = self._process_writer, []
+
+    async def _write_owed(self) -> None:
+        """Wait for the writer's answers, and write what it could not (for aclose)."""
+        if self._writer is None and not self._carry and not self._to_reap:
+            return
+        try:
+            await self._call(_nothing)
+        except Exception as exc:
+            with self._carry_lock:
+                lost, self._carry = len(self._carry), []
+            logger.warning(
+                "%s closed with %d task record(s) it could not write: %s", self.name, lost, exc
+            )
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -645,6 +733,14 @@ class _transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _run_of(record: Record) -> str:
+    return record[0] if isinstance(record, tuple) else record.run_id
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:

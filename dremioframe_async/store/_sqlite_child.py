@@ -91,17 +91,19 @@ def _serve(sock: socket.socket, store: SQLiteStore, conn: sqlite3.Connection) ->
         body = _read_exact(sock, size)
         if body is None:
             return  # cut short: write nothing of it
+        # After a frame it did not write, the child leaves: frames the store sent
+        # after that one must not land before it (the store's thread writes them all).
         try:
             owner, events, ended = pickle.loads(body)
         except Exception:
-            sock.sendall(UNREADABLE)  # the store writes it in its thread instead
-            continue
+            sock.sendall(UNREADABLE)
+            return
         store.forget_runs(ended)
         try:
             store.write_batch(conn, events, owner)
         except Exception as exc:
             _send_message(sock, ERROR, _why(exc))
-            continue
+            return
         sock.sendall(OK)
         rows, commits = rows + len(events), commits + 1
         if rows < IDLE_CHECKPOINT_ROWS and commits < IDLE_CHECKPOINT_COMMITS:

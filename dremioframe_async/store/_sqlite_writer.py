@@ -20,8 +20,19 @@ bound to the store by a socket pair:
 * store -> child: frames of ``<8-byte length><pickle of (owner, batch, ended)>``,
   ``ended`` the runs whose end the store's thread wrote (the child forgets them);
 * child -> store: ``R`` once its connection is open, or ``E`` and a message
-  when it cannot open one; then, per frame, ``\\0`` (committed) or ``\\1`` and
-  a length-prefixed message (not written; the store raises StoreUnavailable).
+  when it cannot open one; then, per frame, in order, ``\\0`` (committed),
+  ``\\1`` and a length-prefixed message (not written), or ``\\2`` (it could not
+  unpickle the frame). After a frame it did not write, the child writes nothing
+  more and leaves: the frames sent after it must not land before it.
+
+A frame is *early* when the store answered its batch as recorded once it was sent
+(``send(early=True)``): a run's batches in the middle of the run, which nothing
+reads before the run's end, so the pump takes the next batch while the child
+writes this one. Its answer is read later, by the next exchange that waits for
+one. An early frame the child did not write, or whose answer was lost with the
+child, is *lost*: the store takes it back (``take_lost``) and its thread writes it
+before anything else. A run's end and the store's other work wait for every
+answer owed (see ``SQLiteStore``).
 
 The child leaves when its socket closes: the store closed or was dropped, or its
 process is gone (even by SIGKILL), so it never outlives the store (a forked copy
@@ -46,6 +57,7 @@ import struct
 import subprocess
 import sys
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +66,7 @@ import anyio
 
 from ..orchestration import Record, RunFinished
 
-__all__ = ["WriterProcess", "plain_ends"]
+__all__ = ["Frame", "WriterProcess", "plain_ends"]
 
 logger = logging.getLogger("dremioframe_async.store")
 
@@ -62,7 +74,7 @@ logger = logging.getLogger("dremioframe_async.store")
 HEAD = struct.Struct("<Q")
 READY, FAILED_TO_OPEN = b"R", b"E"
 OK, ERROR, UNREADABLE = b"\x00", b"\x01", b"\x02"
-NOT_TAKEN = "the writer process could not read the batch"  # write()'s answer to UNREADABLE
+NOT_TAKEN = "the writer process could not read the batch"  # what UNREADABLE means
 # Results a record may carry to the child: they pickle small and fold the same there
 # (ints within 64 bits: no digit limit of the interpreter comes into play).
 _SCALARS = frozenset({float, bool})
@@ -72,6 +84,9 @@ _MAX_TEXT = 1024  # a plain record's result or reason, in characters
 # IDLE_CHECKPOINT_ROWS rows or IDLE_CHECKPOINT_COMMITS batches on; SQLite's own
 # checkpoint at WAL_PAGES bounds the WAL while batches keep coming.
 IDLE_SECONDS = 0.005
+# At most this many early frames wait for their answers: the next batch waits for
+# its own (and so for theirs), which bounds what a lost writer takes back.
+EARLY_FRAMES = 16
 IDLE_CHECKPOINT_ROWS = 5_000
 IDLE_CHECKPOINT_COMMITS = 256
 WAL_PAGES = 4_000
@@ -125,6 +140,18 @@ def plain_ends(events: Sequence[Record]) -> list[str] | None:
 _LIVE: weakref.WeakSet[WriterProcess] = weakref.WeakSet()
 
 
+class Frame:
+    """One batch sent to the child, until its answer is read."""
+
+    __slots__ = ("answer", "answered", "early", "events")
+
+    def __init__(self, events: Sequence[Record], early: bool) -> None:
+        self.events = events
+        self.early = early
+        self.answered = False
+        self.answer: str | None = None
+
+
 class WriterProcess:
     """The store's side of one writer process (see the module docstring)."""
 
@@ -132,7 +159,10 @@ class WriterProcess:
         self._process = process
         self._sock = sock
         self._pid = os.getpid()  # a forked copy of the store's process must not write here
-        self._lock = anyio.Lock()
+        self._send_lock = anyio.Lock()
+        self._answer_lock = anyio.Lock()
+        self._sent: deque[Frame] = deque()  # sent, not answered yet, in order
+        self._lost: list[Frame] = []  # early frames the child may not have written
         self.ready = False
         self.retired = False
         # A store dropped without aclose() (or still open at exit) ends its child too.
@@ -204,36 +234,86 @@ class WriterProcess:
             await anyio.sleep(0.005)
         return True
 
-    async def write(self, owner: str, events: Sequence[Record], ended: list[str]) -> str | None:
-        """Have the child write ``events``; None once committed, else why not
-        (``NOT_TAKEN``: it could not read them, and they are the caller's to write).
-        ``ended``: runs whose end the store's thread wrote (the child forgets them).
+    @property
+    def owed(self) -> int:
+        """Frames sent whose answers are not read yet."""
+        return len(self._sent)
 
-        :raises ConnectionError: when the child is gone or the exchange was cut
-            short (it is retired: nothing more goes to it).
+    async def send(
+        self, owner: str, events: Sequence[Record], ended: list[str], *, early: bool
+    ) -> Frame:
+        """Send ``events`` to the child (``ended``: runs whose end the store's thread
+        wrote, which the child forgets). An early frame is the writer's from then on
+        (see the module docstring); wait for any other with :meth:`answer`.
+
+        :raises ConnectionError: when the child is gone or the send was cut short
+            (it is retired: nothing more goes to it, and ``events`` are the caller's).
         """
-        frame = pickle.dumps((owner, events, ended), protocol=pickle.HIGHEST_PROTOCOL)
-        async with self._lock:
+        data = pickle.dumps((owner, events, ended), protocol=pickle.HIGHEST_PROTOCOL)
+        frame = Frame(events, early)
+        async with self._send_lock:
             if self.retired:
                 raise ConnectionError("the writer process is retired")
-            done = False
+            sent = False
             try:
-                await self._send(HEAD.pack(len(frame)) + frame)
-                status = await self._recv(1)
-                if status == OK:
-                    reply = None
-                elif status == UNREADABLE:
-                    reply = NOT_TAKEN
-                else:
-                    reply = await self._reply_message()
-                done = True
+                await self._send(HEAD.pack(len(data)) + data)
+                sent = True
             except Exception as exc:  # the child gone, or its socket closed by aclose()
                 self.retire(f"{type(exc).__name__}: {exc}")
                 raise ConnectionError(str(exc) or type(exc).__name__) from exc
             finally:
-                if not done:  # cancelled mid-exchange: the stream is out of step
-                    self.retire("its batch exchange was interrupted")
-        return reply
+                if not sent:  # cancelled mid-frame: the stream is out of step
+                    self.retire("a batch was cut short as it was sent")
+            # No checkpoint since the last byte went: no answer can be read before this.
+            self._sent.append(frame)
+        return frame
+
+    async def answer(self, frame: Frame | None = None) -> None:
+        """Read answers in order until ``frame``'s is read (every answer owed, when
+        None). A frame the child did not write retires it.
+
+        :raises ConnectionError: when the child is retired before ``frame`` was
+            written (early frames it may not have written are then :meth:`take_lost`).
+        """
+        async with self._answer_lock:
+            while self._sent and not (frame is not None and frame.answered):
+                if self.retired:
+                    break
+                done = False
+                try:
+                    status = await self._recv(1)
+                    if status == OK:
+                        why = None
+                    elif status == UNREADABLE:
+                        why = NOT_TAKEN
+                    else:
+                        why = await self._reply_message()
+                    done = True
+                except Exception as exc:  # the child gone, or its socket closed by aclose()
+                    self.retire(f"{type(exc).__name__}: {exc}")
+                finally:
+                    if not done:  # cancelled mid-answer: the stream is out of step
+                        self.retire("an answer was cut short")
+                if not done:
+                    break
+                head = self._sent.popleft()
+                head.answered, head.answer = True, why
+                if why is not None:
+                    # The child has left (see the module docstring): what it was sent
+                    # after this frame was not written either.
+                    if head.early:
+                        self._lost.append(head)
+                    self.retire(f"it could not write a batch: {why}")
+        if frame is not None and (not frame.answered or frame.answer is not None):
+            raise ConnectionError(frame.answer or "the writer process is retired")
+        if frame is None and self.retired:
+            raise ConnectionError("the writer process is retired")
+
+    def take_lost(self) -> list[Record]:
+        """The events of the early frames the retired child may not have written, in
+        the order they were sent (each once: the caller writes them)."""
+        lost, self._lost = self._lost, []
+        return [event for frame in lost for event in frame.events]
 
     async def _send(self, data: bytes) -> None:
         view = memoryview(data)
@@ -283,6 +363,9 @@ class WriterProcess:
         if self.retired:
             return
         self.retired = True
+        # Early frames not answered: their callers were told they were recorded.
+        self._lost.extend(frame for frame in self._sent if frame.early)
+        self._sent.clear()
         if os.getpid() == self._pid:
             logger.warning("SQLite writer process retired (%s); writing in a thread", why)
             self._close_socket()
@@ -309,6 +392,8 @@ class WriterProcess:
             return
         self._finalizer.detach()
         ready, self.retired = self.ready and not self.retired, True
+        self._lost.extend(frame for frame in self._sent if frame.early)
+        self._sent.clear()
         self._close_socket()
         if not ready:
             self._process.kill()
