@@ -194,30 +194,61 @@ async def test_a_batch_cut_short_never_lands_after_the_next_one(tmp_path: Path) 
         writer = await ready(store)
         run_id, now = "r1", time.time()
         start = RunStarted(run_id, "p", now, {}, ("a",))
-        await store.record([start, _record(run_id, "a", TaskState.RUNNING, now)])
+        await store.record([start])
         # Another connection holds the write lock: the child waits on it with the
-        # next batch (a run's end: the store waits for its answer), which is then
-        # cancelled while the store waits.
+        # next batch, and reads nothing more meanwhile.
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
-        end = RunFinished(run_id, "p", RunStatus.FAILED, now + 1, now)
         try:
+            await store.record([_record(run_id, "a", TaskState.RUNNING, now)])  # early
+            # A batch too large for the socket's buffer, cancelled halfway through.
+            many: list[Record] = [
+                _record(run_id, f"x{i}", TaskState.SUCCESS, now) for i in range(200_000)
+            ]
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
-                    failed = _record(run_id, "a", TaskState.FAILED, now + 1)
-                    tg.start_soon(store.record, [failed, end])
+                    tg.start_soon(store.record, many)
                     await wait_all_tasks_blocked()
                     scope.cancel()
             assert writer.retired
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        # The later state, written by this process's thread once the child is gone.
+        # The later state, written by this process's thread once the child is gone,
+        # after the early batch the child may not have written.
         await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 2)])
         assert gone(writer.pid)
-        (a,) = await store.get_tasks(run_id)
-        assert a.state == TaskState.SUCCESS
-        assert a.finished == pytest.approx(now + 2)
+        tasks = await store.get_tasks(run_id)
+        assert [(t.key, t.state) for t in tasks] == [("a", TaskState.SUCCESS)]
+        assert tasks[0].finished == pytest.approx(now + 2)
+
+
+async def test_a_wait_for_an_answer_cancelled_keeps_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path, busy_timeout=10.0) as store:
+        writer = await ready(store)
+        run_id, now = "r1b", time.time()
+        await store.record([RunStarted(run_id, "p", now, {}, ("a",))])
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            end = RunFinished(run_id, "p", RunStatus.FAILED, now + 1, now)
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    failed = _record(run_id, "a", TaskState.FAILED, now + 1)
+                    tg.start_soon(store.record, [failed, end])  # waits for its answer
+                    await wait_all_tasks_blocked()
+                    scope.cancel()
+            # Sent whole and not answered yet: the next exchange reads its answer.
+            assert not writer.retired
+            assert writer.owed == 1
+            await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 2)])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        tasks = await store.get_tasks(run_id)
+        assert [(t.key, t.state) for t in tasks] == [("a", TaskState.SUCCESS)]
+        assert not writer.retired
 
 
 def _end(run_id: str, at: float) -> RunFinished:
@@ -441,12 +472,61 @@ async def test_closing_the_store_ends_its_writer_and_reopening_starts_another(
     assert second._process.poll() is not None
 
 
+async def _until_gone(pid: int) -> None:
+    with anyio.fail_after(30):
+        while not gone(pid):
+            await anyio.sleep(0.01)
+
+
 async def test_a_store_dropped_without_closing_ends_its_writer(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "runs.sqlite")
     pid = (await ready(store)).pid
     del store
     gc.collect()
-    assert gone(pid)
+    await _until_gone(pid)
+
+
+async def test_a_store_dropped_with_early_batches_owed_has_them_written(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    store = SQLiteStore(path, busy_timeout=20.0)
+    writer = await ready(store)
+    pid = writer.pid
+    run_id, now = "e5", time.time()
+    await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])
+        await store.record([_record(run_id, "b", TaskState.SUCCESS, now)])
+        # What dropping the store does (a worker thread may hold it a while yet):
+        # they were answered as recorded, so the child still writes them.
+        writer._finalizer()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await _until_gone(pid)
+    with sqlite3.connect(path) as check:
+        rows = check.execute("SELECT key, state FROM tasks ORDER BY rowid").fetchall()
+    assert rows == [("a", "SUCCESS"), ("b", "SUCCESS")]
+
+
+async def test_closing_the_store_opens_no_connection_to_end_its_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    await ready(store)
+    await store.record([RunStarted("e6", "p", time.time(), {}, ())])
+    opened: list[int] = []
+    connect = SQLiteStore._connect
+
+    def counting(self: SQLiteStore) -> sqlite3.Connection:
+        opened.append(1)
+        return connect(self)
+
+    monkeypatch.setattr(SQLiteStore, "_connect", counting)
+    await store.aclose()
+    assert opened == []
+    assert store._to_reap == []
 
 
 async def test_thread_writer_and_memory_databases_start_no_process(tmp_path: Path) -> None:

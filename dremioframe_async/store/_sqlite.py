@@ -194,11 +194,8 @@ class SQLiteStore:
 
     def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
+            self._reap()
             conn = self._conn if self._conn is not None else self._connect()
-            while self._to_reap:
-                # Nothing a retired child was sent may commit after what is written here.
-                self._to_reap[0].reap()
-                del self._to_reap[0]
             if self._carry:
                 self._write_carry(conn)
             return fn(conn, *args)
@@ -301,6 +298,13 @@ class SQLiteStore:
                         self._carry = [r for r in self._carry if _run_of(r) not in runs]
                 hand_back(exc, mine)
             raise
+
+    def _reap(self) -> None:
+        """Wait until each retired child has exited (in the worker thread): nothing
+        it was sent may commit after what this thread writes next."""
+        while self._to_reap:
+            self._to_reap[0].reap()
+            del self._to_reap[0]
 
     def _write_upserting(self, conn: sqlite3.Connection, events: list[Record], owner: str) -> None:
         self._write(conn, events, owner, upsert=True)
@@ -563,25 +567,42 @@ class SQLiteStore:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(1)
         with anyio.CancelScope(shield=True):
-            # The batches the writer process was answered for are written first.
+            # What the writer process was sent is written first (the child's answers,
+            # or this thread for what it could not write).
             await self._write_owed()
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                # A ready child writes what it was sent after this and leaves; what a
+                # run sends meanwhile goes to the thread, which reaps the child first
+                # and writes what it may not have written before anything else.
+                writer.shutdown()
+                self._drop_writer(writer)
             # After the worker thread's call under way, which may open the file and
             # start the writer.
             await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.shutdown()  # a batch's exchange waiting on it fails (and goes to the thread)
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(writer.finish)
-                self._drop_writer(writer)
-                if self._carry or self._to_reap:
-                    await self._write_owed()
-                    await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
+            if self._to_reap:
+                await anyio.to_thread.run_sync(self._finish_writers, limiter=self._limiter)
+            if self._carry:  # frames the child left unanswered (it did not finish in time)
+                await self._write_owed()
+                await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
         self._spawn, self._ended_here = self._process_writer, []
 
+    def _finish_writers(self) -> None:
+        while self._to_reap:
+            self._to_reap[0].finish()
+            del self._to_reap[0]
+
     async def _write_owed(self) -> None:
-        """Wait for the writer's answers, and write what it could not (for aclose)."""
-        if self._writer is None and not self._carry and not self._to_reap:
+        """Wait for the writer's answers, then write what it could not (for aclose):
+        at most ``busy_timeout`` and 5 s for the answers."""
+        writer = self._writer
+        if writer is not None and writer.owed:
+            with anyio.move_on_after(self._busy_timeout + 5.0):
+                with contextlib.suppress(ConnectionError):  # retired: its frames are lost
+                    await writer.answer()
+            if writer.retired:
+                self._drop_writer(writer)
+        if not self._carry:
             return
         try:
             await self._call(_nothing)

@@ -83,6 +83,7 @@ def _serve(sock: socket.socket, store: SQLiteStore, conn: sqlite3.Connection) ->
     incoming = select.poll()  # not select(): the socket's number may be past 1023
     incoming.register(sock, select.POLLIN)
     rows = commits = 0  # written since the last checkpoint
+    answering = True
     while True:
         head = _read_exact(sock, HEAD.size)
         if head is None:
@@ -104,7 +105,13 @@ def _serve(sock: socket.socket, store: SQLiteStore, conn: sqlite3.Connection) ->
         except Exception as exc:
             _send_message(sock, ERROR, _why(exc))
             return
-        sock.sendall(OK)
+        if answering:
+            try:
+                sock.sendall(OK)
+            except OSError:
+                # The store's end is closed (aclose, or the store dropped): the frames
+                # it sent before that were answered as recorded, so write them all.
+                answering = False
         rows, commits = rows + len(events), commits + 1
         if rows < IDLE_CHECKPOINT_ROWS and commits < IDLE_CHECKPOINT_COMMITS:
             continue

@@ -35,14 +35,16 @@ before anything else. A run's end and the store's other work wait for every
 answer owed (see ``SQLiteStore``).
 
 The child leaves when its socket closes: the store closed or was dropped, or its
-process is gone (even by SIGKILL), so it never outlives the store (a forked copy
-of the store's process closes its copy of the socket). It ignores SIGINT and
-SIGTERM from its first statement (the terminal's Ctrl-C and a service manager
-reach the whole process group): the store's process decides when writing ends,
-and may still be recording a cancelled run's end. A child that dies, or an
-exchange cut short (a cancellation, ``aclose``), retires it: it is killed, and
-the store writes in its thread from then on. Each child costs about 35 MB of
-memory, one per store instance that records runs.
+process is gone (even by SIGKILL), so it outlives the store only to write the
+frames it was sent before (a forked copy of the store's process closes its copy
+of the socket). It ignores SIGINT and SIGTERM from its first statement (the
+terminal's Ctrl-C and a service manager reach the whole process group): the
+store's process decides when writing ends, and may still be recording a
+cancelled run's end. A child that dies, does not write a frame, or whose frame
+is cut short as it is sent (a cancellation) retires: it is killed, and the store
+writes in its thread from then on. A wait for an answer that is cancelled before
+the answer came reads nothing, and leaves the answer to the next exchange. Each
+child costs about 35 MB of memory, one per store instance that records runs.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -254,16 +257,21 @@ class WriterProcess:
         async with self._send_lock:
             if self.retired:
                 raise ConnectionError("the writer process is retired")
-            sent = False
+            view = memoryview(HEAD.pack(len(data)) + data)
+            whole = len(view)
             try:
-                await self._send(HEAD.pack(len(data)) + data)
-                sent = True
+                while view:
+                    try:
+                        view = view[self._sock.send(view) :]
+                    except BlockingIOError:
+                        await anyio.wait_writable(self._sock)
             except Exception as exc:  # the child gone, or its socket closed by aclose()
                 self.retire(f"{type(exc).__name__}: {exc}")
                 raise ConnectionError(str(exc) or type(exc).__name__) from exc
-            finally:
-                if not sent:  # cancelled mid-frame: the stream is out of step
+            except BaseException:
+                if len(view) != whole:  # cancelled mid-frame: the stream is out of step
                     self.retire("a batch was cut short as it was sent")
+                raise
             # No checkpoint since the last byte went: no answer can be read before this.
             self._sent.append(frame)
         return frame
@@ -279,23 +287,28 @@ class WriterProcess:
             while self._sent and not (frame is not None and frame.answered):
                 if self.retired:
                     break
-                done = False
                 try:
-                    status = await self._recv(1)
-                    if status == OK:
-                        why = None
-                    elif status == UNREADABLE:
-                        why = NOT_TAKEN
-                    else:
-                        why = await self._reply_message()
-                    done = True
+                    status = await self._status()
                 except Exception as exc:  # the child gone, or its socket closed by aclose()
                     self.retire(f"{type(exc).__name__}: {exc}")
-                finally:
-                    if not done:  # cancelled mid-answer: the stream is out of step
-                        self.retire("an answer was cut short")
-                if not done:
                     break
+                except BaseException:
+                    # Cancelled before an answer came: nothing was read, and the next
+                    # exchange reads it. The frame is the writer's from now on.
+                    if frame is not None:
+                        frame.early = True
+                    raise
+                if status == OK:
+                    why = None
+                elif status == UNREADABLE:
+                    why = NOT_TAKEN
+                else:
+                    # Sent with its status in one piece: there to read, or the child gone.
+                    with anyio.CancelScope(shield=True):
+                        try:
+                            why = await self._reply_message()
+                        except Exception as exc:
+                            why = f"{type(exc).__name__}: {exc}"
                 head = self._sent.popleft()
                 head.answered, head.answer = True, why
                 if why is not None:
@@ -315,15 +328,17 @@ class WriterProcess:
         lost, self._lost = self._lost, []
         return [event for frame in lost for event in frame.events]
 
-    async def _send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
+    async def _status(self) -> bytes:
+        """An answer's first byte; a cancellation while none has come reads nothing."""
+        while True:
             try:
-                sent = self._sock.send(view)
+                status = self._sock.recv(1)
             except BlockingIOError:
-                await anyio.wait_writable(self._sock)
+                await anyio.wait_readable(self._sock)
                 continue
-            view = view[sent:]
+            if not status:
+                raise ConnectionError("the writer process exited")
+            return status
 
     async def _recv(self, size: int) -> bytes:
         parts: list[bytes] = []
@@ -383,10 +398,12 @@ class WriterProcess:
             self._process.wait()
 
     def shutdown(self) -> None:
-        """End the child (on the loop's thread; then ``reap`` in a thread).
+        """End the child (on the loop's thread; then ``finish`` in a thread).
 
-        A ready child sees the end of its socket and leaves after the batch it may
-        be writing; one still starting is killed (it holds nothing).
+        A ready child writes the frames it was sent, then sees the end of its socket
+        and leaves; one still starting is killed (it holds nothing). Early frames not
+        answered become lost (:meth:`take_lost`): the store writes them again once
+        the child has exited.
         """
         if os.getpid() != self._pid:
             return
@@ -421,12 +438,16 @@ def _interpreter_flags() -> list[str]:
 
 
 def _abandon(process: subprocess.Popen[bytes], sock: socket.socket, pid: int) -> None:
-    """End the child of a store that was never closed: every batch it was sent has
-    been answered, so killing it loses nothing."""
-    if os.getpid() == pid:
-        sock.close()
-        process.kill()
-        process.wait()
+    """End the child of a store that was never closed: it writes the frames it was
+    sent (early ones were answered as recorded), then leaves at its socket's end.
+    A daemon thread reaps it: a finalizer may run on the event loop's thread."""
+    if os.getpid() != pid:
+        return
+    sock.close()
+    try:
+        threading.Thread(target=process.wait, name="sqlite-writer-reaper", daemon=True).start()
+    except RuntimeError:  # the interpreter is exiting: the child finishes on its own
+        process.returncode = 0  # not waited for; Popen must not warn that it runs
 
 
 def _forget_after_fork() -> None:
@@ -436,6 +457,8 @@ def _forget_after_fork() -> None:
     for writer in list(_LIVE):
         writer._finalizer.detach()
         writer.retired = True
+        writer._sent.clear()  # the store's process writes them, not this copy
+        writer._lost.clear()
         with contextlib.suppress(OSError):
             writer._sock.close()
         writer._process.returncode = 0  # not this process's child: Popen must not wait
