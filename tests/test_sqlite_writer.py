@@ -36,7 +36,7 @@ from dremioframe_async.store import (
     _sqlite,
     open_store,
 )
-from dremioframe_async.store._sqlite_writer import WriterProcess
+from dremioframe_async.store._sqlite_writer import WriterProcess, plain_ends
 
 pytestmark = pytest.mark.anyio
 
@@ -816,3 +816,14 @@ async def test_a_writer_of_another_copy_of_the_package_is_refused(
         with anyio.fail_after(60):
             assert not await store.start_writer()
     assert "another copy of dremioframe_async" in caplog.text
+
+
+def test_a_wide_fan_ins_record_is_written_here() -> None:
+    now = time.time()
+    narrow = tuple(f"t{i}" for i in range(16_384))
+    record = ("r9", "sink", TaskState.SUCCESS, now, 1, None, None, "", narrow, None, "p", now)
+    assert plain_ends([record]) == []
+    wide = (*record[:8], (*narrow, "one more"), *record[9:])
+    # Its keys would cost the loop more to pickle than this process's thread takes to
+    # write them (a sink after 10^6 tasks: 15 MB).
+    assert plain_ends([wide]) is None

@@ -15,6 +15,7 @@ from test_store import T0, sample_run
 
 from dremioframe_async.orchestration import Event, RunStarted, TaskState, TaskStateChanged
 from dremioframe_async.store import (
+    RunQuery,
     RunStatus,
     SQLiteStore,
     StoreSchemaError,
@@ -280,3 +281,47 @@ async def test_the_default_file_s_folder_is_created(
     async with open_store(default_store_url()) as store:
         await store.list_runs()
     assert (tmp_path / "data" / "dremioframe_async" / "runs.sqlite").is_file()
+
+
+@pytest.mark.asyncio
+async def test_a_runs_task_keys_are_not_rewritten_by_its_heartbeats(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    keys = tuple(f"extract_partition_{i}" for i in range(100_000))  # 2.7 MB of JSON
+    async with SQLiteStore(path, writer="thread") as store:
+        await store.record([RunStarted("big", "p", T0, {}, keys)])
+        assert _query(path, "SELECT task_keys FROM runs") == [(None,)]
+        before = _query(path, "PRAGMA wal_checkpoint(TRUNCATE)")
+        assert before[0][0] == 0  # not busy: the WAL is empty now
+        await store._beat(["big"])
+        wal = (tmp_path / "runs.sqlite-wal").stat().st_size
+        assert wal < 200_000  # the run's row, not its keys
+        tasks = await store.get_tasks("big")
+        assert len(tasks) == len(keys)
+        assert {t.state for t in tasks} == {TaskState.PENDING}
+        assert (await store.get_run("big")).counts == {"PENDING": len(keys)}
+
+
+@pytest.mark.asyncio
+async def test_runs_recorded_with_their_keys_in_the_runs_row_read_the_same(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path) as store:
+        await store.record(sample_run())  # creates the file at the latest version
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO runs (run_id, pipeline, status, started, task_keys) "
+        """VALUES ('older', 'p', 'FAILED', 1, '["a", "b"]')"""
+    )
+    conn.execute("INSERT INTO tasks (run_id, key, state) VALUES ('older', 'a', 'SUCCESS')")
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as store:
+        tasks = await store.get_tasks("older")
+        assert [(t.key, t.state) for t in tasks] == [
+            ("a", TaskState.SUCCESS),
+            ("b", TaskState.PENDING),
+        ]
+        assert (await store.get_run("older")).counts == {"SUCCESS": 1, "PENDING": 1}
+        page = await store.query_runs(RunQuery(limit=10))
+        assert {r.run_id: r.counts for r in page.runs}["older"] == {"SUCCESS": 1, "PENDING": 1}

@@ -41,6 +41,13 @@ _TYPES = {
     },
 }
 
+
+class SQLiteOnly(str):
+    """A migration statement for SQLite only (PostgreSQL's version passes it by)."""
+
+    __slots__ = ()
+
+
 # Version N is reached by running MIGRATIONS[N - 1]; never edit a released entry, append one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -111,6 +118,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE {p}schedule_pauses (
             pipeline TEXT PRIMARY KEY, paused_at {real} NOT NULL)""",
     ),
+    # SQLite keeps a run's task keys (JSON) in a row of their own: it rewrites a whole
+    # row on every UPDATE, and a heartbeat or the end of a run of 10^6 tasks rewrote
+    # 15 MB of keys each time. PostgreSQL stores large values apart from the row and
+    # reuses them when other columns change: its runs keep theirs.
+    (SQLiteOnly("CREATE TABLE {p}run_keys (run_id TEXT PRIMARY KEY, task_keys TEXT NOT NULL)"),),
 )
 
 
@@ -123,6 +135,7 @@ def migration(version: int, dialect: Dialect, prefix: str) -> tuple[str, ...]:
     return tuple(
         sql.format(p=prefix, ip=index_prefix, seq=seq, **_TYPES[dialect])
         for sql in MIGRATIONS[version - 1]
+        if dialect == "sqlite" or not isinstance(sql, SQLiteOnly)
     )
 
 

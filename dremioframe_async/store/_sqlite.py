@@ -60,7 +60,7 @@ from ._model import RunInfo, StateEntry, TaskInfo
 from ._owner import current_owner
 from ._paging import PageSQL, RunPage, RunQuery, page_of
 from ._pauses import PauseSQL
-from ._sql import MIGRATIONS, mapped_parents, migration, select, upsert, upsert_shared
+from ._sql import MIGRATIONS, columns, mapped_parents, migration, select, upsert, upsert_shared
 from ._sqlite_writer import EARLY_FRAMES, PACKAGE_FILE, WriterProcess, plain_ends
 from ._state import StateSQL, encode_state_value, entry
 from ._views import prior_run, run_info, task_infos
@@ -382,6 +382,7 @@ class SQLiteStore:
         ``upsert``: every task row as an upsert, none taken for new (see ``record``).
         """
         fold = Fold(owner, None, self._max_result_bytes).add_all(events)
+        keys = _take_keys(fold.runs.values())
         runs = [as_tuple(r) for r in fold.runs.values()]
         attempts = [as_tuple(r) for r in fold.attempts.values()]
         tasks = list(fold.tasks.values())
@@ -390,6 +391,7 @@ class SQLiteStore:
         try:
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
+                conn.executemany(_RUN_KEYS, keys)
                 _upsert_tasks(conn, fresh, fresh=True)
                 _upsert_tasks(conn, known)
                 _upsert(conn, AttemptRow, attempts)
@@ -399,6 +401,7 @@ class SQLiteStore:
             # A row taken for new exists (written through another handle): upsert all.
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
+                conn.executemany(_RUN_KEYS, keys)
                 _upsert_tasks(conn, tasks)
                 _upsert(conn, AttemptRow, attempts)
                 _write_state(conn, states)
@@ -797,8 +800,32 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+# A run's task keys are in run_keys (runs recorded before it have them in runs).
+_RUN_KEYS = (
+    "INSERT INTO run_keys (run_id, task_keys) VALUES (?, ?) "
+    "ON CONFLICT (run_id) DO UPDATE SET task_keys = excluded.task_keys"
+)
+_KEYS_OF_RUN = (
+    "COALESCE((SELECT k.task_keys FROM run_keys AS k WHERE k.run_id = runs.run_id), runs.task_keys)"
+)
+_RUN_COLUMNS = ", ".join(
+    f"{_KEYS_OF_RUN} AS task_keys" if name == "task_keys" else name for name in columns(RunRow)
+)
+_SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM runs"
+
+
+def _take_keys(runs: Iterable[RunRow]) -> list[tuple[str, str]]:
+    """The task keys of ``runs`` for run_keys, taken off their rows for runs."""
+    keys = []
+    for run in runs:
+        if run.task_keys is not None:
+            keys.append((run.run_id, run.task_keys))
+            run.task_keys = None
+    return keys
+
+
 def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRow:
-    row = conn.execute(select(RunRow, "") + " WHERE run_id = ?", (run_id,)).fetchone()
+    row = conn.execute(_SELECT_RUN + " WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise RunNotFound(run_id)
     return RunRow(*row)
@@ -819,8 +846,8 @@ _COUNTS = (
     + mapped_parents("", "c.run_id = ?1")
 )
 # Planned tasks of a run that have no row yet (see _views.in_plan_order).
-_PENDING = """SELECT count(*) FROM runs AS r, json_each(r.task_keys) AS j
-    WHERE r.run_id = ?1 AND r.task_keys IS NOT NULL
+_PENDING = f"""SELECT count(*) FROM runs, json_each({_KEYS_OF_RUN}) AS j
+    WHERE runs.run_id = ?1 AND {_KEYS_OF_RUN} IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM tasks AS t WHERE t.run_id = ?1 AND t.key = j.value)"""
 
 
@@ -849,7 +876,7 @@ def _list_runs(
     conn: sqlite3.Connection, dead_after: float, pipeline: str | None, limit: int | None
 ) -> list[RunInfo]:
     queue.sweep(conn, dead_after)
-    sql = select(RunRow, "") + (" WHERE pipeline = ?" if pipeline is not None else "")
+    sql = _SELECT_RUN + (" WHERE pipeline = ?" if pipeline is not None else "")
     sql += " ORDER BY started DESC LIMIT ?"
     params = (*(() if pipeline is None else (pipeline,)), -1 if limit is None else limit)
     runs = [RunRow(*row) for row in conn.execute(sql, params).fetchall()]
@@ -866,7 +893,7 @@ def _lower(text: str | None) -> str | None:
 def _query_runs(conn: sqlite3.Connection, dead_after: float, query: RunQuery) -> RunPage:
     queue.sweep(conn, dead_after)
     sql = PageSQL(query, "runs", lambda n: "?", lower=UNICODE_LOWER)
-    rows = conn.execute(*sql.rows(query)).fetchall()
+    rows = conn.execute(*sql.rows(query, _RUN_COLUMNS)).fetchall()
     runs = [RunRow(*row) for row in (rows if query.after is None else reversed(rows))]
     total: int = conn.execute(*sql.count()).fetchone()[0]
 

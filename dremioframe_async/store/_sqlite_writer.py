@@ -83,6 +83,10 @@ NOT_TAKEN = "the writer process could not read the batch"  # what UNREADABLE mea
 _SCALARS = frozenset({float, bool})
 _MAX_INT = 1 << 63
 _MAX_TEXT = 1024  # a plain record's result or reason, in characters
+# A plain record's upstream keys, at most: a wider fan-in's record (a sink after 10^6
+# tasks: 15 MB of keys) costs the loop more to pickle, and the child as much again
+# to read, than the thread takes to write it while the run waits for its end.
+_MAX_UPSTREAM = 16_384
 # The child checkpoints the WAL when no batch comes for IDLE_SECONDS after one from
 # IDLE_CHECKPOINT_ROWS rows or IDLE_CHECKPOINT_COMMITS batches on; SQLite's own
 # checkpoint at WAL_PAGES bounds the WAL while batches keep coming.
@@ -112,12 +116,15 @@ PACKAGE_FILE = str(Path(__file__).resolve().parents[1] / "__init__.py")
 
 def plain_ends(events: Sequence[Record]) -> list[str] | None:
     """The runs ``events`` end when the child can take them (task records without an
-    error or pipeline-state writes, with no result or a small scalar one, and run
-    ends); None when it cannot. One pass: it runs on the loop, for every batch."""
+    error or pipeline-state writes, with no result or a small scalar one and at most
+    ``_MAX_UPSTREAM`` upstream keys, and run ends); None when it cannot. One pass: it
+    runs on the loop, for every batch."""
     ends: list[str] = []
     for event in events:
         if type(event) is tuple:
             if event[5] is not None or event[9] is not None or len(event[7]) > _MAX_TEXT:
+                return None
+            if len(event[8]) > _MAX_UPSTREAM:
                 return None
             if type(event[0]) is not str or type(event[1]) is not str:
                 return None  # a str subclass may not unpickle in the child
