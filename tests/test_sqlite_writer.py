@@ -818,7 +818,31 @@ async def test_a_writer_of_another_copy_of_the_package_is_refused(
     assert "another copy of dremioframe_async" in caplog.text
 
 
-def test_a_wide_fan_ins_record_is_written_here() -> None:
+async def test_a_wide_fan_ins_batch_is_written_here_after_the_early_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path) as store:
+        writer = await ready(store)
+        ups = tuple(f"t{i}" for i in range(20_000))
+        run_id, now = "r10", time.time()
+        await store.record([RunStarted(run_id, "p", now, {}, ("a", "sink"))])
+        await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])  # early
+        here = Spy(monkeypatch)
+        sink = (run_id, "sink", TaskState.SUCCESS, now, 1, None, None, "", ups, None, "p", now)
+        await store.record([sink, _end(run_id, now + 1)])
+        assert here.sizes == [2]  # the thread wrote it, after the child's answer
+        assert not writer.retired
+        tasks = {t.key: t for t in await store.get_tasks(run_id)}
+        assert {k: t.state for k, t in tasks.items()} == {
+            "a": TaskState.SUCCESS,
+            "sink": TaskState.SUCCESS,
+        }
+        assert len(tasks["sink"].upstream) == 20_000
+        assert (await store.get_run(run_id)).status == "SUCCESS"
+
+
+def test_a_wide_fan_ins_record_is_not_plain() -> None:
     now = time.time()
     narrow = tuple(f"t{i}" for i in range(16_384))
     record = ("r9", "sink", TaskState.SUCCESS, now, 1, None, None, "", narrow, None, "p", now)

@@ -292,9 +292,11 @@ async def test_a_runs_task_keys_are_not_rewritten_by_its_heartbeats(tmp_path: Pa
         assert _query(path, "SELECT task_keys FROM runs") == [(None,)]
         before = _query(path, "PRAGMA wal_checkpoint(TRUNCATE)")
         assert before[0][0] == 0  # not busy: the WAL is empty now
+        [(beaten,)] = _query(path, "SELECT heartbeat FROM runs")
         await store._beat(["big"])
+        assert _query(path, "SELECT heartbeat FROM runs") > [(beaten,)]
         wal = (tmp_path / "runs.sqlite-wal").stat().st_size
-        assert wal < 200_000  # the run's row, not its keys
+        assert 0 < wal < 200_000  # the run's row, not its keys
         tasks = await store.get_tasks("big")
         assert len(tasks) == len(keys)
         assert {t.state for t in tasks} == {TaskState.PENDING}
@@ -325,3 +327,5 @@ async def test_runs_recorded_with_their_keys_in_the_runs_row_read_the_same(
         assert (await store.get_run("older")).counts == {"SUCCESS": 1, "PENDING": 1}
         page = await store.query_runs(RunQuery(limit=10))
         assert {r.run_id: r.counts for r in page.runs}["older"] == {"SUCCESS": 1, "PENDING": 1}
+        listed = {r.run_id: r.counts for r in await store.list_runs()}
+        assert listed["older"] == {"SUCCESS": 1, "PENDING": 1}

@@ -391,7 +391,8 @@ class SQLiteStore:
         try:
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
-                conn.executemany(_RUN_KEYS, keys)
+                if keys:
+                    conn.executemany(_RUN_KEYS, keys)
                 _upsert_tasks(conn, fresh, fresh=True)
                 _upsert_tasks(conn, known)
                 _upsert(conn, AttemptRow, attempts)
@@ -401,7 +402,8 @@ class SQLiteStore:
             # A row taken for new exists (written through another handle): upsert all.
             with _transaction(conn):
                 _upsert(conn, RunRow, runs)
-                conn.executemany(_RUN_KEYS, keys)
+                if keys:
+                    conn.executemany(_RUN_KEYS, keys)
                 _upsert_tasks(conn, tasks)
                 _upsert(conn, AttemptRow, attempts)
                 _write_state(conn, states)
@@ -847,7 +849,7 @@ _COUNTS = (
 )
 # Planned tasks of a run that have no row yet (see _views.in_plan_order).
 _PENDING = f"""SELECT count(*) FROM runs, json_each({_KEYS_OF_RUN}) AS j
-    WHERE runs.run_id = ?1 AND {_KEYS_OF_RUN} IS NOT NULL
+    WHERE runs.run_id = ?1
     AND NOT EXISTS (SELECT 1 FROM tasks AS t WHERE t.run_id = ?1 AND t.key = j.value)"""
 
 
