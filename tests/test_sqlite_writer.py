@@ -3,6 +3,7 @@ ways that child can go (killed, cut short, failing, outlived)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -63,6 +65,20 @@ async def ready(store: SQLiteStore) -> WriterProcess:
         assert await store.start_writer()
     assert store._writer is not None
     return store._writer
+
+
+@contextlib.contextmanager
+def write_lock(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection holding the file's write lock (the child waits on it to
+    write) until the block ends or it rolls back."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield blocker
+    finally:
+        if blocker.in_transaction:
+            blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 def gone(pid: int) -> bool:
@@ -197,9 +213,7 @@ async def test_a_batch_cut_short_never_lands_after_the_next_one(tmp_path: Path) 
         await store.record([start])
         # Another connection holds the write lock: the child waits on it with the
         # next batch, and reads nothing more meanwhile.
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with write_lock(path):
             await store.record([_record(run_id, "a", TaskState.RUNNING, now)])  # early
             # A batch too large for the socket's buffer, cancelled halfway through.
             many: list[Record] = [
@@ -211,9 +225,6 @@ async def test_a_batch_cut_short_never_lands_after_the_next_one(tmp_path: Path) 
                     await wait_all_tasks_blocked()
                     scope.cancel()
             assert writer.retired
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         # The later state, written by this process's thread once the child is gone,
         # after the early batch the child may not have written.
         await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 2)])
@@ -229,9 +240,7 @@ async def test_a_wait_for_an_answer_cancelled_keeps_the_writer(tmp_path: Path) -
         writer = await ready(store)
         run_id, now = "r1b", time.time()
         await store.record([RunStarted(run_id, "p", now, {}, ("a",))])
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with write_lock(path):
             end = RunFinished(run_id, "p", RunStatus.FAILED, now + 1, now)
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
@@ -243,9 +252,6 @@ async def test_a_wait_for_an_answer_cancelled_keeps_the_writer(tmp_path: Path) -
             assert not writer.retired
             assert writer.owed == 1
             await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 2)])
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         tasks = await store.get_tasks(run_id)
         assert [(t.key, t.state) for t in tasks] == [("a", TaskState.SUCCESS)]
         assert not writer.retired
@@ -277,9 +283,7 @@ async def test_early_batches_are_answered_before_the_child_writes_them(tmp_path:
         writer = await ready(store)
         run_id, now = "e1", time.time()
         await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # the child cannot write until it is released
-        try:
+        with write_lock(path) as blocker:  # the child cannot write until it is released
             with anyio.fail_after(10):  # answered without the child: it waits on the lock
                 await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])
             assert writer.owed == 1
@@ -296,8 +300,6 @@ async def test_early_batches_are_answered_before_the_child_writes_them(tmp_path:
                 await wait_all_tasks_blocked()
                 assert not ended.is_set()  # the run's end waits for the child
                 blocker.execute("ROLLBACK")
-        finally:
-            blocker.close()
         assert writer.owed == 0
         assert not writer.retired
         assert {t.key: t.state for t in await store.get_tasks(run_id)} == {
@@ -312,9 +314,7 @@ async def test_a_read_waits_for_the_early_batches(tmp_path: Path) -> None:
         await ready(store)
         run_id, now = "e2", time.time()
         await store.record([RunStarted(run_id, "p", now, {}, ("a",))])
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with write_lock(path) as blocker:
             await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])  # early
             read: list[list[TaskState]] = []
 
@@ -326,8 +326,6 @@ async def test_a_read_waits_for_the_early_batches(tmp_path: Path) -> None:
                 await wait_all_tasks_blocked()
                 assert not read  # it waits for the child's answer, not only for the lock
                 blocker.execute("ROLLBACK")
-        finally:
-            blocker.close()
         assert read == [[TaskState.SUCCESS]]
 
 
@@ -339,18 +337,13 @@ async def test_early_batches_of_a_killed_child_are_written_here_in_order(
         writer = await ready(store)
         run_id, now = "e3", time.time()
         await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with write_lock(path):
             await store.record([_record(run_id, "a", TaskState.RUNNING, now)])
             await store.record([_record(run_id, "b", TaskState.RUNNING, now)])
             await store.record([_record(run_id, "a", TaskState.SUCCESS, now + 1)])
             assert writer.owed == 3  # all answered: none written yet
             os.kill(writer.pid, signal.SIGKILL)
             await anyio.to_thread.run_sync(writer._process.wait)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         await store.record(
             [_record(run_id, "b", TaskState.SUCCESS, now + 2), _end(run_id, now + 3)]
         )
@@ -493,17 +486,12 @@ async def test_a_store_dropped_with_early_batches_owed_has_them_written(tmp_path
     pid = writer.pid
     run_id, now = "e5", time.time()
     await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock(path):
         await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])
         await store.record([_record(run_id, "b", TaskState.SUCCESS, now)])
         # What dropping the store does (a worker thread may hold it a while yet):
         # they were answered as recorded, so the child still writes them.
         writer._finalizer()
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     await _until_gone(pid)
     with sqlite3.connect(path) as check:
         rows = check.execute("SELECT key, state FROM tasks ORDER BY rowid").fetchall()
@@ -599,9 +587,7 @@ async def test_closing_the_store_mid_exchange_sends_the_batch_to_the_thread(
     writer = await ready(store)
     run_id, now = "r4", time.time()
     await store.record([RunStarted(run_id, "p", now, {}, ("a",))])
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # the child waits on it with the next batch
-    try:
+    with write_lock(path) as blocker:  # the child waits on it with the next batch
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store.record, [_record(run_id, "a", TaskState.SUCCESS, now)])
@@ -609,8 +595,6 @@ async def test_closing_the_store_mid_exchange_sends_the_batch_to_the_thread(
                 tg.start_soon(store.aclose)
                 await wait_all_tasks_blocked()  # the exchange failed; both wait on threads
                 blocker.execute("ROLLBACK")
-    finally:
-        blocker.close()
     assert writer.retired
     assert writer._process.poll() is not None
     async with store:
@@ -757,9 +741,7 @@ async def test_closing_the_store_writes_every_early_batch(tmp_path: Path) -> Non
     writer = await ready(store)
     run_id, now = "e4", time.time()
     await store.record([RunStarted(run_id, "p", now, {}, ("a", "b"))])
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock(path) as blocker:
         await store.record([_record(run_id, "a", TaskState.SUCCESS, now)])
         await store.record([_record(run_id, "b", TaskState.SUCCESS, now)])
         assert writer.owed == 2
@@ -768,8 +750,6 @@ async def test_closing_the_store_writes_every_early_batch(tmp_path: Path) -> Non
                 tg.start_soon(store.aclose)
                 await wait_all_tasks_blocked()
                 blocker.execute("ROLLBACK")
-    finally:
-        blocker.close()
     assert writer._process.poll() is not None
     async with store:
         states = {t.key: t.state for t in await store.get_tasks(run_id)}
