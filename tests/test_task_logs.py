@@ -19,14 +19,7 @@ import anyio
 import pytest
 
 from dremioframe_async import Pipeline, task
-from dremioframe_async.orchestration import (
-    ArgumentError,
-    Event,
-    LogCapture,
-    TaskLogged,
-    TaskState,
-    _logs,
-)
+from dremioframe_async.orchestration import ArgumentError, Event, LogCapture, TaskLogged, _logs
 from dremioframe_async.store import LogEntry, LogQuery, MemoryStore, RunStore, drop_marker
 from dremioframe_async.store._codec import storable_text
 
@@ -405,91 +398,3 @@ async def test_lines_a_database_cannot_hold_are_stored_escaped(store: RunStore) 
     if not isinstance(store, MemoryStore):
         expected = storable_text(expected)
     assert line.message == expected
-
-
-class _Plain:
-    """A plain task's node, as its capture reads it."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.attempts = 1
-        self.state = TaskState.RUNNING
-
-
-def test_a_plain_attempt_that_logs_nothing_makes_no_log(shared_logger_at_info: None) -> None:
-    sent: list[Any] = []
-    run = _logs.RunLogs("r", "p", LogCapture(), sent.append)
-    quiet, loud = _Plain("quiet"), _Plain("loud")
-    _logs._install()
-    try:
-        for node in (quiet, loud):
-            token = _logs.CURRENT_LOG.set((run, node))
-            if node is loud:
-                SHARED.info("line of loud")
-            left_behind = contextvars.copy_context()
-            _logs.CURRENT_LOG.reset(token)
-            run.end_plain(node)
-            node.state = TaskState.SUCCESS
-            left_behind.run(SHARED.info, "late line")  # after its end: no attempt's
-        run.flush()
-    finally:
-        _logs._uninstall()
-    assert [(e.key, [x.message for x in e.lines]) for e in sent] == [("loud", ["line of loud"])]
-    assert run.plain == {}  # nothing kept for either: quiet never had a log
-    assert run.open == set()
-
-
-def test_a_line_between_a_plain_attempts_end_and_its_state_is_sent_later(
-    shared_logger_at_info: None,
-) -> None:
-    """A thread's line that lands after the attempt ended but before the node's final
-    state goes to a log of its own, which the run's flusher sends."""
-    sent: list[Any] = []
-    run = _logs.RunLogs("r", "p", LogCapture(), sent.append)
-    node = _Plain("racing")
-    _logs._install()
-    try:
-        token = _logs.CURRENT_LOG.set((run, node))
-        thread_context = contextvars.copy_context()
-        _logs.CURRENT_LOG.reset(token)
-        run.end_plain(node)
-        thread_context.run(SHARED.info, "line at the end")  # still RUNNING
-        run.flush()
-    finally:
-        _logs._uninstall()
-    assert [(e.key, [x.message for x in e.lines]) for e in sent] == [
-        ("racing", ["line at the end"])
-    ]
-
-
-@pytest.mark.anyio
-async def test_plain_tasks_that_log_nothing_make_no_attempt_log(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    made: list[str] = []
-    init = _logs.AttemptLog.__init__
-
-    def counting(self: _logs.AttemptLog, run: _logs.RunLogs, key: str, attempt: int) -> None:
-        made.append(key)
-        init(self, run, key, attempt)
-
-    monkeypatch.setattr(_logs.AttemptLog, "__init__", counting)
-
-    @task(name="noop")
-    async def noop() -> None:
-        return None
-
-    @task(name="talks")
-    async def talks() -> None:
-        logging.getLogger("tests.plain").warning("said once")
-
-    pipeline = Pipeline("plain")
-    for _ in range(50):
-        pipeline.add_task(noop())
-    pipeline.add_task(talks())
-    memory = MemoryStore()
-    result = await pipeline.run(store=memory)
-    assert result.status == "SUCCESS"
-    assert made == ["talks"]
-    lines = await read_all(memory, result.run_id)
-    assert [(x.key, x.message) for x in lines] == [("talks", "said once")]

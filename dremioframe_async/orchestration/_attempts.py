@@ -17,7 +17,7 @@ from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._errors import ExpandError, MapLengthError
 from ._events import TaskRetrying
 from ._gc import freezing
-from ._logs import CURRENT_LOG, shipped_logs
+from ._logs import CURRENT_LOG, AttemptLog, shipped_logs
 from ._mapping import MappedTask
 from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_limit
 from ._placement import on_executor, remote_call
@@ -90,17 +90,16 @@ class Attempts(Arguments):
                 if capture is not None and task.options.capture_logs:
                     # Log capture alone (the common case), its scope opened inline:
                     # ``Observers.__call__`` and a ``with`` cost a wide fan-out about
-                    # half a microsecond a task. Its log is made with its first line
-                    # (``_logs.RunLogs.plain_log``).
-                    token = CURRENT_LOG.set((capture, node))
+                    # half a microsecond a task.
+                    log = AttemptLog(capture, node.key, node.attempts)
+                    token = CURRENT_LOG.set(log)
                     try:
                         result = await task.action(*task.args, **task.kwargs)
                         if result is not None:
                             result = check_async(node.key, result)
                     finally:
                         CURRENT_LOG.reset(token)
-                        if capture.plain:
-                            capture.end_plain(node)
+                        log.close()
                 elif observe is None or capture is not None:
                     result = await task.action(*task.args, **task.kwargs)
                     if result is not None:

@@ -6,10 +6,7 @@ loggers, levels and handlers are never changed. Which attempt a record belongs
 to is carried by a context variable set around each attempt, so it follows the
 task into the coroutines it starts and the worker thread of a plain function
 (anyio copies the context into the thread). A record emitted outside any
-attempt is ignored. For a *plain* task (its one attempt run inline by a runner),
-the variable holds the run's capture and the task's node, and the attempt's
-buffer is made with its first line (``RunLogs.plain_log``): most attempts log
-nothing, and a buffer object each cost a wide fan-out about 0.15 µs a task.
+attempt is ignored.
 
 Each attempt keeps a bounded buffer (the newest ``max_lines`` lines and
 ``max_bytes`` bytes of text). The lines travel on the run's event stream as
@@ -30,19 +27,17 @@ from collections import deque
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 
 from ._errors import ArgumentError
 from ._events import LogLine, TaskLogged
-from ._states import TaskState
 
 __all__ = [
     "CURRENT_LOG",
     "AttemptLog",
     "LogCapture",
-    "PlainAttempt",
     "RunLogs",
     "ShippedLogs",
     "TaskLogger",
@@ -51,37 +46,9 @@ __all__ = [
     "task_logger",
 ]
 
-
-class PlainAttempt(Protocol):
-    """A plain task's node, as its capture reads it (see the module docstring)."""
-
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def attempts(self) -> int: ...
-
-    @property
-    def state(self) -> TaskState: ...
-
-
-# An attempt's log, or a plain task's run and node (its log is made with its first line).
-CURRENT_LOG: contextvars.ContextVar[AttemptLog | tuple[RunLogs, PlainAttempt] | None] = (
-    contextvars.ContextVar("dremioframe_async_attempt_log", default=None)
+CURRENT_LOG: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
+    "dremioframe_async_attempt_log", default=None
 )
-_RUNNING = TaskState.RUNNING
-
-
-def _current_log() -> AttemptLog | None:
-    """The attempt the current context logs to, made for a plain task's first line
-    (the caller holds the capture lock); None outside attempts and once it ended."""
-    target = CURRENT_LOG.get()
-    if target is None or isinstance(target, AttemptLog):
-        return target
-    run, node = target
-    return run.plain_log(node)
-
-
 _FORMAT = logging.Formatter("%(message)s")  # message, then the traceback of exc_info
 
 
@@ -247,8 +214,7 @@ class _Shipped:
 
 def shipped_logs() -> ShippedLogs | None:
     """The current attempt's :class:`ShippedLogs`, or None when it captures nothing."""
-    with _LOCK:
-        log = _current_log()
+    log = CURRENT_LOG.get()
     return ShippedLogs(log) if log is not None and log.open else None
 
 
@@ -262,13 +228,8 @@ class _CaptureHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         # Overridden rather than ``emit`` to skip Handler.handle's lock: the
         # buffers have their own, and most records (outside attempts) need none.
-        target = CURRENT_LOG.get()
-        if target is None:
-            return False
-        if isinstance(target, AttemptLog):
-            if not target.open or record.levelno < target.run.settings.level:
-                return False
-        elif record.levelno < target[0].settings.level:
+        log = CURRENT_LOG.get()
+        if log is None or not log.open or record.levelno < log.run.settings.level:
             return False
         try:
             message = _FORMAT.format(record)
@@ -276,8 +237,7 @@ class _CaptureHandler(logging.Handler):
             self.handleError(record)
             return False
         with _LOCK:
-            log = _current_log()
-            if log is not None and log.open:
+            if log.open:
                 log.append(record, message)
         return True
 
@@ -329,30 +289,10 @@ class RunLogs:
         self.settings = settings
         self._emit = emit
         self.open: set[AttemptLog] = set()
-        self.plain: dict[PlainAttempt, AttemptLog] = {}  # plain tasks' logs, by node
 
     def attempt(self, key: str, number: int) -> AttemptLog:
         """The scope capturing what is logged in it as attempt ``number`` of ``key``."""
         return AttemptLog(self, key, number)
-
-    def plain_log(self, node: PlainAttempt) -> AttemptLog | None:
-        """The log of a plain task's attempt, made with its first line; None once the
-        attempt ended (the caller holds the capture lock)."""
-        log = self.plain.get(node)
-        if log is None:
-            if node.state is not _RUNNING:
-                return None  # a thread or task it left behind: as after ``close``
-            log = self.plain[node] = AttemptLog(self, node.key, node.attempts)
-        return log
-
-    def end_plain(self, node: PlainAttempt) -> None:
-        """End a plain task's attempt that logged (``plain`` holds it): its lines are
-        sent before its final state. A line filed after this, before the node's final
-        state, goes to a new log that the flusher sends while the run lasts."""
-        with _LOCK:
-            log = self.plain.pop(node, None)
-        if log is not None:
-            log.close()
 
     def send(self, log: AttemptLog) -> None:
         """Emit ``log``'s lines not sent yet, if any."""
@@ -434,11 +374,8 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
         if self.logger.isEnabledFor(level):
             super().log(level, msg, *args, **kwargs)
             return
-        target = CURRENT_LOG.get()
-        if target is None:
-            return
-        run = target.run if isinstance(target, AttemptLog) else target[0]
-        if level < max(logging.INFO, run.settings.level):
+        log = CURRENT_LOG.get()
+        if log is None or level < max(logging.INFO, log.run.settings.level):
             return
         exc_info = kwargs.get("exc_info")
         if exc_info is True or (isinstance(exc_info, BaseException)):
