@@ -36,6 +36,7 @@ from dremioframe_async.store import (
     StoreUnavailable,
     StoreURLError,
     _sqlite,
+    _sqlite_writer,
     open_store,
 )
 from dremioframe_async.store._sqlite_writer import WriterProcess, plain_ends
@@ -418,6 +419,25 @@ async def test_a_writer_that_cannot_start_leaves_the_writes_to_the_thread(
         result = await fan(20).run(store=store)
         assert len(await store.get_tasks(result.run_id)) == 21
     assert "busy_timeout must be >= 0" in caplog.text
+
+
+async def test_a_writer_that_never_gets_ready_is_retired_and_the_thread_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A child stuck before it opens the file (here: asleep in its first statements).
+    monkeypatch.setattr(_sqlite_writer, "_CHILD_CODE", "import time; time.sleep(600)")
+    monkeypatch.setattr(_sqlite_writer, "START_TIMEOUT", 0.5)
+    async with SQLiteStore(tmp_path / "runs.sqlite") as store:
+        with anyio.fail_after(30):
+            assert not await store.start_writer()
+        writer = store._writer
+        assert writer is not None
+        assert writer.retired
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(writer._process.wait)  # killed, not left asleep
+        result = await fan(20).run(store=store)
+        assert len(await store.get_tasks(result.run_id)) == 21
+    assert "not ready within 0.5 s" in caplog.text
 
 
 async def test_the_writer_starts_from_a_folder_with_files_named_like_modules(

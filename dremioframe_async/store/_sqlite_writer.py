@@ -94,6 +94,7 @@ IDLE_SECONDS = 0.005
 # At most this many early frames wait for their answers: the next batch waits for
 # its own (and so for theirs), which bounds what a lost writer takes back.
 EARLY_FRAMES = 16
+START_TIMEOUT = 60.0  # seconds start_writer() waits for the child to be ready
 IDLE_CHECKPOINT_ROWS = 5_000
 IDLE_CHECKPOINT_COMMITS = 256
 WAL_PAGES = 4_000
@@ -233,13 +234,19 @@ class WriterProcess:
         return True
 
     async def wait_ready(self) -> bool:
-        """Wait until the child takes batches; False once it is retired instead.
+        """Wait until the child takes batches; False once it is retired instead, or
+        when it is not ready within ``START_TIMEOUT`` seconds (it is retired then: a
+        child stuck starting would hold ``start_writer()`` for ever).
 
         It looks every few milliseconds rather than waiting on the socket, where a
         batch's exchange may be waiting too once the child is ready.
         """
+        deadline = anyio.current_time() + START_TIMEOUT
         while not self.usable():
             if self.retired:
+                return False
+            if anyio.current_time() >= deadline:
+                self.retire(f"it was not ready within {START_TIMEOUT:g} s")
                 return False
             await anyio.sleep(0.005)
         return True
