@@ -586,16 +586,11 @@ class SQLiteStore:
             # start the writer.
             await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
             if self._to_reap:
-                await anyio.to_thread.run_sync(self._finish_writers, limiter=self._limiter)
+                await anyio.to_thread.run_sync(self._reap, limiter=self._limiter)
             if self._carry:  # frames the child left unanswered (it did not finish in time)
                 await self._write_owed()
                 await anyio.to_thread.run_sync(self._close_connection, limiter=self._limiter)
         self._spawn, self._ended_here = self._process_writer, []
-
-    def _finish_writers(self) -> None:
-        while self._to_reap:
-            self._to_reap[0].finish()
-            del self._to_reap[0]
 
     async def _write_owed(self) -> None:
         """Wait for the writer's answers, then write what it could not (for aclose):

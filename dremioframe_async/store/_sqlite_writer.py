@@ -406,13 +406,8 @@ class WriterProcess:
             anyio.notify_closing(self._sock)  # an exchange waiting on it fails at once
         self._sock.close()
 
-    def reap(self) -> None:
-        """Wait until a retired child has exited (blocking, briefly: in a thread)."""
-        if self.retired and os.getpid() == self._pid:
-            self._process.wait()
-
     def shutdown(self) -> None:
-        """End the child (on the loop's thread; then ``finish`` in a thread).
+        """End the child (on the loop's thread; then ``reap`` in a thread).
 
         A ready child writes the frames it was sent, then sees the end of its socket
         and leaves; one still starting is killed (it holds nothing). Early frames not
@@ -429,9 +424,11 @@ class WriterProcess:
         if not ready:
             self._process.kill()
 
-    def finish(self) -> None:
-        """``reap`` after ``shutdown``: a child that does not leave within 5 s is killed."""
-        if os.getpid() != self._pid:
+    def reap(self) -> None:
+        """Wait until a retired or shut-down child has exited (blocking: in a thread);
+        one that does not leave within 5 s is killed. What it had not written by then
+        is among its lost frames, which the store writes after this."""
+        if not self.retired or os.getpid() != self._pid:
             return
         try:
             self._process.wait(timeout=5.0)
