@@ -83,11 +83,14 @@ def write_lock(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (a zombie waiting for its parent counts as gone)."""
+    """Whether ``pid`` has exited (a zombie waiting for its parent counts as gone).
+
+    A process reaped between the open and the read raises ProcessLookupError: gone too.
+    """
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
         return True
 
 

@@ -19,7 +19,7 @@ def gone(pid: int) -> bool:
     """True when ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before or while it was read
         return True
     return state in ("Z", "X")
 
