@@ -243,6 +243,7 @@ def max_overlap(runs: list[RunInfo]) -> int:
     return peak
 
 
+@pytest.mark.timeout(130)  # above cli()'s 120 s subprocess timeout
 def test_cli_backfill_interrupted_then_resumed(tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()
@@ -289,6 +290,7 @@ def test_cli_backfill_interrupted_then_resumed(tmp_path: Path) -> None:
     assert listing.stdout.count("SUCCESS") == 30
 
 
+@pytest.mark.timeout(130)  # above cli()'s 120 s subprocess timeout
 def test_cli_rerun_failed(tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()
@@ -313,6 +315,7 @@ def test_cli_rerun_failed(tmp_path: Path) -> None:
     assert "2026-11-20T00:00:00+00:00" in again.stderr
 
 
+@pytest.mark.timeout(130)  # above cli()'s 120 s subprocess timeout
 def test_cli_state_shows_the_pipeline_state(tmp_path: Path) -> None:
     db = tmp_path / "runs.sqlite"
 

@@ -252,7 +252,9 @@ async def test_slow_calls_in_flight_at_the_end_may_finish() -> None:
     async def work() -> None:
         await anyio.sleep(0.5)  # the workload itself: longer than the step's tenth
 
-    result = await sweep(work, concurrency=[2], duration=0.6)
+    # Round two starts at 0.5 s (0.3 s before the end, room for a stall) and ends at
+    # 1.0 s: clearly after the step's end, well inside the drain (cut at 1.8 s).
+    result = await sweep(work, concurrency=[2], duration=0.8)
     (step,) = result.steps
     assert step.errors == {}
     assert step.queries == 4  # two rounds of two: the second ends after the step's end

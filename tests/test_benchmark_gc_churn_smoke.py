@@ -14,6 +14,8 @@ ROW = re.compile(
     r"^(frozen|plain) +(\d+) +(\d+)/(\d+)/(\d+) +[\d.]+ +[\d.]+ +[\d.]+ +(\d+)/(\d+) +(\d+) +\d+$",
     re.MULTILINE,
 )
+# The module-scoped run (timeout 120 s) counts against whichever test sets it up first.
+pytestmark = pytest.mark.timeout(130)
 
 
 @pytest.fixture(scope="module")

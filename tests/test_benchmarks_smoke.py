@@ -20,6 +20,8 @@ RATIO = re.compile(
     r"fan-out \d+\.\d+x, chain \d+\.\d+x, sleep \d+\.\d+x$",
     re.MULTILINE,
 )
+# The module-scoped run (timeout 120 s) counts against whichever test sets it up first.
+pytestmark = pytest.mark.timeout(130)
 
 
 @pytest.fixture(scope="module")

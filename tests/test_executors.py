@@ -449,9 +449,10 @@ def child_pids() -> set[int]:
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
-            except OSError:
+            except OSError:  # FileNotFoundError, ProcessLookupError: reaped meanwhile
                 continue
-            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+            state, ppid = stat.rpartition(")")[2].split()[:2]
+            if int(ppid) == os.getpid() and state not in ("Z", "X"):  # a zombie has ended
                 children.add(int(entry.name))
     return children
 
@@ -488,9 +489,13 @@ async def test_dask_local_cluster_lives_for_one_run_and_leaves_nothing() -> None
     assert cluster.status.name == "closed"
 
     def gone() -> bool:
+        # Signal 0 reaches a zombie too: where /proc tells, state Z or X counts as gone.
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+            if Path("/proc/self/stat").exists():
+                state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+                return state in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):  # reaped before or while it was read
             return True
         return False
 
@@ -729,6 +734,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.timeout(BOUND * 2 + 10)  # above the script's own timeout
 def test_a_task_defined_in_a_scripts_main_runs_on_dask(tmp_path: Path) -> None:
     script = tmp_path / "pipeline_script.py"
     script.write_text(SCRIPT)

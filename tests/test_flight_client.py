@@ -410,6 +410,7 @@ async def test_flight_retries_end_within_max_time(fake: FakeDremio) -> None:
         with pytest.raises(DremioConnectionError) as caught:
             await client.query("SELECT 1")
         elapsed = time.monotonic() - started
-    assert elapsed < 1.0 + 0.5, f"{elapsed:.2f} s: 50 attempts would take 15 s"
+    # 2.5 s over the budget: room for a slow first connect on a loaded machine.
+    assert elapsed < 1.0 + 2.5, f"{elapsed:.2f} s: 50 attempts would take 15 s"
     assert not caught.value.sent
     assert 2 <= len(fake.flight.calls) <= 4

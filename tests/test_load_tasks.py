@@ -223,7 +223,7 @@ async def test_a_retry_after_an_attempt_timeout_follows_the_first_job(
         "insert",
         "INSERT INTO lake.customers SELECT * FROM stage.updates",
         client=client,
-        timeout=0.3,
+        timeout=2.0,  # time for the POST to create the job; far below its 30 s latency
         retries=2,
         retry_on=TimeoutError,
         retry_delay=0,

@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "observability_overhead.py"
 ROWS = ("baseline", "capture", "capture+1 line", "otel, unconfigured", "metrics", "otel, in-memory")
 
 
+@pytest.mark.timeout(130)  # above the script's own 120 s timeout
 def test_small_run_prints_a_row_per_configuration_and_shape() -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--n", "20", "--reps", "2", "--mapped", "300"],

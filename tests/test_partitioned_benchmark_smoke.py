@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from _bench_run import run_quick
 
 
+@pytest.mark.timeout(190)  # above the script's own 180 s timeout
 def test_quick_mode_reports_every_part_count() -> None:
     done = run_quick("partitioned_extract.py", timeout=180)
     assert done.returncode == 0, done.stderr

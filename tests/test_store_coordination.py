@@ -284,11 +284,13 @@ async def test_a_stale_heartbeat_interrupts_the_run(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_an_attended_run_keeps_its_heartbeat(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "r.sqlite", heartbeat=0.1, dead_after=0.3) as store:
+    # A wide margin between beats and dead_after: a scheduling stall must not look dead.
+    async with SQLiteStore(tmp_path / "r.sqlite", heartbeat=0.2, dead_after=2.0) as store:
         await store.record([RunStarted("r", "etl", 1.0, {}, ("a",))])
         async with store.attend("r", lambda n: None):
             began = (await store.get_run("r")).status
-            for _ in range(10):  # well past dead_after, seen at several points
+            until = anyio.current_time() + 1.5 * store.dead_after
+            while anyio.current_time() < until:  # well past dead_after, seen at several points
                 await anyio.sleep(0.1)
                 assert (await store.get_run("r")).status is RunStatus.RUNNING
         assert began is RunStatus.RUNNING

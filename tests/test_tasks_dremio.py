@@ -101,7 +101,8 @@ async def test_failed_job_fails_the_task(client: DremioClient, fake: FakeDremio)
 @pytest.mark.asyncio
 async def test_task_timeout_cancels_the_dremio_job(client: DremioClient, fake: FakeDremio) -> None:
     fake.slow_jobs("slow", latency=30)
-    query = DremioQueryTask("q", "SELECT 'slow' AS s", client=client, timeout=0.2)
+    # Long enough for the POST to create the job first; far below its 30 s latency.
+    query = DremioQueryTask("q", "SELECT 'slow' AS s", client=client, timeout=1.0)
     result = await Pipeline("p").add_task(query).run()
     assert result.states["q"] == TaskState.FAILED  # a timed-out attempt fails (docs/concepts.md)
     assert isinstance(result.errors["q"], TimeoutError)

@@ -66,7 +66,8 @@ async def test_a_timeout_kills_a_process_that_left_the_group(tmp_path: Path, how
     pid_file = tmp_path / "stray"
     try:
         with anyio.fail_after(30):
-            result = await run_one(command(pid_file, how, timeout=3.0, kill_grace=0.2))
+            # Long enough for a traced interpreter chain to start and write the stray's pid.
+            result = await run_one(command(pid_file, how, timeout=6.0, kill_grace=0.2))
         assert result.states["cmd"] is TaskState.FAILED
         pid = await stray_pid(pid_file)
         assert await wait_gone(pid), f"the {how} stray {pid} outlived the task's timeout"
@@ -108,7 +109,8 @@ async def test_a_stray_holding_the_output_open_is_killed_on_timeout(tmp_path: Pa
             time.sleep(0.01)
         """
     )
-    t = ShellTask("cmd", [PY, "-c", code, STRAY, str(pid_file)], timeout=2.0, kill_grace=0.2)
+    # The timeout leaves a traced interpreter chain time to start and write the pid.
+    t = ShellTask("cmd", [PY, "-c", code, STRAY, str(pid_file)], timeout=6.0, kill_grace=0.2)
     try:
         with anyio.fail_after(30):
             result = await run_one(t)

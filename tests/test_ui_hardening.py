@@ -245,8 +245,9 @@ async def test_logout_ends_the_session(bearer_ui: UI) -> None:
 
 async def test_sessions_last_as_long_as_configured(gate) -> None:
     store = MemoryStore()
+    # Long enough that the first GET after signing in lands inside the session.
     async with _ui_fixtures.open_ui(
-        store, gate, auth=BearerAuth(TOKEN), session_seconds=1.0
+        store, gate, auth=BearerAuth(TOKEN), session_seconds=3.0
     ) as short:
         client = short.client
         token = form_token(await (await client.get("/login")).text())
@@ -254,7 +255,7 @@ async def test_sessions_last_as_long_as_configured(gate) -> None:
         signed = await client.post("/login", data=data, allow_redirects=False)
         assert signed.status == 303
         assert (await client.get("/api/runs")).status == 200
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):  # the 3 s session, and room for a loaded machine
             while (await short.client.get("/api/runs")).status == 200:
                 await anyio.sleep(0.05)
         assert (await short.client.get("/api/runs")).status == 401
