@@ -32,6 +32,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 __all__ = [
     "MASK",
     "SECRET_WORDS",
+    "error_text",
     "head_without_secrets",
     "is_secret_key",
     "margin",
@@ -143,6 +144,15 @@ def _url_path(value: str) -> str | None:
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     # "/" or "/api" would hide ordinary text; a webhook's path is long and random.
     return path if len(path.strip("/")) >= 8 else None
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or a stand-in when that raises: an exception that cannot be
+    printed must not stop what shows or stores it (mask the text as usual)."""
+    try:
+        return str(error)
+    except Exception as exc:
+        return f"<str() of {type(error).__name__} raised {type(exc).__name__}>"
 
 
 def mask_text(text: str, secrets: Iterable[str | None] = ()) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from ._masking import mask_text
+from ._masking import error_text, mask_text
 from .orchestration import (
     FINAL_STATES,
     Event,
@@ -78,7 +78,7 @@ def printable(text: str, *, newlines: bool = True) -> str:
 def describe(error: BaseException) -> str:
     """``TypeName: message``, whole, printable and masked (no secret-keyed value or
     URL password is printed)."""
-    text = mask_text(str(error))
+    text = mask_text(error_text(error))
     name = type(error).__name__
     return printable(f"{name}: {text}" if text else name)
 

@@ -95,6 +95,14 @@ def test_describe_names_the_type_and_keeps_the_whole_message() -> None:
     assert describe(TimeoutError()) == "TimeoutError"
 
 
+def test_describe_an_exception_whose_str_raises() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    assert describe(Unprintable()) == "Unprintable: <str() of Unprintable raised RuntimeError>"
+
+
 def test_format_table_wraps_the_last_column_and_never_cuts() -> None:
     message = " ".join(f"w{i}" for i in range(40))
     lines = format_table(("K", "NOTE"), [("key", message), ("k2", "a\nb")], width=40).splitlines()

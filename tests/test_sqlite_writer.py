@@ -22,6 +22,7 @@ from anyio.lowlevel import checkpoint
 
 from dremioframe_async import Pipeline, task
 from dremioframe_async.orchestration import (
+    HistoryIncomplete,
     Record,
     RunFinished,
     RunStarted,
@@ -854,3 +855,54 @@ def test_a_wide_fan_ins_record_is_not_plain() -> None:
     # Its keys would cost the loop more to pickle than this process's thread takes to
     # write them (a sink after 10^6 tasks: 15 MB).
     assert plain_ends([wide]) is None
+
+
+# -- a full disk -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs: a disk that really fills up (mounting one needs root)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a 2 MB tmpfs needs root (mount said: {done.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_full_disk_is_reported_as_full_and_the_writer_stays_quiet(
+    small_disk: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite rolls a transaction back itself when the disk is full: the ROLLBACK after
+    it failed and hid the cause ("no transaction is active"), and the child's idle
+    checkpoint died with a traceback on the application's stderr."""
+    store = SQLiteStore(small_disk / "runs.sqlite", busy_timeout=1.0)
+    writer = await ready(store)
+
+    @task(name="leaf")
+    async def leaf(i: int) -> str:
+        await anyio.sleep(i % 10 / 1000)  # batches with pauses: the child checkpoints
+        return "x" * 100
+
+    pipeline = Pipeline("full", max_concurrency=2_000)
+    for i in range(20_000):
+        pipeline.add_task(leaf(i))
+    try:
+        result = await pipeline.run(store=store)
+        assert result.status == "SUCCESS"
+        assert isinstance(result.history_error, HistoryIncomplete)
+        assert "database or disk is full" in str(result.history_error)
+        assert "no transaction is active" not in str(result.history_error)
+    finally:
+        await store.aclose()
+    await _until_gone(writer.pid)
+    assert "Traceback" not in capfd.readouterr().err

@@ -19,6 +19,7 @@ from dremioframe_async import DremioFrameError, Pipeline, PipelineFailed, task
 from dremioframe_async.orchestration import Event, Record, RunFinished, RunStarted, hand_back
 from dremioframe_async.store import (
     HistoryIncomplete,
+    MemoryStore,
     PostgresStore,
     RunStatus,
     SQLiteStore,
@@ -396,3 +397,88 @@ async def test_a_postgres_start_cancelled_mid_write_is_recorded_cancelled(pg_url
         await locker.close()
         await store.aclose()
         await drop_schema(pg_url, schema)
+
+
+# -- an exception that cannot be printed ---------------------------------------------------
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite-process", "sqlite-thread", "postgres"])
+async def test_an_exception_that_cannot_be_printed_is_recorded_with_the_rest(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Its str() raising once kept every record of the run out of the store, for good
+    (the failed batch was carried into each later one), and the run stayed RUNNING."""
+    schema = f"dfa_test_{secrets.token_hex(6)}"
+    if kind == "memory":
+        store: Any = MemoryStore()
+    elif kind == "postgres":
+        pg_url = request.getfixturevalue("pg_url")
+        store = PostgresStore(pg_url, schema=schema)
+    else:
+        store = SQLiteStore(tmp_path / "runs.sqlite", writer=kind.removeprefix("sqlite-"))
+
+    @task(name="fine")
+    async def fine() -> int:
+        return 1
+
+    @task(name="odd")
+    async def odd() -> None:
+        raise _Unprintable()
+
+    pipeline = Pipeline("unprintable").add_task(fine()).add_task(fine()).add_task(odd())
+    try:
+        result = await pipeline.run(store=store)
+        assert result.status == "FAILED"
+        assert result.history_error is None
+        run = await store.get_run(result.run_id)
+        assert run.status is RunStatus.FAILED
+        tasks = {t.key: t for t in await store.get_tasks(result.run_id)}
+        assert {k: t.state.value for k, t in tasks.items()} == {
+            "fine": "SUCCESS",
+            "fine_2": "SUCCESS",
+            "odd": "FAILED",
+        }
+        (attempt,) = tasks["odd"].attempts
+        assert attempt.error_type is not None
+        assert attempt.error_type.endswith("_Unprintable")
+        assert attempt.error_message == "<str() of _Unprintable raised RuntimeError>"
+        assert attempt.error_traceback is not None
+        assert "_Unprintable" in attempt.error_traceback
+    finally:
+        await store.aclose()
+        if kind == "postgres":
+            await drop_schema(request.getfixturevalue("pg_url"), schema)
+
+
+# -- SQLite's own rollback -----------------------------------------------------------------
+
+
+async def test_a_transaction_sqlite_rolled_back_itself_keeps_its_error(tmp_path: Path) -> None:
+    """On a full disk SQLite rolls the transaction back as the statement fails; the
+    ROLLBACK after it failed ("no transaction is active") and hid why (seen on a 2 MB
+    tmpfs). Here the body rolls back itself, as SQLite does, then raises."""
+    from dremioframe_async.store._sqlite import _transaction
+
+    conn = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None)
+    conn.execute("CREATE TABLE t (a)")
+
+    def insert(value: int, error: Exception, rolled_back: bool) -> None:
+        with _transaction(conn):
+            conn.execute("INSERT INTO t VALUES (?)", (value,))
+            if rolled_back:
+                conn.execute("ROLLBACK")  # what SQLite did on its own
+            raise error
+
+    full = sqlite3.OperationalError("database or disk is full")
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        insert(1, full, rolled_back=True)
+    with pytest.raises(ZeroDivisionError):  # and a transaction still open is rolled back
+        insert(2, ZeroDivisionError(), rolled_back=False)
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    conn.close()

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._masking import mask_text
+from .._masking import error_text, mask_text
 
 __all__ = [
     "EncodedError",
@@ -127,7 +127,7 @@ def encode_error(error: BaseException) -> EncodedError:
     masked (secret-keyed values, URL passwords) before anything is stored."""
     return EncodedError(
         type=type_name(error),
-        message=mask_text(str(error)),
+        message=mask_text(error_text(error)),
         traceback=mask_text("".join(traceback.format_exception(error))),
     )
 

@@ -753,7 +753,12 @@ class _transaction:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            # Some errors (a full disk, say) have rolled the transaction back already:
+            # a ROLLBACK then fails and would hide the error that says why.
+            self.conn.execute("ROLLBACK")
 
 
 def _run_of(record: Record) -> str:

@@ -116,7 +116,10 @@ def _serve(sock: socket.socket, store: SQLiteStore, conn: sqlite3.Connection) ->
         if rows < IDLE_CHECKPOINT_ROWS and commits < IDLE_CHECKPOINT_COMMITS:
             continue
         if not incoming.poll(IDLE_SECONDS * 1000):  # no batch came: checkpoint now
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            # Only an optimisation: one that fails (a full disk) leaves the WAL to grow
+            # until a later one, and the next batch that cannot be written says why.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             rows = commits = 0
 
 
