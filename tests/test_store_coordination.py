@@ -389,3 +389,24 @@ async def test_an_interrupted_run_ends_at_its_last_heartbeat(store: RunStore) ->
     assert (task_a.state, task_a.interrupted) == (TaskState.CANCELLED, True)
     assert task_a.finished == pytest.approx(now - 2, abs=1e-3)
     assert task_a.attempts[-1].finished == pytest.approx(now - 2, abs=1e-3)
+
+
+def test_a_closed_store_records_again_in_another_event_loop(tmp_path: Path) -> None:
+    """The heartbeat's events were made in the first loop and kept: a run in a second
+    ``anyio.run`` failed at its first tick ("bound to a different event loop")."""
+    store = SQLiteStore(tmp_path / "r.sqlite", heartbeat=0.05, cancel_poll=0.05)
+
+    @task(name="wait")
+    async def wait() -> int:
+        await anyio.sleep(0.2)  # a few ticks of the heartbeat
+        return 1
+
+    async def one_run() -> str:
+        try:
+            result = await Pipeline("loops").add_task(wait()).run(store=store)
+            assert result.history_error is None
+            return result.status
+        finally:
+            await store.aclose()
+
+    assert [anyio.run(one_run), anyio.run(one_run)] == ["SUCCESS", "SUCCESS"]

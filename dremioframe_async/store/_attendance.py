@@ -73,6 +73,10 @@ class Attendance:
         self._wake: anyio.Event | None = None
         self._refreshed: anyio.Event | None = None
 
+    def fresh(self) -> Attendance:
+        """The same settings, attending nothing (for a forked copy of the process)."""
+        return Attendance(self._beat, self._poll, self.heartbeat, self.cancel_poll)
+
     @property
     def run_ids(self) -> list[str]:
         """The runs attended now."""
@@ -90,7 +94,9 @@ class Attendance:
     @asynccontextmanager
     async def attend(self, run_id: str, on_cancel: Callable[[int], None]) -> AsyncIterator[None]:
         """Attend ``run_id`` for the duration; ``on_cancel(n)`` gets the n-th cancel request."""
-        if self._lock is None:
+        if self._lock is None or not self._runs:
+            # Made anew whenever nothing is attended: a store used again in another
+            # event loop (after ``aclose()``) must not wait on this one's first loop.
             self._lock, self._wake, self._refreshed = anyio.Lock(), anyio.Event(), anyio.Event()
         entry = self._runs[run_id] = _Attended(on_cancel)
         try:

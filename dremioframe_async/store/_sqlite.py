@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from itertools import chain
@@ -77,6 +78,9 @@ _CHUNK = 512
 # Runs ended by the store's thread that its writer process is yet to hear of, at most
 # (it forgets them with its next batch; one it never hears of keeps a few keys).
 _ENDED_KEPT = 10_000
+# Every store of this process, so that a forked copy drops what belongs to its parent
+# (see ``_forget_parent``).
+_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
 
 
 class SQLiteStore:
@@ -148,9 +152,37 @@ class SQLiteStore:
         self._carry: list[Record] = []
         self._carry_lock = threading.Lock()  # the loop hands some back; the thread writes
         self._to_reap: list[WriterProcess] = []
+        # Held while the worker thread uses the connection, and by fork() (see
+        # ``_forget_parent``): a forked copy never inherits it in mid-statement.
+        self._conn_lock = threading.Lock()
+        _STORES.add(self)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
+
+    def _forget_parent(self) -> None:
+        """In a forked copy of this process: start afresh on the same file. Its own
+        connection and writer process open with its first use; the parent's writer,
+        and what it owes, are left to the parent.
+
+        SQLite's connections must not cross fork(): the copy has the parent's record
+        of its file locks without the locks, so it wrote unlocked, into a WAL the
+        parent had removed (the file was left malformed, or a run's rows went missing
+        while its run() said nothing). A connection opened next to an inherited one
+        shares that record, so the inherited one is closed here (idle: fork() waits
+        for ``_conn_lock``). The copy holds no lock the close could release.
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._limiter = None
+        self._writer = None  # retired already (``_sqlite_writer``'s fork hook)
+        self._spawn = self._process_writer
+        self._to_reap, self._carry, self._ended_here = [], [], []
+        self._carry_lock = threading.Lock()  # another thread may have held it at fork
+        self._written = WrittenTasks()
+        self._attendance = self._attendance.fresh()
 
     def path_hint(self) -> str:
         """For a relative path that exists only as an absolute one: a "did you mean".
@@ -195,10 +227,11 @@ class SQLiteStore:
     def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
             self._reap()
-            conn = self._conn if self._conn is not None else self._connect()
-            if self._carry:
-                self._write_carry(conn)
-            return fn(conn, *args)
+            with self._conn_lock:
+                conn = self._conn if self._conn is not None else self._connect()
+                if self._carry:
+                    self._write_carry(conn)
+                return fn(conn, *args)
         except DremioFrameError:
             raise
         except (sqlite3.Error, OSError) as exc:
@@ -614,9 +647,10 @@ class SQLiteStore:
             )
 
     def _close_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
 
     async def __aenter__(self) -> SQLiteStore:
         await self._call(lambda conn: None)
@@ -944,3 +978,30 @@ def _run_counts(conn: sqlite3.Connection, dead_after: float) -> dict[tuple[str, 
 def _get_traceparent(conn: sqlite3.Connection, run_id: str) -> str | None:
     row = conn.execute(_LOGS.traceparent, (run_id,)).fetchone()
     return None if row is None else str(row[0])
+
+
+_FORKING: list[SQLiteStore] = []  # the stores whose connection fork() waits for
+
+
+def _before_fork() -> None:
+    _FORKING[:] = list(_STORES)
+    for store in _FORKING:
+        store._conn_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for store in _FORKING:
+        store._conn_lock.release()
+    _FORKING.clear()
+
+
+def _after_fork_in_child() -> None:
+    for store in _FORKING:
+        store._conn_lock.release()
+        store._forget_parent()
+    _FORKING.clear()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
