@@ -742,7 +742,7 @@ async def test_a_forked_copy_does_not_keep_the_writer_alive(tmp_path: Path) -> N
 # inherited while the parent records one too, through the same store ("shared") or
 # through a new one after closing its own ("reopened"). Prints each run's task rows.
 _FORK_RUNS = """
-import os, sqlite3, sys
+import os, sqlite3, sys, traceback
 import anyio
 from dremioframe_async import Pipeline, task
 from dremioframe_async.store import SQLiteStore
@@ -781,9 +781,13 @@ async def record():
 
 try:
     anyio.run(record)
-finally:
-    if pid == 0:
-        os._exit(0)
+except BaseException:
+    if pid != 0:
+        raise
+    traceback.print_exc()  # the copy's own failure: its exit code says so
+    os._exit(1)
+if pid == 0:
+    os._exit(0)
 _, status = os.waitpid(pid, 0)
 assert status == 0, status
 with sqlite3.connect(path) as check:
@@ -810,6 +814,38 @@ async def test_a_forked_copy_records_through_the_store_it_inherited(
         out = proc.stdout.decode().split("\n")
         assert proc.returncode == 0, proc.stderr.decode()
         assert out[:2] == ["ok", "[('copy', 'SUCCESS', 4000), ('parent', 'SUCCESS', 4000)]"]
+
+
+_FORK_MEMORY = """
+import functools, os
+import anyio
+from dremioframe_async import Pipeline, task
+from dremioframe_async.store import SQLiteStore
+
+@task(name="one")
+async def one() -> int:
+    return 1
+
+store = SQLiteStore(":memory:")
+result = anyio.run(functools.partial(Pipeline("mem").add_task(one()).run, store=store))
+pid = os.fork()
+if pid == 0:
+    status = anyio.run(store.get_run, result.run_id).status.value
+    os._exit(0 if status == "SUCCESS" else 1)
+_, code = os.waitpid(pid, 0)
+assert code == 0, code
+print(anyio.run(store.get_run, result.run_id).status.value)
+"""
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_forked_copy_of_an_in_memory_store_keeps_its_runs(tmp_path: Path) -> None:
+    """An in-memory database is the copy's own copy: nothing to close and reopen (doing
+    so gave the copy an empty database)."""
+    with anyio.fail_after(60):
+        proc = await anyio.run_process([sys.executable, "-c", _FORK_MEMORY], check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == "SUCCESS"
 
 
 class Weird(str):

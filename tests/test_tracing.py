@@ -413,3 +413,26 @@ async def test_a_plain_task_that_returns_an_awaitable_has_a_failed_span(
     (span,) = by_name(list(exporter.get_finished_spans()), "task forgets_await")
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes["dremioframe.state"] == "FAILED"
+
+
+@pytest.mark.asyncio
+async def test_an_exception_whose_str_raises_fails_its_task_as_itself(
+    traced: tuple[Any, Any],
+) -> None:
+    """The span printed the exception: the error its str() raised replaced the task's."""
+    provider, exporter = traced
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    @task(name="odd")
+    async def odd() -> None:
+        raise Unprintable()
+
+    result = await Pipeline("odd").add_task(odd()).run(tracer_provider=provider)
+    assert result.tasks["odd"].state.value == "FAILED"
+    assert type(result.tasks["odd"].error) is Unprintable
+    (span,) = by_name(list(exporter.get_finished_spans()), "task odd")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "Unprintable: <str() of Unprintable raised RuntimeError>"

@@ -16,12 +16,14 @@ event (an SDK keeps 128 events per span by default).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
 
+from .._masking import error_text
 from .._telemetry import otel_context, reset_tracer, trace, tracer_for, using_tracer
 from ._node import Node
 from ._states import TaskState
@@ -117,8 +119,10 @@ class RunTracing:
             state = TaskState.CANCELLED
             raise
         except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            with contextlib.suppress(Exception):  # it prints the exception, which may raise
+                span.record_exception(exc)
+            message = f"{type(exc).__name__}: {error_text(exc)}"
+            span.set_status(trace.Status(trace.StatusCode.ERROR, message))
             raise
         finally:
             _end(span, state, mapped)
@@ -167,7 +171,7 @@ def _counted(mapped: _Mapped, node: Node) -> Iterator[None]:
                 "dremioframe.task": node.key,
                 "dremioframe.attempt": node.attempts,
                 "exception.type": type(exc).__name__,
-                "exception.message": str(exc),
+                "exception.message": error_text(exc),
             },
         )
         raise

@@ -79,8 +79,10 @@ _CHUNK = 512
 # (it forgets them with its next batch; one it never hears of keeps a few keys).
 _ENDED_KEPT = 10_000
 # Every store of this process, so that a forked copy drops what belongs to its parent
-# (see ``_forget_parent``).
+# (see ``_forget_parent``); added to, and read at fork(), under ``_FORK_LOCK``.
 _STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+_FORK_LOCK = threading.Lock()  # one fork() at a time goes through the hooks below
+_FORK_HELD = threading.local()  # whether this thread's fork() took ``_FORK_LOCK``
 
 
 class SQLiteStore:
@@ -155,7 +157,8 @@ class SQLiteStore:
         # Held while the worker thread uses the connection, and by fork() (see
         # ``_forget_parent``): a forked copy never inherits it in mid-statement.
         self._conn_lock = threading.Lock()
-        _STORES.add(self)
+        with _FORK_LOCK:  # not while fork() waits for the stores it knows
+            _STORES.add(self)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.name})"
@@ -172,10 +175,11 @@ class SQLiteStore:
         shares that record, so the inherited one is closed here (idle: fork() waits
         for ``_conn_lock``). The copy holds no lock the close could release.
         """
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        if self.path != ":memory:":  # an in-memory database is the copy's own copy
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
         self._limiter = None
         self._writer = None  # retired already (``_sqlite_writer``'s fork hook)
         self._spawn = self._process_writer
@@ -980,26 +984,39 @@ def _get_traceparent(conn: sqlite3.Connection, run_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-_FORKING: list[SQLiteStore] = []  # the stores whose connection fork() waits for
+_FORKING: list[SQLiteStore] = []  # the stores whose connection lock fork() took
 
 
 def _before_fork() -> None:
-    _FORKING[:] = list(_STORES)
-    for store in _FORKING:
+    """Wait until no store's thread uses its connection (the whole call under way: it
+    may wait up to ``busy_timeout`` on another process's lock), and keep it so until
+    the fork is done. Runs for ``os.fork()`` and ``multiprocessing``'s fork, not for
+    ``subprocess``."""
+    _FORK_LOCK.acquire()
+    _FORK_HELD.value = True
+    for store in list(_STORES):
         store._conn_lock.acquire()
+        _FORKING.append(store)  # only once taken: a Ctrl-C may end this loop early
+
+
+def _after_fork(in_child: bool) -> None:
+    if not getattr(_FORK_HELD, "value", False):  # the before hook failed at its start
+        return
+    _FORK_HELD.value = False
+    for store in _FORKING:
+        store._conn_lock.release()
+        if in_child:
+            store._forget_parent()
+    _FORKING.clear()
+    _FORK_LOCK.release()
 
 
 def _after_fork_in_parent() -> None:
-    for store in _FORKING:
-        store._conn_lock.release()
-    _FORKING.clear()
+    _after_fork(in_child=False)
 
 
 def _after_fork_in_child() -> None:
-    for store in _FORKING:
-        store._conn_lock.release()
-        store._forget_parent()
-    _FORKING.clear()
+    _after_fork(in_child=True)
 
 
 os.register_at_fork(
