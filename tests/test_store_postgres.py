@@ -332,3 +332,73 @@ async def test_a_batch_that_cannot_be_sliced_is_folded_whole() -> None:
     _, ends, _ = _wide_run(200)
     fold = await fold_sliced(Fold("me", None), deque(ends))
     assert len(fold.tasks) == 200
+
+
+# A process opens its store in one event loop and leaves it open; then it forks, and
+# both the copy and the parent record a run through that store in a new event loop.
+# The parent reads the store again after the copy has ended.
+_FORKED_POSTGRES = """
+import os, sys, traceback
+import anyio
+from dremioframe_async import Pipeline, task
+from dremioframe_async.store import PostgresStore
+
+url, schema = sys.argv[1], sys.argv[2]
+
+@task(name="leaf")
+async def leaf(i: int) -> int:
+    await anyio.sleep(i % 7 / 1000)
+    return i
+
+def pipeline(name):
+    p = Pipeline(name, max_concurrency=500)
+    for i in range(1_000):
+        p.add_task(leaf(i))
+    return p
+
+store = PostgresStore(url, schema=schema)
+anyio.run(store.list_runs)  # its pool belongs to this loop, which ends here
+pid = os.fork()
+who = "copy" if pid == 0 else "parent"
+
+async def record():
+    result = await pipeline(who).run(store=store)
+    assert result.status == "SUCCESS" and result.history_error is None, result
+    if pid != 0:
+        _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
+        assert status == 0, status  # the copy ended (and dropped its store) first
+        runs = await store.list_runs()
+        print(sorted((r.pipeline, r.status.value, sum(r.counts.values())) for r in runs))
+    await store.aclose()
+
+try:
+    anyio.run(record)
+except BaseException:
+    if pid != 0:
+        raise
+    traceback.print_exc()
+    os._exit(1)
+if pid == 0:
+    os._exit(0)
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_store_left_open_is_used_by_a_forked_copy_and_a_new_event_loop(
+    pg_url: str,
+) -> None:
+    """Its pool belonged to a finished event loop ("Event loop is closed" in both
+    processes), and a forked copy would share the parent's sockets."""
+    import sys
+
+    schema = f"dfa_test_{secrets.token_hex(6)}"
+    try:
+        argv = [sys.executable, "-c", _FORKED_POSTGRES, pg_url, schema]
+        with anyio.fail_after(120):
+            proc = await anyio.run_process(argv, check=False)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout.decode().strip() == (
+            "[('copy', 'SUCCESS', 1000), ('parent', 'SUCCESS', 1000)]"
+        )
+    finally:
+        await _store_fixtures.drop_schema(pg_url, schema)

@@ -19,7 +19,9 @@ opened again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import re
 import secrets
 import time
@@ -65,6 +67,9 @@ from ._views import prior_run, run_info, task_infos
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger("dremioframe_async.store")
+# Pools and connections of another process or of a finished event loop, never used
+# again and never closed (``PostgresStore._leave_behind``).
+_LEFT_BEHIND: list[tuple[Any, Any]] = []
 
 SCHEMA_VERSION = len(MIGRATIONS)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -124,6 +129,7 @@ class PostgresStore:
         self._batches = BatchWriter(self._prefix, self._logs, self._state, schema)
         self._pauses = PauseSQL("postgres", self._prefix)
         self._pool: Any = None
+        self._opened_in: tuple[int, asyncio.AbstractEventLoop] | None = None  # pid, loop
         self._open_lock: anyio.Lock | None = None
         self.dead_after = dead_after
         self._attendance = Attendance(self._beat, self._poll, heartbeat, cancel_poll)
@@ -137,14 +143,30 @@ class PostgresStore:
         return f"PostgresStore({self.name})"
 
     async def _ensure(self) -> Any:
+        here = (os.getpid(), asyncio.get_running_loop())
         if self._pool is not None:
-            return self._pool
+            if self._opened_in == here:
+                return self._pool
+            self._leave_behind()
         if self._open_lock is None:
             self._open_lock = anyio.Lock()
         async with self._open_lock:
             if self._pool is None:
                 self._pool = await self._open()
+                self._opened_in = here
         return self._pool
+
+    def _leave_behind(self) -> None:
+        """Drop the pool and the LISTEN connection of another process (a forked copy
+        shares the parent's sockets: using or closing them would break its sessions) or
+        of an event loop that is gone (a store used again in a new ``anyio.run``
+        without ``aclose()``): they are kept unused, and a new pool opens."""
+        _LEFT_BEHIND.append((self._pool, self._listener))
+        self._pool = self._listener = self._opened_in = None
+        self._open_lock = self._listen_lock = None
+        self._queued = None
+        self._attendance = self._attendance.fresh()
+        self._generation += 1
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
@@ -506,6 +528,7 @@ class PostgresStore:
 
     async def _listen(self) -> None:
         """Open the LISTEN connection, again if it was lost."""
+        await self._ensure()  # first: another process's or loop's listener is left behind
         if self._listener is not None and not self._listener.is_closed():
             return
         if self._listen_lock is None:
@@ -544,6 +567,8 @@ class PostgresStore:
 
     async def aclose(self) -> None:
         """Close the pool and the listening connection; using the store again reopens them."""
+        if self._pool is not None and self._opened_in != (os.getpid(), asyncio.get_running_loop()):
+            self._leave_behind()  # not this process's or this loop's to close
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
         self._generation += 1
