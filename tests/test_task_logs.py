@@ -10,6 +10,7 @@ import contextvars
 import functools
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,15 @@ import anyio
 import pytest
 
 from dremioframe_async import Pipeline, task
-from dremioframe_async.orchestration import ArgumentError, Event, LogCapture, TaskLogged, _logs
+from dremioframe_async.orchestration import (
+    ArgumentError,
+    Event,
+    LogCapture,
+    TaskLogged,
+    TaskState,
+    TaskStateChanged,
+    _logs,
+)
 from dremioframe_async.store import LogEntry, LogQuery, MemoryStore, RunStore, drop_marker
 from dremioframe_async.store._codec import storable_text
 
@@ -398,3 +407,152 @@ async def test_lines_a_database_cannot_hold_are_stored_escaped(store: RunStore) 
     if not isinstance(store, MemoryStore):
         expected = storable_text(expected)
     assert line.message == expected
+
+
+@pytest.mark.anyio
+async def test_a_plain_tasks_lines_come_before_its_end_and_a_copy_of_its_context_files_none_later(
+    shared_logger_at_info: None,
+) -> None:
+    """The runner's plain path makes a task's log with its first line and ends it where
+    the task settles: the lines are sent before the task's final state, and a thread
+    holding a copy of the task's context files nothing once the task has ended, though
+    a later task runs in the same runner meanwhile."""
+    later, late_logged = threading.Event(), threading.Event()
+
+    def late() -> None:
+        later.wait(20)
+        SHARED.info("late line of first")
+        late_logged.set()
+
+    @task(name="first")
+    async def first() -> None:
+        SHARED.info("line of first")
+        threading.Thread(target=contextvars.copy_context().run, args=(late,)).start()
+
+    @task(name="second")
+    async def second() -> None:
+        later.set()  # the thread logs while this task runs, after ``first`` ended
+        assert await anyio.to_thread.run_sync(late_logged.wait, 20)
+        SHARED.info("line of second")
+
+    f, s = first(), second()
+    f >> s
+    events: list[Event] = []
+    result = await Pipeline("plain_lines").add_task(f).run(on_event=events.append)
+    assert result.status == "SUCCESS"
+    logged = [
+        (e.key, line.message) for e in events if isinstance(e, TaskLogged) for line in e.lines
+    ]
+    assert logged == [("first", "line of first"), ("second", "line of second")]
+    for key in ("first", "second"):
+        sent = next(i for i, e in enumerate(events) if isinstance(e, TaskLogged) and e.key == key)
+        ended = next(
+            i
+            for i, e in enumerate(events)
+            if isinstance(e, TaskStateChanged) and e.key == key and e.state is TaskState.SUCCESS
+        )
+        assert sent < ended, key
+
+
+class _PlainNode:
+    """What the capture reads of a plain task's node."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.attempts = 1
+        self.state = _logs.TaskState.RUNNING
+
+
+def test_a_plain_tasks_line_after_its_end_is_neither_filed_nor_sent(
+    shared_logger_at_info: None,
+) -> None:
+    sent: list[Any] = []
+    run = _logs.RunLogs("r", "p", LogCapture(), sent.append)
+    node = _PlainNode("quiet")
+    _logs._install()
+    try:
+        context = contextvars.copy_context()
+        context.run(_logs.CURRENT_LOG.set, (run, node))
+        context.run(SHARED.info, "its line")
+        node.state = _logs.TaskState.SUCCESS
+        run.end(node)
+        context.run(SHARED.info, "late line")
+        run.flush()
+    finally:
+        _logs._uninstall()
+    assert [line.message for e in sent for line in e.lines] == ["its line"]
+    assert run.lazy == {}
+    assert run.open == set()
+
+
+class _PausingNode(_PlainNode):
+    """A node whose state, read by ``filer`` under the capture lock, is read as RUNNING
+    and then held there until ``release()`` says go: a thread that saw the task
+    running, and has not made its log yet, while the task settles."""
+
+    def __init__(self, key: str, release: Any) -> None:
+        super().__init__(key)
+        self.filer: int | None = None
+        self.read_running = threading.Event()
+        self._release = release
+
+    @property  # type: ignore[override]
+    def state(self) -> _logs.TaskState:
+        value = self._state
+        if threading.get_ident() == self.filer and _logs.CAPTURE_LOCK.locked():
+            self.read_running.set()
+            self._release()
+        return value
+
+    @state.setter
+    def state(self, value: _logs.TaskState) -> None:
+        self._state = value
+
+
+def test_a_plain_tasks_end_waits_for_a_line_being_filed_in_another_thread(
+    shared_logger_at_info: None,
+) -> None:
+    """A thread that saw the task running under the capture lock, and has not made its
+    log yet, when the task settles: the end waits for it and sends its line; nothing
+    is made for the task after its end."""
+    sent: list[Any] = []
+    run = _logs.RunLogs("r", "p", LogCapture(), sent.append)
+    returned = threading.Event()
+    main = threading.get_ident()
+
+    def main_waits_in_end() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code is _logs.RunLogs.end.__code__:
+                return True
+            frame = frame.f_back
+        return False
+
+    def until_main_is_in_end() -> None:
+        # Until the main thread is inside ``end`` (blocked on the capture lock) or has
+        # returned from it: a check on each tick, not a guess at how long it takes.
+        while not main_waits_in_end() and not returned.wait(0.001):
+            pass
+
+    node = _PausingNode("busy", until_main_is_in_end)
+    context = contextvars.copy_context()
+    context.run(_logs.CURRENT_LOG.set, (run, node))
+
+    def filing() -> None:
+        node.filer = threading.get_ident()
+        context.run(SHARED.info, "filed")
+
+    _logs._install()
+    try:
+        thread = threading.Thread(target=filing)
+        thread.start()
+        assert node.read_running.wait(20)
+        node.state = _logs.TaskState.SUCCESS
+        run.end(node)
+        returned.set()
+        thread.join(20)
+    finally:
+        _logs._uninstall()
+    assert [line.message for e in sent for line in e.lines] == ["filed"]
+    assert run.lazy == {}
+    assert run.open == set()

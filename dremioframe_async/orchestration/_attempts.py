@@ -17,7 +17,7 @@ from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._errors import ExpandError, MapLengthError
 from ._events import TaskRetrying
 from ._gc import freezing
-from ._logs import CURRENT_LOG, AttemptLog, shipped_logs
+from ._logs import CURRENT_LOG, shipped_logs
 from ._mapping import MappedTask
 from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_limit
 from ._placement import on_executor, remote_call
@@ -87,20 +87,17 @@ class Attempts(Arguments):
                 task = node.task
                 observe = self.observe
                 capture = observe.capture if observe is not None else None
-                if capture is not None and task.options.capture_logs:
-                    # Log capture alone (the common case), its scope opened inline:
-                    # ``Observers.__call__`` and a ``with`` cost a wide fan-out about
-                    # half a microsecond a task.
-                    log = AttemptLog(capture, node.key, node.attempts)
-                    token = CURRENT_LOG.set(log)
-                    try:
-                        result = await task.action(*task.args, **task.kwargs)
-                        if result is not None:
-                            result = check_async(node.key, result)
-                    finally:
-                        CURRENT_LOG.reset(token)
-                        log.close()
-                elif observe is None or capture is not None:
+                if capture is not None:
+                    # Log capture alone (the common case): no scope to open or close.
+                    # The attempt is this node while it is RUNNING, its log made with
+                    # its first line and ended where it settles (see ``_logs``). The
+                    # variable is left set: whatever runs next in this runner sets its
+                    # own, and a line filed meanwhile finds the node settled.
+                    CURRENT_LOG.set((capture, node) if task.options.capture_logs else None)
+                    result = await task.action(*task.args, **task.kwargs)
+                    if result is not None:
+                        result = check_async(node.key, result)
+                elif observe is None:
                     result = await task.action(*task.args, **task.kwargs)
                     if result is not None:
                         result = check_async(node.key, result)

@@ -8,6 +8,14 @@ task into the coroutines it starts and the worker thread of a plain function
 (anyio copies the context into the thread). A record emitted outside any
 attempt is ignored.
 
+A plain task (the runner's fast path: one attempt, nothing else to set up) costs
+less: the runner sets the variable to ``(run logs, node)`` and never resets it,
+and the attempt's :class:`AttemptLog` is made with its first line. The attempt
+is open while the node is RUNNING; the run ends it where the node settles
+(:meth:`RunLogs.end`), before the node's final state is emitted. A line filed
+later (a thread or a stray coroutine the task left behind, or code that runs in
+the runner after the task) finds the node settled and is ignored.
+
 Each attempt keeps a bounded buffer (the newest ``max_lines`` lines and
 ``max_bytes`` bytes of text). The lines travel on the run's event stream as
 :class:`~._events.TaskLogged` events: while the attempt runs, a flusher sends
@@ -33,8 +41,10 @@ import anyio
 
 from ._errors import ArgumentError
 from ._events import LogLine, TaskLogged
+from ._states import TaskState
 
 __all__ = [
+    "CAPTURE_LOCK",
     "CURRENT_LOG",
     "AttemptLog",
     "LogCapture",
@@ -46,9 +56,11 @@ __all__ = [
     "task_logger",
 ]
 
-CURRENT_LOG: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
-    "dremioframe_async_attempt_log", default=None
+# An attempt's log, or a plain task's ``(RunLogs, node)`` (its log made with its first line).
+CURRENT_LOG: contextvars.ContextVar[AttemptLog | tuple[RunLogs, Any] | None] = (
+    contextvars.ContextVar("dremioframe_async_attempt_log", default=None)
 )
+_RUNNING = TaskState.RUNNING
 _FORMAT = logging.Formatter("%(message)s")  # message, then the traceback of exc_info
 
 
@@ -214,8 +226,17 @@ class _Shipped:
 
 def shipped_logs() -> ShippedLogs | None:
     """The current attempt's :class:`ShippedLogs`, or None when it captures nothing."""
-    log = CURRENT_LOG.get()
+    log = _attempt_log(CURRENT_LOG.get())
     return ShippedLogs(log) if log is not None and log.open else None
+
+
+def _attempt_log(current: AttemptLog | tuple[RunLogs, Any] | None) -> AttemptLog | None:
+    """The attempt log ``current`` stands for, a plain task's made now; None: outside one."""
+    if isinstance(current, tuple):
+        run, node = current
+        with _LOCK:
+            return run.log_of(node)
+    return current
 
 
 class _CaptureHandler(logging.Handler):
@@ -229,23 +250,43 @@ class _CaptureHandler(logging.Handler):
         # Overridden rather than ``emit`` to skip Handler.handle's lock: the
         # buffers have their own, and most records (outside attempts) need none.
         log = CURRENT_LOG.get()
-        if log is None or not log.open or record.levelno < log.run.settings.level:
+        if log is None:
             return False
-        try:
-            message = _FORMAT.format(record)
-        except Exception:
-            self.handleError(record)
+        if isinstance(log, tuple):  # a plain task's: its log is made with its first line
+            run, node = log
+            if node.state is not _RUNNING or record.levelno < run.settings.level:
+                return False
+            message = self._format(record)
+            if message is None:
+                return False
+            with _LOCK:
+                attempt = run.log_of(node)
+                if attempt is not None and attempt.open:
+                    attempt.append(record, message)
+            return True
+        if not log.open or record.levelno < log.run.settings.level:
+            return False
+        message = self._format(record)
+        if message is None:
             return False
         with _LOCK:
             if log.open:
                 log.append(record, message)
         return True
 
+    def _format(self, record: logging.LogRecord) -> str | None:
+        try:
+            return _FORMAT.format(record)
+        except Exception:
+            self.handleError(record)
+            return None
+
     def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() is used
         self.handle(record)
 
 
 _LOCK = threading.Lock()
+CAPTURE_LOCK = _LOCK  # the runner checks it when a plain task settles (``RunLogs.end``)
 _HANDLER = _CaptureHandler()
 _HANDLERS_LOCK = getattr(logging, "_lock", None) or threading.RLock()  # logging's own
 
@@ -289,10 +330,33 @@ class RunLogs:
         self.settings = settings
         self._emit = emit
         self.open: set[AttemptLog] = set()
+        # Plain tasks' attempt logs, each made with its first line (see the module's doc).
+        self.lazy: dict[Any, AttemptLog] = {}
 
     def attempt(self, key: str, number: int) -> AttemptLog:
         """The scope capturing what is logged in it as attempt ``number`` of ``key``."""
         return AttemptLog(self, key, number)
+
+    def log_of(self, node: Any) -> AttemptLog | None:
+        """The log of plain task ``node``'s attempt, made now if need be; None once the
+        node is no longer RUNNING. The caller holds the capture lock."""
+        log = self.lazy.get(node)
+        if log is None:
+            if node.state is not _RUNNING:
+                return None
+            log = self.lazy[node] = AttemptLog(self, node.key, node.attempts)
+        return log
+
+    def end(self, node: Any) -> None:
+        """End plain task ``node``'s attempt, whose final state was just set: send its
+        lines. The runner calls it only when a log was made, or when a thread holds the
+        capture lock, which may be making one (it sees the new state once it is done)."""
+        if _LOCK.locked():
+            with _LOCK:
+                pass
+        log = self.lazy.pop(node, None)
+        if log is not None:
+            log.close()
 
     def send(self, log: AttemptLog) -> None:
         """Emit ``log``'s lines not sent yet, if any."""
@@ -375,7 +439,10 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
             super().log(level, msg, *args, **kwargs)
             return
         log = CURRENT_LOG.get()
-        if log is None or level < max(logging.INFO, log.run.settings.level):
+        if log is None:
+            return
+        run = log[0] if isinstance(log, tuple) else log.run
+        if level < max(logging.INFO, run.settings.level):
             return
         exc_info = kwargs.get("exc_info")
         if exc_info is True or (isinstance(exc_info, BaseException)):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ._logs import CAPTURE_LOCK
 from ._node import ChildNode, Node, Settlement
 from ._rules import (
     Verdict,
@@ -54,7 +55,13 @@ class Settling(RunCore):
         # With task records (a store is the only reader), each final state is emitted
         # here as a ``TaskRecord`` (as ``_state_event`` would make it), without a call.
         records = self.emit if self.task_records else None
-        plan, run_id, times = self.plan, self.run_id, self.times
+        run_id, starts = self.run_id, self.times.starts
+        if records is not None:  # read once per batch of settlements, not once per task
+            upstream_keys, pipeline = self.plan.upstream_keys, self.plan.pipeline
+        # Plain tasks' log capture (see ``_logs``): an attempt ends where its node settles.
+        capture = self.observe.capture if self.observe is not None else None
+        lazy = capture.lazy if capture is not None else None
+        busy = CAPTURE_LOCK.locked
         while work:
             n, st, res, err, why = work.pop()
             # Its result and error before its state: a task in a thread that reads the
@@ -64,6 +71,10 @@ class Settling(RunCore):
             if err is not None:  # rare: kept in the node's __dict__, not in a slot each
                 n.error = err
             n.state, n.reason = st, why
+            if lazy is not None and (lazy or busy()):
+                # Its lines, before its state. Also when a thread holds the capture
+                # lock: it may be making this task's log (``RunLogs.end`` waits).
+                capture.end(n)  # type: ignore[union-attr]
             now = time.time()
             if type(n) is ChildNode:
                 n.finished = now
@@ -78,7 +89,15 @@ class Settling(RunCore):
                 self.n_bad += 1  # counted here: the run's status reads no node at its end
             self.remaining -= 1
             if records is not None:
-                upstream = plan.upstream_keys[n.i] if n.parent is None else ()
+                # ``Times.started`` inlined: a fan-out instance keeps its own start,
+                # a plan task's is at its position (NaN: it never started).
+                upstream: tuple[str, ...]
+                if type(n) is ChildNode:
+                    upstream, began = (), n.started
+                else:
+                    upstream, began = upstream_keys[n.i], starts[n.i]
+                    if began != began:
+                        began = None
                 records(
                     (
                         run_id,
@@ -91,8 +110,8 @@ class Settling(RunCore):
                         why,
                         upstream,
                         writes,
-                        plan.pipeline,
-                        times.started(n),
+                        pipeline,
+                        began,
                     )
                 )
             elif self.emit is not None:
