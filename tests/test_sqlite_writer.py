@@ -40,7 +40,7 @@ from dremioframe_async.store import (
     _sqlite_writer,
     open_store,
 )
-from dremioframe_async.store._sqlite_writer import WriterProcess, plain_ends
+from dremioframe_async.store._sqlite_writer import EARLY_FRAMES, WriterProcess, plain_ends
 
 pytestmark = pytest.mark.anyio
 
@@ -311,6 +311,42 @@ async def test_early_batches_are_answered_before_the_child_writes_them(tmp_path:
             "a": TaskState.SUCCESS,
             "b": TaskState.SUCCESS,
         }
+
+
+async def test_a_full_window_of_early_batches_waits_for_the_oldest_answer_only(
+    tmp_path: Path,
+) -> None:
+    """With EARLY_FRAMES owed, the next batch waits until the child has written the
+    oldest (what a lost child takes back stays bounded), then goes early itself: the
+    pump does not wait for the child's whole backlog."""
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path, busy_timeout=20.0) as store:
+        writer = await ready(store)
+        run_id, now = "w1", time.time()
+        keys = [f"t{i}" for i in range(EARLY_FRAMES + 1)]
+        await store.record([RunStarted(run_id, "p", now, {}, tuple(keys))])
+        with write_lock(path) as blocker:  # the child cannot write until it is released
+            with anyio.fail_after(10):
+                for key in keys[:EARLY_FRAMES]:
+                    await store.record([_record(run_id, key, TaskState.SUCCESS, now)])
+            assert writer.owed == EARLY_FRAMES
+            sent = anyio.Event()
+
+            async def one_more() -> None:
+                await store.record([_record(run_id, keys[-1], TaskState.SUCCESS, now)])
+                sent.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one_more)
+                await wait_all_tasks_blocked()
+                assert not sent.is_set()  # the window is full: it waits for the child
+                blocker.execute("ROLLBACK")
+        assert not writer.retired
+        assert writer.owed == EARLY_FRAMES  # one answer read (the oldest), then sent early
+        await store.record([_end(run_id, now)])
+        assert writer.owed == 0
+        tasks = await store.get_tasks(run_id)
+        assert {t.key: t.state for t in tasks} == dict.fromkeys(keys, TaskState.SUCCESS)
 
 
 async def test_a_read_waits_for_the_early_batches(tmp_path: Path) -> None:

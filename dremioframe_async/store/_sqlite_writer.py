@@ -91,8 +91,8 @@ _MAX_UPSTREAM = 16_384
 # IDLE_CHECKPOINT_ROWS rows or IDLE_CHECKPOINT_COMMITS batches on; SQLite's own
 # checkpoint at WAL_PAGES bounds the WAL while batches keep coming.
 IDLE_SECONDS = 0.005
-# At most this many early frames wait for their answers: the next batch waits for
-# its own (and so for theirs), which bounds what a lost writer takes back.
+# At most this many early frames wait for their answers: the next batch first reads
+# the oldest answers until fewer are owed, which bounds what a lost writer takes back.
 EARLY_FRAMES = 16
 START_TIMEOUT = 60.0  # seconds start_writer() waits for the child to be ready
 IDLE_CHECKPOINT_ROWS = 5_000
@@ -255,6 +255,15 @@ class WriterProcess:
     def owed(self) -> int:
         """Frames sent whose answers are not read yet."""
         return len(self._sent)
+
+    async def make_room(self, frames: int) -> None:
+        """Read answers in order until fewer than ``frames`` are owed: the oldest
+        first, which were sent longest ago and are most likely in already.
+
+        :raises ConnectionError: as :meth:`answer` does.
+        """
+        while len(self._sent) >= frames and not self.retired:
+            await self.answer(self._sent[0])
 
     async def send(
         self, owner: str, events: Sequence[Record], ended: list[str], *, early: bool
