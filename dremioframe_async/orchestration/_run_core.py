@@ -41,7 +41,7 @@ from ._rules import runs_on_cancel
 from ._states import FINAL_STATES, TaskState
 from ._task import Task
 
-__all__ = ["SLICE", "TELL_SLICE", "RunCore"]
+__all__ = ["SLICE", "START_GRACE", "TELL_SLICE", "RunCore"]
 
 _S = TaskState
 # Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between
@@ -246,21 +246,24 @@ class RunCore:
         due = time.time() - START_GRACE
         young = len(starting)
         running = _S.RUNNING
+        old: list[Node] = []  # running for the grace or longer: their starts go now
         for i, node in enumerate(starting):
-            if node.state is running and (times.started(node) or 0.0) > due:
-                young = i  # in start order: this one and those after it wait
-                break
+            state = node.state
+            if state is running:
+                if (times.started(node) or 0.0) > due:
+                    young = i  # in start order: this one and those after it wait
+                    break
+                old.append(node)
+            elif state not in FINAL_STATES:
+                old.append(node)  # between attempts (its first start still unrecorded)
         if young < len(starting):
             if self.wake_at is not None:
                 began = times.started(starting[young]) or due
                 self.wake_at(anyio.current_time() + max(0.0, began - due))
-            if not young:
-                return []
-            self.starting, starting = starting[young:], starting[:young]
+            self.starting = starting[young:]
         else:
             self.starting = []
-        final = FINAL_STATES
-        return [self._start_record(node) for node in starting if node.state not in final]
+        return [self._start_record(node) for node in old]
 
     def _start_record(self, node: Node) -> TaskRecord:
         """The record of ``node``'s first start, as ``started_records`` hands it over."""
