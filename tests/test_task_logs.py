@@ -6,13 +6,14 @@ PostgreSQL (asyncio, through the shared store fixtures).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import _store_fixtures
@@ -556,3 +557,62 @@ def test_a_plain_tasks_end_waits_for_a_line_being_filed_in_another_thread(
     assert [line.message for e in sent for line in e.lines] == ["filed"]
     assert run.lazy == {}
     assert run.open == set()
+
+
+@pytest.mark.anyio
+async def test_a_nested_runs_lines_go_where_they_would_in_either_order(
+    shared_logger_at_info: None,
+) -> None:
+    """A task that runs a pipeline of its own: the inner tasks' lines are theirs, an
+    inner task that opts out is captured nowhere, and lines outside the inner run's
+    attempts (a resource opening) land alike whichever inner task ran first on the
+    runner (a plain task leaves its capture set: the runner puts the run's back)."""
+
+    @task(name="y")
+    async def y() -> None:  # plain: the runner's fast path
+        SHARED.info("line of inner y")
+
+    @task(name="z", capture_logs=False, timeout=30)  # not plain; opts out
+    async def z() -> None:
+        SHARED.info("line of inner z")
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[str]:
+        SHARED.info("opening w's resource")  # before w's attempt
+        yield "resource"
+
+    @task(name="w", resources=("res",))  # not plain
+    async def w(res: str) -> None:
+        SHARED.info("line of inner w")
+
+    def lines(of: list[Event]) -> list[tuple[str, str]]:
+        return [(e.key, ln.message) for e in of if isinstance(e, TaskLogged) for ln in e.lines]
+
+    async def outer_and_inner(plain_first: bool) -> tuple[list[Any], list[Any]]:
+        yy, zz, ww = y(), z(), w()
+        if plain_first:
+            yy >> zz >> ww
+        else:
+            zz >> ww >> yy
+        inner = Pipeline("inner", max_concurrency=1, resources={"res": opened})
+        inner.add_task(yy if plain_first else zz)
+        inner_events: list[Event] = []
+
+        @task(name="x")
+        async def x() -> None:
+            SHARED.info("line of outer x")
+            await inner.run(on_event=inner_events.append)
+            SHARED.info("x again")
+
+        events: list[Event] = []
+        result = await Pipeline("outer").add_task(x()).run(on_event=events.append)
+        assert result.status == "SUCCESS"
+        return lines(events), sorted(lines(inner_events))
+
+    outer, inner = await outer_and_inner(plain_first=True)
+    assert (outer, inner) == await outer_and_inner(plain_first=False)
+    assert [line for line in outer if line[1] != "opening w's resource"] == [
+        ("x", "line of outer x"),
+        ("x", "x again"),
+    ]
+    assert inner == [("w", "line of inner w"), ("y", "line of inner y")]

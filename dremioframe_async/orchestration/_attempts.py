@@ -91,8 +91,8 @@ class Attempts(Arguments):
                     # Log capture alone (the common case): no scope to open or close.
                     # The attempt is this node while it is RUNNING, its log made with
                     # its first line and ended where it settles (see ``_logs``). The
-                    # variable is left set: whatever runs next in this runner sets its
-                    # own, and a line filed meanwhile finds the node settled.
+                    # variable is left set: a line filed later finds the node settled,
+                    # and the runner puts back the run's own before any other task.
                     CURRENT_LOG.set((capture, node) if task.options.capture_logs else None)
                     result = await task.action(*task.args, **task.kwargs)
                     if result is not None:

@@ -13,8 +13,12 @@ less: the runner sets the variable to ``(run logs, node)`` and never resets it,
 and the attempt's :class:`AttemptLog` is made with its first line. The attempt
 is open while the node is RUNNING; the run ends it where the node settles
 (:meth:`RunLogs.end`), before the node's final state is emitted. A line filed
-later (a thread or a stray coroutine the task left behind, or code that runs in
-the runner after the task) finds the node settled and is ignored.
+later (a thread or a stray coroutine the task left behind) finds the node
+settled and is ignored. Each runner puts back the value the run started with
+(``Run.log_outside``) when it starts and before any other task, so code outside
+attempts sees what it would see without the plain path: in a run nested in a
+task, that task's capture. A task that opts out sets the variable to None for
+its attempt (:class:`Uncaptured`).
 
 Each attempt keeps a bounded buffer (the newest ``max_lines`` lines and
 ``max_bytes`` bytes of text). The lines travel on the run's event stream as
@@ -51,6 +55,7 @@ __all__ = [
     "RunLogs",
     "ShippedLogs",
     "TaskLogger",
+    "Uncaptured",
     "run_logs",
     "shipped_logs",
     "task_logger",
@@ -174,6 +179,20 @@ class AttemptLog:
         self.sent = self.seq
         first = kept[0].seq if kept else self.seq + 1
         return lines, first
+
+
+class Uncaptured:
+    """The scope of an attempt whose task opts out (``capture_logs=False``): what it
+    logs is captured nowhere, not even by a task whose run this one is nested in."""
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> Uncaptured:
+        self.token = CURRENT_LOG.set(None)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        CURRENT_LOG.reset(self.token)
 
 
 class _Buffer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, ExitStack
 
-from ._logs import RunLogs
+from ._logs import RunLogs, Uncaptured
 from ._metering import RunMetrics
 from ._node import Node
 from ._tracing import RunTracing
@@ -32,8 +32,12 @@ class Observers:
 
     def __call__(self, node: Node) -> AbstractContextManager[object] | None:
         logs = self.logs if node.task.options.capture_logs else None
+        # A task that opts out is captured nowhere (not by a task this run is nested in).
+        opted_out = logs is None and self.logs is not None
         if self.tracing is None and self.metrics is None:  # the common case: capture only
-            return logs.attempt(node.key, node.attempts) if logs is not None else None
+            if logs is not None:
+                return logs.attempt(node.key, node.attempts)
+            return Uncaptured() if opted_out else None
         scopes: list[AbstractContextManager[object]] = []
         # Outermost first: the span holds the attempt's time and log lines fall inside it.
         if self.tracing is not None:
@@ -42,6 +46,8 @@ class Observers:
             scopes.append(self.metrics.attempt(node))
         if logs is not None:
             scopes.append(logs.attempt(node.key, node.attempts))
+        elif opted_out:
+            scopes.append(Uncaptured())
         if len(scopes) == 1:
             return scopes[0]
         stack = ExitStack()

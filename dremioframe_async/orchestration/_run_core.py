@@ -96,6 +96,8 @@ class RunCore:
         # order, and how to have the pump take a batch when the oldest is due.
         self.starting: list[Node] = []
         self.wake_at: Callable[[float], None] | None = None
+        # The log capture of the run's caller (``_logs``): put back in each runner.
+        self.log_outside: Any = None
         self.prior = prior
         self.on_start = on_start
         self.ready: deque[Node] = deque()

@@ -27,6 +27,7 @@ from ._attempts import Attempts
 from ._backend import cancel_called_function
 from ._events import RunFinished, RunStarted
 from ._gc import may_hold_cycles
+from ._logs import CURRENT_LOG
 from ._node import NodesByKey, Settlement
 from ._result import LazyTaskRuns, RunResult
 from ._rules import runs_on_cancel
@@ -69,6 +70,11 @@ class Run(Attempts):
         last_yield = time.perf_counter()
         plain = self.plain
         cancel_called = cancel_called_function() if plain is not None else None
+        # A plain task leaves its capture set (see ``_logs``): the runner puts back the
+        # run's own before anything else, whatever the runner that spawned it ran.
+        outside = self.log_outside
+        if CURRENT_LOG.get() is not outside:
+            CURRENT_LOG.set(outside)
         try:
             while not self._paused():
                 if self.spill and len(self.ready) < SLICE:
@@ -83,6 +89,8 @@ class Run(Attempts):
                         if plain is not None and plain[node.i]:
                             await self._run_plain(node, cancel_called)
                         else:
+                            if CURRENT_LOG.get() is not outside:
+                                CURRENT_LOG.set(outside)  # after a plain task
                             await self._run_node(node)
                     finally:
                         self.busy -= 1
@@ -107,6 +115,7 @@ class Run(Attempts):
 
     async def execute(self) -> RunResult:
         """Run every task; return the result, or re-raise the caller's cancellation."""
+        self.log_outside = CURRENT_LOG.get()  # the caller's: a task's, when nested
         await self._make_nodes()
         try:
             return await self._execute()

@@ -296,16 +296,16 @@ class SQLiteStore:
             if writer.usable() and (ends := plain_ends(batch)) is not None:
                 ended, self._ended_here = self._ended_here, []
                 # The pump takes the run's next batch while the child writes this one,
-                # a few batches at most; a run's end waits for all of them. With that
-                # many owed, the oldest answers are read first: waiting for all of them
-                # stalled the pump for the child's whole backlog (3 ms and more late in
-                # a wide run, where the run's end then waited for it).
+                # a few batches at most; a run's end waits for all of them. Beyond that
+                # many, the oldest answers are read once this one is sent (the child's:
+                # a cancelled wait loses nothing): waiting for all of them stalled the
+                # pump for the child's whole backlog, 3 ms and more late in a wide run,
+                # where the run's end then waited for it.
                 early = not ends
                 try:
-                    if early:
-                        await writer.make_room(EARLY_FRAMES)
                     frame = await writer.send(owner, batch, ended, early=early)
                     if early:
+                        await writer.make_room(EARLY_FRAMES)
                         return
                     await writer.answer(frame)
                 except ConnectionError:

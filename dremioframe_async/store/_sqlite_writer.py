@@ -29,9 +29,11 @@ A frame is *early* when the store answered its batch as recorded once it was sen
 (``send(early=True)``): a run's batches in the middle of the run, which nothing
 reads before the run's end, so the pump takes the next batch while the child
 writes this one. Its answer is read later, by the next exchange that waits for
-one. An early frame the child did not write, or whose answer was lost with the
-child, is *lost*: the store takes it back (``take_lost``) and its thread writes it
-before anything else. A run's end and the store's other work wait for every
+one, or once more than ``EARLY_FRAMES`` are owed (``make_room``: the oldest answers
+first, after the next frame is sent, so a cancelled wait leaves it the writer's).
+An early frame the child did not write, or whose answer was lost with the child, is
+*lost*: the store takes it back (``take_lost``) and its thread writes it before
+anything else. A run's end and the store's other work wait for every
 answer owed (see ``SQLiteStore``).
 
 The child leaves when its socket closes: the store closed or was dropped, or its
@@ -91,8 +93,9 @@ _MAX_UPSTREAM = 16_384
 # IDLE_CHECKPOINT_ROWS rows or IDLE_CHECKPOINT_COMMITS batches on; SQLite's own
 # checkpoint at WAL_PAGES bounds the WAL while batches keep coming.
 IDLE_SECONDS = 0.005
-# At most this many early frames wait for their answers: the next batch first reads
-# the oldest answers until fewer are owed, which bounds what a lost writer takes back.
+# At most this many early frames wait for their answers: once one more is sent, the
+# oldest answers are read until no more are owed, which bounds what a lost writer
+# takes back.
 EARLY_FRAMES = 16
 START_TIMEOUT = 60.0  # seconds start_writer() waits for the child to be ready
 IDLE_CHECKPOINT_ROWS = 5_000
@@ -257,12 +260,13 @@ class WriterProcess:
         return len(self._sent)
 
     async def make_room(self, frames: int) -> None:
-        """Read answers in order until fewer than ``frames`` are owed: the oldest
-        first, which were sent longest ago and are most likely in already.
+        """Read answers in order until at most ``frames`` are owed: the oldest first,
+        which were sent longest ago and are most likely in already. Cancelled, it
+        reads nothing more, and the frames stay the writer's.
 
         :raises ConnectionError: as :meth:`answer` does.
         """
-        while len(self._sent) >= frames and not self.retired:
+        while len(self._sent) > frames and not self.retired:
             await self.answer(self._sent[0])
 
     async def send(
