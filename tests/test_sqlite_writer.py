@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -356,6 +357,39 @@ async def test_a_full_window_of_early_batches_waits_for_the_oldest_answer_only(
         assert writer.owed == EARLY_FRAMES  # the oldest answers read, not every one
         await store.record([_end(run_id, now)])
         assert writer.owed == 0
+        tasks = await store.get_tasks(run_id)
+        assert {t.key: t.state for t in tasks} == dict.fromkeys(keys, TaskState.SUCCESS)
+
+
+async def test_a_child_that_fails_while_the_window_is_full_takes_the_batch_sent_last(
+    tmp_path: Path,
+) -> None:
+    """The batch past the window is sent, then the child fails the oldest frame: the
+    batch is the writer's, as a lost frame, and the next exchange has the thread
+    write every lost frame once. The call that sent it does not fail, write it a
+    second time, or hand it back to its own caller."""
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path, busy_timeout=0.5) as store:
+        writer = await ready(store)
+        run_id, now = "f1", time.time()
+        keys = [f"t{i}" for i in range(EARLY_FRAMES + 1)]
+        await store.record([RunStarted(run_id, "p", now, {}, tuple(keys))])
+        written: list[str] = []
+        write = store._write
+
+        def counting(conn: sqlite3.Connection, events: Any, owner: str, **kw: Any) -> None:
+            write(conn, events, owner, **kw)
+            written.extend(e[1] for e in events if isinstance(e, tuple))
+
+        store._write = counting  # type: ignore[method-assign]
+        with write_lock(path):  # the child's first frame fails on the lock's timeout
+            for key in keys[:EARLY_FRAMES]:
+                await store.record([_record(run_id, key, TaskState.SUCCESS, now)])
+            with anyio.fail_after(30):
+                await store.record([_record(run_id, keys[-1], TaskState.SUCCESS, now)])
+            assert writer.retired
+        await store.record([_end(run_id, now)])
+        assert sorted(written) == sorted(keys)  # each once, by the thread
         tasks = await store.get_tasks(run_id)
         assert {t.key: t.state for t in tasks} == dict.fromkeys(keys, TaskState.SUCCESS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -144,7 +145,8 @@ def spawn_detached(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, nam
 
     For work that must be able to outlive the bound its caller waits for, such
     as a resource's ``__aexit__`` blocked in a worker thread: a task group would
-    wait for it, whatever its deadline. ``fn`` must handle its own errors.
+    wait for it, whatever its deadline. ``fn`` must handle its own errors. It runs
+    in a copy of the caller's context, on either backend.
     """
     if _on_asyncio():
         task = asyncio.get_running_loop().create_task(fn(*args), name=name)
@@ -153,4 +155,7 @@ def spawn_detached(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, nam
         return
     import trio  # not on asyncio: anyio's only other backend
 
-    trio.lowlevel.spawn_system_task(fn, *args, name=name)
+    # A system task starts from trio's own context unless given one: the caller's,
+    # copied, as asyncio's tasks get (a resource opened here logs into the capture
+    # of the task that asked for it, say).
+    trio.lowlevel.spawn_system_task(fn, *args, name=name, context=contextvars.copy_context())

@@ -17,8 +17,8 @@ later (a thread or a stray coroutine the task left behind) finds the node
 settled and is ignored. Each runner puts back the value the run started with
 (``Run.log_outside``) when it starts and before any other task, so code outside
 attempts sees what it would see without the plain path: in a run nested in a
-task, that task's capture. A task that opts out sets the variable to None for
-its attempt (:class:`Uncaptured`).
+task, that task's capture. In a run that captures, a task that opts out sets the
+variable to None for its attempt (:class:`Uncaptured`).
 
 Each attempt keeps a bounded buffer (the newest ``max_lines`` lines and
 ``max_bytes`` bytes of text). The lines travel on the run's event stream as
@@ -182,8 +182,9 @@ class AttemptLog:
 
 
 class Uncaptured:
-    """The scope of an attempt whose task opts out (``capture_logs=False``): what it
-    logs is captured nowhere, not even by a task whose run this one is nested in."""
+    """The scope of an attempt whose task opts out (``capture_logs=False``) in a run
+    that captures: what it logs is captured nowhere, not even by a task whose run
+    this one is nested in."""
 
     __slots__ = ("token",)
 

@@ -305,7 +305,12 @@ class SQLiteStore:
                 try:
                     frame = await writer.send(owner, batch, ended, early=early)
                     if early:
-                        await writer.make_room(EARLY_FRAMES)
+                        # Sent: the batch is the writer's. A child that fails now takes
+                        # it with the other lost frames, and the next exchange has the
+                        # thread write them (this call writing it too would hand it
+                        # back to its own caller when the thread cannot).
+                        with contextlib.suppress(ConnectionError):
+                            await writer.make_room(EARLY_FRAMES)
                         return
                     await writer.answer(frame)
                 except ConnectionError:

@@ -93,8 +93,8 @@ _MAX_UPSTREAM = 16_384
 # IDLE_CHECKPOINT_ROWS rows or IDLE_CHECKPOINT_COMMITS batches on; SQLite's own
 # checkpoint at WAL_PAGES bounds the WAL while batches keep coming.
 IDLE_SECONDS = 0.005
-# At most this many early frames wait for their answers: once one more is sent, the
-# oldest answers are read until no more are owed, which bounds what a lost writer
+# About this many early frames wait for their answers: once one more is sent, the
+# oldest answers are read until this many are owed, which bounds what a lost writer
 # takes back.
 EARLY_FRAMES = 16
 START_TIMEOUT = 60.0  # seconds start_writer() waits for the child to be ready
@@ -267,7 +267,7 @@ class WriterProcess:
         :raises ConnectionError: as :meth:`answer` does.
         """
         while len(self._sent) > frames and not self.retired:
-            await self.answer(self._sent[0])
+            await self.answer(self._sent[0], claim=False)
 
     async def send(
         self, owner: str, events: Sequence[Record], ended: list[str], *, early: bool
@@ -303,7 +303,7 @@ class WriterProcess:
             self._sent.append(frame)
         return frame
 
-    async def answer(self, frame: Frame | None = None) -> None:
+    async def answer(self, frame: Frame | None = None, *, claim: bool = True) -> None:
         """Read answers in order until ``frame``'s is read (every answer owed, when
         None). A frame the child did not write retires it.
 
@@ -321,8 +321,9 @@ class WriterProcess:
                     break
                 except BaseException:
                     # Cancelled before an answer came: nothing was read, and the next
-                    # exchange reads it. The frame is the writer's from now on.
-                    if frame is not None:
+                    # exchange reads it. The caller's frame is the writer's from now
+                    # on (``claim=False``: a frame read for room is another caller's).
+                    if frame is not None and claim:
                         frame.early = True
                     raise
                 if status == OK:
