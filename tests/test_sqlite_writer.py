@@ -481,6 +481,34 @@ async def test_early_batches_that_cannot_be_written_go_back_to_their_run(
         assert [r[0] for r in store._carry] == (["other"] if sent_early else [])
 
 
+async def test_a_batch_sent_after_the_child_left_goes_back_to_its_own_run_only(
+    tmp_path: Path,
+) -> None:
+    """The other order of the test above, made certain: the child refused a run's
+    early batch and has exited before another run records. The thread, which writes
+    the carried batches first, finds the file replaced: the other run's call fails
+    with nothing of the first run's handed to it, and the first run gets its early
+    batch back with its next call."""
+    path = tmp_path / "runs.sqlite"
+    async with SQLiteStore(path) as store:
+        writer = await ready(store)
+        now = time.time()
+        await store.record([RunStarted("mine", "p", now, {}, ("a",))])
+        await store.record([RunStarted("other", "p", now, {}, ("x",))])
+        path.unlink()
+        sqlite3.connect(path).close()  # another file where the store's was
+        early = [_record("mine", "a", TaskState.RUNNING, now)]
+        await store.record(early)  # answered at once; the child will refuse it
+        await anyio.to_thread.run_sync(writer._process.wait)  # and leave
+        with pytest.raises(StoreUnavailable, match="deleted or replaced") as refused:
+            await store.record([_record("other", "x", TaskState.RUNNING, now)])
+        assert handed_back(refused.value) == []
+        with pytest.raises(StoreUnavailable, match="deleted or replaced") as caught:
+            await store.record([_record("mine", "a", TaskState.SUCCESS, now), _end("mine", now)])
+        assert handed_back(caught.value) == early
+        assert store._carry == []
+
+
 async def test_the_writer_starts_with_the_first_record(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "runs.sqlite") as store:
         await store.list_runs()
