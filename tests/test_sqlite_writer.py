@@ -446,19 +446,28 @@ async def test_early_batches_of_a_killed_child_are_written_here_in_order(
         assert keys == ["a", "b"]
 
 
+async def _a_batch_the_child_will_refuse(
+    store: SQLiteStore, path: Path
+) -> tuple[WriterProcess, float, list[Any]]:
+    """Runs "mine" and "other" started; the file replaced; an early batch of "mine"
+    sent (answered at once: the child will refuse it)."""
+    writer = await ready(store)
+    now = time.time()
+    await store.record([RunStarted("mine", "p", now, {}, ("a",))])
+    await store.record([RunStarted("other", "p", now, {}, ("x",))])
+    path.unlink()
+    sqlite3.connect(path).close()  # another file where the store's was
+    early = [_record("mine", "a", TaskState.RUNNING, now)]
+    await store.record(early)
+    return writer, now, early
+
+
 async def test_early_batches_that_cannot_be_written_go_back_to_their_run(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "runs.sqlite"
     async with SQLiteStore(path) as store:
-        writer = await ready(store)
-        now = time.time()
-        await store.record([RunStarted("mine", "p", now, {}, ("a",))])
-        await store.record([RunStarted("other", "p", now, {}, ("x",))])
-        path.unlink()
-        sqlite3.connect(path).close()  # another file where the store's was
-        early = [_record("mine", "a", TaskState.RUNNING, now)]
-        await store.record(early)  # answered at once; the child will refuse it
+        writer, now, early = await _a_batch_the_child_will_refuse(store, path)
         refused: StoreUnavailable | None = None
         try:
             await store.record([_record("other", "x", TaskState.RUNNING, now)])
@@ -491,14 +500,7 @@ async def test_a_batch_sent_after_the_child_left_goes_back_to_its_own_run_only(
     batch back with its next call."""
     path = tmp_path / "runs.sqlite"
     async with SQLiteStore(path) as store:
-        writer = await ready(store)
-        now = time.time()
-        await store.record([RunStarted("mine", "p", now, {}, ("a",))])
-        await store.record([RunStarted("other", "p", now, {}, ("x",))])
-        path.unlink()
-        sqlite3.connect(path).close()  # another file where the store's was
-        early = [_record("mine", "a", TaskState.RUNNING, now)]
-        await store.record(early)  # answered at once; the child will refuse it
+        writer, now, early = await _a_batch_the_child_will_refuse(store, path)
         await anyio.to_thread.run_sync(writer._process.wait)  # and leave
         with pytest.raises(StoreUnavailable, match="deleted or replaced") as refused:
             await store.record([_record("other", "x", TaskState.RUNNING, now)])

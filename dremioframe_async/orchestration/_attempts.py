@@ -23,7 +23,7 @@ from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_l
 from ._placement import on_executor, remote_call
 from ._resources import with_resources
 from ._retry import make_retrying
-from ._run_core import SLICE, START_GRACE
+from ._run_core import SLICE
 from ._states import TaskState
 from ._threads import SlotHandover, run_in_thread
 
@@ -211,10 +211,7 @@ class Attempts(Arguments):
             node.began = anyio.current_time()  # only a deadline reads it (``elapsed``)
         node.state = _S.RUNNING
         if self.task_records and node.attempts == 1:
-            # ``_first_start`` inlined (once per task): not through ``_state_event``.
-            if not self.starting and self.wake_at is not None:
-                self.wake_at(anyio.current_time() + START_GRACE)
-            self.starting.append(node)
+            self._first_start(node)  # not through ``_state_event``: one call less
         elif self.emit is not None:
             self._state_event(node)
 

@@ -41,7 +41,7 @@ from ._rules import runs_on_cancel
 from ._states import FINAL_STATES, TaskState
 from ._task import Task
 
-__all__ = ["SLICE", "START_GRACE", "TELL_SLICE", "RunCore"]
+__all__ = ["SLICE", "TELL_SLICE", "RunCore"]
 
 _S = TaskState
 # Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between

@@ -55,7 +55,7 @@ class Settling(RunCore):
         # With task records (a store is the only reader), each final state is emitted
         # here as a ``TaskRecord`` (as ``_state_event`` would make it), without a call.
         records = self.emit if self.task_records else None
-        run_id, starts = self.run_id, self.times.starts
+        run_id, times = self.run_id, self.times
         if records is not None:  # read once per batch of settlements, not once per task
             upstream_keys, pipeline = self.plan.upstream_keys, self.plan.pipeline
         # Plain tasks' log capture (see ``_logs``): an attempt ends where its node settles.
@@ -89,15 +89,7 @@ class Settling(RunCore):
                 self.n_bad += 1  # counted here: the run's status reads no node at its end
             self.remaining -= 1
             if records is not None:
-                # ``Times.started`` inlined: a fan-out instance keeps its own start,
-                # a plan task's is at its position (NaN: it never started).
-                upstream: tuple[str, ...]
-                if type(n) is ChildNode:
-                    upstream, began = (), n.started
-                else:
-                    upstream, began = upstream_keys[n.i], starts[n.i]
-                    if began != began:
-                        began = None
+                upstream = upstream_keys[n.i] if n.parent is None else ()
                 records(
                     (
                         run_id,
@@ -111,7 +103,7 @@ class Settling(RunCore):
                         upstream,
                         writes,
                         pipeline,
-                        began,
+                        times.started(n),
                     )
                 )
             elif self.emit is not None:
