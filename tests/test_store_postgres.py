@@ -402,3 +402,92 @@ async def test_a_store_left_open_is_used_by_a_forked_copy_and_a_new_event_loop(
         )
     finally:
         await _store_fixtures.drop_schema(pg_url, schema)
+
+
+async def _on_record(store: PostgresStore, key: str) -> str:
+    """Wait until ``key``'s end is on record in ``store`` (through the store's other
+    connections); return its run id."""
+    with anyio.fail_after(30):
+        while True:
+            for run in await store.list_runs(limit=1):
+                tasks = {t.key: t.state for t in await store.get_tasks(run.run_id)}
+                if tasks.get(key) == TaskState.SUCCESS:
+                    return run.run_id
+            await anyio.sleep(0.01)
+
+
+def _two_step_pipeline(store: PostgresStore, then: Any = None) -> Pipeline:
+    """``first >> second``, where ``second`` starts once ``first``'s end is written,
+    and then awaits ``then(store)``."""
+
+    @task(name="first")
+    async def first() -> int:
+        return 1
+
+    @task(name="second")
+    async def second() -> str:
+        await _on_record(store, "first")
+        if then is not None:
+            await then(store)
+        return "done"
+
+    return Pipeline("writer").add_task(first() >> second())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("max_size", [1, 2])
+async def test_a_run_keeps_its_writer_without_starving_the_pool(
+    pg_url: str, schema: str, max_size: int
+) -> None:
+    """Between a run's batches the store keeps the connection that writes them, but
+    never the pool's only one: a task that reads the store mid-run is not blocked,
+    and the run's end gives the writer back."""
+    held: list[bool] = []
+
+    async def look(store: PostgresStore) -> None:
+        held.append(store._writer is not None)
+
+    async with PostgresStore(pg_url, schema=schema, min_size=1, max_size=max_size) as store:
+        with anyio.fail_after(60):
+            result = await _two_step_pipeline(store, look).run(store=store)
+        assert (result.status, result.history_error) == ("SUCCESS", None)
+        pool = await store._ensure()
+        assert store._writer is None
+        assert pool.get_idle_size() == pool.get_size()
+    assert held == [max_size > 1]
+    assert {t.key: t.state for t in await _tasks_of(pg_url, schema, result.run_id)} == {
+        "first": TaskState.SUCCESS,
+        "second": TaskState.SUCCESS,
+    }
+
+
+async def _tasks_of(pg_url: str, schema: str, run_id: str) -> Any:
+    async with PostgresStore(pg_url, schema=schema) as store:
+        return await store.get_tasks(run_id)
+
+
+@pytest.mark.asyncio
+async def test_a_writer_whose_session_dies_mid_run_is_replaced(pg_url: str, schema: str) -> None:
+    """The server ends the writer's session between two batches (a restart, a
+    terminated backend): the next batch goes on another connection, and nothing of
+    the run is lost."""
+    import asyncpg
+
+    ended: list[bool] = []
+
+    async def kill_writer(store: PostgresStore) -> None:
+        pid = store._writer.get_server_pid()
+        admin = await asyncpg.connect(pg_url)
+        try:
+            ended.append(await admin.fetchval("SELECT pg_terminate_backend($1)", pid))
+        finally:
+            await admin.close()
+
+    async with PostgresStore(pg_url, schema=schema, max_size=3) as store:
+        result = await _two_step_pipeline(store, kill_writer).run(store=store)
+        assert (result.status, result.history_error) == ("SUCCESS", None)
+        run = await store.get_run(result.run_id)
+        tasks = {t.key: t.state for t in await store.get_tasks(result.run_id)}
+    assert ended == [True]
+    assert run.status == RunStatus.SUCCESS
+    assert tasks == {"first": TaskState.SUCCESS, "second": TaskState.SUCCESS}

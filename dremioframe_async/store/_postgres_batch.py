@@ -91,11 +91,14 @@ class BatchWriter:
         self,
         fold: Fold,
         events: Sequence[Record],
-        connection: Callable[[], AbstractAsyncContextManager[Any]],
+        connection: Callable[[bool], AbstractAsyncContextManager[Any]],
     ) -> None:
-        """Fold ``events`` into ``fold`` and write them on one of ``connection()``'s."""
+        """Fold ``events`` into ``fold`` and write them on one of ``connection(more)``'s,
+        where ``more`` says whether more batches of the same runs are likely to follow
+        (none ends a run)."""
         batch = self._steps(await fold_sliced(fold, events))
-        async with connection() as conn:
+        more = all(run.finished is None for run in fold.runs.values())
+        async with connection(more) as conn:
             try:
                 await self._send(conn, batch.steps, batch.copied, batch.starts_run)
             except Exception as exc:
