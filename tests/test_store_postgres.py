@@ -210,6 +210,28 @@ async def test_a_batch_of_many_new_task_rows_is_copied(pg_url: str, schema: str)
 
 
 @pytest.mark.asyncio
+async def test_a_runs_last_batch_of_few_new_task_rows_is_two_statements(
+    pg_url: str, schema: str
+) -> None:
+    started, ends, finished = _wide_run(3)
+    queries: list[str] = []
+    async with PostgresStore(pg_url, schema=schema, min_size=1, max_size=1) as store:
+        await store.record([started])
+        pool = await store._ensure()
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: queries.append(record.query))
+        await store.record([*ends, finished])
+        tasks = {t.key: t for t in await store.get_tasks("wide")}
+        run = await store.get_run("wide")
+    # No transaction: the task rows, then the run's end.
+    heads = [f'INSERT INTO "{schema}".tasks', f'INSERT INTO "{schema}".runs']
+    assert [q[: len(head)] for q, head in zip(queries, heads, strict=False)] == heads
+    assert "BEGIN;" not in queries
+    assert (run.status, run.counts) == (RunStatus.SUCCESS, {"SUCCESS": 3})
+    _check_wide(tasks, 3)
+
+
+@pytest.mark.asyncio
 async def test_a_copied_batch_with_a_row_written_elsewhere_is_upserted(
     pg_url: str, schema: str
 ) -> None:
@@ -242,14 +264,14 @@ async def _refuse_inserts(conn: Any, schema: str, table: str, message: str) -> N
 
 
 @pytest.mark.asyncio
-async def test_a_run_whose_copied_task_rows_fail_is_not_recorded_ended(
-    pg_url: str, schema: str
+@pytest.mark.parametrize("n", [COPY_ROWS + 44, 3], ids=["copied", "inserted"])
+async def test_a_run_whose_new_task_rows_fail_is_not_recorded_ended(
+    pg_url: str, schema: str, n: int
 ) -> None:
-    # A run's end and its many new task rows go as two statements, the copy first:
-    # when the copy fails, the run's row still says RUNNING, never ended.
+    # A run's end and its new task rows go as two statements, the task rows first (a
+    # copy, or one insert): when they fail, the run's row still says RUNNING.
     import asyncpg
 
-    n = COPY_ROWS + 44
     started, ends, finished = _wide_run(n)
     async with PostgresStore(pg_url, schema=schema) as store:
         await store.record([started])

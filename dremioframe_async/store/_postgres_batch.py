@@ -2,9 +2,9 @@
 
 Except where fewer round trips keep the same promise: a batch of one statement (a
 ``COPY`` included) needs no transaction, and a batch of run rows and new task rows
-(a wide run's last batch, say) is copied first, then the run rows are written, each
-a statement of its own: a crash between them leaves the run RUNNING with its tasks
-recorded, never ended with tasks missing.
+(a run's last batch, say) writes the task rows first (a ``COPY`` or one ``INSERT``),
+then the run rows, each a statement of its own: a crash between them leaves the run
+RUNNING with its tasks recorded, never ended with tasks missing.
 
 A batch is folded into rows (``_fold``) and each table's rows travel as one JSON
 parameter of one statement (``upsert_json``), so a batch costs a few round trips
@@ -150,18 +150,20 @@ class BatchWriter:
         if len(steps) == 1 and (steps[0][0] is _COPY or len(steps[0][1]) <= JSON_ROWS):
             await self._step(conn, *steps[0], copied)
             return
+        tasks = [step for step in steps if step[0] is _COPY or step[0] is self._insert_tasks]
         if (
-            copied
+            tasks
             and not starts_run
-            and all(sql is _COPY or sql is self._upsert_run for sql, _ in steps)
+            and len(tasks) + sum(sql is self._upsert_run for sql, _ in steps) == len(steps)
+            and (tasks[0][0] is _COPY or len(tasks[0][1]) <= JSON_ROWS)
         ):
-            # A run's rows and its new task rows only: the tasks first, then the run,
-            # each a statement of its own (two round trips fewer than a transaction).
-            # A crash between them leaves the run RUNNING with its tasks recorded,
-            # never ended with tasks missing.
-            await self._step(conn, _COPY, (), copied)
+            # A run's rows and its new task rows only (a run's last batch, say): the
+            # tasks first, in one statement, then the run, each a statement of its own
+            # (two round trips fewer than a transaction). A crash between them leaves
+            # the run RUNNING with its tasks recorded, never ended with tasks missing.
+            await self._step(conn, *tasks[0], copied)
             for sql, args in steps:
-                if sql is not _COPY:
+                if sql is self._upsert_run:
                     await conn.execute(sql, *args)
             return
         async with conn.transaction():
