@@ -5,7 +5,9 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import _store_fixtures
 import anyio
@@ -15,7 +17,7 @@ import pytest_asyncio
 from test_store import T0, sample_run, state
 
 from dremioframe_async import Pipeline, RunResult, task
-from dremioframe_async.orchestration import Event, RunFinished, RunStarted, TaskState
+from dremioframe_async.orchestration import Event, RunFinished, RunStarted, TaskState, _dispatch
 from dremioframe_async.store import PostgresStore, RunStatus, StoreUnavailable, _fold
 from dremioframe_async.store._fold import Fold, fold_sliced
 from dremioframe_async.store._postgres import SCHEMA_VERSION
@@ -513,3 +515,77 @@ async def test_a_writer_whose_session_dies_mid_run_is_replaced(pg_url: str, sche
     assert ended == [True]
     assert run.status == RunStatus.SUCCESS
     assert tasks == {"first": TaskState.SUCCESS, "second": TaskState.SUCCESS}
+
+
+@asynccontextmanager
+async def _relay(pg_url: str) -> AsyncIterator[tuple[str, anyio.Event]]:
+    """A TCP relay to the test server: ``(its URL, silence)``. Once ``silence`` is
+    set it passes no more bytes either way (a server that stopped answering)."""
+    import anyio.abc
+
+    target = urlsplit(pg_url)
+    silence = anyio.Event()
+
+    async def pipe(source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream) -> None:
+        try:
+            async for chunk in source:
+                if silence.is_set():
+                    await anyio.sleep_forever()
+                await sink.send(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async def serve(client: anyio.abc.SocketStream) -> None:
+        async with client:
+            if silence.is_set():
+                await anyio.sleep_forever()
+            server = await anyio.connect_tcp(target.hostname or "127.0.0.1", target.port or 5432)
+            async with server, anyio.create_task_group() as tg:
+                tg.start_soon(pipe, client, server)
+                tg.start_soon(pipe, server, client)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    user = f"{target.username}@" if target.username else ""
+    url = urlunsplit(target._replace(netloc=f"{user}127.0.0.1:{port}"))
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        yield url, silence
+        tg.cancel_scope.cancel()  # closes every relayed connection
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_a_run_cancelled_while_its_writer_waits_on_a_silent_server_ends(
+    pg_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops answering while the run's writer is out of the pool; the
+    caller cancels the run. Its last batch waits on the silent server for the
+    pump's bound, and giving the writer back (asyncpg waits for the server to
+    confirm the cancelled query) must not hold the run's end any longer."""
+    monkeypatch.setattr(_dispatch, "DRAIN_BOUND_ON_CANCEL", 0.5)
+    async with _relay(pg_url) as (url, silence):
+        store = PostgresStore(url, schema=schema, max_size=3, heartbeat=60, dead_after=180)
+        await store.list_runs(limit=1)
+
+        @task(name="first")
+        async def first() -> int:
+            return 1
+
+        @task(name="hang")
+        async def hang() -> None:
+            await _on_record(store, "first")
+            held.append(store._writer is not None)
+            silence.set()
+            await anyio.sleep_forever()
+
+        held: list[bool] = []
+        pipeline = Pipeline("silent").add_task(first() >> hang())
+        began = anyio.current_time()
+        with anyio.move_on_after(1):
+            await pipeline.run(store=store)
+        took = anyio.current_time() - began
+    with anyio.move_on_after(5):
+        await store.aclose()
+    assert held == [True]
+    assert took < 5, took  # 1 s, then the pump's bound of 0.5 s

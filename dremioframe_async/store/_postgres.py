@@ -194,7 +194,9 @@ class PostgresStore:
         ``asyncio.shield``): in a 1,000-task fan-out, tens of milliseconds of waiting for
         a batch of one row, with every task end piling up behind it. A batch that ends
         a run, fails or is cancelled gives the writer back to the pool (which drops a
-        broken one); the next batch takes one again.
+        broken one); the next batch takes one again. asyncpg applies its recycling
+        (``max_queries``, ``expire_connections``) as a connection is given back, so
+        to the writer at its run's end.
         """
         if self._writer_busy or self._pool_args["max_size"] < 2:
             async with self._connection() as conn:
@@ -641,9 +643,14 @@ async def _close_quietly(conn: Any) -> None:
 
 
 async def _release(pool: Any, conn: Any) -> None:
-    """Give ``conn`` back to ``pool`` (which drops it if broken), even when cancelled."""
-    with anyio.CancelScope(shield=True):
-        await pool.release(conn)
+    """Give ``conn`` back to ``pool``, which drops it if broken.
+
+    asyncpg releases in a task of its own (``asyncio.shield``), which goes on when
+    this wait is cancelled: it is not shielded here. A release after a cancelled
+    query waits for the server to confirm the cancel, and a server that stopped
+    answering would hold a cancelled run's end for as long as it is silent.
+    """
+    await pool.release(conn)
 
 
 async def _no_reset(conn: Any) -> None:
