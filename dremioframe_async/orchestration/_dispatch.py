@@ -137,17 +137,19 @@ class _Outbox:
         """The next batch (empty when only ``wake_at`` was due), or None once closed
         and empty."""
         while True:
-            with anyio.CancelScope(deadline=self._wake) as self._idle:
-                await self._waiting.wait()
-            self._idle = None
-            if self._waiting.is_set() and len(self.events) < BATCH_ENOUGH:
-                # Let events pile up briefly: one wake-up per few milliseconds rather
-                # than per event keeps the pump's cost off a busy run. Closing cuts it
-                # short, and so does a pile that is a batch already (events made while
-                # the last batch was written): waiting would only grow the batch that
-                # is still unwritten when the run ends.
-                with anyio.move_on_after(BATCH_WINDOW):
-                    await self._closed.wait()
+            # A pile that is a batch already (events made while the last batch was
+            # written) is taken at once, without a trip around a busy loop: waiting
+            # would only grow the batch that is still unwritten when the run ends.
+            if len(self.events) < BATCH_ENOUGH:
+                with anyio.CancelScope(deadline=self._wake) as self._idle:
+                    await self._waiting.wait()
+                self._idle = None
+                if self._waiting.is_set() and len(self.events) < BATCH_ENOUGH:
+                    # Let events pile up briefly: one wake-up per few milliseconds
+                    # rather than per event keeps the pump's cost off a busy run.
+                    # Closing cuts it short.
+                    with anyio.move_on_after(BATCH_WINDOW):
+                        await self._closed.wait()
             due = anyio.current_time() >= self._wake
             if due:
                 self._wake = math.inf
