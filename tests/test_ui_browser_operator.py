@@ -182,6 +182,42 @@ async def test_a_stopped_server_shows_a_notice_not_errors(served, context) -> No
     assert errors == []  # no uncaught "Failed to fetch"
 
 
+async def test_a_page_fetched_before_the_server_stopped_does_not_bring_back_its_buttons(
+    served, context
+) -> None:
+    """A refresh in flight when the event stream drops lands after the notice: it is
+    stale, so the notice stays and Cancel stays hidden until the stream is back."""
+    ui, base = served
+    run_id = await ui.trigger("gated")
+    with anyio.fail_after(10):
+        await ui.gate.entered.wait()
+    errors: list[str] = []
+    page = await new_page(context, errors)
+    await page.goto(f"{base}runs/{run_id}")
+    assert await page.get_by_role("button", name="Cancel run").is_visible()
+    live = await page.get_attribute("#run", "data-live")
+    assert live
+    held, release = anyio.Event(), anyio.Event()
+
+    async def hold(route) -> None:
+        response = await route.fetch()  # the page as it was, with its Cancel button
+        held.set()
+        await release.wait()
+        await route.fulfill(response=response)
+
+    await page.route(f"**{live}", hold)
+    with anyio.fail_after(15):
+        await held.wait()  # the page's own refresh, every 5 s while the run runs
+    await ui.client.server.close()
+    notice = page.locator("#notice")
+    await notice.wait_for(state="visible")
+    release.set()
+    await page.locator('#run[data-updates="1"]').wait_for(state="attached")  # it landed
+    assert "disconnected" in await notice.inner_text()
+    assert not await page.get_by_role("button", name="Cancel run").is_visible()
+    assert errors == []
+
+
 async def test_a_runs_list_opened_while_idle_shows_new_runs(served, context) -> None:
     ui, base = served
     errors: list[str] = []

@@ -147,6 +147,12 @@ document.addEventListener("submit", (event) => {
       }
     });
     old.replaceWith(fresh);
+    if (main.dataset.disconnected) {
+      // Fetched before the event stream dropped, it may be stale already: the notice
+      // stays, and no button may act on it until the stream is back.
+      notice("disconnected from the server, retrying…");
+      fresh.querySelectorAll(".actions").forEach((a) => (a.hidden = true));
+    }
     main.dataset.updates = String(Number(main.dataset.updates || "0") + 1);
   }
 
