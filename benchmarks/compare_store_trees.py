@@ -3,7 +3,8 @@
 Each measurement is a child process that imports the package from one tree
 (``PYTHONPATH``) and runs store_overhead.py's shape on one warm Pipeline: every
 store and no store, rounds interleaved, and prints each store's median time over
-the no-store median. Children alternate between the trees, in a rotating order,
+the no-store median, and each store's wait after the last leaf (its tail).
+Children alternate between the trees, in a rotating order,
 so load from elsewhere weighs on both alike; each figure is the median over
 ``--rounds`` children, with their range.
 
@@ -61,17 +62,20 @@ async def main(width, sleep, repeat):
                 await so.drop(schema)
     base = medians[0][0]
     names = [name for name, _, _ in configs]
-    print(json.dumps({n: m[0] / base for n, m in zip(names, medians)}))
+    ratios = {n: m[0] / base for n, m in zip(names, medians)}
+    tails = {n: m[2] * 1e3 for n, m in zip(names, medians)}
+    print(json.dumps({"ratio": ratios, "tail": tails}))
 
 anyio.run(main, int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]))
 """
 
 
-def ratios(tree: Path, width: int, sleep: float, repeat: int) -> dict[str, float]:
+def ratios(tree: Path, width: int, sleep: float, repeat: int) -> dict[str, dict[str, float]]:
+    """``{"ratio": {store: over no store}, "tail": {store: ms after the last leaf}}``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     argv = [sys.executable, "-c", CHILD, str(width), str(sleep), str(repeat), str(HERE), str(tree)]
     out = subprocess.run(argv, env=env, cwd=tree, capture_output=True, text=True, check=True)
-    found: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    found: dict[str, dict[str, float]] = json.loads(out.stdout.strip().splitlines()[-1])
     return found
 
 
@@ -90,11 +94,15 @@ def main() -> None:
             parser.error(f"{tree} holds no dremioframe_async package")
     width, sleep, repeat = SHAPES[args.shape]
     found: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+    tails: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
     for r in range(args.rounds):
         order = list(trees) if r % 2 == 0 else list(reversed(trees))
         for name in order:
-            for store, ratio in ratios(trees[name], width, sleep, repeat).items():
+            child = ratios(trees[name], width, sleep, repeat)
+            for store, ratio in child["ratio"].items():
                 found[name].setdefault(store, []).append(ratio)
+            for store, tail in child["tail"].items():
+                tails[name].setdefault(store, []).append(tail)
     print(
         f"{args.shape}: each store's time over no store, median (range) of "
         f"{args.rounds} child processes per tree, {repeat} rounds each"
@@ -107,6 +115,10 @@ def main() -> None:
             cells.append(
                 f"{name} {statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
             )
+        print(f"{store:<14} " + "  ".join(cells))
+    print("the wait from the last leaf's end to run()'s return, ms, median of the children:")
+    for store in ["none", *stores]:
+        cells = [f"{name} {statistics.median(tails[name][store]):.1f}" for name in trees]
         print(f"{store:<14} " + "  ".join(cells))
 
 

@@ -8,7 +8,9 @@ Two shapes, each run several times per store in one process, rounds interleaved:
 
 For each store it prints the median wall time of ``pipeline.run`` (which
 includes the run's durable start: its row is committed before the first task),
-the ratio to the no-store median of the same shape, and the extra µs per task.
+the ratio to the no-store median of the same shape, the extra µs per task, and
+the median wait from the last leaf's end to ``run()``'s return (the sink, and
+the store writing what is still unwritten: its tail).
 Targets: SQLiteStore <= 1.5x (fan-out) and <= 1.10x (sleep); PostgresStore
 <= 2.0x and <= 1.10x. The "events only" row attaches a listener that does
 nothing: what the engine spends building and delivering events.
@@ -47,6 +49,9 @@ TARGETS = {
 }
 
 
+LAST_END = [0.0]  # perf_counter() as the latest leaf ended
+
+
 def fan_out(width: int, sleep: float = 0.0) -> Pipeline:
     @task(name="root")
     async def root() -> int:
@@ -56,6 +61,7 @@ def fan_out(width: int, sleep: float = 0.0) -> Pipeline:
     async def leaf() -> None:
         if sleep:
             await anyio.sleep(sleep)
+        LAST_END[0] = time.perf_counter()
 
     @task(name="sink")
     async def sink() -> str:
@@ -76,34 +82,45 @@ def _ignore(event: object) -> None:
 Config = tuple[str, RunStore | None, bool]  # name, store, attach a do-nothing listener
 
 
-async def run_once(pipeline: Pipeline, store: RunStore | None, listen: bool) -> tuple[float, float]:
-    """Wall and CPU seconds (this process, all threads) of one run."""
+async def run_once(
+    pipeline: Pipeline, store: RunStore | None, listen: bool
+) -> tuple[float, float, float]:
+    """Wall and CPU seconds (this process, all threads) of one run, and its tail."""
     # Each run starts on a clean heap: otherwise the garbage of the previous row's
     # run is collected during this one, and the first row of each round pays for it.
     gc.collect()
     start, cpu = time.perf_counter(), time.process_time()
     result = await pipeline.run(store=store, on_event=_ignore if listen else None)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    end = time.perf_counter()
+    elapsed, cpu = end - start, time.process_time() - cpu
     assert result.status == "SUCCESS", result.status
     assert result.history_error is None, result.history_error
-    return elapsed, cpu
+    return elapsed, cpu, end - LAST_END[0]
 
 
-async def measure(
-    pipeline: Pipeline, configs: list[Config], repeat: int
-) -> list[tuple[float, float]]:
-    """Median wall and CPU seconds per configuration.
+Medians = tuple[float, float, float]  # wall, CPU and tail seconds
+
+
+async def measure(pipeline: Pipeline, configs: list[Config], repeat: int) -> list[Medians]:
+    """Median wall, CPU and tail seconds per configuration.
 
     Rounds are interleaved (each round runs every configuration once) so that
     load from other processes drifting over time hits every row alike. CPU time
     moves less than wall time on a busy machine; it leaves out the database
     server's own work (PostgreSQL).
     """
-    times: list[list[tuple[float, float]]] = [[] for _ in configs]
+    times: list[list[tuple[float, float, float]]] = [[] for _ in configs]
     for _ in range(repeat):
         for i, (_, store, listen) in enumerate(configs):
             times[i].append(await run_once(pipeline, store, listen))
-    return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
+    return [
+        (
+            statistics.median(w for w, _, _ in t),
+            statistics.median(c for _, c, _ in t),
+            statistics.median(x for _, _, x in t),
+        )
+        for t in times
+    ]
 
 
 async def pg_store() -> tuple[PostgresStore | None, str]:
@@ -171,20 +188,21 @@ async def main(width: int, sleep_width: int, repeat: int) -> None:
         report(shape, rows, tasks, repeat)
 
 
-Row = tuple[str, tuple[float, float] | None, str]  # name, (wall, cpu) medians, note
+Row = tuple[str, Medians | None, str]  # name, (wall, cpu, tail) medians, note
 
 
 def report(shape: str, rows: list[Row], tasks: int, repeat: int) -> None:
-    base, base_cpu = rows[0][1] or (1.0, 1.0)
+    base, base_cpu, _ = rows[0][1] or (1.0, 1.0, 0.0)
     print(f"\n{shape}: {tasks} tasks, median of {repeat} runs each")
     print(
-        f"{'store':<14} {'median s':>9} {'ratio':>7} {'+µs/task':>9} {'+CPU µs/task':>13}  target"
+        f"{'store':<14} {'median s':>9} {'ratio':>7} {'+µs/task':>9} {'+CPU µs/task':>13} "
+        f"{'tail ms':>8}  target"
     )
     for name, medians, note in rows:
         if medians is None:
             print(f"{name:<14} {note}")
             continue
-        seconds, cpu = medians
+        seconds, cpu, tail = medians
         extra = (seconds - base) / tasks * 1e6
         extra_cpu = (cpu - base_cpu) / tasks * 1e6
         target = TARGETS.get((shape, name))
@@ -193,7 +211,7 @@ def report(shape: str, rows: list[Row], tasks: int, repeat: int) -> None:
             verdict = f"<= {target}x {'met' if seconds / base <= target else 'MISSED'}"
         print(
             f"{name:<14} {seconds:>9.3f} {seconds / base:>6.2f}x {extra:>9.1f} "
-            f"{extra_cpu:>13.1f}  {verdict}"
+            f"{extra_cpu:>13.1f} {tail * 1e3:>8.1f}  {verdict}"
         )
 
 
