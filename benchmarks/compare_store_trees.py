@@ -3,7 +3,8 @@
 Each measurement is a child process that imports the package from one tree
 (``PYTHONPATH``) and runs store_overhead.py's shape on one warm Pipeline: every
 store and no store, rounds interleaved, and prints each store's median time over
-the no-store median, and each store's wait after the last leaf (its tail).
+the no-store median, each store's time a run, and its wait after the last leaf (its
+tail).
 Children alternate between the trees, in a rotating order,
 so load from elsewhere weighs on both alike; each figure is the median over
 ``--rounds`` children, with their range.
@@ -64,14 +65,16 @@ async def main(width, sleep, repeat):
     names = [name for name, _, _ in configs]
     ratios = {n: m[0] / base for n, m in zip(names, medians)}
     tails = {n: m[2] * 1e3 for n, m in zip(names, medians)}
-    print(json.dumps({"ratio": ratios, "tail": tails}))
+    ms = {n: m[0] * 1e3 for n, m in zip(names, medians)}
+    print(json.dumps({"ratio": ratios, "tail": tails, "ms": ms}))
 
 anyio.run(main, int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]))
 """
 
 
 def ratios(tree: Path, width: int, sleep: float, repeat: int) -> dict[str, dict[str, float]]:
-    """``{"ratio": {store: over no store}, "tail": {store: ms after the last leaf}}``."""
+    """``{"ratio": {store: over no store}, "tail": {store: ms after the last leaf},
+    "ms": {store: ms a run}}``, each a median of the child's rounds."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     argv = [sys.executable, "-c", CHILD, str(width), str(sleep), str(repeat), str(HERE), str(tree)]
     out = subprocess.run(argv, env=env, cwd=tree, capture_output=True, text=True, check=True)
@@ -95,6 +98,7 @@ def main() -> None:
     width, sleep, repeat = SHAPES[args.shape]
     found: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
     tails: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
     for r in range(args.rounds):
         order = list(trees) if r % 2 == 0 else list(reversed(trees))
         for name in order:
@@ -103,6 +107,8 @@ def main() -> None:
                 found[name].setdefault(store, []).append(ratio)
             for store, tail in child["tail"].items():
                 tails[name].setdefault(store, []).append(tail)
+            for store, ms in child["ms"].items():
+                times[name].setdefault(store, []).append(ms)
     print(
         f"{args.shape}: each store's time over no store, median (range) of "
         f"{args.rounds} child processes per tree, {repeat} rounds each"
@@ -116,10 +122,14 @@ def main() -> None:
                 f"{name} {statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
             )
         print(f"{store:<14} " + "  ".join(cells))
-    print("the wait from the last leaf's end to run()'s return, ms, median of the children:")
-    for store in ["none", *stores]:
-        cells = [f"{name} {statistics.median(tails[name][store]):.1f}" for name in trees]
-        print(f"{store:<14} " + "  ".join(cells))
+    for title, figures in (
+        ("a run, ms", times),
+        ("the wait from the last leaf's end to run()'s return, ms", tails),
+    ):
+        print(f"{title}, median of the children:")
+        for store in ["none", *stores]:
+            cells = [f"{name} {statistics.median(figures[name][store]):.1f}" for name in trees]
+            print(f"{store:<14} " + "  ".join(cells))
 
 
 if __name__ == "__main__":
