@@ -191,9 +191,9 @@ def _check_wide(tasks: dict[str, Any], n: int) -> None:
         )
 
 
-@pytest.mark.asyncio
-async def test_a_batch_of_many_new_task_rows_is_copied(pg_url: str, schema: str) -> None:
-    n = COPY_ROWS + 44
+async def _wide_run_logged(pg_url: str, schema: str, n: int) -> tuple[list[str], Any, Any]:
+    """Record ``_wide_run(n)``, its start first; return the statements its end sent,
+    its task rows by key and its run."""
     started, ends, finished = _wide_run(n)
     queries: list[str] = []
     async with PostgresStore(pg_url, schema=schema, min_size=1, max_size=1) as store:
@@ -204,6 +204,13 @@ async def test_a_batch_of_many_new_task_rows_is_copied(pg_url: str, schema: str)
         await store.record([*ends, finished])
         tasks = {t.key: t for t in await store.get_tasks("wide")}
         run = await store.get_run("wide")
+    return queries, tasks, run
+
+
+@pytest.mark.asyncio
+async def test_a_batch_of_many_new_task_rows_is_copied(pg_url: str, schema: str) -> None:
+    n = COPY_ROWS + 44
+    queries, tasks, run = await _wide_run_logged(pg_url, schema, n)
     # asyncpg logs no COPY: the rows arrived, and no statement inserted them.
     assert not [q for q in queries if q.startswith(f'INSERT INTO "{schema}".tasks')]
     assert any(q.startswith(f'INSERT INTO "{schema}".runs') for q in queries)
@@ -215,16 +222,7 @@ async def test_a_batch_of_many_new_task_rows_is_copied(pg_url: str, schema: str)
 async def test_a_runs_last_batch_of_few_new_task_rows_is_two_statements(
     pg_url: str, schema: str
 ) -> None:
-    started, ends, finished = _wide_run(3)
-    queries: list[str] = []
-    async with PostgresStore(pg_url, schema=schema, min_size=1, max_size=1) as store:
-        await store.record([started])
-        pool = await store._ensure()
-        async with pool.acquire() as conn:
-            conn.add_query_logger(lambda record: queries.append(record.query))
-        await store.record([*ends, finished])
-        tasks = {t.key: t for t in await store.get_tasks("wide")}
-        run = await store.get_run("wide")
+    queries, tasks, run = await _wide_run_logged(pg_url, schema, 3)
     # No transaction: the task rows, then the run's end.
     heads = [f'INSERT INTO "{schema}".tasks', f'INSERT INTO "{schema}".runs']
     assert [q[: len(head)] for q, head in zip(queries, heads, strict=False)] == heads
@@ -568,19 +566,14 @@ async def test_a_run_cancelled_while_its_writer_waits_on_a_silent_server_ends(
         store = PostgresStore(url, schema=schema, max_size=3, heartbeat=60, dead_after=180)
         await store.list_runs(limit=1)
 
-        @task(name="first")
-        async def first() -> int:
-            return 1
+        held: list[bool] = []
 
-        @task(name="hang")
-        async def hang() -> None:
-            await _on_record(store, "first")
+        async def go_silent(store: PostgresStore) -> None:
             held.append(store._writer is not None)
             silence.set()
             await anyio.sleep_forever()
 
-        held: list[bool] = []
-        pipeline = Pipeline("silent").add_task(first() >> hang())
+        pipeline = _two_step_pipeline(store, go_silent)
         began = anyio.current_time()
         with anyio.move_on_after(1):
             await pipeline.run(store=store)

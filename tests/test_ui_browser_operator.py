@@ -164,15 +164,22 @@ async def test_long_errors_fold_and_reasons_are_not_errors(served, context) -> N
     assert errors == []
 
 
-async def test_a_stopped_server_shows_a_notice_not_errors(served, context) -> None:
+async def _held_run_page(served, context, errors: list[str]):
+    """A page on a run held RUNNING by the gate, its Cancel button shown."""
     ui, base = served
     run_id = await ui.trigger("gated")
     with anyio.fail_after(10):
         await ui.gate.entered.wait()
-    errors: list[str] = []
     page = await new_page(context, errors)
     await page.goto(f"{base}runs/{run_id}")
     assert await page.get_by_role("button", name="Cancel run").is_visible()
+    return page
+
+
+async def test_a_stopped_server_shows_a_notice_not_errors(served, context) -> None:
+    ui, _ = served
+    errors: list[str] = []
+    page = await _held_run_page(served, context, errors)
     await ui.client.server.close()  # stopping the UI also cancels the runs it started
     notice = page.locator("#notice")
     await notice.wait_for(state="visible")
@@ -187,14 +194,9 @@ async def test_a_page_fetched_before_the_server_stopped_does_not_bring_back_its_
 ) -> None:
     """A refresh in flight when the event stream drops lands after the notice: it is
     stale, so the notice stays and Cancel stays hidden until the stream is back."""
-    ui, base = served
-    run_id = await ui.trigger("gated")
-    with anyio.fail_after(10):
-        await ui.gate.entered.wait()
+    ui, _ = served
     errors: list[str] = []
-    page = await new_page(context, errors)
-    await page.goto(f"{base}runs/{run_id}")
-    assert await page.get_by_role("button", name="Cancel run").is_visible()
+    page = await _held_run_page(served, context, errors)
     live = await page.get_attribute("#run", "data-live")
     assert live
     held, release = anyio.Event(), anyio.Event()
