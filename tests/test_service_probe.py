@@ -789,6 +789,41 @@ async def test_a_drain_during_a_claim_leaves_no_run_running_unattended(tmp_path:
         await store.aclose()
 
 
+@pytest.mark.asyncio  # the UI's launcher runs in aiohttp: asyncio only
+@pytest.mark.timeout(60)
+async def test_an_application_stopped_during_a_claim_ends_the_claimed_run(tmp_path: Path) -> None:
+    # Stopping the application without a drain cleared the launcher's task group while a
+    # claim was in flight: the claim then failed on an assert in the launcher's task
+    # group and left its run RUNNING in the store with no one running it.
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dremioframe_async import Pipeline, task
+    from dremioframe_async.ui import ui_app
+    from dremioframe_async.ui._app import run_launcher
+
+    @task(name="forever")
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    store = _HeldClaims(tmp_path / "runs.sqlite")
+    app = ui_app(store, [Pipeline("forever").add_task(forever())])
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        launcher = run_launcher(app)
+        run_id = await store.enqueue("forever")
+        await store.claimed.wait()  # RUNNING in the store, not started here yet
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.close)
+            await anyio.wait_all_tasks_blocked()  # the stop is under way
+            store.gate.set()
+        assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
+        assert launcher.running == []
+    finally:
+        await client.close()
+        await store.aclose()
+
+
 @pytest.mark.asyncio
 async def test_serve_on_a_port_in_use_leaves_the_queue_alone(procs: Procs, tmp_path: Path) -> None:
     # The launcher started claiming when the application started, before the port was

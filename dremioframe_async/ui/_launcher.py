@@ -330,15 +330,7 @@ class RunLauncher:
         ``cleanup_grace``) unless ``stop_cleanup`` is set meanwhile; setting it
         during the grace also ends the grace.
         """
-        self.draining = True
-        if self._scheduling is not None:
-            self._scheduling.cancel()
-        self._kick()
-        if self._claims_stopped is not None:
-            # A claim in flight ends by starting its run here, where this drain sees it;
-            # cut off, it would leave the run RUNNING in the store with no one running it.
-            with anyio.move_on_after(CLAIM_STOP_WAIT):
-                await self._claims_stopped.wait()
+        await self._stop_claims()
         with anyio.move_on_after(grace):
             async with anyio.create_task_group() as tg:
                 if stop_cleanup is not None:  # a second signal: stop now, not after the grace
@@ -352,6 +344,21 @@ class RunLauncher:
                 tg.start_soon(self._stop_cleanups, stop_cleanup)
             await self._wait_all()
             tg.cancel_scope.cancel()
+
+    async def _stop_claims(self) -> None:
+        """Take no more runs and queue no more fires; return once a claim in flight ended.
+
+        A claim in flight ends by starting its run here, where a drain or the stop
+        sees and cancels it; cut off, it would leave the run RUNNING in the store with
+        no one running it (until another process declares it dead).
+        """
+        self.draining = True
+        if self._scheduling is not None:
+            self._scheduling.cancel()
+        self._kick()
+        if self._claims_stopped is not None:
+            with anyio.move_on_after(CLAIM_STOP_WAIT, shield=True):
+                await self._claims_stopped.wait()
 
     async def _wait_all(self) -> None:
         while self._done:
@@ -424,6 +431,7 @@ class RunLauncher:
                 try:
                     await stop.wait()
                 finally:
+                    await self._stop_claims()
                     self._tg = None
                     tg.cancel_scope.cancel()
 
