@@ -423,6 +423,7 @@ async def test_a_run_asked_to_cancel_whose_owner_died_is_not_resumed(
     url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     store = open_store(url)
     victim = procs.start("serve", f"{PIPELINES}:held", "--port", "0", "--store", url)
+    survivor = None
     try:
         await eventually(lambda: _said(procs, victim, "serving "), 60, "serving")
         marks = [tmp_path / "kept", tmp_path / "cancelled"]
@@ -449,8 +450,10 @@ async def test_a_run_asked_to_cancel_whose_owner_died_is_not_resumed(
         assert run.resumed_by is None
         assert resume.resumed_from == kept
     finally:
-        if victim.poll() is None:
-            victim.kill()
+        # The survivor's resume holds forever: a SIGTERM would wait out its drain.
+        for proc in (victim, survivor):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
         await store.aclose()
 
 
