@@ -23,6 +23,20 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(autouse=True)
+def _metrics_as_they_were() -> Iterator[None]:
+    """A test that turns the process's metrics on (every ``ui_app`` does) turns them off
+    after it: a later test would otherwise meter its runs, and one that counts the
+    engine's memory per task found the metrics' series of 20,000 task names in it."""
+    from dremioframe_async import _metrics
+
+    enabled = _metrics.REGISTRY.enabled
+    try:
+        yield
+    finally:
+        _metrics.REGISTRY.enabled = enabled
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _default_store_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test writes to the user's own run store: the default one is this session's file.
