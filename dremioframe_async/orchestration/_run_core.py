@@ -46,7 +46,7 @@ __all__ = ["SLICE", "TELL_SLICE", "RunCore"]
 _S = TaskState
 # Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between
 # two yields to the loop: a wide run must not hold the application's loop for ms on end.
-SLICE = 2048
+SLICE = 1024
 # How long a task runs before a store records its start on its own (see
 # ``RunCore.started_records``): below what an operator can tell apart on a
 # refreshing page, above a short query or a sleep. A shorter task's start is
@@ -143,9 +143,15 @@ class RunCore:
         """
         planned = zip(self.plan.positions, self.plan.tasks, strict=True)
         claim = freezing(len(self.plan.tasks))
+        # A run of several slices yields before each, the first included: the caller's
+        # step before it (an application's previous run ending, its result dropped,
+        # this run's set-up) and the first slice are then two trips around the loop.
+        sliced = len(self.plan.tasks) > SLICE
         with anyio.CancelScope(shield=True):
             try:
                 while True:
+                    if sliced:
+                        await self._checkpoint()
                     if claim is not None:
                         self.froze = True
                         with claim.slice():
@@ -154,7 +160,6 @@ class RunCore:
                         made = self._node_slice(planned)
                     if made < SLICE:
                         break
-                    await self._checkpoint()
             finally:
                 if claim is not None:
                     claim.thaw()
