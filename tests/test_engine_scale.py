@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import anyio
@@ -202,6 +203,51 @@ async def test_a_wide_fan_out_starts_its_tasks_in_edge_order() -> None:
     assert started == list(range(WIDE))
     assert dict(result) == {"sink": "done"}
     assert len(result.tasks) == WIDE + 2
+
+
+# asyncio: its loop runs ready tasks in order (trio shuffles each batch of them, so a
+# ticker cannot tell one trip from the next there).
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], ids=["asyncio"])
+async def test_a_wide_run_makes_each_slice_of_nodes_in_a_step_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The caller's step (its previous run ending, this run's set-up) ran on into the
+    # first slice of nodes: one stall of the application's loop of 5-9 ms.
+    from dremioframe_async.orchestration._run_core import RunCore
+
+    ticks = [0]  # trips around the loop another task made
+    seen: list[int] = []  # the trip each slice was made in
+    making = RunCore._node_slice
+
+    def slice_seen(self: RunCore, planned: Any) -> int:
+        seen.append(ticks[0])
+        return making(self, planned)
+
+    monkeypatch.setattr(RunCore, "_node_slice", slice_seen)
+
+    async def tick() -> None:
+        while True:
+            ticks[0] += 1
+            await anyio.lowlevel.checkpoint()
+
+    async def noop() -> None:
+        return None
+
+    top = Task("root", noop)
+    for j in range(WIDE):
+        top >> Task(f"m{j}", noop)
+    pipeline = Pipeline("sliced").add_task(top)
+    pipeline.plan()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        await anyio.lowlevel.checkpoint()  # the ticker has started
+        called_at = ticks[0]
+        result = await pipeline.run()
+        tg.cancel_scope.cancel()
+    assert result.status == "SUCCESS"
+    assert len(seen) == 4  # WIDE is three slices and a bit
+    assert seen[0] > called_at  # the first slice waited for a trip of its own
+    assert all(a < b for a, b in itertools.pairwise(seen))
 
 
 async def test_cancelling_a_wide_fan_out_still_runs_its_cleanup() -> None:
