@@ -369,6 +369,25 @@ async def test_a_run_cancelled_while_its_start_is_written_is_recorded_cancelled(
     await store.aclose()
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_run_started_in_a_cancelled_scope_is_recorded_cancelled(
+    kind: str, tmp_path: Path
+) -> None:
+    # The cancellation landed as the start took the dispatcher's lock, before it took
+    # the start: the pump still wrote RunStarted, and no RunFinished ever followed.
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "runs.sqlite")
+    calls: list[str] = []
+    seen: list[Any] = []
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await _pipeline(calls).run(store=store, on_event=seen.append, run_id="late")
+    assert calls == []
+    run = await store.get_run("late")
+    assert run.status is RunStatus.CANCELLED  # not RUNNING
+    assert (type(seen[0]).__name__, type(seen[-1]).__name__) == ("RunStarted", "RunFinished")
+    await store.aclose()
+
+
 async def test_a_postgres_start_cancelled_mid_write_is_recorded_cancelled(pg_url: str) -> None:
     # asyncpg abandons a cancelled statement: the run's start may or may not have
     # landed, and the runner never got to start (or end) the run.

@@ -314,7 +314,13 @@ class Dispatcher:
     async def _flush(self) -> None:
         assert self._outbox is not None
         assert self._recording is not None
-        async with self._lock:
+        # Taken shielded: a run started in a cancelled scope still takes its start
+        # here, so that the cancellation lands in the write below, which records the
+        # run's end. Cancelled at the lock, its start went out with the pump's next
+        # batch and its end never did: RUNNING with no one running it.
+        with anyio.CancelScope(shield=True):
+            await self._lock.acquire()
+        try:
             batch = self._outbox.take_now(rearm=False)
             if not batch:
                 return
@@ -339,6 +345,8 @@ class Dispatcher:
             # pump's next batch, as if it had not been flushed; the recorder has it.
             self._outbox.requeue(batch)
             self._recorded_ahead = len(batch)
+        finally:
+            self._lock.release()
 
     def _end_unstarted(self, batch: list[Record]) -> None:
         assert self._outbox is not None
