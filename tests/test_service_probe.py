@@ -16,6 +16,8 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -824,6 +826,111 @@ async def test_an_application_stopped_during_a_claim_ends_the_claimed_run(tmp_pa
         assert launcher.running == []
     finally:
         await client.close()
+        await store.aclose()
+
+
+class _SlowClaims(_HeldClaims):
+    """A claim held as a SQLite claim in the store's thread is: a cancellation waits."""
+
+    async def claim_next(self, limits: Any, *, run_id: str | None = None) -> Any:
+        with anyio.CancelScope(shield=True):
+            return await super().claim_next(limits, run_id=run_id)
+
+
+@asynccontextmanager
+async def _held_claim_app(store: _HeldClaims, pipeline: Any) -> AsyncIterator[Any]:
+    """A UI application on ``store`` serving ``pipeline``: (its test client, its launcher)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dremioframe_async.ui import ui_app
+    from dremioframe_async.ui._app import run_launcher
+
+    app = ui_app(store, [pipeline])
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield client, run_launcher(app)
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio  # the UI's launcher runs in aiohttp: asyncio only
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["stop", "drain"])
+async def test_a_resume_stopped_before_it_recorded_anything_ends_cancelled(
+    how: str, tmp_path: Path
+) -> None:
+    # A resume reads its prior run before it records anything: a stop or a drain that
+    # landed there left it RUNNING with no one running it (holding a slot of its
+    # pipeline, and its failed run refused another resume) until declared dead.
+    from dremioframe_async import Pipeline, task
+
+    failing = [True]
+
+    @task(name="flaky")
+    async def flaky() -> None:
+        if failing[0]:
+            raise RuntimeError("boom")
+        await anyio.sleep_forever()
+
+    pipeline = Pipeline("flaky").add_task(flaky())
+    store = _HeldClaims(tmp_path / "runs.sqlite")
+    try:
+        failed = (await pipeline.run(store=store)).run_id
+        failing[0] = False
+        async with _held_claim_app(store, pipeline) as (client, launcher):
+            resume = await store.enqueue_resume(failed)
+            await store.claimed.wait()  # RUNNING in the store, not started here yet
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.close if how == "stop" else partial(launcher.drain, 0.0))
+                await anyio.wait_all_tasks_blocked()  # the stop (or drain) is under way
+                store.gate.set()
+            await anyio.wait_all_tasks_blocked()
+            assert (await store.get_run(resume)).status is RunStatus.CANCELLED
+            assert launcher.running == []
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["stop", "drain"])
+async def test_a_claim_slower_than_the_stop_waits_for_ends_its_run(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim that returned after the stop stopped waiting for it (CLAIM_STOP_WAIT, 15 s:
+    # a SQLite file locked by another process takes up to 30 s) raised an AssertionError
+    # out of the application's stop, or, after a drain, started a run no one cancelled.
+    # Either way the run stayed RUNNING.
+    from dremioframe_async import Pipeline, task
+    from dremioframe_async.ui import _launcher
+
+    monkeypatch.setattr(_launcher, "CLAIM_STOP_WAIT", 0.0)  # the store is that slow
+
+    @task(name="forever")
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    store = _SlowClaims(tmp_path / "runs.sqlite")
+    try:
+        async with _held_claim_app(store, Pipeline("forever").add_task(forever())) as (
+            client,
+            launcher,
+        ):
+            run_id = await store.enqueue("forever")
+            await store.claimed.wait()
+            if how == "drain":
+                await launcher.drain(0.0)  # returns without waiting for the claim
+                store.gate.set()  # the claim returns: its run must not run on
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.close)  # gives up on the claim, then waits for it
+                    await anyio.wait_all_tasks_blocked()
+                    store.gate.set()  # the claim returns; the stop must not raise
+            await anyio.wait_all_tasks_blocked()
+            assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
+            assert launcher.running == []
+    finally:
         await store.aclose()
 
 

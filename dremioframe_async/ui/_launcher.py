@@ -43,6 +43,9 @@ QUEUE_WAIT = 1.0
 # How long a drain waits for a claim in flight to end (one statement; a hung store
 # must not hang the stop).
 CLAIM_STOP_WAIT = 15.0
+# How long recording the end of a run that never started may take (shielded: a stop
+# must not cut it off, nor a hung store hold the stop).
+END_WAIT = 10.0
 RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
 CANCELLABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
@@ -151,6 +154,10 @@ class RunLauncher:
         self._claims_stopped: anyio.Event | None = None
         self._released: anyio.Event | None = None
         self._scheduling: anyio.CancelScope | None = None
+        # Set once a drain cancels the runs going: a run claimed later is cancelled at
+        # once (and its cleanup stopped once the drain stops cleanups).
+        self._cancelling = False
+        self._cleanups_stopped = False
         # Where the schedules' fire times come from (tests swap in a virtual clock).
         self.clock: Clock = SystemClock()
 
@@ -199,8 +206,12 @@ class RunLauncher:
             raise ActionRefused(f"the run could not be queued: {exc}", 400) from exc
         started = self.live.expect(run_id)
         self._kick()
-        with anyio.move_on_after(QUEUED_START_WAIT):
-            await started.wait()
+        try:
+            with anyio.move_on_after(QUEUED_START_WAIT):
+                await started.wait()
+        finally:
+            if not started.is_set() and run_id not in self._scopes:
+                self.live.forget_expected(run_id)  # left queued, or run by another process
         return run_id
 
     def _register(self, run_id: str) -> tuple[anyio.CancelScope, anyio.Event]:
@@ -219,6 +230,7 @@ class RunLauncher:
         stop: anyio.Event,
         failure: list[BaseException],
     ) -> None:
+        returned = False
         try:
             with scope:
                 await pipeline.run(
@@ -229,12 +241,19 @@ class RunLauncher:
                     run_id=run_id,
                     stop_cleanup=stop,
                 )
+                returned = True
         except Exception as exc:
             failure.append(exc)
             shown = mask_text(repr(exc))
             log.warning("run %s of %s ended with an error: %s", run_id, pipeline.name, shown)
-            await _fail_unstarted(self.store, pipeline.name, run_id)
         finally:
+            if not returned:
+                # Failed or cancelled, maybe before the run recorded anything (a resume
+                # reads its prior run first): it must not stay RUNNING with no one
+                # running it. Shielded: the stop that cancelled it must not cut this off.
+                ended = RunStatus.FAILED if failure else RunStatus.CANCELLED
+                with anyio.CancelScope(shield=True), anyio.move_on_after(END_WAIT):
+                    await _end_unstarted(self.store, pipeline.name, run_id, ended)
             self._scopes.pop(run_id, None)
             self._stops.pop(run_id, None)
             self._done.pop(run_id).set()
@@ -270,6 +289,14 @@ class RunLauncher:
                 except StoreError as exc:  # the store is down: try again shortly
                     log.warning("cannot take queued runs: %s", exc)
             if claimed is not None:
+                if self._tg is None:
+                    # The stop gave up waiting for this claim (a store slower than
+                    # CLAIM_STOP_WAIT): nothing runs it here now, so it ends.
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(END_WAIT):
+                        await _end_unstarted(
+                            self.store, claimed.pipeline, claimed.run_id, RunStatus.CANCELLED
+                        )
+                    return
                 self._start_claimed(claimed)
                 continue
             self._kicked = anyio.Event()
@@ -281,6 +308,10 @@ class RunLauncher:
         pipeline = self.pipelines[claimed.pipeline].pipeline
         scope, stop = self._register(claimed.run_id)
         assert self._tg is not None
+        if self._cancelling:  # claimed after a drain gave up waiting for the claim
+            scope.cancel()
+            if self._cleanups_stopped:
+                stop.set()
         self._tg.start_soon(
             self._run,
             pipeline,
@@ -337,6 +368,7 @@ class RunLauncher:
                     tg.start_soon(_first_of, tg, stop_cleanup.wait())
                 await self._wait_all()
                 tg.cancel_scope.cancel()
+        self._cancelling = True
         for scope in list(self._scopes.values()):
             scope.cancel()
         async with anyio.create_task_group() as tg:
@@ -366,6 +398,7 @@ class RunLauncher:
 
     async def _stop_cleanups(self, stop_cleanup: anyio.Event) -> None:
         await stop_cleanup.wait()
+        self._cleanups_stopped = True
         for stop in list(self._stops.values()):
             stop.set()
 
@@ -453,8 +486,9 @@ async def _first_of(tg: TaskGroup, waiting: Awaitable[object]) -> None:
     tg.cancel_scope.cancel()
 
 
-async def _fail_unstarted(store: RunStore, pipeline: str, run_id: str) -> None:
-    """Record FAILED a claimed run that failed before it started, so it shows no RUNNING ghost."""
+async def _end_unstarted(store: RunStore, pipeline: str, run_id: str, ended: RunStatus) -> None:
+    """Record ``ended`` a claimed run that ended before it recorded its start, so that it
+    shows no RUNNING ghost (a run that recorded its start recorded its end too)."""
     try:
         run = await store.get_run(run_id)
         if run.status is RunStatus.RUNNING and not run.counts:
@@ -462,8 +496,8 @@ async def _fail_unstarted(store: RunStore, pipeline: str, run_id: str) -> None:
             await store.record(
                 [
                     RunStarted(run_id, pipeline, now, dict(run.params), ()),
-                    RunFinished(run_id, pipeline, RunStatus.FAILED, now, run.started),
+                    RunFinished(run_id, pipeline, ended, now, run.started),
                 ]
             )
     except Exception as exc:  # the store is gone: its heartbeat will tell the others
-        log.warning("could not record run %s as failed: %s", run_id, exc)
+        log.warning("could not record the end of run %s: %s", run_id, exc)
