@@ -758,74 +758,40 @@ class _HeldClaims(SQLiteStore):
         return got
 
 
+def _forever() -> Any:
+    from dremioframe_async import Pipeline, task
+
+    @task(name="forever")
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    return Pipeline("forever").add_task(forever())
+
+
 @pytest.mark.asyncio  # the UI's launcher runs in aiohttp: asyncio only
 @pytest.mark.timeout(60)
-async def test_a_drain_during_a_claim_leaves_no_run_running_unattended(tmp_path: Path) -> None:
-    # The drain saw no run and returned while the launcher was claiming one; the
-    # claim then started a run no drain would cancel (or, cut off by the stop, left it
+@pytest.mark.parametrize("how", ["drain", "stop"])
+async def test_a_drain_or_stop_during_a_claim_leaves_no_run_running_unattended(
+    how: str, tmp_path: Path
+) -> None:
+    # drain: it saw no run and returned while the launcher was claiming one; the claim
+    # then started a run no drain would cancel (or, cut off by the stop, left it
     # RUNNING in the store with no one running it until dead_after).
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from dremioframe_async import Pipeline, task
-    from dremioframe_async.ui import ui_app
-    from dremioframe_async.ui._app import run_launcher
-
-    @task(name="forever")
-    async def forever() -> None:
-        await anyio.sleep_forever()
-
+    # stop (no drain): it cleared the launcher's task group while the claim was in
+    # flight; the claim then failed on an assert and left its run RUNNING.
     store = _HeldClaims(tmp_path / "runs.sqlite")
-    app = ui_app(store, [Pipeline("forever").add_task(forever())])
-    client = TestClient(TestServer(app))
-    await client.start_server()
     try:
-        launcher = run_launcher(app)
-        run_id = await store.enqueue("forever")
-        await store.claimed.wait()  # RUNNING in the store, not started here yet
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(launcher.drain, 0.0)
-            await anyio.wait_all_tasks_blocked()  # the drain is waiting, or has returned
-            store.gate.set()
-        await anyio.wait_all_tasks_blocked()
-        assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
-        assert launcher.running == []
+        async with _held_claim_app(store, _forever()) as (client, launcher):
+            run_id = await store.enqueue("forever")
+            await store.claimed.wait()  # RUNNING in the store, not started here yet
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.close if how == "stop" else partial(launcher.drain, 0.0))
+                await anyio.wait_all_tasks_blocked()  # it is waiting, or has returned
+                store.gate.set()
+            await anyio.wait_all_tasks_blocked()
+            assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
+            assert launcher.running == []
     finally:
-        await client.close()
-        await store.aclose()
-
-
-@pytest.mark.asyncio  # the UI's launcher runs in aiohttp: asyncio only
-@pytest.mark.timeout(60)
-async def test_an_application_stopped_during_a_claim_ends_the_claimed_run(tmp_path: Path) -> None:
-    # Stopping the application without a drain cleared the launcher's task group while a
-    # claim was in flight: the claim then failed on an assert in the launcher's task
-    # group and left its run RUNNING in the store with no one running it.
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from dremioframe_async import Pipeline, task
-    from dremioframe_async.ui import ui_app
-    from dremioframe_async.ui._app import run_launcher
-
-    @task(name="forever")
-    async def forever() -> None:
-        await anyio.sleep_forever()
-
-    store = _HeldClaims(tmp_path / "runs.sqlite")
-    app = ui_app(store, [Pipeline("forever").add_task(forever())])
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        launcher = run_launcher(app)
-        run_id = await store.enqueue("forever")
-        await store.claimed.wait()  # RUNNING in the store, not started here yet
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(client.close)
-            await anyio.wait_all_tasks_blocked()  # the stop is under way
-            store.gate.set()
-        assert (await store.get_run(run_id)).status is RunStatus.CANCELLED
-        assert launcher.running == []
-    finally:
-        await client.close()
         await store.aclose()
 
 
@@ -902,21 +868,12 @@ async def test_a_claim_slower_than_the_stop_waits_for_ends_its_run(
     # a SQLite file locked by another process takes up to 30 s) raised an AssertionError
     # out of the application's stop, or, after a drain, started a run no one cancelled.
     # Either way the run stayed RUNNING.
-    from dremioframe_async import Pipeline, task
     from dremioframe_async.ui import _launcher
 
     monkeypatch.setattr(_launcher, "CLAIM_STOP_WAIT", 0.0)  # the store is that slow
-
-    @task(name="forever")
-    async def forever() -> None:
-        await anyio.sleep_forever()
-
     store = _SlowClaims(tmp_path / "runs.sqlite")
     try:
-        async with _held_claim_app(store, Pipeline("forever").add_task(forever())) as (
-            client,
-            launcher,
-        ):
+        async with _held_claim_app(store, _forever()) as (client, launcher):
             run_id = await store.enqueue("forever")
             await store.claimed.wait()
             if how == "drain":
