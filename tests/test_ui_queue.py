@@ -118,3 +118,21 @@ async def test_the_api_and_page_show_the_fire_time(client_of: Any) -> None:
     shown = await (await client.get(f"/api/runs/{run_id}")).json()
     assert shown["run"]["scheduled_for"] == 1_800_000_000.0
     assert "Scheduled for" in await (await client.get(f"/runs/{run_id}")).text()
+
+
+async def test_a_trigger_another_process_runs_leaves_nothing_waiting_for_its_start(
+    client_of: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # trigger() kept a start signal for every run it did not see start here (taken by
+    # another replica, or left queued), for the life of the process.
+    from dremioframe_async.ui import _launcher
+    from dremioframe_async.ui._app import UI_KEY
+
+    monkeypatch.setattr(_launcher, "QUEUED_START_WAIT", 0.0)
+    store, held = MemoryStore(), Held()
+    client = await client_of(store, [held.pipeline])
+    launcher = client.server.app[UI_KEY].launcher
+    launcher.holding = True  # this process claims nothing: another one will
+    run_id = await launcher.trigger("held", {})
+    assert (await store.get_run(run_id)).status is RunStatus.QUEUED
+    assert run_id not in launcher.live._started
