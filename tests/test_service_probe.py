@@ -891,6 +891,50 @@ async def test_a_claim_slower_than_the_stop_waits_for_ends_its_run(
         await store.aclose()
 
 
+class _HeldReads(SQLiteStore):
+    """A real SQLite store whose ``get_run`` waits for ``gate`` once ``hold`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.hold = False
+        self.reading, self.gate = anyio.Event(), anyio.Event()
+
+    async def get_run(self, run_id: str) -> Any:
+        if self.hold and not self.gate.is_set():
+            self.reading.set()
+            await self.gate.wait()
+        return await super().get_run(run_id)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_stop_while_a_run_that_never_started_is_recorded_failed_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    # A claimed run that fails before it records anything (a task naming an executor
+    # the run does not have) is recorded FAILED by the launcher; a stop that landed
+    # while that read the store cut it off, and the run stayed RUNNING.
+    from dremioframe_async import Pipeline, task
+
+    @task(name="remote", executor="dask")
+    async def remote() -> int:
+        return 1
+
+    store = _HeldReads(tmp_path / "runs.sqlite")
+    try:
+        async with _held_claim_app(store, Pipeline("p").add_task(remote())) as (client, _):
+            store.hold = True
+            run_id = await store.enqueue("p")  # as a trigger from another process
+            await store.reading.wait()  # the launcher reads the run, to record it FAILED
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.close)
+                await anyio.wait_all_tasks_blocked()  # the stop waits for that
+                store.gate.set()
+        assert (await store.get_run(run_id)).status is RunStatus.FAILED
+    finally:
+        await store.aclose()
+
+
 @pytest.mark.asyncio
 async def test_serve_on_a_port_in_use_leaves_the_queue_alone(procs: Procs, tmp_path: Path) -> None:
     # The launcher started claiming when the application started, before the port was
