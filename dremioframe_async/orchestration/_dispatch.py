@@ -314,12 +314,23 @@ class Dispatcher:
     async def _flush(self) -> None:
         assert self._outbox is not None
         assert self._recording is not None
-        # Taken shielded: a run started in a cancelled scope still takes its start
-        # here, so that the cancellation lands in the write below, which records the
-        # run's end. Cancelled at the lock, its start went out with the pump's next
-        # batch and its end never did: RUNNING with no one running it.
-        with anyio.CancelScope(shield=True):
+        try:
             await self._lock.acquire()
+        except anyio.get_cancelled_exc_class():
+            # Cancelled before it took the start (a run started in a cancelled scope):
+            # the start would go out with the pump's next batch and no end ever would,
+            # leaving the run RUNNING with no one running it. Take it, shielded but
+            # bounded (the pump may hold the lock on a hung listener), and record its
+            # end with it.
+            with anyio.CancelScope(shield=True) as waiting:
+                waiting.deadline = anyio.current_time() + DRAIN_BOUND_ON_CANCEL
+                await self._lock.acquire()
+            if not waiting.cancelled_caught:
+                try:
+                    self._end_unstarted(self._outbox.take_now(rearm=False))
+                finally:
+                    self._lock.release()
+            raise
         try:
             batch = self._outbox.take_now(rearm=False)
             if not batch:
