@@ -133,3 +133,39 @@ async def test_a_cancelled_runs_cleanup_does_not_wait_for_a_stuck_store(
             await store.held.wait()
             tg.cancel_scope.cancel()
     assert cleaned == WIDTH  # every cleanup ran, none waited for the store's backlog
+
+
+async def test_a_start_cancelled_while_the_pump_holds_the_lock_is_recorded_with_its_end() -> None:
+    # The lock a run's start takes can be held (by the pump, delivering): a start
+    # cancelled while it waited there went out with the pump's next batch, and no end
+    # ever followed it, so the run stayed RUNNING.
+    import time
+
+    from dremioframe_async.orchestration import RunStarted
+
+    store = MemoryStore()
+    async with _dispatch.dispatching((), store) as dispatcher:
+        assert dispatcher.emit is not None
+        assert dispatcher.flush is not None
+        release = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def hold_the_lock() -> None:
+                async with dispatcher._lock:
+                    await release.wait()
+
+            tg.start_soon(hold_the_lock)
+            await wait_all_tasks_blocked()
+            dispatcher.emit(RunStarted("held", "p", time.time(), {}, ()))
+            with anyio.CancelScope() as scope:
+                tg.start_soon(lambda: _cancel_once_blocked(scope))
+                await dispatcher.flush()
+            assert scope.cancelled_caught  # the cancellation is not held up by the lock
+            release.set()
+    run = await store.get_run("held")
+    assert run.status.value == "CANCELLED"
+
+
+async def _cancel_once_blocked(scope: anyio.CancelScope) -> None:
+    await wait_all_tasks_blocked()
+    scope.cancel()

@@ -314,22 +314,20 @@ class Dispatcher:
     async def _flush(self) -> None:
         assert self._outbox is not None
         assert self._recording is not None
+        start = next((e for e in self._outbox.events if type(e) is RunStarted), None)
         try:
             await self._lock.acquire()
         except anyio.get_cancelled_exc_class():
             # Cancelled before it took the start (a run started in a cancelled scope):
-            # the start would go out with the pump's next batch and no end ever would,
-            # leaving the run RUNNING with no one running it. Take it, shielded but
-            # bounded (the pump may hold the lock on a hung listener), and record its
-            # end with it.
-            with anyio.CancelScope(shield=True) as waiting:
-                waiting.deadline = anyio.current_time() + DRAIN_BOUND_ON_CANCEL
-                await self._lock.acquire()
-            if not waiting.cancelled_caught:
-                try:
-                    self._end_unstarted(self._outbox.take_now(rearm=False))
-                finally:
-                    self._lock.release()
+            # the start goes out with the pump's batches, wherever it is now, and no end
+            # would follow it, leaving the run RUNNING with no one running it. Its end
+            # is queued behind it (the pump delivers in order), without the lock.
+            if start is not None:
+                self._outbox.emit(
+                    RunFinished(
+                        start.run_id, start.pipeline, RunStatus.CANCELLED, time.time(), start.time
+                    )
+                )
             raise
         try:
             batch = self._outbox.take_now(rearm=False)
