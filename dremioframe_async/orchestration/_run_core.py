@@ -44,8 +44,9 @@ from ._task import Task
 __all__ = ["SLICE", "TELL_SLICE", "RunCore"]
 
 _S = TaskState
-# Nodes made (SLICE), or downstream tasks told of a settled task (TELL_SLICE), between
-# two yields to the loop: a wide run must not hold the application's loop for ms on end.
+# Nodes made, or a fan-out's instances made (SLICE), or downstream tasks told of a
+# settled task (TELL_SLICE), between two yields to the loop: a wide run must not hold the
+# application's loop for ms on end. SLICE also bounds the ready queue a runner refills.
 SLICE = 1024
 # How long a task runs before a store records its start on its own (see
 # ``RunCore.started_records``): below what an operator can tell apart on a
@@ -135,7 +136,7 @@ class RunCore:
         self._checkpoint_if_cancelled = checkpoint_if_cancelled_function()
 
     async def _make_nodes(self) -> None:
-        """One node per plan task, yielding to the loop between slices.
+        """One node per plan task; a run of more than one slice yields before each.
 
         Shielded: a cancellation waits for the last slice (a few milliseconds),
         so the run always has all its nodes to settle. A large run makes them

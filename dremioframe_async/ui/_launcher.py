@@ -40,8 +40,8 @@ log = logging.getLogger("dremioframe_async.ui")
 QUEUED_START_WAIT = 2.0
 # The longest wait between looks at the queue (PostgreSQL wakes the launcher sooner).
 QUEUE_WAIT = 1.0
-# How long a drain waits for a claim in flight to end (one statement; a hung store
-# must not hang the stop).
+# How long a drain, or the application's stop, waits for a claim in flight to end (one
+# statement; a hung store must not hang the stop).
 CLAIM_STOP_WAIT = 15.0
 # How long recording the end of a run that never started may take (shielded: a stop
 # must not cut it off, nor a hung store hold the stop).
