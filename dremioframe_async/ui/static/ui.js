@@ -17,19 +17,32 @@ function notice(text) {
   box.hidden = !text;
 }
 
-// A page fetched again; null (and a notice) when the server cannot be reached.
+// How many times the server was found unreachable (a failed fetch, a dropped stream).
+let losses = 0;
+
+// The server cannot be reached: say so, and hide what may be stale (no button may act
+// on it meanwhile).
+function lost() {
+  losses += 1;
+  notice("disconnected from the server, retrying…");
+  document.querySelectorAll("#run-live .actions").forEach((a) => (a.hidden = true));
+}
+
+// A page fetched again; null (and a notice) when the server cannot be reached. A page
+// fetched before the server was found unreachable leaves the notice up: it may be stale.
 async function fetchPage(url) {
+  const before = losses;
   try {
     const response = await fetch(url, {
       credentials: "same-origin",
       headers: { Accept: "text/html" },
     });
-    notice("");
+    if (losses === before) {
+      notice("");
+    }
     return response.ok ? await response.text() : null;
   } catch (err) {
-    notice("disconnected from the server, retrying…");
-    // What the page shows may be stale: no button may act on it meanwhile.
-    document.querySelectorAll("#run-live .actions").forEach((a) => (a.hidden = true));
+    lost();
     return null;
   }
 }
@@ -129,6 +142,7 @@ document.addEventListener("submit", (event) => {
 
   async function refresh() {
     queued = false;
+    const before = losses;
     const text = await fetchPage(fragmentUrl);
     if (text === null) {
       return;
@@ -147,9 +161,9 @@ document.addEventListener("submit", (event) => {
       }
     });
     old.replaceWith(fresh);
-    if (main.dataset.disconnected) {
-      // Fetched before the event stream dropped, it may be stale already: the notice
-      // stays, and no button may act on it until the stream is back.
+    if (main.dataset.disconnected || losses !== before) {
+      // Fetched before the server was found unreachable, it may be stale already: the
+      // notice stays, and no button may act on it until the stream is back.
       notice("disconnected from the server, retrying…");
       fresh.querySelectorAll(".actions").forEach((a) => (a.hidden = true));
     }
@@ -168,8 +182,7 @@ document.addEventListener("submit", (event) => {
   // The browser reconnects by itself; meanwhile say so, and hide what may be stale
   // (the run may have ended, so Cancel may no longer apply). Reconnected: reconcile.
   source.addEventListener("error", () => {
-    notice("disconnected from the server, retrying…");
-    document.querySelectorAll("#run-live .actions").forEach((a) => (a.hidden = true));
+    lost();
     main.dataset.disconnected = "1";
   });
   source.addEventListener("open", () => {
