@@ -250,10 +250,10 @@ class RunLauncher:
             if not returned:
                 # Failed or cancelled, maybe before the run recorded anything (a resume
                 # reads its prior run first): it must not stay RUNNING with no one
-                # running it. Shielded: the stop that cancelled it must not cut this off.
+                # running it (recorded shielded: the stop that cancelled it must not cut
+                # this off).
                 ended = RunStatus.FAILED if failure else RunStatus.CANCELLED
-                with anyio.CancelScope(shield=True), anyio.move_on_after(END_WAIT):
-                    await _end_unstarted(self.store, pipeline.name, run_id, ended)
+                await _end_unstarted(self.store, pipeline.name, run_id, ended)
             self._scopes.pop(run_id, None)
             self._stops.pop(run_id, None)
             self._done.pop(run_id).set()
@@ -292,10 +292,9 @@ class RunLauncher:
                 if self._tg is None:
                     # The stop gave up waiting for this claim (a store slower than
                     # CLAIM_STOP_WAIT): nothing runs it here now, so it ends.
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(END_WAIT):
-                        await _end_unstarted(
-                            self.store, claimed.pipeline, claimed.run_id, RunStatus.CANCELLED
-                        )
+                    await _end_unstarted(
+                        self.store, claimed.pipeline, claimed.run_id, RunStatus.CANCELLED
+                    )
                     return
                 self._start_claimed(claimed)
                 continue
@@ -488,16 +487,21 @@ async def _first_of(tg: TaskGroup, waiting: Awaitable[object]) -> None:
 
 async def _end_unstarted(store: RunStore, pipeline: str, run_id: str, ended: RunStatus) -> None:
     """Record ``ended`` a claimed run that ended before it recorded its start, so that it
-    shows no RUNNING ghost (a run that recorded its start recorded its end too)."""
+    shows no RUNNING ghost (a run that recorded its start recorded its end too).
+
+    Shielded, so the stop that cancelled the run cannot cut this off, and bounded by
+    ``END_WAIT``, so a hung store cannot hold that stop.
+    """
     try:
-        run = await store.get_run(run_id)
-        if run.status is RunStatus.RUNNING and not run.counts:
-            now = time.time()
-            await store.record(
-                [
-                    RunStarted(run_id, pipeline, now, dict(run.params), ()),
-                    RunFinished(run_id, pipeline, ended, now, run.started),
-                ]
-            )
+        with anyio.CancelScope(shield=True), anyio.move_on_after(END_WAIT):
+            run = await store.get_run(run_id)
+            if run.status is RunStatus.RUNNING and not run.counts:
+                now = time.time()
+                await store.record(
+                    [
+                        RunStarted(run_id, pipeline, now, dict(run.params), ()),
+                        RunFinished(run_id, pipeline, ended, now, run.started),
+                    ]
+                )
     except Exception as exc:  # the store is gone: its heartbeat will tell the others
         log.warning("could not record the end of run %s: %s", run_id, exc)
