@@ -168,10 +168,18 @@ def collect_tasks(added: Iterable[Task]) -> list[Task]:
     while frontier:
         near: set[Task] = set()
         # Set updates run in C, so the walk costs per task, not per edge; the edge
-        # dicts are read directly (this module plans for Task, as its friend).
+        # containers are read directly (this module plans for Task, as its friend).
+        # Tasks linked to one task alone share its edge tuple (``Task._alone``): a
+        # fan-out's million tasks hold two tuples between them, each added once.
+        last_up: object = None
+        last_down: object = None
         for t in frontier:
-            near.update(t._upstream)
-            near.update(t._downstream)
+            if (ups := t._upstream) is not last_up:
+                near.update(ups)
+                last_up = ups
+            if (downs := t._downstream) is not last_down:
+                near.update(downs)
+                last_down = downs
         near -= seen
         seen |= near
         frontier = near
