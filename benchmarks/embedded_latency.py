@@ -25,6 +25,12 @@ average. Targets: p99 <= 10 ms and max <= 20 ms under each load.
     python benchmarks/embedded_latency.py --loads idle mapped
 
 The flight load needs the ``testing`` extra (DuckDB); without it that row says so.
+Its row also says how long the loop's thread took to free each table (the task
+drops it). A Flight table's memory is gRPC's, allocated with ``malloc``; with
+glibc's defaults, freeing 84 MB of it gives pages back to the system there and
+then, a few milliseconds on the loop. Run it again with
+``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432`` to see the difference
+(``docs/performance.md``, "Large results and the allocator").
 """
 
 from __future__ import annotations
@@ -173,7 +179,13 @@ def flight_load(rows: int) -> Load:
 
             async def extract() -> int:
                 table = await client.query("SELECT * FROM bench.sample", via="flight")
-                return int(table.num_rows)
+                rows = int(table.num_rows)
+                # What the loop's thread spends freeing the table (its memory came
+                # from gRPC's allocations: with glibc, malloc's; see --help).
+                start = time.thread_time()
+                del table
+                drops.append(time.thread_time() - start)
+                return rows
 
             pipeline = Pipeline("latency_flight")
             for i in range(4):
@@ -185,9 +197,14 @@ def flight_load(rows: int) -> Load:
                 result.raise_for_status()
                 got += sum(int(v) for v in result.values())
             elapsed = time.perf_counter() - start
-        return f"{got / elapsed:,.0f} rows/s"
+        drops.sort()
+        return (
+            f"{got / elapsed:,.0f} rows/s; freeing a table: median "
+            f"{statistics.median(drops) * 1e3:.2f} ms, max {drops[-1] * 1e3:.2f} ms"
+        )
 
     stop_ready = anyio.Event()
+    drops: list[float] = []
     load.ready = stop_ready  # type: ignore[attr-defined]
     return load
 
@@ -247,7 +264,9 @@ async def measure(name: str, load: Load, seconds: float) -> Figures:
 
 def report(rows: list[Figures]) -> None:
     frozen = ", gc.freeze() after building" if FREEZE else ""
-    print(f"\nload average: {os.getloadavg()[0]:.2f} (2 cores shared){frozen}")
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    malloc = f", GLIBC_TUNABLES={tunables}" if tunables else ""
+    print(f"\nload average: {os.getloadavg()[0]:.2f} (2 cores shared){frozen}{malloc}")
     print(
         f"{'load':<10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'pings':>6} "
         f"{'lag p99':>8} {'lag max':>8}  engine"
