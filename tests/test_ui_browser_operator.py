@@ -220,6 +220,47 @@ async def test_a_page_fetched_before_the_server_stopped_does_not_bring_back_its_
     assert errors == []
 
 
+async def test_a_run_that_ended_while_its_page_could_not_fetch_it_shows_once_it_can(
+    served, context
+) -> None:
+    """The stream says the run ended, then closes, and the run's final page cannot be
+    fetched: with the stream and its tick over, the page keeps trying on its own, and
+    shows the ended run, without the notice, once the fetch goes through."""
+    ui, _ = served
+    errors: list[str] = []
+    page = await _held_run_page(served, context, errors)
+    live = await page.get_attribute("#run", "data-live")
+    assert live
+    down = True
+    refused = [0]
+    one_more = anyio.Event()
+
+    async def unreachable(route) -> None:
+        if down:
+            refused[0] += 1
+            one_more.set()
+            await route.abort("connectionrefused")
+        else:
+            await route.continue_()
+
+    await page.route(f"**{live}", unreachable)
+    ui.gate.opened.set()
+    await page.locator('#run[data-ended="1"]').wait_for(state="attached")
+    # The fetch that the end queued may have been refused already; either way, one more
+    # is refused from here on (the end's own, or a retry) before the server comes back.
+    seen = refused[0]
+    while refused[0] == seen:
+        one_more = anyio.Event()
+        with anyio.fail_after(15):
+            await one_more.wait()
+    notice = page.locator("#notice")
+    assert "disconnected" in await notice.inner_text()
+    down = False
+    await page.locator('#run-live[data-status="SUCCESS"]').wait_for(timeout=15_000)
+    await notice.wait_for(state="hidden")
+    assert errors == []
+
+
 async def test_a_runs_list_opened_while_idle_shows_new_runs(served, context) -> None:
     ui, base = served
     errors: list[str] = []

@@ -132,6 +132,7 @@ document.addEventListener("submit", (event) => {
     return;
   }
   const fragmentUrl = main.dataset.live;
+  const RETRY_MS = 5000; // the tick's period, and the retry's once the run has ended
   let queued = false;
 
   function openDetails(root) {
@@ -145,6 +146,11 @@ document.addEventListener("submit", (event) => {
     const before = losses;
     const text = await fetchPage(fragmentUrl);
     if (text === null) {
+      if (main.dataset.ended) {
+        // The stream has ended and the tick with it: nothing else would fetch the run's
+        // final page once the server is back, so try again.
+        window.setTimeout(queue, RETRY_MS);
+      }
       return;
     }
     const template = document.createElement("template");
@@ -193,7 +199,7 @@ document.addEventListener("submit", (event) => {
     }
   });
   // Running attempts grow on the timeline even while no task changes state.
-  const tick = window.setInterval(queue, 5000);
+  const tick = window.setInterval(queue, RETRY_MS);
   source.addEventListener("end", () => {
     source.close();
     window.clearInterval(tick);
