@@ -8,7 +8,8 @@ provider is given or configured globally, records each value through
 OpenTelemetry metrics too. Names start with ``dremioframe_``, carry their unit
 (``_seconds``, ``_bytes``, ``_total``) and a ``pipeline`` label where one applies.
 Task labels are task names, never mapped-instance keys, so a fan-out adds no
-label values.
+label values. A pipeline's first ``TASK_LABELS`` task names each get their own;
+its tasks past those are counted together, as ``task="(other tasks)"``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["REGISTRY", "Registry", "enable_metrics"]
+__all__ = ["OTHER_TASKS", "REGISTRY", "TASK_LABELS", "Registry", "enable_metrics"]
 
 Labels = tuple[str, ...]
+# Each task name is a series of every task metric for the life of the process, and
+# lines in every scrape (rendered on the event loop). A pipeline of 100,000 distinctly
+# named tasks, or one that puts a date in its task names, would grow both without end.
+TASK_LABELS = 1_000  # task names a pipeline's task metrics carry, the first seen
+OTHER_TASKS = "(other tasks)"  # the label of its tasks past those
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -155,6 +161,8 @@ class Registry:
     def __init__(self) -> None:
         self.enabled = False
         self.live_limiters: dict[int, tuple[str, Any, dict[str, Any]]] = {}
+        self._task_names: dict[str, set[str]] = {}  # per pipeline, its labelled tasks
+        self._names_lock = threading.Lock()
         p, t = ("pipeline",), ("pipeline", "task")
         self.runs_total = Counter(
             "dremioframe_runs_finished_total",
@@ -202,6 +210,20 @@ class Registry:
             ("store", "outcome"),
         )
 
+    def task_label(self, pipeline: str, name: str) -> str:
+        """The ``task`` label of ``pipeline``'s task ``name``: the name itself, unless
+        the pipeline's tasks already took ``TASK_LABELS`` others (``OTHER_TASKS``)."""
+        names = self._task_names.get(pipeline)
+        if names is not None and name in names:
+            return name
+        with self._names_lock:
+            names = self._task_names.setdefault(pipeline, set())
+            if name not in names:
+                if len(names) >= TASK_LABELS:
+                    return OTHER_TASKS
+                names.add(name)
+        return name
+
     def metrics(self) -> list[_Metric]:
         return [v for v in vars(self).values() if isinstance(v, _Metric)]
 
@@ -218,13 +240,15 @@ class Registry:
                 used[key] = used.get(key, 0.0) + limiter.borrowed_tokens
         return list(used.items())
 
+    def lines(self) -> Iterator[str]:
+        """Every metric's lines of Prometheus text (format 0.0.4), one at a time."""
+        for metric in self.metrics():
+            yield from metric.header()
+            yield from metric.samples()
+
     def render(self, extra: Iterable[str] = ()) -> str:
         """Everything as Prometheus text (format 0.0.4), ``extra`` lines first."""
-        lines = list(extra)
-        for metric in self.metrics():
-            lines.extend(metric.header())
-            lines.extend(metric.samples())
-        return "\n".join(lines) + "\n"
+        return "\n".join([*extra, *self.lines()]) + "\n"
 
 
 REGISTRY = Registry()

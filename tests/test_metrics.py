@@ -7,23 +7,25 @@ from __future__ import annotations
 import functools
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import _store_fixtures
 import anyio
+import anyio.lowlevel
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from dremioframe_async import Pipeline, _metrics, task
+from dremioframe_async import Pipeline, Task, _metrics, task
 from dremioframe_async.dremio import DremioClient
 from dremioframe_async.orchestration import RunFinished, RunStarted, RunStatus
 from dremioframe_async.store import SQLiteStore
 from dremioframe_async.tasks import DremioQueryTask
 from dremioframe_async.testing import FakeDremio, sample_table
 from dremioframe_async.ui import BearerAuth, ui_app
+from dremioframe_async.ui import _metrics as ui_metrics
 
 parser = pytest.importorskip("prometheus_client.parser")
 pytestmark = pytest.mark.asyncio
@@ -279,3 +281,106 @@ async def test_serve_answers_metrics_with_the_runs_it_ran(store: SQLiteStore) ->
     assert value(samples, "dremioframe_runs_finished_total", pipeline=name, status="SUCCESS") == 1
     attempts = "dremioframe_task_attempt_duration_seconds_count"
     assert value(samples, attempts, pipeline=name, task="one", state="SUCCESS") == 1
+
+
+async def test_a_pipeline_with_more_task_names_than_labels_counts_the_rest_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each task name is a series of every task metric for the life of the process: a
+    pipeline's names past ``TASK_LABELS`` share one label, and every attempt still counts.
+    """
+    monkeypatch.setattr(_metrics, "TASK_LABELS", 50)
+    name, other = f"wide_{secrets.token_hex(4)}", f"narrow_{secrets.token_hex(4)}"
+
+    async def noop() -> None:
+        return None
+
+    def wide(pipeline: str, width: int) -> Pipeline:
+        built = Pipeline(pipeline)
+        for i in range(width):
+            built.add_task(Task(f"t{i}", noop))
+        return built
+
+    _metrics.enable_metrics()
+    for _ in range(2):  # the same 80 names again: still 50 labels and the rest
+        (await wide(name, 80).run()).raise_for_status()
+    (await wide(other, 3).run()).raise_for_status()  # another pipeline's own labels
+    samples = parse(_metrics.REGISTRY.render())
+    count = "dremioframe_task_attempt_duration_seconds_count"
+    labels = {
+        dict(keys)["task"]: v
+        for (metric, keys), v in samples.items()
+        if metric == count and dict(keys)["pipeline"] == name
+    }
+    assert len(labels) == 51
+    assert labels[_metrics.OTHER_TASKS] == 60  # 30 tasks past the first 50, twice
+    assert sum(labels.values()) == 160
+    assert all(labels[f"t{i}"] == 2 for i in range(80) if f"t{i}" in labels)
+    narrow = {
+        dict(keys)["task"]
+        for (metric, keys), _ in samples.items()
+        if metric == count and dict(keys)["pipeline"] == other
+    }
+    assert narrow == {"t0", "t1", "t2"}
+
+
+async def test_a_large_scrape_lets_the_event_loop_run_while_it_renders(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process with many labelled series renders them a step at a time: other tasks on
+    the loop run in between, rather than waiting for the whole text."""
+    name = f"many_{secrets.token_hex(4)}"
+    registry = _metrics.REGISTRY
+    for i in range(3_000):  # 3,000 series of 17 lines each
+        registry.attempt_seconds.observe((name, f"t{i}", "SUCCESS"), 0.01)
+    try:
+        samples, during = await _scrape_counting_steps(store, monkeypatch)
+    finally:
+        for labels in [k for k in registry.attempt_seconds.values if k[0] == name]:
+            del registry.attempt_seconds.values[labels]  # later scrapes need not render them
+    assert (
+        value(
+            samples,
+            "dremioframe_task_attempt_duration_seconds_count",
+            pipeline=name,
+            task="t2999",
+            state="SUCCESS",
+        )
+        == 1
+    )
+    assert during >= 3_000 * 17 // ui_metrics.LINES_A_STEP
+
+
+async def _scrape_counting_steps(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Samples, int]:
+    """A scrape of a UI's /metrics, and how often another task ran between its first
+    rendered line and its last."""
+    app = ui_app(store)
+    steps = 0
+    scraped = anyio.Event()
+    at: list[int] = []
+    lines = _metrics.REGISTRY.lines
+
+    def counted() -> Iterator[str]:
+        at.append(steps)
+        yield from lines()
+        at.append(steps)
+
+    monkeypatch.setattr(_metrics.REGISTRY, "lines", counted)
+
+    async def elsewhere() -> None:
+        nonlocal steps
+        while not scraped.is_set():
+            steps += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with (
+        TestClient(TestServer(app, host="127.0.0.1")) as http,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(elsewhere)
+        samples = await scrape(http)
+        scraped.set()
+    first, last = at
+    return samples, last - first

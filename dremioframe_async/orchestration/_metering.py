@@ -40,7 +40,8 @@ class _AttemptMeter:
 
     def __init__(self, metrics: RunMetrics, node: Node) -> None:
         self.metrics = metrics
-        self.labels = (metrics.pipeline, node.task.name)
+        pipeline = metrics.pipeline
+        self.labels = (pipeline, metrics.registry.task_label(pipeline, node.task.name))
         if node.attempts > 1:
             metrics.registry.retries.inc(self.labels)
         self.started = 0.0
