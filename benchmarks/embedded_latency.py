@@ -25,11 +25,11 @@ average. Targets: p99 <= 10 ms and max <= 20 ms under each load.
     python benchmarks/embedded_latency.py --loads idle mapped
 
 The flight load needs the ``testing`` extra (DuckDB); without it that row says so.
-Its row also says how long the loop's thread took to free each table (the task
-drops it). A Flight table's memory is gRPC's, allocated with ``malloc``; with
-glibc's defaults, freeing 84 MB of it gives pages back to the system there and
-then, a few milliseconds on the loop. Run it again with
-``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432`` to see the difference
+Its row also gives the CPU time the loop's thread took to free each table (the
+task drops it). A Flight table's memory is gRPC's, allocated with ``malloc``; with
+glibc's defaults, freeing 84 MB of it can give pages back to the system there and
+then, milliseconds on the loop. Compare with
+``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456``
 (``docs/performance.md``, "Large results and the allocator").
 """
 
@@ -180,8 +180,8 @@ def flight_load(rows: int) -> Load:
             async def extract() -> int:
                 table = await client.query("SELECT * FROM bench.sample", via="flight")
                 rows = int(table.num_rows)
-                # What the loop's thread spends freeing the table (its memory came
-                # from gRPC's allocations: with glibc, malloc's; see --help).
+                # The loop thread's CPU time freeing the table (its memory is gRPC's,
+                # from malloc: see this module's docstring).
                 start = time.thread_time()
                 del table
                 drops.append(time.thread_time() - start)
