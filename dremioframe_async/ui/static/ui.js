@@ -134,6 +134,7 @@ document.addEventListener("submit", (event) => {
   const fragmentUrl = main.dataset.live;
   const RETRY_MS = 5000; // the tick's period, and the retry's once the run has ended
   let queued = false;
+  let retry = null; // the timer of the next try, once the run has ended
 
   function openDetails(root) {
     const open = new Set();
@@ -146,10 +147,15 @@ document.addEventListener("submit", (event) => {
     const before = losses;
     const text = await fetchPage(fragmentUrl);
     if (text === null) {
-      if (main.dataset.ended) {
-        // The stream has ended and the tick with it: nothing else would fetch the run's
-        // final page once the server is back, so try again.
-        window.setTimeout(queue, RETRY_MS);
+      if (main.dataset.ended && losses !== before && retry === null) {
+        // The server could not be reached, and the stream has ended and the tick with
+        // it: nothing else would fetch the run's final page once the server is back.
+        // One timer, however many fetches failed (an answer that is not OK, say a 404,
+        // is not retried).
+        retry = window.setTimeout(() => {
+          retry = null;
+          queue();
+        }, RETRY_MS);
       }
       return;
     }
