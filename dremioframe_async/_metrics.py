@@ -214,8 +214,11 @@ class Registry:
         """The ``task`` label of ``pipeline``'s task ``name``: the name itself, unless
         the pipeline's tasks already took ``TASK_LABELS`` others (``OTHER_TASKS``)."""
         names = self._task_names.get(pipeline)
-        if names is not None and name in names:
-            return name
+        if names is not None:  # a set only grows: a full one answers without the lock
+            if name in names:
+                return name
+            if len(names) >= TASK_LABELS:
+                return OTHER_TASKS
         with self._names_lock:
             names = self._task_names.setdefault(pipeline, set())
             if name not in names:
