@@ -582,3 +582,41 @@ async def test_a_run_cancelled_while_its_writer_waits_on_a_silent_server_ends(
         await store.aclose()
     assert held == [True]
     assert took < 5, took  # 1 s, then the pump's bound of 0.5 s
+
+
+@pytest.mark.asyncio
+async def test_a_large_runs_task_views_are_built_off_the_event_loop(
+    pg_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building 100,000 tasks' views took 1.5 s of the loop (every UI route reads them):
+    a run of ``VIEWS_IN_THREAD`` tasks or more has them built in a worker thread."""
+    import threading
+
+    from dremioframe_async.store import _postgres
+
+    @task(name="leaf")
+    async def leaf() -> int:
+        return 1
+
+    pipeline = Pipeline("wide")
+    for _ in range(_postgres.VIEWS_IN_THREAD):
+        pipeline.add_task(leaf())
+    built_in: list[int] = []
+    views = _postgres.task_infos
+
+    def watched(*args: Any) -> Any:
+        built_in.append(threading.get_ident())
+        return views(*args)
+
+    monkeypatch.setattr(_postgres, "task_infos", watched)
+    store = PostgresStore(pg_url, schema=schema, max_size=2)
+    try:
+        result = await pipeline.run(store=store)
+        result.raise_for_status()
+        tasks = await store.get_tasks(result.run_id)
+    finally:
+        await store.aclose()
+    assert len(tasks) == _postgres.VIEWS_IN_THREAD
+    assert {t.state for t in tasks} == {"SUCCESS"}
+    assert built_in
+    assert threading.get_ident() not in built_in

@@ -23,7 +23,7 @@ from ._launcher import CANCELLABLE
 from ._live import LiveRun
 from ._model import mask, run_json, task_json, task_state_json
 from ._pipelines import pipeline_json, pipeline_views
-from ._respond import json_error, json_response, open_stream, send_event
+from ._respond import json_error, json_response, json_response_in_thread, open_stream, send_event
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 from ._streams import RunWatch
 from ._times import parse_time
@@ -33,6 +33,7 @@ __all__ = ["add_api_routes", "parse_query"]
 UPDATE_GAP = 0.1  # coalesce bursts of events into at most ten updates a second
 HEARTBEAT = 15.0  # a comment line now and then, so a closed client is noticed
 STREAMS_RETRY_AFTER = 5  # seconds, for a stream refused because too many are open
+JSON_IN_THREAD = 1_000  # a run's tasks from which its JSON is built in a worker thread
 T = TypeVar("T")
 
 
@@ -126,15 +127,21 @@ async def get_run(request: web.Request) -> web.Response:
         run, tasks = await ui.read_run(run_id)
     except RunNotFound as exc:
         return json_error(str(exc), 404)
-    return json_response(
-        {
+    cancellable, resumable = run.status in CANCELLABLE, ui.can_resume(run)
+    url = RequestUrls(request).run(run_id)
+
+    def answer() -> dict[str, Any]:
+        return {
             "run": run_json(run),
             "tasks": [task_json(t) for t in tasks],
-            "cancellable": run.status in CANCELLABLE,
-            "resumable": ui.can_resume(run),
-            "url": RequestUrls(request).run(run_id),
+            "cancellable": cancellable,
+            "resumable": resumable,
+            "url": url,
         }
-    )
+
+    if len(tasks) < JSON_IN_THREAD:
+        return json_response(answer())
+    return await json_response_in_thread(answer)
 
 
 async def list_pipelines(request: web.Request) -> web.Response:

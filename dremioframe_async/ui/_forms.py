@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..orchestration import MappedTask, Pipeline
 from ..store import StateEntry
-from ._graph import GraphNode, graph_svg
+from ._graph import MAX_NODES, GraphNode, graph_svg, too_many_to_draw
 from ._html import Markup, el, header_row
 from ._launcher import planned_edges
 from ._model import mask
@@ -33,6 +33,8 @@ def pipeline_graph(pipeline: Pipeline) -> Markup:
     edges = planned_edges(pipeline)
     if isinstance(edges, str):
         return el("p", {"class": "error-box"}, f"the graph cannot run: {edges}")
+    if len(edges) > MAX_NODES:  # before a node is made for each of its tasks
+        return too_many_to_draw(len(edges))
     plan = pipeline.plan()  # valid (and cached) once planned_edges succeeded
     mapped = {k for k, t in zip(plan.keys, plan.tasks, strict=True) if isinstance(t, MappedTask)}
     nodes = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ._html import Markup, el, svg
 
-__all__ = ["MAX_NODES", "GraphNode", "graph_svg"]
+__all__ = ["MAX_NODES", "GraphNode", "graph_svg", "too_many_to_draw"]
 
 MAX_NODES = 300  # past this an SVG is unreadable and heavy; the task table stays
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 170, 36, 40, 12, 8
@@ -72,12 +72,17 @@ def _label(key: str, limit: int = LABEL_CHARS) -> str:
     return key if len(key) <= limit else key[: limit - 1] + "…"
 
 
+def too_many_to_draw(count: int) -> Markup:
+    """What stands for a graph of more than ``MAX_NODES`` tasks."""
+    return el("p", {"class": "muted"}, f"{count} tasks: too many to draw; see the table")
+
+
 def graph_svg(nodes: Sequence[GraphNode], *, title: str = "task graph") -> Markup:
     """The graph as an ``<svg>`` element, or a note when it is too big to draw."""
     if not nodes:
         return el("p", {"class": "muted"}, "no tasks")
     if len(nodes) > MAX_NODES:
-        return el("p", {"class": "muted"}, f"{len(nodes)} tasks: too many to draw; see the table")
+        return too_many_to_draw(len(nodes))
     by_key = {n.key: n for n in nodes}
     columns = _ordered(by_key, _layers(by_key))
     xy = {
