@@ -1,9 +1,10 @@
 """A UI serving large runs and pipelines keeps its event loop free: a run's JSON of
-1,000 tasks or more is built in a worker thread, and a pipeline too large to draw
-makes no graph nodes first."""
+1,000 tasks or more is built in a worker thread, a pipeline too large to draw makes
+no graph nodes first, and a run page lists a bounded number of tasks."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,9 +13,9 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from dremioframe_async import Pipeline, task
+from dremioframe_async import Pipeline, Task, task
 from dremioframe_async.store import MemoryStore
-from dremioframe_async.ui import _api, _forms, _graph, ui_app
+from dremioframe_async.ui import _api, _forms, _graph, _pages, ui_app
 
 pytestmark = pytest.mark.asyncio
 
@@ -82,3 +83,30 @@ async def test_a_pipeline_too_large_to_draw_makes_no_graph_nodes(
         page = await response.text()
     assert f"{_graph.MAX_NODES + 1} tasks: too many to draw" in page
     assert len(made) == 3  # the small pipeline's graph only
+
+
+async def test_a_run_page_lists_so_many_tasks_those_that_did_not_succeed_first(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 100,000-task run's page was 36 MB: its table lists ``MAX_TASK_ROWS`` tasks, the
+    ones that did not succeed among them whatever their place, and says how many more."""
+    monkeypatch.setattr(_pages, "MAX_TASK_ROWS", 20)
+
+    async def fine() -> int:
+        return 1
+
+    async def broken() -> int:
+        raise ValueError("no")
+
+    pipeline = Pipeline("wide")
+    for i in range(30):
+        pipeline.add_task(Task(f"t{i}", broken if i >= 27 else fine))
+    result = await pipeline.run(store=store)
+    assert result.status == "FAILED"
+    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
+        response = await client.get(f"/runs/{result.run_id}")
+        assert response.status == 200
+        page = await response.text()
+    rows = re.findall(r'<tr[^>]*data-key="(t\d+)"', page)
+    assert rows == [f"t{i}" for i in (*range(17), 27, 28, 29)]
+    assert "10 more tasks not listed here" in page
