@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from test_ui_api import sse_events
 
 from dremioframe_async import Pipeline, Task, task
 from dremioframe_async.store import MemoryStore
@@ -110,3 +111,29 @@ async def test_a_run_page_lists_so_many_tasks_those_that_did_not_succeed_first(
     rows = re.findall(r'<tr[^>]*data-key="(t\d+)"', page)
     assert rows == [f"t{i}" for i in (*range(17), 27, 28, 29)]
     assert "10 more tasks not listed here" in page
+
+
+async def test_a_large_runs_event_stream_compares_and_encodes_in_a_worker_thread(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each look at a 100,000-task run compared every task's state on the loop, and its
+    first event (every task) was 12 MB of JSON encoded there."""
+    result = await wide("wide", _api.JSON_IN_THREAD).run(store=store)
+    result.raise_for_status()
+    compared_in: list[int] = []
+    state_json = _api.task_state_json
+
+    def watched(task_info: Any) -> Any:
+        compared_in.append(threading.get_ident())
+        return state_json(task_info)
+
+    monkeypatch.setattr(_api, "task_state_json", watched)
+    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
+        response = await client.get(f"/api/runs/{result.run_id}/events")
+        assert response.status == 200
+        events = await sse_events(response, until="end")
+    assert [name for name, _ in events] == ["run", "end"]
+    assert len(events[0][1]["tasks"]) == _api.JSON_IN_THREAD
+    assert events[1][1] == {"status": "SUCCESS"}
+    assert len(compared_in) == _api.JSON_IN_THREAD
+    assert threading.get_ident() not in compared_in

@@ -23,7 +23,14 @@ from ._launcher import CANCELLABLE
 from ._live import LiveRun
 from ._model import mask, run_json, task_json, task_state_json
 from ._pipelines import pipeline_json, pipeline_views
-from ._respond import json_error, json_response, json_response_in_thread, open_stream, send_event
+from ._respond import (
+    event_bytes,
+    json_error,
+    json_response,
+    json_response_in_thread,
+    open_stream,
+    send_event,
+)
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 from ._streams import RunWatch
 from ._times import parse_time
@@ -204,6 +211,12 @@ class _Diff:
         return {"run": run_data, "tasks": changed}
 
 
+def _changes(diff: _Diff, run: RunInfo, tasks: Sequence[TaskInfo]) -> bytes | None:
+    """The ``run`` event of what changed, as sent; None when nothing did."""
+    payload = diff.update(run, tasks)
+    return None if payload is None else event_bytes("run", payload)
+
+
 async def run_events(request: web.Request) -> web.StreamResponse:
     ui = _ui(request)
     run_id = request.match_info["run_id"]
@@ -244,8 +257,13 @@ async def _stream(
     quiet_since = anyio.current_time() - random.uniform(0, HEARTBEAT / 2)
     try:
         while True:
-            if (payload := diff.update(run, tasks)) is not None:
-                await send_event(resp, "run", payload)
+            if len(tasks) < JSON_IN_THREAD:
+                payload = diff.update(run, tasks)
+                sent = None if payload is None else event_bytes("run", payload)
+            else:  # a 100,000-task run's first event is 12 MB, and each look compares them all
+                sent = await anyio.to_thread.run_sync(_changes, diff, run, tasks)
+            if sent is not None:
+                await resp.write(sent)
                 quiet_since = anyio.current_time()
             elif anyio.current_time() - quiet_since >= HEARTBEAT:
                 await resp.write(b": still running\n\n")  # fails once the client has gone

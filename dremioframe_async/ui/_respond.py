@@ -15,6 +15,7 @@ from ._security import SECURITY_HEADERS
 from ._state import CSRF_KEY, KIND_KEY, RequestUrls
 
 __all__ = [
+    "event_bytes",
     "html_page",
     "json_error",
     "json_response",
@@ -70,5 +71,9 @@ async def send_event(response: web.StreamResponse, event: str, data: Any) -> Non
 
     :raises ConnectionError: once the client has gone.
     """
-    line = f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
-    await response.write(line.encode())
+    await response.write(event_bytes(event, data))
+
+
+def event_bytes(event: str, data: Any) -> bytes:
+    """One server-sent event as sent, its data as JSON (in a worker thread for a large one)."""
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
