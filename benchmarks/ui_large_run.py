@@ -16,6 +16,7 @@ loop's worst lag. What a target would be: no stall over 20 ms; see ``docs/ui.md`
 
     python benchmarks/ui_large_run.py                  # 100,000 tasks, 3 fetches each
     python benchmarks/ui_large_run.py --tasks 20000 --repeat 5
+    python benchmarks/ui_large_run.py --quick          # 2,000 tasks, 1 fetch: CI smoke
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2,000 tasks, 1 fetch: a smoke test")
     parser.add_argument(
         "--serve", nargs=3, metavar=("PATH", "PORT", "PROBE"), help=argparse.SUPPRESS
     )
@@ -165,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.serve:
         asyncio.run(serve(args.serve[0], int(args.serve[1]), int(args.serve[2])))
         return
+    if args.quick:
+        args.tasks, args.repeat = 2_000, 1
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "runs.sqlite"
         started = time.perf_counter()
