@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from test_ui_api import sse_events
 
 from dremioframe_async import Pipeline, Task, task
+from dremioframe_async.orchestration import RunFinished, RunStatus
 from dremioframe_async.store import MemoryStore
-from dremioframe_async.ui import _api, _forms, _graph, _pages, ui_app
+from dremioframe_async.ui import _api, _forms, _graph, _live, _pages, ui_app
+from dremioframe_async.ui._live import LiveRuns
 
 pytestmark = pytest.mark.asyncio
 
@@ -137,3 +141,77 @@ async def test_a_large_runs_event_stream_compares_and_encodes_in_a_worker_thread
     assert events[1][1] == {"status": "SUCCESS"}
     assert len(compared_in) == _api.JSON_IN_THREAD
     assert threading.get_ident() not in compared_in
+
+
+async def test_a_large_run_of_this_process_is_read_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``serve``'s UI reads the runs it runs from their events: a 100,000-task run's views
+    took 1.1 s of the very loop that ran it. Two reads at once take turns, and each gets
+    every task."""
+    live = LiveRuns()
+    result = await wide("wide", _live.VIEWS_IN_THREAD).run(on_event=live)
+    result.raise_for_status()
+    built_in: list[int] = []
+    views = MemoryStore.task_views
+
+    def watched(self: MemoryStore, run_id: str) -> Any:
+        built_in.append(threading.get_ident())
+        return views(self, run_id)
+
+    monkeypatch.setattr(MemoryStore, "task_views", watched)
+    run = live.get(result.run_id)
+    assert run is not None
+    async with anyio.create_task_group() as tg:
+        reads: list[Any] = []
+
+        async def read() -> None:
+            reads.append(await run.read())
+
+        tg.start_soon(read)
+        tg.start_soon(read)
+    assert [len(tasks) for _, tasks in reads] == [_live.VIEWS_IN_THREAD] * 2
+    assert all(info.status == "SUCCESS" for info, _ in reads)
+    assert len(built_in) == 2
+    assert threading.get_ident() not in built_in
+
+
+async def test_events_are_not_folded_into_a_live_run_while_its_views_are_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that would fold new events waits for the views being built in a thread:
+    folding then would change the dicts the thread is reading."""
+    live = LiveRuns()
+    result = await wide("wide", _live.VIEWS_IN_THREAD).run(on_event=live)
+    result.raise_for_status()
+    run = live.get(result.run_id)
+    assert run is not None
+    entered, go = threading.Event(), threading.Event()
+    building = [False]
+    folded_while_building: list[bool] = []
+    views, record = MemoryStore.task_views, MemoryStore.record
+
+    def held(self: MemoryStore, run_id: str) -> Any:
+        building[0] = True
+        entered.set()
+        go.wait(10)
+        try:
+            return views(self, run_id)
+        finally:
+            building[0] = False
+
+    async def noted(self: MemoryStore, events: Any) -> None:
+        folded_while_building.append(building[0])
+        await record(self, events)
+
+    await run.read()  # the run's own events folded, before the watch begins
+    monkeypatch.setattr(MemoryStore, "task_views", held)
+    monkeypatch.setattr(MemoryStore, "record", noted)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run.read)
+        await anyio.to_thread.run_sync(entered.wait, 10)
+        run.add(RunFinished(run.run_id, "wide", RunStatus.SUCCESS, time.time(), time.time()))
+        tg.start_soon(run.read)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+    assert folded_while_building == [False]

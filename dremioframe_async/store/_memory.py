@@ -191,6 +191,18 @@ class MemoryStore:
         :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
         """
         await anyio.lowlevel.checkpoint()
+        return self.task_views(run_id)
+
+    def task_count(self, run_id: str) -> int:
+        """How many task instances of ``run_id`` this store holds (0 for an unknown run)."""
+        return len(self._tasks.get(run_id, ()))
+
+    def task_views(self, run_id: str) -> list[TaskInfo]:
+        """:meth:`get_tasks` as a plain call, for the owner of this store: it may build a
+        large run's views in a worker thread while nothing records into the store.
+
+        :raises RunNotFound: (a ``LookupError``) when ``run_id`` is unknown.
+        """
         rows = in_plan_order(self._run_row(run_id), self._tasks.get(run_id, {}).values())
         return [task_info(t, self._attempts.get((run_id, t.key), {}).values()) for t in rows]
 
