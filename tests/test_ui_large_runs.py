@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -36,6 +36,16 @@ def wide(name: str, width: int) -> Pipeline:
     return pipeline
 
 
+def noting_threads(fn: Callable[..., Any], into: list[int]) -> Callable[..., Any]:
+    """``fn``, noting the thread of each call in ``into``."""
+
+    def noted(*args: Any) -> Any:
+        into.append(threading.get_ident())
+        return fn(*args)
+
+    return noted
+
+
 @pytest_asyncio.fixture
 async def store() -> AsyncIterator[MemoryStore]:
     opened = MemoryStore()
@@ -51,13 +61,7 @@ async def test_a_large_runs_json_is_built_in_a_worker_thread(
     result = await wide("wide", _api.JSON_IN_THREAD).run(store=store)
     result.raise_for_status()
     built_in: list[int] = []
-    as_json = _api.task_json
-
-    def watched(task_info: Any) -> Any:
-        built_in.append(threading.get_ident())
-        return as_json(task_info)
-
-    monkeypatch.setattr(_api, "task_json", watched)
+    monkeypatch.setattr(_api, "task_json", noting_threads(_api.task_json, built_in))
     async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
         response = await client.get(f"/api/runs/{result.run_id}")
         assert response.status == 200
@@ -125,13 +129,7 @@ async def test_a_large_runs_event_stream_compares_and_encodes_in_a_worker_thread
     result = await wide("wide", _api.JSON_IN_THREAD).run(store=store)
     result.raise_for_status()
     compared_in: list[int] = []
-    state_json = _api.task_state_json
-
-    def watched(task_info: Any) -> Any:
-        compared_in.append(threading.get_ident())
-        return state_json(task_info)
-
-    monkeypatch.setattr(_api, "task_state_json", watched)
+    monkeypatch.setattr(_api, "task_state_json", noting_threads(_api.task_state_json, compared_in))
     async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
         response = await client.get(f"/api/runs/{result.run_id}/events")
         assert response.status == 200
@@ -153,13 +151,7 @@ async def test_a_large_run_of_this_process_is_read_off_the_event_loop(
     result = await wide("wide", _live.VIEWS_IN_THREAD).run(on_event=live)
     result.raise_for_status()
     built_in: list[int] = []
-    views = MemoryStore.task_views
-
-    def watched(self: MemoryStore, run_id: str) -> Any:
-        built_in.append(threading.get_ident())
-        return views(self, run_id)
-
-    monkeypatch.setattr(MemoryStore, "task_views", watched)
+    monkeypatch.setattr(MemoryStore, "task_views", noting_threads(MemoryStore.task_views, built_in))
     run = live.get(result.run_id)
     assert run is not None
     async with anyio.create_task_group() as tg:
