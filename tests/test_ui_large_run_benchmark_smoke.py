@@ -9,7 +9,9 @@ import pytest
 from _bench_run import run_quick
 
 pytestmark = pytest.mark.timeout(120)
-ROW = re.compile(r"^(run page|run fragment|run JSON|event stream) +\d+ +[\d,]+ +\d+\.\d$", re.M)
+ROW = re.compile(
+    r"^(run page|run fragment|run JSON|event stream) +\d+ +[\d,]+ +\d+\.\d +\d+\.\d$", re.M
+)
 
 
 def test_quick_mode_reports_every_route() -> None:

@@ -4,6 +4,7 @@ no graph nodes first, and a run page lists a bounded number of tasks."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -17,10 +18,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from test_ui_api import sse_events
 
 from dremioframe_async import Pipeline, Task, task
-from dremioframe_async.orchestration import RunFinished, RunStatus
+from dremioframe_async.orchestration import (
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    TaskState,
+    TaskStateChanged,
+)
 from dremioframe_async.store import MemoryStore
-from dremioframe_async.ui import _api, _forms, _graph, _live, _pages, ui_app
+from dremioframe_async.ui import _api, _forms, _graph, _live, _pages, _respond, ui_app
 from dremioframe_async.ui._live import LiveRuns
+from dremioframe_async.ui._threads import ui_threads
 
 pytestmark = pytest.mark.asyncio
 
@@ -61,7 +69,14 @@ async def test_a_large_runs_json_is_built_in_a_worker_thread(
     result = await wide("wide", _api.JSON_IN_THREAD).run(store=store)
     result.raise_for_status()
     built_in: list[int] = []
-    monkeypatch.setattr(_api, "task_json", noting_threads(_api.task_json, built_in))
+    limiter, as_json = ui_threads(), _api.task_json
+    taken: list[float] = []  # the UI's own threads, not the ones a run's tasks use
+
+    def taking(task_info: Any) -> Any:
+        taken.append(limiter.borrowed_tokens)
+        return as_json(task_info)
+
+    monkeypatch.setattr(_api, "task_json", noting_threads(taking, built_in))
     async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
         response = await client.get(f"/api/runs/{result.run_id}")
         assert response.status == 200
@@ -72,6 +87,7 @@ async def test_a_large_runs_json_is_built_in_a_worker_thread(
     assert data["cancellable"] is False
     assert len(built_in) == _api.JSON_IN_THREAD
     assert threading.get_ident() not in built_in
+    assert min(taken) == 1
 
 
 async def test_a_pipeline_too_large_to_draw_makes_no_graph_nodes(
@@ -145,8 +161,8 @@ async def test_a_large_run_of_this_process_is_read_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``serve``'s UI reads the runs it runs from their events: a 100,000-task run's views
-    took 1.1 s of the very loop that ran it. Two reads at once take turns, and each gets
-    every task."""
+    took 1.1 s of the very loop that ran it. Two reads at once take turns, and the second
+    shares the first's views; a read after the run changed builds them again."""
     live = LiveRuns()
     result = await wide("wide", _live.VIEWS_IN_THREAD).run(on_event=live)
     result.raise_for_status()
@@ -164,6 +180,12 @@ async def test_a_large_run_of_this_process_is_read_off_the_event_loop(
         tg.start_soon(read)
     assert [len(tasks) for _, tasks in reads] == [_live.VIEWS_IN_THREAD] * 2
     assert all(info.status == "SUCCESS" for info, _ in reads)
+    assert reads[0][1] is reads[1][1]
+    assert len(built_in) == 1
+    run.add(RunFinished(run.run_id, "wide", RunStatus.SUCCESS, time.time(), time.time()))
+    _, again = await run.read()
+    assert again is not reads[0][1]
+    assert len(again) == _live.VIEWS_IN_THREAD
     assert len(built_in) == 2
     assert threading.get_ident() not in built_in
 
@@ -207,3 +229,56 @@ async def test_events_are_not_folded_into_a_live_run_while_its_views_are_built(
         await anyio.wait_all_tasks_blocked()
         go.set()
     assert folded_while_building == [False]
+
+
+async def test_sliced_json_is_json_dumps_text_made_a_slice_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One call of the encoder holds the GIL throughout: a large answer is encoded
+    ``SLICE`` list items a call, into the very text ``json.dumps`` makes."""
+    lengths: list[int] = []
+    encode = _respond._encode
+
+    def noted(value: Any) -> Any:
+        if isinstance(value, list):
+            lengths.append(len(value))
+        return encode(value)
+
+    monkeypatch.setattr(_respond, "_encode", noted)
+    tasks = [{"key": f"t{i}", "state": "SUCCESS", "at": i / 7} for i in range(1_234)]
+    odd = {"when": _respond, "none": None, "nested": {"a": [1, 2]}}
+    for data in (
+        {"run": {"id": "r", "params": {"x": [1, 2]}}, "tasks": tasks, "odd": odd},
+        tasks,
+        {"tasks": tasks[:3], "empty": []},
+        {},
+        [],
+        "text",
+    ):
+        assert _respond.dumps_sliced(data) == json.dumps(data, default=str)
+    assert lengths
+    assert max(lengths) <= _respond.SLICE
+
+
+async def test_a_capped_run_page_lists_running_and_failed_tasks_before_pending_ones(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap, a task that runs or failed is listed whatever its place: the graph
+    is not drawn for such a run, so the table is the way to its page and live log."""
+    monkeypatch.setattr(_pages, "MAX_TASK_ROWS", 20)
+    at = time.time()
+    keys = ["gate", *(f"p{i}" for i in range(25)), "x", "y"]
+    events: list[Any] = [RunStarted("r", "wide", at, {}, tuple(keys))]
+    states = {"gate": TaskState.RUNNING, "x": TaskState.RUNNING, "y": TaskState.FAILED}
+    events += [
+        TaskStateChanged("r", "wide", key, states.get(key, TaskState.PENDING), at + 1, 1)
+        for key in keys
+    ]
+    await store.record(events)
+    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
+        response = await client.get("/runs/r")
+        assert response.status == 200
+        page = await response.text()
+    rows = re.findall(r'<tr[^>]*data-key="([a-z]+\d*)"', page)
+    assert rows == ["gate", *(f"p{i}" for i in range(17)), "x", "y"]
+    assert "8 more tasks not listed here" in page

@@ -33,6 +33,7 @@ from ._respond import (
 )
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 from ._streams import RunWatch
+from ._threads import ui_threads
 from ._times import parse_time
 
 __all__ = ["add_api_routes", "parse_query"]
@@ -261,7 +262,9 @@ async def _stream(
                 payload = diff.update(run, tasks)
                 sent = None if payload is None else event_bytes("run", payload)
             else:  # a 100,000-task run's first event is 12 MB, and each look compares them all
-                sent = await anyio.to_thread.run_sync(_changes, diff, run, tasks)
+                sent = await anyio.to_thread.run_sync(
+                    _changes, diff, run, tasks, limiter=ui_threads()
+                )
             if sent is not None:
                 await resp.write(sent)
                 quiet_since = anyio.current_time()

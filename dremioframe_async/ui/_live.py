@@ -18,6 +18,7 @@ import anyio.to_thread
 
 from ..orchestration import Event, RunFinished, RunStarted, TaskLogged
 from ..store import MemoryStore, RunInfo, TaskInfo
+from ._threads import ui_threads
 
 __all__ = ["VIEWS_IN_THREAD", "LiveRun", "LiveRuns"]
 
@@ -35,6 +36,8 @@ class LiveRun:
         self._pending: list[Event] = []
         self._changed = anyio.Event()
         self._reading = anyio.Lock()
+        # The last read's views, with the version they show (see ``read``).
+        self._read: tuple[int, RunInfo, Sequence[TaskInfo]] | None = None
 
     def add(self, event: Event) -> None:
         if isinstance(event, TaskLogged):
@@ -56,16 +59,34 @@ class LiveRun:
 
         One read at a time: a large run's views are built in a worker thread (about
         1.1 s for 100,000 tasks, which held the loop that also runs the run), and
-        nothing may fold events into the store meanwhile.
+        nothing may fold events into the store meanwhile. Reads while nothing has
+        changed share the views the last one built.
         """
         async with self._reading:
-            if self._pending:
-                pending, self._pending = self._pending, []
-                await self._store.record(pending)
-            run = await self._store.get_run(self.run_id)
+            version = self.version
+            if self._read is not None and self._read[0] == version:
+                return self._read[1], self._read[2]
+            run = await self._fold()
             if self._store.task_count(self.run_id) < VIEWS_IN_THREAD:
-                return run, await self._store.get_tasks(self.run_id)
-            return run, await anyio.to_thread.run_sync(self._store.task_views, self.run_id)
+                tasks = await self._store.get_tasks(self.run_id)
+            else:
+                tasks = await anyio.to_thread.run_sync(
+                    self._store.task_views, self.run_id, limiter=ui_threads()
+                )
+            self._read = (version, run, tasks)
+            return run, tasks
+
+    async def read_run(self) -> RunInfo:
+        """The run as of now, without its tasks' views."""
+        async with self._reading:
+            return await self._fold()
+
+    async def _fold(self) -> RunInfo:
+        """Fold the events that came since the last read; the run as of now."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            await self._store.record(pending)
+        return await self._store.get_run(self.run_id)
 
 
 class LiveRuns:

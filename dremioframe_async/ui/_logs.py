@@ -82,7 +82,7 @@ async def _status(ui: UIState, run_id: str) -> RunStatus:
     :raises RunNotFound: when neither knows ``run_id``.
     """
     live = ui.live.get(run_id)
-    run = (await live.read())[0] if live is not None else await ui.store.get_run(run_id)
+    run = await live.read_run() if live is not None else await ui.store.get_run(run_id)
     return run.status
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Mapping, Sequence
-from itertools import islice
 from typing import Protocol
 
 from .._masking import mask_text
@@ -39,7 +39,7 @@ __all__ = [
 
 MAX_LISTED = 200  # instances, errors, results: a page stays light whatever the fan-out
 # A run's tasks listed in its table: a 100,000-task run's page was 36 MB, and its loop
-# spent up to 1.5 s on it. Past this, the tasks that did not succeed are listed first.
+# spent up to 1.5 s on it. Past this, running and failed tasks are listed first (_RANK).
 MAX_TASK_ROWS = 1_000
 STATES = (
     "PENDING",
@@ -263,17 +263,17 @@ def _expander(text: str) -> Markup | str:
     return el("details", {"class": "long"}, el("summary", None, short), el("pre", None, text))
 
 
+# Which tasks a capped table lists first: running ones, then those that went wrong,
+# then any other state but success, then successes (each kind in the run's order).
+_RANK = {"RUNNING": 0, "FAILED": 1, "UPSTREAM_FAILED": 1, "CANCELLED": 1, "SUCCESS": 3}
+
+
 def _listed(groups: Sequence[TaskGroup]) -> Sequence[TaskGroup]:
-    """At most ``MAX_TASK_ROWS`` groups, in their order: those whose task did not
-    succeed first, then the first that did."""
+    """At most ``MAX_TASK_ROWS`` groups, shown in the run's order, picked by ``_RANK``."""
     if len(groups) <= MAX_TASK_ROWS:
         return groups
-    picked = [i for i, g in enumerate(groups) if g.task.state.value != "SUCCESS"]
-    picked = picked[:MAX_TASK_ROWS]
-    if len(picked) < MAX_TASK_ROWS:
-        taken = set(picked)
-        rest = (i for i in range(len(groups)) if i not in taken)
-        picked += islice(rest, MAX_TASK_ROWS - len(picked))
+    rank = [_RANK.get(g.task.state.value, 2) for g in groups]
+    picked = heapq.nsmallest(MAX_TASK_ROWS, range(len(groups)), key=lambda i: (rank[i], i))
     return [groups[i] for i in sorted(picked)]
 
 
@@ -298,7 +298,7 @@ def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
     if len(listed) == len(groups):
         return table
     left = len(groups) - len(listed)
-    note = f"{left} more tasks not listed here (those that did not succeed come first); "
+    note = f"{left} more tasks not listed here (running and failed tasks are listed first); "
     return join(table, el("p", {"class": "muted"}, note + "see the JSON API"))
 
 

@@ -1,0 +1,24 @@
+"""The UI's own worker threads, apart from those a run's tasks use."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+
+__all__ = ["UI_THREADS", "ui_threads"]
+
+UI_THREADS = 2  # worker threads the UI's large answers take at once, per event loop
+_threads: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "dremioframe_async.ui.threads"
+)
+
+
+def ui_threads() -> anyio.CapacityLimiter:
+    """The UI's own worker threads on this event loop: its large answers do not take the
+    default threads that a run's plain-function tasks use (anyio's 40)."""
+    try:
+        return _threads.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(UI_THREADS)
+        _threads.set(limiter)
+        return limiter
