@@ -162,9 +162,15 @@ async def test_a_large_run_of_this_process_is_read_off_the_event_loop(
 ) -> None:
     """``serve``'s UI reads the runs it runs from their events: a 100,000-task run's views
     took 1.1 s of the very loop that ran it. Two reads at once take turns, and the second
-    shares the first's views; a read after the run changed builds them again."""
+    shares the first's views; a read after the run changed builds them again, and an
+    ended run keeps none (up to 100 ended runs stay readable)."""
     live = LiveRuns()
-    result = await wide("wide", _live.VIEWS_IN_THREAD).run(on_event=live)
+
+    def going(event: Any) -> None:  # the run as seen before its end
+        if not isinstance(event, RunFinished):
+            live(event)
+
+    result = await wide("wide", _live.VIEWS_IN_THREAD).run(on_event=going)
     result.raise_for_status()
     built_in: list[int] = []
     monkeypatch.setattr(MemoryStore, "task_views", noting_threads(MemoryStore.task_views, built_in))
@@ -179,14 +185,17 @@ async def test_a_large_run_of_this_process_is_read_off_the_event_loop(
         tg.start_soon(read)
         tg.start_soon(read)
     assert [len(tasks) for _, tasks in reads] == [_live.VIEWS_IN_THREAD] * 2
-    assert all(info.status == "SUCCESS" for info, _ in reads)
+    assert all(info.status == "RUNNING" for info, _ in reads)
     assert reads[0][1] is reads[1][1]
     assert len(built_in) == 1
     run.add(RunFinished(run.run_id, "wide", RunStatus.SUCCESS, time.time(), time.time()))
-    _, again = await run.read()
+    ended, again = await run.read()
+    assert ended.status == "SUCCESS"
     assert again is not reads[0][1]
     assert len(again) == _live.VIEWS_IN_THREAD
     assert len(built_in) == 2
+    await run.read()
+    assert len(built_in) == 3
     assert threading.get_ident() not in built_in
 
 

@@ -59,8 +59,8 @@ class LiveRun:
 
         One read at a time: a large run's views are built in a worker thread (about
         1.1 s for 100,000 tasks, which held the loop that also runs the run), and
-        nothing may fold events into the store meanwhile. Reads while nothing has
-        changed share the views the last one built.
+        nothing may fold events into the store meanwhile. Reads of a running run
+        while nothing has changed share the views the last one built.
         """
         async with self._reading:
             version = self.version
@@ -73,7 +73,9 @@ class LiveRun:
                 tasks = await anyio.to_thread.run_sync(
                     self._store.task_views, self.run_id, limiter=ui_threads()
                 )
-            self._read = (version, run, tasks)
+            # Kept while the run goes (its streams and pages read it again and again),
+            # not once it has ended: up to ``keep`` ended runs stay here.
+            self._read = None if self.finished else (version, run, tasks)
             return run, tasks
 
     async def read_run(self) -> RunInfo:
