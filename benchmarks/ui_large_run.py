@@ -11,7 +11,8 @@ was served:
 
 * run page (``/runs/{id}``) and its live fragment (``/runs/{id}/live``);
 * the run's JSON (``/api/runs/{id}``);
-* its event stream (``/api/runs/{id}/events``, read to its ``end`` event).
+* its event stream (``/api/runs/{id}/events``, read to its ``end`` event);
+* one task's page (``/runs/{id}/task?key=t5``).
 
 Per route: the median over ``--repeat`` fetches of the answer's time, its size and the
 loop's worst lag, both ways. What a target would be: no stall over 20 ms; see
@@ -135,6 +136,7 @@ async def measure(base: str, probe: str, run_id: str, repeat: int) -> None:
         ("run fragment", f"/runs/{run_id}/live", False),
         ("run JSON", f"/api/runs/{run_id}", False),
         ("event stream", f"/api/runs/{run_id}/events", True),
+        ("task page", f"/runs/{run_id}/task?key=t5", False),
     ]
     timeout = aiohttp.ClientTimeout(total=300)
     print(f"{'route':<14} {'answer ms':>10} {'bytes':>12} {'lag max: cpu ms':>16} {'wall ms':>8}")

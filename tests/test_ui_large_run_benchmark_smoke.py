@@ -9,9 +9,8 @@ import pytest
 from _bench_run import run_quick
 
 pytestmark = pytest.mark.timeout(120)
-ROW = re.compile(
-    r"^(run page|run fragment|run JSON|event stream) +\d+ +[\d,]+ +\d+\.\d +\d+\.\d$", re.M
-)
+ROUTES = "run page|run fragment|run JSON|event stream|task page"
+ROW = re.compile(rf"^({ROUTES}) +\d+ +[\d,]+ +\d+\.\d +\d+\.\d$", re.M)
 
 
 def test_quick_mode_reports_every_route() -> None:
@@ -23,4 +22,5 @@ def test_quick_mode_reports_every_route() -> None:
         "run fragment",
         "run JSON",
         "event stream",
+        "task page",
     ]

@@ -31,7 +31,7 @@ from ..store import (
     drop_marker,
 )
 from ._html import Markup, el, join
-from ._model import group_tasks, shown_attempt_state, shown_state
+from ._model import instances_of, shown_attempt_state, shown_state
 from ._pages import badge, task_badge
 from ._respond import html_page, json_error, json_response, open_stream, send_event
 from ._state import UI_KEY, RequestUrls, UIState
@@ -241,8 +241,7 @@ async def task_handler(request: web.Request) -> web.Response:
     if not found:
         return html_page(request, "Not found", el("p", None, f"no task {key!r} in run"), 404)
     page: LogPage = await _reader(ui).get_logs(LogQuery(run_id, key, limit=PAGE_LINES))
-    groups = {g.task.key: g for g in group_tasks(tasks)}
-    instances = groups[key].instances if key in groups else ()
+    instances = instances_of(tasks, key)
     state = request.query.get("state", "")
     body = task_page(
         RequestUrls(request),

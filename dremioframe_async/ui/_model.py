@@ -16,6 +16,7 @@ __all__ = [
     "TaskGroup",
     "attempt_json",
     "group_tasks",
+    "instances_of",
     "mask",
     "run_json",
     "shown_attempt_state",
@@ -142,6 +143,21 @@ def group_tasks(tasks: Iterable[TaskInfo]) -> list[TaskGroup]:
         TaskGroup(t, tuple(c for _, c in sorted(children.get(t.key, []), key=lambda p: p[0])))
         for t in top
     ]
+
+
+def instances_of(tasks: Iterable[TaskInfo], key: str) -> tuple[TaskInfo, ...]:
+    """The mapped instances (``key[3]``) of the run's task ``key``, by index: what
+    :func:`group_tasks` puts under it, without grouping the whole run (a task page of a
+    100,000-task run spent 0.3-0.45 s of the loop on that)."""
+    prefix = key + "["
+    found = [
+        (int(match["index"]), t)
+        for t in tasks
+        if t.key.startswith(prefix)
+        and (match := _INSTANCE.match(t.key)) is not None
+        and match["parent"] == key
+    ]
+    return tuple(t for _, t in sorted(found, key=lambda p: p[0]))
 
 
 def task_counts(groups: Iterable[TaskGroup]) -> dict[str, int]:
