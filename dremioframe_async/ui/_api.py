@@ -33,7 +33,7 @@ from ._respond import (
 )
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
 from ._streams import RunWatch
-from ._threads import ui_threads
+from ._threads import IN_THREAD_FROM, ui_threads
 from ._times import parse_time
 
 __all__ = ["add_api_routes", "parse_query"]
@@ -41,7 +41,7 @@ __all__ = ["add_api_routes", "parse_query"]
 UPDATE_GAP = 0.1  # coalesce bursts of events into at most ten updates a second
 HEARTBEAT = 15.0  # a comment line now and then, so a closed client is noticed
 STREAMS_RETRY_AFTER = 5  # seconds, for a stream refused because too many are open
-JSON_IN_THREAD = 1_000  # a run's tasks from which its JSON is built in a worker thread
+JSON_IN_THREAD = IN_THREAD_FROM  # a run's tasks from which its JSON is built in a thread
 T = TypeVar("T")
 
 
@@ -259,8 +259,7 @@ async def _stream(
     try:
         while True:
             if len(tasks) < JSON_IN_THREAD:
-                payload = diff.update(run, tasks)
-                sent = None if payload is None else event_bytes("run", payload)
+                sent = _changes(diff, run, tasks)
             else:  # a 100,000-task run's first event is 12 MB, and each look compares them all
                 sent = await anyio.to_thread.run_sync(
                     _changes, diff, run, tasks, limiter=ui_threads()

@@ -18,11 +18,11 @@ import anyio.to_thread
 
 from ..orchestration import Event, RunFinished, RunStarted, TaskLogged
 from ..store import MemoryStore, RunInfo, TaskInfo
-from ._threads import ui_threads
+from ._threads import IN_THREAD_FROM, ui_threads
 
 __all__ = ["VIEWS_IN_THREAD", "LiveRun", "LiveRuns"]
 
-VIEWS_IN_THREAD = 1_000  # a run's tasks from which its views are built off the loop
+VIEWS_IN_THREAD = IN_THREAD_FROM  # a run's tasks from which its views are built off the loop
 
 
 class LiveRun:

@@ -43,12 +43,10 @@ def dumps_sliced(data: Any) -> str:
     """``json.dumps(data, default=str)``, with a long list (``data`` itself, or a value of
     ``data``) encoded ``SLICE`` items a call, so that a worker thread encoding it lets
     the event loop have the GIL in between."""
-    if isinstance(data, list):
-        return _list(data)
     if isinstance(data, dict) and all(isinstance(k, str) for k in data):
         items = (f"{_encode(k)}: {_value(v)}" for k, v in data.items())
         return "{" + ", ".join(items) + "}"
-    return str(_encode(data))
+    return _value(data)
 
 
 def _value(value: Any) -> str:

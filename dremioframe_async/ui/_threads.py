@@ -5,7 +5,10 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 
-__all__ = ["UI_THREADS", "ui_threads"]
+__all__ = ["IN_THREAD_FROM", "UI_THREADS", "ui_threads"]
+
+# A run's tasks from which the UI builds its views, JSON and events in a worker thread.
+IN_THREAD_FROM = 1_000
 
 UI_THREADS = 2  # worker threads the UI's large answers take at once, per event loop
 _threads: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
