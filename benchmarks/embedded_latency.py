@@ -11,6 +11,10 @@ and records each round trip. Three loads, one after the other (a fourth on reque
   tasks, against FakeDremio in its own process;
 * mapped (not run unless named in ``--loads``): a task's result mapped over by
   ``expand``, 100,000 no-op instances per run (``--instances``), back to back.
+* waiting (not run unless named): 100,000 tasks (``--waiting``) that all wait
+  together, 2 s each (``await anyio.sleep(2)``, as I/O-bound extractions wait on
+  the network), run back to back. Its engine column gives the runs' median time
+  and the collector's full collections per run.
 
 Per load: the round trip's p50, p99 and max (ms), pings sent, the loop's own lag
 (how late a 5 ms sleep in the host wakes, bounded by the CPU time the loop's
@@ -23,6 +27,7 @@ average. Targets: p99 <= 10 ms and max <= 20 ms under each load.
     python benchmarks/embedded_latency.py --seconds 5 --loads idle fan-out
     python benchmarks/embedded_latency.py --quick         # 2 s per load, 200,000 rows
     python benchmarks/embedded_latency.py --loads idle mapped
+    python benchmarks/embedded_latency.py --loads idle waiting
 
 The flight load needs the ``testing`` extra (DuckDB); without it that row says so.
 Its row also gives the CPU time the loop's thread took to free each table (the
@@ -166,6 +171,41 @@ def mapped_load(instances: int) -> Load:
     return load
 
 
+WAIT_SECONDS = 2.0  # how long each task of the waiting load waits
+
+
+def waiting_load(width: int) -> Load:
+    """``width`` tasks that wait together, each ``WAIT_SECONDS``, between a root and a sink."""
+
+    async def wait() -> None:
+        await anyio.sleep(WAIT_SECONDS)
+
+    root, sink = Task("root", noop), Task("sink", noop)
+    for i in range(width):
+        mid = Task(f"w{i}", wait)
+        root >> mid
+        mid >> sink
+    pipeline = Pipeline("latency_waiting", max_concurrency=width + 2).add_task(root)
+
+    async def load(stop: anyio.Event) -> str:
+        times: list[float] = []
+        full = gc.get_stats()[2]["collections"]
+        while not stop.is_set():
+            start = time.perf_counter()
+            result = await pipeline.run()
+            assert result.status == "SUCCESS", result.status
+            times.append(time.perf_counter() - start)
+            del result
+        full = gc.get_stats()[2]["collections"] - full
+        median = statistics.median(times)
+        return (
+            f"{len(times)} runs of {WAIT_SECONDS:g} s waits: median {median:.2f} s, "
+            f"{full / len(times):.1f} full collections a run"
+        )
+
+    return load
+
+
 def flight_load(rows: int) -> Load:
     async def load(stop: anyio.Event) -> str:
         from dremioframe_async.bench._fake_process import fake_dremio_process
@@ -294,6 +334,7 @@ async def main_async(
     rows: int,
     freeze: bool = False,
     instances: int = 100_000,
+    waiting: int = 100_000,
 ) -> None:
     global FREEZE
     FREEZE = freeze
@@ -302,6 +343,7 @@ async def main_async(
         "fan-out": lambda: fan_out_load(width),
         "flight": lambda: flight_load(rows),
         "mapped": lambda: mapped_load(instances),
+        "waiting": lambda: waiting_load(waiting),
     }
     figures = []
     for name in loads:
@@ -325,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--instances", type=int, default=100_000, help="instances of the mapped load's fan-out"
     )
     parser.add_argument(
+        "--waiting", type=int, default=100_000, help="tasks of the waiting load, waiting together"
+    )
+    parser.add_argument(
         "--freeze", action="store_true", help="gc.freeze() once the pipelines are built"
     )
     parser.add_argument("--quick", action="store_true", help="2 s per load, 200,000 rows")
@@ -336,7 +381,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.quick:
         args.seconds, args.rows = 2.0, 200_000
     anyio.run(
-        main_async, args.loads, args.seconds, args.width, args.rows, args.freeze, args.instances
+        main_async,
+        args.loads,
+        args.seconds,
+        args.width,
+        args.rows,
+        args.freeze,
+        args.instances,
+        args.waiting,
     )
 
 

@@ -16,7 +16,7 @@ from ._backend import cancel_is_stray
 from ._calls import AttemptSlots, call_async, call_sync, check_async
 from ._errors import ExpandError, MapLengthError
 from ._events import TaskRetrying
-from ._gc import freezing
+from ._gc import FREEZE_MIN, freezing
 from ._logs import CURRENT_LOG, shipped_logs
 from ._mapping import MappedTask
 from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_limit
@@ -278,7 +278,10 @@ class Attempts(Arguments):
         self.remaining += len(values)
         children: list[Node] = []
         node.children = children  # filled a slice at a time; read once the last has ended
-        claim = freezing(len(values))  # a wide fan-out's instances are made frozen (``_gc``)
+        # A wide fan-out's instances are made frozen (``_gc``), under the run's claim for
+        # its running tasks when it holds one (kept to the run's end: not thawed here).
+        held = self.running_claim if len(values) >= FREEZE_MIN else None
+        claim = held or freezing(len(values))
         if claim is not None:
             self.froze = True
         # A slice at a time, the first ones running meanwhile, as a run makes its nodes.
@@ -296,5 +299,5 @@ class Attempts(Arguments):
                     if made < len(values):
                         await self._checkpoint()
             finally:
-                if claim is not None:
+                if claim is not None and claim is not held:
                     claim.thaw()

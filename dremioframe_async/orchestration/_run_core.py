@@ -30,7 +30,7 @@ from ._backend import checkpoint_function, checkpoint_if_cancelled_function
 from ._dispatch import Backlog, Emit
 from ._events import TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
-from ._gc import freezing
+from ._gc import FREEZE_MIN, Freezing, freezing
 from ._graph import KeepResults, Plan
 from ._node import KeptResults, Node, Times
 from ._observe import Observers
@@ -111,6 +111,10 @@ class RunCore:
         self._limits = (run_limiter, pools)
         self._shared_limiters: dict[str | None, tuple[anyio.CapacityLimiter, ...]] = {}
         self.froze = False  # some of its nodes were made frozen (``_gc``)
+        # Its claim on freezing for its running tasks, held to its end (``Run``), and
+        # how many runners trigger the next freeze.
+        self.running_claim: Freezing | None = None
+        self.freeze_at = FREEZE_MIN
         self.retried = False  # some task was retried (its errors may hold cycles: ``_gc``)
         self.nodes: list[Node] = []  # made at the start of execute(), a slice at a time
         self.remaining = 0
