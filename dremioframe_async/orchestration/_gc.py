@@ -24,6 +24,13 @@ The nodes are then old without counting as survivors. So are the application's
 objects that were alive at a freeze: they skip their remaining young
 collections.
 
+A run's running tasks are frozen under a claim too (``Run._freeze_running``): a
+task that waits keeps its coroutines, frames and timers alive until it ends, so
+100,000 waiting tasks made millions of survivors. The run takes the claim as its
+runners reach ``FREEZE_MIN``, freezes what is alive at each further ``FREEZE_MIN``
+(``Freezing.freeze``), and thaws as it ends; a fan-out it makes meanwhile is made
+under the same claim. While a run holds it, other runs make their nodes plainly.
+
 A finished run's nodes are freed by reference counting when its result is
 dropped: a fan-out's parent lets go of its instances once they have all ended.
 A run in which a task failed, was cancelled or retried may still hold cycles:
