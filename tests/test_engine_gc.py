@@ -9,7 +9,9 @@ collector as it found it:
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -192,8 +194,14 @@ async def test_a_disabled_collector_stays_disabled() -> None:
         gc.enable()
 
 
+def _claim() -> Freezing:
+    claim = _gc.freezing(FREEZE_MIN)
+    assert claim is not None
+    return claim
+
+
 def test_a_slice_resumes_only_a_collector_that_ran() -> None:
-    claim = Freezing()
+    claim = _claim()
     gc.disable()
     try:
         with claim.slice():
@@ -202,6 +210,7 @@ def test_a_slice_resumes_only_a_collector_that_ran() -> None:
     finally:
         claim.thaw()
         gc.enable()
+    claim = _claim()
     try:
         with claim.slice():
             assert not gc.isenabled()
@@ -337,3 +346,139 @@ async def test_a_wide_fan_out_started_while_tasks_wait_is_made_old_and_thawed_at
     assert result.status == "SUCCESS"
     assert young == [0]
     assert gc.get_freeze_count() == 0
+
+
+async def test_a_run_freezes_its_running_tasks_only_at_new_highs() -> None:
+    # Two waves of WIDTH waiting tasks, one after the other: the second is no higher
+    # than the first, so it is not frozen. Garbage frozen with the first wave (cycles
+    # its tasks dropped) waits for the thaw; freezing again in each wave piled it up.
+    seen: list[int] = []
+    first_done = anyio.Event()
+    counts = [0, 0]
+    waves = [anyio.Event(), anyio.Event()]
+
+    def hold(wave: int) -> Callable[[], Awaitable[None]]:
+        async def body() -> None:
+            marker = _Marker()
+            counts[wave] += 1
+            if counts[wave] == WIDTH:
+                if wave == 1:
+                    seen.append(_markers_in_the_collector())
+                waves[wave].set()
+            await waves[wave].wait()
+            del marker
+
+        return body
+
+    async def between() -> None:
+        first_done.set()
+
+    gate = Task("between", between)
+    pipeline = Pipeline("gc", max_concurrency=WIDTH + 2)
+    for j in range(WIDTH):
+        Task(f"a{j}", hold(0)) >> gate
+        gate >> Task(f"b{j}", hold(1))
+    pipeline.add_task(gate)
+    assert (await pipeline.run()).status == "SUCCESS"
+    assert first_done.is_set()
+    assert seen == [WIDTH]  # the second wave's markers: none frozen
+
+
+async def test_a_run_with_waiting_tasks_stops_freezing_until_a_full_collection() -> None:
+    # Its tasks may have dropped cycles that were frozen with them: thawed, they sit
+    # uncounted in the oldest generation, and the next run would freeze them again.
+    await _waiting_fan_out(WIDTH, _nothing)
+    assert await _young_at_start() > 0  # made plainly
+    gc.collect()
+    assert await _young_at_start() == 0
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_a_run_turned_away_freezes_once_the_claim_is_free() -> None:
+    # Run A holds the claim while run B's first wave grows; once A has ended (and a
+    # full collection looked at what it thawed), B's next runners freeze its waiting
+    # tasks, the first wave's included.
+    release_a, release_b, gate_b = anyio.Event(), anyio.Event(), anyio.Event()
+    seen: list[int] = []
+    second = 10  # a few more runners: no new high of its own
+
+    async def wait_a() -> None:
+        await release_a.wait()
+
+    async def wait_b() -> None:
+        marker = _Marker()
+        await release_b.wait()
+        del marker
+
+    async def go() -> None:
+        await gate_b.wait()
+
+    a = Pipeline("a", max_concurrency=WIDTH)
+    for j in range(WIDTH):
+        a.add_task(Task(f"a{j}", wait_a))
+    b = Pipeline("b", max_concurrency=WIDTH + second + 2)
+    gate = Task("go", go)
+    b.add_task(gate)
+    for j in range(WIDTH):
+        b.add_task(Task(f"b{j}", wait_b))
+    for j in range(second):
+        gate >> Task(f"c{j}", wait_b)
+
+    async with anyio.create_task_group() as tg:
+        a_done = anyio.Event()
+
+        async def run_a() -> None:
+            assert (await a.run()).status == "SUCCESS"
+            a_done.set()
+
+        async def run_b() -> None:
+            assert (await b.run()).status == "SUCCESS"
+
+        tg.start_soon(run_a)
+        await anyio.wait_all_tasks_blocked()  # A holds the claim
+        tg.start_soon(run_b)
+        await anyio.wait_all_tasks_blocked()  # B's first wave waits, turned away
+        assert _markers_in_the_collector() == WIDTH
+        release_a.set()
+        await a_done.wait()
+        gc.collect()
+        gate_b.set()
+        await anyio.wait_all_tasks_blocked()  # B's second wave waits too
+        seen.append(_markers_in_the_collector())
+        release_b.set()
+    assert seen[0] <= second + SPAWN_BURST
+
+
+def test_a_claim_whose_loop_was_closed_with_its_run_inside_is_taken_back() -> None:
+    # A worker thread's loop stopped and closed while a large run waits: the run's
+    # thaw never runs. The next claim takes it back rather than leave the process
+    # frozen, and never freezing again.
+    holding = threading.Event()
+
+    def worker() -> None:
+        loop = asyncio.new_event_loop()
+
+        async def run() -> None:
+            async def look() -> None:
+                holding.set()
+                await asyncio.Event().wait()  # never set: the loop is closed under it
+
+            await _waiting_fan_out(WIDTH, look)
+
+        task = loop.create_task(run())
+        loop.run_until_complete(asyncio.wait_for(asyncio.to_thread(holding.wait), 30))
+        loop.close()  # with the run still in it
+        del task
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(60)
+    assert gc.get_freeze_count() > 0  # the abandoned run's
+    assert _gc.freezing(FREEZE_MIN) is None  # taken back; it may have left cycles
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    claim = _claim()
+    claim.thaw()

@@ -27,9 +27,13 @@ collections.
 A run's running tasks are frozen under a claim too (``Run._freeze_running``): a
 task that waits keeps its coroutines, frames and timers alive until it ends, so
 100,000 waiting tasks made millions of survivors. The run takes the claim as its
-runners reach ``FREEZE_MIN``, freezes what is alive at each further ``FREEZE_MIN``
-(``Freezing.freeze``), and thaws as it ends; a fan-out it makes meanwhile is made
-under the same claim. While a run holds it, other runs make their nodes plainly.
+runners reach ``FREEZE_MIN``, freezes what is alive at each new high of
+``FREEZE_MIN`` more (``Freezing.freeze``), and thaws as it ends; a fan-out it makes
+meanwhile is made under the same claim. While a run holds it, other runs make their
+nodes plainly. Garbage frozen with the tasks (cycles they dropped) waits for the
+thaw, so after it no run freezes until a full collection (as after a failure). A
+claim whose run cannot thaw it (its loop closed with the run inside, its thread
+ended) is taken back by the next ``freezing``.
 
 A finished run's nodes are freed by reference counting when its result is
 dropped: a fan-out's parent lets go of its instances once they have all ended.
@@ -44,12 +48,14 @@ disabled (``gc.disable()``), or objects already frozen (``gc.freeze()``, as
 pre-fork servers do; ``gc.unfreeze()`` would hand those back). Once objects
 frozen by somebody else are seen, the process never freezes again. Runs in other
 threads (each loop its own) freeze one at a time. A thread that disables the
-collector, or freezes objects, while another thread's run makes a slice (about a
-millisecond) may find that undone.
+collector while another thread's run makes a slice (about a millisecond) may find
+that undone; objects the application freezes while a run holds a claim (for the
+whole run, once its running tasks are frozen) are thawed with the run's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 from collections.abc import Iterator
@@ -68,6 +74,7 @@ _hosts_own = False  # somebody else froze objects: the collector is theirs to ma
 # Python code in every collection, where a Ctrl-C that landed was swallowed
 # ("Exception ignored in ...") and the process went on.
 _suspect_at: int | None = None
+_holder: Freezing | None = None  # the claim in force, while ``_busy``
 
 
 def _full_collections() -> int:
@@ -85,10 +92,23 @@ def _suspect() -> bool:
 class Freezing:
     """One run's (or one fan-out's) claim on freezing, from its first slice to its thaw."""
 
-    __slots__ = ("_young",)
+    __slots__ = ("_loop", "_thread", "_young")
 
     def __init__(self) -> None:
         self._young = 1  # the first slice collects both young generations
+        # Where it was taken: a claim whose thread has ended or whose loop was closed
+        # with the run still in it is never thawed by that run (``freezing``).
+        self._thread = threading.current_thread()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+
+    def abandoned(self) -> bool:
+        """Whether the run holding the claim can no longer thaw it."""
+        if not self._thread.is_alive():
+            return True
+        return self._loop is not None and self._loop.is_closed()
 
     @contextmanager
     def slice(self) -> Iterator[None]:
@@ -113,17 +133,24 @@ class Freezing:
         """Freeze everything alive now, the young garbage collected first.
 
         For objects made outside a slice: a run's running tasks (``Run``), made as
-        each starts, alive until it ends.
+        each starts, alive until it ends. Nothing once the application has disabled
+        the collector.
         """
-        gc.collect(1)
-        gc.freeze()
+        if gc.isenabled():
+            gc.collect(1)
+            gc.freeze()
 
     def thaw(self) -> None:
-        """Everything frozen back into the oldest generation; the claim ends."""
-        global _busy
-        gc.unfreeze()
+        """Everything frozen back into the oldest generation; the claim ends.
+
+        Nothing if the claim was taken back meanwhile (``freezing``).
+        """
+        global _busy, _holder
         with _lock:
-            _busy = False
+            if _holder is not self:
+                return
+            gc.unfreeze()
+            _busy, _holder = False, None
 
 
 def may_hold_cycles() -> None:
@@ -137,15 +164,21 @@ def may_hold_cycles() -> None:
 
 
 def freezing(count: int) -> Freezing | None:
-    """A claim on freezing ``count`` new nodes, or None to make them plainly."""
-    global _busy, _hosts_own
+    """A claim on freezing ``count`` new objects' worth, or None to make them plainly."""
+    global _busy, _hosts_own, _holder, _suspect_at
     if count < FREEZE_MIN or not gc.isenabled():
         return None
     with _lock:
+        if _busy and _holder is not None and _holder.abandoned():
+            # Its run's loop was closed, or its thread ended, with the run in it: take
+            # the claim back. What it froze may hold cycles (its own coroutines).
+            gc.unfreeze()
+            _busy, _holder, _suspect_at = False, None, _full_collections()
         if _busy or _hosts_own or _suspect():
             return None
         if gc.get_freeze_count():  # walks the frozen list: none of ours is frozen now
             _hosts_own = True
             return None
         _busy = True
-    return Freezing()
+        _holder = claim = Freezing()
+    return claim

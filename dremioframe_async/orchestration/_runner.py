@@ -70,23 +70,25 @@ class Run(Attempts):
             self._freeze_running()
 
     def _freeze_running(self) -> None:
-        """Freeze what is alive, as the run's runners grow by ``FREEZE_MIN``.
+        """Freeze what is alive, as the run's runners reach a new high by ``FREEZE_MIN``.
 
         A running task's coroutines, frames, scopes and timers live until it ends:
         100,000 sleeping tasks made 3.8 million objects, which counted as survivors
         towards full collections that scanned them all (11 in a 5 s run, up to 1.1 s
         each). Frozen, they sit outside the collector; the run holds its claim until
-        it ends (``_gc``), then thaws them. Only growth freezes, counted from the
-        fewest runners since the last freeze: a run that keeps as many tasks running,
-        each ending as the next starts, freezes no more.
+        it ends (``_gc``), then thaws them. Only new highs freeze, so what a run
+        freezes is bounded by its largest concurrency: garbage frozen with the live
+        tasks (a cycle a task dropped) waits for the thaw, and a run that freezes in
+        waves would pile it up. A run turned away (another holds the claim) tries
+        again as it spawns more runners.
         """
-        self.freeze_at = self.workers + FREEZE_MIN
         claim = self.running_claim
         if claim is None:
             claim = self.running_claim = freezing(FREEZE_MIN)
             if claim is None:
-                return  # another run's, or the application's: tried again at the next step
+                return
             self.froze = True
+        self.freeze_at = self.workers + FREEZE_MIN
         claim.freeze()
 
     def _paused(self) -> bool:
@@ -137,8 +139,6 @@ class Run(Attempts):
                     last_yield = time.perf_counter()
         finally:
             self.workers -= 1
-            if self.workers + FREEZE_MIN < self.freeze_at:
-                self.freeze_at = self.workers + FREEZE_MIN  # growth from here freezes again
 
     # -- the run -------------------------------------------------------------------
 
@@ -152,6 +152,9 @@ class Run(Attempts):
             if self.running_claim is not None:
                 self.running_claim.thaw()
                 self.running_claim = None
+                # Garbage frozen with its tasks (cycles they dropped) is in the oldest
+                # generation now, uncounted: no run freezes until a full collection.
+                may_hold_cycles()
             if self.froze and (self.n_bad or self.retried or self.cancelling):
                 may_hold_cycles()  # its nodes may be cyclic garbage: see ``_gc``
 
