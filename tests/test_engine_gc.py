@@ -384,13 +384,28 @@ async def test_a_run_freezes_its_running_tasks_only_at_new_highs() -> None:
     assert seen == [WIDTH]  # the second wave's markers: none frozen
 
 
-async def test_a_run_with_waiting_tasks_stops_freezing_until_a_full_collection() -> None:
-    # Its tasks may have dropped cycles that were frozen with them: thawed, they sit
-    # uncounted in the oldest generation, and the next run would freeze them again.
-    await _waiting_fan_out(WIDTH, _nothing)
-    assert await _young_at_start() > 0  # made plainly
+async def test_a_run_with_waiting_tasks_collects_what_it_froze_as_it_ends() -> None:
+    # Its tasks dropped cycles while the run froze what was alive: thawed, they would
+    # sit uncounted in the oldest generation, and the next run would freeze them again.
+    class Cycle:
+        pass
+
+    refs: list[weakref.ref[Cycle]] = []
+
+    async def drop_cycles() -> None:
+        for _ in range(50):
+            c = Cycle()
+            c.me = c  # type: ignore[attr-defined]
+            refs.append(weakref.ref(c))
+        gc.freeze()  # as the run's next step of runners would: frozen with the rest
+        del c
+
     gc.collect()
-    assert await _young_at_start() == 0
+    full = gc.get_stats()[2]["collections"]
+    await _waiting_fan_out(WIDTH, drop_cycles)
+    assert [r for r in refs if r() is not None] == []
+    assert gc.get_stats()[2]["collections"] > full
+    assert await _young_at_start() == 0  # and the next run freezes
 
 
 async def _nothing() -> None:

@@ -150,11 +150,9 @@ class Run(Attempts):
             return await self._execute()
         finally:
             if self.running_claim is not None:
-                self.running_claim.thaw()
+                # Garbage frozen with its tasks (cycles they dropped) is looked at now.
+                self.running_claim.thaw(collect=True)
                 self.running_claim = None
-                # Garbage frozen with its tasks (cycles they dropped) is in the oldest
-                # generation now, uncounted: no run freezes until a full collection.
-                may_hold_cycles()
             if self.froze and (self.n_bad or self.retried or self.cancelling):
                 may_hold_cycles()  # its nodes may be cyclic garbage: see ``_gc``
 
