@@ -17,7 +17,6 @@ __all__ = [
     "cancel_is_stray",
     "checkpoint_function",
     "checkpoint_if_cancelled_function",
-    "next_turn_function",
     "spawn_detached",
 ]
 
@@ -33,19 +32,6 @@ def checkpoint_function() -> Callable[[], Awaitable[None]]:
         return anyio.lowlevel.checkpoint
     # What anyio's asyncio backend does for a checkpoint, minus its per-call lookup.
     return functools.partial(asyncio.sleep, 0)
-
-
-def next_turn_function() -> Callable[[Callable[[], None]], object] | None:
-    """How to have a callback called at the start of the loop's next turn, or None
-    where the backend has no such turn to count on.
-
-    asyncio runs, in each turn, the callbacks that were ready as the turn began:
-    one scheduled with ``call_soon`` runs in the next turn, ahead of the timers
-    that come due then.
-    """
-    if not _on_asyncio():
-        return None
-    return asyncio.get_running_loop().call_soon
 
 
 def checkpoint_if_cancelled_function() -> Callable[[], Awaitable[None]]:

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ._backend import checkpoint_function, checkpoint_if_cancelled_function, next_turn_function
+from ._backend import checkpoint_function, checkpoint_if_cancelled_function
 from ._dispatch import Backlog, Emit
 from ._events import TaskStateChanged
 from ._executor import DEFAULT_THREADS, ExecutorSession
@@ -127,13 +127,6 @@ class RunCore:
         self.results = KeptResults(self.nodes, lambda: plan.key_index, self.keep)
         self.times = Times(len(plan.tasks))  # each plan task's first start and its end
         self.workers = 0
-        # Runners going on after a yield or a wait, counted per turn of the loop, and
-        # those waiting for a later turn (``Run._over_share``). ``next_turn`` is None
-        # where the backend has no turn to count (trio): no share.
-        self.next_turn = next_turn_function()
-        self.turn_counted = False
-        self.turn_goes = 0
-        self.turn_queue: deque[anyio.Event] = deque()
         self.busy = 0
         self.cancelling = False  # the caller cancelled: only cleanup tasks may start
         self.closing = False  # the run is over: settle what is left, no more propagation

@@ -43,7 +43,6 @@ YIELD_INTERVAL = 0.0005  # seconds a runner may go on without yielding to the lo
 # sleep fan-out in one trip of 26 ms on a slow host, with every other coroutine of
 # the loop, a store's writes or the host's requests, waiting behind it).
 SPAWN_BURST = 64
-TURN_SHARE = 32  # runners that go on to another task after a yield or a wait, per turn
 _RUNNER_NAME = f"{__name__}.Run._runner"  # given, not derived by anyio per task
 
 
@@ -92,45 +91,6 @@ class Run(Attempts):
         self.freeze_at = self.workers + FREEZE_MIN
         claim.freeze()
 
-    def _over_share(self) -> bool:
-        """Whether this turn of the loop has had its ``TURN_SHARE`` of runners that go
-        on to another task after a yield or a wait.
-
-        Each runner whose task's wait ends takes the next task in the following turn.
-        When waits end while the run is still starting tasks (100,000 tasks that wait
-        2 s take 2.4 s to start), the longer a turn, the more waits end in it, and the
-        more tasks the next turn starts: turns grew to 100-200 ms. A share per turn
-        keeps a turn's starts bounded; the others wait their turn (``_wait_turn``).
-        """
-        if not self.turn_counted:
-            self.turn_counted = True
-            self.turn_goes = 0
-            self._at_next_turn()
-        self.turn_goes += 1
-        return self.turn_goes > TURN_SHARE
-
-    async def _wait_turn(self) -> None:
-        """Wait until a later turn lets this runner go on (first come, first served)."""
-        gate = anyio.Event()
-        self.turn_queue.append(gate)
-        await gate.wait()
-
-    def _new_turn(self) -> None:
-        """At the start of a turn: the count starts again, and up to ``TURN_SHARE``
-        waiting runners go on (in the next turn, as an event's waiters do)."""
-        self.turn_goes = 0
-        queue = self.turn_queue
-        if not queue:
-            self.turn_counted = False
-            return
-        for _ in range(min(len(queue), TURN_SHARE)):
-            queue.popleft().set()
-        self._at_next_turn()
-
-    def _at_next_turn(self) -> None:
-        assert self.next_turn is not None  # only counted where the backend has turns
-        self.next_turn(self._new_turn)
-
     def _paused(self) -> bool:
         # Once cancelled, nothing new starts until the wind-down picks the cleanup tasks.
         return self.cancelling and self._grace is None
@@ -174,8 +134,6 @@ class Run(Attempts):
                         # The store catches up (``BACKLOG_LIMIT``). Not in a cancelled
                         # run's wind-down: its cleanup must not wait on a stuck store.
                         await self.backlog.room()
-                    elif self.next_turn is not None and self._over_share():
-                        await self._wait_turn()
                     else:
                         await self._checkpoint()
                     last_yield = time.perf_counter()
