@@ -353,3 +353,41 @@ async def test_resumed_run_runs_its_cleanup_and_alert_tasks_again() -> None:
     assert ran.index("cleanup") > ran.index("load")  # at the end of the resumed run
     assert sorted(ran) == ["cleanup", "load", "notify"]  # extract's result was reused
     assert "resumed" not in second.tasks["cleanup"].reason
+
+
+@pytest.mark.parametrize("width", [1, 2, 5])
+async def test_an_always_task_waiting_for_a_slot_runs_after_its_upstream_is_cancelled(
+    width: int,
+) -> None:
+    # Every slot is taken by a task that waits; the ``always`` task, ready from the
+    # start, waits for a slot when the run is cancelled. It never started, and its
+    # upstream task is still running: it runs once that one has ended.
+    ran: list[str] = []
+
+    async def slow() -> None:
+        await anyio.sleep_forever()
+
+    async def cleanup() -> None:
+        ran.append("cleanup")
+
+    pipeline = Pipeline("always_waits", max_concurrency=width, cleanup_grace=GUARD)
+    ups = [task(name=f"up{i}")(slow)() for i in range(width)]
+    last = task(name="cleanup", trigger_rule="always")(cleanup)()
+    ups[0] >> last
+    for up in ups:
+        pipeline.add_task(up)
+    recorder = Recorder()
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                with anyio.CancelScope() as scope:
+                    scopes.append(scope)
+                    await pipeline.run(on_event=recorder)
+
+            scopes: list[anyio.CancelScope] = []
+            tg.start_soon(run)
+            await anyio.wait_all_tasks_blocked()
+            scopes[0].cancel()
+    assert ran == ["cleanup"]
+    assert recorder.final()["cleanup"] is _S.SUCCESS

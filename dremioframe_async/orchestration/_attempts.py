@@ -23,6 +23,7 @@ from ._node import AttemptLimit, ChildNode, Node, attempt_limit, elapsed, time_l
 from ._placement import on_executor, remote_call
 from ._resources import with_resources
 from ._retry import make_retrying
+from ._rules import runs_on_cancel
 from ._run_core import SLICE
 from ._states import TaskState
 from ._threads import SlotHandover, run_in_thread
@@ -131,6 +132,14 @@ class Attempts(Arguments):
         self.cancelling = True
         if node.attempts == 0 and self._is_cleanup(node):
             self.ready.append(node)  # never started: the wind-down may still run it
+        elif (
+            node.attempts == 0
+            and node.parent is None
+            and runs_on_cancel(node.task.options.trigger_rule)
+        ):
+            # Never started (it waited for a slot), its upstream tasks still to end:
+            # decided once they have, as ``Run._sort_ready`` leaves such a task.
+            node.queued = False
         else:
             self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
         return True
