@@ -14,6 +14,7 @@ import gc
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -36,6 +37,24 @@ def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+def young_instances() -> int:
+    """Fan-out instances still in the young generations."""
+    return sum(1 for g in (0, 1) for o in gc.get_objects(generation=g) if type(o) is ChildNode)
+
+
+def _extract_noting_young(young: list[int]) -> Any:
+    """A task to map over parts that notes, as its first instance runs, how many
+    instances are young."""
+
+    @task
+    async def extract(part: int) -> int:
+        if not young:
+            young.append(young_instances())
+        return part
+
+    return extract
 
 
 def young_nodes() -> int:
@@ -77,13 +96,7 @@ async def test_a_wide_fan_out_makes_its_instances_old_at_once() -> None:
     async def parts() -> list[int]:
         return list(range(WIDTH))
 
-    @task
-    async def extract(part: int) -> int:
-        if not young:
-            young.append(
-                sum(1 for g in (0, 1) for o in gc.get_objects(generation=g) if type(o) is ChildNode)
-            )
-        return part
+    extract = _extract_noting_young(young)
 
     result = await Pipeline("gc").add_task(extract.expand(part=parts())).run()
     assert result.status == "SUCCESS"
@@ -330,13 +343,7 @@ async def test_a_wide_fan_out_started_while_tasks_wait_is_made_old_and_thawed_at
         await waiting.wait()
         return list(range(WIDTH))
 
-    @task
-    async def extract(part: int) -> int:
-        if not young:
-            young.append(
-                sum(1 for g in (0, 1) for o in gc.get_objects(generation=g) if type(o) is ChildNode)
-            )
-        return part
+    extract = _extract_noting_young(young)
 
     pipeline = Pipeline("gc", max_concurrency=2 * WIDTH + 10)
     pipeline.add_task(extract.expand(part=parts()))
