@@ -32,8 +32,8 @@ runners reach ``FREEZE_MIN``, freezes what is alive at each new high of
 meanwhile is made under the same claim. While a run holds it, other runs make their
 nodes plainly. Garbage frozen with the tasks (cycles they dropped) waits for the
 thaw, which makes a full collection (``Freezing.thaw``). A claim whose run cannot
-thaw it (its loop closed with the run inside, its thread
-ended) is taken back by the next ``freezing``.
+thaw it (its loop closed with the run inside, its thread ended) is taken back by
+the next ``freezing``.
 
 A finished run's nodes are freed by reference counting when its result is
 dropped: a fan-out's parent lets go of its instances once they have all ended.
