@@ -415,10 +415,6 @@ async def test_a_run_with_waiting_tasks_collects_what_it_froze_as_it_ends() -> N
     assert await _young_at_start() == 0  # and the next run freezes
 
 
-async def _nothing() -> None:
-    return None
-
-
 async def test_a_run_turned_away_freezes_once_the_claim_is_free() -> None:
     # Run A holds the claim while run B's first wave grows; once A has ended (and a
     # full collection looked at what it thawed), B's next runners freeze its waiting
