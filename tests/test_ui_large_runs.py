@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 import pytest_asyncio
+from _threads_taken import default_threads_taken
 from aiohttp.test_utils import TestClient, TestServer
 from test_ui_api import sse_events
 
@@ -98,6 +99,23 @@ async def test_a_large_runs_json_is_built_in_a_worker_thread(
     assert len(built_in) == _api.JSON_IN_THREAD
     assert threading.get_ident() not in built_in
     assert min(taken) == 1
+
+
+async def test_a_large_runs_pages_do_not_wait_for_the_threads_of_a_runs_tasks(
+    store: MemoryStore,
+) -> None:
+    """The UI's work in worker threads takes its own threads: with every default one
+    taken (plain-function tasks blocked in them), a large run's page, fragment and
+    JSON still come."""
+    result = await wide("wide", _api.JSON_IN_THREAD).run(store=store)
+    result.raise_for_status()
+    run_id = result.run_id
+    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
+        with default_threads_taken(), anyio.fail_after(30):
+            for path in (f"/runs/{run_id}", f"/runs/{run_id}/live", f"/api/runs/{run_id}"):
+                response = await client.get(path)
+                assert response.status == 200, path
+                assert run_id in await response.text(), path
 
 
 async def test_a_pipeline_too_large_to_draw_makes_no_graph_nodes(

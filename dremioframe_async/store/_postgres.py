@@ -34,6 +34,7 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 
+from .._own_threads import OwnThreads
 from .._telemetry import traceparent
 from ..errors import DremioFrameError
 from ..orchestration import PriorRun, Record
@@ -74,6 +75,9 @@ _LEFT_BEHIND: list[tuple[Any, Any]] = []
 
 SCHEMA_VERSION = len(MIGRATIONS)
 VIEWS_IN_THREAD = 1_000  # a run's task rows from which its views are built off the loop
+# Its own thread per event loop: a read of a large run neither waits behind a run's
+# plain-function tasks (anyio's default threads) nor takes one of theirs.
+_VIEW_THREADS = OwnThreads("dremioframe_async.store.postgres.views", 1)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -432,7 +436,7 @@ class PostgresStore:
         # A 100,000-task run's views take about 1.5 s to build: in a worker thread, the
         # loop gets the GIL back every few milliseconds meanwhile (SQLite's are built in
         # its thread too).
-        return await anyio.to_thread.run_sync(views)
+        return await anyio.to_thread.run_sync(views, limiter=_VIEW_THREADS.limiter())
 
     async def pause_schedule(self, pipeline: str, paused: bool = True) -> bool:
         """Pause (or resume) ``pipeline``'s schedule for every process; whether it changed.

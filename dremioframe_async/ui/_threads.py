@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import anyio
-import anyio.lowlevel
+
+from .._own_threads import OwnThreads
 
 __all__ = ["IN_THREAD_FROM", "UI_THREADS", "ui_threads"]
 
@@ -11,17 +12,10 @@ __all__ = ["IN_THREAD_FROM", "UI_THREADS", "ui_threads"]
 IN_THREAD_FROM = 1_000
 
 UI_THREADS = 2  # worker threads the UI's large answers take at once, per event loop
-_threads: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
-    "dremioframe_async.ui.threads"
-)
+_THREADS = OwnThreads("dremioframe_async.ui.threads", UI_THREADS)
 
 
 def ui_threads() -> anyio.CapacityLimiter:
     """The UI's own worker threads on this event loop: its large answers do not take the
     default threads that a run's plain-function tasks use (anyio's 40)."""
-    try:
-        return _threads.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(UI_THREADS)
-        _threads.set(limiter)
-        return limiter
+    return _THREADS.limiter()

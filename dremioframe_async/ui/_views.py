@@ -18,6 +18,7 @@ from ._pipelines import pipeline_views
 from ._respond import html_page
 from ._runlist import RunsFilter, runs_page
 from ._state import CSRF_KEY, UI_KEY, RequestUrls, UIState
+from ._threads import ui_threads
 
 __all__ = ["add_page_routes"]
 
@@ -77,7 +78,7 @@ async def _run_body(request: web.Request) -> tuple[RunInfo, Markup] | None:
     )
     # Rendering is pure CPU work over frozen views: a big run's goes off the loop.
     if len(tasks) > RENDER_IN_THREAD:
-        return run, await anyio.to_thread.run_sync(render)
+        return run, await anyio.to_thread.run_sync(render, limiter=ui_threads())
     return run, render()
 
 
