@@ -145,6 +145,23 @@ def test_plan_is_kept_when_unrelated_tasks_change() -> None:
     assert p.plan().tasks == (a, b, x, y)
 
 
+@pytest.mark.asyncio
+async def test_a_readers_plan_is_a_runs_plan_and_does_not_replace_it() -> None:
+    """A run plans with its resource names checked; a reader of the graph (the UI,
+    ``tasks``) asks for the plan unchecked and gets the run's, not a rebuilt one that
+    the next run would rebuild again (100,000 tasks: a second or so each)."""
+    a, b = step(1), step(2)
+    a >> b
+    p = Pipeline("p").add_task(a)
+    await p.run()
+    ran = p.plan(())
+    assert p.plan() is ran
+    assert p.tasks == (a, b)
+    await p.run()
+    assert p.plan(()) is ran
+    assert p.plan({"db"}) is not ran  # other names are checked again
+
+
 def test_only_the_part_downstream_of_back_edges_is_sorted_and_nothing_is_missed() -> None:
     import random
 

@@ -226,7 +226,9 @@ class Pipeline:
         names = None if resources is None else frozenset(resources)
         if self._plan is not None:
             stamp, checked, plan = self._plan
-            if checked == names and sum(map(_EDITS, plan.tasks)) == stamp:
+            # A plan checked for some resource names is the plan unchecked too: a
+            # reader of the graph (the UI's) does not evict a run's, and rebuild it.
+            if (names is None or checked == names) and sum(map(_EDITS, plan.tasks)) == stamp:
                 return plan
         plan = build_plan(self.name, self._added, self.pools, names)
         self._plan = (sum(map(_EDITS, plan.tasks)), names, plan)

@@ -51,6 +51,9 @@ class MemoryStore:
         self._max_result_bytes = max_result_bytes
         self._runs: dict[str, RunRow] = {}
         self._tasks: dict[str, dict[str, TaskRow]] = {}
+        # Each run's task counts by state, with the planned keys they were counted for,
+        # until a record changes its tasks: a list of runs counts each one run once.
+        self._counted: dict[str, tuple[str | None, Counter[str]]] = {}
         self._attempts: dict[tuple[str, str], dict[int, AttemptRow]] = {}
         self._logs = MemoryLogs()
         self._fires: set[tuple[str, float]] = set()
@@ -64,11 +67,13 @@ class MemoryStore:
         fold = Fold(current_owner(), None, self._max_result_bytes, escape=False).add_all(events)
         for run_id, run in fold.runs.items():
             self._runs[run_id] = merge(self._runs.get(run_id), run)
+            self._counted.pop(run_id, None)
         tasks: dict[str, TaskRow] = {}
         tasks_of = ""
         for (run_id, key), values in fold.tasks.items():
             if run_id != tasks_of:  # a batch holds one run's events, as a rule
                 tasks, tasks_of = self._tasks.setdefault(run_id, {}), run_id
+                self._counted.pop(run_id, None)
             old = tasks.get(key)
             tasks[key] = task_row(values) if old is None else merge(old, task_row(values))
         for (run_id, key, number), attempt in fold.attempts.items():
@@ -124,12 +129,16 @@ class MemoryStore:
             raise RunNotFound(run_id) from None
 
     def _info(self, row: RunRow) -> RunInfo:
+        counted = self._counted.get(row.run_id)
+        if counted is not None and counted[0] is row.task_keys:
+            return run_info(row, counted[1])
         tasks = self._tasks.get(row.run_id, {})
         counts = Counter(
             t.state or "PENDING" for k, t in tasks.items() if f"{k}[0]" not in tasks
         )  # a mapped task counts as its instances (see _sql.not_mapped)
         if pending := pending_count(row, tasks):
             counts["PENDING"] += pending
+        self._counted[row.run_id] = (row.task_keys, counts)
         return run_info(row, counts)
 
     async def load_prior_run(self, run_id: str) -> PriorRun:

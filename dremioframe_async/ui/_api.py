@@ -22,7 +22,7 @@ from ..store import RunInfo, RunNotFound, RunQuery, RunStatus, StateStore, Store
 from ._launcher import CANCELLABLE
 from ._live import LiveRun
 from ._model import mask, run_json, task_json, task_state_json
-from ._pipelines import pipeline_json, pipeline_views
+from ._pipelines import pipeline_json, pipeline_views, planned_size
 from ._respond import (
     event_bytes,
     json_error,
@@ -158,7 +158,14 @@ async def list_pipelines(request: web.Request) -> web.Response:
         views = await pipeline_views(_ui(request))
     except StoreError as exc:
         return json_error(f"the store cannot be read: {exc}", 503)
-    return json_response({"pipelines": [pipeline_json(v) for v in views]})
+
+    def answer() -> dict[str, Any]:
+        return {"pipelines": [pipeline_json(v) for v in views]}
+
+    # Each served pipeline lists its tasks: 100,000 of them took 0.3 s of the loop.
+    if sum(map(planned_size, views)) < JSON_IN_THREAD:
+        return json_response(answer())
+    return await json_response_in_thread(answer)
 
 
 async def pipeline_state(request: web.Request) -> web.Response:

@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..orchestration import PipelineDefinitionError
 from ..store import RunInfo, RunQuery, RunStore, SchedulePauses, StateEntry, StateStore
 from ._launcher import PipelineEntry, planned_edges
 from ._model import mask, run_json
 from ._params import ADDED_BY_SCHEDULERS, ParamField, param_fields
 from ._state import UIState
 
-__all__ = ["PipelineView", "pipeline_json", "pipeline_views"]
+__all__ = ["PipelineView", "pipeline_json", "pipeline_views", "planned_size"]
 
 LAST_RUNS = 5
 
@@ -104,6 +105,16 @@ async def pipeline_views(ui: UIState) -> list[PipelineView]:
 
 def _field_json(f: ParamField) -> dict[str, Any]:
     return {"name": f.name, "kind": f.kind, "default": None if f.kind == "secret" else f.default}
+
+
+def planned_size(view: PipelineView) -> int:
+    """How many tasks a served pipeline lists (0: none, or a graph with a problem)."""
+    if view.entry is None:
+        return 0
+    try:
+        return len(view.entry.pipeline.plan().tasks)
+    except PipelineDefinitionError:
+        return 0
 
 
 def pipeline_json(view: PipelineView) -> dict[str, Any]:

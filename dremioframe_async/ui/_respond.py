@@ -40,24 +40,28 @@ _encode = functools.partial(json.dumps, default=str)
 
 
 def dumps_sliced(data: Any) -> str:
-    """``json.dumps(data, default=str)``, with a long list (``data`` itself, or a value of
-    ``data``) encoded ``SLICE`` items a call, so that a worker thread encoding it lets
-    the event loop have the GIL in between."""
-    if isinstance(data, dict) and all(isinstance(k, str) for k in data):
-        items = (f"{_encode(k)}: {_value(v)}" for k, v in data.items())
+    """``json.dumps(data, default=str)``, with each long list (anywhere in dicts and lists
+    of ``data``, except inside a long list's items) encoded ``SLICE`` items a call, so
+    that a worker thread encoding it lets the event loop have the GIL in between."""
+    if isinstance(data, list):
+        if len(data) > SLICE:
+            parts = (str(_encode(data[i : i + SLICE]))[1:-1] for i in range(0, len(data), SLICE))
+            return "[" + ", ".join(parts) + "]"
+        if any(_long(item) for item in data):
+            return "[" + ", ".join(map(dumps_sliced, data)) + "]"
+    elif _long(data):
+        items = (f"{_encode(k)}: {dumps_sliced(v)}" for k, v in data.items())
         return "{" + ", ".join(items) + "}"
-    return _value(data)
+    return str(_encode(data))
 
 
-def _value(value: Any) -> str:
-    return _list(value) if isinstance(value, list) else str(_encode(value))
-
-
-def _list(items: list[Any]) -> str:
-    if len(items) <= SLICE:
-        return str(_encode(items))
-    parts = (str(_encode(items[i : i + SLICE]))[1:-1] for i in range(0, len(items), SLICE))
-    return "[" + ", ".join(parts) + "]"
+def _long(value: Any) -> bool:
+    """Whether ``value`` is a long list, or a dict (of str keys) with one in it."""
+    if isinstance(value, list):
+        return len(value) > SLICE or any(map(_long, value))
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return any(map(_long, value.values()))
+    return False
 
 
 async def json_response_in_thread(build: Callable[[], Any]) -> web.Response:
