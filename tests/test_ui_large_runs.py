@@ -390,6 +390,34 @@ async def test_a_capped_run_page_lists_running_and_failed_tasks_before_pending_o
     assert "8 more tasks not listed here" in page
 
 
+async def test_a_run_pages_mapped_instances_are_listed_within_one_budget(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each mapped task listed up to ``MAX_LISTED`` of its instances, so 1,000 mapped
+    tasks could put 200,000 rows on a capped page: they share ``MAX_TASK_ROWS`` rows."""
+    monkeypatch.setattr(_pages, "MAX_TASK_ROWS", 50)
+    monkeypatch.setattr(_pages, "MAX_LISTED", 20)
+    at = time.time()
+    mapped = [f"m{i}" for i in range(5)]
+    events: list[Any] = [RunStarted("r", "mapped", at, {}, tuple(mapped))]
+    for key in mapped:
+        events.append(TaskStateChanged("r", "mapped", key, TaskState.SUCCESS, at + 2, 0))
+        events += [
+            TaskStateChanged("r", "mapped", f"{key}[{j}]", TaskState.SUCCESS, at + 1, 1)
+            for j in range(30)
+        ]
+    await store.record(events)
+    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
+        response = await client.get("/runs/r")
+        assert response.status == 200
+        page = await response.text()
+    shown = re.findall(r'<tr class="instance" data-key="(m\d)\[\d+\]"', page)
+    assert [shown.count(key) for key in mapped] == [20, 20, 10, 0, 0]
+    notes = re.findall(r"(\d+) more not listed here", page)
+    assert notes == ["10", "10", "20", "30", "30"]
+    assert page.count("30 mapped instances of m") == 5
+
+
 async def test_a_task_page_finds_its_instances_without_grouping_the_run(
     store: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

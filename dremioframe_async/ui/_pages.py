@@ -280,11 +280,15 @@ def _listed(groups: Sequence[TaskGroup]) -> Sequence[TaskGroup]:
 def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
     body = []
     listed = _listed(groups)
+    budget = MAX_TASK_ROWS  # instance rows in all: 1,000 mapped tasks could list 200,000
     for g in listed:
         body.append(_task_row(urls, g.task))
         if g.instances:
-            shown = [_task_row(urls, t, "instance") for t in g.instances[:MAX_LISTED]]
-            inner = join(el("table", {"class": "instances"}, shown), _more(len(g.instances)))
+            count = min(len(g.instances), MAX_LISTED, budget)
+            budget -= count
+            shown = [_task_row(urls, t, "instance") for t in g.instances[:count]]
+            more = _more(len(g.instances), count)
+            inner = join(el("table", {"class": "instances"}, shown), more)
             summary = el("summary", None, f"{len(g.instances)} mapped instances of {g.task.key}")
             body.append(
                 el(
@@ -302,12 +306,10 @@ def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
     return join(table, el("p", {"class": "muted"}, note + "see the JSON API"))
 
 
-def _more(total: int) -> Markup | None:
-    if total <= MAX_LISTED:
+def _more(total: int, shown: int = MAX_LISTED) -> Markup | None:
+    if total <= shown:
         return None
-    return el(
-        "p", {"class": "muted"}, f"{total - MAX_LISTED} more not listed here; see the JSON API"
-    )
+    return el("p", {"class": "muted"}, f"{total - shown} more not listed here; see the JSON API")
 
 
 def _errors(urls: Urls, tasks: Sequence[TaskInfo]) -> Markup:
