@@ -9,7 +9,8 @@ OpenTelemetry metrics too. Names start with ``dremioframe_``, carry their unit
 (``_seconds``, ``_bytes``, ``_total``) and a ``pipeline`` label where one applies.
 Task labels are task names, never mapped-instance keys, so a fan-out adds no
 label values. A pipeline's first ``TASK_LABELS`` task names each get their own;
-its tasks past those are counted together, as ``task="(other tasks)"``.
+its tasks past those are counted together, as ``task="(other tasks)"``. So with
+pipelines: the first ``PIPELINE_LABELS`` names seen, then ``"(other pipelines)"``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["OTHER_TASKS", "REGISTRY", "TASK_LABELS", "Registry", "enable_metrics"]
+__all__ = [
+    "OTHER_PIPELINES",
+    "OTHER_TASKS",
+    "PIPELINE_LABELS",
+    "REGISTRY",
+    "TASK_LABELS",
+    "Registry",
+    "enable_metrics",
+]
 
 Labels = tuple[str, ...]
 # Each task name is a series of every task metric for the life of the process, and
@@ -29,6 +38,9 @@ Labels = tuple[str, ...]
 # named tasks, or one that puts a date in its task names, would grow both without end.
 TASK_LABELS = 1_000  # task names a pipeline's task metrics carry, the first seen
 OTHER_TASKS = "(other tasks)"  # the label of its tasks past those
+# So with pipeline names (a service that names each day's pipeline after the day).
+PIPELINE_LABELS = 200
+OTHER_PIPELINES = "(other pipelines)"
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -155,13 +167,34 @@ class Histogram(_Metric):
             yield f"{self.name}_count{_labels(names, labels)} {_number(row[-1])}"
 
 
+class _FirstSeen:
+    """Label values: the first ``limit`` names seen are their own, the rest ``other``."""
+
+    def __init__(self, limit: int, other: str) -> None:
+        self.limit, self.other = limit, other
+        self._names: set[str] = set()
+        self._lock = threading.Lock()
+
+    def label(self, name: str) -> str:
+        names = self._names
+        if name in names:  # a set only grows: a known name answers without the lock
+            return name
+        with self._lock:
+            if name not in names:
+                if len(names) >= self.limit:
+                    return self.other
+                names.add(name)
+        return name
+
+
 class Registry:
     """The process's metrics; ``enabled`` is what every hook checks first."""
 
     def __init__(self) -> None:
         self.enabled = False
         self.live_limiters: dict[int, tuple[str, Any, dict[str, Any]]] = {}
-        self._task_names: dict[str, set[str]] = {}  # per pipeline, its labelled tasks
+        self._pipelines = _FirstSeen(PIPELINE_LABELS, OTHER_PIPELINES)
+        self._task_names: dict[str, _FirstSeen] = {}  # per pipeline label, its tasks'
         self._names_lock = threading.Lock()
         p, t = ("pipeline",), ("pipeline", "task")
         self.runs_total = Counter(
@@ -210,22 +243,20 @@ class Registry:
             ("store", "outcome"),
         )
 
+    def pipeline_label(self, pipeline: str) -> str:
+        """The ``pipeline`` label of ``pipeline``: its name, unless ``PIPELINE_LABELS``
+        others were seen first (``OTHER_PIPELINES``)."""
+        return self._pipelines.label(pipeline)
+
     def task_label(self, pipeline: str, name: str) -> str:
-        """The ``task`` label of ``pipeline``'s task ``name``: the name itself, unless
-        the pipeline's tasks already took ``TASK_LABELS`` others (``OTHER_TASKS``)."""
+        """The ``task`` label of task ``name`` of the pipeline labelled ``pipeline``: the
+        name itself, unless that pipeline's tasks already took ``TASK_LABELS`` others
+        (``OTHER_TASKS``)."""
         names = self._task_names.get(pipeline)
-        if names is not None:  # a set only grows: a full one answers without the lock
-            if name in names:
-                return name
-            if len(names) >= TASK_LABELS:
-                return OTHER_TASKS
-        with self._names_lock:
-            names = self._task_names.setdefault(pipeline, set())
-            if name not in names:
-                if len(names) >= TASK_LABELS:
-                    return OTHER_TASKS
-                names.add(name)
-        return name
+        if names is None:
+            with self._names_lock:
+                names = self._task_names.setdefault(pipeline, _FirstSeen(TASK_LABELS, OTHER_TASKS))
+        return names.label(name)
 
     def metrics(self) -> list[_Metric]:
         return [v for v in vars(self).values() if isinstance(v, _Metric)]

@@ -30,11 +30,15 @@ def _metrics_as_they_were() -> Iterator[None]:
     engine's memory per task found the metrics' series of 20,000 task names in it."""
     from dremioframe_async import _metrics
 
-    enabled = _metrics.REGISTRY.enabled
+    registry = _metrics.REGISTRY
+    enabled, pipelines = registry.enabled, registry._pipelines
+    # Pipeline names are labels up to a bound, the first seen: each test starts with none
+    # seen, so what earlier tests ran does not decide what a test's runs are labelled.
+    registry._pipelines = _metrics._FirstSeen(_metrics.PIPELINE_LABELS, _metrics.OTHER_PIPELINES)
     try:
         yield
     finally:
-        _metrics.REGISTRY.enabled = enabled
+        registry.enabled, registry._pipelines = enabled, pipelines
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -324,6 +324,36 @@ async def test_a_pipeline_with_more_task_names_than_labels_counts_the_rest_toget
     assert narrow == {"t0", "t1", "t2"}
 
 
+async def test_pipelines_past_the_label_bound_are_counted_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service that puts the day in its pipelines' names would grow every pipeline
+    metric by a series a day, for the life of the process: past ``PIPELINE_LABELS``
+    names, runs are counted as ``pipeline="(other pipelines)"``, all of them."""
+    monkeypatch.setattr(_metrics, "PIPELINE_LABELS", 3)
+    monkeypatch.setattr(
+        _metrics.REGISTRY, "_pipelines", _metrics._FirstSeen(3, _metrics.OTHER_PIPELINES)
+    )
+    names = [f"daily_{secrets.token_hex(4)}_{day}" for day in range(5)]
+
+    async def noop() -> None:
+        return None
+
+    _metrics.enable_metrics()
+    for name in [*names, names[0], names[4]]:
+        (await Pipeline(name).add_task(Task("load", noop)).run()).raise_for_status()
+    samples = parse(_metrics.REGISTRY.render())
+    runs = "dremioframe_runs_finished_total"
+    assert value(samples, runs, pipeline=names[0], status="SUCCESS") == 2
+    assert value(samples, runs, pipeline=names[2], status="SUCCESS") == 1
+    assert value(samples, runs, pipeline=_metrics.OTHER_PIPELINES, status="SUCCESS") == 3
+    seen = {dict(keys).get("pipeline") for (_, keys) in samples}
+    assert not seen & set(names[3:])
+    attempts = "dremioframe_task_attempt_duration_seconds_count"
+    other = {"pipeline": _metrics.OTHER_PIPELINES, "task": "load", "state": "SUCCESS"}
+    assert value(samples, attempts, **other) == 3
+
+
 async def test_a_large_scrape_lets_the_event_loop_run_while_it_renders(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,6 +74,7 @@ async def run_metrics(
     if not registry.enabled:
         yield None
         return
+    pipeline = registry.pipeline_label(pipeline)
     metrics = RunMetrics(registry, pipeline)
     key = id(metrics)
     registry.live_limiters[key] = (pipeline, run_limiter, dict(pools))
