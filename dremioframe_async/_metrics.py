@@ -168,20 +168,23 @@ class Histogram(_Metric):
 
 
 class _FirstSeen:
-    """Label values: the first ``limit`` names seen are their own, the rest ``other``."""
+    """Label values: the first names seen, up to a limit, are their own; the rest ``other``."""
 
-    def __init__(self, limit: int, other: str) -> None:
-        self.limit, self.other = limit, other
+    def __init__(self, other: str) -> None:
+        self.other = other
         self._names: set[str] = set()
         self._lock = threading.Lock()
 
-    def label(self, name: str) -> str:
+    def label(self, name: str, limit: int) -> str:
         names = self._names
-        if name in names:  # a set only grows: a known name answers without the lock
+        # A set only grows: a known name, or any other once it is full, needs no lock.
+        if name in names:
             return name
+        if len(names) >= limit:
+            return self.other
         with self._lock:
             if name not in names:
-                if len(names) >= self.limit:
+                if len(names) >= limit:
                     return self.other
                 names.add(name)
         return name
@@ -193,7 +196,7 @@ class Registry:
     def __init__(self) -> None:
         self.enabled = False
         self.live_limiters: dict[int, tuple[str, Any, dict[str, Any]]] = {}
-        self._pipelines = _FirstSeen(PIPELINE_LABELS, OTHER_PIPELINES)
+        self._pipelines = _FirstSeen(OTHER_PIPELINES)
         self._task_names: dict[str, _FirstSeen] = {}  # per pipeline label, its tasks'
         self._names_lock = threading.Lock()
         p, t = ("pipeline",), ("pipeline", "task")
@@ -246,7 +249,7 @@ class Registry:
     def pipeline_label(self, pipeline: str) -> str:
         """The ``pipeline`` label of ``pipeline``: its name, unless ``PIPELINE_LABELS``
         others were seen first (``OTHER_PIPELINES``)."""
-        return self._pipelines.label(pipeline)
+        return self._pipelines.label(pipeline, PIPELINE_LABELS)
 
     def task_label(self, pipeline: str, name: str) -> str:
         """The ``task`` label of task ``name`` of the pipeline labelled ``pipeline``: the
@@ -255,8 +258,8 @@ class Registry:
         names = self._task_names.get(pipeline)
         if names is None:
             with self._names_lock:
-                names = self._task_names.setdefault(pipeline, _FirstSeen(TASK_LABELS, OTHER_TASKS))
-        return names.label(name)
+                names = self._task_names.setdefault(pipeline, _FirstSeen(OTHER_TASKS))
+        return names.label(name, TASK_LABELS)
 
     def metrics(self) -> list[_Metric]:
         return [v for v in vars(self).values() if isinstance(v, _Metric)]

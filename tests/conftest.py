@@ -34,7 +34,7 @@ def _metrics_as_they_were() -> Iterator[None]:
     enabled, pipelines = registry.enabled, registry._pipelines
     # Pipeline names are labels up to a bound, the first seen: each test starts with none
     # seen, so what earlier tests ran does not decide what a test's runs are labelled.
-    registry._pipelines = _metrics._FirstSeen(_metrics.PIPELINE_LABELS, _metrics.OTHER_PIPELINES)
+    registry._pipelines = _metrics._FirstSeen(_metrics.OTHER_PIPELINES)
     try:
         yield
     finally:

@@ -330,28 +330,58 @@ async def test_pipelines_past_the_label_bound_are_counted_together(
     """A service that puts the day in its pipelines' names would grow every pipeline
     metric by a series a day, for the life of the process: past ``PIPELINE_LABELS``
     names, runs are counted as ``pipeline="(other pipelines)"``, all of them."""
-    monkeypatch.setattr(_metrics, "PIPELINE_LABELS", 3)
-    monkeypatch.setattr(
-        _metrics.REGISTRY, "_pipelines", _metrics._FirstSeen(3, _metrics.OTHER_PIPELINES)
-    )
+    monkeypatch.setattr(_metrics, "PIPELINE_LABELS", 3)  # none seen yet (conftest)
     names = [f"daily_{secrets.token_hex(4)}_{day}" for day in range(5)]
 
     async def noop() -> None:
         return None
 
     _metrics.enable_metrics()
+    runs = "dremioframe_runs_finished_total"
+    attempts = "dremioframe_task_attempt_duration_seconds_count"
+    other = {"pipeline": _metrics.OTHER_PIPELINES, "task": "load", "state": "SUCCESS"}
+    # The registry is the process's: "(other pipelines)" may count earlier tests' runs.
+    before = parse(_metrics.REGISTRY.render())
     for name in [*names, names[0], names[4]]:
         (await Pipeline(name).add_task(Task("load", noop)).run()).raise_for_status()
     samples = parse(_metrics.REGISTRY.render())
-    runs = "dremioframe_runs_finished_total"
     assert value(samples, runs, pipeline=names[0], status="SUCCESS") == 2
     assert value(samples, runs, pipeline=names[2], status="SUCCESS") == 1
-    assert value(samples, runs, pipeline=_metrics.OTHER_PIPELINES, status="SUCCESS") == 3
+    others = (runs, {"pipeline": _metrics.OTHER_PIPELINES, "status": "SUCCESS"})
+    assert value(samples, others[0], **others[1]) == value(before, others[0], **others[1]) + 3
     seen = {dict(keys).get("pipeline") for (_, keys) in samples}
     assert not seen & set(names[3:])
-    attempts = "dremioframe_task_attempt_duration_seconds_count"
-    other = {"pipeline": _metrics.OTHER_PIPELINES, "task": "load", "state": "SUCCESS"}
-    assert value(samples, attempts, **other) == 3
+    assert value(samples, attempts, **other) == value(before, attempts, **other) + 3
+
+
+async def test_served_pipelines_keep_their_labels_and_the_stores_runs_are_bounded_too(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A UI labels the pipelines it serves first, whatever ran before; and the store's
+    runs (``dremioframe_runs``, a series per pipeline ever recorded) are labelled as the
+    process labels its own, past the bound counted together."""
+    monkeypatch.setattr(_metrics, "PIPELINE_LABELS", 2)  # none seen yet (conftest)
+
+    async def noop() -> None:
+        return None
+
+    served = Pipeline(f"served_{secrets.token_hex(4)}").add_task(Task("load", noop))
+    others = [f"daily_{secrets.token_hex(4)}_{day}" for day in range(3)]
+    other = _metrics.OTHER_PIPELINES
+    app = ui_app(store, [served])
+    # The registry is the process's: "(other pipelines)" may count earlier tests' runs.
+    finished = "dremioframe_runs_finished_total"
+    before = value(parse(_metrics.REGISTRY.render()), finished, pipeline=other, status="SUCCESS")
+    for name in others:
+        (await Pipeline(name).add_task(Task("load", noop)).run(store=store)).raise_for_status()
+    (await served.run(store=store)).raise_for_status()
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        samples = await scrape(client)
+    for metric in (finished, "dremioframe_runs"):
+        assert value(samples, metric, pipeline=served.name, status="SUCCESS") == 1, metric
+        assert value(samples, metric, pipeline=others[0], status="SUCCESS") == 1, metric
+    assert value(samples, finished, pipeline=other, status="SUCCESS") == before + 2
+    assert value(samples, "dremioframe_runs", pipeline=other, status="SUCCESS") == 2
 
 
 async def test_a_large_scrape_lets_the_event_loop_run_while_it_renders(

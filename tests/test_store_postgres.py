@@ -642,7 +642,7 @@ async def test_a_large_runs_views_do_not_wait_for_the_threads_of_a_runs_tasks(
     try:
         result = await pipeline.run(store=store)
         result.raise_for_status()
-        with default_threads_taken(), anyio.fail_after(30):
+        with default_threads_taken(), anyio.fail_after(10):
             tasks = await store.get_tasks(result.run_id)
     finally:
         await store.aclose()

@@ -68,6 +68,29 @@ def noting_threads(fn: Callable[..., Any], into: list[int]) -> Callable[..., Any
     return noted
 
 
+def _longest(value: Any) -> int:
+    """The longest list anywhere in ``value``."""
+    if isinstance(value, dict):
+        return max(map(_longest, value.values()), default=0)
+    if isinstance(value, list):
+        return max([len(value), *map(_longest, value)])
+    return 0
+
+
+def encoded_lists(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The longest list in each value the UI's JSON encoder is called with, from now on:
+    one call holds the GIL throughout."""
+    lengths: list[int] = []
+    encode = _respond._encode
+
+    def noted(value: Any) -> Any:
+        lengths.append(_longest(value))
+        return encode(value)
+
+    monkeypatch.setattr(_respond, "_encode", noted)
+    return lengths
+
+
 @pytest_asyncio.fixture
 async def store() -> AsyncIterator[MemoryStore]:
     opened = MemoryStore()
@@ -114,7 +137,7 @@ async def test_a_large_runs_pages_do_not_wait_for_the_threads_of_a_runs_tasks(
     result.raise_for_status()
     run_id = result.run_id
     async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
-        with default_threads_taken(), anyio.fail_after(30):
+        with default_threads_taken(), anyio.fail_after(10):
             for path in (f"/runs/{run_id}", f"/runs/{run_id}/live", f"/api/runs/{run_id}"):
                 response = await client.get(path)
                 assert response.status == 200, path
@@ -136,6 +159,8 @@ async def test_a_large_served_pipelines_json_is_built_in_a_worker_thread(
         return as_json(view)
 
     monkeypatch.setattr(_api, "pipeline_json", noting_threads(taking, built_in))
+    planned_in: list[int] = []  # the loop plans; the thread reads the plans it made
+    monkeypatch.setattr(Pipeline, "plan", noting_threads(Pipeline.plan, planned_in))
     async with TestClient(TestServer(ui_app(store, [small, large]), host="127.0.0.1")) as client:
         with default_threads_taken():
             response = await client.get("/api/pipelines")
@@ -149,6 +174,7 @@ async def test_a_large_served_pipelines_json_is_built_in_a_worker_thread(
     assert len(built_in) == 2
     assert threading.get_ident() not in built_in
     assert min(taken) == 1
+    assert set(planned_in) == {threading.get_ident()}
 
 
 async def test_a_large_page_of_log_lines_is_built_in_a_worker_thread(
@@ -236,6 +262,7 @@ async def test_a_large_runs_event_stream_compares_and_encodes_in_a_worker_thread
     compared_in: list[int] = []
     monkeypatch.setattr(_api, "task_state_json", noting_threads(_api.task_state_json, compared_in))
     async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
+        lengths = encoded_lists(monkeypatch)
         response = await client.get(f"/api/runs/{result.run_id}/events")
         assert response.status == 200
         events = await sse_events(response, until="end")
@@ -244,6 +271,7 @@ async def test_a_large_runs_event_stream_compares_and_encodes_in_a_worker_thread
     assert events[1][1] == {"status": "SUCCESS"}
     assert len(compared_in) == _api.JSON_IN_THREAD
     assert threading.get_ident() not in compared_in
+    assert 0 < max(lengths) <= _respond.SLICE  # its first event, a slice at a time
 
 
 async def test_a_large_run_of_this_process_is_read_off_the_event_loop(
@@ -334,21 +362,7 @@ async def test_sliced_json_is_json_dumps_text_made_a_slice_at_a_time(
 ) -> None:
     """One call of the encoder holds the GIL throughout: a large answer is encoded
     ``SLICE`` list items a call, into the very text ``json.dumps`` makes."""
-    lengths: list[int] = []
-    encode = _respond._encode
-
-    def longest(value: Any) -> int:  # the longest list anywhere in ``value``
-        if isinstance(value, dict):
-            return max(map(longest, value.values()), default=0)
-        if isinstance(value, list):
-            return max([len(value), *map(longest, value)])
-        return 0
-
-    def noted(value: Any) -> Any:
-        lengths.append(longest(value))
-        return encode(value)
-
-    monkeypatch.setattr(_respond, "_encode", noted)
+    lengths = encoded_lists(monkeypatch)
     tasks = [{"key": f"t{i}", "state": "SUCCESS", "at": i / 7} for i in range(1_234)]
     odd = {"when": _respond, "none": None, "nested": {"a": [1, 2]}}
     for data in (
@@ -413,9 +427,13 @@ async def test_a_run_pages_mapped_instances_are_listed_within_one_budget(
         page = await response.text()
     shown = re.findall(r'<tr class="instance" data-key="(m\d)\[\d+\]"', page)
     assert [shown.count(key) for key in mapped] == [20, 20, 10, 0, 0]
-    notes = re.findall(r"(\d+) more not listed here", page)
-    assert notes == ["10", "10", "20", "30", "30"]
-    assert page.count("30 mapped instances of m") == 5
+    groups = re.findall(r"<summary>30 mapped instances of m\d</summary>(.*?)</details>", page)
+    notes = [re.findall(r"(\d+) more not listed here", group) for group in groups]
+    assert notes == [["10"], ["10"], ["20"], ["30"], ["30"]]
+    assert '<table class="instances"></table>' not in page  # none past the budget
+    # Each mapped task's stored results list MAX_LISTED too, and say what they leave out.
+    results = page.split("<h2>Stored results</h2>")[1]
+    assert re.findall(r"(\d+) more not listed here", results) == ["10"] * 5
 
 
 async def test_a_task_page_finds_its_instances_without_grouping_the_run(

@@ -75,9 +75,9 @@ _LEFT_BEHIND: list[tuple[Any, Any]] = []
 
 SCHEMA_VERSION = len(MIGRATIONS)
 VIEWS_IN_THREAD = 1_000  # a run's task rows from which its views are built off the loop
-# Its own thread per event loop: a read of a large run neither waits behind a run's
+# Its own two threads per event loop: a read of a large run neither waits behind a run's
 # plain-function tasks (anyio's default threads) nor takes one of theirs.
-_VIEW_THREADS = OwnThreads("dremioframe_async.store.postgres.views", 1)
+_VIEW_THREADS = OwnThreads("dremioframe_async.store.postgres.views", 2)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 

@@ -219,10 +219,12 @@ class _Diff:
         return {"run": run_data, "tasks": changed}
 
 
-def _changes(diff: _Diff, run: RunInfo, tasks: Sequence[TaskInfo]) -> bytes | None:
+def _changes(
+    diff: _Diff, run: RunInfo, tasks: Sequence[TaskInfo], sliced: bool = False
+) -> bytes | None:
     """The ``run`` event of what changed, as sent; None when nothing did."""
     payload = diff.update(run, tasks)
-    return None if payload is None else event_bytes("run", payload)
+    return None if payload is None else event_bytes("run", payload, sliced=sliced)
 
 
 async def run_events(request: web.Request) -> web.StreamResponse:
@@ -269,7 +271,7 @@ async def _stream(
                 sent = _changes(diff, run, tasks)
             else:  # a 100,000-task run's first event is 12 MB, and each look compares them all
                 sent = await anyio.to_thread.run_sync(
-                    _changes, diff, run, tasks, limiter=ui_threads()
+                    _changes, diff, run, tasks, True, limiter=ui_threads()
                 )
             if sent is not None:
                 await resp.write(sent)

@@ -101,7 +101,9 @@ def ui_app(
         poll_interval=poll_interval,
         streams=streams,
     )
-    enable_metrics()  # GET /metrics reports this process's runs from now on
+    registry = enable_metrics()  # GET /metrics reports this process's runs from now on
+    for name in entries:  # served pipelines first among the labelled ones (PIPELINE_LABELS)
+        registry.pipeline_label(name)
     app = web.Application(middlewares=[_headers, _guard])
     app[UI_KEY] = state
     app.cleanup_ctx.append(_lifespan)

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -33,7 +33,18 @@ from ..schedule import Clock, Schedule, SystemClock, queue_fires
 from ..store import QueuedRun, RunStatus, RunStore, SchedulePauses, StoreError
 from ._live import LiveRuns
 
-__all__ = ["CANCELLABLE", "ActionRefused", "PipelineEntry", "RunLauncher", "planned_edges"]
+if TYPE_CHECKING:
+    from ..orchestration._graph import Plan
+
+__all__ = [
+    "CANCELLABLE",
+    "ActionRefused",
+    "PipelineEntry",
+    "RunLauncher",
+    "edges_of",
+    "planned",
+    "planned_edges",
+]
 
 log = logging.getLogger("dremioframe_async.ui")
 # How long a trigger waits for its queued run to start here before answering.
@@ -108,13 +119,24 @@ class PipelineEntry:
         return " and ".join(s.describe() for s in self.schedules) or None
 
 
-def planned_edges(pipeline: Pipeline) -> dict[str, tuple[str, ...]] | str:
-    """Each task key's upstream keys, or the message of the graph's problem (a cycle...)."""
+def planned(pipeline: Pipeline) -> Plan | str:
+    """The pipeline's plan, or the message of its graph's problem (a cycle...)."""
     try:
-        plan = pipeline.plan()
+        return pipeline.plan()
     except PipelineDefinitionError as exc:
         return str(exc)
+
+
+def edges_of(plan: Plan | str) -> dict[str, tuple[str, ...]] | str:
+    """Each task key's upstream keys, or the message of the graph's problem."""
+    if isinstance(plan, str):
+        return plan
     return dict(zip(plan.keys, plan.upstream_keys, strict=True))
+
+
+def planned_edges(pipeline: Pipeline) -> dict[str, tuple[str, ...]] | str:
+    """Each task key's upstream keys, or the message of the graph's problem (a cycle...)."""
+    return edges_of(planned(pipeline))
 
 
 class RunLauncher:

@@ -118,7 +118,7 @@ async def logs_api(request: web.Request) -> web.Response:
         lines = [entry_json(x) for x in page.lines]
         return {"lines": lines, "next_after": page.next_after, "more": page.more}
 
-    # 10,000 lines (``limit``'s most) took 55-90 ms of the loop to build and encode.
+    # 10,000 lines (``limit``'s most) took 55-113 ms of the loop to build and encode.
     if len(page.lines) < IN_THREAD_FROM:
         return json_response(answer())
     return await json_response_in_thread(answer)

@@ -26,7 +26,14 @@ def _store_runs(counts: dict[tuple[str, str], int]) -> Iterator[str]:
     gauge = Gauge(
         "dremioframe_runs", "Runs in the run store, by pipeline and status.", ("pipeline", "status")
     )
-    gauge.values = {k: float(n) for k, n in counts.items()}
+    # Labelled as this process labels its own runs: past PIPELINE_LABELS pipeline names,
+    # the store's other pipelines count together too.
+    label = REGISTRY.pipeline_label
+    values: dict[tuple[str, ...], float] = {}
+    for (pipeline, status), n in sorted(counts.items()):
+        key = (label(pipeline), status)
+        values[key] = values.get(key, 0.0) + n
+    gauge.values = values
     yield from gauge.header()
     yield from gauge.samples()
 

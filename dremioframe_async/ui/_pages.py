@@ -287,8 +287,8 @@ def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
             count = min(len(g.instances), MAX_LISTED, budget)
             budget -= count
             shown = [_task_row(urls, t, "instance") for t in g.instances[:count]]
-            more = _more(len(g.instances), count)
-            inner = join(el("table", {"class": "instances"}, shown), more)
+            table = el("table", {"class": "instances"}, shown) if shown else None
+            inner = join(table, _more(len(g.instances), count))
             summary = el("summary", None, f"{len(g.instances)} mapped instances of {g.task.key}")
             body.append(
                 el(
@@ -306,7 +306,9 @@ def _task_table(urls: Urls, groups: Sequence[TaskGroup]) -> Markup:
     return join(table, el("p", {"class": "muted"}, note + "see the JSON API"))
 
 
-def _more(total: int, shown: int = MAX_LISTED) -> Markup | None:
+def _more(total: int, shown: int | None = None) -> Markup | None:
+    """The note on what a list leaves out: all past ``shown`` (``MAX_LISTED`` when None)."""
+    shown = MAX_LISTED if shown is None else shown
     if total <= shown:
         return None
     return el("p", {"class": "muted"}, f"{total - shown} more not listed here; see the JSON API")
