@@ -91,6 +91,14 @@ def encoded_lists(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return lengths
 
 
+async def run_page(store: MemoryStore, run_id: str) -> str:
+    """The run page of ``run_id``, as a UI on ``store`` serves it."""
+    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
+        response = await client.get(f"/runs/{run_id}")
+        assert response.status == 200
+        return await response.text()
+
+
 @pytest_asyncio.fixture
 async def store() -> AsyncIterator[MemoryStore]:
     opened = MemoryStore()
@@ -395,10 +403,7 @@ async def test_a_capped_run_page_lists_running_and_failed_tasks_before_pending_o
         for key in keys
     ]
     await store.record(events)
-    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
-        response = await client.get("/runs/r")
-        assert response.status == 200
-        page = await response.text()
+    page = await run_page(store, "r")
     rows = re.findall(r'<tr[^>]*data-key="([a-z]+\d*)"', page)
     assert rows == ["gate", *(f"p{i}" for i in range(17)), "x", "y"]
     assert "8 more tasks not listed here" in page
@@ -421,10 +426,7 @@ async def test_a_run_pages_mapped_instances_are_listed_within_one_budget(
             for j in range(30)
         ]
     await store.record(events)
-    async with TestClient(TestServer(ui_app(store), host="127.0.0.1")) as client:
-        response = await client.get("/runs/r")
-        assert response.status == 200
-        page = await response.text()
+    page = await run_page(store, "r")
     shown = re.findall(r'<tr class="instance" data-key="(m\d)\[\d+\]"', page)
     assert [shown.count(key) for key in mapped] == [20, 20, 10, 0, 0]
     groups = re.findall(r"<summary>30 mapped instances of m\d</summary>(.*?)</details>", page)
