@@ -62,8 +62,9 @@ def test_the_folders_import_each_other_without_a_cycle() -> None:
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
 
 
-# Below every package (see the page): the exception root, masking and observability.
-BASE = {"errors", "_masking", "_telemetry", "_metrics"}
+# Below every package (see the page): the exception root, masking, observability and
+# the parts' own worker threads.
+BASE = {"errors", "_masking", "_telemetry", "_metrics", "_own_threads"}
 
 
 @pytest.mark.parametrize(
@@ -75,6 +76,7 @@ BASE = {"errors", "_masking", "_telemetry", "_metrics"}
         ("store", {"orchestration"} | BASE),
         ("tasks", {"orchestration", "dremio"} | BASE),
         ("_masking", set()),
+        ("_own_threads", set()),
         ("_telemetry", {"errors"}),
         ("_metrics", {"errors", "_telemetry"}),
     ],
