@@ -10,12 +10,13 @@ re-raises into that scope. Stopping the application cancels the runs still going
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -33,15 +34,12 @@ from ..schedule import Clock, Schedule, SystemClock, queue_fires
 from ..store import QueuedRun, RunStatus, RunStore, SchedulePauses, StoreError
 from ._live import LiveRuns
 
-if TYPE_CHECKING:
-    from ..orchestration._graph import Plan
-
 __all__ = [
     "CANCELLABLE",
     "ActionRefused",
+    "Edges",
     "PipelineEntry",
     "RunLauncher",
-    "edges_of",
     "planned",
     "planned_edges",
 ]
@@ -119,24 +117,27 @@ class PipelineEntry:
         return " and ".join(s.describe() for s in self.schedules) or None
 
 
-def planned(pipeline: Pipeline) -> Plan | str:
-    """The pipeline's plan, or the message of its graph's problem (a cycle...)."""
+Edges = dict[str, tuple[str, ...]] | str  # each task key's upstream keys, or the problem
+
+
+def planned(pipeline: Pipeline) -> tuple[int, Callable[[], Edges]]:
+    """How many tasks the pipeline plans (0 when its graph has a problem), and a call
+    that makes its edges (from the plan made here, which nothing changes: a worker
+    thread may make them)."""
     try:
-        return pipeline.plan()
+        plan = pipeline.plan()
     except PipelineDefinitionError as exc:
-        return str(exc)
+        return 0, functools.partial(str, exc)
+
+    def edges() -> Edges:
+        return dict(zip(plan.keys, plan.upstream_keys, strict=True))
+
+    return len(plan.tasks), edges
 
 
-def edges_of(plan: Plan | str) -> dict[str, tuple[str, ...]] | str:
-    """Each task key's upstream keys, or the message of the graph's problem."""
-    if isinstance(plan, str):
-        return plan
-    return dict(zip(plan.keys, plan.upstream_keys, strict=True))
-
-
-def planned_edges(pipeline: Pipeline) -> dict[str, tuple[str, ...]] | str:
+def planned_edges(pipeline: Pipeline) -> Edges:
     """Each task key's upstream keys, or the message of the graph's problem (a cycle...)."""
-    return edges_of(planned(pipeline))
+    return planned(pipeline)[1]()
 
 
 class RunLauncher:

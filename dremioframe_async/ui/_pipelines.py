@@ -8,18 +8,15 @@ the pause switch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..store import RunInfo, RunQuery, RunStore, SchedulePauses, StateEntry, StateStore
-from ._launcher import PipelineEntry, edges_of, planned
+from ._launcher import Edges, PipelineEntry, planned
 from ._model import mask, run_json
 from ._params import ADDED_BY_SCHEDULERS, ParamField, param_fields
 from ._state import UIState
-
-if TYPE_CHECKING:
-    from ..orchestration._graph import Plan
 
 __all__ = ["PipelineView", "pipeline_json", "pipeline_views", "planned_size"]
 
@@ -43,9 +40,9 @@ class PipelineView:
     fields: Sequence[ParamField]
     next_fire: float | None = None
     paused_since: float | None = None
-    # A served pipeline's plan (or its graph's problem), made on the loop: the JSON of a
-    # large one is built in a worker thread, which reads it and plans nothing.
-    plan: Plan | str | None = None
+    # A served pipeline's task count and edges (see ``planned``), planned on the loop: the
+    # JSON of a large one is built in a worker thread, which plans nothing.
+    planned: tuple[int, Callable[[], Edges]] | None = None
 
     @property
     def schedule(self) -> str | None:
@@ -92,7 +89,7 @@ async def _view(
         fields,
         next_fire=min((next(s.fire_times(now)) for s in schedules), default=None),
         paused_since=paused.get(name),
-        plan=planned(entry.pipeline) if entry is not None else None,
+        planned=planned(entry.pipeline) if entry is not None else None,
     )
 
 
@@ -115,7 +112,7 @@ def _field_json(f: ParamField) -> dict[str, Any]:
 
 def planned_size(view: PipelineView) -> int:
     """How many tasks a served pipeline lists (0: none, or a graph with a problem)."""
-    return 0 if view.plan is None or isinstance(view.plan, str) else len(view.plan.tasks)
+    return view.planned[0] if view.planned is not None else 0
 
 
 def pipeline_json(view: PipelineView) -> dict[str, Any]:
@@ -132,8 +129,8 @@ def pipeline_json(view: PipelineView) -> dict[str, Any]:
         "params": [_field_json(f) for f in view.fields],
         "state": [{"key": e.key, "value": mask({e.key: e.value})[e.key]} for e in view.state],
     }
-    if view.plan is not None:
-        edges = edges_of(view.plan)
+    if view.planned is not None:
+        edges = view.planned[1]()
         data["tasks"] = [
             {"key": k, "upstream": list(up)}
             for k, up in (edges.items() if isinstance(edges, dict) else ())
