@@ -130,19 +130,23 @@ class Attempts(Arguments):
         # The run's own cancellation (a task's inner scopes catch theirs;
         # timeouts arrive as TimeoutError): wind down and re-raise.
         self.cancelling = True
-        if node.attempts == 0 and self._is_cleanup(node):
-            self.ready.append(node)  # never started: the wind-down may still run it
-        elif (
-            node.attempts == 0
-            and node.parent is None
-            and runs_on_cancel(node.task.options.trigger_rule)
-        ):
-            # Never started (it waited for a slot), its upstream tasks still to end:
-            # decided once they have, as ``Run._sort_ready`` leaves such a task.
-            node.queued = False
+        if node.attempts == 0:  # never started (it waited for a slot)
+            self._unstarted_on_cancel(node)
         else:
             self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
         return True
+
+    def _unstarted_on_cancel(self, node: Node) -> None:
+        """A task that never started, in a cancelled run: ready again if it is cleanup
+        whose upstream tasks ended (the wind-down may still run it); left unqueued if it
+        is cleanup with upstream tasks still to end (decided once they have); otherwise
+        CANCELLED."""
+        if self._is_cleanup(node):
+            self.ready.append(node)
+        elif runs_on_cancel(node.task.options.trigger_rule) and node.parent is None:
+            node.queued = False
+        else:
+            self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
 
     async def _open_resources(self, node: Node, call: Callable[[], Any]) -> Callable[[], Any]:
         # Opening counts in the first attempt: its timeout bounds the wait, and

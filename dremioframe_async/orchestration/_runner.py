@@ -30,7 +30,6 @@ from ._gc import FREEZE_MIN, freezing, may_hold_cycles
 from ._logs import CURRENT_LOG
 from ._node import NodesByKey, Settlement
 from ._result import LazyTaskRuns, RunResult
-from ._rules import runs_on_cancel
 from ._run_core import SLICE
 from ._states import FINAL_STATES, RunStatus, TaskState
 
@@ -232,12 +231,7 @@ class Run(Attempts):
         """Keep the ready cleanup tasks; cancel the others (which may make more ready)."""
         waiting, self.ready = list(self.ready), deque()
         for node in waiting:
-            if self._is_cleanup(node):
-                self.ready.append(node)
-            elif runs_on_cancel(node.task.options.trigger_rule) and node.parent is None:
-                node.queued = False  # an ``always`` task with upstream tasks still to end
-            else:
-                self._settle(node, _S.CANCELLED, reason=self._why_cancelled())
+            self._unstarted_on_cancel(node)
 
     def _cancel_rest(self) -> None:
         self.cancelling = self.closing = True

@@ -51,9 +51,9 @@ class MemoryStore:
         self._max_result_bytes = max_result_bytes
         self._runs: dict[str, RunRow] = {}
         self._tasks: dict[str, dict[str, TaskRow]] = {}
-        # Each run's task counts by state, with the planned keys they were counted for,
-        # until a record changes its tasks: a list of runs counts each one run once.
-        self._counted: dict[str, tuple[str | None, Counter[str]]] = {}
+        # Each run's task counts by state, until a record changes the run or its tasks:
+        # a list of runs counts each one run once.
+        self._counted: dict[str, Counter[str]] = {}
         self._attempts: dict[tuple[str, str], dict[int, AttemptRow]] = {}
         self._logs = MemoryLogs()
         self._fires: set[tuple[str, float]] = set()
@@ -130,15 +130,15 @@ class MemoryStore:
 
     def _info(self, row: RunRow) -> RunInfo:
         counted = self._counted.get(row.run_id)
-        if counted is not None and counted[0] is row.task_keys:
-            return run_info(row, counted[1])
+        if counted is not None:
+            return run_info(row, counted)
         tasks = self._tasks.get(row.run_id, {})
         counts = Counter(
             t.state or "PENDING" for k, t in tasks.items() if f"{k}[0]" not in tasks
         )  # a mapped task counts as its instances (see _sql.not_mapped)
         if pending := pending_count(row, tasks):
             counts["PENDING"] += pending
-        self._counted[row.run_id] = (row.task_keys, counts)
+        self._counted[row.run_id] = counts
         return run_info(row, counts)
 
     async def load_prior_run(self, run_id: str) -> PriorRun:
